@@ -1,0 +1,663 @@
+//! Node configuration: one TOML file, every key defaulted, `DM_<SECTION>_<KEY>`
+//! environment overrides, and validation that names the offending key.
+//!
+//! The configuration is loaded once on the main thread before any shard starts;
+//! each shard then receives its own clone, so nothing here is shared at run time.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+
+/// The embedded default configuration (`conf/datamiddleware.toml`), used when
+/// no `--config` is given: dev mode, SQLite under `./data`, no Redis.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../conf/datamiddleware.toml");
+
+/// The whole node configuration, as read from TOML.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Identity and threading of this node.
+    pub node: NodeConfig,
+    /// HTTP/JSON front end.
+    pub http: HttpConfig,
+    /// Binary TCP front end for game servers.
+    pub tcp: TcpConfig,
+    /// Tokens, passwords and rate limits.
+    pub auth: AuthConfig,
+    /// L1/L2 cache settings.
+    pub cache: CacheConfig,
+    /// Cluster coordination through Redis.
+    pub cluster: ClusterConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Game used when a request names none (`X-Game-Id` absent).
+    pub default_game: String,
+    /// Every game this node serves, by game id.
+    pub games: BTreeMap<String, GameConfig>,
+}
+
+/// `[node]`: identity, shard count and shutdown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Node id reported by `/health` and the cluster registry.
+    pub id: String,
+    /// Number of shards (pinned executors); 0 means one per available core.
+    pub shards: usize,
+    /// Blocking threads per shard for database drivers and password hashing.
+    pub blocking_threads: usize,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_grace_ms: u64,
+}
+
+/// `[http]`: the HTTP/1.1 listener and its limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address of the HTTP listener (every shard binds it with SO_REUSEPORT).
+    pub listen: String,
+    /// Largest accepted request body (413 above).
+    pub max_body_bytes: usize,
+    /// Largest request line + headers (431 above).
+    pub max_header_bytes: usize,
+    /// A request must arrive completely within this time, and an idle
+    /// keep-alive connection is closed after it.
+    pub read_timeout_ms: u64,
+    /// Origins allowed by CORS; `"*"` allows any.
+    pub cors_origins: Vec<String>,
+}
+
+/// `[tcp]`: the binary protocol listener and its limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TcpConfig {
+    /// Address of the TCP listener (every shard binds it with SO_REUSEPORT).
+    pub listen: String,
+    /// Connections per node; above it a new connection gets Error 0xE006.
+    pub max_connections: usize,
+    /// Largest frame body, before and after gzip inflation.
+    pub max_body_bytes: usize,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout_s: u64,
+    /// An authenticated connection without Heartbeat/Ping for this long is closed.
+    pub heartbeat_timeout_s: u64,
+    /// Heartbeat interval advertised in the handshake reply.
+    pub heartbeat_interval_s: u64,
+}
+
+/// `[auth]`: authentication mode, JWT settings and rate limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `prod` (secrets required) or `dev` (random JWT secret, trusting handshake).
+    pub mode: AuthMode,
+    /// HS256 secret for access tokens; at least 32 bytes in prod mode.
+    pub jwt_secret: String,
+    /// Lifetime of an access token.
+    pub access_ttl_s: u64,
+    /// Lifetime of a refresh token.
+    pub refresh_ttl_s: u64,
+    /// Requests per client IP per minute before 429.
+    pub rate_limit_per_ip_per_min: u32,
+}
+
+/// Authentication strictness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Secrets are mandatory and the trusting handshake is refused.
+    Prod,
+    /// Convenient local mode: random JWT secret, the original's trusting handshake.
+    Dev,
+}
+
+/// `[cache]`: L1 (per shard) and L2 (Redis) cache settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Redis URL for L2; empty means L1 only.
+    pub redis: String,
+    /// Entries per shard in L1.
+    pub l1_max_entries: usize,
+    /// Bytes per shard in L1.
+    pub l1_max_bytes: usize,
+    /// L1 time to live.
+    pub l1_ttl_ms: u64,
+    /// L2 time to live (jittered by ±10 %).
+    pub l2_ttl_s: u64,
+    /// Time to live of cached not-found answers.
+    pub negative_ttl_ms: u64,
+    /// Bound on how long any node may serve a value after a write replaced it.
+    pub invalidation_max_ms: u64,
+}
+
+/// `[cluster]`: node registry and coordination through Redis.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Redis URL for cluster state; empty means a single stand-alone node.
+    pub redis: String,
+    /// Interval of the node heartbeat.
+    pub heartbeat_ms: u64,
+}
+
+/// `[log]`: log level and format.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace` (hot-reloadable with SIGHUP).
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+/// `[games.<id>]`: one game's database and secrets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GameConfig {
+    /// Display name.
+    pub name: String,
+    /// Primary database: `sqlite://path` or `mysql://user:pass@host:port/db`.
+    pub url: String,
+    /// Read replicas (MySQL only).
+    pub replicas: Vec<String>,
+    /// Shared secret of this game's servers; at least 16 bytes in prod mode.
+    pub server_key: String,
+    /// Connections per shard to each database.
+    pub pool_size: usize,
+    /// Replicas lagging more than this are skipped.
+    pub max_replica_lag_ms: u64,
+    /// After a write, that player's reads go to the primary for this long.
+    pub read_your_writes_ms: u64,
+    /// Gold granted at sign-up.
+    pub signup_gold: i64,
+    /// Diamonds granted at sign-up.
+    pub signup_diamonds: i64,
+    /// Game logic module serving `POST /api/v1/games/{id}/{action}`.
+    pub logic: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut games = BTreeMap::new();
+        games.insert("game1".to_string(), GameConfig::default());
+        Config {
+            node: NodeConfig::default(),
+            http: HttpConfig::default(),
+            tcp: TcpConfig::default(),
+            auth: AuthConfig::default(),
+            cache: CacheConfig::default(),
+            cluster: ClusterConfig::default(),
+            log: LogConfig::default(),
+            default_game: "game1".to_string(),
+            games,
+        }
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            id: "node-1".to_string(),
+            shards: 0,
+            blocking_threads: 4,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "0.0.0.0:8080".to_string(),
+            max_body_bytes: 1024 * 1024,
+            max_header_bytes: 16 * 1024,
+            read_timeout_ms: 10_000,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            listen: "0.0.0.0:9090".to_string(),
+            max_connections: 50_000,
+            max_body_bytes: 64 * 1024,
+            idle_timeout_s: 300,
+            heartbeat_timeout_s: 90,
+            heartbeat_interval_s: 30,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: AuthMode::Prod,
+            jwt_secret: String::new(),
+            access_ttl_s: 900,
+            refresh_ttl_s: 2_592_000,
+            rate_limit_per_ip_per_min: 1000,
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            redis: String::new(),
+            l1_max_entries: 100_000,
+            l1_max_bytes: 64 * 1024 * 1024,
+            l1_ttl_ms: 10_000,
+            l2_ttl_s: 600,
+            negative_ttl_ms: 1_000,
+            invalidation_max_ms: 100,
+        }
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis: String::new(),
+            heartbeat_ms: 1000,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_string(),
+            format: "text".to_string(),
+        }
+    }
+}
+
+impl Default for GameConfig {
+    fn default() -> Self {
+        GameConfig {
+            name: "Game 1".to_string(),
+            url: "sqlite://data/game1.db".to_string(),
+            replicas: Vec::new(),
+            server_key: String::new(),
+            pool_size: 4,
+            max_replica_lag_ms: 1000,
+            read_your_writes_ms: 2000,
+            signup_gold: 1000,
+            signup_diamonds: 100,
+            logic: "standard".to_string(),
+        }
+    }
+}
+
+/// A configuration that could not be loaded; the message names the key.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+/// Sections that `DM_<SECTION>_<KEY>` may name.
+const SECTIONS: [&str; 7] = ["node", "http", "tcp", "auth", "cache", "cluster", "log"];
+
+impl Config {
+    /// Loads `path` (or the embedded default when `None`), applies the `DM_*`
+    /// variables of `env`, and validates the result.
+    pub fn load(
+        path: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let (text, origin) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p)
+                    .map_err(|e| err(format!("cannot read config file {p}: {e}")))?,
+                p.to_string(),
+            ),
+            None => (EMBEDDED_DEFAULT.to_string(), "embedded default".to_string()),
+        };
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| err(format!("{origin}: {e}")))?;
+        apply_env_overrides(&mut table, env)?;
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| err(format!("{origin}: key `{}`: {}", e.path(), e.inner())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that the types alone cannot, naming the key at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        parse_addr("http.listen", &self.http.listen)?;
+        parse_addr("tcp.listen", &self.tcp.listen)?;
+        if self.node.id.is_empty() || self.node.id.len() > 64 {
+            return Err(err("key `node.id`: must be 1 to 64 characters"));
+        }
+        if self.node.shards > 1024 {
+            return Err(err("key `node.shards`: at most 1024"));
+        }
+        if self.node.blocking_threads == 0 || self.node.blocking_threads > 256 {
+            return Err(err("key `node.blocking_threads`: must be 1 to 256"));
+        }
+        positive("http.max_body_bytes", self.http.max_body_bytes as u64)?;
+        if self.http.max_header_bytes < 1024 {
+            return Err(err("key `http.max_header_bytes`: at least 1024"));
+        }
+        positive("http.read_timeout_ms", self.http.read_timeout_ms)?;
+        positive("tcp.max_connections", self.tcp.max_connections as u64)?;
+        positive("tcp.max_body_bytes", self.tcp.max_body_bytes as u64)?;
+        if self.tcp.max_body_bytes > 64 * 1024 * 1024 {
+            return Err(err("key `tcp.max_body_bytes`: at most 64 MiB"));
+        }
+        positive("tcp.idle_timeout_s", self.tcp.idle_timeout_s)?;
+        positive("tcp.heartbeat_timeout_s", self.tcp.heartbeat_timeout_s)?;
+        positive("tcp.heartbeat_interval_s", self.tcp.heartbeat_interval_s)?;
+        positive("auth.access_ttl_s", self.auth.access_ttl_s)?;
+        positive("auth.refresh_ttl_s", self.auth.refresh_ttl_s)?;
+        positive(
+            "auth.rate_limit_per_ip_per_min",
+            self.auth.rate_limit_per_ip_per_min as u64,
+        )?;
+        positive("cache.l1_max_entries", self.cache.l1_max_entries as u64)?;
+        if !matches!(
+            self.log.level.as_str(),
+            "error" | "warn" | "info" | "debug" | "trace"
+        ) {
+            return Err(err(
+                "key `log.level`: must be error, warn, info, debug or trace",
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(err("key `log.format`: must be text or json"));
+        }
+        if self.games.is_empty() {
+            return Err(err("key `games`: at least one game must be configured"));
+        }
+        if !self.games.contains_key(&self.default_game) {
+            return Err(err(format!(
+                "key `default_game`: game `{}` is not configured under [games]",
+                self.default_game
+            )));
+        }
+        let prod = self.auth.mode == AuthMode::Prod;
+        if prod && self.auth.jwt_secret.len() < 32 {
+            return Err(err(
+                "key `auth.jwt_secret`: prod mode needs a secret of at least 32 bytes (set DM_AUTH_JWT_SECRET)",
+            ));
+        }
+        for (id, game) in &self.games {
+            if id.is_empty() || id.len() > 64 || !id.bytes().all(is_id_byte) {
+                return Err(err(format!(
+                    "key `games.{id}`: game ids are 1 to 64 of [A-Za-z0-9_-]"
+                )));
+            }
+            if !(game.url.starts_with("sqlite://") || game.url.starts_with("mysql://")) {
+                return Err(err(format!(
+                    "key `games.{id}.url`: must start with sqlite:// or mysql://"
+                )));
+            }
+            if game.url.starts_with("mysql://") {
+                return Err(err(format!(
+                    "key `games.{id}.url`: the MySQL backend is not built into this version; use sqlite://"
+                )));
+            }
+            if !game.replicas.is_empty() {
+                return Err(err(format!(
+                    "key `games.{id}.replicas`: replicas need the MySQL backend, which this version lacks"
+                )));
+            }
+            if game.pool_size == 0 || game.pool_size > 256 {
+                return Err(err(format!("key `games.{id}.pool_size`: must be 1 to 256")));
+            }
+            if game.signup_gold < 0 || game.signup_diamonds < 0 {
+                return Err(err(format!(
+                    "key `games.{id}.signup_gold`/`signup_diamonds`: must not be negative"
+                )));
+            }
+            if game.logic != "standard" {
+                return Err(err(format!(
+                    "key `games.{id}.logic`: unknown game logic `{}` (known: standard)",
+                    game.logic
+                )));
+            }
+            if prod && game.server_key.len() < 16 {
+                return Err(err(format!(
+                    "key `games.{id}.server_key`: prod mode needs a key of at least 16 bytes"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The HTTP listen address (validated by [`Config::validate`]).
+    pub fn http_addr(&self) -> Result<SocketAddr, ConfigError> {
+        parse_addr("http.listen", &self.http.listen)
+    }
+
+    /// The TCP listen address (validated by [`Config::validate`]).
+    pub fn tcp_addr(&self) -> Result<SocketAddr, ConfigError> {
+        parse_addr("tcp.listen", &self.tcp.listen)
+    }
+}
+
+fn is_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        err(format!(
+            "key `{key}`: `{value}` is not an address like 0.0.0.0:8080"
+        ))
+    })
+}
+
+fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(err(format!("key `{key}`: must be greater than 0")));
+    }
+    Ok(())
+}
+
+/// Applies `DM_<SECTION>_<KEY>`, `DM_DEFAULT_GAME` and `DM_GAMES_<GAME>_<KEY>`
+/// variables to the parsed table. A value is taken as a string where the key is
+/// a string, otherwise it is parsed as a TOML value (`2`, `true`, `["a"]`).
+fn apply_env_overrides(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    let defaults = toml::Value::try_from(Config::default())
+        .map_err(|e| err(format!("internal: defaults do not serialise: {e}")))?;
+    let game_defaults = toml::Value::try_from(GameConfig::default())
+        .map_err(|e| err(format!("internal: defaults do not serialise: {e}")))?;
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("DM_"))
+        .collect();
+    vars.sort();
+    for (name, raw) in vars {
+        let rest = name["DM_".len()..].to_ascii_lowercase();
+        if rest == "default_game" {
+            table.insert("default_game".into(), toml::Value::String(raw));
+            continue;
+        }
+        if let Some(game_part) = rest.strip_prefix("games_") {
+            let (game, key) = split_game_key(table, game_part, &game_defaults)
+                .ok_or_else(|| err(format!("environment variable {name}: expected DM_GAMES_<GAME>_<KEY> with a known key")))?;
+            let value = typed_value(&raw, game_defaults.get(&key));
+            let games = table
+                .entry("games")
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let games = games
+                .as_table_mut()
+                .ok_or_else(|| err("key `games`: must be a table"))?;
+            let entry = games
+                .entry(game)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            entry
+                .as_table_mut()
+                .ok_or_else(|| err(format!("environment variable {name}: game is not a table")))?
+                .insert(key, value);
+            continue;
+        }
+        let section = SECTIONS
+            .iter()
+            .find(|s| rest.starts_with(&format!("{s}_")))
+            .ok_or_else(|| {
+                err(format!(
+                    "environment variable {name}: unknown section (known: {})",
+                    SECTIONS.join(", ")
+                ))
+            })?;
+        let key = &rest[section.len() + 1..];
+        let default = defaults.get(*section).and_then(|s| s.get(key));
+        if default.is_none() {
+            return Err(err(format!(
+                "environment variable {name}: `{section}.{key}` is not a configuration key"
+            )));
+        }
+        let value = typed_value(&raw, default);
+        let sec = table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        sec.as_table_mut()
+            .ok_or_else(|| err(format!("key `{section}`: must be a table")))?
+            .insert(key.to_string(), value);
+    }
+    Ok(())
+}
+
+/// Splits `game1_server_key` into (`game1`, `server_key`), preferring a game id
+/// that already exists in the file (ids may contain underscores).
+fn split_game_key(
+    table: &toml::Table,
+    part: &str,
+    game_defaults: &toml::Value,
+) -> Option<(String, String)> {
+    let keys = game_defaults.as_table()?;
+    let mut candidates: Vec<(String, String)> = keys
+        .keys()
+        .filter_map(|k| {
+            let game = part.strip_suffix(k.as_str())?.strip_suffix('_')?;
+            (!game.is_empty()).then(|| (game.to_string(), k.clone()))
+        })
+        .collect();
+    let existing = table.get("games").and_then(|g| g.as_table());
+    candidates.sort_by_key(|(g, _)| {
+        let known = existing
+            .map(|t| t.keys().any(|k| k.eq_ignore_ascii_case(g)))
+            .unwrap_or(false);
+        (!known, g.len())
+    });
+    let (game, key) = candidates.into_iter().next()?;
+    let game = existing
+        .and_then(|t| t.keys().find(|k| k.eq_ignore_ascii_case(&game)).cloned())
+        .unwrap_or(game);
+    Some((game, key))
+}
+
+fn typed_value(raw: &str, default: Option<&toml::Value>) -> toml::Value {
+    if let Some(toml::Value::String(_)) = default {
+        return toml::Value::String(raw.to_string());
+    }
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or(toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("dmcfg-{}", rand::random::<u64>()));
+        std::fs::write(&dir, text).map_err(|e| err(e.to_string()))?;
+        let r = Config::load(
+            dir.to_str(),
+            env.iter().map(|(a, b)| (a.to_string(), b.to_string())),
+        );
+        let _ = std::fs::remove_file(&dir);
+        r
+    }
+
+    #[test]
+    fn embedded_default_is_valid_dev_sqlite() {
+        let c = Config::load(None, Vec::new()).expect("embedded default loads");
+        assert_eq!(c.auth.mode, AuthMode::Dev);
+        assert!(c.games["game1"].url.starts_with("sqlite://"));
+        assert!(c.cache.redis.is_empty());
+    }
+
+    #[test]
+    fn empty_file_gets_defaults_but_prod_needs_secrets() {
+        let e = load_str("", &[]).unwrap_err();
+        assert!(e.0.contains("auth.jwt_secret"), "{e}");
+        let c = load_str("[auth]\nmode = \"dev\"\n", &[]).expect("dev mode loads");
+        assert_eq!(c.http.max_body_bytes, 1024 * 1024);
+        assert_eq!(c.tcp.idle_timeout_s, 300);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = load_str("[auth]\nmode = \"dev\"\n[http]\nlisten_addr = \"x\"\n", &[]).unwrap_err();
+        assert!(e.0.contains("listen_addr"), "{e}");
+        assert!(e.0.contains("http"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let e = load_str(
+            "[auth]\nmode = \"dev\"\n[tcp]\nmax_connections = \"lots\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.0.contains("tcp.max_connections"), "{e}");
+        let e = load_str(
+            "[auth]\nmode = \"dev\"\n[http]\nlisten = \"nowhere\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.0.contains("http.listen"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides_keys_with_types() {
+        let c = load_str(
+            "[auth]\nmode = \"dev\"\n[games.my_game]\nurl = \"sqlite://x.db\"\n",
+            &[
+                ("DM_HTTP_LISTEN", "127.0.0.1:18080"),
+                ("DM_NODE_SHARDS", "2"),
+                ("DM_NODE_ID", "42"),
+                ("DM_DEFAULT_GAME", "my_game"),
+                ("DM_GAMES_MY_GAME_SERVER_KEY", "k"),
+                ("HOME", "/root"),
+            ],
+        )
+        .expect("loads");
+        assert_eq!(c.http.listen, "127.0.0.1:18080");
+        assert_eq!(c.node.shards, 2);
+        assert_eq!(c.node.id, "42");
+        assert_eq!(c.games["my_game"].server_key, "k");
+    }
+
+    #[test]
+    fn unknown_env_key_is_refused() {
+        let e = load_str("[auth]\nmode = \"dev\"\n", &[("DM_HTTP_LISTN", "x")]).unwrap_err();
+        assert!(e.0.contains("DM_HTTP_LISTN"), "{e}");
+        let e = load_str("[auth]\nmode = \"dev\"\n", &[("DM_NOPE_X", "x")]).unwrap_err();
+        assert!(e.0.contains("DM_NOPE_X"), "{e}");
+    }
+}

@@ -1,0 +1,294 @@
+//! HTTP/1.1 request parsing over the connection's read buffer with httparse.
+//! A [`Request`] borrows everything from that buffer; nothing is copied until
+//! a handler needs an owned value.
+
+/// Limits applied while parsing.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request line + headers.
+    pub max_header_bytes: usize,
+    /// Largest body.
+    pub max_body_bytes: usize,
+}
+
+/// The headers the server looks at, picked out once while parsing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KnownHeaders<'a> {
+    /// `Authorization`.
+    pub authorization: Option<&'a str>,
+    /// `X-Game-Id`.
+    pub game_id: Option<&'a str>,
+    /// `If-Match`.
+    pub if_match: Option<&'a str>,
+    /// `Idempotency-Key`.
+    pub idempotency_key: Option<&'a str>,
+    /// `Origin`.
+    pub origin: Option<&'a str>,
+    /// `X-Forwarded-For` (trusted only from loopback proxies).
+    pub forwarded_for: Option<&'a str>,
+    /// `X-Request-Id`.
+    pub request_id: Option<&'a str>,
+}
+
+/// A complete request borrowed from the read buffer.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// Method, e.g. `GET`.
+    pub method: &'a str,
+    /// Path without the query string.
+    pub path: &'a str,
+    /// Query string without `?`, possibly empty.
+    pub query: &'a str,
+    /// Headers the server uses.
+    pub headers: KnownHeaders<'a>,
+    /// Body (Content-Length bytes).
+    pub body: &'a [u8],
+    /// Whether the connection stays open after the answer.
+    pub keep_alive: bool,
+}
+
+impl Request<'_> {
+    /// The value of query parameter `name`, if present (no percent-decoding:
+    /// the server's parameters are numbers and plain tokens).
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == name).then_some(v)
+        })
+    }
+}
+
+/// Outcome of [`parse`].
+#[derive(Debug)]
+pub enum Parsed<'a> {
+    /// A whole request occupying `len` bytes.
+    Complete {
+        /// The request.
+        request: Request<'a>,
+        /// Bytes consumed.
+        len: usize,
+    },
+    /// More bytes are needed; `expect_continue` when the client waits for
+    /// `100 Continue` before sending its body.
+    Partial {
+        /// Client sent `Expect: 100-continue` and its headers are complete.
+        expect_continue: bool,
+    },
+    /// The request is refused; answer `status` and close the connection.
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Reason for the client.
+        message: &'static str,
+    },
+}
+
+const MAX_HEADERS: usize = 64;
+
+/// Parses the request at the start of `buf`.
+pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > limits.max_header_bytes {
+                return refused(431, "request header fields too large");
+            }
+            return Parsed::Partial {
+                expect_continue: false,
+            };
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return refused(431, "too many header fields (at most 64)")
+        }
+        Err(_) => return refused(400, "malformed HTTP request"),
+    };
+    if head_len > limits.max_header_bytes {
+        return refused(431, "request header fields too large");
+    }
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return refused(400, "malformed HTTP request");
+    };
+    let mut headers = KnownHeaders::default();
+    let mut content_length: Option<usize> = None;
+    let mut chunked = false;
+    let mut connection_close = version == 0;
+    let mut expect_continue = false;
+    for h in req.headers.iter() {
+        let Ok(value) = std::str::from_utf8(h.value) else {
+            if h.name.eq_ignore_ascii_case("authorization") {
+                return refused(400, "header value is not UTF-8");
+            }
+            continue;
+        };
+        let value = value.trim();
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let Ok(n) = value.parse::<usize>() else {
+                return refused(400, "invalid Content-Length");
+            };
+            if content_length.is_some_and(|old| old != n) {
+                return refused(400, "conflicting Content-Length headers");
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in value.split(',') {
+                let token = token.trim();
+                if token.eq_ignore_ascii_case("close") {
+                    connection_close = true;
+                } else if token.eq_ignore_ascii_case("keep-alive") {
+                    connection_close = false;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            if value.eq_ignore_ascii_case("100-continue") {
+                expect_continue = true;
+            } else {
+                return refused(417, "unsupported Expect value");
+            }
+        } else if name.eq_ignore_ascii_case("authorization") {
+            headers.authorization = Some(value);
+        } else if name.eq_ignore_ascii_case("x-game-id") {
+            headers.game_id = Some(value);
+        } else if name.eq_ignore_ascii_case("if-match") {
+            headers.if_match = Some(value);
+        } else if name.eq_ignore_ascii_case("idempotency-key") {
+            headers.idempotency_key = Some(value);
+        } else if name.eq_ignore_ascii_case("origin") {
+            headers.origin = Some(value);
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+            headers.forwarded_for = Some(value);
+        } else if name.eq_ignore_ascii_case("x-request-id") {
+            headers.request_id = Some(value);
+        }
+    }
+    if chunked {
+        if content_length.is_some() {
+            return refused(400, "both Transfer-Encoding and Content-Length");
+        }
+        return refused(
+            411,
+            "chunked request bodies are not accepted; send Content-Length",
+        );
+    }
+    let body_len = content_length.unwrap_or(0);
+    if body_len > limits.max_body_bytes {
+        return refused(413, "request body too large");
+    }
+    let total = head_len + body_len;
+    if buf.len() < total {
+        return Parsed::Partial { expect_continue };
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if !path.starts_with('/') {
+        return refused(400, "request target must be an absolute path");
+    }
+    Parsed::Complete {
+        request: Request {
+            method,
+            path,
+            query,
+            headers,
+            body: &buf[head_len..total],
+            keep_alive: !connection_close,
+        },
+        len: total,
+    }
+}
+
+fn refused(status: u16, message: &'static str) -> Parsed<'static> {
+    Parsed::Refused { status, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_header_bytes: 1024,
+        max_body_bytes: 16,
+    };
+
+    #[test]
+    fn parses_pipelined_requests_with_bodies() {
+        let raw = b"POST /a?x=1&y=2 HTTP/1.1\r\nContent-Length: 2\r\nX-Game-Id: g\r\n\r\n{}GET /b HTTP/1.1\r\n\r\n";
+        let Parsed::Complete { request, len } = parse(raw, &LIMITS) else {
+            panic!("first request incomplete")
+        };
+        assert_eq!(request.method, "POST");
+        assert_eq!(request.path, "/a");
+        assert_eq!(request.query_param("y"), Some("2"));
+        assert_eq!(request.query_param("z"), None);
+        assert_eq!(request.headers.game_id, Some("g"));
+        assert_eq!(request.body, b"{}");
+        assert!(request.keep_alive);
+        let Parsed::Complete { request, .. } = parse(&raw[len..], &LIMITS) else {
+            panic!("second request incomplete")
+        };
+        assert_eq!(request.path, "/b");
+    }
+
+    #[test]
+    fn refusals() {
+        let cases: [(&[u8], u16); 6] = [
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                411,
+            ),
+            (b"POST / HTTP/1.1\r\nContent-Length: 17\r\n\r\n", 413),
+            (b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                400,
+            ),
+            (b"GARBAGE\r\n\r\n", 400),
+            (
+                b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n",
+                400,
+            ),
+        ];
+        for (raw, status) in cases {
+            match parse(raw, &LIMITS) {
+                Parsed::Refused { status: s, .. } => {
+                    assert_eq!(s, status, "{:?}", String::from_utf8_lossy(raw))
+                }
+                other => panic!("{other:?} for {:?}", String::from_utf8_lossy(raw)),
+            }
+        }
+        let big = format!("GET / HTTP/1.1\r\nX-A: {}\r\n", "a".repeat(2000));
+        assert!(matches!(
+            parse(big.as_bytes(), &LIMITS),
+            Parsed::Refused { status: 431, .. }
+        ));
+    }
+
+    #[test]
+    fn partial_and_connection_semantics() {
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\n", &LIMITS),
+            Parsed::Partial { .. }
+        ));
+        assert!(matches!(
+            parse(
+                b"POST / HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
+                &LIMITS
+            ),
+            Parsed::Partial {
+                expect_continue: true
+            }
+        ));
+        let Parsed::Complete { request, .. } = parse(b"GET / HTTP/1.0\r\n\r\n", &LIMITS) else {
+            panic!()
+        };
+        assert!(!request.keep_alive);
+        let Parsed::Complete { request, .. } =
+            parse(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", &LIMITS)
+        else {
+            panic!()
+        };
+        assert!(!request.keep_alive);
+    }
+}

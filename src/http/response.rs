@@ -1,0 +1,135 @@
+//! HTTP responses: the JSON envelope of SPEC §3 and their serialisation into
+//! the connection's write buffer.
+
+use crate::service::ApiError;
+use serde_json::Value;
+use std::io::Write;
+
+/// A response ready to be written.
+#[derive(Debug)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Body bytes.
+    pub body: Vec<u8>,
+    /// Content type of the body.
+    pub content_type: &'static str,
+    /// Headers beyond the standard ones.
+    pub headers: Vec<(&'static str, String)>,
+    /// Close the connection after this response.
+    pub close: bool,
+}
+
+impl Response {
+    /// `{"code":200,"message":"ok","data":...}` with `status`.
+    pub fn ok_with(status: u16, data: &Value) -> Response {
+        let mut body = Vec::with_capacity(128);
+        body.extend_from_slice(b"{\"code\":200,\"message\":\"ok\",\"data\":");
+        if serde_json::to_writer(&mut body, data).is_err() {
+            return Response::error(&ApiError::internal());
+        }
+        body.push(b'}');
+        Response::raw(status, body)
+    }
+
+    /// 200 with the success envelope.
+    pub fn ok(data: &Value) -> Response {
+        Response::ok_with(200, data)
+    }
+
+    /// The error envelope `{"code":N,"message":"..."}` with the error's status.
+    pub fn error(e: &ApiError) -> Response {
+        let body = serde_json::json!({ "code": e.code, "message": e.message });
+        Response::raw(e.http_status(), body.to_string().into_bytes())
+    }
+
+    /// An error envelope for a plain HTTP status.
+    pub fn status(status: u16, message: &str) -> Response {
+        Response::error(&ApiError::new(status as u32, message))
+    }
+
+    /// A JSON body as is.
+    pub fn raw(status: u16, body: Vec<u8>) -> Response {
+        Response {
+            status,
+            body,
+            content_type: "application/json",
+            headers: Vec::new(),
+            close: false,
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Appends the response to `out`; `keep_alive` false adds `Connection: close`.
+    pub fn write_to(&self, out: &mut Vec<u8>, keep_alive: bool) {
+        let _ = write!(
+            out,
+            "HTTP/1.1 {} {}\r\nServer: datamiddleware\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+            self.status,
+            reason(self.status),
+            self.content_type,
+            self.body.len()
+        );
+        for (name, value) in &self.headers {
+            let _ = write!(out, "{name}: {value}\r\n");
+        }
+        if !keep_alive || self.close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+    }
+}
+
+/// The reason phrase of a status.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Payload Too Large",
+        417 => "Expectation Failed",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_and_head() {
+        let mut out = Vec::new();
+        Response::ok(&serde_json::json!({"a":1})).write_to(&mut out, true);
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(text.ends_with("\r\n\r\n{\"code\":200,\"message\":\"ok\",\"data\":{\"a\":1}}"));
+        assert!(!text.contains("Connection: close"));
+        let mut out = Vec::new();
+        Response::error(&ApiError::new(1001, "player not found")).write_to(&mut out, false);
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert!(text.contains("Connection: close\r\n"));
+        assert!(text.ends_with("{\"code\":1001,\"message\":\"player not found\"}"));
+    }
+}

@@ -1,0 +1,127 @@
+//! The HTTP listener of one shard and the loop of each connection: read,
+//! parse every complete (possibly pipelined) request, answer them in order
+//! into one write buffer, flush once per batch.
+
+use super::handlers;
+use super::request::{self, Limits, Parsed};
+use super::response::Response;
+use crate::shard::{Shard, ShardGauges};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Accepts connections on `listener` until the shard drains.
+pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shard.stopped().await;
+            None
+        })
+        .await;
+        match accepted {
+            None => break,
+            Some(Ok(stream)) => {
+                let shard = shard.clone();
+                glommio::spawn_local(async move { connection(shard, stream).await }).detach();
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "http accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn connection(shard: Rc<Shard>, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let _guard = shard.track(stream.as_raw_fd());
+    let gauges = shard.gauges();
+    ShardGauges::incr(&gauges.http_connections);
+    let timeout = Duration::from_millis(shard.config.http.read_timeout_ms);
+    let _ = stream.set_write_timeout(Some(timeout));
+    let limits = Limits {
+        max_header_bytes: shard.config.http.max_header_bytes,
+        max_body_bytes: shard.config.http.max_body_bytes,
+    };
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut deadline = Instant::now() + timeout;
+    let mut sent_continue = false;
+    'conn: loop {
+        let mut pos = 0;
+        let mut close = false;
+        while pos < buf.len() {
+            match request::parse(&buf[pos..], &limits) {
+                Parsed::Complete { request, len } => {
+                    let response = handlers::handle(&shard, &request).await;
+                    let keep_alive = request.keep_alive && !shard.is_draining();
+                    response.write_to(&mut out, keep_alive);
+                    ShardGauges::incr(&gauges.http_requests);
+                    pos += len;
+                    sent_continue = false;
+                    deadline = Instant::now() + timeout;
+                    if !keep_alive || response.close {
+                        close = true;
+                        break;
+                    }
+                }
+                Parsed::Partial { expect_continue } => {
+                    if expect_continue && !sent_continue {
+                        out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                        sent_continue = true;
+                    }
+                    break;
+                }
+                Parsed::Refused { status, message } => {
+                    Response::status(status, message).write_to(&mut out, false);
+                    close = true;
+                    break;
+                }
+            }
+        }
+        buf.drain(..pos);
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                break;
+            }
+            out.clear();
+        }
+        if close {
+            break;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            if !buf.is_empty() {
+                Response::status(408, "request not received in time").write_to(&mut out, false);
+                let _ = stream.write_all(&out).await;
+            }
+            break;
+        }
+        let _ = stream.set_read_timeout(Some(deadline - now));
+        let len = buf.len();
+        buf.resize(len + READ_CHUNK, 0);
+        match stream.read(&mut buf[len..]).await {
+            Ok(0) => break 'conn,
+            Ok(n) => buf.truncate(len + n),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                buf.truncate(len);
+                if !buf.is_empty() {
+                    out.clear();
+                    Response::status(408, "request not received in time").write_to(&mut out, false);
+                    let _ = stream.write_all(&out).await;
+                }
+                break;
+            }
+            Err(_) => break,
+        }
+        if buf.capacity() > 4 * READ_CHUNK && buf.len() < READ_CHUNK {
+            buf.shrink_to(2 * READ_CHUNK);
+        }
+    }
+    let _ = stream.close().await;
+    ShardGauges::decr(&gauges.http_connections);
+}

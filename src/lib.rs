@@ -1,0 +1,24 @@
+//! DataMiddleware: a thread-per-core data-access server for game backends.
+//!
+//! Module map (data flows listener → connection → parse → service → store):
+//! - [`config`]: TOML configuration, `DM_*` overrides, validation.
+//! - [`runtime`]: one pinned glommio executor per shard; signals; shutdown.
+//! - [`shard`]: the per-core state a shard owns; the little a node shares.
+//! - [`protocol`]: the binary frame codec and message types (no I/O).
+//! - [`tcp`]: the binary protocol listener, connection loop and dispatch.
+//! - [`http`]: the HTTP/1.1 listener, parser, router and handlers.
+//! - [`service`]: business rules shared by both front ends; auth; errors.
+//! - [`store`]: the `Store` trait, the SQLite backend and migrations.
+//! - [`clock`]: Unix time and RFC 3339 rendering.
+//! - [`logging`]: log output and run-time level changes.
+
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod logging;
+pub mod protocol;
+pub mod runtime;
+pub mod service;
+pub mod shard;
+pub mod store;
+pub mod tcp;

@@ -1,0 +1,78 @@
+//! The `datamiddleware` command: `serve` (the default), `check-config`, `version`.
+
+use clap::{Parser, Subcommand};
+use datamiddleware::config::Config;
+use datamiddleware::{logging, runtime};
+use std::process::ExitCode;
+
+/// Thread-per-core data-access server for game backends.
+#[derive(Parser)]
+#[command(name = "datamiddleware", version, about)]
+struct Cli {
+    /// Configuration file (TOML); the embedded default when absent.
+    #[arg(long, global = true)]
+    config: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Validate a configuration file and exit (0 valid, 1 invalid).
+    CheckConfig {
+        /// The file to check; `--config` or the embedded default when absent.
+        path: Option<String>,
+    },
+    /// Print the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Version => {
+            println!("datamiddleware {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig { path } => {
+            let path = path.or(cli.config);
+            match Config::load(path.as_deref(), std::env::vars()) {
+                Ok(c) => {
+                    println!(
+                        "configuration OK: node {}, {} game(s), http {}, tcp {}, auth mode {:?}",
+                        c.node.id,
+                        c.games.len(),
+                        c.http.listen,
+                        c.tcp.listen,
+                        c.auth.mode
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("configuration invalid: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Serve => {
+            let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("configuration invalid: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let log = logging::init(&config.log.level, &config.log.format);
+            match runtime::run(config, cli.config, log) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "start-up failed");
+                    eprintln!("datamiddleware: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

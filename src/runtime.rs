@@ -1,0 +1,221 @@
+//! Starts the node: one glommio executor per shard, each pinned to its own
+//! core, each binding its own SO_REUSEPORT listeners for HTTP and TCP. The
+//! main thread only waits for signals and for the shards to finish.
+//!
+//! Shutdown (SIGTERM/SIGINT): the signal thread sets the node's shutdown flag;
+//! every shard notices it within [`POLL`], makes `/ready` answer 503, closes
+//! its listeners, shuts the read side of its connections (TCP clients get an
+//! Error 0xE006 frame), lets in-flight requests finish for at most
+//! `node.shutdown_grace_ms`, and returns. SIGHUP re-reads the log level.
+
+use crate::config::Config;
+use crate::logging::LogReload;
+use crate::service::{auth, Services};
+use crate::shard::{NodeState, Shard};
+use crate::{http, store, tcp};
+use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+/// How often a shard looks at the node's shutdown flag.
+const POLL: Duration = Duration::from_millis(20);
+
+/// A failure to start, with a message for the operator.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Runs the node until a shutdown signal; returns when every shard stopped.
+pub fn run(
+    mut config: Config,
+    config_path: Option<String>,
+    log: LogReload,
+) -> Result<(), StartError> {
+    if config.auth.jwt_secret.is_empty() {
+        // Dev mode only (validation refuses it in prod): one secret per start,
+        // shared by every shard so any shard verifies any shard's token.
+        config.auth.jwt_secret = auth::random_hex(32);
+    }
+    migrate(&config)?;
+    let cores: Vec<usize> = core_affinity::get_core_ids()
+        .map(|ids| ids.into_iter().map(|c| c.id).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| vec![0]);
+    let shards = if config.node.shards == 0 {
+        cores.len()
+    } else {
+        config.node.shards
+    };
+    let node = Arc::new(NodeState::new(shards));
+    let dummy_hash: Arc<str> = auth::hash_password("dummy-password-for-timing")
+        .map_err(|e| StartError(format!("cannot hash: {e}")))?
+        .into();
+    let signals = spawn_signal_thread(node.clone(), config_path, log)?;
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
+    let mut handles = Vec::new();
+    for id in 0..shards {
+        let cfg = config.clone();
+        let node = node.clone();
+        let ready = ready_tx.clone();
+        let dummy = dummy_hash.clone();
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(cores[id % cores.len()]))
+            .name(&format!("shard-{id}"))
+            .blocking_thread_pool_placement(PoolPlacement::Unbound(config.node.blocking_threads))
+            .spawn(move || async move { shard_main(id, cfg, node, ready, dummy).await })
+            .map_err(|e| StartError(format!("cannot start shard {id}: {e}")))?;
+        handles.push(handle);
+    }
+    drop(ready_tx);
+    let mut failure = None;
+    for _ in 0..shards {
+        match ready_rx.recv() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                failure.get_or_insert(e);
+            }
+            Err(_) => {
+                failure.get_or_insert("a shard exited during start-up".to_string());
+            }
+        }
+    }
+    if let Some(e) = failure {
+        node.shutting_down.store(true, Ordering::Relaxed);
+        for h in handles {
+            let _ = h.join();
+        }
+        return Err(StartError(e));
+    }
+    tracing::info!(
+        shards,
+        http = %config.http.listen,
+        tcp = %config.tcp.listen,
+        node = %config.node.id,
+        "datamiddleware ready"
+    );
+    for h in handles {
+        let _ = h.join();
+    }
+    signals.close();
+    tracing::info!("datamiddleware stopped");
+    Ok(())
+}
+
+fn migrate(config: &Config) -> Result<(), StartError> {
+    for (id, game) in &config.games {
+        let s = store::open(&game.url, 1)
+            .map_err(|e| StartError(format!("game {id}: cannot open {}: {e}", game.url)))?;
+        let version = s
+            .migrate()
+            .map_err(|e| StartError(format!("game {id}: migration failed: {e}")))?;
+        tracing::info!(game = %id, schema_version = version, "database ready");
+    }
+    Ok(())
+}
+
+async fn shard_main(
+    id: usize,
+    config: Config,
+    node: Arc<NodeState>,
+    ready: mpsc::Sender<Result<usize, String>>,
+    dummy_hash: Arc<str>,
+) {
+    let config = Rc::new(config);
+    let setup = (|| {
+        let services = Services::open(
+            config.clone(),
+            config.auth.jwt_secret.as_bytes(),
+            Rc::from(&*dummy_hash),
+        )
+        .map_err(|e| format!("shard {id}: {e}"))?;
+        let http_addr = config.http_addr().map_err(|e| e.to_string())?;
+        let tcp_addr = config.tcp_addr().map_err(|e| e.to_string())?;
+        let http = glommio::net::TcpListener::bind(http_addr)
+            .map_err(|e| format!("cannot listen on http.listen {http_addr}: {e}"))?;
+        let tcp = glommio::net::TcpListener::bind(tcp_addr)
+            .map_err(|e| format!("cannot listen on tcp.listen {tcp_addr}: {e}"))?;
+        Ok::<_, String>((services, http, tcp))
+    })();
+    let (services, http_listener, tcp_listener) = match setup {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let shard = Rc::new(Shard::new(id, config.clone(), services, node.clone()));
+    let http_task = glommio::spawn_local(http::server::serve(shard.clone(), http_listener));
+    let tcp_task = glommio::spawn_local(tcp::connection::serve(shard.clone(), tcp_listener));
+    let _ = ready.send(Ok(id));
+    while !node.is_shutting_down() {
+        glommio::timer::sleep(POLL).await;
+    }
+    shard.begin_drain();
+    http_task.await;
+    tcp_task.await;
+    let grace = Instant::now() + Duration::from_millis(config.node.shutdown_grace_ms);
+    while shard.live_connections() > 0 && Instant::now() < grace {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    if shard.live_connections() > 0 {
+        tracing::warn!(
+            shard = id,
+            open = shard.live_connections(),
+            "grace period over; closing remaining connections"
+        );
+    }
+}
+
+/// Handle to the signal thread.
+struct SignalThread {
+    handle: signal_hook::iterator::Handle,
+}
+
+impl SignalThread {
+    fn close(self) {
+        self.handle.close();
+    }
+}
+
+fn spawn_signal_thread(
+    node: Arc<NodeState>,
+    config_path: Option<String>,
+    log: LogReload,
+) -> Result<SignalThread, StartError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(|e| StartError(format!("cannot install signal handlers: {e}")))?;
+    let handle = signals.handle();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                match sig {
+                    SIGHUP => reload(config_path.as_deref(), &log),
+                    _ => {
+                        tracing::info!(signal = sig, "shutdown requested; draining");
+                        node.shutting_down.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+        .map_err(|e| StartError(format!("cannot start signal thread: {e}")))?;
+    Ok(SignalThread { handle })
+}
+
+/// SIGHUP: re-reads the configuration and applies its hot settings.
+fn reload(path: Option<&str>, log: &LogReload) {
+    match Config::load(path, std::env::vars()) {
+        Ok(c) => {
+            log.set_level(&c.log.level);
+            tracing::info!(level = %c.log.level, "configuration reloaded");
+        }
+        Err(e) => tracing::error!(error = %e, "configuration reload refused; keeping the old one"),
+    }
+}

@@ -1,0 +1,250 @@
+//! Who is calling: roles, access tokens (HS256 JWT), password hashing
+//! (argon2id) and secret comparison. Pure functions and values; the blocking
+//! parts (hashing) are run on the blocking pool by the callers.
+
+use super::ApiError;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+/// What a caller may do (SPEC §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A player: its own data only.
+    Player,
+    /// A game server: any player of its game.
+    GameServer,
+    /// An operator: everything.
+    Admin,
+}
+
+impl Role {
+    /// The role's name in JSON and tokens.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Player => "player",
+            Role::GameServer => "game_server",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// An authenticated caller, as established by a token or a TCP handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The game the caller acts in.
+    pub game_id: String,
+    /// The caller's role.
+    pub role: Role,
+    /// The player, for the `player` role.
+    pub player_id: Option<i64>,
+    /// Session id (refresh-token family or connection session).
+    pub session_id: String,
+    /// Printable subject: player id, server name or admin name.
+    pub subject: String,
+}
+
+impl Caller {
+    /// Whether the caller may read or change `player_id` of `game_id`.
+    pub fn may_access_player(&self, game_id: &str, player_id: i64) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::GameServer => self.game_id == game_id,
+            Role::Player => self.game_id == game_id && self.player_id == Some(player_id),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    gid: String,
+    role: Role,
+    sid: String,
+    iat: i64,
+    exp: i64,
+}
+
+/// Issues and verifies access tokens with the node's HS256 secret.
+pub struct TokenIssuer {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    access_ttl_s: i64,
+}
+
+impl TokenIssuer {
+    /// A token issuer for `secret`; tokens live `access_ttl_s` seconds.
+    pub fn new(secret: &[u8], access_ttl_s: u64) -> TokenIssuer {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.required_spec_claims = ["exp", "sub"].iter().map(|s| s.to_string()).collect();
+        TokenIssuer {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            access_ttl_s: access_ttl_s.min(i64::MAX as u64) as i64,
+        }
+    }
+
+    /// Signs an access token for `caller`; returns it with its expiry (Unix s).
+    pub fn issue(&self, caller: &Caller, now_s: i64) -> Result<(String, i64), ApiError> {
+        let exp = now_s.saturating_add(self.access_ttl_s);
+        let claims = Claims {
+            sub: caller.subject.clone(),
+            gid: caller.game_id.clone(),
+            role: caller.role,
+            sid: caller.session_id.clone(),
+            iat: now_s,
+            exp,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| {
+            tracing::error!(error = %e, "token signing failed");
+            ApiError::internal()
+        })?;
+        Ok((token, exp))
+    }
+
+    /// Verifies signature and expiry and returns the caller the token names.
+    pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    ApiError::unauthorized("token expired")
+                }
+                _ => ApiError::unauthorized("invalid token"),
+            })?;
+        let c = data.claims;
+        let player_id = match c.role {
+            Role::Player => Some(
+                c.sub
+                    .parse::<i64>()
+                    .map_err(|_| ApiError::unauthorized("invalid token"))?,
+            ),
+            _ => None,
+        };
+        Ok(Caller {
+            game_id: c.gid,
+            role: c.role,
+            player_id,
+            session_id: c.sid,
+            subject: c.sub,
+        })
+    }
+}
+
+/// Hashes a password with argon2id and a random salt (blocking: ~tens of ms).
+pub fn hash_password(password: &str) -> Result<String, ApiError> {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| {
+            tracing::error!(error = %e, "password hashing failed");
+            ApiError::internal()
+        })
+}
+
+/// Checks a password against a stored PHC string (blocking).
+pub fn verify_password(stored: &str, password: &str) -> bool {
+    match PasswordHash::new(stored) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// `n` random bytes as lowercase hex, for session ids and refresh secrets.
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex(&bytes)
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// Compares secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller() -> Caller {
+        Caller {
+            game_id: "game1".into(),
+            role: Role::Player,
+            player_id: Some(42),
+            session_id: "s".into(),
+            subject: "42".into(),
+        }
+    }
+
+    #[test]
+    fn token_round_trip_and_tamper_and_expiry() {
+        let issuer = TokenIssuer::new(b"0123456789abcdef0123456789abcdef", 900);
+        let now = crate::clock::now_s();
+        let (t, exp) = issuer.issue(&caller(), now).expect("issue");
+        assert_eq!(exp, now + 900);
+        assert_eq!(issuer.verify(&t).expect("verify"), caller());
+        let mut tampered = t.clone().into_bytes();
+        let last = tampered.len() - 5;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).expect("ascii");
+        assert_eq!(issuer.verify(&tampered).unwrap_err().code, 401);
+        let (old, _) = issuer.issue(&caller(), now - 10_000).expect("issue");
+        assert_eq!(issuer.verify(&old).unwrap_err().message, "token expired");
+        let other = TokenIssuer::new(b"another-secret-another-secret-xx", 900);
+        assert!(other.verify(&t).is_err());
+    }
+
+    #[test]
+    fn passwords_verify_only_when_equal() {
+        let h = hash_password("hunter22").expect("hash");
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password(&h, "hunter22"));
+        assert!(!verify_password(&h, "hunter23"));
+        assert!(!verify_password("garbage", "hunter22"));
+    }
+
+    #[test]
+    fn ownership_rules() {
+        let p = caller();
+        assert!(p.may_access_player("game1", 42));
+        assert!(!p.may_access_player("game1", 43));
+        assert!(!p.may_access_player("game2", 42));
+        let gs = Caller {
+            role: Role::GameServer,
+            player_id: None,
+            ..caller()
+        };
+        assert!(gs.may_access_player("game1", 7));
+        assert!(!gs.may_access_player("game2", 7));
+    }
+
+    #[test]
+    fn constant_time_eq_works() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,171 @@
+//! The per-core state a shard owns, and the little a node shares.
+//!
+//! A [`Shard`] lives on one pinned executor behind an `Rc`: its services (and
+//! through them its database pools), its configuration copy and its connection
+//! registry. The only state shared across cores is [`NodeState`]: a shutdown
+//! flag, the node-wide TCP connection count (touched once per connect and
+//! disconnect, never per request) and per-shard gauges, each written only by
+//! its own shard and read by admin endpoints.
+
+use crate::config::Config;
+use crate::service::Services;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Figures one shard publishes; written only by that shard.
+#[repr(align(128))]
+#[derive(Debug, Default)]
+pub struct ShardGauges {
+    /// Open HTTP connections.
+    pub http_connections: AtomicU64,
+    /// Open TCP connections.
+    pub tcp_connections: AtomicU64,
+    /// HTTP requests answered.
+    pub http_requests: AtomicU64,
+    /// TCP frames answered.
+    pub tcp_frames: AtomicU64,
+}
+
+impl ShardGauges {
+    /// Adds one to a gauge (single writer, so relaxed is exact).
+    pub fn incr(g: &AtomicU64) {
+        g.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Subtracts one from a gauge.
+    pub fn decr(g: &AtomicU64) {
+        g.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// State shared by every shard of the node.
+#[derive(Debug)]
+pub struct NodeState {
+    /// When the node started.
+    pub started: Instant,
+    /// Set once by the signal thread; shards poll it.
+    pub shutting_down: AtomicBool,
+    /// Open TCP connections of the whole node (for `tcp.max_connections`).
+    pub tcp_connections: AtomicUsize,
+    /// One entry per shard.
+    pub gauges: Vec<ShardGauges>,
+}
+
+impl NodeState {
+    /// State for a node of `shards` shards.
+    pub fn new(shards: usize) -> NodeState {
+        NodeState {
+            started: Instant::now(),
+            shutting_down: AtomicBool::new(false),
+            tcp_connections: AtomicUsize::new(0),
+            gauges: (0..shards).map(|_| ShardGauges::default()).collect(),
+        }
+    }
+
+    /// Whether SIGTERM/SIGINT has been received.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+}
+
+/// One core's share of the server.
+pub struct Shard {
+    /// Shard index, 0-based.
+    pub id: usize,
+    /// This shard's copy of the configuration.
+    pub config: Rc<Config>,
+    /// The service layer with this shard's stores.
+    pub services: Services,
+    /// State shared with the other shards.
+    pub node: Arc<NodeState>,
+    draining: Cell<bool>,
+    stop: glommio::sync::Semaphore,
+    connections: RefCell<HashMap<u64, RawFd>>,
+    next_connection: Cell<u64>,
+}
+
+impl Shard {
+    /// A shard with its services; not yet serving.
+    pub fn new(id: usize, config: Rc<Config>, services: Services, node: Arc<NodeState>) -> Shard {
+        Shard {
+            id,
+            config,
+            services,
+            node,
+            draining: Cell::new(false),
+            stop: glommio::sync::Semaphore::new(0),
+            connections: RefCell::new(HashMap::new()),
+            next_connection: Cell::new(0),
+        }
+    }
+
+    /// This shard's gauges.
+    pub fn gauges(&self) -> &ShardGauges {
+        &self.node.gauges[self.id]
+    }
+
+    /// Whether the shard is shutting down (listeners closed, draining).
+    pub fn is_draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// Resolves once draining has begun; accept loops race it.
+    pub async fn stopped(&self) {
+        let _ = self.stop.acquire(1).await;
+    }
+
+    /// Starts the drain: closes accept loops and shuts the read side of every
+    /// open connection, so each finishes what it has read and then ends.
+    pub fn begin_drain(&self) {
+        if self.draining.replace(true) {
+            return;
+        }
+        self.stop.close();
+        for fd in self.connections.borrow().values() {
+            // SAFETY: the fd belongs to a live connection registered below and
+            // is removed from the map before that connection closes it.
+            unsafe {
+                libc::shutdown(*fd, libc::SHUT_RD);
+            }
+        }
+    }
+
+    /// Registers an open connection until the guard drops.
+    pub fn track(self: &Rc<Self>, fd: RawFd) -> ConnectionGuard {
+        let key = self.next_connection.get();
+        self.next_connection.set(key + 1);
+        self.connections.borrow_mut().insert(key, fd);
+        if self.draining.get() {
+            // SAFETY: as in `begin_drain`.
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RD);
+            }
+        }
+        ConnectionGuard {
+            shard: self.clone(),
+            key,
+        }
+    }
+
+    /// Connections still open on this shard.
+    pub fn live_connections(&self) -> usize {
+        self.connections.borrow().len()
+    }
+}
+
+/// Keeps a connection in its shard's registry while alive.
+pub struct ConnectionGuard {
+    shard: Rc<Shard>,
+    key: u64,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.shard.connections.borrow_mut().remove(&self.key);
+    }
+}

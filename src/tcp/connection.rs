@@ -1,0 +1,193 @@
+//! The TCP listener of one shard and the loop of each connection.
+//!
+//! A connection reads into one reusable buffer, decodes every complete frame
+//! in place, dispatches them one after another (so replies keep request order
+//! even when the client pipelines), and writes the batch's replies at once.
+
+use super::dispatch::{dispatch, Session};
+use super::reply;
+use crate::protocol::{codes, decode, Decoded, FrameError};
+use crate::shard::{Shard, ShardGauges};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Accepts connections on `listener` until the shard drains.
+pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shard.stopped().await;
+            None
+        })
+        .await;
+        match accepted {
+            None => break,
+            Some(Ok(stream)) => {
+                let shard = shard.clone();
+                glommio::spawn_local(async move { admit(shard, stream).await }).detach();
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "tcp accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Applies the node-wide connection limit, then runs the connection.
+async fn admit(shard: Rc<Shard>, mut stream: TcpStream) {
+    let max = shard.config.tcp.max_connections;
+    let count = &shard.node.tcp_connections;
+    if count.fetch_add(1, Ordering::Relaxed) >= max {
+        count.fetch_sub(1, Ordering::Relaxed);
+        let mut out = Vec::new();
+        reply::error_code(&mut out, 0, b"", b"", codes::INTERNAL, "server busy");
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        let _ = stream.write_all(&out).await;
+        let _ = stream.close().await;
+        return;
+    }
+    let gauges = shard.gauges();
+    ShardGauges::incr(&gauges.tcp_connections);
+    run(&shard, stream).await;
+    ShardGauges::decr(&gauges.tcp_connections);
+    count.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let _guard = shard.track(stream.as_raw_fd());
+    let cfg = &shard.config.tcp;
+    let idle = Duration::from_secs(cfg.idle_timeout_s);
+    let heartbeat = Duration::from_secs(cfg.heartbeat_timeout_s);
+    let _ = stream.set_write_timeout(Some(idle.min(Duration::from_secs(30))));
+    let gauges = shard.gauges();
+    let mut session = Session::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    let mut last_read = Instant::now();
+    loop {
+        let mut pos = 0;
+        let mut close = false;
+        while !close {
+            match decode(&buf[pos..], cfg.max_body_bytes) {
+                Decoded::Incomplete => break,
+                Decoded::Frame { frame, len } => {
+                    dispatch(shard, &mut session, &frame, &mut out).await;
+                    ShardGauges::incr(&gauges.tcp_frames);
+                    pos += len;
+                }
+                Decoded::Invalid {
+                    error,
+                    sequence,
+                    len,
+                } => {
+                    let (code, msg) = match error {
+                        FrameError::BadChecksum => {
+                            (codes::MALFORMED, "checksum mismatch".to_string())
+                        }
+                        FrameError::UnsupportedVersion(v) => (
+                            codes::UNSUPPORTED_VERSION,
+                            format!("unsupported protocol version {v}"),
+                        ),
+                        FrameError::TooLarge => (codes::TOO_LARGE, "frame too large".to_string()),
+                    };
+                    reply::error_code(
+                        &mut out,
+                        sequence,
+                        b"",
+                        session.user_id.as_bytes(),
+                        code,
+                        &msg,
+                    );
+                    pos += len;
+                }
+                Decoded::Fatal { sequence, .. } => {
+                    let msg = format!(
+                        "frame too large: body at most {} bytes, ids at most {} bytes",
+                        cfg.max_body_bytes,
+                        crate::protocol::MAX_ID_LEN
+                    );
+                    reply::error_code(
+                        &mut out,
+                        sequence,
+                        b"",
+                        session.user_id.as_bytes(),
+                        codes::TOO_LARGE,
+                        &msg,
+                    );
+                    close = true;
+                }
+            }
+        }
+        buf.drain(..pos);
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                break;
+            }
+            out.clear();
+        }
+        if close {
+            break;
+        }
+        // The next read must come before the idle deadline and, once
+        // authenticated, before the heartbeat deadline.
+        let now = Instant::now();
+        let mut deadline = last_read + idle;
+        let mut reason = "idle timeout";
+        if session.caller.is_some() && session.last_heartbeat + heartbeat < deadline {
+            deadline = session.last_heartbeat + heartbeat;
+            reason = "heartbeat timeout";
+        }
+        if now >= deadline {
+            reply::error_code(
+                &mut out,
+                0,
+                b"",
+                session.user_id.as_bytes(),
+                codes::TIMEOUT,
+                reason,
+            );
+            let _ = stream.write_all(&out).await;
+            break;
+        }
+        let _ = stream.set_read_timeout(Some(deadline - now));
+        let len = buf.len();
+        buf.resize(len + READ_CHUNK, 0);
+        match stream.read(&mut buf[len..]).await {
+            Ok(0) => {
+                buf.truncate(len);
+                if shard.is_draining() {
+                    reply::error_code(
+                        &mut out,
+                        0,
+                        b"",
+                        session.user_id.as_bytes(),
+                        codes::INTERNAL,
+                        "server shutting down",
+                    );
+                    let _ = stream.write_all(&out).await;
+                }
+                break;
+            }
+            Ok(n) => {
+                buf.truncate(len + n);
+                last_read = Instant::now();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                buf.truncate(len);
+                // Loop once more: the deadline check above sends the answer.
+            }
+            Err(_) => break,
+        }
+        if buf.capacity() > 4 * READ_CHUNK && buf.len() < READ_CHUNK {
+            buf.shrink_to(2 * READ_CHUNK);
+        }
+    }
+    let _ = stream.close().await;
+}

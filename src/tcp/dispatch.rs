@@ -1,0 +1,272 @@
+//! Turns one decoded frame into a service call and its reply frame. The
+//! connection's authentication lives in [`Session`]; every business message
+//! goes through the same service functions as the HTTP routes.
+
+use super::reply;
+use crate::config::AuthMode;
+use crate::protocol::{codes, flags, FrameRef, MessageType};
+use crate::service::players::{LoginRequest, RegisterRequest};
+use crate::service::{parse_json, ApiError, Caller, Role};
+use crate::shard::Shard;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::io::Read;
+use std::time::Instant;
+
+/// What a connection knows about its peer.
+pub struct Session {
+    /// Set by a successful handshake.
+    pub caller: Option<Caller>,
+    /// The user id replies carry.
+    pub user_id: String,
+    /// Last Heartbeat or Ping.
+    pub last_heartbeat: Instant,
+}
+
+impl Session {
+    /// A new, unauthenticated session.
+    pub fn new() -> Session {
+        Session {
+            caller: None,
+            user_id: String::new(),
+            last_heartbeat: Instant::now(),
+        }
+    }
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session::new()
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct HandshakeBody {
+    #[serde(default)]
+    server_key: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PlayerDataBody {
+    action: String,
+    #[serde(default)]
+    player_id: Option<i64>,
+}
+
+/// Handles `frame`, appending any reply to `out`.
+pub async fn dispatch(
+    shard: &Shard,
+    session: &mut Session,
+    frame: &FrameRef<'_>,
+    out: &mut Vec<u8>,
+) {
+    let seq = frame.sequence;
+    let Some(msg_type) = MessageType::from_code(frame.msg_type) else {
+        let msg = format!("unknown message type 0x{:04x}", frame.msg_type);
+        reply::error_code(
+            out,
+            seq,
+            frame.game_id,
+            session.user_id.as_bytes(),
+            codes::MALFORMED,
+            &msg,
+        );
+        return;
+    };
+    match msg_type {
+        MessageType::Heartbeat | MessageType::Ping => {
+            session.last_heartbeat = Instant::now();
+            let answer = if msg_type == MessageType::Ping {
+                MessageType::Pong
+            } else {
+                MessageType::Heartbeat
+            };
+            reply::frame(
+                out,
+                answer,
+                seq,
+                frame.game_id,
+                session.user_id.as_bytes(),
+                b"",
+            );
+            return;
+        }
+        MessageType::Error | MessageType::Pong => {
+            let msg = format!("{} frames are sent by the server only", msg_type.name());
+            reply::error_code(
+                out,
+                seq,
+                frame.game_id,
+                session.user_id.as_bytes(),
+                codes::MALFORMED,
+                &msg,
+            );
+            return;
+        }
+        _ => {}
+    }
+    let result = match checked_body(shard, frame) {
+        Ok(body) => handle(shard, session, msg_type, frame, &body).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(data) => {
+            if frame.flags & flags::NEED_RESPONSE != 0 {
+                reply::ok(
+                    out,
+                    msg_type,
+                    seq,
+                    frame.game_id,
+                    session.user_id.as_bytes(),
+                    &data,
+                );
+            }
+        }
+        Err(e) => reply::error(out, seq, frame.game_id, session.user_id.as_bytes(), &e),
+    }
+}
+
+/// Validates ids and flags and returns the (inflated) body.
+fn checked_body(shard: &Shard, frame: &FrameRef<'_>) -> Result<Vec<u8>, ApiError> {
+    if std::str::from_utf8(frame.game_id).is_err() || std::str::from_utf8(frame.user_id).is_err() {
+        return Err(ApiError::bad_request("game id and user id must be UTF-8"));
+    }
+    if frame.flags & flags::ENCRYPTED != 0 {
+        return Err(ApiError::bad_request(
+            "encrypted bodies are not supported; use TLS",
+        ));
+    }
+    if frame.flags & flags::COMPRESSED == 0 {
+        return Ok(frame.body.to_vec());
+    }
+    let limit = shard.config.tcp.max_body_bytes;
+    let mut inflated = Vec::new();
+    flate2::read::GzDecoder::new(frame.body)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut inflated)
+        .map_err(|_| ApiError::bad_request("body is not valid gzip"))?;
+    if inflated.len() > limit {
+        return Err(ApiError::new(
+            413,
+            format!("inflated body exceeds {limit} bytes"),
+        ));
+    }
+    Ok(inflated)
+}
+
+async fn handle(
+    shard: &Shard,
+    session: &mut Session,
+    msg_type: MessageType,
+    frame: &FrameRef<'_>,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    if msg_type == MessageType::Handshake {
+        return handshake(shard, session, frame, body);
+    }
+    let caller = session
+        .caller
+        .as_ref()
+        .ok_or_else(|| ApiError::unauthorized("handshake required"))?;
+    let header_game = std::str::from_utf8(frame.game_id).unwrap_or("");
+    if !header_game.is_empty() && header_game != caller.game_id {
+        return Err(ApiError::forbidden(
+            "connection is not authenticated for this game",
+        ));
+    }
+    let game = caller.game_id.as_str();
+    let services = &shard.services;
+    match msg_type {
+        MessageType::PlayerLogin => {
+            services
+                .login(game, parse_json::<LoginRequest>(body)?)
+                .await
+        }
+        MessageType::PlayerData => {
+            let req: PlayerDataBody = parse_json(body)?;
+            match req.action.as_str() {
+                "get" => {
+                    let id = req
+                        .player_id
+                        .or(caller.player_id)
+                        .ok_or_else(|| ApiError::bad_request("player_id required"))?;
+                    services.get_player(caller, game, id).await
+                }
+                "create" => {
+                    if caller.role == Role::Player {
+                        return Err(ApiError::forbidden("players cannot create players"));
+                    }
+                    services
+                        .register(game, parse_json::<RegisterRequest>(body)?)
+                        .await
+                }
+                other => Err(ApiError::bad_request(format!(
+                    "unknown PlayerData action `{other}`"
+                ))),
+            }
+        }
+        _ => Err(ApiError::not_found(format!(
+            "{} is not available in this version",
+            msg_type.name()
+        ))),
+    }
+}
+
+fn handshake(
+    shard: &Shard,
+    session: &mut Session,
+    frame: &FrameRef<'_>,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let game_id = std::str::from_utf8(frame.game_id).unwrap_or("");
+    let header_user = std::str::from_utf8(frame.user_id).unwrap_or("");
+    if game_id.is_empty() {
+        return Err(ApiError::unauthorized(
+            "handshake needs a game id in the header",
+        ));
+    }
+    let services = &shard.services;
+    services.game(game_id)?;
+    let parsed: HandshakeBody = if body.is_empty() {
+        HandshakeBody::default()
+    } else {
+        parse_json(body)?
+    };
+    let (caller, user_id) = if let Some(key) = parsed.server_key {
+        let caller = services.authenticate_server(game_id, &key)?;
+        (caller, header_user.to_string())
+    } else if let Some(token) = parsed.token {
+        let caller = services.authenticate(&token)?;
+        if caller.game_id != game_id {
+            return Err(ApiError::unauthorized("token is for another game"));
+        }
+        let user = caller.subject.clone();
+        (caller, user)
+    } else if shard.config.auth.mode == AuthMode::Dev && !header_user.is_empty() {
+        let caller = Caller {
+            game_id: game_id.to_string(),
+            role: Role::GameServer,
+            player_id: None,
+            session_id: crate::service::auth::random_hex(16),
+            subject: header_user.to_string(),
+        };
+        (caller, header_user.to_string())
+    } else {
+        return Err(ApiError::unauthorized(
+            "handshake needs server_key or token",
+        ));
+    };
+    let data = json!({
+        "game_id": caller.game_id,
+        "user_id": user_id,
+        "role": caller.role.as_str(),
+        "session_id": caller.session_id,
+        "heartbeat_interval_s": shard.config.tcp.heartbeat_interval_s,
+    });
+    session.caller = Some(caller);
+    session.user_id = user_id;
+    session.last_heartbeat = Instant::now();
+    Ok(data)
+}
