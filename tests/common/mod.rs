@@ -1,0 +1,509 @@
+//! Test harness: starts the real `datamiddleware` binary on free loopback
+//! ports with a temporary config and data directory, and speaks to it over
+//! real sockets (a minimal HTTP/1.1 client and a frame client).
+#![allow(dead_code)]
+
+use datamiddleware::protocol::{decode, encode, Decoded, FrameRef};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running server process; killed and cleaned up on drop.
+pub struct Server {
+    pub child: Option<Child>,
+    pub http: SocketAddr,
+    pub tcp: SocketAddr,
+    pub dir: PathBuf,
+}
+
+/// Game server key used by the test configs.
+pub const SERVER_KEY: &str = "test-server-key-0123456789";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl Server {
+    /// Starts a server with `shards` shards and the standard test config.
+    pub fn start(shards: usize) -> Server {
+        Server::start_with(shards, &[])
+    }
+
+    /// Starts a server whose config gets extra `key = value` lines in the
+    /// named sections (`node`, `http`, `tcp`, `auth`).
+    pub fn start_with(shards: usize, lines: &[(&str, &str)]) -> Server {
+        let section = |name: &str| -> String {
+            lines
+                .iter()
+                .filter(|(s, _)| *s == name)
+                .map(|(_, l)| format!("{l}\n"))
+                .collect()
+        };
+        let (node_keys, http_keys, tcp_keys, auth_keys) = (
+            section("node"),
+            section("http"),
+            section("tcp"),
+            section("auth"),
+        );
+        let mode_line = if auth_keys.contains("mode") {
+            ""
+        } else {
+            "mode = \"prod\""
+        };
+        let dir =
+            std::env::temp_dir().join(format!("dm-test-{}-{}", std::process::id(), rand_suffix()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let tcp = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let config = format!(
+            r#"default_game = "game1"
+[node]
+id = "test-node"
+shards = {shards}
+shutdown_grace_ms = 5000
+{node_keys}
+[http]
+listen = "{http}"
+read_timeout_ms = 1500
+{http_keys}
+[tcp]
+listen = "{tcp}"
+{tcp_keys}
+[auth]
+{mode_line}
+jwt_secret = "test-jwt-secret-0123456789abcdef0123456789"
+{auth_keys}
+[log]
+level = "warn"
+[games.game1]
+name = "Game 1"
+url = "sqlite://{dir}/game1.db"
+server_key = "{SERVER_KEY}"
+[games.game2]
+name = "Game 2"
+url = "sqlite://{dir}/game2.db"
+server_key = "{SERVER_KEY}-2"
+"#,
+            dir = dir.display()
+        );
+        let path = dir.join("config.toml");
+        std::fs::write(&path, config).expect("write config");
+        let log = std::fs::File::create(dir.join("server.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_datamiddleware"))
+            .arg("--config")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start server");
+        let mut server = Server {
+            child: Some(child),
+            http,
+            tcp,
+            dir,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("server exited during start-up ({status}): {}", self.log());
+                }
+            }
+            if let Ok(mut c) = HttpClient::connect(self.http) {
+                if let Ok(r) = c.try_request("GET", "/health", &[], b"") {
+                    if r.status == 200 {
+                        return;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not become ready: {}", self.log());
+    }
+
+    /// The server's stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// A new HTTP client connection.
+    pub fn http(&self) -> HttpClient {
+        HttpClient::connect(self.http).expect("connect http")
+    }
+
+    /// A new frame client connection.
+    pub fn tcp(&self) -> FrameClient {
+        FrameClient::connect(self.tcp)
+    }
+
+    /// Sends a signal to the server process.
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(c.id() as i32, sig);
+            }
+        }
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let until = Instant::now() + within;
+        let child = self.child.as_mut()?;
+        while Instant::now() < until {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Registers a player over HTTP and logs in; returns (id, access token).
+    pub fn player(&self, game: &str, username: &str) -> (i64, String) {
+        let mut c = self.http();
+        let body = format!(r#"{{"username":"{username}","password":"password1"}}"#);
+        let r = c.request(
+            "POST",
+            "/api/v1/players",
+            &[("X-Game-Id", game)],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 201, "register: {}", r.text());
+        let r = c.request(
+            "POST",
+            "/api/v1/auth/login",
+            &[("X-Game-Id", game)],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 200, "login: {}", r.text());
+        let j = r.json();
+        (
+            j["data"]["player"]["id"].as_i64().expect("id"),
+            j["data"]["token"].as_str().expect("token").to_string(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish()
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// A blocking HTTP/1.1 client over one keep-alive connection.
+pub struct HttpClient {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl HttpClient {
+    pub fn connect(addr: SocketAddr) -> std::io::Result<HttpClient> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+        stream.set_nodelay(true)?;
+        Ok(HttpClient {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Formats a request.
+    pub fn format(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !body.is_empty() || method == "POST" || method == "PUT" {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    pub fn try_request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<HttpResponse> {
+        self.stream
+            .write_all(&HttpClient::format(method, path, headers, body))?;
+        self.read_response()
+    }
+
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> HttpResponse {
+        self.try_request(method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// Sends raw bytes.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    /// Reads one response.
+    pub fn read_response(&mut self) -> std::io::Result<HttpResponse> {
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                let mut lines = head.split("\r\n");
+                let status_line = lines.next().unwrap_or("");
+                let status: u16 = status_line
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| {
+                        std::io::Error::other(format!("bad status line {status_line:?}"))
+                    })?;
+                let headers: Vec<(String, String)> = lines
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                    .collect();
+                let len: usize = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                if status == 100 {
+                    self.buf.drain(..end + 4);
+                    continue;
+                }
+                if self.buf.len() >= end + 4 + len {
+                    let body = self.buf[end + 4..end + 4 + len].to_vec();
+                    self.buf.drain(..end + 4 + len);
+                    return Ok(HttpResponse {
+                        status,
+                        headers,
+                        body,
+                    });
+                }
+            }
+            let mut chunk = [0u8; 16384];
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "connection closed",
+                ));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// True when the server has closed the connection (EOF within `wait`).
+    pub fn is_closed(&mut self, wait: Duration) -> bool {
+        let _ = self.stream.set_read_timeout(Some(wait));
+        let mut b = [0u8; 1024];
+        loop {
+            match self.stream.read(&mut b) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A decoded reply frame, owned.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub msg_type: u16,
+    pub flags: u8,
+    pub sequence: u32,
+    pub timestamp: i64,
+    pub game_id: String,
+    pub user_id: String,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "reply body not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The `code` of an Error frame.
+    pub fn error_code(&self) -> u64 {
+        assert_eq!(
+            self.msg_type, 0x2001,
+            "expected an Error frame, got {self:?}"
+        );
+        self.json()["code"].as_u64().expect("code")
+    }
+}
+
+/// Builds a frame with the original's layout.
+pub fn frame(
+    msg_type: u16,
+    flags: u8,
+    sequence: u32,
+    game: &str,
+    user: &str,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode(
+        &mut out,
+        &FrameRef {
+            version: 1,
+            msg_type,
+            flags,
+            sequence,
+            timestamp: 1_700_000_000,
+            game_id: game.as_bytes(),
+            user_id: user.as_bytes(),
+            body,
+        },
+    );
+    out
+}
+
+/// A blocking binary-protocol client.
+pub struct FrameClient {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl FrameClient {
+    pub fn connect(addr: SocketAddr) -> FrameClient {
+        let stream =
+            TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect tcp");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        FrameClient {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send frame");
+    }
+
+    /// Sends a frame with NeedResponse and reads one reply.
+    pub fn call(&mut self, msg_type: u16, sequence: u32, game: &str, body: &str) -> Reply {
+        self.send(&frame(msg_type, 0x04, sequence, game, "", body.as_bytes()));
+        self.read().expect("reply")
+    }
+
+    /// Handshakes with the game's server key.
+    pub fn handshake_server(&mut self, game: &str, key: &str) -> Reply {
+        let body = format!(r#"{{"server_key":"{key}"}}"#);
+        self.send(&frame(0x0002, 0x04, 1, game, "gs-1", body.as_bytes()));
+        self.read().expect("handshake reply")
+    }
+
+    /// Reads one reply frame; `None` on EOF.
+    pub fn read(&mut self) -> Option<Reply> {
+        loop {
+            match decode(&self.buf, 1 << 24) {
+                Decoded::Frame { frame, len } => {
+                    let r = Reply {
+                        msg_type: frame.msg_type,
+                        flags: frame.flags,
+                        sequence: frame.sequence,
+                        timestamp: frame.timestamp,
+                        game_id: String::from_utf8_lossy(frame.game_id).into_owned(),
+                        user_id: String::from_utf8_lossy(frame.user_id).into_owned(),
+                        body: frame.body.to_vec(),
+                    };
+                    self.buf.drain(..len);
+                    return Some(r);
+                }
+                Decoded::Incomplete => {}
+                other => panic!("server sent an invalid frame: {other:?}"),
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("read reply: {e}"),
+            }
+        }
+    }
+
+    /// True when the server closed the connection within `wait`.
+    pub fn is_closed(&mut self, wait: Duration) -> bool {
+        let _ = self.stream.set_read_timeout(Some(wait));
+        let mut b = [0u8; 1024];
+        loop {
+            match self.stream.read(&mut b) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
