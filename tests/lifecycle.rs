@@ -1,0 +1,186 @@
+//! Process-level behaviour: shards, graceful shutdown, configuration checks.
+
+mod common;
+
+use common::{frame, HttpClient, Server};
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+#[test]
+fn connections_land_on_every_shard() {
+    let server = Server::start(2);
+    let mut clients: Vec<HttpClient> = (0..24).map(|_| server.http()).collect();
+    let shards: BTreeSet<u64> = clients
+        .iter_mut()
+        .map(|c| {
+            c.request("GET", "/health", &[], b"").json()["shard"]
+                .as_u64()
+                .expect("shard")
+        })
+        .collect();
+    assert_eq!(
+        shards,
+        BTreeSet::from([0, 1]),
+        "24 connections should reach both shards"
+    );
+}
+
+#[test]
+fn sigterm_during_load_finishes_in_flight_requests_and_exits_0() {
+    let mut server = Server::start(2);
+    // Players to log in: each login hashes a password, so requests are still
+    // in flight when the signal arrives.
+    let n = 24;
+    let mut c = server.http();
+    for i in 0..n {
+        let body = format!(r#"{{"username":"term_{i}","password":"password1"}}"#);
+        assert_eq!(
+            c.request("POST", "/api/v1/players", &[], body.as_bytes())
+                .status,
+            201
+        );
+    }
+    drop(c);
+    let mut tcp_idle = server.tcp();
+    assert_eq!(tcp_idle.call(0x2002, 1, "game1", "").msg_type, 0x2003);
+    let mut clients: Vec<HttpClient> = (0..n).map(|_| server.http()).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let body = format!(r#"{{"username":"term_{i}","password":"password1"}}"#);
+        c.send_raw(&HttpClient::format(
+            "POST",
+            "/api/v1/auth/login",
+            &[],
+            body.as_bytes(),
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(60));
+    server.signal(libc::SIGTERM);
+    for (i, c) in clients.iter_mut().enumerate() {
+        let r = c
+            .read_response()
+            .unwrap_or_else(|e| panic!("in-flight login {i} lost: {e}"));
+        assert_eq!(r.status, 200, "login {i}: {}", r.text());
+        assert!(r.json()["data"]["token"].is_string());
+        assert_eq!(r.header("Connection"), Some("close"));
+    }
+    // The idle TCP client is told before its connection closes.
+    let r = tcp_idle.read().expect("shutdown notice");
+    assert_eq!(r.error_code(), 0xE006);
+    assert!(String::from_utf8_lossy(&r.body).contains("shutting down"));
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "log: {}",
+        server.log()
+    );
+    // Nothing listens any more.
+    assert!(HttpClient::connect(server.http).is_err());
+}
+
+#[test]
+fn sigint_on_idle_server_exits_0_quickly() {
+    let mut server = Server::start(1);
+    server.signal(libc::SIGINT);
+    assert_eq!(server.wait_exit(Duration::from_secs(5)), Some(0));
+}
+
+#[test]
+fn sighup_keeps_serving() {
+    let server = Server::start(1);
+    server.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        server.http().request("GET", "/health", &[], b"").status,
+        200
+    );
+    let mut t = server.tcp();
+    t.send(&frame(0x2002, 4, 1, "game1", "", b""));
+    assert_eq!(t.read().expect("pong").msg_type, 0x2003);
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_datamiddleware"))
+}
+
+#[test]
+fn check_config_accepts_valid_and_names_bad_keys() {
+    let dir = std::env::temp_dir().join(format!("dm-cc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[auth]\nmode = \"dev\"\n").expect("write");
+    let out = bin().arg("check-config").arg(&good).output().expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[auth]\nmode = \"dev\"\n[tcp]\nmax_conections = 5\n").expect("write");
+    let out = bin().arg("check-config").arg(&bad).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_conections"));
+
+    let prod = dir.join("prod.toml");
+    std::fs::write(&prod, "[auth]\nmode = \"prod\"\njwt_secret = \"short\"\n").expect("write");
+    let out = bin().arg("check-config").arg(&prod).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("auth.jwt_secret"));
+
+    // Env overrides are applied (and checked) too.
+    let out = bin()
+        .arg("check-config")
+        .arg(&good)
+        .env("DM_HTTP_LISTEN", "not-an-address")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("http.listen"));
+
+    // The server itself refuses to start on a bad file, naming the key.
+    let out = bin().arg("--config").arg(&bad).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_conections"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn embedded_default_is_valid() {
+    let out = bin().arg("check-config").output().expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = bin().arg("version").output().expect("run");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn port_in_use_fails_start_up_with_a_message() {
+    let server = Server::start(1);
+    let dir = std::env::temp_dir().join(format!("dm-port-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    // A plain listener without SO_REUSEPORT blocks the port for everyone.
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = blocker.local_addr().expect("addr").port();
+    let out = bin()
+        .env("DM_HTTP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("DM_TCP_LISTEN", "127.0.0.1:0")
+        .env(
+            "DM_GAMES_GAME1_URL",
+            format!("sqlite://{}/g.db", dir.display()),
+        )
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("http.listen"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
