@@ -217,7 +217,8 @@ mod tests {
     #[test]
     fn reference_examples_match() {
         // Worked examples from reference/original-behaviour.md §3.2.
-        let cases: [(&str, u16, u8, u32, &[u8], &[u8]); 2] = [
+        type Case = (&'static str, u16, u8, u32, &'static [u8], &'static [u8]);
+        let cases: [Case; 2] = [
             (
                 "0100020400000001000000006774858000000000b56e2b9d0005000267616d653175 31",
                 2,

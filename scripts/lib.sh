@@ -1,0 +1,26 @@
+# Shared helpers for the scripts in this folder (sourced, not run).
+
+# Installs what building needs on a fresh Debian machine: a C compiler for
+# the bundled SQLite. The Rust toolchain itself must already be installed.
+ensure_build_tools() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo not found: install a Rust toolchain (1.85 or newer), e.g. with rustup" >&2
+    exit 1
+  fi
+  if ! command -v cc >/dev/null 2>&1; then
+    apt_install build-essential
+  fi
+}
+
+# apt-get install, running apt-get update once first when needed.
+apt_install() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "need root to apt-get install $*" >&2
+    exit 1
+  fi
+  if [ -z "${DM_APT_UPDATED:-}" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    export DM_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}

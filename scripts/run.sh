@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Builds the server (release) and runs it on the embedded default config:
+# HTTP on 127.0.0.1:8080, TCP on 127.0.0.1:9090, SQLite under ./data, no
+# Redis or MySQL. Extra arguments go to the server (e.g. --config FILE).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+ensure_build_tools
+cargo build --release --bin datamiddleware
+exec ./target/release/datamiddleware "$@"
