@@ -2,7 +2,7 @@
 //! binary-protocol code, so both front ends answer a failure the same way.
 
 use crate::protocol::codes;
-use crate::store::StoreError;
+use crate::store::{Rule, StoreError};
 use std::fmt;
 
 /// A failure answer: a SPEC §4 code and a message safe to show a client.
@@ -132,10 +132,36 @@ impl From<StoreError> for ApiError {
                 ApiError::unavailable("database unavailable")
             }
             StoreError::Conflict(what) => ApiError::conflict(format!("conflict on {what}")),
+            StoreError::Rule(rule) => rule.into(),
             StoreError::Internal(detail) => {
                 tracing::error!(error = %detail, "database error");
                 ApiError::internal()
             }
+        }
+    }
+}
+
+impl From<Rule> for ApiError {
+    fn from(rule: Rule) -> ApiError {
+        use business::*;
+        match rule {
+            Rule::PlayerNotFound => ApiError::new(PLAYER_NOT_FOUND, "player not found"),
+            Rule::UsernameTaken => ApiError::new(USERNAME_TAKEN, "username already taken"),
+            Rule::VersionConflict => {
+                ApiError::conflict("version mismatch: the player was changed concurrently")
+            }
+            Rule::NotEnoughItems => ApiError::new(NOT_ENOUGH_ITEMS, "not enough items"),
+            Rule::ItemNotFound => ApiError::new(ITEM_NOT_FOUND, "item not found"),
+            Rule::StackLimit => ApiError::new(STACK_LIMIT, "stack limit exceeded"),
+            Rule::NotEnoughCurrency => ApiError::new(NOT_ENOUGH_CURRENCY, "not enough currency"),
+            Rule::OrderNotFound => ApiError::new(ORDER_NOT_FOUND, "order not found"),
+            Rule::OrderState => ApiError::new(ORDER_STATE, "order state does not allow this"),
+            Rule::AlreadyClaimed => ApiError::conflict("daily reward already claimed today"),
+            Rule::IdempotencyMismatch => {
+                ApiError::conflict("idempotency key already used for a different order")
+            }
+            Rule::ItemExists => ApiError::conflict("an item with this item_id exists"),
+            Rule::NotForSale => ApiError::bad_request("item is not sold for this currency"),
         }
     }
 }

@@ -4,7 +4,7 @@ use super::auth::{self, Caller, Role};
 use super::validate;
 use super::{blocking, business, ApiError, Services};
 use crate::clock;
-use crate::store::{NewPlayer, Player, PlayerStatus, StoreError};
+use crate::store::{NewPlayer, Player, PlayerStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -68,16 +68,7 @@ impl Services {
             signup_diamonds: game.config.signup_diamonds,
             now_ms: clock::now_ms(),
         };
-        let player = game
-            .store
-            .run(move |s| s.create_player(&new))
-            .await
-            .map_err(|e| match e {
-                StoreError::Conflict(_) => {
-                    ApiError::new(business::USERNAME_TAKEN, "username already taken")
-                }
-                other => other.into(),
-            })?;
+        let player = game.store.run(move |s| s.create_player(&new)).await?;
         tracing::info!(game = game_id, player_id = player.id, "player registered");
         Ok(json!({ "player": player_json(&player) }))
     }

@@ -14,11 +14,12 @@ pub struct Migration {
 }
 
 /// The SQLite migrations.
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    description: "players, item catalogue, inventories, orders, ledger, sessions",
-    statements: &[
-        "CREATE TABLE players (
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "players, item catalogue, inventories, orders, ledger, sessions",
+        statements: &[
+            "CREATE TABLE players (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             username TEXT NOT NULL UNIQUE,
             password_hash TEXT NOT NULL,
@@ -35,7 +36,7 @@ pub const SQLITE: &[Migration] = &[Migration {
             updated_at INTEGER NOT NULL,
             last_login_at INTEGER NOT NULL DEFAULT 0
         )",
-        "CREATE TABLE item_defs (
+            "CREATE TABLE item_defs (
             item_id TEXT PRIMARY KEY,
             name TEXT NOT NULL,
             type TEXT NOT NULL DEFAULT '',
@@ -46,14 +47,14 @@ pub const SQLITE: &[Migration] = &[Migration {
             max_stack INTEGER NOT NULL DEFAULT 1 CHECK (max_stack >= 1),
             status TEXT NOT NULL DEFAULT 'active'
         )",
-        "CREATE TABLE player_items (
+            "CREATE TABLE player_items (
             player_id INTEGER NOT NULL REFERENCES players(id),
             item_id TEXT NOT NULL,
             quantity INTEGER NOT NULL CHECK (quantity >= 0),
             updated_at INTEGER NOT NULL,
             PRIMARY KEY (player_id, item_id)
         )",
-        "CREATE TABLE orders (
+            "CREATE TABLE orders (
             order_id TEXT PRIMARY KEY,
             player_id INTEGER NOT NULL REFERENCES players(id),
             item_id TEXT NOT NULL,
@@ -68,8 +69,8 @@ pub const SQLITE: &[Migration] = &[Migration {
             paid_at INTEGER NOT NULL DEFAULT 0,
             UNIQUE (player_id, idempotency_key)
         )",
-        "CREATE INDEX orders_by_player ON orders (player_id, created_at)",
-        "CREATE TABLE ledger (
+            "CREATE INDEX orders_by_player ON orders (player_id, created_at)",
+            "CREATE TABLE ledger (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             player_id INTEGER NOT NULL REFERENCES players(id),
             currency TEXT NOT NULL,
@@ -79,8 +80,8 @@ pub const SQLITE: &[Migration] = &[Migration {
             reference TEXT NOT NULL DEFAULT '',
             created_at INTEGER NOT NULL
         )",
-        "CREATE INDEX ledger_by_player ON ledger (player_id, id)",
-        "CREATE TABLE sessions (
+            "CREATE INDEX ledger_by_player ON ledger (player_id, id)",
+            "CREATE TABLE sessions (
             session_id TEXT PRIMARY KEY,
             player_id INTEGER NOT NULL REFERENCES players(id),
             refresh_hash TEXT NOT NULL,
@@ -88,6 +89,25 @@ pub const SQLITE: &[Migration] = &[Migration {
             created_at INTEGER NOT NULL,
             expires_at INTEGER NOT NULL
         )",
-        "CREATE INDEX sessions_by_player ON sessions (player_id)",
-    ],
-}];
+            "CREATE INDEX sessions_by_player ON sessions (player_id)",
+        ],
+    },
+    Migration {
+        version: 2,
+        description: "refresh-token rotation history, session revocation time, daily rewards",
+        statements: &[
+            "ALTER TABLE sessions ADD COLUMN revoked_at INTEGER NOT NULL DEFAULT 0",
+            "CREATE INDEX sessions_by_revocation ON sessions (revoked_at)",
+            "CREATE TABLE refresh_history (
+            refresh_hash TEXT PRIMARY KEY,
+            session_id TEXT NOT NULL,
+            used_at INTEGER NOT NULL
+        )",
+            "CREATE TABLE daily_rewards (
+            player_id INTEGER NOT NULL,
+            day INTEGER NOT NULL,
+            PRIMARY KEY (player_id, day)
+        )",
+        ],
+    },
+];

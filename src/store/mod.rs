@@ -4,23 +4,64 @@
 //! ever called on a shard's blocking thread pool through [`StoreHandle`], never
 //! on an executor thread. Each shard opens its own store per game, so its
 //! connections are never shared with another core.
+//!
+//! Every business transaction is written once in [`sql_store`] over the small
+//! SQL surface of [`sql`]; a backend ([`sqlite`]) only supplies connections,
+//! transactions and its dialect. Rows are locked in one global order —
+//! `orders`, then `players` by ascending id, then `player_items` — so two
+//! transactions never wait on each other in a cycle.
 
 pub mod migrations;
 pub mod model;
+pub mod sql;
+pub mod sql_store;
 pub mod sqlite;
 
 use std::fmt;
 use std::sync::Arc;
 
-pub use model::{NewPlayer, Player, PlayerCredentials, PlayerStatus};
+pub use model::*;
+
+/// A business rule that refused a change (mapped to SPEC §4 codes above).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// 1001.
+    PlayerNotFound,
+    /// 1002.
+    UsernameTaken,
+    /// 409: the expected version was not the stored one.
+    VersionConflict,
+    /// 2001.
+    NotEnoughItems,
+    /// 2002.
+    ItemNotFound,
+    /// 2003.
+    StackLimit,
+    /// 3001.
+    NotEnoughCurrency,
+    /// 3002.
+    OrderNotFound,
+    /// 3003.
+    OrderState,
+    /// 409: today's daily reward was already claimed.
+    AlreadyClaimed,
+    /// 409: an idempotency key was reused for a different order.
+    IdempotencyMismatch,
+    /// 409: a catalogue entry with that id exists.
+    ItemExists,
+    /// 400: the item has no price in that currency.
+    NotForSale,
+}
 
 /// Why a store call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
     /// The database cannot be reached or is busy past its timeout (→ 503).
     Unavailable(String),
-    /// A uniqueness rule refused the write; names the rule.
+    /// A uniqueness constraint refused the write.
     Conflict(&'static str),
+    /// A business rule refused the change; nothing was written.
+    Rule(Rule),
     /// Anything else (→ 500; the detail is logged, not sent).
     Internal(String),
 }
@@ -30,6 +71,7 @@ impl fmt::Display for StoreError {
         match self {
             StoreError::Unavailable(m) => write!(f, "database unavailable: {m}"),
             StoreError::Conflict(what) => write!(f, "conflict on {what}"),
+            StoreError::Rule(r) => write!(f, "refused: {r:?}"),
             StoreError::Internal(m) => write!(f, "database error: {m}"),
         }
     }
@@ -38,13 +80,14 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 /// The operations the service layer needs from a game's database. Every
-/// multi-row change is one transaction inside the backend.
+/// multi-row change is one transaction inside the store.
 pub trait Store: Send + Sync + 'static {
     /// Applies pending migrations; returns the schema version reached.
     fn migrate(&self) -> Result<u32, StoreError>;
     /// Answers when the database is reachable.
     fn ping(&self) -> Result<(), StoreError>;
-    /// Inserts a player and its signup ledger rows; `Conflict("username")` when taken.
+
+    /// Inserts a player and its signup ledger rows.
     fn create_player(&self, new: &NewPlayer) -> Result<Player, StoreError>;
     /// Reads a player by id.
     fn player(&self, id: i64) -> Result<Option<Player>, StoreError>;
@@ -52,6 +95,34 @@ pub trait Store: Send + Sync + 'static {
     fn credentials(&self, username: &str) -> Result<Option<PlayerCredentials>, StoreError>;
     /// Records a successful login time.
     fn record_login(&self, id: i64, now_ms: i64) -> Result<(), StoreError>;
+    /// Applies a profile patch, if `expected_version` (when given) matches.
+    fn update_player(
+        &self,
+        id: i64,
+        patch: &PlayerPatch,
+        expected_version: Option<i64>,
+        now_ms: i64,
+    ) -> Result<Player, StoreError>;
+    /// Adds `delta` (may be negative) to a balance and records it in the ledger.
+    fn adjust_balance(
+        &self,
+        id: i64,
+        currency: Currency,
+        delta: i64,
+        reason: &str,
+        reference: &str,
+        now_ms: i64,
+    ) -> Result<Player, StoreError>;
+    /// A page of a player's ledger, newest first.
+    fn ledger(&self, id: i64, page: PageRequest) -> Result<Page<LedgerEntry>, StoreError>;
+    /// Applies a game logic progress change.
+    fn apply_progress(
+        &self,
+        id: i64,
+        progress: Progress,
+        now_ms: i64,
+    ) -> Result<Player, StoreError>;
+
     /// Stores a new session with the hash of its refresh secret.
     fn create_session(
         &self,
@@ -61,14 +132,90 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         expires_at_ms: i64,
     ) -> Result<(), StoreError>;
-    /// Number of players (for game stats).
-    fn player_count(&self) -> Result<i64, StoreError>;
+    /// Replaces a session's refresh secret if `presented_hash` is current.
+    fn rotate_refresh(
+        &self,
+        session_id: &str,
+        presented_hash: &str,
+        new_hash: &str,
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> Result<RefreshOutcome, StoreError>;
+    /// Revokes one session; false when it did not exist.
+    fn revoke_session(&self, session_id: &str, now_ms: i64) -> Result<bool, StoreError>;
+    /// Revokes every open session of a player; returns their ids.
+    fn revoke_player_sessions(
+        &self,
+        player_id: i64,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Sessions revoked at or after `since_ms`.
+    fn revoked_sessions_since(&self, since_ms: i64) -> Result<Vec<String>, StoreError>;
+
+    /// The catalogue (without deleted entries unless asked).
+    fn item_defs(&self, include_deleted: bool) -> Result<Vec<ItemDef>, StoreError>;
+    /// One catalogue entry.
+    fn item_def(&self, item_id: &str) -> Result<Option<ItemDef>, StoreError>;
+    /// Adds a catalogue entry.
+    fn create_item_def(&self, def: &ItemDef) -> Result<ItemDef, StoreError>;
+    /// Changes a catalogue entry.
+    fn update_item_def(&self, item_id: &str, patch: &ItemDefPatch) -> Result<ItemDef, StoreError>;
+    /// Inserts the entries that do not exist yet; returns how many.
+    fn seed_item_defs(&self, defs: &[ItemDef]) -> Result<usize, StoreError>;
+
+    /// A player's inventory.
+    fn inventory(&self, player_id: i64) -> Result<Vec<InventoryEntry>, StoreError>;
+    /// Consumes `quantity` of an item.
+    fn use_item(
+        &self,
+        player_id: i64,
+        item_id: &str,
+        quantity: i64,
+        now_ms: i64,
+    ) -> Result<InventoryEntry, StoreError>;
+    /// Adds `quantity` of an item within its stack limit.
+    fn grant_item(
+        &self,
+        player_id: i64,
+        item_id: &str,
+        quantity: i64,
+        now_ms: i64,
+    ) -> Result<InventoryEntry, StoreError>;
+    /// Moves `quantity` of an item between two players atomically.
+    fn transfer_item(
+        &self,
+        from: i64,
+        to: i64,
+        item_id: &str,
+        quantity: i64,
+        now_ms: i64,
+    ) -> Result<(InventoryEntry, InventoryEntry), StoreError>;
+
+    /// Creates an order, or returns the one with the same idempotency key
+    /// (`false` then).
+    fn create_order(&self, new: &NewOrder) -> Result<(Order, bool), StoreError>;
+    /// One order.
+    fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError>;
+    /// A page of orders, newest first, of one player or of everyone.
+    fn orders(&self, player_id: Option<i64>, page: PageRequest) -> Result<Page<Order>, StoreError>;
+    /// Pays a pending order once: charges, delivers, marks paid. Paying a
+    /// paid order returns it unchanged.
+    fn pay_order(&self, order_id: &str, now_ms: i64) -> Result<Order, StoreError>;
+    /// Cancels a pending order (a cancelled one is returned unchanged).
+    fn cancel_order(&self, order_id: &str, now_ms: i64) -> Result<Order, StoreError>;
+    /// Refunds a paid order: credits the price back, takes back the items
+    /// the player still holds (at most the quantity bought).
+    fn refund_order(&self, order_id: &str, now_ms: i64) -> Result<Order, StoreError>;
+
+    /// Counts for the game's stats.
+    fn game_stats(&self) -> Result<GameStats, StoreError>;
 }
 
 /// Opens the store named by a game's `url`.
 pub fn open(url: &str, pool_size: usize) -> Result<Arc<dyn Store>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
-        return Ok(Arc::new(sqlite::SqliteStore::open(path, pool_size)?));
+        let backend = sqlite::SqliteBackend::open(path, pool_size)?;
+        return Ok(Arc::new(sql_store::SqlStore::new(backend)));
     }
     Err(StoreError::Internal(format!(
         "unsupported database url scheme in `{}`",

@@ -95,3 +95,301 @@ pub struct PlayerCredentials {
     /// Account state.
     pub status: PlayerStatus,
 }
+
+/// The two currencies of SPEC §5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Currency {
+    /// Soft currency.
+    Gold,
+    /// Hard currency.
+    Diamonds,
+}
+
+impl Currency {
+    /// The name in JSON and the ledger, which is also the `players` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Currency::Gold => "gold",
+            Currency::Diamonds => "diamonds",
+        }
+    }
+
+    /// Parses `gold` or `diamonds`.
+    pub fn parse(s: &str) -> Option<Currency> {
+        match s {
+            "gold" => Some(Currency::Gold),
+            "diamonds" => Some(Currency::Diamonds),
+            _ => None,
+        }
+    }
+}
+
+/// Optional profile changes; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct PlayerPatch {
+    /// New nickname.
+    pub nickname: Option<String>,
+    /// New avatar.
+    pub avatar: Option<String>,
+    /// New e-mail.
+    pub email: Option<String>,
+    /// New level (game servers and admins only).
+    pub level: Option<i64>,
+    /// New experience (game servers and admins only).
+    pub exp: Option<i64>,
+    /// New status (game servers and admins only).
+    pub status: Option<PlayerStatus>,
+}
+
+/// A catalogue entry (the `item_defs` table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemDef {
+    /// Catalogue key.
+    pub item_id: String,
+    /// Display name.
+    pub name: String,
+    /// Free-form type, e.g. `consumable`.
+    pub item_type: String,
+    /// Free-form quality, e.g. `rare`.
+    pub quality: String,
+    /// Description.
+    pub description: String,
+    /// Price in gold; 0 means not sold for gold.
+    pub price_gold: i64,
+    /// Price in diamonds; 0 means not sold for diamonds.
+    pub price_diamonds: i64,
+    /// Most a player may hold.
+    pub max_stack: i64,
+    /// `active` or `deleted`.
+    pub status: String,
+}
+
+impl ItemDef {
+    /// The unit price in `currency`, if the item is sold for it.
+    pub fn price(&self, currency: Currency) -> Option<i64> {
+        let p = match currency {
+            Currency::Gold => self.price_gold,
+            Currency::Diamonds => self.price_diamonds,
+        };
+        (p > 0).then_some(p)
+    }
+}
+
+/// Optional catalogue changes.
+#[derive(Debug, Clone, Default)]
+pub struct ItemDefPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New type.
+    pub item_type: Option<String>,
+    /// New quality.
+    pub quality: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New gold price.
+    pub price_gold: Option<i64>,
+    /// New diamond price.
+    pub price_diamonds: Option<i64>,
+    /// New stack limit.
+    pub max_stack: Option<i64>,
+    /// New status.
+    pub status: Option<String>,
+}
+
+/// One line of a player's inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryEntry {
+    /// Owner.
+    pub player_id: i64,
+    /// Item.
+    pub item_id: String,
+    /// Quantity held (≥ 0).
+    pub quantity: i64,
+    /// Last change, Unix ms.
+    pub updated_at: i64,
+}
+
+/// Order states of SPEC §5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderStatus {
+    /// Created, not paid.
+    Pending,
+    /// Charged and delivered.
+    Paid,
+    /// Cancelled before payment.
+    Cancelled,
+    /// Paid, then reversed by an admin.
+    Refunded,
+}
+
+impl OrderStatus {
+    /// Stored and JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Refunded => "refunded",
+        }
+    }
+
+    /// Parses a stored or requested name.
+    pub fn parse(s: &str) -> Option<OrderStatus> {
+        match s {
+            "pending" => Some(OrderStatus::Pending),
+            "paid" => Some(OrderStatus::Paid),
+            "cancelled" => Some(OrderStatus::Cancelled),
+            "refunded" => Some(OrderStatus::Refunded),
+            _ => None,
+        }
+    }
+}
+
+/// An order (the `orders` table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    /// Time-sortable unique id.
+    pub order_id: String,
+    /// Buyer.
+    pub player_id: i64,
+    /// Item bought.
+    pub item_id: String,
+    /// How many.
+    pub quantity: i64,
+    /// Price of one, in `currency`.
+    pub unit_price: i64,
+    /// `unit_price × quantity`.
+    pub total_price: i64,
+    /// Currency charged.
+    pub currency: Currency,
+    /// State.
+    pub status: OrderStatus,
+    /// Client's idempotency key, if any.
+    pub idempotency_key: Option<String>,
+    /// Creation, Unix ms.
+    pub created_at: i64,
+    /// Last change, Unix ms.
+    pub updated_at: i64,
+    /// Payment, Unix ms; 0 when unpaid.
+    pub paid_at: i64,
+}
+
+/// What order creation needs.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    /// Id to use if a new order is created.
+    pub order_id: String,
+    /// Buyer.
+    pub player_id: i64,
+    /// Item.
+    pub item_id: String,
+    /// Quantity (≥ 1).
+    pub quantity: i64,
+    /// Currency.
+    pub currency: Currency,
+    /// Idempotency key, if the client sent one.
+    pub idempotency_key: Option<String>,
+    /// Now, Unix ms.
+    pub now_ms: i64,
+}
+
+/// One currency change (the `ledger` table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Sequence number.
+    pub id: i64,
+    /// Player.
+    pub player_id: i64,
+    /// Currency.
+    pub currency: String,
+    /// Signed change.
+    pub delta: i64,
+    /// Balance after the change.
+    pub balance_after: i64,
+    /// Why (signup, wallet, order_pay, order_refund, daily_reward, ...).
+    pub reason: String,
+    /// Order id, action or caller.
+    pub reference: String,
+    /// When, Unix ms.
+    pub created_at: i64,
+}
+
+/// Page selection: 1-based page, 1 to 100 rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    /// 1-based page number.
+    pub page: i64,
+    /// Rows per page.
+    pub page_size: i64,
+}
+
+impl PageRequest {
+    /// Rows to skip.
+    pub fn offset(&self) -> i64 {
+        (self.page - 1).saturating_mul(self.page_size)
+    }
+}
+
+/// One page of rows and the total count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The rows.
+    pub items: Vec<T>,
+    /// Rows in all pages.
+    pub total: i64,
+}
+
+/// A change of a player's progress computed by a game logic module.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress {
+    /// Adds experience; the level becomes `max(level, level_for(exp))`.
+    AddExp {
+        /// Experience to add (> 0).
+        amount: i64,
+        /// The game's level formula.
+        level_for: fn(i64) -> i64,
+    },
+    /// Raises the level by one, with experience at least `exp_for(level)`.
+    LevelUp {
+        /// Experience needed to reach a level.
+        exp_for: fn(i64) -> i64,
+    },
+    /// Grants a currency once per `day` (days since the Unix epoch, UTC).
+    DailyReward {
+        /// UTC day number.
+        day: i64,
+        /// Currency granted.
+        currency: Currency,
+        /// Amount granted.
+        amount: i64,
+    },
+}
+
+/// Outcome of a refresh-token rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// The presented token was current: it is replaced; the session's player.
+    Rotated {
+        /// The session's player.
+        player_id: i64,
+    },
+    /// An old, already rotated token was presented: the session is revoked.
+    Reused,
+    /// Unknown, expired or revoked.
+    Invalid,
+}
+
+/// Figures for `GET /api/v1/games/{id}/stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GameStats {
+    /// Players.
+    pub players: i64,
+    /// Players with status active.
+    pub active_players: i64,
+    /// Orders.
+    pub orders: i64,
+    /// Paid orders.
+    pub paid_orders: i64,
+    /// Catalogue entries.
+    pub items: i64,
+}

@@ -1,0 +1,899 @@
+//! Every business transaction of a game's database, written once over the
+//! [`Backend`] surface. Invariants are enforced inside the transaction with
+//! conditional updates (`... WHERE quantity >= ?`), so a balance or quantity
+//! can never go below zero whatever runs concurrently; rows are locked in the
+//! global order documented in `store/mod.rs`.
+
+use super::sql::{Backend, Dialect, Row, SqlConn, SqlValue, TxKind};
+use super::*;
+
+/// Builds a parameter slice from values of mixed types.
+macro_rules! args {
+    ($($v:expr),* $(,)?) => { &[$(SqlValue::from($v)),*] };
+}
+
+/// The [`Store`] of any SQL backend.
+pub struct SqlStore<B: Backend> {
+    backend: B,
+}
+
+impl<B: Backend> SqlStore<B> {
+    /// Wraps a backend.
+    pub fn new(backend: B) -> SqlStore<B> {
+        SqlStore { backend }
+    }
+
+    fn write<R>(
+        &self,
+        mut f: impl FnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.backend.transaction(TxKind::Write, &mut f)
+    }
+
+    fn read<R>(
+        &self,
+        mut f: impl FnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.backend.transaction(TxKind::Read, &mut f)
+    }
+}
+
+const PLAYER_COLUMNS: &str = "id, username, email, nickname, avatar, level, exp, gold, diamonds, \
+     status, version, created_at, updated_at, last_login_at";
+
+fn player_from(r: &Row) -> Player {
+    Player {
+        id: r.int(0),
+        username: r.text(1),
+        email: r.text(2),
+        nickname: r.text(3),
+        avatar: r.text(4),
+        level: r.int(5),
+        exp: r.int(6),
+        gold: r.int(7),
+        diamonds: r.int(8),
+        status: PlayerStatus::parse(&r.text(9)).unwrap_or(PlayerStatus::Deleted),
+        version: r.int(10),
+        created_at: r.int(11),
+        updated_at: r.int(12),
+        last_login_at: r.int(13),
+    }
+}
+
+fn load_player(c: &mut dyn SqlConn, id: i64, lock: bool) -> Result<Option<Player>, StoreError> {
+    let suffix = if lock { c.dialect().for_update() } else { "" };
+    let sql = format!("SELECT {PLAYER_COLUMNS} FROM players WHERE id = ?{suffix}");
+    Ok(c.query_one(&sql, args![id])?.map(|r| player_from(&r)))
+}
+
+fn must_player(c: &mut dyn SqlConn, id: i64, lock: bool) -> Result<Player, StoreError> {
+    load_player(c, id, lock)?.ok_or(StoreError::Rule(Rule::PlayerNotFound))
+}
+
+const ITEM_COLUMNS: &str =
+    "item_id, name, type, quality, description, price_gold, price_diamonds, max_stack, status";
+
+fn item_from(r: &Row) -> ItemDef {
+    ItemDef {
+        item_id: r.text(0),
+        name: r.text(1),
+        item_type: r.text(2),
+        quality: r.text(3),
+        description: r.text(4),
+        price_gold: r.int(5),
+        price_diamonds: r.int(6),
+        max_stack: r.int(7),
+        status: r.text(8),
+    }
+}
+
+fn load_item(c: &mut dyn SqlConn, item_id: &str) -> Result<Option<ItemDef>, StoreError> {
+    let sql = format!("SELECT {ITEM_COLUMNS} FROM item_defs WHERE item_id = ?");
+    Ok(c.query_one(&sql, args![item_id])?.map(|r| item_from(&r)))
+}
+
+fn active_item(c: &mut dyn SqlConn, item_id: &str) -> Result<ItemDef, StoreError> {
+    match load_item(c, item_id)? {
+        Some(def) if def.status == "active" => Ok(def),
+        _ => Err(StoreError::Rule(Rule::ItemNotFound)),
+    }
+}
+
+const ORDER_COLUMNS: &str = "order_id, player_id, item_id, quantity, unit_price, total_price, \
+     currency, status, idempotency_key, created_at, updated_at, paid_at";
+
+fn order_from(r: &Row) -> Order {
+    Order {
+        order_id: r.text(0),
+        player_id: r.int(1),
+        item_id: r.text(2),
+        quantity: r.int(3),
+        unit_price: r.int(4),
+        total_price: r.int(5),
+        currency: Currency::parse(&r.text(6)).unwrap_or(Currency::Gold),
+        status: OrderStatus::parse(&r.text(7)).unwrap_or(OrderStatus::Cancelled),
+        idempotency_key: match r.0.get(8) {
+            Some(SqlValue::Text(t)) => Some(t.clone()),
+            _ => None,
+        },
+        created_at: r.int(9),
+        updated_at: r.int(10),
+        paid_at: r.int(11),
+    }
+}
+
+fn load_order(
+    c: &mut dyn SqlConn,
+    order_id: &str,
+    lock: bool,
+) -> Result<Option<Order>, StoreError> {
+    let suffix = if lock { c.dialect().for_update() } else { "" };
+    let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ?{suffix}");
+    Ok(c.query_one(&sql, args![order_id])?.map(|r| order_from(&r)))
+}
+
+fn entry(c: &mut dyn SqlConn, player_id: i64, item_id: &str) -> Result<InventoryEntry, StoreError> {
+    let row = c.query_one(
+        "SELECT quantity, updated_at FROM player_items WHERE player_id = ? AND item_id = ?",
+        args![player_id, item_id],
+    )?;
+    Ok(InventoryEntry {
+        player_id,
+        item_id: item_id.to_string(),
+        quantity: row.as_ref().map(|r| r.int(0)).unwrap_or(0),
+        updated_at: row.as_ref().map(|r| r.int(1)).unwrap_or(0),
+    })
+}
+
+/// Changes a balance by `delta` unless it would go below zero, and writes
+/// the ledger row. The caller's transaction holds the player row after this.
+fn change_balance(
+    c: &mut dyn SqlConn,
+    player_id: i64,
+    currency: Currency,
+    delta: i64,
+    reason: &str,
+    reference: &str,
+    now_ms: i64,
+) -> Result<i64, StoreError> {
+    let col = currency.as_str();
+    let changed = c.exec(
+        &format!(
+            "UPDATE players SET {col} = {col} + ?, version = version + 1, updated_at = ? \
+             WHERE id = ? AND {col} + ? >= 0"
+        ),
+        args![delta, now_ms, player_id, delta],
+    )?;
+    if changed == 0 {
+        must_player(c, player_id, false)?;
+        return Err(StoreError::Rule(Rule::NotEnoughCurrency));
+    }
+    let balance = c
+        .query_one(
+            &format!("SELECT {col} FROM players WHERE id = ?"),
+            args![player_id],
+        )?
+        .map(|r| r.int(0))
+        .ok_or(StoreError::Rule(Rule::PlayerNotFound))?;
+    c.exec(
+        "INSERT INTO ledger (player_id, currency, delta, balance_after, reason, reference, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        args![player_id, col, delta, balance, reason, reference, now_ms],
+    )?;
+    Ok(balance)
+}
+
+/// Adds `quantity` of a known item to a player within `max_stack`.
+fn add_items(
+    c: &mut dyn SqlConn,
+    player_id: i64,
+    def: &ItemDef,
+    quantity: i64,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    if quantity > def.max_stack {
+        return Err(StoreError::Rule(Rule::StackLimit));
+    }
+    let item_id = def.item_id.as_str();
+    for _ in 0..2 {
+        let changed = c.exec(
+            "UPDATE player_items SET quantity = quantity + ?, updated_at = ? \
+             WHERE player_id = ? AND item_id = ? AND quantity + ? <= ?",
+            args![
+                quantity,
+                now_ms,
+                player_id,
+                item_id,
+                quantity,
+                def.max_stack
+            ],
+        )?;
+        if changed == 1 {
+            return Ok(());
+        }
+        let exists = c
+            .query_one(
+                "SELECT quantity FROM player_items WHERE player_id = ? AND item_id = ?",
+                args![player_id, item_id],
+            )?
+            .is_some();
+        if exists {
+            return Err(StoreError::Rule(Rule::StackLimit));
+        }
+        match c.exec(
+            "INSERT INTO player_items (player_id, item_id, quantity, updated_at) VALUES (?, ?, ?, ?)",
+            args![player_id, item_id, quantity, now_ms],
+        ) {
+            Ok(_) => return Ok(()),
+            // Another transaction inserted the row first: update it instead.
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Unavailable("inventory row contention".into()))
+}
+
+/// Removes `quantity` of an item unless the player has fewer.
+fn remove_items(
+    c: &mut dyn SqlConn,
+    player_id: i64,
+    item_id: &str,
+    quantity: i64,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let changed = c.exec(
+        "UPDATE player_items SET quantity = quantity - ?, updated_at = ? \
+         WHERE player_id = ? AND item_id = ? AND quantity >= ?",
+        args![quantity, now_ms, player_id, item_id, quantity],
+    )?;
+    if changed == 0 {
+        return Err(StoreError::Rule(Rule::NotEnoughItems));
+    }
+    Ok(())
+}
+
+fn count(c: &mut dyn SqlConn, sql: &str) -> Result<i64, StoreError> {
+    Ok(c.query_one(sql, &[])?.map(|r| r.int(0)).unwrap_or(0))
+}
+
+fn bool_not_found<T>(v: Option<T>, rule: Rule) -> Result<T, StoreError> {
+    v.ok_or(StoreError::Rule(rule))
+}
+
+impl<B: Backend> Store for SqlStore<B> {
+    fn migrate(&self) -> Result<u32, StoreError> {
+        let mut reached = 0;
+        self.backend.with_conn(&mut |c| {
+            let ddl = match c.dialect() {
+                Dialect::Sqlite => "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+                Dialect::Mysql => "CREATE TABLE IF NOT EXISTS schema_migrations (version INT PRIMARY KEY, description VARCHAR(255) NOT NULL, applied_at BIGINT NOT NULL)",
+            };
+            c.exec(ddl, &[]).map(|_| ())
+        })?;
+        for m in self.backend.migrations() {
+            self.write(|c| {
+                if c.query_one("SELECT version FROM schema_migrations WHERE version = ?", args![m.version as i64])?.is_some() {
+                    return Ok(());
+                }
+                for sql in m.statements {
+                    c.exec(sql, &[])?;
+                }
+                c.exec(
+                    "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                    args![m.version as i64, m.description, crate::clock::now_ms()],
+                )
+                .map(|_| ())
+            })?;
+            reached = m.version;
+        }
+        Ok(reached)
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.backend
+            .with_conn(&mut |c| c.query("SELECT 1", &[]).map(|_| ()))
+    }
+
+    fn create_player(&self, new: &NewPlayer) -> Result<Player, StoreError> {
+        self.write(|c| {
+            let inserted = c.exec(
+                "INSERT INTO players (username, password_hash, email, nickname, gold, diamonds, \
+                 created_at, updated_at) VALUES (?, ?, ?, ?, 0, 0, ?, ?)",
+                args![
+                    &new.username,
+                    &new.password_hash,
+                    &new.email,
+                    &new.username,
+                    new.now_ms,
+                    new.now_ms
+                ],
+            );
+            match inserted {
+                Err(StoreError::Conflict(_)) => return Err(StoreError::Rule(Rule::UsernameTaken)),
+                other => other?,
+            };
+            let id = c.last_insert_id()?;
+            for (currency, amount) in [
+                (Currency::Gold, new.signup_gold),
+                (Currency::Diamonds, new.signup_diamonds),
+            ] {
+                if amount == 0 {
+                    continue;
+                }
+                change_balance(
+                    c,
+                    id,
+                    currency,
+                    amount,
+                    "signup",
+                    "signup_grant",
+                    new.now_ms,
+                )?;
+            }
+            // The signup grants are part of creation, not updates.
+            c.exec("UPDATE players SET version = 1 WHERE id = ?", args![id])?;
+            must_player(c, id, false)
+        })
+    }
+
+    fn player(&self, id: i64) -> Result<Option<Player>, StoreError> {
+        self.read(|c| load_player(c, id, false))
+    }
+
+    fn credentials(&self, username: &str) -> Result<Option<PlayerCredentials>, StoreError> {
+        self.read(|c| {
+            Ok(c.query_one(
+                "SELECT id, password_hash, status FROM players WHERE username = ?",
+                args![username],
+            )?
+            .map(|r| PlayerCredentials {
+                id: r.int(0),
+                password_hash: r.text(1),
+                status: PlayerStatus::parse(&r.text(2)).unwrap_or(PlayerStatus::Deleted),
+            }))
+        })
+    }
+
+    fn record_login(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.exec(
+                "UPDATE players SET last_login_at = ? WHERE id = ?",
+                args![now_ms, id],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn update_player(
+        &self,
+        id: i64,
+        patch: &PlayerPatch,
+        expected_version: Option<i64>,
+        now_ms: i64,
+    ) -> Result<Player, StoreError> {
+        self.write(|c| {
+            let mut sets = vec![
+                "version = version + 1".to_string(),
+                "updated_at = ?".to_string(),
+            ];
+            let mut params: Vec<SqlValue> = vec![now_ms.into()];
+            let text_fields = [
+                ("nickname", &patch.nickname),
+                ("avatar", &patch.avatar),
+                ("email", &patch.email),
+            ];
+            for (col, v) in text_fields {
+                if let Some(v) = v {
+                    sets.push(format!("{col} = ?"));
+                    params.push(v.into());
+                }
+            }
+            for (col, v) in [("level", patch.level), ("exp", patch.exp)] {
+                if let Some(v) = v {
+                    sets.push(format!("{col} = ?"));
+                    params.push(v.into());
+                }
+            }
+            if let Some(s) = patch.status {
+                sets.push("status = ?".to_string());
+                params.push(s.as_str().into());
+            }
+            let mut sql = format!("UPDATE players SET {} WHERE id = ?", sets.join(", "));
+            params.push(id.into());
+            if let Some(v) = expected_version {
+                sql.push_str(" AND version = ?");
+                params.push(v.into());
+            }
+            if c.exec(&sql, &params)? == 0 {
+                must_player(c, id, false)?;
+                return Err(StoreError::Rule(Rule::VersionConflict));
+            }
+            must_player(c, id, false)
+        })
+    }
+
+    fn adjust_balance(
+        &self,
+        id: i64,
+        currency: Currency,
+        delta: i64,
+        reason: &str,
+        reference: &str,
+        now_ms: i64,
+    ) -> Result<Player, StoreError> {
+        self.write(|c| {
+            change_balance(c, id, currency, delta, reason, reference, now_ms)?;
+            must_player(c, id, false)
+        })
+    }
+
+    fn ledger(&self, id: i64, page: PageRequest) -> Result<Page<LedgerEntry>, StoreError> {
+        self.read(|c| {
+            must_player(c, id, false)?;
+            let total = c.query_one("SELECT COUNT(*) FROM ledger WHERE player_id = ?", args![id])?.map(|r| r.int(0)).unwrap_or(0);
+            let items = c
+                .query(
+                    "SELECT id, player_id, currency, delta, balance_after, reason, reference, created_at \
+                     FROM ledger WHERE player_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
+                    args![id, page.page_size, page.offset()],
+                )?
+                .iter()
+                .map(|r| LedgerEntry {
+                    id: r.int(0),
+                    player_id: r.int(1),
+                    currency: r.text(2),
+                    delta: r.int(3),
+                    balance_after: r.int(4),
+                    reason: r.text(5),
+                    reference: r.text(6),
+                    created_at: r.int(7),
+                })
+                .collect();
+            Ok(Page { items, total })
+        })
+    }
+
+    fn apply_progress(
+        &self,
+        id: i64,
+        progress: Progress,
+        now_ms: i64,
+    ) -> Result<Player, StoreError> {
+        self.write(|c| {
+            let p = must_player(c, id, true)?;
+            match progress {
+                Progress::AddExp { amount, level_for } => {
+                    let exp = p.exp.saturating_add(amount);
+                    let level = p.level.max(level_for(exp));
+                    c.exec(
+                        "UPDATE players SET exp = ?, level = ?, version = version + 1, updated_at = ? WHERE id = ?",
+                        args![exp, level, now_ms, id],
+                    )?;
+                }
+                Progress::LevelUp { exp_for } => {
+                    let level = p.level.saturating_add(1);
+                    let exp = p.exp.max(exp_for(level));
+                    c.exec(
+                        "UPDATE players SET exp = ?, level = ?, version = version + 1, updated_at = ? WHERE id = ?",
+                        args![exp, level, now_ms, id],
+                    )?;
+                }
+                Progress::DailyReward { day, currency, amount } => {
+                    match c.exec("INSERT INTO daily_rewards (player_id, day) VALUES (?, ?)", args![id, day]) {
+                        Err(StoreError::Conflict(_)) => return Err(StoreError::Rule(Rule::AlreadyClaimed)),
+                        other => other?,
+                    };
+                    change_balance(c, id, currency, amount, "daily_reward", &format!("day:{day}"), now_ms)?;
+                }
+            }
+            must_player(c, id, false)
+        })
+    }
+
+    fn create_session(
+        &self,
+        session_id: &str,
+        player_id: i64,
+        refresh_hash: &str,
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.exec(
+                "INSERT INTO sessions (session_id, player_id, refresh_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                args![session_id, player_id, refresh_hash, now_ms, expires_at_ms],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn rotate_refresh(
+        &self,
+        session_id: &str,
+        presented_hash: &str,
+        new_hash: &str,
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> Result<RefreshOutcome, StoreError> {
+        self.write(|c| {
+            let lock = c.dialect().for_update();
+            let Some(row) = c.query_one(
+                &format!("SELECT player_id, refresh_hash, revoked, expires_at FROM sessions WHERE session_id = ?{lock}"),
+                args![session_id],
+            )?
+            else {
+                return Ok(RefreshOutcome::Invalid);
+            };
+            let (player_id, current, revoked, expires) = (row.int(0), row.text(1), row.int(2), row.int(3));
+            if revoked != 0 || expires <= now_ms {
+                return Ok(RefreshOutcome::Invalid);
+            }
+            if current == presented_hash {
+                c.exec(
+                    "INSERT INTO refresh_history (refresh_hash, session_id, used_at) VALUES (?, ?, ?)",
+                    args![&current, session_id, now_ms],
+                )?;
+                c.exec(
+                    "UPDATE sessions SET refresh_hash = ?, expires_at = ? WHERE session_id = ?",
+                    args![new_hash, expires_at_ms, session_id],
+                )?;
+                return Ok(RefreshOutcome::Rotated { player_id });
+            }
+            let reused = c
+                .query_one("SELECT session_id FROM refresh_history WHERE refresh_hash = ? AND session_id = ?", args![presented_hash, session_id])?
+                .is_some();
+            if reused {
+                c.exec("UPDATE sessions SET revoked = 1, revoked_at = ? WHERE session_id = ?", args![now_ms, session_id])?;
+                return Ok(RefreshOutcome::Reused);
+            }
+            Ok(RefreshOutcome::Invalid)
+        })
+    }
+
+    fn revoke_session(&self, session_id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        self.write(|c| {
+            Ok(c.exec(
+                "UPDATE sessions SET revoked = 1, revoked_at = ? WHERE session_id = ? AND revoked = 0",
+                args![now_ms, session_id],
+            )? > 0)
+        })
+    }
+
+    fn revoke_player_sessions(
+        &self,
+        player_id: i64,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        self.write(|c| {
+            let ids: Vec<String> = c
+                .query(
+                    "SELECT session_id FROM sessions WHERE player_id = ? AND revoked = 0 AND expires_at > ?",
+                    args![player_id, now_ms],
+                )?
+                .iter()
+                .map(|r| r.text(0))
+                .collect();
+            c.exec(
+                "UPDATE sessions SET revoked = 1, revoked_at = ? WHERE player_id = ? AND revoked = 0",
+                args![now_ms, player_id],
+            )?;
+            Ok(ids)
+        })
+    }
+
+    fn revoked_sessions_since(&self, since_ms: i64) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            Ok(c.query(
+                "SELECT session_id FROM sessions WHERE revoked = 1 AND revoked_at >= ?",
+                args![since_ms],
+            )?
+            .iter()
+            .map(|r| r.text(0))
+            .collect())
+        })
+    }
+
+    fn item_defs(&self, include_deleted: bool) -> Result<Vec<ItemDef>, StoreError> {
+        self.read(|c| {
+            let filter = if include_deleted {
+                ""
+            } else {
+                " WHERE status = 'active'"
+            };
+            Ok(c.query(
+                &format!("SELECT {ITEM_COLUMNS} FROM item_defs{filter} ORDER BY item_id"),
+                &[],
+            )?
+            .iter()
+            .map(item_from)
+            .collect())
+        })
+    }
+
+    fn item_def(&self, item_id: &str) -> Result<Option<ItemDef>, StoreError> {
+        self.read(|c| load_item(c, item_id))
+    }
+
+    fn create_item_def(&self, def: &ItemDef) -> Result<ItemDef, StoreError> {
+        self.write(|c| {
+            let r = c.exec(
+                &format!(
+                    "INSERT INTO item_defs ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                args![
+                    &def.item_id,
+                    &def.name,
+                    &def.item_type,
+                    &def.quality,
+                    &def.description,
+                    def.price_gold,
+                    def.price_diamonds,
+                    def.max_stack,
+                    &def.status
+                ],
+            );
+            match r {
+                Err(StoreError::Conflict(_)) => Err(StoreError::Rule(Rule::ItemExists)),
+                other => other.map(|_| ()),
+            }?;
+            bool_not_found(load_item(c, &def.item_id)?, Rule::ItemNotFound)
+        })
+    }
+
+    fn update_item_def(&self, item_id: &str, patch: &ItemDefPatch) -> Result<ItemDef, StoreError> {
+        self.write(|c| {
+            let mut sets = Vec::new();
+            let mut params: Vec<SqlValue> = Vec::new();
+            let texts = [
+                ("name", &patch.name),
+                ("type", &patch.item_type),
+                ("quality", &patch.quality),
+                ("description", &patch.description),
+                ("status", &patch.status),
+            ];
+            for (col, v) in texts {
+                if let Some(v) = v {
+                    sets.push(format!("{col} = ?"));
+                    params.push(v.into());
+                }
+            }
+            for (col, v) in [
+                ("price_gold", patch.price_gold),
+                ("price_diamonds", patch.price_diamonds),
+                ("max_stack", patch.max_stack),
+            ] {
+                if let Some(v) = v {
+                    sets.push(format!("{col} = ?"));
+                    params.push(v.into());
+                }
+            }
+            if !sets.is_empty() {
+                params.push(item_id.into());
+                c.exec(
+                    &format!("UPDATE item_defs SET {} WHERE item_id = ?", sets.join(", ")),
+                    &params,
+                )?;
+            }
+            bool_not_found(load_item(c, item_id)?, Rule::ItemNotFound)
+        })
+    }
+
+    fn seed_item_defs(&self, defs: &[ItemDef]) -> Result<usize, StoreError> {
+        self.write(|c| {
+            let mut added = 0;
+            for def in defs {
+                if load_item(c, &def.item_id)?.is_none() {
+                    c.exec(
+                        &format!("INSERT INTO item_defs ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                        args![&def.item_id, &def.name, &def.item_type, &def.quality, &def.description, def.price_gold, def.price_diamonds, def.max_stack, &def.status],
+                    )?;
+                    added += 1;
+                }
+            }
+            Ok(added)
+        })
+    }
+
+    fn inventory(&self, player_id: i64) -> Result<Vec<InventoryEntry>, StoreError> {
+        self.read(|c| {
+            must_player(c, player_id, false)?;
+            Ok(c.query(
+                "SELECT item_id, quantity, updated_at FROM player_items WHERE player_id = ? AND quantity > 0 ORDER BY item_id",
+                args![player_id],
+            )?
+            .iter()
+            .map(|r| InventoryEntry { player_id, item_id: r.text(0), quantity: r.int(1), updated_at: r.int(2) })
+            .collect())
+        })
+    }
+
+    fn use_item(
+        &self,
+        player_id: i64,
+        item_id: &str,
+        quantity: i64,
+        now_ms: i64,
+    ) -> Result<InventoryEntry, StoreError> {
+        self.write(|c| {
+            must_player(c, player_id, false)?;
+            if load_item(c, item_id)?.is_none() {
+                return Err(StoreError::Rule(Rule::ItemNotFound));
+            }
+            remove_items(c, player_id, item_id, quantity, now_ms)?;
+            entry(c, player_id, item_id)
+        })
+    }
+
+    fn grant_item(
+        &self,
+        player_id: i64,
+        item_id: &str,
+        quantity: i64,
+        now_ms: i64,
+    ) -> Result<InventoryEntry, StoreError> {
+        self.write(|c| {
+            must_player(c, player_id, false)?;
+            let def = active_item(c, item_id)?;
+            add_items(c, player_id, &def, quantity, now_ms)?;
+            entry(c, player_id, item_id)
+        })
+    }
+
+    fn transfer_item(
+        &self,
+        from: i64,
+        to: i64,
+        item_id: &str,
+        quantity: i64,
+        now_ms: i64,
+    ) -> Result<(InventoryEntry, InventoryEntry), StoreError> {
+        self.write(|c| {
+            // Lock both players in ascending id order: transfers in opposite
+            // directions then queue instead of deadlocking.
+            let lock = c.dialect().for_update();
+            let found = c.query(
+                &format!("SELECT id FROM players WHERE id IN (?, ?) ORDER BY id{lock}"),
+                args![from.min(to), from.max(to)],
+            )?;
+            if found.len() < 2 {
+                return Err(StoreError::Rule(Rule::PlayerNotFound));
+            }
+            let def = active_item(c, item_id)?;
+            remove_items(c, from, item_id, quantity, now_ms)?;
+            add_items(c, to, &def, quantity, now_ms)?;
+            Ok((entry(c, from, item_id)?, entry(c, to, item_id)?))
+        })
+    }
+
+    fn create_order(&self, new: &NewOrder) -> Result<(Order, bool), StoreError> {
+        // Two attempts: a concurrent create with the same key makes our
+        // insert fail; the second attempt then finds that order.
+        for _ in 0..2 {
+            let result = self.write(|c| {
+                if let Some(key) = &new.idempotency_key {
+                    let existing = c.query_one(
+                        &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE player_id = ? AND idempotency_key = ?"),
+                        args![new.player_id, key],
+                    )?;
+                    if let Some(row) = existing {
+                        let order = order_from(&row);
+                        if order.item_id != new.item_id || order.quantity != new.quantity || order.currency != new.currency {
+                            return Err(StoreError::Rule(Rule::IdempotencyMismatch));
+                        }
+                        return Ok((order, false));
+                    }
+                }
+                must_player(c, new.player_id, false)?;
+                let def = active_item(c, &new.item_id)?;
+                let unit = def.price(new.currency).ok_or(StoreError::Rule(Rule::NotForSale))?;
+                let total = unit.checked_mul(new.quantity).ok_or(StoreError::Rule(Rule::NotEnoughCurrency))?;
+                c.exec(
+                    &format!("INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, 0)"),
+                    args![&new.order_id, new.player_id, &new.item_id, new.quantity, unit, total, new.currency.as_str(), new.idempotency_key.clone(), new.now_ms, new.now_ms],
+                )?;
+                let order = bool_not_found(load_order(c, &new.order_id, false)?, Rule::OrderNotFound)?;
+                Ok((order, true))
+            });
+            match result {
+                Err(StoreError::Conflict(_)) if new.idempotency_key.is_some() => continue,
+                other => return other,
+            }
+        }
+        Err(StoreError::Unavailable("order creation contention".into()))
+    }
+
+    fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError> {
+        self.read(|c| load_order(c, order_id, false))
+    }
+
+    fn orders(&self, player_id: Option<i64>, page: PageRequest) -> Result<Page<Order>, StoreError> {
+        self.read(|c| {
+            let (filter, params): (&str, Vec<SqlValue>) = match player_id {
+                Some(p) => (" WHERE player_id = ?", vec![p.into()]),
+                None => ("", Vec::new()),
+            };
+            let total = c.query_one(&format!("SELECT COUNT(*) FROM orders{filter}"), &params)?.map(|r| r.int(0)).unwrap_or(0);
+            let mut p = params.clone();
+            p.push(page.page_size.into());
+            p.push(page.offset().into());
+            let items = c
+                .query(&format!("SELECT {ORDER_COLUMNS} FROM orders{filter} ORDER BY order_id DESC LIMIT ? OFFSET ?"), &p)?
+                .iter()
+                .map(order_from)
+                .collect();
+            Ok(Page { items, total })
+        })
+    }
+
+    fn pay_order(&self, order_id: &str, now_ms: i64) -> Result<Order, StoreError> {
+        self.write(|c| {
+            let order = bool_not_found(load_order(c, order_id, true)?, Rule::OrderNotFound)?;
+            match order.status {
+                OrderStatus::Paid => return Ok(order),
+                OrderStatus::Pending => {}
+                _ => return Err(StoreError::Rule(Rule::OrderState)),
+            }
+            change_balance(c, order.player_id, order.currency, -order.total_price, "order_pay", order_id, now_ms)?;
+            let def = match load_item(c, &order.item_id)? {
+                Some(d) => d,
+                None => return Err(StoreError::Rule(Rule::ItemNotFound)),
+            };
+            add_items(c, order.player_id, &def, order.quantity, now_ms)?;
+            c.exec(
+                "UPDATE orders SET status = 'paid', paid_at = ?, updated_at = ? WHERE order_id = ? AND status = 'pending'",
+                args![now_ms, now_ms, order_id],
+            )?;
+            bool_not_found(load_order(c, order_id, false)?, Rule::OrderNotFound)
+        })
+    }
+
+    fn cancel_order(&self, order_id: &str, now_ms: i64) -> Result<Order, StoreError> {
+        self.write(|c| {
+            let order = bool_not_found(load_order(c, order_id, true)?, Rule::OrderNotFound)?;
+            match order.status {
+                OrderStatus::Cancelled => return Ok(order),
+                OrderStatus::Pending => {}
+                _ => return Err(StoreError::Rule(Rule::OrderState)),
+            }
+            c.exec(
+                "UPDATE orders SET status = 'cancelled', updated_at = ? WHERE order_id = ? AND status = 'pending'",
+                args![now_ms, order_id],
+            )?;
+            bool_not_found(load_order(c, order_id, false)?, Rule::OrderNotFound)
+        })
+    }
+
+    fn refund_order(&self, order_id: &str, now_ms: i64) -> Result<Order, StoreError> {
+        self.write(|c| {
+            let order = bool_not_found(load_order(c, order_id, true)?, Rule::OrderNotFound)?;
+            match order.status {
+                OrderStatus::Refunded => return Ok(order),
+                OrderStatus::Paid => {}
+                _ => return Err(StoreError::Rule(Rule::OrderState)),
+            }
+            change_balance(c, order.player_id, order.currency, order.total_price, "order_refund", order_id, now_ms)?;
+            let held = entry(c, order.player_id, &order.item_id)?.quantity;
+            let take_back = held.min(order.quantity);
+            if take_back > 0 {
+                remove_items(c, order.player_id, &order.item_id, take_back, now_ms)?;
+            }
+            c.exec(
+                "UPDATE orders SET status = 'refunded', updated_at = ? WHERE order_id = ? AND status = 'paid'",
+                args![now_ms, order_id],
+            )?;
+            bool_not_found(load_order(c, order_id, false)?, Rule::OrderNotFound)
+        })
+    }
+
+    fn game_stats(&self) -> Result<GameStats, StoreError> {
+        self.read(|c| {
+            Ok(GameStats {
+                players: count(c, "SELECT COUNT(*) FROM players")?,
+                active_players: count(c, "SELECT COUNT(*) FROM players WHERE status = 'active'")?,
+                orders: count(c, "SELECT COUNT(*) FROM orders")?,
+                paid_orders: count(c, "SELECT COUNT(*) FROM orders WHERE status = 'paid'")?,
+                items: count(c, "SELECT COUNT(*) FROM item_defs WHERE status = 'active'")?,
+            })
+        })
+    }
+}
