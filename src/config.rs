@@ -35,6 +35,48 @@ pub struct Config {
     pub default_game: String,
     /// Every game this node serves, by game id.
     pub games: BTreeMap<String, GameConfig>,
+    /// Operator accounts (role `admin`), by user name.
+    pub admins: BTreeMap<String, AdminAccount>,
+}
+
+/// `[admins.<name>]`: an operator account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminAccount {
+    /// argon2id PHC string (`datamiddleware hash-password` prints one).
+    pub password_hash: String,
+}
+
+/// `[[games.<id>.items]]`: a catalogue entry seeded at start-up when absent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemSeed {
+    /// Catalogue key: 1 to 64 of `[A-Za-z0-9_.-]`.
+    pub item_id: String,
+    /// Display name.
+    pub name: String,
+    /// Free-form type.
+    #[serde(rename = "type", default)]
+    pub item_type: String,
+    /// Free-form quality.
+    #[serde(default)]
+    pub quality: String,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+    /// Gold price; 0 = not sold for gold.
+    #[serde(default)]
+    pub price_gold: i64,
+    /// Diamond price; 0 = not sold for diamonds.
+    #[serde(default)]
+    pub price_diamonds: i64,
+    /// Most one player may hold.
+    #[serde(default = "default_max_stack")]
+    pub max_stack: i64,
+}
+
+fn default_max_stack() -> i64 {
+    99
 }
 
 /// `[node]`: identity, shard count and shutdown.
@@ -176,6 +218,10 @@ pub struct GameConfig {
     pub signup_diamonds: i64,
     /// Game logic module serving `POST /api/v1/games/{id}/{action}`.
     pub logic: String,
+    /// Catalogue entries seeded at start-up when absent.
+    pub items: Vec<ItemSeed>,
+    /// A JSON file with an array of catalogue entries, seeded like `items`.
+    pub items_file: String,
 }
 
 impl Default for Config {
@@ -192,6 +238,7 @@ impl Default for Config {
             log: LogConfig::default(),
             default_game: "game1".to_string(),
             games,
+            admins: BTreeMap::new(),
         }
     }
 }
@@ -289,6 +336,8 @@ impl Default for GameConfig {
             signup_gold: 1000,
             signup_diamonds: 100,
             logic: "standard".to_string(),
+            items: Vec::new(),
+            items_file: String::new(),
         }
     }
 }
@@ -424,6 +473,16 @@ impl Config {
                     "key `games.{id}.signup_gold`/`signup_diamonds`: must not be negative"
                 )));
             }
+            for item in &game.items {
+                validate_item_seed(id, item)?;
+            }
+            if !game.items_file.is_empty() {
+                for item in load_items_file(&game.items_file)
+                    .map_err(|e| err(format!("key `games.{id}.items_file`: {e}")))?
+                {
+                    validate_item_seed(id, &item)?;
+                }
+            }
             if game.logic != "standard" {
                 return Err(err(format!(
                     "key `games.{id}.logic`: unknown game logic `{}` (known: standard)",
@@ -436,7 +495,34 @@ impl Config {
                 )));
             }
         }
+        for (name, admin) in &self.admins {
+            if name.is_empty() || name.len() > 64 || !name.bytes().all(is_id_byte) {
+                return Err(err(format!(
+                    "key `admins.{name}`: names are 1 to 64 of [A-Za-z0-9_-]"
+                )));
+            }
+            if argon2::PasswordHash::new(&admin.password_hash).is_err() {
+                return Err(err(format!(
+                    "key `admins.{name}.password_hash`: not a PHC hash string (make one with `datamiddleware hash-password`)"
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// The catalogue seed of a game: inline `items`, then `items_file`.
+    pub fn item_seed(&self, game_id: &str) -> Result<Vec<ItemSeed>, ConfigError> {
+        let Some(game) = self.games.get(game_id) else {
+            return Ok(Vec::new());
+        };
+        let mut items = game.items.clone();
+        if !game.items_file.is_empty() {
+            items.extend(
+                load_items_file(&game.items_file)
+                    .map_err(|e| err(format!("key `games.{game_id}.items_file`: {e}")))?,
+            );
+        }
+        Ok(items)
     }
 
     /// The HTTP listen address (validated by [`Config::validate`]).
@@ -448,6 +534,36 @@ impl Config {
     pub fn tcp_addr(&self) -> Result<SocketAddr, ConfigError> {
         parse_addr("tcp.listen", &self.tcp.listen)
     }
+}
+
+fn load_items_file(path: &str) -> Result<Vec<ItemSeed>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))
+}
+
+fn validate_item_seed(game: &str, item: &ItemSeed) -> Result<(), ConfigError> {
+    let ok_id = !item.item_id.is_empty()
+        && item.item_id.len() <= 64
+        && item.item_id.bytes().all(|b| is_id_byte(b) || b == b'.');
+    if !ok_id {
+        return Err(err(format!(
+            "key `games.{game}.items`: item_id `{}` must be 1 to 64 of [A-Za-z0-9_.-]",
+            item.item_id
+        )));
+    }
+    if item.name.is_empty() || item.name.len() > 128 {
+        return Err(err(format!(
+            "key `games.{game}.items`: item `{}` needs a name of 1 to 128 bytes",
+            item.item_id
+        )));
+    }
+    if item.price_gold < 0 || item.price_diamonds < 0 || item.max_stack < 1 {
+        return Err(err(format!(
+            "key `games.{game}.items`: item `{}` needs prices >= 0 and max_stack >= 1",
+            item.item_id
+        )));
+    }
+    Ok(())
 }
 
 fn is_id_byte(b: u8) -> bool {

@@ -27,6 +27,9 @@ enum Command {
     },
     /// Print the version.
     Version,
+    /// Read a password from standard input and print its argon2id hash (for
+    /// `[admins.<name>] password_hash`).
+    HashPassword,
 }
 
 fn main() -> ExitCode {
@@ -35,6 +38,28 @@ fn main() -> ExitCode {
         Command::Version => {
             println!("datamiddleware {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
+        }
+        Command::HashPassword => {
+            let mut password = String::new();
+            if std::io::stdin().read_line(&mut password).is_err() {
+                eprintln!("cannot read a password from standard input");
+                return ExitCode::FAILURE;
+            }
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.len() < 8 {
+                eprintln!("admin passwords need at least 8 bytes");
+                return ExitCode::FAILURE;
+            }
+            match datamiddleware::service::auth::hash_password(password) {
+                Ok(h) => {
+                    println!("{h}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("hashing failed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::CheckConfig { path } => {
             let path = path.or(cli.config);

@@ -10,7 +10,9 @@
 
 use crate::config::Config;
 use crate::logging::LogReload;
-use crate::service::{auth, Services};
+use crate::mesh::{self, Peers};
+use crate::service::revocations::RevocationList;
+use crate::service::{auth, items, Services, ShardLinks};
 use crate::shard::{NodeState, Shard};
 use crate::{http, store, tcp};
 use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
@@ -43,7 +45,7 @@ pub fn run(
         // shared by every shard so any shard verifies any shard's token.
         config.auth.jwt_secret = auth::random_hex(32);
     }
-    migrate(&config)?;
+    let revoked = prepare_databases(&config)?;
     let cores: Vec<usize> = core_affinity::get_core_ids()
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
         .filter(|v: &Vec<usize>| !v.is_empty())
@@ -53,11 +55,15 @@ pub fn run(
     } else {
         config.node.shards
     };
-    let node = Arc::new(NodeState::new(shards));
+    let node = Arc::new(NodeState::new(
+        shards,
+        config.auth.rate_limit_per_ip_per_min,
+    ));
     let dummy_hash: Arc<str> = auth::hash_password("dummy-password-for-timing")
         .map_err(|e| StartError(format!("cannot hash: {e}")))?
         .into();
     let signals = spawn_signal_thread(node.clone(), config_path, log)?;
+    let meshes = mesh::builder(shards);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
     let mut handles = Vec::new();
     for id in 0..shards {
@@ -65,10 +71,23 @@ pub fn run(
         let node = node.clone();
         let ready = ready_tx.clone();
         let dummy = dummy_hash.clone();
+        let revoked = revoked.clone();
+        let mesh = meshes.clone();
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cores[id % cores.len()]))
             .name(&format!("shard-{id}"))
             .blocking_thread_pool_placement(PoolPlacement::Unbound(config.node.blocking_threads))
-            .spawn(move || async move { shard_main(id, cfg, node, ready, dummy).await })
+            .spawn(move || async move {
+                let start = ShardStart {
+                    id,
+                    config: cfg,
+                    node,
+                    ready,
+                    dummy_hash: dummy,
+                    revoked,
+                    mesh,
+                };
+                shard_main(start).await
+            })
             .map_err(|e| StartError(format!("cannot start shard {id}: {e}")))?;
         handles.push(handle);
     }
@@ -107,33 +126,80 @@ pub fn run(
     Ok(())
 }
 
-fn migrate(config: &Config) -> Result<(), StartError> {
+/// Migrates every game's database, seeds its catalogue, and returns the
+/// sessions revoked recently enough that their access tokens still live.
+fn prepare_databases(config: &Config) -> Result<Vec<String>, StartError> {
+    let since = crate::clock::now_ms() - (config.auth.access_ttl_s as i64 + 1) * 1000;
+    let mut revoked = Vec::new();
     for (id, game) in &config.games {
         let s = store::open(&game.url, 1)
             .map_err(|e| StartError(format!("game {id}: cannot open {}: {e}", game.url)))?;
         let version = s
             .migrate()
             .map_err(|e| StartError(format!("game {id}: migration failed: {e}")))?;
-        tracing::info!(game = %id, schema_version = version, "database ready");
+        let seed: Vec<_> = config
+            .item_seed(id)
+            .map_err(|e| StartError(e.to_string()))?
+            .iter()
+            .map(items::seed_def)
+            .collect();
+        let seeded = s
+            .seed_item_defs(&seed)
+            .map_err(|e| StartError(format!("game {id}: catalogue seed failed: {e}")))?;
+        revoked.extend(
+            s.revoked_sessions_since(since)
+                .map_err(|e| StartError(format!("game {id}: {e}")))?,
+        );
+        tracing::info!(game = %id, schema_version = version, items_seeded = seeded, "database ready");
     }
-    Ok(())
+    Ok(revoked)
 }
 
-async fn shard_main(
+type ShardMesh = glommio::channels::channel_mesh::MeshBuilder<
+    mesh::ShardMessage,
+    glommio::channels::channel_mesh::Full,
+>;
+
+/// Everything a shard starts from.
+struct ShardStart {
     id: usize,
     config: Config,
     node: Arc<NodeState>,
     ready: mpsc::Sender<Result<usize, String>>,
     dummy_hash: Arc<str>,
-) {
+    revoked: Vec<String>,
+    mesh: Option<ShardMesh>,
+}
+
+async fn shard_main(start: ShardStart) {
+    let ShardStart {
+        id,
+        config,
+        node,
+        ready,
+        dummy_hash,
+        revoked,
+        mesh,
+    } = start;
     let config = Rc::new(config);
+    let until = crate::clock::now_s() + config.auth.access_ttl_s as i64 + 1;
+    let revocations = Rc::new(RevocationList::new(revoked, until));
+    let peers = match Peers::join(mesh, revocations.clone()).await {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let links = ShardLinks {
+        jwt_secret: config.auth.jwt_secret.as_bytes().to_vec(),
+        dummy_hash: Rc::from(&*dummy_hash),
+        revocations,
+        peers,
+    };
     let setup = (|| {
-        let services = Services::open(
-            config.clone(),
-            config.auth.jwt_secret.as_bytes(),
-            Rc::from(&*dummy_hash),
-        )
-        .map_err(|e| format!("shard {id}: {e}"))?;
+        let services =
+            Services::open(config.clone(), links).map_err(|e| format!("shard {id}: {e}"))?;
         let http_addr = config.http_addr().map_err(|e| e.to_string())?;
         let tcp_addr = config.tcp_addr().map_err(|e| e.to_string())?;
         let http = glommio::net::TcpListener::bind(http_addr)
@@ -197,7 +263,7 @@ fn spawn_signal_thread(
         .spawn(move || {
             for sig in signals.forever() {
                 match sig {
-                    SIGHUP => reload(config_path.as_deref(), &log),
+                    SIGHUP => reload(config_path.as_deref(), &log, &node),
                     _ => {
                         tracing::info!(signal = sig, "shutdown requested; draining");
                         node.shutting_down.store(true, Ordering::Relaxed);
@@ -210,11 +276,13 @@ fn spawn_signal_thread(
 }
 
 /// SIGHUP: re-reads the configuration and applies its hot settings.
-fn reload(path: Option<&str>, log: &LogReload) {
+fn reload(path: Option<&str>, log: &LogReload, node: &NodeState) {
     match Config::load(path, std::env::vars()) {
         Ok(c) => {
             log.set_level(&c.log.level);
-            tracing::info!(level = %c.log.level, "configuration reloaded");
+            node.rate_limit_per_min
+                .store(c.auth.rate_limit_per_ip_per_min, Ordering::Relaxed);
+            tracing::info!(level = %c.log.level, rate_limit = c.auth.rate_limit_per_ip_per_min, "configuration reloaded");
         }
         Err(e) => tracing::error!(error = %e, "configuration reload refused; keeping the old one"),
     }

@@ -8,12 +8,13 @@
 //! its own shard and read by admin endpoints.
 
 use crate::config::Config;
+use crate::service::rate_limit::RateLimiter;
 use crate::service::Services;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -54,16 +55,19 @@ pub struct NodeState {
     pub tcp_connections: AtomicUsize,
     /// One entry per shard.
     pub gauges: Vec<ShardGauges>,
+    /// `auth.rate_limit_per_ip_per_min`, hot-reloaded by SIGHUP.
+    pub rate_limit_per_min: AtomicU32,
 }
 
 impl NodeState {
     /// State for a node of `shards` shards.
-    pub fn new(shards: usize) -> NodeState {
+    pub fn new(shards: usize, rate_limit_per_min: u32) -> NodeState {
         NodeState {
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
             tcp_connections: AtomicUsize::new(0),
             gauges: (0..shards).map(|_| ShardGauges::default()).collect(),
+            rate_limit_per_min: AtomicU32::new(rate_limit_per_min),
         }
     }
 
@@ -83,6 +87,8 @@ pub struct Shard {
     pub services: Services,
     /// State shared with the other shards.
     pub node: Arc<NodeState>,
+    /// This shard's per-IP request budgets.
+    pub rate_limiter: RateLimiter,
     draining: Cell<bool>,
     stop: glommio::sync::Semaphore,
     connections: RefCell<HashMap<u64, RawFd>>,
@@ -92,11 +98,13 @@ pub struct Shard {
 impl Shard {
     /// A shard with its services; not yet serving.
     pub fn new(id: usize, config: Rc<Config>, services: Services, node: Arc<NodeState>) -> Shard {
+        let rate_limiter = RateLimiter::new(node.gauges.len());
         Shard {
             id,
             config,
             services,
             node,
+            rate_limiter,
             draining: Cell::new(false),
             stop: glommio::sync::Semaphore::new(0),
             connections: RefCell::new(HashMap::new()),

@@ -5,13 +5,15 @@ use super::request::Request;
 use super::response::Response;
 use super::router::{self, Matched, Params, Route};
 use crate::clock;
-use crate::service::players::{LoginRequest, RegisterRequest};
-use crate::service::{parse_json, ApiError, Caller, Role};
+use crate::service::players::RegisterRequest;
+use crate::service::sessions::{LoginRequest, RefreshRequest, ServerAuthRequest};
+use crate::service::{parse_json, ApiError, Caller, PageQuery, Role};
 use crate::shard::Shard;
 use serde_json::json;
+use std::net::IpAddr;
 
-/// Answers one request.
-pub async fn handle(shard: &Shard, req: &Request<'_>) -> Response {
+/// Answers one request from `peer`.
+pub async fn handle(shard: &Shard, req: &Request<'_>, peer: IpAddr) -> Response {
     let response = if req.method == "OPTIONS" {
         preflight(shard, req)
     } else {
@@ -20,12 +22,74 @@ pub async fn handle(shard: &Shard, req: &Request<'_>) -> Response {
             Matched::MethodNotAllowed(allow) => {
                 Response::status(405, "method not allowed").with_header("Allow", allow)
             }
-            Matched::Found(route, params) => dispatch(shard, route, params, req)
-                .await
-                .unwrap_or_else(|e| Response::error(&e)),
+            Matched::Found(route, params) => match rate_limit(shard, route, req, peer) {
+                Err(r) => r,
+                Ok(()) => dispatch(shard, route, params, req)
+                    .await
+                    .unwrap_or_else(|e| Response::error(&e)),
+            },
         }
     };
     with_cors(shard, req, response)
+}
+
+/// Applies the per-IP budget to every route but the probes. Behind a proxy
+/// on loopback, the first `X-Forwarded-For` address is the client.
+fn rate_limit(
+    shard: &Shard,
+    route: Route,
+    req: &Request<'_>,
+    peer: IpAddr,
+) -> Result<(), Response> {
+    if matches!(route, Route::Health | Route::Ready) {
+        return Ok(());
+    }
+    let client = match (peer.is_loopback(), req.headers.forwarded_for) {
+        (true, Some(xff)) => xff
+            .split(',')
+            .next()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(peer),
+        _ => peer,
+    };
+    let per_min = shard
+        .node
+        .rate_limit_per_min
+        .load(std::sync::atomic::Ordering::Relaxed);
+    shard
+        .rate_limiter
+        .check(client, per_min, std::time::Instant::now())
+        .map_err(|retry| {
+            Response::status(429, "too many requests").with_header("Retry-After", retry.to_string())
+        })
+}
+
+/// Parses a JSON body, or an empty object when there is none.
+fn body_or_empty<T: serde::de::DeserializeOwned + Default>(
+    req: &Request<'_>,
+) -> Result<T, ApiError> {
+    if req.body.is_empty() {
+        Ok(T::default())
+    } else {
+        parse_json(req.body)
+    }
+}
+
+fn query_i64(req: &Request<'_>, name: &str) -> Result<Option<i64>, ApiError> {
+    match req.query_param(name) {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("{name} must be an integer"))),
+    }
+}
+
+fn page(req: &Request<'_>) -> Result<PageQuery, ApiError> {
+    Ok(PageQuery {
+        page: query_i64(req, "page")?,
+        page_size: query_i64(req, "page_size")?,
+    })
 }
 
 async fn dispatch(
@@ -35,29 +99,191 @@ async fn dispatch(
     req: &Request<'_>,
 ) -> Result<Response, ApiError> {
     let services = &shard.services;
+    let ok = |v: serde_json::Value| Ok(Response::ok(&v));
     match route {
-        Route::Health => Ok(health(shard)),
-        Route::Ready => Ok(ready(shard).await),
+        Route::Health => return Ok(health(shard)),
+        Route::Ready => return Ok(ready(shard).await),
         Route::Register => {
             let game = anonymous_game(shard, req)?;
             let body: RegisterRequest = parse_json(req.body)?;
-            let data = services.register(&game, body).await?;
-            Ok(Response::ok_with(201, &data))
+            return Ok(Response::ok_with(
+                201,
+                &services.register(&game, body).await?,
+            ));
         }
         Route::Login => {
             let game = anonymous_game(shard, req)?;
-            let body: LoginRequest = parse_json(req.body)?;
-            Ok(Response::ok(&services.login(&game, body).await?))
+            return ok(services
+                .login(&game, parse_json::<LoginRequest>(req.body)?)
+                .await?);
         }
-        Route::GetPlayer => {
-            let caller = authenticate(shard, req)?;
-            let game = caller_game(shard, req, &caller)?;
-            let id = player_id(params.get(0))?;
-            Ok(Response::ok(
-                &services.get_player(&caller, &game, id).await?,
-            ))
+        Route::Refresh => {
+            return ok(services
+                .refresh(parse_json::<RefreshRequest>(req.body)?)
+                .await?)
         }
+        Route::ServerAuth => {
+            return ok(services.server_token(parse_json::<ServerAuthRequest>(req.body)?)?)
+        }
+        Route::AdminAuth => {
+            return ok(services
+                .admin_login(parse_json::<LoginRequest>(req.body)?)
+                .await?)
+        }
+        Route::ListGames => return ok(services.list_games()),
+        _ => {}
     }
+    let caller = authenticate(shard, req)?;
+    let game = caller_game(shard, req, &caller)?;
+    let g = game.as_str();
+    let c = &caller;
+    match route {
+        Route::HealthDetailed => {
+            services.require_admin(c)?;
+            ok(detailed(shard).await)
+        }
+        Route::Logout => ok(services.logout(c).await?),
+        Route::GetPlayer => ok(services.get_player(c, g, player_id(params.get(0))?).await?),
+        Route::UpdatePlayer => {
+            let if_match = match req.headers.if_match {
+                Some(v) => Some(v.trim_matches('"').parse::<i64>().map_err(|_| {
+                    ApiError::bad_request("If-Match must be the player's version number")
+                })?),
+                None => None,
+            };
+            let body = parse_json(req.body)?;
+            ok(services
+                .update_player(c, g, player_id(params.get(0))?, body, if_match)
+                .await?)
+        }
+        Route::Wallet => ok(services
+            .change_wallet(c, g, player_id(params.get(0))?, parse_json(req.body)?)
+            .await?),
+        Route::Inventory => ok(services.inventory(c, g, player_id(params.get(0))?).await?),
+        Route::UseItem => {
+            let (pid, item) = (player_id(params.get(0))?, params.get(1).unwrap_or(""));
+            ok(services
+                .use_item(c, g, pid, item, parse_json(req.body)?)
+                .await?)
+        }
+        Route::TransferItem => {
+            let (pid, item) = (player_id(params.get(0))?, params.get(1).unwrap_or(""));
+            ok(services
+                .transfer_item(c, g, pid, item, parse_json(req.body)?)
+                .await?)
+        }
+        Route::GrantItem => {
+            let (pid, item) = (player_id(params.get(0))?, params.get(1).unwrap_or(""));
+            ok(services
+                .grant_item(c, g, pid, item, parse_json(req.body)?)
+                .await?)
+        }
+        Route::PlayerOrders => {
+            let pid = player_id(params.get(0))?;
+            ok(services.list_orders(c, g, Some(pid), page(req)?).await?)
+        }
+        Route::Ledger => ok(services
+            .ledger(c, g, player_id(params.get(0))?, page(req)?)
+            .await?),
+        Route::ListItems => ok(services.list_item_defs(c, g).await?),
+        Route::CreateItem => Ok(Response::ok_with(
+            201,
+            &services
+                .create_item_def(c, g, parse_json(req.body)?)
+                .await?,
+        )),
+        Route::GetItem => ok(services
+            .get_item_def(c, g, params.get(0).unwrap_or(""))
+            .await?),
+        Route::UpdateItem => ok(services
+            .update_item_def(c, g, params.get(0).unwrap_or(""), parse_json(req.body)?)
+            .await?),
+        Route::DeleteItem => ok(services
+            .delete_item_def(c, g, params.get(0).unwrap_or(""))
+            .await?),
+        Route::CreateOrder => {
+            let (data, created) = services
+                .create_order(c, g, parse_json(req.body)?, req.headers.idempotency_key)
+                .await?;
+            Ok(Response::ok_with(if created { 201 } else { 200 }, &data))
+        }
+        Route::ListOrders => ok(services
+            .list_orders(c, g, query_i64(req, "player_id")?, page(req)?)
+            .await?),
+        Route::GetOrder => ok(services
+            .get_order(c, g, params.get(0).unwrap_or(""))
+            .await?),
+        Route::CancelOrder => ok(services
+            .cancel_order(c, g, params.get(0).unwrap_or(""))
+            .await?),
+        Route::PayOrder => ok(services
+            .pay_order(c, g, params.get(0).unwrap_or(""))
+            .await?),
+        Route::OrderStatus => ok(services
+            .change_order_status(c, g, params.get(0).unwrap_or(""), parse_json(req.body)?)
+            .await?),
+        Route::GameStats => {
+            let target = params.get(0).unwrap_or("");
+            ok(services.game_stats(c, target).await?)
+        }
+        Route::GameAction => {
+            let target = params.get(0).unwrap_or("");
+            if target != g && c.role != Role::Admin {
+                return Err(ApiError::forbidden("token is not valid for this game"));
+            }
+            let body: serde_json::Value = body_or_empty(req)?;
+            ok(services
+                .game_action(c, target, params.get(1).unwrap_or(""), body)
+                .await?)
+        }
+        Route::Health
+        | Route::Ready
+        | Route::Register
+        | Route::Login
+        | Route::Refresh
+        | Route::ServerAuth
+        | Route::AdminAuth
+        | Route::ListGames => Err(ApiError::internal()),
+    }
+}
+
+/// Per-shard and per-backend state (admin).
+async fn detailed(shard: &Shard) -> serde_json::Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let shards: Vec<serde_json::Value> = shard
+        .node
+        .gauges
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            json!({
+                "shard": i,
+                "http_connections": g.http_connections.load(Relaxed),
+                "tcp_connections": g.tcp_connections.load(Relaxed),
+                "http_requests": g.http_requests.load(Relaxed),
+                "tcp_frames": g.tcp_frames.load(Relaxed),
+            })
+        })
+        .collect();
+    let failed = shard.services.check_backends().await;
+    let backends: Vec<serde_json::Value> = shard
+        .services
+        .games()
+        .iter()
+        .map(|g| {
+            let name = format!("database:{}", g.id);
+            let error = failed.iter().find(|(n, _)| *n == name).map(|(_, e)| e.clone());
+            json!({ "component": name, "status": if error.is_some() { "down" } else { "up" }, "error": error })
+        })
+        .collect();
+    json!({
+        "node_id": shard.config.node.id,
+        "uptime_s": shard.node.started.elapsed().as_secs(),
+        "answered_by_shard": shard.id,
+        "tcp_connections_node": shard.node.tcp_connections.load(Relaxed),
+        "shards": shards,
+        "backends": backends,
+    })
 }
 
 fn health(shard: &Shard) -> Response {

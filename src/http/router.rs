@@ -1,6 +1,6 @@
 //! Maps a method and path to a [`Route`]: unknown paths are 404 and known
-//! paths with another method are 405 with the `Allow` list. Later features add
-//! rows to [`TABLE`].
+//! paths with another method are 405 with the `Allow` list. Literal segments
+//! win over parameters (`/players/login` is not player `login`).
 
 /// Every HTTP endpoint the server answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,12 +9,66 @@ pub enum Route {
     Health,
     /// `GET /ready`.
     Ready,
+    /// `GET /health/detailed`, `/health/components` (admin).
+    HealthDetailed,
     /// `POST /api/v1/players`, `/api/v1/players/register`.
     Register,
     /// `POST /api/v1/auth/login`, `/api/v1/players/login`.
     Login,
+    /// `POST /api/v1/auth/refresh`.
+    Refresh,
+    /// `POST /api/v1/auth/logout`, `/api/v1/players/logout`.
+    Logout,
+    /// `POST /api/v1/auth/server`.
+    ServerAuth,
+    /// `POST /api/v1/auth/admin`.
+    AdminAuth,
     /// `GET /api/v1/players/{id}`.
     GetPlayer,
+    /// `PUT /api/v1/players/{id}`.
+    UpdatePlayer,
+    /// `POST /api/v1/players/{id}/wallet`.
+    Wallet,
+    /// `GET /api/v1/players/{id}/items`.
+    Inventory,
+    /// `POST /api/v1/players/{id}/items/{item_id}/use`.
+    UseItem,
+    /// `POST /api/v1/players/{id}/items/{item_id}/transfer`.
+    TransferItem,
+    /// `POST /api/v1/players/{id}/items/{item_id}/grant`.
+    GrantItem,
+    /// `GET /api/v1/players/{id}/orders`.
+    PlayerOrders,
+    /// `GET /api/v1/players/{id}/ledger`.
+    Ledger,
+    /// `GET /api/v1/items`.
+    ListItems,
+    /// `POST /api/v1/items`.
+    CreateItem,
+    /// `GET /api/v1/items/{item_id}`.
+    GetItem,
+    /// `PUT /api/v1/items/{item_id}`.
+    UpdateItem,
+    /// `DELETE /api/v1/items/{item_id}`.
+    DeleteItem,
+    /// `POST /api/v1/orders`.
+    CreateOrder,
+    /// `GET /api/v1/orders`.
+    ListOrders,
+    /// `GET /api/v1/orders/{order_id}`.
+    GetOrder,
+    /// `DELETE /api/v1/orders/{order_id}`.
+    CancelOrder,
+    /// `POST /api/v1/orders/{order_id}/pay`.
+    PayOrder,
+    /// `PUT /api/v1/orders/{order_id}/status`.
+    OrderStatus,
+    /// `GET /api/v1/games`.
+    ListGames,
+    /// `GET /api/v1/games/{game_id}/stats`.
+    GameStats,
+    /// `POST /api/v1/games/{game_id}/{action}`.
+    GameAction,
 }
 
 /// A path pattern: literal segments, `*` matching one parameter segment.
@@ -24,42 +78,43 @@ struct Pattern {
     allow: &'static str,
 }
 
+macro_rules! pat {
+    ([$($seg:literal),*], $allow:literal, $($m:literal => $r:ident),+) => {
+        Pattern { segments: &[$($seg),*], methods: &[$(($m, Route::$r)),+], allow: $allow }
+    };
+}
+
 const TABLE: &[Pattern] = &[
-    Pattern {
-        segments: &["health"],
-        methods: &[("GET", Route::Health)],
-        allow: "GET",
-    },
-    Pattern {
-        segments: &["ready"],
-        methods: &[("GET", Route::Ready)],
-        allow: "GET",
-    },
-    Pattern {
-        segments: &["api", "v1", "players"],
-        methods: &[("POST", Route::Register)],
-        allow: "POST",
-    },
-    Pattern {
-        segments: &["api", "v1", "players", "register"],
-        methods: &[("POST", Route::Register)],
-        allow: "POST",
-    },
-    Pattern {
-        segments: &["api", "v1", "auth", "login"],
-        methods: &[("POST", Route::Login)],
-        allow: "POST",
-    },
-    Pattern {
-        segments: &["api", "v1", "players", "login"],
-        methods: &[("POST", Route::Login)],
-        allow: "POST",
-    },
-    Pattern {
-        segments: &["api", "v1", "players", "*"],
-        methods: &[("GET", Route::GetPlayer)],
-        allow: "GET",
-    },
+    pat!(["health"], "GET", "GET" => Health),
+    pat!(["ready"], "GET", "GET" => Ready),
+    pat!(["health", "detailed"], "GET", "GET" => HealthDetailed),
+    pat!(["health", "components"], "GET", "GET" => HealthDetailed),
+    pat!(["api", "v1", "players"], "POST", "POST" => Register),
+    pat!(["api", "v1", "players", "register"], "POST", "POST" => Register),
+    pat!(["api", "v1", "players", "login"], "POST", "POST" => Login),
+    pat!(["api", "v1", "players", "logout"], "POST", "POST" => Logout),
+    pat!(["api", "v1", "auth", "login"], "POST", "POST" => Login),
+    pat!(["api", "v1", "auth", "refresh"], "POST", "POST" => Refresh),
+    pat!(["api", "v1", "auth", "logout"], "POST", "POST" => Logout),
+    pat!(["api", "v1", "auth", "server"], "POST", "POST" => ServerAuth),
+    pat!(["api", "v1", "auth", "admin"], "POST", "POST" => AdminAuth),
+    pat!(["api", "v1", "players", "*"], "GET, PUT", "GET" => GetPlayer, "PUT" => UpdatePlayer),
+    pat!(["api", "v1", "players", "*", "wallet"], "POST", "POST" => Wallet),
+    pat!(["api", "v1", "players", "*", "items"], "GET", "GET" => Inventory),
+    pat!(["api", "v1", "players", "*", "items", "*", "use"], "POST", "POST" => UseItem),
+    pat!(["api", "v1", "players", "*", "items", "*", "transfer"], "POST", "POST" => TransferItem),
+    pat!(["api", "v1", "players", "*", "items", "*", "grant"], "POST", "POST" => GrantItem),
+    pat!(["api", "v1", "players", "*", "orders"], "GET", "GET" => PlayerOrders),
+    pat!(["api", "v1", "players", "*", "ledger"], "GET", "GET" => Ledger),
+    pat!(["api", "v1", "items"], "GET, POST", "GET" => ListItems, "POST" => CreateItem),
+    pat!(["api", "v1", "items", "*"], "GET, PUT, DELETE", "GET" => GetItem, "PUT" => UpdateItem, "DELETE" => DeleteItem),
+    pat!(["api", "v1", "orders"], "GET, POST", "GET" => ListOrders, "POST" => CreateOrder),
+    pat!(["api", "v1", "orders", "*"], "GET, DELETE", "GET" => GetOrder, "DELETE" => CancelOrder),
+    pat!(["api", "v1", "orders", "*", "pay"], "POST", "POST" => PayOrder),
+    pat!(["api", "v1", "orders", "*", "status"], "PUT", "PUT" => OrderStatus),
+    pat!(["api", "v1", "games"], "GET", "GET" => ListGames),
+    pat!(["api", "v1", "games", "*", "stats"], "GET", "GET" => GameStats),
+    pat!(["api", "v1", "games", "*", "*"], "POST", "POST" => GameAction),
 ];
 
 /// Path parameters captured by `*` segments, in order.
@@ -87,7 +142,30 @@ pub enum Matched<'a> {
     NotFound,
 }
 
-/// Routes `method` and `path`. Literal patterns win over parameter patterns.
+fn capture<'a>(p: &Pattern, segs: &[&'a str]) -> Option<(Params<'a>, usize)> {
+    if p.segments.len() != segs.len() {
+        return None;
+    }
+    let mut params = Params::default();
+    let mut literal = 0;
+    for (want, got) in p.segments.iter().zip(segs) {
+        if *want == "*" {
+            if got.is_empty() || params.len == params.values.len() {
+                return None;
+            }
+            params.values[params.len] = got;
+            params.len += 1;
+        } else if want == got {
+            literal += 1;
+        } else {
+            return None;
+        }
+    }
+    Some((params, literal))
+}
+
+/// Routes `method` and `path`: the most literal pattern that has the method
+/// wins; when none has it, 405 with the most literal pattern's methods.
 pub fn route<'a>(method: &str, path: &'a str) -> Matched<'a> {
     let trimmed = path.strip_prefix('/').unwrap_or(path);
     let mut segs: [&'a str; 8] = [""; 8];
@@ -100,36 +178,25 @@ pub fn route<'a>(method: &str, path: &'a str) -> Matched<'a> {
         n += 1;
     }
     let segs = &segs[..n];
-    let mut best: Option<(&Pattern, Params<'a>, usize)> = None;
+    let mut found: Option<(Route, Params<'a>, usize)> = None;
+    let mut allow: Option<(&'static str, usize)> = None;
     for p in TABLE {
-        if p.segments.len() != segs.len() {
+        let Some((params, literal)) = capture(p, segs) else {
             continue;
-        }
-        let mut params = Params::default();
-        let mut literal = 0;
-        let fits = p.segments.iter().zip(segs).all(|(want, got)| {
-            if *want == "*" {
-                if got.is_empty() || params.len == params.values.len() {
-                    return false;
-                }
-                params.values[params.len] = got;
-                params.len += 1;
-                true
-            } else {
-                literal += 1;
-                want == got
+        };
+        match p.methods.iter().find(|(m, _)| *m == method) {
+            Some((_, r)) if found.as_ref().is_none_or(|(_, _, l)| literal > *l) => {
+                found = Some((*r, params, literal))
             }
-        });
-        if fits && best.as_ref().is_none_or(|(_, _, l)| literal > *l) {
-            best = Some((p, params, literal));
+            Some(_) => {}
+            None if allow.is_none_or(|(_, l)| literal > l) => allow = Some((p.allow, literal)),
+            None => {}
         }
     }
-    match best {
-        None => Matched::NotFound,
-        Some((p, params, _)) => match p.methods.iter().find(|(m, _)| *m == method) {
-            Some((_, r)) => Matched::Found(*r, params),
-            None => Matched::MethodNotAllowed(p.allow),
-        },
+    match (found, allow) {
+        (Some((r, params, _)), _) => Matched::Found(r, params),
+        (None, Some((allow, _))) => Matched::MethodNotAllowed(allow),
+        (None, None) => Matched::NotFound,
     }
 }
 
@@ -151,13 +218,40 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
+            route("PUT", "/api/v1/players/42"),
+            Matched::Found(Route::UpdatePlayer, _)
+        ));
+        assert!(matches!(
             route("POST", "/api/v1/players/login"),
             Matched::Found(Route::Login, _)
         ));
         assert_eq!(
-            route("GET", "/api/v1/players/register"),
-            Matched::MethodNotAllowed("POST")
+            route("DELETE", "/api/v1/players/42"),
+            Matched::MethodNotAllowed("GET, PUT")
         );
         assert_eq!(route("GET", "/a/b/c/d/e/f/g/h/i"), Matched::NotFound);
+        match route("POST", "/api/v1/players/7/items/sword/transfer") {
+            Matched::Found(Route::TransferItem, p) => {
+                assert_eq!((p.get(0), p.get(1)), (Some("7"), Some("sword")))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            route("GET", "/api/v1/games/g1/stats"),
+            Matched::Found(Route::GameStats, _)
+        ));
+        match route("POST", "/api/v1/games/g1/level_up") {
+            Matched::Found(Route::GameAction, p) => assert_eq!(p.get(1), Some("level_up")),
+            other => panic!("{other:?}"),
+        }
+        // POST to the stats path is the action pattern's business (unknown action later).
+        assert!(matches!(
+            route("POST", "/api/v1/games/g1/stats"),
+            Matched::Found(Route::GameAction, _)
+        ));
+        assert_eq!(
+            route("GET", "/api/v1/games/g1/level_up"),
+            Matched::MethodNotAllowed("POST")
+        );
     }
 }

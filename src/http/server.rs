@@ -39,6 +39,10 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
 async fn connection(shard: Rc<Shard>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let _guard = shard.track(stream.as_raw_fd());
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let gauges = shard.gauges();
     ShardGauges::incr(&gauges.http_connections);
     let timeout = Duration::from_millis(shard.config.http.read_timeout_ms);
@@ -57,7 +61,7 @@ async fn connection(shard: Rc<Shard>, mut stream: TcpStream) {
         while pos < buf.len() {
             match request::parse(&buf[pos..], &limits) {
                 Parsed::Complete { request, len } => {
-                    let response = handlers::handle(&shard, &request).await;
+                    let response = handlers::handle(&shard, &request, peer).await;
                     let keep_alive = request.keep_alive && !shard.is_draining();
                     response.write_to(&mut out, keep_alive);
                     ShardGauges::incr(&gauges.http_requests);

@@ -8,15 +8,25 @@
 
 pub mod auth;
 pub mod error;
+pub mod games;
+pub mod items;
+pub mod orders;
 pub mod players;
+pub mod rate_limit;
+pub mod revocations;
+pub mod sessions;
 pub mod validate;
 
 pub use auth::{Caller, Role, TokenIssuer};
 pub use error::{business, ApiError};
 
 use crate::config::{Config, GameConfig};
-use crate::store::{self, StoreError, StoreHandle};
+use crate::game::GameLogic;
+use crate::mesh::Peers;
+use crate::store::{self, PageRequest, StoreError, StoreHandle};
+use revocations::RevocationList;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -28,6 +38,8 @@ pub struct GameContext {
     pub config: GameConfig,
     /// This shard's handle to the game's database.
     pub store: StoreHandle,
+    /// The game's logic module.
+    pub logic: &'static dyn GameLogic,
 }
 
 /// A shard's instance of the service layer.
@@ -36,35 +48,49 @@ pub struct Services {
     games: HashMap<String, GameContext>,
     tokens: TokenIssuer,
     dummy_hash: Rc<str>,
+    revocations: Rc<RevocationList>,
+    peers: Peers,
+}
+
+/// What a shard hands to [`Services::open`] besides the configuration.
+pub struct ShardLinks {
+    /// The node's effective JWT secret (random in dev mode, the same on every shard).
+    pub jwt_secret: Vec<u8>,
+    /// A password hash used to make failed logins of unknown users as slow
+    /// as those of known ones.
+    pub dummy_hash: Rc<str>,
+    /// This shard's revoked sessions.
+    pub revocations: Rc<RevocationList>,
+    /// Links to the other shards.
+    pub peers: Peers,
 }
 
 impl Services {
-    /// Opens this shard's stores for every configured game. `jwt_secret` is the
-    /// node's effective secret (random in dev mode, the same on every shard);
-    /// `dummy_hash` is a password hash used to keep failed logins of unknown
-    /// users as slow as those of known ones.
-    pub fn open(
-        config: Rc<Config>,
-        jwt_secret: &[u8],
-        dummy_hash: Rc<str>,
-    ) -> Result<Services, StoreError> {
+    /// Opens this shard's stores for every configured game.
+    pub fn open(config: Rc<Config>, links: ShardLinks) -> Result<Services, StoreError> {
         let mut games = HashMap::new();
         for (id, game) in &config.games {
             let store = store::open(&game.url, game.pool_size)?;
+            let logic = crate::game::by_name(&game.logic).ok_or_else(|| {
+                StoreError::Internal(format!("unknown game logic {}", game.logic))
+            })?;
             games.insert(
                 id.clone(),
                 GameContext {
                     id: id.clone(),
                     config: game.clone(),
                     store: StoreHandle::new(store),
+                    logic,
                 },
             );
         }
         Ok(Services {
-            tokens: TokenIssuer::new(jwt_secret, config.auth.access_ttl_s),
+            tokens: TokenIssuer::new(&links.jwt_secret, config.auth.access_ttl_s),
             config,
             games,
-            dummy_hash,
+            dummy_hash: links.dummy_hash,
+            revocations: links.revocations,
+            peers: links.peers,
         })
     }
 
@@ -92,9 +118,13 @@ impl Services {
         v
     }
 
-    /// Verifies an access token and that its game still exists.
+    /// Verifies an access token, that its session is not revoked and that
+    /// its game still exists.
     pub fn authenticate(&self, token: &str) -> Result<Caller, ApiError> {
         let caller = self.tokens.verify(token)?;
+        if self.revocations.is_revoked(&caller.session_id) {
+            return Err(ApiError::unauthorized("token revoked"));
+        }
         if caller.role != Role::Admin && !self.games.contains_key(&caller.game_id) {
             return Err(ApiError::unauthorized("token names an unknown game"));
         }
@@ -126,6 +156,70 @@ impl Services {
             }
         }
         failed
+    }
+}
+
+/// Refuses unless the caller may act on `player_id` of `game_id` (403).
+pub fn require_player(caller: &Caller, game_id: &str, player_id: i64) -> Result<(), ApiError> {
+    if caller.may_access_player(game_id, player_id) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("not allowed to access this player"))
+    }
+}
+
+/// Refuses unless the caller has one of `roles` (403).
+pub fn require_role(caller: &Caller, roles: &[Role]) -> Result<(), ApiError> {
+    if roles.contains(&caller.role) {
+        Ok(())
+    } else {
+        let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        Err(ApiError::forbidden(format!(
+            "requires role {}",
+            names.join(" or ")
+        )))
+    }
+}
+
+/// `?page=&page_size=` (defaults 1 and 20, page size at most 100).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct PageQuery {
+    /// 1-based page.
+    pub page: Option<i64>,
+    /// Rows per page.
+    pub page_size: Option<i64>,
+}
+
+impl PageQuery {
+    /// Validates into a [`PageRequest`].
+    pub fn resolve(self) -> Result<PageRequest, ApiError> {
+        let page = self.page.unwrap_or(1);
+        let page_size = self.page_size.unwrap_or(20);
+        if !(1..=1_000_000).contains(&page) {
+            return Err(ApiError::bad_request("page must be from 1 to 1000000"));
+        }
+        if !(1..=100).contains(&page_size) {
+            return Err(ApiError::bad_request("page_size must be from 1 to 100"));
+        }
+        Ok(PageRequest { page, page_size })
+    }
+}
+
+/// The JSON shape of a page.
+pub fn page_json(
+    items: Vec<serde_json::Value>,
+    page: PageRequest,
+    total: i64,
+) -> serde_json::Value {
+    serde_json::json!({ "items": items, "page": page.page, "page_size": page.page_size, "total": total })
+}
+
+/// Renders Unix ms as RFC 3339, or null for 0.
+pub fn time_json(ms: i64) -> serde_json::Value {
+    if ms == 0 {
+        serde_json::Value::Null
+    } else {
+        serde_json::Value::String(crate::clock::rfc3339_ms(ms))
     }
 }
 

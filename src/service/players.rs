@@ -2,12 +2,13 @@
 
 use super::auth::{self, Caller, Role};
 use super::validate;
-use super::{blocking, business, ApiError, Services};
+use super::{
+    blocking, business, require_player, require_role, time_json, ApiError, PageQuery, Services,
+};
 use crate::clock;
-use crate::store::{NewPlayer, Player, PlayerStatus};
+use crate::store::{Currency, LedgerEntry, NewPlayer, Player, PlayerPatch, PlayerStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 /// Body of registration.
 #[derive(Debug, Deserialize)]
@@ -19,15 +20,6 @@ pub struct RegisterRequest {
     /// Optional e-mail.
     #[serde(default)]
     pub email: Option<String>,
-}
-
-/// Body of login.
-#[derive(Debug, Deserialize)]
-pub struct LoginRequest {
-    /// Username.
-    pub username: String,
-    /// Plain password.
-    pub password: String,
 }
 
 /// The public JSON shape of a player.
@@ -46,7 +38,57 @@ pub fn player_json(p: &Player) -> Value {
         "version": p.version,
         "created_at": clock::rfc3339_ms(p.created_at),
         "updated_at": clock::rfc3339_ms(p.updated_at),
-        "last_login_at": if p.last_login_at == 0 { Value::Null } else { Value::String(clock::rfc3339_ms(p.last_login_at)) },
+        "last_login_at": time_json(p.last_login_at),
+    })
+}
+
+/// Body of a profile update; absent fields stay as they are.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlayerUpdate {
+    /// New nickname (1 to 32 bytes).
+    pub nickname: Option<String>,
+    /// New avatar (at most 256 bytes).
+    pub avatar: Option<String>,
+    /// New e-mail.
+    pub email: Option<String>,
+    /// New level (game servers and admins).
+    pub level: Option<i64>,
+    /// New experience (game servers and admins).
+    pub exp: Option<i64>,
+    /// New status (game servers and admins).
+    pub status: Option<String>,
+    /// Expected current version (optimistic concurrency; `If-Match` also works).
+    pub version: Option<i64>,
+    /// Ignored here (TCP messages carry it).
+    #[serde(default)]
+    pub player_id: Option<i64>,
+    /// Ignored here (TCP messages carry it).
+    #[serde(default)]
+    pub action: Option<String>,
+}
+
+/// Body of a wallet change.
+#[derive(Debug, Deserialize)]
+pub struct WalletChange {
+    /// `gold` or `diamonds`.
+    pub currency: String,
+    /// Signed amount, not 0, at most 10^12 in size.
+    pub delta: i64,
+    /// Why (1 to 64 bytes), recorded in the ledger.
+    pub reason: String,
+}
+
+/// The JSON shape of a ledger entry.
+pub fn ledger_json(e: &LedgerEntry) -> Value {
+    json!({
+        "id": e.id,
+        "currency": e.currency,
+        "delta": e.delta,
+        "balance_after": e.balance_after,
+        "reason": e.reason,
+        "reference": e.reference,
+        "created_at": clock::rfc3339_ms(e.created_at),
     })
 }
 
@@ -73,76 +115,6 @@ impl Services {
         Ok(json!({ "player": player_json(&player) }))
     }
 
-    /// Checks a username and password and opens a session: answers the player,
-    /// an access token and a refresh token. Unknown user and wrong password
-    /// get the same answer after the same work.
-    pub async fn login(&self, game_id: &str, req: LoginRequest) -> Result<Value, ApiError> {
-        let game = self.game(game_id)?;
-        let bad = || ApiError::new(business::BAD_CREDENTIALS, "wrong username or password");
-        if req.username.len() > 64 || req.password.len() > 128 {
-            return Err(bad());
-        }
-        let username = req.username.clone();
-        let creds = game.store.run(move |s| s.credentials(&username)).await?;
-        let (hash, found) = match &creds {
-            Some(c) => (c.password_hash.clone(), true),
-            None => (self.dummy_hash.to_string(), false),
-        };
-        let password = req.password;
-        let ok = blocking(move || auth::verify_password(&hash, &password)).await;
-        let creds = match creds {
-            Some(c) if ok && found => c,
-            _ => return Err(bad()),
-        };
-        match creds.status {
-            PlayerStatus::Active => {}
-            PlayerStatus::Banned => {
-                return Err(ApiError::new(business::PLAYER_BANNED, "player is banned"))
-            }
-            PlayerStatus::Deleted => return Err(bad()),
-        }
-        self.open_session(game_id, creds.id).await
-    }
-
-    /// Opens a session for a player (login, or a game server logging a
-    /// player in): stores the refresh token's hash and signs an access token.
-    pub async fn open_session(&self, game_id: &str, player_id: i64) -> Result<Value, ApiError> {
-        let game = self.game(game_id)?;
-        let now_ms = clock::now_ms();
-        let session_id = auth::random_hex(16);
-        let secret = auth::random_hex(32);
-        let refresh_token = format!("{session_id}.{secret}");
-        let refresh_hash = auth::hex(&Sha256::digest(secret.as_bytes()));
-        let refresh_expires =
-            now_ms.saturating_add((self.config.auth.refresh_ttl_s as i64).saturating_mul(1000));
-        let sid = session_id.clone();
-        let player = game
-            .store
-            .run(move |s| {
-                s.create_session(&sid, player_id, &refresh_hash, now_ms, refresh_expires)?;
-                s.record_login(player_id, now_ms)?;
-                s.player(player_id)
-            })
-            .await?
-            .ok_or_else(|| ApiError::new(business::PLAYER_NOT_FOUND, "player not found"))?;
-        let caller = Caller {
-            game_id: game_id.to_string(),
-            role: Role::Player,
-            player_id: Some(player_id),
-            session_id,
-            subject: player_id.to_string(),
-        };
-        let (token, expires_at) = self.tokens().issue(&caller, now_ms / 1000)?;
-        Ok(json!({
-            "player": player_json(&player),
-            "token": token,
-            "token_type": "Bearer",
-            "refresh_token": refresh_token,
-            "expires_at": expires_at,
-            "expires_in": self.config.auth.access_ttl_s,
-        }))
-    }
-
     /// Reads a player's profile, if the caller may see it.
     pub async fn get_player(
         &self,
@@ -160,5 +132,141 @@ impl Services {
             .await?
             .ok_or_else(|| ApiError::new(business::PLAYER_NOT_FOUND, "player not found"))?;
         Ok(json!({ "player": player_json(&player) }))
+    }
+}
+
+impl Services {
+    /// Applies a partial profile update. Players may change nickname, avatar
+    /// and e-mail of their own profile; game servers and admins also level,
+    /// exp and status. `expected_version` (from `If-Match` or the body) makes
+    /// it conditional: 409 when the profile changed meanwhile. Banning or
+    /// deleting a player revokes its sessions on every shard.
+    pub async fn update_player(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        player_id: i64,
+        req: PlayerUpdate,
+        if_match: Option<i64>,
+    ) -> Result<Value, ApiError> {
+        let game = self.game(game_id)?;
+        require_player(caller, game_id, player_id)?;
+        let privileged = req.level.is_some() || req.exp.is_some() || req.status.is_some();
+        if privileged && caller.role == Role::Player {
+            return Err(ApiError::forbidden(
+                "players may change nickname, avatar and email only",
+            ));
+        }
+        if let Some(n) = &req.nickname {
+            if n.is_empty() {
+                return Err(ApiError::bad_request("nickname must not be empty"));
+            }
+            validate::text("nickname", n, 32)?;
+        }
+        if let Some(a) = &req.avatar {
+            validate::text("avatar", a, 256)?;
+        }
+        if let Some(e) = &req.email {
+            validate::email(e)?;
+        }
+        if req.level.is_some_and(|l| !(1..=1_000_000).contains(&l)) {
+            return Err(ApiError::bad_request("level must be from 1 to 1000000"));
+        }
+        if req.exp.is_some_and(|x| !(0..=i64::MAX / 2).contains(&x)) {
+            return Err(ApiError::bad_request("exp must not be negative"));
+        }
+        let status = match &req.status {
+            Some(s) => Some(PlayerStatus::parse(s).ok_or_else(|| {
+                ApiError::bad_request("status must be active, banned or deleted")
+            })?),
+            None => None,
+        };
+        let expected = match (if_match, req.version) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(ApiError::bad_request("If-Match and version disagree"))
+            }
+            (a, b) => a.or(b),
+        };
+        let patch = PlayerPatch {
+            nickname: req.nickname,
+            avatar: req.avatar,
+            email: req.email,
+            level: req.level,
+            exp: req.exp,
+            status,
+        };
+        let now = clock::now_ms();
+        let player = game
+            .store
+            .run(move |s| s.update_player(player_id, &patch, expected, now))
+            .await?;
+        if matches!(status, Some(PlayerStatus::Banned | PlayerStatus::Deleted)) {
+            let sessions = game
+                .store
+                .run(move |s| s.revoke_player_sessions(player_id, now))
+                .await?;
+            self.revoke(sessions).await;
+        }
+        Ok(json!({ "player": player_json(&player) }))
+    }
+
+    /// Credits or debits a balance (game servers and admins); never below
+    /// zero (3001); recorded in the ledger with the reason and the caller.
+    pub async fn change_wallet(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        player_id: i64,
+        req: WalletChange,
+    ) -> Result<Value, ApiError> {
+        let game = self.game(game_id)?;
+        require_role(caller, &[Role::GameServer, Role::Admin])?;
+        require_player(caller, game_id, player_id)?;
+        let currency = Currency::parse(&req.currency)
+            .ok_or_else(|| ApiError::bad_request("currency must be gold or diamonds"))?;
+        if req.delta == 0 || req.delta.unsigned_abs() > 1_000_000_000_000 {
+            return Err(ApiError::bad_request(
+                "delta must be non-zero and at most 10^12 in size",
+            ));
+        }
+        if req.reason.is_empty() {
+            return Err(ApiError::bad_request("reason required"));
+        }
+        validate::text("reason", &req.reason, 64)?;
+        let reason = format!("wallet:{}", req.reason);
+        let reference = caller.subject.clone();
+        let now = clock::now_ms();
+        let player = game
+            .store
+            .run(move |s| {
+                s.adjust_balance(player_id, currency, req.delta, &reason, &reference, now)
+            })
+            .await?;
+        Ok(json!({
+            "player_id": player.id,
+            "currency": currency.as_str(),
+            "balance": match currency { Currency::Gold => player.gold, Currency::Diamonds => player.diamonds },
+            "gold": player.gold,
+            "diamonds": player.diamonds,
+        }))
+    }
+
+    /// A page of a player's currency history, newest first.
+    pub async fn ledger(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        player_id: i64,
+        page: PageQuery,
+    ) -> Result<Value, ApiError> {
+        let game = self.game(game_id)?;
+        require_player(caller, game_id, player_id)?;
+        let page = page.resolve()?;
+        let rows = game.store.run(move |s| s.ledger(player_id, page)).await?;
+        Ok(super::page_json(
+            rows.items.iter().map(ledger_json).collect(),
+            page,
+            rows.total,
+        ))
     }
 }

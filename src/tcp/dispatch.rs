@@ -5,8 +5,9 @@
 use super::reply;
 use crate::config::AuthMode;
 use crate::protocol::{codes, flags, FrameRef, MessageType};
-use crate::service::players::{LoginRequest, RegisterRequest};
-use crate::service::{parse_json, ApiError, Caller, Role};
+use crate::service::players::RegisterRequest;
+use crate::service::sessions::{LoginRequest, LogoutRequest};
+use crate::service::{parse_json, ApiError, Caller, PageQuery, Role};
 use crate::shard::Shard;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -48,11 +49,28 @@ struct HandshakeBody {
     token: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct PlayerDataBody {
-    action: String,
+/// Fields every business body may carry besides its action's own.
+#[derive(Deserialize, Default)]
+struct Common {
+    #[serde(default)]
+    action: Option<String>,
     #[serde(default)]
     player_id: Option<i64>,
+    #[serde(default)]
+    item_id: Option<String>,
+    #[serde(default)]
+    order_id: Option<String>,
+    #[serde(default)]
+    page: Option<i64>,
+    #[serde(default)]
+    page_size: Option<i64>,
+}
+
+/// Deserialises the whole body as `T` (extra fields such as `action` are
+/// ignored unless `T` refuses unknown fields and declares them).
+fn body_as<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, ApiError> {
+    serde_json::from_value(body.clone())
+        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
 }
 
 /// Handles `frame`, appending any reply to `out`.
@@ -178,39 +196,132 @@ async fn handle(
     }
     let game = caller.game_id.as_str();
     let services = &shard.services;
+    let value: Value = if body.is_empty() {
+        json!({})
+    } else {
+        parse_json(body)?
+    };
+    if !value.is_object() {
+        return Err(ApiError::bad_request("body must be a JSON object"));
+    }
+    let common: Common = body_as(&value)?;
+    let action = common.action.as_deref().unwrap_or("");
+    let player = || {
+        common
+            .player_id
+            .or(caller.player_id)
+            .ok_or_else(|| ApiError::bad_request("player_id required"))
+    };
+    let item = || {
+        common
+            .item_id
+            .clone()
+            .ok_or_else(|| ApiError::bad_request("item_id required"))
+    };
+    let order = || {
+        common
+            .order_id
+            .clone()
+            .ok_or_else(|| ApiError::bad_request("order_id required"))
+    };
+    let page = PageQuery {
+        page: common.page,
+        page_size: common.page_size,
+    };
     match msg_type {
-        MessageType::PlayerLogin => {
+        MessageType::PlayerLogin => services.login(game, body_as::<LoginRequest>(&value)?).await,
+        MessageType::PlayerLogout => {
             services
-                .login(game, parse_json::<LoginRequest>(body)?)
+                .logout_player(
+                    caller,
+                    game,
+                    LogoutRequest {
+                        player_id: common.player_id,
+                    },
+                )
                 .await
         }
-        MessageType::PlayerData => {
-            let req: PlayerDataBody = parse_json(body)?;
-            match req.action.as_str() {
-                "get" => {
-                    let id = req
-                        .player_id
-                        .or(caller.player_id)
-                        .ok_or_else(|| ApiError::bad_request("player_id required"))?;
-                    services.get_player(caller, game, id).await
-                }
-                "create" => {
-                    if caller.role == Role::Player {
-                        return Err(ApiError::forbidden("players cannot create players"));
-                    }
-                    services
-                        .register(game, parse_json::<RegisterRequest>(body)?)
-                        .await
-                }
-                other => Err(ApiError::bad_request(format!(
-                    "unknown PlayerData action `{other}`"
-                ))),
+        MessageType::PlayerData => match action {
+            "get" => services.get_player(caller, game, player()?).await,
+            "update" => {
+                services
+                    .update_player(caller, game, player()?, body_as(&value)?, None)
+                    .await
             }
-        }
-        _ => Err(ApiError::not_found(format!(
-            "{} is not available in this version",
+            "create" => {
+                if caller.role == Role::Player {
+                    return Err(ApiError::forbidden("players cannot create players"));
+                }
+                services
+                    .register(game, body_as::<RegisterRequest>(&value)?)
+                    .await
+            }
+            "wallet" => {
+                services
+                    .change_wallet(caller, game, player()?, body_as(&value)?)
+                    .await
+            }
+            "ledger" => services.ledger(caller, game, player()?, page).await,
+            other => Err(unknown_action(
+                "PlayerData",
+                other,
+                "get, update, create, wallet, ledger",
+            )),
+        },
+        MessageType::ItemOperation => match action {
+            "list" => services.inventory(caller, game, player()?).await,
+            "use" => {
+                services
+                    .use_item(caller, game, player()?, &item()?, body_as(&value)?)
+                    .await
+            }
+            "grant" => {
+                services
+                    .grant_item(caller, game, player()?, &item()?, body_as(&value)?)
+                    .await
+            }
+            "transfer" => {
+                services
+                    .transfer_item(caller, game, player()?, &item()?, body_as(&value)?)
+                    .await
+            }
+            other => Err(unknown_action(
+                "ItemOperation",
+                other,
+                "list, use, grant, transfer",
+            )),
+        },
+        MessageType::OrderOperation => match action {
+            "create" => services
+                .create_order(caller, game, body_as(&value)?, None)
+                .await
+                .map(|(v, _)| v),
+            "get" => services.get_order(caller, game, &order()?).await,
+            "list" => {
+                services
+                    .list_orders(caller, game, common.player_id, page)
+                    .await
+            }
+            "pay" => services.pay_order(caller, game, &order()?).await,
+            "cancel" => services.cancel_order(caller, game, &order()?).await,
+            other => Err(unknown_action(
+                "OrderOperation",
+                other,
+                "create, get, list, pay, cancel",
+            )),
+        },
+        _ => Err(ApiError::bad_request(format!(
+            "{} is not a request",
             msg_type.name()
         ))),
+    }
+}
+
+fn unknown_action(message: &str, action: &str, known: &str) -> ApiError {
+    if action.is_empty() {
+        ApiError::bad_request(format!("{message} needs an action ({known})"))
+    } else {
+        ApiError::bad_request(format!("unknown {message} action `{action}` ({known})"))
     }
 }
 

@@ -1,0 +1,388 @@
+//! The item catalogue (admin-edited, seeded from the config) and player
+//! inventories: list, use, grant within the stack limit, transfer.
+
+use super::{require_player, require_role, time_json, validate, ApiError, Caller, Role, Services};
+use crate::clock;
+use crate::config::ItemSeed;
+use crate::store::{InventoryEntry, ItemDef, ItemDefPatch};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Largest quantity of one inventory operation.
+pub const MAX_QUANTITY: i64 = 1_000_000;
+
+/// Body of use and grant.
+#[derive(Debug, Deserialize)]
+pub struct QuantityRequest {
+    /// How many (1 to [`MAX_QUANTITY`]).
+    pub quantity: i64,
+}
+
+/// Body of a transfer.
+#[derive(Debug, Deserialize)]
+pub struct TransferRequest {
+    /// Receiving player of the same game.
+    pub target_player_id: i64,
+    /// How many.
+    pub quantity: i64,
+}
+
+/// Body of catalogue creation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemDefInput {
+    /// Catalogue key.
+    pub item_id: String,
+    /// Display name.
+    pub name: String,
+    /// Type.
+    #[serde(rename = "type", default)]
+    pub item_type: String,
+    /// Quality.
+    #[serde(default)]
+    pub quality: String,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+    /// Gold price (0 = not sold for gold).
+    #[serde(default)]
+    pub price_gold: i64,
+    /// Diamond price (0 = not sold for diamonds).
+    #[serde(default)]
+    pub price_diamonds: i64,
+    /// Stack limit (default 99).
+    #[serde(default)]
+    pub max_stack: Option<i64>,
+}
+
+/// Body of a catalogue update; absent fields stay.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemDefUpdate {
+    /// Display name.
+    pub name: Option<String>,
+    /// Type.
+    #[serde(rename = "type")]
+    pub item_type: Option<String>,
+    /// Quality.
+    pub quality: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Gold price.
+    pub price_gold: Option<i64>,
+    /// Diamond price.
+    pub price_diamonds: Option<i64>,
+    /// Stack limit.
+    pub max_stack: Option<i64>,
+    /// `active` or `deleted`.
+    pub status: Option<String>,
+}
+
+/// The JSON shape of a catalogue entry.
+pub fn item_json(d: &ItemDef) -> Value {
+    json!({
+        "item_id": d.item_id,
+        "name": d.name,
+        "type": d.item_type,
+        "quality": d.quality,
+        "description": d.description,
+        "price_gold": d.price_gold,
+        "price_diamonds": d.price_diamonds,
+        "max_stack": d.max_stack,
+        "status": d.status,
+    })
+}
+
+/// The JSON shape of an inventory line.
+pub fn entry_json(e: &InventoryEntry) -> Value {
+    json!({ "player_id": e.player_id, "item_id": e.item_id, "quantity": e.quantity, "updated_at": time_json(e.updated_at) })
+}
+
+/// Converts a configuration seed entry into a catalogue row.
+pub fn seed_def(s: &ItemSeed) -> ItemDef {
+    ItemDef {
+        item_id: s.item_id.clone(),
+        name: s.name.clone(),
+        item_type: s.item_type.clone(),
+        quality: s.quality.clone(),
+        description: s.description.clone(),
+        price_gold: s.price_gold,
+        price_diamonds: s.price_diamonds,
+        max_stack: s.max_stack,
+        status: "active".to_string(),
+    }
+}
+
+/// Checks a catalogue key: 1 to 64 of `[A-Za-z0-9_.-]`.
+pub fn check_item_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err(ApiError::bad_request(
+            "item_id must be 1 to 64 of letters, digits, _ - .",
+        ));
+    }
+    Ok(())
+}
+
+fn check_quantity(q: i64) -> Result<(), ApiError> {
+    if !(1..=MAX_QUANTITY).contains(&q) {
+        return Err(ApiError::bad_request(format!(
+            "quantity must be from 1 to {MAX_QUANTITY}"
+        )));
+    }
+    Ok(())
+}
+
+fn check_price(name: &str, p: i64) -> Result<(), ApiError> {
+    if !(0..=1_000_000_000_000).contains(&p) {
+        return Err(ApiError::bad_request(format!(
+            "{name} must be from 0 to 10^12"
+        )));
+    }
+    Ok(())
+}
+
+fn check_stack(s: i64) -> Result<(), ApiError> {
+    if !(1..=MAX_QUANTITY).contains(&s) {
+        return Err(ApiError::bad_request(format!(
+            "max_stack must be from 1 to {MAX_QUANTITY}"
+        )));
+    }
+    Ok(())
+}
+
+impl Services {
+    /// The catalogue (any authenticated caller; admins also see deleted entries).
+    pub async fn list_item_defs(&self, caller: &Caller, game_id: &str) -> Result<Value, ApiError> {
+        let game = self.game(game_id)?;
+        let all = caller.role == Role::Admin;
+        let defs = game.store.run(move |s| s.item_defs(all)).await?;
+        Ok(json!({ "items": defs.iter().map(item_json).collect::<Vec<_>>() }))
+    }
+
+    /// One catalogue entry (2002 when absent or deleted, except for admins).
+    pub async fn get_item_def(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        item_id: &str,
+    ) -> Result<Value, ApiError> {
+        let game = self.game(game_id)?;
+        check_item_id(item_id)?;
+        let id = item_id.to_string();
+        let def = game.store.run(move |s| s.item_def(&id)).await?;
+        match def {
+            Some(d) if d.status == "active" || caller.role == Role::Admin => {
+                Ok(json!({ "item": item_json(&d) }))
+            }
+            _ => Err(crate::store::Rule::ItemNotFound.into()),
+        }
+    }
+
+    /// Adds a catalogue entry (admin).
+    pub async fn create_item_def(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        req: ItemDefInput,
+    ) -> Result<Value, ApiError> {
+        let game = self.game(game_id)?;
+        self.require_admin(caller)?;
+        check_item_id(&req.item_id)?;
+        if req.name.is_empty() {
+            return Err(ApiError::bad_request("name required"));
+        }
+        validate::text("name", &req.name, 128)?;
+        validate::text("type", &req.item_type, 32)?;
+        validate::text("quality", &req.quality, 32)?;
+        validate::text("description", &req.description, 1024)?;
+        check_price("price_gold", req.price_gold)?;
+        check_price("price_diamonds", req.price_diamonds)?;
+        let max_stack = req.max_stack.unwrap_or(99);
+        check_stack(max_stack)?;
+        let def = ItemDef {
+            item_id: req.item_id,
+            name: req.name,
+            item_type: req.item_type,
+            quality: req.quality,
+            description: req.description,
+            price_gold: req.price_gold,
+            price_diamonds: req.price_diamonds,
+            max_stack,
+            status: "active".to_string(),
+        };
+        let def = game.store.run(move |s| s.create_item_def(&def)).await?;
+        Ok(json!({ "item": item_json(&def) }))
+    }
+
+    /// Changes a catalogue entry (admin).
+    pub async fn update_item_def(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        item_id: &str,
+        req: ItemDefUpdate,
+    ) -> Result<Value, ApiError> {
+        let game = self.game(game_id)?;
+        self.require_admin(caller)?;
+        check_item_id(item_id)?;
+        for (name, v, max) in [
+            ("name", &req.name, 128),
+            ("type", &req.item_type, 32),
+            ("quality", &req.quality, 32),
+            ("description", &req.description, 1024),
+        ] {
+            if let Some(v) = v {
+                validate::text(name, v, max)?;
+            }
+        }
+        if req.name.as_deref() == Some("") {
+            return Err(ApiError::bad_request("name must not be empty"));
+        }
+        if let Some(p) = req.price_gold {
+            check_price("price_gold", p)?;
+        }
+        if let Some(p) = req.price_diamonds {
+            check_price("price_diamonds", p)?;
+        }
+        if let Some(s) = req.max_stack {
+            check_stack(s)?;
+        }
+        if req
+            .status
+            .as_deref()
+            .is_some_and(|s| s != "active" && s != "deleted")
+        {
+            return Err(ApiError::bad_request("status must be active or deleted"));
+        }
+        let patch = ItemDefPatch {
+            name: req.name,
+            item_type: req.item_type,
+            quality: req.quality,
+            description: req.description,
+            price_gold: req.price_gold,
+            price_diamonds: req.price_diamonds,
+            max_stack: req.max_stack,
+            status: req.status,
+        };
+        let id = item_id.to_string();
+        let def = game
+            .store
+            .run(move |s| s.update_item_def(&id, &patch))
+            .await?;
+        Ok(json!({ "item": item_json(&def) }))
+    }
+
+    /// Withdraws a catalogue entry (admin): it can no longer be bought or
+    /// granted; inventories keep what they hold.
+    pub async fn delete_item_def(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        item_id: &str,
+    ) -> Result<Value, ApiError> {
+        let update = ItemDefUpdate {
+            status: Some("deleted".into()),
+            ..ItemDefUpdate::default()
+        };
+        self.update_item_def(caller, game_id, item_id, update).await
+    }
+
+    /// A player's inventory.
+    pub async fn inventory(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        player_id: i64,
+    ) -> Result<Value, ApiError> {
+        let game = self.game(game_id)?;
+        require_player(caller, game_id, player_id)?;
+        let items = game.store.run(move |s| s.inventory(player_id)).await?;
+        Ok(
+            json!({ "player_id": player_id, "items": items.iter().map(entry_json).collect::<Vec<_>>() }),
+        )
+    }
+
+    /// Consumes items (the owner, its game's servers, admins); 2001 when not enough.
+    pub async fn use_item(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        player_id: i64,
+        item_id: &str,
+        req: QuantityRequest,
+    ) -> Result<Value, ApiError> {
+        let game = self.game(game_id)?;
+        require_player(caller, game_id, player_id)?;
+        check_item_id(item_id)?;
+        check_quantity(req.quantity)?;
+        let (id, q, now) = (item_id.to_string(), req.quantity, clock::now_ms());
+        let e = game
+            .store
+            .run(move |s| s.use_item(player_id, &id, q, now))
+            .await?;
+        Ok(json!({ "item": entry_json(&e), "used": q }))
+    }
+
+    /// Adds items (game servers and admins) within the item's stack limit (2003).
+    pub async fn grant_item(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        player_id: i64,
+        item_id: &str,
+        req: QuantityRequest,
+    ) -> Result<Value, ApiError> {
+        let game = self.game(game_id)?;
+        require_role(caller, &[Role::GameServer, Role::Admin])?;
+        require_player(caller, game_id, player_id)?;
+        check_item_id(item_id)?;
+        check_quantity(req.quantity)?;
+        let (id, q, now) = (item_id.to_string(), req.quantity, clock::now_ms());
+        let e = game
+            .store
+            .run(move |s| s.grant_item(player_id, &id, q, now))
+            .await?;
+        Ok(json!({ "item": entry_json(&e), "granted": q }))
+    }
+
+    /// Moves items to another player of the same game, atomically.
+    pub async fn transfer_item(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        player_id: i64,
+        item_id: &str,
+        req: TransferRequest,
+    ) -> Result<Value, ApiError> {
+        let game = self.game(game_id)?;
+        require_player(caller, game_id, player_id)?;
+        check_item_id(item_id)?;
+        check_quantity(req.quantity)?;
+        if req.target_player_id == player_id {
+            return Err(ApiError::bad_request(
+                "target_player_id must differ from the sender",
+            ));
+        }
+        if req.target_player_id <= 0 {
+            return Err(ApiError::bad_request(
+                "target_player_id must be a positive integer",
+            ));
+        }
+        let (id, to, q, now) = (
+            item_id.to_string(),
+            req.target_player_id,
+            req.quantity,
+            clock::now_ms(),
+        );
+        let (from, to) = game
+            .store
+            .run(move |s| s.transfer_item(player_id, to, &id, q, now))
+            .await?;
+        Ok(json!({ "from": entry_json(&from), "to": entry_json(&to), "transferred": q }))
+    }
+}

@@ -1,0 +1,233 @@
+//! Orders: create with an idempotency key, read, list, pay exactly once,
+//! cancel, and admin status changes (refund).
+
+use super::auth::random_hex;
+use super::{
+    page_json, require_player, require_role, time_json, ApiError, Caller, PageQuery, Role, Services,
+};
+use crate::clock;
+use crate::store::{Currency, NewOrder, Order};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Largest quantity of one order.
+pub const MAX_ORDER_QUANTITY: i64 = 10_000;
+
+/// Body of order creation.
+#[derive(Debug, Deserialize)]
+pub struct OrderCreate {
+    /// Buyer; a player's own id when absent on a player's token.
+    #[serde(default)]
+    pub player_id: Option<i64>,
+    /// Item to buy.
+    pub item_id: String,
+    /// How many.
+    pub quantity: i64,
+    /// `gold` or `diamonds`.
+    pub currency: String,
+    /// Idempotency key (the `Idempotency-Key` header wins when both are sent).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// Body of an admin status change.
+#[derive(Debug, Deserialize)]
+pub struct OrderStatusChange {
+    /// `cancelled` (from pending) or `refunded` (from paid; admins only).
+    pub status: String,
+}
+
+/// The JSON shape of an order.
+pub fn order_json(o: &Order) -> Value {
+    json!({
+        "order_id": o.order_id,
+        "player_id": o.player_id,
+        "item_id": o.item_id,
+        "quantity": o.quantity,
+        "unit_price": o.unit_price,
+        "total_price": o.total_price,
+        "currency": o.currency.as_str(),
+        "status": o.status.as_str(),
+        "idempotency_key": o.idempotency_key,
+        "created_at": time_json(o.created_at),
+        "updated_at": time_json(o.updated_at),
+        "paid_at": time_json(o.paid_at),
+    })
+}
+
+/// A unique, time-sortable order id: `o` + 12 hex digits of Unix ms + 16 random hex digits.
+pub fn new_order_id(now_ms: i64) -> String {
+    format!("o{:012x}{}", now_ms.max(0), random_hex(8))
+}
+
+fn check_order_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(crate::store::Rule::OrderNotFound.into());
+    }
+    Ok(())
+}
+
+impl Services {
+    /// Creates an order (the player itself, its game's servers, admins). A
+    /// repeated create with the same idempotency key returns the same order.
+    pub async fn create_order(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        req: OrderCreate,
+        header_key: Option<&str>,
+    ) -> Result<(Value, bool), ApiError> {
+        let game = self.game(game_id)?;
+        let player_id = req
+            .player_id
+            .or(caller.player_id)
+            .ok_or_else(|| ApiError::bad_request("player_id required"))?;
+        require_player(caller, game_id, player_id)?;
+        super::items::check_item_id(&req.item_id)?;
+        if !(1..=MAX_ORDER_QUANTITY).contains(&req.quantity) {
+            return Err(ApiError::bad_request(format!(
+                "quantity must be from 1 to {MAX_ORDER_QUANTITY}"
+            )));
+        }
+        let currency = Currency::parse(&req.currency)
+            .ok_or_else(|| ApiError::bad_request("currency must be gold or diamonds"))?;
+        let key = header_key.map(str::to_string).or(req.idempotency_key);
+        if let Some(k) = &key {
+            if k.is_empty() || k.len() > 64 || k.chars().any(|c| c.is_control()) {
+                return Err(ApiError::bad_request(
+                    "Idempotency-Key must be 1 to 64 printable characters",
+                ));
+            }
+        }
+        let now = clock::now_ms();
+        let new = NewOrder {
+            order_id: new_order_id(now),
+            player_id,
+            item_id: req.item_id,
+            quantity: req.quantity,
+            currency,
+            idempotency_key: key,
+            now_ms: now,
+        };
+        let (order, created) = game.store.run(move |s| s.create_order(&new)).await?;
+        Ok((json!({ "order": order_json(&order) }), created))
+    }
+
+    async fn load_order_for(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        order_id: &str,
+    ) -> Result<Order, ApiError> {
+        let game = self.game(game_id)?;
+        check_order_id(order_id)?;
+        let id = order_id.to_string();
+        let order = game
+            .store
+            .run(move |s| s.order(&id))
+            .await?
+            .ok_or(crate::store::Rule::OrderNotFound)?;
+        // Hide other players' orders as not found rather than forbidden.
+        if !caller.may_access_player(game_id, order.player_id) {
+            return Err(crate::store::Rule::OrderNotFound.into());
+        }
+        Ok(order)
+    }
+
+    /// One order (its player, the game's servers, admins).
+    pub async fn get_order(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        order_id: &str,
+    ) -> Result<Value, ApiError> {
+        let order = self.load_order_for(caller, game_id, order_id).await?;
+        Ok(json!({ "order": order_json(&order) }))
+    }
+
+    /// A page of orders, newest first: a player's own; for game servers and
+    /// admins one player's (`player_id`) or all of the game's.
+    pub async fn list_orders(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        player_id: Option<i64>,
+        page: PageQuery,
+    ) -> Result<Value, ApiError> {
+        let game = self.game(game_id)?;
+        let page = page.resolve()?;
+        let filter = match caller.role {
+            Role::Player => Some(
+                player_id
+                    .or(caller.player_id)
+                    .ok_or_else(|| ApiError::forbidden("no player"))?,
+            ),
+            _ => player_id,
+        };
+        if let Some(p) = filter {
+            require_player(caller, game_id, p)?;
+        }
+        let rows = game.store.run(move |s| s.orders(filter, page)).await?;
+        Ok(page_json(
+            rows.items.iter().map(order_json).collect(),
+            page,
+            rows.total,
+        ))
+    }
+
+    /// Pays a pending order: charges once, delivers once (idempotent).
+    pub async fn pay_order(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        order_id: &str,
+    ) -> Result<Value, ApiError> {
+        let order = self.load_order_for(caller, game_id, order_id).await?;
+        let game = self.game(game_id)?;
+        let (id, now) = (order.order_id, clock::now_ms());
+        let order = game.store.run(move |s| s.pay_order(&id, now)).await?;
+        Ok(json!({ "order": order_json(&order) }))
+    }
+
+    /// Cancels a pending order.
+    pub async fn cancel_order(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        order_id: &str,
+    ) -> Result<Value, ApiError> {
+        let order = self.load_order_for(caller, game_id, order_id).await?;
+        let game = self.game(game_id)?;
+        let (id, now) = (order.order_id, clock::now_ms());
+        let order = game.store.run(move |s| s.cancel_order(&id, now)).await?;
+        Ok(json!({ "order": order_json(&order) }))
+    }
+
+    /// Status change by a game server (`cancelled`) or an admin (also `refunded`).
+    pub async fn change_order_status(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        order_id: &str,
+        req: OrderStatusChange,
+    ) -> Result<Value, ApiError> {
+        require_role(caller, &[Role::GameServer, Role::Admin])?;
+        let order = self.load_order_for(caller, game_id, order_id).await?;
+        let game = self.game(game_id)?;
+        let (id, now) = (order.order_id, clock::now_ms());
+        let order = match req.status.as_str() {
+            "cancelled" => game.store.run(move |s| s.cancel_order(&id, now)).await?,
+            "refunded" => {
+                require_role(caller, &[Role::Admin])?;
+                game.store.run(move |s| s.refund_order(&id, now)).await?
+            }
+            "paid" => game.store.run(move |s| s.pay_order(&id, now)).await?,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "status must be paid, cancelled or refunded",
+                ))
+            }
+        };
+        Ok(json!({ "order": order_json(&order) }))
+    }
+}

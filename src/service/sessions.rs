@@ -1,0 +1,296 @@
+//! Sessions: player login with rotating refresh tokens, logout, game-server
+//! and admin tokens, and revocation across shards.
+//!
+//! A player session has an id (carried in every access token as `sid`) and a
+//! refresh secret whose SHA-256 is stored. Refreshing replaces the secret;
+//! presenting a replaced secret again means it leaked, so the whole session
+//! (the "family" of tokens it produced) is revoked. Revocation is written to
+//! the database and pushed to every shard before the request is answered.
+
+use super::auth::{self, Caller, Role};
+use super::players::player_json;
+use super::{blocking, business, require_player, require_role, ApiError, Services};
+use crate::clock;
+use crate::store::{PlayerStatus, RefreshOutcome};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// Body of login.
+#[derive(Debug, Deserialize)]
+pub struct LoginRequest {
+    /// Username.
+    pub username: String,
+    /// Plain password.
+    pub password: String,
+}
+
+/// Body of a refresh.
+#[derive(Debug, Deserialize)]
+pub struct RefreshRequest {
+    /// The refresh token of the last login or refresh.
+    pub refresh_token: String,
+}
+
+/// Body of a game server's authentication.
+#[derive(Debug, Deserialize)]
+pub struct ServerAuthRequest {
+    /// Game id.
+    pub game_id: String,
+    /// The game's server key.
+    pub server_key: String,
+}
+
+/// Body of a logout by a game server (TCP PlayerLogout).
+#[derive(Debug, Default, Deserialize)]
+pub struct LogoutRequest {
+    /// The player to log out; the connection's player when absent.
+    #[serde(default)]
+    pub player_id: Option<i64>,
+}
+
+fn hash_secret(secret: &str) -> String {
+    auth::hex(&Sha256::digest(secret.as_bytes()))
+}
+
+impl Services {
+    /// Checks a username and password and opens a session. Unknown user and
+    /// wrong password get the same answer after the same work.
+    pub async fn login(&self, game_id: &str, req: LoginRequest) -> Result<Value, ApiError> {
+        let game = self.game(game_id)?;
+        let bad = || ApiError::new(business::BAD_CREDENTIALS, "wrong username or password");
+        if req.username.len() > 64 || req.password.len() > 128 {
+            return Err(bad());
+        }
+        let username = req.username.clone();
+        let creds = game.store.run(move |s| s.credentials(&username)).await?;
+        let hash = match &creds {
+            Some(c) => c.password_hash.clone(),
+            None => self.dummy_hash.to_string(),
+        };
+        let password = req.password;
+        let ok = blocking(move || auth::verify_password(&hash, &password)).await;
+        let creds = match creds {
+            Some(c) if ok => c,
+            _ => return Err(bad()),
+        };
+        match creds.status {
+            PlayerStatus::Active => {}
+            PlayerStatus::Banned => {
+                return Err(ApiError::new(business::PLAYER_BANNED, "player is banned"))
+            }
+            PlayerStatus::Deleted => return Err(bad()),
+        }
+        self.open_session(game_id, creds.id).await
+    }
+
+    /// Opens a session for a player: stores the refresh secret's hash and
+    /// signs an access token.
+    pub async fn open_session(&self, game_id: &str, player_id: i64) -> Result<Value, ApiError> {
+        let game = self.game(game_id)?;
+        let now_ms = clock::now_ms();
+        let session_id = auth::random_hex(16);
+        let secret = auth::random_hex(32);
+        let refresh_hash = hash_secret(&secret);
+        let expires = self.refresh_expiry(now_ms);
+        let sid = session_id.clone();
+        let player = game
+            .store
+            .run(move |s| {
+                s.create_session(&sid, player_id, &refresh_hash, now_ms, expires)?;
+                s.record_login(player_id, now_ms)?;
+                s.player(player_id)
+            })
+            .await?
+            .ok_or_else(|| ApiError::new(business::PLAYER_NOT_FOUND, "player not found"))?;
+        let (token, expires_at) = self.player_token(game_id, player_id, &session_id, now_ms)?;
+        Ok(json!({
+            "player": player_json(&player),
+            "token": token,
+            "token_type": "Bearer",
+            "refresh_token": format!("{game_id}.{session_id}.{secret}"),
+            "expires_at": expires_at,
+            "expires_in": self.config.auth.access_ttl_s,
+        }))
+    }
+
+    fn refresh_expiry(&self, now_ms: i64) -> i64 {
+        now_ms.saturating_add((self.config.auth.refresh_ttl_s as i64).saturating_mul(1000))
+    }
+
+    fn player_token(
+        &self,
+        game_id: &str,
+        player_id: i64,
+        session_id: &str,
+        now_ms: i64,
+    ) -> Result<(String, i64), ApiError> {
+        let caller = Caller {
+            game_id: game_id.to_string(),
+            role: Role::Player,
+            player_id: Some(player_id),
+            session_id: session_id.to_string(),
+            subject: player_id.to_string(),
+        };
+        self.tokens().issue(&caller, now_ms / 1000)
+    }
+
+    /// Exchanges a refresh token for a new pair; the old one stops working.
+    /// Reusing an old one revokes the whole session.
+    pub async fn refresh(&self, req: RefreshRequest) -> Result<Value, ApiError> {
+        let invalid = || ApiError::unauthorized("invalid refresh token");
+        let mut parts = req.refresh_token.splitn(3, '.');
+        let (Some(game_id), Some(session_id), Some(secret)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid());
+        };
+        if session_id.len() != 32 || secret.len() != 64 {
+            return Err(invalid());
+        }
+        let game = self.games.get(game_id).ok_or_else(invalid)?;
+        let now_ms = clock::now_ms();
+        let new_secret = auth::random_hex(32);
+        let (sid, presented, new_hash, expires) = (
+            session_id.to_string(),
+            hash_secret(secret),
+            hash_secret(&new_secret),
+            self.refresh_expiry(now_ms),
+        );
+        let outcome = game
+            .store
+            .run(move |s| s.rotate_refresh(&sid, &presented, &new_hash, now_ms, expires))
+            .await?;
+        match outcome {
+            RefreshOutcome::Rotated { player_id } => {
+                let pid = player_id;
+                let player = game
+                    .store
+                    .run(move |s| s.player(pid))
+                    .await?
+                    .filter(|p| p.status == PlayerStatus::Active)
+                    .ok_or_else(invalid)?;
+                let (token, expires_at) =
+                    self.player_token(game_id, player_id, session_id, now_ms)?;
+                Ok(json!({
+                    "player": player_json(&player),
+                    "token": token,
+                    "token_type": "Bearer",
+                    "refresh_token": format!("{game_id}.{session_id}.{new_secret}"),
+                    "expires_at": expires_at,
+                    "expires_in": self.config.auth.access_ttl_s,
+                }))
+            }
+            RefreshOutcome::Reused => {
+                tracing::warn!(
+                    game = game_id,
+                    session = session_id,
+                    "refresh token reuse; session revoked"
+                );
+                self.revoke(vec![session_id.to_string()]).await;
+                Err(ApiError::unauthorized(
+                    "refresh token was already used; the session is revoked",
+                ))
+            }
+            RefreshOutcome::Invalid => Err(invalid()),
+        }
+    }
+
+    /// Ends the caller's session on every shard (and, through the database,
+    /// on every node at their next start).
+    pub async fn logout(&self, caller: &Caller) -> Result<Value, ApiError> {
+        if caller.role == Role::Player {
+            let game = self.game(&caller.game_id)?;
+            let sid = caller.session_id.clone();
+            let now = clock::now_ms();
+            game.store.run(move |s| s.revoke_session(&sid, now)).await?;
+        }
+        self.revoke(vec![caller.session_id.clone()]).await;
+        Ok(json!({ "revoked_sessions": 1 }))
+    }
+
+    /// Revokes every session of a player (TCP PlayerLogout): the player
+    /// itself, a game server of its game, or an admin.
+    pub async fn logout_player(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        req: LogoutRequest,
+    ) -> Result<Value, ApiError> {
+        let game = self.game(game_id)?;
+        let player_id = req
+            .player_id
+            .or(caller.player_id)
+            .ok_or_else(|| ApiError::bad_request("player_id required"))?;
+        require_player(caller, game_id, player_id)?;
+        let now = clock::now_ms();
+        let sessions = game
+            .store
+            .run(move |s| s.revoke_player_sessions(player_id, now))
+            .await?;
+        let n = sessions.len();
+        self.revoke(sessions).await;
+        Ok(json!({ "player_id": player_id, "revoked_sessions": n }))
+    }
+
+    /// A `game_server` access token for a game's server key.
+    pub fn server_token(&self, req: ServerAuthRequest) -> Result<Value, ApiError> {
+        let caller = self.authenticate_server(&req.game_id, &req.server_key)?;
+        let (token, expires_at) = self.tokens().issue(&caller, clock::now_s())?;
+        Ok(json!({
+            "token": token,
+            "token_type": "Bearer",
+            "role": "game_server",
+            "game_id": caller.game_id,
+            "expires_at": expires_at,
+            "expires_in": self.config.auth.access_ttl_s,
+        }))
+    }
+
+    /// An `admin` access token for an operator account of the config.
+    pub async fn admin_login(&self, req: LoginRequest) -> Result<Value, ApiError> {
+        let bad = || ApiError::new(business::BAD_CREDENTIALS, "wrong username or password");
+        if req.username.len() > 64 || req.password.len() > 128 {
+            return Err(bad());
+        }
+        let account = self.config.admins.get(&req.username);
+        let hash = account
+            .map(|a| a.password_hash.clone())
+            .unwrap_or_else(|| self.dummy_hash.to_string());
+        let password = req.password;
+        let ok = blocking(move || auth::verify_password(&hash, &password)).await;
+        if !(ok && account.is_some()) {
+            return Err(bad());
+        }
+        let caller = Caller {
+            game_id: self.config.default_game.clone(),
+            role: Role::Admin,
+            player_id: None,
+            session_id: auth::random_hex(16),
+            subject: format!("admin:{}", req.username),
+        };
+        let (token, expires_at) = self.tokens().issue(&caller, clock::now_s())?;
+        Ok(json!({
+            "token": token,
+            "token_type": "Bearer",
+            "role": "admin",
+            "expires_at": expires_at,
+            "expires_in": self.config.auth.access_ttl_s,
+        }))
+    }
+
+    /// Refuses `sessions` on this shard and every other shard of the node.
+    pub async fn revoke(&self, sessions: Vec<String>) {
+        if sessions.is_empty() {
+            return;
+        }
+        let until = clock::now_s().saturating_add(self.config.auth.access_ttl_s as i64 + 1);
+        self.revocations.revoke(sessions.clone(), until);
+        self.peers.broadcast_revocation(&sessions, until).await;
+    }
+
+    /// Whether the caller is an admin (for ops routes).
+    pub fn require_admin(&self, caller: &Caller) -> Result<(), ApiError> {
+        require_role(caller, &[Role::Admin])
+    }
+}
