@@ -18,6 +18,17 @@ pub struct Server {
     pub dir: PathBuf,
 }
 
+/// Admin account of the test configs.
+pub const ADMIN_USER: &str = "ops";
+/// Its password.
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+
+fn admin_hash() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| datamiddleware::service::auth::hash_password(ADMIN_PASSWORD).expect("hash"))
+        .clone()
+}
+
 /// Game server key used by the test configs.
 pub const SERVER_KEY: &str = "test-server-key-0123456789";
 
@@ -35,7 +46,8 @@ impl Server {
     }
 
     /// Starts a server whose config gets extra `key = value` lines in the
-    /// named sections (`node`, `http`, `tcp`, `auth`).
+    /// named sections (`node`, `http`, `tcp`, `auth`), and raw TOML at the
+    /// end (`tail`).
     pub fn start_with(shards: usize, lines: &[(&str, &str)]) -> Server {
         let section = |name: &str| -> String {
             lines
@@ -50,11 +62,16 @@ impl Server {
             section("tcp"),
             section("auth"),
         );
-        let mode_line = if auth_keys.contains("mode") {
-            ""
-        } else {
-            "mode = \"prod\""
-        };
+        let mut mode_line = String::new();
+        if !auth_keys.contains("mode") {
+            mode_line.push_str("mode = \"prod\"\n");
+        }
+        if !auth_keys.contains("rate_limit_per_ip_per_min") {
+            // Every test client is 127.0.0.1: only the rate-limit test limits.
+            mode_line.push_str("rate_limit_per_ip_per_min = 100000000\n");
+        }
+        let tail = section("tail");
+        let admin_hash = admin_hash();
         let dir =
             std::env::temp_dir().join(format!("dm-test-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -88,6 +105,37 @@ server_key = "{SERVER_KEY}"
 name = "Game 2"
 url = "sqlite://{dir}/game2.db"
 server_key = "{SERVER_KEY}-2"
+
+[admins.ops]
+password_hash = "{admin_hash}"
+
+[[games.game1.items]]
+item_id = "sword"
+name = "Sword"
+type = "weapon"
+price_gold = 100
+max_stack = 5
+
+[[games.game1.items]]
+item_id = "potion"
+name = "Potion"
+type = "consumable"
+price_gold = 10
+price_diamonds = 1
+max_stack = 1000
+
+[[games.game1.items]]
+item_id = "gem"
+name = "Gem"
+price_diamonds = 50
+max_stack = 99
+
+[[games.game2.items]]
+item_id = "shield"
+name = "Shield"
+price_gold = 30
+max_stack = 3
+{tail}
 "#,
             dir = dir.display()
         );
@@ -169,6 +217,37 @@ server_key = "{SERVER_KEY}-2"
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// An admin access token.
+    pub fn admin_token(&self) -> String {
+        let body = format!(r#"{{"username":"{ADMIN_USER}","password":"{ADMIN_PASSWORD}"}}"#);
+        let r = self
+            .http()
+            .request("POST", "/api/v1/auth/admin", &[], body.as_bytes());
+        assert_eq!(r.status, 200, "admin login: {}", r.text());
+        r.json()["data"]["token"]
+            .as_str()
+            .expect("token")
+            .to_string()
+    }
+
+    /// A game-server access token for `game`.
+    pub fn server_token(&self, game: &str) -> String {
+        let key = if game == "game1" {
+            SERVER_KEY.to_string()
+        } else {
+            format!("{SERVER_KEY}-2")
+        };
+        let body = format!(r#"{{"game_id":"{game}","server_key":"{key}"}}"#);
+        let r = self
+            .http()
+            .request("POST", "/api/v1/auth/server", &[], body.as_bytes());
+        assert_eq!(r.status, 200, "server auth: {}", r.text());
+        r.json()["data"]["token"]
+            .as_str()
+            .expect("token")
+            .to_string()
     }
 
     /// Registers a player over HTTP and logs in; returns (id, access token).

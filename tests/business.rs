@@ -1,0 +1,1561 @@
+//! The business API against the real server: the same flow over HTTP and
+//! over TCP, the SPEC §5 invariants under concurrency across shards, every
+//! 401/403 case, rate limiting, game isolation, admin operations.
+
+mod common;
+
+use common::{frame, FrameClient, HttpClient, Server, SERVER_KEY};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One HTTP call with an optional bearer token; returns (status, body).
+fn call(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    game: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut c = server.http();
+    call_on(&mut c, method, path, token, game, body)
+}
+
+fn call_on(
+    c: &mut HttpClient,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    game: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
+    }
+    if let Some(g) = game {
+        headers.push(("X-Game-Id", g));
+    }
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let r = c.request(method, path, &headers, body.as_bytes());
+    let json = if r.body.is_empty() {
+        Value::Null
+    } else {
+        r.json()
+    };
+    (r.status, json)
+}
+
+/// A business operation, expressed for either protocol.
+#[derive(Clone, Debug)]
+enum Op {
+    Wallet(i64, &'static str, i64),
+    Grant(i64, &'static str, i64),
+    Use(i64, &'static str, i64),
+    Transfer(i64, i64, &'static str, i64),
+    Inventory(i64),
+    CreateOrder(i64, &'static str, i64, &'static str, &'static str),
+    PayLast,
+    CancelLast,
+    GetLast,
+    GetOrder(&'static str),
+    GetPlayer(i64),
+    Update(i64, &'static str, Option<i64>),
+    Ledger(i64),
+}
+
+/// Runs ops as a game server and returns (code, summary) per op, where
+/// code is 200 on success or the error code, and summary keeps the fields
+/// that must agree between protocols.
+trait Protocol {
+    fn run(&mut self, op: &Op, last_order: &mut String) -> (u64, Value);
+}
+
+fn summary(op: &Op, data: &Value) -> Value {
+    match op {
+        Op::Wallet(..) => json!([data["gold"], data["diamonds"]]),
+        Op::Grant(..) | Op::Use(..) => data["item"]["quantity"].clone(),
+        Op::Transfer(..) => json!([data["from"]["quantity"], data["to"]["quantity"]]),
+        Op::Inventory(_) => json!(data["items"].as_array().map(|a| a
+            .iter()
+            .map(|e| json!([e["item_id"], e["quantity"]]))
+            .collect::<Vec<_>>())),
+        Op::CreateOrder(..) | Op::PayLast | Op::CancelLast | Op::GetLast | Op::GetOrder(_) => {
+            json!([
+                data["order"]["status"],
+                data["order"]["total_price"],
+                data["order"]["quantity"]
+            ])
+        }
+        Op::GetPlayer(_) => json!([
+            data["player"]["gold"],
+            data["player"]["level"],
+            data["player"]["version"]
+        ]),
+        Op::Update(..) => json!([
+            data["player"]["gold"],
+            data["player"]["nickname"],
+            data["player"]["version"]
+        ]),
+        Op::Ledger(_) => json!([
+            data["total"],
+            data["items"][0]["delta"],
+            data["items"][0]["reason"]
+        ]),
+    }
+}
+
+struct Http<'a> {
+    server: &'a Server,
+    token: String,
+}
+
+impl Protocol for Http<'_> {
+    fn run(&mut self, op: &Op, last: &mut String) -> (u64, Value) {
+        let t = Some(self.token.as_str());
+        let (status, body) = match op {
+            Op::Wallet(p, cur, d) => call(
+                self.server,
+                "POST",
+                &format!("/api/v1/players/{p}/wallet"),
+                t,
+                None,
+                Some(json!({"currency":cur,"delta":d,"reason":"test"})),
+            ),
+            Op::Grant(p, i, q) => call(
+                self.server,
+                "POST",
+                &format!("/api/v1/players/{p}/items/{i}/grant"),
+                t,
+                None,
+                Some(json!({"quantity":q})),
+            ),
+            Op::Use(p, i, q) => call(
+                self.server,
+                "POST",
+                &format!("/api/v1/players/{p}/items/{i}/use"),
+                t,
+                None,
+                Some(json!({"quantity":q})),
+            ),
+            Op::Transfer(p, to, i, q) => call(
+                self.server,
+                "POST",
+                &format!("/api/v1/players/{p}/items/{i}/transfer"),
+                t,
+                None,
+                Some(json!({"target_player_id":to,"quantity":q})),
+            ),
+            Op::Inventory(p) => call(
+                self.server,
+                "GET",
+                &format!("/api/v1/players/{p}/items"),
+                t,
+                None,
+                None,
+            ),
+            Op::CreateOrder(p, i, q, cur, key) => {
+                let mut c = self.server.http();
+                let auth = format!("Bearer {}", self.token);
+                let body =
+                    json!({"player_id":p,"item_id":i,"quantity":q,"currency":cur}).to_string();
+                let r = c.request(
+                    "POST",
+                    "/api/v1/orders",
+                    &[("Authorization", &auth), ("Idempotency-Key", key)],
+                    body.as_bytes(),
+                );
+                (r.status, r.json())
+            }
+            Op::PayLast => call(
+                self.server,
+                "POST",
+                &format!("/api/v1/orders/{last}/pay"),
+                t,
+                None,
+                None,
+            ),
+            Op::CancelLast => call(
+                self.server,
+                "DELETE",
+                &format!("/api/v1/orders/{last}"),
+                t,
+                None,
+                None,
+            ),
+            Op::GetLast => call(
+                self.server,
+                "GET",
+                &format!("/api/v1/orders/{last}"),
+                t,
+                None,
+                None,
+            ),
+            Op::GetOrder(id) => call(
+                self.server,
+                "GET",
+                &format!("/api/v1/orders/{id}"),
+                t,
+                None,
+                None,
+            ),
+            Op::GetPlayer(p) => call(
+                self.server,
+                "GET",
+                &format!("/api/v1/players/{p}"),
+                t,
+                None,
+                None,
+            ),
+            Op::Update(p, nick, v) => {
+                let mut body = json!({"nickname": nick});
+                if let Some(v) = v {
+                    body["version"] = json!(v);
+                }
+                call(
+                    self.server,
+                    "PUT",
+                    &format!("/api/v1/players/{p}"),
+                    t,
+                    None,
+                    Some(body),
+                )
+            }
+            Op::Ledger(p) => call(
+                self.server,
+                "GET",
+                &format!("/api/v1/players/{p}/ledger?page_size=5"),
+                t,
+                None,
+                None,
+            ),
+        };
+        if status < 300 {
+            if let Some(id) = body["data"]["order"]["order_id"].as_str() {
+                *last = id.to_string();
+            }
+            (200, summary(op, &body["data"]))
+        } else {
+            (body["code"].as_u64().unwrap_or(0), Value::Null)
+        }
+    }
+}
+
+struct Tcp {
+    client: FrameClient,
+    seq: u32,
+}
+
+impl Protocol for Tcp {
+    fn run(&mut self, op: &Op, last: &mut String) -> (u64, Value) {
+        let (t, body) = match op {
+            Op::Wallet(p, cur, d) => (
+                0x1003,
+                json!({"action":"wallet","player_id":p,"currency":cur,"delta":d,"reason":"test"}),
+            ),
+            Op::Grant(p, i, q) => (
+                0x1004,
+                json!({"action":"grant","player_id":p,"item_id":i,"quantity":q}),
+            ),
+            Op::Use(p, i, q) => (
+                0x1004,
+                json!({"action":"use","player_id":p,"item_id":i,"quantity":q}),
+            ),
+            Op::Transfer(p, to, i, q) => (
+                0x1004,
+                json!({"action":"transfer","player_id":p,"item_id":i,"target_player_id":to,"quantity":q}),
+            ),
+            Op::Inventory(p) => (0x1004, json!({"action":"list","player_id":p})),
+            Op::CreateOrder(p, i, q, cur, key) => (
+                0x1005,
+                json!({"action":"create","player_id":p,"item_id":i,"quantity":q,"currency":cur,"idempotency_key":key}),
+            ),
+            Op::PayLast => (0x1005, json!({"action":"pay","order_id":last})),
+            Op::CancelLast => (0x1005, json!({"action":"cancel","order_id":last})),
+            Op::GetLast => (0x1005, json!({"action":"get","order_id":last})),
+            Op::GetOrder(id) => (0x1005, json!({"action":"get","order_id":id})),
+            Op::GetPlayer(p) => (0x1003, json!({"action":"get","player_id":p})),
+            Op::Update(p, nick, v) => {
+                let mut b = json!({"action":"update","player_id":p,"nickname":nick});
+                if let Some(v) = v {
+                    b["version"] = json!(v);
+                }
+                (0x1003, b)
+            }
+            Op::Ledger(p) => (
+                0x1003,
+                json!({"action":"ledger","player_id":p,"page_size":5}),
+            ),
+        };
+        self.seq += 1;
+        let r = self.client.call(t, self.seq, "game1", &body.to_string());
+        assert_eq!(r.sequence, self.seq);
+        if r.msg_type == 0x2001 {
+            return (r.error_code(), Value::Null);
+        }
+        assert_eq!(r.msg_type, t);
+        let j = r.json();
+        if let Some(id) = j["data"]["order"]["order_id"].as_str() {
+            *last = id.to_string();
+        }
+        (200, summary(op, &j["data"]))
+    }
+}
+
+fn scenario(p: i64, q: i64, key: &'static str) -> Vec<(Op, u64)> {
+    vec![
+        (Op::Wallet(p, "gold", 500), 200),
+        (Op::Wallet(p, "gold", -5000), 3001),
+        (Op::Wallet(p, "rubies", 5), 0xE002),
+        (Op::Grant(p, "potion", 10), 200),
+        (Op::Grant(p, "sword", 6), 2003),
+        (Op::Grant(p, "nosuch", 1), 2002),
+        (Op::Use(p, "potion", 4), 200),
+        (Op::Use(p, "potion", 100), 2001),
+        (Op::Transfer(p, q, "potion", 3), 200),
+        (Op::Transfer(p, q, "potion", 30), 2001),
+        (Op::Transfer(p, 99_999_999, "potion", 1), 1001),
+        (Op::Inventory(p), 200),
+        (Op::CreateOrder(p, "sword", 2, "gold", key), 200),
+        (Op::CreateOrder(p, "sword", 2, "gold", key), 200),
+        (Op::CreateOrder(p, "sword", 3, "gold", key), 409),
+        (Op::CreateOrder(p, "gem", 1, "gold", "other-key"), 0xE002),
+        (Op::PayLast, 200),
+        (Op::PayLast, 200),
+        (Op::CancelLast, 3003),
+        (Op::GetLast, 200),
+        (Op::GetOrder("o00000000000000000000000000000"), 3002),
+        (Op::CreateOrder(p, "gem", 100, "diamonds", "big"), 200),
+        (Op::PayLast, 3001),
+        (Op::CancelLast, 200),
+        (Op::PayLast, 3003),
+        (Op::GetPlayer(p), 200),
+        (Op::GetPlayer(99_999_999), 1001),
+        (Op::Update(p, "Renamed", None), 200),
+        (Op::Update(p, "Again", Some(1)), 409),
+        (Op::Ledger(p), 200),
+        (Op::Inventory(q), 200),
+    ]
+}
+
+#[test]
+fn http_and_tcp_give_the_same_results() {
+    let server = Server::start(2);
+    let (a1, _) = server.player("game1", "parity_a1");
+    let (b1, _) = server.player("game1", "parity_b1");
+    let (a2, _) = server.player("game1", "parity_a2");
+    let (b2, _) = server.player("game1", "parity_b2");
+    let mut http = Http {
+        server: &server,
+        token: server.server_token("game1"),
+    };
+    let mut tcp_client = server.tcp();
+    assert_eq!(
+        tcp_client.handshake_server("game1", SERVER_KEY).msg_type,
+        0x0002
+    );
+    let mut tcp = Tcp {
+        client: tcp_client,
+        seq: 10,
+    };
+    let mut outcomes = Vec::new();
+    let expected: Vec<u64> = scenario(0, 0, "").iter().map(|(_, e)| *e).collect();
+    for (proto, (p, q, key)) in [
+        (&mut http as &mut dyn Protocol, (a1, b1, "k-http")),
+        (&mut tcp, (a2, b2, "k-tcp")),
+    ] {
+        let mut last = String::new();
+        let run: Vec<(String, u64, Value)> = scenario(p, q, key)
+            .iter()
+            .map(|(op, _)| {
+                let (code, data) = proto.run(op, &mut last);
+                // HTTP's generic 400 is the protocol's 0xE002.
+                (
+                    format!("{op:?}"),
+                    if code == 400 { 0xE002 } else { code },
+                    data,
+                )
+            })
+            .collect();
+        outcomes.push(run);
+    }
+    let (h, t) = (&outcomes[0], &outcomes[1]);
+    for (i, (((op, hc, hd), (_, tc, td)), want)) in h.iter().zip(t).zip(&expected).enumerate() {
+        assert_eq!(hc, want, "step {i} {op}: http code");
+        assert_eq!(tc, want, "step {i} {op}: tcp code");
+        assert_eq!(hd, td, "step {i} {op}: data differs between http and tcp");
+    }
+    // Spot-check the absolute results once.
+    let inv_a = &h[11].2;
+    assert_eq!(inv_a, &json!([["potion", 3]]));
+    let player = &h[25].2;
+    assert_eq!(player[0], 1300, "1000 signup + 500 wallet - 200 order");
+}
+
+fn gs_token(server: &Server) -> String {
+    server.server_token("game1")
+}
+
+/// Runs `n` closures on `n` threads, each with its own connection.
+fn concurrently<T: Send + 'static>(
+    n: usize,
+    f: impl Fn(usize) -> T + Send + Sync + 'static,
+) -> Vec<T> {
+    let f = Arc::new(f);
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let f = f.clone();
+            std::thread::spawn(move || f(i))
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("worker"))
+        .collect()
+}
+
+fn ledger_sum(server: &Server, token: &str, player: i64) -> (i64, i64, Vec<Value>) {
+    let (mut gold, mut diamonds, mut all) = (0, 0, Vec::new());
+    for page in 1.. {
+        let (s, j) = call(
+            server,
+            "GET",
+            &format!("/api/v1/players/{player}/ledger?page={page}&page_size=100"),
+            Some(token),
+            None,
+            None,
+        );
+        assert_eq!(s, 200);
+        let items = j["data"]["items"].as_array().cloned().unwrap_or_default();
+        if items.is_empty() {
+            break;
+        }
+        for e in &items {
+            match e["currency"].as_str() {
+                Some("gold") => gold += e["delta"].as_i64().unwrap_or(0),
+                Some("diamonds") => diamonds += e["delta"].as_i64().unwrap_or(0),
+                other => panic!("unknown currency {other:?}"),
+            }
+        }
+        all.extend(items);
+    }
+    (gold, diamonds, all)
+}
+
+fn balances(server: &Server, token: &str, player: i64) -> (i64, i64) {
+    let (_, j) = call(
+        server,
+        "GET",
+        &format!("/api/v1/players/{player}"),
+        Some(token),
+        None,
+        None,
+    );
+    (
+        j["data"]["player"]["gold"].as_i64().expect("gold"),
+        j["data"]["player"]["diamonds"].as_i64().expect("diamonds"),
+    )
+}
+
+fn quantity(server: &Server, token: &str, player: i64, item: &str) -> i64 {
+    let (_, j) = call(
+        server,
+        "GET",
+        &format!("/api/v1/players/{player}/items"),
+        Some(token),
+        None,
+        None,
+    );
+    j["data"]["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["item_id"] == item))
+        .and_then(|e| e["quantity"].as_i64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn concurrent_pays_of_one_order_charge_once() {
+    let server = Arc::new(Server::start(2));
+    let token = gs_token(&server);
+    let (p, _) = server.player("game1", "pay_once");
+    let (s, j) = call(
+        &server,
+        "POST",
+        "/api/v1/orders",
+        Some(&token),
+        None,
+        Some(json!({"player_id":p,"item_id":"potion","quantity":10,"currency":"gold"})),
+    );
+    assert_eq!(s, 201, "{j}");
+    let order = j["data"]["order"]["order_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (srv, tok, ord) = (server.clone(), token.clone(), order.clone());
+    let results = concurrently(200, move |_| {
+        call(
+            &srv,
+            "POST",
+            &format!("/api/v1/orders/{ord}/pay"),
+            Some(&tok),
+            None,
+            None,
+        )
+    });
+    for (s, j) in &results {
+        assert_eq!(*s, 200, "{j}");
+        assert_eq!(j["data"]["order"]["status"], "paid");
+    }
+    assert_eq!(balances(&server, &token, p).0, 900, "charged exactly once");
+    assert_eq!(
+        quantity(&server, &token, p, "potion"),
+        10,
+        "delivered exactly once"
+    );
+    let (gold, diamonds, entries) = ledger_sum(&server, &token, p);
+    assert_eq!((gold, diamonds), balances(&server, &token, p));
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e["reason"] == "order_pay")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn concurrent_uses_succeed_exactly_as_often_as_there_are_items() {
+    let server = Arc::new(Server::start(2));
+    let token = gs_token(&server);
+    let (p, _) = server.player("game1", "use_50");
+    let (s, _) = call(
+        &server,
+        "POST",
+        &format!("/api/v1/players/{p}/items/potion/grant"),
+        Some(&token),
+        None,
+        Some(json!({"quantity":50})),
+    );
+    assert_eq!(s, 200);
+    let (srv, tok) = (server.clone(), token.clone());
+    let results = concurrently(200, move |_| {
+        call(
+            &srv,
+            "POST",
+            &format!("/api/v1/players/{p}/items/potion/use"),
+            Some(&tok),
+            None,
+            Some(json!({"quantity":1})),
+        )
+    });
+    let ok = results.iter().filter(|(s, _)| *s == 200).count();
+    let short = results
+        .iter()
+        .filter(|(s, j)| *s == 409 && j["code"] == 2001)
+        .count();
+    assert_eq!(
+        (ok, short),
+        (50, 150),
+        "every call either used one item or got 2001"
+    );
+    assert_eq!(quantity(&server, &token, p, "potion"), 0);
+}
+
+#[test]
+fn random_transfers_in_both_directions_keep_the_total() {
+    let server = Arc::new(Server::start(2));
+    let token = gs_token(&server);
+    let players: Vec<i64> = (0..10)
+        .map(|i| server.player("game1", &format!("xfer_{i}")).0)
+        .collect();
+    for p in &players {
+        let (s, _) = call(
+            &server,
+            "POST",
+            &format!("/api/v1/players/{p}/items/potion/grant"),
+            Some(&token),
+            None,
+            Some(json!({"quantity":100})),
+        );
+        assert_eq!(s, 200);
+    }
+    let (srv, tok, ps) = (server.clone(), token.clone(), players.clone());
+    let results = concurrently(50, move |worker| {
+        let mut c = srv.http();
+        let mut outcomes = Vec::new();
+        // A small deterministic generator per worker: 10 transfers each.
+        let mut x = (worker as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for _ in 0..10 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let from = ps[(x % 10) as usize];
+            let to = ps[((x / 10) % 9 + 1 + x % 10) as usize % 10];
+            let q = (x / 1000) % 5 + 1;
+            let (s, j) = call_on(
+                &mut c,
+                "POST",
+                &format!("/api/v1/players/{from}/items/potion/transfer"),
+                Some(&tok),
+                None,
+                Some(json!({"target_player_id":to,"quantity":q})),
+            );
+            outcomes.push((s, j["code"].as_u64().unwrap_or(200)));
+        }
+        outcomes
+    });
+    let all: Vec<(u16, u64)> = results.into_iter().flatten().collect();
+    assert_eq!(all.len(), 500);
+    for (s, code) in &all {
+        assert!(
+            *s == 200 || (*s == 409 && *code == 2001),
+            "unexpected {s} {code}"
+        );
+    }
+    assert!(
+        all.iter().filter(|(s, _)| *s == 200).count() > 250,
+        "most transfers succeed"
+    );
+    let total: i64 = players
+        .iter()
+        .map(|p| quantity(&server, &token, *p, "potion"))
+        .sum();
+    assert_eq!(total, 1000, "no item lost or duplicated");
+}
+
+#[test]
+fn concurrent_wallet_debits_never_overdraw_and_the_ledger_adds_up() {
+    let server = Arc::new(Server::start(2));
+    let token = gs_token(&server);
+    let (p, _) = server.player("game1", "ledger_sum");
+    let (srv, tok) = (server.clone(), token.clone());
+    // 1000 gold at signup; 200 debits of 7 can succeed at most 142 times.
+    let results = concurrently(200, move |i| {
+        let body = if i % 10 == 0 {
+            json!({"currency":"diamonds","delta":-3,"reason":"spend"})
+        } else {
+            json!({"currency":"gold","delta":-7,"reason":"spend"})
+        };
+        call(
+            &srv,
+            "POST",
+            &format!("/api/v1/players/{p}/wallet"),
+            Some(&tok),
+            None,
+            Some(body),
+        )
+        .0
+    });
+    assert!(results.iter().all(|s| *s == 200 || *s == 409));
+    let (gold, diamonds) = balances(&server, &token, p);
+    assert!(gold >= 0 && diamonds >= 0);
+    assert_eq!(gold, 1000 - 7 * 142, "180 gold debits, 142 fit");
+    assert_eq!(diamonds, 100 - 3 * 20);
+    let (lg, ld, _) = ledger_sum(&server, &token, p);
+    assert_eq!(
+        (lg, ld),
+        (gold, diamonds),
+        "ledger deltas sum to the balances"
+    );
+}
+
+#[test]
+fn unauthenticated_and_unauthorised_calls_are_refused() {
+    let server = Server::start(2);
+    let (alice, alice_token) = server.player("game1", "authz_alice");
+    let (bob, _) = server.player("game1", "authz_bob");
+    let p = format!("/api/v1/players/{alice}");
+    // No token, garbage, tampered, expired, signed with another secret.
+    assert_eq!(call(&server, "GET", &p, None, None, None).0, 401);
+    assert_eq!(call(&server, "GET", &p, Some("garbage"), None, None).0, 401);
+    let mut tampered = alice_token.clone().into_bytes();
+    let mid = tampered.len() / 2;
+    tampered[mid] = if tampered[mid] == b'a' { b'b' } else { b'a' };
+    assert_eq!(
+        call(
+            &server,
+            "GET",
+            &p,
+            Some(&String::from_utf8(tampered).expect("ascii")),
+            None,
+            None
+        )
+        .0,
+        401
+    );
+    let secret = b"test-jwt-secret-0123456789abcdef0123456789";
+    let issuer = datamiddleware::service::TokenIssuer::new(secret, 60);
+    let caller = datamiddleware::service::Caller {
+        game_id: "game1".into(),
+        role: datamiddleware::service::Role::Player,
+        player_id: Some(alice),
+        session_id: "x".repeat(32),
+        subject: alice.to_string(),
+    };
+    let (expired, _) = issuer
+        .issue(&caller, datamiddleware::clock::now_s() - 3600)
+        .expect("issue");
+    let (s, j) = call(&server, "GET", &p, Some(&expired), None, None);
+    assert_eq!((s, j["message"].as_str()), (401, Some("token expired")));
+    let (fresh, _) = issuer
+        .issue(&caller, datamiddleware::clock::now_s())
+        .expect("issue");
+    assert_eq!(
+        call(&server, "GET", &p, Some(&fresh), None, None).0,
+        200,
+        "a correctly signed token works"
+    );
+    let (foreign, _) =
+        datamiddleware::service::TokenIssuer::new(b"another-secret-another-secret-xx", 60)
+            .issue(&caller, datamiddleware::clock::now_s())
+            .expect("issue");
+    assert_eq!(call(&server, "GET", &p, Some(&foreign), None, None).0, 401);
+    // Other player's data.
+    for path in [
+        format!("/api/v1/players/{bob}"),
+        format!("/api/v1/players/{bob}/items"),
+        format!("/api/v1/players/{bob}/ledger"),
+        format!("/api/v1/players/{bob}/orders"),
+    ] {
+        assert_eq!(
+            call(&server, "GET", &path, Some(&alice_token), None, None).0,
+            403,
+            "{path}"
+        );
+    }
+    // Other game's data: a game1 player token with X-Game-Id game2; a game2
+    // server token on game1.
+    assert_eq!(
+        call(&server, "GET", &p, Some(&alice_token), Some("game2"), None).0,
+        403
+    );
+    let gs2 = server.server_token("game2");
+    assert_eq!(
+        call(&server, "GET", &p, Some(&gs2), Some("game1"), None).0,
+        403
+    );
+    // Player calling game-server-only routes.
+    let wallet = Some(json!({"currency":"gold","delta":100,"reason":"cheat"}));
+    assert_eq!(
+        call(
+            &server,
+            "POST",
+            &format!("{p}/wallet"),
+            Some(&alice_token),
+            None,
+            wallet
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        call(
+            &server,
+            "POST",
+            &format!("{p}/items/potion/grant"),
+            Some(&alice_token),
+            None,
+            Some(json!({"quantity":5}))
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        call(
+            &server,
+            "PUT",
+            &p,
+            Some(&alice_token),
+            None,
+            Some(json!({"level":99}))
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        call(
+            &server,
+            "POST",
+            "/api/v1/games/game1/add_exp",
+            Some(&alice_token),
+            None,
+            Some(json!({"player_id":alice,"amount":5}))
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        call(
+            &server,
+            "POST",
+            "/api/v1/items",
+            Some(&alice_token),
+            None,
+            Some(json!({"item_id":"x","name":"X"}))
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        call(
+            &server,
+            "GET",
+            "/health/detailed",
+            Some(&alice_token),
+            None,
+            None
+        )
+        .0,
+        403
+    );
+    // Game server cannot refund (admin only) and cannot see admin routes.
+    let gs = server.server_token("game1");
+    assert_eq!(
+        call(
+            &server,
+            "GET",
+            "/api/v1/games/game1/stats",
+            Some(&gs),
+            None,
+            None
+        )
+        .0,
+        403
+    );
+    // Wrong server key and unknown admin.
+    assert_eq!(
+        call(
+            &server,
+            "POST",
+            "/api/v1/auth/server",
+            None,
+            None,
+            Some(json!({"game_id":"game1","server_key":"nope-nope-nope-nope"}))
+        )
+        .0,
+        401
+    );
+    let (s, j) = call(
+        &server,
+        "POST",
+        "/api/v1/auth/admin",
+        None,
+        None,
+        Some(json!({"username":"ops","password":"wrong-password"})),
+    );
+    assert_eq!((s, j["code"].as_u64()), (401, Some(1003)));
+}
+
+#[test]
+fn logout_revokes_tokens_on_every_shard_and_refresh_rotates() {
+    let server = Server::start(2);
+    let mut c = server.http();
+    let body = json!({"username":"sess_user","password":"password1"});
+    assert_eq!(
+        call_on(
+            &mut c,
+            "POST",
+            "/api/v1/players",
+            None,
+            None,
+            Some(body.clone())
+        )
+        .0,
+        201
+    );
+    let (_, login) = call_on(
+        &mut c,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        None,
+        Some(body.clone()),
+    );
+    let token = login["data"]["token"].as_str().expect("token").to_string();
+    let refresh1 = login["data"]["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_string();
+    let id = login["data"]["player"]["id"].as_i64().expect("id");
+    let path = format!("/api/v1/players/{id}");
+    // Rotation: the new refresh token works once; the old one is refused.
+    let (s, r) = call_on(
+        &mut c,
+        "POST",
+        "/api/v1/auth/refresh",
+        None,
+        None,
+        Some(json!({"refresh_token": refresh1})),
+    );
+    assert_eq!(s, 200, "{r}");
+    let token2 = r["data"]["token"].as_str().expect("token").to_string();
+    let refresh2 = r["data"]["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_string();
+    assert_ne!(refresh1, refresh2);
+    assert_eq!(
+        call_on(&mut c, "GET", &path, Some(&token2), None, None).0,
+        200
+    );
+    // Reusing the old refresh token revokes the whole session family.
+    let (s, j) = call_on(
+        &mut c,
+        "POST",
+        "/api/v1/auth/refresh",
+        None,
+        None,
+        Some(json!({"refresh_token": refresh1})),
+    );
+    assert_eq!(s, 401, "{j}");
+    let mut conns: Vec<HttpClient> = (0..12).map(|_| server.http()).collect();
+    for conn in conns.iter_mut() {
+        assert_eq!(
+            call_on(conn, "GET", &path, Some(&token2), None, None).0,
+            401,
+            "revoked on every shard"
+        );
+        assert_eq!(call_on(conn, "GET", &path, Some(&token), None, None).0, 401);
+    }
+    assert_eq!(
+        call_on(
+            &mut c,
+            "POST",
+            "/api/v1/auth/refresh",
+            None,
+            None,
+            Some(json!({"refresh_token": refresh2}))
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        call_on(
+            &mut c,
+            "POST",
+            "/api/v1/auth/refresh",
+            None,
+            None,
+            Some(json!({"refresh_token": "game1.nonsense"}))
+        )
+        .0,
+        401
+    );
+    // A new login; logout revokes it on every shard immediately.
+    let (_, login) = call_on(
+        &mut c,
+        "POST",
+        "/api/v1/players/login",
+        None,
+        None,
+        Some(body),
+    );
+    let token3 = login["data"]["token"].as_str().expect("token").to_string();
+    for conn in conns.iter_mut() {
+        assert_eq!(
+            call_on(conn, "GET", &path, Some(&token3), None, None).0,
+            200
+        );
+    }
+    assert_eq!(
+        call_on(
+            &mut c,
+            "POST",
+            "/api/v1/auth/logout",
+            Some(&token3),
+            None,
+            None
+        )
+        .0,
+        200
+    );
+    for conn in conns.iter_mut() {
+        let (s, j) = call_on(conn, "GET", &path, Some(&token3), None, None);
+        assert_eq!((s, j["message"].as_str()), (401, Some("token revoked")));
+    }
+    // The binary protocol refuses the revoked token too.
+    let mut t = server.tcp();
+    t.send(&frame(
+        0x0002,
+        0x04,
+        1,
+        "game1",
+        "",
+        json!({"token": token3}).to_string().as_bytes(),
+    ));
+    assert_eq!(t.read().expect("reply").error_code(), 0xE003);
+}
+
+#[test]
+fn revocations_survive_a_restart() {
+    let server = Server::start(1);
+    let (id, token) = server.player("game1", "restart_user");
+    assert_eq!(
+        call(
+            &server,
+            "POST",
+            "/api/v1/auth/logout",
+            Some(&token),
+            None,
+            None
+        )
+        .0,
+        200
+    );
+    // Same databases, new process: the revoked session is loaded back.
+    let dir = server.dir.clone();
+    let config = dir.join("config.toml");
+    let keep = std::env::temp_dir().join(format!("dm-keep-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&keep);
+    std::fs::create_dir_all(&keep).expect("dir");
+    for f in ["game1.db", "game1.db-wal", "game1.db-shm", "game2.db"] {
+        let _ = std::fs::copy(dir.join(f), keep.join(f));
+    }
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace(dir.to_str().expect("utf8"), keep.to_str().expect("utf8"));
+    drop(server);
+    let keep_cfg = keep.join("config.toml");
+    std::fs::write(&keep_cfg, text).expect("write");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_datamiddleware"))
+        .arg("--config")
+        .arg(&keep_cfg)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let addr: std::net::SocketAddr = std::fs::read_to_string(&keep_cfg)
+        .expect("cfg")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("listen = \"")
+                .map(|r| r.trim_end_matches('"').to_string())
+        })
+        .expect("listen")
+        .parse()
+        .expect("addr");
+    let mut status = 0;
+    for _ in 0..200 {
+        if let Ok(mut c) = HttpClient::connect(addr) {
+            let auth = format!("Bearer {token}");
+            if let Ok(r) = c.try_request(
+                "GET",
+                &format!("/api/v1/players/{id}"),
+                &[("Authorization", &auth)],
+                b"",
+            ) {
+                status = r.status;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&keep);
+    assert_eq!(
+        status, 401,
+        "a token revoked before the restart stays revoked"
+    );
+}
+
+#[test]
+fn rate_limit_answers_429_and_recovers() {
+    // 120 per minute over 2 shards: 60 per shard, refilling 1 per second.
+    let server = Server::start_with(2, &[("auth", "rate_limit_per_ip_per_min = 120")]);
+    let mut c = server.http();
+    let mut limited = None;
+    for i in 0..100 {
+        let r = c.request("GET", "/api/v1/games", &[], b"");
+        if r.status == 429 {
+            limited = Some((i, r));
+            break;
+        }
+        assert_eq!(r.status, 200);
+    }
+    let (count, r) = limited.expect("rate limit reached");
+    assert_eq!(
+        count, 60,
+        "one connection stays on one shard and gets its share"
+    );
+    let retry: u64 = r
+        .header("Retry-After")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(r.json()["code"], 429);
+    // Probes are not limited.
+    assert_eq!(c.request("GET", "/health", &[], b"").status, 200);
+    std::thread::sleep(Duration::from_millis(retry * 1000 + 100));
+    assert_eq!(
+        c.request("GET", "/api/v1/games", &[], b"").status,
+        200,
+        "recovered"
+    );
+}
+
+#[test]
+fn a_player_of_game1_is_invisible_to_game2() {
+    let server = Server::start(1);
+    let (id, _) = server.player("game1", "only_in_game1");
+    let gs2 = server.server_token("game2");
+    let (s, j) = call(
+        &server,
+        "GET",
+        &format!("/api/v1/players/{id}"),
+        Some(&gs2),
+        None,
+        None,
+    );
+    assert_eq!((s, j["code"].as_u64()), (404, Some(1001)));
+    let (s, j) = call(
+        &server,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some("game2"),
+        Some(json!({"username":"only_in_game1","password":"password1"})),
+    );
+    assert_eq!((s, j["code"].as_u64()), (401, Some(1003)));
+    // Catalogues are separate too.
+    let (_, j) = call(&server, "GET", "/api/v1/items", Some(&gs2), None, None);
+    let ids: Vec<&str> = j["data"]["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["item_id"].as_str())
+        .collect();
+    assert_eq!(ids, vec!["shield"]);
+    // The same over TCP: a game2 server connection.
+    let mut t = server.tcp();
+    assert_eq!(
+        t.handshake_server("game2", &format!("{SERVER_KEY}-2"))
+            .msg_type,
+        0x0002
+    );
+    assert_eq!(
+        t.call(
+            0x1003,
+            2,
+            "game2",
+            &json!({"action":"get","player_id":id}).to_string()
+        )
+        .error_code(),
+        1001
+    );
+}
+
+#[test]
+fn admin_catalogue_orders_refund_and_game_logic() {
+    let server = Server::start(2);
+    let admin = server.admin_token();
+    let gs = gs_token(&server);
+    let (p, player_token) = server.player("game1", "admin_flow");
+    // Catalogue CRUD.
+    let new_item =
+        json!({"item_id":"bow","name":"Bow","type":"weapon","price_gold":50,"max_stack":2});
+    let (s, j) = call(
+        &server,
+        "POST",
+        "/api/v1/items",
+        Some(&admin),
+        None,
+        Some(new_item.clone()),
+    );
+    assert_eq!(s, 201, "{j}");
+    assert_eq!(
+        call(
+            &server,
+            "POST",
+            "/api/v1/items",
+            Some(&admin),
+            None,
+            Some(new_item)
+        )
+        .0,
+        409
+    );
+    let (s, j) = call(
+        &server,
+        "PUT",
+        "/api/v1/items/bow",
+        Some(&admin),
+        None,
+        Some(json!({"price_gold":60})),
+    );
+    assert_eq!(
+        (s, j["data"]["item"]["price_gold"].as_i64()),
+        (200, Some(60))
+    );
+    let (s, j) = call(
+        &server,
+        "GET",
+        "/api/v1/items/bow",
+        Some(&player_token),
+        None,
+        None,
+    );
+    assert_eq!((s, j["data"]["item"]["name"].as_str()), (200, Some("Bow")));
+    assert_eq!(
+        call(
+            &server,
+            "PUT",
+            "/api/v1/items/bow",
+            Some(&admin),
+            None,
+            Some(json!({"max_stack":0}))
+        )
+        .0,
+        400
+    );
+    // Orders: buy two bows, pay, refund.
+    let (s, j) = call(
+        &server,
+        "POST",
+        "/api/v1/orders",
+        Some(&player_token),
+        None,
+        Some(json!({"item_id":"bow","quantity":2,"currency":"gold"})),
+    );
+    assert_eq!(s, 201, "{j}");
+    assert_eq!(j["data"]["order"]["total_price"], 120);
+    let order = j["data"]["order"]["order_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(
+        call(
+            &server,
+            "POST",
+            &format!("/api/v1/orders/{order}/pay"),
+            Some(&player_token),
+            None,
+            None
+        )
+        .0,
+        200
+    );
+    assert_eq!(balances(&server, &admin, p).0, 880);
+    assert_eq!(quantity(&server, &admin, p, "bow"), 2);
+    let status = format!("/api/v1/orders/{order}/status");
+    assert_eq!(
+        call(
+            &server,
+            "PUT",
+            &status,
+            Some(&gs),
+            None,
+            Some(json!({"status":"refunded"}))
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        call(
+            &server,
+            "PUT",
+            &status,
+            Some(&player_token),
+            None,
+            Some(json!({"status":"refunded"}))
+        )
+        .0,
+        403
+    );
+    let (s, j) = call(
+        &server,
+        "PUT",
+        &status,
+        Some(&admin),
+        None,
+        Some(json!({"status":"refunded"})),
+    );
+    assert_eq!(
+        (s, j["data"]["order"]["status"].as_str()),
+        (200, Some("refunded")),
+        "{j}"
+    );
+    assert_eq!(
+        balances(&server, &admin, p).0,
+        1000,
+        "refund credits the price back"
+    );
+    assert_eq!(
+        quantity(&server, &admin, p, "bow"),
+        0,
+        "and takes the items back"
+    );
+    let (g, d, entries) = ledger_sum(&server, &admin, p);
+    assert_eq!((g, d), balances(&server, &admin, p));
+    assert!(entries
+        .iter()
+        .any(|e| e["reason"] == "order_refund" && e["delta"] == 120));
+    assert_eq!(
+        call(
+            &server,
+            "PUT",
+            &status,
+            Some(&admin),
+            None,
+            Some(json!({"status":"cancelled"}))
+        )
+        .0,
+        409
+    );
+    // Deleting withdraws the item: no longer sold or shown to players.
+    assert_eq!(
+        call(
+            &server,
+            "DELETE",
+            "/api/v1/items/bow",
+            Some(&admin),
+            None,
+            None
+        )
+        .0,
+        200
+    );
+    let (s, j) = call(
+        &server,
+        "GET",
+        "/api/v1/items/bow",
+        Some(&player_token),
+        None,
+        None,
+    );
+    assert_eq!((s, j["code"].as_u64()), (404, Some(2002)));
+    let (s, j) = call(
+        &server,
+        "POST",
+        "/api/v1/orders",
+        Some(&player_token),
+        None,
+        Some(json!({"item_id":"bow","quantity":1,"currency":"gold"})),
+    );
+    assert_eq!((s, j["code"].as_u64()), (404, Some(2002)));
+    // Orders listing with pagination.
+    for k in 0..3 {
+        let (s, _) = call(
+            &server,
+            "POST",
+            "/api/v1/orders",
+            Some(&player_token),
+            None,
+            Some(
+                json!({"item_id":"potion","quantity":1,"currency":"gold","idempotency_key":format!("pg{k}")}),
+            ),
+        );
+        assert_eq!(s, 201);
+    }
+    let (_, j) = call(
+        &server,
+        "GET",
+        &format!("/api/v1/players/{p}/orders?page=1&page_size=2"),
+        Some(&player_token),
+        None,
+        None,
+    );
+    assert_eq!(
+        (
+            j["data"]["total"].as_i64(),
+            j["data"]["items"].as_array().map(Vec::len)
+        ),
+        (Some(4), Some(2))
+    );
+    let (_, j2) = call(
+        &server,
+        "GET",
+        "/api/v1/orders?page=2&page_size=2",
+        Some(&player_token),
+        None,
+        None,
+    );
+    assert_eq!(j2["data"]["items"].as_array().map(Vec::len), Some(2));
+    assert_ne!(
+        j["data"]["items"][0]["order_id"],
+        j2["data"]["items"][0]["order_id"]
+    );
+    assert_eq!(
+        call(
+            &server,
+            "GET",
+            "/api/v1/orders?page_size=101",
+            Some(&player_token),
+            None,
+            None
+        )
+        .0,
+        400
+    );
+    // Game logic: add_exp, level_up, daily reward once per day.
+    let (s, j) = call(
+        &server,
+        "POST",
+        "/api/v1/games/game1/add_exp",
+        Some(&gs),
+        None,
+        Some(json!({"player_id":p,"amount":250})),
+    );
+    assert_eq!(
+        (s, j["data"]["player"]["level"].as_i64()),
+        (200, Some(3)),
+        "{j}"
+    );
+    let (_, j) = call(
+        &server,
+        "POST",
+        "/api/v1/games/game1/level_up",
+        Some(&gs),
+        None,
+        Some(json!({"player_id":p})),
+    );
+    assert_eq!(
+        (
+            j["data"]["player"]["level"].as_i64(),
+            j["data"]["player"]["exp"].as_i64()
+        ),
+        (Some(4), Some(300))
+    );
+    let (_, j) = call(
+        &server,
+        "PUT",
+        &format!("/api/v1/players/{p}"),
+        Some(&admin),
+        None,
+        Some(json!({"exp":0})),
+    );
+    assert_eq!(j["data"]["player"]["exp"], 0);
+    let (_, j) = call(
+        &server,
+        "POST",
+        "/api/v1/games/game1/add_exp",
+        Some(&gs),
+        None,
+        Some(json!({"player_id":p,"amount":1})),
+    );
+    assert_eq!(j["data"]["player"]["level"], 4, "level is never lowered");
+    let gold_before = balances(&server, &admin, p).0;
+    let (s, _) = call(
+        &server,
+        "POST",
+        "/api/v1/games/game1/daily_reward",
+        Some(&gs),
+        None,
+        Some(json!({"player_id":p})),
+    );
+    assert_eq!(s, 200);
+    assert_eq!(
+        call(
+            &server,
+            "POST",
+            "/api/v1/games/game1/daily_reward",
+            Some(&gs),
+            None,
+            Some(json!({"player_id":p}))
+        )
+        .0,
+        409
+    );
+    assert_eq!(balances(&server, &admin, p).0, gold_before + 100);
+    assert_eq!(
+        call(
+            &server,
+            "POST",
+            "/api/v1/games/game1/fly",
+            Some(&gs),
+            None,
+            Some(json!({"player_id":p}))
+        )
+        .0,
+        404
+    );
+    // Games list, stats, detailed health.
+    let (_, j) = call(&server, "GET", "/api/v1/games", None, None, None);
+    assert_eq!(j["data"]["games"].as_array().map(Vec::len), Some(2));
+    let (s, j) = call(
+        &server,
+        "GET",
+        "/api/v1/games/game1/stats",
+        Some(&admin),
+        None,
+        None,
+    );
+    assert_eq!(s, 200);
+    assert!(j["data"]["players"].as_i64() >= Some(1));
+    let (s, j) = call(
+        &server,
+        "GET",
+        "/health/components",
+        Some(&admin),
+        None,
+        None,
+    );
+    assert_eq!(s, 200);
+    assert_eq!(j["data"]["shards"].as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn optimistic_concurrency_on_profile_updates() {
+    let server = Server::start(1);
+    let (p, token) = server.player("game1", "versioned");
+    let path = format!("/api/v1/players/{p}");
+    let (_, j) = call(&server, "GET", &path, Some(&token), None, None);
+    let v = j["data"]["player"]["version"].as_i64().expect("version");
+    let mut c = server.http();
+    let auth = format!("Bearer {token}");
+    let r = c.request(
+        "PUT",
+        &path,
+        &[("Authorization", &auth), ("If-Match", &v.to_string())],
+        br#"{"nickname":"First"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["data"]["player"]["version"], v + 1);
+    let r = c.request(
+        "PUT",
+        &path,
+        &[("Authorization", &auth), ("If-Match", &v.to_string())],
+        br#"{"nickname":"Stale"}"#,
+    );
+    assert_eq!(r.status, 409);
+    let r = c.request(
+        "PUT",
+        &path,
+        &[("Authorization", &auth)],
+        br#"{"nickname":"Last","avatar":"a.png","email":"v@example.com"}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["data"]["player"]["nickname"], "Last");
+    let r = c.request(
+        "PUT",
+        &path,
+        &[("Authorization", &auth)],
+        br#"{"nickname":"x","unknown":1}"#,
+    );
+    assert_eq!(r.status, 400);
+    // Banning revokes the player's sessions.
+    let admin = server.admin_token();
+    assert_eq!(
+        call(
+            &server,
+            "PUT",
+            &path,
+            Some(&admin),
+            None,
+            Some(json!({"status":"banned"}))
+        )
+        .0,
+        200
+    );
+    assert_eq!(call(&server, "GET", &path, Some(&token), None, None).0, 401);
+    let (s, j) = call(
+        &server,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        None,
+        Some(json!({"username":"versioned","password":"password1"})),
+    );
+    assert_eq!((s, j["code"].as_u64()), (403, Some(1004)));
+}
