@@ -770,6 +770,38 @@ mod tests {
     }
 
     #[test]
+    fn item_seed_comes_from_config_and_file() {
+        let path = std::env::temp_dir().join(format!("dm-items-{}.json", rand::random::<u64>()));
+        std::fs::write(&path, r#"[{"item_id":"bow","name":"Bow","price_gold":5}]"#).expect("write");
+        let text = format!(
+            "[auth]\nmode = \"dev\"\n[games.game1]\nitems_file = \"{}\"\n[[games.game1.items]]\nitem_id = \"sword\"\nname = \"Sword\"\n",
+            path.display()
+        );
+        let c = load_str(&text, &[]).expect("loads");
+        let ids: Vec<String> = c
+            .item_seed("game1")
+            .expect("seed")
+            .into_iter()
+            .map(|i| i.item_id)
+            .collect();
+        assert_eq!(ids, vec!["sword", "bow"]);
+        std::fs::write(&path, r#"[{"item_id":"bad id","name":"X"}]"#).expect("write");
+        let e = load_str(&text, &[]).unwrap_err();
+        assert!(e.0.contains("games.game1.items"), "{e}");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn admin_hash_must_be_a_phc_string() {
+        let e = load_str(
+            "[auth]\nmode = \"dev\"\n[admins.ops]\npassword_hash = \"plain\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.0.contains("admins.ops.password_hash"), "{e}");
+    }
+
+    #[test]
     fn unknown_env_key_is_refused() {
         let e = load_str("[auth]\nmode = \"dev\"\n", &[("DM_HTTP_LISTN", "x")]).unwrap_err();
         assert!(e.0.contains("DM_HTTP_LISTN"), "{e}");

@@ -166,6 +166,36 @@ impl Shard {
     }
 }
 
+/// Accepts connections on `listener` until the shard drains, running
+/// `serve` for each on this shard. `name` labels accept errors in the log.
+pub async fn accept_until_drained<F, Fut>(
+    shard: Rc<Shard>,
+    listener: glommio::net::TcpListener,
+    name: &'static str,
+    serve: F,
+) where
+    F: Fn(Rc<Shard>, glommio::net::TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shard.stopped().await;
+            None
+        })
+        .await;
+        match accepted {
+            None => break,
+            Some(Ok(stream)) => {
+                glommio::spawn_local(serve(shard.clone(), stream)).detach();
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, listener = name, "accept failed");
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
 /// Keeps a connection in its shard's registry while alive.
 pub struct ConnectionGuard {
     shard: Rc<Shard>,

@@ -27,33 +27,8 @@ pub struct TransferRequest {
     pub quantity: i64,
 }
 
-/// Body of catalogue creation.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ItemDefInput {
-    /// Catalogue key.
-    pub item_id: String,
-    /// Display name.
-    pub name: String,
-    /// Type.
-    #[serde(rename = "type", default)]
-    pub item_type: String,
-    /// Quality.
-    #[serde(default)]
-    pub quality: String,
-    /// Description.
-    #[serde(default)]
-    pub description: String,
-    /// Gold price (0 = not sold for gold).
-    #[serde(default)]
-    pub price_gold: i64,
-    /// Diamond price (0 = not sold for diamonds).
-    #[serde(default)]
-    pub price_diamonds: i64,
-    /// Stack limit (default 99).
-    #[serde(default)]
-    pub max_stack: Option<i64>,
-}
+/// Body of catalogue creation: the same shape as a configuration seed entry.
+pub type ItemDefInput = ItemSeed;
 
 /// Body of a catalogue update; absent fields stay.
 #[derive(Debug, Default, Deserialize)]
@@ -202,19 +177,8 @@ impl Services {
         validate::text("description", &req.description, 1024)?;
         check_price("price_gold", req.price_gold)?;
         check_price("price_diamonds", req.price_diamonds)?;
-        let max_stack = req.max_stack.unwrap_or(99);
-        check_stack(max_stack)?;
-        let def = ItemDef {
-            item_id: req.item_id,
-            name: req.name,
-            item_type: req.item_type,
-            quality: req.quality,
-            description: req.description,
-            price_gold: req.price_gold,
-            price_diamonds: req.price_diamonds,
-            max_stack,
-            status: "active".to_string(),
-        };
+        check_stack(req.max_stack)?;
+        let def = seed_def(&req);
         let def = game.store.run(move |s| s.create_item_def(&def)).await?;
         Ok(json!({ "item": item_json(&def) }))
     }

@@ -103,9 +103,22 @@ impl Services {
             })
             .await?
             .ok_or_else(|| ApiError::new(business::PLAYER_NOT_FOUND, "player not found"))?;
-        let (token, expires_at) = self.player_token(game_id, player_id, &session_id, now_ms)?;
+        self.token_pair(game_id, &player, &session_id, &secret, now_ms)
+    }
+
+    /// The answer of login and refresh: the player, a new access token and
+    /// the refresh token `<game>.<session>.<secret>`.
+    fn token_pair(
+        &self,
+        game_id: &str,
+        player: &crate::store::Player,
+        session_id: &str,
+        secret: &str,
+        now_ms: i64,
+    ) -> Result<Value, ApiError> {
+        let (token, expires_at) = self.player_token(game_id, player.id, session_id, now_ms)?;
         Ok(json!({
-            "player": player_json(&player),
+            "player": player_json(player),
             "token": token,
             "token_type": "Bearer",
             "refresh_token": format!("{game_id}.{session_id}.{secret}"),
@@ -170,16 +183,7 @@ impl Services {
                     .await?
                     .filter(|p| p.status == PlayerStatus::Active)
                     .ok_or_else(invalid)?;
-                let (token, expires_at) =
-                    self.player_token(game_id, player_id, session_id, now_ms)?;
-                Ok(json!({
-                    "player": player_json(&player),
-                    "token": token,
-                    "token_type": "Bearer",
-                    "refresh_token": format!("{game_id}.{session_id}.{new_secret}"),
-                    "expires_at": expires_at,
-                    "expires_in": self.config.auth.access_ttl_s,
-                }))
+                self.token_pair(game_id, &player, session_id, &new_secret, now_ms)
             }
             RefreshOutcome::Reused => {
                 tracing::warn!(

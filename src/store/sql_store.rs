@@ -92,6 +92,23 @@ fn load_item(c: &mut dyn SqlConn, item_id: &str) -> Result<Option<ItemDef>, Stor
     Ok(c.query_one(&sql, args![item_id])?.map(|r| item_from(&r)))
 }
 
+fn insert_item(c: &mut dyn SqlConn, def: &ItemDef) -> Result<u64, StoreError> {
+    c.exec(
+        &format!("INSERT INTO item_defs ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+        args![
+            &def.item_id,
+            &def.name,
+            &def.item_type,
+            &def.quality,
+            &def.description,
+            def.price_gold,
+            def.price_diamonds,
+            def.max_stack,
+            &def.status
+        ],
+    )
+}
+
 fn active_item(c: &mut dyn SqlConn, item_id: &str) -> Result<ItemDef, StoreError> {
     match load_item(c, item_id)? {
         Some(def) if def.status == "active" => Ok(def),
@@ -616,22 +633,7 @@ impl<B: Backend> Store for SqlStore<B> {
 
     fn create_item_def(&self, def: &ItemDef) -> Result<ItemDef, StoreError> {
         self.write(|c| {
-            let r = c.exec(
-                &format!(
-                    "INSERT INTO item_defs ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                ),
-                args![
-                    &def.item_id,
-                    &def.name,
-                    &def.item_type,
-                    &def.quality,
-                    &def.description,
-                    def.price_gold,
-                    def.price_diamonds,
-                    def.max_stack,
-                    &def.status
-                ],
-            );
+            let r = insert_item(c, def);
             match r {
                 Err(StoreError::Conflict(_)) => Err(StoreError::Rule(Rule::ItemExists)),
                 other => other.map(|_| ()),
@@ -683,10 +685,7 @@ impl<B: Backend> Store for SqlStore<B> {
             let mut added = 0;
             for def in defs {
                 if load_item(c, &def.item_id)?.is_none() {
-                    c.exec(
-                        &format!("INSERT INTO item_defs ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-                        args![&def.item_id, &def.name, &def.item_type, &def.quality, &def.description, def.price_gold, def.price_diamonds, def.max_stack, &def.status],
-                    )?;
+                    insert_item(c, def)?;
                     added += 1;
                 }
             }

@@ -19,27 +19,9 @@ const READ_CHUNK: usize = 16 * 1024;
 
 /// Accepts connections on `listener` until the shard drains.
 pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
-    loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            shard.stopped().await;
-            None
-        })
-        .await;
-        match accepted {
-            None => break,
-            Some(Ok(stream)) => {
-                let shard = shard.clone();
-                glommio::spawn_local(async move { admit(shard, stream).await }).detach();
-            }
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "tcp accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
+    crate::shard::accept_until_drained(shard, listener, "tcp", admit).await
 }
 
-/// Applies the node-wide connection limit, then runs the connection.
 async fn admit(shard: Rc<Shard>, mut stream: TcpStream) {
     let max = shard.config.tcp.max_connections;
     let count = &shard.node.tcp_connections;
