@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting and lint checks, unit tests, and the
-# integration tests that start the real server on loopback ports.
-# Installs whatever the tests need that the machine lacks.
+# integration tests that start the real server on loopback ports — once on
+# the embedded SQLite default and once on MariaDB (primary + replica) and
+# Redis, which scripts/backends.sh installs and starts on loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -10,4 +11,12 @@ ensure_build_tools
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+
+echo "== suite on the embedded default (SQLite) =="
 cargo test --all-targets
+
+echo "== suite on MariaDB primary + replica and Redis =="
+bash scripts/backends.sh start
+trap 'bash scripts/backends.sh stop' EXIT
+eval "$(bash scripts/backends.sh env)"
+DMTEST_BACKEND=mysql cargo test --tests

@@ -455,14 +455,15 @@ impl Config {
                     "key `games.{id}.url`: must start with sqlite:// or mysql://"
                 )));
             }
-            if game.url.starts_with("mysql://") {
+            if !game.replicas.is_empty() && !game.url.starts_with("mysql://") {
                 return Err(err(format!(
-                    "key `games.{id}.url`: the MySQL backend is not built into this version; use sqlite://"
+                    "key `games.{id}.replicas`: replicas need a mysql:// primary"
                 )));
             }
-            if !game.replicas.is_empty() {
+            if let Some(bad) = game.replicas.iter().find(|r| !r.starts_with("mysql://")) {
                 return Err(err(format!(
-                    "key `games.{id}.replicas`: replicas need the MySQL backend, which this version lacks"
+                    "key `games.{id}.replicas`: `{}` must start with mysql://",
+                    redact(bad)
                 )));
             }
             if game.pool_size == 0 || game.pool_size > 256 {
@@ -564,6 +565,16 @@ fn validate_item_seed(game: &str, item: &ItemSeed) -> Result<(), ConfigError> {
         )));
     }
     Ok(())
+}
+
+/// A database URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
 }
 
 fn is_id_byte(b: u8) -> bool {

@@ -216,6 +216,14 @@ async fn shard_main(start: ShardStart) {
         }
     };
     let shard = Rc::new(Shard::new(id, config.clone(), services, node.clone()));
+    for game in shard.services.games() {
+        if game.store.has_replicas() {
+            glommio::spawn_local(game.store.clone().probe_forever()).detach();
+            if id == 0 {
+                glommio::spawn_local(game.store.clone().beat_forever()).detach();
+            }
+        }
+    }
     let http_task = glommio::spawn_local(http::server::serve(shard.clone(), http_listener));
     let tcp_task = glommio::spawn_local(tcp::connection::serve(shard.clone(), tcp_listener));
     let _ = ready.send(Ok(id));

@@ -135,7 +135,7 @@ impl Services {
     pub async fn list_item_defs(&self, caller: &Caller, game_id: &str) -> Result<Value, ApiError> {
         let game = self.game(game_id)?;
         let all = caller.role == Role::Admin;
-        let defs = game.store.run(move |s| s.item_defs(all)).await?;
+        let defs = game.store.read(None, move |s| s.item_defs(all)).await?;
         Ok(json!({ "items": defs.iter().map(item_json).collect::<Vec<_>>() }))
     }
 
@@ -149,7 +149,7 @@ impl Services {
         let game = self.game(game_id)?;
         check_item_id(item_id)?;
         let id = item_id.to_string();
-        let def = game.store.run(move |s| s.item_def(&id)).await?;
+        let def = game.store.read(None, move |s| s.item_def(&id)).await?;
         match def {
             Some(d) if d.status == "active" || caller.role == Role::Admin => {
                 Ok(json!({ "item": item_json(&d) }))
@@ -265,7 +265,10 @@ impl Services {
     ) -> Result<Value, ApiError> {
         let game = self.game(game_id)?;
         require_player(caller, game_id, player_id)?;
-        let items = game.store.run(move |s| s.inventory(player_id)).await?;
+        let items = game
+            .store
+            .read(Some(player_id), move |s| s.inventory(player_id))
+            .await?;
         Ok(
             json!({ "player_id": player_id, "items": items.iter().map(entry_json).collect::<Vec<_>>() }),
         )

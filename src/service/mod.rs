@@ -70,7 +70,14 @@ impl Services {
     pub fn open(config: Rc<Config>, links: ShardLinks) -> Result<Services, StoreError> {
         let mut games = HashMap::new();
         for (id, game) in &config.games {
-            let store = store::open(&game.url, game.pool_size)?;
+            let primary = store::open(&game.url, game.pool_size)?;
+            let mut replicas = Vec::new();
+            for url in &game.replicas {
+                replicas.push((
+                    crate::config::redact(url),
+                    store::open(url, game.pool_size)?,
+                ));
+            }
             let logic = crate::game::by_name(&game.logic).ok_or_else(|| {
                 StoreError::Internal(format!("unknown game logic {}", game.logic))
             })?;
@@ -79,7 +86,12 @@ impl Services {
                 GameContext {
                     id: id.clone(),
                     config: game.clone(),
-                    store: StoreHandle::new(store),
+                    store: StoreHandle::new(
+                        primary,
+                        replicas,
+                        game.max_replica_lag_ms,
+                        game.read_your_writes_ms,
+                    ),
                     logic,
                 },
             );

@@ -167,7 +167,10 @@ impl Services {
         if let Some(p) = filter {
             require_player(caller, game_id, p)?;
         }
-        let rows = game.store.run(move |s| s.orders(filter, page)).await?;
+        let rows = game
+            .store
+            .read(filter, move |s| s.orders(filter, page))
+            .await?;
         Ok(page_json(
             rows.items.iter().map(order_json).collect(),
             page,

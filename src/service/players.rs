@@ -262,7 +262,10 @@ impl Services {
         let game = self.game(game_id)?;
         require_player(caller, game_id, player_id)?;
         let page = page.resolve()?;
-        let rows = game.store.run(move |s| s.ledger(player_id, page)).await?;
+        let rows = game
+            .store
+            .read(Some(player_id), move |s| s.ledger(player_id, page))
+            .await?;
         Ok(super::page_json(
             rows.items.iter().map(ledger_json).collect(),
             page,

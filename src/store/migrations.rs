@@ -110,4 +110,119 @@ pub const SQLITE: &[Migration] = &[
         )",
         ],
     },
+    HEARTBEAT,
+];
+
+/// Version 3, the same for both dialects: the heartbeat row the primary
+/// updates so that replica lag can be measured in milliseconds.
+const HEARTBEAT: Migration = Migration {
+    version: 3,
+    description: "replication heartbeat",
+    statements: &[
+        "CREATE TABLE dm_heartbeat (id INTEGER PRIMARY KEY, ts_ms BIGINT NOT NULL)",
+        "INSERT INTO dm_heartbeat (id, ts_ms) VALUES (1, 0)",
+    ],
+};
+
+/// The MySQL/MariaDB migrations (InnoDB, utf8mb4 with binary collation so
+/// that uniqueness matches SQLite's): the same numbered steps as [`SQLITE`].
+pub const MYSQL: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "players, item catalogue, inventories, orders, ledger, sessions",
+        statements: &[
+            "CREATE TABLE players (
+                id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                username VARCHAR(64) NOT NULL UNIQUE,
+                password_hash VARCHAR(255) NOT NULL,
+                email VARCHAR(254) NOT NULL DEFAULT '',
+                nickname VARCHAR(64) NOT NULL DEFAULT '',
+                avatar VARCHAR(512) NOT NULL DEFAULT '',
+                level BIGINT NOT NULL DEFAULT 1,
+                exp BIGINT NOT NULL DEFAULT 0,
+                gold BIGINT NOT NULL DEFAULT 0 CHECK (gold >= 0),
+                diamonds BIGINT NOT NULL DEFAULT 0 CHECK (diamonds >= 0),
+                status VARCHAR(16) NOT NULL DEFAULT 'active',
+                version BIGINT NOT NULL DEFAULT 1,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                last_login_at BIGINT NOT NULL DEFAULT 0
+            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+            "CREATE TABLE item_defs (
+                item_id VARCHAR(64) NOT NULL PRIMARY KEY,
+                name VARCHAR(128) NOT NULL,
+                type VARCHAR(32) NOT NULL DEFAULT '',
+                quality VARCHAR(32) NOT NULL DEFAULT '',
+                description VARCHAR(1024) NOT NULL DEFAULT '',
+                price_gold BIGINT NOT NULL DEFAULT 0 CHECK (price_gold >= 0),
+                price_diamonds BIGINT NOT NULL DEFAULT 0 CHECK (price_diamonds >= 0),
+                max_stack BIGINT NOT NULL DEFAULT 1 CHECK (max_stack >= 1),
+                status VARCHAR(16) NOT NULL DEFAULT 'active'
+            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+            "CREATE TABLE player_items (
+                player_id BIGINT NOT NULL,
+                item_id VARCHAR(64) NOT NULL,
+                quantity BIGINT NOT NULL CHECK (quantity >= 0),
+                updated_at BIGINT NOT NULL,
+                PRIMARY KEY (player_id, item_id),
+                FOREIGN KEY (player_id) REFERENCES players(id)
+            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+            "CREATE TABLE orders (
+                order_id VARCHAR(64) NOT NULL PRIMARY KEY,
+                player_id BIGINT NOT NULL,
+                item_id VARCHAR(64) NOT NULL,
+                quantity BIGINT NOT NULL CHECK (quantity > 0),
+                unit_price BIGINT NOT NULL,
+                total_price BIGINT NOT NULL,
+                currency VARCHAR(16) NOT NULL,
+                status VARCHAR(16) NOT NULL,
+                idempotency_key VARCHAR(64) NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                paid_at BIGINT NOT NULL DEFAULT 0,
+                UNIQUE KEY orders_idempotency (player_id, idempotency_key),
+                KEY orders_by_player (player_id, created_at),
+                FOREIGN KEY (player_id) REFERENCES players(id)
+            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+            "CREATE TABLE ledger (
+                id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                player_id BIGINT NOT NULL,
+                currency VARCHAR(16) NOT NULL,
+                delta BIGINT NOT NULL,
+                balance_after BIGINT NOT NULL CHECK (balance_after >= 0),
+                reason VARCHAR(128) NOT NULL,
+                reference VARCHAR(128) NOT NULL DEFAULT '',
+                created_at BIGINT NOT NULL,
+                KEY ledger_by_player (player_id, id),
+                FOREIGN KEY (player_id) REFERENCES players(id)
+            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+            "CREATE TABLE sessions (
+                session_id VARCHAR(64) NOT NULL PRIMARY KEY,
+                player_id BIGINT NOT NULL,
+                refresh_hash VARCHAR(64) NOT NULL,
+                revoked INT NOT NULL DEFAULT 0,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                KEY sessions_by_player (player_id)
+            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        ],
+    },
+    Migration {
+        version: 2,
+        description: "refresh-token rotation history, session revocation time, daily rewards",
+        statements: &[
+            "ALTER TABLE sessions ADD COLUMN revoked_at BIGINT NOT NULL DEFAULT 0, ADD KEY sessions_by_revocation (revoked_at)",
+            "CREATE TABLE refresh_history (
+                refresh_hash VARCHAR(64) NOT NULL PRIMARY KEY,
+                session_id VARCHAR(64) NOT NULL,
+                used_at BIGINT NOT NULL
+            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+            "CREATE TABLE daily_rewards (
+                player_id BIGINT NOT NULL,
+                day BIGINT NOT NULL,
+                PRIMARY KEY (player_id, day)
+            ) ENGINE=InnoDB",
+        ],
+    },
+    HEARTBEAT,
 ];

@@ -11,8 +11,10 @@
 //! `orders`, then `players` by ascending id, then `player_items` — so two
 //! transactions never wait on each other in a cycle.
 
+pub mod handle;
 pub mod migrations;
 pub mod model;
+pub mod mysql;
 pub mod sql;
 pub mod sql_store;
 pub mod sqlite;
@@ -209,12 +211,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts for the game's stats.
     fn game_stats(&self) -> Result<GameStats, StoreError>;
+
+    /// Writes the replication heartbeat (on the primary).
+    fn write_heartbeat(&self, now_ms: i64) -> Result<(), StoreError>;
+    /// Reads the replication heartbeat (on a replica: how far it has come).
+    fn read_heartbeat(&self) -> Result<i64, StoreError>;
 }
 
-/// Opens the store named by a game's `url`.
+/// Opens the store named by a game's `url` (`sqlite://PATH` or
+/// `mysql://user:pass@host:port/db`).
 pub fn open(url: &str, pool_size: usize) -> Result<Arc<dyn Store>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let backend = sqlite::SqliteBackend::open(path, pool_size)?;
+        return Ok(Arc::new(sql_store::SqlStore::new(backend)));
+    }
+    if url.starts_with("mysql://") {
+        let backend = mysql::MysqlBackend::open(url, pool_size)?;
         return Ok(Arc::new(sql_store::SqlStore::new(backend)));
     }
     Err(StoreError::Internal(format!(
@@ -223,28 +235,4 @@ pub fn open(url: &str, pool_size: usize) -> Result<Arc<dyn Store>, StoreError> {
     )))
 }
 
-/// A shard's async view of a store: runs each call on the shard's blocking
-/// thread pool so the executor keeps serving while the database works.
-#[derive(Clone)]
-pub struct StoreHandle {
-    store: Arc<dyn Store>,
-}
-
-impl StoreHandle {
-    /// Wraps a store opened for this shard.
-    pub fn new(store: Arc<dyn Store>) -> StoreHandle {
-        StoreHandle { store }
-    }
-
-    /// Runs `op` against the store on the blocking pool.
-    pub async fn run<R, F>(&self, op: F) -> Result<R, StoreError>
-    where
-        F: FnOnce(&dyn Store) -> Result<R, StoreError> + Send + 'static,
-        R: Send + 'static,
-    {
-        let store = self.store.clone();
-        glommio::executor()
-            .spawn_blocking(move || op(store.as_ref()))
-            .await
-    }
-}
+pub use handle::StoreHandle;

@@ -895,4 +895,24 @@ impl<B: Backend> Store for SqlStore<B> {
             })
         })
     }
+
+    fn write_heartbeat(&self, now_ms: i64) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.exec(
+                "UPDATE dm_heartbeat SET ts_ms = ? WHERE id = 1",
+                args![now_ms],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn read_heartbeat(&self) -> Result<i64, StoreError> {
+        self.backend.with_conn(&mut |c| {
+            Ok(
+                c.query_one("SELECT ts_ms FROM dm_heartbeat WHERE id = 1", &[])?
+                    .map(|r| r.int(0))
+                    .unwrap_or(0),
+            )
+        })
+    }
 }

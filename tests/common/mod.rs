@@ -16,6 +16,46 @@ pub struct Server {
     pub http: SocketAddr,
     pub tcp: SocketAddr,
     pub dir: PathBuf,
+    /// MySQL databases created for this server (dropped with it).
+    pub databases: Vec<String>,
+}
+
+/// The backend the suite runs against: `DMTEST_BACKEND=mysql` (with the
+/// variables `scripts/backends.sh env` prints) or the embedded SQLite.
+pub enum TestBackend {
+    Sqlite,
+    Mysql {
+        admin: String,
+        primary: String,
+        replica: String,
+        redis: String,
+    },
+}
+
+pub fn backend() -> TestBackend {
+    if std::env::var("DMTEST_BACKEND").as_deref() != Ok("mysql") {
+        return TestBackend::Sqlite;
+    }
+    let var = |k: &str| {
+        std::env::var(k)
+            .unwrap_or_else(|_| panic!("DMTEST_BACKEND=mysql needs {k} (scripts/backends.sh env)"))
+    };
+    TestBackend::Mysql {
+        admin: var("DMTEST_MYSQL_ADMIN"),
+        primary: var("DMTEST_MYSQL_PRIMARY"),
+        replica: var("DMTEST_MYSQL_REPLICA"),
+        redis: var("DMTEST_REDIS"),
+    }
+}
+
+/// Runs SQL on the test MariaDB primary (database administration).
+pub fn mysql_admin(sql: &str) {
+    use mysql::prelude::Queryable;
+    if let TestBackend::Mysql { admin, .. } = backend() {
+        let mut c = mysql::Conn::new(mysql::Opts::from_url(&admin).expect("admin url"))
+            .expect("connect admin");
+        c.query_drop(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
 }
 
 /// Admin account of the test configs.
@@ -72,6 +112,39 @@ impl Server {
         }
         let tail = section("tail");
         let admin_hash = admin_hash();
+        let mut databases = Vec::new();
+        let (game1, game2, cache_keys) = match backend() {
+            TestBackend::Sqlite => (
+                "url = \"sqlite://{dir}/game1.db\"".to_string(),
+                "url = \"sqlite://{dir}/game2.db\"".to_string(),
+                String::new(),
+            ),
+            TestBackend::Mysql {
+                primary,
+                replica,
+                redis,
+                ..
+            } => {
+                let base = format!(
+                    "dmt_{}_{}",
+                    std::process::id(),
+                    rand_suffix() % 1_000_000_000
+                );
+                let mut urls = Vec::new();
+                for g in ["g1", "g2"] {
+                    let db = format!("{base}_{g}");
+                    mysql_admin(&format!("CREATE DATABASE {db}"));
+                    urls.push(format!("url = \"{primary}/{db}\"\nreplicas = [\"{replica}/{db}\"]\nmax_replica_lag_ms = 500"));
+                    databases.push(db);
+                }
+                (
+                    urls[0].clone(),
+                    urls[1].clone(),
+                    format!("redis = \"{redis}\"\n"),
+                )
+            }
+        };
+        let _ = cache_keys;
         let dir =
             std::env::temp_dir().join(format!("dm-test-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -99,11 +172,11 @@ jwt_secret = "test-jwt-secret-0123456789abcdef0123456789"
 level = "warn"
 [games.game1]
 name = "Game 1"
-url = "sqlite://{dir}/game1.db"
+{game1}
 server_key = "{SERVER_KEY}"
 [games.game2]
 name = "Game 2"
-url = "sqlite://{dir}/game2.db"
+{game2}
 server_key = "{SERVER_KEY}-2"
 
 [admins.ops]
@@ -137,7 +210,8 @@ price_gold = 30
 max_stack = 3
 {tail}
 "#,
-            dir = dir.display()
+            game1 = game1.replace("{dir}", &dir.display().to_string()),
+            game2 = game2.replace("{dir}", &dir.display().to_string()),
         );
         let path = dir.join("config.toml");
         std::fs::write(&path, config).expect("write config");
@@ -155,9 +229,33 @@ max_stack = 3
             http,
             tcp,
             dir,
+            databases,
         };
         server.wait_ready();
         server
+    }
+
+    /// Kills the process and starts it again on the same config and data.
+    pub fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .expect("log");
+        self.child = Some(
+            Command::new(env!("CARGO_BIN_EXE_datamiddleware"))
+                .arg("--config")
+                .arg(self.dir.join("config.toml"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("restart server"),
+        );
+        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
@@ -281,6 +379,9 @@ impl Drop for Server {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        for db in &self.databases {
+            mysql_admin(&format!("DROP DATABASE IF EXISTS {db}"));
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

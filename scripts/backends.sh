@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Test and development backends on loopback, non-default ports:
+#   MariaDB primary 127.0.0.1:13306, MariaDB replica 127.0.0.1:13307 (replicating
+#   from the primary), Redis 127.0.0.1:16379.
+# Usage: scripts/backends.sh start | stop | status | env
+#   start   installs mariadb-server and redis-server if missing (apt-get),
+#           initialises data directories under $DM_BACKENDS_DIR
+#           (default /tmp/dm-backends) and starts all three; idempotent.
+#   env     prints the DMTEST_* variables the test suite reads.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+DIR="${DM_BACKENDS_DIR:-/tmp/dm-backends}"
+PRIMARY_PORT=13306
+REPLICA_PORT=13307
+REDIS_PORT=16379
+ROOT_PW="dm-test-root"
+
+mariadb_bin() { command -v mariadbd || command -v mysqld || echo /usr/sbin/mariadbd; }
+
+install() {
+  if ! command -v mariadb-install-db >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then
+    apt_install mariadb-server mariadb-client redis-server
+  fi
+}
+
+sql() { # port, statement
+  mariadb --protocol=tcp -h127.0.0.1 -P"$1" -uroot -p"$ROOT_PW" -N -e "$2"
+}
+
+wait_port_sql() {
+  for _ in $(seq 1 100); do
+    if sql "$1" "SELECT 1" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  echo "MariaDB on port $1 did not start; see $DIR/mariadb-$1.log" >&2
+  return 1
+}
+
+start_mariadb() { # name port server-id extra-args...
+  local name=$1 port=$2 id=$3; shift 3
+  local data="$DIR/$name"
+  if sql "$port" "SELECT 1" >/dev/null 2>&1; then return 0; fi
+  if [ ! -d "$data/mysql" ]; then
+    mkdir -p "$data"
+    mariadb-install-db --user=root --datadir="$data" --auth-root-authentication-method=normal \
+      --skip-test-db >"$DIR/install-$name.log" 2>&1
+    local fresh=1
+  fi
+  "$(mariadb_bin)" --user=root --datadir="$data" --port="$port" --bind-address=127.0.0.1 \
+    --socket="$DIR/$name.sock" --pid-file="$DIR/$name.pid" --server-id="$id" \
+    --skip-name-resolve --innodb-buffer-pool-size=64M --innodb-flush-log-at-trx-commit=2 \
+    --max-connections=500 --log-error="$DIR/mariadb-$port.log" "$@" &
+  for _ in $(seq 1 100); do
+    if mariadb --socket="$DIR/$name.sock" -uroot -e "SELECT 1" >/dev/null 2>&1 || sql "$port" "SELECT 1" >/dev/null 2>&1; then break; fi
+    sleep 0.2
+  done
+  if [ "${fresh:-0}" = 1 ]; then
+    mariadb --socket="$DIR/$name.sock" -uroot -e "
+      ALTER USER 'root'@'localhost' IDENTIFIED BY '$ROOT_PW';
+      CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';
+      ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY '$ROOT_PW';
+      GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+      FLUSH PRIVILEGES;"
+  fi
+  wait_port_sql "$port"
+}
+
+start_replication() {
+  local running
+  running=$(sql "$REPLICA_PORT" "SHOW SLAVE STATUS" | wc -l)
+  if [ "$running" -gt 0 ]; then
+    sql "$REPLICA_PORT" "START SLAVE" >/dev/null 2>&1 || true
+    return 0
+  fi
+  sql "$PRIMARY_PORT" "CREATE USER IF NOT EXISTS 'repl'@'127.0.0.1' IDENTIFIED BY 'repl-pw';
+    GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1'; FLUSH PRIVILEGES;"
+  local file pos
+  read -r file pos _ < <(sql "$PRIMARY_PORT" "SHOW MASTER STATUS")
+  sql "$REPLICA_PORT" "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$PRIMARY_PORT,
+    MASTER_USER='repl', MASTER_PASSWORD='repl-pw', MASTER_LOG_FILE='$file', MASTER_LOG_POS=$pos;
+    START SLAVE;"
+}
+
+start_redis() {
+  if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then return 0; fi
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --daemonize yes --logfile "$DIR/redis.log" --pidfile "$DIR/redis.pid" --dir "$DIR"
+  for _ in $(seq 1 50); do
+    if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "Redis did not start; see $DIR/redis.log" >&2
+  return 1
+}
+
+stop_all() {
+  redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  for name in replica primary; do
+    if [ -f "$DIR/$name.pid" ]; then
+      kill "$(cat "$DIR/$name.pid")" 2>/dev/null || true
+    fi
+  done
+  for _ in $(seq 1 100); do
+    if ! pgrep -f "datadir=$DIR/" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+}
+
+print_env() {
+  echo "export DMTEST_MYSQL_ADMIN=mysql://root:$ROOT_PW@127.0.0.1:$PRIMARY_PORT/mysql"
+  echo "export DMTEST_MYSQL_PRIMARY=mysql://root:$ROOT_PW@127.0.0.1:$PRIMARY_PORT"
+  echo "export DMTEST_MYSQL_REPLICA=mysql://root:$ROOT_PW@127.0.0.1:$REPLICA_PORT"
+  echo "export DMTEST_REDIS=redis://127.0.0.1:$REDIS_PORT/0"
+}
+
+case "${1:-}" in
+  start)
+    install
+    mkdir -p "$DIR"
+    start_mariadb primary "$PRIMARY_PORT" 1 --log-bin=mysql-bin --binlog-format=ROW
+    start_mariadb replica "$REPLICA_PORT" 2 --read-only=1 --relay-log=relay-bin
+    start_replication
+    start_redis
+    echo "backends up: MariaDB primary :$PRIMARY_PORT, replica :$REPLICA_PORT, Redis :$REDIS_PORT" >&2
+    ;;
+  stop) stop_all ;;
+  status)
+    sql "$PRIMARY_PORT" "SELECT 'primary up'" || true
+    sql "$REPLICA_PORT" "SHOW SLAVE STATUS\G" | grep -E "Running|Behind" || true
+    redis-cli -p "$REDIS_PORT" ping || true
+    ;;
+  env) print_env ;;
+  *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+esac

@@ -1,0 +1,245 @@
+//! A shard's async view of one game's databases: the primary and its read
+//! replicas. Every call runs on the shard's blocking thread pool, so the
+//! executor keeps serving while a database works.
+//!
+//! Writes and transactions go to the primary. Reads that may be served
+//! slightly stale ([`StoreHandle::read`]) go to a replica whose measured lag
+//! is under `max_replica_lag_ms`, unless the player they concern wrote within
+//! `read_your_writes_ms` (then the primary, so a client sees its own write).
+//! Lag is measured from a heartbeat row the primary updates every
+//! [`HEARTBEAT`], read back from each replica every [`PROBE`].
+
+use super::{Store, StoreError};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the primary's heartbeat row is written.
+pub const HEARTBEAT: Duration = Duration::from_millis(100);
+/// How often each replica's lag is measured.
+pub const PROBE: Duration = Duration::from_millis(200);
+
+/// One replica and what this shard last measured of it.
+pub struct Replica {
+    /// `host:port/db` for reports.
+    pub name: String,
+    store: Arc<dyn Store>,
+    usable: Cell<bool>,
+    lag_ms: Cell<i64>,
+    reads: Cell<u64>,
+    last_error: RefCell<Option<String>>,
+}
+
+/// A replica's state for health reports.
+#[derive(Debug, Clone)]
+pub struct ReplicaReport {
+    /// `host:port/db`.
+    pub name: String,
+    /// Whether reads go to it now.
+    pub usable: bool,
+    /// Last measured lag.
+    pub lag_ms: i64,
+    /// Reads this shard sent to it.
+    pub reads: u64,
+    /// Last error, if the probe failed.
+    pub error: Option<String>,
+}
+
+struct Inner {
+    primary: Arc<dyn Store>,
+    replicas: Vec<Replica>,
+    max_lag_ms: i64,
+    ryw: Duration,
+    recent_writers: RefCell<HashMap<i64, Instant>>,
+    primary_reads: Cell<u64>,
+}
+
+/// Cheap to clone; all clones share the shard's replica state.
+#[derive(Clone)]
+pub struct StoreHandle {
+    inner: Rc<Inner>,
+}
+
+impl StoreHandle {
+    /// A handle on `primary` and `replicas` (name, store).
+    pub fn new(
+        primary: Arc<dyn Store>,
+        replicas: Vec<(String, Arc<dyn Store>)>,
+        max_lag_ms: u64,
+        read_your_writes_ms: u64,
+    ) -> StoreHandle {
+        StoreHandle {
+            inner: Rc::new(Inner {
+                primary,
+                replicas: replicas
+                    .into_iter()
+                    .map(|(name, store)| Replica {
+                        name,
+                        store,
+                        usable: Cell::new(false),
+                        lag_ms: Cell::new(i64::MAX),
+                        reads: Cell::new(0),
+                        last_error: RefCell::new(None),
+                    })
+                    .collect(),
+                max_lag_ms: max_lag_ms.min(i64::MAX as u64) as i64,
+                ryw: Duration::from_millis(read_your_writes_ms),
+                recent_writers: RefCell::new(HashMap::new()),
+                primary_reads: Cell::new(0),
+            }),
+        }
+    }
+
+    /// A handle on a single database (no replicas).
+    pub fn primary_only(primary: Arc<dyn Store>) -> StoreHandle {
+        StoreHandle::new(primary, Vec::new(), 0, 0)
+    }
+
+    /// Runs `op` on the primary.
+    pub async fn run<R, F>(&self, op: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&dyn Store) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        on_blocking_pool(self.inner.primary.clone(), op).await
+    }
+
+    /// Runs a read concerning `player` (or shared data when `None`) on a
+    /// usable replica when allowed, else on the primary. A replica that
+    /// fails is marked unusable and the read retried on the primary.
+    pub async fn read<R, F>(&self, player: Option<i64>, op: F) -> Result<R, StoreError>
+    where
+        F: Fn(&dyn Store) -> Result<R, StoreError> + Send + Sync + 'static,
+        R: Send + 'static,
+    {
+        let op = Arc::new(op);
+        if let Some(replica) = self.pick_replica(player.unwrap_or(0)) {
+            let o = op.clone();
+            match on_blocking_pool(replica.store.clone(), move |s| o(s)).await {
+                Ok(v) => {
+                    replica.reads.set(replica.reads.get() + 1);
+                    return Ok(v);
+                }
+                Err(StoreError::Unavailable(e)) => {
+                    replica.usable.set(false);
+                    *replica.last_error.borrow_mut() = Some(e);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        self.inner
+            .primary_reads
+            .set(self.inner.primary_reads.get() + 1);
+        on_blocking_pool(self.inner.primary.clone(), move |s| op(s)).await
+    }
+
+    fn pick_replica(&self, player: i64) -> Option<&Replica> {
+        if self.inner.replicas.is_empty() || self.wrote_recently(player) {
+            return None;
+        }
+        // Spread reads: start at a rotating index.
+        let n = self.inner.replicas.len();
+        let start = (self.inner.primary_reads.get() as usize) % n;
+        (0..n)
+            .map(|i| &self.inner.replicas[(start + i) % n])
+            .find(|r| r.usable.get())
+    }
+
+    fn wrote_recently(&self, player: i64) -> bool {
+        match self.inner.recent_writers.borrow().get(&player) {
+            Some(at) => at.elapsed() < self.inner.ryw,
+            None => false,
+        }
+    }
+
+    /// Records that `player` (0: shared data such as the catalogue) was just
+    /// written, so its reads stay on the primary for the read-your-writes window.
+    pub fn wrote(&self, player: i64) {
+        if self.inner.replicas.is_empty() {
+            return;
+        }
+        let mut map = self.inner.recent_writers.borrow_mut();
+        if map.len() > 100_000 {
+            let ryw = self.inner.ryw;
+            map.retain(|_, at| at.elapsed() < ryw);
+        }
+        map.insert(player, Instant::now());
+    }
+
+    /// What this shard knows of each replica.
+    pub fn replica_reports(&self) -> Vec<ReplicaReport> {
+        self.inner
+            .replicas
+            .iter()
+            .map(|r| ReplicaReport {
+                name: r.name.clone(),
+                usable: r.usable.get(),
+                lag_ms: r.lag_ms.get(),
+                reads: r.reads.get(),
+                error: r.last_error.borrow().clone(),
+            })
+            .collect()
+    }
+
+    /// Reads this shard sent to the primary through [`StoreHandle::read`].
+    pub fn primary_reads(&self) -> u64 {
+        self.inner.primary_reads.get()
+    }
+
+    /// Whether there are replicas to watch.
+    pub fn has_replicas(&self) -> bool {
+        !self.inner.replicas.is_empty()
+    }
+
+    /// Writes the primary's heartbeat forever (one shard per node does this).
+    pub async fn beat_forever(self) {
+        loop {
+            let now = crate::clock::now_ms();
+            if let Err(e) = self.run(move |s| s.write_heartbeat(now)).await {
+                tracing::debug!(error = %e, "heartbeat write failed");
+            }
+            glommio::timer::sleep(HEARTBEAT).await;
+        }
+    }
+
+    /// Measures every replica's lag forever, admitting and skipping them.
+    pub async fn probe_forever(self) {
+        loop {
+            for r in &self.inner.replicas {
+                let result = on_blocking_pool(r.store.clone(), |s| s.read_heartbeat()).await;
+                match result {
+                    Ok(ts) => {
+                        let lag = (crate::clock::now_ms() - ts).max(0);
+                        r.lag_ms.set(lag);
+                        let usable = ts > 0 && lag <= self.inner.max_lag_ms;
+                        if usable != r.usable.get() {
+                            tracing::info!(replica = %r.name, lag_ms = lag, usable, "replica state changed");
+                        }
+                        r.usable.set(usable);
+                        *r.last_error.borrow_mut() = None;
+                    }
+                    Err(e) => {
+                        if r.usable.get() {
+                            tracing::warn!(replica = %r.name, error = %e, "replica unreachable; reads move to the primary");
+                        }
+                        r.usable.set(false);
+                        *r.last_error.borrow_mut() = Some(e.to_string());
+                    }
+                }
+            }
+            glommio::timer::sleep(PROBE).await;
+        }
+    }
+}
+
+async fn on_blocking_pool<R, F>(store: Arc<dyn Store>, op: F) -> Result<R, StoreError>
+where
+    F: FnOnce(&dyn Store) -> Result<R, StoreError> + Send + 'static,
+    R: Send + 'static,
+{
+    glommio::executor()
+        .spawn_blocking(move || op(store.as_ref()))
+        .await
+}
