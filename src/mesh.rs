@@ -1,18 +1,27 @@
 //! Messages between the shards of one node, over glommio's channel mesh.
 //!
-//! This is the only way shards talk: a shard that changes state the others
-//! cache (today: revoked sessions) sends a message to every other shard and
-//! waits for each to acknowledge, so when the originating request is answered
-//! no shard of the node can still accept the old state.
+//! This is the only way shards talk. A shard that changes state the others
+//! hold (revoked sessions, cached values) sends a message to every other
+//! shard and waits for each to acknowledge, so when the originating request
+//! is answered no shard of the node can still use the old state.
 
-use crate::service::revocations::RevocationList;
+use crate::shard::Shard;
 use futures_channel::oneshot;
 use futures_lite::StreamExt;
-use glommio::channels::channel_mesh::{MeshBuilder, Senders};
+use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 use std::rc::Rc;
 
 /// Capacity of each shard-to-shard channel.
 const CHANNEL_SIZE: usize = 1024;
+/// Longest wait for another shard (it may be stopping).
+const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn gone() -> glommio::GlommioError<()> {
+    glommio::GlommioError::IoError(std::io::Error::other("shard gone"))
+}
+
+/// The mesh of a node's shards.
+pub type ShardMesh = MeshBuilder<ShardMessage, Full>;
 
 /// A message from one shard to another.
 pub enum ShardMessage {
@@ -23,79 +32,153 @@ pub enum ShardMessage {
         /// Unix seconds after which every token of them has expired anyway.
         until_s: i64,
         /// Completed once applied.
-        ack: oneshot::Sender<()>,
+        ack: Option<oneshot::Sender<()>>,
     },
+    /// Drop these cache keys (a trailing `*` drops a prefix).
+    Invalidate {
+        /// Keys.
+        keys: Vec<String>,
+        /// Completed once applied.
+        ack: Option<oneshot::Sender<()>>,
+    },
+    /// The node's invalidation channel went up or down.
+    BusState(bool),
+    /// Report this shard's cache figures.
+    CacheStats(oneshot::Sender<serde_json::Value>),
 }
 
 /// Creates the mesh for `shards` shards; each shard calls [`Peers::join`].
-pub fn builder(
-    shards: usize,
-) -> Option<MeshBuilder<ShardMessage, glommio::channels::channel_mesh::Full>> {
+pub fn builder(shards: usize) -> Option<ShardMesh> {
     (shards > 1).then(|| MeshBuilder::full(shards, CHANNEL_SIZE))
 }
 
 /// This shard's links to every other shard of the node.
+#[derive(Default)]
 pub struct Peers {
     senders: Option<Senders<ShardMessage>>,
 }
 
+/// Incoming messages, served once the shard exists ([`serve_incoming`]).
+pub struct Inbox(Option<Receivers<ShardMessage>>);
+
 impl Peers {
-    /// Joins the mesh (all shards must join) and starts applying incoming
-    /// messages to `revocations`. `None` for a single-shard node.
-    pub async fn join(
-        mesh: Option<MeshBuilder<ShardMessage, glommio::channels::channel_mesh::Full>>,
-        revocations: Rc<RevocationList>,
-    ) -> Result<Peers, String> {
+    /// Joins the mesh (every shard must join). Single-shard nodes have none.
+    pub async fn join(mesh: Option<ShardMesh>) -> Result<(Peers, Inbox), String> {
         let Some(mesh) = mesh else {
-            return Ok(Peers { senders: None });
+            return Ok((Peers { senders: None }, Inbox(None)));
         };
-        let (senders, mut receivers) = mesh
+        let (senders, receivers) = mesh
             .join()
             .await
             .map_err(|_| "cannot join the shard mesh".to_string())?;
-        for (_, mut stream) in receivers.streams() {
-            let revocations = revocations.clone();
-            glommio::spawn_local(async move {
-                while let Some(msg) = stream.next().await {
-                    match msg {
-                        ShardMessage::Revoke {
-                            sessions,
-                            until_s,
-                            ack,
-                        } => {
-                            revocations.revoke(sessions, until_s);
-                            let _ = ack.send(());
-                        }
-                    }
-                }
-            })
-            .detach();
-        }
-        Ok(Peers {
-            senders: Some(senders),
-        })
+        Ok((
+            Peers {
+                senders: Some(senders),
+            },
+            Inbox(Some(receivers)),
+        ))
     }
 
-    /// Tells every other shard to refuse `sessions`, and waits until each has.
-    pub async fn broadcast_revocation(&self, sessions: &[String], until_s: i64) {
+    /// Sends a message built by `make` to every other shard; with `wait`,
+    /// returns once each has applied it.
+    pub async fn broadcast(
+        &self,
+        wait: bool,
+        make: impl Fn(Option<oneshot::Sender<()>>) -> ShardMessage,
+    ) {
         let Some(senders) = &self.senders else { return };
         let mut acks = Vec::new();
         for peer in 0..senders.nr_consumers() {
             if peer == senders.peer_id() {
                 continue;
             }
-            let (ack, done) = oneshot::channel();
-            let msg = ShardMessage::Revoke {
-                sessions: sessions.to_vec(),
-                until_s,
-                ack,
+            let ack = if wait {
+                let (tx, rx) = oneshot::channel();
+                acks.push(rx);
+                Some(tx)
+            } else {
+                None
             };
-            if senders.send_to(peer, msg).await.is_ok() {
-                acks.push(done);
+            let sent = glommio::timer::timeout(PEER_TIMEOUT, async {
+                senders.send_to(peer, make(ack)).await.map_err(|_| gone())
+            })
+            .await;
+            if sent.is_err() {
+                tracing::warn!(peer, "shard did not take a message in time");
             }
         }
         for done in acks {
-            let _ = done.await;
+            let waited =
+                glommio::timer::timeout(PEER_TIMEOUT, async { done.await.map_err(|_| gone()) })
+                    .await;
+            if waited.is_err() {
+                tracing::debug!("a shard did not acknowledge in time");
+            }
         }
+    }
+
+    /// Asks every other shard for its cache figures.
+    pub async fn cache_stats(&self) -> Vec<serde_json::Value> {
+        let Some(senders) = &self.senders else {
+            return Vec::new();
+        };
+        let mut answers = Vec::new();
+        for peer in 0..senders.nr_consumers() {
+            if peer == senders.peer_id() {
+                continue;
+            }
+            let (tx, rx) = oneshot::channel();
+            if senders
+                .send_to(peer, ShardMessage::CacheStats(tx))
+                .await
+                .is_ok()
+            {
+                answers.push(rx);
+            }
+        }
+        let mut out = Vec::new();
+        for rx in answers {
+            let answer =
+                glommio::timer::timeout(PEER_TIMEOUT, async { rx.await.map_err(|_| gone()) }).await;
+            if let Ok(v) = answer {
+                out.push(v);
+            }
+        }
+        out
+    }
+}
+
+/// Applies incoming messages to `shard` for as long as the node runs.
+pub fn serve_incoming(inbox: Inbox, shard: Rc<Shard>) {
+    let Some(mut receivers) = inbox.0 else { return };
+    for (_, mut stream) in receivers.streams() {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(msg) = stream.next().await {
+                match msg {
+                    ShardMessage::Revoke {
+                        sessions,
+                        until_s,
+                        ack,
+                    } => {
+                        shard.services.revocations().revoke(sessions, until_s);
+                        if let Some(a) = ack {
+                            let _ = a.send(());
+                        }
+                    }
+                    ShardMessage::Invalidate { keys, ack } => {
+                        shard.services.apply_invalidation(&keys);
+                        if let Some(a) = ack {
+                            let _ = a.send(());
+                        }
+                    }
+                    ShardMessage::BusState(up) => shard.services.cache().set_bus_healthy(up),
+                    ShardMessage::CacheStats(reply) => {
+                        let _ = reply.send(shard.cache_stats());
+                    }
+                }
+            }
+        })
+        .detach();
     }
 }

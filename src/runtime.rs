@@ -155,10 +155,61 @@ fn prepare_databases(config: &Config) -> Result<Vec<String>, StartError> {
     Ok(revoked)
 }
 
-type ShardMesh = glommio::channels::channel_mesh::MeshBuilder<
-    mesh::ShardMessage,
-    glommio::channels::channel_mesh::Full,
->;
+use mesh::ShardMesh;
+
+/// Shard 0's subscription to the invalidation channel: applies other nodes'
+/// invalidations on every shard, and tells every shard whether the channel
+/// is up (while it is down, L1 entries are trusted only briefly).
+async fn invalidation_subscriber(shard: Rc<Shard>) {
+    let Ok(url) = crate::cache::redis::RedisUrl::parse(&shard.config.cache.redis) else {
+        return;
+    };
+    let node_id = shard.config.node.id.clone();
+    let (events_tx, events_rx) = futures_channel::mpsc::unbounded::<Vec<String>>();
+    let on_message = move |payload: Vec<u8>| {
+        if let Some((from, keys)) = crate::cache::decode_message(&payload) {
+            if from != node_id {
+                let _ = events_tx.unbounded_send(keys);
+            }
+        }
+    };
+    let state_shard = shard.clone();
+    let on_state = move |up: bool| {
+        state_shard.services.cache().set_bus_healthy(up);
+        let s = state_shard.clone();
+        glommio::spawn_local(async move {
+            s.services
+                .peers()
+                .broadcast(false, |_| mesh::ShardMessage::BusState(up))
+                .await;
+        })
+        .detach();
+    };
+    let apply_shard = shard.clone();
+    glommio::spawn_local(async move {
+        use futures_lite::StreamExt;
+        let mut rx = events_rx;
+        while let Some(keys) = rx.next().await {
+            apply_shard.services.apply_invalidation(&keys);
+            apply_shard
+                .services
+                .peers()
+                .broadcast(false, |ack| mesh::ShardMessage::Invalidate {
+                    keys: keys.clone(),
+                    ack,
+                })
+                .await;
+        }
+    })
+    .detach();
+    crate::cache::redis::subscribe_forever(
+        url,
+        crate::cache::CHANNEL.to_string(),
+        on_message,
+        on_state,
+    )
+    .await;
+}
 
 /// Everything a shard starts from.
 struct ShardStart {
@@ -184,7 +235,7 @@ async fn shard_main(start: ShardStart) {
     let config = Rc::new(config);
     let until = crate::clock::now_s() + config.auth.access_ttl_s as i64 + 1;
     let revocations = Rc::new(RevocationList::new(revoked, until));
-    let peers = match Peers::join(mesh, revocations.clone()).await {
+    let (peers, inbox) = match Peers::join(mesh).await {
         Ok(p) => p,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -216,6 +267,10 @@ async fn shard_main(start: ShardStart) {
         }
     };
     let shard = Rc::new(Shard::new(id, config.clone(), services, node.clone()));
+    mesh::serve_incoming(inbox, shard.clone());
+    if id == 0 && !config.cache.redis.is_empty() {
+        glommio::spawn_local(invalidation_subscriber(shard.clone())).detach();
+    }
     for game in shard.services.games() {
         if game.store.has_replicas() {
             glommio::spawn_local(game.store.clone().probe_forever()).detach();
@@ -235,6 +290,11 @@ async fn shard_main(start: ShardStart) {
     tcp_task.await;
     let grace = Instant::now() + Duration::from_millis(config.node.shutdown_grace_ms);
     while shard.live_connections() > 0 && Instant::now() < grace {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    // Stay up for the peers: their in-flight requests may still message us.
+    node.shards_draining.fetch_sub(1, Ordering::Relaxed);
+    while node.shards_draining.load(Ordering::Relaxed) > 0 && Instant::now() < grace {
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     if shard.live_connections() > 0 {

@@ -57,6 +57,9 @@ pub struct NodeState {
     pub gauges: Vec<ShardGauges>,
     /// `auth.rate_limit_per_ip_per_min`, hot-reloaded by SIGHUP.
     pub rate_limit_per_min: AtomicU32,
+    /// Shards that still have connections while shutting down; a drained
+    /// shard keeps answering its peers until this reaches 0.
+    pub shards_draining: AtomicUsize,
 }
 
 impl NodeState {
@@ -68,6 +71,7 @@ impl NodeState {
             tcp_connections: AtomicUsize::new(0),
             gauges: (0..shards).map(|_| ShardGauges::default()).collect(),
             rate_limit_per_min: AtomicU32::new(rate_limit_per_min),
+            shards_draining: AtomicUsize::new(shards),
         }
     }
 
@@ -158,6 +162,13 @@ impl Shard {
             shard: self.clone(),
             key,
         }
+    }
+
+    /// This shard's cache figures.
+    pub fn cache_stats(&self) -> serde_json::Value {
+        let mut v = self.services.cache().stats();
+        v["shard"] = serde_json::json!(self.id);
+        v
     }
 
     /// Connections still open on this shard.

@@ -236,6 +236,19 @@ async fn dispatch(
                 .game_action(c, target, params.get(1).unwrap_or(""), body)
                 .await?)
         }
+        Route::CacheStats => {
+            services.require_admin(c)?;
+            let mut shards = vec![shard.cache_stats()];
+            shards.extend(services.peers().cache_stats().await);
+            shards.sort_by_key(|s| s["shard"].as_u64());
+            ok(json!({ "node_id": shard.config.node.id, "shards": shards }))
+        }
+        Route::CacheInvalidate => {
+            services.require_admin(c)?;
+            ok(services
+                .invalidate_on_request(parse_json(req.body)?)
+                .await?)
+        }
         Route::Health
         | Route::Ready
         | Route::Register
@@ -308,13 +321,46 @@ async fn ready(shard: &Shard) -> Response {
     }
     let failed = shard.services.check_backends().await;
     if failed.is_empty() {
-        let checks: serde_json::Map<String, serde_json::Value> = shard
+        let mut checks: serde_json::Map<String, serde_json::Value> = shard
             .services
             .games()
             .iter()
             .map(|g| (format!("database:{}", g.id), json!("ok")))
             .collect();
-        return Response::ok(&json!({ "status": "ready", "checks": checks }));
+        // Redis is optional for serving: without it the node answers from
+        // L1 and the databases, so it stays ready and says it is degraded.
+        let cache = shard.services.cache();
+        let mut degraded = false;
+        if cache.has_l2() {
+            let state = match cache.l2_ping().await {
+                Ok(()) => "ok".to_string(),
+                Err(e) => {
+                    degraded = true;
+                    format!("down: {e}")
+                }
+            };
+            checks.insert("redis".into(), json!(state));
+            if !cache.bus_ok() {
+                degraded = true;
+                checks.insert("invalidation_channel".into(), json!("down"));
+            }
+        }
+        for g in shard.services.games() {
+            for r in g.store.replica_reports() {
+                let state = if r.usable {
+                    "ok".to_string()
+                } else {
+                    format!(
+                        "skipped (lag {} ms{})",
+                        r.lag_ms,
+                        r.error.map(|e| format!(", {e}")).unwrap_or_default()
+                    )
+                };
+                checks.insert(format!("replica:{}:{}", g.id, r.name), json!(state));
+            }
+        }
+        let status = if degraded { "degraded" } else { "ready" };
+        return Response::ok(&json!({ "status": status, "checks": checks }));
     }
     let names: Vec<&str> = failed.iter().map(|(n, _)| n.as_str()).collect();
     let body = json!({

@@ -69,6 +69,10 @@ pub enum Route {
     GameStats,
     /// `POST /api/v1/games/{game_id}/{action}`.
     GameAction,
+    /// `GET /api/v1/cache/stats`.
+    CacheStats,
+    /// `POST /api/v1/cache/invalidate`.
+    CacheInvalidate,
 }
 
 /// A path pattern: literal segments, `*` matching one parameter segment.
@@ -115,6 +119,8 @@ const TABLE: &[Pattern] = &[
     pat!(["api", "v1", "games"], "GET", "GET" => ListGames),
     pat!(["api", "v1", "games", "*", "stats"], "GET", "GET" => GameStats),
     pat!(["api", "v1", "games", "*", "*"], "POST", "POST" => GameAction),
+    pat!(["api", "v1", "cache", "stats"], "GET", "GET" => CacheStats),
+    pat!(["api", "v1", "cache", "invalidate"], "POST", "POST" => CacheInvalidate),
 ];
 
 /// Path parameters captured by `*` segments, in order.

@@ -44,7 +44,7 @@ async fn connection(shard: Rc<Shard>, mut stream: TcpStream) {
         while pos < buf.len() {
             match request::parse(&buf[pos..], &limits) {
                 Parsed::Complete { request, len } => {
-                    let response = handlers::handle(&shard, &request, peer).await;
+                    let response = Box::pin(handlers::handle(&shard, &request, peer)).await;
                     let keep_alive = request.keep_alive && !shard.is_draining();
                     response.write_to(&mut out, keep_alive);
                     ShardGauges::incr(&gauges.http_requests);

@@ -61,6 +61,8 @@ impl Services {
             .store
             .run(move |s| s.apply_progress(player_id, progress, now))
             .await?;
+        self.changed(vec![crate::cache::keys::player(game_id, player_id)])
+            .await;
         Ok(json!({ "action": action, "player": player_json(&player) }))
     }
 }

@@ -1,7 +1,10 @@
 //! The item catalogue (admin-edited, seeded from the config) and player
 //! inventories: list, use, grant within the stack limit, transfer.
 
+use super::players::parse_cached;
 use super::{require_player, require_role, time_json, validate, ApiError, Caller, Role, Services};
+use crate::cache::keys;
+use crate::cache::l1::Cached;
 use crate::clock;
 use crate::config::ItemSeed;
 use crate::store::{InventoryEntry, ItemDef, ItemDefPatch};
@@ -135,8 +138,24 @@ impl Services {
     pub async fn list_item_defs(&self, caller: &Caller, game_id: &str) -> Result<Value, ApiError> {
         let game = self.game(game_id)?;
         let all = caller.role == Role::Admin;
-        let defs = game.store.read(None, move |s| s.item_defs(all)).await?;
-        Ok(json!({ "items": defs.iter().map(item_json).collect::<Vec<_>>() }))
+        if all {
+            let defs = game.store.run(move |s| s.item_defs(true)).await?;
+            return Ok(json!({ "items": defs.iter().map(item_json).collect::<Vec<_>>() }));
+        }
+        let store = game.store.clone();
+        let cached = self
+            .cache()
+            .get_or_load(&keys::catalogue(game_id), || async move {
+                let defs = store.run(move |s| s.item_defs(false)).await?;
+                Ok(Some(
+                    Value::Array(defs.iter().map(item_json).collect()).to_string(),
+                ))
+            })
+            .await?;
+        match cached {
+            Cached::Value(json) => Ok(json!({ "items": parse_cached(&json)? })),
+            Cached::Missing => Ok(json!({ "items": [] })),
+        }
     }
 
     /// One catalogue entry (2002 when absent or deleted, except for admins).
@@ -180,6 +199,7 @@ impl Services {
         check_stack(req.max_stack)?;
         let def = seed_def(&req);
         let def = game.store.run(move |s| s.create_item_def(&def)).await?;
+        self.changed(vec![keys::catalogue(game_id)]).await;
         Ok(json!({ "item": item_json(&def) }))
     }
 
@@ -238,6 +258,7 @@ impl Services {
             .store
             .run(move |s| s.update_item_def(&id, &patch))
             .await?;
+        self.changed(vec![keys::catalogue(game_id)]).await;
         Ok(json!({ "item": item_json(&def) }))
     }
 
@@ -265,13 +286,21 @@ impl Services {
     ) -> Result<Value, ApiError> {
         let game = self.game(game_id)?;
         require_player(caller, game_id, player_id)?;
-        let items = game
-            .store
-            .read(Some(player_id), move |s| s.inventory(player_id))
+        let store = game.store.clone();
+        let cached = self
+            .cache()
+            .get_or_load(&keys::inventory(game_id, player_id), || async move {
+                let items = store.run(move |s| s.inventory(player_id)).await?;
+                Ok(Some(
+                    Value::Array(items.iter().map(entry_json).collect()).to_string(),
+                ))
+            })
             .await?;
-        Ok(
-            json!({ "player_id": player_id, "items": items.iter().map(entry_json).collect::<Vec<_>>() }),
-        )
+        let items = match cached {
+            Cached::Value(json) => parse_cached(&json)?,
+            Cached::Missing => json!([]),
+        };
+        Ok(json!({ "player_id": player_id, "items": items }))
     }
 
     /// Consumes items (the owner, its game's servers, admins); 2001 when not enough.
@@ -291,7 +320,10 @@ impl Services {
         let e = game
             .store
             .run(move |s| s.use_item(player_id, &id, q, now))
-            .await?;
+            .await;
+        self.changed(vec![keys::inventory(game_id, player_id)])
+            .await;
+        let e = e?;
         Ok(json!({ "item": entry_json(&e), "used": q }))
     }
 
@@ -313,7 +345,10 @@ impl Services {
         let e = game
             .store
             .run(move |s| s.grant_item(player_id, &id, q, now))
-            .await?;
+            .await;
+        self.changed(vec![keys::inventory(game_id, player_id)])
+            .await;
+        let e = e?;
         Ok(json!({ "item": entry_json(&e), "granted": q }))
     }
 
@@ -346,10 +381,17 @@ impl Services {
             req.quantity,
             clock::now_ms(),
         );
-        let (from, to) = game
+        let result = game
             .store
             .run(move |s| s.transfer_item(player_id, to, &id, q, now))
-            .await?;
+            .await;
+        let target = req.target_player_id;
+        self.changed(vec![
+            keys::inventory(game_id, player_id),
+            keys::inventory(game_id, target),
+        ])
+        .await;
+        let (from, to) = result?;
         Ok(json!({ "from": entry_json(&from), "to": entry_json(&to), "transferred": q }))
     }
 }

@@ -20,6 +20,7 @@ pub mod validate;
 pub use auth::{Caller, Role, TokenIssuer};
 pub use error::{business, ApiError};
 
+use crate::cache::{self, Cache};
 use crate::config::{Config, GameConfig};
 use crate::game::GameLogic;
 use crate::mesh::Peers;
@@ -50,6 +51,7 @@ pub struct Services {
     dummy_hash: Rc<str>,
     revocations: Rc<RevocationList>,
     peers: Peers,
+    cache: Cache,
 }
 
 /// What a shard hands to [`Services::open`] besides the configuration.
@@ -68,6 +70,7 @@ pub struct ShardLinks {
 impl Services {
     /// Opens this shard's stores for every configured game.
     pub fn open(config: Rc<Config>, links: ShardLinks) -> Result<Services, StoreError> {
+        let cache = Cache::new(&config.cache, &config.node.id).map_err(StoreError::Internal)?;
         let mut games = HashMap::new();
         for (id, game) in &config.games {
             let primary = store::open(&game.url, game.pool_size)?;
@@ -103,7 +106,75 @@ impl Services {
             dummy_hash: links.dummy_hash,
             revocations: links.revocations,
             peers: links.peers,
+            cache,
         })
+    }
+
+    /// This shard's revoked sessions.
+    pub fn revocations(&self) -> &RevocationList {
+        &self.revocations
+    }
+
+    /// This shard's cache.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// Links to the other shards.
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// Applies an invalidation that another shard or node announced: drops
+    /// the keys from L1 and keeps the players' reads on the primary for the
+    /// read-your-writes window.
+    pub fn apply_invalidation(&self, keys: &[String]) {
+        self.cache.invalidate_local(keys);
+        for k in keys {
+            if let Some((game, player)) = cache::keys::subject(k) {
+                if let Some(g) = self.games.get(game) {
+                    g.store.wrote(player);
+                }
+            }
+        }
+    }
+
+    /// Announces that `keys` changed, before the write is answered: this
+    /// shard, every other shard (acknowledged), L2 and the other nodes.
+    pub async fn changed(&self, keys: Vec<String>) {
+        self.apply_invalidation(&keys);
+        self.peers
+            .broadcast(true, |ack| crate::mesh::ShardMessage::Invalidate {
+                keys: keys.clone(),
+                ack,
+            })
+            .await;
+        self.cache.invalidate_remote(&keys).await;
+    }
+
+    /// `POST /api/v1/cache/invalidate`: drops keys or a prefix everywhere.
+    pub async fn invalidate_on_request(
+        &self,
+        req: InvalidateRequest,
+    ) -> Result<serde_json::Value, ApiError> {
+        let mut keys = req.keys.unwrap_or_default();
+        if let Some(prefix) = req.prefix {
+            keys.push(format!("{prefix}*"));
+        }
+        if keys.is_empty() || keys.len() > 1000 {
+            return Err(ApiError::bad_request("give 1 to 1000 keys, or a prefix"));
+        }
+        if keys
+            .iter()
+            .any(|k| k.is_empty() || k.len() > 256 || k.contains(['\n', '\r']))
+        {
+            return Err(ApiError::bad_request(
+                "keys must be 1 to 256 bytes on one line",
+            ));
+        }
+        let n = keys.len();
+        self.changed(keys).await;
+        Ok(serde_json::json!({ "invalidated": n }))
     }
 
     /// The node configuration.
@@ -169,6 +240,16 @@ impl Services {
         }
         failed
     }
+}
+
+/// Body of `POST /api/v1/cache/invalidate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidateRequest {
+    /// Exact keys, e.g. `game1:p:42`.
+    pub keys: Option<Vec<String>>,
+    /// A key prefix, e.g. `game1:`.
+    pub prefix: Option<String>,
 }
 
 /// Refuses unless the caller may act on `player_id` of `game_id` (403).

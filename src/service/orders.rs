@@ -5,6 +5,7 @@ use super::auth::random_hex;
 use super::{
     page_json, require_player, require_role, time_json, ApiError, Caller, PageQuery, Role, Services,
 };
+use crate::cache::keys;
 use crate::clock;
 use crate::store::{Currency, NewOrder, Order};
 use serde::Deserialize;
@@ -110,6 +111,7 @@ impl Services {
             now_ms: now,
         };
         let (order, created) = game.store.run(move |s| s.create_order(&new)).await?;
+        self.changed(vec![keys::orders(game_id, player_id)]).await;
         Ok((json!({ "order": order_json(&order) }), created))
     }
 
@@ -189,6 +191,7 @@ impl Services {
         let game = self.game(game_id)?;
         let (id, now) = (order.order_id, clock::now_ms());
         let order = game.store.run(move |s| s.pay_order(&id, now)).await?;
+        self.order_changed(game_id, &order).await;
         Ok(json!({ "order": order_json(&order) }))
     }
 
@@ -203,6 +206,7 @@ impl Services {
         let game = self.game(game_id)?;
         let (id, now) = (order.order_id, clock::now_ms());
         let order = game.store.run(move |s| s.cancel_order(&id, now)).await?;
+        self.order_changed(game_id, &order).await;
         Ok(json!({ "order": order_json(&order) }))
     }
 
@@ -231,6 +235,19 @@ impl Services {
                 ))
             }
         };
+        self.order_changed(game_id, &order).await;
         Ok(json!({ "order": order_json(&order) }))
+    }
+
+    /// Announces what an order change may have touched: the buyer's
+    /// balances, inventory and orders.
+    async fn order_changed(&self, game_id: &str, order: &Order) {
+        let p = order.player_id;
+        self.changed(vec![
+            keys::player(game_id, p),
+            keys::inventory(game_id, p),
+            keys::orders(game_id, p),
+        ])
+        .await;
     }
 }

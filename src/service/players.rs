@@ -5,6 +5,8 @@ use super::validate;
 use super::{
     blocking, business, require_player, require_role, time_json, ApiError, PageQuery, Services,
 };
+use crate::cache::keys;
+use crate::cache::l1::Cached;
 use crate::clock;
 use crate::store::{Currency, LedgerEntry, NewPlayer, Player, PlayerPatch, PlayerStatus};
 use serde::Deserialize;
@@ -111,6 +113,7 @@ impl Services {
             now_ms: clock::now_ms(),
         };
         let player = game.store.run(move |s| s.create_player(&new)).await?;
+        self.changed(vec![keys::player(game_id, player.id)]).await;
         tracing::info!(game = game_id, player_id = player.id, "player registered");
         Ok(json!({ "player": player_json(&player) }))
     }
@@ -126,13 +129,30 @@ impl Services {
         if !caller.may_access_player(game_id, player_id) {
             return Err(ApiError::forbidden("not allowed to access this player"));
         }
-        let player = game
-            .store
-            .run(move |s| s.player(player_id))
-            .await?
-            .ok_or_else(|| ApiError::new(business::PLAYER_NOT_FOUND, "player not found"))?;
-        Ok(json!({ "player": player_json(&player) }))
+        let store = game.store.clone();
+        let cached = self
+            .cache()
+            .get_or_load(&keys::player(game_id, player_id), || async move {
+                let p = store.run(move |s| s.player(player_id)).await?;
+                Ok(p.map(|p| player_json(&p).to_string()))
+            })
+            .await?;
+        match cached {
+            Cached::Value(json) => Ok(json!({ "player": parse_cached(&json)? })),
+            Cached::Missing => Err(ApiError::new(
+                business::PLAYER_NOT_FOUND,
+                "player not found",
+            )),
+        }
     }
+}
+
+/// Turns cached JSON text back into a value.
+pub fn parse_cached(json: &str) -> Result<Value, ApiError> {
+    serde_json::from_str(json).map_err(|e| {
+        tracing::error!(error = %e, "cached value is not JSON");
+        ApiError::internal()
+    })
 }
 
 impl Services {
@@ -200,6 +220,7 @@ impl Services {
             .store
             .run(move |s| s.update_player(player_id, &patch, expected, now))
             .await?;
+        self.changed(vec![keys::player(game_id, player_id)]).await;
         if matches!(status, Some(PlayerStatus::Banned | PlayerStatus::Deleted)) {
             let sessions = game
                 .store
@@ -242,6 +263,7 @@ impl Services {
                 s.adjust_balance(player_id, currency, req.delta, &reason, &reference, now)
             })
             .await?;
+        self.changed(vec![keys::player(game_id, player_id)]).await;
         Ok(json!({
             "player_id": player.id,
             "currency": currency.as_str(),

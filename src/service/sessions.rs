@@ -103,6 +103,8 @@ impl Services {
             })
             .await?
             .ok_or_else(|| ApiError::new(business::PLAYER_NOT_FOUND, "player not found"))?;
+        self.changed(vec![crate::cache::keys::player(game_id, player_id)])
+            .await;
         self.token_pair(game_id, &player, &session_id, &secret, now_ms)
     }
 
@@ -290,7 +292,13 @@ impl Services {
         }
         let until = clock::now_s().saturating_add(self.config.auth.access_ttl_s as i64 + 1);
         self.revocations.revoke(sessions.clone(), until);
-        self.peers.broadcast_revocation(&sessions, until).await;
+        self.peers
+            .broadcast(true, |ack| crate::mesh::ShardMessage::Revoke {
+                sessions: sessions.clone(),
+                until_s: until,
+                ack,
+            })
+            .await;
     }
 
     /// Whether the caller is an admin (for ops routes).

@@ -60,7 +60,7 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
             match decode(&buf[pos..], cfg.max_body_bytes) {
                 Decoded::Incomplete => break,
                 Decoded::Frame { frame, len } => {
-                    dispatch(shard, &mut session, &frame, &mut out).await;
+                    Box::pin(dispatch(shard, &mut session, &frame, &mut out)).await;
                     ShardGauges::incr(&gauges.tcp_frames);
                     pos += len;
                 }

@@ -144,7 +144,7 @@ impl Server {
                 )
             }
         };
-        let _ = cache_keys;
+
         let dir =
             std::env::temp_dir().join(format!("dm-test-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -168,6 +168,8 @@ listen = "{tcp}"
 {mode_line}
 jwt_secret = "test-jwt-secret-0123456789abcdef0123456789"
 {auth_keys}
+[cache]
+{cache_keys}
 [log]
 level = "warn"
 [games.game1]

@@ -1,0 +1,443 @@
+//! Caching of hot reads: a per-shard L1 in front of an optional Redis L2.
+//!
+//! A shard owns one [`Cache`]. A lookup tries L1, then L2, then loads from the
+//! database; concurrent misses of one key on a shard wait for a single load
+//! (single flight). Not-found answers are cached for `negative_ttl_ms`. L2
+//! entries live `l2_ttl_s` ± 10 %.
+//!
+//! Invalidation (after a write, before its reply): the key leaves this
+//! shard's L1, every other shard's L1 (mesh message, acknowledged), and L2 —
+//! where it is replaced by a short tombstone so that a load that started
+//! before the write cannot put the old value back (L2 fills use `SET NX`) —
+//! and a message on the Redis channel tells every other node to drop it. A
+//! load that was in flight when its key was invalidated is not cached. While
+//! the node's subscription to that channel is down, L1 entries older than
+//! `invalidation_max_ms` are ignored, so no node serves a replaced value for
+//! longer than that bound.
+
+pub mod keys;
+pub mod l1;
+pub mod redis;
+pub mod resp;
+
+use crate::config::CacheConfig;
+use crate::service::ApiError;
+use futures_channel::oneshot;
+use l1::{Cached, L1Stats, L1};
+use redis::{RedisClient, RedisUrl};
+use resp::Reply;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// The Redis channel carrying invalidations between nodes.
+pub const CHANNEL: &str = "dm:invalidate";
+/// How long an L2 tombstone blocks refills after a write.
+pub const TOMBSTONE: Duration = Duration::from_secs(2);
+
+struct Flight {
+    stale: bool,
+    waiters: Vec<oneshot::Sender<Result<Cached, ApiError>>>,
+}
+
+/// Counters of L2 and loads on one shard.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CacheCounters {
+    /// L2 answers.
+    pub l2_hits: u64,
+    /// L2 lookups without an answer.
+    pub l2_misses: u64,
+    /// L2 calls that failed.
+    pub l2_errors: u64,
+    /// Loads from the database.
+    pub loads: u64,
+    /// Lookups that waited for another request's load.
+    pub coalesced: u64,
+}
+
+/// One shard's cache.
+pub struct Cache {
+    cfg: CacheConfig,
+    node_id: String,
+    l1: RefCell<L1>,
+    l2: Option<RedisClient>,
+    inflight: RefCell<HashMap<String, Flight>>,
+    bus_expected: bool,
+    bus_healthy: Cell<bool>,
+    counters: Cell<CacheCounters>,
+}
+
+impl Cache {
+    /// A cache with `cfg`'s bounds; L2 when `cfg.redis` is set.
+    pub fn new(cfg: &CacheConfig, node_id: &str) -> Result<Cache, String> {
+        let l2 = if cfg.redis.is_empty() {
+            None
+        } else {
+            Some(RedisClient::new(
+                RedisUrl::parse(&cfg.redis).map_err(|e| format!("key `cache.redis`: {e}"))?,
+            ))
+        };
+        Ok(Cache {
+            cfg: cfg.clone(),
+            node_id: node_id.to_string(),
+            l1: RefCell::new(L1::new(cfg.l1_max_entries, cfg.l1_max_bytes)),
+            bus_expected: l2.is_some(),
+            l2,
+            inflight: RefCell::new(HashMap::new()),
+            bus_healthy: Cell::new(false),
+            counters: Cell::new(CacheCounters::default()),
+        })
+    }
+
+    fn count(&self, f: impl FnOnce(&mut CacheCounters)) {
+        let mut c = self.counters.get();
+        f(&mut c);
+        self.counters.set(c);
+    }
+
+    fn max_age(&self) -> Option<Duration> {
+        (self.bus_expected && !self.bus_healthy.get())
+            .then(|| Duration::from_millis(self.cfg.invalidation_max_ms))
+    }
+
+    /// The value of `key`: from L1, L2, or `load` (the database), which
+    /// returns the value's JSON or `None` when it does not exist.
+    pub async fn get_or_load<F, Fut>(&self, key: &str, load: F) -> Result<Cached, ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<String>, ApiError>>,
+    {
+        if let Some(hit) = self
+            .l1
+            .borrow_mut()
+            .get(key, Instant::now(), self.max_age())
+        {
+            return Ok(hit);
+        }
+        let waiting = {
+            let mut inflight = self.inflight.borrow_mut();
+            match inflight.get_mut(key) {
+                Some(flight) => {
+                    let (tx, rx) = oneshot::channel();
+                    flight.waiters.push(tx);
+                    Some(rx)
+                }
+                None => {
+                    inflight.insert(
+                        key.to_string(),
+                        Flight {
+                            stale: false,
+                            waiters: Vec::new(),
+                        },
+                    );
+                    None
+                }
+            }
+        };
+        if let Some(rx) = waiting {
+            self.count(|c| c.coalesced += 1);
+            return rx.await.unwrap_or_else(|_| Err(ApiError::internal()));
+        }
+        let (result, fill_l2) = self.fetch(key, load).await;
+        let flight = self.inflight.borrow_mut().remove(key);
+        let stale = flight.as_ref().is_some_and(|f| f.stale);
+        if let Ok(value) = &result {
+            if !stale {
+                let ttl = match value {
+                    Cached::Value(_) => Duration::from_millis(self.cfg.l1_ttl_ms),
+                    Cached::Missing => Duration::from_millis(self.cfg.negative_ttl_ms),
+                };
+                self.l1
+                    .borrow_mut()
+                    .insert(key.to_string(), value.clone(), ttl, Instant::now());
+                if fill_l2 {
+                    self.fill_l2(key, value).await;
+                }
+            }
+        }
+        for w in flight.map(|f| f.waiters).unwrap_or_default() {
+            let _ = w.send(result.clone());
+        }
+        result
+    }
+
+    /// L2, then the database. The flag says whether L2 should be filled.
+    async fn fetch<F, Fut>(&self, key: &str, load: F) -> (Result<Cached, ApiError>, bool)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<String>, ApiError>>,
+    {
+        let mut fill = false;
+        if let Some(l2) = &self.l2 {
+            match l2
+                .command(vec![b"GET".to_vec(), key.as_bytes().to_vec()])
+                .await
+            {
+                Ok(Reply::Bulk(Some(v))) if v.first() == Some(&b'V') => {
+                    self.count(|c| c.l2_hits += 1);
+                    let text = String::from_utf8_lossy(&v[1..]);
+                    return (Ok(Cached::Value(Rc::from(text.as_ref()))), false);
+                }
+                Ok(Reply::Bulk(Some(v))) if v.first() == Some(&b'N') => {
+                    self.count(|c| c.l2_hits += 1);
+                    return (Ok(Cached::Missing), false);
+                }
+                // A tombstone: a write just happened; load, do not refill.
+                Ok(Reply::Bulk(Some(_))) => self.count(|c| c.l2_misses += 1),
+                Ok(_) => {
+                    self.count(|c| c.l2_misses += 1);
+                    fill = true;
+                }
+                Err(_) => self.count(|c| c.l2_errors += 1),
+            }
+        }
+        self.count(|c| c.loads += 1);
+        let loaded = load().await.map(|v| match v {
+            Some(json) => Cached::Value(Rc::from(json.as_str())),
+            None => Cached::Missing,
+        });
+        (loaded, fill)
+    }
+
+    async fn fill_l2(&self, key: &str, value: &Cached) {
+        let Some(l2) = &self.l2 else { return };
+        let (payload, ttl_ms) = match value {
+            Cached::Value(v) => {
+                let mut p = Vec::with_capacity(v.len() + 1);
+                p.push(b'V');
+                p.extend_from_slice(v.as_bytes());
+                (p, jittered(self.cfg.l2_ttl_s * 1000))
+            }
+            Cached::Missing => (b"N".to_vec(), self.cfg.negative_ttl_ms.max(1)),
+        };
+        let cmd = vec![
+            b"SET".to_vec(),
+            key.as_bytes().to_vec(),
+            payload,
+            b"PX".to_vec(),
+            ttl_ms.to_string().into_bytes(),
+            b"NX".to_vec(),
+        ];
+        if l2.command(cmd).await.is_err() {
+            self.count(|c| c.l2_errors += 1);
+        }
+    }
+
+    /// Drops `keys` (a key ending in `*` drops a prefix) from this shard's
+    /// L1, and makes loads in flight for them uncacheable.
+    pub fn invalidate_local(&self, keys: &[String]) {
+        let mut l1 = self.l1.borrow_mut();
+        let mut inflight = self.inflight.borrow_mut();
+        for k in keys {
+            match k.strip_suffix('*') {
+                Some(prefix) => {
+                    l1.invalidate_prefix(prefix);
+                    for (key, f) in inflight.iter_mut() {
+                        if key.starts_with(prefix) {
+                            f.stale = true;
+                        }
+                    }
+                }
+                None => {
+                    l1.invalidate(k);
+                    if let Some(f) = inflight.get_mut(k) {
+                        f.stale = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Replaces `keys` in L2 by tombstones and tells the other nodes.
+    /// Returns false when Redis could not be told.
+    pub async fn invalidate_remote(&self, keys: &[String]) -> bool {
+        let Some(l2) = &self.l2 else { return true };
+        let mut cmds: Vec<Vec<Vec<u8>>> = Vec::new();
+        for k in keys.iter().filter(|k| !k.ends_with('*')) {
+            cmds.push(vec![
+                b"SET".to_vec(),
+                k.as_bytes().to_vec(),
+                b"T".to_vec(),
+                b"PX".to_vec(),
+                TOMBSTONE.as_millis().to_string().into_bytes(),
+            ]);
+        }
+        for prefix in keys.iter().filter_map(|k| k.strip_suffix('*')) {
+            // Prefix invalidation is an admin operation: delete what matches.
+            if let Ok(found) = self.scan(l2, prefix).await {
+                for k in found {
+                    cmds.push(vec![
+                        b"SET".to_vec(),
+                        k,
+                        b"T".to_vec(),
+                        b"PX".to_vec(),
+                        TOMBSTONE.as_millis().to_string().into_bytes(),
+                    ]);
+                }
+            }
+        }
+        let payload = encode_message(&self.node_id, keys);
+        cmds.push(vec![
+            b"PUBLISH".to_vec(),
+            CHANNEL.as_bytes().to_vec(),
+            payload,
+        ]);
+        match l2.pipeline(&cmds).await {
+            Ok(_) => true,
+            Err(e) => {
+                self.count(|c| c.l2_errors += 1);
+                tracing::debug!(error = %e, "invalidation not published");
+                false
+            }
+        }
+    }
+
+    async fn scan(
+        &self,
+        l2: &RedisClient,
+        prefix: &str,
+    ) -> Result<Vec<Vec<u8>>, redis::RedisError> {
+        let mut cursor = b"0".to_vec();
+        let mut found = Vec::new();
+        let pattern = format!("{}*", prefix.replace(['*', '?', '[', ']'], ""));
+        for _ in 0..1000 {
+            let reply = l2
+                .command(vec![
+                    b"SCAN".to_vec(),
+                    cursor.clone(),
+                    b"MATCH".to_vec(),
+                    pattern.as_bytes().to_vec(),
+                    b"COUNT".to_vec(),
+                    b"1000".to_vec(),
+                ])
+                .await?;
+            let Reply::Array(Some(mut parts)) = reply else {
+                break;
+            };
+            let (Some(Reply::Array(Some(keys))), Some(Reply::Bulk(Some(next)))) =
+                (parts.pop(), parts.pop())
+            else {
+                break;
+            };
+            found.extend(keys.into_iter().filter_map(|k| match k {
+                Reply::Bulk(Some(b)) => Some(b),
+                _ => None,
+            }));
+            if next == b"0" {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(found)
+    }
+
+    /// Records whether cross-node invalidation currently works; when it
+    /// comes back, everything cached meanwhile is dropped.
+    pub fn set_bus_healthy(&self, healthy: bool) {
+        let was = self.bus_healthy.replace(healthy);
+        if healthy && !was {
+            self.l1.borrow_mut().invalidate_prefix("");
+        }
+    }
+
+    /// Whether this node is connected to the invalidation channel (or needs none).
+    pub fn bus_ok(&self) -> bool {
+        !self.bus_expected || self.bus_healthy.get()
+    }
+
+    /// Whether an L2 is configured.
+    pub fn has_l2(&self) -> bool {
+        self.l2.is_some()
+    }
+
+    /// Whether the L2 connection works (checks with PING when idle).
+    pub async fn l2_ping(&self) -> Result<(), String> {
+        match &self.l2 {
+            None => Ok(()),
+            Some(l2) => match l2.command(vec![b"PING".to_vec()]).await {
+                Ok(Reply::Status(_)) => Ok(()),
+                Ok(other) => Err(format!("unexpected reply {other:?}")),
+                Err(e) => Err(e.to_string()),
+            },
+        }
+    }
+
+    /// This shard's figures for `/api/v1/cache/stats`.
+    pub fn stats(&self) -> serde_json::Value {
+        let l1 = self.l1.borrow();
+        let L1Stats {
+            hits,
+            misses,
+            evictions,
+            invalidations,
+        } = l1.stats;
+        let c = self.counters.get();
+        serde_json::json!({
+            "l1": { "entries": l1.len(), "bytes": l1.bytes(), "hits": hits, "misses": misses, "evictions": evictions, "invalidations": invalidations },
+            "l2": {
+                "configured": self.l2.is_some(),
+                "up": self.l2.as_ref().map(|r| r.is_up()),
+                "hits": c.l2_hits, "misses": c.l2_misses, "errors": c.l2_errors,
+            },
+            "loads": c.loads,
+            "coalesced": c.coalesced,
+            "invalidation_bus": if !self.bus_expected { "not needed" } else if self.bus_healthy.get() { "up" } else { "down" },
+        })
+    }
+}
+
+/// `node\nkey\nkey...`: who sent it, and what to drop.
+pub fn encode_message(node_id: &str, keys: &[String]) -> Vec<u8> {
+    let mut p = node_id.as_bytes().to_vec();
+    for k in keys {
+        p.push(b'\n');
+        p.extend_from_slice(k.as_bytes());
+    }
+    p
+}
+
+/// Splits a channel message into (sender node, keys).
+pub fn decode_message(payload: &[u8]) -> Option<(String, Vec<String>)> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut lines = text.split('\n');
+    let node = lines.next()?.to_string();
+    Some((
+        node,
+        lines
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect(),
+    ))
+}
+
+/// `ms` ± 10 %, so that entries filled together do not expire together.
+fn jittered(ms: u64) -> u64 {
+    let spread = ms / 10;
+    if spread == 0 {
+        return ms.max(1);
+    }
+    ms - spread + rand::random::<u64>() % (2 * spread + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let keys = vec!["game1:p:1".to_string(), "game1:items".to_string()];
+        let (node, got) = decode_message(&encode_message("node-1", &keys)).expect("decodes");
+        assert_eq!((node.as_str(), got), ("node-1", keys));
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        for _ in 0..1000 {
+            let j = jittered(600_000);
+            assert!((540_000..=660_000).contains(&j));
+        }
+        assert_eq!(jittered(5), 5);
+    }
+}
