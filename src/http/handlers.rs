@@ -289,9 +289,24 @@ async fn detailed(shard: &Shard) -> serde_json::Value {
             json!({ "component": name, "status": if error.is_some() { "down" } else { "up" }, "error": error })
         })
         .collect();
+    let databases: Vec<serde_json::Value> = shard
+        .services
+        .games()
+        .iter()
+        .map(|g| {
+            let replicas: Vec<serde_json::Value> = g
+                .store
+                .replica_reports()
+                .into_iter()
+                .map(|r| json!({ "name": r.name, "usable": r.usable, "lag_ms": r.lag_ms, "reads": r.reads, "error": r.error }))
+                .collect();
+            json!({ "game": g.id, "primary_reads": g.store.primary_reads(), "replicas": replicas })
+        })
+        .collect();
     json!({
         "node_id": shard.config.node.id,
         "uptime_s": shard.node.started.elapsed().as_secs(),
+        "databases_seen_by_this_shard": databases,
         "answered_by_shard": shard.id,
         "tcp_connections_node": shard.node.tcp_connections.load(Relaxed),
         "shards": shards,

@@ -86,7 +86,8 @@ impl Server {
     }
 
     /// Starts a server whose config gets extra `key = value` lines in the
-    /// named sections (`node`, `http`, `tcp`, `auth`), and raw TOML at the
+    /// named sections (`node`, `http`, `tcp`, `auth`, `cache` — which then
+    /// replaces the backend's cache settings), and raw TOML at the
     /// end (`tail`).
     pub fn start_with(shards: usize, lines: &[(&str, &str)]) -> Server {
         let section = |name: &str| -> String {
@@ -145,6 +146,7 @@ impl Server {
             }
         };
 
+        let cache_section = if section("cache").is_empty() { cache_keys } else { section("cache") };
         let dir =
             std::env::temp_dir().join(format!("dm-test-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -169,7 +171,7 @@ listen = "{tcp}"
 jwt_secret = "test-jwt-secret-0123456789abcdef0123456789"
 {auth_keys}
 [cache]
-{cache_keys}
+{cache_section}
 [log]
 level = "warn"
 [games.game1]
@@ -235,6 +237,25 @@ max_stack = 3
         };
         server.wait_ready();
         server
+    }
+
+    /// A second node sharing this one's databases (and Redis, if any), on
+    /// its own ports and with its own node id.
+    pub fn start_peer(&self, node_id: &str) -> Server {
+        let text = std::fs::read_to_string(self.dir.join("config.toml")).expect("config");
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let tcp = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let text = text
+            .replace(&self.http.to_string(), &http.to_string())
+            .replace(&self.tcp.to_string(), &tcp.to_string())
+            .replace("id = \"test-node\"", &format!("id = \"{node_id}\""));
+        let dir = std::env::temp_dir().join(format!("dm-peer-{}-{}", std::process::id(), rand_suffix()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("config.toml"), text).expect("write");
+        std::fs::File::create(dir.join("server.log")).expect("log");
+        let mut peer = Server { child: None, http, tcp, dir, databases: Vec::new() };
+        peer.restart();
+        peer
     }
 
     /// Kills the process and starts it again on the same config and data.
