@@ -2,7 +2,7 @@
 # Test and development backends on loopback, non-default ports:
 #   MariaDB primary 127.0.0.1:13306, MariaDB replica 127.0.0.1:13307 (replicating
 #   from the primary), Redis 127.0.0.1:16379.
-# Usage: scripts/backends.sh start | stop | status | env
+# Usage: scripts/backends.sh start | stop | stop-primary | status | env
 #   start   installs mariadb-server and redis-server if missing (apt-get),
 #           initialises data directories under $DM_BACKENDS_DIR
 #           (default /tmp/dm-backends) and starts all three; idempotent.
@@ -79,7 +79,8 @@ start_replication() {
   local file pos
   read -r file pos _ < <(sql "$PRIMARY_PORT" "SHOW MASTER STATUS")
   sql "$REPLICA_PORT" "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$PRIMARY_PORT,
-    MASTER_USER='repl', MASTER_PASSWORD='repl-pw', MASTER_LOG_FILE='$file', MASTER_LOG_POS=$pos;
+    MASTER_USER='repl', MASTER_PASSWORD='repl-pw', MASTER_LOG_FILE='$file', MASTER_LOG_POS=$pos,
+    MASTER_CONNECT_RETRY=1;
     START SLAVE;"
 }
 
@@ -126,6 +127,15 @@ case "${1:-}" in
     echo "backends up: MariaDB primary :$PRIMARY_PORT, replica :$REPLICA_PORT, Redis :$REDIS_PORT" >&2
     ;;
   stop) stop_all ;;
+  stop-primary)
+    # For failure tests: stop the primary only (start brings it back).
+    if [ -f "$DIR/primary.pid" ]; then kill "$(cat "$DIR/primary.pid")" 2>/dev/null || true; fi
+    for _ in $(seq 1 100); do
+      if ! sql "$PRIMARY_PORT" "SELECT 1" >/dev/null 2>&1; then break; fi
+      sleep 0.1
+    done
+    sleep 0.5
+    ;;
   status)
     sql "$PRIMARY_PORT" "SELECT 'primary up'" || true
     sql "$REPLICA_PORT" "SHOW SLAVE STATUS\G" | grep -E "Running|Behind" || true

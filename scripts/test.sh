@@ -19,4 +19,4 @@ echo "== suite on MariaDB primary + replica and Redis =="
 bash scripts/backends.sh start
 trap 'bash scripts/backends.sh stop' EXIT
 eval "$(bash scripts/backends.sh env)"
-DMTEST_BACKEND=mysql cargo test --tests
+DMTEST_BACKEND=mysql cargo test --tests -- --include-ignored

@@ -11,20 +11,34 @@ use std::sync::{Arc, Barrier};
 fn get(c: &mut HttpClient, path: &str, token: &str) -> (u16, Value) {
     let auth = format!("Bearer {token}");
     let r = c.request("GET", path, &[("Authorization", &auth)], b"");
-    let body = if r.body.is_empty() { Value::Null } else { r.json() };
+    let body = if r.body.is_empty() {
+        Value::Null
+    } else {
+        r.json()
+    };
     (r.status, body)
 }
 
 fn post(c: &mut HttpClient, path: &str, token: &str, body: Value) -> (u16, Value) {
     let auth = format!("Bearer {token}");
-    let r = c.request("POST", path, &[("Authorization", &auth)], body.to_string().as_bytes());
+    let r = c.request(
+        "POST",
+        path,
+        &[("Authorization", &auth)],
+        body.to_string().as_bytes(),
+    );
     (r.status, r.json())
 }
 
 fn loads(server: &Server, admin: &str) -> u64 {
     let (s, j) = get(&mut server.http(), "/api/v1/cache/stats", admin);
     assert_eq!(s, 200, "{j}");
-    j["data"]["shards"].as_array().expect("shards").iter().map(|s| s["loads"].as_u64().unwrap_or(0)).sum()
+    j["data"]["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|s| s["loads"].as_u64().unwrap_or(0))
+        .sum()
 }
 
 #[test]
@@ -52,7 +66,10 @@ fn a_stampede_on_a_cold_key_loads_once_per_shard() {
         assert_eq!(j["data"]["player"]["gold"], 1000);
     }
     let delta = loads(&server, &admin) - before;
-    assert!((1..=2).contains(&delta), "500 concurrent reads of one cold key made {delta} database loads on 2 shards");
+    assert!(
+        (1..=2).contains(&delta),
+        "500 concurrent reads of one cold key made {delta} database loads on 2 shards"
+    );
 }
 
 #[test]
@@ -67,14 +84,28 @@ fn a_write_is_visible_on_every_shard_when_it_is_answered() {
         for r in readers.iter_mut() {
             assert_eq!(get(r, &path, &gs).0, 200);
         }
-        let (s, j) = post(&mut server.http(), &format!("{path}/wallet"), &gs, json!({"currency":"gold","delta":10,"reason":"round"}));
+        let (s, j) = post(
+            &mut server.http(),
+            &format!("{path}/wallet"),
+            &gs,
+            json!({"currency":"gold","delta":10,"reason":"round"}),
+        );
         assert_eq!(s, 200, "{j}");
         let expected = 1000 + 10 * round;
         for r in readers.iter_mut() {
-            assert_eq!(get(r, &path, &gs).1["data"]["player"]["gold"], expected, "stale read after the write was answered");
+            assert_eq!(
+                get(r, &path, &gs).1["data"]["player"]["gold"],
+                expected,
+                "stale read after the write was answered"
+            );
         }
         // Inventories too.
-        let (s, _) = post(&mut server.http(), &format!("{path}/items/potion/grant"), &gs, json!({"quantity":1}));
+        let (s, _) = post(
+            &mut server.http(),
+            &format!("{path}/items/potion/grant"),
+            &gs,
+            json!({"quantity":1}),
+        );
         assert_eq!(s, 200);
         for r in readers.iter_mut() {
             let (_, j) = get(r, &format!("{path}/items"), &gs);
@@ -91,17 +122,46 @@ fn cache_admin_routes() {
     let (id, _) = server.player("game1", "cache_admin");
     let mut c = server.http();
     assert_eq!(get(&mut c, &format!("/api/v1/players/{id}"), &gs).0, 200);
-    let (s, j) = post(&mut c, "/api/v1/cache/invalidate", &admin, json!({"keys":[format!("game1:p:{id}")]}));
-    assert_eq!((s, j["data"]["invalidated"].as_u64()), (200, Some(1)), "{j}");
-    let (s, _) = post(&mut c, "/api/v1/cache/invalidate", &admin, json!({"prefix":"game1:"}));
+    let (s, j) = post(
+        &mut c,
+        "/api/v1/cache/invalidate",
+        &admin,
+        json!({"keys":[format!("game1:p:{id}")]}),
+    );
+    assert_eq!(
+        (s, j["data"]["invalidated"].as_u64()),
+        (200, Some(1)),
+        "{j}"
+    );
+    let (s, _) = post(
+        &mut c,
+        "/api/v1/cache/invalidate",
+        &admin,
+        json!({"prefix":"game1:"}),
+    );
     assert_eq!(s, 200);
-    assert_eq!(post(&mut c, "/api/v1/cache/invalidate", &admin, json!({})).0, 400);
-    assert_eq!(post(&mut c, "/api/v1/cache/invalidate", &gs, json!({"prefix":"game1:"})).0, 403);
+    assert_eq!(
+        post(&mut c, "/api/v1/cache/invalidate", &admin, json!({})).0,
+        400
+    );
+    assert_eq!(
+        post(
+            &mut c,
+            "/api/v1/cache/invalidate",
+            &gs,
+            json!({"prefix":"game1:"})
+        )
+        .0,
+        403
+    );
     let (s, j) = get(&mut c, "/api/v1/cache/stats", &admin);
     assert_eq!(s, 200);
     let shards = j["data"]["shards"].as_array().expect("shards");
     assert_eq!(shards.len(), 2);
-    let inval: u64 = shards.iter().map(|s| s["l1"]["invalidations"].as_u64().unwrap_or(0)).sum();
+    let inval: u64 = shards
+        .iter()
+        .map(|s| s["l1"]["invalidations"].as_u64().unwrap_or(0))
+        .sum();
     assert!(inval >= 1, "{j}");
     assert_eq!(get(&mut c, "/api/v1/cache/stats", &gs).0, 403);
     // Unknown players are cached as missing and still answer 1001.

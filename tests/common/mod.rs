@@ -146,7 +146,11 @@ impl Server {
             }
         };
 
-        let cache_section = if section("cache").is_empty() { cache_keys } else { section("cache") };
+        let cache_section = if section("cache").is_empty() {
+            cache_keys
+        } else {
+            section("cache")
+        };
         let dir =
             std::env::temp_dir().join(format!("dm-test-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -249,11 +253,18 @@ max_stack = 3
             .replace(&self.http.to_string(), &http.to_string())
             .replace(&self.tcp.to_string(), &tcp.to_string())
             .replace("id = \"test-node\"", &format!("id = \"{node_id}\""));
-        let dir = std::env::temp_dir().join(format!("dm-peer-{}-{}", std::process::id(), rand_suffix()));
+        let dir =
+            std::env::temp_dir().join(format!("dm-peer-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&dir).expect("dir");
         std::fs::write(dir.join("config.toml"), text).expect("write");
         std::fs::File::create(dir.join("server.log")).expect("log");
-        let mut peer = Server { child: None, http, tcp, dir, databases: Vec::new() };
+        let mut peer = Server {
+            child: None,
+            http,
+            tcp,
+            dir,
+            databases: Vec::new(),
+        };
         peer.restart();
         peer
     }

@@ -1,0 +1,453 @@
+//! Production backends under failure: replica lag and read-your-writes, two
+//! nodes sharing MariaDB and Redis, Redis killed under load, the primary
+//! stopped. These need the servers of `scripts/backends.sh`, so they are
+//! ignored unless run with `DMTEST_BACKEND=mysql ... -- --include-ignored`
+//! (as `scripts/test.sh` does). They run one at a time: some stop shared
+//! servers.
+
+mod common;
+
+use common::{backend, mysql_admin, HttpClient, Server, TestBackend};
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn require_mysql() {
+    assert!(
+        matches!(backend(), TestBackend::Mysql { .. }),
+        "run with DMTEST_BACKEND=mysql (see scripts/test.sh)"
+    );
+}
+
+fn call(
+    c: &mut HttpClient,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let auth = format!("Bearer {token}");
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    match c.try_request(method, path, &[("Authorization", &auth)], body.as_bytes()) {
+        Ok(r) => {
+            let j = if r.body.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&r.body).unwrap_or(Value::Null)
+            };
+            (r.status, j)
+        }
+        Err(_) => (0, Value::Null),
+    }
+}
+
+fn replica_state(server: &Server, admin: &str) -> (bool, u64) {
+    let (_, j) = call(&mut server.http(), "GET", "/health/detailed", admin, None);
+    let r = &j["data"]["databases_seen_by_this_shard"][0]["replicas"][0];
+    (
+        r["usable"].as_bool().unwrap_or(false),
+        r["reads"].as_u64().unwrap_or(0),
+    )
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn replica_sql(sql: &str) {
+    use mysql::prelude::Queryable;
+    let TestBackend::Mysql { replica, .. } = backend() else {
+        return;
+    };
+    let mut c = mysql::Conn::new(mysql::Opts::from_url(&format!("{replica}/mysql")).expect("url"))
+        .expect("connect replica");
+    c.query_drop(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Restarts the replica's SQL thread however the test ends.
+struct ReplicaRunning;
+
+impl Drop for ReplicaRunning {
+    fn drop(&mut self) {
+        replica_sql("START SLAVE");
+    }
+}
+
+#[test]
+#[ignore = "needs MariaDB primary + replica and Redis (DMTEST_BACKEND=mysql)"]
+fn a_lagging_replica_is_skipped_and_writers_read_their_writes() {
+    require_mysql();
+    let _serial = serial();
+    let _running = ReplicaRunning;
+    replica_sql("START SLAVE");
+    let server = Server::start_with(1, &[("tail", "")]);
+    let admin = server.admin_token();
+    let gs = server.server_token("game1");
+    let (writer, writer_token) = server.player("game1", "lag_writer");
+    let (reader, _) = server.player("game1", "lag_reader");
+    wait_for(
+        "the replica to be admitted",
+        Duration::from_secs(10),
+        || replica_state(&server, &admin).0,
+    );
+    // A player that has not written lately reads its ledger from the replica.
+    std::thread::sleep(Duration::from_millis(2100));
+    let (_, before) = replica_state(&server, &admin);
+    let mut c = server.http();
+    assert_eq!(
+        call(
+            &mut c,
+            "GET",
+            &format!("/api/v1/players/{reader}/ledger"),
+            &gs,
+            None
+        )
+        .0,
+        200
+    );
+    let (_, after) = replica_state(&server, &admin);
+    assert_eq!(
+        after,
+        before + 1,
+        "an idle player's ledger read went to the replica"
+    );
+    // Stop applying changes on the replica: it falls behind.
+    replica_sql("STOP SLAVE SQL_THREAD");
+    let (s, _) = call(
+        &mut c,
+        "POST",
+        &format!("/api/v1/players/{writer}/wallet"),
+        &gs,
+        Some(json!({"currency":"gold","delta":7,"reason":"lag"})),
+    );
+    assert_eq!(s, 200);
+    // The writer sees its own write at once (its reads go to the primary).
+    let (_, j) = call(
+        &mut c,
+        "GET",
+        &format!("/api/v1/players/{writer}/ledger?page_size=1"),
+        &writer_token,
+        None,
+    );
+    assert_eq!(j["data"]["items"][0]["delta"], 7, "read-your-writes: {j}");
+    // Once the lag passes max_replica_lag_ms the replica is skipped for everyone.
+    wait_for("the replica to be skipped", Duration::from_secs(10), || {
+        !replica_state(&server, &admin).0
+    });
+    let (_, skipped_reads) = replica_state(&server, &admin);
+    std::thread::sleep(Duration::from_millis(2100));
+    // (Idle keep-alive connections close after the test read timeout.)
+    let mut c = server.http();
+    let (_, j) = call(
+        &mut c,
+        "GET",
+        &format!("/api/v1/players/{writer}/ledger?page_size=1"),
+        &gs,
+        None,
+    );
+    assert_eq!(
+        j["data"]["items"][0]["delta"], 7,
+        "a lagging replica never answers: {j}"
+    );
+    assert_eq!(
+        replica_state(&server, &admin).1,
+        skipped_reads,
+        "no read went to the lagging replica"
+    );
+    let (_, ready) = call(&mut c, "GET", "/ready", &gs, None);
+    assert!(
+        ready["data"]["checks"].to_string().contains("skipped"),
+        "{ready}"
+    );
+    // Restart the SQL thread: the replica catches up and is admitted again.
+    replica_sql("START SLAVE SQL_THREAD");
+    wait_for(
+        "the replica to be re-admitted",
+        Duration::from_secs(10),
+        || replica_state(&server, &admin).0,
+    );
+    let (_, before) = replica_state(&server, &admin);
+    let mut c = server.http();
+    let (_, j) = call(
+        &mut c,
+        "GET",
+        &format!("/api/v1/players/{writer}/ledger?page_size=1"),
+        &gs,
+        None,
+    );
+    assert_eq!(j["data"]["items"][0]["delta"], 7);
+    assert_eq!(
+        replica_state(&server, &admin).1,
+        before + 1,
+        "replica reads resumed"
+    );
+}
+
+#[test]
+#[ignore = "needs MariaDB primary + replica and Redis (DMTEST_BACKEND=mysql)"]
+fn two_nodes_never_serve_an_old_value_100ms_after_a_write() {
+    require_mysql();
+    let _serial = serial();
+    let a = Server::start(2);
+    let b = a.start_peer("test-node-b");
+    let gs = a.server_token("game1");
+    let (id, _) = a.player("game1", "two_nodes");
+    let path = format!("/api/v1/players/{id}");
+    let mut readers: Vec<HttpClient> = (0..8)
+        .map(|_| a.http())
+        .chain((0..8).map(|_| b.http()))
+        .collect();
+    let mut worst = Duration::ZERO;
+    for round in 1..=10i64 {
+        for r in readers.iter_mut() {
+            assert_eq!(call(r, "GET", &path, &gs, None).0, 200);
+        }
+        let (s, _) = call(
+            &mut a.http(),
+            "POST",
+            &format!("{path}/wallet"),
+            &gs,
+            Some(json!({"currency":"gold","delta":1,"reason":"n"})),
+        );
+        assert_eq!(s, 200);
+        let answered = Instant::now();
+        let expected = 1000 + round;
+        // Measure how long node B keeps the old value.
+        let mut b_reader = b.http();
+        loop {
+            let (_, j) = call(&mut b_reader, "GET", &path, &gs, None);
+            if j["data"]["player"]["gold"] == expected {
+                worst = worst.max(answered.elapsed());
+                break;
+            }
+            assert!(
+                answered.elapsed() < Duration::from_millis(100),
+                "node B served the old value for 100 ms"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100).saturating_sub(answered.elapsed()));
+        for r in readers.iter_mut() {
+            let (_, j) = call(r, "GET", &path, &gs, None);
+            assert_eq!(
+                j["data"]["player"]["gold"], expected,
+                "old value 100 ms after the write"
+            );
+        }
+    }
+    eprintln!("worst observed invalidation delay node A -> node B: {worst:?}");
+}
+
+/// A private Redis for one test, on a free port.
+struct PrivateRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    fn start(port: u16) -> PrivateRedis {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        let mut r = PrivateRedis {
+            port,
+            child: Some(child),
+        };
+        wait_for("redis", Duration::from_secs(5), || {
+            std::net::TcpStream::connect(("127.0.0.1", r.port)).is_ok()
+        });
+        r.port = port;
+        r
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+#[ignore = "needs MariaDB primary + replica and Redis (DMTEST_BACKEND=mysql)"]
+fn killing_redis_under_load_loses_nothing_and_service_recovers() {
+    require_mysql();
+    let _serial = serial();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let mut redis = PrivateRedis::start(port);
+    let server = Arc::new(Server::start_with(
+        2,
+        &[("cache", &format!("redis = \"redis://127.0.0.1:{port}/0\""))],
+    ));
+    let gs = server.server_token("game1");
+    let (id, _) = server.player("game1", "redis_kill");
+    let credited = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let bad = Arc::new(Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let (server, gs, credited, stop, bad) = (
+                server.clone(),
+                gs.clone(),
+                credited.clone(),
+                stop.clone(),
+                bad.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut c = server.http();
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let (s, j) = if w % 2 == 0 {
+                        call(
+                            &mut c,
+                            "POST",
+                            &format!("/api/v1/players/{id}/wallet"),
+                            &gs,
+                            Some(json!({"currency":"gold","delta":1,"reason":"load"})),
+                        )
+                    } else {
+                        call(&mut c, "GET", &format!("/api/v1/players/{id}"), &gs, None)
+                    };
+                    match s {
+                        200 if w % 2 == 0 => {
+                            credited.fetch_add(1, Ordering::Relaxed);
+                        }
+                        200 => {}
+                        _ => bad.lock().expect("lock").push((s, j.to_string())),
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    redis.kill();
+    std::thread::sleep(Duration::from_millis(1500));
+    // Degraded, but ready: the databases answer.
+    let (s, ready) = call(&mut server.http(), "GET", "/ready", &gs, None);
+    assert_eq!(s, 200, "{ready}");
+    assert_eq!(ready["data"]["status"], "degraded", "{ready}");
+    let _redis = PrivateRedis::start(port);
+    std::thread::sleep(Duration::from_millis(2500));
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().expect("worker");
+    }
+    assert!(
+        bad.lock().expect("lock").is_empty(),
+        "requests failed while Redis was down: {:?}",
+        bad.lock().expect("lock")
+    );
+    let (_, j) = call(
+        &mut server.http(),
+        "GET",
+        &format!("/api/v1/players/{id}"),
+        &gs,
+        None,
+    );
+    let gold = j["data"]["player"]["gold"].as_i64().expect("gold");
+    assert_eq!(
+        gold,
+        1000 + credited.load(Ordering::Relaxed) as i64,
+        "every acknowledged credit is there, once"
+    );
+    let (_, ready) = call(&mut server.http(), "GET", "/ready", &gs, None);
+    assert_eq!(
+        ready["data"]["status"], "ready",
+        "full service after Redis returned: {ready}"
+    );
+}
+
+#[test]
+#[ignore = "needs MariaDB primary + replica and Redis (DMTEST_BACKEND=mysql)"]
+fn stopping_the_primary_gives_503_and_service_recovers() {
+    require_mysql();
+    let _serial = serial();
+    let server = Server::start(2);
+    let gs = server.server_token("game1");
+    let (id, _) = server.player("game1", "db_down");
+    let run = |args: &[&str]| {
+        let ok = Command::new("bash")
+            .arg("scripts/backends.sh")
+            .args(args)
+            .status()
+            .expect("backends.sh")
+            .success();
+        assert!(ok, "backends.sh {args:?}");
+    };
+    run(&["stop-primary"]);
+    let mut c = server.http();
+    let started = Instant::now();
+    let (s, j) = call(
+        &mut c,
+        "POST",
+        &format!("/api/v1/players/{id}/wallet"),
+        &gs,
+        Some(json!({"currency":"gold","delta":5,"reason":"down"})),
+    );
+    assert_eq!((s, j["code"].as_u64()), (503, Some(503)), "{j}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "fails fast enough"
+    );
+    let (s, _) = call(
+        &mut c,
+        "POST",
+        "/api/v1/players",
+        &gs,
+        Some(json!({"username":"during_outage","password":"password1"})),
+    );
+    assert_eq!(s, 503);
+    let (s, _) = call(&mut c, "GET", "/ready", &gs, None);
+    assert_eq!(s, 503);
+    run(&["start"]);
+    wait_for("recovery", Duration::from_secs(20), || {
+        call(&mut server.http(), "GET", "/ready", &gs, None).0 == 200
+    });
+    let (s, j) = call(
+        &mut c,
+        "POST",
+        &format!("/api/v1/players/{id}/wallet"),
+        &gs,
+        Some(json!({"currency":"gold","delta":5,"reason":"up"})),
+    );
+    assert_eq!(s, 200, "{j}");
+    assert_eq!(
+        j["data"]["gold"], 1005,
+        "the failed credit wrote nothing; the new one is there once"
+    );
+    let _ = mysql_admin;
+}
