@@ -108,6 +108,8 @@ pub struct HttpConfig {
     pub read_timeout_ms: u64,
     /// Origins allowed by CORS; `"*"` allows any.
     pub cors_origins: Vec<String>,
+    /// `/metrics` without a token; when false it needs an admin token.
+    pub metrics_public: bool,
 }
 
 /// `[tcp]`: the binary protocol listener and its limits.
@@ -262,6 +264,7 @@ impl Default for HttpConfig {
             max_header_bytes: 16 * 1024,
             read_timeout_ms: 10_000,
             cors_origins: Vec::new(),
+            metrics_public: true,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`cache`]: per-shard L1, Redis L2 (RESP on glommio sockets), invalidation.
 //! - [`game`]: per-game logic modules behind one trait.
 //! - [`mesh`]: messages between the shards of a node.
+//! - [`metrics`]: per-shard counters and Prometheus rendering.
 //! - [`clock`]: Unix time and RFC 3339 rendering.
 //! - [`logging`]: log output and run-time level changes.
 
@@ -22,6 +23,7 @@ pub mod game;
 pub mod http;
 pub mod logging;
 pub mod mesh;
+pub mod metrics;
 pub mod protocol;
 pub mod runtime;
 pub mod service;

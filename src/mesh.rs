@@ -45,6 +45,8 @@ pub enum ShardMessage {
     BusState(bool),
     /// Report this shard's cache figures.
     CacheStats(oneshot::Sender<serde_json::Value>),
+    /// Report this shard's metric samples.
+    Metrics(oneshot::Sender<Vec<crate::metrics::Sample>>),
 }
 
 /// Creates the mesh for `shards` shards; each shard calls [`Peers::join`].
@@ -119,6 +121,22 @@ impl Peers {
 
     /// Asks every other shard for its cache figures.
     pub async fn cache_stats(&self) -> Vec<serde_json::Value> {
+        self.ask_all(ShardMessage::CacheStats).await
+    }
+
+    /// Asks every other shard for its metric samples.
+    pub async fn metric_samples(&self) -> Vec<crate::metrics::Sample> {
+        self.ask_all(ShardMessage::Metrics)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    async fn ask_all<T: Send + 'static>(
+        &self,
+        make: fn(oneshot::Sender<T>) -> ShardMessage,
+    ) -> Vec<T> {
         let Some(senders) = &self.senders else {
             return Vec::new();
         };
@@ -128,11 +146,7 @@ impl Peers {
                 continue;
             }
             let (tx, rx) = oneshot::channel();
-            if senders
-                .send_to(peer, ShardMessage::CacheStats(tx))
-                .await
-                .is_ok()
-            {
+            if senders.send_to(peer, make(tx)).await.is_ok() {
                 answers.push(rx);
             }
         }
@@ -175,6 +189,9 @@ pub fn serve_incoming(inbox: Inbox, shard: Rc<Shard>) {
                     ShardMessage::BusState(up) => shard.services.cache().set_bus_healthy(up),
                     ShardMessage::CacheStats(reply) => {
                         let _ = reply.send(shard.cache_stats());
+                    }
+                    ShardMessage::Metrics(reply) => {
+                        let _ = reply.send(shard.metric_samples());
                     }
                 }
             }

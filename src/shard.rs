@@ -93,6 +93,8 @@ pub struct Shard {
     pub node: Arc<NodeState>,
     /// This shard's per-IP request budgets.
     pub rate_limiter: RateLimiter,
+    /// This shard's request counters and latency histograms.
+    pub metrics: crate::metrics::Metrics,
     draining: Cell<bool>,
     stop: glommio::sync::Semaphore,
     connections: RefCell<HashMap<u64, RawFd>>,
@@ -109,6 +111,7 @@ impl Shard {
             services,
             node,
             rate_limiter,
+            metrics: crate::metrics::Metrics::new(),
             draining: Cell::new(false),
             stop: glommio::sync::Semaphore::new(0),
             connections: RefCell::new(HashMap::new()),
@@ -162,6 +165,95 @@ impl Shard {
             shard: self.clone(),
             key,
         }
+    }
+
+    /// This shard's metric samples, including cache, connection and
+    /// backend figures.
+    pub fn metric_samples(&self) -> Vec<crate::metrics::Sample> {
+        use crate::metrics::Sample;
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut out = self.metrics.samples(self.id);
+        let l = |extra: &str| format!("shard=\"{}\"{extra}", self.id);
+        let g = self.gauges();
+        out.push(Sample {
+            name: "dm_open_connections",
+            labels: l(",protocol=\"http\""),
+            value: g.http_connections.load(Relaxed) as f64,
+        });
+        out.push(Sample {
+            name: "dm_open_connections",
+            labels: l(",protocol=\"tcp\""),
+            value: g.tcp_connections.load(Relaxed) as f64,
+        });
+        let c = self.services.cache().stats();
+        let num = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+        out.push(Sample {
+            name: "dm_cache_hits_total",
+            labels: l(",level=\"l1\""),
+            value: num(&c["l1"]["hits"]),
+        });
+        out.push(Sample {
+            name: "dm_cache_misses_total",
+            labels: l(",level=\"l1\""),
+            value: num(&c["l1"]["misses"]),
+        });
+        out.push(Sample {
+            name: "dm_cache_hits_total",
+            labels: l(",level=\"l2\""),
+            value: num(&c["l2"]["hits"]),
+        });
+        out.push(Sample {
+            name: "dm_cache_misses_total",
+            labels: l(",level=\"l2\""),
+            value: num(&c["l2"]["misses"]),
+        });
+        out.push(Sample {
+            name: "dm_cache_evictions_total",
+            labels: l(""),
+            value: num(&c["l1"]["evictions"]),
+        });
+        out.push(Sample {
+            name: "dm_cache_entries",
+            labels: l(""),
+            value: num(&c["l1"]["entries"]),
+        });
+        out.push(Sample {
+            name: "dm_cache_loads_total",
+            labels: l(""),
+            value: num(&c["loads"]),
+        });
+        if self.services.cache().has_l2() {
+            out.push(Sample {
+                name: "dm_backend_errors_total",
+                labels: l(",backend=\"redis\""),
+                value: num(&c["l2"]["errors"]),
+            });
+            let up = c["l2"]["up"].as_bool().unwrap_or(false) && self.services.cache().bus_ok();
+            out.push(Sample {
+                name: "dm_backend_up",
+                labels: l(",backend=\"redis\""),
+                value: if up { 1.0 } else { 0.0 },
+            });
+        }
+        for game in self.services.games() {
+            for r in game.store.replica_reports() {
+                let labels = l(&format!(",game=\"{}\",replica=\"{}\"", game.id, r.name));
+                out.push(Sample {
+                    name: "dm_replica_lag_ms",
+                    labels: labels.clone(),
+                    value: r.lag_ms.min(i64::MAX / 2) as f64,
+                });
+                out.push(Sample {
+                    name: "dm_backend_up",
+                    labels: l(&format!(
+                        ",backend=\"replica\",game=\"{}\",replica=\"{}\"",
+                        game.id, r.name
+                    )),
+                    value: if r.usable { 1.0 } else { 0.0 },
+                });
+            }
+        }
+        out
     }
 
     /// This shard's cache figures.

@@ -337,3 +337,55 @@ fn cors_preflight_follows_the_config() {
         Some("https://shop.example")
     );
 }
+
+#[test]
+fn metrics_expose_requests_latency_connections_and_cache() {
+    let server = Server::start(2);
+    let mut clients: Vec<HttpClient> = (0..8).map(|_| server.http()).collect();
+    for c in clients.iter_mut() {
+        assert_eq!(c.request("GET", "/health", &[], b"").status, 200);
+        assert_eq!(c.request("GET", "/nope", &[], b"").status, 404);
+    }
+    let mut t = server.tcp();
+    assert_eq!(t.call(0x2002, 1, "game1", "").msg_type, 0x2003);
+    let r = server.http().request("GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("Content-Type")
+        .is_some_and(|v| v.starts_with("text/plain")));
+    let text = r.text();
+    let health: f64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("dm_requests_total{")
+                && l.contains("route=\"/health\"")
+                && l.contains("status=\"200\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    assert!(health >= 8.0, "{text}");
+    assert!(text.contains("route=\"unmatched\",status=\"404\""));
+    assert!(text.contains("protocol=\"tcp\",route=\"ping\",status=\"200\""));
+    assert!(
+        text.contains("dm_request_latency_seconds{shard=\"0\"")
+            || text.contains("dm_request_latency_seconds{shard=\"1\"")
+    );
+    assert!(text.contains("dm_open_connections{shard=\"0\",protocol=\"http\"}"));
+    assert!(text.contains("dm_open_connections{shard=\"1\",protocol=\"tcp\"}"));
+    assert!(text.contains("dm_cache_hits_total{shard=\"1\",level=\"l1\"}"));
+    assert_eq!(text.matches("# TYPE dm_requests_total counter").count(), 1);
+    // Private metrics need an admin token.
+    let private = Server::start_with(1, &[("http", "metrics_public = false")]);
+    assert_eq!(
+        private.http().request("GET", "/metrics", &[], b"").status,
+        401
+    );
+    let admin = format!("Bearer {}", private.admin_token());
+    assert_eq!(
+        private
+            .http()
+            .request("GET", "/metrics", &[("Authorization", &admin)], b"")
+            .status,
+        200
+    );
+}

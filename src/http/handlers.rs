@@ -14,22 +14,30 @@ use std::net::IpAddr;
 
 /// Answers one request from `peer`.
 pub async fn handle(shard: &Shard, req: &Request<'_>, peer: IpAddr) -> Response {
-    let response = if req.method == "OPTIONS" {
-        preflight(shard, req)
+    let started = std::time::Instant::now();
+    let (response, label) = if req.method == "OPTIONS" {
+        (preflight(shard, req), "preflight")
     } else {
         match router::route(req.method, req.path) {
-            Matched::NotFound => Response::status(404, "no such endpoint"),
-            Matched::MethodNotAllowed(allow) => {
-                Response::status(405, "method not allowed").with_header("Allow", allow)
+            Matched::NotFound => (Response::status(404, "no such endpoint"), "unmatched"),
+            Matched::MethodNotAllowed(allow) => (
+                Response::status(405, "method not allowed").with_header("Allow", allow),
+                "unmatched",
+            ),
+            Matched::Found(route, params, label) => {
+                let r = match rate_limit(shard, route, req, peer) {
+                    Err(r) => r,
+                    Ok(()) => dispatch(shard, route, params, req)
+                        .await
+                        .unwrap_or_else(|e| Response::error(&e)),
+                };
+                (r, label)
             }
-            Matched::Found(route, params) => match rate_limit(shard, route, req, peer) {
-                Err(r) => r,
-                Ok(()) => dispatch(shard, route, params, req)
-                    .await
-                    .unwrap_or_else(|e| Response::error(&e)),
-            },
         }
     };
+    shard
+        .metrics
+        .request("http", label, response.status, started.elapsed());
     with_cors(shard, req, response)
 }
 
@@ -103,6 +111,7 @@ async fn dispatch(
     match route {
         Route::Health => return Ok(health(shard)),
         Route::Ready => return Ok(ready(shard).await),
+        Route::Metrics if shard.config.http.metrics_public => return Ok(metrics(shard).await),
         Route::Register => {
             let game = anonymous_game(shard, req)?;
             let body: RegisterRequest = parse_json(req.body)?;
@@ -236,6 +245,10 @@ async fn dispatch(
                 .game_action(c, target, params.get(1).unwrap_or(""), body)
                 .await?)
         }
+        Route::Metrics => {
+            services.require_admin(c)?;
+            Ok(metrics(shard).await)
+        }
         Route::CacheStats => {
             services.require_admin(c)?;
             let mut shards = vec![shard.cache_stats()];
@@ -258,6 +271,15 @@ async fn dispatch(
         | Route::AdminAuth
         | Route::ListGames => Err(ApiError::internal()),
     }
+}
+
+/// Prometheus text exposition of every shard's metrics.
+async fn metrics(shard: &Shard) -> Response {
+    let mut samples = shard.metric_samples();
+    samples.extend(shard.services.peers().metric_samples().await);
+    let mut r = Response::raw(200, crate::metrics::render(&samples).into_bytes());
+    r.content_type = "text/plain; version=0.0.4";
+    r
 }
 
 /// Per-shard and per-backend state (admin).

@@ -9,6 +9,8 @@ pub enum Route {
     Health,
     /// `GET /ready`.
     Ready,
+    /// `GET /metrics`.
+    Metrics,
     /// `GET /health/detailed`, `/health/components` (admin).
     HealthDetailed,
     /// `POST /api/v1/players`, `/api/v1/players/register`.
@@ -77,6 +79,7 @@ pub enum Route {
 
 /// A path pattern: literal segments, `*` matching one parameter segment.
 struct Pattern {
+    label: &'static str,
     segments: &'static [&'static str],
     methods: &'static [(&'static str, Route)],
     allow: &'static str,
@@ -84,13 +87,16 @@ struct Pattern {
 
 macro_rules! pat {
     ([$($seg:literal),*], $allow:literal, $($m:literal => $r:ident),+) => {
-        Pattern { segments: &[$($seg),*], methods: &[$(($m, Route::$r)),+], allow: $allow }
+        Pattern {
+            label: concat!($("/", $seg),*),
+            segments: &[$($seg),*], methods: &[$(($m, Route::$r)),+], allow: $allow }
     };
 }
 
 const TABLE: &[Pattern] = &[
     pat!(["health"], "GET", "GET" => Health),
     pat!(["ready"], "GET", "GET" => Ready),
+    pat!(["metrics"], "GET", "GET" => Metrics),
     pat!(["health", "detailed"], "GET", "GET" => HealthDetailed),
     pat!(["health", "components"], "GET", "GET" => HealthDetailed),
     pat!(["api", "v1", "players"], "POST", "POST" => Register),
@@ -140,8 +146,8 @@ impl<'a> Params<'a> {
 /// Result of routing.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Matched<'a> {
-    /// A route and its parameters.
-    Found(Route, Params<'a>),
+    /// A route, its parameters, and its path pattern (a metrics label).
+    Found(Route, Params<'a>, &'static str),
     /// The path exists but not for this method; the `Allow` value.
     MethodNotAllowed(&'static str),
     /// No such path.
@@ -184,15 +190,15 @@ pub fn route<'a>(method: &str, path: &'a str) -> Matched<'a> {
         n += 1;
     }
     let segs = &segs[..n];
-    let mut found: Option<(Route, Params<'a>, usize)> = None;
+    let mut found: Option<(Route, Params<'a>, usize, &'static str)> = None;
     let mut allow: Option<(&'static str, usize)> = None;
     for p in TABLE {
         let Some((params, literal)) = capture(p, segs) else {
             continue;
         };
         match p.methods.iter().find(|(m, _)| *m == method) {
-            Some((_, r)) if found.as_ref().is_none_or(|(_, _, l)| literal > *l) => {
-                found = Some((*r, params, literal))
+            Some((_, r)) if found.as_ref().is_none_or(|(_, _, l, _)| literal > *l) => {
+                found = Some((*r, params, literal, p.label))
             }
             Some(_) => {}
             None if allow.is_none_or(|(_, l)| literal > l) => allow = Some((p.allow, literal)),
@@ -200,7 +206,7 @@ pub fn route<'a>(method: &str, path: &'a str) -> Matched<'a> {
         }
     }
     match (found, allow) {
-        (Some((r, params, _)), _) => Matched::Found(r, params),
+        (Some((r, params, _, label)), _) => Matched::Found(r, params, label),
         (None, Some((allow, _))) => Matched::MethodNotAllowed(allow),
         (None, None) => Matched::NotFound,
     }
@@ -214,22 +220,22 @@ mod tests {
     fn routes_literals_params_and_methods() {
         assert!(matches!(
             route("GET", "/health"),
-            Matched::Found(Route::Health, _)
+            Matched::Found(Route::Health, ..)
         ));
         assert_eq!(route("POST", "/health"), Matched::MethodNotAllowed("GET"));
         assert_eq!(route("GET", "/nope"), Matched::NotFound);
         assert_eq!(route("GET", "/health/"), Matched::NotFound);
         match route("GET", "/api/v1/players/42") {
-            Matched::Found(Route::GetPlayer, p) => assert_eq!(p.get(0), Some("42")),
+            Matched::Found(Route::GetPlayer, p, _) => assert_eq!(p.get(0), Some("42")),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
             route("PUT", "/api/v1/players/42"),
-            Matched::Found(Route::UpdatePlayer, _)
+            Matched::Found(Route::UpdatePlayer, ..)
         ));
         assert!(matches!(
             route("POST", "/api/v1/players/login"),
-            Matched::Found(Route::Login, _)
+            Matched::Found(Route::Login, ..)
         ));
         assert_eq!(
             route("DELETE", "/api/v1/players/42"),
@@ -237,23 +243,23 @@ mod tests {
         );
         assert_eq!(route("GET", "/a/b/c/d/e/f/g/h/i"), Matched::NotFound);
         match route("POST", "/api/v1/players/7/items/sword/transfer") {
-            Matched::Found(Route::TransferItem, p) => {
+            Matched::Found(Route::TransferItem, p, _) => {
                 assert_eq!((p.get(0), p.get(1)), (Some("7"), Some("sword")))
             }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
             route("GET", "/api/v1/games/g1/stats"),
-            Matched::Found(Route::GameStats, _)
+            Matched::Found(Route::GameStats, ..)
         ));
         match route("POST", "/api/v1/games/g1/level_up") {
-            Matched::Found(Route::GameAction, p) => assert_eq!(p.get(1), Some("level_up")),
+            Matched::Found(Route::GameAction, p, _) => assert_eq!(p.get(1), Some("level_up")),
             other => panic!("{other:?}"),
         }
         // POST to the stats path is the action pattern's business (unknown action later).
         assert!(matches!(
             route("POST", "/api/v1/games/g1/stats"),
-            Matched::Found(Route::GameAction, _)
+            Matched::Found(Route::GameAction, ..)
         ));
         assert_eq!(
             route("GET", "/api/v1/games/g1/level_up"),

@@ -73,13 +73,27 @@ fn body_as<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, ApiError> 
         .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
 }
 
-/// Handles `frame`, appending any reply to `out`.
+/// Handles `frame`, appending any reply to `out`, and counts it in the
+/// shard's metrics.
 pub async fn dispatch(
     shard: &Shard,
     session: &mut Session,
     frame: &FrameRef<'_>,
     out: &mut Vec<u8>,
 ) {
+    let started = Instant::now();
+    let (name, code) = answer(shard, session, frame, out).await;
+    shard.metrics.request("tcp", name, code, started.elapsed());
+}
+
+/// Answers `frame`; returns the message name and the status (200 or the
+/// error code) for metrics.
+async fn answer(
+    shard: &Shard,
+    session: &mut Session,
+    frame: &FrameRef<'_>,
+    out: &mut Vec<u8>,
+) -> (&'static str, u16) {
     let seq = frame.sequence;
     let Some(msg_type) = MessageType::from_code(frame.msg_type) else {
         let msg = format!("unknown message type 0x{:04x}", frame.msg_type);
@@ -91,7 +105,7 @@ pub async fn dispatch(
             codes::MALFORMED,
             &msg,
         );
-        return;
+        return ("unknown", codes::MALFORMED as u16);
     };
     match msg_type {
         MessageType::Heartbeat | MessageType::Ping => {
@@ -109,7 +123,7 @@ pub async fn dispatch(
                 session.user_id.as_bytes(),
                 b"",
             );
-            return;
+            return (msg_type.name(), 200);
         }
         MessageType::Error | MessageType::Pong => {
             let msg = format!("{} frames are sent by the server only", msg_type.name());
@@ -121,7 +135,7 @@ pub async fn dispatch(
                 codes::MALFORMED,
                 &msg,
             );
-            return;
+            return (msg_type.name(), codes::MALFORMED as u16);
         }
         _ => {}
     }
@@ -141,8 +155,12 @@ pub async fn dispatch(
                     &data,
                 );
             }
+            (msg_type.name(), 200)
         }
-        Err(e) => reply::error(out, seq, frame.game_id, session.user_id.as_bytes(), &e),
+        Err(e) => {
+            reply::error(out, seq, frame.game_id, session.user_id.as_bytes(), &e);
+            (msg_type.name(), e.tcp_code().min(u16::MAX as u32) as u16)
+        }
     }
 }
 
