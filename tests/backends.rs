@@ -361,7 +361,10 @@ fn killing_redis_under_load_loses_nothing_and_service_recovers() {
     assert_eq!(s, 200, "{ready}");
     assert_eq!(ready["data"]["status"], "degraded", "{ready}");
     let metrics = server.http().request("GET", "/metrics", &[], b"").text();
-    assert!(metrics.contains("dm_backend_up{shard=\"0\",backend=\"redis\"} 0"), "{metrics}");
+    assert!(
+        metrics.contains("dm_backend_up{shard=\"0\",backend=\"redis\"} 0"),
+        "{metrics}"
+    );
     let _redis = PrivateRedis::start(port);
     std::thread::sleep(Duration::from_millis(2500));
     stop.store(true, Ordering::Relaxed);

@@ -16,6 +16,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const READ_CHUNK: usize = 16 * 1024;
+/// Read size of a connection with nothing buffered: keeps idle connections small.
+const IDLE_CHUNK: usize = 2 * 1024;
 
 /// Accepts connections on `listener` until the shard drains.
 pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
@@ -50,8 +52,8 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
     let _ = stream.set_write_timeout(Some(idle.min(Duration::from_secs(30))));
     let gauges = shard.gauges();
     let mut session = Session::new();
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
-    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    let mut buf: Vec<u8> = Vec::with_capacity(IDLE_CHUNK);
+    let mut out: Vec<u8> = Vec::with_capacity(256);
     let mut last_read = Instant::now();
     loop {
         let mut pos = 0;
@@ -139,8 +141,14 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
             break;
         }
         let _ = stream.set_read_timeout(Some(deadline - now));
+        // An idle connection waits with a small buffer; a busy one reads big.
         let len = buf.len();
-        buf.resize(len + READ_CHUNK, 0);
+        let chunk = if len == 0 && out.capacity() <= IDLE_CHUNK {
+            IDLE_CHUNK
+        } else {
+            READ_CHUNK
+        };
+        buf.resize(len + chunk, 0);
         match stream.read(&mut buf[len..]).await {
             Ok(0) => {
                 buf.truncate(len);

@@ -1,0 +1,354 @@
+//! The load loop: connections on glommio executors (one per load thread),
+//! each sending requests in closed loop (a batch of `pipeline` requests, then
+//! their answers) or open loop (requests due by a fixed schedule; latency is
+//! measured from the intended send time, so a stalled server is not hidden
+//! by a client that waited — no coordinated omission).
+
+use crate::report::Tally;
+use datamiddleware::protocol::{decode, encode, Decoded, FrameRef};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// What a connection sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// HTTP `GET /health`.
+    Health,
+    /// HTTP cached `GET /api/v1/players/{id}` as a game server.
+    Player,
+    /// HTTP `POST /api/v1/auth/login` (argon2id per request).
+    Login,
+    /// HTTP 7 player reads, 1 item use, 1 order create, 1 order pay per 10.
+    Mixed,
+    /// TCP Ping → Pong.
+    Ping,
+    /// TCP PlayerData get as a game server.
+    TcpPlayer,
+    /// TCP connections that connect and stay idle (for memory per connection).
+    IdleTcp,
+}
+
+impl Scenario {
+    /// Whether it speaks the binary protocol.
+    pub fn is_tcp(self) -> bool {
+        matches!(
+            self,
+            Scenario::Ping | Scenario::TcpPlayer | Scenario::IdleTcp
+        )
+    }
+}
+
+/// Everything a connection needs, cloned into each load thread.
+#[derive(Clone)]
+pub struct Plan {
+    /// What to send.
+    pub scenario: Scenario,
+    /// Server address for the scenario's protocol.
+    pub addr: SocketAddr,
+    /// Requests per batch in closed loop.
+    pub pipeline: usize,
+    /// Requests per second per connection in open loop.
+    pub rate_per_conn: Option<f64>,
+    /// Recording starts at this instant.
+    pub measure_from: Instant,
+    /// Sending stops at this instant.
+    pub until: Instant,
+    /// Game id.
+    pub game: String,
+    /// Game-server bearer token (HTTP) or server key (TCP handshake).
+    pub token: String,
+    /// Server key for the TCP handshake.
+    pub server_key: String,
+    /// Seeded players: (id, username).
+    pub players: Vec<(i64, String)>,
+    /// Password of the seeded players.
+    pub password: String,
+}
+
+/// Longest wait for one batch's answers.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs one connection until `plan.until`, recording into `tally`.
+pub async fn connection(plan: Plan, index: usize, tally: &mut Tally) {
+    let mut stream = match TcpStream::connect(plan.addr).await {
+        Ok(s) => s,
+        Err(_) => {
+            tally.fail("connect");
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(ANSWER_TIMEOUT));
+    if plan.scenario == Scenario::IdleTcp {
+        // One Ping proves the connection is served, then it stays silent.
+        let mut conn = Conn {
+            plan: &plan,
+            index,
+            counter: 0,
+            pending_order: None,
+            buf: Vec::new(),
+            out: Vec::new(),
+        };
+        conn.frame(0x2002, b"");
+        let t0 = Instant::now();
+        if stream.write_all(&conn.out).await.is_err() {
+            tally.fail("write");
+            return;
+        }
+        match conn.read_answer(&mut stream).await {
+            Ok(error) => tally.record(t0.elapsed(), error),
+            Err(kind) => tally.fail(kind),
+        }
+        glommio::timer::sleep(plan.until.saturating_duration_since(Instant::now())).await;
+        return;
+    }
+    let mut conn = Conn {
+        plan: &plan,
+        index,
+        counter: 0,
+        pending_order: None,
+        buf: Vec::with_capacity(64 * 1024),
+        out: Vec::with_capacity(16 * 1024),
+    };
+    if plan.scenario.is_tcp() && !conn.handshake(&mut stream).await {
+        tally.fail("handshake");
+        return;
+    }
+    let start = Instant::now();
+    let mut sent: u64 = 0;
+    let mut intended: Vec<Instant> = Vec::new();
+    loop {
+        let now = Instant::now();
+        if now >= plan.until {
+            break;
+        }
+        intended.clear();
+        match plan.rate_per_conn {
+            None => intended.extend(std::iter::repeat_n(now, plan.pipeline)),
+            Some(rate) => {
+                let next = start + Duration::from_secs_f64(sent as f64 / rate);
+                if next > now {
+                    glommio::timer::sleep(next - now).await;
+                }
+                let now = Instant::now();
+                // Everything due by now goes out together (at most 64).
+                while intended.len() < 64 {
+                    let t = start
+                        + Duration::from_secs_f64((sent + intended.len() as u64) as f64 / rate);
+                    if t > now && !intended.is_empty() {
+                        break;
+                    }
+                    intended.push(t);
+                }
+            }
+        }
+        sent += intended.len() as u64;
+        let n = if plan.scenario == Scenario::Mixed {
+            1
+        } else {
+            intended.len()
+        };
+        conn.out.clear();
+        for _ in 0..n {
+            conn.push_request();
+        }
+        if stream.write_all(&conn.out).await.is_err() {
+            tally.fail("write");
+            return;
+        }
+        for (k, t0) in intended.iter().take(n).enumerate() {
+            let answer = conn.read_answer(&mut stream).await;
+            let done = Instant::now();
+            match answer {
+                Err(kind) => {
+                    tally.fail(kind);
+                    return;
+                }
+                Ok(error) => {
+                    if *t0 >= plan.measure_from {
+                        tally.record(done - *t0, error);
+                    }
+                }
+            }
+            let _ = k;
+        }
+    }
+}
+
+struct Conn<'a> {
+    plan: &'a Plan,
+    index: usize,
+    counter: u64,
+    pending_order: Option<String>,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl Conn<'_> {
+    fn player(&self) -> &(i64, String) {
+        let n = self.plan.players.len().max(1);
+        &self.plan.players[(self.index + self.counter as usize * 7) % n]
+    }
+
+    fn http(&mut self, method: &str, path: &str, body: &str) {
+        use std::io::Write;
+        let _ = write!(
+            self.out,
+            "{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {}\r\nX-Game-Id: {}\r\nContent-Length: {}\r\n\r\n{body}",
+            self.plan.token,
+            self.plan.game,
+            body.len()
+        );
+    }
+
+    fn frame(&mut self, msg_type: u16, body: &[u8]) {
+        encode(
+            &mut self.out,
+            &FrameRef {
+                version: 1,
+                msg_type,
+                flags: 0x04,
+                sequence: self.counter as u32,
+                timestamp: 0,
+                game_id: self.plan.game.as_bytes(),
+                user_id: b"",
+                body,
+            },
+        );
+    }
+
+    fn push_request(&mut self) {
+        self.counter += 1;
+        let id = self.player().0;
+        match self.plan.scenario {
+            Scenario::Health => self
+                .out
+                .extend_from_slice(b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n"),
+            Scenario::Player => self.http("GET", &format!("/api/v1/players/{id}"), ""),
+            Scenario::Login => {
+                let username = &self.player().1;
+                let body = format!(
+                    r#"{{"username":"{username}","password":"{}"}}"#,
+                    self.plan.password
+                );
+                self.http("POST", "/api/v1/auth/login", &body);
+            }
+            Scenario::Mixed => match (self.counter % 10, self.pending_order.take()) {
+                (_, Some(order)) => self.http("POST", &format!("/api/v1/orders/{order}/pay"), ""),
+                (7, None) => self.http(
+                    "POST",
+                    &format!("/api/v1/players/{id}/items/potion/use"),
+                    r#"{"quantity":1}"#,
+                ),
+                (8, None) => self.http(
+                    "POST",
+                    "/api/v1/orders",
+                    &format!(
+                        r#"{{"player_id":{id},"item_id":"potion","quantity":1,"currency":"gold"}}"#
+                    ),
+                ),
+                _ => self.http("GET", &format!("/api/v1/players/{id}"), ""),
+            },
+            Scenario::Ping | Scenario::IdleTcp => self.frame(0x2002, b""),
+            Scenario::TcpPlayer => {
+                let body = format!(r#"{{"action":"get","player_id":{id}}}"#);
+                self.frame(0x1003, body.as_bytes());
+            }
+        }
+    }
+
+    async fn handshake(&mut self, stream: &mut TcpStream) -> bool {
+        self.out.clear();
+        let body = format!(r#"{{"server_key":"{}"}}"#, self.plan.server_key);
+        self.frame(0x0002, body.as_bytes());
+        if stream.write_all(&self.out).await.is_err() {
+            return false;
+        }
+        matches!(self.read_answer(stream).await, Ok(None))
+    }
+
+    async fn fill(&mut self, stream: &mut TcpStream) -> Result<(), &'static str> {
+        let len = self.buf.len();
+        self.buf.resize(len + 32 * 1024, 0);
+        match stream.read(&mut self.buf[len..]).await {
+            Ok(0) => {
+                self.buf.truncate(len);
+                Err("closed")
+            }
+            Ok(n) => {
+                self.buf.truncate(len + n);
+                Ok(())
+            }
+            Err(e) => {
+                self.buf.truncate(len);
+                Err(if e.kind() == std::io::ErrorKind::TimedOut {
+                    "timeout"
+                } else {
+                    "read"
+                })
+            }
+        }
+    }
+
+    /// Reads one answer; `Ok(None)` success, `Ok(Some(kind))` an error answer.
+    async fn read_answer(
+        &mut self,
+        stream: &mut TcpStream,
+    ) -> Result<Option<String>, &'static str> {
+        loop {
+            if self.plan.scenario.is_tcp() {
+                match decode(&self.buf, 1 << 24) {
+                    Decoded::Frame { frame, len } => {
+                        let error = if frame.msg_type == 0x2001 {
+                            let code = serde_json::from_slice::<serde_json::Value>(frame.body)
+                                .ok()
+                                .and_then(|v| v["code"].as_u64())
+                                .unwrap_or(0);
+                            Some(format!("tcp_{code:#x}"))
+                        } else {
+                            None
+                        };
+                        self.buf.drain(..len);
+                        return Ok(error);
+                    }
+                    Decoded::Incomplete => {}
+                    _ => return Err("bad_frame"),
+                }
+            } else if let Some(end) = memchr::memmem::find(&self.buf, b"\r\n\r\n") {
+                let head = &self.buf[..end];
+                let status: u16 = head
+                    .get(9..12)
+                    .and_then(|s| std::str::from_utf8(s).ok())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                let len = content_length(head);
+                if self.buf.len() >= end + 4 + len {
+                    if self.plan.scenario == Scenario::Mixed && status == 201 {
+                        let body = &self.buf[end + 4..end + 4 + len];
+                        self.pending_order = serde_json::from_slice::<serde_json::Value>(body)
+                            .ok()
+                            .and_then(|v| {
+                                v["data"]["order"]["order_id"].as_str().map(str::to_string)
+                            });
+                    }
+                    self.buf.drain(..end + 4 + len);
+                    return Ok((status >= 300).then(|| format!("http_{status}")));
+                }
+            }
+            self.fill(stream).await?;
+        }
+    }
+}
+
+fn content_length(head: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(head);
+    text.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,192 @@
+//! What a run measured and how it is shown: latency percentiles from an
+//! hdrhistogram, errors by kind, a Markdown-style table beside the
+//! original's single-node target, and JSON.
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The original implementation's single-node target (SPEC §10).
+pub const ORIGINAL_TARGET_QPS: f64 = 3000.0;
+
+/// Counts of one load thread (merged into one for the report).
+pub struct Tally {
+    /// Latency in microseconds, 1 µs to 60 s.
+    pub latency: Histogram<u64>,
+    /// Successful responses.
+    pub ok: u64,
+    /// Failures by kind (`http_503`, `tcp_0xe006`, `connect`, `timeout`, ...).
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally::new()
+    }
+}
+
+impl Tally {
+    /// An empty tally.
+    pub fn new() -> Tally {
+        Tally {
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .unwrap_or_else(|_| Histogram::new(2).unwrap_or_else(|_| std::process::abort())),
+            ok: 0,
+            errors: BTreeMap::new(),
+        }
+    }
+
+    /// Records one answered request.
+    pub fn record(&mut self, took: Duration, error: Option<String>) {
+        let _ = self
+            .latency
+            .record((took.as_micros() as u64).clamp(1, 60_000_000));
+        match error {
+            None => self.ok += 1,
+            Some(kind) => *self.errors.entry(kind).or_insert(0) += 1,
+        }
+    }
+
+    /// Records a failure without a latency (connection lost, refused).
+    pub fn fail(&mut self, kind: &str) {
+        *self.errors.entry(kind.to_string()).or_insert(0) += 1;
+    }
+
+    /// Adds another tally.
+    pub fn merge(&mut self, other: &Tally) {
+        let _ = self.latency.add(&other.latency);
+        self.ok += other.ok;
+        for (k, v) in &other.errors {
+            *self.errors.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+
+    /// Requests answered, successful or not.
+    pub fn total(&self) -> u64 {
+        self.ok + self.errors.values().sum::<u64>()
+    }
+}
+
+/// The result of one scenario run.
+pub struct Summary {
+    /// Scenario label.
+    pub label: String,
+    /// Measured (after warm-up) duration.
+    pub elapsed: Duration,
+    /// Counts.
+    pub tally: Tally,
+    /// Connections.
+    pub connections: usize,
+    /// Pipeline depth.
+    pub pipeline: usize,
+    /// Open-loop target rate, if any.
+    pub rate: Option<f64>,
+}
+
+impl Summary {
+    /// Answered requests per second.
+    pub fn qps(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs <= 0.0 {
+            0.0
+        } else {
+            self.tally.total() as f64 / secs
+        }
+    }
+
+    fn ms(&self, q: f64) -> f64 {
+        self.tally.latency.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    /// The summary as JSON.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "scenario": self.label,
+            "connections": self.connections,
+            "pipeline": self.pipeline,
+            "rate": self.rate,
+            "duration_s": self.elapsed.as_secs_f64(),
+            "requests": self.tally.total(),
+            "ok": self.tally.ok,
+            "errors": self.tally.errors,
+            "qps": self.qps(),
+            "latency_ms": {
+                "p50": self.ms(0.5),
+                "p90": self.ms(0.9),
+                "p99": self.ms(0.99),
+                "p99.9": self.ms(0.999),
+                "max": self.tally.latency.max() as f64 / 1000.0,
+            },
+            "vs_original_target": self.qps() / ORIGINAL_TARGET_QPS,
+        })
+    }
+
+    /// One Markdown table row.
+    pub fn row(&self) -> String {
+        let errors: u64 = self.tally.errors.values().sum();
+        format!(
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.1}x |",
+            self.label,
+            self.connections,
+            self.rate
+                .map(|r| format!("open {r:.0}/s"))
+                .unwrap_or_else(|| format!("closed, pipeline {}", self.pipeline)),
+            self.qps(),
+            self.ms(0.5),
+            self.ms(0.9),
+            self.ms(0.99),
+            self.ms(0.999),
+            self.tally.latency.max() as f64 / 1000.0,
+            errors,
+            self.qps() / ORIGINAL_TARGET_QPS
+        )
+    }
+}
+
+/// The table header matching [`Summary::row`].
+pub fn header() -> String {
+    "| scenario | conns | mode | QPS | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | vs 3,000 QPS target |\n|---|---|---|---|---|---|---|---|---|---|---|".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_qps_and_errors() {
+        let mut a = Tally::new();
+        for us in 1..=1000u64 {
+            a.record(Duration::from_micros(us), None);
+        }
+        let mut b = Tally::new();
+        b.record(Duration::from_millis(50), Some("http_503".into()));
+        b.fail("connect");
+        a.merge(&b);
+        assert_eq!(a.ok, 1000);
+        assert_eq!(a.total(), 1002);
+        let s = Summary {
+            label: "health".into(),
+            elapsed: Duration::from_secs(2),
+            tally: a,
+            connections: 4,
+            pipeline: 1,
+            rate: None,
+        };
+        assert!((s.qps() - 501.0).abs() < 1e-9);
+        let j = s.to_json();
+        assert_eq!(j["requests"], 1002);
+        assert_eq!(j["errors"]["http_503"], 1);
+        assert_eq!(j["errors"]["connect"], 1);
+        let p50 = j["latency_ms"]["p50"].as_f64().unwrap_or(0.0);
+        assert!((0.49..=0.51).contains(&p50), "{p50}");
+        assert!((j["latency_ms"]["max"].as_f64().unwrap_or(0.0) - 50.0).abs() < 0.1);
+        let row = s.row();
+        assert!(
+            row.starts_with("| health | 4 | closed, pipeline 1 | 501 |"),
+            "{row}"
+        );
+        assert!(row.ends_with("| 2 | 0.2x |"), "{row}");
+        assert_eq!(header().lines().count(), 2);
+    }
+}

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# One command for the performance figures: builds release, starts nginx
+# serving a static `return 200` JSON (the physical-limit baseline) and the
+# server on its embedded default (SQLite, no Redis), runs wrk and dm-bench
+# against both in the same run, and prints a Markdown section (also appended
+# to bench/RESULTS.md unless BENCH_NO_WRITE=1). Loopback only; every run is
+# bounded by DURATION seconds (default 10) plus warm-up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+ensure_build_tools
+command -v nginx >/dev/null 2>&1 && command -v wrk >/dev/null 2>&1 || apt_install nginx wrk
+
+DURATION="${DURATION:-10}"
+WARMUP="${WARMUP:-2}"
+CONNS="${CONNS:-64}"
+HTTP=127.0.0.1:18480
+TCP=127.0.0.1:19480
+NGINX=127.0.0.1:18490
+WORK=$(mktemp -d /tmp/dm-bench.XXXXXX)
+ulimit -n 65536 2>/dev/null || true
+
+cargo build --release --bins >&2
+BIN=target/release/datamiddleware
+BENCH=target/release/dm-bench
+
+cleanup() {
+  [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null || true
+  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+cat >"$WORK/nginx.conf" <<NGINX
+worker_processes auto;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  server {
+    listen $NGINX reuseport backlog=4096;
+    location / { default_type application/json; return 200 '{"status":"ok"}'; }
+  }
+}
+NGINX
+nginx -c "$WORK/nginx.conf"
+
+(cd "$WORK" && DM_HTTP_LISTEN=$HTTP DM_TCP_LISTEN=$TCP DM_LOG_LEVEL=warn \
+  DM_AUTH_RATE_LIMIT_PER_IP_PER_MIN=2000000000 "$OLDPWD/$BIN" >"$WORK/server.log" 2>&1) &
+SERVER_PID=$!
+for _ in $(seq 1 100); do curl -sf "http://$HTTP/health" >/dev/null 2>&1 && break; sleep 0.1; done
+SERVER_PID=$(pgrep -f "$BIN" | head -1)
+
+wrk_qps() { # url -> "qps p50 p99"
+  wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "$1" 2>/dev/null | awk '
+    /Requests\/sec/ {q=$2}
+    /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
+    END {print q, p50, p99}'
+}
+bench() { # args... -> JSON
+  "$BENCH" --http "$HTTP" --tcp "$TCP" --duration "$DURATION" --warmup "$WARMUP" --json "$@"
+}
+field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+echo "running (about 12 runs of ${DURATION}s)..." >&2
+read -r NG_WRK NG_WRK_P50 NG_WRK_P99 < <(wrk_qps "http://$NGINX/health")
+read -r DM_WRK DM_WRK_P50 DM_WRK_P99 < <(wrk_qps "http://$HTTP/health")
+NG_BENCH=$("$BENCH" --http "$NGINX" --scenario health -c "$CONNS" --duration "$DURATION" --warmup "$WARMUP" --json --label nginx-static)
+DM_HEALTH=$(bench --scenario health -c "$CONNS")
+DM_PLAYER=$(bench --scenario player -c "$CONNS")
+DM_TCP_PLAYER=$(bench --scenario tcp-player -c "$CONNS")
+DM_PING=$(bench --scenario ping -c 8 --pipeline 16)
+DM_MIXED=$(bench --scenario mixed -c "$CONNS")
+HALF=$(echo "$DM_PLAYER" | field "int(d['qps']/2)")
+DM_OPEN=$(bench --scenario player -c "$CONNS" --rate "$HALF" --label "player-open-half")
+DM_LOGIN=$(bench --scenario login -c 16 --label login)
+# Memory of 10,000 idle TCP connections.
+RSS_BEFORE=$(awk '/VmRSS/ {print $2}' /proc/"$SERVER_PID"/status)
+"$BENCH" --tcp "$TCP" --scenario idle-tcp -c 10000 --duration 6 --warmup 0 --json >"$WORK/idle.json" &
+IDLE_PID=$!
+sleep 5
+RSS_IDLE=$(awk '/VmRSS/ {print $2}' /proc/"$SERVER_PID"/status)
+wait "$IDLE_PID"
+IDLE_OK=$(field "d['ok']" <"$WORK/idle.json")
+
+CORES=$(nproc)
+DATE=$(date -u +%Y-%m-%dT%H:%MZ)
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+{
+  echo "## $DATE — commit $COMMIT, $CORES cores, $(uname -r)"
+  echo
+  echo "Command: \`DURATION=$DURATION CONNS=$CONNS scripts/bench.sh\` (server: embedded default, SQLite, no Redis; everything on loopback, load generator on the same $CORES cores)."
+  echo
+  echo "| what | tool | QPS | p50 ms | p99 ms | errors | ratio |"
+  echo "|---|---|---|---|---|---|---|"
+  echo "| nginx static return 200 | wrk -t2 -c$CONNS | $NG_WRK | $NG_WRK_P50 | $NG_WRK_P99 | — | baseline |"
+  echo "| GET /health | wrk -t2 -c$CONNS | $DM_WRK | $DM_WRK_P50 | $DM_WRK_P99 | — | $(python3 -c "print(f'{$DM_WRK/$NG_WRK:.2f}')") × nginx |"
+  for J in "$NG_BENCH" "$DM_HEALTH" "$DM_PLAYER" "$DM_TCP_PLAYER" "$DM_PING" "$DM_MIXED" "$DM_OPEN" "$DM_LOGIN"; do
+    echo "$J" | NG="$(echo "$NG_BENCH" | field "d['qps']")" python3 -c "
+import json, os, sys
+d = json.load(sys.stdin); ng = float(os.environ['NG'])
+mode = f\"open {d['rate']:.0f}/s\" if d['rate'] else f\"-c{d['connections']} pipeline {d['pipeline']}\"
+print(f\"| {d['scenario']} | dm-bench {mode} | {d['qps']:.0f} | {d['latency_ms']['p50']:.2f} | {d['latency_ms']['p99']:.2f} | {sum(d['errors'].values())} | {d['qps']/ng:.2f} × nginx, {d['vs_original_target']:.1f} × 3,000 |\")"
+  done
+  echo
+  echo "dm-bench vs wrk on GET /health (same server, same run): $(echo "$DM_HEALTH" | field "f\"{d['qps']/$DM_WRK:.2f}\"")."
+  echo "10,000 idle TCP connections ($IDLE_OK answered a Ping first): server RSS $((RSS_BEFORE/1024)) MiB before, $((RSS_IDLE/1024)) MiB with them open = $(( (RSS_IDLE-RSS_BEFORE)/10000 )) KiB per connection (budget 64 MiB + 4 KiB each: $(( 64 + 4*10000/1024 )) MiB)."
+  echo
+} | tee "$WORK/section.md"
+if [ "${BENCH_NO_WRITE:-0}" != 1 ]; then
+  cat "$WORK/section.md" >>bench/RESULTS.md
+fi

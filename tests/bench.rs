@@ -1,0 +1,134 @@
+//! dm-bench against a real server: a one-second run of each kind of
+//! scenario, checking that the counts it reports add up and nothing failed.
+
+mod common;
+
+use common::{Server, SERVER_KEY};
+use serde_json::Value;
+use std::process::Command;
+
+fn bench(server: &Server, args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_dm-bench"))
+        .args([
+            "--http",
+            &server.http.to_string(),
+            "--tcp",
+            &server.tcp.to_string(),
+        ])
+        .args([
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+            "--json",
+            "--server-key",
+            SERVER_KEY,
+            "--players",
+            "4",
+        ])
+        .args(args)
+        .output()
+        .expect("run dm-bench");
+    assert!(
+        out.status.success(),
+        "dm-bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn check(j: &Value, scenario: &str) {
+    assert_eq!(j["scenario"], scenario);
+    let requests = j["requests"].as_u64().expect("requests");
+    let ok = j["ok"].as_u64().expect("ok");
+    let errors: u64 = j["errors"]
+        .as_object()
+        .expect("errors")
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert!(requests > 0, "{j}");
+    assert_eq!(requests, ok + errors, "{j}");
+    assert_eq!(errors, 0, "{j}");
+    let qps = j["qps"].as_f64().expect("qps");
+    assert!((qps - requests as f64 / j["duration_s"].as_f64().expect("duration")).abs() < 1e-6);
+    let lat = &j["latency_ms"];
+    let p50 = lat["p50"].as_f64().expect("p50");
+    assert!(
+        p50 > 0.0
+            && p50 <= lat["p99"].as_f64().expect("p99")
+            && lat["p99"].as_f64() <= lat["max"].as_f64(),
+        "{j}"
+    );
+}
+
+#[test]
+fn one_second_runs_report_consistent_counts() {
+    let server = Server::start(2);
+    check(
+        &bench(&server, &["--scenario", "health", "-c", "8"]),
+        "health",
+    );
+    check(
+        &bench(
+            &server,
+            &["--scenario", "ping", "-c", "4", "--pipeline", "16"],
+        ),
+        "ping",
+    );
+    check(
+        &bench(&server, &["--scenario", "player", "-c", "8"]),
+        "player",
+    );
+    check(
+        &bench(&server, &["--scenario", "tcp-player", "-c", "8"]),
+        "tcp-player",
+    );
+    check(
+        &bench(&server, &["--scenario", "mixed", "-c", "8"]),
+        "mixed",
+    );
+    // Open loop keeps close to the asked rate.
+    let j = bench(
+        &server,
+        &["--scenario", "health", "-c", "4", "--rate", "2000"],
+    );
+    check(&j, "health");
+    let qps = j["qps"].as_f64().expect("qps");
+    assert!(
+        (1500.0..=2500.0).contains(&qps),
+        "open loop at 2000/s measured {qps}"
+    );
+    assert_eq!(j["rate"], 2000.0);
+}
+
+#[test]
+fn bad_arguments_and_unreachable_servers_fail_clearly() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dm-bench"))
+        .args(["-c", "0"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("connections"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("addr");
+    let out = Command::new(env!("CARGO_BIN_EXE_dm-bench"))
+        .args([
+            "--scenario",
+            "player",
+            "--http",
+            &port.to_string(),
+            "--duration",
+            "1",
+        ])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("connect"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
