@@ -5,6 +5,7 @@
 //! by a client that waited — no coordinated omission).
 
 use crate::report::Tally;
+use datamiddleware::buffer::ReadBuffer;
 use datamiddleware::protocol::{decode, encode, Decoded, FrameRef};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -88,7 +89,7 @@ pub async fn connection(plan: Plan, index: usize, tally: &mut Tally) {
             index,
             counter: 0,
             pending_order: None,
-            buf: Vec::new(),
+            buf: ReadBuffer::with_capacity(1024),
             out: Vec::new(),
         };
         conn.frame(0x2002, b"");
@@ -109,7 +110,7 @@ pub async fn connection(plan: Plan, index: usize, tally: &mut Tally) {
         index,
         counter: 0,
         pending_order: None,
-        buf: Vec::with_capacity(64 * 1024),
+        buf: ReadBuffer::with_capacity(64 * 1024),
         out: Vec::with_capacity(16 * 1024),
     };
     if plan.scenario.is_tcp() && !conn.handshake(&mut stream).await {
@@ -182,7 +183,7 @@ struct Conn<'a> {
     index: usize,
     counter: u64,
     pending_order: Option<String>,
-    buf: Vec<u8>,
+    buf: ReadBuffer,
     out: Vec<u8>,
 }
 
@@ -270,25 +271,14 @@ impl Conn<'_> {
     }
 
     async fn fill(&mut self, stream: &mut TcpStream) -> Result<(), &'static str> {
-        let len = self.buf.len();
-        self.buf.resize(len + 32 * 1024, 0);
-        match stream.read(&mut self.buf[len..]).await {
-            Ok(0) => {
-                self.buf.truncate(len);
-                Err("closed")
-            }
+        match stream.read(self.buf.spare(16 * 1024)).await {
+            Ok(0) => Err("closed"),
             Ok(n) => {
-                self.buf.truncate(len + n);
+                self.buf.advance(n);
                 Ok(())
             }
-            Err(e) => {
-                self.buf.truncate(len);
-                Err(if e.kind() == std::io::ErrorKind::TimedOut {
-                    "timeout"
-                } else {
-                    "read"
-                })
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err("timeout"),
+            Err(_) => Err("read"),
         }
     }
 
@@ -299,7 +289,7 @@ impl Conn<'_> {
     ) -> Result<Option<String>, &'static str> {
         loop {
             if self.plan.scenario.is_tcp() {
-                match decode(&self.buf, 1 << 24) {
+                match decode(self.buf.filled(), 1 << 24) {
                     Decoded::Frame { frame, len } => {
                         let error = if frame.msg_type == 0x2001 {
                             let code = serde_json::from_slice::<serde_json::Value>(frame.body)
@@ -310,14 +300,14 @@ impl Conn<'_> {
                         } else {
                             None
                         };
-                        self.buf.drain(..len);
+                        self.buf.consume(len);
                         return Ok(error);
                     }
                     Decoded::Incomplete => {}
                     _ => return Err("bad_frame"),
                 }
-            } else if let Some(end) = memchr::memmem::find(&self.buf, b"\r\n\r\n") {
-                let head = &self.buf[..end];
+            } else if let Some(end) = memchr::memmem::find(self.buf.filled(), b"\r\n\r\n") {
+                let head = &self.buf.filled()[..end];
                 let status: u16 = head
                     .get(9..12)
                     .and_then(|s| std::str::from_utf8(s).ok())
@@ -326,14 +316,14 @@ impl Conn<'_> {
                 let len = content_length(head);
                 if self.buf.len() >= end + 4 + len {
                     if self.plan.scenario == Scenario::Mixed && status == 201 {
-                        let body = &self.buf[end + 4..end + 4 + len];
+                        let body = &self.buf.filled()[end + 4..end + 4 + len];
                         self.pending_order = serde_json::from_slice::<serde_json::Value>(body)
                             .ok()
                             .and_then(|v| {
                                 v["data"]["order"]["order_id"].as_str().map(str::to_string)
                             });
                     }
-                    self.buf.drain(..end + 4 + len);
+                    self.buf.consume(end + 4 + len);
                     return Ok((status >= 300).then(|| format!("http_{status}")));
                 }
             }

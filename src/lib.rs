@@ -9,6 +9,7 @@
 //! - [`http`]: the HTTP/1.1 listener, parser, router and handlers.
 //! - [`service`]: business rules shared by both front ends; auth; errors.
 //! - [`store`]: the `Store` trait, the SQLite backend and migrations.
+//! - [`buffer`]: the reusable read buffer of connection loops.
 //! - [`cache`]: per-shard L1, Redis L2 (RESP on glommio sockets), invalidation.
 //! - [`game`]: per-game logic modules behind one trait.
 //! - [`mesh`]: messages between the shards of a node.
@@ -16,6 +17,7 @@
 //! - [`clock`]: Unix time and RFC 3339 rendering.
 //! - [`logging`]: log output and run-time level changes.
 
+pub mod buffer;
 pub mod cache;
 pub mod clock;
 pub mod config;

@@ -5,6 +5,7 @@
 use super::handlers;
 use super::request::{self, Limits, Parsed};
 use super::response::Response;
+use crate::buffer::ReadBuffer;
 use crate::shard::{Shard, ShardGauges};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
@@ -34,7 +35,7 @@ async fn connection(shard: Rc<Shard>, mut stream: TcpStream) {
         max_header_bytes: shard.config.http.max_header_bytes,
         max_body_bytes: shard.config.http.max_body_bytes,
     };
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut buf = ReadBuffer::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut deadline = Instant::now() + timeout;
     let mut sent_continue = false;
@@ -42,7 +43,7 @@ async fn connection(shard: Rc<Shard>, mut stream: TcpStream) {
         let mut pos = 0;
         let mut close = false;
         while pos < buf.len() {
-            match request::parse(&buf[pos..], &limits) {
+            match request::parse(&buf.filled()[pos..], &limits) {
                 Parsed::Complete { request, len } => {
                     let response = Box::pin(handlers::handle(&shard, &request, peer)).await;
                     let keep_alive = request.keep_alive && !shard.is_draining();
@@ -70,7 +71,7 @@ async fn connection(shard: Rc<Shard>, mut stream: TcpStream) {
                 }
             }
         }
-        buf.drain(..pos);
+        buf.consume(pos);
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
                 break;
@@ -89,13 +90,10 @@ async fn connection(shard: Rc<Shard>, mut stream: TcpStream) {
             break;
         }
         let _ = stream.set_read_timeout(Some(deadline - now));
-        let len = buf.len();
-        buf.resize(len + READ_CHUNK, 0);
-        match stream.read(&mut buf[len..]).await {
+        match stream.read(buf.spare(READ_CHUNK)).await {
             Ok(0) => break 'conn,
-            Ok(n) => buf.truncate(len + n),
+            Ok(n) => buf.advance(n),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                buf.truncate(len);
                 if !buf.is_empty() {
                     out.clear();
                     Response::status(408, "request not received in time").write_to(&mut out, false);
@@ -105,8 +103,8 @@ async fn connection(shard: Rc<Shard>, mut stream: TcpStream) {
             }
             Err(_) => break,
         }
-        if buf.capacity() > 4 * READ_CHUNK && buf.len() < READ_CHUNK {
-            buf.shrink_to(2 * READ_CHUNK);
+        if buf.capacity() > 4 * READ_CHUNK {
+            buf.shrink_to(READ_CHUNK);
         }
     }
     let _ = stream.close().await;

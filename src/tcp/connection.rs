@@ -6,6 +6,7 @@
 
 use super::dispatch::{dispatch, Session};
 use super::reply;
+use crate::buffer::ReadBuffer;
 use crate::protocol::{codes, decode, Decoded, FrameError};
 use crate::shard::{Shard, ShardGauges};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -52,14 +53,15 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
     let _ = stream.set_write_timeout(Some(idle.min(Duration::from_secs(30))));
     let gauges = shard.gauges();
     let mut session = Session::new();
-    let mut buf: Vec<u8> = Vec::with_capacity(IDLE_CHUNK);
+    let mut buf = ReadBuffer::with_capacity(IDLE_CHUNK);
+    let mut busy = false;
     let mut out: Vec<u8> = Vec::with_capacity(256);
     let mut last_read = Instant::now();
     loop {
         let mut pos = 0;
         let mut close = false;
         while !close {
-            match decode(&buf[pos..], cfg.max_body_bytes) {
+            match decode(&buf.filled()[pos..], cfg.max_body_bytes) {
                 Decoded::Incomplete => break,
                 Decoded::Frame { frame, len } => {
                     Box::pin(dispatch(shard, &mut session, &frame, &mut out)).await;
@@ -109,7 +111,7 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
                 }
             }
         }
-        buf.drain(..pos);
+        buf.consume(pos);
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
                 break;
@@ -141,17 +143,12 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
             break;
         }
         let _ = stream.set_read_timeout(Some(deadline - now));
-        // An idle connection waits with a small buffer; a busy one reads big.
-        let len = buf.len();
-        let chunk = if len == 0 && out.capacity() <= IDLE_CHUNK {
-            IDLE_CHUNK
-        } else {
-            READ_CHUNK
-        };
-        buf.resize(len + chunk, 0);
-        match stream.read(&mut buf[len..]).await {
+        // An idle connection waits with a small buffer; one whose last read
+        // filled the buffer gets a big one.
+        let spare = buf.spare(if busy { READ_CHUNK } else { 512 });
+        let offered = spare.len();
+        match stream.read(spare).await {
             Ok(0) => {
-                buf.truncate(len);
                 if shard.is_draining() {
                     reply::error_code(
                         &mut out,
@@ -166,17 +163,17 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
                 break;
             }
             Ok(n) => {
-                buf.truncate(len + n);
+                buf.advance(n);
+                busy = n == offered;
                 last_read = Instant::now();
             }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                buf.truncate(len);
                 // Loop once more: the deadline check above sends the answer.
             }
             Err(_) => break,
         }
-        if buf.capacity() > 4 * READ_CHUNK && buf.len() < READ_CHUNK {
-            buf.shrink_to(2 * READ_CHUNK);
+        if buf.capacity() > 4 * READ_CHUNK {
+            buf.shrink_to(IDLE_CHUNK);
         }
     }
     let _ = stream.close().await;
