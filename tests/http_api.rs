@@ -119,8 +119,7 @@ fn error_statuses() {
 
 #[test]
 fn slowloris_is_cut_off_while_others_are_served() {
-    // read_timeout_ms = 1500 in the test config.
-    let server = Server::start(1);
+    let server = Server::start_with(1, &[("http", "read_timeout_ms = 1500")]);
     let mut slow = TcpStream::connect(server.http).expect("connect");
     slow.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
@@ -173,7 +172,7 @@ fn slowloris_is_cut_off_while_others_are_served() {
 
 #[test]
 fn idle_keep_alive_connection_is_closed_after_the_read_timeout() {
-    let server = Server::start(1);
+    let server = Server::start_with(1, &[("http", "read_timeout_ms = 1500")]);
     let mut c = server.http();
     assert_eq!(c.request("GET", "/health", &[], b"").status, 200);
     assert!(c.is_closed(Duration::from_secs(5)));

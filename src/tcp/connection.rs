@@ -55,6 +55,7 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
     let mut session = Session::new();
     let mut buf = ReadBuffer::with_capacity(IDLE_CHUNK);
     let mut busy = false;
+    let mut timed_out = false;
     let mut out: Vec<u8> = Vec::with_capacity(256);
     let mut last_read = Instant::now();
     loop {
@@ -130,7 +131,9 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
             deadline = session.last_heartbeat + heartbeat;
             reason = "heartbeat timeout";
         }
-        if now >= deadline {
+        // Only a read that found nothing ends the connection: a shard that was
+        // busy past the deadline first takes what already arrived.
+        if now >= deadline && timed_out {
             reply::error_code(
                 &mut out,
                 0,
@@ -142,7 +145,12 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
             let _ = stream.write_all(&out).await;
             break;
         }
-        let _ = stream.set_read_timeout(Some(deadline - now));
+        let _ = stream.set_read_timeout(Some(
+            deadline
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1)),
+        ));
+        timed_out = false;
         // An idle connection waits with a small buffer; one whose last read
         // filled the buffer gets a big one.
         let spare = buf.spare(if busy { READ_CHUNK } else { 512 });
@@ -169,6 +177,7 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
             }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 // Loop once more: the deadline check above sends the answer.
+                timed_out = true;
             }
             Err(_) => break,
         }

@@ -97,7 +97,12 @@ impl Server {
                 .map(|(_, l)| format!("{l}\n"))
                 .collect()
         };
-        let (node_keys, http_keys, tcp_keys, auth_keys) = (
+        let mut http_lines = section("http");
+        if !http_lines.contains("read_timeout_ms") {
+            // Generous: a loaded 2-core CI machine can starve a shard for a while.
+            http_lines.push_str("read_timeout_ms = 5000\n");
+        }
+        let (node_keys, _, tcp_keys, auth_keys) = (
             section("node"),
             section("http"),
             section("tcp"),
@@ -165,8 +170,7 @@ shutdown_grace_ms = 5000
 {node_keys}
 [http]
 listen = "{http}"
-read_timeout_ms = 1500
-{http_keys}
+{http_lines}
 [tcp]
 listen = "{tcp}"
 {tcp_keys}
@@ -410,6 +414,14 @@ max_stack = 3
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- server log ({}) ---", self.dir.display());
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
