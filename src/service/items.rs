@@ -312,19 +312,8 @@ impl Services {
         item_id: &str,
         req: QuantityRequest,
     ) -> Result<Value, ApiError> {
-        let game = self.game(game_id)?;
-        require_player(caller, game_id, player_id)?;
-        check_item_id(item_id)?;
-        check_quantity(req.quantity)?;
-        let (id, q, now) = (item_id.to_string(), req.quantity, clock::now_ms());
-        let e = game
-            .store
-            .run(move |s| s.use_item(player_id, &id, q, now))
-            .await;
-        self.changed(vec![keys::inventory(game_id, player_id)])
-            .await;
-        let e = e?;
-        Ok(json!({ "item": entry_json(&e), "used": q }))
+        self.change_stack(caller, game_id, player_id, item_id, req.quantity, false)
+            .await
     }
 
     /// Adds items (game servers and admins) within the item's stack limit (2003).
@@ -336,20 +325,42 @@ impl Services {
         item_id: &str,
         req: QuantityRequest,
     ) -> Result<Value, ApiError> {
-        let game = self.game(game_id)?;
         require_role(caller, &[Role::GameServer, Role::Admin])?;
+        self.change_stack(caller, game_id, player_id, item_id, req.quantity, true)
+            .await
+    }
+
+    /// Uses (`grant` false) or grants `quantity` of an item, and announces
+    /// the inventory change.
+    async fn change_stack(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        player_id: i64,
+        item_id: &str,
+        quantity: i64,
+        grant: bool,
+    ) -> Result<Value, ApiError> {
+        let game = self.game(game_id)?;
         require_player(caller, game_id, player_id)?;
         check_item_id(item_id)?;
-        check_quantity(req.quantity)?;
-        let (id, q, now) = (item_id.to_string(), req.quantity, clock::now_ms());
-        let e = game
+        check_quantity(quantity)?;
+        let (id, now) = (item_id.to_string(), clock::now_ms());
+        let entry = game
             .store
-            .run(move |s| s.grant_item(player_id, &id, q, now))
+            .run(move |s| {
+                if grant {
+                    s.grant_item(player_id, &id, quantity, now)
+                } else {
+                    s.use_item(player_id, &id, quantity, now)
+                }
+            })
             .await;
         self.changed(vec![keys::inventory(game_id, player_id)])
             .await;
-        let e = e?;
-        Ok(json!({ "item": entry_json(&e), "granted": q }))
+        let entry = entry?;
+        let verb = if grant { "granted" } else { "used" };
+        Ok(json!({ "item": entry_json(&entry), verb: quantity }))
     }
 
     /// Moves items to another player of the same game, atomically.

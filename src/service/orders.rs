@@ -31,6 +31,14 @@ pub struct OrderCreate {
     pub idempotency_key: Option<String>,
 }
 
+/// The state changes of an existing order.
+#[derive(Debug, Clone, Copy)]
+enum Transition {
+    Pay,
+    Cancel,
+    Refund,
+}
+
 /// Body of an admin status change.
 #[derive(Debug, Deserialize)]
 pub struct OrderStatusChange {
@@ -187,12 +195,8 @@ impl Services {
         game_id: &str,
         order_id: &str,
     ) -> Result<Value, ApiError> {
-        let order = self.load_order_for(caller, game_id, order_id).await?;
-        let game = self.game(game_id)?;
-        let (id, now) = (order.order_id, clock::now_ms());
-        let order = game.store.run(move |s| s.pay_order(&id, now)).await?;
-        self.order_changed(game_id, &order).await;
-        Ok(json!({ "order": order_json(&order) }))
+        self.transition(caller, game_id, order_id, Transition::Pay)
+            .await
     }
 
     /// Cancels a pending order.
@@ -202,15 +206,11 @@ impl Services {
         game_id: &str,
         order_id: &str,
     ) -> Result<Value, ApiError> {
-        let order = self.load_order_for(caller, game_id, order_id).await?;
-        let game = self.game(game_id)?;
-        let (id, now) = (order.order_id, clock::now_ms());
-        let order = game.store.run(move |s| s.cancel_order(&id, now)).await?;
-        self.order_changed(game_id, &order).await;
-        Ok(json!({ "order": order_json(&order) }))
+        self.transition(caller, game_id, order_id, Transition::Cancel)
+            .await
     }
 
-    /// Status change by a game server (`cancelled`) or an admin (also `refunded`).
+    /// Status change by a game server (`paid`, `cancelled`) or an admin (also `refunded`).
     pub async fn change_order_status(
         &self,
         caller: &Caller,
@@ -219,22 +219,41 @@ impl Services {
         req: OrderStatusChange,
     ) -> Result<Value, ApiError> {
         require_role(caller, &[Role::GameServer, Role::Admin])?;
-        let order = self.load_order_for(caller, game_id, order_id).await?;
-        let game = self.game(game_id)?;
-        let (id, now) = (order.order_id, clock::now_ms());
-        let order = match req.status.as_str() {
-            "cancelled" => game.store.run(move |s| s.cancel_order(&id, now)).await?,
+        let transition = match req.status.as_str() {
+            "paid" => Transition::Pay,
+            "cancelled" => Transition::Cancel,
             "refunded" => {
                 require_role(caller, &[Role::Admin])?;
-                game.store.run(move |s| s.refund_order(&id, now)).await?
+                Transition::Refund
             }
-            "paid" => game.store.run(move |s| s.pay_order(&id, now)).await?,
             _ => {
                 return Err(ApiError::bad_request(
                     "status must be paid, cancelled or refunded",
                 ))
             }
         };
+        self.transition(caller, game_id, order_id, transition).await
+    }
+
+    /// Moves an order the caller may see to its next state and announces it.
+    async fn transition(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        order_id: &str,
+        transition: Transition,
+    ) -> Result<Value, ApiError> {
+        let order = self.load_order_for(caller, game_id, order_id).await?;
+        let game = self.game(game_id)?;
+        let (id, now) = (order.order_id, clock::now_ms());
+        let order = game
+            .store
+            .run(move |s| match transition {
+                Transition::Pay => s.pay_order(&id, now),
+                Transition::Cancel => s.cancel_order(&id, now),
+                Transition::Refund => s.refund_order(&id, now),
+            })
+            .await?;
         self.order_changed(game_id, &order).await;
         Ok(json!({ "order": order_json(&order) }))
     }
