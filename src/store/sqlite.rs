@@ -10,8 +10,9 @@ use super::sql::{Backend, Dialect, Row, SqlConn, SqlValue, TxKind};
 use super::StoreError;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, ErrorCode};
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// A pool of connections to one SQLite database file.
@@ -19,6 +20,23 @@ pub struct SqliteBackend {
     path: String,
     idle: Mutex<Vec<Connection>>,
     max_idle: usize,
+    writer: Arc<Mutex<()>>,
+}
+
+/// One writer turn per database file in this process. SQLite admits one
+/// writer at a time anyway; without this, writers of different shards wait
+/// in SQLite's busy handler, which sleeps in steps of milliseconds. Taken
+/// only on blocking threads, never on an executor.
+fn writer_turn(path: &str) -> Arc<Mutex<()>> {
+    static TURNS: OnceLock<Mutex<HashMap<String, Arc<Mutex<()>>>>> = OnceLock::new();
+    let key = std::fs::canonicalize(path)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| path.to_string());
+    let turns = TURNS.get_or_init(|| Mutex::new(HashMap::new()));
+    match turns.lock() {
+        Ok(mut map) => map.entry(key).or_default().clone(),
+        Err(_) => Arc::new(Mutex::new(())),
+    }
 }
 
 impl SqliteBackend {
@@ -34,13 +52,15 @@ impl SqliteBackend {
                 })?;
             }
         }
-        let backend = SqliteBackend {
+        let mut backend = SqliteBackend {
             path: path.to_string(),
             idle: Mutex::new(Vec::new()),
             max_idle: pool_size.max(1),
+            writer: Arc::new(Mutex::new(())),
         };
         let conn = backend.connect()?;
         backend.give_back(conn);
+        backend.writer = writer_turn(path);
         Ok(backend)
     }
 
@@ -152,6 +172,10 @@ impl Backend for SqliteBackend {
         kind: TxKind,
         f: &mut dyn FnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
+        let _turn = match kind {
+            TxKind::Write => Some(self.writer.lock().unwrap_or_else(|e| e.into_inner())),
+            TxKind::Read => None,
+        };
         let conn = self.take()?;
         let begin = match kind {
             TxKind::Read => "BEGIN DEFERRED",
