@@ -8,6 +8,8 @@ use argon2::Argon2;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 /// What a caller may do (SPEC §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,7 +76,14 @@ pub struct TokenIssuer {
     decoding: DecodingKey,
     validation: Validation,
     access_ttl_s: i64,
+    /// Tokens this shard verified recently, with their expiry: a client
+    /// sends the same token with every request, so the HMAC and JSON work
+    /// is done once per token, not per request.
+    verified: RefCell<HashMap<String, (Caller, i64)>>,
 }
+
+/// Most verified tokens remembered per shard.
+const VERIFIED_CAPACITY: usize = 10_000;
 
 impl TokenIssuer {
     /// A token issuer for `secret`; tokens live `access_ttl_s` seconds.
@@ -87,6 +96,7 @@ impl TokenIssuer {
             decoding: DecodingKey::from_secret(secret),
             validation,
             access_ttl_s: access_ttl_s.min(i64::MAX as u64) as i64,
+            verified: RefCell::new(HashMap::new()),
         }
     }
 
@@ -111,6 +121,25 @@ impl TokenIssuer {
 
     /// Verifies signature and expiry and returns the caller the token names.
     pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
+        let now = crate::clock::now_s();
+        if let Some((caller, exp)) = self.verified.borrow().get(token) {
+            if *exp > now {
+                return Ok(caller.clone());
+            }
+        }
+        let (caller, exp) = self.verify_signature(token)?;
+        let mut verified = self.verified.borrow_mut();
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.retain(|_, (_, e)| *e > now);
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+        }
+        verified.insert(token.to_string(), (caller.clone(), exp));
+        Ok(caller)
+    }
+
+    fn verify_signature(&self, token: &str) -> Result<(Caller, i64), ApiError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
@@ -119,6 +148,7 @@ impl TokenIssuer {
                 _ => ApiError::unauthorized("invalid token"),
             })?;
         let c = data.claims;
+        let exp = c.exp;
         let player_id = match c.role {
             Role::Player => Some(
                 c.sub
@@ -127,13 +157,14 @@ impl TokenIssuer {
             ),
             _ => None,
         };
-        Ok(Caller {
+        let caller = Caller {
             game_id: c.gid,
             role: c.role,
             player_id,
             session_id: c.sid,
             subject: c.sub,
-        })
+        };
+        Ok((caller, exp))
     }
 }
 
