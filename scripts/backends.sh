@@ -42,6 +42,8 @@ start_mariadb() { # name port server-id extra-args...
   local name=$1 port=$2 id=$3; shift 3
   local data="$DIR/$name"
   if sql "$port" "SELECT 1" >/dev/null 2>&1; then return 0; fi
+  # Not answering: whatever socket or pid file is left belongs to a dead server.
+  rm -f "$DIR/$name.sock" "$DIR/$name.sock.lock" "$DIR/$name.pid"
   if [ ! -d "$data/mysql" ]; then
     mkdir -p "$data"
     mariadb-install-db --user=root --datadir="$data" --auth-root-authentication-method=normal \

@@ -68,9 +68,8 @@ struct Common {
 
 /// Deserialises the whole body as `T` (extra fields such as `action` are
 /// ignored unless `T` refuses unknown fields and declares them).
-fn body_as<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, ApiError> {
-    serde_json::from_value(body.clone())
-        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
+fn body_as<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
 }
 
 /// Handles `frame`, appending any reply to `out`, and counts it in the
@@ -214,15 +213,12 @@ async fn handle(
     }
     let game = caller.game_id.as_str();
     let services = &shard.services;
-    let value: Value = if body.is_empty() {
-        json!({})
-    } else {
-        parse_json(body)?
-    };
-    if !value.is_object() {
+    // Parsed straight into the structs each action needs (no JSON tree).
+    let value: &[u8] = if body.is_empty() { b"{}" } else { body };
+    if value.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::bad_request("body must be a JSON object"));
     }
-    let common: Common = body_as(&value)?;
+    let common: Common = parse_json(value)?;
     let action = common.action.as_deref().unwrap_or("");
     let player = || {
         common
@@ -247,7 +243,7 @@ async fn handle(
         page_size: common.page_size,
     };
     match msg_type {
-        MessageType::PlayerLogin => services.login(game, body_as::<LoginRequest>(&value)?).await,
+        MessageType::PlayerLogin => services.login(game, body_as::<LoginRequest>(value)?).await,
         MessageType::PlayerLogout => {
             services
                 .logout_player(
@@ -263,7 +259,7 @@ async fn handle(
             "get" => services.get_player(caller, game, player()?).await,
             "update" => {
                 services
-                    .update_player(caller, game, player()?, body_as(&value)?, None)
+                    .update_player(caller, game, player()?, body_as(value)?, None)
                     .await
             }
             "create" => {
@@ -271,12 +267,12 @@ async fn handle(
                     return Err(ApiError::forbidden("players cannot create players"));
                 }
                 services
-                    .register(game, body_as::<RegisterRequest>(&value)?)
+                    .register(game, body_as::<RegisterRequest>(value)?)
                     .await
             }
             "wallet" => {
                 services
-                    .change_wallet(caller, game, player()?, body_as(&value)?)
+                    .change_wallet(caller, game, player()?, body_as(value)?)
                     .await
             }
             "ledger" => services.ledger(caller, game, player()?, page).await,
@@ -290,17 +286,17 @@ async fn handle(
             "list" => services.inventory(caller, game, player()?).await,
             "use" => {
                 services
-                    .use_item(caller, game, player()?, &item()?, body_as(&value)?)
+                    .use_item(caller, game, player()?, &item()?, body_as(value)?)
                     .await
             }
             "grant" => {
                 services
-                    .grant_item(caller, game, player()?, &item()?, body_as(&value)?)
+                    .grant_item(caller, game, player()?, &item()?, body_as(value)?)
                     .await
             }
             "transfer" => {
                 services
-                    .transfer_item(caller, game, player()?, &item()?, body_as(&value)?)
+                    .transfer_item(caller, game, player()?, &item()?, body_as(value)?)
                     .await
             }
             other => Err(unknown_action(
@@ -311,7 +307,7 @@ async fn handle(
         },
         MessageType::OrderOperation => match action {
             "create" => services
-                .create_order(caller, game, body_as(&value)?, None)
+                .create_order(caller, game, body_as(value)?, None)
                 .await
                 .map(|(v, _)| v),
             "get" => services.get_order(caller, game, &order()?).await,
