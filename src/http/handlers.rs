@@ -152,7 +152,10 @@ async fn dispatch(
             ok(detailed(shard).await)
         }
         Route::Logout => ok(services.logout(c).await?),
-        Route::GetPlayer => ok(services.get_player(c, g, player_id(params.get(0))?).await?),
+        Route::GetPlayer => {
+            let data = services.get_player(c, g, player_id(params.get(0))?).await?;
+            Ok(Response::ok_data(200, &data))
+        }
         Route::UpdatePlayer => {
             let if_match = match req.headers.if_match {
                 Some(v) => Some(v.trim_matches('"').parse::<i64>().map_err(|_| {

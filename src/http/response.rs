@@ -1,7 +1,7 @@
 //! HTTP responses: the JSON envelope of SPEC §3 and their serialisation into
 //! the connection's write buffer.
 
-use crate::service::ApiError;
+use crate::service::{write_success, ApiError, Data};
 use serde_json::Value;
 use std::io::Write;
 
@@ -23,13 +23,16 @@ pub struct Response {
 impl Response {
     /// `{"code":200,"message":"ok","data":...}` with `status`.
     pub fn ok_with(status: u16, data: &Value) -> Response {
-        let mut body = Vec::with_capacity(128);
-        body.extend_from_slice(b"{\"code\":200,\"message\":\"ok\",\"data\":");
-        if serde_json::to_writer(&mut body, data).is_err() {
-            return Response::error(&ApiError::internal());
+        Response::ok_data(status, &Data::Value(data.clone()))
+    }
+
+    /// `status` with the success envelope around `data`.
+    pub fn ok_data(status: u16, data: &Data) -> Response {
+        let mut body = Vec::with_capacity(256);
+        match write_success(&mut body, data) {
+            Ok(()) => Response::raw(status, body),
+            Err(e) => Response::error(&e),
         }
-        body.push(b'}');
-        Response::raw(status, body)
     }
 
     /// 200 with the success envelope.

@@ -242,6 +242,40 @@ impl Services {
     }
 }
 
+/// The `data` of a success answer: a JSON value, or cached JSON text to be
+/// sent as `{"<key>":<text>}` without parsing it again.
+#[derive(Debug, Clone)]
+pub enum Data {
+    /// A value to serialise.
+    Value(serde_json::Value),
+    /// `{"<key>": <raw JSON text>}`.
+    Wrapped(&'static str, Rc<str>),
+}
+
+impl From<serde_json::Value> for Data {
+    fn from(v: serde_json::Value) -> Data {
+        Data::Value(v)
+    }
+}
+
+/// Appends `{"code":200,"message":"ok","data":<data>}`: the success envelope
+/// both front ends send.
+pub fn write_success(out: &mut Vec<u8>, data: &Data) -> Result<(), ApiError> {
+    out.extend_from_slice(b"{\"code\":200,\"message\":\"ok\",\"data\":");
+    match data {
+        Data::Value(v) => serde_json::to_writer(&mut *out, v).map_err(|_| ApiError::internal())?,
+        Data::Wrapped(key, raw) => {
+            out.extend_from_slice(b"{\"");
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            out.extend_from_slice(raw.as_bytes());
+            out.push(b'}');
+        }
+    }
+    out.push(b'}');
+    Ok(())
+}
+
 /// Body of `POST /api/v1/cache/invalidate`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -327,4 +361,21 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 /// Runs CPU-heavy work (password hashing) on the shard's blocking pool.
 pub async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
     glommio::executor().spawn_blocking(f).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn success_envelope_for_values_and_cached_text() {
+        let mut out = Vec::new();
+        write_success(&mut out, &Data::Value(serde_json::json!({"a": 1}))).expect("writes");
+        assert_eq!(out, br#"{"code":200,"message":"ok","data":{"a":1}}"#);
+        let mut out = Vec::new();
+        write_success(&mut out, &Data::Wrapped("player", Rc::from(r#"{"id":7}"#))).expect("writes");
+        assert_eq!(out, br#"{"code":200,"message":"ok","data":{"player":{"id":7}}}"#);
+        let parsed: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
+        assert_eq!(parsed["data"]["player"]["id"], 7);
+    }
 }

@@ -124,11 +124,9 @@ impl Services {
         caller: &Caller,
         game_id: &str,
         player_id: i64,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<super::Data, ApiError> {
         let game = self.game(game_id)?;
-        if !caller.may_access_player(game_id, player_id) {
-            return Err(ApiError::forbidden("not allowed to access this player"));
-        }
+        require_player(caller, game_id, player_id)?;
         let store = game.store.clone();
         let cached = self
             .cache()
@@ -138,7 +136,7 @@ impl Services {
             })
             .await?;
         match cached {
-            Cached::Value(json) => Ok(json!({ "player": parse_cached(&json)? })),
+            Cached::Value(json) => Ok(super::Data::Wrapped("player", json)),
             Cached::Missing => Err(ApiError::new(
                 business::PLAYER_NOT_FOUND,
                 "player not found",

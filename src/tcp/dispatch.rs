@@ -7,7 +7,7 @@ use crate::config::AuthMode;
 use crate::protocol::{codes, flags, FrameRef, MessageType};
 use crate::service::players::RegisterRequest;
 use crate::service::sessions::{LoginRequest, LogoutRequest};
-use crate::service::{parse_json, ApiError, Caller, PageQuery, Role};
+use crate::service::{parse_json, ApiError, Caller, Data, PageQuery, Role};
 use crate::shard::Shard;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -197,9 +197,9 @@ async fn handle(
     msg_type: MessageType,
     frame: &FrameRef<'_>,
     body: &[u8],
-) -> Result<Value, ApiError> {
+) -> Result<Data, ApiError> {
     if msg_type == MessageType::Handshake {
-        return handshake(shard, session, frame, body);
+        return handshake(shard, session, frame, body).map(Data::from);
     }
     let caller = session
         .caller
@@ -242,7 +242,7 @@ async fn handle(
         page: common.page,
         page_size: common.page_size,
     };
-    match msg_type {
+    let result = match msg_type {
         MessageType::PlayerLogin => services.login(game, body_as::<LoginRequest>(value)?).await,
         MessageType::PlayerLogout => {
             services
@@ -256,7 +256,8 @@ async fn handle(
                 .await
         }
         MessageType::PlayerData => match action {
-            "get" => services.get_player(caller, game, player()?).await,
+            // Sent from the cache's JSON text as is.
+            "get" => return services.get_player(caller, game, player()?).await,
             "update" => {
                 services
                     .update_player(caller, game, player()?, body_as(value)?, None)
@@ -328,7 +329,8 @@ async fn handle(
             "{} is not a request",
             msg_type.name()
         ))),
-    }
+    };
+    result.map(Data::from)
 }
 
 fn unknown_action(message: &str, action: &str, known: &str) -> ApiError {

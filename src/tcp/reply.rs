@@ -2,8 +2,7 @@
 
 use crate::clock;
 use crate::protocol::{encode, FrameRef, MessageType, VERSION};
-use crate::service::ApiError;
-use serde_json::Value;
+use crate::service::{write_success, ApiError, Data};
 
 /// Appends a reply of `msg_type` with `body`.
 pub fn frame(
@@ -36,15 +35,13 @@ pub fn ok(
     sequence: u32,
     game_id: &[u8],
     user_id: &[u8],
-    data: &Value,
+    data: &Data,
 ) {
-    let mut body = Vec::with_capacity(128);
-    body.extend_from_slice(b"{\"code\":200,\"message\":\"ok\",\"data\":");
-    if serde_json::to_writer(&mut body, data).is_err() {
-        error(out, sequence, game_id, user_id, &ApiError::internal());
+    let mut body = Vec::with_capacity(256);
+    if let Err(e) = write_success(&mut body, data) {
+        error(out, sequence, game_id, user_id, &e);
         return;
     }
-    body.push(b'}');
     frame(out, msg_type, sequence, game_id, user_id, &body);
 }
 
