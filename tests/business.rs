@@ -459,6 +459,22 @@ fn balances(server: &Server, token: &str, player: i64) -> (i64, i64) {
     )
 }
 
+fn grant(
+    server: &Server,
+    token: &str,
+    player: impl std::fmt::Display,
+    quantity: i64,
+) -> (u16, Value) {
+    call(
+        server,
+        "POST",
+        &format!("/api/v1/players/{player}/items/potion/grant"),
+        Some(token),
+        None,
+        Some(json!({ "quantity": quantity })),
+    )
+}
+
 fn quantity(server: &Server, token: &str, player: i64, item: &str) -> i64 {
     let (_, j) = call(
         server,
@@ -530,14 +546,7 @@ fn concurrent_uses_succeed_exactly_as_often_as_there_are_items() {
     let server = Arc::new(Server::start(2));
     let token = gs_token(&server);
     let (p, _) = server.player("game1", "use_50");
-    let (s, _) = call(
-        &server,
-        "POST",
-        &format!("/api/v1/players/{p}/items/potion/grant"),
-        Some(&token),
-        None,
-        Some(json!({"quantity":50})),
-    );
+    let (s, _) = grant(&server, &token, p, 50);
     assert_eq!(s, 200);
     let (srv, tok) = (server.clone(), token.clone());
     let results = concurrently(200, move |_| {
@@ -571,14 +580,7 @@ fn random_transfers_in_both_directions_keep_the_total() {
         .map(|i| server.player("game1", &format!("xfer_{i}")).0)
         .collect();
     for p in &players {
-        let (s, _) = call(
-            &server,
-            "POST",
-            &format!("/api/v1/players/{p}/items/potion/grant"),
-            Some(&token),
-            None,
-            Some(json!({"quantity":100})),
-        );
+        let (s, _) = grant(&server, &token, p, 100);
         assert_eq!(s, 200);
     }
     let (srv, tok, ps) = (server.clone(), token.clone(), players.clone());

@@ -374,7 +374,10 @@ mod tests {
         assert_eq!(out, br#"{"code":200,"message":"ok","data":{"a":1}}"#);
         let mut out = Vec::new();
         write_success(&mut out, &Data::Wrapped("player", Rc::from(r#"{"id":7}"#))).expect("writes");
-        assert_eq!(out, br#"{"code":200,"message":"ok","data":{"player":{"id":7}}}"#);
+        assert_eq!(
+            out,
+            br#"{"code":200,"message":"ok","data":{"player":{"id":7}}}"#
+        );
         let parsed: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
         assert_eq!(parsed["data"]["player"]["id"], 7);
     }

@@ -269,6 +269,55 @@ fn remove_items(
     Ok(())
 }
 
+/// What an order transition should do after locking the order.
+enum Transition {
+    /// The order already has the target state: answer it (idempotent repeat).
+    Done(Order),
+    /// The order is in the source state: go ahead.
+    Go(Order),
+}
+
+/// Locks an order for a move `from` → `to`; 3003 when it is in neither.
+fn lock_for(
+    c: &mut dyn SqlConn,
+    order_id: &str,
+    from: OrderStatus,
+    to: OrderStatus,
+) -> Result<Transition, StoreError> {
+    let order = bool_not_found(load_order(c, order_id, true)?, Rule::OrderNotFound)?;
+    match order.status {
+        s if s == to => Ok(Transition::Done(order)),
+        s if s == from => Ok(Transition::Go(order)),
+        _ => Err(StoreError::Rule(Rule::OrderState)),
+    }
+}
+
+/// Records the move `from` → `to` (stamping `paid_at` for payments) and
+/// returns the order as it now is.
+fn finish(
+    c: &mut dyn SqlConn,
+    order_id: &str,
+    from: OrderStatus,
+    to: OrderStatus,
+    now_ms: i64,
+) -> Result<Order, StoreError> {
+    let paid_at = if to == OrderStatus::Paid {
+        "paid_at = ?, "
+    } else {
+        ""
+    };
+    let sql = format!(
+        "UPDATE orders SET status = ?, {paid_at}updated_at = ? WHERE order_id = ? AND status = ?"
+    );
+    let mut params: Vec<SqlValue> = vec![to.as_str().into()];
+    if to == OrderStatus::Paid {
+        params.push(now_ms.into());
+    }
+    params.extend([now_ms.into(), order_id.into(), from.as_str().into()]);
+    c.exec(&sql, &params)?;
+    bool_not_found(load_order(c, order_id, false)?, Rule::OrderNotFound)
+}
+
 fn count(c: &mut dyn SqlConn, sql: &str) -> Result<i64, StoreError> {
     Ok(c.query_one(sql, &[])?.map(|r| r.int(0)).unwrap_or(0))
 }
@@ -826,61 +875,67 @@ impl<B: Backend> Store for SqlStore<B> {
 
     fn pay_order(&self, order_id: &str, now_ms: i64) -> Result<Order, StoreError> {
         self.write(|c| {
-            let order = bool_not_found(load_order(c, order_id, true)?, Rule::OrderNotFound)?;
-            match order.status {
-                OrderStatus::Paid => return Ok(order),
-                OrderStatus::Pending => {}
-                _ => return Err(StoreError::Rule(Rule::OrderState)),
-            }
-            change_balance(c, order.player_id, order.currency, -order.total_price, "order_pay", order_id, now_ms)?;
-            let def = match load_item(c, &order.item_id)? {
-                Some(d) => d,
-                None => return Err(StoreError::Rule(Rule::ItemNotFound)),
+            let order = match lock_for(c, order_id, OrderStatus::Pending, OrderStatus::Paid)? {
+                Transition::Done(order) => return Ok(order),
+                Transition::Go(order) => order,
             };
-            add_items(c, order.player_id, &def, order.quantity, now_ms)?;
-            c.exec(
-                "UPDATE orders SET status = 'paid', paid_at = ?, updated_at = ? WHERE order_id = ? AND status = 'pending'",
-                args![now_ms, now_ms, order_id],
+            change_balance(
+                c,
+                order.player_id,
+                order.currency,
+                -order.total_price,
+                "order_pay",
+                order_id,
+                now_ms,
             )?;
-            bool_not_found(load_order(c, order_id, false)?, Rule::OrderNotFound)
+            let def = load_item(c, &order.item_id)?.ok_or(StoreError::Rule(Rule::ItemNotFound))?;
+            add_items(c, order.player_id, &def, order.quantity, now_ms)?;
+            finish(c, order_id, OrderStatus::Pending, OrderStatus::Paid, now_ms)
         })
     }
 
     fn cancel_order(&self, order_id: &str, now_ms: i64) -> Result<Order, StoreError> {
-        self.write(|c| {
-            let order = bool_not_found(load_order(c, order_id, true)?, Rule::OrderNotFound)?;
-            match order.status {
-                OrderStatus::Cancelled => return Ok(order),
-                OrderStatus::Pending => {}
-                _ => return Err(StoreError::Rule(Rule::OrderState)),
-            }
-            c.exec(
-                "UPDATE orders SET status = 'cancelled', updated_at = ? WHERE order_id = ? AND status = 'pending'",
-                args![now_ms, order_id],
-            )?;
-            bool_not_found(load_order(c, order_id, false)?, Rule::OrderNotFound)
-        })
+        self.write(
+            |c| match lock_for(c, order_id, OrderStatus::Pending, OrderStatus::Cancelled)? {
+                Transition::Done(order) => Ok(order),
+                Transition::Go(_) => finish(
+                    c,
+                    order_id,
+                    OrderStatus::Pending,
+                    OrderStatus::Cancelled,
+                    now_ms,
+                ),
+            },
+        )
     }
 
     fn refund_order(&self, order_id: &str, now_ms: i64) -> Result<Order, StoreError> {
         self.write(|c| {
-            let order = bool_not_found(load_order(c, order_id, true)?, Rule::OrderNotFound)?;
-            match order.status {
-                OrderStatus::Refunded => return Ok(order),
-                OrderStatus::Paid => {}
-                _ => return Err(StoreError::Rule(Rule::OrderState)),
-            }
-            change_balance(c, order.player_id, order.currency, order.total_price, "order_refund", order_id, now_ms)?;
+            let order = match lock_for(c, order_id, OrderStatus::Paid, OrderStatus::Refunded)? {
+                Transition::Done(order) => return Ok(order),
+                Transition::Go(order) => order,
+            };
+            change_balance(
+                c,
+                order.player_id,
+                order.currency,
+                order.total_price,
+                "order_refund",
+                order_id,
+                now_ms,
+            )?;
             let held = entry(c, order.player_id, &order.item_id)?.quantity;
             let take_back = held.min(order.quantity);
             if take_back > 0 {
                 remove_items(c, order.player_id, &order.item_id, take_back, now_ms)?;
             }
-            c.exec(
-                "UPDATE orders SET status = 'refunded', updated_at = ? WHERE order_id = ? AND status = 'paid'",
-                args![now_ms, order_id],
-            )?;
-            bool_not_found(load_order(c, order_id, false)?, Rule::OrderNotFound)
+            finish(
+                c,
+                order_id,
+                OrderStatus::Paid,
+                OrderStatus::Refunded,
+                now_ms,
+            )
         })
     }
 
