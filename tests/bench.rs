@@ -96,9 +96,10 @@ fn one_second_runs_report_consistent_counts() {
     );
     check(&j, "health");
     let qps = j["qps"].as_f64().expect("qps");
+    // The schedule, not the server's speed, sets how many requests go out.
     assert!(
-        (1500.0..=2500.0).contains(&qps),
-        "open loop at 2000/s measured {qps}"
+        (1000.0..=2600.0).contains(&qps),
+        "open loop at 2000/s sent {qps}/s"
     );
     assert_eq!(j["rate"], 2000.0);
 }
