@@ -388,3 +388,47 @@ fn metrics_expose_requests_latency_connections_and_cache() {
         200
     );
 }
+
+#[test]
+fn a_fast_trickle_cannot_keep_a_request_open_past_the_deadline() {
+    let server = Server::start_with(1, &[("http", "read_timeout_ms = 1000")]);
+    let mut slow = TcpStream::connect(server.http).expect("connect");
+    slow.set_read_timeout(Some(Duration::from_secs(8)))
+        .expect("timeout");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writer = slow.try_clone().expect("clone");
+    let stop = done.clone();
+    let started = Instant::now();
+    // A header byte every 0.2 ms: data keeps arriving, the request never completes.
+    let trickle = std::thread::spawn(move || {
+        let _ = writer.write_all(b"GET /health HTTP/1.1\r\nX-Slow: ");
+        while !stop.load(std::sync::atomic::Ordering::Relaxed)
+            && started.elapsed() < Duration::from_secs(6)
+        {
+            if writer.write_all(b"a").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    });
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while let Ok(n) = slow.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&chunk[..n]);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    trickle.join().expect("trickle");
+    assert!(
+        String::from_utf8_lossy(&got).starts_with("HTTP/1.1 408"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "cut off at the deadline, not when the client stopped"
+    );
+}

@@ -39,6 +39,7 @@ async fn connection(shard: Rc<Shard>, mut stream: TcpStream) {
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut deadline = Instant::now() + timeout;
     let mut sent_continue = false;
+    let mut overdue = false;
     'conn: loop {
         let mut pos = 0;
         let mut close = false;
@@ -52,6 +53,7 @@ async fn connection(shard: Rc<Shard>, mut stream: TcpStream) {
                     pos += len;
                     sent_continue = false;
                     deadline = Instant::now() + timeout;
+                    overdue = false;
                     if !keep_alive || response.close {
                         close = true;
                         break;
@@ -81,11 +83,22 @@ async fn connection(shard: Rc<Shard>, mut stream: TcpStream) {
         if close {
             break;
         }
-        // Even past the deadline, take what already arrived (a shard that
-        // was busy must not drop a request the client sent in time): the
-        // read then times out at once when there is nothing.
+        // Past the deadline, one more read takes what already arrived (a
+        // shard that was busy must not drop a request sent in time); a
+        // second one means the client is too slow, however it trickles.
+        let now = Instant::now();
+        if now >= deadline {
+            if overdue {
+                if !buf.is_empty() {
+                    Response::status(408, "request not received in time").write_to(&mut out, false);
+                    let _ = stream.write_all(&out).await;
+                }
+                break;
+            }
+            overdue = true;
+        }
         let remaining = deadline
-            .saturating_duration_since(Instant::now())
+            .saturating_duration_since(now)
             .max(Duration::from_millis(1));
         let _ = stream.set_read_timeout(Some(remaining));
         match stream.read(buf.spare(READ_CHUNK)).await {
