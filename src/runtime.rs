@@ -268,6 +268,7 @@ async fn shard_main(start: ShardStart) {
     };
     let shard = Rc::new(Shard::new(id, config.clone(), services, node.clone()));
     mesh::serve_incoming(inbox, shard.clone());
+    glommio::spawn_local(shard.clone().reap_expired_forever()).detach();
     if id == 0 && !config.cache.redis.is_empty() {
         glommio::spawn_local(invalidation_subscriber(shard.clone())).detach();
     }

@@ -16,7 +16,7 @@ use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Figures one shard publishes; written only by that shard.
 #[repr(align(128))]
@@ -97,8 +97,18 @@ pub struct Shard {
     pub metrics: crate::metrics::Metrics,
     draining: Cell<bool>,
     stop: glommio::sync::Semaphore,
-    connections: RefCell<HashMap<u64, RawFd>>,
+    connections: RefCell<HashMap<u64, Tracked>>,
     next_connection: Cell<u64>,
+}
+
+/// How often a shard looks for connections past their read deadline.
+pub const REAP_EVERY: Duration = Duration::from_millis(50);
+
+/// An open connection as the shard's registry sees it.
+struct Tracked {
+    fd: RawFd,
+    deadline: Rc<Cell<Option<Instant>>>,
+    expired: Rc<Cell<bool>>,
 }
 
 impl Shard {
@@ -141,11 +151,47 @@ impl Shard {
             return;
         }
         self.stop.close();
-        for fd in self.connections.borrow().values() {
+        for t in self.connections.borrow().values() {
             // SAFETY: the fd belongs to a live connection registered below and
             // is removed from the map before that connection closes it.
             unsafe {
-                libc::shutdown(*fd, libc::SHUT_RD);
+                libc::shutdown(t.fd, libc::SHUT_RD);
+            }
+        }
+    }
+
+    /// Ends connections that waited past their read deadline with nothing
+    /// to read, forever, every [`REAP_EVERY`]: their pending read returns
+    /// end-of-stream and [`ConnectionGuard::expired`] tells them why. One
+    /// sweep per shard replaces a timer per read on the request path.
+    pub async fn reap_expired_forever(self: Rc<Self>) {
+        let mut probe = [0u8; 1];
+        loop {
+            glommio::timer::sleep(REAP_EVERY).await;
+            let now = Instant::now();
+            for t in self.connections.borrow().values() {
+                if t.expired.get() || t.deadline.get().is_none_or(|d| d > now) {
+                    continue;
+                }
+                // SAFETY: as in `begin_drain`; the probe is a non-blocking peek
+                // into a local byte, which consumes nothing.
+                let pending = unsafe {
+                    libc::recv(
+                        t.fd,
+                        probe.as_mut_ptr().cast(),
+                        1,
+                        libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                    )
+                };
+                if pending > 0 {
+                    // Data arrived: the connection's own deadline check decides.
+                    continue;
+                }
+                t.expired.set(true);
+                // SAFETY: as in `begin_drain`.
+                unsafe {
+                    libc::shutdown(t.fd, libc::SHUT_RD);
+                }
             }
         }
     }
@@ -154,7 +200,16 @@ impl Shard {
     pub fn track(self: &Rc<Self>, fd: RawFd) -> ConnectionGuard {
         let key = self.next_connection.get();
         self.next_connection.set(key + 1);
-        self.connections.borrow_mut().insert(key, fd);
+        let deadline = Rc::new(Cell::new(None));
+        let expired = Rc::new(Cell::new(false));
+        self.connections.borrow_mut().insert(
+            key,
+            Tracked {
+                fd,
+                deadline: deadline.clone(),
+                expired: expired.clone(),
+            },
+        );
         if self.draining.get() {
             // SAFETY: as in `begin_drain`.
             unsafe {
@@ -164,6 +219,8 @@ impl Shard {
         ConnectionGuard {
             shard: self.clone(),
             key,
+            deadline,
+            expired,
         }
     }
 
@@ -303,6 +360,20 @@ pub async fn accept_until_drained<F, Fut>(
 pub struct ConnectionGuard {
     shard: Rc<Shard>,
     key: u64,
+    deadline: Rc<Cell<Option<Instant>>>,
+    expired: Rc<Cell<bool>>,
+}
+
+impl ConnectionGuard {
+    /// The connection must have read something by `at`.
+    pub fn set_deadline(&self, at: Instant) {
+        self.deadline.set(Some(at));
+    }
+
+    /// Whether the shard ended the connection's wait because the deadline passed.
+    pub fn expired(&self) -> bool {
+        self.expired.get()
+    }
 }
 
 impl Drop for ConnectionGuard {

@@ -22,7 +22,7 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
 
 async fn connection(shard: Rc<Shard>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let _guard = shard.track(stream.as_raw_fd());
+    let guard = shard.track(stream.as_raw_fd());
     let peer = stream
         .peer_addr()
         .map(|a| a.ip())
@@ -38,6 +38,7 @@ async fn connection(shard: Rc<Shard>, mut stream: TcpStream) {
     let mut buf = ReadBuffer::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut deadline = Instant::now() + timeout;
+    guard.set_deadline(deadline);
     let mut sent_continue = false;
     let mut overdue = false;
     'conn: loop {
@@ -53,6 +54,7 @@ async fn connection(shard: Rc<Shard>, mut stream: TcpStream) {
                     pos += len;
                     sent_continue = false;
                     deadline = Instant::now() + timeout;
+                    guard.set_deadline(deadline);
                     overdue = false;
                     if !keep_alive || response.close {
                         close = true;
@@ -97,21 +99,18 @@ async fn connection(shard: Rc<Shard>, mut stream: TcpStream) {
             }
             overdue = true;
         }
-        let remaining = deadline
-            .saturating_duration_since(now)
-            .max(Duration::from_millis(1));
-        let _ = stream.set_read_timeout(Some(remaining));
+        // No timer per read: the shard's reaper ends a wait that outlives
+        // the deadline (the read then returns end-of-stream).
         match stream.read(buf.spare(READ_CHUNK)).await {
-            Ok(0) => break 'conn,
-            Ok(n) => buf.advance(n),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                if !buf.is_empty() {
+            Ok(0) => {
+                if guard.expired() && !buf.is_empty() {
                     out.clear();
                     Response::status(408, "request not received in time").write_to(&mut out, false);
                     let _ = stream.write_all(&out).await;
                 }
-                break;
+                break 'conn;
             }
+            Ok(n) => buf.advance(n),
             Err(_) => break,
         }
         if buf.capacity() > 4 * READ_CHUNK {

@@ -46,7 +46,7 @@ async fn admit(shard: Rc<Shard>, mut stream: TcpStream) {
 
 async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let _guard = shard.track(stream.as_raw_fd());
+    let guard = shard.track(stream.as_raw_fd());
     let cfg = &shard.config.tcp;
     let idle = Duration::from_secs(cfg.idle_timeout_s);
     let heartbeat = Duration::from_secs(cfg.heartbeat_timeout_s);
@@ -55,7 +55,6 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
     let mut session = Session::new();
     let mut buf = ReadBuffer::with_capacity(IDLE_CHUNK);
     let mut busy = false;
-    let mut timed_out = false;
     let mut out: Vec<u8> = Vec::with_capacity(256);
     let mut last_read = Instant::now();
     loop {
@@ -123,17 +122,17 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
             break;
         }
         // The next read must come before the idle deadline and, once
-        // authenticated, before the heartbeat deadline.
-        let now = Instant::now();
+        // authenticated, before the heartbeat deadline. No timer per read:
+        // the shard's reaper ends a wait that outlives it (the read then
+        // returns end-of-stream and the guard says it expired).
         let mut deadline = last_read + idle;
         let mut reason = "idle timeout";
         if session.caller.is_some() && session.last_heartbeat + heartbeat < deadline {
             deadline = session.last_heartbeat + heartbeat;
             reason = "heartbeat timeout";
         }
-        // Only a read that found nothing ends the connection: a shard that was
-        // busy past the deadline first takes what already arrived.
-        if now >= deadline && timed_out {
+        // Traffic that is not a heartbeat keeps arriving: check here too.
+        if Instant::now() >= deadline {
             reply::error_code(
                 &mut out,
                 0,
@@ -145,19 +144,24 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
             let _ = stream.write_all(&out).await;
             break;
         }
-        let _ = stream.set_read_timeout(Some(
-            deadline
-                .saturating_duration_since(now)
-                .max(Duration::from_millis(1)),
-        ));
-        timed_out = false;
+        guard.set_deadline(deadline);
         // An idle connection waits with a small buffer; one whose last read
         // filled the buffer gets a big one.
         let spare = buf.spare(if busy { READ_CHUNK } else { 512 });
         let offered = spare.len();
         match stream.read(spare).await {
             Ok(0) => {
-                if shard.is_draining() {
+                if guard.expired() {
+                    reply::error_code(
+                        &mut out,
+                        0,
+                        b"",
+                        session.user_id.as_bytes(),
+                        codes::TIMEOUT,
+                        reason,
+                    );
+                    let _ = stream.write_all(&out).await;
+                } else if shard.is_draining() {
                     reply::error_code(
                         &mut out,
                         0,
@@ -174,10 +178,6 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
                 buf.advance(n);
                 busy = n == offered;
                 last_read = Instant::now();
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                // Loop once more: the deadline check above sends the answer.
-                timed_out = true;
             }
             Err(_) => break,
         }
