@@ -178,7 +178,6 @@ pub struct RedisClient {
     next_attempt: Cell<Instant>,
     backoff: Cell<Duration>,
     up: Cell<bool>,
-    errors: Cell<u64>,
 }
 
 impl RedisClient {
@@ -191,18 +190,12 @@ impl RedisClient {
             next_attempt: Cell::new(Instant::now()),
             backoff: Cell::new(MIN_BACKOFF),
             up: Cell::new(false),
-            errors: Cell::new(0),
         }
     }
 
     /// Whether the last exchange succeeded.
     pub fn is_up(&self) -> bool {
         self.up.get()
-    }
-
-    /// Failed exchanges so far.
-    pub fn errors(&self) -> u64 {
-        self.errors.get()
     }
 
     /// Sends `cmds` as one pipeline and returns their replies.
@@ -252,7 +245,6 @@ impl RedisClient {
         if self.up.replace(false) {
             tracing::warn!(error = %e, "redis unavailable; serving from L1 and the database");
         }
-        self.errors.set(self.errors.get() + 1);
         let backoff = self.backoff.get();
         self.next_attempt.set(Instant::now() + backoff);
         self.backoff.set((backoff * 2).min(MAX_BACKOFF));

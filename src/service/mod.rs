@@ -177,11 +177,6 @@ impl Services {
         Ok(serde_json::json!({ "invalidated": n }))
     }
 
-    /// The node configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// The token issuer.
     pub fn tokens(&self) -> &TokenIssuer {
         &self.tokens

@@ -92,11 +92,6 @@ impl StoreHandle {
         }
     }
 
-    /// A handle on a single database (no replicas).
-    pub fn primary_only(primary: Arc<dyn Store>) -> StoreHandle {
-        StoreHandle::new(primary, Vec::new(), 0, 0)
-    }
-
     /// Runs `op` on the primary.
     pub async fn run<R, F>(&self, op: F) -> Result<R, StoreError>
     where
