@@ -242,54 +242,39 @@ impl Shard {
             labels: l(",protocol=\"tcp\""),
             value: g.tcp_connections.load(Relaxed) as f64,
         });
-        let c = self.services.cache().stats();
-        let num = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
-        out.push(Sample {
-            name: "dm_cache_hits_total",
-            labels: l(",level=\"l1\""),
-            value: num(&c["l1"]["hits"]),
-        });
-        out.push(Sample {
-            name: "dm_cache_misses_total",
-            labels: l(",level=\"l1\""),
-            value: num(&c["l1"]["misses"]),
-        });
-        out.push(Sample {
-            name: "dm_cache_hits_total",
-            labels: l(",level=\"l2\""),
-            value: num(&c["l2"]["hits"]),
-        });
-        out.push(Sample {
-            name: "dm_cache_misses_total",
-            labels: l(",level=\"l2\""),
-            value: num(&c["l2"]["misses"]),
-        });
-        out.push(Sample {
-            name: "dm_cache_evictions_total",
-            labels: l(""),
-            value: num(&c["l1"]["evictions"]),
-        });
-        out.push(Sample {
-            name: "dm_cache_entries",
-            labels: l(""),
-            value: num(&c["l1"]["entries"]),
-        });
-        out.push(Sample {
-            name: "dm_cache_loads_total",
-            labels: l(""),
-            value: num(&c["loads"]),
-        });
-        if self.services.cache().has_l2() {
+        let c = self.services.cache().snapshot();
+        let counters: [(&'static str, &str, u64); 7] = [
+            ("dm_cache_hits_total", ",level=\"l1\"", c.l1.hits),
+            ("dm_cache_misses_total", ",level=\"l1\"", c.l1.misses),
+            ("dm_cache_hits_total", ",level=\"l2\"", c.counters.l2_hits),
+            (
+                "dm_cache_misses_total",
+                ",level=\"l2\"",
+                c.counters.l2_misses,
+            ),
+            ("dm_cache_evictions_total", "", c.l1.evictions),
+            ("dm_cache_entries", "", c.entries as u64),
+            ("dm_cache_loads_total", "", c.counters.loads),
+        ];
+        for (name, extra, value) in counters {
+            out.push(Sample {
+                name,
+                labels: l(extra),
+                value: value as f64,
+            });
+        }
+        if let Some(up) = c.l2_up {
             out.push(Sample {
                 name: "dm_backend_errors_total",
                 labels: l(",backend=\"redis\""),
-                value: num(&c["l2"]["errors"]),
+                value: c.counters.l2_errors as f64,
             });
-            let up = c["l2"]["up"].as_bool().unwrap_or(false) && self.services.cache().bus_ok();
+            // Up means usable for invalidation too, not just connected.
+            let usable = up && self.services.cache().bus_ok();
             out.push(Sample {
                 name: "dm_backend_up",
                 labels: l(",backend=\"redis\""),
-                value: if up { 1.0 } else { 0.0 },
+                value: if usable { 1.0 } else { 0.0 },
             });
         }
         for game in self.services.games() {

@@ -57,6 +57,21 @@ pub struct CacheCounters {
     pub coalesced: u64,
 }
 
+/// A shard's cache figures at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSnapshot {
+    /// L1 counters.
+    pub l1: L1Stats,
+    /// L1 entries.
+    pub entries: usize,
+    /// L1 bytes.
+    pub bytes: usize,
+    /// L2 and load counters.
+    pub counters: CacheCounters,
+    /// Whether the L2 connection works; `None` without L2.
+    pub l2_up: Option<bool>,
+}
+
 /// One shard's cache.
 pub struct Cache {
     cfg: CacheConfig,
@@ -366,25 +381,37 @@ impl Cache {
 
     /// This shard's figures for `/api/v1/cache/stats`.
     pub fn stats(&self) -> serde_json::Value {
-        let l1 = self.l1.borrow();
+        let s = self.snapshot();
         let L1Stats {
             hits,
             misses,
             evictions,
             invalidations,
-        } = l1.stats;
-        let c = self.counters.get();
+        } = s.l1;
+        let c = s.counters;
         serde_json::json!({
-            "l1": { "entries": l1.len(), "bytes": l1.bytes(), "hits": hits, "misses": misses, "evictions": evictions, "invalidations": invalidations },
+            "l1": { "entries": s.entries, "bytes": s.bytes, "hits": hits, "misses": misses, "evictions": evictions, "invalidations": invalidations },
             "l2": {
                 "configured": self.l2.is_some(),
-                "up": self.l2.as_ref().map(|r| r.is_up()),
+                "up": s.l2_up,
                 "hits": c.l2_hits, "misses": c.l2_misses, "errors": c.l2_errors,
             },
             "loads": c.loads,
             "coalesced": c.coalesced,
             "invalidation_bus": if !self.bus_expected { "not needed" } else if self.bus_healthy.get() { "up" } else { "down" },
         })
+    }
+
+    /// This shard's figures as numbers, for the stats route and `/metrics`.
+    pub fn snapshot(&self) -> CacheSnapshot {
+        let l1 = self.l1.borrow();
+        CacheSnapshot {
+            l1: l1.stats,
+            entries: l1.len(),
+            bytes: l1.bytes(),
+            counters: self.counters.get(),
+            l2_up: self.l2.as_ref().map(|r| r.is_up()),
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 //! dead Redis costs callers a fast error, not a wait.
 
 use super::resp::{self, Reply};
+use crate::buffer::ReadBuffer;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::cell::{Cell, RefCell};
@@ -98,6 +99,9 @@ async fn connect(url: &RedisUrl) -> Result<TcpStream, RedisError> {
         .await
         .map_err(|e| RedisError(format!("connect {addr}: {e}")))?;
     let _ = stream.set_nodelay(true);
+    // Once per connection: every later read and write is bounded by it.
+    let _ = stream.set_write_timeout(Some(COMMAND_TIMEOUT));
+    let _ = stream.set_read_timeout(Some(COMMAND_TIMEOUT));
     let mut cmds: Vec<Vec<Vec<u8>>> = Vec::new();
     if let Some(p) = &url.password {
         match &url.username {
@@ -113,7 +117,7 @@ async fn connect(url: &RedisUrl) -> Result<TcpStream, RedisError> {
         cmds.push(vec![b"SELECT".to_vec(), url.db.to_string().into_bytes()]);
     }
     if !cmds.is_empty() {
-        let mut buf = Vec::new();
+        let mut buf = ReadBuffer::with_capacity(512);
         for reply in exchange(&mut stream, &cmds, &mut buf).await? {
             if let Reply::Error(e) = reply {
                 return Err(RedisError(format!("handshake refused: {e}")));
@@ -127,15 +131,13 @@ async fn connect(url: &RedisUrl) -> Result<TcpStream, RedisError> {
 async fn exchange(
     stream: &mut TcpStream,
     cmds: &[Vec<Vec<u8>>],
-    buf: &mut Vec<u8>,
+    buf: &mut ReadBuffer,
 ) -> Result<Vec<Reply>, RedisError> {
     let mut out = Vec::new();
     for c in cmds {
         let args: Vec<&[u8]> = c.iter().map(Vec::as_slice).collect();
         resp::encode(&mut out, &args);
     }
-    let _ = stream.set_write_timeout(Some(COMMAND_TIMEOUT));
-    let _ = stream.set_read_timeout(Some(COMMAND_TIMEOUT));
     stream
         .write_all(&out)
         .await
@@ -143,9 +145,9 @@ async fn exchange(
     let mut replies = Vec::with_capacity(cmds.len());
     while replies.len() < cmds.len() {
         while let Some((reply, used)) =
-            resp::parse(buf).map_err(|resp::ParseError::Protocol(e)| RedisError(e))?
+            resp::parse(buf.filled()).map_err(|resp::ParseError::Protocol(e)| RedisError(e))?
         {
-            buf.drain(..used);
+            buf.consume(used);
             replies.push(reply);
             if replies.len() == cmds.len() {
                 return Ok(replies);
@@ -162,18 +164,17 @@ async fn exchange(
 }
 
 /// Reads into the free tail of `buf` (kept on the heap: futures stay small).
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    let len = buf.len();
-    buf.resize(len + 16 * 1024, 0);
-    let r = stream.read(&mut buf[len..]).await;
-    buf.truncate(len + *r.as_ref().unwrap_or(&0));
-    r
+async fn read_more(stream: &mut TcpStream, buf: &mut ReadBuffer) -> std::io::Result<usize> {
+    let n = stream.read(buf.spare(4096)).await?;
+    buf.advance(n);
+    Ok(n)
 }
 
 /// A shard's command connection to Redis.
 pub struct RedisClient {
     url: RedisUrl,
-    stream: RefCell<Option<TcpStream>>,
+    /// The connection and its read buffer, taken out during an exchange.
+    stream: RefCell<Option<(TcpStream, ReadBuffer)>>,
     turn: glommio::sync::Semaphore,
     next_attempt: Cell<Instant>,
     backoff: Cell<Duration>,
@@ -206,28 +207,22 @@ impl RedisClient {
             .await
             .map_err(|e| RedisError(e.to_string()))?;
         let taken = self.stream.borrow_mut().take();
-        let mut stream = match taken {
+        let (mut stream, mut buf) = match taken {
             Some(s) => s,
             None => {
                 if Instant::now() < self.next_attempt.get() {
                     return Err(RedisError("down; waiting to reconnect".into()));
                 }
                 match connect(&self.url).await {
-                    Ok(s) => s,
+                    Ok(s) => (s, ReadBuffer::with_capacity(4096)),
                     Err(e) => return Err(self.failed(e)),
                 }
             }
         };
-        let mut buf = Vec::new();
-        let result = glommio::timer::timeout(COMMAND_TIMEOUT, async {
-            exchange(&mut stream, cmds, &mut buf)
-                .await
-                .map_err(|e| glommio::GlommioError::<()>::IoError(std::io::Error::other(e.0)))
-        })
-        .await;
-        match result {
+        // Reads and writes are bounded by the socket timeouts set in `connect`.
+        match exchange(&mut stream, cmds, &mut buf).await {
             Ok(replies) if buf.is_empty() => {
-                *self.stream.borrow_mut() = Some(stream);
+                *self.stream.borrow_mut() = Some((stream, buf));
                 self.up.set(true);
                 self.backoff.set(MIN_BACKOFF);
                 Ok(replies)
@@ -237,7 +232,7 @@ impl RedisClient {
                 self.up.set(true);
                 Ok(replies)
             }
-            Err(e) => Err(self.failed(RedisError(e.to_string()))),
+            Err(e) => Err(self.failed(e)),
         }
     }
 
@@ -288,7 +283,7 @@ async fn subscribe_once(
     on_state: &impl Fn(bool),
 ) -> Result<(), RedisError> {
     let mut stream = connect(url).await?;
-    let mut buf = Vec::new();
+    let mut buf = ReadBuffer::with_capacity(4096);
     let replies = exchange(
         &mut stream,
         &[vec![b"SUBSCRIBE".to_vec(), channel.as_bytes().to_vec()]],
@@ -304,9 +299,9 @@ async fn subscribe_once(
     let mut last_data = Instant::now();
     loop {
         while let Some((reply, used)) =
-            resp::parse(&buf).map_err(|resp::ParseError::Protocol(e)| RedisError(e))?
+            resp::parse(buf.filled()).map_err(|resp::ParseError::Protocol(e)| RedisError(e))?
         {
-            buf.drain(..used);
+            buf.consume(used);
             if let Reply::Array(Some(mut parts)) = reply {
                 if parts.len() == 3 && parts[0] == Reply::Bulk(Some(b"message".to_vec())) {
                     if let Some(Reply::Bulk(Some(payload))) = parts.pop() {

@@ -33,28 +33,8 @@ pub struct TransferRequest {
 /// Body of catalogue creation: the same shape as a configuration seed entry.
 pub type ItemDefInput = ItemSeed;
 
-/// Body of a catalogue update; absent fields stay.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ItemDefUpdate {
-    /// Display name.
-    pub name: Option<String>,
-    /// Type.
-    #[serde(rename = "type")]
-    pub item_type: Option<String>,
-    /// Quality.
-    pub quality: Option<String>,
-    /// Description.
-    pub description: Option<String>,
-    /// Gold price.
-    pub price_gold: Option<i64>,
-    /// Diamond price.
-    pub price_diamonds: Option<i64>,
-    /// Stack limit.
-    pub max_stack: Option<i64>,
-    /// `active` or `deleted`.
-    pub status: Option<String>,
-}
+/// Body of a catalogue update: the store's patch (absent fields stay).
+pub type ItemDefUpdate = ItemDefPatch;
 
 /// The JSON shape of a catalogue entry.
 pub fn item_json(d: &ItemDef) -> Value {
@@ -243,20 +223,10 @@ impl Services {
         {
             return Err(ApiError::bad_request("status must be active or deleted"));
         }
-        let patch = ItemDefPatch {
-            name: req.name,
-            item_type: req.item_type,
-            quality: req.quality,
-            description: req.description,
-            price_gold: req.price_gold,
-            price_diamonds: req.price_diamonds,
-            max_stack: req.max_stack,
-            status: req.status,
-        };
         let id = item_id.to_string();
         let def = game
             .store
-            .run(move |s| s.update_item_def(&id, &patch))
+            .run(move |s| s.update_item_def(&id, &req))
             .await?;
         self.changed(vec![keys::catalogue(game_id)]).await;
         Ok(json!({ "item": item_json(&def) }))

@@ -175,12 +175,14 @@ impl ItemDef {
     }
 }
 
-/// Optional catalogue changes.
-#[derive(Debug, Clone, Default)]
+/// Optional catalogue changes (also the body of `PUT /api/v1/items/{id}`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ItemDefPatch {
     /// New name.
     pub name: Option<String>,
     /// New type.
+    #[serde(rename = "type")]
     pub item_type: Option<String>,
     /// New quality.
     pub quality: Option<String>,

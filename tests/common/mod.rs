@@ -357,15 +357,10 @@ max_stack = 3
 
     /// An admin access token.
     pub fn admin_token(&self) -> String {
-        let body = format!(r#"{{"username":"{ADMIN_USER}","password":"{ADMIN_PASSWORD}"}}"#);
-        let r = self
-            .http()
-            .request("POST", "/api/v1/auth/admin", &[], body.as_bytes());
-        assert_eq!(r.status, 200, "admin login: {}", r.text());
-        r.json()["data"]["token"]
-            .as_str()
-            .expect("token")
-            .to_string()
+        self.token(
+            "/api/v1/auth/admin",
+            &format!(r#"{{"username":"{ADMIN_USER}","password":"{ADMIN_PASSWORD}"}}"#),
+        )
     }
 
     /// A game-server access token for `game`.
@@ -375,11 +370,16 @@ max_stack = 3
         } else {
             format!("{SERVER_KEY}-2")
         };
-        let body = format!(r#"{{"game_id":"{game}","server_key":"{key}"}}"#);
-        let r = self
-            .http()
-            .request("POST", "/api/v1/auth/server", &[], body.as_bytes());
-        assert_eq!(r.status, 200, "server auth: {}", r.text());
+        self.token(
+            "/api/v1/auth/server",
+            &format!(r#"{{"game_id":"{game}","server_key":"{key}"}}"#),
+        )
+    }
+
+    /// POSTs `body` to an authentication route and returns the token.
+    fn token(&self, path: &str, body: &str) -> String {
+        let r = self.http().request("POST", path, &[], body.as_bytes());
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
         r.json()["data"]["token"]
             .as_str()
             .expect("token")
@@ -577,15 +577,21 @@ impl HttpClient {
 
     /// True when the server has closed the connection (EOF within `wait`).
     pub fn is_closed(&mut self, wait: Duration) -> bool {
-        let _ = self.stream.set_read_timeout(Some(wait));
-        let mut b = [0u8; 1024];
-        loop {
-            match self.stream.read(&mut b) {
-                Ok(0) => return true,
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
-                Err(_) => return false,
-            }
+        closed_within(&mut self.stream, wait)
+    }
+}
+
+/// True when the peer closes `stream` within `wait` (data before the close
+/// is skipped).
+fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    let _ = stream.set_read_timeout(Some(wait));
+    let mut b = [0u8; 1024];
+    loop {
+        match stream.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
         }
     }
 }
@@ -721,15 +727,6 @@ impl FrameClient {
 
     /// True when the server closed the connection within `wait`.
     pub fn is_closed(&mut self, wait: Duration) -> bool {
-        let _ = self.stream.set_read_timeout(Some(wait));
-        let mut b = [0u8; 1024];
-        loop {
-            match self.stream.read(&mut b) {
-                Ok(0) => return true,
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
-                Err(_) => return false,
-            }
-        }
+        closed_within(&mut self.stream, wait)
     }
 }
