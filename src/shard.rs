@@ -95,6 +95,8 @@ pub struct Shard {
     pub rate_limiter: RateLimiter,
     /// This shard's request counters and latency histograms.
     pub metrics: crate::metrics::Metrics,
+    /// This shard's `/health` body, re-rendered when the millisecond changes.
+    pub health: crate::http::health::HealthBody,
     draining: Cell<bool>,
     stop: glommio::sync::Semaphore,
     connections: RefCell<HashMap<u64, Tracked>>,
@@ -122,6 +124,7 @@ impl Shard {
             node,
             rate_limiter,
             metrics: crate::metrics::Metrics::new(),
+            health: Default::default(),
             draining: Cell::new(false),
             stop: glommio::sync::Semaphore::new(0),
             connections: RefCell::new(HashMap::new()),

@@ -4,7 +4,6 @@
 use super::request::Request;
 use super::response::Response;
 use super::router::{self, Matched, Params, Route};
-use crate::clock;
 use crate::service::players::RegisterRequest;
 use crate::service::sessions::{LoginRequest, RefreshRequest, ServerAuthRequest};
 use crate::service::{parse_json, ApiError, Caller, PageQuery, Role};
@@ -340,19 +339,10 @@ async fn detailed(shard: &Shard) -> serde_json::Value {
 }
 
 fn health(shard: &Shard) -> Response {
-    Response::raw(
-        200,
-        json!({
-            "status": "ok",
-            "timestamp": clock::rfc3339_ms(clock::now_ms()),
-            "uptime_s": shard.node.started.elapsed().as_secs(),
-            "version": env!("CARGO_PKG_VERSION"),
-            "node_id": shard.config.node.id,
-            "shard": shard.id,
-        })
-        .to_string()
-        .into_bytes(),
-    )
+    let body = shard
+        .health
+        .current(&shard.config.node.id, shard.id, shard.node.started);
+    Response::raw(200, body)
 }
 
 async fn ready(shard: &Shard) -> Response {

@@ -3,6 +3,7 @@
 //! service layer. Each shard runs its own listener on the shared port.
 
 pub mod handlers;
+pub mod health;
 pub mod request;
 pub mod response;
 pub mod router;

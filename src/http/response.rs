@@ -69,15 +69,17 @@ impl Response {
     }
 
     /// Appends the response to `out`; `keep_alive` false adds `Connection: close`.
+    /// Plain byte appends, not `write!`: this runs once per response.
     pub fn write_to(&self, out: &mut Vec<u8>, keep_alive: bool) {
-        let _ = write!(
-            out,
-            "HTTP/1.1 {} {}\r\nServer: datamiddleware\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
-            self.status,
-            reason(self.status),
-            self.content_type,
-            self.body.len()
-        );
+        out.extend_from_slice(b"HTTP/1.1 ");
+        push_decimal(out, self.status as usize);
+        out.push(b' ');
+        out.extend_from_slice(reason(self.status).as_bytes());
+        out.extend_from_slice(b"\r\nServer: datamiddleware\r\nContent-Type: ");
+        out.extend_from_slice(self.content_type.as_bytes());
+        out.extend_from_slice(b"\r\nContent-Length: ");
+        push_decimal(out, self.body.len());
+        out.extend_from_slice(b"\r\n");
         for (name, value) in &self.headers {
             let _ = write!(out, "{name}: {value}\r\n");
         }
@@ -87,6 +89,21 @@ impl Response {
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&self.body);
     }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// The reason phrase of a status.
@@ -134,5 +151,16 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
         assert!(text.contains("Connection: close\r\n"));
         assert!(text.ends_with("{\"code\":1001,\"message\":\"player not found\"}"));
+    }
+
+    #[test]
+    fn content_length_is_the_body_length() {
+        for len in [0usize, 7, 10, 99, 100, 12_345] {
+            let mut out = Vec::new();
+            Response::raw(201, vec![b'x'; len]).write_to(&mut out, true);
+            let text = String::from_utf8(out).expect("utf8");
+            assert!(text.starts_with("HTTP/1.1 201 Created\r\n"), "{text}");
+            assert!(text.contains(&format!("\r\nContent-Length: {len}\r\n")));
+        }
     }
 }
