@@ -86,32 +86,8 @@ pub fn check_item_id(id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_quantity(q: i64) -> Result<(), ApiError> {
-    if !(1..=MAX_QUANTITY).contains(&q) {
-        return Err(ApiError::bad_request(format!(
-            "quantity must be from 1 to {MAX_QUANTITY}"
-        )));
-    }
-    Ok(())
-}
-
-fn check_price(name: &str, p: i64) -> Result<(), ApiError> {
-    if !(0..=1_000_000_000_000).contains(&p) {
-        return Err(ApiError::bad_request(format!(
-            "{name} must be from 0 to 10^12"
-        )));
-    }
-    Ok(())
-}
-
-fn check_stack(s: i64) -> Result<(), ApiError> {
-    if !(1..=MAX_QUANTITY).contains(&s) {
-        return Err(ApiError::bad_request(format!(
-            "max_stack must be from 1 to {MAX_QUANTITY}"
-        )));
-    }
-    Ok(())
-}
+/// Highest price of a catalogue entry, in either currency.
+const MAX_PRICE: i64 = 1_000_000_000_000;
 
 impl Services {
     /// The catalogue (any authenticated caller; admins also see deleted entries).
@@ -174,9 +150,9 @@ impl Services {
         validate::text("type", &req.item_type, 32)?;
         validate::text("quality", &req.quality, 32)?;
         validate::text("description", &req.description, 1024)?;
-        check_price("price_gold", req.price_gold)?;
-        check_price("price_diamonds", req.price_diamonds)?;
-        check_stack(req.max_stack)?;
+        validate::in_range("price_gold", req.price_gold, 0..=MAX_PRICE)?;
+        validate::in_range("price_diamonds", req.price_diamonds, 0..=MAX_PRICE)?;
+        validate::in_range("max_stack", req.max_stack, 1..=MAX_QUANTITY)?;
         let def = seed_def(&req);
         let def = game.store.run(move |s| s.create_item_def(&def)).await?;
         self.changed(vec![keys::catalogue(game_id)]).await;
@@ -208,13 +184,13 @@ impl Services {
             return Err(ApiError::bad_request("name must not be empty"));
         }
         if let Some(p) = req.price_gold {
-            check_price("price_gold", p)?;
+            validate::in_range("price_gold", p, 0..=MAX_PRICE)?;
         }
         if let Some(p) = req.price_diamonds {
-            check_price("price_diamonds", p)?;
+            validate::in_range("price_diamonds", p, 0..=MAX_PRICE)?;
         }
         if let Some(s) = req.max_stack {
-            check_stack(s)?;
+            validate::in_range("max_stack", s, 1..=MAX_QUANTITY)?;
         }
         if req
             .status
@@ -314,7 +290,7 @@ impl Services {
         let game = self.game(game_id)?;
         require_player(caller, game_id, player_id)?;
         check_item_id(item_id)?;
-        check_quantity(quantity)?;
+        validate::in_range("quantity", quantity, 1..=MAX_QUANTITY)?;
         let (id, now) = (item_id.to_string(), clock::now_ms());
         let entry = game
             .store
@@ -345,7 +321,7 @@ impl Services {
         let game = self.game(game_id)?;
         require_player(caller, game_id, player_id)?;
         check_item_id(item_id)?;
-        check_quantity(req.quantity)?;
+        validate::in_range("quantity", req.quantity, 1..=MAX_QUANTITY)?;
         if req.target_player_id == player_id {
             return Err(ApiError::bad_request(
                 "target_player_id must differ from the sender",

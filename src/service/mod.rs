@@ -317,12 +317,8 @@ impl PageQuery {
     pub fn resolve(self) -> Result<PageRequest, ApiError> {
         let page = self.page.unwrap_or(1);
         let page_size = self.page_size.unwrap_or(20);
-        if !(1..=1_000_000).contains(&page) {
-            return Err(ApiError::bad_request("page must be from 1 to 1000000"));
-        }
-        if !(1..=100).contains(&page_size) {
-            return Err(ApiError::bad_request("page_size must be from 1 to 100"));
-        }
+        validate::in_range("page", page, 1..=1_000_000)?;
+        validate::in_range("page_size", page_size, 1..=100)?;
         Ok(PageRequest { page, page_size })
     }
 }

@@ -93,11 +93,7 @@ impl Services {
             .ok_or_else(|| ApiError::bad_request("player_id required"))?;
         require_player(caller, game_id, player_id)?;
         super::items::check_item_id(&req.item_id)?;
-        if !(1..=MAX_ORDER_QUANTITY).contains(&req.quantity) {
-            return Err(ApiError::bad_request(format!(
-                "quantity must be from 1 to {MAX_ORDER_QUANTITY}"
-            )));
-        }
+        super::validate::in_range("quantity", req.quantity, 1..=MAX_ORDER_QUANTITY)?;
         let currency = Currency::parse(&req.currency)
             .ok_or_else(|| ApiError::bad_request("currency must be gold or diamonds"))?;
         let key = header_key.map(str::to_string).or(req.idempotency_key);

@@ -187,8 +187,8 @@ impl Services {
         if let Some(e) = &req.email {
             validate::email(e)?;
         }
-        if req.level.is_some_and(|l| !(1..=1_000_000).contains(&l)) {
-            return Err(ApiError::bad_request("level must be from 1 to 1000000"));
+        if let Some(level) = req.level {
+            validate::in_range("level", level, 1..=1_000_000)?;
         }
         if req.exp.is_some_and(|x| !(0..=i64::MAX / 2).contains(&x)) {
             return Err(ApiError::bad_request("exp must not be negative"));

@@ -50,12 +50,33 @@ pub fn text(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A whole number within `range`, e.g. "quantity must be from 1 to 9999".
+pub fn in_range(
+    field: &str,
+    value: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<(), ApiError> {
+    if !range.contains(&value) {
+        return Err(ApiError::bad_request(format!(
+            "{field} must be from {} to {}",
+            range.start(),
+            range.end()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn limits() {
+        assert!(in_range("quantity", 1, 1..=5).is_ok());
+        assert!(in_range("quantity", 5, 1..=5).is_ok());
+        let e = in_range("quantity", 6, 1..=5).expect_err("above");
+        assert_eq!(e.message, "quantity must be from 1 to 5");
+        assert!(in_range("quantity", 0, 1..=5).is_err());
         assert!(username("bob").is_ok());
         assert!(username("bo").is_err());
         assert!(username("bob smith").is_err());
