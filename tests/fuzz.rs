@@ -13,8 +13,17 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-/// Cases per protocol.
-const CASES: u64 = 1000;
+/// Cases per protocol and the seed's offset: `DMTEST_FUZZ_CASES` and
+/// `DMTEST_FUZZ_SEED` run a deeper or different search by hand.
+fn cases_and_seed() -> (u64, u64) {
+    let var = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    (var("DMTEST_FUZZ_CASES", 1000), var("DMTEST_FUZZ_SEED", 0))
+}
 /// Longest a connection may stay open after the client has finished sending.
 const END_WITHIN: Duration = Duration::from_secs(10);
 
@@ -157,9 +166,10 @@ fn mutated_http_requests_get_a_status_line_or_a_close_never_a_hang() {
         ]
         .concat(),
     ];
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let (cases, seed) = cases_and_seed();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed);
     let mut statuses = std::collections::BTreeMap::<u8, u32>::new();
-    for case in 0..CASES {
+    for case in 0..cases {
         let seed = &seeds[rng.below(seeds.len())];
         let input = mutate(&mut rng, seed);
         let answer = exchange(server.http, &input, case);
@@ -211,9 +221,10 @@ fn mutated_frames_get_valid_frames_or_a_close_never_a_hang() {
         [handshake.clone(), get.clone()].concat(),
         [handshake, ping.clone(), get, ping].concat(),
     ];
-    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let (cases, seed) = cases_and_seed();
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ seed);
     let (mut errors, mut answers) = (0, 0);
-    for case in 0..CASES {
+    for case in 0..cases {
         let seed = &seeds[rng.below(seeds.len())];
         let input = mutate(&mut rng, seed);
         let answer = exchange(server.tcp, &input, case);
