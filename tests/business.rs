@@ -1168,6 +1168,61 @@ fn admin_catalogue_orders_refund_and_game_logic() {
         .0,
         400
     );
+    // Every catalogue field is checked on creation and on update alike.
+    let long = "x".repeat(1025);
+    for (method, path, body, field) in [
+        (
+            "POST",
+            "/api/v1/items",
+            json!({"item_id":"axe","name":"","type":"weapon"}),
+            "name",
+        ),
+        (
+            "POST",
+            "/api/v1/items",
+            json!({"item_id":"axe","name":"Axe","type":"weapon","price_gold":-1}),
+            "price_gold",
+        ),
+        (
+            "POST",
+            "/api/v1/items",
+            json!({"item_id":"axe","name":"Axe","type":"weapon","max_stack":0}),
+            "max_stack",
+        ),
+        (
+            "POST",
+            "/api/v1/items",
+            json!({"item_id":"axe","name":"Axe","type":"weapon","description":long}),
+            "description",
+        ),
+        ("PUT", "/api/v1/items/bow", json!({"name":""}), "name"),
+        (
+            "PUT",
+            "/api/v1/items/bow",
+            json!({"price_diamonds":1_000_000_000_001_i64}),
+            "price_diamonds",
+        ),
+        (
+            "PUT",
+            "/api/v1/items/bow",
+            json!({"status":"bogus"}),
+            "status",
+        ),
+    ] {
+        let (s, j) = call(&server, method, path, Some(&admin), None, Some(body));
+        assert_eq!(s, 400, "{method} {path} {field}: {j}");
+        let message = j["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(field), "{field}: {message}");
+    }
+    let (s, _) = call(
+        &server,
+        "GET",
+        "/api/v1/items/axe",
+        Some(&admin),
+        None,
+        None,
+    );
+    assert_eq!(s, 404, "no refused creation left an entry");
     // Orders: buy two bows, pay, refund.
     let (s, j) = call(
         &server,

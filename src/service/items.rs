@@ -89,6 +89,41 @@ pub fn check_item_id(id: &str) -> Result<(), ApiError> {
 /// Highest price of a catalogue entry, in either currency.
 const MAX_PRICE: i64 = 1_000_000_000_000;
 
+/// Checks the catalogue fields present in `p` (creation passes all of them).
+fn check_def_fields(p: &ItemDefPatch) -> Result<(), ApiError> {
+    for (name, v, max) in [
+        ("name", &p.name, 128),
+        ("type", &p.item_type, 32),
+        ("quality", &p.quality, 32),
+        ("description", &p.description, 1024),
+    ] {
+        if let Some(v) = v {
+            validate::text(name, v, max)?;
+        }
+    }
+    if p.name.as_deref() == Some("") {
+        return Err(ApiError::bad_request("name must not be empty"));
+    }
+    for (name, v) in [
+        ("price_gold", p.price_gold),
+        ("price_diamonds", p.price_diamonds),
+    ] {
+        if let Some(v) = v {
+            validate::in_range(name, v, 0..=MAX_PRICE)?;
+        }
+    }
+    if let Some(s) = p.max_stack {
+        validate::in_range("max_stack", s, 1..=MAX_QUANTITY)?;
+    }
+    if p.status
+        .as_deref()
+        .is_some_and(|s| s != "active" && s != "deleted")
+    {
+        return Err(ApiError::bad_request("status must be active or deleted"));
+    }
+    Ok(())
+}
+
 impl Services {
     /// The catalogue (any authenticated caller; admins also see deleted entries).
     pub async fn list_item_defs(&self, caller: &Caller, game_id: &str) -> Result<Value, ApiError> {
@@ -143,17 +178,17 @@ impl Services {
         let game = self.game(game_id)?;
         self.require_admin(caller)?;
         check_item_id(&req.item_id)?;
-        if req.name.is_empty() {
-            return Err(ApiError::bad_request("name required"));
-        }
-        validate::text("name", &req.name, 128)?;
-        validate::text("type", &req.item_type, 32)?;
-        validate::text("quality", &req.quality, 32)?;
-        validate::text("description", &req.description, 1024)?;
-        validate::in_range("price_gold", req.price_gold, 0..=MAX_PRICE)?;
-        validate::in_range("price_diamonds", req.price_diamonds, 0..=MAX_PRICE)?;
-        validate::in_range("max_stack", req.max_stack, 1..=MAX_QUANTITY)?;
         let def = seed_def(&req);
+        check_def_fields(&ItemDefPatch {
+            name: Some(def.name.clone()),
+            item_type: Some(def.item_type.clone()),
+            quality: Some(def.quality.clone()),
+            description: Some(def.description.clone()),
+            price_gold: Some(def.price_gold),
+            price_diamonds: Some(def.price_diamonds),
+            max_stack: Some(def.max_stack),
+            status: None,
+        })?;
         let def = game.store.run(move |s| s.create_item_def(&def)).await?;
         self.changed(vec![keys::catalogue(game_id)]).await;
         Ok(json!({ "item": item_json(&def) }))
@@ -170,35 +205,7 @@ impl Services {
         let game = self.game(game_id)?;
         self.require_admin(caller)?;
         check_item_id(item_id)?;
-        for (name, v, max) in [
-            ("name", &req.name, 128),
-            ("type", &req.item_type, 32),
-            ("quality", &req.quality, 32),
-            ("description", &req.description, 1024),
-        ] {
-            if let Some(v) = v {
-                validate::text(name, v, max)?;
-            }
-        }
-        if req.name.as_deref() == Some("") {
-            return Err(ApiError::bad_request("name must not be empty"));
-        }
-        if let Some(p) = req.price_gold {
-            validate::in_range("price_gold", p, 0..=MAX_PRICE)?;
-        }
-        if let Some(p) = req.price_diamonds {
-            validate::in_range("price_diamonds", p, 0..=MAX_PRICE)?;
-        }
-        if let Some(s) = req.max_stack {
-            validate::in_range("max_stack", s, 1..=MAX_QUANTITY)?;
-        }
-        if req
-            .status
-            .as_deref()
-            .is_some_and(|s| s != "active" && s != "deleted")
-        {
-            return Err(ApiError::bad_request("status must be active or deleted"));
-        }
+        check_def_fields(&req)?;
         let id = item_id.to_string();
         let def = game
             .store
