@@ -23,6 +23,10 @@ install() {
   if ! command -v mariadb-install-db >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then
     apt_install mariadb-server mariadb-client redis-server
   fi
+  # nginx (with its stream module) fronts two nodes in tests/cluster_nginx.rs.
+  if ! command -v nginx >/dev/null 2>&1 || [ ! -e /usr/lib/nginx/modules/ngx_stream_module.so ]; then
+    apt_install nginx libnginx-mod-stream
+  fi
 }
 
 sql() { # port, statement

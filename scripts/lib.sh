@@ -22,5 +22,15 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     export DM_APT_UPDATED=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+  # Packages like nginx start their default service (nginx on 0.0.0.0:80) when
+  # installed; policy-rc.d forbids that, so nothing but the scripts' own
+  # loopback servers runs. An existing policy of the machine is left alone.
+  local policy=/usr/sbin/policy-rc.d own_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
+  fi
+  local rc=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" || rc=$?
+  if [ -n "$own_policy" ]; then rm -f "$policy"; fi
+  return "$rc"
 }
