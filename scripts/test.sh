@@ -14,6 +14,7 @@ cargo clippy --all-targets -- -D warnings
 
 echo "== suite on the embedded default (SQLite) =="
 cargo test --all-targets
+bash scripts/check-unit.sh
 
 echo "== suite on MariaDB primary + replica and Redis =="
 bash scripts/backends.sh start

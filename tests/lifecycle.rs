@@ -147,6 +147,46 @@ fn check_config_accepts_valid_and_names_bad_keys() {
 }
 
 #[test]
+fn shipped_example_configs_need_their_secrets_and_match_the_nginx_upstreams() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let nginx = std::fs::read_to_string(root.join("nginx/datamiddleware.conf")).expect("nginx");
+    for name in ["conf/node.example.toml", "conf/production.example.toml"] {
+        let path = root.join(name);
+        // Secrets are not in the files: without them the file is refused.
+        let out = bin().arg("check-config").arg(&path).output().expect("run");
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("auth.jwt_secret"));
+        // With the variables its header documents, it is valid.
+        let out = bin()
+            .arg("check-config")
+            .arg(&path)
+            .env("DM_AUTH_JWT_SECRET", "0123456789abcdef0123456789abcdef")
+            .env("DM_GAMES_GAME1_SERVER_KEY", "0123456789abcdef")
+            .output()
+            .expect("run");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // "... http 127.0.0.1:18081, tcp 127.0.0.1:19091, ..." must be an
+        // upstream of the shipped nginx file.
+        for proto in ["http", "tcp"] {
+            let addr = stdout
+                .split(&format!("{proto} "))
+                .nth(1)
+                .and_then(|rest| rest.split(',').next())
+                .unwrap_or_else(|| panic!("{name}: no {proto} address in {stdout:?}"));
+            assert!(
+                nginx.contains(&format!("server {addr} ")),
+                "{name}: {proto} {addr} is not an upstream of nginx/datamiddleware.conf"
+            );
+        }
+    }
+}
+
+#[test]
 fn embedded_default_is_valid() {
     let out = bin().arg("check-config").output().expect("run");
     assert!(
