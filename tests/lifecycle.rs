@@ -85,15 +85,52 @@ fn sigint_on_idle_server_exits_0_quickly() {
     assert_eq!(server.wait_exit(Duration::from_secs(5)), Some(0));
 }
 
+/// Waits until the server log contains `needle` `times` times.
+fn wait_for_log(server: &Server, needle: &str, times: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.log().matches(needle).count() < times {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "log never said {needle:?}:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
-fn sighup_keeps_serving() {
+fn sighup_applies_hot_settings_and_refuses_a_bad_file() {
     let server = Server::start(1);
+    let path = server.dir.join("config.toml");
+    let original = std::fs::read_to_string(&path).expect("config");
+    let unlimited = "rate_limit_per_ip_per_min = 100000000";
+    assert!(original.contains(unlimited));
+
+    // A broken file is refused; the server keeps its settings and serves.
+    std::fs::write(&path, format!("{original}\n[no_such_section]\n")).expect("write");
     server.signal(libc::SIGHUP);
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(
-        server.http().request("GET", "/health", &[], b"").status,
-        200
-    );
+    wait_for_log(&server, "configuration reload refused", 1);
+    let mut c = server.http();
+    for _ in 0..100 {
+        assert_eq!(c.request("GET", "/api/v1/games", &[], b"").status, 200);
+    }
+
+    // A valid file with a lower limit and the log level raised from warn to
+    // info takes effect without a restart: the info line proves the level.
+    assert!(original.contains("level = \"warn\""));
+    let lowered = original
+        .replace(unlimited, "rate_limit_per_ip_per_min = 60")
+        .replace("level = \"warn\"", "level = \"info\"");
+    std::fs::write(&path, lowered).expect("write");
+    server.signal(libc::SIGHUP);
+    wait_for_log(&server, "configuration reloaded", 1);
+    let first_refusal = (0..100)
+        .position(|_| c.request("GET", "/api/v1/games", &[], b"").status == 429)
+        .expect("the new limit applies");
+    assert_eq!(first_refusal, 60, "one shard: the whole budget of 60");
+
+    // Probes and the binary protocol are untouched.
+    assert_eq!(c.request("GET", "/health", &[], b"").status, 200);
     let mut t = server.tcp();
     t.send(&frame(0x2002, 4, 1, "game1", "", b""));
     assert_eq!(t.read().expect("pong").msg_type, 0x2003);
