@@ -11,6 +11,8 @@ ensure_build_tools
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+# Every public item has a doc comment (missing_docs in lib.rs) and the docs build clean.
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -q
 
 echo "== suite on the embedded default (SQLite) =="
 cargo test --all-targets

@@ -17,6 +17,8 @@
 //! - [`clock`]: Unix time and RFC 3339 rendering.
 //! - [`logging`]: log output and run-time level changes.
 
+#![warn(missing_docs)]
+
 pub mod buffer;
 pub mod cache;
 pub mod clock;

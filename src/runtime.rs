@@ -3,10 +3,12 @@
 //! main thread only waits for signals and for the shards to finish.
 //!
 //! Shutdown (SIGTERM/SIGINT): the signal thread sets the node's shutdown flag;
-//! every shard notices it within [`POLL`], makes `/ready` answer 503, closes
+//! every shard notices it within 20 ms (`POLL`), makes `/ready` answer 503, closes
 //! its listeners, shuts the read side of its connections (TCP clients get an
 //! Error 0xE006 frame), lets in-flight requests finish for at most
-//! `node.shutdown_grace_ms`, and returns. SIGHUP re-reads the log level.
+//! `node.shutdown_grace_ms`, and returns. SIGHUP re-reads the configuration
+//! file and applies its hot settings (log level, per-IP rate limit); a file
+//! that does not validate is refused and logged, and the old settings stay.
 
 use crate::config::Config;
 use crate::logging::LogReload;
