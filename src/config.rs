@@ -194,6 +194,9 @@ pub struct LogConfig {
     pub level: String,
     /// `text` or `json`.
     pub format: String,
+    /// One info line per HTTP request (method, path, status, time, request
+    /// id); read at start-up. Off by default: it costs a log line per request.
+    pub access: bool,
 }
 
 /// `[games.<id>]`: one game's database and secrets.
@@ -322,6 +325,7 @@ impl Default for LogConfig {
         LogConfig {
             level: "info".to_string(),
             format: "text".to_string(),
+            access: false,
         }
     }
 }
@@ -427,6 +431,11 @@ impl Config {
         ) {
             return Err(err(
                 "key `log.level`: must be error, warn, info, debug or trace",
+            ));
+        }
+        if self.log.access && matches!(self.log.level.as_str(), "error" | "warn") {
+            return Err(err(
+                "key `log.access`: access lines are info lines; set `log.level` to info, debug or trace",
             ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
@@ -821,5 +830,20 @@ mod tests {
         assert!(e.0.contains("DM_HTTP_LISTN"), "{e}");
         let e = load_str("[auth]\nmode = \"dev\"\n", &[("DM_NOPE_X", "x")]).unwrap_err();
         assert!(e.0.contains("DM_NOPE_X"), "{e}");
+    }
+
+    #[test]
+    fn access_log_needs_info_lines() {
+        let text = "[auth]\nmode = \"dev\"\n[log]\nlevel = \"warn\"\naccess = true\n";
+        let e = load_str(text, &[]).unwrap_err();
+        assert!(e.0.contains("log.access"), "{e}");
+        let c = load_str(text, &[("DM_LOG_LEVEL", "info")]).expect("info level");
+        assert!(c.log.access);
+        assert!(
+            !load_str("[auth]\nmode = \"dev\"\n", &[])
+                .expect("default")
+                .log
+                .access
+        );
     }
 }

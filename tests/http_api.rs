@@ -432,3 +432,55 @@ fn a_fast_trickle_cannot_keep_a_request_open_past_the_deadline() {
         "cut off at the deadline, not when the client stopped"
     );
 }
+
+#[test]
+fn request_ids_are_echoed_and_carried_into_logs() {
+    let server = Server::start_with(1, &[("log", "level = \"info\""), ("log", "access = true")]);
+    let mut c = server.http();
+    let r = c.request("GET", "/health", &[("X-Request-Id", "req-42")], b"");
+    assert_eq!((r.status, r.header("X-Request-Id")), (200, Some("req-42")));
+    let r = c.request("GET", "/no/such/route", &[("X-Request-Id", "req-43")], b"");
+    assert_eq!((r.status, r.header("X-Request-Id")), (404, Some("req-43")));
+    let r = c.request("GET", "/health", &[], b"");
+    assert_eq!(r.header("X-Request-Id"), None, "no id, none invented");
+    let long = "x".repeat(129);
+    let r = c.request("GET", "/health", &[("X-Request-Id", &long)], b"");
+    assert_eq!(r.header("X-Request-Id"), None, "an oversized id is ignored");
+    let body = br#"{"username":"traced","password":"password1"}"#;
+    let r = c.request(
+        "POST",
+        "/api/v1/players",
+        &[("X-Game-Id", "game1"), ("X-Request-Id", "req-44")],
+        body,
+    );
+    assert_eq!(r.status, 201);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let log = loop {
+        let log = server.log();
+        if log.contains("req-44") || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let line = |needle: &str| {
+        log.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no log line with {needle:?} in:\n{log}"))
+            .to_string()
+    };
+    // One access line per request, with method, path, status and id.
+    let access = line("request_id=\"req-42\"");
+    assert!(access.contains("method=\"GET\""), "{access}");
+    assert!(
+        access.contains("path=\"/health\"") && access.contains("status=200"),
+        "{access}"
+    );
+    let not_found = line("request_id=\"req-43\"");
+    assert!(not_found.contains("status=404"), "{not_found}");
+    // The two requests without a usable id (and the harness's readiness probe).
+    assert!(log.matches("request_id=\"-\"").count() >= 2);
+    assert!(!log.contains(&long), "the oversized id is not logged");
+    // A line the service logs while handling the request carries its id.
+    assert!(line("player registered").contains("req-44"));
+}

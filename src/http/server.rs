@@ -3,17 +3,45 @@
 //! into one write buffer, flush once per batch.
 
 use super::handlers;
-use super::request::{self, Limits, Parsed};
+use super::request::{self, Limits, Parsed, Request};
 use super::response::Response;
 use crate::buffer::ReadBuffer;
 use crate::shard::{Shard, ShardGauges};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 const READ_CHUNK: usize = 16 * 1024;
+
+/// Longest `X-Request-Id` echoed and logged; a longer or non-printable one is
+/// ignored rather than copied into logs.
+const MAX_REQUEST_ID: usize = 128;
+
+/// The request id a proxy (nginx's `$request_id`) or client sent, if usable.
+fn request_id<'a>(req: &Request<'a>) -> Option<&'a str> {
+    req.headers
+        .request_id
+        .filter(|id| !id.is_empty() && id.len() <= MAX_REQUEST_ID)
+        .filter(|id| id.bytes().all(|b| b.is_ascii_graphic()))
+}
+
+/// The access-log line of one answered request (`log.access`).
+fn log_access(req: &Request<'_>, status: u16, took: Duration, peer: IpAddr, id: Option<&str>) {
+    tracing::info!(
+        target: "access",
+        method = req.method,
+        path = req.path,
+        status,
+        micros = took.as_micros() as u64,
+        peer = %peer,
+        request_id = id.unwrap_or("-"),
+        "request"
+    );
+}
 
 /// Accepts connections on `listener` until the shard drains.
 pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
@@ -41,13 +69,29 @@ async fn connection(shard: Rc<Shard>, mut stream: TcpStream) {
     guard.set_deadline(deadline);
     let mut sent_continue = false;
     let mut overdue = false;
+    let access_log = shard.config.log.access;
     'conn: loop {
         let mut pos = 0;
         let mut close = false;
         while pos < buf.len() {
             match request::parse(&buf.filled()[pos..], &limits) {
                 Parsed::Complete { request, len } => {
-                    let response = Box::pin(handlers::handle(&shard, &request, peer)).await;
+                    let started = access_log.then(Instant::now);
+                    let id = request_id(&request);
+                    let handling = handlers::handle(&shard, &request, peer);
+                    // With an id, everything the request logs carries it.
+                    let mut response = match id {
+                        Some(id) => {
+                            Box::pin(handling.instrument(tracing::info_span!("request", id))).await
+                        }
+                        None => Box::pin(handling).await,
+                    };
+                    if let Some(id) = id {
+                        response.headers.push(("X-Request-Id", id.to_string()));
+                    }
+                    if let Some(t0) = started {
+                        log_access(&request, response.status, t0.elapsed(), peer, id);
+                    }
                     let keep_alive = request.keep_alive && !shard.is_draining();
                     response.write_to(&mut out, keep_alive);
                     ShardGauges::incr(&gauges.http_requests);

@@ -86,7 +86,7 @@ impl Server {
     }
 
     /// Starts a server whose config gets extra `key = value` lines in the
-    /// named sections (`node`, `http`, `tcp`, `auth`, `cache` — which then
+    /// named sections (`node`, `http`, `tcp`, `auth`, `log`, `cache` — which then
     /// replaces the backend's cache settings), and raw TOML at the
     /// end (`tail`).
     pub fn start_with(shards: usize, lines: &[(&str, &str)]) -> Server {
@@ -117,6 +117,10 @@ impl Server {
             mode_line.push_str("rate_limit_per_ip_per_min = 100000000\n");
         }
         let tail = section("tail");
+        let mut log_keys = section("log");
+        if !log_keys.contains("level") {
+            log_keys.push_str("level = \"warn\"\n");
+        }
         let admin_hash = admin_hash();
         let mut databases = Vec::new();
         let (game1, game2, cache_keys) = match backend() {
@@ -181,7 +185,7 @@ jwt_secret = "test-jwt-secret-0123456789abcdef0123456789"
 [cache]
 {cache_section}
 [log]
-level = "warn"
+{log_keys}
 [games.game1]
 name = "Game 1"
 {game1}
