@@ -213,6 +213,38 @@ async fn invalidation_subscriber(shard: Rc<Shard>) {
     .await;
 }
 
+/// How often shard 0 looks for sessions revoked on other nodes.
+const REVOCATION_POLL: Duration = Duration::from_millis(500);
+
+/// How far before the last successful look each look reaches back: covers
+/// clock differences between nodes and replication delay. Sessions already
+/// refused here are skipped, so the overlap costs nothing but the query.
+const REVOCATION_LOOKBACK_MS: i64 = 5_000;
+
+/// Shard 0 of every node: picks up revocations written to the databases by
+/// any node, so a logout on one node is refused on every node within about
+/// [`REVOCATION_POLL`] — with or without Redis, and across Redis outages.
+async fn follow_revocations(shard: Rc<Shard>) {
+    let mut last_ok = crate::clock::now_ms();
+    while !shard.is_draining() {
+        glommio::timer::sleep(REVOCATION_POLL).await;
+        let started = crate::clock::now_ms();
+        match shard
+            .services
+            .adopt_revocations(last_ok - REVOCATION_LOOKBACK_MS)
+            .await
+        {
+            Ok(n) => {
+                last_ok = started;
+                if n > 0 {
+                    tracing::debug!(sessions = n, "revocations adopted from the databases");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e.message, "revocations not read; will retry"),
+        }
+    }
+}
+
 /// Everything a shard starts from.
 struct ShardStart {
     id: usize,
@@ -271,6 +303,9 @@ async fn shard_main(start: ShardStart) {
     let shard = Rc::new(Shard::new(id, config.clone(), services, node.clone()));
     mesh::serve_incoming(inbox, shard.clone());
     glommio::spawn_local(shard.clone().reap_expired_forever()).detach();
+    if id == 0 {
+        glommio::spawn_local(follow_revocations(shard.clone())).detach();
+    }
     if id == 0 && !config.cache.redis.is_empty() {
         glommio::spawn_local(invalidation_subscriber(shard.clone())).detach();
     }

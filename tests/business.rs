@@ -1573,3 +1573,45 @@ fn optimistic_concurrency_on_profile_updates() {
     );
     assert_eq!((s, j["code"].as_u64()), (403, Some(1004)));
 }
+
+#[test]
+fn a_logout_on_one_node_is_refused_on_the_other() {
+    let a = Server::start(2);
+    let b = a.start_peer("node-b");
+    let (id, token) = a.player("game1", "two_node_user");
+    let path = format!("/api/v1/players/{id}");
+    assert_eq!(call(&b, "GET", &path, Some(&token), None, None).0, 200);
+    let (s, j) = call(&a, "POST", "/api/v1/auth/logout", Some(&token), None, None);
+    assert_eq!(s, 200, "{j}");
+    // Node B learns it from the database (every 500 ms), Redis or not.
+    let started = std::time::Instant::now();
+    let mut c = b.http();
+    loop {
+        let (s, j) = call_on(&mut c, "GET", &path, Some(&token), None, None);
+        if s == 401 {
+            assert_eq!(j["message"], "token revoked");
+            break;
+        }
+        assert_eq!(s, 200, "{j}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "node B still accepts a token logged out on node A"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("logout reached node B after {:?}", started.elapsed());
+    // Every shard of B refuses it, over HTTP and TCP.
+    for _ in 0..8 {
+        assert_eq!(call(&b, "GET", &path, Some(&token), None, None).0, 401);
+    }
+    let mut t = b.tcp();
+    t.send(&frame(
+        0x0002,
+        0x04,
+        1,
+        "game1",
+        "",
+        json!({ "token": token }).to_string().as_bytes(),
+    ));
+    assert_eq!(t.read().expect("reply").error_code(), 0xE003);
+}

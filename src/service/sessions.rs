@@ -301,6 +301,28 @@ impl Services {
             .await;
     }
 
+    /// Refuses, on every shard of this node, the sessions that any game's
+    /// database records as revoked since `since_ms` — by this node or by
+    /// another one — and returns how many were new here. This is how a
+    /// logout, a ban or a reused refresh token reaches every node.
+    pub async fn adopt_revocations(&self, since_ms: i64) -> Result<usize, ApiError> {
+        let mut fresh = Vec::new();
+        for game in self.games() {
+            let found = game
+                .store
+                .run(move |s| s.revoked_sessions_since(since_ms))
+                .await?;
+            fresh.extend(
+                found
+                    .into_iter()
+                    .filter(|sid| !self.revocations.is_revoked(sid)),
+            );
+        }
+        let n = fresh.len();
+        self.revoke(fresh).await;
+        Ok(n)
+    }
+
     /// Whether the caller is an admin (for ops routes).
     pub fn require_admin(&self, caller: &Caller) -> Result<(), ApiError> {
         require_role(caller, &[Role::Admin])
