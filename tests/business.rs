@@ -1615,3 +1615,47 @@ fn a_logout_on_one_node_is_refused_on_the_other() {
     ));
     assert_eq!(t.read().expect("reply").error_code(), 0xE003);
 }
+
+#[test]
+fn admin_and_game_server_logouts_reach_other_nodes_and_survive_a_restart() {
+    let mut a = Server::start(1);
+    let b = a.start_peer("node-b");
+    let (id, _) = a.player("game1", "seen_by_servers");
+    let player_path = format!("/api/v1/players/{id}");
+    let admin = a.admin_token();
+    let game_server = a.server_token("game1");
+    let checks = [
+        (admin.as_str(), "/api/v1/cache/stats"),
+        (game_server.as_str(), player_path.as_str()),
+    ];
+    for (token, path) in checks {
+        assert_eq!(call(&b, "GET", path, Some(token), None, None).0, 200);
+        let (s, j) = call(&a, "POST", "/api/v1/auth/logout", Some(token), None, None);
+        assert_eq!(s, 200, "{j}");
+        assert_eq!(call(&a, "GET", path, Some(token), None, None).0, 401);
+    }
+    let started = std::time::Instant::now();
+    for (token, path) in checks {
+        while call(&b, "GET", path, Some(token), None, None).0 != 401 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "node B still accepts a token logged out on node A: {path}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    a.restart();
+    for (token, path) in checks {
+        assert_eq!(
+            call(&a, "GET", path, Some(token), None, None).0,
+            401,
+            "still refused after a restart: {path}"
+        );
+    }
+    // A fresh token of the same accounts works: only the sessions were revoked.
+    let admin2 = a.admin_token();
+    assert_eq!(
+        call(&a, "GET", "/api/v1/cache/stats", Some(&admin2), None, None).0,
+        200
+    );
+}

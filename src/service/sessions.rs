@@ -205,11 +205,17 @@ impl Services {
     /// Ends the caller's session on every shard (and, through the database,
     /// on every node at their next start).
     pub async fn logout(&self, caller: &Caller) -> Result<Value, ApiError> {
+        // Recorded in the caller's game database (an admin token carries the
+        // default game), from where every node and every restart reads it.
+        let game = self.game(&caller.game_id)?;
+        let sid = caller.session_id.clone();
+        let now = clock::now_ms();
         if caller.role == Role::Player {
-            let game = self.game(&caller.game_id)?;
-            let sid = caller.session_id.clone();
-            let now = clock::now_ms();
-            game.store.run(move |s| s.revoke_session(&sid, now)).await?;
+            game.store
+                .run(move |s| s.revoke_session(&sid, now).map(|_| ()))
+                .await?;
+        } else {
+            game.store.run(move |s| s.revoke_token(&sid, now)).await?;
         }
         self.revoke(vec![caller.session_id.clone()]).await;
         Ok(json!({ "revoked_sessions": 1 }))

@@ -111,6 +111,7 @@ pub const SQLITE: &[Migration] = &[
         ],
     },
     HEARTBEAT,
+    REVOKED_TOKENS,
 ];
 
 /// Version 3, the same for both dialects: the heartbeat row the primary
@@ -121,6 +122,18 @@ const HEARTBEAT: Migration = Migration {
     statements: &[
         "CREATE TABLE dm_heartbeat (id INTEGER PRIMARY KEY, ts_ms BIGINT NOT NULL)",
         "INSERT INTO dm_heartbeat (id, ts_ms) VALUES (1, 0)",
+    ],
+};
+
+/// Version 4, the same for both dialects: revoked game-server and admin
+/// tokens, which have no row in `sessions`, so that their logout reaches every
+/// node and survives a restart.
+const REVOKED_TOKENS: Migration = Migration {
+    version: 4,
+    description: "revoked game-server and admin tokens",
+    statements: &[
+        "CREATE TABLE revoked_tokens (session_id VARCHAR(64) NOT NULL PRIMARY KEY, revoked_at BIGINT NOT NULL)",
+        "CREATE INDEX revoked_tokens_by_time ON revoked_tokens (revoked_at)",
     ],
 };
 
@@ -225,4 +238,5 @@ pub const MYSQL: &[Migration] = &[
         ],
     },
     HEARTBEAT,
+    REVOKED_TOKENS,
 ];

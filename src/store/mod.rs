@@ -151,7 +151,10 @@ pub trait Store: Send + Sync + 'static {
         player_id: i64,
         now_ms: i64,
     ) -> Result<Vec<String>, StoreError>;
-    /// Sessions revoked at or after `since_ms`.
+    /// Records the revocation of a session that has no row in `sessions` (a
+    /// game-server or admin token); recording it twice is not an error.
+    fn revoke_token(&self, session_id: &str, now_ms: i64) -> Result<(), StoreError>;
+    /// Sessions (and tokens) revoked at or after `since_ms`.
     fn revoked_sessions_since(&self, since_ms: i64) -> Result<Vec<String>, StoreError>;
 
     /// The catalogue (without deleted entries unless asked).

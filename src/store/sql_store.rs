@@ -647,15 +647,28 @@ impl<B: Backend> Store for SqlStore<B> {
         })
     }
 
+    fn revoke_token(&self, session_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.write(|c| {
+            match c.exec(
+                "INSERT INTO revoked_tokens (session_id, revoked_at) VALUES (?, ?)",
+                args![session_id, now_ms],
+            ) {
+                Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
     fn revoked_sessions_since(&self, since_ms: i64) -> Result<Vec<String>, StoreError> {
         self.read(|c| {
-            Ok(c.query(
+            let mut ids = Vec::new();
+            for sql in [
                 "SELECT session_id FROM sessions WHERE revoked = 1 AND revoked_at >= ?",
-                args![since_ms],
-            )?
-            .iter()
-            .map(|r| r.text(0))
-            .collect())
+                "SELECT session_id FROM revoked_tokens WHERE revoked_at >= ?",
+            ] {
+                ids.extend(c.query(sql, args![since_ms])?.iter().map(|r| r.text(0)));
+            }
+            Ok(ids)
         })
     }
 
