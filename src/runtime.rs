@@ -225,15 +225,14 @@ const REVOCATION_LOOKBACK_MS: i64 = 5_000;
 /// any node, so a logout on one node is refused on every node within about
 /// [`REVOCATION_POLL`] — with or without Redis, and across Redis outages.
 async fn follow_revocations(shard: Rc<Shard>) {
+    // Older revocations concern tokens that have expired anyway.
+    let token_life_ms = shard.config.auth.access_ttl_s as i64 * 1000;
     let mut last_ok = crate::clock::now_ms();
     while !shard.is_draining() {
         glommio::timer::sleep(REVOCATION_POLL).await;
         let started = crate::clock::now_ms();
-        match shard
-            .services
-            .adopt_revocations(last_ok - REVOCATION_LOOKBACK_MS)
-            .await
-        {
+        let since = (last_ok - REVOCATION_LOOKBACK_MS).max(started - token_life_ms);
+        match shard.services.adopt_revocations(since).await {
             Ok(n) => {
                 last_ok = started;
                 if n > 0 {

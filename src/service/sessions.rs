@@ -202,8 +202,9 @@ impl Services {
         }
     }
 
-    /// Ends the caller's session on every shard (and, through the database,
-    /// on every node at their next start).
+    /// Ends the caller's session on every shard of this node at once, and,
+    /// through the database, on every other node within about half a second
+    /// and after any restart.
     pub async fn logout(&self, caller: &Caller) -> Result<Value, ApiError> {
         // Recorded in the caller's game database (an admin token carries the
         // default game), from where every node and every restart reads it.
