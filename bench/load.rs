@@ -9,7 +9,10 @@ use datamiddleware::buffer::ReadBuffer;
 use datamiddleware::protocol::{decode, encode, Decoded, FrameRef};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// What a connection sends.
@@ -68,11 +71,54 @@ pub struct Plan {
     pub password: String,
 }
 
-/// Longest wait for one batch's answers.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Where a response head ends (before its blank line), with one searcher
+/// built per thread rather than per response.
+fn head_end(bytes: &[u8]) -> Option<usize> {
+    thread_local! {
+        static BLANK_LINE: memchr::memmem::Finder<'static> = memchr::memmem::Finder::new(b"\r\n\r\n");
+    }
+    BLANK_LINE.with(|f| f.find(bytes))
+}
+
+/// One load thread's open connections, so that a server that stops answering
+/// cannot keep the run from ending: [`Hangs::fire_at`] shuts them all once
+/// the run is over by `--answer-timeout`, and the waits end as "timeout".
+/// (One watchdog per thread instead of a timer armed for every read.)
+#[derive(Default)]
+pub struct Hangs {
+    fds: RefCell<HashSet<RawFd>>,
+    fired: Cell<bool>,
+}
+
+impl Hangs {
+    /// Shuts every registered connection at `deadline`.
+    pub async fn fire_at(&self, deadline: Instant) {
+        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+        self.fired.set(true);
+        for &fd in self.fds.borrow().iter() {
+            // SAFETY: the fd belongs to a connection that is still open: it
+            // leaves this set before its stream is dropped.
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RDWR);
+            }
+        }
+    }
+}
+
+/// Keeps a connection's fd in [`Hangs`] while it lives.
+struct Watched<'a> {
+    hangs: &'a Hangs,
+    fd: RawFd,
+}
+
+impl Drop for Watched<'_> {
+    fn drop(&mut self) {
+        self.hangs.fds.borrow_mut().remove(&self.fd);
+    }
+}
 
 /// Runs one connection until `plan.until`, recording into `tally`.
-pub async fn connection(plan: Plan, index: usize, tally: &mut Tally) {
+pub async fn connection(plan: Plan, index: usize, tally: &mut Tally, hangs: &Hangs) {
     let mut stream = match TcpStream::connect(plan.addr).await {
         Ok(s) => s,
         Err(_) => {
@@ -81,11 +127,14 @@ pub async fn connection(plan: Plan, index: usize, tally: &mut Tally) {
         }
     };
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(ANSWER_TIMEOUT));
+    let fd = stream.as_raw_fd();
+    hangs.fds.borrow_mut().insert(fd);
+    let _watched = Watched { hangs, fd };
     if plan.scenario == Scenario::IdleTcp {
         // One Ping proves the connection is served, then it stays silent.
         let mut conn = Conn {
             plan: &plan,
+            hangs,
             index,
             counter: 0,
             pending_order: None,
@@ -107,6 +156,7 @@ pub async fn connection(plan: Plan, index: usize, tally: &mut Tally) {
     }
     let mut conn = Conn {
         plan: &plan,
+        hangs,
         index,
         counter: 0,
         pending_order: None,
@@ -180,6 +230,7 @@ pub async fn connection(plan: Plan, index: usize, tally: &mut Tally) {
 
 struct Conn<'a> {
     plan: &'a Plan,
+    hangs: &'a Hangs,
     index: usize,
     counter: u64,
     pending_order: Option<String>,
@@ -272,12 +323,13 @@ impl Conn<'_> {
 
     async fn fill(&mut self, stream: &mut TcpStream) -> Result<(), &'static str> {
         match stream.read(self.buf.spare(16 * 1024)).await {
+            Ok(0) if self.hangs.fired.get() => Err("timeout"),
             Ok(0) => Err("closed"),
             Ok(n) => {
                 self.buf.advance(n);
                 Ok(())
             }
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err("timeout"),
+            Err(_) if self.hangs.fired.get() => Err("timeout"),
             Err(_) => Err("read"),
         }
     }
@@ -306,7 +358,7 @@ impl Conn<'_> {
                     Decoded::Incomplete => {}
                     _ => return Err("bad_frame"),
                 }
-            } else if let Some(end) = memchr::memmem::find(self.buf.filled(), b"\r\n\r\n") {
+            } else if let Some(end) = head_end(self.buf.filled()) {
                 let head = &self.buf.filled()[..end];
                 let status: u16 = head
                     .get(9..12)
@@ -332,13 +384,36 @@ impl Conn<'_> {
     }
 }
 
+/// The `Content-Length` of a response head (0 when absent), found without
+/// building strings: this runs once per response.
 fn content_length(head: &[u8]) -> usize {
-    let text = String::from_utf8_lossy(head);
-    text.lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0)
+    const NAME: &[u8] = b"content-length:";
+    for line in head.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > NAME.len() && line[..NAME.len()].eq_ignore_ascii_case(NAME) {
+            return line[NAME.len()..]
+                .iter()
+                .filter(|b| !b.is_ascii_whitespace())
+                .try_fold(0usize, |n, &b| {
+                    b.is_ascii_digit()
+                        .then(|| n.saturating_mul(10).saturating_add((b - b'0') as usize))
+                })
+                .unwrap_or(0);
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_length;
+
+    #[test]
+    fn content_length_is_read_from_any_case_and_defaults_to_0() {
+        let head = b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 123\r\nX: y";
+        assert_eq!(content_length(head), 123);
+        assert_eq!(content_length(b"HTTP/1.1 200 OK\r\ncontent-length:7"), 7);
+        assert_eq!(content_length(b"HTTP/1.1 204 No Content\r\nServer: x"), 0);
+        assert_eq!(content_length(b"HTTP/1.1 200 OK\r\nContent-Length: 1x"), 0);
+    }
 }

@@ -60,6 +60,10 @@ struct Args {
     /// Seconds of load before measuring.
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
+    /// Seconds an unanswered request is waited for after the run; then it
+    /// counts as a `timeout` error and the connection is closed.
+    #[arg(long, default_value_t = 10.0)]
+    answer_timeout: f64,
     /// Load threads (executors); default: available cores.
     #[arg(long)]
     threads: Option<usize>,
@@ -101,11 +105,24 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<Summary, String> {
-    if args.connections == 0 || args.pipeline == 0 || args.duration <= 0.0 || args.warmup < 0.0 {
-        return Err("connections and pipeline must be >= 1, duration > 0, warmup >= 0".into());
+    // Written so that NaN fails too: every one of these becomes a Duration.
+    let within = |v: f64, low_inclusive: bool, max: f64| {
+        (v > 0.0 || (low_inclusive && v == 0.0)) && v <= max
+    };
+    if args.connections == 0
+        || args.pipeline == 0
+        || !within(args.duration, false, 86_400.0)
+        || !within(args.warmup, true, 3_600.0)
+        || !within(args.answer_timeout, false, 600.0)
+    {
+        return Err(
+            "connections and pipeline must be >= 1, duration in (0, 86400] s, \
+                    warmup in [0, 3600] s, answer-timeout in (0, 600] s"
+                .into(),
+        );
     }
-    if args.rate.is_some_and(|r| r <= 0.0) {
-        return Err("rate must be > 0".into());
+    if args.rate.is_some_and(|r| !within(r, false, 1e9)) {
+        return Err("rate must be > 0 and at most 10^9 per second".into());
     }
     let scenario = match args.scenario {
         ScenarioArg::Health => Scenario::Health,
@@ -158,6 +175,7 @@ fn run(args: &Args) -> Result<Summary, String> {
         players,
         password: PASSWORD.to_string(),
     };
+    let answer_timeout = Duration::from_secs_f64(args.answer_timeout);
     let mut handles = Vec::new();
     for t in 0..threads {
         let plan = plan.clone();
@@ -167,13 +185,18 @@ fn run(args: &Args) -> Result<Summary, String> {
             .spawn(move || async move {
                 let wait = start.saturating_duration_since(Instant::now());
                 glommio::timer::sleep(wait).await;
+                let hangs = std::rc::Rc::new(load::Hangs::default());
+                let watchdog = hangs.clone();
+                let give_up = plan.until + answer_timeout;
+                glommio::spawn_local(async move { watchdog.fire_at(give_up).await }).detach();
                 let tasks: Vec<_> = mine
                     .into_iter()
                     .map(|c| {
                         let plan = plan.clone();
+                        let hangs = hangs.clone();
                         glommio::spawn_local(async move {
                             let mut tally = Tally::new();
-                            load::connection(plan, c, &mut tally).await;
+                            load::connection(plan, c, &mut tally, &hangs).await;
                             tally
                         })
                     })

@@ -112,6 +112,22 @@ fn bad_arguments_and_unreachable_servers_fail_clearly() {
         .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("connections"));
+    // Numbers that cannot become durations are refused, not a panic.
+    for (flag, value) in [
+        ("--duration", "NaN"),
+        ("--duration", "1e30"),
+        ("--warmup", "-0.5"),
+        ("--answer-timeout", "0"),
+        ("--rate", "inf"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_dm-bench"))
+            .arg(format!("{flag}={value}"))
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flag}={value}: {stderr}");
+        assert!(stderr.contains("must be"), "{flag}={value}: {stderr}");
+    }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("addr");
@@ -132,4 +148,44 @@ fn bad_arguments_and_unreachable_servers_fail_clearly() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn a_server_that_never_answers_ends_the_run_with_timeouts() {
+    // Accepts and holds connections, never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_dm-bench"))
+        .args([
+            "--http",
+            &addr.to_string(),
+            "--scenario",
+            "health",
+            "-c",
+            "4",
+        ])
+        .args(["--duration", "1", "--warmup", "0", "--answer-timeout", "1"])
+        .arg("--json")
+        .output()
+        .expect("run dm-bench");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "dm-bench must end by itself"
+    );
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(j["ok"], 0, "{j}");
+    assert_eq!(j["errors"]["timeout"], 4, "one per connection: {j}");
 }
