@@ -1660,3 +1660,42 @@ fn admin_and_game_server_logouts_reach_other_nodes_and_survive_a_restart() {
         200
     );
 }
+
+#[test]
+fn an_open_player_connection_is_cut_off_when_its_session_is_revoked() {
+    let server = Server::start(2);
+    let (id, token) = server.player("game1", "tcp_revoked");
+    let mut t = server.tcp();
+    let hello = json!({ "token": token }).to_string();
+    t.send(&frame(0x0002, 0x04, 1, "game1", "", hello.as_bytes()));
+    assert_eq!(t.read().expect("handshake").msg_type, 0x0002);
+    let get = json!({"action": "get", "player_id": id}).to_string();
+    assert_eq!(t.call(0x1003, 2, "game1", &get).msg_type, 0x1003);
+    // Logged out over HTTP (the session may be on the other shard).
+    let (s, j) = call(
+        &server,
+        "POST",
+        "/api/v1/auth/logout",
+        Some(&token),
+        None,
+        None,
+    );
+    assert_eq!(s, 200, "{j}");
+    let refused = t.call(0x1003, 3, "game1", &get);
+    assert_eq!(refused.error_code(), 0xE003);
+    assert_eq!(t.call(0x1003, 4, "game1", &get).error_code(), 0xE003);
+    // A new login handshakes the same connection again.
+    let (_, fresh) = call(
+        &server,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some("game1"),
+        Some(json!({"username": "tcp_revoked", "password": "password1"})),
+    );
+    let fresh = fresh["data"]["token"].as_str().expect("token").to_string();
+    let hello = json!({ "token": fresh }).to_string();
+    t.send(&frame(0x0002, 0x04, 5, "game1", "", hello.as_bytes()));
+    assert_eq!(t.read().expect("handshake").msg_type, 0x0002);
+    assert_eq!(t.call(0x1003, 6, "game1", &get).msg_type, 0x1003);
+}

@@ -205,6 +205,14 @@ async fn handle(
         .caller
         .as_ref()
         .ok_or_else(|| ApiError::unauthorized("handshake required"))?;
+    // A connection outlives its handshake: a logout, ban or reused refresh
+    // token of its session ends what it may do, here as over HTTP.
+    if shard.services.revocations().is_revoked(&caller.session_id) {
+        session.caller = None;
+        return Err(ApiError::unauthorized(
+            "token revoked; handshake again with a new token",
+        ));
+    }
     let header_game = std::str::from_utf8(frame.game_id).unwrap_or("");
     if !header_game.is_empty() && header_game != caller.game_id {
         return Err(ApiError::forbidden(
