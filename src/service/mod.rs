@@ -200,13 +200,21 @@ impl Services {
     /// its game still exists.
     pub fn authenticate(&self, token: &str) -> Result<Caller, ApiError> {
         let caller = self.tokens.verify(token)?;
-        if self.revocations.is_revoked(&caller.session_id) {
-            return Err(ApiError::unauthorized("token revoked"));
-        }
+        self.check_not_revoked(&caller)?;
         if caller.role != Role::Admin && !self.games.contains_key(&caller.game_id) {
             return Err(ApiError::unauthorized("token names an unknown game"));
         }
         Ok(caller)
+    }
+
+    /// 401 once the caller's session has been revoked (logout, ban, reused
+    /// refresh token): checked for every HTTP request and, since a TCP
+    /// connection outlives its handshake, for every frame after it.
+    pub fn check_not_revoked(&self, caller: &Caller) -> Result<(), ApiError> {
+        if self.revocations.is_revoked(&caller.session_id) {
+            return Err(ApiError::unauthorized("token revoked"));
+        }
+        Ok(())
     }
 
     /// Authenticates a game server by its game's `server_key`.

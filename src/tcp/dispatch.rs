@@ -205,13 +205,10 @@ async fn handle(
         .caller
         .as_ref()
         .ok_or_else(|| ApiError::unauthorized("handshake required"))?;
-    // A connection outlives its handshake: a logout, ban or reused refresh
-    // token of its session ends what it may do, here as over HTTP.
-    if shard.services.revocations().is_revoked(&caller.session_id) {
+    if let Err(e) = shard.services.check_not_revoked(caller) {
+        // The connection must handshake again with a new token.
         session.caller = None;
-        return Err(ApiError::unauthorized(
-            "token revoked; handshake again with a new token",
-        ));
+        return Err(e);
     }
     let header_game = std::str::from_utf8(frame.game_id).unwrap_or("");
     if !header_game.is_empty() && header_game != caller.game_id {
