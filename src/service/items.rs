@@ -190,8 +190,7 @@ impl Services {
             status: None,
         })?;
         let def = game.store.run(move |s| s.create_item_def(&def)).await?;
-        self.changed(vec![keys::catalogue(game_id)]).await;
-        Ok(json!({ "item": item_json(&def) }))
+        Ok(self.catalogue_saved(game_id, &def).await)
     }
 
     /// Changes a catalogue entry (admin).
@@ -211,8 +210,14 @@ impl Services {
             .store
             .run(move |s| s.update_item_def(&id, &req))
             .await?;
+        Ok(self.catalogue_saved(game_id, &def).await)
+    }
+
+    /// After a catalogue write: drops the cached catalogue everywhere and
+    /// answers with the saved entry.
+    async fn catalogue_saved(&self, game_id: &str, def: &ItemDef) -> Value {
         self.changed(vec![keys::catalogue(game_id)]).await;
-        Ok(json!({ "item": item_json(&def) }))
+        json!({ "item": item_json(def) })
     }
 
     /// Withdraws a catalogue entry (admin): it can no longer be bought or
