@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{backend, mysql_admin, HttpClient, Server, TestBackend};
+use common::{backend, mysql_admin, wait_for, HttpClient, Server, TestBackend};
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,17 +56,6 @@ fn replica_state(server: &Server, admin: &str) -> (bool, u64) {
         r["usable"].as_bool().unwrap_or(false),
         r["reads"].as_u64().unwrap_or(0),
     )
-}
-
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let until = Instant::now() + limit;
-    while Instant::now() < until {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn replica_sql(sql: &str) {

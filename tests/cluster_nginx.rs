@@ -9,22 +9,16 @@
 
 mod common;
 
-use common::{backend, HttpClient, Server, TestBackend, SERVER_KEY};
+use common::{backend, loopback_addr, HttpClient, Server, TestBackend, SERVER_KEY};
 use serde_json::Value;
 use std::collections::HashSet;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 /// Where Debian's package puts the stream module.
 const STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-}
 
 /// An nginx master running a rendered config; stopped on drop.
 struct Nginx {
@@ -49,7 +43,7 @@ impl Nginx {
             .map(|l| l.strip_prefix("# ").or(l.strip_prefix('#')).unwrap_or(l))
             .collect::<Vec<_>>()
             .join("\n");
-        let (http, tcp) = (free_addr(), free_addr());
+        let (http, tcp) = (loopback_addr(), loopback_addr());
         let http_part = point_at(http_part, nodes.iter().map(|n| n.0), "8080", http);
         let stream_part = point_at(&stream_part, nodes.iter().map(|n| n.1), "9090", tcp);
         let dir =

@@ -455,14 +455,7 @@ fn request_ids_are_echoed_and_carried_into_logs() {
     );
     assert_eq!(r.status, 201);
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let log = loop {
-        let log = server.log();
-        if log.contains("req-44") || std::time::Instant::now() > deadline {
-            break log;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let log = server.wait_for_log("request_id=\"req-44\"");
     let line = |needle: &str| {
         log.lines()
             .find(|l| l.contains(needle))

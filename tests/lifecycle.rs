@@ -85,19 +85,6 @@ fn sigint_on_idle_server_exits_0_quickly() {
     assert_eq!(server.wait_exit(Duration::from_secs(5)), Some(0));
 }
 
-/// Waits until the server log contains `needle` `times` times.
-fn wait_for_log(server: &Server, needle: &str, times: usize) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while server.log().matches(needle).count() < times {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "log never said {needle:?}:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn sighup_applies_hot_settings_and_refuses_a_bad_file() {
     let server = Server::start(1);
@@ -109,7 +96,7 @@ fn sighup_applies_hot_settings_and_refuses_a_bad_file() {
     // A broken file is refused; the server keeps its settings and serves.
     std::fs::write(&path, format!("{original}\n[no_such_section]\n")).expect("write");
     server.signal(libc::SIGHUP);
-    wait_for_log(&server, "configuration reload refused", 1);
+    server.wait_for_log("configuration reload refused");
     let mut c = server.http();
     for _ in 0..100 {
         assert_eq!(c.request("GET", "/api/v1/games", &[], b"").status, 200);
@@ -123,7 +110,7 @@ fn sighup_applies_hot_settings_and_refuses_a_bad_file() {
         .replace("level = \"warn\"", "level = \"info\"");
     std::fs::write(&path, lowered).expect("write");
     server.signal(libc::SIGHUP);
-    wait_for_log(&server, "configuration reloaded", 1);
+    server.wait_for_log("configuration reloaded");
     let first_refusal = (0..100)
         .position(|_| c.request("GET", "/api/v1/games", &[], b"").status == 429)
         .expect("the new limit applies");

@@ -72,6 +72,24 @@ fn admin_hash() -> String {
 /// Game server key used by the test configs.
 pub const SERVER_KEY: &str = "test-server-key-0123456789";
 
+/// Polls `f` every 50 ms until it holds; fails the test after `limit`,
+/// naming `what`.
+pub fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A free loopback address (its port was free a moment ago).
+pub fn loopback_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -163,8 +181,8 @@ impl Server {
         let dir =
             std::env::temp_dir().join(format!("dm-test-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let tcp = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let http = loopback_addr();
+        let tcp = loopback_addr();
         let config = format!(
             r#"default_game = "game1"
 [node]
@@ -255,8 +273,8 @@ max_stack = 3
     /// its own ports and with its own node id.
     pub fn start_peer(&self, node_id: &str) -> Server {
         let text = std::fs::read_to_string(self.dir.join("config.toml")).expect("config");
-        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let tcp = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let http = loopback_addr();
+        let tcp = loopback_addr();
         let text = text
             .replace(&self.http.to_string(), &http.to_string())
             .replace(&self.tcp.to_string(), &tcp.to_string())
@@ -323,6 +341,17 @@ max_stack = 3
     /// The server's stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// Waits (at most 10 s) until the server log contains `needle`; returns
+    /// the log.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        wait_for(
+            &format!("the log to say {needle:?}"),
+            Duration::from_secs(10),
+            || self.log().contains(needle),
+        );
+        self.log()
     }
 
     /// A new HTTP client connection.
