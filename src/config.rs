@@ -29,7 +29,7 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Cluster coordination through Redis.
     pub cluster: ClusterConfig,
-    /// Logging.
+    /// Log level, format and the access log.
     pub log: LogConfig,
     /// Game used when a request names none (`X-Game-Id` absent).
     pub default_game: String,
@@ -61,7 +61,7 @@ pub struct ItemSeed {
     /// Free-form quality.
     #[serde(default)]
     pub quality: String,
-    /// Description.
+    /// Text shown to players in the shop.
     #[serde(default)]
     pub description: String,
     /// Gold price; 0 = not sold for gold.
@@ -554,29 +554,25 @@ fn load_items_file(path: &str) -> Result<Vec<ItemSeed>, String> {
     serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))
 }
 
+/// A seed entry obeys the catalogue's one rule set, the admin API's too.
 fn validate_item_seed(game: &str, item: &ItemSeed) -> Result<(), ConfigError> {
-    let ok_id = !item.item_id.is_empty()
-        && item.item_id.len() <= 64
-        && item.item_id.bytes().all(|b| is_id_byte(b) || b == b'.');
-    if !ok_id {
-        return Err(err(format!(
-            "key `games.{game}.items`: item_id `{}` must be 1 to 64 of [A-Za-z0-9_.-]",
-            item.item_id
-        )));
-    }
-    if item.name.is_empty() || item.name.len() > 128 {
-        return Err(err(format!(
-            "key `games.{game}.items`: item `{}` needs a name of 1 to 128 bytes",
-            item.item_id
-        )));
-    }
-    if item.price_gold < 0 || item.price_diamonds < 0 || item.max_stack < 1 {
-        return Err(err(format!(
-            "key `games.{game}.items`: item `{}` needs prices >= 0 and max_stack >= 1",
-            item.item_id
-        )));
-    }
-    Ok(())
+    let fields = crate::validate::CatalogueFields {
+        name: Some(&item.name),
+        item_type: Some(&item.item_type),
+        quality: Some(&item.quality),
+        description: Some(&item.description),
+        price_gold: Some(item.price_gold),
+        price_diamonds: Some(item.price_diamonds),
+        max_stack: Some(item.max_stack),
+    };
+    crate::validate::item_id(&item.item_id)
+        .and_then(|()| crate::validate::catalogue_fields(&fields))
+        .map_err(|e| {
+            err(format!(
+                "key `games.{game}.items`: item `{}`: {e}",
+                item.item_id
+            ))
+        })
 }
 
 /// A database URL without its password, for messages and logs.
@@ -812,6 +808,27 @@ mod tests {
         let e = load_str(&text, &[]).unwrap_err();
         assert!(e.0.contains("games.game1.items"), "{e}");
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn item_seeds_obey_the_admin_api_caps() {
+        // Each of these passes the old config-only checks but not the
+        // catalogue rule set the admin API applies.
+        for (field, value, named) in [
+            ("price_gold", "1000000000001", "price_gold"),
+            ("max_stack", "1000001", "max_stack"),
+            ("description", "\"a\\nb\"", "description"),
+            ("type", &format!("\"{}\"", "t".repeat(33)), "type"),
+        ] {
+            let text = format!(
+                "[auth]\nmode = \"dev\"\n[games.game1]\n[[games.game1.items]]\nitem_id = \"sword\"\nname = \"Sword\"\n{field} = {value}\n"
+            );
+            let e = load_str(&text, &[]).unwrap_err();
+            assert!(
+                e.0.contains("games.game1.items") && e.0.contains(named),
+                "{e}"
+            );
+        }
     }
 
     #[test]

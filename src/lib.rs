@@ -3,11 +3,14 @@
 //! Module map (data flows listener → connection → parse → service → store):
 //! - [`config`]: TOML configuration, `DM_*` overrides, validation.
 //! - [`runtime`]: one pinned glommio executor per shard; signals; shutdown.
-//! - [`shard`]: the per-core state a shard owns; the little a node shares.
+//! - [`shard`]: the per-core state a shard owns, and its inbox from the others.
+//! - [`node`]: the little the shards of a node share (gauges, flags, limits).
 //! - [`protocol`]: the binary frame codec and message types (no I/O).
 //! - [`tcp`]: the binary protocol listener, connection loop and dispatch.
 //! - [`http`]: the HTTP/1.1 listener, parser, router and handlers.
-//! - [`service`]: business rules shared by both front ends; auth; errors.
+//! - [`service`]: business rules shared by both front ends; auth; ops.
+//! - [`validate`]: input limits and rule sets shared by requests and config.
+//! - [`error`]: the failure answer every layer above the store returns.
 //! - [`store`]: the `Store` trait, the SQLite backend and migrations.
 //! - [`buffer`]: the reusable read buffer of connection loops.
 //! - [`cache`]: per-shard L1, Redis L2 (RESP on glommio sockets), invalidation.
@@ -23,14 +26,17 @@ pub mod buffer;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod error;
 pub mod game;
 pub mod http;
 pub mod logging;
 pub mod mesh;
 pub mod metrics;
+pub mod node;
 pub mod protocol;
 pub mod runtime;
 pub mod service;
 pub mod shard;
 pub mod store;
 pub mod tcp;
+pub mod validate;

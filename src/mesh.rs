@@ -5,11 +5,9 @@
 //! shard and waits for each to acknowledge, so when the originating request
 //! is answered no shard of the node can still use the old state.
 
-use crate::shard::Shard;
+use crate::cache::Change;
 use futures_channel::oneshot;
-use futures_lite::StreamExt;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
-use std::rc::Rc;
 
 /// Capacity of each shard-to-shard channel.
 const CHANNEL_SIZE: usize = 1024;
@@ -27,17 +25,18 @@ pub type ShardMesh = MeshBuilder<ShardMessage, Full>;
 pub enum ShardMessage {
     /// Stop accepting these sessions' access tokens until `until_s`.
     Revoke {
-        /// Session ids.
+        /// Session ids of the revoked sessions.
         sessions: Vec<String>,
         /// Unix seconds after which every token of them has expired anyway.
         until_s: i64,
         /// Completed once applied.
         ack: Option<oneshot::Sender<()>>,
     },
-    /// Drop these cache keys (a trailing `*` drops a prefix).
+    /// Apply a change another shard made: drop its cache keys and keep its
+    /// writers' reads on the primary.
     Invalidate {
-        /// Keys.
-        keys: Vec<String>,
+        /// What changed.
+        change: Change,
         /// Completed once applied.
         ack: Option<oneshot::Sender<()>>,
     },
@@ -60,8 +59,21 @@ pub struct Peers {
     senders: Option<Senders<ShardMessage>>,
 }
 
-/// Incoming messages, served once the shard exists ([`serve_incoming`]).
+/// Incoming messages; the shard serves them once it exists
+/// (`Shard::serve_inbox`), so this module never needs to know what a shard is.
 pub struct Inbox(Option<Receivers<ShardMessage>>);
+
+impl Inbox {
+    /// One stream of messages per other shard (none on a single-shard node).
+    pub fn into_streams(
+        self,
+    ) -> Vec<glommio::channels::shared_channel::ConnectedReceiver<ShardMessage>> {
+        match self.0 {
+            Some(mut receivers) => receivers.streams().into_iter().map(|(_, s)| s).collect(),
+            None => Vec::new(),
+        }
+    }
+}
 
 impl Peers {
     /// Joins the mesh (every shard must join). Single-shard nodes have none.
@@ -159,43 +171,5 @@ impl Peers {
             }
         }
         out
-    }
-}
-
-/// Applies incoming messages to `shard` for as long as the node runs.
-pub fn serve_incoming(inbox: Inbox, shard: Rc<Shard>) {
-    let Some(mut receivers) = inbox.0 else { return };
-    for (_, mut stream) in receivers.streams() {
-        let shard = shard.clone();
-        glommio::spawn_local(async move {
-            while let Some(msg) = stream.next().await {
-                match msg {
-                    ShardMessage::Revoke {
-                        sessions,
-                        until_s,
-                        ack,
-                    } => {
-                        shard.services.revocations().revoke(sessions, until_s);
-                        if let Some(a) = ack {
-                            let _ = a.send(());
-                        }
-                    }
-                    ShardMessage::Invalidate { keys, ack } => {
-                        shard.services.apply_invalidation(&keys);
-                        if let Some(a) = ack {
-                            let _ = a.send(());
-                        }
-                    }
-                    ShardMessage::BusState(up) => shard.services.cache().set_bus_healthy(up),
-                    ShardMessage::CacheStats(reply) => {
-                        let _ = reply.send(shard.cache_stats());
-                    }
-                    ShardMessage::Metrics(reply) => {
-                        let _ = reply.send(shard.metric_samples());
-                    }
-                }
-            }
-        })
-        .detach();
     }
 }

@@ -16,7 +16,7 @@ pub struct Sample {
     pub name: &'static str,
     /// Labels without braces.
     pub labels: String,
-    /// Value.
+    /// The sample's number (Prometheus values are floats).
     pub value: f64,
 }
 

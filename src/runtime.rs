@@ -13,9 +13,10 @@
 use crate::config::Config;
 use crate::logging::LogReload;
 use crate::mesh::{self, Peers};
+use crate::node::NodeState;
 use crate::service::revocations::RevocationList;
 use crate::service::{auth, items, Services, ShardLinks};
-use crate::shard::{NodeState, Shard};
+use crate::shard::Shard;
 use crate::{http, store, tcp};
 use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 use std::rc::Rc;
@@ -167,11 +168,11 @@ async fn invalidation_subscriber(shard: Rc<Shard>) {
         return;
     };
     let node_id = shard.config.node.id.clone();
-    let (events_tx, events_rx) = futures_channel::mpsc::unbounded::<Vec<String>>();
+    let (events_tx, events_rx) = futures_channel::mpsc::unbounded::<crate::cache::Change>();
     let on_message = move |payload: Vec<u8>| {
-        if let Some((from, keys)) = crate::cache::decode_message(&payload) {
+        if let Some((from, change)) = crate::cache::decode_message(&payload) {
             if from != node_id {
-                let _ = events_tx.unbounded_send(keys);
+                let _ = events_tx.unbounded_send(change);
             }
         }
     };
@@ -191,13 +192,13 @@ async fn invalidation_subscriber(shard: Rc<Shard>) {
     glommio::spawn_local(async move {
         use futures_lite::StreamExt;
         let mut rx = events_rx;
-        while let Some(keys) = rx.next().await {
-            apply_shard.services.apply_invalidation(&keys);
+        while let Some(change) = rx.next().await {
+            apply_shard.services.apply_change(&change);
             apply_shard
                 .services
                 .peers()
                 .broadcast(false, |ack| mesh::ShardMessage::Invalidate {
-                    keys: keys.clone(),
+                    change: change.clone(),
                     ack,
                 })
                 .await;
@@ -300,7 +301,7 @@ async fn shard_main(start: ShardStart) {
         }
     };
     let shard = Rc::new(Shard::new(id, config.clone(), services, node.clone()));
-    mesh::serve_incoming(inbox, shard.clone());
+    shard.serve_inbox(inbox);
     glommio::spawn_local(shard.clone().reap_expired_forever()).detach();
     if id == 0 {
         glommio::spawn_local(follow_revocations(shard.clone())).detach();

@@ -1,85 +1,22 @@
-//! The per-core state a shard owns, and the little a node shares.
+//! The per-core state a shard owns.
 //!
 //! A [`Shard`] lives on one pinned executor behind an `Rc`: its services (and
-//! through them its database pools), its configuration copy and its connection
-//! registry. The only state shared across cores is [`NodeState`]: a shutdown
-//! flag, the node-wide TCP connection count (touched once per connect and
-//! disconnect, never per request) and per-shard gauges, each written only by
-//! its own shard and read by admin endpoints.
+//! through them its database pools), its configuration copy, its connection
+//! registry, and the inbox through which the node's other shards reach it.
+//! The only state shared across cores is [`NodeState`] ([`crate::node`]).
 
 use crate::config::Config;
+use crate::mesh::{Inbox, ShardMessage};
+use crate::node::{NodeState, ShardGauges};
 use crate::service::rate_limit::RateLimiter;
 use crate::service::Services;
+use futures_lite::StreamExt;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Figures one shard publishes; written only by that shard.
-#[repr(align(128))]
-#[derive(Debug, Default)]
-pub struct ShardGauges {
-    /// Open HTTP connections.
-    pub http_connections: AtomicU64,
-    /// Open TCP connections.
-    pub tcp_connections: AtomicU64,
-    /// HTTP requests answered.
-    pub http_requests: AtomicU64,
-    /// TCP frames answered.
-    pub tcp_frames: AtomicU64,
-}
-
-impl ShardGauges {
-    /// Adds one to a gauge (single writer, so relaxed is exact).
-    pub fn incr(g: &AtomicU64) {
-        g.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Subtracts one from a gauge.
-    pub fn decr(g: &AtomicU64) {
-        g.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// State shared by every shard of the node.
-#[derive(Debug)]
-pub struct NodeState {
-    /// When the node started.
-    pub started: Instant,
-    /// Set once by the signal thread; shards poll it.
-    pub shutting_down: AtomicBool,
-    /// Open TCP connections of the whole node (for `tcp.max_connections`).
-    pub tcp_connections: AtomicUsize,
-    /// One entry per shard.
-    pub gauges: Vec<ShardGauges>,
-    /// `auth.rate_limit_per_ip_per_min`, hot-reloaded by SIGHUP.
-    pub rate_limit_per_min: AtomicU32,
-    /// Shards that still have connections while shutting down; a drained
-    /// shard keeps answering its peers until this reaches 0.
-    pub shards_draining: AtomicUsize,
-}
-
-impl NodeState {
-    /// State for a node of `shards` shards.
-    pub fn new(shards: usize, rate_limit_per_min: u32) -> NodeState {
-        NodeState {
-            started: Instant::now(),
-            shutting_down: AtomicBool::new(false),
-            tcp_connections: AtomicUsize::new(0),
-            gauges: (0..shards).map(|_| ShardGauges::default()).collect(),
-            rate_limit_per_min: AtomicU32::new(rate_limit_per_min),
-            shards_draining: AtomicUsize::new(shards),
-        }
-    }
-
-    /// Whether SIGTERM/SIGINT has been received.
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Relaxed)
-    }
-}
 
 /// One core's share of the server.
 pub struct Shard {
@@ -95,8 +32,6 @@ pub struct Shard {
     pub rate_limiter: RateLimiter,
     /// This shard's request counters and latency histograms.
     pub metrics: crate::metrics::Metrics,
-    /// This shard's `/health` body, re-rendered when the millisecond changes.
-    pub health: crate::http::health::HealthBody,
     draining: Cell<bool>,
     stop: glommio::sync::Semaphore,
     connections: RefCell<HashMap<u64, Tracked>>,
@@ -124,7 +59,6 @@ impl Shard {
             node,
             rate_limiter,
             metrics: crate::metrics::Metrics::new(),
-            health: Default::default(),
             draining: Cell::new(false),
             stop: glommio::sync::Semaphore::new(0),
             connections: RefCell::new(HashMap::new()),
@@ -227,85 +161,66 @@ impl Shard {
         }
     }
 
-    /// This shard's metric samples, including cache, connection and
-    /// backend figures.
+    /// This shard's metric samples: requests, connections, and the
+    /// service layer's cache and backend figures.
     pub fn metric_samples(&self) -> Vec<crate::metrics::Sample> {
         use crate::metrics::Sample;
         use std::sync::atomic::Ordering::Relaxed;
         let mut out = self.metrics.samples(self.id);
-        let l = |extra: &str| format!("shard=\"{}\"{extra}", self.id);
         let g = self.gauges();
-        out.push(Sample {
-            name: "dm_open_connections",
-            labels: l(",protocol=\"http\""),
-            value: g.http_connections.load(Relaxed) as f64,
-        });
-        out.push(Sample {
-            name: "dm_open_connections",
-            labels: l(",protocol=\"tcp\""),
-            value: g.tcp_connections.load(Relaxed) as f64,
-        });
-        let c = self.services.cache().snapshot();
-        let counters: [(&'static str, &str, u64); 7] = [
-            ("dm_cache_hits_total", ",level=\"l1\"", c.l1.hits),
-            ("dm_cache_misses_total", ",level=\"l1\"", c.l1.misses),
-            ("dm_cache_hits_total", ",level=\"l2\"", c.counters.l2_hits),
-            (
-                "dm_cache_misses_total",
-                ",level=\"l2\"",
-                c.counters.l2_misses,
-            ),
-            ("dm_cache_evictions_total", "", c.l1.evictions),
-            ("dm_cache_entries", "", c.entries as u64),
-            ("dm_cache_loads_total", "", c.counters.loads),
-        ];
-        for (name, extra, value) in counters {
+        for (protocol, open) in [("http", &g.http_connections), ("tcp", &g.tcp_connections)] {
             out.push(Sample {
-                name,
-                labels: l(extra),
-                value: value as f64,
+                name: "dm_open_connections",
+                labels: format!("shard=\"{}\",protocol=\"{protocol}\"", self.id),
+                value: open.load(Relaxed) as f64,
             });
         }
-        if let Some(up) = c.l2_up {
-            out.push(Sample {
-                name: "dm_backend_errors_total",
-                labels: l(",backend=\"redis\""),
-                value: c.counters.l2_errors as f64,
-            });
-            // Up means usable for invalidation too, not just connected.
-            let usable = up && self.services.cache().bus_ok();
-            out.push(Sample {
-                name: "dm_backend_up",
-                labels: l(",backend=\"redis\""),
-                value: if usable { 1.0 } else { 0.0 },
-            });
-        }
-        for game in self.services.games() {
-            for r in game.store.replica_reports() {
-                let labels = l(&format!(",game=\"{}\",replica=\"{}\"", game.id, r.name));
-                out.push(Sample {
-                    name: "dm_replica_lag_ms",
-                    labels: labels.clone(),
-                    value: r.lag_ms.min(i64::MAX / 2) as f64,
-                });
-                out.push(Sample {
-                    name: "dm_backend_up",
-                    labels: l(&format!(
-                        ",backend=\"replica\",game=\"{}\",replica=\"{}\"",
-                        game.id, r.name
-                    )),
-                    value: if r.usable { 1.0 } else { 0.0 },
-                });
-            }
-        }
+        out.extend(self.services.backend_samples(self.id));
         out
     }
 
-    /// This shard's cache figures.
-    pub fn cache_stats(&self) -> serde_json::Value {
-        let mut v = self.services.cache().stats();
-        v["shard"] = serde_json::json!(self.id);
-        v
+    /// Every shard's metric samples, asking the others over the mesh.
+    pub async fn node_metric_samples(&self) -> Vec<crate::metrics::Sample> {
+        let mut samples = self.metric_samples();
+        samples.extend(self.services.peers().metric_samples().await);
+        samples
+    }
+
+    /// Applies messages from the node's other shards for as long as the node runs.
+    pub fn serve_inbox(self: &Rc<Self>, inbox: Inbox) {
+        for mut stream in inbox.into_streams() {
+            let shard = self.clone();
+            glommio::spawn_local(async move {
+                while let Some(msg) = stream.next().await {
+                    match msg {
+                        ShardMessage::Revoke {
+                            sessions,
+                            until_s,
+                            ack,
+                        } => {
+                            shard.services.revocations().revoke(sessions, until_s);
+                            if let Some(a) = ack {
+                                let _ = a.send(());
+                            }
+                        }
+                        ShardMessage::Invalidate { change, ack } => {
+                            shard.services.apply_change(&change);
+                            if let Some(a) = ack {
+                                let _ = a.send(());
+                            }
+                        }
+                        ShardMessage::BusState(up) => shard.services.cache().set_bus_healthy(up),
+                        ShardMessage::CacheStats(reply) => {
+                            let _ = reply.send(shard.services.cache_stats(shard.id));
+                        }
+                        ShardMessage::Metrics(reply) => {
+                            let _ = reply.send(shard.metric_samples());
+                        }
+                    }
+                }
+            })
+            .detach();
+        }
     }
 
     /// Connections still open on this shard.

@@ -45,7 +45,8 @@ pub struct L1 {
     max_bytes: usize,
     bytes: usize,
     seq: u64,
-    /// Counters.
+    /// Hits, misses, evictions and invalidations since start, for the
+    /// stats route and `/metrics`.
     pub stats: L1Stats,
 }
 

@@ -21,7 +21,6 @@ pub mod redis;
 pub mod resp;
 
 use crate::config::CacheConfig;
-use crate::service::ApiError;
 use futures_channel::oneshot;
 use l1::{Cached, L1Stats, L1};
 use redis::{RedisClient, RedisUrl};
@@ -37,10 +36,16 @@ pub const CHANNEL: &str = "dm:invalidate";
 /// How long an L2 tombstone blocks refills after a write.
 pub const TOMBSTONE: Duration = Duration::from_secs(2);
 
-struct Flight {
+struct Flight<E> {
     stale: bool,
-    waiters: Vec<oneshot::Sender<Result<Cached, ApiError>>>,
+    waiters: Vec<oneshot::Sender<Result<Cached, E>>>,
 }
+
+/// What a lookup that waited for another request's load gets when that
+/// load was dropped before it finished (its request was cancelled); the
+/// cache's user turns it into its own error type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadAbandoned;
 
 /// Counters of L2 and loads on one shard.
 #[derive(Debug, Default, Clone, Copy)]
@@ -72,21 +77,22 @@ pub struct CacheSnapshot {
     pub l2_up: Option<bool>,
 }
 
-/// One shard's cache.
-pub struct Cache {
+/// One shard's cache. `E` is the error its loads return, handed unchanged
+/// to every lookup that waited for the same load.
+pub struct Cache<E> {
     cfg: CacheConfig,
     node_id: String,
     l1: RefCell<L1>,
     l2: Option<RedisClient>,
-    inflight: RefCell<HashMap<String, Flight>>,
+    inflight: RefCell<HashMap<String, Flight<E>>>,
     bus_expected: bool,
     bus_healthy: Cell<bool>,
     counters: Cell<CacheCounters>,
 }
 
-impl Cache {
+impl<E: Clone + From<LoadAbandoned>> Cache<E> {
     /// A cache with `cfg`'s bounds; L2 when `cfg.redis` is set.
-    pub fn new(cfg: &CacheConfig, node_id: &str) -> Result<Cache, String> {
+    pub fn new(cfg: &CacheConfig, node_id: &str) -> Result<Cache<E>, String> {
         let l2 = if cfg.redis.is_empty() {
             None
         } else {
@@ -119,10 +125,10 @@ impl Cache {
 
     /// The value of `key`: from L1, L2, or `load` (the database), which
     /// returns the value's JSON or `None` when it does not exist.
-    pub async fn get_or_load<F, Fut>(&self, key: &str, load: F) -> Result<Cached, ApiError>
+    pub async fn get_or_load<F, Fut>(&self, key: &str, load: F) -> Result<Cached, E>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<String>, ApiError>>,
+        Fut: Future<Output = Result<Option<String>, E>>,
     {
         if let Some(hit) = self
             .l1
@@ -153,7 +159,7 @@ impl Cache {
         };
         if let Some(rx) = waiting {
             self.count(|c| c.coalesced += 1);
-            return rx.await.unwrap_or_else(|_| Err(ApiError::internal()));
+            return rx.await.unwrap_or_else(|_| Err(E::from(LoadAbandoned)));
         }
         let (result, fill_l2) = self.fetch(key, load).await;
         let flight = self.inflight.borrow_mut().remove(key);
@@ -179,10 +185,10 @@ impl Cache {
     }
 
     /// L2, then the database. The flag says whether L2 should be filled.
-    async fn fetch<F, Fut>(&self, key: &str, load: F) -> (Result<Cached, ApiError>, bool)
+    async fn fetch<F, Fut>(&self, key: &str, load: F) -> (Result<Cached, E>, bool)
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<String>, ApiError>>,
+        Fut: Future<Output = Result<Option<String>, E>>,
     {
         let mut fill = false;
         if let Some(l2) = &self.l2 {
@@ -265,10 +271,11 @@ impl Cache {
         }
     }
 
-    /// Replaces `keys` in L2 by tombstones and tells the other nodes.
-    /// Returns false when Redis could not be told.
-    pub async fn invalidate_remote(&self, keys: &[String]) -> bool {
+    /// Replaces the change's keys in L2 by tombstones and tells the other
+    /// nodes. Returns false when Redis could not be told.
+    pub async fn invalidate_remote(&self, change: &Change) -> bool {
         let Some(l2) = &self.l2 else { return true };
+        let keys = &change.keys;
         let mut cmds: Vec<Vec<Vec<u8>>> = Vec::new();
         for k in keys.iter().filter(|k| !k.ends_with('*')) {
             cmds.push(vec![
@@ -293,7 +300,7 @@ impl Cache {
                 }
             }
         }
-        let payload = encode_message(&self.node_id, keys);
+        let payload = encode_message(&self.node_id, change);
         cmds.push(vec![
             b"PUBLISH".to_vec(),
             CHANNEL.as_bytes().to_vec(),
@@ -415,28 +422,97 @@ impl Cache {
     }
 }
 
-/// `node\nkey\nkey...`: who sent it, and what to drop.
-pub fn encode_message(node_id: &str, keys: &[String]) -> Vec<u8> {
+/// What a write changed, as every shard and node must learn it before the
+/// write is answered: the cache keys to drop, and the writers whose reads
+/// stay on the primary for the read-your-writes window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Change {
+    /// Cache keys to drop (a trailing `*` drops a prefix).
+    pub keys: Vec<String>,
+    /// Who wrote, so that their next reads do not go to a lagging replica.
+    pub wrote: Vec<Wrote>,
+}
+
+/// A write by (or for) one player of one game; player 0 stands for data the
+/// whole game shares, such as the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wrote {
+    /// The game whose database was written.
+    pub game: String,
+    /// The player whose data changed; 0 for game-wide data.
+    pub player: i64,
+}
+
+impl Change {
+    /// `game`'s `player` (0: game-wide data) wrote the data behind `keys`.
+    pub fn written(game: &str, player: i64, keys: Vec<String>) -> Change {
+        Change {
+            keys,
+            wrote: vec![Wrote {
+                game: game.to_string(),
+                player,
+            }],
+        }
+    }
+
+    /// Keys to drop with no writer behind them (an operator's request).
+    pub fn keys_only(keys: Vec<String>) -> Change {
+        Change {
+            keys,
+            wrote: Vec::new(),
+        }
+    }
+
+    /// This change and `other` together.
+    pub fn and(mut self, other: Change) -> Change {
+        self.keys.extend(other.keys);
+        self.wrote.extend(other.wrote);
+        self
+    }
+}
+
+/// A change as published on [`CHANNEL`]: the sending node, its keys one per
+/// line, then an empty line and one `game<TAB>player` line per writer.
+/// (Keys are never empty, so the empty line cannot be mistaken for one; a
+/// node that predates the writer lines drops them as unknown keys.)
+pub fn encode_message(node_id: &str, change: &Change) -> Vec<u8> {
     let mut p = node_id.as_bytes().to_vec();
-    for k in keys {
+    for k in &change.keys {
         p.push(b'\n');
         p.extend_from_slice(k.as_bytes());
+    }
+    if !change.wrote.is_empty() {
+        p.push(b'\n');
+        for w in &change.wrote {
+            p.push(b'\n');
+            p.extend_from_slice(w.game.as_bytes());
+            p.push(b'\t');
+            p.extend_from_slice(w.player.to_string().as_bytes());
+        }
     }
     p
 }
 
-/// Splits a channel message into (sender node, keys).
-pub fn decode_message(payload: &[u8]) -> Option<(String, Vec<String>)> {
+/// Splits a channel message into (sender node, change); `None` when it is
+/// not one.
+pub fn decode_message(payload: &[u8]) -> Option<(String, Change)> {
     let text = std::str::from_utf8(payload).ok()?;
-    let mut lines = text.split('\n');
+    let (head, writers) = text.split_once("\n\n").unwrap_or((text, ""));
+    let mut lines = head.split('\n');
     let node = lines.next()?.to_string();
-    Some((
-        node,
-        lines
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect(),
-    ))
+    let keys = lines
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    let mut wrote = Vec::new();
+    for line in writers.split('\n').filter(|l| !l.is_empty()) {
+        let (game, player) = line.split_once('\t')?;
+        wrote.push(Wrote {
+            game: game.to_string(),
+            player: player.parse().ok()?,
+        });
+    }
+    Some((node, Change { keys, wrote }))
 }
 
 /// `ms` ± 10 %, so that entries filled together do not expire together.
@@ -454,9 +530,14 @@ mod tests {
 
     #[test]
     fn messages_round_trip() {
-        let keys = vec!["game1:p:1".to_string(), "game1:items".to_string()];
-        let (node, got) = decode_message(&encode_message("node-1", &keys)).expect("decodes");
-        assert_eq!((node.as_str(), got), ("node-1", keys));
+        let change = Change::written("game1", 7, vec!["game1:p:7".to_string()])
+            .and(Change::written("game1", 0, vec!["game1:items".to_string()]));
+        let (node, got) = decode_message(&encode_message("node-1", &change)).expect("decodes");
+        assert_eq!((node.as_str(), got), ("node-1", change));
+        let keys_only = Change::keys_only(vec!["game1:p:*".to_string()]);
+        let (_, got) = decode_message(&encode_message("n", &keys_only)).expect("decodes");
+        assert_eq!(got, keys_only);
+        assert_eq!(decode_message(b"n\nk\n\ngame1\tnot-a-number"), None);
     }
 
     #[test]

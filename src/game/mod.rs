@@ -6,7 +6,6 @@
 
 pub mod standard;
 
-use crate::service::ApiError;
 use crate::store::Progress;
 use serde_json::Value;
 
@@ -16,9 +15,19 @@ pub trait GameLogic: Send + Sync {
     fn name(&self) -> &'static str;
     /// The actions it offers.
     fn actions(&self) -> &'static [&'static str];
-    /// Plans `action` with its parameters at `now_ms`; 404 for an unknown
-    /// action, 400 for bad parameters.
-    fn plan(&self, action: &str, params: &Value, now_ms: i64) -> Result<Progress, ApiError>;
+    /// Plans `action` with its parameters at `now_ms`.
+    fn plan(&self, action: &str, params: &Value, now_ms: i64) -> Result<Progress, GameError>;
+}
+
+/// Why a game logic module refused to plan an action; the service layer
+/// turns it into its answer (404 and 400).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GameError {
+    /// The module offers no such action; the message lists those it offers.
+    UnknownAction(String),
+    /// The action's parameters are missing or out of range; the message
+    /// names the parameter.
+    BadParameters(String),
 }
 
 /// The module named `name`, if it exists.

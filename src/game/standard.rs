@@ -1,8 +1,7 @@
 //! The standard game logic: level = floor(exp / 100) + 1, never lowered;
 //! `add_exp`, `level_up`, and a `daily_reward` of gold once per UTC day.
 
-use super::GameLogic;
-use crate::service::ApiError;
+use super::{GameError, GameLogic};
 use crate::store::{Currency, Progress};
 use serde_json::Value;
 
@@ -31,7 +30,7 @@ impl GameLogic for Standard {
         &["add_exp", "level_up", "daily_reward"]
     }
 
-    fn plan(&self, action: &str, params: &Value, now_ms: i64) -> Result<Progress, ApiError> {
+    fn plan(&self, action: &str, params: &Value, now_ms: i64) -> Result<Progress, GameError> {
         match action {
             "add_exp" => {
                 let amount = params
@@ -39,7 +38,7 @@ impl GameLogic for Standard {
                     .and_then(Value::as_i64)
                     .filter(|a| (1..=MAX_EXP_STEP).contains(a))
                     .ok_or_else(|| {
-                        ApiError::bad_request(format!(
+                        GameError::BadParameters(format!(
                             "amount must be an integer from 1 to {MAX_EXP_STEP}"
                         ))
                     })?;
@@ -51,7 +50,7 @@ impl GameLogic for Standard {
                 currency: Currency::Gold,
                 amount: DAILY_REWARD_GOLD,
             }),
-            other => Err(ApiError::not_found(format!(
+            other => Err(GameError::UnknownAction(format!(
                 "unknown action `{other}` (standard offers: {})",
                 self.actions().join(", ")
             ))),
@@ -82,15 +81,16 @@ mod tests {
         ));
         assert_eq!(
             s.plan("add_exp", &serde_json::json!({"amount": 0}), 0)
-                .err()
-                .map(|e| e.code),
-            Some(400)
+                .err(),
+            Some(GameError::BadParameters(
+                "amount must be an integer from 1 to 1000000000".into()
+            ))
         );
         assert_eq!(
-            s.plan("fly", &serde_json::json!({}), 0)
-                .err()
-                .map(|e| e.code),
-            Some(404)
+            s.plan("fly", &serde_json::json!({}), 0).err(),
+            Some(GameError::UnknownAction(
+                "unknown action `fly` (standard offers: add_exp, level_up, daily_reward)".into()
+            ))
         );
         match s.plan("daily_reward", &serde_json::json!({}), 86_400_000 * 3 + 5) {
             Ok(Progress::DailyReward { day, amount, .. }) => {

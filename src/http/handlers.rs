@@ -1,18 +1,25 @@
 //! Route handlers: each turns a parsed request into one service call and the
 //! result into a [`Response`]. No business rule lives here.
 
+use super::health::HealthBody;
 use super::request::Request;
 use super::response::Response;
-use super::router::{self, Matched, Params, Route};
+use super::router::{self, Authed, Matched, Params, Probe, Public, Route};
+use crate::service::ops::Readiness;
 use crate::service::players::RegisterRequest;
 use crate::service::sessions::{LoginRequest, RefreshRequest, ServerAuthRequest};
-use crate::service::{parse_json, ApiError, Caller, PageQuery, Role};
+use crate::service::{parse_json, ApiError, Caller, PageQuery};
 use crate::shard::Shard;
 use serde_json::json;
 use std::net::IpAddr;
 
-/// Answers one request from `peer`.
-pub async fn handle(shard: &Shard, req: &Request<'_>, peer: IpAddr) -> Response {
+/// Answers one request from `peer`; `health` is this shard's `/health` body.
+pub async fn handle(
+    shard: &Shard,
+    health: &HealthBody,
+    req: &Request<'_>,
+    peer: IpAddr,
+) -> Response {
     let started = std::time::Instant::now();
     let (response, label) = if req.method == "OPTIONS" {
         (preflight(shard, req), "preflight")
@@ -24,13 +31,7 @@ pub async fn handle(shard: &Shard, req: &Request<'_>, peer: IpAddr) -> Response 
                 "unmatched",
             ),
             Matched::Found(route, params, label) => {
-                let r = match rate_limit(shard, route, req, peer) {
-                    Err(r) => r,
-                    Ok(()) => dispatch(shard, route, params, req)
-                        .await
-                        .unwrap_or_else(|e| Response::error(&e)),
-                };
-                (r, label)
+                (answer(shard, health, route, params, req, peer).await, label)
             }
         }
     };
@@ -40,17 +41,37 @@ pub async fn handle(shard: &Shard, req: &Request<'_>, peer: IpAddr) -> Response 
     with_cors(shard, req, response)
 }
 
-/// Applies the per-IP budget to every route but the probes. Behind a proxy
-/// on loopback, the first `X-Forwarded-For` address is the client.
-fn rate_limit(
+/// Answers a routed request as its route's group requires: probes at once,
+/// everything else within the per-IP budget, and authenticated routes only
+/// with the token's caller.
+async fn answer(
     shard: &Shard,
+    health: &HealthBody,
     route: Route,
+    params: Params<'_>,
     req: &Request<'_>,
     peer: IpAddr,
-) -> Result<(), Response> {
-    if matches!(route, Route::Health | Route::Ready) {
-        return Ok(());
-    }
+) -> Response {
+    let result = match route {
+        Route::Probe(p) => return answer_probe(shard, health, p).await,
+        Route::Public(r) => match rate_limit(shard, req, peer) {
+            Err(limited) => return limited,
+            Ok(()) => public(shard, r, req).await,
+        },
+        Route::Authed(r) => match rate_limit(shard, req, peer) {
+            Err(limited) => return limited,
+            Ok(()) => match authenticate(shard, req) {
+                Ok(caller) => authed(shard, r, params, req, &caller).await,
+                Err(e) => Err(e),
+            },
+        },
+    };
+    result.unwrap_or_else(|e| Response::error(&e))
+}
+
+/// Applies the per-IP budget. Behind a proxy on loopback, the first
+/// `X-Forwarded-For` address is the client.
+fn rate_limit(shard: &Shard, req: &Request<'_>, peer: IpAddr) -> Result<(), Response> {
     let client = match (peer.is_loopback(), req.headers.forwarded_for) {
         (true, Some(xff)) => xff
             .split(',')
@@ -99,63 +120,78 @@ fn page(req: &Request<'_>) -> Result<PageQuery, ApiError> {
     })
 }
 
-async fn dispatch(
-    shard: &Shard,
-    route: Route,
-    params: Params<'_>,
-    req: &Request<'_>,
-) -> Result<Response, ApiError> {
+async fn answer_probe(shard: &Shard, health: &HealthBody, probe: Probe) -> Response {
+    match probe {
+        Probe::Health => Response::raw(
+            200,
+            health.current(&shard.config.node.id, shard.id, shard.node.started),
+        ),
+        Probe::Ready => ready(
+            shard
+                .services
+                .readiness(&shard.node, shard.is_draining())
+                .await,
+        ),
+    }
+}
+
+async fn public(shard: &Shard, route: Public, req: &Request<'_>) -> Result<Response, ApiError> {
     let services = &shard.services;
     let ok = |v: serde_json::Value| Ok(Response::ok(&v));
     match route {
-        Route::Health => return Ok(health(shard)),
-        Route::Ready => return Ok(ready(shard).await),
-        Route::Metrics if shard.config.http.metrics_public => return Ok(metrics(shard).await),
-        Route::Register => {
-            let game = anonymous_game(shard, req)?;
+        Public::Metrics => {
+            services.may_read_metrics(authenticate(shard, req))?;
+            Ok(metrics(shard).await)
+        }
+        Public::Register => {
+            let game = services.anonymous_scope(req.headers.game_id)?;
             let body: RegisterRequest = parse_json(req.body)?;
-            return Ok(Response::ok_with(
+            Ok(Response::ok_with(
                 201,
-                &services.register(&game, body).await?,
-            ));
+                &services.register(&game.id, body).await?,
+            ))
         }
-        Route::Login => {
-            let game = anonymous_game(shard, req)?;
-            return ok(services
-                .login(&game, parse_json::<LoginRequest>(req.body)?)
-                .await?);
-        }
-        Route::Refresh => {
-            return ok(services
-                .refresh(parse_json::<RefreshRequest>(req.body)?)
+        Public::Login => {
+            let game = services.anonymous_scope(req.headers.game_id)?;
+            ok(services
+                .login(&game.id, parse_json::<LoginRequest>(req.body)?)
                 .await?)
         }
-        Route::ServerAuth => {
-            return ok(services.server_token(parse_json::<ServerAuthRequest>(req.body)?)?)
+        Public::Refresh => ok(services
+            .refresh(parse_json::<RefreshRequest>(req.body)?)
+            .await?),
+        Public::ServerAuth => {
+            ok(services.server_token(parse_json::<ServerAuthRequest>(req.body)?)?)
         }
-        Route::AdminAuth => {
-            return ok(services
-                .admin_login(parse_json::<LoginRequest>(req.body)?)
-                .await?)
-        }
-        Route::ListGames => return ok(services.list_games()),
-        _ => {}
+        Public::AdminAuth => ok(services
+            .admin_login(parse_json::<LoginRequest>(req.body)?)
+            .await?),
+        Public::ListGames => ok(services.list_games()),
     }
-    let caller = authenticate(shard, req)?;
-    let game = caller_game(shard, req, &caller)?;
-    let g = game.as_str();
-    let c = &caller;
+}
+
+async fn authed(
+    shard: &Shard,
+    route: Authed,
+    params: Params<'_>,
+    req: &Request<'_>,
+    c: &Caller,
+) -> Result<Response, ApiError> {
+    let services = &shard.services;
+    let ok = |v: serde_json::Value| Ok(Response::ok(&v));
+    let g = services.scope(c, req.headers.game_id)?.id.as_str();
+    let text = |i: usize| params.get(i).unwrap_or("");
     match route {
-        Route::HealthDetailed => {
-            services.require_admin(c)?;
-            ok(detailed(shard).await)
+        Authed::HealthDetailed => {
+            let report = services.detailed_health(c, &shard.node, shard.id).await?;
+            ok(serde_json::to_value(report).map_err(|_| ApiError::internal())?)
         }
-        Route::Logout => ok(services.logout(c).await?),
-        Route::GetPlayer => {
+        Authed::Logout => ok(services.logout(c).await?),
+        Authed::GetPlayer => {
             let data = services.get_player(c, g, player_id(params.get(0))?).await?;
             Ok(Response::ok_data(200, &data))
         }
-        Route::UpdatePlayer => {
+        Authed::UpdatePlayer => {
             let if_match = match req.headers.if_match {
                 Some(v) => Some(v.trim_matches('"').parse::<i64>().map_err(|_| {
                     ApiError::bad_request("If-Match must be the player's version number")
@@ -167,238 +203,113 @@ async fn dispatch(
                 .update_player(c, g, player_id(params.get(0))?, body, if_match)
                 .await?)
         }
-        Route::Wallet => ok(services
+        Authed::Wallet => ok(services
             .change_wallet(c, g, player_id(params.get(0))?, parse_json(req.body)?)
             .await?),
-        Route::Inventory => ok(services.inventory(c, g, player_id(params.get(0))?).await?),
-        Route::UseItem => {
-            let (pid, item) = (player_id(params.get(0))?, params.get(1).unwrap_or(""));
-            ok(services
-                .use_item(c, g, pid, item, parse_json(req.body)?)
-                .await?)
-        }
-        Route::TransferItem => {
-            let (pid, item) = (player_id(params.get(0))?, params.get(1).unwrap_or(""));
-            ok(services
-                .transfer_item(c, g, pid, item, parse_json(req.body)?)
-                .await?)
-        }
-        Route::GrantItem => {
-            let (pid, item) = (player_id(params.get(0))?, params.get(1).unwrap_or(""));
-            ok(services
-                .grant_item(c, g, pid, item, parse_json(req.body)?)
-                .await?)
-        }
-        Route::PlayerOrders => {
+        Authed::Inventory => ok(services.inventory(c, g, player_id(params.get(0))?).await?),
+        Authed::UseItem => ok(services
+            .use_item(
+                c,
+                g,
+                player_id(params.get(0))?,
+                text(1),
+                parse_json(req.body)?,
+            )
+            .await?),
+        Authed::TransferItem => ok(services
+            .transfer_item(
+                c,
+                g,
+                player_id(params.get(0))?,
+                text(1),
+                parse_json(req.body)?,
+            )
+            .await?),
+        Authed::GrantItem => ok(services
+            .grant_item(
+                c,
+                g,
+                player_id(params.get(0))?,
+                text(1),
+                parse_json(req.body)?,
+            )
+            .await?),
+        Authed::PlayerOrders => {
             let pid = player_id(params.get(0))?;
             ok(services.list_orders(c, g, Some(pid), page(req)?).await?)
         }
-        Route::Ledger => ok(services
+        Authed::Ledger => ok(services
             .ledger(c, g, player_id(params.get(0))?, page(req)?)
             .await?),
-        Route::ListItems => ok(services.list_item_defs(c, g).await?),
-        Route::CreateItem => Ok(Response::ok_with(
+        Authed::ListItems => ok(services.list_item_defs(c, g).await?),
+        Authed::CreateItem => Ok(Response::ok_with(
             201,
             &services
                 .create_item_def(c, g, parse_json(req.body)?)
                 .await?,
         )),
-        Route::GetItem => ok(services
-            .get_item_def(c, g, params.get(0).unwrap_or(""))
+        Authed::GetItem => ok(services.get_item_def(c, g, text(0)).await?),
+        Authed::UpdateItem => ok(services
+            .update_item_def(c, g, text(0), parse_json(req.body)?)
             .await?),
-        Route::UpdateItem => ok(services
-            .update_item_def(c, g, params.get(0).unwrap_or(""), parse_json(req.body)?)
-            .await?),
-        Route::DeleteItem => ok(services
-            .delete_item_def(c, g, params.get(0).unwrap_or(""))
-            .await?),
-        Route::CreateOrder => {
+        Authed::DeleteItem => ok(services.delete_item_def(c, g, text(0)).await?),
+        Authed::CreateOrder => {
             let (data, created) = services
                 .create_order(c, g, parse_json(req.body)?, req.headers.idempotency_key)
                 .await?;
             Ok(Response::ok_with(if created { 201 } else { 200 }, &data))
         }
-        Route::ListOrders => ok(services
+        Authed::ListOrders => ok(services
             .list_orders(c, g, query_i64(req, "player_id")?, page(req)?)
             .await?),
-        Route::GetOrder => ok(services
-            .get_order(c, g, params.get(0).unwrap_or(""))
+        Authed::GetOrder => ok(services.get_order(c, g, text(0)).await?),
+        Authed::CancelOrder => ok(services.cancel_order(c, g, text(0)).await?),
+        Authed::PayOrder => ok(services.pay_order(c, g, text(0)).await?),
+        Authed::OrderStatus => ok(services
+            .change_order_status(c, g, text(0), parse_json(req.body)?)
             .await?),
-        Route::CancelOrder => ok(services
-            .cancel_order(c, g, params.get(0).unwrap_or(""))
-            .await?),
-        Route::PayOrder => ok(services
-            .pay_order(c, g, params.get(0).unwrap_or(""))
-            .await?),
-        Route::OrderStatus => ok(services
-            .change_order_status(c, g, params.get(0).unwrap_or(""), parse_json(req.body)?)
-            .await?),
-        Route::GameStats => {
-            let target = params.get(0).unwrap_or("");
-            ok(services.game_stats(c, target).await?)
-        }
-        Route::GameAction => {
-            let target = params.get(0).unwrap_or("");
-            if target != g && c.role != Role::Admin {
-                return Err(ApiError::forbidden("token is not valid for this game"));
-            }
+        Authed::GameStats => ok(services.game_stats(c, text(0)).await?),
+        Authed::GameAction => {
             let body: serde_json::Value = body_or_empty(req)?;
-            ok(services
-                .game_action(c, target, params.get(1).unwrap_or(""), body)
-                .await?)
+            ok(services.game_action(c, text(0), text(1), body).await?)
         }
-        Route::Metrics => {
-            services.require_admin(c)?;
-            Ok(metrics(shard).await)
-        }
-        Route::CacheStats => {
-            services.require_admin(c)?;
-            let mut shards = vec![shard.cache_stats()];
-            shards.extend(services.peers().cache_stats().await);
-            shards.sort_by_key(|s| s["shard"].as_u64());
-            ok(json!({ "node_id": shard.config.node.id, "shards": shards }))
-        }
-        Route::CacheInvalidate => {
-            services.require_admin(c)?;
-            ok(services
-                .invalidate_on_request(parse_json(req.body)?)
-                .await?)
-        }
-        Route::Health
-        | Route::Ready
-        | Route::Register
-        | Route::Login
-        | Route::Refresh
-        | Route::ServerAuth
-        | Route::AdminAuth
-        | Route::ListGames => Err(ApiError::internal()),
+        Authed::CacheStats => ok(services.node_cache_stats(c, shard.id).await?),
+        Authed::CacheInvalidate => ok(services
+            .invalidate_on_request(c, parse_json(req.body)?)
+            .await?),
     }
 }
 
 /// Prometheus text exposition of every shard's metrics.
 async fn metrics(shard: &Shard) -> Response {
-    let mut samples = shard.metric_samples();
-    samples.extend(shard.services.peers().metric_samples().await);
+    let samples = shard.node_metric_samples().await;
     let mut r = Response::raw(200, crate::metrics::render(&samples).into_bytes());
     r.content_type = "text/plain; version=0.0.4";
     r
 }
 
-/// Per-shard and per-backend state (admin).
-async fn detailed(shard: &Shard) -> serde_json::Value {
-    use std::sync::atomic::Ordering::Relaxed;
-    let shards: Vec<serde_json::Value> = shard
-        .node
-        .gauges
-        .iter()
-        .enumerate()
-        .map(|(i, g)| {
-            json!({
-                "shard": i,
-                "http_connections": g.http_connections.load(Relaxed),
-                "tcp_connections": g.tcp_connections.load(Relaxed),
-                "http_requests": g.http_requests.load(Relaxed),
-                "tcp_frames": g.tcp_frames.load(Relaxed),
-            })
-        })
-        .collect();
-    let failed = shard.services.check_backends().await;
-    let backends: Vec<serde_json::Value> = shard
-        .services
-        .games()
-        .iter()
-        .map(|g| {
-            let name = format!("database:{}", g.id);
-            let error = failed.iter().find(|(n, _)| *n == name).map(|(_, e)| e.clone());
-            json!({ "component": name, "status": if error.is_some() { "down" } else { "up" }, "error": error })
-        })
-        .collect();
-    let databases: Vec<serde_json::Value> = shard
-        .services
-        .games()
-        .iter()
-        .map(|g| {
-            let replicas: Vec<serde_json::Value> = g
-                .store
-                .replica_reports()
-                .into_iter()
-                .map(|r| json!({ "name": r.name, "usable": r.usable, "lag_ms": r.lag_ms, "reads": r.reads, "error": r.error }))
-                .collect();
-            json!({ "game": g.id, "primary_reads": g.store.primary_reads(), "replicas": replicas })
-        })
-        .collect();
-    json!({
-        "node_id": shard.config.node.id,
-        "uptime_s": shard.node.started.elapsed().as_secs(),
-        "databases_seen_by_this_shard": databases,
-        "answered_by_shard": shard.id,
-        "tcp_connections_node": shard.node.tcp_connections.load(Relaxed),
-        "shards": shards,
-        "backends": backends,
-    })
-}
-
-fn health(shard: &Shard) -> Response {
-    let body = shard
-        .health
-        .current(&shard.config.node.id, shard.id, shard.node.started);
-    Response::raw(200, body)
-}
-
-async fn ready(shard: &Shard) -> Response {
-    if shard.is_draining() || shard.node.is_shutting_down() {
-        return Response::status(503, "shutting down");
-    }
-    let failed = shard.services.check_backends().await;
-    if failed.is_empty() {
-        let mut checks: serde_json::Map<String, serde_json::Value> = shard
-            .services
-            .games()
-            .iter()
-            .map(|g| (format!("database:{}", g.id), json!("ok")))
-            .collect();
-        // Redis is optional for serving: without it the node answers from
-        // L1 and the databases, so it stays ready and says it is degraded.
-        let cache = shard.services.cache();
-        let mut degraded = false;
-        if cache.has_l2() {
-            let state = match cache.l2_ping().await {
-                Ok(()) => "ok".to_string(),
-                Err(e) => {
-                    degraded = true;
-                    format!("down: {e}")
-                }
-            };
-            checks.insert("redis".into(), json!(state));
-            if !cache.bus_ok() {
-                degraded = true;
-                checks.insert("invalidation_channel".into(), json!("down"));
-            }
+/// `/ready`'s answer: 200 with each component's state, or 503 naming what
+/// is wrong.
+fn ready(readiness: Readiness) -> Response {
+    match readiness {
+        Readiness::ShuttingDown => Response::status(503, "shutting down"),
+        Readiness::Ready { degraded, checks } => {
+            let status = if degraded { "degraded" } else { "ready" };
+            Response::ok(&json!({ "status": status, "checks": checks }))
         }
-        for g in shard.services.games() {
-            for r in g.store.replica_reports() {
-                let state = if r.usable {
-                    "ok".to_string()
-                } else {
-                    format!(
-                        "skipped (lag {} ms{})",
-                        r.lag_ms,
-                        r.error.map(|e| format!(", {e}")).unwrap_or_default()
-                    )
-                };
-                checks.insert(format!("replica:{}:{}", g.id, r.name), json!(state));
-            }
+        Readiness::NotReady(failed) => {
+            let names: Vec<String> = failed.iter().map(|f| f.component()).collect();
+            let body = json!({
+                "code": 503,
+                "message": format!("not ready: {} unavailable", names.join(", ")),
+                "failed": failed
+                    .iter()
+                    .map(|f| json!({"component": f.component(), "error": f.error}))
+                    .collect::<Vec<_>>(),
+            });
+            Response::raw(503, body.to_string().into_bytes())
         }
-        let status = if degraded { "degraded" } else { "ready" };
-        return Response::ok(&json!({ "status": status, "checks": checks }));
     }
-    let names: Vec<&str> = failed.iter().map(|(n, _)| n.as_str()).collect();
-    let body = json!({
-        "code": 503,
-        "message": format!("not ready: {} unavailable", names.join(", ")),
-        "failed": failed.iter().map(|(n, e)| json!({"component": n, "error": e})).collect::<Vec<_>>(),
-    });
-    Response::raw(503, body.to_string().into_bytes())
 }
 
 /// The bearer token's caller, or 401.
@@ -412,28 +323,6 @@ fn authenticate(shard: &Shard, req: &Request<'_>) -> Result<Caller, ApiError> {
         .or_else(|| header.strip_prefix("bearer "))
         .ok_or_else(|| ApiError::unauthorized("Authorization must be a Bearer token"))?;
     shard.services.authenticate(token.trim())
-}
-
-/// The game of an unauthenticated request: `X-Game-Id` or the default game.
-fn anonymous_game(shard: &Shard, req: &Request<'_>) -> Result<String, ApiError> {
-    let game = req
-        .headers
-        .game_id
-        .unwrap_or(shard.config.default_game.as_str());
-    shard.services.game(game).map(|g| g.id.clone())
-}
-
-/// The game an authenticated request acts in: a player's or game server's
-/// token fixes it (a different `X-Game-Id` is refused); an admin names it.
-fn caller_game(shard: &Shard, req: &Request<'_>, caller: &Caller) -> Result<String, ApiError> {
-    match (caller.role, req.headers.game_id) {
-        (Role::Admin, Some(g)) => shard.services.game(g).map(|g| g.id.clone()),
-        (Role::Admin, None) => Ok(shard.config.default_game.clone()),
-        (_, Some(g)) if g != caller.game_id => {
-            Err(ApiError::forbidden("token is not valid for this game"))
-        }
-        _ => Ok(caller.game_id.clone()),
-    }
 }
 
 fn player_id(raw: Option<&str>) -> Result<i64, ApiError> {

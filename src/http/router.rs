@@ -2,29 +2,55 @@
 //! paths with another method are 405 with the `Allow` list. Literal segments
 //! win over parameters (`/players/login` is not player `login`).
 
-/// Every HTTP endpoint the server answers.
+/// Every HTTP endpoint the server answers, grouped by who may call it: the
+/// group decides whether a token is checked before the handler runs, so a
+/// handler that needs a caller cannot be reached without one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
+    /// Load-balancer probes: anyone, never rate-limited.
+    Probe(Probe),
+    /// Anyone, rate-limited (a route that may need a caller authenticates
+    /// it itself, as `/metrics` does when it is not public).
+    Public(Public),
+    /// A valid bearer token first, then the handler with its caller.
+    Authed(Authed),
+}
+
+/// Routes that load balancers poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
     /// `GET /health`.
     Health,
     /// `GET /ready`.
     Ready,
-    /// `GET /metrics`.
+}
+
+/// Routes that need no token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Public {
+    /// `GET /metrics` (anyone when `http.metrics_public`, else admins).
     Metrics,
-    /// `GET /health/detailed`, `/health/components` (admin).
-    HealthDetailed,
     /// `POST /api/v1/players`, `/api/v1/players/register`.
     Register,
     /// `POST /api/v1/auth/login`, `/api/v1/players/login`.
     Login,
     /// `POST /api/v1/auth/refresh`.
     Refresh,
-    /// `POST /api/v1/auth/logout`, `/api/v1/players/logout`.
-    Logout,
     /// `POST /api/v1/auth/server`.
     ServerAuth,
     /// `POST /api/v1/auth/admin`.
     AdminAuth,
+    /// `GET /api/v1/games`.
+    ListGames,
+}
+
+/// Routes that need a bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authed {
+    /// `GET /health/detailed`, `/health/components` (admin).
+    HealthDetailed,
+    /// `POST /api/v1/auth/logout`, `/api/v1/players/logout`.
+    Logout,
     /// `GET /api/v1/players/{id}`.
     GetPlayer,
     /// `PUT /api/v1/players/{id}`.
@@ -65,8 +91,6 @@ pub enum Route {
     PayOrder,
     /// `PUT /api/v1/orders/{order_id}/status`.
     OrderStatus,
-    /// `GET /api/v1/games`.
-    ListGames,
     /// `GET /api/v1/games/{game_id}/stats`.
     GameStats,
     /// `POST /api/v1/games/{game_id}/{action}`.
@@ -86,47 +110,47 @@ struct Pattern {
 }
 
 macro_rules! pat {
-    ([$($seg:literal),*], $allow:literal, $($m:literal => $r:ident),+) => {
+    ([$($seg:literal),*], $allow:literal, $($m:literal => $kind:ident :: $r:ident),+) => {
         Pattern {
             label: concat!($("/", $seg),*),
-            segments: &[$($seg),*], methods: &[$(($m, Route::$r)),+], allow: $allow }
+            segments: &[$($seg),*], methods: &[$(($m, Route::$kind($kind::$r))),+], allow: $allow }
     };
 }
 
 const TABLE: &[Pattern] = &[
-    pat!(["health"], "GET", "GET" => Health),
-    pat!(["ready"], "GET", "GET" => Ready),
-    pat!(["metrics"], "GET", "GET" => Metrics),
-    pat!(["health", "detailed"], "GET", "GET" => HealthDetailed),
-    pat!(["health", "components"], "GET", "GET" => HealthDetailed),
-    pat!(["api", "v1", "players"], "POST", "POST" => Register),
-    pat!(["api", "v1", "players", "register"], "POST", "POST" => Register),
-    pat!(["api", "v1", "players", "login"], "POST", "POST" => Login),
-    pat!(["api", "v1", "players", "logout"], "POST", "POST" => Logout),
-    pat!(["api", "v1", "auth", "login"], "POST", "POST" => Login),
-    pat!(["api", "v1", "auth", "refresh"], "POST", "POST" => Refresh),
-    pat!(["api", "v1", "auth", "logout"], "POST", "POST" => Logout),
-    pat!(["api", "v1", "auth", "server"], "POST", "POST" => ServerAuth),
-    pat!(["api", "v1", "auth", "admin"], "POST", "POST" => AdminAuth),
-    pat!(["api", "v1", "players", "*"], "GET, PUT", "GET" => GetPlayer, "PUT" => UpdatePlayer),
-    pat!(["api", "v1", "players", "*", "wallet"], "POST", "POST" => Wallet),
-    pat!(["api", "v1", "players", "*", "items"], "GET", "GET" => Inventory),
-    pat!(["api", "v1", "players", "*", "items", "*", "use"], "POST", "POST" => UseItem),
-    pat!(["api", "v1", "players", "*", "items", "*", "transfer"], "POST", "POST" => TransferItem),
-    pat!(["api", "v1", "players", "*", "items", "*", "grant"], "POST", "POST" => GrantItem),
-    pat!(["api", "v1", "players", "*", "orders"], "GET", "GET" => PlayerOrders),
-    pat!(["api", "v1", "players", "*", "ledger"], "GET", "GET" => Ledger),
-    pat!(["api", "v1", "items"], "GET, POST", "GET" => ListItems, "POST" => CreateItem),
-    pat!(["api", "v1", "items", "*"], "GET, PUT, DELETE", "GET" => GetItem, "PUT" => UpdateItem, "DELETE" => DeleteItem),
-    pat!(["api", "v1", "orders"], "GET, POST", "GET" => ListOrders, "POST" => CreateOrder),
-    pat!(["api", "v1", "orders", "*"], "GET, DELETE", "GET" => GetOrder, "DELETE" => CancelOrder),
-    pat!(["api", "v1", "orders", "*", "pay"], "POST", "POST" => PayOrder),
-    pat!(["api", "v1", "orders", "*", "status"], "PUT", "PUT" => OrderStatus),
-    pat!(["api", "v1", "games"], "GET", "GET" => ListGames),
-    pat!(["api", "v1", "games", "*", "stats"], "GET", "GET" => GameStats),
-    pat!(["api", "v1", "games", "*", "*"], "POST", "POST" => GameAction),
-    pat!(["api", "v1", "cache", "stats"], "GET", "GET" => CacheStats),
-    pat!(["api", "v1", "cache", "invalidate"], "POST", "POST" => CacheInvalidate),
+    pat!(["health"], "GET", "GET" => Probe::Health),
+    pat!(["ready"], "GET", "GET" => Probe::Ready),
+    pat!(["metrics"], "GET", "GET" => Public::Metrics),
+    pat!(["health", "detailed"], "GET", "GET" => Authed::HealthDetailed),
+    pat!(["health", "components"], "GET", "GET" => Authed::HealthDetailed),
+    pat!(["api", "v1", "players"], "POST", "POST" => Public::Register),
+    pat!(["api", "v1", "players", "register"], "POST", "POST" => Public::Register),
+    pat!(["api", "v1", "players", "login"], "POST", "POST" => Public::Login),
+    pat!(["api", "v1", "players", "logout"], "POST", "POST" => Authed::Logout),
+    pat!(["api", "v1", "auth", "login"], "POST", "POST" => Public::Login),
+    pat!(["api", "v1", "auth", "refresh"], "POST", "POST" => Public::Refresh),
+    pat!(["api", "v1", "auth", "logout"], "POST", "POST" => Authed::Logout),
+    pat!(["api", "v1", "auth", "server"], "POST", "POST" => Public::ServerAuth),
+    pat!(["api", "v1", "auth", "admin"], "POST", "POST" => Public::AdminAuth),
+    pat!(["api", "v1", "players", "*"], "GET, PUT", "GET" => Authed::GetPlayer, "PUT" => Authed::UpdatePlayer),
+    pat!(["api", "v1", "players", "*", "wallet"], "POST", "POST" => Authed::Wallet),
+    pat!(["api", "v1", "players", "*", "items"], "GET", "GET" => Authed::Inventory),
+    pat!(["api", "v1", "players", "*", "items", "*", "use"], "POST", "POST" => Authed::UseItem),
+    pat!(["api", "v1", "players", "*", "items", "*", "transfer"], "POST", "POST" => Authed::TransferItem),
+    pat!(["api", "v1", "players", "*", "items", "*", "grant"], "POST", "POST" => Authed::GrantItem),
+    pat!(["api", "v1", "players", "*", "orders"], "GET", "GET" => Authed::PlayerOrders),
+    pat!(["api", "v1", "players", "*", "ledger"], "GET", "GET" => Authed::Ledger),
+    pat!(["api", "v1", "items"], "GET, POST", "GET" => Authed::ListItems, "POST" => Authed::CreateItem),
+    pat!(["api", "v1", "items", "*"], "GET, PUT, DELETE", "GET" => Authed::GetItem, "PUT" => Authed::UpdateItem, "DELETE" => Authed::DeleteItem),
+    pat!(["api", "v1", "orders"], "GET, POST", "GET" => Authed::ListOrders, "POST" => Authed::CreateOrder),
+    pat!(["api", "v1", "orders", "*"], "GET, DELETE", "GET" => Authed::GetOrder, "DELETE" => Authed::CancelOrder),
+    pat!(["api", "v1", "orders", "*", "pay"], "POST", "POST" => Authed::PayOrder),
+    pat!(["api", "v1", "orders", "*", "status"], "PUT", "PUT" => Authed::OrderStatus),
+    pat!(["api", "v1", "games"], "GET", "GET" => Public::ListGames),
+    pat!(["api", "v1", "games", "*", "stats"], "GET", "GET" => Authed::GameStats),
+    pat!(["api", "v1", "games", "*", "*"], "POST", "POST" => Authed::GameAction),
+    pat!(["api", "v1", "cache", "stats"], "GET", "GET" => Authed::CacheStats),
+    pat!(["api", "v1", "cache", "invalidate"], "POST", "POST" => Authed::CacheInvalidate),
 ];
 
 /// Path parameters captured by `*` segments, in order.
@@ -220,22 +244,24 @@ mod tests {
     fn routes_literals_params_and_methods() {
         assert!(matches!(
             route("GET", "/health"),
-            Matched::Found(Route::Health, ..)
+            Matched::Found(Route::Probe(Probe::Health), ..)
         ));
         assert_eq!(route("POST", "/health"), Matched::MethodNotAllowed("GET"));
         assert_eq!(route("GET", "/nope"), Matched::NotFound);
         assert_eq!(route("GET", "/health/"), Matched::NotFound);
         match route("GET", "/api/v1/players/42") {
-            Matched::Found(Route::GetPlayer, p, _) => assert_eq!(p.get(0), Some("42")),
+            Matched::Found(Route::Authed(Authed::GetPlayer), p, _) => {
+                assert_eq!(p.get(0), Some("42"))
+            }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
             route("PUT", "/api/v1/players/42"),
-            Matched::Found(Route::UpdatePlayer, ..)
+            Matched::Found(Route::Authed(Authed::UpdatePlayer), ..)
         ));
         assert!(matches!(
             route("POST", "/api/v1/players/login"),
-            Matched::Found(Route::Login, ..)
+            Matched::Found(Route::Public(Public::Login), ..)
         ));
         assert_eq!(
             route("DELETE", "/api/v1/players/42"),
@@ -243,23 +269,25 @@ mod tests {
         );
         assert_eq!(route("GET", "/a/b/c/d/e/f/g/h/i"), Matched::NotFound);
         match route("POST", "/api/v1/players/7/items/sword/transfer") {
-            Matched::Found(Route::TransferItem, p, _) => {
+            Matched::Found(Route::Authed(Authed::TransferItem), p, _) => {
                 assert_eq!((p.get(0), p.get(1)), (Some("7"), Some("sword")))
             }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
             route("GET", "/api/v1/games/g1/stats"),
-            Matched::Found(Route::GameStats, ..)
+            Matched::Found(Route::Authed(Authed::GameStats), ..)
         ));
         match route("POST", "/api/v1/games/g1/level_up") {
-            Matched::Found(Route::GameAction, p, _) => assert_eq!(p.get(1), Some("level_up")),
+            Matched::Found(Route::Authed(Authed::GameAction), p, _) => {
+                assert_eq!(p.get(1), Some("level_up"))
+            }
             other => panic!("{other:?}"),
         }
         // POST to the stats path is the action pattern's business (unknown action later).
         assert!(matches!(
             route("POST", "/api/v1/games/g1/stats"),
-            Matched::Found(Route::GameAction, ..)
+            Matched::Found(Route::Authed(Authed::GameAction), ..)
         ));
         assert_eq!(
             route("GET", "/api/v1/games/g1/level_up"),

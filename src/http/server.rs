@@ -3,10 +3,12 @@
 //! into one write buffer, flush once per batch.
 
 use super::handlers;
+use super::health::HealthBody;
 use super::request::{self, Limits, Parsed, Request};
 use super::response::Response;
 use crate::buffer::ReadBuffer;
-use crate::shard::{Shard, ShardGauges};
+use crate::node::ShardGauges;
+use crate::shard::Shard;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use std::net::IpAddr;
@@ -45,10 +47,15 @@ fn log_access(req: &Request<'_>, status: u16, took: Duration, peer: IpAddr, id: 
 
 /// Accepts connections on `listener` until the shard drains.
 pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
-    crate::shard::accept_until_drained(shard, listener, "http", connection).await
+    // One `/health` rendering per shard, shared by its connections.
+    let health = Rc::new(HealthBody::default());
+    crate::shard::accept_until_drained(shard, listener, "http", move |shard, stream| {
+        connection(shard, health.clone(), stream)
+    })
+    .await
 }
 
-async fn connection(shard: Rc<Shard>, mut stream: TcpStream) {
+async fn connection(shard: Rc<Shard>, health: Rc<HealthBody>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let guard = shard.track(stream.as_raw_fd());
     let peer = stream
@@ -78,7 +85,7 @@ async fn connection(shard: Rc<Shard>, mut stream: TcpStream) {
                 Parsed::Complete { request, len } => {
                     let started = access_log.then(Instant::now);
                     let id = request_id(&request);
-                    let handling = handlers::handle(&shard, &request, peer);
+                    let handling = handlers::handle(&shard, &health, &request, peer);
                     // With an id, everything the request logs carries it.
                     let mut response = match id {
                         Some(id) => {

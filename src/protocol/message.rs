@@ -102,7 +102,8 @@ pub mod codes {
     pub const NOT_FOUND: u32 = 0xE005;
     /// Internal error, server busy, shutting down.
     pub const INTERNAL: u32 = 0xE006;
-    /// Timeout.
+    /// A connection idle or silent (no heartbeat) past its timeout; sent
+    /// just before the server closes it.
     pub const TIMEOUT: u32 = 0xE007;
     /// Frame or inflated body too large.
     pub const TOO_LARGE: u32 = 0xE008;

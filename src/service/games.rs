@@ -2,6 +2,7 @@
 
 use super::players::player_json;
 use super::{require_player, require_role, ApiError, Caller, Role, Services};
+use crate::cache::{keys, Change};
 use crate::clock;
 use serde_json::{json, Value};
 
@@ -10,7 +11,6 @@ impl Services {
     pub fn list_games(&self) -> Value {
         let games: Vec<Value> = self
             .games()
-            .iter()
             .map(|g| {
                 json!({
                     "game_id": g.id,
@@ -48,7 +48,8 @@ impl Services {
         params: Value,
     ) -> Result<Value, ApiError> {
         require_role(caller, &[Role::GameServer, Role::Admin])?;
-        let game = self.game(game_id)?;
+        // A game server acts in its own game only; an admin in any.
+        let game = self.scope(caller, Some(game_id))?;
         let player_id = params
             .get("player_id")
             .and_then(Value::as_i64)
@@ -61,8 +62,12 @@ impl Services {
             .store
             .run(move |s| s.apply_progress(player_id, progress, now))
             .await?;
-        self.changed(vec![crate::cache::keys::player(game_id, player_id)])
-            .await;
+        self.changed(Change::written(
+            game_id,
+            player_id,
+            vec![keys::player(game_id, player_id)],
+        ))
+        .await;
         Ok(json!({ "action": action, "player": player_json(&player) }))
     }
 }

@@ -3,8 +3,8 @@
 
 use super::players::parse_cached;
 use super::{require_player, require_role, time_json, validate, ApiError, Caller, Role, Services};
-use crate::cache::keys;
 use crate::cache::l1::Cached;
+use crate::cache::{keys, Change};
 use crate::clock;
 use crate::config::ItemSeed;
 use crate::store::{InventoryEntry, ItemDef, ItemDefPatch};
@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// Largest quantity of one inventory operation.
-pub const MAX_QUANTITY: i64 = 1_000_000;
+pub const MAX_QUANTITY: i64 = validate::MAX_QUANTITY;
 
 /// Body of use and grant.
 #[derive(Debug, Deserialize)]
@@ -73,48 +73,21 @@ pub fn seed_def(s: &ItemSeed) -> ItemDef {
 
 /// Checks a catalogue key: 1 to 64 of `[A-Za-z0-9_.-]`.
 pub fn check_item_id(id: &str) -> Result<(), ApiError> {
-    if id.is_empty()
-        || id.len() > 64
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-    {
-        return Err(ApiError::bad_request(
-            "item_id must be 1 to 64 of letters, digits, _ - .",
-        ));
-    }
-    Ok(())
+    Ok(validate::item_id(id)?)
 }
 
-/// Highest price of a catalogue entry, in either currency.
-const MAX_PRICE: i64 = 1_000_000_000_000;
-
-/// Checks the catalogue fields present in `p` (creation passes all of them).
+/// Checks the catalogue fields present in `p` (creation passes all of them)
+/// with the rule set configuration seeds obey too.
 fn check_def_fields(p: &ItemDefPatch) -> Result<(), ApiError> {
-    for (name, v, max) in [
-        ("name", &p.name, 128),
-        ("type", &p.item_type, 32),
-        ("quality", &p.quality, 32),
-        ("description", &p.description, 1024),
-    ] {
-        if let Some(v) = v {
-            validate::text(name, v, max)?;
-        }
-    }
-    if p.name.as_deref() == Some("") {
-        return Err(ApiError::bad_request("name must not be empty"));
-    }
-    for (name, v) in [
-        ("price_gold", p.price_gold),
-        ("price_diamonds", p.price_diamonds),
-    ] {
-        if let Some(v) = v {
-            validate::in_range(name, v, 0..=MAX_PRICE)?;
-        }
-    }
-    if let Some(s) = p.max_stack {
-        validate::in_range("max_stack", s, 1..=MAX_QUANTITY)?;
-    }
+    validate::catalogue_fields(&validate::CatalogueFields {
+        name: p.name.as_deref(),
+        item_type: p.item_type.as_deref(),
+        quality: p.quality.as_deref(),
+        description: p.description.as_deref(),
+        price_gold: p.price_gold,
+        price_diamonds: p.price_diamonds,
+        max_stack: p.max_stack,
+    })?;
     if p.status
         .as_deref()
         .is_some_and(|s| s != "active" && s != "deleted")
@@ -216,7 +189,8 @@ impl Services {
     /// After a catalogue write: drops the cached catalogue everywhere and
     /// answers with the saved entry.
     async fn catalogue_saved(&self, game_id: &str, def: &ItemDef) -> Value {
-        self.changed(vec![keys::catalogue(game_id)]).await;
+        self.changed(Change::written(game_id, 0, vec![keys::catalogue(game_id)]))
+            .await;
         json!({ "item": item_json(def) })
     }
 
@@ -314,8 +288,12 @@ impl Services {
                 }
             })
             .await;
-        self.changed(vec![keys::inventory(game_id, player_id)])
-            .await;
+        self.changed(Change::written(
+            game_id,
+            player_id,
+            vec![keys::inventory(game_id, player_id)],
+        ))
+        .await;
         let entry = entry?;
         let verb = if grant { "granted" } else { "used" };
         Ok(json!({ "item": entry_json(&entry), verb: quantity }))
@@ -355,10 +333,18 @@ impl Services {
             .run(move |s| s.transfer_item(player_id, to, &id, q, now))
             .await;
         let target = req.target_player_id;
-        self.changed(vec![
-            keys::inventory(game_id, player_id),
-            keys::inventory(game_id, target),
-        ])
+        self.changed(
+            Change::written(
+                game_id,
+                player_id,
+                vec![keys::inventory(game_id, player_id)],
+            )
+            .and(Change::written(
+                game_id,
+                target,
+                vec![keys::inventory(game_id, target)],
+            )),
+        )
         .await;
         let (from, to) = result?;
         Ok(json!({ "from": entry_json(&from), "to": entry_json(&to), "transferred": q }))

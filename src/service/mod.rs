@@ -7,28 +7,28 @@
 //! rule lives in exactly one place.
 
 pub mod auth;
-pub mod error;
 pub mod games;
 pub mod items;
+pub mod ops;
 pub mod orders;
 pub mod players;
 pub mod rate_limit;
 pub mod revocations;
 pub mod sessions;
-pub mod validate;
 
+pub use crate::error::{business, ApiError};
 pub use auth::{Caller, Role, TokenIssuer};
-pub use error::{business, ApiError};
 
-use crate::cache::{self, Cache};
+use crate::cache::{Cache, Change, LoadAbandoned};
 use crate::config::{Config, GameConfig};
-use crate::game::GameLogic;
+use crate::game::{GameError, GameLogic};
 use crate::mesh::Peers;
 use crate::store::{self, PageRequest, StoreError, StoreHandle};
+use crate::validate;
 use revocations::RevocationList;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// One game as a shard sees it: its settings and its store.
@@ -46,12 +46,12 @@ pub struct GameContext {
 /// A shard's instance of the service layer.
 pub struct Services {
     config: Rc<Config>,
-    games: HashMap<String, GameContext>,
+    games: BTreeMap<String, GameContext>,
     tokens: TokenIssuer,
     dummy_hash: Rc<str>,
     revocations: Rc<RevocationList>,
     peers: Peers,
-    cache: Cache,
+    cache: Cache<ApiError>,
 }
 
 /// What a shard hands to [`Services::open`] besides the configuration.
@@ -71,7 +71,7 @@ impl Services {
     /// Opens this shard's stores for every configured game.
     pub fn open(config: Rc<Config>, links: ShardLinks) -> Result<Services, StoreError> {
         let cache = Cache::new(&config.cache, &config.node.id).map_err(StoreError::Internal)?;
-        let mut games = HashMap::new();
+        let mut games = BTreeMap::new();
         for (id, game) in &config.games {
             let primary = store::open(&game.url, game.pool_size)?;
             let mut replicas = Vec::new();
@@ -116,7 +116,7 @@ impl Services {
     }
 
     /// This shard's cache.
-    pub fn cache(&self) -> &Cache {
+    pub fn cache(&self) -> &Cache<ApiError> {
         &self.cache
     }
 
@@ -125,38 +125,38 @@ impl Services {
         &self.peers
     }
 
-    /// Applies an invalidation that another shard or node announced: drops
-    /// the keys from L1 and keeps the players' reads on the primary for the
+    /// Applies a change this or another shard or node made: drops its keys
+    /// from L1 and keeps its writers' reads on the primary for the
     /// read-your-writes window.
-    pub fn apply_invalidation(&self, keys: &[String]) {
-        self.cache.invalidate_local(keys);
-        for k in keys {
-            if let Some((game, player)) = cache::keys::subject(k) {
-                if let Some(g) = self.games.get(game) {
-                    g.store.wrote(player);
-                }
+    pub fn apply_change(&self, change: &Change) {
+        self.cache.invalidate_local(&change.keys);
+        for w in &change.wrote {
+            if let Some(g) = self.games.get(&w.game) {
+                g.store.wrote(w.player);
             }
         }
     }
 
-    /// Announces that `keys` changed, before the write is answered: this
-    /// shard, every other shard (acknowledged), L2 and the other nodes.
-    pub async fn changed(&self, keys: Vec<String>) {
-        self.apply_invalidation(&keys);
+    /// Announces a change before the write is answered: this shard, every
+    /// other shard (acknowledged), L2 and the other nodes.
+    pub async fn changed(&self, change: Change) {
+        self.apply_change(&change);
         self.peers
             .broadcast(true, |ack| crate::mesh::ShardMessage::Invalidate {
-                keys: keys.clone(),
+                change: change.clone(),
                 ack,
             })
             .await;
-        self.cache.invalidate_remote(&keys).await;
+        self.cache.invalidate_remote(&change).await;
     }
 
-    /// `POST /api/v1/cache/invalidate`: drops keys or a prefix everywhere.
+    /// `POST /api/v1/cache/invalidate` (admin): drops keys or a prefix everywhere.
     pub async fn invalidate_on_request(
         &self,
+        caller: &Caller,
         req: InvalidateRequest,
     ) -> Result<serde_json::Value, ApiError> {
+        self.require_admin(caller)?;
         let mut keys = req.keys.unwrap_or_default();
         if let Some(prefix) = req.prefix {
             keys.push(format!("{prefix}*"));
@@ -173,7 +173,7 @@ impl Services {
             ));
         }
         let n = keys.len();
-        self.changed(keys).await;
+        self.changed(Change::keys_only(keys)).await;
         Ok(serde_json::json!({ "invalidated": n }))
     }
 
@@ -190,10 +190,32 @@ impl Services {
     }
 
     /// Every configured game, in id order.
-    pub fn games(&self) -> Vec<&GameContext> {
-        let mut v: Vec<&GameContext> = self.games.values().collect();
-        v.sort_by(|a, b| a.id.cmp(&b.id));
-        v
+    pub fn games(&self) -> impl Iterator<Item = &GameContext> {
+        self.games.values()
+    }
+
+    /// The game a caller's request acts in, decided here for both front
+    /// ends: a player's or game server's token fixes it (naming another game
+    /// is refused with 403); an admin names any game, or gets the default.
+    pub fn scope(
+        &self,
+        caller: &Caller,
+        requested: Option<&str>,
+    ) -> Result<&GameContext, ApiError> {
+        match (caller.role, requested) {
+            (Role::Admin, Some(g)) => self.game(g),
+            (Role::Admin, None) => self.game(&self.config.default_game),
+            (_, Some(g)) if g != caller.game_id => {
+                Err(ApiError::forbidden("token is not valid for this game"))
+            }
+            _ => self.game(&caller.game_id),
+        }
+    }
+
+    /// The game an anonymous request (registration, login) acts in: the one
+    /// it names, or the default game.
+    pub fn anonymous_scope(&self, requested: Option<&str>) -> Result<&GameContext, ApiError> {
+        self.game(requested.unwrap_or(&self.config.default_game))
     }
 
     /// Verifies an access token, that its session is not revoked and that
@@ -232,16 +254,21 @@ impl Services {
             subject: format!("server:{game_id}"),
         })
     }
+}
 
-    /// Pings every game's database; returns (game id, error) for each failure.
-    pub async fn check_backends(&self) -> Vec<(String, String)> {
-        let mut failed = Vec::new();
-        for game in self.games() {
-            if let Err(e) = game.store.run(|s| s.ping()).await {
-                failed.push((format!("database:{}", game.id), e.to_string()));
-            }
+impl From<GameError> for ApiError {
+    fn from(e: GameError) -> ApiError {
+        match e {
+            GameError::UnknownAction(m) => ApiError::not_found(m),
+            GameError::BadParameters(m) => ApiError::bad_request(m),
         }
-        failed
+    }
+}
+
+impl From<LoadAbandoned> for ApiError {
+    fn from(_: LoadAbandoned) -> ApiError {
+        tracing::error!("a cache load another request waited for was dropped");
+        ApiError::internal()
     }
 }
 

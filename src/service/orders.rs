@@ -5,7 +5,7 @@ use super::auth::random_hex;
 use super::{
     page_json, require_player, require_role, time_json, ApiError, Caller, PageQuery, Role, Services,
 };
-use crate::cache::keys;
+use crate::cache::{keys, Change};
 use crate::clock;
 use crate::store::{Currency, NewOrder, Order};
 use serde::Deserialize;
@@ -115,7 +115,12 @@ impl Services {
             now_ms: now,
         };
         let (order, created) = game.store.run(move |s| s.create_order(&new)).await?;
-        self.changed(vec![keys::orders(game_id, player_id)]).await;
+        self.changed(Change::written(
+            game_id,
+            player_id,
+            vec![keys::orders(game_id, player_id)],
+        ))
+        .await;
         Ok((json!({ "order": order_json(&order) }), created))
     }
 
@@ -258,11 +263,15 @@ impl Services {
     /// balances, inventory and orders.
     async fn order_changed(&self, game_id: &str, order: &Order) {
         let p = order.player_id;
-        self.changed(vec![
-            keys::player(game_id, p),
-            keys::inventory(game_id, p),
-            keys::orders(game_id, p),
-        ])
+        self.changed(Change::written(
+            game_id,
+            p,
+            vec![
+                keys::player(game_id, p),
+                keys::inventory(game_id, p),
+                keys::orders(game_id, p),
+            ],
+        ))
         .await;
     }
 }

@@ -5,8 +5,8 @@ use super::validate;
 use super::{
     blocking, business, require_player, require_role, time_json, ApiError, PageQuery, Services,
 };
-use crate::cache::keys;
 use crate::cache::l1::Cached;
+use crate::cache::{keys, Change};
 use crate::clock;
 use crate::store::{Currency, LedgerEntry, NewPlayer, Player, PlayerPatch, PlayerStatus};
 use serde::Deserialize;
@@ -62,12 +62,6 @@ pub struct PlayerUpdate {
     pub status: Option<String>,
     /// Expected current version (optimistic concurrency; `If-Match` also works).
     pub version: Option<i64>,
-    /// Ignored here (TCP messages carry it).
-    #[serde(default)]
-    pub player_id: Option<i64>,
-    /// Ignored here (TCP messages carry it).
-    #[serde(default)]
-    pub action: Option<String>,
 }
 
 /// Body of a wallet change.
@@ -95,7 +89,22 @@ pub fn ledger_json(e: &LedgerEntry) -> Value {
 }
 
 impl Services {
-    /// Registers a player in `game_id`; answers the new profile.
+    /// Creates a player for an authenticated caller: game servers and admins
+    /// may (over TCP, where registration is a request like any other);
+    /// players cannot create players.
+    pub async fn create_player(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        req: RegisterRequest,
+    ) -> Result<Value, ApiError> {
+        if caller.role == Role::Player {
+            return Err(ApiError::forbidden("players cannot create players"));
+        }
+        self.register(game_id, req).await
+    }
+
+    /// Registers a player in `game_id` (anyone); answers the new profile.
     pub async fn register(&self, game_id: &str, req: RegisterRequest) -> Result<Value, ApiError> {
         let game = self.game(game_id)?;
         validate::username(&req.username)?;
@@ -113,7 +122,12 @@ impl Services {
             now_ms: clock::now_ms(),
         };
         let player = game.store.run(move |s| s.create_player(&new)).await?;
-        self.changed(vec![keys::player(game_id, player.id)]).await;
+        self.changed(Change::written(
+            game_id,
+            player.id,
+            vec![keys::player(game_id, player.id)],
+        ))
+        .await;
         tracing::info!(game = game_id, player_id = player.id, "player registered");
         Ok(json!({ "player": player_json(&player) }))
     }
@@ -218,7 +232,12 @@ impl Services {
             .store
             .run(move |s| s.update_player(player_id, &patch, expected, now))
             .await?;
-        self.changed(vec![keys::player(game_id, player_id)]).await;
+        self.changed(Change::written(
+            game_id,
+            player_id,
+            vec![keys::player(game_id, player_id)],
+        ))
+        .await;
         if matches!(status, Some(PlayerStatus::Banned | PlayerStatus::Deleted)) {
             let sessions = game
                 .store
@@ -261,7 +280,12 @@ impl Services {
                 s.adjust_balance(player_id, currency, req.delta, &reason, &reference, now)
             })
             .await?;
-        self.changed(vec![keys::player(game_id, player_id)]).await;
+        self.changed(Change::written(
+            game_id,
+            player_id,
+            vec![keys::player(game_id, player_id)],
+        ))
+        .await;
         Ok(json!({
             "player_id": player.id,
             "currency": currency.as_str(),

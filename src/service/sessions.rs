@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 /// Body of login.
 #[derive(Debug, Deserialize)]
 pub struct LoginRequest {
-    /// Username.
+    /// The account's username within the game.
     pub username: String,
     /// Plain password.
     pub password: String,
@@ -103,8 +103,12 @@ impl Services {
             })
             .await?
             .ok_or_else(|| ApiError::new(business::PLAYER_NOT_FOUND, "player not found"))?;
-        self.changed(vec![crate::cache::keys::player(game_id, player_id)])
-            .await;
+        self.changed(crate::cache::Change::written(
+            game_id,
+            player_id,
+            vec![crate::cache::keys::player(game_id, player_id)],
+        ))
+        .await;
         self.token_pair(game_id, &player, &session_id, &secret, now_ms)
     }
 

@@ -5,10 +5,11 @@
 //! even when the client pipelines), and writes the batch's replies at once.
 
 use super::dispatch::{dispatch, Session};
-use super::reply;
+use super::reply::{self, ReplyTo};
 use crate::buffer::ReadBuffer;
+use crate::node::ShardGauges;
 use crate::protocol::{codes, decode, Decoded, FrameError};
-use crate::shard::{Shard, ShardGauges};
+use crate::shard::Shard;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -31,7 +32,12 @@ async fn admit(shard: Rc<Shard>, mut stream: TcpStream) {
     if count.fetch_add(1, Ordering::Relaxed) >= max {
         count.fetch_sub(1, Ordering::Relaxed);
         let mut out = Vec::new();
-        reply::error_code(&mut out, 0, b"", b"", codes::INTERNAL, "server busy");
+        reply::error_code(
+            &mut out,
+            &ReplyTo::connection(b""),
+            codes::INTERNAL,
+            "server busy",
+        );
         let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
         let _ = stream.write_all(&out).await;
         let _ = stream.close().await;
@@ -64,6 +70,10 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
             match decode(&buf.filled()[pos..], cfg.max_body_bytes) {
                 Decoded::Incomplete => break,
                 Decoded::Frame { frame, len } => {
+                    // Boxed on purpose: the dispatch future holds the state of
+                    // the deepest service call. Inline, it would sit in every
+                    // connection's task for the connection's whole life, idle
+                    // or not; boxed, it exists only while a frame is handled.
                     Box::pin(dispatch(shard, &mut session, &frame, &mut out)).await;
                     ShardGauges::incr(&gauges.tcp_frames);
                     pos += len;
@@ -83,14 +93,12 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
                         ),
                         FrameError::TooLarge => (codes::TOO_LARGE, "frame too large".to_string()),
                     };
-                    reply::error_code(
-                        &mut out,
+                    let to = ReplyTo {
                         sequence,
-                        b"",
-                        session.user_id.as_bytes(),
-                        code,
-                        &msg,
-                    );
+                        game_id: b"",
+                        user_id: session.user_id.as_bytes(),
+                    };
+                    reply::error_code(&mut out, &to, code, &msg);
                     pos += len;
                 }
                 Decoded::Fatal { sequence, .. } => {
@@ -99,14 +107,12 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
                         cfg.max_body_bytes,
                         crate::protocol::MAX_ID_LEN
                     );
-                    reply::error_code(
-                        &mut out,
+                    let to = ReplyTo {
                         sequence,
-                        b"",
-                        session.user_id.as_bytes(),
-                        codes::TOO_LARGE,
-                        &msg,
-                    );
+                        game_id: b"",
+                        user_id: session.user_id.as_bytes(),
+                    };
+                    reply::error_code(&mut out, &to, codes::TOO_LARGE, &msg);
                     close = true;
                 }
             }
@@ -135,9 +141,7 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
         if Instant::now() >= deadline {
             reply::error_code(
                 &mut out,
-                0,
-                b"",
-                session.user_id.as_bytes(),
+                &ReplyTo::connection(session.user_id.as_bytes()),
                 codes::TIMEOUT,
                 reason,
             );
@@ -154,9 +158,7 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
                 if guard.expired() {
                     reply::error_code(
                         &mut out,
-                        0,
-                        b"",
-                        session.user_id.as_bytes(),
+                        &ReplyTo::connection(session.user_id.as_bytes()),
                         codes::TIMEOUT,
                         reason,
                     );
@@ -164,9 +166,7 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
                 } else if shard.is_draining() {
                     reply::error_code(
                         &mut out,
-                        0,
-                        b"",
-                        session.user_id.as_bytes(),
+                        &ReplyTo::connection(session.user_id.as_bytes()),
                         codes::INTERNAL,
                         "server shutting down",
                     );

@@ -2,7 +2,7 @@
 //! connection's authentication lives in [`Session`]; every business message
 //! goes through the same service functions as the HTTP routes.
 
-use super::reply;
+use super::reply::{self, ReplyTo};
 use crate::config::AuthMode;
 use crate::protocol::{codes, flags, FrameRef, MessageType};
 use crate::service::players::RegisterRequest;
@@ -49,9 +49,11 @@ struct HandshakeBody {
     token: Option<String>,
 }
 
-/// Fields every business body may carry besides its action's own.
+/// The fields every business body may carry besides its action's own: which
+/// action, and on what. They are read here and removed before the body is
+/// handed to the action ([`body_as`]).
 #[derive(Deserialize, Default)]
-struct Common {
+struct Envelope {
     #[serde(default)]
     action: Option<String>,
     #[serde(default)]
@@ -66,10 +68,27 @@ struct Common {
     page_size: Option<i64>,
 }
 
-/// Deserialises the whole body as `T` (extra fields such as `action` are
-/// ignored unless `T` refuses unknown fields and declares them).
+/// The names of [`Envelope`]'s fields.
+const ENVELOPE_FIELDS: [&str; 6] = [
+    "action",
+    "player_id",
+    "item_id",
+    "order_id",
+    "page",
+    "page_size",
+];
+
+/// Deserialises the body, without its envelope fields, as the action's own
+/// request `T` — the same struct the HTTP route takes, so an action refuses
+/// exactly the unknown fields its route refuses.
 fn body_as<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
+    let invalid = |e: serde_json::Error| ApiError::bad_request(format!("invalid body: {e}"));
+    let mut fields: serde_json::Map<String, Value> =
+        serde_json::from_slice(body).map_err(invalid)?;
+    for name in ENVELOPE_FIELDS {
+        fields.remove(name);
+    }
+    T::deserialize(Value::Object(fields)).map_err(invalid)
 }
 
 /// Handles `frame`, appending any reply to `out`, and counts it in the
@@ -93,17 +112,10 @@ async fn answer(
     frame: &FrameRef<'_>,
     out: &mut Vec<u8>,
 ) -> (&'static str, u16) {
-    let seq = frame.sequence;
     let Some(msg_type) = MessageType::from_code(frame.msg_type) else {
+        let to = reply_to(frame, session);
         let msg = format!("unknown message type 0x{:04x}", frame.msg_type);
-        reply::error_code(
-            out,
-            seq,
-            frame.game_id,
-            session.user_id.as_bytes(),
-            codes::MALFORMED,
-            &msg,
-        );
+        reply::error_code(out, &to, codes::MALFORMED, &msg);
         return ("unknown", codes::MALFORMED as u16);
     };
     match msg_type {
@@ -114,26 +126,12 @@ async fn answer(
             } else {
                 MessageType::Heartbeat
             };
-            reply::frame(
-                out,
-                answer,
-                seq,
-                frame.game_id,
-                session.user_id.as_bytes(),
-                b"",
-            );
+            reply::frame(out, &reply_to(frame, session), answer, b"");
             return (msg_type.name(), 200);
         }
         MessageType::Error | MessageType::Pong => {
             let msg = format!("{} frames are sent by the server only", msg_type.name());
-            reply::error_code(
-                out,
-                seq,
-                frame.game_id,
-                session.user_id.as_bytes(),
-                codes::MALFORMED,
-                &msg,
-            );
+            reply::error_code(out, &reply_to(frame, session), codes::MALFORMED, &msg);
             return (msg_type.name(), codes::MALFORMED as u16);
         }
         _ => {}
@@ -142,24 +140,27 @@ async fn answer(
         Ok(body) => handle(shard, session, msg_type, frame, &body).await,
         Err(e) => Err(e),
     };
+    let to = reply_to(frame, session);
     match result {
         Ok(data) => {
             if frame.flags & flags::NEED_RESPONSE != 0 {
-                reply::ok(
-                    out,
-                    msg_type,
-                    seq,
-                    frame.game_id,
-                    session.user_id.as_bytes(),
-                    &data,
-                );
+                reply::ok(out, &to, msg_type, &data);
             }
             (msg_type.name(), 200)
         }
         Err(e) => {
-            reply::error(out, seq, frame.game_id, session.user_id.as_bytes(), &e);
+            reply::error(out, &to, &e);
             (msg_type.name(), e.tcp_code().min(u16::MAX as u32) as u16)
         }
+    }
+}
+
+/// Replies to `frame` carry its sequence and game id and the session's user.
+fn reply_to<'a>(frame: &FrameRef<'a>, session: &'a Session) -> ReplyTo<'a> {
+    ReplyTo {
+        sequence: frame.sequence,
+        game_id: frame.game_id,
+        user_id: session.user_id.as_bytes(),
     }
 }
 
@@ -210,20 +211,17 @@ async fn handle(
         session.caller = None;
         return Err(e);
     }
-    let header_game = std::str::from_utf8(frame.game_id).unwrap_or("");
-    if !header_game.is_empty() && header_game != caller.game_id {
-        return Err(ApiError::forbidden(
-            "connection is not authenticated for this game",
-        ));
-    }
-    let game = caller.game_id.as_str();
+    let requested = std::str::from_utf8(frame.game_id)
+        .ok()
+        .filter(|g| !g.is_empty());
     let services = &shard.services;
+    let game = services.scope(caller, requested)?.id.as_str();
     // Parsed straight into the structs each action needs (no JSON tree).
     let value: &[u8] = if body.is_empty() { b"{}" } else { body };
     if value.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::bad_request("body must be a JSON object"));
     }
-    let common: Common = parse_json(value)?;
+    let common: Envelope = parse_json(value)?;
     let action = common.action.as_deref().unwrap_or("");
     let player = || {
         common
@@ -269,11 +267,8 @@ async fn handle(
                     .await
             }
             "create" => {
-                if caller.role == Role::Player {
-                    return Err(ApiError::forbidden("players cannot create players"));
-                }
                 services
-                    .register(game, body_as::<RegisterRequest>(value)?)
+                    .create_player(caller, game, body_as::<RegisterRequest>(value)?)
                     .await
             }
             "wallet" => {

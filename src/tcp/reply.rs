@@ -4,68 +4,64 @@ use crate::clock;
 use crate::protocol::{encode, FrameRef, MessageType, VERSION};
 use crate::service::{write_success, ApiError, Data};
 
+/// Where a reply goes: the request's sequence number and game id, and the
+/// user id the connection answers as. Every reply of one request carries
+/// the same three, so they travel together.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyTo<'a> {
+    /// The request's sequence number (0 for messages no request caused).
+    pub sequence: u32,
+    /// The request's game id, echoed.
+    pub game_id: &'a [u8],
+    /// The connection's user id (empty before a handshake).
+    pub user_id: &'a [u8],
+}
+
+impl<'a> ReplyTo<'a> {
+    /// A reply to no request in particular (timeouts, shutdown, refusals).
+    pub fn connection(user_id: &'a [u8]) -> ReplyTo<'a> {
+        ReplyTo {
+            sequence: 0,
+            game_id: b"",
+            user_id,
+        }
+    }
+}
+
 /// Appends a reply of `msg_type` with `body`.
-pub fn frame(
-    out: &mut Vec<u8>,
-    msg_type: MessageType,
-    sequence: u32,
-    game_id: &[u8],
-    user_id: &[u8],
-    body: &[u8],
-) {
+pub fn frame(out: &mut Vec<u8>, to: &ReplyTo<'_>, msg_type: MessageType, body: &[u8]) {
     encode(
         out,
         &FrameRef {
             version: VERSION,
             msg_type: msg_type.code(),
             flags: 0,
-            sequence,
+            sequence: to.sequence,
             timestamp: clock::now_s(),
-            game_id,
-            user_id,
+            game_id: to.game_id,
+            user_id: to.user_id,
             body,
         },
     );
 }
 
 /// Appends a success reply: the JSON envelope with `data`.
-pub fn ok(
-    out: &mut Vec<u8>,
-    msg_type: MessageType,
-    sequence: u32,
-    game_id: &[u8],
-    user_id: &[u8],
-    data: &Data,
-) {
+pub fn ok(out: &mut Vec<u8>, to: &ReplyTo<'_>, msg_type: MessageType, data: &Data) {
     let mut body = Vec::with_capacity(256);
     if let Err(e) = write_success(&mut body, data) {
-        error(out, sequence, game_id, user_id, &e);
+        error(out, to, &e);
         return;
     }
-    frame(out, msg_type, sequence, game_id, user_id, &body);
+    frame(out, to, msg_type, &body);
 }
 
 /// Appends an Error frame carrying the error's protocol code.
-pub fn error(out: &mut Vec<u8>, sequence: u32, game_id: &[u8], user_id: &[u8], e: &ApiError) {
-    error_code(out, sequence, game_id, user_id, e.tcp_code(), &e.message);
+pub fn error(out: &mut Vec<u8>, to: &ReplyTo<'_>, e: &ApiError) {
+    error_code(out, to, e.tcp_code(), &e.message);
 }
 
 /// Appends an Error frame with an explicit code.
-pub fn error_code(
-    out: &mut Vec<u8>,
-    sequence: u32,
-    game_id: &[u8],
-    user_id: &[u8],
-    code: u32,
-    message: &str,
-) {
+pub fn error_code(out: &mut Vec<u8>, to: &ReplyTo<'_>, code: u32, message: &str) {
     let body = serde_json::json!({ "code": code, "message": message }).to_string();
-    frame(
-        out,
-        MessageType::Error,
-        sequence,
-        game_id,
-        user_id,
-        body.as_bytes(),
-    );
+    frame(out, to, MessageType::Error, body.as_bytes());
 }

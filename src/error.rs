@@ -1,8 +1,12 @@
-//! The one error type of the service layer, with its HTTP status and its
+//! The one failure answer of the service layer, with its HTTP status and its
 //! binary-protocol code, so both front ends answer a failure the same way.
+//!
+//! It sits on the lowest floor with the store's errors it translates: the
+//! service, the front ends and the runtime name it; it names none of them.
 
 use crate::protocol::codes;
 use crate::store::{Rule, StoreError};
+use crate::validate::Invalid;
 use std::fmt;
 
 /// A failure answer: a SPEC §4 code and a message safe to show a client.
@@ -138,6 +142,12 @@ impl From<StoreError> for ApiError {
                 ApiError::internal()
             }
         }
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> ApiError {
+        ApiError::bad_request(e.0)
     }
 }
 
