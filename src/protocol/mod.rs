@@ -1,6 +1,6 @@
 //! The binary protocol of game servers (SPEC §2): the frame codec and the
 //! message types, flags and protocol error codes. Nothing here does I/O; the
-//! TCP front end (`crate::tcp`) owns sockets and buffers.
+//! TCP front end owns sockets and buffers.
 
 pub mod frame;
 pub mod message;

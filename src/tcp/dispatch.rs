@@ -68,25 +68,23 @@ struct Envelope {
     page_size: Option<i64>,
 }
 
-/// The names of [`Envelope`]'s fields.
-const ENVELOPE_FIELDS: [&str; 6] = [
-    "action",
-    "player_id",
-    "item_id",
-    "order_id",
-    "page",
-    "page_size",
-];
+/// Envelope fields that address a player: the action and its player.
+const PLAYER_ENVELOPE: &[&str] = &["action", "player_id"];
+/// Envelope fields that address a player's item.
+const ITEM_ENVELOPE: &[&str] = &["action", "player_id", "item_id"];
+/// Only the action: the rest of an order creation (`player_id`, `item_id`)
+/// is the order's own, as in the HTTP body.
+const ACTION_ONLY: &[&str] = &["action"];
 
-/// Deserialises the body, without its envelope fields, as the action's own
-/// request `T` — the same struct the HTTP route takes, so an action refuses
-/// exactly the unknown fields its route refuses.
-fn body_as<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+/// Deserialises the body as the action's own request `T` (the struct the
+/// HTTP route takes) after removing the envelope fields `envelope` that
+/// addressed it, so an action refuses exactly what its route refuses.
+fn body_as<T: serde::de::DeserializeOwned>(body: &[u8], envelope: &[&str]) -> Result<T, ApiError> {
     let invalid = |e: serde_json::Error| ApiError::bad_request(format!("invalid body: {e}"));
     let mut fields: serde_json::Map<String, Value> =
         serde_json::from_slice(body).map_err(invalid)?;
-    for name in ENVELOPE_FIELDS {
-        fields.remove(name);
+    for name in envelope {
+        fields.remove(*name);
     }
     T::deserialize(Value::Object(fields)).map_err(invalid)
 }
@@ -246,7 +244,11 @@ async fn handle(
         page_size: common.page_size,
     };
     let result = match msg_type {
-        MessageType::PlayerLogin => services.login(game, body_as::<LoginRequest>(value)?).await,
+        MessageType::PlayerLogin => {
+            services
+                .login(game, body_as::<LoginRequest>(value, ACTION_ONLY)?)
+                .await
+        }
         MessageType::PlayerLogout => {
             services
                 .logout_player(
@@ -263,17 +265,27 @@ async fn handle(
             "get" => return services.get_player(caller, game, player()?).await,
             "update" => {
                 services
-                    .update_player(caller, game, player()?, body_as(value)?, None)
+                    .update_player(
+                        caller,
+                        game,
+                        player()?,
+                        body_as(value, PLAYER_ENVELOPE)?,
+                        None,
+                    )
                     .await
             }
             "create" => {
                 services
-                    .create_player(caller, game, body_as::<RegisterRequest>(value)?)
+                    .create_player(
+                        caller,
+                        game,
+                        body_as::<RegisterRequest>(value, ACTION_ONLY)?,
+                    )
                     .await
             }
             "wallet" => {
                 services
-                    .change_wallet(caller, game, player()?, body_as(value)?)
+                    .change_wallet(caller, game, player()?, body_as(value, PLAYER_ENVELOPE)?)
                     .await
             }
             "ledger" => services.ledger(caller, game, player()?, page).await,
@@ -287,17 +299,35 @@ async fn handle(
             "list" => services.inventory(caller, game, player()?).await,
             "use" => {
                 services
-                    .use_item(caller, game, player()?, &item()?, body_as(value)?)
+                    .use_item(
+                        caller,
+                        game,
+                        player()?,
+                        &item()?,
+                        body_as(value, ITEM_ENVELOPE)?,
+                    )
                     .await
             }
             "grant" => {
                 services
-                    .grant_item(caller, game, player()?, &item()?, body_as(value)?)
+                    .grant_item(
+                        caller,
+                        game,
+                        player()?,
+                        &item()?,
+                        body_as(value, ITEM_ENVELOPE)?,
+                    )
                     .await
             }
             "transfer" => {
                 services
-                    .transfer_item(caller, game, player()?, &item()?, body_as(value)?)
+                    .transfer_item(
+                        caller,
+                        game,
+                        player()?,
+                        &item()?,
+                        body_as(value, ITEM_ENVELOPE)?,
+                    )
                     .await
             }
             other => Err(unknown_action(
@@ -308,7 +338,7 @@ async fn handle(
         },
         MessageType::OrderOperation => match action {
             "create" => services
-                .create_order(caller, game, body_as(value)?, None)
+                .create_order(caller, game, body_as(value, ACTION_ONLY)?, None)
                 .await
                 .map(|(v, _)| v),
             "get" => services.get_order(caller, game, &order()?).await,
