@@ -1696,3 +1696,50 @@ fn an_open_player_connection_is_cut_off_when_its_session_is_revoked() {
     assert_eq!(t.read().expect("handshake").msg_type, 0x0002);
     assert_eq!(t.call(0x1003, 6, "game1", &get).msg_type, 0x1003);
 }
+
+/// Rules that used to live in one front end only now hold for both: a player
+/// connection cannot create players, names no other game, and an update with
+/// a field its HTTP route refuses is refused over TCP too (the dispatcher
+/// removes only its own envelope fields).
+#[test]
+fn tcp_requests_obey_the_same_scope_and_body_rules_as_http() {
+    let server = Server::start(2);
+    let (id, token) = server.player("game1", "tcp_rules");
+    let mut t = server.tcp();
+    let hello = json!({ "token": token }).to_string();
+    t.send(&frame(0x0002, 0x04, 1, "game1", "", hello.as_bytes()));
+    assert_eq!(t.read().expect("handshake").msg_type, 0x0002);
+    let create = json!({"action": "create", "username": "made_by_player", "password": "password1"});
+    assert_eq!(
+        t.call(0x1003, 2, "game1", &create.to_string()).error_code(),
+        0xE004
+    );
+    let get = json!({"action": "get", "player_id": id}).to_string();
+    assert_eq!(t.call(0x1003, 3, "game2", &get).error_code(), 0xE004);
+    let update = json!({"action": "update", "player_id": id, "nickname": "ok", "level": 9});
+    assert_eq!(
+        t.call(0x1003, 4, "game1", &update.to_string()).error_code(),
+        0xE004,
+        "players may not set their level"
+    );
+    let unknown = json!({"action": "update", "player_id": id, "nickname": "ok", "colour": "red"});
+    assert_eq!(
+        t.call(0x1003, 5, "game1", &unknown.to_string())
+            .error_code(),
+        0xE002
+    );
+    let fine = json!({"action": "update", "player_id": id, "nickname": "renamed"});
+    let r = t.call(0x1003, 6, "game1", &fine.to_string());
+    assert_eq!(r.msg_type, 0x1003);
+    assert_eq!(r.json()["data"]["player"]["nickname"], "renamed");
+    // The HTTP side of the same scope rule: another game's id is 403.
+    let (s, _) = call(
+        &server,
+        "GET",
+        &format!("/api/v1/players/{id}"),
+        Some(&token),
+        Some("game2"),
+        None,
+    );
+    assert_eq!(s, 403);
+}
