@@ -351,10 +351,11 @@ fn player_login_and_data_over_tcp() {
         http.json()["data"]["player"]["gold"],
         r.json()["data"]["player"]["gold"]
     );
-    // Without NeedResponse a successful call sends nothing; the next ping proves order.
+    // Fire-and-forget (Async without NeedResponse): a success sends nothing;
+    // the next ping proves order.
     gs.send(&frame(
         PLAYER_DATA,
-        0,
+        0x08,
         5,
         "game1",
         "",
@@ -394,4 +395,98 @@ fn player_login_and_data_over_tcp() {
     let body = format!(r#"{{"token":"{bad}x"}}"#);
     q.send(&frame(HANDSHAKE, 0x04, 2, "game1", "", body.as_bytes()));
     assert_eq!(q.read().expect("reply").error_code(), 0xE003);
+}
+
+/// A client built on the original's encoder never sets NeedResponse and
+/// waits for every reply: with flags 0 everywhere it gets each one, in order
+/// (SPEC §2 "Replies").
+#[test]
+fn a_client_of_the_original_gets_every_reply_with_flags_0() {
+    let server = Server::start(2);
+    let mut c = server.tcp();
+    let ask = |c: &mut common::FrameClient, t: u16, seq: u32, body: &str| {
+        c.send(&frame(t, 0, seq, "game1", "gs-1", body.as_bytes()));
+        c.read().expect("a reply to a flags-0 frame")
+    };
+    let r = ask(&mut c, HEARTBEAT, 1, "");
+    assert_eq!((r.msg_type, r.sequence), (HEARTBEAT, 1));
+    let r = ask(&mut c, PING, 2, "");
+    assert_eq!((r.msg_type, r.sequence), (PONG, 2));
+    let hello = format!(r#"{{"server_key":"{SERVER_KEY}"}}"#);
+    let r = ask(&mut c, HANDSHAKE, 3, &hello);
+    assert_eq!((r.msg_type, r.sequence), (HANDSHAKE, 3));
+    assert_eq!(r.json()["data"]["role"], "game_server");
+    let create = r#"{"action":"create","username":"orig_client","password":"password1"}"#;
+    let r = ask(&mut c, PLAYER_DATA, 4, create);
+    assert_eq!((r.msg_type, r.sequence), (PLAYER_DATA, 4));
+    let id = r.json()["data"]["player"]["id"]
+        .as_i64()
+        .expect("player id");
+    // 100 pipelined business frames with flags 0: 100 replies, in order.
+    let get = format!(r#"{{"action":"get","player_id":{id}}}"#);
+    let mut burst = Vec::new();
+    for seq in 100..200u32 {
+        burst.extend(frame(PLAYER_DATA, 0, seq, "game1", "", get.as_bytes()));
+    }
+    c.send(&burst);
+    for seq in 100..200u32 {
+        let r = c.read().expect("pipelined reply");
+        assert_eq!((r.msg_type, r.sequence), (PLAYER_DATA, seq));
+        assert_eq!(r.json()["data"]["player"]["id"], id);
+    }
+    // Fire-and-forget (Async without NeedResponse) is the one exception:
+    // a success is not answered, a failure is.
+    c.send(&frame(PLAYER_DATA, 0x08, 300, "game1", "", get.as_bytes()));
+    c.send(&frame(
+        PLAYER_DATA,
+        0x08,
+        301,
+        "game1",
+        "",
+        b"{\"action\":\"nope\"}",
+    ));
+    let r = c.read().expect("the failure is answered");
+    assert_eq!((r.msg_type, r.sequence), (ERROR, 301));
+    let r = ask(&mut c, PING, 302, "");
+    assert_eq!((r.msg_type, r.sequence), (PONG, 302));
+}
+
+/// Ids that are not UTF-8 are refused on every message type, Ping and
+/// Heartbeat included, and the Error reply never echoes the bytes.
+#[test]
+fn ids_that_are_not_utf8_are_refused_on_every_message_type() {
+    let server = Server::start(1);
+    let mut c = server.tcp();
+    for (seq, t) in [HEARTBEAT, PING, HANDSHAKE, PLAYER_DATA, 0x7777]
+        .into_iter()
+        .enumerate()
+    {
+        let seq = seq as u32 + 1;
+        for (game, user) in [
+            (&b"g\xff1"[..], &b""[..]),
+            (&b"game1"[..], &b"\xc3\x28"[..]),
+        ] {
+            let mut out = Vec::new();
+            datamiddleware::protocol::encode(
+                &mut out,
+                &datamiddleware::protocol::FrameRef {
+                    version: 1,
+                    msg_type: t,
+                    flags: 0,
+                    sequence: seq,
+                    timestamp: 1_700_000_000,
+                    game_id: game,
+                    user_id: user,
+                    body: b"",
+                },
+            );
+            c.send(&out);
+            let r = c.read().expect("an error reply");
+            assert_eq!((r.msg_type, r.sequence), (ERROR, seq), "type {t:#06x}");
+            assert_eq!(r.error_code(), 0xE002);
+            assert_eq!((r.game_id.as_str(), r.user_id.as_str()), ("", ""));
+        }
+    }
+    // The connection stays usable.
+    assert_eq!(c.call(PING, 99, "game1", "").msg_type, PONG);
 }

@@ -110,6 +110,21 @@ async fn answer(
     frame: &FrameRef<'_>,
     out: &mut Vec<u8>,
 ) -> (&'static str, u16) {
+    if std::str::from_utf8(frame.game_id).is_err() || std::str::from_utf8(frame.user_id).is_err() {
+        // Refused whatever the type, and never echoed back.
+        let to = ReplyTo {
+            sequence: frame.sequence,
+            game_id: b"",
+            user_id: b"",
+        };
+        reply::error_code(
+            out,
+            &to,
+            codes::MALFORMED,
+            "game id and user id must be UTF-8",
+        );
+        return ("invalid", codes::MALFORMED as u16);
+    }
     let Some(msg_type) = MessageType::from_code(frame.msg_type) else {
         let to = reply_to(frame, session);
         let msg = format!("unknown message type 0x{:04x}", frame.msg_type);
@@ -141,7 +156,7 @@ async fn answer(
     let to = reply_to(frame, session);
     match result {
         Ok(data) => {
-            if frame.flags & flags::NEED_RESPONSE != 0 {
+            if wants_reply(frame.flags) {
                 reply::ok(out, &to, msg_type, &data);
             }
             (msg_type.name(), 200)
@@ -151,6 +166,14 @@ async fn answer(
             (msg_type.name(), e.tcp_code().min(u16::MAX as u32) as u16)
         }
     }
+}
+
+/// Whether a successful request is answered (SPEC §2 "Replies"): always, as
+/// the original did (its client library never sets NeedResponse and waits
+/// for the reply), except a fire-and-forget frame — Async set, NeedResponse
+/// clear — which is answered only if it fails.
+fn wants_reply(frame_flags: u8) -> bool {
+    frame_flags & flags::ASYNC == 0 || frame_flags & flags::NEED_RESPONSE != 0
 }
 
 /// Replies to `frame` carry its sequence and game id and the session's user.
@@ -164,9 +187,6 @@ fn reply_to<'a>(frame: &FrameRef<'a>, session: &'a Session) -> ReplyTo<'a> {
 
 /// Validates ids and flags and returns the (inflated) body.
 fn checked_body(shard: &Shard, frame: &FrameRef<'_>) -> Result<Vec<u8>, ApiError> {
-    if std::str::from_utf8(frame.game_id).is_err() || std::str::from_utf8(frame.user_id).is_err() {
-        return Err(ApiError::bad_request("game id and user id must be UTF-8"));
-    }
     if frame.flags & flags::ENCRYPTED != 0 {
         return Err(ApiError::bad_request(
             "encrypted bodies are not supported; use TLS",
