@@ -110,6 +110,10 @@ pub struct HttpConfig {
     pub cors_origins: Vec<String>,
     /// `/metrics` without a token; when false it needs an admin token.
     pub metrics_public: bool,
+    /// Proxies (addresses or networks like `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` names the client; from anyone else the header is
+    /// ignored, so it cannot be forged to dodge rate limits.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `[tcp]`: the binary protocol listener and its limits.
@@ -268,6 +272,7 @@ impl Default for HttpConfig {
             read_timeout_ms: 10_000,
             cors_origins: Vec::new(),
             metrics_public: true,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -410,6 +415,8 @@ impl Config {
             return Err(err("key `http.max_header_bytes`: at least 1024"));
         }
         positive("http.read_timeout_ms", self.http.read_timeout_ms)?;
+        crate::client_ip::TrustedProxies::parse(&self.http.trusted_proxies)
+            .map_err(|e| err(format!("key `http.trusted_proxies`: {e}")))?;
         positive("tcp.max_connections", self.tcp.max_connections as u64)?;
         positive("tcp.max_body_bytes", self.tcp.max_body_bytes as u64)?;
         if self.tcp.max_body_bytes > 64 * 1024 * 1024 {

@@ -17,6 +17,7 @@
 //! - [`game`]: per-game logic modules behind one trait.
 //! - [`mesh`]: messages between the shards of a node.
 //! - [`metrics`]: per-shard counters and Prometheus rendering.
+//! - [`client_ip`]: who a request comes from (trusted proxies, `X-Forwarded-For`).
 //! - [`clock`]: Unix time and RFC 3339 rendering.
 //! - [`logging`]: log output and run-time level changes.
 
@@ -24,6 +25,7 @@
 
 pub mod buffer;
 pub mod cache;
+pub mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod error;

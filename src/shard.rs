@@ -5,6 +5,7 @@
 //! registry, and the inbox through which the node's other shards reach it.
 //! The only state shared across cores is [`NodeState`] ([`crate::node`]).
 
+use crate::client_ip::TrustedProxies;
 use crate::config::Config;
 use crate::mesh::{Inbox, ShardMessage};
 use crate::node::{NodeState, ShardGauges};
@@ -30,6 +31,8 @@ pub struct Shard {
     pub node: Arc<NodeState>,
     /// This shard's per-IP request budgets.
     pub rate_limiter: RateLimiter,
+    /// `http.trusted_proxies`, parsed once (validated when the file loaded).
+    pub trusted_proxies: TrustedProxies,
     /// This shard's request counters and latency histograms.
     pub metrics: crate::metrics::Metrics,
     draining: Cell<bool>,
@@ -52,7 +55,10 @@ impl Shard {
     /// A shard with its services; not yet serving.
     pub fn new(id: usize, config: Rc<Config>, services: Services, node: Arc<NodeState>) -> Shard {
         let rate_limiter = RateLimiter::new(node.gauges.len());
+        let trusted_proxies =
+            TrustedProxies::parse(&config.http.trusted_proxies).unwrap_or_default();
         Shard {
+            trusted_proxies,
             id,
             config,
             services,

@@ -477,3 +477,92 @@ fn request_ids_are_echoed_and_carried_into_logs() {
     // A line the service logs while handling the request carries its id.
     assert!(line("player registered").contains("req-44"));
 }
+
+/// Requests are parsed strictly (SPEC §3): each of these gets 400 with a
+/// message, over a real socket, and the connection is closed.
+#[test]
+fn ambiguous_requests_are_refused_with_400() {
+    let server = Server::start(1);
+    let cases: [(&str, &[u8]); 7] = [
+        ("no Host", b"GET /health HTTP/1.1\r\n\r\n"),
+        (
+            "signed length",
+            b"POST /api/v1/players HTTP/1.1\r\nHost: t\r\nContent-Length: +2\r\n\r\n{}",
+        ),
+        (
+            "repeated length",
+            b"POST /api/v1/players HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+        ),
+        (
+            "repeated Authorization",
+            b"GET /api/v1/items HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n",
+        ),
+        (
+            "repeated X-Game-Id",
+            b"GET /api/v1/games HTTP/1.1\r\nHost: t\r\nX-Game-Id: game1\r\nX-Game-Id: game2\r\n\r\n",
+        ),
+        (
+            "repeated Idempotency-Key",
+            b"GET /api/v1/games HTTP/1.1\r\nHost: t\r\nIdempotency-Key: a\r\nIdempotency-Key: a\r\n\r\n",
+        ),
+        ("repeated Host", b"GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+    ];
+    for (what, raw) in cases {
+        let mut c = server.http();
+        c.send_raw(raw);
+        let r = c.read_response().expect(what);
+        assert_eq!(r.status, 400, "{what}");
+        assert!(
+            r.json()["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: a message says why"
+        );
+    }
+    // HTTP/1.0 without Host is fine.
+    let mut c = server.http();
+    c.send_raw(b"GET /health HTTP/1.0\r\n\r\n");
+    assert_eq!(c.read_response().expect("1.0").status, 200);
+}
+
+/// A forged `X-Forwarded-For` does not buy a new budget: reached directly
+/// (no trusted proxy) the header is ignored, and behind a trusted proxy that
+/// appends, only the address the proxy wrote counts.
+#[test]
+fn forged_forwarded_for_does_not_dodge_the_rate_limit() {
+    for trusted in [false, true] {
+        let mut http = String::new();
+        if trusted {
+            http.push_str("trusted_proxies = [\"127.0.0.1\"]");
+        }
+        let server = Server::start_with(
+            1,
+            &[("auth", "rate_limit_per_ip_per_min = 30"), ("http", &http)],
+        );
+        let mut c = server.http();
+        let mut served = 0;
+        for i in 0..40 {
+            // What a client sends, with what an appending proxy adds after it.
+            let xff = if trusted {
+                format!("10.9.{i}.1, 203.0.113.7")
+            } else {
+                format!("10.9.{i}.1")
+            };
+            let r = c.request("GET", "/api/v1/games", &[("X-Forwarded-For", &xff)], b"");
+            match r.status {
+                200 => served += 1,
+                429 => break,
+                other => panic!("unexpected status {other}"),
+            }
+        }
+        assert_eq!(served, 30, "trusted proxy: {trusted}");
+        if trusted {
+            // Another client behind the same proxy has its own budget.
+            let r = c.request(
+                "GET",
+                "/api/v1/games",
+                &[("X-Forwarded-For", "198.51.100.4")],
+                b"",
+            );
+            assert_eq!(r.status, 200);
+        }
+    }
+}

@@ -69,17 +69,12 @@ async fn answer(
     result.unwrap_or_else(|e| Response::error(&e))
 }
 
-/// Applies the per-IP budget. Behind a proxy on loopback, the first
-/// `X-Forwarded-For` address is the client.
+/// Applies the per-IP budget to the client: the peer, or the address a
+/// trusted proxy forwarded for.
 fn rate_limit(shard: &Shard, req: &Request<'_>, peer: IpAddr) -> Result<(), Response> {
-    let client = match (peer.is_loopback(), req.headers.forwarded_for) {
-        (true, Some(xff)) => xff
-            .split(',')
-            .next()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(peer),
-        _ => peer,
-    };
+    let client = shard
+        .trusted_proxies
+        .client(peer, req.headers.forwarded_for);
     let per_min = shard
         .node
         .rate_limit_per_min

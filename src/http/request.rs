@@ -24,7 +24,7 @@ pub struct KnownHeaders<'a> {
     pub idempotency_key: Option<&'a str>,
     /// `Origin`.
     pub origin: Option<&'a str>,
-    /// `X-Forwarded-For` (trusted only from loopback proxies).
+    /// `X-Forwarded-For` (believed only from `http.trusted_proxies`).
     pub forwarded_for: Option<&'a str>,
     /// `X-Request-Id`.
     pub request_id: Option<&'a str>,
@@ -115,6 +115,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
     let mut chunked = false;
     let mut connection_close = version == 0;
     let mut expect_continue = false;
+    let mut host_seen = false;
     for h in req.headers.iter() {
         let Ok(value) = std::str::from_utf8(h.value) else {
             if h.name.eq_ignore_ascii_case("authorization") {
@@ -125,13 +126,18 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
         let value = value.trim();
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
-            let Ok(n) = value.parse::<usize>() else {
-                return refused(400, "invalid Content-Length");
+            // Digits only (RFC 9110 §8.6): no sign, no spaces, no list.
+            let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+            let Some(n) = digits.then(|| value.parse::<usize>().ok()).flatten() else {
+                return refused(400, "invalid Content-Length (digits only)");
             };
-            if content_length.is_some_and(|old| old != n) {
-                return refused(400, "conflicting Content-Length headers");
+            if content_length.replace(n).is_some() {
+                return refused(400, "repeated Content-Length header");
             }
-            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("host") {
+            if std::mem::replace(&mut host_seen, true) {
+                return refused(400, "repeated Host header");
+            }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = true;
         } else if name.eq_ignore_ascii_case("connection") {
@@ -150,13 +156,19 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
                 return refused(417, "unsupported Expect value");
             }
         } else if name.eq_ignore_ascii_case("authorization") {
-            headers.authorization = Some(value);
+            if headers.authorization.replace(value).is_some() {
+                return refused(400, "repeated Authorization header");
+            }
         } else if name.eq_ignore_ascii_case("x-game-id") {
-            headers.game_id = Some(value);
+            if headers.game_id.replace(value).is_some() {
+                return refused(400, "repeated X-Game-Id header");
+            }
         } else if name.eq_ignore_ascii_case("if-match") {
             headers.if_match = Some(value);
         } else if name.eq_ignore_ascii_case("idempotency-key") {
-            headers.idempotency_key = Some(value);
+            if headers.idempotency_key.replace(value).is_some() {
+                return refused(400, "repeated Idempotency-Key header");
+            }
         } else if name.eq_ignore_ascii_case("origin") {
             headers.origin = Some(value);
         } else if name.eq_ignore_ascii_case("x-forwarded-for") {
@@ -164,6 +176,9 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
         } else if name.eq_ignore_ascii_case("x-request-id") {
             headers.request_id = Some(value);
         }
+    }
+    if version == 1 && !host_seen {
+        return refused(400, "HTTP/1.1 request without Host");
     }
     if chunked {
         if content_length.is_some() {
@@ -214,7 +229,7 @@ mod tests {
 
     #[test]
     fn parses_pipelined_requests_with_bodies() {
-        let raw = b"POST /a?x=1&y=2 HTTP/1.1\r\nContent-Length: 2\r\nX-Game-Id: g\r\n\r\n{}GET /b HTTP/1.1\r\n\r\n";
+        let raw = b"POST /a?x=1&y=2 HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nX-Game-Id: g\r\n\r\n{}GET /b HTTP/1.1\r\nHost: t\r\n\r\n";
         let Parsed::Complete { request, len } = parse(raw, &LIMITS) else {
             panic!("first request incomplete")
         };
@@ -233,20 +248,28 @@ mod tests {
 
     #[test]
     fn refusals() {
-        let cases: [(&[u8], u16); 6] = [
+        let cases: [(&[u8], u16); 14] = [
+            (b"GET / HTTP/1.1\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: +2\r\n\r\n{}", 400),
+            (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2, 2\r\n\r\n{}", 400),
+            (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}", 400),
+            (b"GET / HTTP/1.1\r\nHost: t\r\nAuthorization: a\r\nAuthorization: b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: t\r\nX-Game-Id: a\r\nx-game-id: a\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: t\r\nIdempotency-Key: a\r\nIdempotency-Key: b\r\n\r\n", 400),
             (
-                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n",
                 411,
             ),
-            (b"POST / HTTP/1.1\r\nContent-Length: 17\r\n\r\n", 413),
-            (b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 17\r\n\r\n", 413),
+            (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: x\r\n\r\n", 400),
             (
-                b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
                 400,
             ),
             (b"GARBAGE\r\n\r\n", 400),
             (
-                b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n",
+                b"GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n",
                 400,
             ),
         ];
@@ -258,7 +281,7 @@ mod tests {
                 other => panic!("{other:?} for {:?}", String::from_utf8_lossy(raw)),
             }
         }
-        let big = format!("GET / HTTP/1.1\r\nX-A: {}\r\n", "a".repeat(2000));
+        let big = format!("GET / HTTP/1.1\r\nHost: t\r\nX-A: {}\r\n", "a".repeat(2000));
         assert!(matches!(
             parse(big.as_bytes(), &LIMITS),
             Parsed::Refused { status: 431, .. }
@@ -268,12 +291,12 @@ mod tests {
     #[test]
     fn partial_and_connection_semantics() {
         assert!(matches!(
-            parse(b"GET / HTTP/1.1\r\n", &LIMITS),
+            parse(b"GET / HTTP/1.1\r\nHost: t\r\n", &LIMITS),
             Parsed::Partial { .. }
         ));
         assert!(matches!(
             parse(
-                b"POST / HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
+                b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
                 &LIMITS
             ),
             Parsed::Partial {
@@ -284,9 +307,15 @@ mod tests {
             panic!()
         };
         assert!(!request.keep_alive);
-        let Parsed::Complete { request, .. } =
-            parse(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", &LIMITS)
-        else {
+        // HTTP/1.0 needs no Host.
+        assert!(matches!(
+            parse(b"GET / HTTP/1.0\r\n\r\n", &LIMITS),
+            Parsed::Complete { .. }
+        ));
+        let Parsed::Complete { request, .. } = parse(
+            b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            &LIMITS,
+        ) else {
             panic!()
         };
         assert!(!request.keep_alive);

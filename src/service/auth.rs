@@ -90,6 +90,8 @@ impl TokenIssuer {
     pub fn new(secret: &[u8], access_ttl_s: u64) -> TokenIssuer {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
+        // A token that says it is not valid yet is refused until it is.
+        validation.validate_nbf = true;
         validation.required_spec_claims = ["exp", "sub"].iter().map(|s| s.to_string()).collect();
         TokenIssuer {
             encoding: EncodingKey::from_secret(secret),
@@ -144,6 +146,9 @@ impl TokenIssuer {
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                     ApiError::unauthorized("token expired")
+                }
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                    ApiError::unauthorized("token not valid yet (nbf)")
                 }
                 _ => ApiError::unauthorized("invalid token"),
             })?;
@@ -246,6 +251,31 @@ mod tests {
         assert_eq!(issuer.verify(&old).unwrap_err().message, "token expired");
         let other = TokenIssuer::new(b"another-secret-another-secret-xx", 900);
         assert!(other.verify(&t).is_err());
+    }
+
+    #[test]
+    fn a_token_with_a_future_nbf_is_refused() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let issuer = TokenIssuer::new(secret, 900);
+        let now = crate::clock::now_s();
+        let sign = |nbf: i64| {
+            let claims = serde_json::json!({
+                "sub": "42", "gid": "game1", "role": "player", "sid": "s1",
+                "iat": now, "exp": now + 900, "nbf": nbf,
+            });
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(secret),
+            )
+            .expect("sign")
+        };
+        let e = issuer.verify(&sign(now + 600)).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (401, "token not valid yet (nbf)")
+        );
+        assert!(issuer.verify(&sign(now - 1)).is_ok());
     }
 
     #[test]
