@@ -148,6 +148,11 @@ pub struct AuthConfig {
     pub refresh_ttl_s: u64,
     /// Requests per client IP per minute before 429.
     pub rate_limit_per_ip_per_min: u32,
+    /// Threads of the node's password hashing pool (argon2id), at a lower
+    /// CPU priority than the shards, so logins cannot starve database work.
+    pub hash_threads: usize,
+    /// Hashes that may wait for a hashing thread; beyond, 503 at once.
+    pub hash_queue: usize,
 }
 
 /// Authentication strictness.
@@ -298,6 +303,8 @@ impl Default for AuthConfig {
             access_ttl_s: 900,
             refresh_ttl_s: 2_592_000,
             rate_limit_per_ip_per_min: 1000,
+            hash_threads: 1,
+            hash_queue: 64,
         }
     }
 }
@@ -415,6 +422,8 @@ impl Config {
             return Err(err("key `http.max_header_bytes`: at least 1024"));
         }
         positive("http.read_timeout_ms", self.http.read_timeout_ms)?;
+        positive("auth.hash_threads", self.auth.hash_threads as u64)?;
+        positive("auth.hash_queue", self.auth.hash_queue as u64)?;
         crate::client_ip::TrustedProxies::parse(&self.http.trusted_proxies)
             .map_err(|e| err(format!("key `http.trusted_proxies`: {e}")))?;
         positive("tcp.max_connections", self.tcp.max_connections as u64)?;

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::logging::LogReload;
 use crate::mesh::{self, Peers};
 use crate::node::NodeState;
+use crate::service::hashing::PasswordHasher;
 use crate::service::revocations::RevocationList;
 use crate::service::{auth, items, Services, ShardLinks};
 use crate::shard::Shard;
@@ -65,6 +66,8 @@ pub fn run(
     let dummy_hash: Arc<str> = auth::hash_password("dummy-password-for-timing")
         .map_err(|e| StartError(format!("cannot hash: {e}")))?
         .into();
+    let hasher = PasswordHasher::start(config.auth.hash_threads, config.auth.hash_queue)
+        .map_err(StartError)?;
     let signals = spawn_signal_thread(node.clone(), config_path, log)?;
     let meshes = mesh::builder(shards);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
@@ -76,6 +79,7 @@ pub fn run(
         let dummy = dummy_hash.clone();
         let revoked = revoked.clone();
         let mesh = meshes.clone();
+        let hasher = hasher.clone();
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cores[id % cores.len()]))
             .name(&format!("shard-{id}"))
             .blocking_thread_pool_placement(PoolPlacement::Unbound(config.node.blocking_threads))
@@ -88,6 +92,7 @@ pub fn run(
                     dummy_hash: dummy,
                     revoked,
                     mesh,
+                    hasher,
                 };
                 shard_main(start).await
             })
@@ -254,6 +259,7 @@ struct ShardStart {
     dummy_hash: Arc<str>,
     revoked: Vec<String>,
     mesh: Option<ShardMesh>,
+    hasher: PasswordHasher,
 }
 
 async fn shard_main(start: ShardStart) {
@@ -265,6 +271,7 @@ async fn shard_main(start: ShardStart) {
         dummy_hash,
         revoked,
         mesh,
+        hasher,
     } = start;
     let config = Rc::new(config);
     let until = crate::clock::now_s() + config.auth.access_ttl_s as i64 + 1;
@@ -281,6 +288,7 @@ async fn shard_main(start: ShardStart) {
         dummy_hash: Rc::from(&*dummy_hash),
         revocations,
         peers,
+        hasher,
     };
     let setup = (|| {
         let services =

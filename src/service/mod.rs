@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod games;
+pub mod hashing;
 pub mod items;
 pub mod ops;
 pub mod orders;
@@ -25,6 +26,7 @@ use crate::game::{GameError, GameLogic};
 use crate::mesh::Peers;
 use crate::store::{self, PageRequest, StoreError, StoreHandle};
 use crate::validate;
+use hashing::PasswordHasher;
 use revocations::RevocationList;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -52,6 +54,7 @@ pub struct Services {
     revocations: Rc<RevocationList>,
     peers: Peers,
     cache: Cache<ApiError>,
+    hasher: PasswordHasher,
 }
 
 /// What a shard hands to [`Services::open`] besides the configuration.
@@ -65,6 +68,8 @@ pub struct ShardLinks {
     pub revocations: Rc<RevocationList>,
     /// Links to the other shards.
     pub peers: Peers,
+    /// The node's password hashing pool.
+    pub hasher: PasswordHasher,
 }
 
 impl Services {
@@ -107,7 +112,17 @@ impl Services {
             revocations: links.revocations,
             peers: links.peers,
             cache,
+            hasher: links.hasher,
         })
+    }
+
+    /// Runs a password hash or verification on the node's hashing pool
+    /// (503 at once when it is saturated).
+    pub async fn hashing<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, ApiError> {
+        self.hasher.run(f).await
     }
 
     /// This shard's revoked sessions.
@@ -382,11 +397,6 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         return Err(ApiError::bad_request("request body required (JSON)"));
     }
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
-}
-
-/// Runs CPU-heavy work (password hashing) on the shard's blocking pool.
-pub async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
-    glommio::executor().spawn_blocking(f).await
 }
 
 #[cfg(test)]

@@ -2,9 +2,7 @@
 
 use super::auth::{self, Caller, Role};
 use super::validate;
-use super::{
-    blocking, business, require_player, require_role, time_json, ApiError, PageQuery, Services,
-};
+use super::{business, require_player, require_role, time_json, ApiError, PageQuery, Services};
 use crate::cache::l1::Cached;
 use crate::cache::{keys, Change};
 use crate::clock;
@@ -112,7 +110,9 @@ impl Services {
         let email = req.email.unwrap_or_default();
         validate::email(&email)?;
         let password = req.password;
-        let password_hash = blocking(move || auth::hash_password(&password)).await?;
+        let password_hash = self
+            .hashing(move || auth::hash_password(&password))
+            .await??;
         let new = NewPlayer {
             username: req.username,
             password_hash,

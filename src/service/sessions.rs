@@ -9,7 +9,7 @@
 
 use super::auth::{self, Caller, Role};
 use super::players::player_json;
-use super::{blocking, business, require_player, require_role, ApiError, Services};
+use super::{business, require_player, require_role, ApiError, Services};
 use crate::clock;
 use crate::store::{PlayerStatus, RefreshOutcome};
 use serde::Deserialize;
@@ -69,7 +69,9 @@ impl Services {
             None => self.dummy_hash.to_string(),
         };
         let password = req.password;
-        let ok = blocking(move || auth::verify_password(&hash, &password)).await;
+        let ok = self
+            .hashing(move || auth::verify_password(&hash, &password))
+            .await?;
         let creds = match creds {
             Some(c) if ok => c,
             _ => return Err(bad()),
@@ -275,7 +277,9 @@ impl Services {
             .map(|a| a.password_hash.clone())
             .unwrap_or_else(|| self.dummy_hash.to_string());
         let password = req.password;
-        let ok = blocking(move || auth::verify_password(&hash, &password)).await;
+        let ok = self
+            .hashing(move || auth::verify_password(&hash, &password))
+            .await?;
         if !(ok && account.is_some()) {
             return Err(bad());
         }
