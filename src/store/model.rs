@@ -96,8 +96,10 @@ pub struct PlayerCredentials {
     pub status: PlayerStatus,
 }
 
-/// The two currencies of SPEC §5.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The two currencies of SPEC §5 (rendered in JSON by name, e.g. in the
+/// ledger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Currency {
     /// Soft currency.
     Gold,
@@ -335,7 +337,7 @@ pub struct LedgerEntry {
     /// Player.
     pub player_id: i64,
     /// Currency.
-    pub currency: String,
+    pub currency: Currency,
     /// Signed change.
     pub delta: i64,
     /// Balance after the change.
@@ -440,5 +442,13 @@ mod tests {
         }
         assert_eq!(ItemStatus::parse("bogus"), None);
         assert_eq!(ItemStatus::parse("Active"), None, "stored names are exact");
+    }
+
+    #[test]
+    fn currencies_render_by_name() {
+        for c in [Currency::Gold, Currency::Diamonds] {
+            assert_eq!(Currency::parse(c.as_str()), Some(c));
+            assert_eq!(serde_json::to_value(c).ok(), Some(c.as_str().into()));
+        }
     }
 }

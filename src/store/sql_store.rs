@@ -548,7 +548,7 @@ impl<B: Backend> Store for SqlStore<B> {
                         Ok(LedgerEntry {
                             id: r.int(0)?,
                             player_id: r.int(1)?,
-                            currency: r.text(2)?,
+                            currency: r.parsed(2, "a currency", Currency::parse)?,
                             delta: r.int(3)?,
                             balance_after: r.int(4)?,
                             reason: r.text(5)?,
