@@ -173,7 +173,8 @@ struct MysqlConn<'a, Q: Queryable> {
     q: &'a mut Q,
     last_error: Option<mysql::Error>,
     affected: fn(&Q) -> u64,
-    insert_id: fn(&Q) -> u64,
+    /// The id of the last insert, `None` when it generated none.
+    insert_id: fn(&Q) -> Option<u64>,
 }
 
 impl<Q: Queryable> MysqlConn<'_, Q> {
@@ -200,7 +201,16 @@ impl<Q: Queryable> SqlConn for MysqlConn<'_, Q> {
     }
 
     fn last_insert_id(&mut self) -> Result<i64, StoreError> {
-        Ok((self.insert_id)(self.q) as i64)
+        match (self.insert_id)(self.q) {
+            Some(id) => i64::try_from(id).map_err(|_| {
+                StoreError::Internal(format!(
+                    "generated id {id} does not fit a signed 64-bit integer"
+                ))
+            }),
+            None => Err(StoreError::Internal(
+                "the last insert generated no id".into(),
+            )),
+        }
     }
 
     fn dialect(&self) -> Dialect {
@@ -223,7 +233,7 @@ impl Backend for MysqlBackend {
                 q: &mut tx,
                 last_error: None,
                 affected: |t: &mysql::Transaction<'_>| t.affected_rows(),
-                insert_id: |t: &mysql::Transaction<'_>| t.last_insert_id().unwrap_or(0),
+                insert_id: |t: &mysql::Transaction<'_>| t.last_insert_id(),
             };
             let result = f(&mut c);
             let retry = c.last_error.as_ref().is_some_and(retryable);
@@ -257,7 +267,7 @@ impl Backend for MysqlBackend {
             q: &mut conn,
             last_error: None,
             affected: |c: &mysql::PooledConn| c.affected_rows(),
-            insert_id: |c: &mysql::PooledConn| c.last_insert_id(),
+            insert_id: |c: &mysql::PooledConn| Some(c.last_insert_id()).filter(|id| *id != 0),
         };
         f(&mut c)
     }

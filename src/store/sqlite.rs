@@ -165,7 +165,14 @@ impl SqlConn for SqliteConn<'_> {
     }
 
     fn last_insert_id(&mut self) -> Result<i64, StoreError> {
-        Ok(self.0.last_insert_rowid())
+        // SQLite answers 0 when the connection inserted nothing; AUTOINCREMENT
+        // ids start at 1.
+        match self.0.last_insert_rowid() {
+            0 => Err(StoreError::Internal(
+                "the last insert generated no id".into(),
+            )),
+            id => Ok(id),
+        }
     }
 
     fn dialect(&self) -> Dialect {
