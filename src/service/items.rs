@@ -7,7 +7,7 @@ use crate::cache::l1::Cached;
 use crate::cache::{keys, Change};
 use crate::clock;
 use crate::config::ItemSeed;
-use crate::store::{InventoryEntry, ItemDef, ItemDefPatch};
+use crate::store::{InventoryEntry, ItemDef, ItemDefPatch, ItemStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -67,7 +67,7 @@ pub fn seed_def(s: &ItemSeed) -> ItemDef {
         price_gold: s.price_gold,
         price_diamonds: s.price_diamonds,
         max_stack: s.max_stack,
-        status: "active".to_string(),
+        status: ItemStatus::Active,
     }
 }
 
@@ -90,7 +90,7 @@ fn check_def_fields(p: &ItemDefPatch) -> Result<(), ApiError> {
     })?;
     if p.status
         .as_deref()
-        .is_some_and(|s| s != "active" && s != "deleted")
+        .is_some_and(|s| ItemStatus::parse(s).is_none())
     {
         return Err(ApiError::bad_request("status must be active or deleted"));
     }
@@ -134,7 +134,7 @@ impl Services {
         let id = item_id.to_string();
         let def = game.store.read(None, move |s| s.item_def(&id)).await?;
         match def {
-            Some(d) if d.status == "active" || caller.role == Role::Admin => {
+            Some(d) if d.status == ItemStatus::Active || caller.role == Role::Admin => {
                 Ok(json!({ "item": item_json(&d) }))
             }
             _ => Err(crate::store::Rule::ItemNotFound.into()),
@@ -203,7 +203,7 @@ impl Services {
         item_id: &str,
     ) -> Result<Value, ApiError> {
         let update = ItemDefUpdate {
-            status: Some("deleted".into()),
+            status: Some(ItemStatus::Deleted.as_str().into()),
             ..ItemDefUpdate::default()
         };
         self.update_item_def(caller, game_id, item_id, update).await

@@ -96,8 +96,10 @@ pub struct PlayerCredentials {
     pub status: PlayerStatus,
 }
 
-/// The two currencies of SPEC §5.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The two currencies of SPEC §5 (rendered in JSON by name, e.g. in the
+/// ledger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Currency {
     /// Soft currency.
     Gold,
@@ -160,8 +162,38 @@ pub struct ItemDef {
     pub price_diamonds: i64,
     /// Most a player may hold.
     pub max_stack: i64,
-    /// `active` or `deleted`.
-    pub status: String,
+    /// Sold and granted, or withdrawn.
+    pub status: ItemStatus,
+}
+
+/// Catalogue state of an item (SPEC §5: a withdrawn item is not sold or
+/// granted). Rendered in JSON by its stored name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemStatus {
+    /// Sold and granted.
+    Active,
+    /// Withdrawn: not sold or granted (2002); inventories keep what they hold.
+    Deleted,
+}
+
+impl ItemStatus {
+    /// The value stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemStatus::Active => "active",
+            ItemStatus::Deleted => "deleted",
+        }
+    }
+
+    /// Parses a stored or requested value.
+    pub fn parse(s: &str) -> Option<ItemStatus> {
+        match s {
+            "active" => Some(ItemStatus::Active),
+            "deleted" => Some(ItemStatus::Deleted),
+            _ => None,
+        }
+    }
 }
 
 impl ItemDef {
@@ -194,7 +226,9 @@ pub struct ItemDefPatch {
     pub price_diamonds: Option<i64>,
     /// New stack limit.
     pub max_stack: Option<i64>,
-    /// New status.
+    /// New status as requested: text, so that the service can answer a bad
+    /// value with its own 400 message; it checks it with
+    /// [`ItemStatus::parse`], and the store refuses anything else.
     pub status: Option<String>,
 }
 
@@ -303,7 +337,7 @@ pub struct LedgerEntry {
     /// Player.
     pub player_id: i64,
     /// Currency.
-    pub currency: String,
+    pub currency: Currency,
     /// Signed change.
     pub delta: i64,
     /// Balance after the change.
@@ -394,4 +428,27 @@ pub struct GameStats {
     pub paid_orders: i64,
     /// Catalogue entries.
     pub items: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_status_round_trips_and_renders_as_before() {
+        for s in [ItemStatus::Active, ItemStatus::Deleted] {
+            assert_eq!(ItemStatus::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).ok(), Some(s.as_str().into()));
+        }
+        assert_eq!(ItemStatus::parse("bogus"), None);
+        assert_eq!(ItemStatus::parse("Active"), None, "stored names are exact");
+    }
+
+    #[test]
+    fn currencies_render_by_name() {
+        for c in [Currency::Gold, Currency::Diamonds] {
+            assert_eq!(Currency::parse(c.as_str()), Some(c));
+            assert_eq!(serde_json::to_value(c).ok(), Some(c.as_str().into()));
+        }
+    }
 }

@@ -12,6 +12,7 @@ use super::StoreError;
 use mysql::consts::CapabilityFlags;
 use mysql::prelude::Queryable;
 use mysql::{Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, TxOpts, Value};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Attempts of a transaction that lost a deadlock.
@@ -94,25 +95,76 @@ fn to_params(params: &[SqlValue]) -> Params {
             .map(|p| match p {
                 SqlValue::Null => Value::NULL,
                 SqlValue::Int(v) => Value::Int(*v),
+                SqlValue::Real(v) => Value::Double(*v),
                 SqlValue::Text(t) => Value::Bytes(t.as_bytes().to_vec()),
+                SqlValue::Blob(b) => Value::Bytes(b.clone()),
             })
             .collect(),
     )
 }
 
-fn from_value(v: Value) -> SqlValue {
-    match v {
+/// Turns a driver value into a [`SqlValue`] of the same kind; a kind the
+/// schema never produces (dates, times, an unsigned integer beyond `i64`) is
+/// an error naming `column` rather than a guess.
+///
+/// Integers arriving as text: every statement here is prepared (`exec`), so
+/// results come through the binary protocol, where MySQL and MariaDB send
+/// BIGINT and INT columns, integer arithmetic and `COUNT(*)` as integers
+/// (`Value::Int`, or `Value::UInt` for unsigned ones). Only DECIMAL results —
+/// DECIMAL columns, `SUM` and `AVG` — arrive as text. The schema has no
+/// DECIMAL column and no query sums or averages, so an integer never arrives
+/// as text, and [`Row::int`] refuses text instead of parsing it: text there
+/// means the column is not what the schema says. A future query that sums
+/// must `CAST(SUM(..) AS SIGNED)`.
+fn from_value(v: Value, column: &str) -> Result<SqlValue, StoreError> {
+    Ok(match v {
         Value::NULL => SqlValue::Null,
         Value::Int(i) => SqlValue::Int(i),
-        Value::UInt(u) => SqlValue::Int(u.min(i64::MAX as u64) as i64),
+        Value::UInt(u) => SqlValue::Int(i64::try_from(u).map_err(|_| {
+            StoreError::Internal(format!(
+                "column {column}: unsigned integer {u} does not fit a signed 64-bit integer"
+            ))
+        })?),
         Value::Bytes(b) => match String::from_utf8(b) {
             Ok(s) => SqlValue::Text(s),
-            Err(e) => SqlValue::Text(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            Err(e) => SqlValue::Blob(e.into_bytes()),
         },
-        Value::Float(f) => SqlValue::Int(f as i64),
-        Value::Double(f) => SqlValue::Int(f as i64),
-        other => SqlValue::Text(format!("{other:?}")),
-    }
+        Value::Float(f) => SqlValue::Real(f64::from(f)),
+        Value::Double(f) => SqlValue::Real(f),
+        other => {
+            return Err(StoreError::Internal(format!(
+                "column {column}: unexpected MySQL value {other:?}"
+            )))
+        }
+    })
+}
+
+/// Converts a result set, naming the columns once for all its rows.
+fn to_rows(rows: Vec<mysql::Row>) -> Result<Vec<Row>, StoreError> {
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let names: Arc<[String]> = first
+        .columns_ref()
+        .iter()
+        .map(|c| c.name_str().into_owned())
+        .collect();
+    rows.into_iter()
+        .map(|mut r| {
+            let values = (0..r.len())
+                .map(|i| {
+                    let name = names.get(i).map(String::as_str).unwrap_or("?");
+                    match r.take::<Value, _>(i) {
+                        Some(v) => from_value(v, name),
+                        None => Err(StoreError::Internal(format!(
+                            "column {name}: no value in the driver's row"
+                        ))),
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Row::new(names.clone(), values))
+        })
+        .collect()
 }
 
 /// Any MySQL connection or transaction, seen through [`SqlConn`]. The first
@@ -121,7 +173,8 @@ struct MysqlConn<'a, Q: Queryable> {
     q: &'a mut Q,
     last_error: Option<mysql::Error>,
     affected: fn(&Q) -> u64,
-    insert_id: fn(&Q) -> u64,
+    /// The id of the last insert, `None` when it generated none.
+    insert_id: fn(&Q) -> Option<u64>,
 }
 
 impl<Q: Queryable> MysqlConn<'_, Q> {
@@ -142,16 +195,22 @@ impl<Q: Queryable> SqlConn for MysqlConn<'_, Q> {
 
     fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
         match self.q.exec::<mysql::Row, _, _>(sql, to_params(params)) {
-            Ok(rows) => Ok(rows
-                .into_iter()
-                .map(|r| Row(r.unwrap().into_iter().map(from_value).collect()))
-                .collect()),
+            Ok(rows) => to_rows(rows),
             Err(e) => Err(self.fail(e)),
         }
     }
 
     fn last_insert_id(&mut self) -> Result<i64, StoreError> {
-        Ok((self.insert_id)(self.q) as i64)
+        match (self.insert_id)(self.q) {
+            Some(id) => i64::try_from(id).map_err(|_| {
+                StoreError::Internal(format!(
+                    "generated id {id} does not fit a signed 64-bit integer"
+                ))
+            }),
+            None => Err(StoreError::Internal(
+                "the last insert generated no id".into(),
+            )),
+        }
     }
 
     fn dialect(&self) -> Dialect {
@@ -174,7 +233,7 @@ impl Backend for MysqlBackend {
                 q: &mut tx,
                 last_error: None,
                 affected: |t: &mysql::Transaction<'_>| t.affected_rows(),
-                insert_id: |t: &mysql::Transaction<'_>| t.last_insert_id().unwrap_or(0),
+                insert_id: |t: &mysql::Transaction<'_>| t.last_insert_id(),
             };
             let result = f(&mut c);
             let retry = c.last_error.as_ref().is_some_and(retryable);
@@ -208,7 +267,7 @@ impl Backend for MysqlBackend {
             q: &mut conn,
             last_error: None,
             affected: |c: &mysql::PooledConn| c.affected_rows(),
-            insert_id: |c: &mysql::PooledConn| c.last_insert_id(),
+            insert_id: |c: &mysql::PooledConn| Some(c.last_insert_id()).filter(|id| *id != 0),
         };
         f(&mut c)
     }

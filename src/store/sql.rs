@@ -4,16 +4,45 @@
 //! values cross this boundary as [`SqlValue`].
 
 use super::StoreError;
+use std::sync::Arc;
 
-/// A parameter or column value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A parameter or column value, exactly as the driver gave it: nothing is
+/// converted on the way in, so that a reader can refuse a value it did not
+/// expect (this is money) instead of guessing what it meant.
+#[derive(Debug, Clone, PartialEq)]
 pub enum SqlValue {
     /// SQL NULL.
     Null,
     /// Any integer column.
     Int(i64),
+    /// A floating-point value (SQLite REAL, MySQL FLOAT/DOUBLE). No column of
+    /// the schema holds one; it is kept as it is so that reading it as an
+    /// integer is an error rather than a silent truncation.
+    Real(f64),
     /// Any text column.
     Text(String),
+    /// Bytes that are not text: an SQLite BLOB, or MySQL bytes that are not
+    /// UTF-8. No column of the schema holds one; reading it as text is an
+    /// error rather than a lossy conversion.
+    Blob(Vec<u8>),
+}
+
+impl SqlValue {
+    /// What the value is, for error messages (long text is cut).
+    fn describe(&self) -> String {
+        const SHOWN: usize = 64;
+        match self {
+            SqlValue::Null => "NULL".to_string(),
+            SqlValue::Int(v) => format!("integer {v}"),
+            SqlValue::Real(v) => format!("real {v:?}"),
+            SqlValue::Text(t) if t.chars().count() > SHOWN => {
+                let cut: String = t.chars().take(SHOWN).collect();
+                format!("text {cut:?}... ({} bytes)", t.len())
+            }
+            SqlValue::Text(t) => format!("text {t:?}"),
+            SqlValue::Blob(b) => format!("{} bytes of non-text data", b.len()),
+        }
+    }
 }
 
 impl From<i64> for SqlValue {
@@ -46,27 +75,90 @@ impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
     }
 }
 
-/// One result row.
+/// One result row, with the names of its columns (shared by every row of a
+/// query) so that a value of the wrong kind can be reported precisely.
+///
+/// Every accessor is strict: a value of another kind, a NULL where the
+/// accessor does not allow one, or a missing column is
+/// [`StoreError::Internal`] naming the column and what was found. Nothing is
+/// defaulted or converted, because a guessed balance or status is worse than
+/// a failed request.
 #[derive(Debug, Clone)]
-pub struct Row(pub Vec<SqlValue>);
+pub struct Row {
+    columns: Arc<[String]>,
+    values: Vec<SqlValue>,
+}
 
 impl Row {
-    /// Column `i` as an integer (0 for NULL or text that is not a number).
-    pub fn int(&self, i: usize) -> i64 {
-        match self.0.get(i) {
-            Some(SqlValue::Int(v)) => *v,
-            Some(SqlValue::Text(t)) => t.parse().unwrap_or(0),
-            _ => 0,
+    /// A row of `values`, whose columns are named `columns` (in order).
+    pub fn new(columns: Arc<[String]>, values: Vec<SqlValue>) -> Row {
+        Row { columns, values }
+    }
+
+    /// Column `i` as an integer. Only an integer value is accepted: NULL,
+    /// text (even text that looks like a number), a real and bytes are
+    /// errors. Backends hand integers over as integers (SQLite INTEGER
+    /// values; MySQL BIGINT/INT and `COUNT(*)` through the binary protocol),
+    /// and no query reads a MySQL DECIMAL (`SUM`, `AVG`), the one kind the
+    /// driver sends as text — see `store/mysql.rs`.
+    pub fn int(&self, i: usize) -> Result<i64, StoreError> {
+        match self.value(i)? {
+            SqlValue::Int(v) => Ok(*v),
+            other => Err(self.unexpected(i, "an integer", other)),
         }
     }
 
-    /// Column `i` as text (empty for NULL).
-    pub fn text(&self, i: usize) -> String {
-        match self.0.get(i) {
-            Some(SqlValue::Text(t)) => t.clone(),
-            Some(SqlValue::Int(v)) => v.to_string(),
-            _ => String::new(),
+    /// Column `i` as text. Only a text value is accepted: NULL (use
+    /// [`Row::opt_text`] for a nullable column), an integer, a real and bytes
+    /// are errors.
+    pub fn text(&self, i: usize) -> Result<String, StoreError> {
+        match self.value(i)? {
+            SqlValue::Text(t) => Ok(t.clone()),
+            other => Err(self.unexpected(i, "text", other)),
         }
+    }
+
+    /// Column `i` of a nullable text column (`orders.idempotency_key`):
+    /// `None` for NULL, the text otherwise; any other kind is an error.
+    pub fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        match self.value(i)? {
+            SqlValue::Null => Ok(None),
+            SqlValue::Text(t) => Ok(Some(t.clone())),
+            other => Err(self.unexpected(i, "text or NULL", other)),
+        }
+    }
+
+    /// Column `i` as text that `parse` turns into a value of a closed set
+    /// (a status, a currency); text it refuses is an error that says it
+    /// expected `what`.
+    pub fn parsed<T>(
+        &self,
+        i: usize,
+        what: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<T, StoreError> {
+        let value = self.value(i)?;
+        match value {
+            SqlValue::Text(t) => parse(t).ok_or_else(|| self.unexpected(i, what, value)),
+            other => Err(self.unexpected(i, what, other)),
+        }
+    }
+
+    fn value(&self, i: usize) -> Result<&SqlValue, StoreError> {
+        self.values.get(i).ok_or_else(|| {
+            StoreError::Internal(format!(
+                "column {i} read from a row of {} columns",
+                self.values.len()
+            ))
+        })
+    }
+
+    fn unexpected(&self, i: usize, expected: &str, found: &SqlValue) -> StoreError {
+        let name = self.columns.get(i).map(String::as_str).unwrap_or("?");
+        StoreError::Internal(format!(
+            "column {i} ({name}): expected {expected}, found {}",
+            found.describe()
+        ))
     }
 }
 
@@ -97,7 +189,8 @@ pub trait SqlConn {
     fn exec(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64, StoreError>;
     /// Runs a query; returns all rows.
     fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StoreError>;
-    /// The id generated by the last insert on this connection.
+    /// The id generated by the last insert on this connection; an error (not
+    /// 0) when it generated none.
     fn last_insert_id(&mut self) -> Result<i64, StoreError>;
     /// This connection's dialect.
     fn dialect(&self) -> Dialect;
@@ -134,4 +227,132 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<R, StoreError>;
     /// The migrations in this backend's dialect.
     fn migrations(&self) -> &'static [super::migrations::Migration];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(values: Vec<SqlValue>) -> Row {
+        let names: Vec<String> = ["id", "status", "gold", "key"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        Row::new(names.into(), values)
+    }
+
+    fn internal(r: Result<impl std::fmt::Debug, StoreError>) -> String {
+        match r {
+            Err(StoreError::Internal(m)) => m,
+            other => panic!("expected an internal error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn int_accepts_only_integers() {
+        let r = row(vec![
+            SqlValue::Int(-7),
+            SqlValue::Null,
+            SqlValue::Text("12".into()),
+            SqlValue::Real(1.5),
+        ]);
+        assert_eq!(r.int(0), Ok(-7));
+        assert_eq!(
+            internal(r.int(1)),
+            "column 1 (status): expected an integer, found NULL"
+        );
+        assert_eq!(
+            internal(r.int(2)),
+            "column 2 (gold): expected an integer, found text \"12\""
+        );
+        assert_eq!(
+            internal(r.int(3)),
+            "column 3 (key): expected an integer, found real 1.5"
+        );
+        let whole = row(vec![SqlValue::Real(2.0)]);
+        assert_eq!(
+            internal(whole.int(0)),
+            "column 0 (id): expected an integer, found real 2.0"
+        );
+        assert_eq!(internal(r.int(4)), "column 4 read from a row of 4 columns");
+    }
+
+    #[test]
+    fn text_accepts_only_text() {
+        let r = row(vec![
+            SqlValue::Text("alice".into()),
+            SqlValue::Null,
+            SqlValue::Int(3),
+            SqlValue::Blob(vec![0xff, 0xfe]),
+        ]);
+        assert_eq!(r.text(0).as_deref(), Ok("alice"));
+        assert_eq!(
+            internal(r.text(1)),
+            "column 1 (status): expected text, found NULL"
+        );
+        assert_eq!(
+            internal(r.text(2)),
+            "column 2 (gold): expected text, found integer 3"
+        );
+        assert_eq!(
+            internal(r.text(3)),
+            "column 3 (key): expected text, found 2 bytes of non-text data"
+        );
+        let empty = row(vec![SqlValue::Text(String::new())]);
+        assert_eq!(empty.text(0).as_deref(), Ok(""), "empty text is text");
+    }
+
+    #[test]
+    fn opt_text_allows_null_and_nothing_else() {
+        let r = row(vec![
+            SqlValue::Text("k1".into()),
+            SqlValue::Null,
+            SqlValue::Int(1),
+        ]);
+        assert_eq!(r.opt_text(0), Ok(Some("k1".to_string())));
+        assert_eq!(r.opt_text(1), Ok(None));
+        assert_eq!(
+            internal(r.opt_text(2)),
+            "column 2 (gold): expected text or NULL, found integer 1"
+        );
+    }
+
+    #[test]
+    fn parsed_refuses_unknown_names() {
+        let parse = |s: &str| (s == "active").then_some(1);
+        let r = row(vec![
+            SqlValue::Text("active".into()),
+            SqlValue::Text("frozen".into()),
+            SqlValue::Null,
+        ]);
+        assert_eq!(r.parsed(0, "a status", parse), Ok(1));
+        assert_eq!(
+            internal(r.parsed(1, "a status", parse)),
+            "column 1 (status): expected a status, found text \"frozen\""
+        );
+        assert_eq!(
+            internal(r.parsed(2, "a status", parse)),
+            "column 2 (gold): expected a status, found NULL"
+        );
+    }
+
+    #[test]
+    fn long_text_is_cut_in_messages() {
+        let r = row(vec![SqlValue::Text("é".repeat(100))]);
+        let m = internal(r.int(0));
+        assert!(
+            m.contains(&format!("text \"{}\"...", "é".repeat(64))),
+            "{m}"
+        );
+        assert!(m.ends_with("(200 bytes)"), "{m}");
+    }
+
+    #[test]
+    fn a_row_without_names_still_reports_the_index() {
+        let r = Row::new(Vec::new().into(), vec![SqlValue::Null]);
+        assert_eq!(
+            internal(r.int(0)),
+            "column 0 (?): expected an integer, found NULL"
+        );
+    }
 }

@@ -38,32 +38,51 @@ impl<B: Backend> SqlStore<B> {
     }
 }
 
+/// Reads a row of `table` with `read`, naming the table in the error of a
+/// value that is not what the schema says, so the log tells where it lies.
+fn row_of<T>(
+    table: &str,
+    r: &Row,
+    read: impl FnOnce(&Row) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    read(r).map_err(|e| match e {
+        StoreError::Internal(m) => {
+            StoreError::Internal(format!("unexpected value in {table}: {m}"))
+        }
+        other => other,
+    })
+}
+
 const PLAYER_COLUMNS: &str = "id, username, email, nickname, avatar, level, exp, gold, diamonds, \
      status, version, created_at, updated_at, last_login_at";
 
-fn player_from(r: &Row) -> Player {
-    Player {
-        id: r.int(0),
-        username: r.text(1),
-        email: r.text(2),
-        nickname: r.text(3),
-        avatar: r.text(4),
-        level: r.int(5),
-        exp: r.int(6),
-        gold: r.int(7),
-        diamonds: r.int(8),
-        status: PlayerStatus::parse(&r.text(9)).unwrap_or(PlayerStatus::Deleted),
-        version: r.int(10),
-        created_at: r.int(11),
-        updated_at: r.int(12),
-        last_login_at: r.int(13),
-    }
+fn player_from(r: &Row) -> Result<Player, StoreError> {
+    row_of("players", r, |r| {
+        Ok(Player {
+            id: r.int(0)?,
+            username: r.text(1)?,
+            email: r.text(2)?,
+            nickname: r.text(3)?,
+            avatar: r.text(4)?,
+            level: r.int(5)?,
+            exp: r.int(6)?,
+            gold: r.int(7)?,
+            diamonds: r.int(8)?,
+            status: r.parsed(9, "a player status", PlayerStatus::parse)?,
+            version: r.int(10)?,
+            created_at: r.int(11)?,
+            updated_at: r.int(12)?,
+            last_login_at: r.int(13)?,
+        })
+    })
 }
 
 fn load_player(c: &mut dyn SqlConn, id: i64, lock: bool) -> Result<Option<Player>, StoreError> {
     let suffix = if lock { c.dialect().for_update() } else { "" };
     let sql = format!("SELECT {PLAYER_COLUMNS} FROM players WHERE id = ?{suffix}");
-    Ok(c.query_one(&sql, args![id])?.map(|r| player_from(&r)))
+    c.query_one(&sql, args![id])?
+        .map(|r| player_from(&r))
+        .transpose()
 }
 
 fn must_player(c: &mut dyn SqlConn, id: i64, lock: bool) -> Result<Player, StoreError> {
@@ -73,23 +92,27 @@ fn must_player(c: &mut dyn SqlConn, id: i64, lock: bool) -> Result<Player, Store
 const ITEM_COLUMNS: &str =
     "item_id, name, type, quality, description, price_gold, price_diamonds, max_stack, status";
 
-fn item_from(r: &Row) -> ItemDef {
-    ItemDef {
-        item_id: r.text(0),
-        name: r.text(1),
-        item_type: r.text(2),
-        quality: r.text(3),
-        description: r.text(4),
-        price_gold: r.int(5),
-        price_diamonds: r.int(6),
-        max_stack: r.int(7),
-        status: r.text(8),
-    }
+fn item_from(r: &Row) -> Result<ItemDef, StoreError> {
+    row_of("item_defs", r, |r| {
+        Ok(ItemDef {
+            item_id: r.text(0)?,
+            name: r.text(1)?,
+            item_type: r.text(2)?,
+            quality: r.text(3)?,
+            description: r.text(4)?,
+            price_gold: r.int(5)?,
+            price_diamonds: r.int(6)?,
+            max_stack: r.int(7)?,
+            status: r.parsed(8, "an item status", ItemStatus::parse)?,
+        })
+    })
 }
 
 fn load_item(c: &mut dyn SqlConn, item_id: &str) -> Result<Option<ItemDef>, StoreError> {
     let sql = format!("SELECT {ITEM_COLUMNS} FROM item_defs WHERE item_id = ?");
-    Ok(c.query_one(&sql, args![item_id])?.map(|r| item_from(&r)))
+    c.query_one(&sql, args![item_id])?
+        .map(|r| item_from(&r))
+        .transpose()
 }
 
 fn insert_item(c: &mut dyn SqlConn, def: &ItemDef) -> Result<u64, StoreError> {
@@ -104,14 +127,14 @@ fn insert_item(c: &mut dyn SqlConn, def: &ItemDef) -> Result<u64, StoreError> {
             def.price_gold,
             def.price_diamonds,
             def.max_stack,
-            &def.status
+            def.status.as_str()
         ],
     )
 }
 
 fn active_item(c: &mut dyn SqlConn, item_id: &str) -> Result<ItemDef, StoreError> {
     match load_item(c, item_id)? {
-        Some(def) if def.status == "active" => Ok(def),
+        Some(def) if def.status == ItemStatus::Active => Ok(def),
         _ => Err(StoreError::Rule(Rule::ItemNotFound)),
     }
 }
@@ -119,24 +142,23 @@ fn active_item(c: &mut dyn SqlConn, item_id: &str) -> Result<ItemDef, StoreError
 const ORDER_COLUMNS: &str = "order_id, player_id, item_id, quantity, unit_price, total_price, \
      currency, status, idempotency_key, created_at, updated_at, paid_at";
 
-fn order_from(r: &Row) -> Order {
-    Order {
-        order_id: r.text(0),
-        player_id: r.int(1),
-        item_id: r.text(2),
-        quantity: r.int(3),
-        unit_price: r.int(4),
-        total_price: r.int(5),
-        currency: Currency::parse(&r.text(6)).unwrap_or(Currency::Gold),
-        status: OrderStatus::parse(&r.text(7)).unwrap_or(OrderStatus::Cancelled),
-        idempotency_key: match r.0.get(8) {
-            Some(SqlValue::Text(t)) => Some(t.clone()),
-            _ => None,
-        },
-        created_at: r.int(9),
-        updated_at: r.int(10),
-        paid_at: r.int(11),
-    }
+fn order_from(r: &Row) -> Result<Order, StoreError> {
+    row_of("orders", r, |r| {
+        Ok(Order {
+            order_id: r.text(0)?,
+            player_id: r.int(1)?,
+            item_id: r.text(2)?,
+            quantity: r.int(3)?,
+            unit_price: r.int(4)?,
+            total_price: r.int(5)?,
+            currency: r.parsed(6, "a currency", Currency::parse)?,
+            status: r.parsed(7, "an order status", OrderStatus::parse)?,
+            idempotency_key: r.opt_text(8)?,
+            created_at: r.int(9)?,
+            updated_at: r.int(10)?,
+            paid_at: r.int(11)?,
+        })
+    })
 }
 
 fn load_order(
@@ -146,7 +168,9 @@ fn load_order(
 ) -> Result<Option<Order>, StoreError> {
     let suffix = if lock { c.dialect().for_update() } else { "" };
     let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ?{suffix}");
-    Ok(c.query_one(&sql, args![order_id])?.map(|r| order_from(&r)))
+    c.query_one(&sql, args![order_id])?
+        .map(|r| order_from(&r))
+        .transpose()
 }
 
 fn entry(c: &mut dyn SqlConn, player_id: i64, item_id: &str) -> Result<InventoryEntry, StoreError> {
@@ -154,11 +178,16 @@ fn entry(c: &mut dyn SqlConn, player_id: i64, item_id: &str) -> Result<Inventory
         "SELECT quantity, updated_at FROM player_items WHERE player_id = ? AND item_id = ?",
         args![player_id, item_id],
     )?;
+    // No row: the player never held the item, which is a quantity of 0.
+    let (quantity, updated_at) = match row {
+        Some(r) => row_of("player_items", &r, |r| Ok((r.int(0)?, r.int(1)?)))?,
+        None => (0, 0),
+    };
     Ok(InventoryEntry {
         player_id,
         item_id: item_id.to_string(),
-        quantity: row.as_ref().map(|r| r.int(0)).unwrap_or(0),
-        updated_at: row.as_ref().map(|r| r.int(1)).unwrap_or(0),
+        quantity,
+        updated_at,
     })
 }
 
@@ -185,13 +214,13 @@ fn change_balance(
         must_player(c, player_id, false)?;
         return Err(StoreError::Rule(Rule::NotEnoughCurrency));
     }
-    let balance = c
-        .query_one(
-            &format!("SELECT {col} FROM players WHERE id = ?"),
-            args![player_id],
-        )?
-        .map(|r| r.int(0))
-        .ok_or(StoreError::Rule(Rule::PlayerNotFound))?;
+    let balance = match c.query_one(
+        &format!("SELECT {col} FROM players WHERE id = ?"),
+        args![player_id],
+    )? {
+        Some(r) => row_of("players", &r, |r| r.int(0))?,
+        None => return Err(StoreError::Rule(Rule::PlayerNotFound)),
+    };
     c.exec(
         "INSERT INTO ledger (player_id, currency, delta, balance_after, reason, reference, created_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -318,8 +347,13 @@ fn finish(
     bool_not_found(load_order(c, order_id, false)?, Rule::OrderNotFound)
 }
 
-fn count(c: &mut dyn SqlConn, sql: &str) -> Result<i64, StoreError> {
-    Ok(c.query_one(sql, &[])?.map(|r| r.int(0)).unwrap_or(0))
+/// The count a `SELECT COUNT(*) ...` answers (0 if it answers no row; a
+/// row that is not one integer is an error).
+fn count(c: &mut dyn SqlConn, sql: &str, params: &[SqlValue]) -> Result<i64, StoreError> {
+    match c.query_one(sql, params)? {
+        Some(r) => row_of("a count", &r, |r| r.int(0)),
+        None => Ok(0),
+    }
 }
 
 fn bool_not_found<T>(v: Option<T>, rule: Rule) -> Result<T, StoreError> {
@@ -408,15 +442,20 @@ impl<B: Backend> Store for SqlStore<B> {
 
     fn credentials(&self, username: &str) -> Result<Option<PlayerCredentials>, StoreError> {
         self.read(|c| {
-            Ok(c.query_one(
+            let Some(row) = c.query_one(
                 "SELECT id, password_hash, status FROM players WHERE username = ?",
                 args![username],
             )?
-            .map(|r| PlayerCredentials {
-                id: r.int(0),
-                password_hash: r.text(1),
-                status: PlayerStatus::parse(&r.text(2)).unwrap_or(PlayerStatus::Deleted),
-            }))
+            else {
+                return Ok(None);
+            };
+            row_of("players", &row, |r| {
+                Ok(Some(PlayerCredentials {
+                    id: r.int(0)?,
+                    password_hash: r.text(1)?,
+                    status: r.parsed(2, "a player status", PlayerStatus::parse)?,
+                }))
+            })
         })
     }
 
@@ -496,7 +535,7 @@ impl<B: Backend> Store for SqlStore<B> {
     fn ledger(&self, id: i64, page: PageRequest) -> Result<Page<LedgerEntry>, StoreError> {
         self.read(|c| {
             must_player(c, id, false)?;
-            let total = c.query_one("SELECT COUNT(*) FROM ledger WHERE player_id = ?", args![id])?.map(|r| r.int(0)).unwrap_or(0);
+            let total = count(c, "SELECT COUNT(*) FROM ledger WHERE player_id = ?", args![id])?;
             let items = c
                 .query(
                     "SELECT id, player_id, currency, delta, balance_after, reason, reference, created_at \
@@ -504,17 +543,21 @@ impl<B: Backend> Store for SqlStore<B> {
                     args![id, page.page_size, page.offset()],
                 )?
                 .iter()
-                .map(|r| LedgerEntry {
-                    id: r.int(0),
-                    player_id: r.int(1),
-                    currency: r.text(2),
-                    delta: r.int(3),
-                    balance_after: r.int(4),
-                    reason: r.text(5),
-                    reference: r.text(6),
-                    created_at: r.int(7),
+                .map(|r| {
+                    row_of("ledger", r, |r| {
+                        Ok(LedgerEntry {
+                            id: r.int(0)?,
+                            player_id: r.int(1)?,
+                            currency: r.parsed(2, "a currency", Currency::parse)?,
+                            delta: r.int(3)?,
+                            balance_after: r.int(4)?,
+                            reason: r.text(5)?,
+                            reference: r.text(6)?,
+                            created_at: r.int(7)?,
+                        })
+                    })
                 })
-                .collect();
+                .collect::<Result<_, _>>()?;
             Ok(Page { items, total })
         })
     }
@@ -590,7 +633,9 @@ impl<B: Backend> Store for SqlStore<B> {
             else {
                 return Ok(RefreshOutcome::Invalid);
             };
-            let (player_id, current, revoked, expires) = (row.int(0), row.text(1), row.int(2), row.int(3));
+            let (player_id, current, revoked, expires) = row_of("sessions", &row, |r| {
+                Ok((r.int(0)?, r.text(1)?, r.int(2)?, r.int(3)?))
+            })?;
             if revoked != 0 || expires <= now_ms {
                 return Ok(RefreshOutcome::Invalid);
             }
@@ -637,8 +682,8 @@ impl<B: Backend> Store for SqlStore<B> {
                     args![player_id, now_ms],
                 )?
                 .iter()
-                .map(|r| r.text(0))
-                .collect();
+                .map(|r| row_of("sessions", r, |r| r.text(0)))
+                .collect::<Result<_, _>>()?;
             c.exec(
                 "UPDATE sessions SET revoked = 1, revoked_at = ? WHERE player_id = ? AND revoked = 0",
                 args![now_ms, player_id],
@@ -662,11 +707,19 @@ impl<B: Backend> Store for SqlStore<B> {
     fn revoked_sessions_since(&self, since_ms: i64) -> Result<Vec<String>, StoreError> {
         self.read(|c| {
             let mut ids = Vec::new();
-            for sql in [
-                "SELECT session_id FROM sessions WHERE revoked = 1 AND revoked_at >= ?",
-                "SELECT session_id FROM revoked_tokens WHERE revoked_at >= ?",
+            for (table, sql) in [
+                (
+                    "sessions",
+                    "SELECT session_id FROM sessions WHERE revoked = 1 AND revoked_at >= ?",
+                ),
+                (
+                    "revoked_tokens",
+                    "SELECT session_id FROM revoked_tokens WHERE revoked_at >= ?",
+                ),
             ] {
-                ids.extend(c.query(sql, args![since_ms])?.iter().map(|r| r.text(0)));
+                for r in c.query(sql, args![since_ms])? {
+                    ids.push(row_of(table, &r, |r| r.text(0))?);
+                }
             }
             Ok(ids)
         })
@@ -679,13 +732,13 @@ impl<B: Backend> Store for SqlStore<B> {
             } else {
                 " WHERE status = 'active'"
             };
-            Ok(c.query(
+            c.query(
                 &format!("SELECT {ITEM_COLUMNS} FROM item_defs{filter} ORDER BY item_id"),
                 &[],
             )?
             .iter()
             .map(item_from)
-            .collect())
+            .collect()
         })
     }
 
@@ -705,6 +758,14 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     fn update_item_def(&self, item_id: &str, patch: &ItemDefPatch) -> Result<ItemDef, StoreError> {
+        // The service answers a bad status with a 400 before calling; one
+        // that gets here anyway must not reach the table.
+        let status = match patch.status.as_deref() {
+            Some(s) => Some(ItemStatus::parse(s).ok_or_else(|| {
+                StoreError::Internal(format!("item status {s:?} is not active or deleted"))
+            })?),
+            None => None,
+        };
         self.write(|c| {
             let mut sets = Vec::new();
             let mut params: Vec<SqlValue> = Vec::new();
@@ -713,13 +774,16 @@ impl<B: Backend> Store for SqlStore<B> {
                 ("type", &patch.item_type),
                 ("quality", &patch.quality),
                 ("description", &patch.description),
-                ("status", &patch.status),
             ];
             for (col, v) in texts {
                 if let Some(v) = v {
                     sets.push(format!("{col} = ?"));
                     params.push(v.into());
                 }
+            }
+            if let Some(s) = status {
+                sets.push("status = ?".to_string());
+                params.push(s.as_str().into());
             }
             for (col, v) in [
                 ("price_gold", patch.price_gold),
@@ -758,13 +822,22 @@ impl<B: Backend> Store for SqlStore<B> {
     fn inventory(&self, player_id: i64) -> Result<Vec<InventoryEntry>, StoreError> {
         self.read(|c| {
             must_player(c, player_id, false)?;
-            Ok(c.query(
+            c.query(
                 "SELECT item_id, quantity, updated_at FROM player_items WHERE player_id = ? AND quantity > 0 ORDER BY item_id",
                 args![player_id],
             )?
             .iter()
-            .map(|r| InventoryEntry { player_id, item_id: r.text(0), quantity: r.int(1), updated_at: r.int(2) })
-            .collect())
+            .map(|r| {
+                row_of("player_items", r, |r| {
+                    Ok(InventoryEntry {
+                        player_id,
+                        item_id: r.text(0)?,
+                        quantity: r.int(1)?,
+                        updated_at: r.int(2)?,
+                    })
+                })
+            })
+            .collect()
         })
     }
 
@@ -837,7 +910,7 @@ impl<B: Backend> Store for SqlStore<B> {
                         args![new.player_id, key],
                     )?;
                     if let Some(row) = existing {
-                        let order = order_from(&row);
+                        let order = order_from(&row)?;
                         if order.item_id != new.item_id || order.quantity != new.quantity || order.currency != new.currency {
                             return Err(StoreError::Rule(Rule::IdempotencyMismatch));
                         }
@@ -873,7 +946,7 @@ impl<B: Backend> Store for SqlStore<B> {
                 Some(p) => (" WHERE player_id = ?", vec![p.into()]),
                 None => ("", Vec::new()),
             };
-            let total = c.query_one(&format!("SELECT COUNT(*) FROM orders{filter}"), &params)?.map(|r| r.int(0)).unwrap_or(0);
+            let total = count(c, &format!("SELECT COUNT(*) FROM orders{filter}"), &params)?;
             let mut p = params.clone();
             p.push(page.page_size.into());
             p.push(page.offset().into());
@@ -881,7 +954,7 @@ impl<B: Backend> Store for SqlStore<B> {
                 .query(&format!("SELECT {ORDER_COLUMNS} FROM orders{filter} ORDER BY order_id DESC LIMIT ? OFFSET ?"), &p)?
                 .iter()
                 .map(order_from)
-                .collect();
+                .collect::<Result<_, _>>()?;
             Ok(Page { items, total })
         })
     }
@@ -955,11 +1028,19 @@ impl<B: Backend> Store for SqlStore<B> {
     fn game_stats(&self) -> Result<GameStats, StoreError> {
         self.read(|c| {
             Ok(GameStats {
-                players: count(c, "SELECT COUNT(*) FROM players")?,
-                active_players: count(c, "SELECT COUNT(*) FROM players WHERE status = 'active'")?,
-                orders: count(c, "SELECT COUNT(*) FROM orders")?,
-                paid_orders: count(c, "SELECT COUNT(*) FROM orders WHERE status = 'paid'")?,
-                items: count(c, "SELECT COUNT(*) FROM item_defs WHERE status = 'active'")?,
+                players: count(c, "SELECT COUNT(*) FROM players", &[])?,
+                active_players: count(
+                    c,
+                    "SELECT COUNT(*) FROM players WHERE status = 'active'",
+                    &[],
+                )?,
+                orders: count(c, "SELECT COUNT(*) FROM orders", &[])?,
+                paid_orders: count(c, "SELECT COUNT(*) FROM orders WHERE status = 'paid'", &[])?,
+                items: count(
+                    c,
+                    "SELECT COUNT(*) FROM item_defs WHERE status = 'active'",
+                    &[],
+                )?,
             })
         })
     }
@@ -976,11 +1057,12 @@ impl<B: Backend> Store for SqlStore<B> {
 
     fn read_heartbeat(&self) -> Result<i64, StoreError> {
         self.backend.with_conn(&mut |c| {
-            Ok(
-                c.query_one("SELECT ts_ms FROM dm_heartbeat WHERE id = 1", &[])?
-                    .map(|r| r.int(0))
-                    .unwrap_or(0),
-            )
+            match c.query_one("SELECT ts_ms FROM dm_heartbeat WHERE id = 1", &[])? {
+                Some(r) => row_of("dm_heartbeat", &r, |r| r.int(0)),
+                // A replica that has not received the row yet: nothing
+                // replicated so far.
+                None => Ok(0),
+            }
         })
     }
 }

@@ -117,7 +117,9 @@ impl rusqlite::ToSql for SqlValue {
         Ok(match self {
             SqlValue::Null => ToSqlOutput::Owned(Value::Null),
             SqlValue::Int(v) => ToSqlOutput::Owned(Value::Integer(*v)),
+            SqlValue::Real(v) => ToSqlOutput::Owned(Value::Real(*v)),
             SqlValue::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+            SqlValue::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
         })
     }
 }
@@ -136,6 +138,7 @@ impl SqlConn for SqliteConn<'_> {
     fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
         let mut st = self.0.prepare_cached(sql).map_err(map_err)?;
         let columns = st.column_count();
+        let names: Arc<[String]> = st.column_names().into_iter().map(String::from).collect();
         let mut rows = st
             .query(rusqlite::params_from_iter(params.iter()))
             .map_err(map_err)?;
@@ -146,19 +149,30 @@ impl SqlConn for SqliteConn<'_> {
                 values.push(match r.get_ref(i).map_err(map_err)? {
                     ValueRef::Null => SqlValue::Null,
                     ValueRef::Integer(v) => SqlValue::Int(v),
-                    ValueRef::Real(v) => SqlValue::Int(v as i64),
-                    ValueRef::Text(t) | ValueRef::Blob(t) => {
-                        SqlValue::Text(String::from_utf8_lossy(t).into_owned())
-                    }
+                    // Kept as it is: a REAL in an integer column must not
+                    // read as a truncated integer.
+                    ValueRef::Real(v) => SqlValue::Real(v),
+                    ValueRef::Text(t) => match std::str::from_utf8(t) {
+                        Ok(text) => SqlValue::Text(text.to_string()),
+                        Err(_) => SqlValue::Blob(t.to_vec()),
+                    },
+                    ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
                 });
             }
-            out.push(Row(values));
+            out.push(Row::new(names.clone(), values));
         }
         Ok(out)
     }
 
     fn last_insert_id(&mut self) -> Result<i64, StoreError> {
-        Ok(self.0.last_insert_rowid())
+        // SQLite answers 0 when the connection inserted nothing; AUTOINCREMENT
+        // ids start at 1.
+        match self.0.last_insert_rowid() {
+            0 => Err(StoreError::Internal(
+                "the last insert generated no id".into(),
+            )),
+            id => Ok(id),
+        }
     }
 
     fn dialect(&self) -> Dialect {
