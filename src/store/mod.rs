@@ -27,23 +27,24 @@ pub use model::*;
 /// A business rule that refused a change (mapped to SPEC §4 codes above).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
-    /// 1001.
+    /// The player does not exist in this game (code 1001).
     PlayerNotFound,
-    /// 1002.
+    /// Another player of the game has this username (code 1002).
     UsernameTaken,
     /// 409: the expected version was not the stored one.
     VersionConflict,
-    /// 2001.
+    /// The player holds fewer of the item than the change takes (code 2001).
     NotEnoughItems,
-    /// 2002.
+    /// No such catalogue entry, or it is withdrawn (code 2002).
     ItemNotFound,
-    /// 2003.
+    /// The change would hold more than the item's `max_stack` (code 2003).
     StackLimit,
-    /// 3001.
+    /// The balance would go below zero (code 3001).
     NotEnoughCurrency,
-    /// 3002.
+    /// No such order for this player (code 3002).
     OrderNotFound,
-    /// 3003.
+    /// The order's state does not allow the change, e.g. paying a cancelled
+    /// order (code 3003).
     OrderState,
     /// 409: today's daily reward was already claimed.
     AlreadyClaimed,

@@ -154,7 +154,7 @@ pub struct ItemDef {
     pub item_type: String,
     /// Free-form quality, e.g. `rare`.
     pub quality: String,
-    /// Description.
+    /// Text shown to players in the shop.
     pub description: String,
     /// Price in gold; 0 means not sold for gold.
     pub price_gold: i64,
@@ -235,9 +235,9 @@ pub struct ItemDefPatch {
 /// One line of a player's inventory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InventoryEntry {
-    /// Owner.
+    /// The player who holds the item.
     pub player_id: i64,
-    /// Item.
+    /// The catalogue entry held.
     pub item_id: String,
     /// Quantity held (≥ 0).
     pub quantity: i64,
@@ -286,7 +286,7 @@ impl OrderStatus {
 pub struct Order {
     /// Time-sortable unique id.
     pub order_id: String,
-    /// Buyer.
+    /// The player who pays and receives the items.
     pub player_id: i64,
     /// Item bought.
     pub item_id: String,
@@ -298,7 +298,7 @@ pub struct Order {
     pub total_price: i64,
     /// Currency charged.
     pub currency: Currency,
-    /// State.
+    /// Where the order is in `pending → paid | cancelled`, `paid → refunded`.
     pub status: OrderStatus,
     /// Client's idempotency key, if any.
     pub idempotency_key: Option<String>,
@@ -315,13 +315,13 @@ pub struct Order {
 pub struct NewOrder {
     /// Id to use if a new order is created.
     pub order_id: String,
-    /// Buyer.
+    /// The player who pays and receives the items.
     pub player_id: i64,
-    /// Item.
+    /// The catalogue entry bought.
     pub item_id: String,
     /// Quantity (≥ 1).
     pub quantity: i64,
-    /// Currency.
+    /// The currency the price is charged in.
     pub currency: Currency,
     /// Idempotency key, if the client sent one.
     pub idempotency_key: Option<String>,
@@ -334,9 +334,9 @@ pub struct NewOrder {
 pub struct LedgerEntry {
     /// Sequence number.
     pub id: i64,
-    /// Player.
+    /// The player whose balance changed.
     pub player_id: i64,
-    /// Currency.
+    /// The balance that changed.
     pub currency: Currency,
     /// Signed change.
     pub delta: i64,
@@ -418,11 +418,11 @@ pub enum RefreshOutcome {
 /// Figures for `GET /api/v1/games/{id}/stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GameStats {
-    /// Players.
+    /// Registered players, any status.
     pub players: i64,
     /// Players with status active.
     pub active_players: i64,
-    /// Orders.
+    /// Orders in any state.
     pub orders: i64,
     /// Paid orders.
     pub paid_orders: i64,

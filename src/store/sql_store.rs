@@ -313,7 +313,7 @@ fn lock_for(
     from: OrderStatus,
     to: OrderStatus,
 ) -> Result<Transition, StoreError> {
-    let order = bool_not_found(load_order(c, order_id, true)?, Rule::OrderNotFound)?;
+    let order = found_or(load_order(c, order_id, true)?, Rule::OrderNotFound)?;
     match order.status {
         s if s == to => Ok(Transition::Done(order)),
         s if s == from => Ok(Transition::Go(order)),
@@ -344,7 +344,7 @@ fn finish(
     }
     params.extend([now_ms.into(), order_id.into(), from.as_str().into()]);
     c.exec(&sql, &params)?;
-    bool_not_found(load_order(c, order_id, false)?, Rule::OrderNotFound)
+    found_or(load_order(c, order_id, false)?, Rule::OrderNotFound)
 }
 
 /// The count a `SELECT COUNT(*) ...` answers (0 if it answers no row; a
@@ -356,7 +356,8 @@ fn count(c: &mut dyn SqlConn, sql: &str, params: &[SqlValue]) -> Result<i64, Sto
     }
 }
 
-fn bool_not_found<T>(v: Option<T>, rule: Rule) -> Result<T, StoreError> {
+/// The row, or the business rule that says it is missing.
+fn found_or<T>(v: Option<T>, rule: Rule) -> Result<T, StoreError> {
     v.ok_or(StoreError::Rule(rule))
 }
 
@@ -753,7 +754,7 @@ impl<B: Backend> Store for SqlStore<B> {
                 Err(StoreError::Conflict(_)) => Err(StoreError::Rule(Rule::ItemExists)),
                 other => other.map(|_| ()),
             }?;
-            bool_not_found(load_item(c, &def.item_id)?, Rule::ItemNotFound)
+            found_or(load_item(c, &def.item_id)?, Rule::ItemNotFound)
         })
     }
 
@@ -802,7 +803,7 @@ impl<B: Backend> Store for SqlStore<B> {
                     &params,
                 )?;
             }
-            bool_not_found(load_item(c, item_id)?, Rule::ItemNotFound)
+            found_or(load_item(c, item_id)?, Rule::ItemNotFound)
         })
     }
 
@@ -925,7 +926,7 @@ impl<B: Backend> Store for SqlStore<B> {
                     &format!("INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, 0)"),
                     args![&new.order_id, new.player_id, &new.item_id, new.quantity, unit, total, new.currency.as_str(), new.idempotency_key.clone(), new.now_ms, new.now_ms],
                 )?;
-                let order = bool_not_found(load_order(c, &new.order_id, false)?, Rule::OrderNotFound)?;
+                let order = found_or(load_order(c, &new.order_id, false)?, Rule::OrderNotFound)?;
                 Ok((order, true))
             });
             match result {
