@@ -148,6 +148,11 @@ pub struct AuthConfig {
     pub refresh_ttl_s: u64,
     /// Requests per client IP per minute before 429.
     pub rate_limit_per_ip_per_min: u32,
+    /// Failed logins and handshakes per client address per minute (HTTP
+    /// and TCP together) before 429.
+    pub failed_logins_per_ip_per_min: u32,
+    /// Failed logins per account per minute, from any address, before 429.
+    pub failed_logins_per_user_per_min: u32,
     /// Threads of the node's password hashing pool (argon2id), at a lower
     /// CPU priority than the shards, so logins cannot starve database work.
     pub hash_threads: usize,
@@ -303,6 +308,8 @@ impl Default for AuthConfig {
             access_ttl_s: 900,
             refresh_ttl_s: 2_592_000,
             rate_limit_per_ip_per_min: 1000,
+            failed_logins_per_ip_per_min: 30,
+            failed_logins_per_user_per_min: 10,
             hash_threads: 1,
             hash_queue: 64,
         }
@@ -423,6 +430,14 @@ impl Config {
         }
         positive("http.read_timeout_ms", self.http.read_timeout_ms)?;
         positive("auth.hash_threads", self.auth.hash_threads as u64)?;
+        positive(
+            "auth.failed_logins_per_ip_per_min",
+            self.auth.failed_logins_per_ip_per_min as u64,
+        )?;
+        positive(
+            "auth.failed_logins_per_user_per_min",
+            self.auth.failed_logins_per_user_per_min as u64,
+        )?;
         positive("auth.hash_queue", self.auth.hash_queue as u64)?;
         crate::client_ip::TrustedProxies::parse(&self.http.trusted_proxies)
             .map_err(|e| err(format!("key `http.trusted_proxies`: {e}")))?;

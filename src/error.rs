@@ -16,6 +16,9 @@ pub struct ApiError {
     pub code: u32,
     /// Human-readable reason; never contains secrets.
     pub message: String,
+    /// For 429: seconds until the budget has room again (HTTP
+    /// `Retry-After`, `retry_after_s` in a TCP Error frame).
+    pub retry_after_s: Option<u64>,
 }
 
 /// Business codes of SPEC §4.
@@ -48,6 +51,15 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            retry_after_s: None,
+        }
+    }
+
+    /// 429: a budget is spent; try again after `retry_after_s`.
+    pub fn too_many(message: impl Into<String>, retry_after_s: u64) -> ApiError {
+        ApiError {
+            retry_after_s: Some(retry_after_s),
+            ..ApiError::new(429, message)
         }
     }
 

@@ -16,6 +16,7 @@
 //! - [`cache`]: per-shard L1, Redis L2 (RESP on glommio sockets), invalidation.
 //! - [`game`]: per-game logic modules behind one trait.
 //! - [`mesh`]: messages between the shards of a node.
+//! - [`rate_limit`]: per-node budgets (requests, failed logins) without shared locks.
 //! - [`metrics`]: per-shard counters and Prometheus rendering.
 //! - [`client_ip`]: who a request comes from (trusted proxies, `X-Forwarded-For`).
 //! - [`clock`]: Unix time and RFC 3339 rendering.
@@ -36,6 +37,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
+pub mod rate_limit;
 pub mod runtime;
 pub mod service;
 pub mod shard;

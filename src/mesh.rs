@@ -6,6 +6,7 @@
 //! is answered no shard of the node can still use the old state.
 
 use crate::cache::Change;
+use crate::rate_limit::{Grant, LimitKey};
 use futures_channel::oneshot;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 
@@ -42,6 +43,28 @@ pub enum ShardMessage {
     },
     /// The node's invalidation channel went up or down.
     BusState(bool),
+    /// Take up to `want` tokens of a budget this shard owns, for a lease.
+    Lease {
+        /// The budget.
+        key: LimitKey,
+        /// Tokens asked for.
+        want: u32,
+        /// Its size per minute.
+        per_min: u32,
+        /// The owner's answer.
+        reply: oneshot::Sender<Grant>,
+    },
+    /// Check (and with `record`, spend one of) a failure budget this shard owns.
+    Failure {
+        /// The budget.
+        key: LimitKey,
+        /// Its size per minute.
+        per_min: u32,
+        /// Spend one (a failure happened) rather than only look.
+        record: bool,
+        /// `Err` with the seconds until there is room again.
+        reply: oneshot::Sender<Result<(), u64>>,
+    },
     /// Report this shard's cache figures.
     CacheStats(oneshot::Sender<serde_json::Value>),
     /// Report this shard's metric samples.
@@ -143,6 +166,27 @@ impl Peers {
             .into_iter()
             .flatten()
             .collect()
+    }
+
+    /// Sends one request to shard `peer` and waits for its answer; `None`
+    /// when the shard is gone or does not answer within a second.
+    pub async fn ask<T: Send + 'static>(
+        &self,
+        peer: usize,
+        make: impl FnOnce(oneshot::Sender<T>) -> ShardMessage,
+    ) -> Option<T> {
+        let senders = self.senders.as_ref()?;
+        let (tx, rx) = oneshot::channel();
+        let sent = glommio::timer::timeout(PEER_TIMEOUT, async {
+            senders.send_to(peer, make(tx)).await.map_err(|_| gone())
+        })
+        .await;
+        if sent.is_err() {
+            return None;
+        }
+        glommio::timer::timeout(PEER_TIMEOUT, async { rx.await.map_err(|_| gone()) })
+            .await
+            .ok()
     }
 
     async fn ask_all<T: Send + 'static>(

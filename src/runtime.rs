@@ -289,6 +289,8 @@ async fn shard_main(start: ShardStart) {
         revocations,
         peers,
         hasher,
+        shard: id,
+        node: node.clone(),
     };
     let setup = (|| {
         let services =

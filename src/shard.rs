@@ -9,7 +9,6 @@ use crate::client_ip::TrustedProxies;
 use crate::config::Config;
 use crate::mesh::{Inbox, ShardMessage};
 use crate::node::{NodeState, ShardGauges};
-use crate::service::rate_limit::RateLimiter;
 use crate::service::Services;
 use futures_lite::StreamExt;
 use std::cell::{Cell, RefCell};
@@ -29,8 +28,6 @@ pub struct Shard {
     pub services: Services,
     /// State shared with the other shards.
     pub node: Arc<NodeState>,
-    /// This shard's per-IP request budgets.
-    pub rate_limiter: RateLimiter,
     /// `http.trusted_proxies`, parsed once (validated when the file loaded).
     pub trusted_proxies: TrustedProxies,
     /// This shard's request counters and latency histograms.
@@ -54,7 +51,6 @@ struct Tracked {
 impl Shard {
     /// A shard with its services; not yet serving.
     pub fn new(id: usize, config: Rc<Config>, services: Services, node: Arc<NodeState>) -> Shard {
-        let rate_limiter = RateLimiter::new(node.gauges.len());
         let trusted_proxies =
             TrustedProxies::parse(&config.http.trusted_proxies).unwrap_or_default();
         Shard {
@@ -63,7 +59,6 @@ impl Shard {
             config,
             services,
             node,
-            rate_limiter,
             metrics: crate::metrics::Metrics::new(),
             draining: Cell::new(false),
             stop: glommio::sync::Semaphore::new(0),
@@ -216,6 +211,28 @@ impl Shard {
                             }
                         }
                         ShardMessage::BusState(up) => shard.services.cache().set_bus_healthy(up),
+                        ShardMessage::Lease {
+                            key,
+                            want,
+                            per_min,
+                            reply,
+                        } => {
+                            let grant =
+                                shard
+                                    .services
+                                    .limiter()
+                                    .grant(&key, want, per_min, Instant::now());
+                            let _ = reply.send(grant);
+                        }
+                        ShardMessage::Failure {
+                            key,
+                            per_min,
+                            record,
+                            reply,
+                        } => {
+                            let _ = reply
+                                .send(shard.services.failure_budget_here(&key, per_min, record));
+                        }
                         ShardMessage::CacheStats(reply) => {
                             let _ = reply.send(shard.services.cache_stats(shard.id));
                         }

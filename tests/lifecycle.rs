@@ -62,7 +62,13 @@ fn sigterm_during_load_finishes_in_flight_requests_and_exits_0() {
             .unwrap_or_else(|e| panic!("in-flight login {i} lost: {e}"));
         assert_eq!(r.status, 200, "login {i}: {}", r.text());
         assert!(r.json()["data"]["token"].is_string());
-        assert_eq!(r.header("Connection"), Some("close"));
+        // Logins queue for the node's hashing pool, so the first may be
+        // answered before the drain began (keep-alive) and the rest during
+        // it (`Connection: close`); either way the server then closes.
+        assert!(
+            common::closed_within(&mut c.stream, Duration::from_secs(10)),
+            "login {i}: connection left open after the drain"
+        );
     }
     // The idle TCP client is told before its connection closes.
     let r = tcp_idle.read().expect("shutdown notice");

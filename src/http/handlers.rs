@@ -52,14 +52,18 @@ async fn answer(
     req: &Request<'_>,
     peer: IpAddr,
 ) -> Response {
+    // The peer, or the address a trusted proxy forwarded for.
+    let client = shard
+        .trusted_proxies
+        .client(peer, req.headers.forwarded_for);
     let result = match route {
         Route::Probe(p) => return answer_probe(shard, health, p).await,
-        Route::Public(r) => match rate_limit(shard, req, peer) {
-            Err(limited) => return limited,
-            Ok(()) => public(shard, r, req).await,
+        Route::Public(r) => match shard.services.admit(client).await {
+            Err(e) => Err(e),
+            Ok(()) => public(shard, r, req, client).await,
         },
-        Route::Authed(r) => match rate_limit(shard, req, peer) {
-            Err(limited) => return limited,
+        Route::Authed(r) => match shard.services.admit(client).await {
+            Err(e) => Err(e),
             Ok(()) => match authenticate(shard, req) {
                 Ok(caller) => authed(shard, r, params, req, &caller).await,
                 Err(e) => Err(e),
@@ -67,24 +71,6 @@ async fn answer(
         },
     };
     result.unwrap_or_else(|e| Response::error(&e))
-}
-
-/// Applies the per-IP budget to the client: the peer, or the address a
-/// trusted proxy forwarded for.
-fn rate_limit(shard: &Shard, req: &Request<'_>, peer: IpAddr) -> Result<(), Response> {
-    let client = shard
-        .trusted_proxies
-        .client(peer, req.headers.forwarded_for);
-    let per_min = shard
-        .node
-        .rate_limit_per_min
-        .load(std::sync::atomic::Ordering::Relaxed);
-    shard
-        .rate_limiter
-        .check(client, per_min, std::time::Instant::now())
-        .map_err(|retry| {
-            Response::status(429, "too many requests").with_header("Retry-After", retry.to_string())
-        })
 }
 
 /// Parses a JSON body, or an empty object when there is none.
@@ -130,7 +116,12 @@ async fn answer_probe(shard: &Shard, health: &HealthBody, probe: Probe) -> Respo
     }
 }
 
-async fn public(shard: &Shard, route: Public, req: &Request<'_>) -> Result<Response, ApiError> {
+async fn public(
+    shard: &Shard,
+    route: Public,
+    req: &Request<'_>,
+    client: IpAddr,
+) -> Result<Response, ApiError> {
     let services = &shard.services;
     let ok = |v: serde_json::Value| Ok(Response::ok(&v));
     match route {
@@ -149,17 +140,17 @@ async fn public(shard: &Shard, route: Public, req: &Request<'_>) -> Result<Respo
         Public::Login => {
             let game = services.anonymous_scope(req.headers.game_id)?;
             ok(services
-                .login(&game.id, parse_json::<LoginRequest>(req.body)?)
+                .login(&game.id, parse_json::<LoginRequest>(req.body)?, client)
                 .await?)
         }
         Public::Refresh => ok(services
             .refresh(parse_json::<RefreshRequest>(req.body)?)
             .await?),
-        Public::ServerAuth => {
-            ok(services.server_token(parse_json::<ServerAuthRequest>(req.body)?)?)
-        }
+        Public::ServerAuth => ok(services
+            .server_token(parse_json::<ServerAuthRequest>(req.body)?, client)
+            .await?),
         Public::AdminAuth => ok(services
-            .admin_login(parse_json::<LoginRequest>(req.body)?)
+            .admin_login(parse_json::<LoginRequest>(req.body)?, client)
             .await?),
         Public::ListGames => ok(services.list_games()),
     }

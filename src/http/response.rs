@@ -43,7 +43,11 @@ impl Response {
     /// The error envelope `{"code":N,"message":"..."}` with the error's status.
     pub fn error(e: &ApiError) -> Response {
         let body = serde_json::json!({ "code": e.code, "message": e.message });
-        Response::raw(e.http_status(), body.to_string().into_bytes())
+        let r = Response::raw(e.http_status(), body.to_string().into_bytes());
+        match e.retry_after_s {
+            Some(s) => r.with_header("Retry-After", s.to_string()),
+            None => r,
+        }
     }
 
     /// An error envelope for a plain HTTP status.

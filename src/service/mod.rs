@@ -7,13 +7,13 @@
 //! rule lives in exactly one place.
 
 pub mod auth;
+pub mod budgets;
 pub mod games;
 pub mod hashing;
 pub mod items;
 pub mod ops;
 pub mod orders;
 pub mod players;
-pub mod rate_limit;
 pub mod revocations;
 pub mod sessions;
 
@@ -24,6 +24,8 @@ use crate::cache::{Cache, Change, LoadAbandoned};
 use crate::config::{Config, GameConfig};
 use crate::game::{GameError, GameLogic};
 use crate::mesh::Peers;
+use crate::node::NodeState;
+use crate::rate_limit::RateLimiter;
 use crate::store::{self, PageRequest, StoreError, StoreHandle};
 use crate::validate;
 use hashing::PasswordHasher;
@@ -32,6 +34,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// One game as a shard sees it: its settings and its store.
 pub struct GameContext {
@@ -55,6 +58,8 @@ pub struct Services {
     peers: Peers,
     cache: Cache<ApiError>,
     hasher: PasswordHasher,
+    limiter: RateLimiter,
+    node: Arc<NodeState>,
 }
 
 /// What a shard hands to [`Services::open`] besides the configuration.
@@ -70,6 +75,10 @@ pub struct ShardLinks {
     pub peers: Peers,
     /// The node's password hashing pool.
     pub hasher: PasswordHasher,
+    /// This shard's index.
+    pub shard: usize,
+    /// What the node's shards share (shard count, hot-reloaded limits).
+    pub node: Arc<NodeState>,
 }
 
 impl Services {
@@ -113,6 +122,8 @@ impl Services {
             peers: links.peers,
             cache,
             hasher: links.hasher,
+            limiter: RateLimiter::new(links.shard, links.node.gauges.len()),
+            node: links.node,
         })
     }
 

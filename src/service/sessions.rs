@@ -11,10 +11,23 @@ use super::auth::{self, Caller, Role};
 use super::players::player_json;
 use super::{business, require_player, require_role, ApiError, Services};
 use crate::clock;
+use crate::config::AuthMode;
 use crate::store::{PlayerStatus, RefreshOutcome};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::net::IpAddr;
+
+/// Body of a TCP Handshake: one way to say who the connection is.
+#[derive(Debug, Default, Deserialize)]
+pub struct HandshakeRequest {
+    /// The game server's secret (role `game_server`).
+    #[serde(default)]
+    pub server_key: Option<String>,
+    /// A player's access token (the connection is bound to that player).
+    #[serde(default)]
+    pub token: Option<String>,
+}
 
 /// Body of login.
 #[derive(Debug, Deserialize)]
@@ -56,7 +69,19 @@ fn hash_secret(secret: &str) -> String {
 impl Services {
     /// Checks a username and password and opens a session. Unknown user and
     /// wrong password get the same answer after the same work.
-    pub async fn login(&self, game_id: &str, req: LoginRequest) -> Result<Value, ApiError> {
+    pub async fn login(
+        &self,
+        game_id: &str,
+        req: LoginRequest,
+        client: IpAddr,
+    ) -> Result<Value, ApiError> {
+        let account = format!("{game_id}:{}", req.username);
+        self.guarded(client, Some(&account), self.check_login(game_id, req))
+            .await
+    }
+
+    /// The credential check and session of a login, behind [`Services::login`]'s budgets.
+    async fn check_login(&self, game_id: &str, req: LoginRequest) -> Result<Value, ApiError> {
         let game = self.game(game_id)?;
         let bad = || ApiError::new(business::BAD_CREDENTIALS, "wrong username or password");
         if req.username.len() > 64 || req.password.len() > 128 {
@@ -253,8 +278,13 @@ impl Services {
     }
 
     /// A `game_server` access token for a game's server key.
-    pub fn server_token(&self, req: ServerAuthRequest) -> Result<Value, ApiError> {
-        let caller = self.authenticate_server(&req.game_id, &req.server_key)?;
+    pub async fn server_token(
+        &self,
+        req: ServerAuthRequest,
+        client: IpAddr,
+    ) -> Result<Value, ApiError> {
+        let check = async { self.authenticate_server(&req.game_id, &req.server_key) };
+        let caller = self.guarded(client, None, check).await?;
         let (token, expires_at) = self.tokens().issue(&caller, clock::now_s())?;
         Ok(json!({
             "token": token,
@@ -266,8 +296,61 @@ impl Services {
         }))
     }
 
+    /// Who a TCP connection is, from its Handshake (SPEC §2): a game server
+    /// by its key, a player by an access token of this game, or — in dev
+    /// mode only — whoever the header's user id says. Returns the caller and
+    /// the user id replies carry. Failures count against `client`'s budget.
+    pub async fn handshake(
+        &self,
+        game_id: &str,
+        header_user: &str,
+        req: HandshakeRequest,
+        client: IpAddr,
+    ) -> Result<(Caller, String), ApiError> {
+        let check = async {
+            if game_id.is_empty() {
+                return Err(ApiError::unauthorized(
+                    "handshake needs a game id in the header",
+                ));
+            }
+            self.game(game_id)?;
+            if let Some(key) = req.server_key {
+                let caller = self.authenticate_server(game_id, &key)?;
+                Ok((caller, header_user.to_string()))
+            } else if let Some(token) = req.token {
+                let caller = self.authenticate(&token)?;
+                if caller.game_id != game_id {
+                    return Err(ApiError::unauthorized("token is for another game"));
+                }
+                let user = caller.subject.clone();
+                Ok((caller, user))
+            } else if self.config.auth.mode == AuthMode::Dev && !header_user.is_empty() {
+                let caller = Caller {
+                    game_id: game_id.to_string(),
+                    role: Role::GameServer,
+                    player_id: None,
+                    session_id: auth::random_hex(16),
+                    subject: header_user.to_string(),
+                };
+                Ok((caller, header_user.to_string()))
+            } else {
+                Err(ApiError::unauthorized(
+                    "handshake needs server_key or token",
+                ))
+            }
+        };
+        self.guarded(client, None, check).await
+    }
+
     /// An `admin` access token for an operator account of the config.
-    pub async fn admin_login(&self, req: LoginRequest) -> Result<Value, ApiError> {
+    pub async fn admin_login(&self, req: LoginRequest, client: IpAddr) -> Result<Value, ApiError> {
+        let account = format!("admin:{}", req.username);
+        self.guarded(client, Some(&account), self.check_admin(req))
+            .await
+    }
+
+    /// The credential check of an operator, behind [`Services::admin_login`]'s budgets.
+    async fn check_admin(&self, req: LoginRequest) -> Result<Value, ApiError> {
         let bad = || ApiError::new(business::BAD_CREDENTIALS, "wrong username or password");
         if req.username.len() > 64 || req.password.len() > 128 {
             return Err(bad());

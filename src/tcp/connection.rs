@@ -58,7 +58,11 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
     let heartbeat = Duration::from_secs(cfg.heartbeat_timeout_s);
     let _ = stream.set_write_timeout(Some(idle.min(Duration::from_secs(30))));
     let gauges = shard.gauges();
-    let mut session = Session::new();
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let mut session = Session::new(peer);
     let mut buf = ReadBuffer::with_capacity(IDLE_CHUNK);
     let mut busy = false;
     let mut out: Vec<u8> = Vec::with_capacity(256);
@@ -77,6 +81,8 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
                     Box::pin(dispatch(shard, &mut session, &frame, &mut out)).await;
                     ShardGauges::incr(&gauges.tcp_frames);
                     pos += len;
+                    // Too many failed handshakes: answer, then hang up.
+                    close = session.close;
                 }
                 Decoded::Invalid {
                     error,

@@ -3,51 +3,49 @@
 //! goes through the same service functions as the HTTP routes.
 
 use super::reply::{self, ReplyTo};
-use crate::config::AuthMode;
 use crate::protocol::{codes, flags, FrameRef, MessageType};
 use crate::service::players::RegisterRequest;
-use crate::service::sessions::{LoginRequest, LogoutRequest};
-use crate::service::{parse_json, ApiError, Caller, Data, PageQuery, Role};
+use crate::service::sessions::{HandshakeRequest, LoginRequest, LogoutRequest};
+use crate::service::{parse_json, ApiError, Caller, Data, PageQuery};
 use crate::shard::Shard;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::io::Read;
+use std::net::IpAddr;
 use std::time::Instant;
 
 /// What a connection knows about its peer.
 pub struct Session {
+    /// The peer's address: the client the node's budgets count.
+    pub peer: IpAddr,
     /// Set by a successful handshake.
     pub caller: Option<Caller>,
     /// The user id replies carry.
     pub user_id: String,
     /// Last Heartbeat or Ping.
     pub last_heartbeat: Instant,
+    /// Handshakes that failed on this connection.
+    pub failed_handshakes: u32,
+    /// Set when the connection must close after this batch's replies.
+    pub close: bool,
 }
 
 impl Session {
-    /// A new, unauthenticated session.
-    pub fn new() -> Session {
+    /// A new, unauthenticated session of a client at `peer`.
+    pub fn new(peer: IpAddr) -> Session {
         Session {
+            peer,
             caller: None,
             user_id: String::new(),
             last_heartbeat: Instant::now(),
+            failed_handshakes: 0,
+            close: false,
         }
     }
 }
 
-impl Default for Session {
-    fn default() -> Self {
-        Session::new()
-    }
-}
-
-#[derive(Deserialize, Default)]
-struct HandshakeBody {
-    #[serde(default)]
-    server_key: Option<String>,
-    #[serde(default)]
-    token: Option<String>,
-}
+/// Failed handshakes after which a connection is closed (SPEC §2).
+const MAX_FAILED_HANDSHAKES: u32 = 5;
 
 /// The fields every business body may carry besides its action's own: which
 /// action, and on what. They are read here and removed before the body is
@@ -149,9 +147,14 @@ async fn answer(
         }
         _ => {}
     }
-    let result = match checked_body(shard, frame) {
-        Ok(body) => handle(shard, session, msg_type, frame, &body).await,
+    // Every request (probes aside) counts against the client's per-node
+    // budget, exactly as an HTTP request does.
+    let result = match shard.services.admit(session.peer).await {
         Err(e) => Err(e),
+        Ok(()) => match checked_body(shard, frame) {
+            Ok(body) => handle(shard, session, msg_type, frame, &body).await,
+            Err(e) => Err(e),
+        },
     };
     let to = reply_to(frame, session);
     match result {
@@ -218,7 +221,7 @@ async fn handle(
     body: &[u8],
 ) -> Result<Data, ApiError> {
     if msg_type == MessageType::Handshake {
-        return handshake(shard, session, frame, body).map(Data::from);
+        return handshake(shard, session, frame, body).await.map(Data::from);
     }
     let caller = session
         .caller
@@ -266,7 +269,11 @@ async fn handle(
     let result = match msg_type {
         MessageType::PlayerLogin => {
             services
-                .login(game, body_as::<LoginRequest>(value, ACTION_ONLY)?)
+                .login(
+                    game,
+                    body_as::<LoginRequest>(value, ACTION_ONLY)?,
+                    session.peer,
+                )
                 .await
         }
         MessageType::PlayerLogout => {
@@ -391,7 +398,7 @@ fn unknown_action(message: &str, action: &str, known: &str) -> ApiError {
     }
 }
 
-fn handshake(
+async fn handshake(
     shard: &Shard,
     session: &mut Session,
     frame: &FrameRef<'_>,
@@ -399,41 +406,24 @@ fn handshake(
 ) -> Result<Value, ApiError> {
     let game_id = std::str::from_utf8(frame.game_id).unwrap_or("");
     let header_user = std::str::from_utf8(frame.user_id).unwrap_or("");
-    if game_id.is_empty() {
-        return Err(ApiError::unauthorized(
-            "handshake needs a game id in the header",
-        ));
-    }
-    let services = &shard.services;
-    services.game(game_id)?;
-    let parsed: HandshakeBody = if body.is_empty() {
-        HandshakeBody::default()
+    let request: HandshakeRequest = if body.is_empty() {
+        HandshakeRequest::default()
     } else {
         parse_json(body)?
     };
-    let (caller, user_id) = if let Some(key) = parsed.server_key {
-        let caller = services.authenticate_server(game_id, &key)?;
-        (caller, header_user.to_string())
-    } else if let Some(token) = parsed.token {
-        let caller = services.authenticate(&token)?;
-        if caller.game_id != game_id {
-            return Err(ApiError::unauthorized("token is for another game"));
+    let result = shard
+        .services
+        .handshake(game_id, header_user, request, session.peer)
+        .await;
+    let (caller, user_id) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            session.failed_handshakes += 1;
+            if session.failed_handshakes >= MAX_FAILED_HANDSHAKES {
+                session.close = true;
+            }
+            return Err(e);
         }
-        let user = caller.subject.clone();
-        (caller, user)
-    } else if shard.config.auth.mode == AuthMode::Dev && !header_user.is_empty() {
-        let caller = Caller {
-            game_id: game_id.to_string(),
-            role: Role::GameServer,
-            player_id: None,
-            session_id: crate::service::auth::random_hex(16),
-            subject: header_user.to_string(),
-        };
-        (caller, header_user.to_string())
-    } else {
-        return Err(ApiError::unauthorized(
-            "handshake needs server_key or token",
-        ));
     };
     let data = json!({
         "game_id": caller.game_id,

@@ -57,7 +57,16 @@ pub fn ok(out: &mut Vec<u8>, to: &ReplyTo<'_>, msg_type: MessageType, data: &Dat
 
 /// Appends an Error frame carrying the error's protocol code.
 pub fn error(out: &mut Vec<u8>, to: &ReplyTo<'_>, e: &ApiError) {
-    error_code(out, to, e.tcp_code(), &e.message);
+    match e.retry_after_s {
+        None => error_code(out, to, e.tcp_code(), &e.message),
+        Some(retry) => {
+            let body = serde_json::json!({
+                "code": e.tcp_code(), "message": e.message, "retry_after_s": retry,
+            })
+            .to_string();
+            frame(out, to, MessageType::Error, body.as_bytes());
+        }
+    }
 }
 
 /// Appends an Error frame with an explicit code.

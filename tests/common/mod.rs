@@ -616,7 +616,7 @@ impl HttpClient {
 
 /// True when the peer closes `stream` within `wait` (data before the close
 /// is skipped).
-fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+pub fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
     let _ = stream.set_read_timeout(Some(wait));
     let mut b = [0u8; 1024];
     loop {
