@@ -87,10 +87,14 @@ pub struct NodeConfig {
     pub id: String,
     /// Number of shards (pinned executors); 0 means one per available core.
     pub shards: usize,
-    /// Blocking threads per shard for database drivers and password hashing.
+    /// Blocking threads per shard for database drivers.
     pub blocking_threads: usize,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_grace_ms: u64,
+    /// Request bytes (HTTP bodies, partial frames) all connections of the
+    /// node may buffer together beyond a base of 16 KiB each; a request
+    /// that does not fit gets 503 / 0xE006 and its connection is closed.
+    pub max_buffered_bytes: usize,
 }
 
 /// `[http]`: the HTTP/1.1 listener and its limits.
@@ -269,6 +273,7 @@ impl Default for NodeConfig {
             shards: 0,
             blocking_threads: 4,
             shutdown_grace_ms: 10_000,
+            max_buffered_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -430,6 +435,11 @@ impl Config {
         }
         positive("http.read_timeout_ms", self.http.read_timeout_ms)?;
         positive("auth.hash_threads", self.auth.hash_threads as u64)?;
+        if self.node.max_buffered_bytes < 1024 * 1024 {
+            return Err(err(
+                "key `node.max_buffered_bytes`: at least 1048576 (1 MiB)",
+            ));
+        }
         positive(
             "auth.failed_logins_per_ip_per_min",
             self.auth.failed_logins_per_ip_per_min as u64,

@@ -5,6 +5,7 @@
 //! registry, and the inbox through which the node's other shards reach it.
 //! The only state shared across cores is [`NodeState`] ([`crate::node`]).
 
+use crate::buffer::BufferBudget;
 use crate::client_ip::TrustedProxies;
 use crate::config::Config;
 use crate::mesh::{Inbox, ShardMessage};
@@ -30,6 +31,8 @@ pub struct Shard {
     pub node: Arc<NodeState>,
     /// `http.trusted_proxies`, parsed once (validated when the file loaded).
     pub trusted_proxies: TrustedProxies,
+    /// This shard's share of `node.max_buffered_bytes`.
+    pub buffers: Rc<BufferBudget>,
     /// This shard's request counters and latency histograms.
     pub metrics: crate::metrics::Metrics,
     draining: Cell<bool>,
@@ -53,7 +56,10 @@ impl Shard {
     pub fn new(id: usize, config: Rc<Config>, services: Services, node: Arc<NodeState>) -> Shard {
         let trusted_proxies =
             TrustedProxies::parse(&config.http.trusted_proxies).unwrap_or_default();
+        let shards = node.gauges.len().max(1);
+        let buffers = BufferBudget::new(config.node.max_buffered_bytes / shards);
         Shard {
+            buffers,
             trusted_proxies,
             id,
             config,

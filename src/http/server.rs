@@ -71,6 +71,8 @@ async fn connection(shard: Rc<Shard>, health: Rc<HealthBody>, mut stream: TcpStr
         max_body_bytes: shard.config.http.max_body_bytes,
     };
     let mut buf = ReadBuffer::with_capacity(READ_CHUNK);
+    // What the buffer holds beyond its base, out of the shard's budget.
+    let mut reserved = shard.buffers.reservation();
     let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut deadline = Instant::now() + timeout;
     guard.set_deadline(deadline);
@@ -166,6 +168,16 @@ async fn connection(shard: Rc<Shard>, health: Rc<HealthBody>, mut stream: TcpStr
         }
         if buf.capacity() > 4 * READ_CHUNK {
             buf.shrink_to(READ_CHUNK);
+        }
+        if !reserved.resize(buf.allocated().saturating_sub(READ_CHUNK)) {
+            // The node's buffers are full of other requests: this one does
+            // not fit. Refuse it and free its memory; everyone else goes on.
+            out.clear();
+            Response::status(503, "server busy: request buffers full")
+                .with_header("Retry-After", "1")
+                .write_to(&mut out, false);
+            let _ = stream.write_all(&out).await;
+            break;
         }
     }
     let _ = stream.close().await;

@@ -64,6 +64,8 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let mut session = Session::new(peer);
     let mut buf = ReadBuffer::with_capacity(IDLE_CHUNK);
+    // What the buffer holds beyond a read chunk, out of the shard's budget.
+    let mut reserved = shard.buffers.reservation();
     let mut busy = false;
     let mut out: Vec<u8> = Vec::with_capacity(256);
     let mut last_read = Instant::now();
@@ -189,6 +191,17 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
         }
         if buf.capacity() > 4 * READ_CHUNK {
             buf.shrink_to(IDLE_CHUNK);
+        }
+        if !reserved.resize(buf.allocated().saturating_sub(READ_CHUNK)) {
+            // Partial frames of other connections fill the node's buffers.
+            reply::error_code(
+                &mut out,
+                &ReplyTo::connection(session.user_id.as_bytes()),
+                codes::INTERNAL,
+                "server busy: request buffers full",
+            );
+            let _ = stream.write_all(&out).await;
+            break;
         }
     }
     let _ = stream.close().await;
