@@ -24,6 +24,12 @@ pub enum Scenario {
     Player,
     /// HTTP `POST /api/v1/auth/login` (argon2id per request).
     Login,
+    /// HTTP logins with a wrong password: a guessing flood (answers 401,
+    /// 429 or 503 are what it expects, and count as errors).
+    BadLogin,
+    /// HTTP `POST /api/v1/players/{id}/wallet` (+1 gold) as a game server:
+    /// one database write transaction per request.
+    Wallet,
     /// HTTP 7 player reads, 1 item use, 1 order create, 1 order pay per 10.
     Mixed,
     /// TCP Ping → Pong.
@@ -287,6 +293,16 @@ impl Conn<'_> {
                 );
                 self.http("POST", "/api/v1/auth/login", &body);
             }
+            Scenario::BadLogin => {
+                let username = &self.player().1;
+                let body = format!(r#"{{"username":"{username}","password":"not-the-password"}}"#);
+                self.http("POST", "/api/v1/auth/login", &body);
+            }
+            Scenario::Wallet => self.http(
+                "POST",
+                &format!("/api/v1/players/{id}/wallet"),
+                r#"{"currency":"gold","delta":1,"reason":"bench"}"#,
+            ),
             Scenario::Mixed => match (self.counter % 10, self.pending_order.take()) {
                 (_, Some(order)) => self.http("POST", &format!("/api/v1/orders/{order}/pay"), ""),
                 (7, None) => self.http(

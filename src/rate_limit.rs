@@ -133,7 +133,7 @@ impl RateLimiter {
     /// Tokens a non-owner asks for at once: a small slice of the budget, so
     /// that leases left to expire waste little.
     fn lease_size(&self, per_min: u32) -> u32 {
-        (per_min / (self.shards as u32 * 20)).clamp(1, 50)
+        (per_min / (self.shards as u32 * 20)).clamp(1, 1000)
     }
 
     /// Takes one token of `key`'s budget of `per_min` a minute, from the
