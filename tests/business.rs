@@ -1030,7 +1030,7 @@ fn rate_limit_answers_429_and_recovers() {
     let server = Server::start_with(2, &[("auth", "rate_limit_per_ip_per_min = 120")]);
     let mut c = server.http();
     let mut limited = None;
-    for i in 0..100 {
+    for i in 0..200 {
         let r = c.request("GET", "/api/v1/games", &[], b"");
         if r.status == 429 {
             limited = Some((i, r));
