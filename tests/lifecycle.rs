@@ -117,6 +117,11 @@ fn sighup_applies_hot_settings_and_refuses_a_bad_file() {
     std::fs::write(&path, lowered).expect("write");
     server.signal(libc::SIGHUP);
     server.wait_for_log("configuration reloaded");
+    // A new connection: the old one sat idle for as long as the reload and
+    // the log took, and on a loaded machine that can pass the server's
+    // keep-alive timeout (read_timeout_ms), after which the server rightly
+    // closes it — the cause of this test's one failure under load.
+    let mut c = server.http();
     let first_refusal = (0..100)
         .position(|_| c.request("GET", "/api/v1/games", &[], b"").status == 429)
         .expect("the new limit applies");
