@@ -30,6 +30,18 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The buyer's profile reads fine (fresh from the database) and still
+/// holds its starting 1000 gold: nothing was charged.
+fn assert_charged_nothing(server: &Server, admin: &str, gs: &str, buyer: i64) {
+    invalidate(server, admin, &[format!("game1:p:{buyer}")]);
+    let (s, j) = call(server, "GET", &format!("/api/v1/players/{buyer}"), gs, None);
+    assert_eq!(
+        (s, &j["data"]["player"]["gold"]),
+        (200, &json!(1000)),
+        "charged nothing: {j}"
+    );
+}
+
 /// One HTTP call with a bearer token; returns (status, body).
 fn call(
     server: &Server,
@@ -270,19 +282,7 @@ fn unknown_statuses_and_currencies_are_internal_errors() {
         ),
     );
     // The buyer itself is intact and was charged nothing.
-    invalidate(&server, &admin, &[format!("game1:p:{buyer}")]);
-    let (s, j) = call(
-        &server,
-        "GET",
-        &format!("/api/v1/players/{buyer}"),
-        &gs,
-        None,
-    );
-    assert_eq!(
-        (s, &j["data"]["player"]["gold"]),
-        (200, &json!(1000)),
-        "{j}"
-    );
+    assert_charged_nothing(&server, &admin, &gs, buyer);
 
     // A catalogue entry whose status is neither active nor deleted.
     for token in [&admin, &gs] {
@@ -411,19 +411,7 @@ fn null_text_and_reals_in_integer_columns_are_internal_errors() {
             None,
         ),
     );
-    invalidate(&server, &admin, &[format!("game1:p:{buyer}")]);
-    let (s, j) = call(
-        &server,
-        "GET",
-        &format!("/api/v1/players/{buyer}"),
-        &gs,
-        None,
-    );
-    assert_eq!(
-        (s, &j["data"]["player"]["gold"]),
-        (200, &json!(1000)),
-        "charged nothing: {j}"
-    );
+    assert_charged_nothing(&server, &admin, &gs, buyer);
 
     // A real in an inventory quantity: not read as 1, and using one fails
     // as a whole (the quantity stays what it was).
