@@ -158,7 +158,8 @@ pub struct AuthConfig {
     /// Failed logins per account per minute, from any address, before 429.
     pub failed_logins_per_user_per_min: u32,
     /// Threads of the node's password hashing pool (argon2id), at a lower
-    /// CPU priority than the shards, so logins cannot starve database work.
+    /// CPU priority than the shards, so logins cannot starve database work;
+    /// 0 means one per available core.
     pub hash_threads: usize,
     /// Hashes that may wait for a hashing thread; beyond, 503 at once.
     pub hash_queue: usize,
@@ -315,7 +316,7 @@ impl Default for AuthConfig {
             rate_limit_per_ip_per_min: 1000,
             failed_logins_per_ip_per_min: 30,
             failed_logins_per_user_per_min: 10,
-            hash_threads: 1,
+            hash_threads: 0,
             hash_queue: 64,
         }
     }
@@ -434,7 +435,11 @@ impl Config {
             return Err(err("key `http.max_header_bytes`: at least 1024"));
         }
         positive("http.read_timeout_ms", self.http.read_timeout_ms)?;
-        positive("auth.hash_threads", self.auth.hash_threads as u64)?;
+        if self.auth.hash_threads > 256 {
+            return Err(err(
+                "key `auth.hash_threads`: at most 256 (0 = one per core)",
+            ));
+        }
         if self.node.max_buffered_bytes < 1024 * 1024 {
             return Err(err(
                 "key `node.max_buffered_bytes`: at least 1048576 (1 MiB)",

@@ -66,8 +66,11 @@ pub fn run(
     let dummy_hash: Arc<str> = auth::hash_password("dummy-password-for-timing")
         .map_err(|e| StartError(format!("cannot hash: {e}")))?
         .into();
-    let hasher = PasswordHasher::start(config.auth.hash_threads, config.auth.hash_queue)
-        .map_err(StartError)?;
+    let hash_threads = match config.auth.hash_threads {
+        0 => cores.len(),
+        n => n,
+    };
+    let hasher = PasswordHasher::start(hash_threads, config.auth.hash_queue).map_err(StartError)?;
     let signals = spawn_signal_thread(node.clone(), config_path, log)?;
     let meshes = mesh::builder(shards);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
