@@ -19,6 +19,7 @@
 //! - [`rate_limit`]: per-node budgets (requests, failed logins) without shared locks.
 //! - [`metrics`]: per-shard counters and Prometheus rendering.
 //! - [`client_ip`]: who a request comes from (trusted proxies, `X-Forwarded-For`).
+//! - [`cluster`]: what the nodes of a cluster share through Redis (node registry).
 //! - [`clock`]: Unix time and RFC 3339 rendering.
 //! - [`logging`]: log output and run-time level changes.
 
@@ -28,6 +29,7 @@ pub mod buffer;
 pub mod cache;
 pub mod client_ip;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod game;

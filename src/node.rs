@@ -51,6 +51,14 @@ pub struct NodeState {
     /// Shards that still have connections while shutting down; a drained
     /// shard keeps answering its peers until this reaches 0.
     pub shards_draining: AtomicUsize,
+    /// Random per process: tells this process from an earlier one with the
+    /// same node id in the cluster registry.
+    pub instance: String,
+    /// When the node started, Unix milliseconds (for the registry).
+    pub started_ms: i64,
+    /// Requests and frames answered per second over the last heartbeat
+    /// (`f64` bits; written by shard 0 once a heartbeat).
+    pub requests_per_s: AtomicU64,
 }
 
 impl NodeState {
@@ -63,6 +71,9 @@ impl NodeState {
             gauges: (0..shards).map(|_| ShardGauges::default()).collect(),
             rate_limit_per_min: AtomicU32::new(rate_limit_per_min),
             shards_draining: AtomicUsize::new(shards),
+            instance: format!("{:016x}", rand::random::<u64>()),
+            started_ms: crate::clock::now_ms(),
+            requests_per_s: AtomicU64::new(0),
         }
     }
 

@@ -314,10 +314,20 @@ async fn shard_main(start: ShardStart) {
         }
     };
     let shard = Rc::new(Shard::new(id, config.clone(), services, node.clone()));
+    if id == 0 {
+        if let Some(registry) = shard.services.registry() {
+            let me = crate::cluster::announcement(&config, &node, 0);
+            if let Err(e) = registry.claim(&me).await {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        }
+    }
     shard.serve_inbox(inbox);
     glommio::spawn_local(shard.clone().reap_expired_forever()).detach();
     if id == 0 {
         glommio::spawn_local(follow_revocations(shard.clone())).detach();
+        glommio::spawn_local(announce_forever(shard.clone())).detach();
     }
     if id == 0 && !config.cache.redis.is_empty() {
         glommio::spawn_local(invalidation_subscriber(shard.clone())).detach();
@@ -337,6 +347,14 @@ async fn shard_main(start: ShardStart) {
         glommio::timer::sleep(POLL).await;
     }
     shard.begin_drain();
+    if id == 0 {
+        // A draining node leaves the registry at once.
+        if let Some(registry) = shard.services.registry() {
+            if let Err(e) = registry.withdraw(&node.instance).await {
+                tracing::warn!(error = %e, "could not leave the cluster registry");
+            }
+        }
+    }
     http_task.await;
     tcp_task.await;
     let grace = Instant::now() + Duration::from_millis(config.node.shutdown_grace_ms);
@@ -354,6 +372,48 @@ async fn shard_main(start: ShardStart) {
             open = shard.live_connections(),
             "grace period over; closing remaining connections"
         );
+    }
+}
+
+/// Shard 0's heartbeat: measures the node's requests per second and, with
+/// `cluster.redis`, refreshes its announcement in the registry, until the
+/// node drains.
+async fn announce_forever(shard: Rc<Shard>) {
+    let every = Duration::from_millis(shard.config.cluster.heartbeat_ms.max(1));
+    let node = &shard.node;
+    let answered = || -> u64 {
+        node.gauges
+            .iter()
+            .map(|g| g.http_requests.load(Ordering::Relaxed) + g.tcp_frames.load(Ordering::Relaxed))
+            .sum()
+    };
+    let (mut last, mut last_at) = (answered(), Instant::now());
+    let mut failing = false;
+    for beat in 1.. {
+        glommio::timer::sleep(every).await;
+        if shard.is_draining() || node.is_shutting_down() {
+            return;
+        }
+        let (now, now_at) = (answered(), Instant::now());
+        let rate = (now - last) as f64 / now_at.duration_since(last_at).as_secs_f64().max(1e-3);
+        node.requests_per_s.store(rate.to_bits(), Ordering::Relaxed);
+        (last, last_at) = (now, now_at);
+        let Some(registry) = shard.services.registry() else {
+            continue;
+        };
+        let me = crate::cluster::announcement(&shard.config, node, beat);
+        match registry.announce(&me).await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("cluster registry reachable again");
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "cannot announce this node in the cluster registry");
+            }
+            Err(_) => {}
+        }
     }
 }
 

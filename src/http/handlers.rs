@@ -260,6 +260,7 @@ async fn authed(
             ok(services.game_action(c, text(0), text(1), body).await?)
         }
         Authed::CacheStats => ok(services.node_cache_stats(c, shard.id).await?),
+        Authed::ClusterNodes => ok(services.cluster_nodes(c).await?),
         Authed::CacheInvalidate => ok(services
             .invalidate_on_request(c, parse_json(req.body)?)
             .await?),

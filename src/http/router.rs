@@ -99,6 +99,8 @@ pub enum Authed {
     CacheStats,
     /// `POST /api/v1/cache/invalidate`.
     CacheInvalidate,
+    /// `GET /api/v1/cluster/nodes`.
+    ClusterNodes,
 }
 
 /// A path pattern: literal segments, `*` matching one parameter segment.
@@ -151,6 +153,7 @@ const TABLE: &[Pattern] = &[
     pat!(["api", "v1", "games", "*", "*"], "POST", "POST" => Authed::GameAction),
     pat!(["api", "v1", "cache", "stats"], "GET", "GET" => Authed::CacheStats),
     pat!(["api", "v1", "cache", "invalidate"], "POST", "POST" => Authed::CacheInvalidate),
+    pat!(["api", "v1", "cluster", "nodes"], "GET", "GET" => Authed::ClusterNodes),
 ];
 
 /// Path parameters captured by `*` segments, in order.

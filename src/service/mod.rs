@@ -24,7 +24,9 @@ use crate::cache::{Cache, Change, LoadAbandoned};
 use crate::config::{Config, GameConfig};
 use crate::game::{GameError, GameLogic};
 use crate::mesh::Peers;
+use crate::cluster::registry::Registry;
 use crate::node::NodeState;
+use std::time::Duration;
 use crate::rate_limit::RateLimiter;
 use crate::store::{self, PageRequest, StoreError, StoreHandle};
 use crate::validate;
@@ -60,6 +62,7 @@ pub struct Services {
     hasher: PasswordHasher,
     limiter: RateLimiter,
     node: Arc<NodeState>,
+    registry: Option<Registry>,
 }
 
 /// What a shard hands to [`Services::open`] besides the configuration.
@@ -85,6 +88,17 @@ impl Services {
     /// Opens this shard's stores for every configured game.
     pub fn open(config: Rc<Config>, links: ShardLinks) -> Result<Services, StoreError> {
         let cache = Cache::new(&config.cache, &config.node.id).map_err(StoreError::Internal)?;
+        let registry = match config.cluster.redis.as_str() {
+            "" => None,
+            url => Some(
+                Registry::new(
+                    url,
+                    &config.node.id,
+                    Duration::from_millis(config.cluster.heartbeat_ms),
+                )
+                .map_err(StoreError::Internal)?,
+            ),
+        };
         let mut games = BTreeMap::new();
         for (id, game) in &config.games {
             let primary = store::open(&game.url, game.pool_size)?;
@@ -124,6 +138,7 @@ impl Services {
             hasher: links.hasher,
             limiter: RateLimiter::new(links.shard, links.node.gauges.len()),
             node: links.node,
+            registry,
         })
     }
 
@@ -139,6 +154,11 @@ impl Services {
     /// This shard's revoked sessions.
     pub fn revocations(&self) -> &RevocationList {
         &self.revocations
+    }
+
+    /// This shard's link to the cluster registry (`cluster.redis`), if any.
+    pub fn registry(&self) -> Option<&Registry> {
+        self.registry.as_ref()
     }
 
     /// This shard's cache.

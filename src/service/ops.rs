@@ -271,6 +271,26 @@ impl Services {
         Ok(json!({ "node_id": self.config.node.id, "shards": shards }))
     }
 
+    /// `GET /api/v1/cluster/nodes` (admin): every live node of the cluster
+    /// from the registry, or this node alone when it has none.
+    pub async fn cluster_nodes(&self, caller: &Caller) -> Result<Value, ApiError> {
+        self.require_admin(caller)?;
+        let (nodes, registry) = match self.registry() {
+            None => (
+                vec![crate::cluster::announcement(&self.config, &self.node, 0)],
+                "none: a stand-alone node (cluster.redis is empty)",
+            ),
+            Some(r) => (
+                r.live_nodes().await.map_err(|e| {
+                    tracing::warn!(error = %e, "cluster registry unavailable");
+                    ApiError::unavailable("cluster registry (Redis) unavailable")
+                })?,
+                "redis",
+            ),
+        };
+        Ok(json!({ "registry": registry, "nodes": nodes }))
+    }
+
     /// Whether the request's caller (or why it has none) may read
     /// `/metrics`: anyone when `http.metrics_public`, else admins only.
     pub fn may_read_metrics(&self, caller: Result<Caller, ApiError>) -> Result<(), ApiError> {

@@ -186,8 +186,7 @@ impl Server {
         let config = format!(
             r#"default_game = "game1"
 [node]
-id = "test-node"
-shards = {shards}
+{default_id}shards = {shards}
 shutdown_grace_ms = 5000
 {node_keys}
 [http]
@@ -244,6 +243,11 @@ price_gold = 30
 max_stack = 3
 {tail}
 "#,
+            default_id = if node_keys.contains("id =") {
+                ""
+            } else {
+                "id = \"test-node\"\n"
+            },
             game1 = game1.replace("{dir}", &dir.display().to_string()),
             game2 = game2.replace("{dir}", &dir.display().to_string()),
         );

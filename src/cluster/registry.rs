@@ -1,0 +1,237 @@
+//! The node registry (SPEC §7): every node announces itself in Redis with a
+//! key that expires after three heartbeats, so the live nodes of a cluster
+//! are exactly the keys that exist.
+//!
+//! Shard 0 of each node owns the announcing ([`Registry::announce`], every
+//! `cluster.heartbeat_ms`); any shard may list the live nodes for the admin
+//! route with its own connection. A node that drains deletes its key at
+//! once (only if the key is still its own), and a node that is killed
+//! vanishes when its key expires. At start-up a node claims its id: when a
+//! key for the same id exists and keeps being refreshed by another process,
+//! the id belongs to a live node and this one stops with a message naming
+//! it; a key left by a node that died expires within three heartbeats, and
+//! the new process takes the id over.
+
+use crate::cache::redis::{RedisClient, RedisError, RedisUrl};
+use crate::cache::resp::Reply;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Redis key prefix of node announcements.
+pub const KEY_PREFIX: &str = "dm:node:";
+
+/// How many heartbeats an announcement outlives its last refresh.
+pub const TTL_HEARTBEATS: u64 = 3;
+
+/// What a node says about itself, as stored in Redis and listed by
+/// `GET /api/v1/cluster/nodes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeAnnouncement {
+    /// `node.id`.
+    pub node_id: String,
+    /// Random per process: tells a restarted node from another live one.
+    pub instance: String,
+    /// `http.listen`.
+    pub http: String,
+    /// `tcp.listen`.
+    pub tcp: String,
+    /// The server's version.
+    pub version: String,
+    /// When the process started (RFC 3339).
+    pub started_at: String,
+    /// Shards (pinned executors).
+    pub shards: usize,
+    /// Requests (HTTP) and frames (TCP) answered per second, over the last
+    /// heartbeat.
+    pub requests_per_s: f64,
+    /// Open HTTP connections.
+    pub http_connections: u64,
+    /// Open TCP connections.
+    pub tcp_connections: u64,
+    /// Heartbeats sent by this process; a live node's keeps growing.
+    pub beat: u64,
+}
+
+/// This node's link to the registry (one per shard).
+pub struct Registry {
+    client: RedisClient,
+    key: String,
+    heartbeat: Duration,
+}
+
+fn redis_error(e: RedisError) -> String {
+    e.to_string()
+}
+
+impl Registry {
+    /// A registry client for `url` announcing `node_id` every `heartbeat`.
+    pub fn new(url: &str, node_id: &str, heartbeat: Duration) -> Result<Registry, String> {
+        let url = RedisUrl::parse(url).map_err(|e| format!("cluster.redis: {e}"))?;
+        Ok(Registry {
+            client: RedisClient::new(url),
+            key: format!("{KEY_PREFIX}{node_id}"),
+            heartbeat,
+        })
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        (self.heartbeat.as_millis() as u64).saturating_mul(TTL_HEARTBEATS).max(1)
+    }
+
+    async fn read(&self, key: &str) -> Result<Option<NodeAnnouncement>, String> {
+        let reply = self
+            .client
+            .command(vec![b"GET".to_vec(), key.as_bytes().to_vec()])
+            .await
+            .map_err(redis_error)?;
+        Ok(match reply {
+            Reply::Bulk(Some(v)) => serde_json::from_slice(&v).ok(),
+            _ => None,
+        })
+    }
+
+    /// Takes the node id at start-up: `Err` names the live node that holds
+    /// it. Waits at most a little over [`TTL_HEARTBEATS`] heartbeats for a
+    /// key left by a dead process to expire.
+    pub async fn claim(&self, me: &NodeAnnouncement) -> Result<(), String> {
+        let json = serde_json::to_vec(me).map_err(|e| e.to_string())?;
+        let mut seen: Option<NodeAnnouncement> = None;
+        let deadline = std::time::Instant::now() + self.heartbeat * (TTL_HEARTBEATS as u32 + 1);
+        loop {
+            let set = self
+                .client
+                .command(vec![
+                    b"SET".to_vec(),
+                    self.key.as_bytes().to_vec(),
+                    json.clone(),
+                    b"PX".to_vec(),
+                    self.ttl_ms().to_string().into_bytes(),
+                    b"NX".to_vec(),
+                ])
+                .await
+                .map_err(redis_error)?;
+            if matches!(set, Reply::Status(_)) {
+                return Ok(());
+            }
+            let now = self.read(&self.key).await?;
+            match (&seen, &now) {
+                (Some(before), Some(after))
+                    if after.instance != me.instance
+                        && (after.instance != before.instance || after.beat != before.beat) =>
+                {
+                    return Err(format!(
+                        "node id `{}` is already in use by a live node (http {}, tcp {}, \
+                         started {}): give this node another node.id",
+                        after.node_id, after.http, after.tcp, after.started_at
+                    ));
+                }
+                _ => {}
+            }
+            if now.is_some() {
+                seen = now;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "node id `{}` is held in the registry and did not expire; is another node \
+                     using it?",
+                    me.node_id
+                ));
+            }
+            glommio::timer::sleep(self.heartbeat / 2).await;
+        }
+    }
+
+    /// Refreshes this node's announcement (shard 0, every heartbeat).
+    pub async fn announce(&self, me: &NodeAnnouncement) -> Result<(), String> {
+        let json = serde_json::to_vec(me).map_err(|e| e.to_string())?;
+        self.client
+            .command(vec![
+                b"SET".to_vec(),
+                self.key.as_bytes().to_vec(),
+                json,
+                b"PX".to_vec(),
+                self.ttl_ms().to_string().into_bytes(),
+            ])
+            .await
+            .map(|_| ())
+            .map_err(redis_error)
+    }
+
+    /// Removes this node's announcement when it starts draining — only if
+    /// the key is still this process's (compare and delete in one script).
+    pub async fn withdraw(&self, instance: &str) -> Result<(), String> {
+        const SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) \
+            if v and string.find(v, ARGV[1], 1, true) then return redis.call('DEL', KEYS[1]) end \
+            return 0";
+        let needle = format!("\"instance\":\"{instance}\"");
+        self.client
+            .command(vec![
+                b"EVAL".to_vec(),
+                SCRIPT.as_bytes().to_vec(),
+                b"1".to_vec(),
+                self.key.as_bytes().to_vec(),
+                needle.into_bytes(),
+            ])
+            .await
+            .map(|_| ())
+            .map_err(redis_error)
+    }
+
+    /// Every live node's announcement, ordered by node id.
+    pub async fn live_nodes(&self) -> Result<Vec<NodeAnnouncement>, String> {
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut cursor = b"0".to_vec();
+        // Bounded: a registry holds one key per node.
+        for _ in 0..1000 {
+            let reply = self
+                .client
+                .command(vec![
+                    b"SCAN".to_vec(),
+                    cursor.clone(),
+                    b"MATCH".to_vec(),
+                    format!("{KEY_PREFIX}*").into_bytes(),
+                    b"COUNT".to_vec(),
+                    b"1000".to_vec(),
+                ])
+                .await
+                .map_err(redis_error)?;
+            let Reply::Array(Some(mut parts)) = reply else {
+                return Err("unexpected SCAN reply".into());
+            };
+            if parts.len() != 2 {
+                return Err("unexpected SCAN reply".into());
+            }
+            if let Reply::Array(Some(found)) = parts.pop().unwrap_or(Reply::Array(None)) {
+                keys.extend(found.into_iter().filter_map(|r| match r {
+                    Reply::Bulk(Some(k)) => Some(k),
+                    _ => None,
+                }));
+            }
+            cursor = match parts.pop() {
+                Some(Reply::Bulk(Some(c))) => c,
+                _ => return Err("unexpected SCAN cursor".into()),
+            };
+            if cursor == b"0" {
+                break;
+            }
+        }
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut mget = vec![b"MGET".to_vec()];
+        mget.extend(keys);
+        let reply = self.client.command(mget).await.map_err(redis_error)?;
+        let Reply::Array(Some(values)) = reply else {
+            return Err("unexpected MGET reply".into());
+        };
+        let mut nodes: Vec<NodeAnnouncement> = values
+            .into_iter()
+            .filter_map(|v| match v {
+                Reply::Bulk(Some(json)) => serde_json::from_slice(&json).ok(),
+                _ => None,
+            })
+            .collect();
+        nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        Ok(nodes)
+    }
+}

@@ -1,0 +1,162 @@
+//! The node registry of SPEC §7 against a real Redis: nodes announce
+//! themselves, `GET /api/v1/cluster/nodes` lists the live ones, a killed
+//! node disappears when its key expires (3 heartbeats), a draining node at
+//! once, and a second live process with the same node id is refused at
+//! start-up while a restarted one takes its id back.
+//!
+//! Needs Redis: ignored unless run with `DMTEST_BACKEND=mysql ... --
+//! --include-ignored` (scripts/test.sh does).
+
+mod common;
+
+use common::{backend, wait_for, Server, TestBackend};
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn redis() -> String {
+    match backend() {
+        TestBackend::Mysql { redis, .. } => redis,
+        TestBackend::Sqlite => panic!("needs DMTEST_BACKEND=mysql (Redis)"),
+    }
+}
+
+/// A node with its own id in the registry at `redis`, one shard.
+fn node(id: &str, heartbeat_ms: u64) -> Server {
+    Server::start_with(
+        1,
+        &[
+            ("node", &format!("id = \"{id}\"")),
+            (
+                "tail",
+                &format!("[cluster]\nredis = \"{}\"\nheartbeat_ms = {heartbeat_ms}\n", redis()),
+            ),
+        ],
+    )
+}
+
+/// The ids of the live nodes whose id starts with `prefix`, as `on` lists them.
+fn live(on: &Server, admin: &str, prefix: &str) -> Vec<Value> {
+    let r = on.http().request(
+        "GET",
+        "/api/v1/cluster/nodes",
+        &[("Authorization", &format!("Bearer {admin}"))],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    assert_eq!(j["data"]["registry"], "redis");
+    j["data"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter(|n| n["node_id"].as_str().is_some_and(|id| id.starts_with(prefix)))
+        .cloned()
+        .collect()
+}
+
+fn ids(nodes: &[Value]) -> Vec<String> {
+    nodes
+        .iter()
+        .map(|n| n["node_id"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+fn prefix() -> String {
+    format!("reg{}-", rand::random::<u32>())
+}
+
+#[test]
+#[ignore = "needs Redis (DMTEST_BACKEND=mysql)"]
+fn nodes_announce_themselves_and_a_killed_one_expires() {
+    let p = prefix();
+    let a = node(&format!("{p}a"), 200);
+    let mut b = node(&format!("{p}b"), 200);
+    let admin = a.admin_token();
+    wait_for("both nodes in the registry", Duration::from_secs(10), || {
+        live(&a, &admin, &p).len() == 2
+    });
+    let nodes = live(&a, &admin, &p);
+    assert_eq!(ids(&nodes), vec![format!("{p}a"), format!("{p}b")]);
+    for (n, s) in nodes.iter().zip([&a, &b]) {
+        assert_eq!(n["http"], s.http.to_string());
+        assert_eq!(n["tcp"], s.tcp.to_string());
+        assert_eq!(n["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(n["shards"], 1);
+        assert!(n["started_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+        assert!(n["requests_per_s"].is_number());
+        assert!(n["http_connections"].is_u64() && n["tcp_connections"].is_u64());
+    }
+    // Traffic shows in the figures of the node that serves it.
+    for _ in 0..200 {
+        assert_eq!(b.http().request("GET", "/api/v1/games", &[], b"").status, 200);
+    }
+    // SIGKILL: nothing withdraws the key; it expires after 3 heartbeats.
+    b.signal(libc::SIGKILL);
+    let killed = Instant::now();
+    wait_for("the killed node to leave the registry", Duration::from_secs(10), || {
+        live(&a, &admin, &p).len() == 1
+    });
+    println!(
+        "killed node gone from the registry after {} ms (heartbeat 200 ms, key TTL 600 ms)",
+        killed.elapsed().as_millis()
+    );
+    assert_eq!(ids(&live(&a, &admin, &p)), vec![format!("{p}a")]);
+}
+
+#[test]
+#[ignore = "needs Redis (DMTEST_BACKEND=mysql)"]
+fn a_draining_node_leaves_at_once() {
+    let p = prefix();
+    // A long heartbeat: the key would live 30 s, so leaving sooner can only
+    // be the drain withdrawing it.
+    let a = node(&format!("{p}a"), 10_000);
+    let mut b = node(&format!("{p}b"), 10_000);
+    let admin = a.admin_token();
+    assert_eq!(live(&a, &admin, &p).len(), 2);
+    b.signal(libc::SIGTERM);
+    let drained = Instant::now();
+    assert_eq!(b.wait_exit(Duration::from_secs(15)), Some(0));
+    assert_eq!(ids(&live(&a, &admin, &p)), vec![format!("{p}a")]);
+    assert!(
+        drained.elapsed() < Duration::from_secs(30),
+        "gone before its key could have expired"
+    );
+}
+
+#[test]
+#[ignore = "needs Redis (DMTEST_BACKEND=mysql)"]
+fn a_second_live_node_with_the_same_id_is_refused_and_a_restarted_one_is_not() {
+    let p = prefix();
+    let id = format!("{p}dup");
+    let mut a = node(&id, 200);
+    // Same config (same id), other ports: a second live process.
+    let text = std::fs::read_to_string(a.dir.join("config.toml")).expect("config");
+    let other_http = common::loopback_addr();
+    let other_tcp = common::loopback_addr();
+    let text = text
+        .replace(&a.http.to_string(), &other_http.to_string())
+        .replace(&a.tcp.to_string(), &other_tcp.to_string());
+    let path = a.dir.join("second.toml");
+    std::fs::write(&path, text).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_datamiddleware"))
+        .arg("--config")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run a second node");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("node id `{id}` is already in use by a live node")),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&a.http.to_string()), "names the live node: {stderr}");
+    // The first node is unaffected.
+    assert_eq!(a.http().request("GET", "/health", &[], b"").status, 200);
+    // Killed and restarted at once, the same process takes its id back (the
+    // dead process's key stops being refreshed and expires).
+    a.restart();
+    let admin = a.admin_token();
+    assert_eq!(ids(&live(&a, &admin, &p)), vec![id]);
+}
