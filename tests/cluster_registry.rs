@@ -29,7 +29,10 @@ fn node(id: &str, heartbeat_ms: u64) -> Server {
             ("node", &format!("id = \"{id}\"")),
             (
                 "tail",
-                &format!("[cluster]\nredis = \"{}\"\nheartbeat_ms = {heartbeat_ms}\n", redis()),
+                &format!(
+                    "[cluster]\nredis = \"{}\"\nheartbeat_ms = {heartbeat_ms}\n",
+                    redis()
+                ),
             ),
         ],
     )
@@ -50,7 +53,11 @@ fn live(on: &Server, admin: &str, prefix: &str) -> Vec<Value> {
         .as_array()
         .expect("nodes")
         .iter()
-        .filter(|n| n["node_id"].as_str().is_some_and(|id| id.starts_with(prefix)))
+        .filter(|n| {
+            n["node_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with(prefix))
+        })
         .cloned()
         .collect()
 }
@@ -71,11 +78,13 @@ fn prefix() -> String {
 fn nodes_announce_themselves_and_a_killed_one_expires() {
     let p = prefix();
     let a = node(&format!("{p}a"), 200);
-    let mut b = node(&format!("{p}b"), 200);
+    let b = node(&format!("{p}b"), 200);
     let admin = a.admin_token();
-    wait_for("both nodes in the registry", Duration::from_secs(10), || {
-        live(&a, &admin, &p).len() == 2
-    });
+    wait_for(
+        "both nodes in the registry",
+        Duration::from_secs(10),
+        || live(&a, &admin, &p).len() == 2,
+    );
     let nodes = live(&a, &admin, &p);
     assert_eq!(ids(&nodes), vec![format!("{p}a"), format!("{p}b")]);
     for (n, s) in nodes.iter().zip([&a, &b]) {
@@ -89,14 +98,19 @@ fn nodes_announce_themselves_and_a_killed_one_expires() {
     }
     // Traffic shows in the figures of the node that serves it.
     for _ in 0..200 {
-        assert_eq!(b.http().request("GET", "/api/v1/games", &[], b"").status, 200);
+        assert_eq!(
+            b.http().request("GET", "/api/v1/games", &[], b"").status,
+            200
+        );
     }
     // SIGKILL: nothing withdraws the key; it expires after 3 heartbeats.
     b.signal(libc::SIGKILL);
     let killed = Instant::now();
-    wait_for("the killed node to leave the registry", Duration::from_secs(10), || {
-        live(&a, &admin, &p).len() == 1
-    });
+    wait_for(
+        "the killed node to leave the registry",
+        Duration::from_secs(10),
+        || live(&a, &admin, &p).len() == 1,
+    );
     println!(
         "killed node gone from the registry after {} ms (heartbeat 200 ms, key TTL 600 ms)",
         killed.elapsed().as_millis()
@@ -151,7 +165,10 @@ fn a_second_live_node_with_the_same_id_is_refused_and_a_restarted_one_is_not() {
         stderr.contains(&format!("node id `{id}` is already in use by a live node")),
         "{stderr}"
     );
-    assert!(stderr.contains(&a.http.to_string()), "names the live node: {stderr}");
+    assert!(
+        stderr.contains(&a.http.to_string()),
+        "names the live node: {stderr}"
+    );
     // The first node is unaffected.
     assert_eq!(a.http().request("GET", "/health", &[], b"").status, 200);
     // Killed and restarted at once, the same process takes its id back (the
@@ -159,4 +176,35 @@ fn a_second_live_node_with_the_same_id_is_refused_and_a_restarted_one_is_not() {
     a.restart();
     let admin = a.admin_token();
     assert_eq!(ids(&live(&a, &admin, &p)), vec![id]);
+}
+
+#[test]
+fn a_stand_alone_node_lists_itself() {
+    let server = Server::start(2);
+    let admin = server.admin_token();
+    let r = server.http().request(
+        "GET",
+        "/api/v1/cluster/nodes",
+        &[("Authorization", &format!("Bearer {admin}"))],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    assert!(j["data"]["registry"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("none")));
+    let nodes = j["data"]["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0]["node_id"], "test-node");
+    assert_eq!(nodes[0]["shards"], 2);
+    assert_eq!(nodes[0]["http"], server.http.to_string());
+    // Admins only.
+    let (_, player) = server.player("game1", "not_an_admin");
+    let r = server.http().request(
+        "GET",
+        "/api/v1/cluster/nodes",
+        &[("Authorization", &format!("Bearer {player}"))],
+        b"",
+    );
+    assert_eq!(r.status, 403);
 }

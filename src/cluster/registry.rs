@@ -75,7 +75,9 @@ impl Registry {
     }
 
     fn ttl_ms(&self) -> u64 {
-        (self.heartbeat.as_millis() as u64).saturating_mul(TTL_HEARTBEATS).max(1)
+        (self.heartbeat.as_millis() as u64)
+            .saturating_mul(TTL_HEARTBEATS)
+            .max(1)
     }
 
     async fn read(&self, key: &str) -> Result<Option<NodeAnnouncement>, String> {

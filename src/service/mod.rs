@@ -21,12 +21,11 @@ pub use crate::error::{business, ApiError};
 pub use auth::{Caller, Role, TokenIssuer};
 
 use crate::cache::{Cache, Change, LoadAbandoned};
+use crate::cluster::registry::Registry;
 use crate::config::{Config, GameConfig};
 use crate::game::{GameError, GameLogic};
 use crate::mesh::Peers;
-use crate::cluster::registry::Registry;
 use crate::node::NodeState;
-use std::time::Duration;
 use crate::rate_limit::RateLimiter;
 use crate::store::{self, PageRequest, StoreError, StoreHandle};
 use crate::validate;
@@ -37,6 +36,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// One game as a shard sees it: its settings and its store.
 pub struct GameContext {
