@@ -10,6 +10,7 @@
 //! file and applies its hot settings (log level, per-IP rate limit); a file
 //! that does not validate is refused and logged, and the old settings stay.
 
+use crate::cluster::registry::ClaimError;
 use crate::config::Config;
 use crate::logging::LogReload;
 use crate::mesh::{self, Peers};
@@ -317,9 +318,16 @@ async fn shard_main(start: ShardStart) {
     if id == 0 {
         if let Some(registry) = shard.services.registry() {
             let me = crate::cluster::announcement(&config, &node, 0);
-            if let Err(e) = registry.claim(&me).await {
-                let _ = ready.send(Err(e));
-                return;
+            match registry.claim(&me).await {
+                Ok(()) => {}
+                Err(ClaimError::Taken(e)) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+                Err(ClaimError::Unreachable(e)) => tracing::warn!(
+                    error = %e,
+                    "cluster registry unreachable: starting without the duplicate node id check"
+                ),
             }
         }
     }
@@ -331,6 +339,9 @@ async fn shard_main(start: ShardStart) {
     }
     if id == 0 && !config.cache.redis.is_empty() {
         glommio::spawn_local(invalidation_subscriber(shard.clone())).detach();
+    }
+    if id == 0 && !config.cluster.redis.is_empty() {
+        glommio::spawn_local(revocation_subscriber(shard.clone())).detach();
     }
     for game in shard.services.games() {
         if game.store.has_replicas() {
@@ -373,6 +384,46 @@ async fn shard_main(start: ShardStart) {
             "grace period over; closing remaining connections"
         );
     }
+}
+
+/// Shard 0's subscription to the revocations other nodes push: each is
+/// applied on every shard of this node as it arrives.
+async fn revocation_subscriber(shard: Rc<Shard>) {
+    use crate::cluster::registry::{PushedRevocation, REVOCATIONS};
+    let Ok(url) = crate::cache::redis::RedisUrl::parse(&shard.config.cluster.redis) else {
+        return;
+    };
+    let node_id = shard.config.node.id.clone();
+    let (tx, rx) = futures_channel::mpsc::unbounded::<PushedRevocation>();
+    let on_message = move |payload: Vec<u8>| {
+        if let Ok(r) = serde_json::from_slice::<PushedRevocation>(&payload) {
+            if r.node != node_id {
+                let _ = tx.unbounded_send(r);
+            }
+        }
+    };
+    let apply = shard.clone();
+    glommio::spawn_local(async move {
+        use futures_lite::StreamExt;
+        let mut rx = rx;
+        while let Some(r) = rx.next().await {
+            apply
+                .services
+                .revocations()
+                .revoke(r.sessions.clone(), r.until_s);
+            apply
+                .services
+                .peers()
+                .broadcast(false, |ack| mesh::ShardMessage::Revoke {
+                    sessions: r.sessions.clone(),
+                    until_s: r.until_s,
+                    ack,
+                })
+                .await;
+        }
+    })
+    .detach();
+    crate::cache::redis::subscribe_forever(url, REVOCATIONS.to_string(), on_message, |_| {}).await;
 }
 
 /// Shard 0's heartbeat: measures the node's requests per second and, with

@@ -208,3 +208,66 @@ fn a_stand_alone_node_lists_itself() {
     );
     assert_eq!(r.status, 403);
 }
+
+/// Logs a player in on `a`, logs it out there, and returns how long `b`
+/// went on accepting the token afterwards.
+fn logout_reaches(a: &Server, b: &Server, username: &str) -> Duration {
+    let (id, token) = a.player("game1", username);
+    let path = format!("/api/v1/players/{id}");
+    let auth = format!("Bearer {token}");
+    let get = |s: &Server| {
+        s.http()
+            .request("GET", &path, &[("Authorization", &auth)], b"")
+            .status
+    };
+    assert_eq!(get(b), 200, "the token works on the other node");
+    let mut on_b = b.http();
+    let r = a.http().request(
+        "POST",
+        "/api/v1/auth/logout",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let answered = Instant::now();
+    assert_eq!(get(a), 401, "refused on the node that answered the logout");
+    let mut refused_after = None;
+    while answered.elapsed() < Duration::from_secs(10) {
+        let r = on_b.request("GET", &path, &[("Authorization", &auth)], b"");
+        if r.status == 401 {
+            refused_after = Some(answered.elapsed());
+            break;
+        }
+        assert_eq!(r.status, 200);
+    }
+    refused_after.expect("the other node refuses the token")
+}
+
+#[test]
+#[ignore = "needs Redis (DMTEST_BACKEND=mysql)"]
+fn revocations_are_pushed_to_every_node_and_fall_back_to_the_database() {
+    let p = prefix();
+    let a = node(&format!("{p}a"), 1000);
+    let b = a.start_peer(&format!("{p}b"));
+    let pushed: Vec<u128> = (0..5)
+        .map(|i| logout_reaches(&a, &b, &format!("pushed_logout_{i}")).as_millis())
+        .collect();
+    println!("5 logouts on node A refused on node B after {pushed:?} ms (pushed through Redis)");
+    // The same two nodes with an unreachable cluster Redis: the push fails
+    // and the databases' look-back (every 500 ms) carries the revocation.
+    let dead = common::loopback_addr();
+    let a2 = Server::start_with(
+        1,
+        &[
+            ("node", &format!("id = \"{p}c\"")),
+            ("tail", &format!("[cluster]\nredis = \"redis://{dead}\"\n")),
+        ],
+    );
+    let b2 = a2.start_peer(&format!("{p}d"));
+    let fallback: Vec<u128> = (0..5)
+        .map(|i| logout_reaches(&a2, &b2, &format!("fallback_logout_{i}")).as_millis())
+        .collect();
+    println!(
+        "with Redis unreachable: refused on node B after {fallback:?} ms (database look-back)"
+    );
+}

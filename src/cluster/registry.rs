@@ -17,6 +17,21 @@ use crate::cache::resp::Reply;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+/// The channel on which nodes push revoked sessions to each other.
+pub const REVOCATIONS: &str = "dm:revoke";
+
+/// A revocation as pushed on [`REVOCATIONS`]: who sent it, which sessions,
+/// and until when their tokens could still be valid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushedRevocation {
+    /// The sending node's id (it has applied the revocation already).
+    pub node: String,
+    /// Session ids whose tokens are refused from now on.
+    pub sessions: Vec<String>,
+    /// Unix seconds after which every token of them has expired anyway.
+    pub until_s: i64,
+}
+
 /// Redis key prefix of node announcements.
 pub const KEY_PREFIX: &str = "dm:node:";
 
@@ -50,6 +65,16 @@ pub struct NodeAnnouncement {
     pub tcp_connections: u64,
     /// Heartbeats sent by this process; a live node's keeps growing.
     pub beat: u64,
+}
+
+/// Why a node could not claim its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimError {
+    /// A live node holds the id: this one must not start.
+    Taken(String),
+    /// Redis did not answer: the node starts without the check (and
+    /// announces itself once Redis is back).
+    Unreachable(String),
 }
 
 /// This node's link to the registry (one per shard).
@@ -95,8 +120,8 @@ impl Registry {
     /// Takes the node id at start-up: `Err` names the live node that holds
     /// it. Waits at most a little over [`TTL_HEARTBEATS`] heartbeats for a
     /// key left by a dead process to expire.
-    pub async fn claim(&self, me: &NodeAnnouncement) -> Result<(), String> {
-        let json = serde_json::to_vec(me).map_err(|e| e.to_string())?;
+    pub async fn claim(&self, me: &NodeAnnouncement) -> Result<(), ClaimError> {
+        let json = serde_json::to_vec(me).map_err(|e| ClaimError::Unreachable(e.to_string()))?;
         let mut seen: Option<NodeAnnouncement> = None;
         let deadline = std::time::Instant::now() + self.heartbeat * (TTL_HEARTBEATS as u32 + 1);
         loop {
@@ -111,21 +136,24 @@ impl Registry {
                     b"NX".to_vec(),
                 ])
                 .await
-                .map_err(redis_error)?;
+                .map_err(|e| ClaimError::Unreachable(redis_error(e)))?;
             if matches!(set, Reply::Status(_)) {
                 return Ok(());
             }
-            let now = self.read(&self.key).await?;
+            let now = self
+                .read(&self.key)
+                .await
+                .map_err(ClaimError::Unreachable)?;
             match (&seen, &now) {
                 (Some(before), Some(after))
                     if after.instance != me.instance
                         && (after.instance != before.instance || after.beat != before.beat) =>
                 {
-                    return Err(format!(
+                    return Err(ClaimError::Taken(format!(
                         "node id `{}` is already in use by a live node (http {}, tcp {}, \
                          started {}): give this node another node.id",
                         after.node_id, after.http, after.tcp, after.started_at
-                    ));
+                    )));
                 }
                 _ => {}
             }
@@ -133,11 +161,11 @@ impl Registry {
                 seen = now;
             }
             if std::time::Instant::now() > deadline {
-                return Err(format!(
+                return Err(ClaimError::Taken(format!(
                     "node id `{}` is held in the registry and did not expire; is another node \
                      using it?",
                     me.node_id
-                ));
+                )));
             }
             glommio::timer::sleep(self.heartbeat / 2).await;
         }
@@ -173,6 +201,21 @@ impl Registry {
                 b"1".to_vec(),
                 self.key.as_bytes().to_vec(),
                 needle.into_bytes(),
+            ])
+            .await
+            .map(|_| ())
+            .map_err(redis_error)
+    }
+
+    /// Pushes a revocation to every other node (they apply it on receipt;
+    /// the databases' look-back remains the fallback if this is lost).
+    pub async fn push_revocation(&self, r: &PushedRevocation) -> Result<(), String> {
+        let payload = serde_json::to_vec(r).map_err(|e| e.to_string())?;
+        self.client
+            .command(vec![
+                b"PUBLISH".to_vec(),
+                REVOCATIONS.as_bytes().to_vec(),
+                payload,
             ])
             .await
             .map(|_| ())

@@ -397,6 +397,18 @@ impl Services {
                 ack,
             })
             .await;
+        // Every other node, within milliseconds (SPEC §7); if Redis is down
+        // they still learn it from the databases within about a second.
+        if let Some(registry) = self.registry() {
+            let pushed = crate::cluster::registry::PushedRevocation {
+                node: self.config.node.id.clone(),
+                sessions,
+                until_s: until,
+            };
+            if let Err(e) = registry.push_revocation(&pushed).await {
+                tracing::warn!(error = %e, "revocation not pushed; other nodes will read it from the database");
+            }
+        }
     }
 
     /// Refuses, on every shard of this node, the sessions that any game's

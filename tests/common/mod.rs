@@ -282,7 +282,17 @@ max_stack = 3
         let text = text
             .replace(&self.http.to_string(), &http.to_string())
             .replace(&self.tcp.to_string(), &tcp.to_string())
-            .replace("id = \"test-node\"", &format!("id = \"{node_id}\""));
+            .lines()
+            .map(|l| {
+                // The node's own id (the only key named `id` at line start).
+                if l.starts_with("id = \"") {
+                    format!("id = \"{node_id}\"")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
         let dir =
             std::env::temp_dir().join(format!("dm-peer-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&dir).expect("dir");
