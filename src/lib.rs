@@ -21,6 +21,7 @@
 //! - [`client_ip`]: who a request comes from (trusted proxies, `X-Forwarded-For`).
 //! - [`clock`]: Unix time and RFC 3339 rendering.
 //! - [`logging`]: log output and run-time level changes.
+//! - [`notify`]: systemd's notify protocol (READY, STOPPING, WATCHDOG, STATUS).
 
 #![warn(missing_docs)]
 
@@ -36,6 +37,7 @@ pub mod logging;
 pub mod mesh;
 pub mod metrics;
 pub mod node;
+pub mod notify;
 pub mod protocol;
 pub mod rate_limit;
 pub mod runtime;
