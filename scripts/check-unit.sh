@@ -2,10 +2,15 @@
 # Lints systemd/datamiddleware@.service with `systemd-analyze verify` (any
 # complaint fails): the unit is rendered for instance node-1 with ExecStart
 # pointing at this checkout's debug build (which `cargo test` has just made),
-# since /usr/local/bin is not installed here. Machines without
-# systemd-analyze say so and skip.
+# since /usr/local/bin is not installed here. systemd-analyze comes from
+# Debian's systemd package, installed when missing (as root); a machine where
+# that is impossible says so and skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
+if ! command -v systemd-analyze >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+  apt_install systemd || true
+fi
 if ! command -v systemd-analyze >/dev/null 2>&1; then
   echo "systemd-analyze not found: systemd unit not linted" >&2
   exit 0

@@ -22,6 +22,7 @@
 //! - [`cluster`]: what the nodes of a cluster share through Redis (node registry).
 //! - [`clock`]: Unix time and RFC 3339 rendering.
 //! - [`logging`]: log output and run-time level changes.
+//! - [`notify`]: systemd's notify protocol (READY, STOPPING, WATCHDOG, STATUS).
 
 #![warn(missing_docs)]
 
@@ -38,6 +39,7 @@ pub mod logging;
 pub mod mesh;
 pub mod metrics;
 pub mod node;
+pub mod notify;
 pub mod protocol;
 pub mod rate_limit;
 pub mod runtime;

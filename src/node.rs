@@ -21,6 +21,10 @@ pub struct ShardGauges {
     pub http_requests: AtomicU64,
     /// TCP frames answered.
     pub tcp_frames: AtomicU64,
+    /// Timer ticks of the shard's executor while the systemd watchdog is
+    /// on: proof, read by the main thread before each `WATCHDOG=1`, that
+    /// the shard still runs (see the notify module).
+    pub beats: AtomicU64,
 }
 
 impl ShardGauges {

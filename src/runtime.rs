@@ -9,12 +9,20 @@
 //! `node.shutdown_grace_ms`, and returns. SIGHUP re-reads the configuration
 //! file and applies its hot settings (log level, per-IP rate limit); a file
 //! that does not validate is refused and logged, and the old settings stay.
+//!
+//! Under systemd (`Type=notify`, the notify module): READY=1 once every shard
+//! has bound its listeners (the databases were migrated before the shards
+//! started), STOPPING=1 from the signal thread as the drain begins, and, when
+//! the unit sets `WatchdogSec`, WATCHDOG=1 from the main thread — which
+//! otherwise only waits — each half interval, only while every shard's
+//! executor keeps beating.
 
 use crate::cluster::registry::ClaimError;
 use crate::config::Config;
 use crate::logging::LogReload;
 use crate::mesh::{self, Peers};
 use crate::node::NodeState;
+use crate::notify::{self, Notifier, Verdict, Watchdog};
 use crate::service::hashing::PasswordHasher;
 use crate::service::revocations::RevocationList;
 use crate::service::{auth, items, Services, ShardLinks};
@@ -40,16 +48,28 @@ impl std::fmt::Display for StartError {
 }
 
 /// Runs the node until a shutdown signal; returns when every shard stopped.
-pub fn run(
+pub fn run(config: Config, config_path: Option<String>, log: LogReload) -> Result<(), StartError> {
+    let notifier = Arc::new(Notifier::from_env());
+    let result = serve(config, config_path, log, &notifier);
+    match &result {
+        Ok(()) => notifier.status("stopped"),
+        Err(e) => notifier.status(&format!("start-up failed: {e}")),
+    }
+    result
+}
+
+fn serve(
     mut config: Config,
     config_path: Option<String>,
     log: LogReload,
+    notifier: &Arc<Notifier>,
 ) -> Result<(), StartError> {
     if config.auth.jwt_secret.is_empty() {
         // Dev mode only (validation refuses it in prod): one secret per start,
         // shared by every shard so any shard verifies any shard's token.
         config.auth.jwt_secret = auth::random_hex(32);
     }
+    notifier.status("starting: preparing databases");
     let revoked = prepare_databases(&config)?;
     let cores: Vec<usize> = core_affinity::get_core_ids()
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
@@ -72,7 +92,15 @@ pub fn run(
         n => n,
     };
     let hasher = PasswordHasher::start(hash_threads, config.auth.hash_queue).map_err(StartError)?;
-    let signals = spawn_signal_thread(node.clone(), config_path, log)?;
+    let watchdog = notify::watchdog_from_env(notifier);
+    let beat = watchdog.as_ref().map(Watchdog::beat);
+    let signals = spawn_signal_thread(
+        node.clone(),
+        config_path,
+        log,
+        notifier.clone(),
+        config.node.shutdown_grace_ms,
+    )?;
     let meshes = mesh::builder(shards);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
     let mut handles = Vec::new();
@@ -97,6 +125,7 @@ pub fn run(
                     revoked,
                     mesh,
                     hasher,
+                    beat,
                 };
                 shard_main(start).await
             })
@@ -130,6 +159,15 @@ pub fn run(
         node = %config.node.id,
         "datamiddleware ready"
     );
+    notifier.ready(&format!(
+        "serving: {shards} shards, http {}, tcp {}, node {}",
+        config.http.listen, config.tcp.listen, config.node.id
+    ));
+    if let Some(dog) = watchdog {
+        // Each shard drops its ready sender when it finishes, so the channel
+        // disconnects once every shard has stopped.
+        keep_watchdog(dog, notifier, &node, &ready_rx);
+    }
     for h in handles {
         let _ = h.join();
     }
@@ -264,6 +302,8 @@ struct ShardStart {
     revoked: Vec<String>,
     mesh: Option<ShardMesh>,
     hasher: PasswordHasher,
+    /// How often to bump the shard's watchdog beat; `None`: no watchdog.
+    beat: Option<Duration>,
 }
 
 async fn shard_main(start: ShardStart) {
@@ -276,6 +316,7 @@ async fn shard_main(start: ShardStart) {
         revoked,
         mesh,
         hasher,
+        beat,
     } = start;
     let config = Rc::new(config);
     let until = crate::clock::now_s() + config.auth.access_ttl_s as i64 + 1;
@@ -332,6 +373,9 @@ async fn shard_main(start: ShardStart) {
         }
     }
     shard.serve_inbox(inbox);
+    if let Some(every) = beat {
+        glommio::spawn_local(beat_forever(node.clone(), id, every)).detach();
+    }
     glommio::spawn_local(shard.clone().reap_expired_forever()).detach();
     if id == 0 {
         glommio::spawn_local(follow_revocations(shard.clone())).detach();
@@ -383,6 +427,54 @@ async fn shard_main(start: ShardStart) {
             open = shard.live_connections(),
             "grace period over; closing remaining connections"
         );
+    }
+    // Tells the main thread (its watchdog loop) that this shard is done.
+    drop(ready);
+}
+
+/// While the systemd watchdog is on: counts this shard's timer ticks, run by
+/// its own executor, so the main thread pings only while the shard runs.
+/// Ends with the shard's executor.
+async fn beat_forever(node: Arc<NodeState>, id: usize, every: Duration) {
+    loop {
+        if let Some(g) = node.gauges.get(id) {
+            g.beats.fetch_add(1, Ordering::Relaxed);
+        }
+        glommio::timer::sleep(every).await;
+    }
+}
+
+/// The main thread from READY=1 until every shard has stopped (draining
+/// included): sends WATCHDOG=1 every half interval while every shard's
+/// beat count moves, and withholds it — saying so once per stall — while
+/// one does not, so systemd restarts a node with a wedged shard.
+fn keep_watchdog(
+    mut dog: Watchdog,
+    notifier: &Notifier,
+    node: &NodeState,
+    shards_running: &mpsc::Receiver<Result<usize, String>>,
+) {
+    let beats = || -> Vec<u64> {
+        node.gauges
+            .iter()
+            .map(|g| g.beats.load(Ordering::Relaxed))
+            .collect()
+    };
+    dog.start(Instant::now(), &beats());
+    loop {
+        match shards_running.recv_timeout(dog.beat()) {
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        match dog.check(Instant::now(), &beats()) {
+            Verdict::Ping => notifier.watchdog(),
+            Verdict::Wait => {}
+            Verdict::Stalled(shard) => tracing::warn!(
+                shard,
+                period_ms = dog.period().as_millis() as u64,
+                "shard made no progress for a watchdog period; withholding WATCHDOG=1"
+            ),
+        }
     }
 }
 
@@ -483,6 +575,8 @@ fn spawn_signal_thread(
     node: Arc<NodeState>,
     config_path: Option<String>,
     log: LogReload,
+    notifier: Arc<Notifier>,
+    grace_ms: u64,
 ) -> Result<SignalThread, StartError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
@@ -497,6 +591,9 @@ fn spawn_signal_thread(
                     _ => {
                         tracing::info!(signal = sig, "shutdown requested; draining");
                         node.shutting_down.store(true, Ordering::Relaxed);
+                        notifier.stopping(&format!(
+                            "draining: finishing in-flight requests (at most {grace_ms} ms)"
+                        ));
                     }
                 }
             }

@@ -20,6 +20,19 @@ pub struct Server {
     pub databases: Vec<String>,
 }
 
+/// Extra ways to start a server, for [`Server::start_with_options`]; the
+/// default is what [`Server::start_with`] does.
+#[derive(Default)]
+pub struct StartOptions<'a> {
+    /// Environment variables for the server process (e.g. `NOTIFY_SOCKET`),
+    /// on top of the test's own; for this start only — `restart` and
+    /// `start_peer` do not carry them.
+    pub env: &'a [(&'a str, &'a str)],
+    /// Return once the process is spawned instead of waiting for `/health`
+    /// to answer (the caller then waits in its own way).
+    pub no_wait: bool,
+}
+
 /// The backend the suite runs against: `DMTEST_BACKEND=mysql` (with the
 /// variables `scripts/backends.sh env` prints) or the embedded SQLite.
 pub enum TestBackend {
@@ -108,6 +121,15 @@ impl Server {
     /// replaces the backend's cache settings), and raw TOML at the
     /// end (`tail`).
     pub fn start_with(shards: usize, lines: &[(&str, &str)]) -> Server {
+        Server::start_with_options(shards, lines, StartOptions::default())
+    }
+
+    /// [`Server::start_with`] with [`StartOptions`].
+    pub fn start_with_options(
+        shards: usize,
+        lines: &[(&str, &str)],
+        options: StartOptions<'_>,
+    ) -> Server {
         let section = |name: &str| -> String {
             lines
                 .iter()
@@ -257,6 +279,7 @@ max_stack = 3
         let child = Command::new(env!("CARGO_BIN_EXE_datamiddleware"))
             .arg("--config")
             .arg(&path)
+            .envs(options.env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -269,7 +292,9 @@ max_stack = 3
             dir,
             databases,
         };
-        server.wait_ready();
+        if !options.no_wait {
+            server.wait_ready();
+        }
         server
     }
 
