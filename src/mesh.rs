@@ -43,6 +43,8 @@ pub enum ShardMessage {
     },
     /// The node's invalidation channel went up or down.
     BusState(bool),
+    /// The games in maintenance now, with their messages (config centre).
+    Maintenance(std::collections::BTreeMap<String, String>),
     /// Take up to `want` tokens of a budget this shard owns, for a lease.
     Lease {
         /// The budget.

@@ -7,6 +7,7 @@
 //! (the shard module).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// Figures one shard publishes; written only by that shard.
@@ -50,8 +51,12 @@ pub struct NodeState {
     pub tcp_connections: AtomicUsize,
     /// One entry per shard.
     pub gauges: Vec<ShardGauges>,
-    /// `auth.rate_limit_per_ip_per_min`, hot-reloaded by SIGHUP.
-    pub rate_limit_per_min: AtomicU32,
+    /// The budgets in force: the config centre's value where it sets one,
+    /// else the file's ([`NodeState::file`]).
+    pub limits: HotLimits,
+    /// The budgets and log level of the configuration file, as last
+    /// (re)loaded; SIGHUP replaces them.
+    pub file: Mutex<FileSettings>,
     /// Shards that still have connections while shutting down; a drained
     /// shard keeps answering its peers until this reaches 0.
     pub shards_draining: AtomicUsize,
@@ -65,15 +70,66 @@ pub struct NodeState {
     pub requests_per_s: AtomicU64,
 }
 
+/// Budgets every shard reads per request or per login.
+#[derive(Debug, Default)]
+pub struct HotLimits {
+    /// Requests per client address per minute.
+    pub requests_per_ip: AtomicU32,
+    /// Failed logins and handshakes per client address per minute.
+    pub failures_per_ip: AtomicU32,
+    /// Failed logins per account per minute.
+    pub failures_per_user: AtomicU32,
+}
+
+impl HotLimits {
+    /// Puts `s` in force.
+    pub fn set(&self, s: &FileSettings) {
+        self.requests_per_ip
+            .store(s.requests_per_ip, Ordering::Relaxed);
+        self.failures_per_ip
+            .store(s.failures_per_ip, Ordering::Relaxed);
+        self.failures_per_user
+            .store(s.failures_per_user, Ordering::Relaxed);
+    }
+}
+
+/// The hot settings as the configuration file gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSettings {
+    /// `auth.rate_limit_per_ip_per_min`.
+    pub requests_per_ip: u32,
+    /// `auth.failed_logins_per_ip_per_min`.
+    pub failures_per_ip: u32,
+    /// `auth.failed_logins_per_user_per_min`.
+    pub failures_per_user: u32,
+    /// `log.level`.
+    pub log_level: String,
+}
+
+impl FileSettings {
+    /// The hot settings of `config`.
+    pub fn of(config: &crate::config::Config) -> FileSettings {
+        FileSettings {
+            requests_per_ip: config.auth.rate_limit_per_ip_per_min,
+            failures_per_ip: config.auth.failed_logins_per_ip_per_min,
+            failures_per_user: config.auth.failed_logins_per_user_per_min,
+            log_level: config.log.level.clone(),
+        }
+    }
+}
+
 impl NodeState {
-    /// State for a node of `shards` shards.
-    pub fn new(shards: usize, rate_limit_per_min: u32) -> NodeState {
+    /// State for a node of `shards` shards starting with the file's settings.
+    pub fn new(shards: usize, file: FileSettings) -> NodeState {
+        let limits = HotLimits::default();
+        limits.set(&file);
         NodeState {
+            limits,
+            file: Mutex::new(file),
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
             tcp_connections: AtomicUsize::new(0),
             gauges: (0..shards).map(|_| ShardGauges::default()).collect(),
-            rate_limit_per_min: AtomicU32::new(rate_limit_per_min),
             shards_draining: AtomicUsize::new(shards),
             instance: format!("{:016x}", rand::random::<u64>()),
             started_ms: crate::clock::now_ms(),

@@ -21,7 +21,7 @@ use crate::cluster::registry::ClaimError;
 use crate::config::Config;
 use crate::logging::LogReload;
 use crate::mesh::{self, Peers};
-use crate::node::NodeState;
+use crate::node::{FileSettings, NodeState};
 use crate::notify::{self, Notifier, Verdict, Watchdog};
 use crate::service::hashing::PasswordHasher;
 use crate::service::revocations::RevocationList;
@@ -80,10 +80,7 @@ fn serve(
     } else {
         config.node.shards
     };
-    let node = Arc::new(NodeState::new(
-        shards,
-        config.auth.rate_limit_per_ip_per_min,
-    ));
+    let node = Arc::new(NodeState::new(shards, FileSettings::of(&config)));
     let dummy_hash: Arc<str> = auth::hash_password("dummy-password-for-timing")
         .map_err(|e| StartError(format!("cannot hash: {e}")))?
         .into();
@@ -94,6 +91,7 @@ fn serve(
     let hasher = PasswordHasher::start(hash_threads, config.auth.hash_queue).map_err(StartError)?;
     let watchdog = notify::watchdog_from_env(notifier);
     let beat = watchdog.as_ref().map(Watchdog::beat);
+    let centre_log = log.clone();
     let signals = spawn_signal_thread(
         node.clone(),
         config_path,
@@ -112,6 +110,7 @@ fn serve(
         let revoked = revoked.clone();
         let mesh = meshes.clone();
         let hasher = hasher.clone();
+        let log = centre_log.clone();
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cores[id % cores.len()]))
             .name(&format!("shard-{id}"))
             .blocking_thread_pool_placement(PoolPlacement::Unbound(config.node.blocking_threads))
@@ -126,6 +125,7 @@ fn serve(
                     mesh,
                     hasher,
                     beat,
+                    log,
                 };
                 shard_main(start).await
             })
@@ -304,6 +304,8 @@ struct ShardStart {
     hasher: PasswordHasher,
     /// How often to bump the shard's watchdog beat; `None`: no watchdog.
     beat: Option<Duration>,
+    /// The log level handle the config centre sets (shard 0).
+    log: LogReload,
 }
 
 async fn shard_main(start: ShardStart) {
@@ -317,6 +319,7 @@ async fn shard_main(start: ShardStart) {
         mesh,
         hasher,
         beat,
+        log,
     } = start;
     let config = Rc::new(config);
     let until = crate::clock::now_s() + config.auth.access_ttl_s as i64 + 1;
@@ -380,6 +383,7 @@ async fn shard_main(start: ShardStart) {
     if id == 0 {
         glommio::spawn_local(follow_revocations(shard.clone())).detach();
         glommio::spawn_local(announce_forever(shard.clone())).detach();
+        glommio::spawn_local(follow_config_centre(shard.clone(), log)).detach();
     }
     if id == 0 && !config.cache.redis.is_empty() {
         glommio::spawn_local(invalidation_subscriber(shard.clone())).detach();
@@ -518,6 +522,62 @@ async fn revocation_subscriber(shard: Rc<Shard>) {
     crate::cache::redis::subscribe_forever(url, REVOCATIONS.to_string(), on_message, |_| {}).await;
 }
 
+/// Shard 0's reading of the config centre (with `cluster.redis`): every
+/// half second, the hot settings in force become the centre's value where
+/// it sets one and the file's otherwise, on every shard, until the node
+/// drains.
+async fn follow_config_centre(shard: Rc<Shard>, log: LogReload) {
+    use crate::cluster::settings::POLL;
+    let Some(registry) = shard.services.registry() else {
+        return;
+    };
+    let node = &shard.node;
+    let mut maintenance = None;
+    let mut failing = false;
+    while !shard.is_draining() && !node.is_shutting_down() {
+        match registry.read_settings().await {
+            Ok(doc) => {
+                failing = false;
+                let s = doc.settings;
+                let file = match node.file.lock() {
+                    Ok(f) => f.clone(),
+                    Err(_) => return,
+                };
+                let effective = FileSettings {
+                    requests_per_ip: s.rate_limit_per_ip_per_min.unwrap_or(file.requests_per_ip),
+                    failures_per_ip: s
+                        .failed_logins_per_ip_per_min
+                        .unwrap_or(file.failures_per_ip),
+                    failures_per_user: s
+                        .failed_logins_per_user_per_min
+                        .unwrap_or(file.failures_per_user),
+                    log_level: s.log_level.clone().unwrap_or(file.log_level),
+                };
+                node.limits.set(&effective);
+                // Every time: SIGHUP may have put the file's level back.
+                log.set_level(&effective.log_level);
+                if maintenance.as_ref() != Some(&s.maintenance) {
+                    shard.services.set_maintenance(s.maintenance.clone());
+                    let games = s.maintenance.clone();
+                    shard
+                        .services
+                        .peers()
+                        .broadcast(false, |_| mesh::ShardMessage::Maintenance(games.clone()))
+                        .await;
+                    tracing::info!(version = doc.version, games = ?s.maintenance.keys().collect::<Vec<_>>(), "cluster settings applied");
+                    maintenance = Some(s.maintenance);
+                }
+            }
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "config centre unreadable; keeping the settings in force");
+            }
+            Err(_) => {}
+        }
+        glommio::timer::sleep(POLL).await;
+    }
+}
+
 /// Shard 0's heartbeat: measures the node's requests per second and, with
 /// `cluster.redis`, refreshes its announcement in the registry, until the
 /// node drains.
@@ -607,8 +667,13 @@ fn reload(path: Option<&str>, log: &LogReload, node: &NodeState) {
     match Config::load(path, std::env::vars()) {
         Ok(c) => {
             log.set_level(&c.log.level);
-            node.rate_limit_per_min
-                .store(c.auth.rate_limit_per_ip_per_min, Ordering::Relaxed);
+            let file = FileSettings::of(&c);
+            // The config centre, when it sets a value, wins again at its
+            // next read (within half a second).
+            node.limits.set(&file);
+            if let Ok(mut f) = node.file.lock() {
+                *f = file;
+            }
             tracing::info!(level = %c.log.level, rate_limit = c.auth.rate_limit_per_ip_per_min, "configuration reloaded");
         }
         Err(e) => tracing::error!(error = %e, "configuration reload refused; keeping the old one"),

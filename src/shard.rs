@@ -217,6 +217,7 @@ impl Shard {
                             }
                         }
                         ShardMessage::BusState(up) => shard.services.cache().set_bus_healthy(up),
+                        ShardMessage::Maintenance(games) => shard.services.set_maintenance(games),
                         ShardMessage::Lease {
                             key,
                             want,

@@ -1,8 +1,9 @@
 //! What the nodes of a cluster share through Redis (SPEC §7): the node
-//! registry so far. Each shard that needs it holds its own connection; shard
+//! registry, pushed revocations and the config centre's hot settings. Each shard that needs it holds its own connection; shard
 //! 0 of each node does the node's periodic work (announcing itself).
 
 pub mod registry;
+pub mod settings;
 
 use crate::config::Config;
 use crate::node::NodeState;

@@ -12,6 +12,7 @@
 //! it; a key left by a node that died expires within three heartbeats, and
 //! the new process takes the id over.
 
+use super::settings::{self, HotSettings, Versioned, WriteError};
 use crate::cache::redis::{RedisClient, RedisError, RedisUrl};
 use crate::cache::resp::Reply;
 use serde::{Deserialize, Serialize};
@@ -220,6 +221,56 @@ impl Registry {
             .await
             .map(|_| ())
             .map_err(redis_error)
+    }
+
+    /// The config centre's document (version 0 and no settings when none
+    /// was ever written).
+    pub async fn read_settings(&self) -> Result<Versioned, String> {
+        let reply = self
+            .client
+            .command(vec![b"GET".to_vec(), settings::KEY.as_bytes().to_vec()])
+            .await
+            .map_err(redis_error)?;
+        match reply {
+            Reply::Bulk(Some(v)) => serde_json::from_slice(&v)
+                .map_err(|e| format!("{} holds no settings document: {e}", settings::KEY)),
+            _ => Ok(Versioned::default()),
+        }
+    }
+
+    /// Replaces the document if its version is still `expected`; returns
+    /// the new version.
+    pub async fn write_settings(
+        &self,
+        expected: u64,
+        new: &HotSettings,
+    ) -> Result<u64, WriteError> {
+        let doc = Versioned {
+            version: expected + 1,
+            settings: new.clone(),
+        };
+        let json = serde_json::to_vec(&doc).map_err(|e| WriteError::Unreachable(e.to_string()))?;
+        let reply = self
+            .client
+            .command(vec![
+                b"EVAL".to_vec(),
+                settings::CAS_SCRIPT.as_bytes().to_vec(),
+                b"1".to_vec(),
+                settings::KEY.as_bytes().to_vec(),
+                expected.to_string().into_bytes(),
+                json,
+            ])
+            .await
+            .map_err(|e| WriteError::Unreachable(redis_error(e)))?;
+        match reply {
+            Reply::Array(Some(parts)) => match parts.as_slice() {
+                [Reply::Int(1), Reply::Int(v)] => Ok(*v as u64),
+                [Reply::Int(0), Reply::Int(v)] => Err(WriteError::Stale(*v as u64)),
+                _ => Err(WriteError::Unreachable("unexpected script reply".into())),
+            },
+            Reply::Error(e) => Err(WriteError::Unreachable(e)),
+            _ => Err(WriteError::Unreachable("unexpected script reply".into())),
+        }
     }
 
     /// Every live node's announcement, ordered by node id.

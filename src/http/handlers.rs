@@ -261,6 +261,10 @@ async fn authed(
         }
         Authed::CacheStats => ok(services.node_cache_stats(c, shard.id).await?),
         Authed::ClusterNodes => ok(services.cluster_nodes(c).await?),
+        Authed::GetClusterConfig => ok(services.cluster_config(c).await?),
+        Authed::PutClusterConfig => ok(services
+            .put_cluster_config(c, req.headers.if_match, req.body)
+            .await?),
         Authed::CacheInvalidate => ok(services
             .invalidate_on_request(c, parse_json(req.body)?)
             .await?),

@@ -101,6 +101,10 @@ pub enum Authed {
     CacheInvalidate,
     /// `GET /api/v1/cluster/nodes`.
     ClusterNodes,
+    /// `GET /api/v1/cluster/config`.
+    GetClusterConfig,
+    /// `PUT /api/v1/cluster/config`.
+    PutClusterConfig,
 }
 
 /// A path pattern: literal segments, `*` matching one parameter segment.
@@ -154,6 +158,7 @@ const TABLE: &[Pattern] = &[
     pat!(["api", "v1", "cache", "stats"], "GET", "GET" => Authed::CacheStats),
     pat!(["api", "v1", "cache", "invalidate"], "POST", "POST" => Authed::CacheInvalidate),
     pat!(["api", "v1", "cluster", "nodes"], "GET", "GET" => Authed::ClusterNodes),
+    pat!(["api", "v1", "cluster", "config"], "GET, PUT", "GET" => Authed::GetClusterConfig, "PUT" => Authed::PutClusterConfig),
 ];
 
 /// Path parameters captured by `*` segments, in order.

@@ -28,7 +28,7 @@ impl Services {
     /// Takes one request of `client`'s per-node budget
     /// (`auth.rate_limit_per_ip_per_min`, hot-reloaded); 429 past it.
     pub async fn admit(&self, client: IpAddr) -> Result<(), ApiError> {
-        let per_min = self.node.rate_limit_per_min.load(Ordering::Relaxed);
+        let per_min = self.node.limits.requests_per_ip.load(Ordering::Relaxed);
         let key = LimitKey::Requests(client);
         let decision = match self.limiter.take(&key, per_min, Instant::now()) {
             Decision::AskOwner { owner, want } => {
@@ -87,15 +87,15 @@ impl Services {
     }
 
     fn failure_keys(&self, client: IpAddr, account: Option<&str>) -> Vec<(LimitKey, u32)> {
-        let auth = &self.config.auth;
+        let limits = &self.node.limits;
         let mut keys = vec![(
             LimitKey::FailuresOfIp(client),
-            auth.failed_logins_per_ip_per_min,
+            limits.failures_per_ip.load(Ordering::Relaxed),
         )];
         if let Some(a) = account {
             keys.push((
                 LimitKey::FailuresOfUser(a.to_string()),
-                auth.failed_logins_per_user_per_min,
+                limits.failures_per_user.load(Ordering::Relaxed),
             ));
         }
         keys

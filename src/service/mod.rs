@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod budgets;
+pub mod config_centre;
 pub mod games;
 pub mod hashing;
 pub mod items;
@@ -33,6 +34,7 @@ use hashing::PasswordHasher;
 use revocations::RevocationList;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -63,6 +65,7 @@ pub struct Services {
     limiter: RateLimiter,
     node: Arc<NodeState>,
     registry: Option<Registry>,
+    maintenance: RefCell<BTreeMap<String, String>>,
 }
 
 /// What a shard hands to [`Services::open`] besides the configuration.
@@ -139,6 +142,7 @@ impl Services {
             limiter: RateLimiter::new(links.shard, links.node.gauges.len()),
             node: links.node,
             registry,
+            maintenance: RefCell::new(BTreeMap::new()),
         })
     }
 
@@ -243,7 +247,21 @@ impl Services {
     /// The game a caller's request acts in, decided here for both front
     /// ends: a player's or game server's token fixes it (naming another game
     /// is refused with 403); an admin names any game, or gets the default.
+    /// A game in maintenance (config centre) answers non-admins 503 with
+    /// its message.
     pub fn scope(
+        &self,
+        caller: &Caller,
+        requested: Option<&str>,
+    ) -> Result<&GameContext, ApiError> {
+        let game = self.scope_game(caller, requested)?;
+        if caller.role != Role::Admin {
+            self.check_maintenance(&game.id)?;
+        }
+        Ok(game)
+    }
+
+    fn scope_game(
         &self,
         caller: &Caller,
         requested: Option<&str>,
@@ -261,7 +279,24 @@ impl Services {
     /// The game an anonymous request (registration, login) acts in: the one
     /// it names, or the default game.
     pub fn anonymous_scope(&self, requested: Option<&str>) -> Result<&GameContext, ApiError> {
-        self.game(requested.unwrap_or(&self.config.default_game))
+        let game = self.game(requested.unwrap_or(&self.config.default_game))?;
+        self.check_maintenance(&game.id)?;
+        Ok(game)
+    }
+
+    /// 503 with the operator's message while `game` is in maintenance
+    /// (config centre); admins are never scoped through here.
+    fn check_maintenance(&self, game: &str) -> Result<(), ApiError> {
+        match self.maintenance.borrow().get(game) {
+            Some(message) => Err(ApiError::unavailable(message.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// The games in maintenance on this shard, with their messages (set by
+    /// the config centre through shard 0).
+    pub fn set_maintenance(&self, games: BTreeMap<String, String>) {
+        *self.maintenance.borrow_mut() = games;
     }
 
     /// Verifies an access token, that its session is not revoked and that
