@@ -19,6 +19,7 @@
 //! - [`metrics`]: per-shard counters and Prometheus rendering.
 //! - [`client_ip`]: who a request comes from (trusted proxies, `X-Forwarded-For`).
 //! - [`clock`]: Unix time and RFC 3339 rendering.
+//! - [`expiring`]: capped maps of expiring entries (tokens, revocations, writers).
 //! - [`logging`]: log output and run-time level changes.
 
 #![warn(missing_docs)]
@@ -29,6 +30,7 @@ pub mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod expiring;
 pub mod game;
 pub mod http;
 pub mod logging;
