@@ -27,6 +27,8 @@ pub mod sqlite;
 use std::fmt;
 use std::sync::Arc;
 
+pub use crate::config::Durability;
+
 pub use model::*;
 
 /// A business rule that refused a change (mapped to SPEC §4 codes above).
@@ -98,6 +100,9 @@ pub trait Store: Send + Sync + 'static {
     fn migrate(&self) -> Result<u32, StoreError>;
     /// Answers when the database is reachable.
     fn ping(&self) -> Result<(), StoreError>;
+    /// Checks that the database keeps the configured durability promise: an
+    /// error says what is missing (run at start-up, before serving).
+    fn check_durability(&self) -> Result<(), StoreError>;
 
     /// Inserts a player and its signup ledger rows.
     fn create_player(&self, new: &NewPlayer) -> Result<Player, StoreError>;
@@ -252,14 +257,19 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Opens the store named by a game's `url` (`sqlite://PATH` or
-/// `mysql://user:pass@host:port/db`).
-pub fn open(url: &str, pool_size: usize) -> Result<Arc<dyn Store>, StoreError> {
+/// `mysql://user:pass@host:port/db`) with what its acknowledged writes must
+/// survive (replicas, which take no writes, are opened with `Normal`).
+pub fn open(
+    url: &str,
+    pool_size: usize,
+    durability: Durability,
+) -> Result<Arc<dyn Store>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
-        let backend = sqlite::SqliteBackend::open(path, pool_size)?;
+        let backend = sqlite::SqliteBackend::open(path, pool_size, durability)?;
         return Ok(Arc::new(sql_store::SqlStore::new(backend)));
     }
     if url.starts_with("mysql://") {
-        let backend = mysql::MysqlBackend::open(url, pool_size)?;
+        let backend = mysql::MysqlBackend::open(url, pool_size, durability)?;
         return Ok(Arc::new(sql_store::SqlStore::new(backend)));
     }
     Err(StoreError::Internal(format!(

@@ -231,6 +231,8 @@ pub trait Backend: Send + Sync + 'static {
         kind: TxKind,
         f: &mut dyn FnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError>;
+    /// What this database's acknowledged writes must survive.
+    fn durability(&self) -> super::Durability;
     /// Runs `f` on a connection outside any explicit transaction (DDL,
     /// migrations bookkeeping, health checks).
     fn with_conn<R>(

@@ -409,6 +409,32 @@ fn count(c: &mut dyn SqlConn, sql: &str, params: &[SqlValue]) -> Result<i64, Sto
     }
 }
 
+/// Whether a MySQL primary's settings make every commit durable against a
+/// power loss — the redo log flushed at each commit, and the binary log too
+/// when it is on (crash recovery rolls back what the binary log lost) — or
+/// what is missing.
+fn mysql_durable(flush_log: i64, log_bin: i64, sync_binlog: i64) -> Result<(), String> {
+    let mut missing = Vec::new();
+    if flush_log != 1 {
+        missing.push(format!(
+            "innodb_flush_log_at_trx_commit = {flush_log} (needs 1)"
+        ));
+    }
+    if log_bin != 0 && sync_binlog != 1 {
+        missing.push(format!(
+            "sync_binlog = {sync_binlog} (needs 1 while the binary log is on)"
+        ));
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "the MySQL primary may lose acknowledged writes to a power loss: {}; set that on \
+         the server, or durability = \"normal\" for this game",
+        missing.join(", ")
+    ))
+}
+
 /// The row, or the business rule that says it is missing.
 fn found_or<T>(v: Option<T>, rule: Rule) -> Result<T, StoreError> {
     v.ok_or(StoreError::Rule(rule))
@@ -446,6 +472,45 @@ impl<B: Backend> Store for SqlStore<B> {
     fn ping(&self) -> Result<(), StoreError> {
         self.backend
             .with_conn(&mut |c| c.query("SELECT 1", &[]).map(|_| ()))
+    }
+
+    fn check_durability(&self) -> Result<(), StoreError> {
+        let wanted = self.backend.durability();
+        self.backend.with_conn(&mut |c| match c.dialect() {
+            Dialect::Sqlite => {
+                let level = match c.query_one("PRAGMA synchronous", &[])? {
+                    Some(r) => row_of("PRAGMA synchronous", &r, |r| r.int(0))?,
+                    None => -1,
+                };
+                let expected = match wanted {
+                    Durability::Full => 2,
+                    Durability::Normal => 1,
+                };
+                if level == expected {
+                    Ok(())
+                } else {
+                    Err(StoreError::Internal(format!(
+                        "SQLite runs with synchronous = {level}, not {expected}"
+                    )))
+                }
+            }
+            // With "normal" the server's own settings are trusted.
+            Dialect::Mysql if wanted == Durability::Normal => Ok(()),
+            Dialect::Mysql => {
+                let row = c.query_one(
+                    "SELECT CAST(@@innodb_flush_log_at_trx_commit AS SIGNED), \
+                     CAST(@@log_bin AS SIGNED), CAST(@@sync_binlog AS SIGNED)",
+                    &[],
+                )?;
+                let (flush_log, log_bin, sync_binlog) = match row {
+                    Some(r) => row_of("server variables", &r, |r| {
+                        Ok((r.int(0)?, r.int(1)?, r.int(2)?))
+                    })?,
+                    None => return Err(StoreError::Internal("no server variables".into())),
+                };
+                mysql_durable(flush_log, log_bin, sync_binlog).map_err(StoreError::Internal)
+            }
+        })
     }
 
     fn create_player(&self, new: &NewPlayer) -> Result<Player, StoreError> {
@@ -1165,5 +1230,57 @@ impl<B: Backend> Store for SqlStore<B> {
                 None => Ok(0),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mysql_primary_is_durable_only_flushing_both_logs_at_each_commit() {
+        assert_eq!(mysql_durable(1, 1, 1), Ok(()));
+        assert_eq!(mysql_durable(1, 0, 0), Ok(()), "no binary log to lose");
+        let e = mysql_durable(2, 1, 1).unwrap_err();
+        assert!(
+            e.contains("innodb_flush_log_at_trx_commit = 2 (needs 1)"),
+            "{e}"
+        );
+        let e = mysql_durable(1, 1, 0).unwrap_err();
+        assert!(e.contains("sync_binlog = 0"), "{e}");
+        assert!(!e.contains("innodb_flush_log_at_trx_commit"), "{e}");
+        let e = mysql_durable(0, 1, 100).unwrap_err();
+        assert!(
+            e.contains("innodb_flush") && e.contains("sync_binlog = 100"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn sqlite_syncs_every_commit_only_when_durability_is_full() {
+        let dir = std::env::temp_dir().join(format!(
+            "dm-durability-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        for (durability, level) in [(Durability::Full, 2), (Durability::Normal, 1)] {
+            let path = dir.join(format!("{durability:?}.db"));
+            let backend = super::super::sqlite::SqliteBackend::open(
+                &path.display().to_string(),
+                1,
+                durability,
+            )
+            .expect("open");
+            let read = backend
+                .with_conn(&mut |c| {
+                    let r = c.query_one("PRAGMA synchronous", &[])?;
+                    r.map(|r| r.int(0)).transpose()
+                })
+                .expect("pragma");
+            assert_eq!(read, Some(level), "{durability:?}");
+            let store = SqlStore::new(backend);
+            assert_eq!(store.check_durability(), Ok(()));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
