@@ -7,8 +7,9 @@ mod common;
 
 use common::{HttpClient, Server, SERVER_KEY};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Highest level and experience a profile may have (src/validate.rs).
 const MAX_LEVEL: i64 = 1_000_000;
@@ -33,6 +34,29 @@ fn call_on(c: &mut HttpClient, method: &str, path: &str, token: &str, body: Valu
 
 fn call(server: &Server, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
     call_on(&mut server.http(), method, path, token, body)
+}
+
+/// What the clients of a race and the change they race share: whether the
+/// change has been answered, and how many of their requests have been.
+#[derive(Default)]
+struct Race {
+    changed: AtomicBool,
+    answered: AtomicUsize,
+}
+
+impl Race {
+    /// Waits until `n` requests have been answered, so the change lands
+    /// while the others still run (polled, not timed; fails after a minute).
+    fn wait_for_answers(&self, n: usize) {
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while self.answered.load(Ordering::SeqCst) < n {
+            assert!(
+                Instant::now() < give_up,
+                "the clients never got {n} answers"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
 
 /// The business code of a failure (or 200).
@@ -193,6 +217,9 @@ fn a_withdrawn_item_is_neither_sold_nor_granted_and_its_pending_order_can_be_can
     );
 }
 
+/// Orders paid while their item is withdrawn.
+const ORDERS: usize = 120;
+
 /// Payments racing a withdrawal: each is either paid completely (charged,
 /// delivered, ledger row) or refused with 2002 and left pending, and none
 /// sent after the withdrawal was answered succeeds.
@@ -202,34 +229,32 @@ fn a_withdrawal_racing_payments_sells_nothing_after_it_is_answered() {
     let admin = server.admin_token();
     let gs = server.server_token("game1");
     let (p, _) = server.player("game1", "racing_buyer");
-    add_item(&server, &admin, "arrow", 10);
-    let orders: Vec<String> = (0..60)
+    add_item(&server, &admin, "arrow", 5);
+    let orders: Vec<String> = (0..ORDERS)
         .map(|_| create_order(&server, &gs, p, "arrow"))
         .collect();
     let orders = Arc::new(orders);
-    let withdrawn = Arc::new(AtomicBool::new(false));
+    let race = Arc::new(Race::default());
     let payers: Vec<_> = (0..6)
         .map(|t| {
-            let (server, gs, orders, withdrawn) = (
-                server.clone(),
-                gs.clone(),
-                orders.clone(),
-                withdrawn.clone(),
-            );
+            let (server, gs, orders, race) =
+                (server.clone(), gs.clone(), orders.clone(), race.clone());
             std::thread::spawn(move || {
                 let mut c = server.http();
                 let mut results = Vec::new();
                 for order in orders.iter().skip(t).step_by(6) {
-                    let after_withdrawal = withdrawn.load(Ordering::SeqCst);
+                    let after_withdrawal = race.changed.load(Ordering::SeqCst);
                     let path = format!("/api/v1/orders/{order}/pay");
                     let answer = call_on(&mut c, "POST", &path, &gs, Value::Null);
+                    race.answered.fetch_add(1, Ordering::SeqCst);
                     results.push((order.clone(), after_withdrawal, code(&answer)));
                 }
                 results
             })
         })
         .collect();
-    // Withdrawn while the payments run (some may be done, some not begun).
+    // Withdrawn while the payments run: some done, others yet to come.
+    race.wait_for_answers(ORDERS / 10);
     let (s, _) = call(
         &server,
         "DELETE",
@@ -238,12 +263,12 @@ fn a_withdrawal_racing_payments_sells_nothing_after_it_is_answered() {
         Value::Null,
     );
     assert_eq!(s, 200);
-    withdrawn.store(true, Ordering::SeqCst);
+    race.changed.store(true, Ordering::SeqCst);
     let results: Vec<_> = payers
         .into_iter()
         .flat_map(|h| h.join().expect("payer"))
         .collect();
-    assert_eq!(results.len(), 60);
+    assert_eq!(results.len(), ORDERS);
     let mut paid = 0;
     for (order, after, answer) in &results {
         let status = order_status(&server, &gs, order);
@@ -262,7 +287,7 @@ fn a_withdrawal_racing_payments_sells_nothing_after_it_is_answered() {
         .filter(|r| r["reason"] == "order_pay")
         .collect();
     assert_eq!(pays.len(), paid, "one ledger row per paid order");
-    assert_eq!(player(&server, &gs, p)["gold"], 1000 - 10 * paid as i64);
+    assert_eq!(player(&server, &gs, p)["gold"], 1000 - 5 * paid as i64);
     assert_eq!(held(&server, &gs, p, "arrow"), paid as i64);
 }
 
@@ -410,37 +435,44 @@ fn a_deleted_player_is_not_found_for_every_action_but_admin_reads() {
     assert_eq!((r.status, r.json()["code"].as_u64()), (401, Some(1003)));
 }
 
-/// Wallet credits racing a deletion: each one answered 200 is in the ledger
-/// and the balance, and none sent after the deletion was answered succeeds.
+/// Wallet credits and grants racing a deletion: each one answered 200 is
+/// in the ledger or the inventory, and none sent after the deletion was
+/// answered succeeds.
 #[test]
-fn a_deletion_racing_wallet_changes_lets_none_through_after_it_is_answered() {
+fn a_deletion_racing_wallet_changes_and_grants_lets_none_through_after_it_is_answered() {
     let server = Arc::new(Server::start(2));
     let admin = server.admin_token();
     let gs = server.server_token("game1");
     let (p, _) = server.player("game1", "deleted_while_paid");
-    let deleted = Arc::new(AtomicBool::new(false));
+    let race = Arc::new(Race::default());
     let workers: Vec<_> = (0..6)
-        .map(|_| {
-            let (server, gs, deleted) = (server.clone(), gs.clone(), deleted.clone());
+        .map(|w| {
+            let (server, gs, race) = (server.clone(), gs.clone(), race.clone());
             std::thread::spawn(move || {
                 let mut c = server.http();
                 let mut results = Vec::new();
-                for _ in 0..15 {
-                    let after = deleted.load(Ordering::SeqCst);
-                    let body = json!({"currency": "gold", "delta": 1, "reason": "race"});
-                    let answer = call_on(
-                        &mut c,
-                        "POST",
-                        &format!("/api/v1/players/{p}/wallet"),
-                        &gs,
-                        body,
-                    );
-                    results.push((after, code(&answer)));
+                let (path, body) = if w % 2 == 0 {
+                    (
+                        format!("/api/v1/players/{p}/wallet"),
+                        json!({"currency": "gold", "delta": 1, "reason": "race"}),
+                    )
+                } else {
+                    (
+                        format!("/api/v1/players/{p}/items/potion/grant"),
+                        json!({"quantity": 1}),
+                    )
+                };
+                for _ in 0..20 {
+                    let after = race.changed.load(Ordering::SeqCst);
+                    let answer = call_on(&mut c, "POST", &path, &gs, body.clone());
+                    race.answered.fetch_add(1, Ordering::SeqCst);
+                    results.push((w % 2 == 0, after, code(&answer)));
                 }
                 results
             })
         })
         .collect();
+    race.wait_for_answers(12);
     let (s, _) = call(
         &server,
         "PUT",
@@ -449,20 +481,24 @@ fn a_deletion_racing_wallet_changes_lets_none_through_after_it_is_answered() {
         json!({"status": "deleted"}),
     );
     assert_eq!(s, 200);
-    deleted.store(true, Ordering::SeqCst);
+    race.changed.store(true, Ordering::SeqCst);
     let results: Vec<_> = workers
         .into_iter()
         .flat_map(|h| h.join().expect("worker"))
         .collect();
-    let mut credited = 0;
-    for (after, answer) in &results {
+    let (mut credited, mut granted) = (0, 0);
+    for (wallet, after, answer) in &results {
         match answer {
             (200, _) => {
                 assert!(
                     !after,
-                    "a credit was applied after the deletion was answered"
+                    "a change was applied after the deletion was answered"
                 );
-                credited += 1;
+                if *wallet {
+                    credited += 1;
+                } else {
+                    granted += 1;
+                }
             }
             (404, 1001) => {}
             other => panic!("{other:?}"),
@@ -474,6 +510,7 @@ fn a_deletion_racing_wallet_changes_lets_none_through_after_it_is_answered() {
         credited
     );
     assert_eq!(player(&server, &admin, p)["gold"], 1000 + credited as i64);
+    assert_eq!(held(&server, &admin, p, "potion"), granted);
 }
 
 #[test]

@@ -991,7 +991,9 @@ impl<B: Backend> Store for SqlStore<B> {
         now_ms: i64,
     ) -> Result<InventoryEntry, StoreError> {
         self.write(|c| {
-            live_player(c, player_id, Lock::Update)?;
+            // Shared: uses and grants of one player do not queue on each
+            // other, only a deletion waits for them (or is seen).
+            live_player(c, player_id, Lock::Share)?;
             // A withdrawn item may still be used: inventories keep it.
             if load_item(c, item_id, Lock::No)?.is_none() {
                 return Err(StoreError::Rule(Rule::ItemNotFound));
@@ -1009,7 +1011,7 @@ impl<B: Backend> Store for SqlStore<B> {
         now_ms: i64,
     ) -> Result<InventoryEntry, StoreError> {
         self.write(|c| {
-            live_player(c, player_id, Lock::Update)?;
+            live_player(c, player_id, Lock::Share)?;
             let def = active_item(c, item_id)?;
             add_items(c, player_id, &def, quantity, now_ms)?;
             entry(c, player_id, item_id)
