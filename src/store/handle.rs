@@ -173,7 +173,7 @@ impl StoreHandle {
     }
 
     /// Whether reads concerning `player` must stay on the primary.
-    pub fn wrote_recently(&self, player: i64) -> bool {
+    fn wrote_recently(&self, player: i64) -> bool {
         let now = Instant::now();
         if self.inner.primary_only_until.get().is_some_and(|t| now < t) {
             return true;
