@@ -6,6 +6,12 @@
 #   start   installs mariadb-server and redis-server if missing (apt-get),
 #           initialises data directories under $DM_BACKENDS_DIR
 #           (default /tmp/dm-backends) and starts all three; idempotent.
+#           MariaDB runs as production must: every commit flushes the redo
+#           log and the binary log (innodb_flush_log_at_trx_commit = 1,
+#           sync_binlog = 1), so an acknowledged write survives a power loss;
+#           the server refuses to start a game with durability = "full"
+#           (the default) on a primary without them. A server already
+#           running is switched to these settings (both are dynamic).
 #   env     prints the DMTEST_* variables the test suite reads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,10 +48,16 @@ wait_port_sql() {
   return 1
 }
 
+# Durable commits (see the header); also applied to a server already running.
+DURABLE_SQL="SET GLOBAL innodb_flush_log_at_trx_commit = 1; SET GLOBAL sync_binlog = 1"
+
 start_mariadb() { # name port server-id extra-args...
   local name=$1 port=$2 id=$3; shift 3
   local data="$DIR/$name"
-  if sql "$port" "SELECT 1" >/dev/null 2>&1; then return 0; fi
+  if sql "$port" "SELECT 1" >/dev/null 2>&1; then
+    sql "$port" "$DURABLE_SQL"
+    return 0
+  fi
   # Not answering: whatever socket or pid file is left belongs to a dead server.
   rm -f "$DIR/$name.sock" "$DIR/$name.sock.lock" "$DIR/$name.pid"
   if [ ! -d "$data/mysql" ]; then
@@ -56,7 +68,8 @@ start_mariadb() { # name port server-id extra-args...
   fi
   "$(mariadb_bin)" --user=root --datadir="$data" --port="$port" --bind-address=127.0.0.1 \
     --socket="$DIR/$name.sock" --pid-file="$DIR/$name.pid" --server-id="$id" \
-    --skip-name-resolve --innodb-buffer-pool-size=64M --innodb-flush-log-at-trx-commit=2 \
+    --skip-name-resolve --innodb-buffer-pool-size=64M \
+    --innodb-flush-log-at-trx-commit=1 --sync-binlog=1 \
     --max-connections=500 --log-error="$DIR/mariadb-$port.log" "$@" &
   for _ in $(seq 1 100); do
     if mariadb --socket="$DIR/$name.sock" -uroot -e "SELECT 1" >/dev/null 2>&1 || sql "$port" "SELECT 1" >/dev/null 2>&1; then break; fi

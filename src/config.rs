@@ -218,6 +218,21 @@ pub struct LogConfig {
     pub access: bool,
 }
 
+/// What a game's acknowledged writes survive (`games.<id>.durability`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// A power loss or OS crash: SQLite syncs its log at every commit
+    /// (`synchronous = FULL`); a MySQL primary must flush its redo log and
+    /// binary log at every commit, which is checked at start-up.
+    #[default]
+    Full,
+    /// A crash of the process only: SQLite syncs at checkpoints
+    /// (`synchronous = NORMAL`), so a power loss may roll back the last
+    /// acknowledged writes; a MySQL server's own settings are not checked.
+    Normal,
+}
+
 /// `[games.<id>]`: one game's database and secrets.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -246,6 +261,8 @@ pub struct GameConfig {
     pub items: Vec<ItemSeed>,
     /// A JSON file with an array of catalogue entries, seeded like `items`.
     pub items_file: String,
+    /// What an acknowledged write survives: `full` (the default) or `normal`.
+    pub durability: Durability,
 }
 
 impl Default for Config {
@@ -370,6 +387,7 @@ impl Default for GameConfig {
             logic: "standard".to_string(),
             items: Vec::new(),
             items_file: String::new(),
+            durability: Durability::Full,
         }
     }
 }
@@ -893,6 +911,34 @@ mod tests {
         assert!(e.0.contains("DM_HTTP_LISTN"), "{e}");
         let e = load_str("[auth]\nmode = \"dev\"\n", &[("DM_NOPE_X", "x")]).unwrap_err();
         assert!(e.0.contains("DM_NOPE_X"), "{e}");
+    }
+
+    #[test]
+    fn durability_is_full_unless_a_game_says_normal() {
+        let text = "default_game = \"a\"\n[auth]\nmode = \"dev\"\n[games.a]\n[games.b]\ndurability = \"normal\"\n";
+        let c = load_str(text, &[]).expect("loads");
+        assert_eq!(c.games["a"].durability, Durability::Full);
+        assert_eq!(c.games["b"].durability, Durability::Normal);
+        let e = load_str(&text.replace("normal", "fast"), &[]).unwrap_err();
+        assert!(e.0.contains("games.b.durability"), "{e}");
+        // The embedded development default trades power-loss safety for speed;
+        // the shipped production examples do not.
+        let dev = Config::load(None, Vec::new()).expect("embedded default");
+        assert_eq!(dev.games["game1"].durability, Durability::Normal);
+        for example in ["conf/node.example.toml", "conf/production.example.toml"] {
+            let text = std::fs::read_to_string(example).expect("example");
+            let text = text
+                .replace(
+                    "jwt_secret = \"\"",
+                    "jwt_secret = \"0123456789abcdef0123456789abcdef\"",
+                )
+                .replace("server_key = \"\"", "server_key = \"0123456789abcdef\"");
+            let c = load_str(&text, &[]).expect(example);
+            assert!(
+                c.games.values().all(|g| g.durability == Durability::Full),
+                "{example}"
+            );
+        }
     }
 
     #[test]

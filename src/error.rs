@@ -184,6 +184,12 @@ impl From<Rule> for ApiError {
             }
             Rule::ItemExists => ApiError::conflict("an item with this item_id exists"),
             Rule::NotForSale => ApiError::bad_request("item is not sold for this currency"),
+            Rule::ExpLimit(max) => {
+                ApiError::conflict(format!("exp would pass its maximum of {max}"))
+            }
+            Rule::LevelLimit(max) => {
+                ApiError::conflict(format!("the player is at the highest level ({max})"))
+            }
         }
     }
 }

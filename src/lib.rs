@@ -21,6 +21,7 @@
 //! - [`client_ip`]: who a request comes from (trusted proxies, `X-Forwarded-For`).
 //! - [`cluster`]: what the nodes of a cluster share through Redis (node registry).
 //! - [`clock`]: Unix time and RFC 3339 rendering.
+//! - [`expiring`]: capped maps of expiring entries (tokens, revocations, writers).
 //! - [`logging`]: log output and run-time level changes.
 //! - [`notify`]: systemd's notify protocol (READY, STOPPING, WATCHDOG, STATUS).
 
@@ -33,6 +34,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod expiring;
 pub mod game;
 pub mod http;
 pub mod logging;

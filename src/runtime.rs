@@ -182,11 +182,13 @@ fn prepare_databases(config: &Config) -> Result<Vec<String>, StartError> {
     let since = crate::clock::now_ms() - (config.auth.access_ttl_s as i64 + 1) * 1000;
     let mut revoked = Vec::new();
     for (id, game) in &config.games {
-        let s = store::open(&game.url, 1)
+        let s = store::open(&game.url, 1, game.durability)
             .map_err(|e| StartError(format!("game {id}: cannot open {}: {e}", game.url)))?;
         let version = s
             .migrate()
             .map_err(|e| StartError(format!("game {id}: migration failed: {e}")))?;
+        s.check_durability()
+            .map_err(|e| StartError(format!("game {id}: key `games.{id}.durability`: {e}")))?;
         let seed: Vec<_> = config
             .item_seed(id)
             .map_err(|e| StartError(e.to_string()))?

@@ -35,6 +35,14 @@ pub const MAX_QUANTITY: i64 = 1_000_000;
 /// Highest price of a catalogue entry, in either currency.
 pub const MAX_PRICE: i64 = 1_000_000_000_000;
 
+/// Highest level a player may have: a profile update may set 1 to this, and
+/// game logic never raises a level past it.
+pub const MAX_LEVEL: i64 = 1_000_000;
+
+/// Most experience a player may have: a profile update may set 0 to this,
+/// and game logic refuses to add past it.
+pub const MAX_EXP: i64 = 1_000_000_000_000_000;
+
 /// Usernames: 3 to 32 of `[A-Za-z0-9_.-]`.
 pub fn username(s: &str) -> Result<(), Invalid> {
     if !(3..=32).contains(&s.len())

@@ -565,7 +565,12 @@ fn mariadb_sends_integers_as_integers_and_decimals_as_text() {
          INSERT INTO {0}.t VALUES (40, 2, 7, '12'), (60, 3, 8, 'x')",
         db.0
     ));
-    let store = MysqlBackend::open(&format!("{primary}/{}", db.0), 1).expect("open");
+    let store = MysqlBackend::open(
+        &format!("{primary}/{}", db.0),
+        1,
+        datamiddleware::config::Durability::Normal,
+    )
+    .expect("open");
     let rows = |sql: &'static str| -> Vec<Row> {
         store
             .with_conn(&mut |c| c.query(sql, &[]))

@@ -1,8 +1,10 @@
-//! The standard game logic: level = floor(exp / 100) + 1, never lowered;
+//! The standard game logic: level = floor(exp / 100) + 1, never lowered and
+//! never above [`MAX_LEVEL`] (the highest level a profile update may set);
 //! `add_exp`, `level_up`, and a `daily_reward` of gold once per UTC day.
 
 use super::{GameError, GameLogic};
 use crate::store::{Currency, Progress};
+use crate::validate::{MAX_EXP, MAX_LEVEL};
 use serde_json::Value;
 
 /// Gold granted by `daily_reward`.
@@ -14,7 +16,7 @@ pub const MAX_EXP_STEP: i64 = 1_000_000_000;
 pub struct Standard;
 
 fn level_for(exp: i64) -> i64 {
-    exp.max(0) / 100 + 1
+    (exp.max(0) / 100 + 1).min(MAX_LEVEL)
 }
 
 fn exp_for(level: i64) -> i64 {
@@ -42,9 +44,16 @@ impl GameLogic for Standard {
                             "amount must be an integer from 1 to {MAX_EXP_STEP}"
                         ))
                     })?;
-                Ok(Progress::AddExp { amount, level_for })
+                Ok(Progress::AddExp {
+                    amount,
+                    level_for,
+                    max_exp: MAX_EXP,
+                })
             }
-            "level_up" => Ok(Progress::LevelUp { exp_for }),
+            "level_up" => Ok(Progress::LevelUp {
+                exp_for,
+                max_level: MAX_LEVEL,
+            }),
             "daily_reward" => Ok(Progress::DailyReward {
                 day: now_ms.div_euclid(86_400_000),
                 currency: Currency::Gold,
@@ -70,6 +79,10 @@ mod tests {
         assert_eq!(level_for(250), 3);
         assert_eq!(exp_for(3), 200);
         assert_eq!(level_for(exp_for(7)), 7);
+        // The formula stops at the highest level a profile may have.
+        assert_eq!(level_for(exp_for(MAX_LEVEL)), MAX_LEVEL);
+        assert_eq!(level_for(exp_for(MAX_LEVEL) + 100), MAX_LEVEL);
+        assert_eq!(level_for(MAX_EXP), MAX_LEVEL);
     }
 
     #[test]

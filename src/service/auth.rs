@@ -3,13 +3,14 @@
 //! parts (hashing) are run on the blocking pool by the callers.
 
 use super::ApiError;
+use crate::expiring::ExpiringMap;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::rc::Rc;
 
 /// What a caller may do (SPEC §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,14 +77,15 @@ pub struct TokenIssuer {
     decoding: DecodingKey,
     validation: Validation,
     access_ttl_s: i64,
-    /// Tokens this shard verified recently, with their expiry: a client
+    /// Tokens this shard verified recently, until their expiry: a client
     /// sends the same token with every request, so the HMAC and JSON work
-    /// is done once per token, not per request.
-    verified: RefCell<HashMap<String, (Caller, i64)>>,
+    /// is done once per token, not per request. At most
+    /// [`VERIFIED_CAPACITY`]; forgetting one only costs a verification.
+    verified: RefCell<ExpiringMap<Rc<str>, Caller, i64>>,
 }
 
 /// Most verified tokens remembered per shard.
-const VERIFIED_CAPACITY: usize = 10_000;
+pub const VERIFIED_CAPACITY: usize = 10_000;
 
 impl TokenIssuer {
     /// A token issuer for `secret`; tokens live `access_ttl_s` seconds.
@@ -98,7 +100,7 @@ impl TokenIssuer {
             decoding: DecodingKey::from_secret(secret),
             validation,
             access_ttl_s: access_ttl_s.min(i64::MAX as u64) as i64,
-            verified: RefCell::new(HashMap::new()),
+            verified: RefCell::new(ExpiringMap::new(VERIFIED_CAPACITY)),
         }
     }
 
@@ -125,19 +127,15 @@ impl TokenIssuer {
     pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
         let now = crate::clock::now_s();
         if let Some((caller, exp)) = self.verified.borrow().get(token) {
-            if *exp > now {
+            if exp > now {
                 return Ok(caller.clone());
             }
         }
         let (caller, exp) = self.verify_signature(token)?;
-        let mut verified = self.verified.borrow_mut();
-        if verified.len() >= VERIFIED_CAPACITY {
-            verified.retain(|_, (_, e)| *e > now);
-            if verified.len() >= VERIFIED_CAPACITY {
-                verified.clear();
-            }
-        }
-        verified.insert(token.to_string(), (caller.clone(), exp));
+        // A full cache drops expired tokens, then the one expiring soonest.
+        self.verified
+            .borrow_mut()
+            .insert(Rc::from(token), caller.clone(), exp, now);
         Ok(caller)
     }
 
@@ -276,6 +274,32 @@ mod tests {
             (401, "token not valid yet (nbf)")
         );
         assert!(issuer.verify(&sign(now - 1)).is_ok());
+    }
+
+    #[test]
+    fn the_verified_token_cache_stays_within_its_cap() {
+        let issuer = TokenIssuer::new(b"0123456789abcdef0123456789abcdef", 900);
+        let now = crate::clock::now_s();
+        let mut tokens = Vec::new();
+        for i in 0..VERIFIED_CAPACITY + 50 {
+            let c = Caller {
+                session_id: format!("s{i}"),
+                ..caller()
+            };
+            // Later tokens expire later, so the first ones are evicted.
+            let (t, _) = issuer.issue(&c, now + i as i64).expect("issue");
+            assert_eq!(issuer.verify(&t).expect("verify").session_id, c.session_id);
+            tokens.push(t);
+        }
+        let verified = issuer.verified.borrow();
+        assert_eq!(verified.len(), VERIFIED_CAPACITY);
+        assert!(verified.get(tokens[0].as_str()).is_none());
+        assert!(verified
+            .get(tokens[VERIFIED_CAPACITY + 49].as_str())
+            .is_some());
+        drop(verified);
+        // An evicted token still verifies (the cache only saves work).
+        assert_eq!(issuer.verify(&tokens[0]).expect("verify").session_id, "s0");
     }
 
     #[test]

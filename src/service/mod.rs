@@ -104,12 +104,13 @@ impl Services {
         };
         let mut games = BTreeMap::new();
         for (id, game) in &config.games {
-            let primary = store::open(&game.url, game.pool_size)?;
+            let primary = store::open(&game.url, game.pool_size, game.durability)?;
             let mut replicas = Vec::new();
             for url in &game.replicas {
+                // A replica takes no writes: nothing to make durable.
                 replicas.push((
                     crate::config::redact(url),
-                    store::open(url, game.pool_size)?,
+                    store::open(url, game.pool_size, store::Durability::Normal)?,
                 ));
             }
             let logic = crate::game::by_name(&game.logic).ok_or_else(|| {

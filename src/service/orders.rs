@@ -157,7 +157,8 @@ impl Services {
     }
 
     /// A page of orders, newest first: a player's own; for game servers and
-    /// admins one player's (`player_id`) or all of the game's.
+    /// admins one player's (`player_id`; 1001 when it does not exist, or is
+    /// deleted and the caller is not an admin) or all of the game's.
     pub async fn list_orders(
         &self,
         caller: &Caller,
@@ -178,9 +179,10 @@ impl Services {
         if let Some(p) = filter {
             require_player(caller, game_id, p)?;
         }
+        let all = caller.role == Role::Admin;
         let rows = game
             .store
-            .read(filter, move |s| s.orders(filter, page))
+            .read(filter, move |s| s.orders(filter, page, all))
             .await?;
         Ok(page_json(
             rows.items.iter().map(order_json).collect(),

@@ -422,11 +422,7 @@ impl Services {
                 .store
                 .run(move |s| s.revoked_sessions_since(since_ms))
                 .await?;
-            fresh.extend(
-                found
-                    .into_iter()
-                    .filter(|sid| !self.revocations.is_revoked(sid)),
-            );
+            fresh.extend(found.into_iter().filter(|sid| !self.revocations.holds(sid)));
         }
         let n = fresh.len();
         self.revoke(fresh).await;

@@ -8,10 +8,16 @@
 //! `read_your_writes_ms` (then the primary, so a client sees its own write).
 //! Lag is measured from a heartbeat row the primary updates every
 //! [`HEARTBEAT`], read back from each replica every [`PROBE`].
+//!
+//! The recent writers are at most [`RECENT_WRITERS_CAPACITY`] per shard and
+//! game. Forgetting a writer early would send its reads to a replica that may
+//! not have its write yet, so when the map is full of writers still inside
+//! their window, the one leaving soonest is evicted and every read goes to
+//! the primary until its window would have ended: slower, never stale.
 
 use super::{Store, StoreError};
+use crate::expiring::ExpiringMap;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +26,8 @@ use std::time::{Duration, Instant};
 pub const HEARTBEAT: Duration = Duration::from_millis(100);
 /// How often each replica's lag is measured.
 pub const PROBE: Duration = Duration::from_millis(200);
+/// Most players whose reads a shard keeps on the primary (per game).
+pub const RECENT_WRITERS_CAPACITY: usize = 100_000;
 
 /// One replica and what this shard last measured of it.
 pub struct Replica {
@@ -52,7 +60,11 @@ struct Inner {
     replicas: Vec<Replica>,
     max_lag_ms: i64,
     ryw: Duration,
-    recent_writers: RefCell<HashMap<i64, Instant>>,
+    /// Players who wrote, until their read-your-writes window ends.
+    recent_writers: RefCell<ExpiringMap<i64, (), Instant>>,
+    /// Every read goes to the primary until then: a writer still inside its
+    /// window was evicted from a full `recent_writers`.
+    primary_only_until: Cell<Option<Instant>>,
     primary_reads: Cell<u64>,
 }
 
@@ -70,6 +82,23 @@ impl StoreHandle {
         max_lag_ms: u64,
         read_your_writes_ms: u64,
     ) -> StoreHandle {
+        StoreHandle::with_writer_capacity(
+            primary,
+            replicas,
+            max_lag_ms,
+            read_your_writes_ms,
+            RECENT_WRITERS_CAPACITY,
+        )
+    }
+
+    /// [`StoreHandle::new`] remembering at most `writers` recent writers.
+    pub fn with_writer_capacity(
+        primary: Arc<dyn Store>,
+        replicas: Vec<(String, Arc<dyn Store>)>,
+        max_lag_ms: u64,
+        read_your_writes_ms: u64,
+        writers: usize,
+    ) -> StoreHandle {
         StoreHandle {
             inner: Rc::new(Inner {
                 primary,
@@ -86,7 +115,8 @@ impl StoreHandle {
                     .collect(),
                 max_lag_ms: max_lag_ms.min(i64::MAX as u64) as i64,
                 ryw: Duration::from_millis(read_your_writes_ms),
-                recent_writers: RefCell::new(HashMap::new()),
+                recent_writers: RefCell::new(ExpiringMap::new(writers)),
+                primary_only_until: Cell::new(None),
                 primary_reads: Cell::new(0),
             }),
         }
@@ -142,9 +172,14 @@ impl StoreHandle {
             .find(|r| r.usable.get())
     }
 
+    /// Whether reads concerning `player` must stay on the primary.
     fn wrote_recently(&self, player: i64) -> bool {
+        let now = Instant::now();
+        if self.inner.primary_only_until.get().is_some_and(|t| now < t) {
+            return true;
+        }
         match self.inner.recent_writers.borrow().get(&player) {
-            Some(at) => at.elapsed() < self.inner.ryw,
+            Some((_, until)) => now < until,
             None => false,
         }
     }
@@ -155,12 +190,23 @@ impl StoreHandle {
         if self.inner.replicas.is_empty() {
             return;
         }
-        let mut map = self.inner.recent_writers.borrow_mut();
-        if map.len() > 100_000 {
-            let ryw = self.inner.ryw;
-            map.retain(|_, at| at.elapsed() < ryw);
+        let now = Instant::now();
+        let until = now + self.inner.ryw;
+        let evicted = self
+            .inner
+            .recent_writers
+            .borrow_mut()
+            .insert(player, (), until, now);
+        if let Some(e) = evicted {
+            // Its reads must not reach a replica before its window ends:
+            // nobody's will.
+            let all_until = self
+                .inner
+                .primary_only_until
+                .get()
+                .map_or(e.expires, |t| t.max(e.expires));
+            self.inner.primary_only_until.set(Some(all_until));
         }
-        map.insert(player, Instant::now());
     }
 
     /// What this shard knows of each replica.
@@ -237,4 +283,55 @@ where
     glommio::executor()
         .spawn_blocking(move || op(store.as_ref()))
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(ryw_ms: u64, writers: usize) -> StoreHandle {
+        // Neither store is used: the routing state is what is tested.
+        let primary = crate::store::open("sqlite://:memory:", 1, crate::store::Durability::Normal)
+            .expect("open");
+        let replica = crate::store::open("sqlite://:memory:", 1, crate::store::Durability::Normal)
+            .expect("open");
+        StoreHandle::with_writer_capacity(
+            primary,
+            vec![("replica".into(), replica)],
+            1000,
+            ryw_ms,
+            writers,
+        )
+    }
+
+    #[test]
+    fn a_full_writer_map_sends_every_read_to_the_primary_instead_of_forgetting() {
+        let h = handle(60_000, 3);
+        for p in 1..=3 {
+            h.wrote(p);
+        }
+        assert!((1..=3).all(|p| h.wrote_recently(p)));
+        assert!(!h.wrote_recently(99));
+        // A fourth writer: player 1 (leaving soonest) is evicted while
+        // inside its window, so every read stays on the primary.
+        h.wrote(4);
+        assert_eq!(h.inner.recent_writers.borrow().len(), 3);
+        assert!(h.wrote_recently(1));
+        assert!(h.wrote_recently(99));
+        for p in 5..1000 {
+            h.wrote(p);
+            assert!(h.inner.recent_writers.borrow().len() <= 3);
+        }
+    }
+
+    #[test]
+    fn writers_whose_window_ended_make_room_without_a_fallback() {
+        let h = handle(0, 3);
+        for p in 1..1000 {
+            h.wrote(p);
+            assert!(h.inner.recent_writers.borrow().len() <= 3);
+        }
+        assert_eq!(h.inner.primary_only_until.get(), None);
+        assert!(!h.wrote_recently(999));
+    }
 }

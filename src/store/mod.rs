@@ -8,8 +8,13 @@
 //! Every business transaction is written once in [`sql_store`] over the small
 //! SQL surface of [`sql`]; a backend ([`sqlite`]) only supplies connections,
 //! transactions and its dialect. Rows are locked in one global order —
-//! `orders`, then `players` by ascending id, then `player_items` — so two
-//! transactions never wait on each other in a cycle.
+//! `orders`, then `players` by ascending id, then `item_defs` (shared), then
+//! `player_items` — so two transactions never wait on each other in a cycle.
+//!
+//! A deleted player (status `deleted`) is not found for every change: the
+//! rule is checked on the player's row inside the changing transaction, so a
+//! deletion and a change of the same player serialise on that row. Reads
+//! say whether they may see deleted players (admins may).
 
 pub mod handle;
 pub mod migrations;
@@ -21,6 +26,8 @@ pub mod sqlite;
 
 use std::fmt;
 use std::sync::Arc;
+
+pub use crate::config::Durability;
 
 pub use model::*;
 
@@ -54,6 +61,10 @@ pub enum Rule {
     ItemExists,
     /// 400: the item has no price in that currency.
     NotForSale,
+    /// 409: the change would take a player's experience past this maximum.
+    ExpLimit(i64),
+    /// 409: the player is at this highest level already.
+    LevelLimit(i64),
 }
 
 /// Why a store call failed.
@@ -89,6 +100,9 @@ pub trait Store: Send + Sync + 'static {
     fn migrate(&self) -> Result<u32, StoreError>;
     /// Answers when the database is reachable.
     fn ping(&self) -> Result<(), StoreError>;
+    /// Checks that the database keeps the configured durability promise: an
+    /// error says what is missing (run at start-up, before serving).
+    fn check_durability(&self) -> Result<(), StoreError>;
 
     /// Inserts a player and its signup ledger rows.
     fn create_player(&self, new: &NewPlayer) -> Result<Player, StoreError>;
@@ -116,8 +130,14 @@ pub trait Store: Send + Sync + 'static {
         reference: &str,
         now_ms: i64,
     ) -> Result<Player, StoreError>;
-    /// A page of a player's ledger, newest first.
-    fn ledger(&self, id: i64, page: PageRequest) -> Result<Page<LedgerEntry>, StoreError>;
+    /// A page of a player's ledger, newest first; a deleted player's only
+    /// with `include_deleted` (else 1001).
+    fn ledger(
+        &self,
+        id: i64,
+        page: PageRequest,
+        include_deleted: bool,
+    ) -> Result<Page<LedgerEntry>, StoreError>;
     /// Applies a game logic progress change.
     fn apply_progress(
         &self,
@@ -169,8 +189,13 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts the entries that do not exist yet; returns how many.
     fn seed_item_defs(&self, defs: &[ItemDef]) -> Result<usize, StoreError>;
 
-    /// A player's inventory.
-    fn inventory(&self, player_id: i64) -> Result<Vec<InventoryEntry>, StoreError>;
+    /// A player's inventory; a deleted player's only with `include_deleted`
+    /// (else 1001).
+    fn inventory(
+        &self,
+        player_id: i64,
+        include_deleted: bool,
+    ) -> Result<Vec<InventoryEntry>, StoreError>;
     /// Consumes `quantity` of an item.
     fn use_item(
         &self,
@@ -202,12 +227,21 @@ pub trait Store: Send + Sync + 'static {
     fn create_order(&self, new: &NewOrder) -> Result<(Order, bool), StoreError>;
     /// One order.
     fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError>;
-    /// A page of orders, newest first, of one player or of everyone.
-    fn orders(&self, player_id: Option<i64>, page: PageRequest) -> Result<Page<Order>, StoreError>;
+    /// A page of orders, newest first, of one player (1001 when it does not
+    /// exist, or is deleted and not `include_deleted`) or of everyone.
+    fn orders(
+        &self,
+        player_id: Option<i64>,
+        page: PageRequest,
+        include_deleted: bool,
+    ) -> Result<Page<Order>, StoreError>;
     /// Pays a pending order once: charges, delivers, marks paid. Paying a
-    /// paid order returns it unchanged.
+    /// paid order returns it unchanged. An order for a withdrawn item (2002)
+    /// or of a deleted player (1001) is not paid and stays pending.
     fn pay_order(&self, order_id: &str, now_ms: i64) -> Result<Order, StoreError>;
-    /// Cancels a pending order (a cancelled one is returned unchanged).
+    /// Cancels a pending order (a cancelled one is returned unchanged); also
+    /// one for a withdrawn item or of a deleted player, since cancelling
+    /// moves nothing.
     fn cancel_order(&self, order_id: &str, now_ms: i64) -> Result<Order, StoreError>;
     /// Refunds a paid order: credits the price back, takes back the items
     /// the player still holds (at most the quantity bought).
@@ -223,14 +257,19 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Opens the store named by a game's `url` (`sqlite://PATH` or
-/// `mysql://user:pass@host:port/db`).
-pub fn open(url: &str, pool_size: usize) -> Result<Arc<dyn Store>, StoreError> {
+/// `mysql://user:pass@host:port/db`) with what its acknowledged writes must
+/// survive (replicas, which take no writes, are opened with `Normal`).
+pub fn open(
+    url: &str,
+    pool_size: usize,
+    durability: Durability,
+) -> Result<Arc<dyn Store>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
-        let backend = sqlite::SqliteBackend::open(path, pool_size)?;
+        let backend = sqlite::SqliteBackend::open(path, pool_size, durability)?;
         return Ok(Arc::new(sql_store::SqlStore::new(backend)));
     }
     if url.starts_with("mysql://") {
-        let backend = mysql::MysqlBackend::open(url, pool_size)?;
+        let backend = mysql::MysqlBackend::open(url, pool_size, durability)?;
         return Ok(Arc::new(sql_store::SqlStore::new(backend)));
     }
     Err(StoreError::Internal(format!(

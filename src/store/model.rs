@@ -379,16 +379,23 @@ pub struct Page<T> {
 #[derive(Debug, Clone, Copy)]
 pub enum Progress {
     /// Adds experience; the level becomes `max(level, level_for(exp))`.
+    /// Refused (nothing changes) when experience would pass `max_exp`.
     AddExp {
         /// Experience to add (> 0).
         amount: i64,
-        /// The game's level formula.
+        /// The game's level formula; it never answers more than the highest
+        /// level a profile update may set.
         level_for: fn(i64) -> i64,
+        /// Most experience a player may have.
+        max_exp: i64,
     },
-    /// Raises the level by one, with experience at least `exp_for(level)`.
+    /// Raises the level by one, with experience at least `exp_for(level)`;
+    /// refused at `max_level`.
     LevelUp {
         /// Experience needed to reach a level.
         exp_for: fn(i64) -> i64,
+        /// Highest level.
+        max_level: i64,
     },
     /// Grants a currency once per `day` (days since the Unix epoch, UTC).
     DailyReward {

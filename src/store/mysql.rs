@@ -8,7 +8,7 @@
 
 use super::migrations::{Migration, MYSQL};
 use super::sql::{Backend, Dialect, Row, SqlConn, SqlValue, TxKind};
-use super::StoreError;
+use super::{Durability, StoreError};
 use mysql::consts::CapabilityFlags;
 use mysql::prelude::Queryable;
 use mysql::{Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, TxOpts, Value};
@@ -23,12 +23,17 @@ pub struct MysqlBackend {
     pool: Pool,
     /// `host:port/db` without credentials, for messages.
     name: String,
+    durability: Durability,
 }
 
 impl MysqlBackend {
     /// Prepares a pool for `url` (`mysql://user:pass@host:port/db`); no
     /// connection is made until first use.
-    pub fn open(url: &str, pool_size: usize) -> Result<MysqlBackend, StoreError> {
+    pub fn open(
+        url: &str,
+        pool_size: usize,
+        durability: Durability,
+    ) -> Result<MysqlBackend, StoreError> {
         let opts =
             Opts::from_url(url).map_err(|e| StoreError::Internal(format!("bad MySQL url: {e}")))?;
         let name = format!(
@@ -51,7 +56,11 @@ impl MysqlBackend {
                     .with_reset_connection(false),
             );
         let pool = Pool::new(builder).map_err(|e| map_err(&e))?;
-        Ok(MysqlBackend { pool, name })
+        Ok(MysqlBackend {
+            pool,
+            name,
+            durability,
+        })
     }
 
     fn conn(&self) -> Result<mysql::PooledConn, StoreError> {
@@ -256,6 +265,10 @@ impl Backend for MysqlBackend {
         Err(StoreError::Unavailable(
             "transaction retries exhausted".into(),
         ))
+    }
+
+    fn durability(&self) -> Durability {
+        self.durability
     }
 
     fn with_conn<R>(

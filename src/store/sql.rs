@@ -180,6 +180,18 @@ impl Dialect {
             Dialect::Mysql => " FOR UPDATE",
         }
     }
+
+    /// Suffix of a `SELECT` that share-locks the rows it reads: others may
+    /// read them but not change them until this transaction ends (a payment
+    /// holds its catalogue entry so a withdrawal waits for it, or it sees
+    /// the withdrawal). `LOCK IN SHARE MODE` is understood by MariaDB and
+    /// MySQL alike.
+    pub fn for_share(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Mysql => " LOCK IN SHARE MODE",
+        }
+    }
 }
 
 /// A connection inside a transaction.
@@ -219,6 +231,8 @@ pub trait Backend: Send + Sync + 'static {
         kind: TxKind,
         f: &mut dyn FnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError>;
+    /// What this database's acknowledged writes must survive.
+    fn durability(&self) -> super::Durability;
     /// Runs `f` on a connection outside any explicit transaction (DDL,
     /// migrations bookkeeping, health checks).
     fn with_conn<R>(

@@ -77,16 +77,60 @@ fn player_from(r: &Row) -> Result<Player, StoreError> {
     })
 }
 
-fn load_player(c: &mut dyn SqlConn, id: i64, lock: bool) -> Result<Option<Player>, StoreError> {
-    let suffix = if lock { c.dialect().for_update() } else { "" };
+/// How a `SELECT` holds the rows it reads until the transaction ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lock {
+    /// Not at all (a consistent read).
+    No,
+    /// Others may read but not change them.
+    Share,
+    /// Others may neither lock nor change them.
+    Update,
+}
+
+impl Lock {
+    fn suffix(self, dialect: Dialect) -> &'static str {
+        match self {
+            Lock::No => "",
+            Lock::Share => dialect.for_share(),
+            Lock::Update => dialect.for_update(),
+        }
+    }
+}
+
+fn load_player(c: &mut dyn SqlConn, id: i64, lock: Lock) -> Result<Option<Player>, StoreError> {
+    let suffix = lock.suffix(c.dialect());
     let sql = format!("SELECT {PLAYER_COLUMNS} FROM players WHERE id = ?{suffix}");
     c.query_one(&sql, args![id])?
         .map(|r| player_from(&r))
         .transpose()
 }
 
-fn must_player(c: &mut dyn SqlConn, id: i64, lock: bool) -> Result<Player, StoreError> {
-    load_player(c, id, lock)?.ok_or(StoreError::Rule(Rule::PlayerNotFound))
+fn must_player(c: &mut dyn SqlConn, id: i64) -> Result<Player, StoreError> {
+    load_player(c, id, Lock::No)?.ok_or(StoreError::Rule(Rule::PlayerNotFound))
+}
+
+/// The player a change acts on, held with `lock` for the rest of the
+/// transaction; a deleted player is not found (1001), so a deletion and a
+/// change of the same player serialise on its row.
+fn live_player(c: &mut dyn SqlConn, id: i64, lock: Lock) -> Result<Player, StoreError> {
+    match load_player(c, id, lock)? {
+        Some(p) if p.status != PlayerStatus::Deleted => Ok(p),
+        _ => Err(StoreError::Rule(Rule::PlayerNotFound)),
+    }
+}
+
+/// The player a read shows: a deleted one only when `include_deleted`
+/// (admins), else 1001 as if it did not exist.
+fn visible_player(
+    c: &mut dyn SqlConn,
+    id: i64,
+    include_deleted: bool,
+) -> Result<Player, StoreError> {
+    match load_player(c, id, Lock::No)? {
+        Some(p) if include_deleted || p.status != PlayerStatus::Deleted => Ok(p),
+        _ => Err(StoreError::Rule(Rule::PlayerNotFound)),
+    }
 }
 
 const ITEM_COLUMNS: &str =
@@ -108,8 +152,13 @@ fn item_from(r: &Row) -> Result<ItemDef, StoreError> {
     })
 }
 
-fn load_item(c: &mut dyn SqlConn, item_id: &str) -> Result<Option<ItemDef>, StoreError> {
-    let sql = format!("SELECT {ITEM_COLUMNS} FROM item_defs WHERE item_id = ?");
+fn load_item(
+    c: &mut dyn SqlConn,
+    item_id: &str,
+    lock: Lock,
+) -> Result<Option<ItemDef>, StoreError> {
+    let suffix = lock.suffix(c.dialect());
+    let sql = format!("SELECT {ITEM_COLUMNS} FROM item_defs WHERE item_id = ?{suffix}");
     c.query_one(&sql, args![item_id])?
         .map(|r| item_from(&r))
         .transpose()
@@ -132,8 +181,11 @@ fn insert_item(c: &mut dyn SqlConn, def: &ItemDef) -> Result<u64, StoreError> {
     )
 }
 
+/// The catalogue entry a sale, grant or transfer uses, share-locked until
+/// the transaction ends: a withdrawal (status `deleted`) either commits
+/// first and is seen here (2002), or waits until this change commits.
 fn active_item(c: &mut dyn SqlConn, item_id: &str) -> Result<ItemDef, StoreError> {
-    match load_item(c, item_id)? {
+    match load_item(c, item_id, Lock::Share)? {
         Some(def) if def.status == ItemStatus::Active => Ok(def),
         _ => Err(StoreError::Rule(Rule::ItemNotFound)),
     }
@@ -164,9 +216,9 @@ fn order_from(r: &Row) -> Result<Order, StoreError> {
 fn load_order(
     c: &mut dyn SqlConn,
     order_id: &str,
-    lock: bool,
+    lock: Lock,
 ) -> Result<Option<Order>, StoreError> {
-    let suffix = if lock { c.dialect().for_update() } else { "" };
+    let suffix = lock.suffix(c.dialect());
     let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ?{suffix}");
     c.query_one(&sql, args![order_id])?
         .map(|r| order_from(&r))
@@ -191,8 +243,9 @@ fn entry(c: &mut dyn SqlConn, player_id: i64, item_id: &str) -> Result<Inventory
     })
 }
 
-/// Changes a balance by `delta` unless it would go below zero, and writes
-/// the ledger row. The caller's transaction holds the player row after this.
+/// Changes a balance by `delta` unless it would go below zero or the player
+/// is deleted (1001), and writes the ledger row. The caller's transaction
+/// holds the player row after this.
 fn change_balance(
     c: &mut dyn SqlConn,
     player_id: i64,
@@ -206,12 +259,12 @@ fn change_balance(
     let changed = c.exec(
         &format!(
             "UPDATE players SET {col} = {col} + ?, version = version + 1, updated_at = ? \
-             WHERE id = ? AND {col} + ? >= 0"
+             WHERE id = ? AND status <> 'deleted' AND {col} + ? >= 0"
         ),
         args![delta, now_ms, player_id, delta],
     )?;
     if changed == 0 {
-        must_player(c, player_id, false)?;
+        live_player(c, player_id, Lock::No)?;
         return Err(StoreError::Rule(Rule::NotEnoughCurrency));
     }
     let balance = match c.query_one(
@@ -313,7 +366,7 @@ fn lock_for(
     from: OrderStatus,
     to: OrderStatus,
 ) -> Result<Transition, StoreError> {
-    let order = found_or(load_order(c, order_id, true)?, Rule::OrderNotFound)?;
+    let order = found_or(load_order(c, order_id, Lock::Update)?, Rule::OrderNotFound)?;
     match order.status {
         s if s == to => Ok(Transition::Done(order)),
         s if s == from => Ok(Transition::Go(order)),
@@ -344,7 +397,7 @@ fn finish(
     }
     params.extend([now_ms.into(), order_id.into(), from.as_str().into()]);
     c.exec(&sql, &params)?;
-    found_or(load_order(c, order_id, false)?, Rule::OrderNotFound)
+    found_or(load_order(c, order_id, Lock::No)?, Rule::OrderNotFound)
 }
 
 /// The count a `SELECT COUNT(*) ...` answers (0 if it answers no row; a
@@ -354,6 +407,32 @@ fn count(c: &mut dyn SqlConn, sql: &str, params: &[SqlValue]) -> Result<i64, Sto
         Some(r) => row_of("a count", &r, |r| r.int(0)),
         None => Ok(0),
     }
+}
+
+/// Whether a MySQL primary's settings make every commit durable against a
+/// power loss — the redo log flushed at each commit, and the binary log too
+/// when it is on (crash recovery rolls back what the binary log lost) — or
+/// what is missing.
+fn mysql_durable(flush_log: i64, log_bin: i64, sync_binlog: i64) -> Result<(), String> {
+    let mut missing = Vec::new();
+    if flush_log != 1 {
+        missing.push(format!(
+            "innodb_flush_log_at_trx_commit = {flush_log} (needs 1)"
+        ));
+    }
+    if log_bin != 0 && sync_binlog != 1 {
+        missing.push(format!(
+            "sync_binlog = {sync_binlog} (needs 1 while the binary log is on)"
+        ));
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "the MySQL primary may lose acknowledged writes to a power loss: {}; set that on \
+         the server, or durability = \"normal\" for this game",
+        missing.join(", ")
+    ))
 }
 
 /// The row, or the business rule that says it is missing.
@@ -395,6 +474,45 @@ impl<B: Backend> Store for SqlStore<B> {
             .with_conn(&mut |c| c.query("SELECT 1", &[]).map(|_| ()))
     }
 
+    fn check_durability(&self) -> Result<(), StoreError> {
+        let wanted = self.backend.durability();
+        self.backend.with_conn(&mut |c| match c.dialect() {
+            Dialect::Sqlite => {
+                let level = match c.query_one("PRAGMA synchronous", &[])? {
+                    Some(r) => row_of("PRAGMA synchronous", &r, |r| r.int(0))?,
+                    None => -1,
+                };
+                let expected = match wanted {
+                    Durability::Full => 2,
+                    Durability::Normal => 1,
+                };
+                if level == expected {
+                    Ok(())
+                } else {
+                    Err(StoreError::Internal(format!(
+                        "SQLite runs with synchronous = {level}, not {expected}"
+                    )))
+                }
+            }
+            // With "normal" the server's own settings are trusted.
+            Dialect::Mysql if wanted == Durability::Normal => Ok(()),
+            Dialect::Mysql => {
+                let row = c.query_one(
+                    "SELECT CAST(@@innodb_flush_log_at_trx_commit AS SIGNED), \
+                     CAST(@@log_bin AS SIGNED), CAST(@@sync_binlog AS SIGNED)",
+                    &[],
+                )?;
+                let (flush_log, log_bin, sync_binlog) = match row {
+                    Some(r) => row_of("server variables", &r, |r| {
+                        Ok((r.int(0)?, r.int(1)?, r.int(2)?))
+                    })?,
+                    None => return Err(StoreError::Internal("no server variables".into())),
+                };
+                mysql_durable(flush_log, log_bin, sync_binlog).map_err(StoreError::Internal)
+            }
+        })
+    }
+
     fn create_player(&self, new: &NewPlayer) -> Result<Player, StoreError> {
         self.write(|c| {
             let inserted = c.exec(
@@ -433,12 +551,12 @@ impl<B: Backend> Store for SqlStore<B> {
             }
             // The signup grants are part of creation, not updates.
             c.exec("UPDATE players SET version = 1 WHERE id = ?", args![id])?;
-            must_player(c, id, false)
+            must_player(c, id)
         })
     }
 
     fn player(&self, id: i64) -> Result<Option<Player>, StoreError> {
-        self.read(|c| load_player(c, id, false))
+        self.read(|c| load_player(c, id, Lock::No))
     }
 
     fn credentials(&self, username: &str) -> Result<Option<PlayerCredentials>, StoreError> {
@@ -504,17 +622,20 @@ impl<B: Backend> Store for SqlStore<B> {
                 sets.push("status = ?".to_string());
                 params.push(s.as_str().into());
             }
-            let mut sql = format!("UPDATE players SET {} WHERE id = ?", sets.join(", "));
+            let mut sql = format!(
+                "UPDATE players SET {} WHERE id = ? AND status <> 'deleted'",
+                sets.join(", ")
+            );
             params.push(id.into());
             if let Some(v) = expected_version {
                 sql.push_str(" AND version = ?");
                 params.push(v.into());
             }
             if c.exec(&sql, &params)? == 0 {
-                must_player(c, id, false)?;
+                live_player(c, id, Lock::No)?;
                 return Err(StoreError::Rule(Rule::VersionConflict));
             }
-            must_player(c, id, false)
+            must_player(c, id)
         })
     }
 
@@ -529,13 +650,18 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> Result<Player, StoreError> {
         self.write(|c| {
             change_balance(c, id, currency, delta, reason, reference, now_ms)?;
-            must_player(c, id, false)
+            must_player(c, id)
         })
     }
 
-    fn ledger(&self, id: i64, page: PageRequest) -> Result<Page<LedgerEntry>, StoreError> {
+    fn ledger(
+        &self,
+        id: i64,
+        page: PageRequest,
+        include_deleted: bool,
+    ) -> Result<Page<LedgerEntry>, StoreError> {
         self.read(|c| {
-            must_player(c, id, false)?;
+            visible_player(c, id, include_deleted)?;
             let total = count(c, "SELECT COUNT(*) FROM ledger WHERE player_id = ?", args![id])?;
             let items = c
                 .query(
@@ -570,18 +696,29 @@ impl<B: Backend> Store for SqlStore<B> {
         now_ms: i64,
     ) -> Result<Player, StoreError> {
         self.write(|c| {
-            let p = must_player(c, id, true)?;
+            let p = live_player(c, id, Lock::Update)?;
             match progress {
-                Progress::AddExp { amount, level_for } => {
-                    let exp = p.exp.saturating_add(amount);
+                Progress::AddExp {
+                    amount,
+                    level_for,
+                    max_exp,
+                } => {
+                    let exp = p
+                        .exp
+                        .checked_add(amount)
+                        .filter(|e| *e <= max_exp)
+                        .ok_or(StoreError::Rule(Rule::ExpLimit(max_exp)))?;
                     let level = p.level.max(level_for(exp));
                     c.exec(
                         "UPDATE players SET exp = ?, level = ?, version = version + 1, updated_at = ? WHERE id = ?",
                         args![exp, level, now_ms, id],
                     )?;
                 }
-                Progress::LevelUp { exp_for } => {
-                    let level = p.level.saturating_add(1);
+                Progress::LevelUp { exp_for, max_level } => {
+                    if p.level >= max_level {
+                        return Err(StoreError::Rule(Rule::LevelLimit(max_level)));
+                    }
+                    let level = p.level + 1;
                     let exp = p.exp.max(exp_for(level));
                     c.exec(
                         "UPDATE players SET exp = ?, level = ?, version = version + 1, updated_at = ? WHERE id = ?",
@@ -596,7 +733,7 @@ impl<B: Backend> Store for SqlStore<B> {
                     change_balance(c, id, currency, amount, "daily_reward", &format!("day:{day}"), now_ms)?;
                 }
             }
-            must_player(c, id, false)
+            must_player(c, id)
         })
     }
 
@@ -744,7 +881,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     fn item_def(&self, item_id: &str) -> Result<Option<ItemDef>, StoreError> {
-        self.read(|c| load_item(c, item_id))
+        self.read(|c| load_item(c, item_id, Lock::No))
     }
 
     fn create_item_def(&self, def: &ItemDef) -> Result<ItemDef, StoreError> {
@@ -754,7 +891,7 @@ impl<B: Backend> Store for SqlStore<B> {
                 Err(StoreError::Conflict(_)) => Err(StoreError::Rule(Rule::ItemExists)),
                 other => other.map(|_| ()),
             }?;
-            found_or(load_item(c, &def.item_id)?, Rule::ItemNotFound)
+            found_or(load_item(c, &def.item_id, Lock::No)?, Rule::ItemNotFound)
         })
     }
 
@@ -803,7 +940,7 @@ impl<B: Backend> Store for SqlStore<B> {
                     &params,
                 )?;
             }
-            found_or(load_item(c, item_id)?, Rule::ItemNotFound)
+            found_or(load_item(c, item_id, Lock::No)?, Rule::ItemNotFound)
         })
     }
 
@@ -811,7 +948,7 @@ impl<B: Backend> Store for SqlStore<B> {
         self.write(|c| {
             let mut added = 0;
             for def in defs {
-                if load_item(c, &def.item_id)?.is_none() {
+                if load_item(c, &def.item_id, Lock::No)?.is_none() {
                     insert_item(c, def)?;
                     added += 1;
                 }
@@ -820,9 +957,13 @@ impl<B: Backend> Store for SqlStore<B> {
         })
     }
 
-    fn inventory(&self, player_id: i64) -> Result<Vec<InventoryEntry>, StoreError> {
+    fn inventory(
+        &self,
+        player_id: i64,
+        include_deleted: bool,
+    ) -> Result<Vec<InventoryEntry>, StoreError> {
         self.read(|c| {
-            must_player(c, player_id, false)?;
+            visible_player(c, player_id, include_deleted)?;
             c.query(
                 "SELECT item_id, quantity, updated_at FROM player_items WHERE player_id = ? AND quantity > 0 ORDER BY item_id",
                 args![player_id],
@@ -850,8 +991,11 @@ impl<B: Backend> Store for SqlStore<B> {
         now_ms: i64,
     ) -> Result<InventoryEntry, StoreError> {
         self.write(|c| {
-            must_player(c, player_id, false)?;
-            if load_item(c, item_id)?.is_none() {
+            // Shared: uses and grants of one player do not queue on each
+            // other, only a deletion waits for them (or is seen).
+            live_player(c, player_id, Lock::Share)?;
+            // A withdrawn item may still be used: inventories keep it.
+            if load_item(c, item_id, Lock::No)?.is_none() {
                 return Err(StoreError::Rule(Rule::ItemNotFound));
             }
             remove_items(c, player_id, item_id, quantity, now_ms)?;
@@ -867,7 +1011,7 @@ impl<B: Backend> Store for SqlStore<B> {
         now_ms: i64,
     ) -> Result<InventoryEntry, StoreError> {
         self.write(|c| {
-            must_player(c, player_id, false)?;
+            live_player(c, player_id, Lock::Share)?;
             let def = active_item(c, item_id)?;
             add_items(c, player_id, &def, quantity, now_ms)?;
             entry(c, player_id, item_id)
@@ -884,13 +1028,23 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> Result<(InventoryEntry, InventoryEntry), StoreError> {
         self.write(|c| {
             // Lock both players in ascending id order: transfers in opposite
-            // directions then queue instead of deadlocking.
+            // directions then queue instead of deadlocking. Neither may be
+            // deleted.
             let lock = c.dialect().for_update();
             let found = c.query(
-                &format!("SELECT id FROM players WHERE id IN (?, ?) ORDER BY id{lock}"),
+                &format!("SELECT id, status FROM players WHERE id IN (?, ?) ORDER BY id{lock}"),
                 args![from.min(to), from.max(to)],
             )?;
-            if found.len() < 2 {
+            let mut live = 0;
+            for r in &found {
+                let status = row_of("players", r, |r| {
+                    r.parsed(1, "a player status", PlayerStatus::parse)
+                })?;
+                if status != PlayerStatus::Deleted {
+                    live += 1;
+                }
+            }
+            if live < 2 {
                 return Err(StoreError::Rule(Rule::PlayerNotFound));
             }
             let def = active_item(c, item_id)?;
@@ -905,6 +1059,9 @@ impl<B: Backend> Store for SqlStore<B> {
         // insert fail; the second attempt then finds that order.
         for _ in 0..2 {
             let result = self.write(|c| {
+                // Held until the order is in: a deletion of the player waits,
+                // or is seen (1001) — also by a repeat of an older create.
+                live_player(c, new.player_id, Lock::Share)?;
                 if let Some(key) = &new.idempotency_key {
                     let existing = c.query_one(
                         &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE player_id = ? AND idempotency_key = ?"),
@@ -918,7 +1075,6 @@ impl<B: Backend> Store for SqlStore<B> {
                         return Ok((order, false));
                     }
                 }
-                must_player(c, new.player_id, false)?;
                 let def = active_item(c, &new.item_id)?;
                 let unit = def.price(new.currency).ok_or(StoreError::Rule(Rule::NotForSale))?;
                 let total = unit.checked_mul(new.quantity).ok_or(StoreError::Rule(Rule::NotEnoughCurrency))?;
@@ -926,7 +1082,7 @@ impl<B: Backend> Store for SqlStore<B> {
                     &format!("INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, 0)"),
                     args![&new.order_id, new.player_id, &new.item_id, new.quantity, unit, total, new.currency.as_str(), new.idempotency_key.clone(), new.now_ms, new.now_ms],
                 )?;
-                let order = found_or(load_order(c, &new.order_id, false)?, Rule::OrderNotFound)?;
+                let order = found_or(load_order(c, &new.order_id, Lock::No)?, Rule::OrderNotFound)?;
                 Ok((order, true))
             });
             match result {
@@ -938,11 +1094,19 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError> {
-        self.read(|c| load_order(c, order_id, false))
+        self.read(|c| load_order(c, order_id, Lock::No))
     }
 
-    fn orders(&self, player_id: Option<i64>, page: PageRequest) -> Result<Page<Order>, StoreError> {
+    fn orders(
+        &self,
+        player_id: Option<i64>,
+        page: PageRequest,
+        include_deleted: bool,
+    ) -> Result<Page<Order>, StoreError> {
         self.read(|c| {
+            if let Some(p) = player_id {
+                visible_player(c, p, include_deleted)?;
+            }
             let (filter, params): (&str, Vec<SqlValue>) = match player_id {
                 Some(p) => (" WHERE player_id = ?", vec![p.into()]),
                 None => ("", Vec::new()),
@@ -966,6 +1130,10 @@ impl<B: Backend> Store for SqlStore<B> {
                 Transition::Done(order) => return Ok(order),
                 Transition::Go(order) => order,
             };
+            // In the global lock order (orders, players, item_defs, items);
+            // any refusal rolls back and leaves the order pending.
+            live_player(c, order.player_id, Lock::Update)?;
+            let def = active_item(c, &order.item_id)?;
             change_balance(
                 c,
                 order.player_id,
@@ -975,7 +1143,6 @@ impl<B: Backend> Store for SqlStore<B> {
                 order_id,
                 now_ms,
             )?;
-            let def = load_item(c, &order.item_id)?.ok_or(StoreError::Rule(Rule::ItemNotFound))?;
             add_items(c, order.player_id, &def, order.quantity, now_ms)?;
             finish(c, order_id, OrderStatus::Pending, OrderStatus::Paid, now_ms)
         })
@@ -1065,5 +1232,57 @@ impl<B: Backend> Store for SqlStore<B> {
                 None => Ok(0),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mysql_primary_is_durable_only_flushing_both_logs_at_each_commit() {
+        assert_eq!(mysql_durable(1, 1, 1), Ok(()));
+        assert_eq!(mysql_durable(1, 0, 0), Ok(()), "no binary log to lose");
+        let e = mysql_durable(2, 1, 1).unwrap_err();
+        assert!(
+            e.contains("innodb_flush_log_at_trx_commit = 2 (needs 1)"),
+            "{e}"
+        );
+        let e = mysql_durable(1, 1, 0).unwrap_err();
+        assert!(e.contains("sync_binlog = 0"), "{e}");
+        assert!(!e.contains("innodb_flush_log_at_trx_commit"), "{e}");
+        let e = mysql_durable(0, 1, 100).unwrap_err();
+        assert!(
+            e.contains("innodb_flush") && e.contains("sync_binlog = 100"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn sqlite_syncs_every_commit_only_when_durability_is_full() {
+        let dir = std::env::temp_dir().join(format!(
+            "dm-durability-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        for (durability, level) in [(Durability::Full, 2), (Durability::Normal, 1)] {
+            let path = dir.join(format!("{durability:?}.db"));
+            let backend = super::super::sqlite::SqliteBackend::open(
+                &path.display().to_string(),
+                1,
+                durability,
+            )
+            .expect("open");
+            let read = backend
+                .with_conn(&mut |c| {
+                    let r = c.query_one("PRAGMA synchronous", &[])?;
+                    r.map(|r| r.int(0)).transpose()
+                })
+                .expect("pragma");
+            assert_eq!(read, Some(level), "{durability:?}");
+            let store = SqlStore::new(backend);
+            assert_eq!(store.check_durability(), Ok(()));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

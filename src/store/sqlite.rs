@@ -1,4 +1,8 @@
 //! The embedded default backend: one SQLite file per game, in WAL mode.
+//! With `durability = "full"` every commit syncs the log (`synchronous =
+//! FULL`), so an acknowledged write survives a power loss; with `"normal"`
+//! the log is synced at checkpoints only, which survives a crash of the
+//! process but may lose the last commits to a power loss.
 //!
 //! A shard's `SqliteBackend` keeps a small pool of connections that only that
 //! shard's blocking threads use. SQLite serialises writers itself; write
@@ -7,7 +11,7 @@
 
 use super::migrations::{Migration, SQLITE};
 use super::sql::{Backend, Dialect, Row, SqlConn, SqlValue, TxKind};
-use super::StoreError;
+use super::{Durability, StoreError};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, ErrorCode};
 use std::collections::HashMap;
@@ -21,6 +25,7 @@ pub struct SqliteBackend {
     idle: Mutex<Vec<Connection>>,
     max_idle: usize,
     writer: Arc<Mutex<()>>,
+    durability: Durability,
 }
 
 /// One writer turn per database file in this process. SQLite admits one
@@ -41,7 +46,11 @@ fn writer_turn(path: &str) -> Arc<Mutex<()>> {
 
 impl SqliteBackend {
     /// Opens (creating the file and its directory when missing) `path`.
-    pub fn open(path: &str, pool_size: usize) -> Result<SqliteBackend, StoreError> {
+    pub fn open(
+        path: &str,
+        pool_size: usize,
+        durability: Durability,
+    ) -> Result<SqliteBackend, StoreError> {
         if let Some(dir) = Path::new(path).parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -57,6 +66,7 @@ impl SqliteBackend {
             idle: Mutex::new(Vec::new()),
             max_idle: pool_size.max(1),
             writer: Arc::new(Mutex::new(())),
+            durability,
         };
         let conn = backend.connect()?;
         backend.give_back(conn);
@@ -69,9 +79,13 @@ impl SqliteBackend {
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.path)))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(map_err)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-        )
+        let synchronous = match self.durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
+        ))
         .map_err(map_err)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(conn)
@@ -210,6 +224,10 @@ impl Backend for SqliteBackend {
         }
         self.give_back(conn);
         result
+    }
+
+    fn durability(&self) -> Durability {
+        self.durability
     }
 
     fn with_conn<R>(
