@@ -132,6 +132,16 @@ async fn answer(
     match msg_type {
         MessageType::Heartbeat | MessageType::Ping => {
             session.last_heartbeat = Instant::now();
+            // A connection that only keeps itself alive still learns of a
+            // revocation while the shard's bounded set remembers it (its
+            // heartbeats come far more often than a revocation is kept).
+            let revoked = session
+                .caller
+                .as_ref()
+                .is_some_and(|c| shard.services.check_not_revoked(c).is_err());
+            if revoked {
+                session.caller = None;
+            }
             let answer = if msg_type == MessageType::Ping {
                 MessageType::Pong
             } else {
