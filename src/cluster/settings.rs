@@ -105,8 +105,8 @@ pub enum WriteError {
     Unreachable(String),
 }
 
-/// The compare-and-set of a write: stores ARGV[2] only if the stored
-/// version is ARGV[1]; answers {1, new} or {0, current}.
+/// The compare-and-set of a write: stores `ARGV[2]` only if the stored
+/// version is `ARGV[1]`; answers `{1, new}` or `{0, current}`.
 pub const CAS_SCRIPT: &str = "local cur = redis.call('GET', KEYS[1]) \
     local v = 0 \
     if cur then v = cjson.decode(cur).version end \
