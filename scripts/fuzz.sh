@@ -8,8 +8,8 @@
 #   scripts/fuzz.sh run TARGET [SECONDS]     one long run (default 3600 s), resumed if
 #   scripts/fuzz.sh run TARGET --execs N     fuzz/out/TARGET exists (--execs: N executions,
 #                                            at most FUZZ_MAX_SECONDS=3600); prints fuzzer_stats
-#   scripts/fuzz.sh cmin TARGET              replace fuzz/corpus/TARGET by afl-cmin of
-#                                            that corpus plus the run's queue
+#   scripts/fuzz.sh cmin TARGET              keep in fuzz/corpus/TARGET its seeds and the
+#                                            afl-cmin of them plus the run's queue
 #   scripts/fuzz.sh list                     the targets
 #
 # Installs what it needs on a fresh Debian machine (root): a C toolchain and
@@ -148,24 +148,33 @@ case "$cmd" in
     all=$(mktemp -d) min=$(mktemp -d)
     trap 'rm -rf "$all" "$min"' EXIT
     cp "$FUZZ_DIR/corpus/$t"/* "$all"/
-    # The queue's "orig:" entries are copies of the corpus files.
-    find "$queue" -maxdepth 1 -type f -name 'id:*' ! -name '*orig:*' -exec cp {} "$all"/ \;
+    # The queue's "orig:" entries are copies of the corpus files; entries over
+    # FUZZ_CMIN_MAX_BYTES (4096) are left out to keep the committed corpus small.
+    find "$queue" -maxdepth 1 -type f -name 'id:*' ! -name '*orig:*' \
+      -size -"$((${FUZZ_CMIN_MAX_BYTES:-4096} + 1))"c -exec cp {} "$all"/ \;
     rmdir "$min"
-    nice -n 19 cargo afl cmin -i "$all" -o "$min" -t "$TIMEOUT_MS" -- "$FUZZ_DIR/target/release/$t"
-    rm -rf "${FUZZ_DIR:?}/corpus/$t"
-    mkdir -p "$FUZZ_DIR/corpus/$t"
-    # Hand-written seeds keep their names; AFL's "id:...,src:..." names, with
-    # colons and commas, become short portable ones.
+    # The shell version of afl-cmin: AFL++'s Python one finds no coverage in
+    # these persistent-mode Rust targets (0 tuples) and would empty the corpus.
+    cmin=$(find "${XDG_DATA_HOME:-$HOME/.local/share}/afl.rs" -name afl-cmin.bash \
+      -path "*rustc-$(rustc -V | cut -d' ' -f2)-*" | head -1)
+    [ -x "$cmin" ] || { echo "afl-cmin.bash not found under the cargo-afl data directory" >&2; exit 1; }
+    nice -n 19 "$cmin" -i "$all" -o "$min" -t "$TIMEOUT_MS" -- "$FUZZ_DIR/target/release/$t" \
+      >"$OUT_DIR/cmin-$t.log" 2>&1 || { tail -c 2000 "$OUT_DIR/cmin-$t.log" >&2; exit 1; }
+    n=$(find "$min" -type f | wc -l)
+    [ "$n" -gt 0 ] || { echo "afl-cmin kept no file; corpus left as it was" >&2; exit 1; }
+    # Hand-written seeds (every name but qNNNNN) stay, whatever afl-cmin
+    # thought of them: they document what the target is meant to see. The
+    # kept queue entries get short portable names instead of AFL's
+    # "id:...,src:..." with colons and commas.
+    find "$FUZZ_DIR/corpus/$t" -type f -name 'q[0-9][0-9][0-9][0-9][0-9]' -delete
     i=0
     for f in "$min"/*; do
-      name=$(basename "$f")
-      case "$name" in
-        id:*) i=$((i + 1)) && name=$(printf 'q%05d' "$i") ;;
+      case "$(basename "$f")" in
+        id:*) i=$((i + 1)) && cp "$f" "$FUZZ_DIR/corpus/$t/$(printf 'q%05d' "$i")" ;;
       esac
-      cp "$f" "$FUZZ_DIR/corpus/$t/$name"
     done
     echo "$t: corpus minimised to $(find "$FUZZ_DIR/corpus/$t" -type f | wc -l) files," \
-      "$(du -sh "$FUZZ_DIR/corpus/$t" | cut -f1)"
+      "$(du -sh --apparent-size "$FUZZ_DIR/corpus/$t" | cut -f1)"
     ;;
   *)
     usage
