@@ -426,8 +426,21 @@ impl Config {
             ),
             None => (EMBEDDED_DEFAULT.to_string(), "embedded default".to_string()),
         };
+        Config::from_toml_str(&text, &origin, env)
+    }
+
+    /// Parses configuration `text` (its messages name `origin`, the file),
+    /// applies the `DM_*` variables of `env`, and validates the result: all of
+    /// [`Config::load`] but reading the file, a function of its own so that
+    /// the fuzz target `config_loader` (under `fuzz/`) runs the real loader.
+    /// An `items_file` named in `text` is still read, as `load` reads it.
+    pub fn from_toml_str(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
         let mut table: toml::Table =
-            toml::from_str(&text).map_err(|e| err(format!("{origin}: {e}")))?;
+            toml::from_str(text).map_err(|e| err(format!("{origin}: {e}")))?;
         apply_env_overrides(&mut table, env)?;
         let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| err(format!("{origin}: key `{}`: {}", e.path(), e.inner())))?;

@@ -3,14 +3,13 @@
 //! goes through the same service functions as the HTTP routes.
 
 use super::reply::{self, ReplyTo};
-use crate::protocol::{codes, flags, FrameRef, MessageType};
+use crate::protocol::{codes, flags, inflate_body, FrameRef, InflateError, MessageType};
 use crate::service::players::RegisterRequest;
 use crate::service::sessions::{HandshakeRequest, LoginRequest, LogoutRequest};
 use crate::service::{parse_json, ApiError, Caller, Data, PageQuery};
 use crate::shard::Shard;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::io::Read;
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -209,18 +208,12 @@ fn checked_body(shard: &Shard, frame: &FrameRef<'_>) -> Result<Vec<u8>, ApiError
         return Ok(frame.body.to_vec());
     }
     let limit = shard.config.tcp.max_body_bytes;
-    let mut inflated = Vec::new();
-    flate2::read::GzDecoder::new(frame.body)
-        .take(limit as u64 + 1)
-        .read_to_end(&mut inflated)
-        .map_err(|_| ApiError::bad_request("body is not valid gzip"))?;
-    if inflated.len() > limit {
-        return Err(ApiError::new(
-            413,
-            format!("inflated body exceeds {limit} bytes"),
-        ));
-    }
-    Ok(inflated)
+    inflate_body(frame.body, limit).map_err(|e| match e {
+        InflateError::NotGzip => ApiError::bad_request("body is not valid gzip"),
+        InflateError::TooLarge => {
+            ApiError::new(413, format!("inflated body exceeds {limit} bytes"))
+        }
+    })
 }
 
 async fn handle(
