@@ -47,6 +47,8 @@ pub struct NodeState {
     pub started: Instant,
     /// Set once by the signal thread; shards poll it.
     pub shutting_down: AtomicBool,
+    /// Set once every shard has bound its listeners and is serving.
+    pub serving: AtomicBool,
     /// Open TCP connections of the whole node (for `tcp.max_connections`).
     pub tcp_connections: AtomicUsize,
     /// One entry per shard.
@@ -128,6 +130,7 @@ impl NodeState {
             file: Mutex::new(file),
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
+            serving: AtomicBool::new(false),
             tcp_connections: AtomicUsize::new(0),
             gauges: (0..shards).map(|_| ShardGauges::default()).collect(),
             shards_draining: AtomicUsize::new(shards),

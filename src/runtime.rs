@@ -152,6 +152,9 @@ fn serve(
         }
         return Err(StartError(e));
     }
+    // Only now does `/ready` say so: every shard listens, so a balancer
+    // (or a test) that waits for it spreads connections over all of them.
+    node.serving.store(true, Ordering::Relaxed);
     tracing::info!(
         shards,
         http = %config.http.listen,

@@ -284,6 +284,7 @@ async fn metrics(shard: &Shard) -> Response {
 fn ready(readiness: Readiness) -> Response {
     match readiness {
         Readiness::ShuttingDown => Response::status(503, "shutting down"),
+        Readiness::Starting => Response::status(503, "starting: not every shard listens yet"),
         Readiness::Ready { degraded, checks } => {
             let status = if degraded { "degraded" } else { "ready" };
             Response::ok(&json!({ "status": status, "checks": checks }))

@@ -39,6 +39,9 @@ fn component(game: &str) -> String {
 pub enum Readiness {
     /// Draining after SIGTERM: a load balancer must stop sending.
     ShuttingDown,
+    /// Not every shard listens yet: connections would all land on the
+    /// shards that do.
+    Starting,
     /// At least one game database does not answer.
     NotReady(Vec<BackendFailure>),
     /// Serving. `degraded` when Redis or the invalidation channel is down
@@ -143,6 +146,9 @@ impl Services {
     pub async fn readiness(&self, node: &NodeState, shard_draining: bool) -> Readiness {
         if shard_draining || node.is_shutting_down() {
             return Readiness::ShuttingDown;
+        }
+        if !node.serving.load(Relaxed) {
+            return Readiness::Starting;
         }
         let failed = self.check_backends().await;
         if !failed.is_empty() {

@@ -365,8 +365,11 @@ max_stack = 3
                     panic!("server exited during start-up ({status}): {}", self.log());
                 }
             }
+            // `/ready`, not `/health`: one shard answers `/health` while the
+            // others may still be binding their listeners, and connections
+            // made then all land on the first (seen under a CPU hog).
             if let Ok(mut c) = HttpClient::connect(self.http) {
-                if let Ok(r) = c.try_request("GET", "/health", &[], b"") {
+                if let Ok(r) = c.try_request("GET", "/ready", &[], b"") {
                     if r.status == 200 {
                         return;
                     }
