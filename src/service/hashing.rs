@@ -5,7 +5,7 @@
 //! shards' blocking pools, a login flood filled every blocking thread and
 //! each database call queued behind hashes (wallet writes went from 1 ms to
 //! 815 ms). Here hashing has `auth.hash_threads` threads of its own for the
-//! whole node, running at a lower CPU priority than the shards and their
+//! whole node, running at a lower CPU priority (nice 5) than the shards and their
 //! database threads, behind a queue of `auth.hash_queue` jobs: a job that
 //! does not fit is refused at once (503) instead of waiting.
 //!
@@ -20,8 +20,12 @@ use std::sync::{Arc, Mutex};
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// How much the hash threads yield to everything else (Linux nice value).
-const HASH_NICENESS: i32 = 10;
+/// How much the hash threads yield to the shards (Linux nice value): at 5
+/// a contended core gives them about a quarter of the time the shards get,
+/// so a flood of logins cannot crowd out database work; a higher value made
+/// logins crawl on a host busy with other work (nice 10: a tenth), past the
+/// shutdown grace of in-flight requests in a stress run.
+const HASH_NICENESS: i32 = 5;
 
 /// A handle to the node's hashing pool; cheap to clone, one per shard.
 #[derive(Clone)]
