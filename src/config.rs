@@ -29,6 +29,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Cluster coordination through Redis.
     pub cluster: ClusterConfig,
+    /// Orders: how long a pending order lives.
+    pub orders: OrdersConfig,
     /// Log level, format and the access log.
     pub log: LogConfig,
     /// Game used when a request names none (`X-Game-Id` absent).
@@ -203,6 +205,30 @@ pub struct ClusterConfig {
     pub redis: String,
     /// Interval of the node heartbeat.
     pub heartbeat_ms: u64,
+    /// How long a singleton job's lease lasts without renewal: a holder
+    /// that dies is replaced within it.
+    pub job_lease_ms: u64,
+    /// How often each singleton job runs (on whichever node holds it).
+    pub job_interval_ms: u64,
+    /// For failure tests only: a pause between taking a job's lease and its
+    /// database write, the window a paused holder (GC, SIGSTOP) would be
+    /// caught in; 0 in production.
+    pub job_write_delay_ms: u64,
+}
+
+/// `[orders]`: order lifetime.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrdersConfig {
+    /// A pending order older than this is cancelled (reason `expired`) by
+    /// the singleton job.
+    pub pending_ttl_s: u64,
+}
+
+impl Default for OrdersConfig {
+    fn default() -> Self {
+        OrdersConfig { pending_ttl_s: 900 }
+    }
 }
 
 /// `[log]`: log level and format.
@@ -276,6 +302,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             cache: CacheConfig::default(),
             cluster: ClusterConfig::default(),
+            orders: OrdersConfig::default(),
             log: LogConfig::default(),
             default_game: "game1".to_string(),
             games,
@@ -358,6 +385,9 @@ impl Default for ClusterConfig {
         ClusterConfig {
             redis: String::new(),
             heartbeat_ms: 1000,
+            job_lease_ms: 5000,
+            job_interval_ms: 1000,
+            job_write_delay_ms: 0,
         }
     }
 }
@@ -485,6 +515,13 @@ impl Config {
             self.auth.failed_logins_per_user_per_min as u64,
         )?;
         positive("auth.hash_queue", self.auth.hash_queue as u64)?;
+        positive("orders.pending_ttl_s", self.orders.pending_ttl_s)?;
+        if !(100..=3_600_000).contains(&self.cluster.job_lease_ms) {
+            return Err(err("key `cluster.job_lease_ms`: from 100 to 3600000"));
+        }
+        if !(50..=3_600_000).contains(&self.cluster.job_interval_ms) {
+            return Err(err("key `cluster.job_interval_ms`: from 50 to 3600000"));
+        }
         crate::client_ip::TrustedProxies::parse(&self.http.trusted_proxies)
             .map_err(|e| err(format!("key `http.trusted_proxies`: {e}")))?;
         positive("tcp.max_connections", self.tcp.max_connections as u64)?;

@@ -388,6 +388,7 @@ async fn shard_main(start: ShardStart) {
     if id == 0 {
         glommio::spawn_local(follow_revocations(shard.clone())).detach();
         glommio::spawn_local(announce_forever(shard.clone())).detach();
+        glommio::spawn_local(run_singleton_jobs(shard.clone())).detach();
         glommio::spawn_local(follow_config_centre(shard.clone(), log)).detach();
     }
     if id == 0 && !config.cache.redis.is_empty() {
@@ -580,6 +581,85 @@ async fn follow_config_centre(shard: Rc<Shard>, log: LogReload) {
             Err(_) => {}
         }
         glommio::timer::sleep(POLL).await;
+    }
+}
+
+/// Shard 0's singleton jobs (SPEC §7): every `cluster.job_interval_ms`,
+/// for each job, takes or renews its lease in Redis (with `cluster.redis`)
+/// and, while this node holds it, runs the job on every game's database
+/// under the lease's fencing token. The database refuses the write once a
+/// newer holder has written with a newer token, so a holder paused past its
+/// lease (GC, SIGSTOP) cannot act after its successor: no clock is trusted.
+/// A stand-alone node runs the jobs itself, with token 0.
+async fn run_singleton_jobs(shard: Rc<Shard>) {
+    use crate::store::{FencedJob, StoreError};
+    let cfg = shard.config.clone();
+    let every = Duration::from_millis(cfg.cluster.job_interval_ms);
+    let lease = Duration::from_millis(cfg.cluster.job_lease_ms);
+    let delay = Duration::from_millis(cfg.cluster.job_write_delay_ms);
+    let holder = format!("{}/{}", cfg.node.id, shard.node.instance);
+    let pending_ttl_ms = (cfg.orders.pending_ttl_s as i64).saturating_mul(1000);
+    let token_life_ms = (cfg.auth.access_ttl_s as i64 + 60).saturating_mul(1000);
+    let mut failing = false;
+    loop {
+        glommio::timer::sleep(every).await;
+        if shard.is_draining() || shard.node.is_shutting_down() {
+            return;
+        }
+        let now = crate::clock::now_ms();
+        let jobs = [
+            FencedJob::ExpireOrders {
+                created_before_ms: now.saturating_sub(pending_ttl_ms),
+            },
+            FencedJob::PurgeSessions {
+                expired_before_ms: now,
+                revoked_before_ms: now.saturating_sub(token_life_ms),
+            },
+        ];
+        for job in jobs {
+            let token = match shard.services.registry() {
+                None => 0,
+                Some(registry) => match registry.lease(job.name(), &holder, lease).await {
+                    Ok(Some(token)) => {
+                        failing = false;
+                        token
+                    }
+                    Ok(None) => continue,
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!(error = %e, "cannot take singleton job leases; jobs wait for Redis");
+                        }
+                        failing = true;
+                        continue;
+                    }
+                },
+            };
+            if !delay.is_zero() {
+                glommio::timer::sleep(delay).await;
+            }
+            for game in shard.services.games() {
+                let (who, at) = (holder.clone(), crate::clock::now_ms());
+                let ran = game
+                    .store
+                    .run(move |s| s.run_fenced(job, token, &who, at))
+                    .await;
+                match ran {
+                    Ok(0) => {}
+                    Ok(affected) => {
+                        tracing::info!(job = job.name(), game = %game.id, token, affected, "singleton job ran")
+                    }
+                    Err(StoreError::Conflict(_)) => tracing::warn!(
+                        job = job.name(),
+                        game = %game.id,
+                        token,
+                        "fencing token stale: a newer holder runs this job; write refused"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(job = job.name(), game = %game.id, error = %e, "singleton job failed")
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -273,6 +273,49 @@ impl Registry {
         }
     }
 
+    /// Takes or renews the lease of singleton job `job` for `holder`:
+    /// `Some(token)` while this holder has it (a new fencing token, from a
+    /// counter that only grows, each time the lease changes hands), `None`
+    /// while another holder does. The lease lasts `lease` unless renewed.
+    pub async fn lease(
+        &self,
+        job: &str,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<Option<i64>, String> {
+        const SCRIPT: &str = "local cur = redis.call('GET', KEYS[1]) \
+            if not cur then \
+              local t = redis.call('INCR', KEYS[2]) \
+              redis.call('SET', KEYS[1], ARGV[1] .. '|' .. t, 'PX', ARGV[2]) \
+              return t \
+            end \
+            local sep = string.find(cur, '|', 1, true) \
+            if sep and string.sub(cur, 1, sep - 1) == ARGV[1] then \
+              redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
+              return tonumber(string.sub(cur, sep + 1)) \
+            end \
+            return 0";
+        let reply = self
+            .client
+            .command(vec![
+                b"EVAL".to_vec(),
+                SCRIPT.as_bytes().to_vec(),
+                b"2".to_vec(),
+                format!("dm:lock:{job}").into_bytes(),
+                format!("dm:fence:{job}").into_bytes(),
+                holder.as_bytes().to_vec(),
+                (lease.as_millis() as u64).max(1).to_string().into_bytes(),
+            ])
+            .await
+            .map_err(redis_error)?;
+        match reply {
+            Reply::Int(0) => Ok(None),
+            Reply::Int(t) => Ok(Some(t)),
+            Reply::Error(e) => Err(e),
+            _ => Err("unexpected lease reply".into()),
+        }
+    }
+
     /// Every live node's announcement, ordered by node id.
     pub async fn live_nodes(&self) -> Result<Vec<NodeAnnouncement>, String> {
         let mut keys: Vec<Vec<u8>> = Vec::new();

@@ -61,6 +61,7 @@ pub fn order_json(o: &Order) -> Value {
         "created_at": time_json(o.created_at),
         "updated_at": time_json(o.updated_at),
         "paid_at": time_json(o.paid_at),
+        "cancel_reason": (!o.cancel_reason.is_empty()).then_some(o.cancel_reason.as_str()),
     })
 }
 

@@ -112,6 +112,7 @@ pub const SQLITE: &[Migration] = &[
     },
     HEARTBEAT,
     REVOKED_TOKENS,
+    SINGLETON_JOBS,
 ];
 
 /// Version 3, the same for both dialects: the heartbeat row the primary
@@ -134,6 +135,20 @@ const REVOKED_TOKENS: Migration = Migration {
     statements: &[
         "CREATE TABLE revoked_tokens (session_id VARCHAR(64) NOT NULL PRIMARY KEY, revoked_at BIGINT NOT NULL)",
         "CREATE INDEX revoked_tokens_by_time ON revoked_tokens (revoked_at)",
+    ],
+};
+
+/// Version 5, the same for both dialects: singleton jobs (SPEC §7) — the
+/// fencing token each job's writes are checked against, a record of every
+/// run, and why an order was cancelled (`expired` by the job).
+const SINGLETON_JOBS: Migration = Migration {
+    version: 5,
+    description: "fencing tokens and runs of singleton jobs, order cancel reasons",
+    statements: &[
+        "ALTER TABLE orders ADD COLUMN cancel_reason VARCHAR(32) NOT NULL DEFAULT ''",
+        "CREATE INDEX orders_by_status_time ON orders (status, created_at)",
+        "CREATE TABLE job_fences (job VARCHAR(64) NOT NULL PRIMARY KEY, token BIGINT NOT NULL, holder VARCHAR(128) NOT NULL, updated_at BIGINT NOT NULL)",
+        "CREATE TABLE job_runs (job VARCHAR(64) NOT NULL, token BIGINT NOT NULL, holder VARCHAR(128) NOT NULL, started_at BIGINT NOT NULL, affected BIGINT NOT NULL, PRIMARY KEY (job, token, started_at))",
     ],
 };
 
@@ -239,4 +254,5 @@ pub const MYSQL: &[Migration] = &[
     },
     HEARTBEAT,
     REVOKED_TOKENS,
+    SINGLETON_JOBS,
 ];

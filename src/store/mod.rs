@@ -250,6 +250,18 @@ pub trait Store: Send + Sync + 'static {
     /// Counts for the game's stats.
     fn game_stats(&self) -> Result<GameStats, StoreError>;
 
+    /// Runs a singleton job's work in one transaction, only if `token` is
+    /// at least the newest fencing token any holder of the job has written
+    /// with (else `Conflict("fencing token")`: the lease passed to a newer
+    /// holder); records the run. Returns the rows changed.
+    fn run_fenced(
+        &self,
+        job: FencedJob,
+        token: i64,
+        holder: &str,
+        now_ms: i64,
+    ) -> Result<u64, StoreError>;
+
     /// Writes the replication heartbeat (on the primary).
     fn write_heartbeat(&self, now_ms: i64) -> Result<(), StoreError>;
     /// Reads the replication heartbeat (on a replica: how far it has come).

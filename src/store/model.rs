@@ -308,6 +308,37 @@ pub struct Order {
     pub updated_at: i64,
     /// Payment, Unix ms; 0 when unpaid.
     pub paid_at: i64,
+    /// Why a cancelled order was cancelled: `expired` when the singleton
+    /// job did it, empty otherwise.
+    pub cancel_reason: String,
+}
+
+/// A singleton job's work, run under a fencing token (SPEC §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FencedJob {
+    /// Cancels pending orders created before the time, reason `expired`.
+    ExpireOrders {
+        /// Unix ms: orders created earlier expire.
+        created_before_ms: i64,
+    },
+    /// Deletes sessions whose refresh token expired, and revoked-token
+    /// records older than any access token can live.
+    PurgeSessions {
+        /// Unix ms: sessions that expired earlier go.
+        expired_before_ms: i64,
+        /// Unix ms: revoked-token records written earlier go.
+        revoked_before_ms: i64,
+    },
+}
+
+impl FencedJob {
+    /// The job's name: its lock, its fencing row and its runs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FencedJob::ExpireOrders { .. } => "expire-orders",
+            FencedJob::PurgeSessions { .. } => "purge-sessions",
+        }
+    }
 }
 
 /// What order creation needs.

@@ -192,7 +192,7 @@ fn active_item(c: &mut dyn SqlConn, item_id: &str) -> Result<ItemDef, StoreError
 }
 
 const ORDER_COLUMNS: &str = "order_id, player_id, item_id, quantity, unit_price, total_price, \
-     currency, status, idempotency_key, created_at, updated_at, paid_at";
+     currency, status, idempotency_key, created_at, updated_at, paid_at, cancel_reason";
 
 fn order_from(r: &Row) -> Result<Order, StoreError> {
     row_of("orders", r, |r| {
@@ -209,6 +209,7 @@ fn order_from(r: &Row) -> Result<Order, StoreError> {
             created_at: r.int(9)?,
             updated_at: r.int(10)?,
             paid_at: r.int(11)?,
+            cancel_reason: r.text(12)?,
         })
     })
 }
@@ -1079,7 +1080,7 @@ impl<B: Backend> Store for SqlStore<B> {
                 let unit = def.price(new.currency).ok_or(StoreError::Rule(Rule::NotForSale))?;
                 let total = unit.checked_mul(new.quantity).ok_or(StoreError::Rule(Rule::NotEnoughCurrency))?;
                 c.exec(
-                    &format!("INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, 0)"),
+                    &format!("INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, 0, '')"),
                     args![&new.order_id, new.player_id, &new.item_id, new.quantity, unit, total, new.currency.as_str(), new.idempotency_key.clone(), new.now_ms, new.now_ms],
                 )?;
                 let order = found_or(load_order(c, &new.order_id, Lock::No)?, Rule::OrderNotFound)?;
@@ -1145,6 +1146,77 @@ impl<B: Backend> Store for SqlStore<B> {
             )?;
             add_items(c, order.player_id, &def, order.quantity, now_ms)?;
             finish(c, order_id, OrderStatus::Pending, OrderStatus::Paid, now_ms)
+        })
+    }
+
+    fn run_fenced(
+        &self,
+        job: FencedJob,
+        token: i64,
+        holder: &str,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let name = job.name();
+        self.write(|c| {
+            let lock = c.dialect().for_update();
+            let fence = c.query_one(
+                &format!("SELECT token FROM job_fences WHERE job = ?{lock}"),
+                args![name],
+            )?;
+            let mut new_holder = true;
+            match fence {
+                Some(row) => {
+                    let seen = row_of("job_fences", &row, |r| r.int(0))?;
+                    new_holder = seen != token;
+                    if seen > token {
+                        // A newer holder has written: this one's lease is gone.
+                        return Err(StoreError::Conflict("fencing token"));
+                    }
+                    c.exec(
+                        "UPDATE job_fences SET token = ?, holder = ?, updated_at = ? WHERE job = ?",
+                        args![token, holder, now_ms, name],
+                    )?;
+                }
+                None => {
+                    c.exec(
+                        "INSERT INTO job_fences (job, token, holder, updated_at) VALUES (?, ?, ?, ?)",
+                        args![name, token, holder, now_ms],
+                    )?;
+                }
+            }
+            let affected = match job {
+                FencedJob::ExpireOrders { created_before_ms } => c.exec(
+                    "UPDATE orders SET status = 'cancelled', cancel_reason = 'expired', updated_at = ? \
+                     WHERE status = 'pending' AND created_at < ?",
+                    args![now_ms, created_before_ms],
+                )?,
+                FencedJob::PurgeSessions {
+                    expired_before_ms,
+                    revoked_before_ms,
+                } => {
+                    let history = c.exec(
+                        "DELETE FROM refresh_history WHERE session_id IN \
+                         (SELECT session_id FROM sessions WHERE expires_at < ?)",
+                        args![expired_before_ms],
+                    )?;
+                    let sessions =
+                        c.exec("DELETE FROM sessions WHERE expires_at < ?", args![expired_before_ms])?;
+                    let tokens = c.exec(
+                        "DELETE FROM revoked_tokens WHERE revoked_at < ?",
+                        args![revoked_before_ms],
+                    )?;
+                    history + sessions + tokens
+                }
+            };
+            // A run is recorded when it changed something or when the job
+            // changed hands, so the table grows with events, not with time.
+            if new_holder || affected > 0 {
+                c.exec(
+                    "INSERT INTO job_runs (job, token, holder, started_at, affected) VALUES (?, ?, ?, ?, ?)",
+                    args![name, token, holder, now_ms, affected as i64],
+                )?;
+            }
+            Ok(affected)
         })
     }
 

@@ -1,0 +1,247 @@
+//! Singleton jobs under a Redis lease with a fencing token (SPEC §7), on
+//! nodes sharing MariaDB and Redis: pending orders expire (cancelled, reason
+//! `expired`) exactly once; one node runs a job at a time; a killed holder
+//! is replaced within its lease; a holder paused past its lease cannot write
+//! once its successor has (the database refuses its stale token).
+//!
+//! Needs MariaDB and Redis: ignored unless run with `DMTEST_BACKEND=mysql
+//! ... -- --include-ignored`.
+
+mod common;
+
+use common::{backend, wait_for, Server, TestBackend};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+fn redis() -> String {
+    match backend() {
+        TestBackend::Mysql { redis, .. } => redis,
+        TestBackend::Sqlite => panic!("needs DMTEST_BACKEND=mysql"),
+    }
+}
+
+/// Rows of `sql` on game1's database as (text) columns.
+fn rows(server: &Server, sql: &str) -> Vec<Vec<String>> {
+    use mysql::prelude::Queryable;
+    let TestBackend::Mysql { primary, .. } = backend() else {
+        panic!("needs DMTEST_BACKEND=mysql")
+    };
+    let url = format!("{primary}/{}", server.databases[0]);
+    let mut c = mysql::Conn::new(mysql::Opts::from_url(&url).expect("url")).expect("connect");
+    let found: Vec<mysql::Row> = c.query(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    found
+        .into_iter()
+        .map(|r| {
+            r.unwrap()
+                .into_iter()
+                .map(|v| match v {
+                    mysql::Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+                    mysql::Value::Int(i) => i.to_string(),
+                    mysql::Value::UInt(u) => u.to_string(),
+                    other => format!("{other:?}"),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The Redis value at `key` (a one-command RESP client).
+fn redis_get(key: &str) -> Option<String> {
+    let url = redis();
+    let addr = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let mut s = std::net::TcpStream::connect(addr).expect("redis");
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    write!(s, "*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()).expect("send");
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).expect("reply");
+    let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+    if reply.starts_with("$-1") {
+        return None;
+    }
+    reply.split("\r\n").nth(1).map(str::to_string)
+}
+
+/// A node of a cluster sharing `first`'s databases (or the first itself).
+fn node(first: Option<&Server>, id: &str, extra_cluster: &str) -> Server {
+    let cluster = format!(
+        "[cluster]\nredis = \"{}\"\njob_lease_ms = 1000\njob_interval_ms = 100\n{extra_cluster}\n[orders]\npending_ttl_s = 1\n",
+        redis()
+    );
+    match first {
+        None => Server::start_with(
+            1,
+            &[("node", &format!("id = \"{id}\"")), ("tail", &cluster)],
+        ),
+        Some(f) => f.start_peer(id),
+    }
+}
+
+fn order(server: &Server, gs: &str, player: i64, key: &str) -> String {
+    let r = server.http().request(
+        "POST",
+        "/api/v1/orders",
+        &[
+            ("Authorization", &format!("Bearer {gs}")),
+            ("Idempotency-Key", key),
+        ],
+        json!({"player_id": player, "item_id": "potion", "quantity": 1, "currency": "gold"})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["data"]["order"]["order_id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+fn get_order(server: &Server, gs: &str, id: &str) -> Value {
+    let r = server.http().request(
+        "GET",
+        &format!("/api/v1/orders/{id}"),
+        &[("Authorization", &format!("Bearer {gs}"))],
+        b"",
+    );
+    r.json()["data"]["order"].clone()
+}
+
+/// Holders of `job` by token, from the runs recorded in the database:
+/// every token must have exactly one holder, and tokens grow with time.
+fn check_one_holder_per_token(server: &Server, job: &str) -> Vec<(i64, String)> {
+    let runs = rows(
+        server,
+        &format!("SELECT token, holder, started_at FROM job_runs WHERE job = '{job}' ORDER BY started_at, token"),
+    );
+    let mut seen: Vec<(i64, String)> = Vec::new();
+    for r in &runs {
+        let token: i64 = r[0].parse().expect("token");
+        match seen.iter().find(|(t, _)| *t == token) {
+            Some((_, holder)) => assert_eq!(holder, &r[1], "token {token} has one holder"),
+            None => {
+                if let Some((last, _)) = seen.last() {
+                    assert!(token > *last, "tokens grow with time: {runs:?}");
+                }
+                seen.push((token, r[1].clone()));
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+#[ignore = "needs MariaDB and Redis (DMTEST_BACKEND=mysql)"]
+fn jobs_run_on_one_node_at_a_time_and_a_killed_holder_is_replaced() {
+    let p = format!("job{}-", rand::random::<u32>());
+    let a = node(None, &format!("{p}a"), "");
+    let b = node(Some(&a), &format!("{p}b"), "");
+    let c = node(Some(&a), &format!("{p}c"), "");
+    let gs = a.server_token("game1");
+    let (player, _) = a.player("game1", &format!("{p}buyer"));
+    let orders: Vec<String> = (0..5)
+        .map(|i| order(&b, &gs, player, &format!("k{i}")))
+        .collect();
+    // Pending orders older than 1 s are cancelled with reason `expired`.
+    wait_for("the orders to expire", Duration::from_secs(15), || {
+        orders
+            .iter()
+            .all(|o| get_order(&a, &gs, o)["status"] == "cancelled")
+    });
+    for o in &orders {
+        let j = get_order(&c, &gs, o);
+        assert_eq!(
+            (j["status"].as_str(), j["cancel_reason"].as_str()),
+            (Some("cancelled"), Some("expired"))
+        );
+    }
+    // Exactly once: one run changed them (5 rows), none changed them again.
+    let changed = rows(
+        &a,
+        "SELECT SUM(affected) FROM job_runs WHERE job = 'expire-orders'",
+    );
+    assert_eq!(changed[0][0], "5", "each order expired once");
+    let holders = check_one_holder_per_token(&a, "expire-orders");
+    let (token, holder) = holders.last().cloned().expect("a holder");
+    // Kill whichever node holds the job: another takes it within the lease.
+    let victim = ["a", "b", "c"]
+        .iter()
+        .position(|n| holder.starts_with(&format!("{p}{n}/")))
+        .expect("the holder is one of the nodes");
+    let killed = Instant::now();
+    match victim {
+        0 => a.signal(libc::SIGKILL),
+        1 => b.signal(libc::SIGKILL),
+        _ => c.signal(libc::SIGKILL),
+    }
+    let survivor = if victim == 0 { &b } else { &a };
+    wait_for(
+        "another node to take the job",
+        Duration::from_secs(15),
+        || {
+            let h = check_one_holder_per_token(survivor, "expire-orders");
+            h.last().is_some_and(|(t, _)| *t > token)
+        },
+    );
+    println!(
+        "holder {holder} killed; job taken over after {} ms (lease 1000 ms)",
+        killed.elapsed().as_millis()
+    );
+    let (_, new_holder) = check_one_holder_per_token(survivor, "expire-orders")
+        .last()
+        .cloned()
+        .expect("holder");
+    assert_ne!(new_holder, holder);
+}
+
+#[test]
+#[ignore = "needs MariaDB and Redis (DMTEST_BACKEND=mysql)"]
+fn a_holder_paused_past_its_lease_cannot_write_after_its_successor() {
+    let p = format!("pause{}-", rand::random::<u32>());
+    // Node A pauses 3 s between taking a lease and writing: the window a GC
+    // pause or SIGSTOP would catch a holder in.
+    let a = node(None, &format!("{p}a"), "job_write_delay_ms = 3000");
+    let lock_key = "dm:lock:expire-orders";
+    wait_for("node A to take the lease", Duration::from_secs(10), || {
+        redis_get(lock_key).is_some_and(|v| v.starts_with(&format!("{p}a/")))
+    });
+    let stale: i64 = redis_get(lock_key)
+        .and_then(|v| v.rsplit('|').next().and_then(|t| t.parse().ok()))
+        .expect("token");
+    a.signal(libc::SIGSTOP);
+    // Node B (no pause) takes over once A's lease lapses, and writes.
+    let text = std::fs::read_to_string(a.dir.join("config.toml"))
+        .expect("config")
+        .replace("job_write_delay_ms = 3000", "");
+    std::fs::write(a.dir.join("config.toml"), text).expect("write");
+    let b = a.start_peer(&format!("{p}b"));
+    wait_for(
+        "node B to write under a newer token",
+        Duration::from_secs(15),
+        || {
+            let f = rows(
+                &b,
+                "SELECT token, holder FROM job_fences WHERE job = 'expire-orders'",
+            );
+            f.first().is_some_and(|r| {
+                r[1].starts_with(&format!("{p}b/")) && r[0].parse::<i64>().unwrap_or(0) > stale
+            })
+        },
+    );
+    a.signal(libc::SIGCONT);
+    // A wakes up, writes with its stale token, and is refused.
+    a.wait_for_log("fencing token stale");
+    let by_a = rows(
+        &b,
+        &format!(
+            "SELECT COUNT(*) FROM job_runs WHERE job = 'expire-orders' AND holder LIKE '{p}a/%'"
+        ),
+    );
+    assert_eq!(by_a[0][0], "0", "the paused holder wrote nothing");
+    check_one_holder_per_token(&b, "expire-orders");
+}
