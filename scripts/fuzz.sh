@@ -133,7 +133,7 @@ case "$cmd" in
     ensure_afl
     build_targets
     mkdir -p "$OUT_DIR"
-    # A second run continues the first one's queue and counts.
+    # AFL_AUTORESUME: a second run resumes the first one's queue (and counts).
     AFL_AUTORESUME=1 fuzz "$t" "$OUT_DIR/$t" "${limit[@]}" -t "$TIMEOUT_MS"
     report "$t" "$OUT_DIR/$t"
     ;;
@@ -147,7 +147,13 @@ case "$cmd" in
     [ -d "$queue" ] || { echo "no queue at $queue: run 'scripts/fuzz.sh run $t' first" >&2; exit 1; }
     all=$(mktemp -d) min=$(mktemp -d)
     trap 'rm -rf "$all" "$min"' EXIT
-    cp "$FUZZ_DIR/corpus/$t"/* "$all"/
+    # Entries kept by an earlier cmin (qNNNNN) count as queue entries again.
+    for f in "$FUZZ_DIR/corpus/$t"/*; do
+      case "$(basename "$f")" in
+        q[0-9][0-9][0-9][0-9][0-9]) cp "$f" "$all/id:prev-$(basename "$f")" ;;
+        *) cp "$f" "$all"/ ;;
+      esac
+    done
     # The queue's "orig:" entries are copies of the corpus files; entries over
     # FUZZ_CMIN_MAX_BYTES (4096) are left out to keep the committed corpus small.
     find "$queue" -maxdepth 1 -type f -name 'id:*' ! -name '*orig:*' \
