@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: formatting and lint checks, unit tests, and the
+# Runs the whole test suite: formatting and lint checks, unit tests, the
+# fuzz targets' smoke run, and the
 # integration tests that start the real server on loopback ports — once on
 # the embedded SQLite default and once on MariaDB (primary + replica) and
 # Redis, which scripts/backends.sh installs and starts on loopback ports.
@@ -17,6 +18,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -q
 echo "== suite on the embedded default (SQLite) =="
 cargo test --all-targets
 bash scripts/check-unit.sh
+# Every coverage-guided fuzz target briefly from its corpus (the long runs are
+# by hand: scripts/fuzz.sh run TARGET --execs N).
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}" bash scripts/fuzz.sh smoke
 
 echo "== suite on MariaDB primary + replica and Redis =="
 bash scripts/backends.sh start
