@@ -511,16 +511,7 @@ async fn revocation_subscriber(shard: Rc<Shard>) {
         while let Some(r) = rx.next().await {
             apply
                 .services
-                .revocations()
-                .revoke(r.sessions.clone(), r.until_s);
-            apply
-                .services
-                .peers()
-                .broadcast(false, |ack| mesh::ShardMessage::Revoke {
-                    sessions: r.sessions.clone(),
-                    until_s: r.until_s,
-                    ack,
-                })
+                .refuse_on_this_node(&r.sessions, r.until_s, false)
                 .await;
         }
     })

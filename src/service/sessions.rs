@@ -389,14 +389,7 @@ impl Services {
             return;
         }
         let until = clock::now_s().saturating_add(self.config.auth.access_ttl_s as i64 + 1);
-        self.revocations.revoke(sessions.clone(), until);
-        self.peers
-            .broadcast(true, |ack| crate::mesh::ShardMessage::Revoke {
-                sessions: sessions.clone(),
-                until_s: until,
-                ack,
-            })
-            .await;
+        self.refuse_on_this_node(&sessions, until, true).await;
         // Every other node, within milliseconds (SPEC §7); if Redis is down
         // they still learn it from the databases within about a second.
         if let Some(registry) = self.registry() {
@@ -409,6 +402,20 @@ impl Services {
                 tracing::warn!(error = %e, "revocation not pushed; other nodes will read it from the database");
             }
         }
+    }
+
+    /// Refuses `sessions` until `until_s` on this shard and every other shard
+    /// of the node; with `wait`, returns once each has applied it. The one
+    /// path for a revocation made here and one another node pushed.
+    pub async fn refuse_on_this_node(&self, sessions: &[String], until_s: i64, wait: bool) {
+        self.revocations.revoke(sessions.to_vec(), until_s);
+        self.peers
+            .broadcast(wait, |ack| crate::mesh::ShardMessage::Revoke {
+                sessions: sessions.to_vec(),
+                until_s,
+                ack,
+            })
+            .await;
     }
 
     /// Refuses, on every shard of this node, the sessions that any game's
