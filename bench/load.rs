@@ -13,6 +13,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a connection sends.
@@ -65,6 +67,12 @@ pub struct Plan {
     pub measure_from: Instant,
     /// Sending stops at this instant.
     pub until: Instant,
+    /// Set by SIGINT/SIGTERM: sending stops early and the report covers
+    /// the time until then.
+    pub stop: Arc<AtomicBool>,
+    /// Open a connection the server ended again and resend what it did
+    /// not answer (`--reconnect`).
+    pub reconnect: bool,
     /// Game id.
     pub game: String,
     /// Game-server bearer token (HTTP) or server key (TCP handshake).
@@ -123,69 +131,68 @@ impl Drop for Watched<'_> {
     }
 }
 
-/// Runs one connection until `plan.until`, recording into `tally`.
+/// An open connection to the server, watched by [`Hangs`]. (Field order:
+/// the fd leaves the watch list before the stream closes it.)
+struct Link<'a> {
+    _watched: Watched<'a>,
+    stream: TcpStream,
+}
+
+/// Whether sending should stop: the run's end passed or it was interrupted.
+fn over(plan: &Plan) -> bool {
+    Instant::now() >= plan.until || plan.stop.load(Ordering::Relaxed)
+}
+
+/// Runs one connection until `plan.until` (or an interrupt), recording into
+/// `tally`. With `plan.reconnect`, a connection the server ends (a drain's
+/// Error 0xE006, a close, `Connection: close`) is opened again and its
+/// unanswered requests are sent again; otherwise the connection stops there.
 pub async fn connection(plan: Plan, index: usize, tally: &mut Tally, hangs: &Hangs) {
-    let mut stream = match TcpStream::connect(plan.addr).await {
-        Ok(s) => s,
-        Err(_) => {
-            tally.fail("connect");
-            return;
-        }
-    };
-    let _ = stream.set_nodelay(true);
-    let fd = stream.as_raw_fd();
-    hangs.fds.borrow_mut().insert(fd);
-    let _watched = Watched { hangs, fd };
-    if plan.scenario == Scenario::IdleTcp {
-        // One Ping proves the connection is served, then it stays silent.
-        let mut conn = Conn {
-            plan: &plan,
-            hangs,
-            index,
-            counter: 0,
-            pending_order: None,
-            buf: ReadBuffer::with_capacity(1024),
-            out: Vec::new(),
-        };
-        conn.frame(0x2002, b"");
-        let t0 = Instant::now();
-        if stream.write_all(&conn.out).await.is_err() {
-            tally.fail("write");
-            return;
-        }
-        match conn.read_answer(&mut stream).await {
-            Ok(error) => tally.record(t0.elapsed(), error),
-            Err(kind) => tally.fail(kind),
-        }
-        glommio::timer::sleep(plan.until.saturating_duration_since(Instant::now())).await;
-        return;
-    }
+    let idle = plan.scenario == Scenario::IdleTcp;
     let mut conn = Conn {
         plan: &plan,
         hangs,
         index,
         counter: 0,
         pending_order: None,
-        buf: ReadBuffer::with_capacity(64 * 1024),
-        out: Vec::with_capacity(16 * 1024),
+        buf: ReadBuffer::with_capacity(if idle { 1024 } else { 64 * 1024 }),
+        out: Vec::with_capacity(if idle { 64 } else { 16 * 1024 }),
+        starts: Vec::new(),
+        ending: None,
     };
-    if plan.scenario.is_tcp() && !conn.handshake(&mut stream).await {
-        tally.fail("handshake");
+    let mut link = match conn.open().await {
+        Ok(link) => link,
+        Err(kind) => {
+            tally.fail(kind);
+            return;
+        }
+    };
+    if idle {
+        // One Ping proves the connection is served, then it stays silent.
+        conn.out.clear();
+        conn.frame(0x2002, b"");
+        let t0 = Instant::now();
+        if link.stream.write_all(&conn.out).await.is_err() {
+            tally.fail("write");
+            return;
+        }
+        match conn.read_answer(&mut link.stream).await {
+            Ok(error) => tally.record(t0.elapsed(), error),
+            Err(kind) => tally.fail(kind),
+        }
+        glommio::timer::sleep(plan.until.saturating_duration_since(Instant::now())).await;
         return;
     }
     let start = Instant::now();
     let mut sent: u64 = 0;
     let mut intended: Vec<Instant> = Vec::new();
-    loop {
-        let now = Instant::now();
-        if now >= plan.until {
-            break;
-        }
+    while !over(&plan) {
         intended.clear();
         match plan.rate_per_conn {
-            None => intended.extend(std::iter::repeat_n(now, plan.pipeline)),
+            None => intended.extend(std::iter::repeat_n(Instant::now(), plan.pipeline)),
             Some(rate) => {
                 let next = start + Duration::from_secs_f64(sent as f64 / rate);
+                let now = Instant::now();
                 if next > now {
                     glommio::timer::sleep(next - now).await;
                 }
@@ -208,28 +215,60 @@ pub async fn connection(plan: Plan, index: usize, tally: &mut Tally, hangs: &Han
             intended.len()
         };
         conn.out.clear();
+        conn.starts.clear();
         for _ in 0..n {
+            conn.starts.push(conn.out.len());
             conn.push_request();
         }
-        if stream.write_all(&conn.out).await.is_err() {
-            tally.fail("write");
-            return;
-        }
-        for (k, t0) in intended.iter().take(n).enumerate() {
-            let answer = conn.read_answer(&mut stream).await;
-            let done = Instant::now();
-            match answer {
-                Err(kind) => {
-                    tally.fail(kind);
+        let mut answered = 0;
+        while answered < n {
+            let ended = match link
+                .stream
+                .write_all(&conn.out[conn.starts[answered]..])
+                .await
+            {
+                Err(_) => "write",
+                Ok(()) => loop {
+                    if answered == n {
+                        break "";
+                    }
+                    match conn.read_answer(&mut link.stream).await {
+                        Err(kind) => break kind,
+                        Ok(_) if conn.ending == Some("tcp_0xe006") && plan.reconnect => {
+                            break "tcp_0xe006"
+                        }
+                        Ok(error) => {
+                            let t0 = intended[answered.min(intended.len() - 1)];
+                            if t0 >= plan.measure_from {
+                                tally.record(Instant::now() - t0, error);
+                            }
+                            answered += 1;
+                            if let Some(kind) = conn.ending.filter(|_| plan.reconnect) {
+                                break kind;
+                            }
+                        }
+                    }
+                },
+            };
+            if ended.is_empty() {
+                break;
+            }
+            if !plan.reconnect || hangs.fired.get() {
+                tally.fail(ended);
+                return;
+            }
+            tally.reconnected(ended);
+            drop(link);
+            link = match conn.reopen().await {
+                Some(link) => link,
+                None => {
+                    tally.fail("connect");
                     return;
                 }
-                Ok(error) => {
-                    if *t0 >= plan.measure_from {
-                        tally.record(done - *t0, error);
-                    }
-                }
+            };
+            if answered == n {
+                break;
             }
-            let _ = k;
         }
     }
 }
@@ -242,9 +281,52 @@ struct Conn<'a> {
     pending_order: Option<String>,
     buf: ReadBuffer,
     out: Vec<u8>,
+    /// Where each request of the batch in `out` starts.
+    starts: Vec<usize>,
+    /// Set when the last answer said the connection ends after it: an
+    /// HTTP `Connection: close` or a draining server's Error 0xE006.
+    ending: Option<&'static str>,
 }
 
-impl Conn<'_> {
+impl<'a> Conn<'a> {
+    /// Connects (and shakes hands over TCP).
+    async fn open(&mut self) -> Result<Link<'a>, &'static str> {
+        let stream = TcpStream::connect(self.plan.addr)
+            .await
+            .map_err(|_| "connect")?;
+        let _ = stream.set_nodelay(true);
+        let fd = stream.as_raw_fd();
+        self.hangs.fds.borrow_mut().insert(fd);
+        let mut link = Link {
+            _watched: Watched {
+                hangs: self.hangs,
+                fd,
+            },
+            stream,
+        };
+        self.buf.consume(self.buf.len());
+        self.ending = None;
+        if self.plan.scenario.is_tcp() && !self.handshake(&mut link.stream).await {
+            return Err("handshake");
+        }
+        Ok(link)
+    }
+
+    /// Opens the connection again, retrying every 50 ms while the run lasts
+    /// (a node restarting behind a proxy refuses for a moment).
+    async fn reopen(&mut self) -> Option<Link<'a>> {
+        let until = self.plan.until + Duration::from_secs(1);
+        loop {
+            if let Ok(link) = self.open().await {
+                return Some(link);
+            }
+            if Instant::now() >= until || self.hangs.fired.get() {
+                return None;
+            }
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn player(&self) -> &(i64, String) {
         let n = self.plan.players.len().max(1);
         &self.plan.players[(self.index + self.counter as usize * 7) % n]
@@ -327,14 +409,16 @@ impl Conn<'_> {
         }
     }
 
+    /// Sends the Handshake and reads its answer; a batch waiting in `out`
+    /// (to be sent again after a reconnect) is kept.
     async fn handshake(&mut self, stream: &mut TcpStream) -> bool {
-        self.out.clear();
+        let batch = std::mem::take(&mut self.out);
         let body = format!(r#"{{"server_key":"{}"}}"#, self.plan.server_key);
         self.frame(0x0002, body.as_bytes());
-        if stream.write_all(&self.out).await.is_err() {
-            return false;
-        }
-        matches!(self.read_answer(stream).await, Ok(None))
+        let shaken = stream.write_all(&self.out).await.is_ok()
+            && matches!(self.read_answer(stream).await, Ok(None));
+        self.out = batch;
+        shaken
     }
 
     async fn fill(&mut self, stream: &mut TcpStream) -> Result<(), &'static str> {
@@ -360,10 +444,18 @@ impl Conn<'_> {
                 match decode(self.buf.filled(), 1 << 24) {
                     Decoded::Frame { frame, len } => {
                         let error = if frame.msg_type == 0x2001 {
-                            let code = serde_json::from_slice::<serde_json::Value>(frame.body)
-                                .ok()
-                                .and_then(|v| v["code"].as_u64())
-                                .unwrap_or(0);
+                            let body = serde_json::from_slice::<serde_json::Value>(frame.body)
+                                .unwrap_or_default();
+                            let code = body["code"].as_u64().unwrap_or(0);
+                            // A draining server's last frame (SPEC §2): the
+                            // connection ends after it.
+                            if code == 0xE006
+                                && body["message"]
+                                    .as_str()
+                                    .is_some_and(|m| m.contains("shutting down"))
+                            {
+                                self.ending = Some("tcp_0xe006");
+                            }
                             Some(format!("tcp_{code:#x}"))
                         } else {
                             None
@@ -383,6 +475,9 @@ impl Conn<'_> {
                     .unwrap_or(0);
                 let len = content_length(head);
                 if self.buf.len() >= end + 4 + len {
+                    if says_close(head) {
+                        self.ending = Some("connection_close");
+                    }
                     if self.plan.scenario == Scenario::Mixed && status == 201 {
                         let body = &self.buf.filled()[end + 4..end + 4 + len];
                         self.pending_order = serde_json::from_slice::<serde_json::Value>(body)
@@ -398,6 +493,20 @@ impl Conn<'_> {
             self.fill(stream).await?;
         }
     }
+}
+
+/// Whether a response head says `Connection: close` (nginx does after
+/// `keepalive_requests` answers on one connection).
+fn says_close(head: &[u8]) -> bool {
+    const NAME: &[u8] = b"connection:";
+    head.split(|&b| b == b'\n').any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        line.len() > NAME.len()
+            && line[..NAME.len()].eq_ignore_ascii_case(NAME)
+            && line[NAME.len()..]
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"close")
+    })
 }
 
 /// The `Content-Length` of a response head (0 when absent), found without
@@ -422,7 +531,17 @@ fn content_length(head: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::content_length;
+    use super::{content_length, says_close};
+
+    #[test]
+    fn connection_close_is_seen_in_any_case() {
+        assert!(says_close(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0"
+        ));
+        assert!(says_close(b"HTTP/1.1 200 OK\r\nconnection:Close"));
+        assert!(!says_close(b"HTTP/1.1 200 OK\r\nConnection: keep-alive"));
+        assert!(!says_close(b"HTTP/1.1 200 OK\r\nX-Connection: close"));
+    }
 
     #[test]
     fn content_length_is_read_from_any_case_and_defaults_to_0() {

@@ -9,6 +9,8 @@
 //!   dm-bench --scenario health -c 64 --duration 10
 //!   dm-bench --scenario ping --tcp 127.0.0.1:9090 -c 8 --pipeline 16
 //!   dm-bench --scenario player --rate 20000 -c 64 --json
+//!   dm-bench --scenario tcp-player --tcp 127.0.0.1:19090 --reconnect --duration 600
+//!     (through nginx during a rolling restart; SIGINT ends it early)
 
 mod load;
 mod report;
@@ -19,6 +21,8 @@ use report::{Summary, Tally};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -84,6 +88,11 @@ struct Args {
     /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
+    /// When the server ends a connection (a node draining behind nginx:
+    /// Error 0xE006, a close, `Connection: close`), connect again and send
+    /// its unanswered requests again; reported under `reconnects`.
+    #[arg(long)]
+    reconnect: bool,
 }
 
 const PASSWORD: &str = "bench-password-1";
@@ -162,6 +171,7 @@ fn run(args: &Args) -> Result<Summary, String> {
     let start = Instant::now() + Duration::from_millis(200);
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let until = measure_from + Duration::from_secs_f64(args.duration);
+    let (stop, stopped_at) = stop_on_signal()?;
     let plan = Plan {
         scenario,
         addr: if scenario.is_tcp() {
@@ -173,6 +183,8 @@ fn run(args: &Args) -> Result<Summary, String> {
         rate_per_conn: args.rate.map(|r| r / args.connections as f64),
         measure_from,
         until,
+        stop,
+        reconnect: args.reconnect,
         game: args.game.clone(),
         token,
         server_key: args.server_key.clone(),
@@ -213,6 +225,7 @@ fn run(args: &Args) -> Result<Summary, String> {
                 (
                     total.ok,
                     total.errors,
+                    total.reconnects,
                     total
                         .latency
                         .iter_recorded()
@@ -225,16 +238,25 @@ fn run(args: &Args) -> Result<Summary, String> {
     }
     let mut tally = Tally::new();
     for h in handles {
-        let (ok, errors, values) = h.join().map_err(|e| format!("load thread failed: {e}"))?;
+        let (ok, errors, reconnects, values) =
+            h.join().map_err(|e| format!("load thread failed: {e}"))?;
         tally.ok += ok;
         for (k, v) in errors {
             *tally.errors.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in reconnects {
+            *tally.reconnects.entry(k).or_insert(0) += v;
         }
         for (value, count) in values {
             let _ = tally.latency.record_n(value, count);
         }
     }
-    let elapsed = until.saturating_duration_since(measure_from);
+    let end = stopped_at
+        .lock()
+        .ok()
+        .and_then(|t| *t)
+        .map_or(until, |t| t.min(until));
+    let elapsed = end.saturating_duration_since(measure_from);
     Ok(Summary {
         label: args
             .label
@@ -255,6 +277,33 @@ fn run(args: &Args) -> Result<Summary, String> {
         },
         rate: args.rate,
     })
+}
+
+/// SIGINT or SIGTERM ends the run early (sending stops, answers are
+/// awaited, the report covers the time until the signal): a script can run
+/// dm-bench for as long as something else takes. Returns the flag the load
+/// loops check and the instant it was set.
+type StopFlag = (Arc<AtomicBool>, Arc<Mutex<Option<Instant>>>);
+
+fn stop_on_signal() -> Result<StopFlag, String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    let at = Arc::new(Mutex::new(None));
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let (flag, when) = (stop.clone(), at.clone());
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                if let Ok(mut t) = when.lock() {
+                    *t = Some(Instant::now());
+                }
+                flag.store(true, Ordering::Relaxed);
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    Ok((stop, at))
 }
 
 /// A minimal blocking HTTP call for setup; returns (status, JSON body).

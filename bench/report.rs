@@ -18,6 +18,10 @@ pub struct Tally {
     pub ok: u64,
     /// Failures by kind (`http_503`, `tcp_0xe006`, `connect`, `timeout`, ...).
     pub errors: BTreeMap<String, u64>,
+    /// With `--reconnect`: what ended a connection that was opened again
+    /// (`tcp_0xe006`: the server drained it, as documented; `closed`: it
+    /// went away without a word) — the unanswered requests were sent again.
+    pub reconnects: BTreeMap<String, u64>,
 }
 
 impl Default for Tally {
@@ -34,6 +38,7 @@ impl Tally {
                 .unwrap_or_else(|_| Histogram::new(2).unwrap_or_else(|_| std::process::abort())),
             ok: 0,
             errors: BTreeMap::new(),
+            reconnects: BTreeMap::new(),
         }
     }
 
@@ -53,12 +58,20 @@ impl Tally {
         *self.errors.entry(kind.to_string()).or_insert(0) += 1;
     }
 
+    /// Records a connection opened again after `kind` ended it.
+    pub fn reconnected(&mut self, kind: &str) {
+        *self.reconnects.entry(kind.to_string()).or_insert(0) += 1;
+    }
+
     /// Adds another tally.
     pub fn merge(&mut self, other: &Tally) {
         let _ = self.latency.add(&other.latency);
         self.ok += other.ok;
         for (k, v) in &other.errors {
             *self.errors.entry(k.clone()).or_insert(0) += v;
+        }
+        for (k, v) in &other.reconnects {
+            *self.reconnects.entry(k.clone()).or_insert(0) += v;
         }
     }
 
@@ -110,6 +123,7 @@ impl Summary {
             "requests": self.tally.total(),
             "ok": self.tally.ok,
             "errors": self.tally.errors,
+            "reconnects": self.tally.reconnects,
             "qps": self.qps(),
             "latency_ms": {
                 "p50": self.ms(0.5),
@@ -162,6 +176,7 @@ mod tests {
         let mut b = Tally::new();
         b.record(Duration::from_millis(50), Some("http_503".into()));
         b.fail("connect");
+        b.reconnected("tcp_0xe006");
         a.merge(&b);
         assert_eq!(a.ok, 1000);
         assert_eq!(a.total(), 1002);
@@ -178,6 +193,7 @@ mod tests {
         assert_eq!(j["requests"], 1002);
         assert_eq!(j["errors"]["http_503"], 1);
         assert_eq!(j["errors"]["connect"], 1);
+        assert_eq!(j["reconnects"]["tcp_0xe006"], 1);
         let p50 = j["latency_ms"]["p50"].as_f64().unwrap_or(0.0);
         assert!((0.49..=0.51).contains(&p50), "{p50}");
         assert!((j["latency_ms"]["max"].as_f64().unwrap_or(0.0) - 50.0).abs() < 0.1);

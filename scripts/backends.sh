@@ -13,6 +13,8 @@
 #           (the default) on a primary without them. A server already
 #           running is switched to these settings (both are dynamic).
 #   env     prints the DMTEST_* variables the test suite reads.
+#   database NAME  creates database NAME on the primary (if absent) and prints
+#           its primary and replica URLs on one line (scripts/cluster.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -161,5 +163,10 @@ case "${1:-}" in
     redis-cli -p "$REDIS_PORT" ping || true
     ;;
   env) print_env ;;
-  *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+  database)
+    [[ "${2:-}" =~ ^[A-Za-z0-9_]{1,64}$ ]] || { echo "database needs a name ([A-Za-z0-9_])" >&2; exit 2; }
+    sql "$PRIMARY_PORT" "CREATE DATABASE IF NOT EXISTS \`$2\`"
+    echo "mysql://root:$ROOT_PW@127.0.0.1:$PRIMARY_PORT/$2 mysql://root:$ROOT_PW@127.0.0.1:$REPLICA_PORT/$2"
+    ;;
+  *) echo "usage: $0 start|stop|stop-primary|status|env|database NAME" >&2; exit 2 ;;
 esac

@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# A local DataMiddleware cluster on loopback: MariaDB primary + replica and
+# Redis (scripts/backends.sh), N nodes, and nginx in front of them with the
+# shipped nginx/datamiddleware.conf (HTTP upstream and TCP `stream`).
+#
+# Usage: scripts/cluster.sh start N | env | status | kill I | restart-rolling | stop
+#   start N          builds the server (release) unless DMC_BIN is set, starts the
+#                    backends, then N nodes (node I: HTTP 127.0.0.1:$DMC_HTTP_PORT+I,
+#                    TCP $DMC_TCP_PORT+I, config $DMC_DIR/node-I.toml rendered
+#                    from conf/cluster-node.template.toml) and nginx (HTTP on
+#                    $DMC_HTTP_PORT, TCP on $DMC_TCP_PORT). Idempotent: nodes that
+#                    run are left alone, dead ones are started again.
+#   env              prints `export` lines: DMC_HTTP, DMC_TCP (nginx), DMC_NODE<I>_HTTP,
+#                    DMC_NODE<I>_TCP, DMC_ADMIN_USER, DMC_ADMIN_PASSWORD, DMC_GAME,
+#                    DMC_SERVER_KEY (for `eval "$(scripts/cluster.sh env)"`).
+#   status           each node's pid and /ready, nginx, and the cluster registry.
+#   kill I           SIGKILL node I (a crash); `start N` brings it back.
+#   restart-rolling  one node at a time: SIGTERM (it drains: leaves the registry,
+#                    answers what it has read, TCP clients get Error 0xE006), wait
+#                    for it to exit, start it again, wait until it is ready.
+#   stop             nodes and nginx; the backends keep running
+#                    (scripts/backends.sh stop stops them).
+# Settings (environment): DMC_DIR (/tmp/dm-cluster), DMC_HTTP_PORT (18080),
+# DMC_TCP_PORT (19090), DMC_SHARDS (cores / N, at least 1), DMC_BIN (a built
+# server binary), DMC_REDIS_DB (1), DMC_DATABASE (dmc_game1), DMC_TLS (1: nginx
+# also serves HTTPS on DMC_HTTP_PORT+443 and TLS frames on DMC_TCP_PORT+443
+# with a self-signed certificate).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+DIR="${DMC_DIR:-/tmp/dm-cluster}"
+HTTP_PORT="${DMC_HTTP_PORT:-18080}"
+TCP_PORT="${DMC_TCP_PORT:-19090}"
+REDIS_DB="${DMC_REDIS_DB:-1}"
+DATABASE="${DMC_DATABASE:-dmc_game1}"
+ADMIN_USER=ops
+GAME=game1
+STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
+
+usage() {
+  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+die() { echo "cluster.sh: $*" >&2; exit 1; }
+
+node_count() { cat "$DIR/nodes" 2>/dev/null || echo 0; }
+node_http() { echo "127.0.0.1:$((HTTP_PORT + $1))"; }
+node_tcp() { echo "127.0.0.1:$((TCP_PORT + $1))"; }
+node_pid() { cat "$DIR/node-$1.pid" 2>/dev/null || true; }
+alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+
+bin() {
+  if [ -n "${DMC_BIN:-}" ]; then echo "$DMC_BIN"; else echo "$PWD/target/release/datamiddleware"; fi
+}
+
+# The status code of `GET path` on host:port, or 000 when nothing answers
+# (bash's /dev/tcp: no curl needed).
+http_status() { # host:port path
+  local host=${1%:*} port=${1##*:} line
+  line=$(timeout 2 bash -c "exec 3<>/dev/tcp/$host/$port && \
+    printf 'GET $2 HTTP/1.1\r\nHost: cluster\r\nConnection: close\r\n\r\n' >&3 && head -n1 <&3" \
+    2>/dev/null) || true
+  echo "$line" | awk '{ print ($2 ~ /^[0-9][0-9][0-9]$/) ? $2 : "000" }'
+}
+
+wait_ready() { # node index, seconds
+  local i=$1 until=$((SECONDS + $2)) pid
+  pid=$(node_pid "$i")
+  while [ "$SECONDS" -lt "$until" ]; do
+    [ "$(http_status "$(node_http "$i")" /ready)" = 200 ] && return 0
+    alive "$pid" || die "node $i exited while starting; the end of $DIR/node-$i.log:
+$(tail -n 20 "$DIR/node-$i.log")"
+    sleep 0.2
+  done
+  die "node $i not ready after $2 s; see $DIR/node-$i.log"
+}
+
+# Secrets shared by every node of this cluster, made once per $DMC_DIR.
+ensure_secrets() {
+  [ -f "$DIR/secrets.env" ] && return 0
+  rnd() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+  umask 077
+  {
+    echo "DM_AUTH_JWT_SECRET=$(rnd)"
+    echo "DM_GAMES_GAME1_SERVER_KEY=$(rnd | head -c 32)"
+    echo "ADMIN_PASSWORD=$(rnd | head -c 24)"
+  } >"$DIR/secrets.env"
+  echo "ADMIN_HASH=$(secret ADMIN_PASSWORD | "$(bin)" hash-password)" >>"$DIR/secrets.env"
+  [ -n "$(secret ADMIN_HASH)" ] || die "datamiddleware hash-password failed"
+}
+
+secret() { grep "^$1=" "$DIR/secrets.env" | cut -d= -f2-; }
+
+render_node() { # index shards
+  local i=$1 shards=$2 hash primary replica redis
+  hash=$(secret ADMIN_HASH)
+  read -r primary replica < <(scripts/backends.sh database "$DATABASE")
+  redis="redis://127.0.0.1:16379/$REDIS_DB"
+  sed -e "s|@ID@|dmc-$i|" -e "s|@SHARDS@|$shards|" \
+    -e "s|@HTTP@|$(node_http "$i")|" -e "s|@TCP@|$(node_tcp "$i")|" \
+    -e "s|@RATE_LIMIT@|2000000000|" -e "s|@REDIS@|$redis|g" \
+    -e "s|@ADMIN_USER@|$ADMIN_USER|" -e "s|@ADMIN_HASH@|$hash|" \
+    -e "s|@PRIMARY@|$primary|" -e "s|@REPLICA@|$replica|" \
+    conf/cluster-node.template.toml >"$DIR/node-$i.toml"
+}
+
+start_node() { # index
+  local i=$1
+  if alive "$(node_pid "$i")"; then return 0; fi
+  (
+    set -a
+    # shellcheck disable=SC1091
+    source <(grep '^DM_' "$DIR/secrets.env")
+    set +a
+    exec setsid "$(bin)" --config "$DIR/node-$i.toml" >>"$DIR/node-$i.log" 2>&1 </dev/null
+  ) &
+  echo $! >"$DIR/node-$i.pid"
+  # A node restarted right after a crash waits (in the server) until its old
+  # registry entry expires: up to 3 heartbeats.
+  wait_ready "$i" 60
+  echo "node $i (dmc-$i): http $(node_http "$i"), tcp $(node_tcp "$i"), pid $(node_pid "$i")" >&2
+}
+
+# Upstream lines (one per node) in place of the shipped ones, our listen
+# addresses in place of 8080/9090/8443/9443, TLS lines on with DMC_TLS=1.
+render_part() { # kind (http|tcp) n
+  local kind=$1 n=$2 port=$HTTP_PORT
+  [ "$kind" = tcp ] && port=$TCP_PORT
+  awk -v kind="$kind" -v n="$n" -v port="$port" -v tls="${DMC_TLS:-0}" -v dir="$DIR" '
+    /^[[:space:]]*server 127\.0\.0\.1:[0-9]+ / {
+      if (!done) {
+        params = $0; sub(/^[[:space:]]*server [^ ]+ /, "", params)
+        for (i = 1; i <= n; i++) printf "    server 127.0.0.1:%d %s\n", port + i, params
+        done = 1
+      }
+      next
+    }
+    /#tls / {
+      if (tls != "1") next
+      sub(/#tls /, "")
+      gsub(/\/etc\/datamiddleware\/tls/, dir "/tls")
+    }
+    { sub(/listen (8080|9090) /, "listen 127.0.0.1:" port " ")
+      sub(/listen (8443|9443) /, "listen 127.0.0.1:" (port + 443) " ")
+      print }'
+}
+
+render_nginx() { # n
+  local n=$1 d=$DIR/nginx
+  mkdir -p "$d"
+  if [ "${DMC_TLS:-0}" = 1 ] && [ ! -f "$DIR/tls/cert.pem" ]; then
+    mkdir -p "$DIR/tls"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+      -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+      -keyout "$DIR/tls/key.pem" -out "$DIR/tls/cert.pem" 2>/dev/null
+  fi
+  {
+    [ -e "$STREAM_MODULE" ] && echo "load_module $STREAM_MODULE;"
+    echo "worker_processes auto;"
+    echo "pid $d/nginx.pid;"
+    echo "error_log $d/error.log;"
+    echo "events { worker_connections 4096; }"
+    echo "http {"
+    echo "  access_log off;"
+    for t in client_body proxy fastcgi uwsgi scgi; do echo "  ${t}_temp_path $d/$t;"; done
+    sed '/^# stream {/,$d' nginx/datamiddleware.conf | render_part http "$n"
+    echo "}"
+    sed -n '/^# stream {/,$p' nginx/datamiddleware.conf | sed -e 's/^# \{0,1\}//' \
+      | render_part tcp "$n"
+  } >"$d/nginx.conf"
+}
+
+nginx_pid() { cat "$DIR/nginx/nginx.pid" 2>/dev/null || true; }
+
+start_nginx() { # n
+  render_nginx "$1"
+  nginx -t -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf" 2>"$DIR/nginx/test.log" \
+    || die "nginx -t refused $DIR/nginx/nginx.conf: $(cat "$DIR/nginx/test.log")"
+  if alive "$(nginx_pid)"; then
+    nginx -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf" -s reload
+  else
+    nginx -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf"
+  fi
+  echo "nginx: http 127.0.0.1:$HTTP_PORT, tcp 127.0.0.1:$TCP_PORT" >&2
+}
+
+cmd_start() {
+  local n=${1:-} shards
+  [[ "$n" =~ ^[1-9][0-9]?$ ]] || die "start needs a node count from 1 to 99"
+  if ! command -v nginx >/dev/null 2>&1 || [ ! -e "$STREAM_MODULE" ]; then
+    apt_install nginx libnginx-mod-stream
+  fi
+  if [ "${DMC_TLS:-0}" = 1 ] && ! command -v openssl >/dev/null 2>&1; then
+    apt_install openssl
+  fi
+  if [ -z "${DMC_BIN:-}" ]; then
+    ensure_build_tools
+    cargo build --release --bin datamiddleware
+  fi
+  [ -x "$(bin)" ] || die "no server binary at $(bin)"
+  scripts/backends.sh start
+  mkdir -p "$DIR"
+  ensure_secrets
+  shards=${DMC_SHARDS:-$(($(nproc) / n))}
+  [ "$shards" -ge 1 ] || shards=1
+  # Nodes beyond N (from an earlier, larger start) stop.
+  for ((i = n + 1; i <= $(node_count); i++)); do stop_node "$i"; done
+  echo "$n" >"$DIR/nodes"
+  for ((i = 1; i <= n; i++)); do
+    render_node "$i" "$shards"
+    start_node "$i"
+  done
+  start_nginx "$n"
+  echo "cluster up: $n nodes ($shards shard(s) each); eval \"\$(scripts/cluster.sh env)\"" >&2
+}
+
+cmd_env() {
+  [ -f "$DIR/secrets.env" ] || die "no cluster in $DIR (scripts/cluster.sh start N)"
+  echo "export DMC_HTTP=127.0.0.1:$HTTP_PORT"
+  echo "export DMC_TCP=127.0.0.1:$TCP_PORT"
+  if [ "${DMC_TLS:-0}" = 1 ]; then
+    echo "export DMC_HTTPS=127.0.0.1:$((HTTP_PORT + 443))"
+    echo "export DMC_TLS_TCP=127.0.0.1:$((TCP_PORT + 443))"
+    echo "export DMC_TLS_CA=$DIR/tls/cert.pem"
+  fi
+  for ((i = 1; i <= $(node_count); i++)); do
+    echo "export DMC_NODE${i}_HTTP=$(node_http "$i")"
+    echo "export DMC_NODE${i}_TCP=$(node_tcp "$i")"
+  done
+  echo "export DMC_ADMIN_USER=$ADMIN_USER"
+  echo "export DMC_ADMIN_PASSWORD=$(secret ADMIN_PASSWORD)"
+  echo "export DMC_GAME=$GAME"
+  echo "export DMC_SERVER_KEY=$(secret DM_GAMES_GAME1_SERVER_KEY)"
+}
+
+cmd_status() {
+  local n pid
+  n=$(node_count)
+  [ "$n" -gt 0 ] || { echo "no cluster in $DIR"; return 0; }
+  printf '%-6s %-8s %-22s %-22s %s\n' node pid http tcp ready
+  for ((i = 1; i <= n; i++)); do
+    pid=$(node_pid "$i")
+    alive "$pid" || pid="dead"
+    printf '%-6s %-8s %-22s %-22s %s\n' "dmc-$i" "$pid" "$(node_http "$i")" "$(node_tcp "$i")" \
+      "$(http_status "$(node_http "$i")" /ready)"
+  done
+  if alive "$(nginx_pid)"; then
+    echo "nginx: pid $(nginx_pid), http 127.0.0.1:$HTTP_PORT ($(http_status "127.0.0.1:$HTTP_PORT" /health)), tcp 127.0.0.1:$TCP_PORT"
+  else
+    echo "nginx: not running"
+  fi
+  echo "registry (live nodes in Redis db $REDIS_DB):"
+  redis-cli -p 16379 -n "$REDIS_DB" --scan --pattern 'dm:node:*' 2>/dev/null | sort | sed 's/^/  /' || true
+}
+
+stop_node() { # index; SIGTERM, then waits for the drain (SIGKILL after 30 s)
+  local i=$1 pid
+  pid=$(node_pid "$i")
+  if alive "$pid"; then
+    kill -TERM "$pid"
+    for _ in $(seq 1 300); do alive "$pid" || break; sleep 0.1; done
+    if alive "$pid"; then
+      echo "node $i did not stop within 30 s; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$DIR/node-$i.pid"
+}
+
+cmd_kill() {
+  local i=${1:-} pid
+  [[ "$i" =~ ^[0-9]+$ ]] && [ "$i" -ge 1 ] && [ "$i" -le "$(node_count)" ] \
+    || die "kill needs a node number from 1 to $(node_count)"
+  pid=$(node_pid "$i")
+  alive "$pid" || die "node $i is not running"
+  kill -KILL "$pid"
+  for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
+  echo "node $i (pid $pid) killed" >&2
+}
+
+cmd_restart_rolling() {
+  local n
+  n=$(node_count)
+  [ "$n" -gt 0 ] || die "no cluster in $DIR (scripts/cluster.sh start N)"
+  for ((i = 1; i <= n; i++)); do
+    echo "restarting node $i" >&2
+    stop_node "$i"
+    start_node "$i"
+    # nginx marks a node down for fail_timeout after failures; give it a
+    # moment of traffic before the next node goes.
+    sleep 1
+  done
+  echo "rolling restart done: $n nodes" >&2
+}
+
+cmd_stop() {
+  local pid
+  pid=$(nginx_pid)
+  if alive "$pid"; then
+    kill -QUIT "$pid"
+    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
+  fi
+  for ((i = 1; i <= $(node_count); i++)); do stop_node "$i"; done
+  echo "cluster stopped (backends still run: scripts/backends.sh stop)" >&2
+}
+
+case "${1:-}" in
+  start) cmd_start "${2:-}" ;;
+  env) cmd_env ;;
+  status) cmd_status ;;
+  kill) cmd_kill "${2:-}" ;;
+  restart-rolling) cmd_restart_rolling ;;
+  stop) cmd_stop ;;
+  *) usage ;;
+esac
