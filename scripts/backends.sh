@@ -35,6 +35,10 @@ install() {
   if ! command -v nginx >/dev/null 2>&1 || [ ! -e /usr/lib/nginx/modules/ngx_stream_module.so ]; then
     apt_install nginx libnginx-mod-stream
   fi
+  # The TLS test (tests/cluster_script.rs) makes a certificate and talks through it.
+  if ! command -v openssl >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
+    apt_install openssl curl ca-certificates
+  fi
 }
 
 sql() { # port, statement

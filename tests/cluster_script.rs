@@ -1,0 +1,528 @@
+//! `scripts/cluster.sh` as an operator runs it: a cluster of real nodes
+//! (this build's binary) sharing MariaDB and Redis, behind nginx rendered
+//! from the shipped `nginx/datamiddleware.conf`.
+//!
+//! - A rolling restart of 3 nodes under load through nginx fails no HTTP
+//!   request (reads and wallet writes), TCP clients see only the documented
+//!   Error 0xE006 "server shutting down" and reconnect, and every
+//!   acknowledged write is in the database afterwards.
+//! - With `DMC_TLS=1`, the shipped TLS lines serve HTTPS and TLS-wrapped
+//!   frames (self-signed certificate, checked by the clients).
+//!
+//! Needs nginx with its stream module, openssl, curl and the servers of
+//! `scripts/backends.sh`: ignored unless run as `scripts/test.sh` does
+//! (`DMTEST_BACKEND=mysql ... -- --include-ignored`).
+
+mod common;
+
+use common::{backend, frame, mysql_admin, TestBackend};
+use datamiddleware::protocol::{decode, Decoded};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A cluster started by the script in its own directory, ports, Redis
+/// database and MariaDB database; stopped (and its database dropped) on drop.
+struct Cluster {
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+    database: String,
+    /// What `scripts/cluster.sh env` printed.
+    vars: HashMap<String, String>,
+}
+
+impl Cluster {
+    fn start(name: &str, nodes: usize, redis_db: u32, tls: bool) -> Cluster {
+        assert!(
+            matches!(backend(), TestBackend::Mysql { .. }),
+            "needs DMTEST_BACKEND=mysql (scripts/backends.sh)"
+        );
+        let (http, tcp) = free_port_bases(nodes);
+        let dir = std::env::temp_dir().join(format!("dmc-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let database = format!("dmc_{name}_{}", std::process::id());
+        let env = vec![
+            ("DMC_DIR".to_string(), dir.display().to_string()),
+            ("DMC_HTTP_PORT".to_string(), http.to_string()),
+            ("DMC_TCP_PORT".to_string(), tcp.to_string()),
+            ("DMC_REDIS_DB".to_string(), redis_db.to_string()),
+            ("DMC_DATABASE".to_string(), database.clone()),
+            ("DMC_SHARDS".to_string(), "1".to_string()),
+            (
+                "DMC_TLS".to_string(),
+                if tls { "1" } else { "0" }.to_string(),
+            ),
+            (
+                "DMC_BIN".to_string(),
+                env!("CARGO_BIN_EXE_datamiddleware").to_string(),
+            ),
+        ];
+        let mut cluster = Cluster {
+            dir,
+            env,
+            database,
+            vars: HashMap::new(),
+        };
+        // The registry of this Redis database starts empty.
+        let _ = Command::new("redis-cli")
+            .args(["-p", "16379", "-n", &redis_db.to_string(), "flushdb"])
+            .output();
+        cluster.script(&["start", &nodes.to_string()]);
+        let printed = cluster.script(&["env"]);
+        cluster.vars = printed
+            .lines()
+            .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        cluster
+    }
+
+    /// Runs `scripts/cluster.sh args...`; its stdout, or a panic with its output.
+    fn script(&self, args: &[&str]) -> String {
+        let out = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster.sh"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/cluster.sh");
+        assert!(
+            out.status.success(),
+            "cluster.sh {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn var(&self, name: &str) -> String {
+        self.vars
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("cluster.sh env printed no {name}: {:?}", self.vars))
+    }
+
+    fn addr(&self, name: &str) -> SocketAddr {
+        self.var(name)
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster.sh"))
+            .arg("stop")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output();
+        mysql_admin(&format!("DROP DATABASE IF EXISTS {}", self.database));
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Two port bases with `nodes` free ports after each (and +443 for TLS).
+fn free_port_bases(nodes: usize) -> (u16, u16) {
+    let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+    let mut found = Vec::new();
+    let mut base = 20_000 + (std::process::id() % 4_000) as u16 * 5;
+    while found.len() < 2 {
+        let ports = (0..=nodes as u16).chain([443]);
+        if ports.into_iter().all(|i| free(base + i)) {
+            found.push(base);
+            base += 1_000;
+        } else {
+            base += 7;
+        }
+        assert!(base < 60_000, "no free loopback ports");
+    }
+    (found[0], found[1])
+}
+
+/// A blocking HTTP call with `Connection: close`: (status, JSON body).
+fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Value) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).expect("send");
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp);
+    let status = text.get(9..12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let json = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    (status, json)
+}
+
+/// dm-bench (this build) with the cluster's addresses and server key.
+fn bench(cluster: &Cluster, scenario: &str, connections: usize, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dm-bench"));
+    c.args([
+        "--scenario",
+        scenario,
+        "--json",
+        "--players",
+        "10",
+        "--warmup",
+        "0",
+    ])
+    .args([
+        "--http",
+        &cluster.var("DMC_HTTP"),
+        "--tcp",
+        &cluster.var("DMC_TCP"),
+    ])
+    .args(["--server-key", &cluster.var("DMC_SERVER_KEY")])
+    .args(["-c", &connections.to_string(), "--threads", "1"])
+    .args(extra)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    c
+}
+
+/// Ends a dm-bench run early (SIGINT) and returns its JSON report.
+fn finish(mut child: Child, what: &str) -> Value {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let mut out = String::new();
+    let mut err = String::new();
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_string(&mut out);
+    }
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_string(&mut err);
+    }
+    let status = child.wait().expect("wait for dm-bench");
+    assert!(status.success(), "dm-bench {what} failed: {err}{out}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("dm-bench {what}: {e}: {out}"))
+}
+
+/// The ids of the seeded players `bench_0..n` (they log in through nginx).
+fn bench_player_ids(cluster: &Cluster, n: usize) -> Vec<i64> {
+    (0..n)
+        .map(|i| {
+            let body = format!(r#"{{"username":"bench_{i}","password":"bench-password-1"}}"#);
+            let (status, j) = call(
+                cluster.addr("DMC_HTTP"),
+                "POST",
+                "/api/v1/auth/login",
+                &[("X-Game-Id", "game1")],
+                &body,
+            );
+            assert_eq!(status, 200, "login bench_{i}: {j}");
+            j["data"]["player"]["id"].as_i64().expect("player id")
+        })
+        .collect()
+}
+
+/// The players' gold together, read through nginx.
+fn total_gold(cluster: &Cluster, token: &str, ids: &[i64]) -> i64 {
+    let auth = format!("Bearer {token}");
+    ids.iter()
+        .map(|id| {
+            let (status, j) = call(
+                cluster.addr("DMC_HTTP"),
+                "GET",
+                &format!("/api/v1/players/{id}"),
+                &[("Authorization", &auth), ("X-Game-Id", "game1")],
+                "",
+            );
+            assert_eq!(status, 200, "player {id}: {j}");
+            j["data"]["player"]["gold"].as_i64().expect("gold")
+        })
+        .sum()
+}
+
+fn server_token(cluster: &Cluster) -> String {
+    let body = serde_json::json!({"game_id": "game1", "server_key": cluster.var("DMC_SERVER_KEY")});
+    let (status, j) = call(
+        cluster.addr("DMC_HTTP"),
+        "POST",
+        "/api/v1/auth/server",
+        &[],
+        &body.to_string(),
+    );
+    assert_eq!(status, 200, "{j}");
+    j["data"]["token"].as_str().expect("token").to_string()
+}
+
+/// The live nodes' (id, instance) from the registry, through nginx as an admin.
+fn registry(cluster: &Cluster) -> Vec<(String, String)> {
+    let body = serde_json::json!({
+        "username": cluster.var("DMC_ADMIN_USER"),
+        "password": cluster.var("DMC_ADMIN_PASSWORD"),
+    });
+    let nginx = cluster.addr("DMC_HTTP");
+    let (status, j) = call(nginx, "POST", "/api/v1/auth/admin", &[], &body.to_string());
+    assert_eq!(status, 200, "admin login: {j}");
+    let auth = format!(
+        "Bearer {}",
+        j["data"]["token"].as_str().expect("admin token")
+    );
+    let (status, j) = call(
+        nginx,
+        "GET",
+        "/api/v1/cluster/nodes",
+        &[("Authorization", &auth)],
+        "",
+    );
+    assert_eq!(status, 200, "{j}");
+    let mut nodes: Vec<(String, String)> = j["data"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            (
+                n["node_id"].as_str().unwrap_or("").to_string(),
+                n["instance"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+#[test]
+#[ignore = "needs nginx, MariaDB and Redis (scripts/test.sh runs it)"]
+fn rolling_restart_of_three_nodes_fails_no_request_and_loses_no_write() {
+    let cluster = Cluster::start("rolling", 3, 2, false);
+    let before_restart = registry(&cluster);
+    assert_eq!(
+        before_restart
+            .iter()
+            .map(|n| n.0.as_str())
+            .collect::<Vec<_>>(),
+        ["dmc-1", "dmc-2", "dmc-3"]
+    );
+    // Seed the players once (each later run finds them).
+    let seeded = bench(&cluster, "player", 2, &["--duration", "0.5"])
+        .output()
+        .expect("seed with dm-bench");
+    assert!(
+        seeded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
+    let token = server_token(&cluster);
+    let ids = bench_player_ids(&cluster, 10);
+    let gold_before = total_gold(&cluster, &token, &ids);
+
+    let long = ["--duration", "600", "--reconnect"];
+    let reads = bench(&cluster, "player", 8, &long)
+        .spawn()
+        .expect("dm-bench player");
+    let frames = bench(&cluster, "tcp-player", 4, &long)
+        .spawn()
+        .expect("dm-bench tcp-player");
+    let writes = bench(&cluster, "wallet", 2, &long)
+        .spawn()
+        .expect("dm-bench wallet");
+    // Each run logs its 10 players in before it loads: let all three start.
+    std::thread::sleep(Duration::from_secs(3));
+    let t0 = Instant::now();
+    cluster.script(&["restart-rolling"]);
+    let took = t0.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let reads = finish(reads, "player");
+    let frames = finish(frames, "tcp-player");
+    let writes = finish(writes, "wallet");
+    println!("rolling restart of 3 nodes took {took:?}");
+    println!("HTTP GET through nginx: {reads}");
+    println!("TCP PlayerData through nginx: {frames}");
+    println!("HTTP wallet writes through nginx: {writes}");
+
+    // Every node was restarted: new instances under the same ids.
+    let after = registry(&cluster);
+    assert_eq!(after.len(), 3, "{after:?}");
+    for (old, new) in before_restart.iter().zip(&after) {
+        assert_eq!(old.0, new.0);
+        assert_ne!(old.1, new.1, "node {} was not restarted", old.0);
+    }
+    // The loads ran across the whole restart.
+    for (what, r) in [
+        ("player", &reads),
+        ("tcp-player", &frames),
+        ("wallet", &writes),
+    ] {
+        let ran = r["duration_s"].as_f64().unwrap_or(0.0);
+        assert!(
+            ran >= took.as_secs_f64(),
+            "{what} measured {ran} s only: {r}"
+        );
+        assert!(r["ok"].as_u64().unwrap_or(0) > 0, "{what} did nothing: {r}");
+    }
+    // No failed HTTP request, reads or writes.
+    assert_eq!(reads["errors"], serde_json::json!({}), "{reads}");
+    assert_eq!(writes["errors"], serde_json::json!({}), "{writes}");
+    // TCP: no error answer, and the only reason to reconnect was the drain's
+    // documented Error 0xE006 (every TCP client of nginx goes to one node by
+    // its address hash, so the drains must have reached it).
+    assert_eq!(frames["errors"], serde_json::json!({}), "{frames}");
+    let reconnects = frames["reconnects"].as_object().expect("reconnects");
+    assert!(
+        reconnects.keys().all(|k| k == "tcp_0xe006"),
+        "TCP connections ended otherwise than by 0xE006: {frames}"
+    );
+    assert!(
+        reconnects
+            .get("tcp_0xe006")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            >= 4,
+        "the TCP clients were never drained: {frames}"
+    );
+    // Every acknowledged +1 is in the database, and nothing more (no write
+    // failed, so none may have been applied unacknowledged). Reads may come
+    // from the replica or a cache for up to a second: wait for them to agree.
+    let acknowledged = writes["ok"].as_i64().unwrap_or(-1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut credited = total_gold(&cluster, &token, &ids) - gold_before;
+    while credited != acknowledged && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        credited = total_gold(&cluster, &token, &ids) - gold_before;
+    }
+    println!("acknowledged wallet writes {acknowledged}, credited in the database {credited}");
+    assert_eq!(credited, acknowledged, "{writes}");
+}
+
+/// Reads one frame from `r`.
+fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> (u16, Value) {
+    loop {
+        if let Decoded::Frame { frame, len } = decode(buf, 1 << 20) {
+            let out = (
+                frame.msg_type,
+                serde_json::from_slice(frame.body).unwrap_or(Value::Null),
+            );
+            buf.drain(..len);
+            return out;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = r.read(&mut chunk).expect("read from openssl s_client");
+        assert!(n > 0, "TLS stream ended before a whole frame: {buf:?}");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+#[ignore = "needs nginx, openssl, curl, MariaDB and Redis (scripts/test.sh runs it)"]
+fn nginx_terminates_tls_for_http_and_frames() {
+    let cluster = Cluster::start("tls", 1, 3, true);
+    let ca = cluster.var("DMC_TLS_CA");
+    let https = cluster.var("DMC_HTTPS");
+    // HTTPS, the certificate checked against the generated CA.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--cacert",
+            &ca,
+            "-w",
+            "\n%{http_code} %{ssl_verify_result}",
+        ])
+        .arg(format!("https://{https}/health"))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.ends_with("\n200 0"), "{text}");
+    assert!(text.contains(r#""node_id":"dmc-1""#), "{text}");
+    // An authenticated API call over HTTPS.
+    let body = serde_json::json!({"game_id": "game1", "server_key": cluster.var("DMC_SERVER_KEY")});
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--cacert",
+            &ca,
+            "-X",
+            "POST",
+            "-d",
+            &body.to_string(),
+        ])
+        .arg(format!("https://{https}/api/v1/auth/server"))
+        .output()
+        .expect("run curl");
+    let j: Value = serde_json::from_slice(&out.stdout).expect("JSON over HTTPS");
+    assert_eq!(j["data"]["role"], "game_server", "{j}");
+    // Plain HTTP to the TLS port is refused by nginx, not passed on.
+    let (status, _) = call(https.parse().expect("addr"), "GET", "/health", &[], "");
+    assert_eq!(status, 400);
+
+    // Frames wrapped in TLS: openssl s_client verifies the certificate and
+    // carries the bytes both ways.
+    let mut client = Command::new("openssl")
+        .args(["s_client", "-quiet", "-verify_return_error", "-CAfile", &ca])
+        .args(["-connect", &cluster.var("DMC_TLS_TCP")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run openssl s_client");
+    let mut to = client.stdin.take().expect("stdin");
+    let mut from = client.stdout.take().expect("stdout");
+    let key = cluster.var("DMC_SERVER_KEY");
+    let handshake = format!(r#"{{"server_key":"{key}"}}"#);
+    to.write_all(&frame(
+        0x0002,
+        0x04,
+        1,
+        "game1",
+        "gs-tls",
+        handshake.as_bytes(),
+    ))
+    .expect("send handshake");
+    to.write_all(&frame(0x2002, 0x04, 2, "game1", "gs-tls", b""))
+        .expect("send ping");
+    to.flush().expect("flush");
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let a = read_frame(&mut from, &mut buf);
+        let b = read_frame(&mut from, &mut buf);
+        (a, b)
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !reader.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = client.kill();
+    let _ = client.wait();
+    assert!(
+        reader.is_finished(),
+        "no frames came back through TLS within 20 s"
+    );
+    let ((t1, b1), (t2, _)) = reader.join().expect("reader");
+    assert_eq!(
+        t1, 0x0002,
+        "the Handshake's answer expected, got {t1:#x}: {b1}"
+    );
+    assert_eq!(b1["code"], 200, "{b1}");
+    assert_eq!(b1["data"]["role"], "game_server", "{b1}");
+    assert_eq!(t2, 0x2003, "Pong expected, got {t2:#x}");
+}
