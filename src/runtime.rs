@@ -581,9 +581,12 @@ async fn follow_config_centre(shard: Rc<Shard>, log: LogReload) {
 /// under the lease's fencing token. The database refuses the write once a
 /// newer holder has written with a newer token, so a holder paused past its
 /// lease (GC, SIGSTOP) cannot act after its successor: no clock is trusted.
-/// A stand-alone node runs the jobs itself, with token 0.
+/// A refused holder raises the token counter past the database's and gives
+/// up its lease (`Registry::yield_stale_lease`), so jobs resume when Redis
+/// lost its counter. A stand-alone node runs the jobs itself, unfenced (it
+/// holds no lease; a database a cluster used before does not stop it).
 async fn run_singleton_jobs(shard: Rc<Shard>) {
-    use crate::store::{FencedJob, StoreError};
+    use crate::store::{FencedJob, FencedRun};
     let cfg = shard.config.clone();
     let every = Duration::from_millis(cfg.cluster.job_interval_ms);
     let lease = Duration::from_millis(cfg.cluster.job_lease_ms);
@@ -608,12 +611,13 @@ async fn run_singleton_jobs(shard: Rc<Shard>) {
             },
         ];
         for job in jobs {
-            let token = match shard.services.registry() {
-                None => 0,
+            let registry = shard.services.registry();
+            let token = match registry {
+                None => None,
                 Some(registry) => match registry.lease(job.name(), &holder, lease).await {
                     Ok(Some(token)) => {
                         failing = false;
-                        token
+                        Some(token)
                     }
                     Ok(None) => continue,
                     Err(e) => {
@@ -635,16 +639,28 @@ async fn run_singleton_jobs(shard: Rc<Shard>) {
                     .run(move |s| s.run_fenced(job, token, &who, at))
                     .await;
                 match ran {
-                    Ok(0) => {}
-                    Ok(affected) => {
+                    Ok(FencedRun::Ran(0)) => {}
+                    Ok(FencedRun::Ran(affected)) => {
                         tracing::info!(job = job.name(), game = %game.id, token, affected, "singleton job ran")
                     }
-                    Err(StoreError::Conflict(_)) => tracing::warn!(
-                        job = job.name(),
-                        game = %game.id,
-                        token,
-                        "fencing token stale: a newer holder runs this job; write refused"
-                    ),
+                    Ok(FencedRun::Stale { newer }) => {
+                        tracing::warn!(
+                            job = job.name(),
+                            game = %game.id,
+                            token,
+                            newer,
+                            "fencing token stale: a newer holder runs this job; write refused"
+                        );
+                        if let Some(registry) = registry {
+                            if let Err(e) =
+                                registry.yield_stale_lease(job.name(), &holder, newer).await
+                            {
+                                tracing::warn!(job = job.name(), error = %e, "cannot give up a stale job lease");
+                            }
+                        }
+                        // The other games wait for the next lease and token.
+                        break;
+                    }
                     Err(e) => {
                         tracing::warn!(job = job.name(), game = %game.id, error = %e, "singleton job failed")
                     }

@@ -247,3 +247,78 @@ fn a_holder_paused_past_its_lease_cannot_write_after_its_successor() {
     check_one_holder_per_token(&a, "expire-orders");
     drop(b);
 }
+
+#[test]
+#[ignore = "needs MariaDB and Redis (DMTEST_BACKEND=mysql)"]
+fn jobs_resume_when_redis_lost_the_token_counter_and_on_a_stand_alone_node() {
+    // Its own Redis database: the lease and counter keys are not shared
+    // with the other tests of this file.
+    let own_redis = format!(
+        "{}5",
+        redis().trim_end_matches(|c: char| c.is_ascii_digit())
+    );
+    let a = Server::start_with(
+        1,
+        &[
+            ("node", "id = \"fence-a\""),
+            (
+                "tail",
+                &format!(
+                    "[cluster]\nredis = \"{own_redis}\"\njob_lease_ms = 1000\njob_interval_ms = 100\n\
+                     [orders]\npending_ttl_s = 1\n"
+                ),
+            ),
+        ],
+    );
+    let fence = |s: &Server| -> i64 {
+        rows(
+            s,
+            "SELECT token FROM job_fences WHERE job = 'expire-orders'",
+        )
+        .first()
+        .and_then(|r| r[0].parse().ok())
+        .unwrap_or(0)
+    };
+    wait_for("the first fenced run", Duration::from_secs(10), || {
+        fence(&a) > 0
+    });
+    // The database has seen far newer tokens than Redis hands out now: what
+    // a cluster sees after its Redis restarted without persistence.
+    rows(
+        &a,
+        "UPDATE job_fences SET token = 1000000 WHERE job = 'expire-orders'",
+    );
+    let gs = a.server_token("game1");
+    let (player, _) = a.player("game1", "fence_p1");
+    let first = order(&a, &gs, player, "fence-1");
+    wait_for(
+        "the order to expire after the counter was lost",
+        Duration::from_secs(15),
+        || get_order(&a, &gs, &first)["status"] == "cancelled",
+    );
+    assert_eq!(get_order(&a, &gs, &first)["cancel_reason"], "expired");
+    a.wait_for_log("fencing token stale");
+    assert!(
+        fence(&a) > 1_000_000,
+        "the counter was raised past the database's token"
+    );
+
+    // The same database under a stand-alone node (no cluster.redis): jobs
+    // run unfenced, whatever tokens the cluster left behind.
+    let mut a = a;
+    a.signal(libc::SIGTERM);
+    assert!(
+        a.wait_exit(Duration::from_secs(20)).is_some(),
+        "node a did not stop"
+    );
+    let b = a.start_peer_edited("fence-b", |text| {
+        text.replace(&format!("\"{own_redis}\""), "\"\"")
+    });
+    let second = order(&b, &gs, player, "fence-2");
+    wait_for(
+        "the order to expire on a stand-alone node",
+        Duration::from_secs(15),
+        || get_order(&b, &gs, &second)["status"] == "cancelled",
+    );
+    assert_eq!(get_order(&b, &gs, &second)["cancel_reason"], "expired");
+}

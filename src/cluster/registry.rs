@@ -316,6 +316,47 @@ impl Registry {
         }
     }
 
+    /// After the database refused `holder`'s token for `job` because it has
+    /// seen `newer`: raises the token counter to at least `newer` and gives
+    /// up the lease if `holder` still has it, so the next lease hands out a
+    /// token the database accepts. This is how jobs recover when Redis lost
+    /// its counter (restarted without persistence, flushed, failed over
+    /// before replicating it); a holder whose lease passed to another node
+    /// changes nothing (the counter is already past `newer`, the lease is
+    /// the other's).
+    pub async fn yield_stale_lease(
+        &self,
+        job: &str,
+        holder: &str,
+        newer: i64,
+    ) -> Result<(), String> {
+        const SCRIPT: &str = "local c = tonumber(redis.call('GET', KEYS[2]) or '0') or 0 \
+            if c < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2]) end \
+            local cur = redis.call('GET', KEYS[1]) \
+            if cur and string.sub(cur, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. '|' then \
+              redis.call('DEL', KEYS[1]) \
+            end \
+            return 1";
+        let reply = self
+            .client
+            .command(vec![
+                b"EVAL".to_vec(),
+                SCRIPT.as_bytes().to_vec(),
+                b"2".to_vec(),
+                format!("dm:lock:{job}").into_bytes(),
+                format!("dm:fence:{job}").into_bytes(),
+                holder.as_bytes().to_vec(),
+                newer.to_string().into_bytes(),
+            ])
+            .await
+            .map_err(redis_error)?;
+        match reply {
+            Reply::Int(1) => Ok(()),
+            Reply::Error(e) => Err(e),
+            _ => Err("unexpected reply to the lease release".into()),
+        }
+    }
+
     /// Every live node's announcement, ordered by node id.
     pub async fn live_nodes(&self) -> Result<Vec<NodeAnnouncement>, String> {
         let mut keys: Vec<Vec<u8>> = Vec::new();

@@ -252,15 +252,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Runs a singleton job's work in one transaction, only if `token` is
     /// at least the newest fencing token any holder of the job has written
-    /// with (else `Conflict("fencing token")`: the lease passed to a newer
-    /// holder); records the run. Returns the rows changed.
+    /// with (else [`FencedRun::Stale`], nothing written); records the run.
+    /// `None`: a stand-alone node, which holds no lease and runs unfenced.
     fn run_fenced(
         &self,
         job: FencedJob,
-        token: i64,
+        token: Option<i64>,
         holder: &str,
         now_ms: i64,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<FencedRun, StoreError>;
 
     /// Writes the replication heartbeat (on the primary).
     fn write_heartbeat(&self, now_ms: i64) -> Result<(), StoreError>;

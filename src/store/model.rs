@@ -341,6 +341,20 @@ impl FencedJob {
     }
 }
 
+/// What a fenced job's transaction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FencedRun {
+    /// The work ran and changed this many rows.
+    Ran(u64),
+    /// Refused, nothing written: a holder with the newer token `newer`
+    /// has written (the lease passed on, or the Redis counter that hands
+    /// out tokens was lost and restarted below the database's).
+    Stale {
+        /// The newest token the database has seen for the job.
+        newer: i64,
+    },
+}
+
 /// What order creation needs.
 #[derive(Debug, Clone)]
 pub struct NewOrder {

@@ -1152,36 +1152,39 @@ impl<B: Backend> Store for SqlStore<B> {
     fn run_fenced(
         &self,
         job: FencedJob,
-        token: i64,
+        token: Option<i64>,
         holder: &str,
         now_ms: i64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<FencedRun, StoreError> {
         let name = job.name();
         self.write(|c| {
-            let lock = c.dialect().for_update();
-            let fence = c.query_one(
-                &format!("SELECT token FROM job_fences WHERE job = ?{lock}"),
-                args![name],
-            )?;
-            let mut new_holder = true;
-            match fence {
-                Some(row) => {
-                    let seen = row_of("job_fences", &row, |r| r.int(0))?;
-                    new_holder = seen != token;
-                    if seen > token {
-                        // A newer holder has written: this one's lease is gone.
-                        return Err(StoreError::Conflict("fencing token"));
+            let mut new_holder = false;
+            if let Some(token) = token {
+                let lock = c.dialect().for_update();
+                let fence = c.query_one(
+                    &format!("SELECT token FROM job_fences WHERE job = ?{lock}"),
+                    args![name],
+                )?;
+                match fence {
+                    Some(row) => {
+                        let seen = row_of("job_fences", &row, |r| r.int(0))?;
+                        if seen > token {
+                            // Nothing written: the commit only ends the read.
+                            return Ok(FencedRun::Stale { newer: seen });
+                        }
+                        new_holder = seen != token;
+                        c.exec(
+                            "UPDATE job_fences SET token = ?, holder = ?, updated_at = ? WHERE job = ?",
+                            args![token, holder, now_ms, name],
+                        )?;
                     }
-                    c.exec(
-                        "UPDATE job_fences SET token = ?, holder = ?, updated_at = ? WHERE job = ?",
-                        args![token, holder, now_ms, name],
-                    )?;
-                }
-                None => {
-                    c.exec(
-                        "INSERT INTO job_fences (job, token, holder, updated_at) VALUES (?, ?, ?, ?)",
-                        args![name, token, holder, now_ms],
-                    )?;
+                    None => {
+                        new_holder = true;
+                        c.exec(
+                            "INSERT INTO job_fences (job, token, holder, updated_at) VALUES (?, ?, ?, ?)",
+                            args![name, token, holder, now_ms],
+                        )?;
+                    }
                 }
             }
             let affected = match job {
@@ -1213,10 +1216,10 @@ impl<B: Backend> Store for SqlStore<B> {
             if new_holder || affected > 0 {
                 c.exec(
                     "INSERT INTO job_runs (job, token, holder, started_at, affected) VALUES (?, ?, ?, ?, ?)",
-                    args![name, token, holder, now_ms, affected as i64],
+                    args![name, token.unwrap_or(0), holder, now_ms, affected as i64],
                 )?;
             }
-            Ok(affected)
+            Ok(FencedRun::Ran(affected))
         })
     }
 

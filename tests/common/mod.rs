@@ -301,7 +301,12 @@ max_stack = 3
     /// A second node sharing this one's databases (and Redis, if any), on
     /// its own ports and with its own node id.
     pub fn start_peer(&self, node_id: &str) -> Server {
-        let text = std::fs::read_to_string(self.dir.join("config.toml")).expect("config");
+        self.start_peer_edited(node_id, |text| text)
+    }
+
+    /// [`Server::start_peer`] with its config text passed through `edit`.
+    pub fn start_peer_edited(&self, node_id: &str, edit: impl FnOnce(String) -> String) -> Server {
+        let text = edit(std::fs::read_to_string(self.dir.join("config.toml")).expect("config"));
         let http = loopback_addr();
         let tcp = loopback_addr();
         let text = text
