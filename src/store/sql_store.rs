@@ -1173,10 +1173,14 @@ impl<B: Backend> Store for SqlStore<B> {
                             return Ok(FencedRun::Stale { newer: seen });
                         }
                         new_holder = seen != token;
-                        c.exec(
-                            "UPDATE job_fences SET token = ?, holder = ?, updated_at = ? WHERE job = ?",
-                            args![token, holder, now_ms, name],
-                        )?;
+                        // The same holder's runs leave the row alone: no
+                        // write (and no commit to sync) just to say "still me".
+                        if new_holder {
+                            c.exec(
+                                "UPDATE job_fences SET token = ?, holder = ?, updated_at = ? WHERE job = ?",
+                                args![token, holder, now_ms, name],
+                            )?;
+                        }
                     }
                     None => {
                         new_holder = true;
