@@ -15,10 +15,15 @@ pub struct LogReload {
 }
 
 impl LogReload {
-    /// Sets the level (`error` … `trace`); unknown names are ignored.
+    /// Sets the level (`error` … `trace`); unknown names are ignored. The
+    /// config centre calls this every half second: an unchanged level is
+    /// left alone, since every change rebuilds tracing's callsite cache
+    /// under a process-wide lock.
     pub fn set_level(&self, level: &str) {
         if let Some(filter) = parse_level(level) {
-            let _ = self.handle.modify(|f| *f = filter);
+            if self.handle.with_current(|f| *f != filter).unwrap_or(true) {
+                let _ = self.handle.modify(|f| *f = filter);
+            }
         }
     }
 }
