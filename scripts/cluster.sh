@@ -4,7 +4,7 @@
 # shipped nginx/datamiddleware.conf (HTTP upstream and TCP `stream`).
 #
 # Usage: scripts/cluster.sh start N | env | status | kill I | restart-rolling | stop
-#   start N          builds the server (release) unless DMC_BIN is set, starts the
+#   start N          builds the server and dm-bench (release) unless DMC_BIN is set, starts the
 #                    backends, then N nodes (node I: HTTP 127.0.0.1:$DMC_HTTP_PORT+I,
 #                    TCP $DMC_TCP_PORT+I, config $DMC_DIR/node-I.toml rendered
 #                    from conf/cluster-node.template.toml) and nginx (HTTP on
@@ -197,7 +197,7 @@ cmd_start() {
   fi
   if [ -z "${DMC_BIN:-}" ]; then
     ensure_build_tools
-    cargo build --release --bin datamiddleware
+    cargo build --release --bin datamiddleware --bin dm-bench
   fi
   [ -x "$(bin)" ] || die "no server binary at $(bin)"
   scripts/backends.sh start

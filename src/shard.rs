@@ -287,6 +287,48 @@ pub async fn accept_until_drained<F, Fut>(
             }
         }
     }
+    // Connections the kernel has already accepted into the backlog would be
+    // reset when the listener closes. Take them; `track` shuts their read
+    // side (the shard drains), so each answers what it sent and ends like
+    // every other connection: HTTP with `Connection: close`, TCP with Error
+    // 0xE006.
+    for fd in backlog(&listener) {
+        // SAFETY: `fd` is a connected socket accept4 just returned to us;
+        // the stream takes sole ownership of it.
+        let stream =
+            unsafe { <glommio::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        glommio::spawn_local(serve(shard.clone(), stream)).detach();
+    }
+}
+
+/// The connections waiting in `listener`'s backlog, accepted without
+/// waiting (the listener is switched to non-blocking: it is about to close).
+/// At most 4096, the backlog nginx and the config ask for.
+fn backlog(listener: &glommio::net::TcpListener) -> Vec<RawFd> {
+    use std::os::fd::AsRawFd;
+    let fd = listener.as_raw_fd();
+    let mut taken = Vec::new();
+    // SAFETY: fcntl and accept4 on the listener's own open fd; null address
+    // pointers ask for no peer address.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return taken;
+        }
+        while taken.len() < 4096 {
+            let c = libc::accept4(
+                fd,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            );
+            if c < 0 {
+                break;
+            }
+            taken.push(c);
+        }
+    }
+    taken
 }
 
 /// Keeps a connection in its shard's registry while alive.

@@ -90,6 +90,15 @@ impl FromRawFd for TcpListener {
     }
 }
 
+// Patched in for DataMiddleware: the listener's fd, so that a draining
+// server can take the connections still waiting in its backlog (closing the
+// listener would reset them) before it closes it.
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.listener.as_raw_fd()
+    }
+}
+
 impl TcpListener {
     /// Creates a TCP listener bound to the specified address.
     ///
