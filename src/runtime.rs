@@ -583,8 +583,8 @@ async fn follow_config_centre(shard: Rc<Shard>, log: LogReload) {
 /// lease (GC, SIGSTOP) cannot act after its successor: no clock is trusted.
 /// A refused holder raises the token counter past the database's and gives
 /// up its lease (`Registry::yield_stale_lease`), so jobs resume when Redis
-/// lost its counter. A stand-alone node runs the jobs itself, unfenced (it
-/// holds no lease; a database a cluster used before does not stop it).
+/// lost its counter. A stand-alone node runs the jobs itself without a lease,
+/// unless a cluster's holder ran them on the same database within a minute.
 async fn run_singleton_jobs(shard: Rc<Shard>) {
     use crate::store::{FencedJob, FencedRun};
     let cfg = shard.config.clone();
@@ -639,7 +639,7 @@ async fn run_singleton_jobs(shard: Rc<Shard>) {
                     .run(move |s| s.run_fenced(job, token, &who, at))
                     .await;
                 match ran {
-                    Ok(FencedRun::Ran(0)) => {}
+                    Ok(FencedRun::Ran(0)) | Ok(FencedRun::ClusterActive) => {}
                     Ok(FencedRun::Ran(affected)) => {
                         tracing::info!(job = job.name(), game = %game.id, token, affected, "singleton job ran")
                     }

@@ -251,12 +251,17 @@ fn a_holder_paused_past_its_lease_cannot_write_after_its_successor() {
 #[test]
 #[ignore = "needs MariaDB and Redis (DMTEST_BACKEND=mysql)"]
 fn jobs_resume_when_redis_lost_the_token_counter_and_on_a_stand_alone_node() {
-    // Its own Redis database: the lease and counter keys are not shared
-    // with the other tests of this file.
+    // Its own Redis database, emptied: the lease and counter keys are not
+    // shared with the other tests of this file, nor left from a former run.
     let own_redis = format!(
         "{}5",
         redis().trim_end_matches(|c: char| c.is_ascii_digit())
     );
+    let flushed = std::process::Command::new("redis-cli")
+        .args(["-u", &own_redis, "flushdb"])
+        .output()
+        .expect("run redis-cli");
+    assert!(flushed.status.success(), "{flushed:?}");
     let a = Server::start_with(
         1,
         &[
@@ -303,8 +308,11 @@ fn jobs_resume_when_redis_lost_the_token_counter_and_on_a_stand_alone_node() {
         "the counter was raised past the database's token"
     );
 
-    // The same database under a stand-alone node (no cluster.redis): jobs
-    // run unfenced, whatever tokens the cluster left behind.
+    // The same database under a stand-alone node (no cluster.redis): while
+    // the cluster's holder ran the job within the last minute, it leaves the
+    // job alone (a node started without cluster.redis by mistake must not
+    // run it beside the holder); once the cluster is gone, it runs it,
+    // whatever tokens the cluster left behind.
     let mut a = a;
     a.signal(libc::SIGTERM);
     assert!(
@@ -315,6 +323,11 @@ fn jobs_resume_when_redis_lost_the_token_counter_and_on_a_stand_alone_node() {
         text.replace(&format!("\"{own_redis}\""), "\"\"")
     });
     let second = order(&b, &gs, player, "fence-2");
+    // Its jobs run every 100 ms and the order is due after 1 s: 3 s is
+    // thirty chances to run it.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(get_order(&b, &gs, &second)["status"], "pending");
+    rows(&a, "UPDATE job_fences SET updated_at = updated_at - 120000");
     wait_for(
         "the order to expire on a stand-alone node",
         Duration::from_secs(15),

@@ -36,6 +36,10 @@ pub struct PushedRevocation {
 /// Redis key prefix of node announcements.
 pub const KEY_PREFIX: &str = "dm:node:";
 
+/// How far past the database's newest fencing token a refused holder
+/// raises the token counter (see [`Registry::yield_stale_lease`]).
+pub const TOKEN_MARGIN: i64 = 1 << 20;
+
 /// How many heartbeats an announcement outlives its last refresh.
 pub const TTL_HEARTBEATS: u64 = 3;
 
@@ -317,7 +321,9 @@ impl Registry {
     }
 
     /// After the database refused `holder`'s token for `job` because it has
-    /// seen `newer`: raises the token counter to at least `newer` and gives
+    /// seen `newer`: raises the token counter past `newer` by a wide margin
+    /// ([`TOKEN_MARGIN`]: tokens a lost counter may have handed out that no
+    /// holder has written with yet must never be handed out again) and gives
     /// up the lease if `holder` still has it, so the next lease hands out a
     /// token the database accepts. This is how jobs recover when Redis lost
     /// its counter (restarted without persistence, flushed, failed over
@@ -346,7 +352,7 @@ impl Registry {
                 format!("dm:lock:{job}").into_bytes(),
                 format!("dm:fence:{job}").into_bytes(),
                 holder.as_bytes().to_vec(),
-                newer.to_string().into_bytes(),
+                newer.saturating_add(TOKEN_MARGIN).to_string().into_bytes(),
             ])
             .await
             .map_err(redis_error)?;

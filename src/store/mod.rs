@@ -252,8 +252,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Runs a singleton job's work in one transaction, only if `token` is
     /// at least the newest fencing token any holder of the job has written
-    /// with (else [`FencedRun::Stale`], nothing written); records the run.
-    /// `None`: a stand-alone node, which holds no lease and runs unfenced.
+    /// with, and not the same token in another holder's hands (else
+    /// [`FencedRun::Stale`], nothing written); records the run. `None`: a
+    /// stand-alone node, which holds no lease: it runs the job unless a
+    /// cluster's holder ran it lately ([`FencedRun::ClusterActive`]).
     fn run_fenced(
         &self,
         job: FencedJob,

@@ -353,6 +353,9 @@ pub enum FencedRun {
         /// The newest token the database has seen for the job.
         newer: i64,
     },
+    /// Not run by a stand-alone node: a cluster's lease holder ran the job
+    /// on this database within the last minute.
+    ClusterActive,
 }
 
 /// What order creation needs.

@@ -191,6 +191,10 @@ fn active_item(c: &mut dyn SqlConn, item_id: &str) -> Result<ItemDef, StoreError
     }
 }
 
+/// How long after a cluster's lease holder last ran a singleton job on a
+/// database a stand-alone node (no `cluster.redis`) leaves that job alone.
+const STANDALONE_DEFERS_MS: i64 = 60_000;
+
 const ORDER_COLUMNS: &str = "order_id, player_id, item_id, quantity, unit_price, total_price, \
      currency, status, idempotency_key, created_at, updated_at, paid_at, cancel_reason";
 
@@ -1158,37 +1162,50 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> Result<FencedRun, StoreError> {
         let name = job.name();
         self.write(|c| {
+            let lock = c.dialect().for_update();
+            let fence = c.query_one(
+                &format!("SELECT token, holder, updated_at FROM job_fences WHERE job = ?{lock}"),
+                args![name],
+            )?;
+            let fence = match fence {
+                Some(row) => Some(row_of("job_fences", &row, |r| {
+                    Ok((r.int(0)?, r.text(1)?, r.int(2)?))
+                })?),
+                None => None,
+            };
             let mut new_holder = false;
-            if let Some(token) = token {
-                let lock = c.dialect().for_update();
-                let fence = c.query_one(
-                    &format!("SELECT token FROM job_fences WHERE job = ?{lock}"),
-                    args![name],
-                )?;
-                match fence {
-                    Some(row) => {
-                        let seen = row_of("job_fences", &row, |r| r.int(0))?;
-                        if seen > token {
-                            // Nothing written: the commit only ends the read.
-                            return Ok(FencedRun::Stale { newer: seen });
-                        }
-                        new_holder = seen != token;
-                        // The same holder's runs leave the row alone: no
-                        // write (and no commit to sync) just to say "still me".
-                        if new_holder {
-                            c.exec(
-                                "UPDATE job_fences SET token = ?, holder = ?, updated_at = ? WHERE job = ?",
-                                args![token, holder, now_ms, name],
-                            )?;
-                        }
+            match (token, fence) {
+                // A stand-alone node: no lease, no token. It leaves the job to
+                // a cluster that ran it on this database lately (a node
+                // started without cluster.redis by mistake must not run it
+                // beside the lease holder) and runs it otherwise.
+                (None, Some((seen, _, at)))
+                    if seen > 0 && now_ms.saturating_sub(at) < STANDALONE_DEFERS_MS =>
+                {
+                    return Ok(FencedRun::ClusterActive);
+                }
+                (None, _) => {}
+                (Some(token), Some((seen, seen_holder, _))) => {
+                    // An older token, or the same token in other hands (a
+                    // counter Redis lost handed it out twice): refused.
+                    if seen > token || (seen == token && seen_holder != holder) {
+                        // Nothing written: the commit only ends the read.
+                        return Ok(FencedRun::Stale { newer: seen });
                     }
-                    None => {
-                        new_holder = true;
-                        c.exec(
-                            "INSERT INTO job_fences (job, token, holder, updated_at) VALUES (?, ?, ?, ?)",
-                            args![name, token, holder, now_ms],
-                        )?;
-                    }
+                    new_holder = seen != token;
+                    // Every run says when it ran: that is how a stand-alone
+                    // node on the same database sees a cluster at work.
+                    c.exec(
+                        "UPDATE job_fences SET token = ?, holder = ?, updated_at = ? WHERE job = ?",
+                        args![token, holder, now_ms, name],
+                    )?;
+                }
+                (Some(token), None) => {
+                    new_holder = true;
+                    c.exec(
+                        "INSERT INTO job_fences (job, token, holder, updated_at) VALUES (?, ?, ?, ?)",
+                        args![name, token, holder, now_ms],
+                    )?;
                 }
             }
             let affected = match job {
