@@ -95,7 +95,7 @@ fn head_end(bytes: &[u8]) -> Option<usize> {
 }
 
 /// One load thread's open connections, so that a server that stops answering
-/// cannot keep the run from ending: [`Hangs::fire_at`] shuts them all once
+/// cannot keep the run from ending: [`Hangs::fire_after`] shuts them all once
 /// the run is over by `--answer-timeout`, and the waits end as "timeout".
 /// (One watchdog per thread instead of a timer armed for every read.)
 #[derive(Default)]
@@ -105,9 +105,20 @@ pub struct Hangs {
 }
 
 impl Hangs {
-    /// Shuts every registered connection at `deadline`.
-    pub async fn fire_at(&self, deadline: Instant) {
-        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+    /// Shuts every registered connection `answer_timeout` after the run
+    /// ends: its planned end, or the interrupt that ended it early.
+    pub async fn fire_after(&self, plan: &Plan, answer_timeout: Duration) {
+        let mut deadline = plan.until + answer_timeout;
+        loop {
+            let now = Instant::now();
+            if plan.stop.load(Ordering::Relaxed) {
+                deadline = deadline.min(now + answer_timeout);
+            }
+            if now >= deadline {
+                break;
+            }
+            glommio::timer::sleep((deadline - now).min(Duration::from_millis(100))).await;
+        }
         self.fired.set(true);
         for &fd in self.fds.borrow().iter() {
             // SAFETY: the fd belongs to a connection that is still open: it
@@ -261,6 +272,9 @@ pub async fn connection(plan: Plan, index: usize, tally: &mut Tally, hangs: &Han
             drop(link);
             link = match conn.reopen().await {
                 Some(link) => link,
+                // Interrupted meanwhile: what was not answered was never
+                // sent to a server that kept it, and the run is over.
+                None if plan.stop.load(Ordering::Relaxed) => return,
                 None => {
                     tally.fail("connect");
                     return;
@@ -320,7 +334,10 @@ impl<'a> Conn<'a> {
             if let Ok(link) = self.open().await {
                 return Some(link);
             }
-            if Instant::now() >= until || self.hangs.fired.get() {
+            if Instant::now() >= until
+                || self.hangs.fired.get()
+                || self.plan.stop.load(Ordering::Relaxed)
+            {
                 return None;
             }
             glommio::timer::sleep(Duration::from_millis(50)).await;

@@ -203,8 +203,11 @@ fn run(args: &Args) -> Result<Summary, String> {
                 glommio::timer::sleep(wait).await;
                 let hangs = std::rc::Rc::new(load::Hangs::default());
                 let watchdog = hangs.clone();
-                let give_up = plan.until + answer_timeout;
-                glommio::spawn_local(async move { watchdog.fire_at(give_up).await }).detach();
+                let watched = plan.clone();
+                glommio::spawn_local(
+                    async move { watchdog.fire_after(&watched, answer_timeout).await },
+                )
+                .detach();
                 let tasks: Vec<_> = mine
                     .into_iter()
                     .map(|c| {
@@ -236,6 +239,10 @@ fn run(args: &Args) -> Result<Summary, String> {
             .map_err(|e| format!("cannot start a load thread: {e}"))?;
         handles.push(handle);
     }
+    // Scripts that run dm-bench beside something else wait for this line,
+    // written when the load begins.
+    std::thread::sleep(start.saturating_duration_since(Instant::now()));
+    eprintln!("dm-bench: load starts");
     let mut tally = Tally::new();
     for h in handles {
         let (ok, errors, reconnects, values) =
@@ -280,8 +287,9 @@ fn run(args: &Args) -> Result<Summary, String> {
 }
 
 /// SIGINT or SIGTERM ends the run early (sending stops, answers are
-/// awaited, the report covers the time until the signal): a script can run
-/// dm-bench for as long as something else takes. Returns the flag the load
+/// awaited for at most `--answer-timeout`, the report covers the time until
+/// the signal): a script can run dm-bench for as long as something else
+/// takes. A second signal exits at once (status 130). Returns the flag the load
 /// loops check and the instant it was set.
 type StopFlag = (Arc<AtomicBool>, Arc<Mutex<Option<Instant>>>);
 
@@ -295,11 +303,16 @@ fn stop_on_signal() -> Result<StopFlag, String> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if signals.forever().next().is_some() {
+            let mut signals = signals.forever();
+            if signals.next().is_some() {
                 if let Ok(mut t) = when.lock() {
                     *t = Some(Instant::now());
                 }
                 flag.store(true, Ordering::Relaxed);
+            }
+            // A second one means "now": no report.
+            if signals.next().is_some() {
+                std::process::exit(130);
             }
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;

@@ -76,7 +76,7 @@ start_mariadb() { # name port server-id extra-args...
     --socket="$DIR/$name.sock" --pid-file="$DIR/$name.pid" --server-id="$id" \
     --skip-name-resolve --innodb-buffer-pool-size=64M \
     --innodb-flush-log-at-trx-commit=1 --sync-binlog=1 \
-    --max-connections=500 --log-error="$DIR/mariadb-$port.log" "$@" &
+    --max-connections=500 --log-error="$DIR/mariadb-$port.log" "$@" >/dev/null 2>&1 &
   for _ in $(seq 1 100); do
     if mariadb --socket="$DIR/$name.sock" -uroot -e "SELECT 1" >/dev/null 2>&1 || sql "$port" "SELECT 1" >/dev/null 2>&1; then break; fi
     sleep 0.2

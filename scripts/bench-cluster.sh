@@ -89,8 +89,11 @@ for S in ${COST_SCENARIOS:-player mixed}; do
     pair with env >"$WORK/with.env"
     pair without env >"$WORK/without.env"
     (source "$WORK/with.env" && bench "$DMC_NODE1_HTTP" "$S" --threads 1 >"$WORK/with.json") &
+    P1=$!
     (source "$WORK/without.env" && bench "$DMC_NODE1_HTTP" "$S" --threads 1 >"$WORK/without.json") &
-    wait
+    P2=$!
+    wait "$P1" || { echo "dm-bench against the node with cluster.redis failed" >&2; exit 1; }
+    wait "$P2" || { echo "dm-bench against the node without cluster.redis failed" >&2; exit 1; }
     RUNS+=("$(field "round(d['qps'])" <"$WORK/with.json")/$(field "round(d['qps'])" <"$WORK/without.json")")
   done
   COST+=("$S|${RUNS[*]}")

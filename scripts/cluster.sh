@@ -17,23 +17,39 @@
 #   kill I           SIGKILL node I (a crash); `start N` brings it back.
 #   restart-rolling  one node at a time: SIGTERM (it drains: leaves the registry,
 #                    answers what it has read, TCP clients get Error 0xE006), wait
-#                    for it to exit, start it again, wait until it is ready.
+#                    for it to exit, start it again, wait until it is ready, then
+#                    DMC_ROLL_PAUSE seconds (5: nginx's fail_timeout) before the next.
 #   stop             nodes and nginx; the backends keep running
 #                    (scripts/backends.sh stop stops them).
 # Settings (environment): DMC_DIR (/tmp/dm-cluster), DMC_HTTP_PORT (18080),
 # DMC_TCP_PORT (19090), DMC_SHARDS (cores / N, at least 1), DMC_BIN (a built
 # server binary), DMC_REDIS_DB (1), DMC_DATABASE (dmc_game1), DMC_TLS (1: nginx
 # also serves HTTPS on DMC_HTTP_PORT+443 and TLS frames on DMC_TCP_PORT+443
-# with a self-signed certificate).
+# with a self-signed certificate), DMC_ROLL_PAUSE (5). `start` records them in
+# $DMC_DIR/settings for the later commands.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 DIR="${DMC_DIR:-/tmp/dm-cluster}"
-HTTP_PORT="${DMC_HTTP_PORT:-18080}"
-TCP_PORT="${DMC_TCP_PORT:-19090}"
-REDIS_DB="${DMC_REDIS_DB:-1}"
-DATABASE="${DMC_DATABASE:-dmc_game1}"
+# `start` records its settings in $DIR/settings; every later command (env,
+# status, kill, restart-rolling, a second start) uses them unless told
+# otherwise, so `DMC_TLS=1 ... start 3` followed by plain `env` still
+# prints the TLS addresses.
+if [ -f "$DIR/settings" ]; then
+  # shellcheck disable=SC1091
+  source "$DIR/settings"
+fi
+HTTP_PORT="${DMC_HTTP_PORT:-${SAVED_HTTP_PORT:-18080}}"
+TCP_PORT="${DMC_TCP_PORT:-${SAVED_TCP_PORT:-19090}}"
+REDIS_DB="${DMC_REDIS_DB:-${SAVED_REDIS_DB:-1}}"
+DATABASE="${DMC_DATABASE:-${SAVED_DATABASE:-dmc_game1}}"
+TLS="${DMC_TLS:-${SAVED_TLS:-0}}"
+BIN="${DMC_BIN:-${SAVED_BIN:-$PWD/target/release/datamiddleware}}"
+# Seconds between two nodes of a rolling restart once the restarted one is
+# ready: nginx keeps a node it saw fail marked down for `fail_timeout` (5 s
+# in the shipped file), and the next node must not drain before it is back.
+ROLL_PAUSE="${DMC_ROLL_PAUSE:-5}"
 ADMIN_USER=ops
 GAME=game1
 STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
@@ -49,11 +65,17 @@ node_count() { cat "$DIR/nodes" 2>/dev/null || echo 0; }
 node_http() { echo "127.0.0.1:$((HTTP_PORT + $1))"; }
 node_tcp() { echo "127.0.0.1:$((TCP_PORT + $1))"; }
 node_pid() { cat "$DIR/node-$1.pid" 2>/dev/null || true; }
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
-
-bin() {
-  if [ -n "${DMC_BIN:-}" ]; then echo "$DMC_BIN"; else echo "$PWD/target/release/datamiddleware"; fi
+# Whether pid $1 runs (not a zombie) and its command line contains $2: a
+# pid file left by a reboot or a crash may name some other process by now.
+running() {
+  [ -n "${1:-}" ] && [ -r "/proc/$1/cmdline" ] || return 1
+  [ "$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null)" != Z ] || return 1
+  tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "$2"
 }
+node_alive() { running "$(node_pid "$1")" "$DIR/node-$1.toml"; }
+nginx_alive() { running "$(nginx_pid)" "$DIR/nginx/nginx.conf"; }
+
+bin() { echo "$BIN"; }
 
 # The status code of `GET path` on host:port, or 000 when nothing answers
 # (bash's /dev/tcp: no curl needed).
@@ -66,29 +88,34 @@ http_status() { # host:port path
 }
 
 wait_ready() { # node index, seconds
-  local i=$1 until=$((SECONDS + $2)) pid
-  pid=$(node_pid "$i")
+  local i=$1 until=$((SECONDS + $2))
   while [ "$SECONDS" -lt "$until" ]; do
     [ "$(http_status "$(node_http "$i")" /ready)" = 200 ] && return 0
-    alive "$pid" || die "node $i exited while starting; the end of $DIR/node-$i.log:
+    node_alive "$i" || die "node $i exited while starting; the end of $DIR/node-$i.log:
 $(tail -n 20 "$DIR/node-$i.log")"
     sleep 0.2
   done
   die "node $i not ready after $2 s; see $DIR/node-$i.log"
 }
 
-# Secrets shared by every node of this cluster, made once per $DMC_DIR.
+# Secrets shared by every node of this cluster, made once per $DMC_DIR
+# (written whole or not at all, readable by its owner only).
 ensure_secrets() {
   [ -f "$DIR/secrets.env" ] && return 0
+  local tmp=$DIR/secrets.env.tmp password hash
   rnd() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-  umask 077
-  {
-    echo "DM_AUTH_JWT_SECRET=$(rnd)"
-    echo "DM_GAMES_GAME1_SERVER_KEY=$(rnd | head -c 32)"
-    echo "ADMIN_PASSWORD=$(rnd | head -c 24)"
-  } >"$DIR/secrets.env"
-  echo "ADMIN_HASH=$(secret ADMIN_PASSWORD | "$(bin)" hash-password)" >>"$DIR/secrets.env"
-  [ -n "$(secret ADMIN_HASH)" ] || die "datamiddleware hash-password failed"
+  password=$(rnd | head -c 24)
+  hash=$(echo "$password" | "$(bin)" hash-password) || die "datamiddleware hash-password failed"
+  (
+    umask 077
+    {
+      echo "DM_AUTH_JWT_SECRET=$(rnd)"
+      echo "DM_GAMES_GAME1_SERVER_KEY=$(rnd | head -c 32)"
+      echo "ADMIN_PASSWORD=$password"
+      echo "ADMIN_HASH=$hash"
+    } >"$tmp"
+  )
+  mv "$tmp" "$DIR/secrets.env"
 }
 
 secret() { grep "^$1=" "$DIR/secrets.env" | cut -d= -f2-; }
@@ -108,7 +135,7 @@ render_node() { # index shards
 
 start_node() { # index
   local i=$1
-  if alive "$(node_pid "$i")"; then return 0; fi
+  if node_alive "$i"; then return 0; fi
   (
     set -a
     # shellcheck disable=SC1091
@@ -128,7 +155,7 @@ start_node() { # index
 render_part() { # kind (http|tcp) n
   local kind=$1 n=$2 port=$HTTP_PORT
   [ "$kind" = tcp ] && port=$TCP_PORT
-  awk -v kind="$kind" -v n="$n" -v port="$port" -v tls="${DMC_TLS:-0}" -v dir="$DIR" '
+  awk -v kind="$kind" -v n="$n" -v port="$port" -v tls="$TLS" -v dir="$DIR" '
     /^[[:space:]]*server 127\.0\.0\.1:[0-9]+ / {
       if (!done) {
         params = $0; sub(/^[[:space:]]*server [^ ]+ /, "", params)
@@ -150,7 +177,7 @@ render_part() { # kind (http|tcp) n
 render_nginx() { # n
   local n=$1 d=$DIR/nginx
   mkdir -p "$d"
-  if [ "${DMC_TLS:-0}" = 1 ] && [ ! -f "$DIR/tls/cert.pem" ]; then
+  if [ "$TLS" = 1 ] && [ ! -f "$DIR/tls/cert.pem" ]; then
     mkdir -p "$DIR/tls"
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
       -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
@@ -178,7 +205,7 @@ start_nginx() { # n
   render_nginx "$1"
   nginx -t -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf" 2>"$DIR/nginx/test.log" \
     || die "nginx -t refused $DIR/nginx/nginx.conf: $(cat "$DIR/nginx/test.log")"
-  if alive "$(nginx_pid)"; then
+  if nginx_alive; then
     nginx -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf" -s reload
   else
     nginx -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf"
@@ -192,16 +219,24 @@ cmd_start() {
   if ! command -v nginx >/dev/null 2>&1 || [ ! -e "$STREAM_MODULE" ]; then
     apt_install nginx libnginx-mod-stream
   fi
-  if [ "${DMC_TLS:-0}" = 1 ] && ! command -v openssl >/dev/null 2>&1; then
+  if [ "$TLS" = 1 ] && ! command -v openssl >/dev/null 2>&1; then
     apt_install openssl
   fi
-  if [ -z "${DMC_BIN:-}" ]; then
+  if [ "$BIN" = "$PWD/target/release/datamiddleware" ]; then
     ensure_build_tools
     cargo build --release --bin datamiddleware --bin dm-bench
   fi
   [ -x "$(bin)" ] || die "no server binary at $(bin)"
   scripts/backends.sh start
   mkdir -p "$DIR"
+  {
+    echo "SAVED_HTTP_PORT=$HTTP_PORT"
+    echo "SAVED_TCP_PORT=$TCP_PORT"
+    echo "SAVED_REDIS_DB=$REDIS_DB"
+    echo "SAVED_DATABASE=$DATABASE"
+    echo "SAVED_TLS=$TLS"
+    echo "SAVED_BIN=$(printf '%q' "$BIN")"
+  } >"$DIR/settings"
   ensure_secrets
   shards=${DMC_SHARDS:-$(($(nproc) / n))}
   [ "$shards" -ge 1 ] || shards=1
@@ -220,7 +255,7 @@ cmd_env() {
   [ -f "$DIR/secrets.env" ] || die "no cluster in $DIR (scripts/cluster.sh start N)"
   echo "export DMC_HTTP=127.0.0.1:$HTTP_PORT"
   echo "export DMC_TCP=127.0.0.1:$TCP_PORT"
-  if [ "${DMC_TLS:-0}" = 1 ]; then
+  if [ "$TLS" = 1 ]; then
     echo "export DMC_HTTPS=127.0.0.1:$((HTTP_PORT + 443))"
     echo "export DMC_TLS_TCP=127.0.0.1:$((TCP_PORT + 443))"
     echo "export DMC_TLS_CA=$DIR/tls/cert.pem"
@@ -242,11 +277,11 @@ cmd_status() {
   printf '%-6s %-8s %-22s %-22s %s\n' node pid http tcp ready
   for ((i = 1; i <= n; i++)); do
     pid=$(node_pid "$i")
-    alive "$pid" || pid="dead"
+    node_alive "$i" || pid="dead"
     printf '%-6s %-8s %-22s %-22s %s\n' "dmc-$i" "$pid" "$(node_http "$i")" "$(node_tcp "$i")" \
       "$(http_status "$(node_http "$i")" /ready)"
   done
-  if alive "$(nginx_pid)"; then
+  if nginx_alive; then
     echo "nginx: pid $(nginx_pid), http 127.0.0.1:$HTTP_PORT ($(http_status "127.0.0.1:$HTTP_PORT" /health)), tcp 127.0.0.1:$TCP_PORT"
   else
     echo "nginx: not running"
@@ -258,12 +293,13 @@ cmd_status() {
 stop_node() { # index; SIGTERM, then waits for the drain (SIGKILL after 30 s)
   local i=$1 pid
   pid=$(node_pid "$i")
-  if alive "$pid"; then
+  if node_alive "$i"; then
     kill -TERM "$pid"
-    for _ in $(seq 1 300); do alive "$pid" || break; sleep 0.1; done
-    if alive "$pid"; then
+    for _ in $(seq 1 300); do node_alive "$i" || break; sleep 0.1; done
+    if node_alive "$i"; then
       echo "node $i did not stop within 30 s; killing it" >&2
       kill -KILL "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do node_alive "$i" || break; sleep 0.1; done
     fi
   fi
   rm -f "$DIR/node-$i.pid"
@@ -274,9 +310,9 @@ cmd_kill() {
   [[ "$i" =~ ^[0-9]+$ ]] && [ "$i" -ge 1 ] && [ "$i" -le "$(node_count)" ] \
     || die "kill needs a node number from 1 to $(node_count)"
   pid=$(node_pid "$i")
-  alive "$pid" || die "node $i is not running"
+  node_alive "$i" || die "node $i is not running"
   kill -KILL "$pid"
-  for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
+  for _ in $(seq 1 50); do node_alive "$i" || break; sleep 0.1; done
   echo "node $i (pid $pid) killed" >&2
 }
 
@@ -288,9 +324,7 @@ cmd_restart_rolling() {
     echo "restarting node $i" >&2
     stop_node "$i"
     start_node "$i"
-    # nginx marks a node down for fail_timeout after failures; give it a
-    # moment of traffic before the next node goes.
-    sleep 1
+    if [ "$i" -lt "$n" ]; then sleep "$ROLL_PAUSE"; fi
   done
   echo "rolling restart done: $n nodes" >&2
 }
@@ -298,9 +332,9 @@ cmd_restart_rolling() {
 cmd_stop() {
   local pid
   pid=$(nginx_pid)
-  if alive "$pid"; then
+  if nginx_alive; then
     kill -QUIT "$pid"
-    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
+    for _ in $(seq 1 50); do nginx_alive || break; sleep 0.1; done
   fi
   for ((i = 1; i <= $(node_count); i++)); do stop_node "$i"; done
   echo "cluster stopped (backends still run: scripts/backends.sh stop)" >&2
