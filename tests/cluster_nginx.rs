@@ -9,8 +9,7 @@
 
 mod common;
 
-use common::{backend, loopback_addr, HttpClient, Server, TestBackend, SERVER_KEY};
-use serde_json::Value;
+use common::{backend, loopback_addr, request_json, Server, TestBackend, SERVER_KEY};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -121,24 +120,11 @@ fn point_at(
     out.join("\n")
 }
 
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, Value) {
-    let mut c = HttpClient::connect(addr).expect("connect to nginx");
-    let r = c.request(method, path, headers, body.as_bytes());
-    let j = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-    (r.status, j)
-}
-
 /// Node ids answering `/health` through nginx, over `n` fresh connections.
 fn nodes_seen(nginx: SocketAddr, n: usize) -> HashSet<String> {
     (0..n)
         .map(|_| {
-            let (s, j) = request(nginx, "GET", "/health", &[], "");
+            let (s, j) = request_json(nginx, "GET", "/health", &[], "");
             assert_eq!(s, 200, "{j}");
             j["node_id"].as_str().expect("node_id").to_string()
         })
@@ -167,17 +153,17 @@ fn two_nodes_behind_the_shipped_nginx_config() {
     // the same through either node.
     let game = [("X-Game-Id", "game1")];
     let creds = r#"{"username":"via_nginx","password":"password1"}"#;
-    let (s, j) = request(nginx.http, "POST", "/api/v1/players", &game, creds);
+    let (s, j) = request_json(nginx.http, "POST", "/api/v1/players", &game, creds);
     assert_eq!(s, 201, "{j}");
-    let (s, j) = request(nginx.http, "POST", "/api/v1/auth/login", &game, creds);
+    let (s, j) = request_json(nginx.http, "POST", "/api/v1/auth/login", &game, creds);
     assert_eq!(s, 200, "{j}");
     let id = j["data"]["player"]["id"].as_i64().expect("id");
     let auth = format!("Bearer {}", j["data"]["token"].as_str().expect("token"));
     let path = format!("/api/v1/players/{id}");
     let with_auth = [("Authorization", auth.as_str())];
-    let (s, j) = request(nginx.http, "GET", &path, &with_auth, "");
+    let (s, j) = request_json(nginx.http, "GET", &path, &with_auth, "");
     assert_eq!(s, 200, "{j}");
-    let (s, j) = request(
+    let (s, j) = request_json(
         nginx.http,
         "PUT",
         &path,
@@ -187,7 +173,7 @@ fn two_nodes_behind_the_shipped_nginx_config() {
     assert_eq!(s, 200, "{j}");
     std::thread::sleep(Duration::from_millis(200));
     for node in [a.http, b.http] {
-        let (s, j) = request(node, "GET", &path, &with_auth, "");
+        let (s, j) = request_json(node, "GET", &path, &with_auth, "");
         assert_eq!(
             (s, j["data"]["player"]["nickname"].as_str()),
             (200, Some("renamed")),
@@ -195,7 +181,7 @@ fn two_nodes_behind_the_shipped_nginx_config() {
         );
     }
     for _ in 0..10 {
-        let (s, j) = request(nginx.http, "GET", &path, &with_auth, "");
+        let (s, j) = request_json(nginx.http, "GET", &path, &with_auth, "");
         assert_eq!(
             (s, j["data"]["player"]["nickname"].as_str()),
             (200, Some("renamed")),

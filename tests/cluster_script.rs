@@ -15,12 +15,12 @@
 
 mod common;
 
-use common::{backend, frame, mysql_admin, TestBackend};
+use common::{backend, frame, mysql_admin, request_json, TestBackend};
 use datamiddleware::protocol::{decode, Decoded};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -151,38 +151,6 @@ fn free_port_bases(slot: u16, nodes: usize) -> (u16, u16) {
     (found[0], found[1])
 }
 
-/// A blocking HTTP call with `Connection: close`: (status, JSON body).
-fn call(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, Value) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).expect("send");
-    let mut resp = Vec::new();
-    let _ = s.read_to_end(&mut resp);
-    let text = String::from_utf8_lossy(&resp);
-    let status = text.get(9..12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    let json = text
-        .split_once("\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
-    (status, json)
-}
-
 /// dm-bench (this build) with the cluster's addresses and server key.
 fn bench(cluster: &Cluster, scenario: &str, connections: usize, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_dm-bench"));
@@ -288,7 +256,7 @@ fn bench_player_ids(cluster: &Cluster, n: usize) -> Vec<i64> {
     (0..n)
         .map(|i| {
             let body = format!(r#"{{"username":"bench_{i}","password":"bench-password-1"}}"#);
-            let (status, j) = call(
+            let (status, j) = request_json(
                 cluster.addr("DMC_HTTP"),
                 "POST",
                 "/api/v1/auth/login",
@@ -306,7 +274,7 @@ fn total_gold(cluster: &Cluster, token: &str, ids: &[i64]) -> i64 {
     let auth = format!("Bearer {token}");
     ids.iter()
         .map(|id| {
-            let (status, j) = call(
+            let (status, j) = request_json(
                 cluster.addr("DMC_HTTP"),
                 "GET",
                 &format!("/api/v1/players/{id}"),
@@ -321,7 +289,7 @@ fn total_gold(cluster: &Cluster, token: &str, ids: &[i64]) -> i64 {
 
 fn server_token(cluster: &Cluster) -> String {
     let body = serde_json::json!({"game_id": "game1", "server_key": cluster.var("DMC_SERVER_KEY")});
-    let (status, j) = call(
+    let (status, j) = request_json(
         cluster.addr("DMC_HTTP"),
         "POST",
         "/api/v1/auth/server",
@@ -360,13 +328,13 @@ fn nodes(cluster: &Cluster) -> Vec<Value> {
         "password": cluster.var("DMC_ADMIN_PASSWORD"),
     });
     let nginx = cluster.addr("DMC_HTTP");
-    let (status, j) = call(nginx, "POST", "/api/v1/auth/admin", &[], &body.to_string());
+    let (status, j) = request_json(nginx, "POST", "/api/v1/auth/admin", &[], &body.to_string());
     assert_eq!(status, 200, "admin login: {j}");
     let auth = format!(
         "Bearer {}",
         j["data"]["token"].as_str().expect("admin token")
     );
-    let (status, j) = call(
+    let (status, j) = request_json(
         nginx,
         "GET",
         "/api/v1/cluster/nodes",
@@ -502,7 +470,7 @@ fn rolling_restart_of_three_nodes_fails_no_request_and_loses_no_write() {
             .any(|l| l.starts_with("dmc-3 ") && l.contains(" dead ")),
         "{status}"
     );
-    let (code, _) = call(cluster.addr("DMC_HTTP"), "GET", "/health", &[], "");
+    let (code, _) = request_json(cluster.addr("DMC_HTTP"), "GET", "/health", &[], "");
     assert_eq!(code, 200);
     common::wait_for(
         "the killed node to leave the registry",
@@ -575,7 +543,7 @@ fn nginx_terminates_tls_for_http_and_frames() {
     let j: Value = serde_json::from_slice(&out.stdout).expect("JSON over HTTPS");
     assert_eq!(j["data"]["role"], "game_server", "{j}");
     // Plain HTTP to the TLS port is refused by nginx, not passed on.
-    let (status, _) = call(https.parse().expect("addr"), "GET", "/health", &[], "");
+    let (status, _) = request_json(https.parse().expect("addr"), "GET", "/health", &[], "");
     assert_eq!(status, 400);
 
     // Frames wrapped in TLS: openssl s_client verifies the certificate and

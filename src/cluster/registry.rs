@@ -299,20 +299,8 @@ impl Registry {
               return tonumber(string.sub(cur, sep + 1)) \
             end \
             return 0";
-        let reply = self
-            .client
-            .command(vec![
-                b"EVAL".to_vec(),
-                SCRIPT.as_bytes().to_vec(),
-                b"2".to_vec(),
-                format!("dm:lock:{job}").into_bytes(),
-                format!("dm:fence:{job}").into_bytes(),
-                holder.as_bytes().to_vec(),
-                (lease.as_millis() as u64).max(1).to_string().into_bytes(),
-            ])
-            .await
-            .map_err(redis_error)?;
-        match reply {
+        let lease_ms = (lease.as_millis() as u64).max(1).to_string();
+        match self.job_script(SCRIPT, job, holder, &lease_ms).await? {
             Reply::Int(0) => Ok(None),
             Reply::Int(t) => Ok(Some(t)),
             Reply::Error(e) => Err(e),
@@ -343,24 +331,35 @@ impl Registry {
               redis.call('DEL', KEYS[1]) \
             end \
             return 1";
-        let reply = self
-            .client
-            .command(vec![
-                b"EVAL".to_vec(),
-                SCRIPT.as_bytes().to_vec(),
-                b"2".to_vec(),
-                format!("dm:lock:{job}").into_bytes(),
-                format!("dm:fence:{job}").into_bytes(),
-                holder.as_bytes().to_vec(),
-                newer.saturating_add(TOKEN_MARGIN).to_string().into_bytes(),
-            ])
-            .await
-            .map_err(redis_error)?;
-        match reply {
+        let raise_to = newer.saturating_add(TOKEN_MARGIN).to_string();
+        match self.job_script(SCRIPT, job, holder, &raise_to).await? {
             Reply::Int(1) => Ok(()),
             Reply::Error(e) => Err(e),
             _ => Err("unexpected reply to the lease release".into()),
         }
+    }
+
+    /// Runs a job's lease script: KEYS = the job's lock and fencing
+    /// counter, ARGV = the holder and `arg`.
+    async fn job_script(
+        &self,
+        script: &str,
+        job: &str,
+        holder: &str,
+        arg: &str,
+    ) -> Result<Reply, String> {
+        self.client
+            .command(vec![
+                b"EVAL".to_vec(),
+                script.as_bytes().to_vec(),
+                b"2".to_vec(),
+                format!("dm:lock:{job}").into_bytes(),
+                format!("dm:fence:{job}").into_bytes(),
+                holder.as_bytes().to_vec(),
+                arg.as_bytes().to_vec(),
+            ])
+            .await
+            .map_err(redis_error)
     }
 
     /// Every live node's announcement, ordered by node id.

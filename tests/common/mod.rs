@@ -546,6 +546,20 @@ impl HttpResponse {
     }
 }
 
+/// One request on a new connection: (status, JSON body or `Null`).
+pub fn request_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let mut c = HttpClient::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    let r = c.request(method, path, headers, body.as_bytes());
+    let j = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
+    (r.status, j)
+}
+
 /// A blocking HTTP/1.1 client over one keep-alive connection.
 pub struct HttpClient {
     pub stream: TcpStream,
