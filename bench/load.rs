@@ -73,6 +73,8 @@ pub struct Plan {
     /// Open a connection the server ended again and resend what it did
     /// not answer (`--reconnect`).
     pub reconnect: bool,
+    /// This load thread's running counts for the live line, when shown.
+    pub live: Option<Arc<LiveCounts>>,
     /// Game id.
     pub game: String,
     /// Game-server bearer token (HTTP) or server key (TCP handshake).
@@ -83,6 +85,24 @@ pub struct Plan {
     pub players: Vec<(i64, String)>,
     /// Password of the seeded players.
     pub password: String,
+}
+
+/// One load thread's answers so far, read once a second by the live line
+/// (its own cache line: threads do not share one).
+#[repr(align(128))]
+#[derive(Default)]
+pub struct LiveCounts {
+    /// Successful answers.
+    pub ok: std::sync::atomic::AtomicU64,
+    /// Error answers and lost connections.
+    pub failed: std::sync::atomic::AtomicU64,
+}
+
+impl LiveCounts {
+    fn count(&self, ok: bool) {
+        let c = if ok { &self.ok } else { &self.failed };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Where a response head ends (before its blank line), with one searcher
@@ -251,6 +271,9 @@ pub async fn connection(plan: Plan, index: usize, tally: &mut Tally, hangs: &Han
                         Ok(error) => {
                             let t0 = intended[answered.min(intended.len() - 1)];
                             if t0 >= plan.measure_from {
+                                if let Some(live) = &plan.live {
+                                    live.count(error.is_none());
+                                }
                                 tally.record(Instant::now() - t0, error);
                             }
                             answered += 1;

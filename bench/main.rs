@@ -18,7 +18,7 @@ mod report;
 use clap::{Parser, ValueEnum};
 use load::{Plan, Scenario};
 use report::{Summary, Tally};
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,6 +88,11 @@ struct Args {
     /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
+    /// Largest share of failed requests (error answers, lost connections)
+    /// a run may have; beyond it dm-bench says so on stderr and exits 2
+    /// (the report is printed all the same).
+    #[arg(long, default_value_t = 0.01)]
+    max_error_ratio: f64,
     /// When the server ends a connection (a node draining behind nginx:
     /// Error 0xE006, a close, `Connection: close`), connect again and send
     /// its unanswered requests again; reported under `reconnects`.
@@ -106,7 +111,13 @@ fn main() -> ExitCode {
             } else {
                 println!("{}\n{}", report::header(), summary.row());
             }
-            ExitCode::SUCCESS
+            match summary.failure_warning(args.max_error_ratio) {
+                Some(warning) => {
+                    eprintln!("dm-bench: {warning}");
+                    ExitCode::from(2)
+                }
+                None => ExitCode::SUCCESS,
+            }
         }
         Err(e) => {
             eprintln!("dm-bench: {e}");
@@ -131,6 +142,9 @@ fn run(args: &Args) -> Result<Summary, String> {
                     warmup in [0, 3600] s, answer-timeout in (0, 600] s"
                 .into(),
         );
+    }
+    if !(0.0..=1.0).contains(&args.max_error_ratio) {
+        return Err("max-error-ratio must be within [0, 1]".into());
     }
     if args.rate.is_some_and(|r| !within(r, false, 1e9)) {
         return Err("rate must be > 0 and at most 10^9 per second".into());
@@ -185,6 +199,7 @@ fn run(args: &Args) -> Result<Summary, String> {
         until,
         stop,
         reconnect: args.reconnect,
+        live: None,
         game: args.game.clone(),
         token,
         server_key: args.server_key.clone(),
@@ -193,8 +208,15 @@ fn run(args: &Args) -> Result<Summary, String> {
     };
     let answer_timeout = Duration::from_secs_f64(args.answer_timeout);
     let mut handles = Vec::new();
+    // On a terminal, a line a second while the run lasts.
+    let live: Vec<Arc<load::LiveCounts>> = if std::io::stderr().is_terminal() {
+        (0..threads).map(|_| Arc::default()).collect()
+    } else {
+        Vec::new()
+    };
     for t in 0..threads {
-        let plan = plan.clone();
+        let mut plan = plan.clone();
+        plan.live = live.get(t).cloned();
         let mine: Vec<usize> = (0..args.connections).filter(|c| c % threads == t).collect();
         let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .name(&format!("load-{t}"))
@@ -243,10 +265,20 @@ fn run(args: &Args) -> Result<Summary, String> {
     // written when the load begins.
     std::thread::sleep(start.saturating_duration_since(Instant::now()));
     eprintln!("dm-bench: load starts");
+    let live_done = Arc::new(AtomicBool::new(false));
+    let live_line = (!live.is_empty()).then(|| {
+        let done = live_done.clone();
+        let stop = plan.stop.clone();
+        std::thread::spawn(move || show_live(&live, measure_from, until, &done, &stop))
+    });
     let mut tally = Tally::new();
-    for h in handles {
-        let (ok, errors, reconnects, values) =
-            h.join().map_err(|e| format!("load thread failed: {e}"))?;
+    let joined: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+    live_done.store(true, Ordering::Relaxed);
+    if let Some(line) = live_line {
+        let _ = line.join();
+    }
+    for h in joined {
+        let (ok, errors, reconnects, values) = h.map_err(|e| format!("load thread failed: {e}"))?;
         tally.ok += ok;
         for (k, v) in errors {
             *tally.errors.entry(k).or_insert(0) += v;
@@ -284,6 +316,40 @@ fn run(args: &Args) -> Result<Summary, String> {
         },
         rate: args.rate,
     })
+}
+
+/// The live line on a terminal: every second, the seconds measured so far,
+/// successful answers per second over that second, and failures so far.
+fn show_live(
+    live: &[Arc<load::LiveCounts>],
+    measure_from: Instant,
+    until: Instant,
+    done: &AtomicBool,
+    stop: &AtomicBool,
+) {
+    let sum = |f: fn(&load::LiveCounts) -> u64| live.iter().map(|c| f(c)).sum::<u64>();
+    let mut last_ok = 0;
+    let mut shown = false;
+    while !done.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = Instant::now();
+        if now < measure_from || now > until {
+            continue;
+        }
+        let ok = sum(|c| c.ok.load(Ordering::Relaxed));
+        let failed = sum(|c| c.failed.load(Ordering::Relaxed));
+        eprint!(
+            "\r{:6.1} s  {:>9} ok/s  {:>9} failed   ",
+            (now - measure_from).as_secs_f64(),
+            ok - last_ok,
+            failed
+        );
+        last_ok = ok;
+        shown = true;
+    }
+    if shown {
+        eprintln!();
+    }
 }
 
 /// SIGINT or SIGTERM ends the run early (sending stops, answers are

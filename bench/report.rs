@@ -98,14 +98,61 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Answered requests per second.
+    /// Successful answers per second: a refusal (429, 503, an Error
+    /// frame) is not throughput.
     pub fn qps(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
         if secs <= 0.0 {
             0.0
         } else {
-            self.tally.total() as f64 / secs
+            self.tally.ok as f64 / secs
         }
+    }
+
+    /// Failed requests (error answers and lost connections) over all.
+    pub fn error_ratio(&self) -> f64 {
+        let total = self.tally.total();
+        if total == 0 {
+            0.0
+        } else {
+            (total - self.tally.ok) as f64 / total as f64
+        }
+    }
+
+    /// What to tell the user when more than `max_ratio` of the requests
+    /// failed: how many, the commonest kinds, and the likely cause of 429s.
+    pub fn failure_warning(&self, max_ratio: f64) -> Option<String> {
+        if self.tally.total() > 0 && self.error_ratio() <= max_ratio {
+            return None;
+        }
+        let mut kinds: Vec<(&String, &u64)> = self.tally.errors.iter().collect();
+        kinds.sort_by(|a, b| b.1.cmp(a.1));
+        let kinds: Vec<String> = kinds
+            .iter()
+            .take(3)
+            .map(|(k, v)| format!("{k} × {v}"))
+            .collect();
+        let mut text = format!(
+            "{} of {} requests failed ({:.1} %, more than {:.1} %): {}",
+            self.tally.total() - self.tally.ok,
+            self.tally.total(),
+            self.error_ratio() * 100.0,
+            max_ratio * 100.0,
+            if kinds.is_empty() {
+                "no request was answered".to_string()
+            } else {
+                kinds.join(", ")
+            }
+        );
+        if self.tally.errors.contains_key("http_429") || self.tally.errors.contains_key("tcp_0x1ad")
+        {
+            text.push_str(
+                "; 429 is the server's per-address rate limit (auth.rate_limit_per_ip_per_min, \
+                 1000 a minute by default): for a load test from one address, start the server \
+                 with e.g. DM_AUTH_RATE_LIMIT_PER_IP_PER_MIN=1000000000",
+            );
+        }
+        Some(text)
     }
 
     fn ms(&self, q: f64) -> f64 {
@@ -125,6 +172,7 @@ impl Summary {
             "errors": self.tally.errors,
             "reconnects": self.tally.reconnects,
             "qps": self.qps(),
+            "error_ratio": self.error_ratio(),
             "latency_ms": {
                 "p50": self.ms(0.5),
                 "p90": self.ms(0.9),
@@ -188,7 +236,15 @@ mod tests {
             pipeline: 1,
             rate: None,
         };
-        assert!((s.qps() - 501.0).abs() < 1e-9);
+        // Only the 1000 successes count as throughput.
+        assert!((s.qps() - 500.0).abs() < 1e-9);
+        assert!((s.error_ratio() - 2.0 / 1002.0).abs() < 1e-12);
+        assert!(s.failure_warning(0.01).is_none());
+        let warning = s.failure_warning(0.001).expect("0.2 % > 0.1 %");
+        assert!(
+            warning.starts_with("2 of 1002 requests failed"),
+            "{warning}"
+        );
         let j = s.to_json();
         assert_eq!(j["requests"], 1002);
         assert_eq!(j["errors"]["http_503"], 1);
@@ -199,7 +255,7 @@ mod tests {
         assert!((j["latency_ms"]["max"].as_f64().unwrap_or(0.0) - 50.0).abs() < 0.1);
         let row = s.row();
         assert!(
-            row.starts_with("| health | 4 | closed, pipeline 1 | 501 |"),
+            row.starts_with("| health | 4 | closed, pipeline 1 | 500 |"),
             "{row}"
         );
         assert!(row.ends_with("| 2 | 0.2x |"), "{row}");

@@ -1,5 +1,6 @@
 //! dm-bench against a real server: a one-second run of each kind of
-//! scenario, checking that the counts it reports add up and nothing failed.
+//! scenario, checking that the counts it reports add up and nothing failed;
+//! and a run the server mostly refuses, which must not pass for throughput.
 
 mod common;
 
@@ -188,4 +189,48 @@ fn a_server_that_never_answers_ends_the_run_with_timeouts() {
     });
     assert_eq!(j["ok"], 0, "{j}");
     assert_eq!(j["errors"]["timeout"], 4, "one per connection: {j}");
+}
+
+#[test]
+fn refused_requests_are_not_throughput_and_fail_the_run() {
+    // 60 requests a minute per address: nearly every request of a
+    // one-second run at full speed gets 429.
+    let server = Server::start_with(1, &[("auth", "rate_limit_per_ip_per_min = 60")]);
+    let out = Command::new(env!("CARGO_BIN_EXE_dm-bench"))
+        .args(["--http", &server.http.to_string(), "--scenario", "health"])
+        .args(["--duration", "1", "--warmup", "0", "--json", "-c", "4"])
+        .output()
+        .expect("run dm-bench");
+    // /health is not rate limited: this run is clean.
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_dm-bench"))
+        .args(["--http", &server.http.to_string(), "--scenario", "player"])
+        .args(["--duration", "1", "--warmup", "0", "--json", "-c", "4"])
+        .args(["--server-key", SERVER_KEY, "--players", "1"])
+        .output()
+        .expect("run dm-bench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("requests failed"), "{stderr}");
+    assert!(stderr.contains("http_429"), "{stderr}");
+    assert!(
+        stderr.contains("DM_AUTH_RATE_LIMIT_PER_IP_PER_MIN"),
+        "{stderr}"
+    );
+    let j: Value = serde_json::from_slice(&out.stdout).expect("the report is printed all the same");
+    let (ok, requests) = (
+        j["ok"].as_u64().unwrap_or(0),
+        j["requests"].as_u64().unwrap_or(0),
+    );
+    assert!(requests > 10 * ok.max(1), "{j}");
+    let qps = j["qps"].as_f64().expect("qps");
+    assert!(
+        (qps - ok as f64 / j["duration_s"].as_f64().expect("duration")).abs() < 1e-6,
+        "{j}"
+    );
+    assert!(j["error_ratio"].as_f64().unwrap_or(0.0) > 0.5, "{j}");
 }
