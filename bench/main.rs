@@ -12,6 +12,7 @@
 //!   dm-bench --scenario tcp-player --tcp 127.0.0.1:19090 --reconnect --duration 600
 //!     (through nginx during a rolling restart; SIGINT ends it early)
 
+mod direct;
 mod load;
 mod report;
 
@@ -36,6 +37,7 @@ enum ScenarioArg {
     Ping,
     TcpPlayer,
     IdleTcp,
+    SqlDirect,
 }
 
 /// Load generator for DataMiddleware.
@@ -85,6 +87,10 @@ struct Args {
     /// Label in the report (default: the scenario).
     #[arg(long)]
     label: Option<String>,
+    /// `sql-direct`: the game database's URL (`mysql://user:pass@host:port/db`);
+    /// its players are seeded through the server at `--http` first.
+    #[arg(long)]
+    mysql: Option<String>,
     /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
@@ -149,6 +155,9 @@ fn run(args: &Args) -> Result<Summary, String> {
     if args.rate.is_some_and(|r| !within(r, false, 1e9)) {
         return Err("rate must be > 0 and at most 10^9 per second".into());
     }
+    if matches!(args.scenario, ScenarioArg::SqlDirect) {
+        return run_direct(args);
+    }
     let scenario = match args.scenario {
         ScenarioArg::Health => Scenario::Health,
         ScenarioArg::Player => Scenario::Player,
@@ -159,6 +168,7 @@ fn run(args: &Args) -> Result<Summary, String> {
         ScenarioArg::Ping => Scenario::Ping,
         ScenarioArg::TcpPlayer => Scenario::TcpPlayer,
         ScenarioArg::IdleTcp => Scenario::IdleTcp,
+        ScenarioArg::SqlDirect => unreachable!("handled above"),
     };
     let needs_seed = !matches!(
         scenario,
@@ -315,6 +325,46 @@ fn run(args: &Args) -> Result<Summary, String> {
             args.pipeline
         },
         rate: args.rate,
+    })
+}
+
+/// `--scenario sql-direct`: seeds players through the server, then runs
+/// `mixed`'s transactions straight against the database (`direct`).
+fn run_direct(args: &Args) -> Result<Summary, String> {
+    let url = args
+        .mysql
+        .clone()
+        .ok_or("sql-direct needs --mysql URL (the game database the server at --http uses)")?;
+    if !url.starts_with("mysql://") {
+        return Err("--mysql takes a mysql://user:pass@host:port/db URL".into());
+    }
+    let token = server_token(args)?;
+    let players: Vec<i64> = seed(args, &token)?.into_iter().map(|p| p.0).collect();
+    let (stop, stopped_at) = stop_on_signal()?;
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs_f64(args.warmup);
+    let until = measure_from + Duration::from_secs_f64(args.duration);
+    eprintln!("dm-bench: load starts");
+    let tally = direct::run(direct::DirectPlan {
+        url,
+        connections: args.connections,
+        players,
+        measure_from,
+        until,
+        stop,
+    })?;
+    let end = stopped_at
+        .lock()
+        .ok()
+        .and_then(|t| *t)
+        .map_or(until, |t| t.min(until));
+    Ok(Summary {
+        label: args.label.clone().unwrap_or_else(|| "sql-direct".into()),
+        elapsed: end.saturating_duration_since(measure_from),
+        tally,
+        connections: args.connections,
+        pipeline: 1,
+        rate: None,
     })
 }
 

@@ -1,0 +1,102 @@
+//! `--scenario sql-direct`: the database's own limit on this machine. The
+//! same transactions as `mixed` (per 10: 7 player reads, 1 item use, 1
+//! order create, then its payment), run by the server's own store code
+//! (`datamiddleware::store`, the same SQL and transactions, the mysql crate)
+//! straight against the database from the same number of connections, one
+//! blocking thread each — no HTTP, no cache, no executor. `mixed` through
+//! the server divided by this line says what the server costs on top of the
+//! database.
+
+use crate::report::Tally;
+use datamiddleware::config::Durability;
+use datamiddleware::store::{self, Currency, NewOrder, Store, StoreError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What the threads share.
+pub struct DirectPlan {
+    /// The game database's URL (`mysql://...`).
+    pub url: String,
+    /// Connections (one thread each).
+    pub connections: usize,
+    /// Seeded players: their ids.
+    pub players: Vec<i64>,
+    /// Recording starts at this instant.
+    pub measure_from: Instant,
+    /// Sending stops at this instant.
+    pub until: Instant,
+    /// Set by SIGINT/SIGTERM.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Runs the load; the merged tally of every connection.
+pub fn run(plan: DirectPlan) -> Result<Tally, String> {
+    let db: Arc<dyn Store> = store::open(&plan.url, plan.connections, Durability::Full)
+        .map_err(|e| format!("cannot open {}: {e}", redact(&plan.url)))?;
+    db.ping()
+        .map_err(|e| format!("database {} unreachable: {e}", redact(&plan.url)))?;
+    let plan = Arc::new(plan);
+    let threads: Vec<_> = (0..plan.connections)
+        .map(|index| {
+            let (db, plan) = (db.clone(), plan.clone());
+            std::thread::Builder::new()
+                .name(format!("sql-{index}"))
+                .spawn(move || connection(&*db, &plan, index))
+                .map_err(|e| format!("cannot start a load thread: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut total = Tally::new();
+    for t in threads {
+        let tally = t.join().map_err(|_| "a load thread panicked".to_string())?;
+        total.merge(&tally);
+    }
+    Ok(total)
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://…{}", &url[..scheme], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+/// One connection's closed loop, `mixed`'s pattern.
+fn connection(db: &dyn Store, plan: &DirectPlan, index: usize) -> Tally {
+    let mut tally = Tally::new();
+    let mut counter: usize = 0;
+    let mut pending: Option<String> = None;
+    while Instant::now() < plan.until && !plan.stop.load(Ordering::Relaxed) {
+        counter += 1;
+        let player = plan.players[(index + counter * 7) % plan.players.len().max(1)];
+        let now_ms = datamiddleware::clock::now_ms();
+        let t0 = Instant::now();
+        let outcome: Result<(), StoreError> = match (counter % 10, pending.take()) {
+            (_, Some(order)) => db.pay_order(&order, now_ms).map(|_| ()),
+            (7, None) => db.use_item(player, "potion", 1, now_ms).map(|_| ()),
+            (8, None) => db
+                .create_order(&NewOrder {
+                    order_id: datamiddleware::service::orders::new_order_id(now_ms),
+                    player_id: player,
+                    item_id: "potion".into(),
+                    quantity: 1,
+                    currency: Currency::Gold,
+                    idempotency_key: None,
+                    now_ms,
+                })
+                .map(|(order, _)| pending = Some(order.order_id)),
+            _ => db.player(player).map(|_| ()),
+        };
+        if t0 >= plan.measure_from {
+            let kind = outcome.err().map(|e| match e {
+                StoreError::Unavailable(_) => "sql_unavailable".to_string(),
+                StoreError::Conflict(_) => "sql_conflict".to_string(),
+                StoreError::Rule(r) => format!("sql_rule_{r:?}"),
+                StoreError::Internal(_) => "sql_internal".to_string(),
+            });
+            tally.record(t0.elapsed(), kind);
+        }
+    }
+    tally
+}
