@@ -234,3 +234,53 @@ fn refused_requests_are_not_throughput_and_fail_the_run() {
     );
     assert!(j["error_ratio"].as_f64().unwrap_or(0.0) > 0.5, "{j}");
 }
+
+#[test]
+#[ignore = "needs MariaDB (DMTEST_BACKEND=mysql)"]
+fn sql_direct_runs_mixed_transactions_against_the_servers_database() {
+    let common::TestBackend::Mysql { primary, .. } = common::backend() else {
+        panic!("needs DMTEST_BACKEND=mysql");
+    };
+    let server = Server::start(1);
+    let url = format!("{primary}/{}", server.databases[0]);
+    let j = bench(
+        &server,
+        &["--scenario", "sql-direct", "-c", "4", "--mysql", &url],
+    );
+    assert_eq!(j["scenario"], "sql-direct");
+    let ok = j["ok"].as_u64().expect("ok");
+    assert!(ok > 0, "{j}");
+    assert_eq!(j["errors"], serde_json::json!({}), "{j}");
+    // Its orders are in the database, created and paid as mixed would.
+    let r = server.http().request(
+        "GET",
+        "/api/v1/players/1/orders",
+        &[(
+            "Authorization",
+            &format!("Bearer {}", server.server_token("game1")),
+        )],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let orders = r.json()["data"]["orders"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        orders.iter().any(|o| o["status"] == "paid"),
+        "no paid order after {ok} requests: {}",
+        r.text()
+    );
+    // Without --mysql it says what it needs.
+    let out = Command::new(env!("CARGO_BIN_EXE_dm-bench"))
+        .args([
+            "--scenario",
+            "sql-direct",
+            "--http",
+            &server.http.to_string(),
+        ])
+        .output()
+        .expect("run dm-bench");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--mysql"));
+}
