@@ -262,7 +262,7 @@ fn sql_direct_runs_mixed_transactions_against_the_servers_database() {
         b"",
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    let orders = r.json()["data"]["orders"]
+    let orders = r.json()["data"]["items"]
         .as_array()
         .cloned()
         .unwrap_or_default();

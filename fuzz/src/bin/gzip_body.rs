@@ -5,6 +5,13 @@
 //! exact (the same body with a limit one byte lower is TooLarge, with its
 //! own size is the same bytes), and that any bytes gzipped by flate2 inflate
 //! back to themselves.
+//!
+//! Cost: an input that inflates to the whole 64 KiB is inflated once; the
+//! re-inflations of the exactness checks run for results up to
+//! [`EXACT_UP_TO`] bytes, where the limit's edge cases are (the small limits
+//! half the inputs pick are all below it). Inflating every 64 KiB result four
+//! times made executions ~4× slower as such inputs filled the queue, without
+//! reaching code the smaller results do not.
 
 use datamiddleware::protocol::{inflate_body, InflateError};
 use flate2::write::GzEncoder;
@@ -13,6 +20,9 @@ use std::io::Write;
 
 /// tcp.max_body_bytes by default.
 const DEFAULT_LIMIT: usize = 65536;
+
+/// Results up to this size are re-inflated to check the limit is exact.
+const EXACT_UP_TO: usize = 4096;
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
@@ -24,6 +34,9 @@ fn check(body: &[u8], limit: usize) {
     match inflate_body(body, limit) {
         Ok(out) => {
             assert!(out.len() <= limit);
+            if out.len() > EXACT_UP_TO {
+                return;
+            }
             assert_eq!(inflate_body(body, out.len()).as_deref(), Ok(&out[..]));
             if !out.is_empty() {
                 assert_eq!(
