@@ -3,8 +3,9 @@
 # serving a static `return 200` JSON (the physical-limit baseline) and the
 # server on its embedded default (SQLite, no Redis), runs wrk and dm-bench
 # against both in the same run, and prints a Markdown section (also appended
-# to bench/RESULTS.md unless BENCH_NO_WRITE=1). Loopback only; every run is
-# bounded by DURATION seconds (default 10) plus warm-up.
+# to bench/RESULTS.md unless BENCH_NO_WRITE=1; BENCH_JSON=FILE also writes
+# every row as JSON). Loopback only; every run is bounded by DURATION seconds
+# (default 10) plus warm-up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -124,4 +125,35 @@ print(f\"| {d['scenario']} | dm-bench {mode} | {d['qps']:.0f} | {d['latency_ms']
 } | tee "$WORK/section.md"
 if [ "${BENCH_NO_WRITE:-0}" != 1 ]; then
   cat "$WORK/section.md" >>bench/RESULTS.md
+fi
+# BENCH_JSON=FILE: every row of the table as JSON too (scenario, tool, qps,
+# p50/p99 in ms, errors, ratio to nginx's static page in the same run).
+if [ -n "${BENCH_JSON:-}" ]; then
+  printf '%s\n' "nginx-static|$NG_WRK|$NG_WRK_P50|$NG_WRK_P99|$NG_WRK_ERR" \
+    "health|$DM_WRK|$DM_WRK_P50|$DM_WRK_P99|$DM_WRK_ERR" \
+    "player|$DM_WRK_PL|$DM_WRK_PL_P50|$DM_WRK_PL_P99|$DM_WRK_PL_ERR" >"$WORK/wrk.rows"
+  for J in "$NG_BENCH" "$DM_HEALTH" "$DM_PLAYER" "$DM_TCP_PLAYER" "$DM_PING" "$DM_MIXED" "$DM_OPEN" "$DM_LOGIN"; do
+    echo "$J"
+  done >"$WORK/bench.rows"
+  python3 - "$WORK/wrk.rows" "$WORK/bench.rows" "$BENCH_JSON" <<'PY'
+import json, sys
+def ms(text):  # wrk's latency: 175.00us, 4.87ms, 1.02s
+    for unit, scale in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * scale
+    return float(text)
+wrk = [line.strip().split("|") for line in open(sys.argv[1]) if line.strip()]
+nginx = float(wrk[0][1])
+rows = [{"scenario": label, "tool": "wrk", "qps": float(q), "p50_ms": ms(p50), "p99_ms": ms(p99),
+         "errors": int(e), "ratio": float(q) / nginx} for label, q, p50, p99, e in wrk]
+dm = [json.loads(line) for line in open(sys.argv[2]) if line.strip()]
+nginx_bench = dm[0]["qps"]
+rows += [{"scenario": d["scenario"], "tool": "dm-bench", "qps": d["qps"],
+          "p50_ms": d["latency_ms"]["p50"], "p99_ms": d["latency_ms"]["p99"],
+          "errors": sum(d["errors"].values()), "ratio": d["qps"] / nginx_bench} for d in dm]
+with open(sys.argv[3], "w") as f:
+    json.dump(rows, f, indent=1)
+    f.write("\n")
+PY
+  echo "rows written to $BENCH_JSON" >&2
 fi
