@@ -75,6 +75,10 @@ pub struct Plan {
     pub reconnect: bool,
     /// This load thread's running counts for the live line, when shown.
     pub live: Option<Arc<LiveCounts>>,
+    /// `--zipf S`: the cumulative weights of the players (rank r weighs
+    /// 1 / r^S), so a few players get most requests; `None`: every player
+    /// in turn.
+    pub zipf: Option<Arc<Vec<f64>>>,
     /// Game id.
     pub game: String,
     /// Game-server bearer token (HTTP) or server key (TCP handshake).
@@ -85,6 +89,20 @@ pub struct Plan {
     pub players: Vec<(i64, String)>,
     /// Password of the seeded players.
     pub password: String,
+}
+
+/// Cumulative Zipf weights of `n` ranks with exponent `s`, normalised to 1.
+pub fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
+    let weights: Vec<f64> = (1..=n.max(1)).map(|r| 1.0 / (r as f64).powf(s)).collect();
+    let total: f64 = weights.iter().sum();
+    let mut acc = 0.0;
+    weights
+        .iter()
+        .map(|w| {
+            acc += w / total;
+            acc
+        })
+        .collect()
 }
 
 /// One load thread's answers so far, read once a second by the live line
@@ -367,9 +385,24 @@ impl<'a> Conn<'a> {
         }
     }
 
+    /// The player of the current request: every player in turn, or one
+    /// drawn by its Zipf weight.
     fn player(&self) -> &(i64, String) {
         let n = self.plan.players.len().max(1);
-        &self.plan.players[(self.index + self.counter as usize * 7) % n]
+        let i = match &self.plan.zipf {
+            None => (self.index + self.counter as usize * 7) % n,
+            Some(cdf) => {
+                // splitmix64 of (connection, request): reproducible, no state.
+                let mut z = (self.index as u64) << 40 ^ self.counter;
+                z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^= z >> 31;
+                let u = (z >> 11) as f64 / (1u64 << 53) as f64;
+                cdf.partition_point(|&c| c < u).min(n - 1)
+            }
+        };
+        &self.plan.players[i]
     }
 
     fn http(&mut self, method: &str, path: &str, body: &str) {
@@ -571,7 +604,19 @@ fn content_length(head: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{content_length, says_close};
+    use super::{content_length, says_close, zipf_cdf};
+
+    #[test]
+    fn zipf_weights_favour_the_first_ranks_and_add_up_to_1() {
+        let cdf = zipf_cdf(100, 1.0);
+        assert_eq!(cdf.len(), 100);
+        assert!((cdf[99] - 1.0).abs() < 1e-9);
+        // Rank 1 of 100 with s = 1 has 1 / H(100) ≈ 19 % of the requests.
+        assert!((cdf[0] - 0.1928).abs() < 0.001, "{}", cdf[0]);
+        assert!(cdf.windows(2).all(|w| w[0] < w[1]));
+        // s = 0 is uniform.
+        assert!((zipf_cdf(4, 0.0)[1] - 0.5).abs() < 1e-9);
+    }
 
     #[test]
     fn connection_close_is_seen_in_any_case() {

@@ -91,6 +91,10 @@ struct Args {
     /// its players are seeded through the server at `--http` first.
     #[arg(long)]
     mysql: Option<String>,
+    /// Choose players by a Zipf law of this exponent (1.0: the first of 100
+    /// players gets ~19 % of the requests) instead of every player in turn.
+    #[arg(long)]
+    zipf: Option<f64>,
     /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
@@ -116,6 +120,9 @@ fn main() -> ExitCode {
                 println!("{}", summary.to_json());
             } else {
                 println!("{}\n{}", report::header(), summary.row());
+                if let Some(cache) = summary.cache {
+                    println!("{}", cache.line());
+                }
             }
             match summary.failure_warning(args.max_error_ratio) {
                 Some(warning) => {
@@ -148,6 +155,9 @@ fn run(args: &Args) -> Result<Summary, String> {
                     warmup in [0, 3600] s, answer-timeout in (0, 600] s"
                 .into(),
         );
+    }
+    if args.zipf.is_some_and(|s| !(0.0..=10.0).contains(&s)) {
+        return Err("zipf must be within [0, 10]".into());
     }
     if !(0.0..=1.0).contains(&args.max_error_ratio) {
         return Err("max-error-ratio must be within [0, 1]".into());
@@ -196,6 +206,9 @@ fn run(args: &Args) -> Result<Summary, String> {
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let until = measure_from + Duration::from_secs_f64(args.duration);
     let (stop, stopped_at) = stop_on_signal()?;
+    let zipf = args
+        .zipf
+        .map(|s| Arc::new(load::zipf_cdf(players.len(), s)));
     let plan = Plan {
         scenario,
         addr: if scenario.is_tcp() {
@@ -210,6 +223,7 @@ fn run(args: &Args) -> Result<Summary, String> {
         stop,
         reconnect: args.reconnect,
         live: None,
+        zipf,
         game: args.game.clone(),
         token,
         server_key: args.server_key.clone(),
@@ -275,6 +289,9 @@ fn run(args: &Args) -> Result<Summary, String> {
     // written when the load begins.
     std::thread::sleep(start.saturating_duration_since(Instant::now()));
     eprintln!("dm-bench: load starts");
+    // The server's cache counters when measuring starts (and at the end).
+    std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
+    let cache_at_start = scrape_cache(args.http, answer_timeout);
     let live_done = Arc::new(AtomicBool::new(false));
     let live_line = (!live.is_empty()).then(|| {
         let done = live_done.clone();
@@ -306,6 +323,8 @@ fn run(args: &Args) -> Result<Summary, String> {
         .and_then(|t| *t)
         .map_or(until, |t| t.min(until));
     let elapsed = end.saturating_duration_since(measure_from);
+    let cache = cache_at_start
+        .and_then(|start| Some(start.until(&scrape_cache(args.http, answer_timeout)?)));
     Ok(Summary {
         label: args
             .label
@@ -325,6 +344,7 @@ fn run(args: &Args) -> Result<Summary, String> {
             args.pipeline
         },
         rate: args.rate,
+        cache,
     })
 }
 
@@ -365,7 +385,26 @@ fn run_direct(args: &Args) -> Result<Summary, String> {
         connections: args.connections,
         pipeline: 1,
         rate: None,
+        cache: None,
     })
+}
+
+/// The server's cache counters from its `/metrics` (`None` when it does not
+/// answer them, e.g. `http.metrics_public = false`).
+/// It waits at most `wait` for the page (the run's `--answer-timeout`, at
+/// most 2 s): a server that does not answer must not stall the report.
+fn scrape_cache(addr: SocketAddr, wait: Duration) -> Option<report::CacheWindow> {
+    let wait = wait.min(Duration::from_secs(2));
+    let mut s = TcpStream::connect_timeout(&addr, wait).ok()?;
+    s.set_read_timeout(Some(wait)).ok()?;
+    s.set_write_timeout(Some(wait)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut page = Vec::new();
+    s.read_to_end(&mut page).ok()?;
+    let text = String::from_utf8_lossy(&page);
+    text.starts_with("HTTP/1.1 200")
+        .then(|| report::CacheWindow::from_metrics(&text))
 }
 
 /// The live line on a terminal: every second, the seconds measured so far,

@@ -95,6 +95,83 @@ pub struct Summary {
     pub pipeline: usize,
     /// Open-loop target rate, if any.
     pub rate: Option<f64>,
+    /// The server's cache during the measured window (from `/metrics`).
+    pub cache: Option<CacheWindow>,
+}
+
+/// Cache lookups of the measured window: the difference of the server's
+/// `dm_cache_{hits,misses}_total` counters between its start and its end.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CacheWindow {
+    /// L1 hits.
+    pub l1_hits: f64,
+    /// L1 misses.
+    pub l1_misses: f64,
+    /// L2 hits.
+    pub l2_hits: f64,
+    /// L2 misses.
+    pub l2_misses: f64,
+}
+
+impl CacheWindow {
+    /// Sums the cache counters of a Prometheus text page (all shards).
+    pub fn from_metrics(text: &str) -> CacheWindow {
+        let mut c = CacheWindow::default();
+        for line in text.lines() {
+            let Some((name_labels, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(v) = value.parse::<f64>() else {
+                continue;
+            };
+            let l1 = name_labels.contains("level=\"l1\"");
+            let l2 = name_labels.contains("level=\"l2\"");
+            match name_labels.split('{').next() {
+                Some("dm_cache_hits_total") if l1 => c.l1_hits += v,
+                Some("dm_cache_hits_total") if l2 => c.l2_hits += v,
+                Some("dm_cache_misses_total") if l1 => c.l1_misses += v,
+                Some("dm_cache_misses_total") if l2 => c.l2_misses += v,
+                _ => {}
+            }
+        }
+        c
+    }
+
+    /// What happened between `self` (start) and `end`.
+    pub fn until(&self, end: &CacheWindow) -> CacheWindow {
+        CacheWindow {
+            l1_hits: end.l1_hits - self.l1_hits,
+            l1_misses: end.l1_misses - self.l1_misses,
+            l2_hits: end.l2_hits - self.l2_hits,
+            l2_misses: end.l2_misses - self.l2_misses,
+        }
+    }
+
+    fn ratio(hits: f64, misses: f64) -> Option<f64> {
+        (hits + misses > 0.0).then(|| hits / (hits + misses))
+    }
+
+    /// As JSON: lookups and hit ratio per level.
+    pub fn to_json(self) -> Value {
+        json!({
+            "l1_lookups": self.l1_hits + self.l1_misses,
+            "l1_hit_ratio": CacheWindow::ratio(self.l1_hits, self.l1_misses),
+            "l2_lookups": self.l2_hits + self.l2_misses,
+            "l2_hit_ratio": CacheWindow::ratio(self.l2_hits, self.l2_misses),
+        })
+    }
+
+    /// One line beside the table.
+    pub fn line(&self) -> String {
+        let pct = |r: Option<f64>| r.map_or("—".to_string(), |r| format!("{:.1} %", r * 100.0));
+        format!(
+            "server cache during the run: L1 hit ratio {} of {:.0} lookups, L2 {} of {:.0}",
+            pct(CacheWindow::ratio(self.l1_hits, self.l1_misses)),
+            self.l1_hits + self.l1_misses,
+            pct(CacheWindow::ratio(self.l2_hits, self.l2_misses)),
+            self.l2_hits + self.l2_misses
+        )
+    }
 }
 
 impl Summary {
@@ -181,6 +258,7 @@ impl Summary {
                 "max": self.tally.latency.max() as f64 / 1000.0,
             },
             "vs_original_target": self.qps() / ORIGINAL_TARGET_QPS,
+            "cache": self.cache.map(|c| c.to_json()),
         })
     }
 
@@ -216,6 +294,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cache_counters_are_summed_over_shards_and_differenced() {
+        let start = CacheWindow::from_metrics(
+            "# TYPE dm_cache_hits_total counter\n\
+             dm_cache_hits_total{shard=\"0\",level=\"l1\"} 10\n\
+             dm_cache_hits_total{shard=\"1\",level=\"l1\"} 5\n\
+             dm_cache_misses_total{shard=\"0\",level=\"l1\"} 1\n\
+             dm_cache_hits_total{shard=\"0\",level=\"l2\"} 2\n",
+        );
+        assert_eq!(start.l1_hits, 15.0);
+        let end = CacheWindow::from_metrics(
+            "dm_cache_hits_total{shard=\"0\",level=\"l1\"} 100\n\
+             dm_cache_hits_total{shard=\"1\",level=\"l1\"} 95\n\
+             dm_cache_misses_total{shard=\"0\",level=\"l1\"} 21\n\
+             dm_cache_hits_total{shard=\"0\",level=\"l2\"} 2\n",
+        );
+        let w = start.until(&end);
+        assert_eq!((w.l1_hits, w.l1_misses), (180.0, 20.0));
+        assert_eq!(w.to_json()["l1_hit_ratio"], 0.9);
+        assert!(w.to_json()["l2_hit_ratio"].is_null());
+        assert!(
+            w.line().contains("L1 hit ratio 90.0 % of 200 lookups"),
+            "{}",
+            w.line()
+        );
+    }
+
+    #[test]
     fn percentiles_qps_and_errors() {
         let mut a = Tally::new();
         for us in 1..=1000u64 {
@@ -235,6 +340,7 @@ mod tests {
             connections: 4,
             pipeline: 1,
             rate: None,
+            cache: None,
         };
         // Only the 1000 successes count as throughput.
         assert!((s.qps() - 500.0).abs() < 1e-9);

@@ -284,3 +284,26 @@ fn sql_direct_runs_mixed_transactions_against_the_servers_database() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--mysql"));
 }
+
+#[test]
+fn zipf_players_and_the_servers_cache_hit_ratio_of_the_run() {
+    let server = Server::start(2);
+    let j = bench(
+        &server,
+        &["--scenario", "player", "-c", "4", "--zipf", "1.0"],
+    );
+    check(&j, "player");
+    // The window's lookups are the run's reads (each one L1 lookup), and a
+    // repeated read of a cached player is an L1 hit.
+    let cache = &j["cache"];
+    let lookups = cache["l1_lookups"].as_f64().expect("l1_lookups");
+    assert!(lookups >= j["ok"].as_f64().unwrap_or(0.0) * 0.9, "{j}");
+    let ratio = cache["l1_hit_ratio"].as_f64().expect("l1_hit_ratio");
+    assert!(ratio > 0.5 && ratio <= 1.0, "{j}");
+    // A bad exponent is refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_dm-bench"))
+        .args(["--http", &server.http.to_string(), "--zipf", "-1"])
+        .output()
+        .expect("run dm-bench");
+    assert!(!out.status.success());
+}
