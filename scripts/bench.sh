@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One command for the performance figures: builds release, starts nginx
+# One command for the performance figures (BACKEND=mysql: the game on
+# MariaDB + Redis, plus the database-direct line): builds release, starts nginx
 # serving a static `return 200` JSON (the physical-limit baseline) and the
 # server on its embedded default (SQLite, no Redis), runs wrk and dm-bench
 # against both in the same run, and prints a Markdown section (also appended
@@ -49,6 +50,21 @@ http {
 NGINX
 nginx -c "$WORK/nginx.conf"
 
+# BACKEND=mysql: the game on MariaDB primary + replica and Redis from
+# scripts/backends.sh (durable commits), in a database of its own; the table
+# then gains the database-direct line (dm-bench --scenario sql-direct).
+BACKEND="${BACKEND:-sqlite}"
+SQL_DIRECT=""
+if [ "$BACKEND" = mysql ]; then
+  bash scripts/backends.sh start >&2
+  read -r PRIMARY_URL REPLICA_URL < <(bash scripts/backends.sh database dm_bench)
+  export DM_GAMES_GAME1_URL="$PRIMARY_URL" DM_GAMES_GAME1_REPLICAS="[\"$REPLICA_URL\"]" \
+    DM_GAMES_GAME1_DURABILITY=full DM_CACHE_REDIS=redis://127.0.0.1:16379/12
+elif [ "$BACKEND" != sqlite ]; then
+  echo "BACKEND must be sqlite (the embedded default) or mysql" >&2
+  exit 2
+fi
+
 (cd "$WORK" && DM_HTTP_LISTEN=$HTTP DM_TCP_LISTEN=$TCP DM_LOG_LEVEL=warn \
   DM_AUTH_RATE_LIMIT_PER_IP_PER_MIN=2000000000 "$OLDPWD/$BIN" >"$WORK/server.log" 2>&1) &
 SERVER_PID=$!
@@ -86,6 +102,9 @@ DM_PLAYER=$(bench --scenario player -c "$CONNS")
 DM_TCP_PLAYER=$(bench --scenario tcp-player -c "$CONNS")
 DM_PING=$(bench --scenario ping -c 8 --pipeline 16)
 DM_MIXED=$(bench --scenario mixed -c "$CONNS")
+if [ "$BACKEND" = mysql ]; then
+  SQL_DIRECT=$(bench --scenario sql-direct -c "$CONNS" --mysql "$PRIMARY_URL")
+fi
 HALF=$(echo "$DM_PLAYER" | field "int(d['qps']/2)")
 DM_OPEN=$(bench --scenario player -c "$CONNS" --rate "$HALF" --label "player-open-half")
 DM_LOGIN=$(bench --scenario login -c 16 --label login)
@@ -104,14 +123,18 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 {
   echo "## $DATE — commit $COMMIT, $CORES cores, $(uname -r)"
   echo
-  echo "Command: \`DURATION=$DURATION CONNS=$CONNS scripts/bench.sh\` (server: embedded default, SQLite, no Redis; everything on loopback, load generator on the same $CORES cores)."
+  if [ "$BACKEND" = mysql ]; then
+    echo "Command: \`BACKEND=mysql DURATION=$DURATION CONNS=$CONNS scripts/bench.sh\` (server: the embedded default with game1 on MariaDB primary + replica and Redis from scripts/backends.sh, durable commits; everything on loopback, load generator on the same $CORES cores)."
+  else
+    echo "Command: \`DURATION=$DURATION CONNS=$CONNS scripts/bench.sh\` (server: embedded default, SQLite, no Redis; everything on loopback, load generator on the same $CORES cores)."
+  fi
   echo
   echo "| what | tool | QPS | p50 ms | p99 ms | errors | ratio |"
   echo "|---|---|---|---|---|---|---|"
   echo "| nginx static return 200 | wrk -t2 -c$CONNS | $NG_WRK | $NG_WRK_P50 | $NG_WRK_P99 | $NG_WRK_ERR | baseline |"
   echo "| GET /health | wrk -t2 -c$CONNS | $DM_WRK | $DM_WRK_P50 | $DM_WRK_P99 | $DM_WRK_ERR | $(python3 -c "print(f'{$DM_WRK/$NG_WRK:.2f}')") × nginx |"
   echo "| cached GET /api/v1/players/{id} | wrk -t2 -c$CONNS | $DM_WRK_PL | $DM_WRK_PL_P50 | $DM_WRK_PL_P99 | $DM_WRK_PL_ERR | $(python3 -c "print(f'{$DM_WRK_PL/$NG_WRK:.2f}')") × nginx |"
-  for J in "$NG_BENCH" "$DM_HEALTH" "$DM_PLAYER" "$DM_TCP_PLAYER" "$DM_PING" "$DM_MIXED" "$DM_OPEN" "$DM_LOGIN"; do
+  for J in "$NG_BENCH" "$DM_HEALTH" "$DM_PLAYER" "$DM_TCP_PLAYER" "$DM_PING" "$DM_MIXED" ${SQL_DIRECT:+"$SQL_DIRECT"} "$DM_OPEN" "$DM_LOGIN"; do
     echo "$J" | NG="$(echo "$NG_BENCH" | field "d['qps']")" python3 -c "
 import json, os, sys
 d = json.load(sys.stdin); ng = float(os.environ['NG'])
@@ -120,6 +143,9 @@ print(f\"| {d['scenario']} | dm-bench {mode} | {d['qps']:.0f} | {d['latency_ms']
   done
   echo
   echo "dm-bench vs wrk on GET /health (same server, same run): $(echo "$DM_HEALTH" | field "f\"{d['qps']/$DM_WRK:.2f}\"")."
+  if [ -n "$SQL_DIRECT" ]; then
+    echo "mixed through the server vs the database-direct baseline (same transactions, same connections): $(echo "$DM_MIXED" | field "f\"{d['qps']/$(echo "$SQL_DIRECT" | field "d['qps']"):.2f}\"") ×."
+  fi
   echo "10,000 idle TCP connections ($IDLE_OK answered a Ping first): server RSS $((RSS_BEFORE/1024)) MiB before, $((RSS_IDLE/1024)) MiB with them open = $(( (RSS_IDLE-RSS_BEFORE)/10000 )) KiB per connection (budget 64 MiB + 4 KiB each: $(( 64 + 4*10000/1024 )) MiB)."
   echo
 } | tee "$WORK/section.md"
@@ -132,7 +158,7 @@ if [ -n "${BENCH_JSON:-}" ]; then
   printf '%s\n' "nginx-static|$NG_WRK|$NG_WRK_P50|$NG_WRK_P99|$NG_WRK_ERR" \
     "health|$DM_WRK|$DM_WRK_P50|$DM_WRK_P99|$DM_WRK_ERR" \
     "player|$DM_WRK_PL|$DM_WRK_PL_P50|$DM_WRK_PL_P99|$DM_WRK_PL_ERR" >"$WORK/wrk.rows"
-  for J in "$NG_BENCH" "$DM_HEALTH" "$DM_PLAYER" "$DM_TCP_PLAYER" "$DM_PING" "$DM_MIXED" "$DM_OPEN" "$DM_LOGIN"; do
+  for J in "$NG_BENCH" "$DM_HEALTH" "$DM_PLAYER" "$DM_TCP_PLAYER" "$DM_PING" "$DM_MIXED" ${SQL_DIRECT:+"$SQL_DIRECT"} "$DM_OPEN" "$DM_LOGIN"; do
     echo "$J"
   done >"$WORK/bench.rows"
   python3 - "$WORK/wrk.rows" "$WORK/bench.rows" "$BENCH_JSON" <<'PY'
