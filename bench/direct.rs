@@ -8,7 +8,7 @@
 //! database.
 
 use crate::report::Tally;
-use datamiddleware::config::Durability;
+use datamiddleware::config::{redact, Durability};
 use datamiddleware::store::{self, Currency, NewOrder, Store, StoreError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -52,14 +52,6 @@ pub fn run(plan: DirectPlan) -> Result<Tally, String> {
         total.merge(&tally);
     }
     Ok(total)
-}
-
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://…{}", &url[..scheme], &url[at..]),
-        _ => url.to_string(),
-    }
 }
 
 /// One connection's closed loop, `mixed`'s pattern.

@@ -205,7 +205,7 @@ fn run(args: &Args) -> Result<Summary, String> {
     let start = Instant::now() + Duration::from_millis(200);
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let until = measure_from + Duration::from_secs_f64(args.duration);
-    let (stop, stopped_at) = stop_on_signal()?;
+    let interrupt = stop_on_signal()?;
     let zipf = args
         .zipf
         .map(|s| Arc::new(load::zipf_cdf(players.len(), s)));
@@ -220,7 +220,7 @@ fn run(args: &Args) -> Result<Summary, String> {
         rate_per_conn: args.rate.map(|r| r / args.connections as f64),
         measure_from,
         until,
-        stop,
+        stop: interrupt.flag.clone(),
         reconnect: args.reconnect,
         live: None,
         zipf,
@@ -317,12 +317,9 @@ fn run(args: &Args) -> Result<Summary, String> {
             let _ = tally.latency.record_n(value, count);
         }
     }
-    let end = stopped_at
-        .lock()
-        .ok()
-        .and_then(|t| *t)
-        .map_or(until, |t| t.min(until));
-    let elapsed = end.saturating_duration_since(measure_from);
+    let elapsed = interrupt
+        .end_of(until)
+        .saturating_duration_since(measure_from);
     let cache = cache_at_start
         .and_then(|start| Some(start.until(&scrape_cache(args.http, answer_timeout)?)));
     Ok(Summary {
@@ -360,7 +357,7 @@ fn run_direct(args: &Args) -> Result<Summary, String> {
     }
     let token = server_token(args)?;
     let players: Vec<i64> = seed(args, &token)?.into_iter().map(|p| p.0).collect();
-    let (stop, stopped_at) = stop_on_signal()?;
+    let interrupt = stop_on_signal()?;
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let until = measure_from + Duration::from_secs_f64(args.duration);
@@ -371,16 +368,13 @@ fn run_direct(args: &Args) -> Result<Summary, String> {
         players,
         measure_from,
         until,
-        stop,
+        stop: interrupt.flag.clone(),
     })?;
-    let end = stopped_at
-        .lock()
-        .ok()
-        .and_then(|t| *t)
-        .map_or(until, |t| t.min(until));
     Ok(Summary {
         label: args.label.clone().unwrap_or_else(|| "sql-direct".into()),
-        elapsed: end.saturating_duration_since(measure_from),
+        elapsed: interrupt
+            .end_of(until)
+            .saturating_duration_since(measure_from),
         tally,
         connections: args.connections,
         pipeline: 1,
@@ -394,15 +388,8 @@ fn run_direct(args: &Args) -> Result<Summary, String> {
 /// It waits at most `wait` for the page (the run's `--answer-timeout`, at
 /// most 2 s): a server that does not answer must not stall the report.
 fn scrape_cache(addr: SocketAddr, wait: Duration) -> Option<report::CacheWindow> {
-    let wait = wait.min(Duration::from_secs(2));
-    let mut s = TcpStream::connect_timeout(&addr, wait).ok()?;
-    s.set_read_timeout(Some(wait)).ok()?;
-    s.set_write_timeout(Some(wait)).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut page = Vec::new();
-    s.read_to_end(&mut page).ok()?;
-    let text = String::from_utf8_lossy(&page);
+    let request = b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+    let text = exchange(addr, request, wait.min(Duration::from_secs(2))).ok()?;
     text.starts_with("HTTP/1.1 200")
         .then(|| report::CacheWindow::from_metrics(&text))
 }
@@ -444,17 +431,34 @@ fn show_live(
 /// SIGINT or SIGTERM ends the run early (sending stops, answers are
 /// awaited for at most `--answer-timeout`, the report covers the time until
 /// the signal): a script can run dm-bench for as long as something else
-/// takes. A second signal exits at once (status 130). Returns the flag the load
-/// loops check and the instant it was set.
-type StopFlag = (Arc<AtomicBool>, Arc<Mutex<Option<Instant>>>);
+/// takes. A second signal exits at once (status 130).
+struct Interrupt {
+    /// Checked by the load loops.
+    flag: Arc<AtomicBool>,
+    /// When the first signal came.
+    at: Arc<Mutex<Option<Instant>>>,
+}
 
-fn stop_on_signal() -> Result<StopFlag, String> {
+impl Interrupt {
+    /// When measuring ended: `until`, or the signal if it came first.
+    fn end_of(&self, until: Instant) -> Instant {
+        self.at
+            .lock()
+            .ok()
+            .and_then(|t| *t)
+            .map_or(until, |t| t.min(until))
+    }
+}
+
+fn stop_on_signal() -> Result<Interrupt, String> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let stop = Arc::new(AtomicBool::new(false));
-    let at = Arc::new(Mutex::new(None));
+    let interrupt = Interrupt {
+        flag: Arc::new(AtomicBool::new(false)),
+        at: Arc::new(Mutex::new(None)),
+    };
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let (flag, when) = (stop.clone(), at.clone());
+    let (flag, when) = (interrupt.flag.clone(), interrupt.at.clone());
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -471,7 +475,20 @@ fn stop_on_signal() -> Result<StopFlag, String> {
             }
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
-    Ok((stop, at))
+    Ok(interrupt)
+}
+
+/// One request on a new connection (`Connection: close`), waiting at most
+/// `wait` for each step; the whole answer as text.
+fn exchange(addr: SocketAddr, request: &[u8], wait: Duration) -> Result<String, String> {
+    let mut s =
+        TcpStream::connect_timeout(&addr, wait).map_err(|e| format!("connect {addr}: {e}"))?;
+    let _ = s.set_read_timeout(Some(wait));
+    let _ = s.set_write_timeout(Some(wait));
+    s.write_all(request).map_err(|e| e.to_string())?;
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    Ok(String::from_utf8_lossy(&resp).into_owned())
 }
 
 /// A minimal blocking HTTP call for setup; returns (status, JSON body).
@@ -482,9 +499,6 @@ fn setup_call(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Result<(u16, serde_json::Value), String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -494,10 +508,7 @@ fn setup_call(
     }
     req.push_str("\r\n");
     req.push_str(body);
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut resp = Vec::new();
-    let _ = s.read_to_end(&mut resp);
-    let text = String::from_utf8_lossy(&resp);
+    let text = exchange(addr, req.as_bytes(), Duration::from_secs(30))?;
     let status = text.get(9..12).and_then(|v| v.parse().ok()).unwrap_or(0);
     let json = text
         .split_once("\r\n\r\n")
