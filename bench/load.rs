@@ -271,40 +271,12 @@ pub async fn connection(plan: Plan, index: usize, tally: &mut Tally, hangs: &Han
         }
         let mut answered = 0;
         while answered < n {
-            let ended = match link
-                .stream
-                .write_all(&conn.out[conn.starts[answered]..])
+            let Some(ended) = conn
+                .send_and_read(&mut link.stream, &intended, &mut answered, tally)
                 .await
-            {
-                Err(_) => "write",
-                Ok(()) => loop {
-                    if answered == n {
-                        break "";
-                    }
-                    match conn.read_answer(&mut link.stream).await {
-                        Err(kind) => break kind,
-                        Ok(_) if conn.ending == Some("tcp_0xe006") && plan.reconnect => {
-                            break "tcp_0xe006"
-                        }
-                        Ok(error) => {
-                            let t0 = intended[answered.min(intended.len() - 1)];
-                            if t0 >= plan.measure_from {
-                                if let Some(live) = &plan.live {
-                                    live.count(error.is_none());
-                                }
-                                tally.record(Instant::now() - t0, error);
-                            }
-                            answered += 1;
-                            if let Some(kind) = conn.ending.filter(|_| plan.reconnect) {
-                                break kind;
-                            }
-                        }
-                    }
-                },
-            };
-            if ended.is_empty() {
+            else {
                 break;
-            }
+            };
             if !plan.reconnect || hangs.fired.get() {
                 tally.fail(ended);
                 return;
@@ -321,9 +293,6 @@ pub async fn connection(plan: Plan, index: usize, tally: &mut Tally, hangs: &Han
                     return;
                 }
             };
-            if answered == n {
-                break;
-            }
         }
     }
 }
@@ -365,6 +334,49 @@ impl<'a> Conn<'a> {
             return Err("handshake");
         }
         Ok(link)
+    }
+
+    /// Sends the batch's requests from the first unanswered one and reads
+    /// their answers, recording each. `None` once all are answered; else
+    /// what ended the connection (a failed write or read, or — with
+    /// `--reconnect` — an answer saying the connection ends).
+    async fn send_and_read(
+        &mut self,
+        stream: &mut TcpStream,
+        intended: &[Instant],
+        answered: &mut usize,
+        tally: &mut Tally,
+    ) -> Option<&'static str> {
+        let plan = self.plan;
+        if stream
+            .write_all(&self.out[self.starts[*answered]..])
+            .await
+            .is_err()
+        {
+            return Some("write");
+        }
+        while *answered < self.starts.len() {
+            let error = match self.read_answer(stream).await {
+                Err(kind) => return Some(kind),
+                // The drain's notice is no answer to a request.
+                Ok(_) if self.ending == Some("tcp_0xe006") && plan.reconnect => {
+                    return Some("tcp_0xe006")
+                }
+                Ok(error) => error,
+            };
+            let t0 = intended[(*answered).min(intended.len() - 1)];
+            if t0 >= plan.measure_from {
+                if let Some(live) = &plan.live {
+                    live.count(error.is_none());
+                }
+                tally.record(Instant::now() - t0, error);
+            }
+            *answered += 1;
+            if let Some(kind) = self.ending.filter(|_| plan.reconnect) {
+                return Some(kind);
+            }
+        }
+        None
     }
 
     /// Opens the connection again, retrying every 50 ms while the run lasts

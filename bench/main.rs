@@ -320,8 +320,8 @@ fn run(args: &Args) -> Result<Summary, String> {
     let elapsed = interrupt
         .end_of(until)
         .saturating_duration_since(measure_from);
-    let cache = cache_at_start
-        .and_then(|start| Some(start.until(&scrape_cache(args.http, answer_timeout)?)));
+    let cache =
+        cache_at_start.and_then(|start| start.until(&scrape_cache(args.http, answer_timeout)?));
     Ok(Summary {
         label: args
             .label

@@ -137,14 +137,18 @@ impl CacheWindow {
         c
     }
 
-    /// What happened between `self` (start) and `end`.
-    pub fn until(&self, end: &CacheWindow) -> CacheWindow {
-        CacheWindow {
+    /// What happened between `self` (start) and `end`; `None` when a
+    /// counter went down: the server restarted, or (behind a balancer)
+    /// another node answered the second scrape.
+    pub fn until(&self, end: &CacheWindow) -> Option<CacheWindow> {
+        let w = CacheWindow {
             l1_hits: end.l1_hits - self.l1_hits,
             l1_misses: end.l1_misses - self.l1_misses,
             l2_hits: end.l2_hits - self.l2_hits,
             l2_misses: end.l2_misses - self.l2_misses,
-        }
+        };
+        (w.l1_hits >= 0.0 && w.l1_misses >= 0.0 && w.l2_hits >= 0.0 && w.l2_misses >= 0.0)
+            .then_some(w)
     }
 
     fn ratio(hits: f64, misses: f64) -> Option<f64> {
@@ -309,7 +313,12 @@ mod tests {
              dm_cache_misses_total{shard=\"0\",level=\"l1\"} 21\n\
              dm_cache_hits_total{shard=\"0\",level=\"l2\"} 2\n",
         );
-        let w = start.until(&end);
+        let w = start.until(&end).expect("counters only grew");
+        assert_eq!(
+            end.until(&start),
+            None,
+            "a counter that went down is no window"
+        );
         assert_eq!((w.l1_hits, w.l1_misses), (180.0, 20.0));
         assert_eq!(w.to_json()["l1_hit_ratio"], 0.9);
         assert!(w.to_json()["l2_hit_ratio"].is_null());
