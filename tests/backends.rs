@@ -445,3 +445,69 @@ fn stopping_the_primary_gives_503_and_service_recovers() {
     );
     let _ = mysql_admin;
 }
+
+/// Ids of the primary's connections working in `db` (the server's pool).
+fn pool_connections(db: &str) -> Vec<u64> {
+    use mysql::prelude::Queryable;
+    let TestBackend::Mysql { admin, .. } = backend() else {
+        return Vec::new();
+    };
+    let mut c =
+        mysql::Conn::new(mysql::Opts::from_url(&admin).expect("admin url")).expect("connect admin");
+    c.exec(
+        "SELECT id FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()",
+        (db,),
+    )
+    .expect("processlist")
+}
+
+#[test]
+#[ignore = "needs MariaDB primary + replica and Redis (DMTEST_BACKEND=mysql)"]
+fn pooled_connections_the_database_closed_are_replaced_without_an_error() {
+    require_mysql();
+    let _serial = serial();
+    // One shard: every request below uses the same pool.
+    let server = Server::start(1);
+    let gs = server.server_token("game1");
+    let admin = server.admin_token();
+    let (id, _) = server.player("game1", "stale_pool");
+    let mut c = server.http();
+    let credit = |c: &mut HttpClient, delta: i64| {
+        call(
+            c,
+            "POST",
+            &format!("/api/v1/players/{id}/wallet"),
+            &gs,
+            Some(json!({"currency":"gold","delta":delta,"reason":"stale"})),
+        )
+    };
+    for round in 1..=3 {
+        // Fill the pool with idle connections, then have the database
+        // close every one of them (as a restart or `wait_timeout` would).
+        let (s, j) = credit(&mut c, 1);
+        assert_eq!(s, 200, "{j}");
+        let db = &server.databases[0];
+        let ids = pool_connections(db);
+        assert!(!ids.is_empty(), "the server holds connections to {db}");
+        for conn in &ids {
+            mysql_admin(&format!("KILL CONNECTION {conn}"));
+        }
+        wait_for(
+            "the killed connections to go",
+            Duration::from_secs(5),
+            || pool_connections(db).iter().all(|c| !ids.contains(c)),
+        );
+        // The next write and read run on fresh connections: no error.
+        let (s, j) = credit(&mut c, 10);
+        assert_eq!(s, 200, "round {round}: a write after the kill: {j}");
+        let (s, j) = call(
+            &mut c,
+            "GET",
+            &format!("/api/v1/players/{id}"),
+            &admin,
+            None,
+        );
+        assert_eq!(s, 200, "round {round}: a read after the kill: {j}");
+        assert_eq!(j["data"]["player"]["gold"], 1000 + 11 * round, "{j}");
+    }
+}

@@ -51,12 +51,22 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Whether the caller may read or change `player_id` of `game_id`.
-    pub fn may_access_player(&self, game_id: &str, player_id: i64) -> bool {
+    /// Whether the caller may read or change every player of `game_id`
+    /// (admins, the game's servers): then a request needs no look at which
+    /// player a record belongs to before acting on it.
+    pub fn may_access_every_player(&self, game_id: &str) -> bool {
         match self.role {
             Role::Admin => true,
             Role::GameServer => self.game_id == game_id,
+            Role::Player => false,
+        }
+    }
+
+    /// Whether the caller may read or change `player_id` of `game_id`.
+    pub fn may_access_player(&self, game_id: &str, player_id: i64) -> bool {
+        match self.role {
             Role::Player => self.game_id == game_id && self.player_id == Some(player_id),
+            Role::Admin | Role::GameServer => self.may_access_every_player(game_id),
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod handle;
 pub mod migrations;
 pub mod model;
 pub mod mysql;
+pub mod mysql_pool;
 pub mod sql;
 pub mod sql_store;
 pub mod sqlite;

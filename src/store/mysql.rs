@@ -1,26 +1,42 @@
 //! The production backend: MySQL/MariaDB (InnoDB) through the `mysql` crate.
 //!
 //! Each shard opens its own bounded pool per database (primary or replica);
-//! the pool is only used from that shard's blocking threads. Transactions that
-//! lose a deadlock or a lock wait are retried a few times: they wrote nothing.
-//! Connections use CLIENT_FOUND_ROWS, so "rows changed" counts matched rows
-//! exactly as SQLite does.
+//! the pool is only used from that shard's blocking threads. Round trips are
+//! what a request costs here, so there are no extra ones: the pool does not
+//! ping ([`super::mysql_pool`]), single-statement reads run outside a
+//! transaction ([`Backend::with_conn`]), and a transaction is `START
+//! TRANSACTION`, its statements (prepared once per connection, then cached)
+//! and `COMMIT`. A connection left idle may have gone stale (the server
+//! restarted, or closed it): when the first thing sent on it fails to
+//! connect, nothing was applied, so it is dropped and the work started again
+//! on another. Transactions that lose a deadlock or a lock wait are retried a
+//! few times: they wrote nothing. Connections use CLIENT_FOUND_ROWS, so "rows
+//! changed" counts matched rows exactly as SQLite does.
 
 use super::migrations::{Migration, MYSQL};
+use super::mysql_pool::{ConnPool, PoolError, PooledConn};
 use super::sql::{Backend, Dialect, Row, SqlConn, SqlValue, TxKind};
 use super::{Durability, StoreError};
 use mysql::consts::CapabilityFlags;
 use mysql::prelude::Queryable;
-use mysql::{Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, TxOpts, Value};
+use mysql::{Conn, Opts, OptsBuilder, Params, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Attempts of a transaction that lost a deadlock.
 const ATTEMPTS: usize = 4;
 
+/// Prepared statements kept per connection: more than the store has, so
+/// each is prepared once per connection.
+const STATEMENT_CACHE: usize = 256;
+
+/// How long a caller waits for a busy pool's connection.
+const POOL_WAIT: Duration = Duration::from_secs(3);
+
 /// A bounded pool to one MySQL server and database.
 pub struct MysqlBackend {
-    pool: Pool,
+    pool: ConnPool,
+    pool_size: usize,
     /// `host:port/db` without credentials, for messages.
     name: String,
     durability: Durability,
@@ -42,35 +58,97 @@ impl MysqlBackend {
             opts.get_tcp_port(),
             opts.get_db_name().unwrap_or("")
         );
-        let constraints = PoolConstraints::new(0, pool_size.max(1))
-            .ok_or_else(|| StoreError::Internal("bad pool size".into()))?;
-        let builder = OptsBuilder::from_opts(opts)
+        let opts: Opts = OptsBuilder::from_opts(opts)
             .additional_capabilities(CapabilityFlags::CLIENT_FOUND_ROWS)
             .tcp_connect_timeout(Some(Duration::from_secs(2)))
             .read_timeout(Some(Duration::from_secs(10)))
             .write_timeout(Some(Duration::from_secs(10)))
             .prefer_socket(false)
-            .pool_opts(
-                PoolOpts::default()
-                    .with_constraints(constraints)
-                    .with_reset_connection(false),
-            );
-        let pool = Pool::new(builder).map_err(|e| map_err(&e))?;
+            .stmt_cache_size(Some(STATEMENT_CACHE))
+            .into();
         Ok(MysqlBackend {
-            pool,
+            pool: ConnPool::new(opts, pool_size),
+            pool_size: pool_size.max(1),
             name,
             durability,
         })
     }
 
-    fn conn(&self) -> Result<mysql::PooledConn, StoreError> {
-        self.pool
-            .try_get_conn(Duration::from_secs(3))
-            .map_err(|e| match map_err(&e) {
-                StoreError::Internal(m) => StoreError::Unavailable(format!("{}: {m}", self.name)),
-                other => other,
-            })
+    fn conn(&self) -> Result<PooledConn<'_>, StoreError> {
+        self.pool.get(POOL_WAIT).map_err(|e| match e {
+            PoolError::Timeout => StoreError::Unavailable(format!(
+                "{}: every connection stayed busy for {POOL_WAIT:?}",
+                self.name
+            )),
+            PoolError::Connect(e) => StoreError::Unavailable(format!("{}: {e}", self.name)),
+        })
     }
+
+    /// A pooled connection on which `once` succeeded. When `once` failed to
+    /// reach the server before anything was applied, on a connection that
+    /// had been idle, that connection is dropped and `once` runs again on
+    /// another: at most once per connection the pool can hold, so the last
+    /// try is on a new connection.
+    fn live_conn<R>(
+        &self,
+        mut once: impl FnMut(&mut Conn) -> Result<R, Failed>,
+    ) -> Result<(PooledConn<'_>, R), StoreError> {
+        for _ in 0..=self.pool_size {
+            let mut pooled = self.conn()?;
+            match once(pooled.conn()) {
+                Ok(v) => return Ok((pooled, v)),
+                Err(failed) => {
+                    if failed.lost_connection {
+                        pooled.discard();
+                    }
+                    let stale = failed.lost_connection && failed.nothing_applied && pooled.reused;
+                    if !stale {
+                        return Err(failed.error);
+                    }
+                }
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "{}: every pooled connection was stale",
+            self.name
+        )))
+    }
+
+    /// A connection inside a transaction just started.
+    fn begin(&self) -> Result<PooledConn<'_>, StoreError> {
+        self.live_conn(|conn| {
+            conn.query_drop("START TRANSACTION")
+                .map_err(|e| Failed::new(&e, true))
+        })
+        .map(|(pooled, ())| pooled)
+    }
+}
+
+/// How one try on a connection failed.
+struct Failed {
+    error: StoreError,
+    /// The connection is unusable (I/O or protocol error).
+    lost_connection: bool,
+    /// No statement had completed on it: nothing of this try was applied.
+    nothing_applied: bool,
+}
+
+impl Failed {
+    fn new(e: &mysql::Error, nothing_applied: bool) -> Failed {
+        Failed {
+            error: map_err(e),
+            lost_connection: lost_connection(e),
+            nothing_applied,
+        }
+    }
+}
+
+/// Whether an error leaves the connection unusable.
+fn lost_connection(e: &mysql::Error) -> bool {
+    matches!(
+        e,
+        mysql::Error::IoError(_) | mysql::Error::DriverError(_) | mysql::Error::CodecError(_)
+    )
 }
 
 /// Whether an error means "try the transaction again".
@@ -176,49 +254,82 @@ fn to_rows(rows: Vec<mysql::Row>) -> Result<Vec<Row>, StoreError> {
         .collect()
 }
 
-/// Any MySQL connection or transaction, seen through [`SqlConn`]. The first
-/// driver error is kept so the transaction loop can decide to retry.
-struct MysqlConn<'a, Q: Queryable> {
-    q: &'a mut Q,
+/// A MySQL connection seen through [`SqlConn`]. The first driver error is
+/// kept so the caller can decide to retry.
+struct MysqlConn<'a> {
+    conn: &'a mut Conn,
     last_error: Option<mysql::Error>,
-    affected: fn(&Q) -> u64,
-    /// The id of the last insert, `None` when it generated none.
-    insert_id: fn(&Q) -> Option<u64>,
+    /// Statements that completed.
+    completed: usize,
 }
 
-impl<Q: Queryable> MysqlConn<'_, Q> {
-    fn fail(&mut self, e: mysql::Error) -> StoreError {
-        let mapped = map_err(&e);
-        self.last_error.get_or_insert(e);
-        mapped
+impl<'a> MysqlConn<'a> {
+    fn new(conn: &'a mut Conn) -> MysqlConn<'a> {
+        MysqlConn {
+            conn,
+            last_error: None,
+            completed: 0,
+        }
+    }
+
+    fn done<T>(&mut self, result: Result<T, mysql::Error>) -> Result<T, mysql::Error> {
+        match &result {
+            Ok(_) => self.completed += 1,
+            Err(e) => {
+                if self.last_error.is_none() {
+                    self.last_error = Some(clone_error(e));
+                }
+            }
+        }
+        result
+    }
+
+    /// What a failed `f` on this connection means for a retry.
+    fn failed(&self, error: StoreError) -> Failed {
+        Failed {
+            error,
+            lost_connection: self.last_error.as_ref().is_some_and(lost_connection),
+            nothing_applied: self.completed == 0,
+        }
     }
 }
 
-impl<Q: Queryable> SqlConn for MysqlConn<'_, Q> {
+/// The part of a driver error the retry decisions need (`mysql::Error` is
+/// not `Clone`).
+fn clone_error(e: &mysql::Error) -> mysql::Error {
+    match e {
+        mysql::Error::MySqlError(m) => mysql::Error::MySqlError(m.clone()),
+        other => mysql::Error::IoError(std::io::Error::other(other.to_string())),
+    }
+}
+
+impl SqlConn for MysqlConn<'_> {
     fn exec(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64, StoreError> {
-        match self.q.exec_drop(sql, to_params(params)) {
-            Ok(()) => Ok((self.affected)(self.q)),
-            Err(e) => Err(self.fail(e)),
+        let result = self.conn.exec_drop(sql, to_params(params));
+        match self.done(result) {
+            Ok(()) => Ok(self.conn.affected_rows()),
+            Err(e) => Err(map_err(&e)),
         }
     }
 
     fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
-        match self.q.exec::<mysql::Row, _, _>(sql, to_params(params)) {
+        let result = self.conn.exec::<mysql::Row, _, _>(sql, to_params(params));
+        match self.done(result) {
             Ok(rows) => to_rows(rows),
-            Err(e) => Err(self.fail(e)),
+            Err(e) => Err(map_err(&e)),
         }
     }
 
     fn last_insert_id(&mut self) -> Result<i64, StoreError> {
-        match (self.insert_id)(self.q) {
-            Some(id) => i64::try_from(id).map_err(|_| {
+        match self.conn.last_insert_id() {
+            0 => Err(StoreError::Internal(
+                "the last insert generated no id".into(),
+            )),
+            id => i64::try_from(id).map_err(|_| {
                 StoreError::Internal(format!(
                     "generated id {id} does not fit a signed 64-bit integer"
                 ))
             }),
-            None => Err(StoreError::Internal(
-                "the last insert generated no id".into(),
-            )),
         }
     }
 
@@ -233,28 +344,31 @@ impl Backend for MysqlBackend {
         _kind: TxKind,
         f: &mut dyn FnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let mut conn = self.conn()?;
         for attempt in 1..=ATTEMPTS {
-            let mut tx = conn
-                .start_transaction(TxOpts::default())
-                .map_err(|e| map_err(&e))?;
-            let mut c = MysqlConn {
-                q: &mut tx,
-                last_error: None,
-                affected: |t: &mysql::Transaction<'_>| t.affected_rows(),
-                insert_id: |t: &mysql::Transaction<'_>| t.last_insert_id(),
-            };
+            let mut pooled = self.begin()?;
+            let mut c = MysqlConn::new(pooled.conn());
             let result = f(&mut c);
-            let retry = c.last_error.as_ref().is_some_and(retryable);
+            let error = c.last_error.take();
+            if error.as_ref().is_some_and(lost_connection) {
+                pooled.discard();
+            }
             match result {
-                Ok(v) => match tx.commit() {
+                Ok(v) => match pooled.conn().query_drop("COMMIT") {
                     Ok(()) => return Ok(v),
                     Err(e) if retryable(&e) && attempt < ATTEMPTS => continue,
-                    Err(e) => return Err(map_err(&e)),
+                    Err(e) => {
+                        if lost_connection(&e) {
+                            pooled.discard();
+                        }
+                        return Err(map_err(&e));
+                    }
                 },
                 Err(e) => {
-                    let _ = tx.rollback();
-                    if retry && attempt < ATTEMPTS {
+                    if pooled.conn().query_drop("ROLLBACK").is_err() {
+                        pooled.discard();
+                    }
+                    if error.as_ref().is_some_and(retryable) && attempt < ATTEMPTS {
+                        drop(pooled);
                         std::thread::sleep(Duration::from_millis(2 * attempt as u64));
                         continue;
                     }
@@ -275,14 +389,11 @@ impl Backend for MysqlBackend {
         &self,
         f: &mut dyn FnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let mut conn = self.conn()?;
-        let mut c = MysqlConn {
-            q: &mut conn,
-            last_error: None,
-            affected: |c: &mysql::PooledConn| c.affected_rows(),
-            insert_id: |c: &mysql::PooledConn| Some(c.last_insert_id()).filter(|id| *id != 0),
-        };
-        f(&mut c)
+        self.live_conn(|conn| {
+            let mut c = MysqlConn::new(conn);
+            f(&mut c).map_err(|e| c.failed(e))
+        })
+        .map(|(_, v)| v)
     }
 
     fn migrations(&self) -> &'static [Migration] {

@@ -233,8 +233,10 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<R, StoreError>;
     /// What this database's acknowledged writes must survive.
     fn durability(&self) -> super::Durability;
-    /// Runs `f` on a connection outside any explicit transaction (DDL,
-    /// migrations bookkeeping, health checks).
+    /// Runs `f` on a connection outside any explicit transaction
+    /// (single-statement reads, DDL, migrations bookkeeping, health checks).
+    /// A backend may run `f` again on another connection when the first one
+    /// had gone stale before any of `f`'s statements completed.
     fn with_conn<R>(
         &self,
         f: &mut dyn FnMut(&mut dyn SqlConn) -> Result<R, StoreError>,

@@ -36,6 +36,16 @@ impl<B: Backend> SqlStore<B> {
     ) -> Result<R, StoreError> {
         self.backend.transaction(TxKind::Read, &mut f)
     }
+
+    /// A read of one statement: consistent on its own, so it needs no
+    /// transaction (on MySQL that saves the `START TRANSACTION` and `COMMIT`
+    /// round trips).
+    fn read_one<R>(
+        &self,
+        mut f: impl FnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.backend.with_conn(&mut f)
+    }
 }
 
 /// Reads a row of `table` with `read`, naming the table in the error of a
@@ -260,6 +270,47 @@ fn change_balance(
     reference: &str,
     now_ms: i64,
 ) -> Result<i64, StoreError> {
+    change_balance_from(
+        c, player_id, None, currency, delta, reason, reference, now_ms,
+    )
+}
+
+/// [`change_balance`] of a player whose row this transaction already holds
+/// for update (`locked`, as read then): the balance after is known without
+/// reading it back.
+#[allow(clippy::too_many_arguments)]
+fn change_locked_balance(
+    c: &mut dyn SqlConn,
+    locked: &Player,
+    currency: Currency,
+    delta: i64,
+    reason: &str,
+    reference: &str,
+    now_ms: i64,
+) -> Result<i64, StoreError> {
+    change_balance_from(
+        c,
+        locked.id,
+        Some(locked),
+        currency,
+        delta,
+        reason,
+        reference,
+        now_ms,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn change_balance_from(
+    c: &mut dyn SqlConn,
+    player_id: i64,
+    locked: Option<&Player>,
+    currency: Currency,
+    delta: i64,
+    reason: &str,
+    reference: &str,
+    now_ms: i64,
+) -> Result<i64, StoreError> {
     let col = currency.as_str();
     let changed = c.exec(
         &format!(
@@ -272,12 +323,20 @@ fn change_balance(
         live_player(c, player_id, Lock::No)?;
         return Err(StoreError::Rule(Rule::NotEnoughCurrency));
     }
-    let balance = match c.query_one(
-        &format!("SELECT {col} FROM players WHERE id = ?"),
-        args![player_id],
-    )? {
-        Some(r) => row_of("players", &r, |r| r.int(0))?,
-        None => return Err(StoreError::Rule(Rule::PlayerNotFound)),
+    let held = locked.map(|p| match currency {
+        Currency::Gold => p.gold,
+        Currency::Diamonds => p.diamonds,
+    });
+    let balance = match held {
+        // Nobody else can have changed it since: the row is ours.
+        Some(before) => before + delta,
+        None => match c.query_one(
+            &format!("SELECT {col} FROM players WHERE id = ?"),
+            args![player_id],
+        )? {
+            Some(r) => row_of("players", &r, |r| r.int(0))?,
+            None => return Err(StoreError::Rule(Rule::PlayerNotFound)),
+        },
     };
     c.exec(
         "INSERT INTO ledger (player_id, currency, delta, balance_after, reason, reference, created_at) \
@@ -379,15 +438,16 @@ fn lock_for(
     }
 }
 
-/// Records the move `from` → `to` (stamping `paid_at` for payments) and
-/// returns the order as it now is.
+/// Records the move of `order` (locked by [`lock_for`], in state `from`) to
+/// `to`, stamping `paid_at` for payments, and returns the order as it now is.
 fn finish(
     c: &mut dyn SqlConn,
-    order_id: &str,
+    order: Order,
     from: OrderStatus,
     to: OrderStatus,
     now_ms: i64,
 ) -> Result<Order, StoreError> {
+    let order_id = order.order_id.as_str();
     let paid_at = if to == OrderStatus::Paid {
         "paid_at = ?, "
     } else {
@@ -401,8 +461,24 @@ fn finish(
         params.push(now_ms.into());
     }
     params.extend([now_ms.into(), order_id.into(), from.as_str().into()]);
-    c.exec(&sql, &params)?;
-    found_or(load_order(c, order_id, Lock::No)?, Rule::OrderNotFound)
+    if c.exec(&sql, &params)? != 1 {
+        return Err(StoreError::Internal(format!(
+            "order {order_id} left state {} while locked",
+            from.as_str()
+        )));
+    }
+    // The row is locked since `lock_for` read it: it is that row with
+    // what this statement set.
+    Ok(Order {
+        status: to,
+        updated_at: now_ms,
+        paid_at: if to == OrderStatus::Paid {
+            now_ms
+        } else {
+            order.paid_at
+        },
+        ..order
+    })
 }
 
 /// The count a `SELECT COUNT(*) ...` answers (0 if it answers no row; a
@@ -561,11 +637,11 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     fn player(&self, id: i64) -> Result<Option<Player>, StoreError> {
-        self.read(|c| load_player(c, id, Lock::No))
+        self.read_one(|c| load_player(c, id, Lock::No))
     }
 
     fn credentials(&self, username: &str) -> Result<Option<PlayerCredentials>, StoreError> {
-        self.read(|c| {
+        self.read_one(|c| {
             let Some(row) = c.query_one(
                 "SELECT id, password_hash, status FROM players WHERE username = ?",
                 args![username],
@@ -869,7 +945,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     fn item_defs(&self, include_deleted: bool) -> Result<Vec<ItemDef>, StoreError> {
-        self.read(|c| {
+        self.read_one(|c| {
             let filter = if include_deleted {
                 ""
             } else {
@@ -886,7 +962,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     fn item_def(&self, item_id: &str) -> Result<Option<ItemDef>, StoreError> {
-        self.read(|c| load_item(c, item_id, Lock::No))
+        self.read_one(|c| load_item(c, item_id, Lock::No))
     }
 
     fn create_item_def(&self, def: &ItemDef) -> Result<ItemDef, StoreError> {
@@ -999,11 +1075,18 @@ impl<B: Backend> Store for SqlStore<B> {
             // Shared: uses and grants of one player do not queue on each
             // other, only a deletion waits for them (or is seen).
             live_player(c, player_id, Lock::Share)?;
-            // A withdrawn item may still be used: inventories keep it.
-            if load_item(c, item_id, Lock::No)?.is_none() {
-                return Err(StoreError::Rule(Rule::ItemNotFound));
+            match remove_items(c, player_id, item_id, quantity, now_ms) {
+                // A withdrawn item may still be used: inventories keep it.
+                // Only a known item ever enters an inventory, and catalogue
+                // entries are never deleted, so the catalogue is asked only
+                // to tell a missing item (2002) from too few (2001).
+                Err(StoreError::Rule(Rule::NotEnoughItems))
+                    if load_item(c, item_id, Lock::No)?.is_none() =>
+                {
+                    return Err(StoreError::Rule(Rule::ItemNotFound))
+                }
+                other => other?,
             }
-            remove_items(c, player_id, item_id, quantity, now_ms)?;
             entry(c, player_id, item_id)
         })
     }
@@ -1087,7 +1170,22 @@ impl<B: Backend> Store for SqlStore<B> {
                     &format!("INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, 0, '')"),
                     args![&new.order_id, new.player_id, &new.item_id, new.quantity, unit, total, new.currency.as_str(), new.idempotency_key.clone(), new.now_ms, new.now_ms],
                 )?;
-                let order = found_or(load_order(c, &new.order_id, Lock::No)?, Rule::OrderNotFound)?;
+                // The row is what was just inserted.
+                let order = Order {
+                    order_id: new.order_id.clone(),
+                    player_id: new.player_id,
+                    item_id: new.item_id.clone(),
+                    quantity: new.quantity,
+                    unit_price: unit,
+                    total_price: total,
+                    currency: new.currency,
+                    status: OrderStatus::Pending,
+                    idempotency_key: new.idempotency_key.clone(),
+                    created_at: new.now_ms,
+                    updated_at: new.now_ms,
+                    paid_at: 0,
+                    cancel_reason: String::new(),
+                };
                 Ok((order, true))
             });
             match result {
@@ -1099,7 +1197,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError> {
-        self.read(|c| load_order(c, order_id, Lock::No))
+        self.read_one(|c| load_order(c, order_id, Lock::No))
     }
 
     fn orders(
@@ -1137,11 +1235,11 @@ impl<B: Backend> Store for SqlStore<B> {
             };
             // In the global lock order (orders, players, item_defs, items);
             // any refusal rolls back and leaves the order pending.
-            live_player(c, order.player_id, Lock::Update)?;
+            let buyer = live_player(c, order.player_id, Lock::Update)?;
             let def = active_item(c, &order.item_id)?;
-            change_balance(
+            change_locked_balance(
                 c,
-                order.player_id,
+                &buyer,
                 order.currency,
                 -order.total_price,
                 "order_pay",
@@ -1149,7 +1247,7 @@ impl<B: Backend> Store for SqlStore<B> {
                 now_ms,
             )?;
             add_items(c, order.player_id, &def, order.quantity, now_ms)?;
-            finish(c, order_id, OrderStatus::Pending, OrderStatus::Paid, now_ms)
+            finish(c, order, OrderStatus::Pending, OrderStatus::Paid, now_ms)
         })
     }
 
@@ -1248,9 +1346,9 @@ impl<B: Backend> Store for SqlStore<B> {
         self.write(
             |c| match lock_for(c, order_id, OrderStatus::Pending, OrderStatus::Cancelled)? {
                 Transition::Done(order) => Ok(order),
-                Transition::Go(_) => finish(
+                Transition::Go(order) => finish(
                     c,
-                    order_id,
+                    order,
                     OrderStatus::Pending,
                     OrderStatus::Cancelled,
                     now_ms,
@@ -1279,13 +1377,7 @@ impl<B: Backend> Store for SqlStore<B> {
             if take_back > 0 {
                 remove_items(c, order.player_id, &order.item_id, take_back, now_ms)?;
             }
-            finish(
-                c,
-                order_id,
-                OrderStatus::Paid,
-                OrderStatus::Refunded,
-                now_ms,
-            )
+            finish(c, order, OrderStatus::Paid, OrderStatus::Refunded, now_ms)
         })
     }
 
