@@ -71,30 +71,21 @@ SERVER_PID=$!
 for _ in $(seq 1 100); do curl -sf "http://$HTTP/health" >/dev/null 2>&1 && break; sleep 0.1; done
 SERVER_PID=$(pgrep -f "$BIN" | head -1)
 
-wrk_qps() { # url [wrk options...] -> "qps p50 p99 errors" (errors: non-2xx/3xx + socket errors)
-  wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "$@" 2>/dev/null | awk '
-    BEGIN {e=0}
-    /Requests\/sec/ {q=$2}
-    /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
-    /Non-2xx or 3xx responses:/ {e+=$NF}
-    /Socket errors:/ {gsub(",", ""); e+=$4+$6+$8+$10}
-    END {print q, p50, p99, e}'
-}
 bench() { # args... -> JSON
   "$BENCH" --http "$HTTP" --tcp "$TCP" --duration "$DURATION" --warmup "$WARMUP" --json "$@"
 }
 field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 echo "running (about 12 runs of ${DURATION}s)..." >&2
-read -r NG_WRK NG_WRK_P50 NG_WRK_P99 NG_WRK_ERR < <(wrk_qps "http://$NGINX/health")
-read -r DM_WRK DM_WRK_P50 DM_WRK_P99 DM_WRK_ERR < <(wrk_qps "http://$HTTP/health")
+read -r NG_WRK NG_WRK_P50 NG_WRK_P99 NG_WRK_ERR < <(wrk_qps 2 "http://$NGINX/health")
+read -r DM_WRK DM_WRK_P50 DM_WRK_P99 DM_WRK_ERR < <(wrk_qps 2 "http://$HTTP/health")
 # The cached player read with wrk too (one seeded player, a game-server token).
 TOKEN=$(curl -sf -XPOST "http://$HTTP/api/v1/auth/server" \
   -d '{"game_id":"game1","server_key":"dev-server-key-game1"}' | field "d['data']['token']")
 curl -sf -XPOST "http://$HTTP/api/v1/players" -d '{"username":"wrkplayer","password":"wrk-password"}' >/dev/null || true
 PLAYER_ID=$(curl -sf -XPOST "http://$HTTP/api/v1/auth/login" \
   -d '{"username":"wrkplayer","password":"wrk-password"}' | field "d['data']['player']['id']")
-read -r DM_WRK_PL DM_WRK_PL_P50 DM_WRK_PL_P99 DM_WRK_PL_ERR < <(wrk_qps "http://$HTTP/api/v1/players/$PLAYER_ID" \
+read -r DM_WRK_PL DM_WRK_PL_P50 DM_WRK_PL_P99 DM_WRK_PL_ERR < <(wrk_qps 2 "http://$HTTP/api/v1/players/$PLAYER_ID" \
   -H "Authorization: Bearer $TOKEN" -H "X-Game-Id: game1")
 NG_BENCH=$("$BENCH" --http "$NGINX" --scenario health -c "$CONNS" --duration "$DURATION" --warmup "$WARMUP" --json --label nginx-static)
 DM_HEALTH=$(bench --scenario health -c "$CONNS")

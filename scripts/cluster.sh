@@ -4,6 +4,7 @@
 # shipped nginx/datamiddleware.conf (HTTP upstream and TCP `stream`).
 #
 # Usage: scripts/cluster.sh start N | env | status | kill I | restart-rolling | stop
+#                            | nginx-config N
 #   start N          builds the server and dm-bench (release) unless DMC_BIN is set, starts the
 #                    backends, then N nodes (node I: HTTP 127.0.0.1:$DMC_HTTP_PORT+I,
 #                    TCP $DMC_TCP_PORT+I, config $DMC_DIR/node-I.toml rendered
@@ -21,6 +22,10 @@
 #                    DMC_ROLL_PAUSE seconds (5: nginx's fail_timeout) before the next.
 #   stop             nodes and nginx; the backends keep running
 #                    (scripts/backends.sh stop stops them).
+#   nginx-config N   only renders $DMC_DIR/nginx/nginx.conf as `start N` would (the
+#                    shipped file, upstreams at $DMC_HTTP_PORT+I) and prints its path;
+#                    starts nothing (scripts/bench-shapes.sh runs it in front of
+#                    other upstreams).
 # Settings (environment): DMC_DIR (/tmp/dm-cluster), DMC_HTTP_PORT (18080),
 # DMC_TCP_PORT (19090), DMC_SHARDS (cores / N, at least 1), DMC_BIN (a built
 # server binary), DMC_REDIS_DB (1), DMC_DATABASE (dmc_game1), DMC_TLS (1: nginx
@@ -347,5 +352,10 @@ case "${1:-}" in
   kill) cmd_kill "${2:-}" ;;
   restart-rolling) cmd_restart_rolling ;;
   stop) cmd_stop ;;
+  nginx-config)
+    [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || usage
+    render_nginx "$2"
+    echo "$DIR/nginx/nginx.conf"
+    ;;
   *) usage ;;
 esac

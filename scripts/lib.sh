@@ -34,3 +34,17 @@ apt_install() {
   if [ -n "$own_policy" ]; then rm -f "$policy"; fi
   return "$rc"
 }
+
+# wrk with THREADS threads and $CONNS connections for $DURATION seconds ->
+# "qps p50 p99 errors" (errors: non-2xx/3xx responses + socket errors).
+wrk_qps() { # threads url [wrk options...]
+  local threads=$1
+  shift
+  wrk -t"$threads" -c"$CONNS" -d"${DURATION}s" --latency "$@" 2>/dev/null | awk '
+    BEGIN {e=0}
+    /Requests\/sec/ {q=$2}
+    /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
+    /Non-2xx or 3xx responses:/ {e+=$NF}
+    /Socket errors:/ {gsub(",", ""); e+=$4+$6+$8+$10}
+    END {print q, p50, p99, e}'
+}

@@ -87,8 +87,14 @@ fn default_max_stack() -> i64 {
 pub struct NodeConfig {
     /// Node id reported by `/health` and the cluster registry.
     pub id: String,
-    /// Number of shards (pinned executors); 0 means one per available core.
+    /// Number of shards (executors); 0 means one per available core.
     pub shards: usize,
+    /// Whether each shard is pinned to its own core. Unpinned (the
+    /// default) the OS places the shard threads: on a host whose cores are
+    /// shared with nginx, game servers or a load generator it can move a
+    /// shard off a busy core, and on a dedicated host it measures the same
+    /// (README, `node.pin`).
+    pub pin: bool,
     /// Blocking threads per shard for database drivers.
     pub blocking_threads: usize,
     /// How long in-flight requests may take to finish after SIGTERM.
@@ -316,6 +322,7 @@ impl Default for NodeConfig {
         NodeConfig {
             id: "node-1".to_string(),
             shards: 0,
+            pin: false,
             blocking_threads: 4,
             shutdown_grace_ms: 10_000,
             max_buffered_bytes: 128 * 1024 * 1024,

@@ -1,5 +1,6 @@
-//! Starts the node: one glommio executor per shard, each pinned to its own
-//! core, each binding its own SO_REUSEPORT listeners for HTTP and TCP. The
+//! Starts the node: one glommio executor per shard — pinned to its own core
+//! with `node.pin = true`, else placed by the OS — each binding
+//! its own SO_REUSEPORT listeners for HTTP and TCP. The
 //! main thread only waits for signals and for the shards to finish.
 //!
 //! Shutdown (SIGTERM/SIGINT): the signal thread sets the node's shutdown flag;
@@ -111,7 +112,12 @@ fn serve(
         let mesh = meshes.clone();
         let hasher = hasher.clone();
         let log = centre_log.clone();
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(cores[id % cores.len()]))
+        let placement = if config.node.pin {
+            Placement::Fixed(cores[id % cores.len()])
+        } else {
+            Placement::Unbound
+        };
+        let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{id}"))
             .blocking_thread_pool_placement(PoolPlacement::Unbound(config.node.blocking_threads))
             .spawn(move || async move {
