@@ -259,3 +259,69 @@ fn port_in_use_fails_start_up_with_a_message() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The CPUs each shard thread of `server` may run on (`Cpus_allowed_list`).
+fn shard_cpus(server: &Server) -> Vec<(String, String)> {
+    let pid = server.child.as_ref().expect("a child").id();
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let dir = task.expect("task").path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        // Shard threads are named `shard-<id>-<core>` by glommio.
+        if !name.starts_with("shard-") {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        if let Some(cpus) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        {
+            found.push((name.trim().to_string(), cpus.trim().to_string()));
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn node_pin_pins_each_shard_to_its_core_and_is_off_by_default() {
+    let ours = std::fs::read_to_string("/proc/self/status").expect("status");
+    let all = ours
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list")
+        .trim()
+        .to_string();
+    if all.parse::<usize>().is_ok() {
+        eprintln!("one CPU only ({all}): pinned and unpinned look the same here");
+        return;
+    }
+    let unpinned = Server::start(2);
+    let threads = shard_cpus(&unpinned);
+    assert!(!threads.is_empty(), "no shard threads found");
+    for (name, cpus) in &threads {
+        assert_eq!(cpus, &all, "{name} is placed by the OS by default");
+    }
+    drop(unpinned);
+    let pinned = Server::start_with(2, &[("node", "pin = true")]);
+    let threads = shard_cpus(&pinned);
+    // The executors themselves (not their blocking pools, which stay free).
+    let executors: Vec<_> = threads.iter().filter(|(_, cpus)| cpus != &all).collect();
+    assert_eq!(
+        executors.len(),
+        2,
+        "one pinned thread per shard: {threads:?}"
+    );
+    let cores: BTreeSet<usize> = executors
+        .iter()
+        .map(|(name, cpus)| {
+            cpus.parse::<usize>()
+                .unwrap_or_else(|_| panic!("{name} runs on one core, not {cpus}"))
+        })
+        .collect();
+    assert_eq!(
+        cores.len(),
+        2,
+        "each shard on a core of its own: {threads:?}"
+    );
+}
