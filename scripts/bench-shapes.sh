@@ -31,6 +31,7 @@ ulimit -n 65536 2>/dev/null || true
 
 cargo build --release --bins >&2
 BIN=$PWD/target/release/datamiddleware
+require_free_port "$STATIC" "$UPSTREAM_STATIC" 127.0.0.1:$FRONT_NODE_PORT 127.0.0.1:$FRONT_STATIC_PORT
 
 SERVER_PID=""
 # One secret for every start, so the token taken below stays valid.
@@ -53,12 +54,7 @@ trap cleanup EXIT
 
 start_server() { # pin (true|false)
   stop_server
-  # SO_REUSEPORT would let a forgotten server share the port and answer
-  # half the requests.
-  if curl -s -o /dev/null "http://127.0.0.1:$NODE_PORT/health"; then
-    echo "something already serves 127.0.0.1:$NODE_PORT; stop it first" >&2
-    exit 1
-  fi
+  require_free_port 127.0.0.1:$NODE_PORT 127.0.0.1:19581
   (cd "$WORK" && exec env DM_NODE_PIN="$1" DM_HTTP_LISTEN=127.0.0.1:$NODE_PORT \
     DM_TCP_LISTEN=127.0.0.1:19581 DM_LOG_LEVEL=warn DM_AUTH_JWT_SECRET="$JWT_SECRET" \
     DM_AUTH_RATE_LIMIT_PER_IP_PER_MIN=2000000000 "$BIN" >>"$WORK/server.log" 2>&1) &

@@ -24,6 +24,7 @@ ulimit -n 65536 2>/dev/null || true
 
 cargo build --release --bins >&2
 BIN=target/release/datamiddleware
+require_free_port "$HTTP" "$TCP" "$NGINX"
 BENCH=target/release/dm-bench
 
 cleanup() {
@@ -59,7 +60,8 @@ if [ "$BACKEND" = mysql ]; then
   bash scripts/backends.sh start >&2
   read -r PRIMARY_URL REPLICA_URL < <(bash scripts/backends.sh database dm_bench)
   export DM_GAMES_GAME1_URL="$PRIMARY_URL" DM_GAMES_GAME1_REPLICAS="[\"$REPLICA_URL\"]" \
-    DM_GAMES_GAME1_DURABILITY=full DM_CACHE_REDIS=redis://127.0.0.1:16379/12
+    DM_GAMES_GAME1_DURABILITY=full DM_CACHE_REDIS=redis://127.0.0.1:16379/12 \
+    DM_NODE_BLOCKING_THREADS=8 DM_GAMES_GAME1_POOL_SIZE=8 # as conf/production.example.toml
 elif [ "$BACKEND" != sqlite ]; then
   echo "BACKEND must be sqlite (the embedded default) or mysql" >&2
   exit 2
@@ -115,7 +117,7 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   echo "## $DATE — commit $COMMIT, $CORES cores, $(uname -r)"
   echo
   if [ "$BACKEND" = mysql ]; then
-    echo "Command: \`BACKEND=mysql DURATION=$DURATION CONNS=$CONNS scripts/bench.sh\` (server: the embedded default with game1 on MariaDB primary + replica and Redis from scripts/backends.sh, durable commits; everything on loopback, load generator on the same $CORES cores)."
+    echo "Command: \`BACKEND=mysql DURATION=$DURATION CONNS=$CONNS scripts/bench.sh\` (server: the embedded default with game1 on MariaDB primary + replica and Redis from scripts/backends.sh, durable commits, blocking_threads = pool_size = 8; everything on loopback, load generator on the same $CORES cores)."
   else
     echo "Command: \`DURATION=$DURATION CONNS=$CONNS scripts/bench.sh\` (server: embedded default, SQLite, no Redis; everything on loopback, load generator on the same $CORES cores)."
   fi

@@ -48,3 +48,16 @@ wrk_qps() { # threads url [wrk options...]
     /Socket errors:/ {gsub(",", ""); e+=$4+$6+$8+$10}
     END {print q, p50, p99, e}'
 }
+
+# Refuses to go on when something already accepts connections on HOST:PORT:
+# with SO_REUSEPORT a forgotten server would share the port with ours and
+# answer part of the requests (with its own secrets: 401s, or its own data).
+require_free_port() { # host:port...
+  local addr
+  for addr in "$@"; do
+    if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
+      echo "something already listens on $addr (a server left running?); stop it first" >&2
+      exit 1
+    fi
+  done
+}
