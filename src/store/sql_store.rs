@@ -258,59 +258,48 @@ fn entry(c: &mut dyn SqlConn, player_id: i64, item_id: &str) -> Result<Inventory
     })
 }
 
+/// One change of a balance, as its ledger row records it.
+struct BalanceChange<'a> {
+    currency: Currency,
+    delta: i64,
+    reason: &'a str,
+    reference: &'a str,
+    now_ms: i64,
+}
+
+/// Whose balance changes: a player by id, or one whose row this
+/// transaction already holds for update (as read then), whose balance after
+/// the change is then known without reading it back.
+enum Account<'a> {
+    Id(i64),
+    Locked(&'a Player),
+}
+
 /// Changes a balance by `delta` unless it would go below zero or the player
 /// is deleted (1001), and writes the ledger row. The caller's transaction
 /// holds the player row after this.
 fn change_balance(
     c: &mut dyn SqlConn,
-    player_id: i64,
-    currency: Currency,
-    delta: i64,
-    reason: &str,
-    reference: &str,
-    now_ms: i64,
+    account: Account<'_>,
+    change: &BalanceChange<'_>,
 ) -> Result<i64, StoreError> {
-    change_balance_from(
-        c, player_id, None, currency, delta, reason, reference, now_ms,
-    )
-}
-
-/// [`change_balance`] of a player whose row this transaction already holds
-/// for update (`locked`, as read then): the balance after is known without
-/// reading it back.
-#[allow(clippy::too_many_arguments)]
-fn change_locked_balance(
-    c: &mut dyn SqlConn,
-    locked: &Player,
-    currency: Currency,
-    delta: i64,
-    reason: &str,
-    reference: &str,
-    now_ms: i64,
-) -> Result<i64, StoreError> {
-    change_balance_from(
-        c,
-        locked.id,
-        Some(locked),
+    let BalanceChange {
         currency,
         delta,
         reason,
         reference,
         now_ms,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn change_balance_from(
-    c: &mut dyn SqlConn,
-    player_id: i64,
-    locked: Option<&Player>,
-    currency: Currency,
-    delta: i64,
-    reason: &str,
-    reference: &str,
-    now_ms: i64,
-) -> Result<i64, StoreError> {
+    } = *change;
+    let (player_id, held) = match account {
+        Account::Id(id) => (id, None),
+        Account::Locked(p) => (
+            p.id,
+            Some(match currency {
+                Currency::Gold => p.gold,
+                Currency::Diamonds => p.diamonds,
+            }),
+        ),
+    };
     let col = currency.as_str();
     let changed = c.exec(
         &format!(
@@ -323,10 +312,6 @@ fn change_balance_from(
         live_player(c, player_id, Lock::No)?;
         return Err(StoreError::Rule(Rule::NotEnoughCurrency));
     }
-    let held = locked.map(|p| match currency {
-        Currency::Gold => p.gold,
-        Currency::Diamonds => p.diamonds,
-    });
     let balance = match held {
         // Nobody else can have changed it since: the row is ours.
         Some(before) => before + delta,
@@ -620,15 +605,14 @@ impl<B: Backend> Store for SqlStore<B> {
                 if amount == 0 {
                     continue;
                 }
-                change_balance(
-                    c,
-                    id,
+                let signup = BalanceChange {
                     currency,
-                    amount,
-                    "signup",
-                    "signup_grant",
-                    new.now_ms,
-                )?;
+                    delta: amount,
+                    reason: "signup",
+                    reference: "signup_grant",
+                    now_ms: new.now_ms,
+                };
+                change_balance(c, Account::Id(id), &signup)?;
             }
             // The signup grants are part of creation, not updates.
             c.exec("UPDATE players SET version = 1 WHERE id = ?", args![id])?;
@@ -730,7 +714,14 @@ impl<B: Backend> Store for SqlStore<B> {
         now_ms: i64,
     ) -> Result<Player, StoreError> {
         self.write(|c| {
-            change_balance(c, id, currency, delta, reason, reference, now_ms)?;
+            let change = BalanceChange {
+                currency,
+                delta,
+                reason,
+                reference,
+                now_ms,
+            };
+            change_balance(c, Account::Id(id), &change)?;
             must_player(c, id)
         })
     }
@@ -811,7 +802,9 @@ impl<B: Backend> Store for SqlStore<B> {
                         Err(StoreError::Conflict(_)) => return Err(StoreError::Rule(Rule::AlreadyClaimed)),
                         other => other?,
                     };
-                    change_balance(c, id, currency, amount, "daily_reward", &format!("day:{day}"), now_ms)?;
+                    let reference = format!("day:{day}");
+                    let reward = BalanceChange { currency, delta: amount, reason: "daily_reward", reference: &reference, now_ms };
+                    change_balance(c, Account::Id(id), &reward)?;
                 }
             }
             must_player(c, id)
@@ -1237,15 +1230,14 @@ impl<B: Backend> Store for SqlStore<B> {
             // any refusal rolls back and leaves the order pending.
             let buyer = live_player(c, order.player_id, Lock::Update)?;
             let def = active_item(c, &order.item_id)?;
-            change_locked_balance(
-                c,
-                &buyer,
-                order.currency,
-                -order.total_price,
-                "order_pay",
-                order_id,
+            let payment = BalanceChange {
+                currency: order.currency,
+                delta: -order.total_price,
+                reason: "order_pay",
+                reference: order_id,
                 now_ms,
-            )?;
+            };
+            change_balance(c, Account::Locked(&buyer), &payment)?;
             add_items(c, order.player_id, &def, order.quantity, now_ms)?;
             finish(c, order, OrderStatus::Pending, OrderStatus::Paid, now_ms)
         })
@@ -1363,15 +1355,14 @@ impl<B: Backend> Store for SqlStore<B> {
                 Transition::Done(order) => return Ok(order),
                 Transition::Go(order) => order,
             };
-            change_balance(
-                c,
-                order.player_id,
-                order.currency,
-                order.total_price,
-                "order_refund",
-                order_id,
+            let refund = BalanceChange {
+                currency: order.currency,
+                delta: order.total_price,
+                reason: "order_refund",
+                reference: order_id,
                 now_ms,
-            )?;
+            };
+            change_balance(c, Account::Id(order.player_id), &refund)?;
             let held = entry(c, order.player_id, &order.item_id)?.quantity;
             let take_back = held.min(order.quantity);
             if take_back > 0 {
