@@ -1,8 +1,11 @@
 //! Per-shard metrics and their Prometheus text rendering.
 //!
-//! Each shard counts into its own [`Metrics`] (plain cells and an
-//! hdrhistogram, no atomics); `/metrics` asks every shard for a snapshot over
-//! the mesh and renders all of them, labelled by shard, grouped by family.
+//! Each shard counts into its own [`Metrics`] (plain cells, no atomics);
+//! `/metrics` asks every shard for a snapshot over the mesh and renders all of
+//! them, labelled by shard, grouped by family. Latency is a Prometheus
+//! histogram with fixed buckets ([`LATENCY_BUCKETS`]) by protocol and route,
+//! so `histogram_quantile` over `sum by (le)` aggregates shards and nodes —
+//! which per-shard quantiles cannot.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -29,8 +32,8 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     ),
     (
         "dm_request_latency_seconds",
-        "summary",
-        "Request latency from parse to reply, by protocol.",
+        "histogram",
+        "Request latency from parse to reply, by protocol and route.",
     ),
     (
         "dm_open_connections",
@@ -56,12 +59,45 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "gauge",
         "1 when a backend answers, by backend.",
     ),
-    ("dm_replica_lag_ms", "gauge", "Measured replica lag."),
+    (
+        "dm_replica_lag_seconds",
+        "gauge",
+        "Measured replica lag (huge until first measured).",
+    ),
 ];
+
+/// Upper bounds in seconds of the latency buckets (`+Inf` follows): from a
+/// cache hit (~100 µs) to a request that waited on a busy database.
+pub const LATENCY_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// One series of the latency histogram.
+#[derive(Default)]
+struct Latency {
+    /// Requests per bucket (not cumulative); the last one is `+Inf`.
+    buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    /// Whole microseconds: an integer sum renders exactly.
+    sum_micros: u64,
+    count: u64,
+}
+
+impl Latency {
+    fn record(&mut self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let bucket = LATENCY_BUCKETS.partition_point(|bound| *bound < seconds);
+        self.buckets[bucket] += 1;
+        self.sum_micros = self
+            .sum_micros
+            .saturating_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+        self.count += 1;
+    }
+}
 
 struct Inner {
     requests: BTreeMap<(&'static str, &'static str, u16), u64>,
-    latency: BTreeMap<&'static str, hdrhistogram::Histogram<u64>>,
+    latency: BTreeMap<(&'static str, &'static str), Latency>,
     db_errors: u64,
 }
 
@@ -98,15 +134,11 @@ impl Metrics {
     ) {
         let mut inner = self.inner.borrow_mut();
         *inner.requests.entry((protocol, route, status)).or_insert(0) += 1;
-        if !inner.latency.contains_key(protocol) {
-            // 1 µs to 60 s at 3 significant digits: valid bounds, cannot fail.
-            if let Ok(h) = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3) {
-                inner.latency.insert(protocol, h);
-            }
-        }
-        if let Some(h) = inner.latency.get_mut(protocol) {
-            let _ = h.record((took.as_micros() as u64).clamp(1, 60_000_000));
-        }
+        inner
+            .latency
+            .entry((protocol, route))
+            .or_default()
+            .record(took);
     }
 
     /// Counts a database error.
@@ -127,14 +159,30 @@ impl Metrics {
                 value: *n as f64,
             });
         }
-        for (proto, h) in &inner.latency {
-            for q in [0.5, 0.9, 0.99, 0.999] {
+        for ((proto, route), h) in &inner.latency {
+            let series = format!("shard=\"{shard}\",protocol=\"{proto}\",route=\"{route}\"");
+            let mut cumulative = 0;
+            for (i, n) in h.buckets.iter().enumerate() {
+                cumulative += n;
+                let le = LATENCY_BUCKETS
+                    .get(i)
+                    .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
                 out.push(Sample {
-                    name: "dm_request_latency_seconds",
-                    labels: format!("shard=\"{shard}\",protocol=\"{proto}\",quantile=\"{q}\""),
-                    value: h.value_at_quantile(q) as f64 / 1e6,
+                    name: "dm_request_latency_seconds_bucket",
+                    labels: format!("{series},le=\"{le}\""),
+                    value: cumulative as f64,
                 });
             }
+            out.push(Sample {
+                name: "dm_request_latency_seconds_sum",
+                labels: series.clone(),
+                value: h.sum_micros as f64 / 1e6,
+            });
+            out.push(Sample {
+                name: "dm_request_latency_seconds_count",
+                labels: series,
+                value: h.count as f64,
+            });
         }
         out.push(Sample {
             name: "dm_backend_errors_total",
@@ -145,11 +193,25 @@ impl Metrics {
     }
 }
 
+/// Whether `sample` belongs to the family `name` of type `kind`: its own
+/// name, or for a histogram its `_bucket`, `_sum` and `_count` series.
+fn in_family(sample: &str, name: &str, kind: &str) -> bool {
+    if kind != "histogram" {
+        return sample == name;
+    }
+    sample
+        .strip_prefix(name)
+        .is_some_and(|rest| matches!(rest, "_bucket" | "_sum" | "_count"))
+}
+
 /// Renders samples in the Prometheus text format, one group per family.
 pub fn render(samples: &[Sample]) -> String {
     let mut out = String::new();
     for (name, kind, help) in FAMILIES {
-        let group: Vec<&Sample> = samples.iter().filter(|s| s.name == *name).collect();
+        let group: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| in_family(s.name, name, kind))
+            .collect();
         if group.is_empty() {
             continue;
         }
@@ -179,9 +241,30 @@ mod tests {
         assert!(text.contains(
             "dm_requests_total{shard=\"0\",protocol=\"http\",route=\"health\",status=\"200\"} 2"
         ));
-        assert!(text
-            .contains("dm_request_latency_seconds{shard=\"1\",protocol=\"tcp\",quantile=\"0.5\"}"));
-        let first_latency = text.find("dm_request_latency_seconds{").unwrap_or(0);
+        assert_eq!(
+            text.matches("# TYPE dm_request_latency_seconds histogram")
+                .count(),
+            1
+        );
+        // 150 µs and 250 µs: both above 100 µs, both within 250 µs.
+        let health = "shard=\"0\",protocol=\"http\",route=\"health\"";
+        assert!(text.contains(&format!(
+            "dm_request_latency_seconds_bucket{{{health},le=\"0.0001\"}} 0"
+        )));
+        assert!(text.contains(&format!(
+            "dm_request_latency_seconds_bucket{{{health},le=\"0.00025\"}} 2"
+        )));
+        assert!(text.contains(&format!(
+            "dm_request_latency_seconds_bucket{{{health},le=\"+Inf\"}} 2"
+        )));
+        assert!(text.contains(&format!("dm_request_latency_seconds_count{{{health}}} 2")));
+        assert!(text.contains(&format!(
+            "dm_request_latency_seconds_sum{{{health}}} 0.0004"
+        )));
+        assert!(text.contains(
+            "dm_request_latency_seconds_bucket{shard=\"1\",protocol=\"tcp\",route=\"ping\",le=\"0.0001\"} 1"
+        ));
+        let first_latency = text.find("dm_request_latency_seconds_bucket{").unwrap_or(0);
         let last_request = text.rfind("dm_requests_total{").unwrap_or(usize::MAX);
         assert!(last_request < first_latency, "families are contiguous");
     }

@@ -365,10 +365,38 @@ fn metrics_expose_requests_latency_connections_and_cache() {
     assert!(health >= 8.0, "{text}");
     assert!(text.contains("route=\"unmatched\",status=\"404\""));
     assert!(text.contains("protocol=\"tcp\",route=\"ping\",status=\"200\""));
-    assert!(
-        text.contains("dm_request_latency_seconds{shard=\"0\"")
-            || text.contains("dm_request_latency_seconds{shard=\"1\"")
+    // Latency is a histogram by protocol and route: its +Inf buckets, summed
+    // over the shards, count every /health answered, as `_count` does.
+    assert_eq!(
+        text.matches("# TYPE dm_request_latency_seconds histogram")
+            .count(),
+        1
     );
+    let summed = |prefix: &str, also: &str| -> f64 {
+        text.lines()
+            .filter(|l| {
+                l.starts_with(prefix) && l.contains("route=\"/health\"") && l.contains(also)
+            })
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
+    };
+    let inf = summed("dm_request_latency_seconds_bucket{", "le=\"+Inf\"");
+    assert_eq!(
+        inf,
+        summed("dm_request_latency_seconds_count{", ""),
+        "{text}"
+    );
+    assert!(inf >= 8.0, "{text}");
+    assert!(
+        summed("dm_request_latency_seconds_sum{", "") > 0.0,
+        "{text}"
+    );
+    assert!(
+        summed("dm_request_latency_seconds_bucket{", "le=\"10\"") <= inf,
+        "buckets are cumulative"
+    );
+    assert!(text.contains("protocol=\"tcp\",route=\"ping\",le=\"+Inf\"} 1"));
+    promtool_accepts(&text);
     assert!(text.contains("dm_open_connections{shard=\"0\",protocol=\"http\"}"));
     assert!(text.contains("dm_open_connections{shard=\"1\",protocol=\"tcp\"}"));
     assert!(text.contains("dm_cache_hits_total{shard=\"1\",level=\"l1\"}"));
@@ -565,4 +593,38 @@ fn forged_forwarded_for_does_not_dodge_the_rate_limit() {
             assert_eq!(r.status, 200);
         }
     }
+}
+
+/// `promtool check metrics` (Prometheus's own linter) accepts `text`.
+/// `scripts/test.sh` installs promtool and sets `DMTEST_REQUIRE_PROMTOOL=1`;
+/// elsewhere the check is skipped when promtool is not installed.
+fn promtool_accepts(text: &str) {
+    use std::io::Write;
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(
+                std::env::var("DMTEST_REQUIRE_PROMTOOL").as_deref() != Ok("1"),
+                "promtool: {e}"
+            );
+            eprintln!("promtool not installed: metrics lint skipped");
+            return;
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(text.as_bytes()).expect("write to promtool");
+    }
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -351,9 +351,9 @@ impl Services {
             for r in game.store.replica_reports() {
                 let replica = format!(",game=\"{}\",replica=\"{}\"", game.id, r.name);
                 out.push(Sample {
-                    name: "dm_replica_lag_ms",
+                    name: "dm_replica_lag_seconds",
                     labels: l(&replica),
-                    value: r.lag_ms.min(i64::MAX / 2) as f64,
+                    value: r.lag_ms.min(i64::MAX / 2) as f64 / 1000.0,
                 });
                 out.push(Sample {
                     name: "dm_backend_up",
