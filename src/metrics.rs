@@ -23,8 +23,9 @@ pub struct Sample {
     pub value: f64,
 }
 
-/// Families: name, type, help.
-const FAMILIES: &[(&str, &str, &str)] = &[
+/// Every family `/metrics` can export: name, type, help. Public so the
+/// shipped Grafana dashboard and alert rules can be checked against it.
+pub const FAMILIES: &[(&str, &str, &str)] = &[
     (
         "dm_requests_total",
         "counter",
