@@ -61,6 +61,36 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "1 when a backend answers, by backend.",
     ),
     (
+        "dm_registrations_total",
+        "counter",
+        "Players registered, by game.",
+    ),
+    (
+        "dm_logins_total",
+        "counter",
+        "Player logins by game and result (ok; failed: wrong password, unknown or banned player).",
+    ),
+    (
+        "dm_orders_paid_total",
+        "counter",
+        "Orders moved to paid, by game.",
+    ),
+    (
+        "dm_currency_credited_total",
+        "counter",
+        "Currency added to balances (signup, wallet, refunds, rewards), by game and currency.",
+    ),
+    (
+        "dm_currency_debited_total",
+        "counter",
+        "Currency taken from balances (wallet, payments), by game and currency.",
+    ),
+    (
+        "dm_rate_limited_total",
+        "counter",
+        "Requests refused with 429, by budget: requests (per address) or failures (failed attempts).",
+    ),
+    (
         "dm_replica_lag_seconds",
         "gauge",
         "Measured replica lag (huge until first measured).",

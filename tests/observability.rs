@@ -1,16 +1,35 @@
-//! The shipped Prometheus alert rules and Grafana dashboard: valid for
-//! Prometheus's own tools, and asking only for metrics the server exports.
+//! The shipped Prometheus alert rules and Grafana dashboard — valid for
+//! Prometheus's own tools, asking only for metrics the server exports — and
+//! the business counters of `/metrics`.
 //! Needs `promtool` (scripts/test.sh installs it and sets
 //! `DMTEST_REQUIRE_PROMTOOL=1`; elsewhere these skip without it).
 
-use datamiddleware::metrics::FAMILIES;
-use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-/// Runs promtool with `args`; `None` when it is not installed (and not required).
-fn promtool(args: &[&str]) -> Option<std::process::Output> {
-    match Command::new("promtool").args(args).output() {
+use common::Server;
+use datamiddleware::metrics::FAMILIES;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Runs promtool with `args` (and `stdin`); `None` when it is not installed
+/// (and not required).
+fn promtool_with(args: &[&str], stdin: &str) -> Option<std::process::Output> {
+    let spawned = Command::new("promtool")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            if let Some(mut input) = child.stdin.take() {
+                input.write_all(stdin.as_bytes())?;
+            }
+            child.wait_with_output()
+        });
+    match spawned {
         Ok(out) => Some(out),
         Err(e) => {
             assert!(
@@ -21,6 +40,10 @@ fn promtool(args: &[&str]) -> Option<std::process::Output> {
             None
         }
     }
+}
+
+fn promtool(args: &[&str]) -> Option<std::process::Output> {
+    promtool_with(args, "")
 }
 
 fn assert_ok(out: &std::process::Output, what: &str) {
@@ -137,4 +160,118 @@ fn dashboard_queries_parse_and_ask_only_for_exported_metrics() {
         return;
     };
     assert_ok(&out, "the dashboard's queries");
+}
+
+/// The sum over shards of the samples of `name` whose labels contain every
+/// one of `labels`.
+fn total(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+#[test]
+fn business_counters_count_each_event_of_a_game_once() {
+    let server = Server::start(2);
+    let (id, _) = server.player("game1", "counted"); // a registration and a login
+    let gs = format!("Bearer {}", server.server_token("game1"));
+    let mut c = server.http();
+    let mut call = |method: &str, path: &str, auth: &str, body: &str| -> (u16, Value) {
+        let mut headers = vec![("X-Game-Id", "game1")];
+        if !auth.is_empty() {
+            headers.push(("Authorization", auth));
+        }
+        let r = c.request(method, path, &headers, body.as_bytes());
+        (
+            r.status,
+            serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+        )
+    };
+    let wallet = format!("/api/v1/players/{id}/wallet");
+    for delta in [10, -3] {
+        let body = format!(r#"{{"currency":"gold","delta":{delta},"reason":"count"}}"#);
+        assert_eq!(call("POST", &wallet, &gs, &body).0, 200);
+    }
+    let order =
+        format!(r#"{{"player_id":{id},"item_id":"potion","quantity":2,"currency":"gold"}}"#);
+    let (s, j) = call("POST", "/api/v1/orders", &gs, &order);
+    assert_eq!(s, 201, "{j}");
+    let order_id = j["data"]["order"]["order_id"]
+        .as_str()
+        .expect("order id")
+        .to_string();
+    let price = j["data"]["order"]["total_price"]
+        .as_f64()
+        .expect("total price");
+    let pay = format!("/api/v1/orders/{order_id}/pay");
+    assert_eq!(call("POST", &pay, &gs, "").0, 200);
+    assert_eq!(
+        call("POST", &pay, &gs, "").0,
+        200,
+        "a repeat: not a second payment"
+    );
+    // Wrong passwords until the account's failure budget refuses them.
+    let (mut failed, mut refused) = (0.0, 0.0);
+    for _ in 0..20 {
+        let wrong = r#"{"username":"counted","password":"not-the-password"}"#;
+        match call("POST", "/api/v1/auth/login", "", wrong).0 {
+            401 => failed += 1.0,
+            429 => refused += 1.0,
+            other => panic!("a wrong password answered {other}"),
+        }
+    }
+    assert!(
+        failed >= 1.0 && refused >= 1.0,
+        "{failed} failed, {refused} refused"
+    );
+
+    let text = server.http().request("GET", "/metrics", &[], b"").text();
+    let game = "game=\"game1\"";
+    assert_eq!(
+        total(&text, "dm_registrations_total", &[game]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        total(&text, "dm_logins_total", &[game, "result=\"ok\""]),
+        1.0
+    );
+    assert_eq!(
+        total(&text, "dm_logins_total", &[game, "result=\"failed\""]),
+        failed
+    );
+    assert_eq!(total(&text, "dm_orders_paid_total", &[game]), 1.0);
+    let gold = "currency=\"gold\"";
+    // Signup's 1,000 gold and the wallet's +10; the wallet's -3 and the payment.
+    assert_eq!(
+        total(&text, "dm_currency_credited_total", &[game, gold]),
+        1010.0
+    );
+    assert_eq!(
+        total(&text, "dm_currency_debited_total", &[game, gold]),
+        3.0 + price
+    );
+    assert_eq!(
+        total(
+            &text,
+            "dm_currency_credited_total",
+            &[game, "currency=\"diamonds\""]
+        ),
+        100.0
+    );
+    assert_eq!(
+        total(&text, "dm_rate_limited_total", &["limit=\"failures\""]),
+        refused
+    );
+    for family in [
+        "dm_registrations_total",
+        "dm_logins_total",
+        "dm_rate_limited_total",
+    ] {
+        assert_eq!(text.matches(&format!("# TYPE {family} counter")).count(), 1);
+    }
+    if let Some(out) = promtool_with(&["check", "metrics"], &text) {
+        assert_ok(&out, "promtool check metrics");
+    }
 }

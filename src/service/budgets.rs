@@ -6,6 +6,7 @@
 //! file routes a question to the owner over the mesh when the budget is not
 //! this shard's.
 
+use super::counters::Limit;
 use super::{ApiError, Services};
 use crate::mesh::ShardMessage;
 use crate::rate_limit::{Decision, LimitKey, RateLimiter};
@@ -51,7 +52,10 @@ impl Services {
         };
         match decision {
             Decision::Allow | Decision::AskOwner { .. } => Ok(()),
-            Decision::Refuse(retry) => Err(ApiError::too_many("too many requests", retry)),
+            Decision::Refuse(retry) => {
+                self.counters().limited(Limit::Requests);
+                Err(ApiError::too_many("too many requests", retry))
+            }
         }
     }
 
@@ -112,6 +116,7 @@ impl Services {
     ) -> Result<T, ApiError> {
         for (key, per_min) in self.failure_keys(client, account) {
             if let Err(retry) = self.failure_budget(key, per_min, false).await {
+                self.counters().limited(Limit::Failures);
                 return Err(ApiError::too_many(
                     "too many failed attempts; try again later",
                     retry,

@@ -4,6 +4,7 @@ use super::players::player_json;
 use super::{require_player, require_role, ApiError, Caller, Role, Services};
 use crate::cache::{keys, Change};
 use crate::clock;
+use crate::store::Progress;
 use serde_json::{json, Value};
 
 impl Services {
@@ -58,10 +59,19 @@ impl Services {
         require_player(caller, game_id, player_id)?;
         let now = clock::now_ms();
         let progress = game.logic.plan(action, &params, now)?;
+        let reward = match &progress {
+            Progress::DailyReward {
+                currency, amount, ..
+            } => Some((*currency, *amount)),
+            _ => None,
+        };
         let player = game
             .store
             .run(move |s| s.apply_progress(player_id, progress, now))
             .await?;
+        if let Some((currency, amount)) = reward {
+            self.counters().currency(game_id, currency, amount);
+        }
         self.changed(Change::written(
             game_id,
             player_id,

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod budgets;
 pub mod config_centre;
+pub mod counters;
 pub mod games;
 pub mod hashing;
 pub mod items;
@@ -66,6 +67,7 @@ pub struct Services {
     node: Arc<NodeState>,
     registry: Option<Registry>,
     maintenance: RefCell<BTreeMap<String, String>>,
+    counters: counters::BusinessCounters,
 }
 
 /// What a shard hands to [`Services::open`] besides the configuration.
@@ -144,6 +146,7 @@ impl Services {
             node: links.node,
             registry,
             maintenance: RefCell::new(BTreeMap::new()),
+            counters: counters::BusinessCounters::default(),
         })
     }
 
@@ -164,6 +167,11 @@ impl Services {
     /// This shard's link to the cluster registry (`cluster.redis`), if any.
     pub fn registry(&self) -> Option<&Registry> {
         self.registry.as_ref()
+    }
+
+    /// This shard's cache.
+    pub fn counters(&self) -> &counters::BusinessCounters {
+        &self.counters
     }
 
     /// This shard's cache.

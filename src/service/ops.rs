@@ -309,7 +309,7 @@ impl Services {
     /// The service layer's metric samples on shard `shard_id`: cache,
     /// Redis and replica figures.
     pub fn backend_samples(&self, shard_id: usize) -> Vec<Sample> {
-        let mut out = Vec::new();
+        let mut out = self.counters().samples(shard_id);
         let l = |extra: &str| format!("shard=\"{shard_id}\"{extra}");
         let cache = self.cache();
         let c = cache.snapshot();

@@ -2,12 +2,13 @@
 //! cancel, and admin status changes (refund).
 
 use super::auth::random_hex;
+use super::counters::Event;
 use super::{
     page_json, require_player, require_role, time_json, ApiError, Caller, PageQuery, Role, Services,
 };
 use crate::cache::{keys, Change};
 use crate::clock;
-use crate::store::{Currency, NewOrder, Order};
+use crate::store::{Currency, NewOrder, Order, OrderStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -268,6 +269,21 @@ impl Services {
                 Transition::Refund => s.refund_order(&id, now),
             })
             .await?;
+        // Counted when this request made the move (stamped `now`); a repeat
+        // answers the order as it already was.
+        let counters = self.counters();
+        match transition {
+            Transition::Pay if order.status == OrderStatus::Paid && order.paid_at == now => {
+                counters.event(game_id, Event::OrderPaid);
+                counters.currency(game_id, order.currency, -order.total_price);
+            }
+            Transition::Refund
+                if order.status == OrderStatus::Refunded && order.updated_at == now =>
+            {
+                counters.currency(game_id, order.currency, order.total_price)
+            }
+            _ => {}
+        }
         self.order_changed(game_id, &order).await;
         Ok(json!({ "order": order_json(&order) }))
     }

@@ -1,6 +1,7 @@
 //! Player accounts: registration, login and profile reads.
 
 use super::auth::{self, Caller, Role};
+use super::counters::Event;
 use super::validate;
 use super::{business, require_player, require_role, time_json, ApiError, PageQuery, Services};
 use crate::cache::l1::Cached;
@@ -128,6 +129,10 @@ impl Services {
             vec![keys::player(game_id, player.id)],
         ))
         .await;
+        let counters = self.counters();
+        counters.event(game_id, Event::Registration);
+        counters.currency(game_id, Currency::Gold, game.config.signup_gold);
+        counters.currency(game_id, Currency::Diamonds, game.config.signup_diamonds);
         tracing::info!(game = game_id, player_id = player.id, "player registered");
         Ok(json!({ "player": player_json(&player) }))
     }
@@ -284,12 +289,12 @@ impl Services {
         let reason = format!("wallet:{}", req.reason);
         let reference = caller.subject.clone();
         let now = clock::now_ms();
+        let delta = req.delta;
         let player = game
             .store
-            .run(move |s| {
-                s.adjust_balance(player_id, currency, req.delta, &reason, &reference, now)
-            })
+            .run(move |s| s.adjust_balance(player_id, currency, delta, &reason, &reference, now))
             .await?;
+        self.counters().currency(game_id, currency, delta);
         self.changed(Change::written(
             game_id,
             player_id,

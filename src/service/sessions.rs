@@ -8,6 +8,7 @@
 //! the database and pushed to every shard before the request is answered.
 
 use super::auth::{self, Caller, Role};
+use super::counters::Event;
 use super::players::player_json;
 use super::{business, require_player, require_role, ApiError, Services};
 use crate::clock;
@@ -76,8 +77,17 @@ impl Services {
         client: IpAddr,
     ) -> Result<Value, ApiError> {
         let account = format!("{game_id}:{}", req.username);
-        self.guarded(client, Some(&account), self.check_login(game_id, req))
-            .await
+        let result = self
+            .guarded(client, Some(&account), self.check_login(game_id, req))
+            .await;
+        match &result {
+            Ok(_) => self.counters().event(game_id, Event::Login),
+            Err(e) if e.code == business::BAD_CREDENTIALS || e.code == business::PLAYER_BANNED => {
+                self.counters().event(game_id, Event::FailedLogin)
+            }
+            Err(_) => {}
+        }
+        result
     }
 
     /// The credential check and session of a login, behind [`Services::login`]'s budgets.

@@ -98,7 +98,7 @@ pub struct PlayerCredentials {
 
 /// The two currencies of SPEC §5 (rendered in JSON by name, e.g. in the
 /// ledger).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Currency {
     /// Soft currency.
