@@ -41,6 +41,11 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "gauge",
         "Open connections by protocol.",
     ),
+    (
+        "dm_tcp_connections",
+        "gauge",
+        "Open TCP connections by role (none until a handshake succeeds).",
+    ),
     ("dm_cache_hits_total", "counter", "Cache hits by level."),
     ("dm_cache_misses_total", "counter", "Cache misses by level."),
     ("dm_cache_evictions_total", "counter", "L1 evictions."),

@@ -35,6 +35,8 @@ pub struct Shard {
     pub buffers: Rc<BufferBudget>,
     /// This shard's request counters and latency histograms.
     pub metrics: crate::metrics::Metrics,
+    /// This shard's open TCP connections by role.
+    pub tcp_roles: Rc<crate::tcp::roles::TcpRoles>,
     draining: Cell<bool>,
     stop: glommio::sync::Semaphore,
     connections: RefCell<HashMap<u64, Tracked>>,
@@ -66,6 +68,7 @@ impl Shard {
             services,
             node,
             metrics: crate::metrics::Metrics::new(),
+            tcp_roles: Rc::default(),
             draining: Cell::new(false),
             stop: glommio::sync::Semaphore::new(0),
             connections: RefCell::new(HashMap::new()),
@@ -182,6 +185,7 @@ impl Shard {
                 value: open.load(Relaxed) as f64,
             });
         }
+        out.extend(self.tcp_roles.samples(self.id));
         out.extend(self.services.backend_samples(self.id));
         out
     }

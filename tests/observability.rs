@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::Server;
+use common::{wait_for, Server, SERVER_KEY};
 use datamiddleware::metrics::FAMILIES;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -274,4 +274,34 @@ fn business_counters_count_each_event_of_a_game_once() {
     if let Some(out) = promtool_with(&["check", "metrics"], &text) {
         assert_ok(&out, "promtool check metrics");
     }
+}
+
+#[test]
+fn tcp_connections_are_counted_by_the_role_their_handshake_gave_them() {
+    let server = Server::start(1);
+    let scrape = || server.http().request("GET", "/metrics", &[], b"").text();
+    let role =
+        |text: &str, role: &str| total(text, "dm_tcp_connections", &[&format!("role=\"{role}\"")]);
+    let mut anonymous = server.tcp();
+    let mut game_server = server.tcp();
+    assert_eq!(anonymous.call(0x2002, 1, "game1", "").msg_type, 0x2003);
+    let shaken = game_server.handshake_server("game1", SERVER_KEY).json();
+    assert_eq!(shaken["data"]["role"], "game_server", "{shaken}");
+    let text = scrape();
+    assert_eq!(role(&text, "none"), 1.0, "{text}");
+    assert_eq!(role(&text, "game_server"), 1.0, "{text}");
+    assert_eq!(role(&text, "player"), 0.0, "{text}");
+    drop(game_server);
+    wait_for(
+        "the closed connection to leave the counts",
+        std::time::Duration::from_secs(5),
+        || role(&scrape(), "game_server") == 0.0,
+    );
+    assert_eq!(role(&scrape(), "none"), 1.0);
+    drop(anonymous);
+    wait_for(
+        "no connection left",
+        std::time::Duration::from_secs(5),
+        || role(&scrape(), "none") == 0.0,
+    );
 }

@@ -62,7 +62,7 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let mut session = Session::new(peer);
+    let mut session = Session::new(peer, shard.tcp_roles.clone());
     let mut buf = ReadBuffer::with_capacity(IDLE_CHUNK);
     // What the buffer holds beyond a read chunk, out of the shard's budget.
     let mut reserved = shard.buffers.reservation();
@@ -141,7 +141,7 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
         // returns end-of-stream and the guard says it expired).
         let mut deadline = last_read + idle;
         let mut reason = "idle timeout";
-        if session.caller.is_some() && session.last_heartbeat + heartbeat < deadline {
+        if session.caller().is_some() && session.last_heartbeat + heartbeat < deadline {
             deadline = session.last_heartbeat + heartbeat;
             reason = "heartbeat timeout";
         }

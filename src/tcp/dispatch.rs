@@ -3,6 +3,7 @@
 //! goes through the same service functions as the HTTP routes.
 
 use super::reply::{self, ReplyTo};
+use super::roles::{RoleSlot, TcpRoles};
 use crate::protocol::{codes, flags, inflate_body, FrameRef, InflateError, MessageType};
 use crate::service::players::RegisterRequest;
 use crate::service::sessions::{HandshakeRequest, LoginRequest, LogoutRequest};
@@ -11,14 +12,17 @@ use crate::shard::Shard;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::net::IpAddr;
+use std::rc::Rc;
 use std::time::Instant;
 
 /// What a connection knows about its peer.
 pub struct Session {
     /// The peer's address: the client the node's budgets count.
     pub peer: IpAddr,
-    /// Set by a successful handshake.
-    pub caller: Option<Caller>,
+    /// Set by a successful handshake ([`Session::set_caller`]).
+    caller: Option<Caller>,
+    /// Where this connection counts in the shard's connections by role.
+    role: RoleSlot,
     /// The user id replies carry.
     pub user_id: String,
     /// Last Heartbeat or Ping.
@@ -30,16 +34,29 @@ pub struct Session {
 }
 
 impl Session {
-    /// A new, unauthenticated session of a client at `peer`.
-    pub fn new(peer: IpAddr) -> Session {
+    /// A new, unauthenticated session of a client at `peer`, counted in
+    /// `roles`.
+    pub fn new(peer: IpAddr, roles: Rc<TcpRoles>) -> Session {
         Session {
             peer,
             caller: None,
+            role: RoleSlot::new(roles),
             user_id: String::new(),
             last_heartbeat: Instant::now(),
             failed_handshakes: 0,
             close: false,
         }
+    }
+
+    /// Who the connection acts as, once a handshake succeeded.
+    pub fn caller(&self) -> Option<&Caller> {
+        self.caller.as_ref()
+    }
+
+    /// Sets (a handshake) or clears (a revocation) who the connection acts as.
+    pub fn set_caller(&mut self, caller: Option<Caller>) {
+        self.role.set(caller.as_ref().map(|c| c.role));
+        self.caller = caller;
     }
 }
 
@@ -135,11 +152,10 @@ async fn answer(
             // revocation while the shard's bounded set remembers it (its
             // heartbeats come far more often than a revocation is kept).
             let revoked = session
-                .caller
-                .as_ref()
+                .caller()
                 .is_some_and(|c| shard.services.check_not_revoked(c).is_err());
             if revoked {
-                session.caller = None;
+                session.set_caller(None);
             }
             let answer = if msg_type == MessageType::Ping {
                 MessageType::Pong
@@ -227,12 +243,11 @@ async fn handle(
         return handshake(shard, session, frame, body).await.map(Data::from);
     }
     let caller = session
-        .caller
-        .as_ref()
+        .caller()
         .ok_or_else(|| ApiError::unauthorized("handshake required"))?;
     if let Err(e) = shard.services.check_not_revoked(caller) {
         // The connection must handshake again with a new token.
-        session.caller = None;
+        session.set_caller(None);
         return Err(e);
     }
     let requested = std::str::from_utf8(frame.game_id)
@@ -435,7 +450,7 @@ async fn handshake(
         "session_id": caller.session_id,
         "heartbeat_interval_s": shard.config.tcp.heartbeat_interval_s,
     });
-    session.caller = Some(caller);
+    session.set_caller(Some(caller));
     session.user_id = user_id;
     session.last_heartbeat = Instant::now();
     Ok(data)

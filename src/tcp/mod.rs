@@ -6,3 +6,4 @@
 pub mod connection;
 pub mod dispatch;
 pub mod reply;
+pub mod roles;
