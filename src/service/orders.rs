@@ -8,7 +8,7 @@ use super::{
 };
 use crate::cache::{keys, Change};
 use crate::clock;
-use crate::store::{Currency, NewOrder, Order, OrderStatus};
+use crate::store::{Currency, NewOrder, Order};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -261,7 +261,7 @@ impl Services {
         };
         let game = self.game(game_id)?;
         let now = clock::now_ms();
-        let order = game
+        let (order, moved) = game
             .store
             .run(move |s| match transition {
                 Transition::Pay => s.pay_order(&id, now),
@@ -269,17 +269,15 @@ impl Services {
                 Transition::Refund => s.refund_order(&id, now),
             })
             .await?;
-        // Counted when this request made the move (stamped `now`); a repeat
-        // answers the order as it already was.
+        // Counted when this request made the move; a repeat answers the
+        // order as it already was.
         let counters = self.counters();
         match transition {
-            Transition::Pay if order.status == OrderStatus::Paid && order.paid_at == now => {
+            Transition::Pay if moved => {
                 counters.event(game_id, Event::OrderPaid);
                 counters.currency(game_id, order.currency, -order.total_price);
             }
-            Transition::Refund
-                if order.status == OrderStatus::Refunded && order.updated_at == now =>
-            {
+            Transition::Refund if moved => {
                 counters.currency(game_id, order.currency, order.total_price)
             }
             _ => {}

@@ -238,15 +238,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Page<Order>, StoreError>;
     /// Pays a pending order once: charges, delivers, marks paid. Paying a
     /// paid order returns it unchanged. An order for a withdrawn item (2002)
-    /// or of a deleted player (1001) is not paid and stays pending.
-    fn pay_order(&self, order_id: &str, now_ms: i64) -> Result<Order, StoreError>;
-    /// Cancels a pending order (a cancelled one is returned unchanged); also
-    /// one for a withdrawn item or of a deleted player, since cancelling
-    /// moves nothing.
-    fn cancel_order(&self, order_id: &str, now_ms: i64) -> Result<Order, StoreError>;
+    /// or of a deleted player (1001) is not paid and stays pending. The flag
+    /// says whether this call paid it (false: it was paid already).
+    fn pay_order(&self, order_id: &str, now_ms: i64) -> Result<(Order, bool), StoreError>;
+    /// Cancels a pending order (a cancelled one is returned unchanged, flag
+    /// false); also one for a withdrawn item or of a deleted player, since
+    /// cancelling moves nothing.
+    fn cancel_order(&self, order_id: &str, now_ms: i64) -> Result<(Order, bool), StoreError>;
     /// Refunds a paid order: credits the price back, takes back the items
-    /// the player still holds (at most the quantity bought).
-    fn refund_order(&self, order_id: &str, now_ms: i64) -> Result<Order, StoreError>;
+    /// the player still holds (at most the quantity bought). The flag says
+    /// whether this call refunded it.
+    fn refund_order(&self, order_id: &str, now_ms: i64) -> Result<(Order, bool), StoreError>;
 
     /// Counts for the game's stats.
     fn game_stats(&self) -> Result<GameStats, StoreError>;

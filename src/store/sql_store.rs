@@ -1220,10 +1220,10 @@ impl<B: Backend> Store for SqlStore<B> {
         })
     }
 
-    fn pay_order(&self, order_id: &str, now_ms: i64) -> Result<Order, StoreError> {
+    fn pay_order(&self, order_id: &str, now_ms: i64) -> Result<(Order, bool), StoreError> {
         self.write(|c| {
             let order = match lock_for(c, order_id, OrderStatus::Pending, OrderStatus::Paid)? {
-                Transition::Done(order) => return Ok(order),
+                Transition::Done(order) => return Ok((order, false)),
                 Transition::Go(order) => order,
             };
             // In the global lock order (orders, players, item_defs, items);
@@ -1239,7 +1239,7 @@ impl<B: Backend> Store for SqlStore<B> {
             };
             change_balance(c, Account::Locked(&buyer), &payment)?;
             add_items(c, order.player_id, &def, order.quantity, now_ms)?;
-            finish(c, order, OrderStatus::Pending, OrderStatus::Paid, now_ms)
+            finish(c, order, OrderStatus::Pending, OrderStatus::Paid, now_ms).map(|o| (o, true))
         })
     }
 
@@ -1334,25 +1334,26 @@ impl<B: Backend> Store for SqlStore<B> {
         })
     }
 
-    fn cancel_order(&self, order_id: &str, now_ms: i64) -> Result<Order, StoreError> {
+    fn cancel_order(&self, order_id: &str, now_ms: i64) -> Result<(Order, bool), StoreError> {
         self.write(
             |c| match lock_for(c, order_id, OrderStatus::Pending, OrderStatus::Cancelled)? {
-                Transition::Done(order) => Ok(order),
+                Transition::Done(order) => Ok((order, false)),
                 Transition::Go(order) => finish(
                     c,
                     order,
                     OrderStatus::Pending,
                     OrderStatus::Cancelled,
                     now_ms,
-                ),
+                )
+                .map(|o| (o, true)),
             },
         )
     }
 
-    fn refund_order(&self, order_id: &str, now_ms: i64) -> Result<Order, StoreError> {
+    fn refund_order(&self, order_id: &str, now_ms: i64) -> Result<(Order, bool), StoreError> {
         self.write(|c| {
             let order = match lock_for(c, order_id, OrderStatus::Paid, OrderStatus::Refunded)? {
-                Transition::Done(order) => return Ok(order),
+                Transition::Done(order) => return Ok((order, false)),
                 Transition::Go(order) => order,
             };
             let refund = BalanceChange {
@@ -1368,7 +1369,7 @@ impl<B: Backend> Store for SqlStore<B> {
             if take_back > 0 {
                 remove_items(c, order.player_id, &order.item_id, take_back, now_ms)?;
             }
-            finish(c, order, OrderStatus::Paid, OrderStatus::Refunded, now_ms)
+            finish(c, order, OrderStatus::Paid, OrderStatus::Refunded, now_ms).map(|o| (o, true))
         })
     }
 
