@@ -258,7 +258,11 @@ fn to_rows(rows: Vec<mysql::Row>) -> Result<Vec<Row>, StoreError> {
 /// kept so the caller can decide to retry.
 struct MysqlConn<'a> {
     conn: &'a mut Conn,
+    /// The first driver error (what decides a deadlock retry).
     last_error: Option<mysql::Error>,
+    /// Whether any statement lost the connection, even after an earlier
+    /// error `f` handled: its replies may then be out of step.
+    lost: bool,
     /// Statements that completed.
     completed: usize,
 }
@@ -268,6 +272,7 @@ impl<'a> MysqlConn<'a> {
         MysqlConn {
             conn,
             last_error: None,
+            lost: false,
             completed: 0,
         }
     }
@@ -276,6 +281,7 @@ impl<'a> MysqlConn<'a> {
         match &result {
             Ok(_) => self.completed += 1,
             Err(e) => {
+                self.lost |= lost_connection(e);
                 if self.last_error.is_none() {
                     self.last_error = Some(clone_error(e));
                 }
@@ -288,7 +294,7 @@ impl<'a> MysqlConn<'a> {
     fn failed(&self, error: StoreError) -> Failed {
         Failed {
             error,
-            lost_connection: self.last_error.as_ref().is_some_and(lost_connection),
+            lost_connection: self.lost,
             nothing_applied: self.completed == 0,
         }
     }
@@ -349,16 +355,18 @@ impl Backend for MysqlBackend {
             let mut c = MysqlConn::new(pooled.conn());
             let result = f(&mut c);
             let error = c.last_error.take();
-            if error.as_ref().is_some_and(lost_connection) {
+            if c.lost {
                 pooled.discard();
             }
             match result {
                 Ok(v) => match pooled.conn().query_drop("COMMIT") {
                     Ok(()) => return Ok(v),
-                    Err(e) if retryable(&e) && attempt < ATTEMPTS => continue,
                     Err(e) => {
-                        if lost_connection(&e) {
-                            pooled.discard();
+                        // Whatever the server left of the transaction goes
+                        // with the connection, never to the next borrower.
+                        pooled.discard();
+                        if retryable(&e) && attempt < ATTEMPTS {
+                            continue;
                         }
                         return Err(map_err(&e));
                     }
@@ -389,11 +397,18 @@ impl Backend for MysqlBackend {
         &self,
         f: &mut dyn FnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        self.live_conn(|conn| {
+        let (mut pooled, (v, lost)) = self.live_conn(|conn| {
             let mut c = MysqlConn::new(conn);
-            f(&mut c).map_err(|e| c.failed(e))
-        })
-        .map(|(_, v)| v)
+            match f(&mut c) {
+                Ok(v) => Ok((v, c.lost)),
+                Err(e) => Err(c.failed(e)),
+            }
+        })?;
+        // `f` got past a lost connection: the connection must not be reused.
+        if lost {
+            pooled.discard();
+        }
+        Ok(v)
     }
 
     fn migrations(&self) -> &'static [Migration] {

@@ -132,7 +132,9 @@ impl Drop for PooledConn<'_> {
         let Some(conn) = self.conn.take() else {
             return;
         };
-        if self.broken {
+        // A panic in the caller's work may have left a transaction open on
+        // it: closing the connection rolls that back.
+        if self.broken || std::thread::panicking() {
             drop(conn);
             self.pool.forget_one();
         } else {
