@@ -254,12 +254,13 @@ fn to_rows(rows: Vec<mysql::Row>) -> Result<Vec<Row>, StoreError> {
         .collect()
 }
 
-/// A MySQL connection seen through [`SqlConn`]. The first driver error is
-/// kept so the caller can decide to retry.
+/// A MySQL connection seen through [`SqlConn`], remembering what the caller
+/// needs to decide on a retry and on reusing the connection.
 struct MysqlConn<'a> {
     conn: &'a mut Conn,
-    /// The first driver error (what decides a deadlock retry).
-    last_error: Option<mysql::Error>,
+    /// Whether the first driver error was a lost deadlock or lock wait:
+    /// the transaction wrote nothing and may run again.
+    first_error_retryable: Option<bool>,
     /// Whether any statement lost the connection, even after an earlier
     /// error `f` handled: its replies may then be out of step.
     lost: bool,
@@ -271,7 +272,7 @@ impl<'a> MysqlConn<'a> {
     fn new(conn: &'a mut Conn) -> MysqlConn<'a> {
         MysqlConn {
             conn,
-            last_error: None,
+            first_error_retryable: None,
             lost: false,
             completed: 0,
         }
@@ -282,9 +283,7 @@ impl<'a> MysqlConn<'a> {
             Ok(_) => self.completed += 1,
             Err(e) => {
                 self.lost |= lost_connection(e);
-                if self.last_error.is_none() {
-                    self.last_error = Some(clone_error(e));
-                }
+                self.first_error_retryable.get_or_insert(retryable(e));
             }
         }
         result
@@ -297,15 +296,6 @@ impl<'a> MysqlConn<'a> {
             lost_connection: self.lost,
             nothing_applied: self.completed == 0,
         }
-    }
-}
-
-/// The part of a driver error the retry decisions need (`mysql::Error` is
-/// not `Clone`).
-fn clone_error(e: &mysql::Error) -> mysql::Error {
-    match e {
-        mysql::Error::MySqlError(m) => mysql::Error::MySqlError(m.clone()),
-        other => mysql::Error::IoError(std::io::Error::other(other.to_string())),
     }
 }
 
@@ -354,7 +344,7 @@ impl Backend for MysqlBackend {
             let mut pooled = self.begin()?;
             let mut c = MysqlConn::new(pooled.conn());
             let result = f(&mut c);
-            let error = c.last_error.take();
+            let retry = c.first_error_retryable == Some(true);
             if c.lost {
                 pooled.discard();
             }
@@ -375,7 +365,7 @@ impl Backend for MysqlBackend {
                     if pooled.conn().query_drop("ROLLBACK").is_err() {
                         pooled.discard();
                     }
-                    if error.as_ref().is_some_and(retryable) && attempt < ATTEMPTS {
+                    if retry && attempt < ATTEMPTS {
                         drop(pooled);
                         std::thread::sleep(Duration::from_millis(2 * attempt as u64));
                         continue;
