@@ -595,36 +595,15 @@ fn forged_forwarded_for_does_not_dodge_the_rate_limit() {
     }
 }
 
-/// `promtool check metrics` (Prometheus's own linter) accepts `text`.
-/// `scripts/test.sh` installs promtool and sets `DMTEST_REQUIRE_PROMTOOL=1`;
-/// elsewhere the check is skipped when promtool is not installed.
+/// `promtool check metrics` (Prometheus's own linter) accepts `text`
+/// (skipped where promtool is not installed and not required).
 fn promtool_accepts(text: &str) {
-    use std::io::Write;
-    let child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            assert!(
-                std::env::var("DMTEST_REQUIRE_PROMTOOL").as_deref() != Ok("1"),
-                "promtool: {e}"
-            );
-            eprintln!("promtool not installed: metrics lint skipped");
-            return;
-        }
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(text.as_bytes()).expect("write to promtool");
+    if let Some(out) = common::promtool_with(&["check", "metrics"], text) {
+        assert!(
+            out.status.success(),
+            "promtool check metrics: {}{}\n{text}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let out = child.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

@@ -6,41 +6,11 @@
 
 mod common;
 
-use common::{wait_for, Server, SERVER_KEY};
+use common::{promtool_with, wait_for, Server, SERVER_KEY};
 use datamiddleware::metrics::FAMILIES;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
-
-/// Runs promtool with `args` (and `stdin`); `None` when it is not installed
-/// (and not required).
-fn promtool_with(args: &[&str], stdin: &str) -> Option<std::process::Output> {
-    let spawned = Command::new("promtool")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            if let Some(mut input) = child.stdin.take() {
-                input.write_all(stdin.as_bytes())?;
-            }
-            child.wait_with_output()
-        });
-    match spawned {
-        Ok(out) => Some(out),
-        Err(e) => {
-            assert!(
-                std::env::var("DMTEST_REQUIRE_PROMTOOL").as_deref() != Ok("1"),
-                "promtool: {e}"
-            );
-            eprintln!("promtool not installed: skipped");
-            None
-        }
-    }
-}
 
 fn promtool(args: &[&str]) -> Option<std::process::Output> {
     promtool_with(args, "")

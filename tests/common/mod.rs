@@ -824,3 +824,31 @@ impl FrameClient {
         closed_within(&mut self.stream, wait)
     }
 }
+
+/// Runs promtool with `args` (and `stdin`); `None` when it is not installed
+/// (and not required).
+pub fn promtool_with(args: &[&str], stdin: &str) -> Option<std::process::Output> {
+    let spawned = std::process::Command::new("promtool")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            if let Some(mut input) = child.stdin.take() {
+                std::io::Write::write_all(&mut input, stdin.as_bytes())?;
+            }
+            child.wait_with_output()
+        });
+    match spawned {
+        Ok(out) => Some(out),
+        Err(e) => {
+            assert!(
+                std::env::var("DMTEST_REQUIRE_PROMTOOL").as_deref() != Ok("1"),
+                "promtool: {e}"
+            );
+            eprintln!("promtool not installed: skipped");
+            None
+        }
+    }
+}
