@@ -9,7 +9,9 @@
 
 mod common;
 
-use common::{backend, loopback_addr, request_json, Server, TestBackend, SERVER_KEY};
+use common::{
+    backend, loopback_addr, request_json, unreserved_loopback_addr, Server, TestBackend, SERVER_KEY,
+};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -42,7 +44,7 @@ impl Nginx {
             .map(|l| l.strip_prefix("# ").or(l.strip_prefix('#')).unwrap_or(l))
             .collect::<Vec<_>>()
             .join("\n");
-        let (http, tcp) = (loopback_addr(), loopback_addr());
+        let (http, tcp) = (unreserved_loopback_addr(), unreserved_loopback_addr());
         let http_part = point_at(http_part, nodes.iter().map(|n| n.0), "8080", http);
         let stream_part = point_at(&stream_part, nodes.iter().map(|n| n.1), "9090", tcp);
         let dir =

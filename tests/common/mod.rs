@@ -98,16 +98,62 @@ pub fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-/// A free loopback address (its port was free a moment ago).
+/// A loopback address for a test server, reserved for the rest of this test
+/// process.
+///
+/// The port is held by a bound (never listening) socket with SO_REUSEPORT,
+/// which the server's own SO_REUSEPORT listeners may join but no other
+/// `bind` can take. Picking a free port and letting it go (what this did
+/// before) left a window in which a concurrent test picked the same port: both
+/// servers then listened on it through SO_REUSEPORT, the kernel spread one
+/// test's connections over both, and the other server's shutdown closed them
+/// unanswered ("connection closed", with nothing in this test's server log).
 pub fn loopback_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
+    SocketAddr::from(([127, 0, 0, 1], reserved_port()))
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+/// A loopback address whose port was free a moment ago, for a program that
+/// binds without SO_REUSEPORT (nginx), which a reservation would refuse.
+pub fn unreserved_loopback_addr() -> SocketAddr {
+    let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .expect("a free loopback port")
+        .expect("a free loopback port");
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Binds a SO_REUSEPORT socket to a free loopback port and keeps it open
+/// (deliberately leaked) until the test process exits.
+fn reserved_port() -> u16 {
+    // SAFETY: plain socket calls on a descriptor this function owns; the
+    // structures passed are initialised and of the sizes given.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let one: libc::c_int = 1;
+        let set = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        assert_eq!(set, 0, "SO_REUSEPORT: {}", std::io::Error::last_os_error());
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let bound = libc::bind(fd, (&addr as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(bound, 0, "bind: {}", std::io::Error::last_os_error());
+        let mut out_len = len;
+        let named = libc::getsockname(
+            fd,
+            (&mut addr as *mut libc::sockaddr_in).cast(),
+            &mut out_len,
+        );
+        assert_eq!(named, 0, "getsockname: {}", std::io::Error::last_os_error());
+        u16::from_be(addr.sin_port)
+    }
 }
 
 impl Server {
