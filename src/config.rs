@@ -248,6 +248,11 @@ pub struct LogConfig {
     /// One info line per HTTP request (method, path, status, time, request
     /// id); read at start-up. Off by default: it costs a log line per request.
     pub access: bool,
+    /// One info line per business change (target `event`: registrations,
+    /// logins, balance changes, orders, item moves, bans, catalogue edits)
+    /// with the game and player ids; read at start-up. Off by default for
+    /// the same reason as `access`.
+    pub events: bool,
 }
 
 /// What a game's acknowledged writes survive (`games.<id>.durability`).
@@ -405,6 +410,7 @@ impl Default for LogConfig {
             level: "info".to_string(),
             format: "text".to_string(),
             access: false,
+            events: false,
         }
     }
 }
@@ -557,6 +563,11 @@ impl Config {
         if self.log.access && matches!(self.log.level.as_str(), "error" | "warn") {
             return Err(err(
                 "key `log.access`: access lines are info lines; set `log.level` to info, debug or trace",
+            ));
+        }
+        if self.log.events && matches!(self.log.level.as_str(), "error" | "warn") {
+            return Err(err(
+                "key `log.events`: event lines are info lines; set `log.level` to info, debug or trace",
             ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {

@@ -102,7 +102,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let log = logging::init(&config.log.level, &config.log.format);
+            let log = logging::init(&config.log.level, &config.log.format, &config.node.id);
             match runtime::run(config, cli.config, log) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

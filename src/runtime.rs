@@ -121,6 +121,7 @@ fn serve(
             .name(&format!("shard-{id}"))
             .blocking_thread_pool_placement(PoolPlacement::Unbound(config.node.blocking_threads))
             .spawn(move || async move {
+                crate::logging::set_thread_shard(id);
                 let start = ShardStart {
                     id,
                     config: cfg,

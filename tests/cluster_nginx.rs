@@ -9,9 +9,7 @@
 
 mod common;
 
-use common::{
-    backend, loopback_addr, request_json, unreserved_loopback_addr, Server, TestBackend, SERVER_KEY,
-};
+use common::{backend, request_json, unreserved_loopback_addr, Server, TestBackend, SERVER_KEY};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -275,3 +275,181 @@ fn tcp_connections_are_counted_by_the_role_their_handshake_gave_them() {
         || role(&scrape(), "none") == 0.0,
     );
 }
+
+/// The JSON log of a whole business run: every line names the node and (for
+/// the shards' lines) the shard; lines written while handling a request carry
+/// its request id, business events the game and player ids — and no
+/// password, token, refresh token, server key or JWT secret appears anywhere.
+#[test]
+fn json_logs_carry_node_shard_request_and_player_ids_and_never_a_secret() {
+    let server = Server::start_with(
+        2,
+        &[(
+            "log",
+            "level = \"debug\"\nformat = \"json\"\naccess = true\nevents = true",
+        )],
+    );
+    let password = "log-secret-password-77";
+    let mut c = server.http();
+    let mut call = |method: &str, path: &str, auth: &str, id: &str, body: &str| -> Value {
+        let mut headers = vec![("X-Game-Id", "game1"), ("X-Request-Id", id)];
+        if !auth.is_empty() {
+            headers.push(("Authorization", auth));
+        }
+        let r = c.request(method, path, &headers, body.as_bytes());
+        assert!(r.status < 300, "{method} {path}: {} {}", r.status, r.text());
+        r.json()
+    };
+    let register = format!(r#"{{"username":"logged","password":"{password}"}}"#);
+    let player = call("POST", "/api/v1/players", "", "rq-register", &register);
+    let player_id = player["data"]["player"]["id"].as_i64().expect("player id");
+    let login = call("POST", "/api/v1/auth/login", "", "rq-login", &register);
+    let token = login["data"]["token"].as_str().expect("token").to_string();
+    let refresh = login["data"]["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_string();
+    let admin = server.admin_token();
+    let gs = server.server_token("game1");
+    let (bearer, admin_auth) = (format!("Bearer {token}"), format!("Bearer {admin}"));
+    let gs_auth = format!("Bearer {gs}");
+    let wallet = format!("/api/v1/players/{player_id}/wallet");
+    call(
+        "POST",
+        &wallet,
+        &gs_auth,
+        "rq-wallet",
+        r#"{"currency":"gold","delta":50,"reason":"quest"}"#,
+    );
+    let order = call(
+        "POST",
+        "/api/v1/orders",
+        &bearer,
+        "rq-order",
+        r#"{"item_id":"potion","quantity":1,"currency":"gold"}"#,
+    );
+    let order_id = order["data"]["order"]["order_id"]
+        .as_str()
+        .expect("order id")
+        .to_string();
+    call(
+        "POST",
+        &format!("/api/v1/orders/{order_id}/pay"),
+        &bearer,
+        "rq-pay",
+        "",
+    );
+    call(
+        "PUT",
+        &format!("/api/v1/orders/{order_id}/status"),
+        &admin_auth,
+        "rq-refund",
+        r#"{"status":"refunded"}"#,
+    );
+    let grant = format!("/api/v1/players/{player_id}/items/potion/grant");
+    call("POST", &grant, &gs_auth, "rq-grant", r#"{"quantity":2}"#);
+    call(
+        "POST",
+        "/api/v1/auth/refresh",
+        "",
+        "rq-refresh",
+        &format!(r#"{{"refresh_token":"{refresh}"}}"#),
+    );
+    call(
+        "PUT",
+        &format!("/api/v1/players/{player_id}"),
+        &admin_auth,
+        "rq-ban",
+        r#"{"status":"banned"}"#,
+    );
+    // Without an X-Request-Id the server makes one up.
+    let r = server.http().request(
+        "GET",
+        "/api/v1/games/game1/stats",
+        &[("Authorization", &admin_auth)],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    // A TCP frame's lines carry an id too.
+    let mut tcp = server.tcp();
+    let hs = tcp.call(
+        0x0002,
+        1,
+        "game1",
+        &format!(r#"{{"server_key":"{SERVER_KEY}"}}"#),
+    );
+    assert_eq!(hs.msg_type, 0x0002, "{}", String::from_utf8_lossy(&hs.body));
+
+    let log = server.wait_for_log("\"player status set\"");
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() > 10, "{log}");
+    for line in &lines {
+        assert!(
+            line["timestamp"].is_string() && line["level"].is_string(),
+            "{line}"
+        );
+        assert!(
+            line["node"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty() && n != "-"),
+            "{line}"
+        );
+    }
+    let event = |message: &str, request_id: &str| -> &Value {
+        lines
+            .iter()
+            .find(|l| l["message"] == message && l["request_id"] == request_id)
+            .unwrap_or_else(|| panic!("no {message:?} line for {request_id}:\n{log}"))
+    };
+    for (message, request_id) in [
+        ("player registered", "rq-register"),
+        ("player logged in", "rq-login"),
+        ("balance changed", "rq-wallet"),
+        ("order created", "rq-order"),
+        ("order moved", "rq-pay"),
+        ("order moved", "rq-refund"),
+        ("item granted", "rq-grant"),
+        ("player status set", "rq-ban"),
+    ] {
+        let line = event(message, request_id);
+        assert_eq!(line["target"], "event", "{line}");
+        assert_eq!(line["game"], "game1", "{line}");
+        assert_eq!(line["player_id"], player_id, "{line}");
+        assert!(line["shard"].as_u64().is_some_and(|s| s < 2), "{line}");
+    }
+    assert_eq!(event("order moved", "rq-refund")["status"], "refunded");
+    // The access line of the request without an id, and a made-up id on the
+    // lines written while it was handled (the stats query logs at debug).
+    assert!(lines
+        .iter()
+        .any(|l| l["target"] == "access" && l["path"] == "/api/v1/games/game1/stats"));
+    let node = lines[0]["node"].as_str().unwrap_or_default().to_string();
+    assert!(
+        lines.iter().any(|l| l["request_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with(&format!("{node}-")))),
+        "no made-up request id in:\n{log}"
+    );
+    for secret in [
+        password,
+        &token,
+        &refresh,
+        &admin,
+        &gs,
+        SERVER_KEY,
+        common::ADMIN_PASSWORD,
+        "test-jwt-secret-0123456789abcdef0123456789",
+    ] {
+        assert!(
+            !log.contains(secret),
+            "a secret ({secret}) is in the log:\n{log}"
+        );
+    }
+    // The refresh token's secret part alone must not be there either.
+    let refresh_secret = refresh.rsplit('.').next().unwrap_or_default();
+    assert!(refresh_secret.len() >= 16 && !log.contains(refresh_secret));
+}

@@ -7,6 +7,7 @@ use super::health::HealthBody;
 use super::request::{self, Limits, Parsed, Request};
 use super::response::Response;
 use crate::buffer::ReadBuffer;
+use crate::logging::{RequestId, Tagged};
 use crate::node::ShardGauges;
 use crate::shard::Shard;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -15,7 +16,6 @@ use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-use tracing::Instrument;
 
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -31,18 +31,20 @@ fn request_id<'a>(req: &Request<'a>) -> Option<&'a str> {
         .filter(|id| id.bytes().all(|b| b.is_ascii_graphic()))
 }
 
-/// The access-log line of one answered request (`log.access`).
-fn log_access(req: &Request<'_>, status: u16, took: Duration, peer: IpAddr, id: Option<&str>) {
-    tracing::info!(
-        target: "access",
-        method = req.method,
-        path = req.path,
-        status,
-        micros = took.as_micros() as u64,
-        peer = %peer,
-        request_id = id.unwrap_or("-"),
-        "request"
-    );
+/// The access-log line of one answered request (`log.access`), under the
+/// request's id like every other line it caused.
+fn log_access(req: &Request<'_>, status: u16, took: Duration, peer: IpAddr, id: RequestId<'_>) {
+    crate::logging::within(id, || {
+        tracing::info!(
+            target: "access",
+            method = req.method,
+            path = req.path,
+            status,
+            micros = took.as_micros() as u64,
+            peer = %peer,
+            "request"
+        )
+    });
 }
 
 /// Accepts connections on `listener` until the shard drains.
@@ -88,18 +90,17 @@ async fn connection(shard: Rc<Shard>, health: Rc<HealthBody>, mut stream: TcpStr
                     let started = access_log.then(Instant::now);
                     let id = request_id(&request);
                     let handling = handlers::handle(&shard, &health, &request, peer);
-                    // With an id, everything the request logs carries it.
-                    let mut response = match id {
-                        Some(id) => {
-                            Box::pin(handling.instrument(tracing::info_span!("request", id))).await
-                        }
-                        None => Box::pin(handling).await,
+                    // Everything the request logs carries its id.
+                    let tag = match id {
+                        Some(id) => RequestId::Given(id),
+                        None => RequestId::next(),
                     };
+                    let mut response = Box::pin(Tagged::new(tag, handling)).await;
                     if let Some(id) = id {
                         response.headers.push(("X-Request-Id", id.to_string()));
                     }
                     if let Some(t0) = started {
-                        log_access(&request, response.status, t0.elapsed(), peer, id);
+                        log_access(&request, response.status, t0.elapsed(), peer, tag);
                     }
                     let keep_alive = request.keep_alive && !shard.is_draining();
                     response.write_to(&mut out, keep_alive);

@@ -163,6 +163,7 @@ impl Services {
             status: None,
         })?;
         let def = game.store.run(move |s| s.create_item_def(&def)).await?;
+        business_event!(self, game = game_id, item_id = %def.item_id, by = %caller.subject, "catalogue entry created");
         Ok(self.catalogue_saved(game_id, &def).await)
     }
 
@@ -183,6 +184,14 @@ impl Services {
             .store
             .run(move |s| s.update_item_def(&id, &req))
             .await?;
+        business_event!(
+            self,
+            game = game_id,
+            item_id = %def.item_id,
+            status = def.status.as_str(),
+            by = %caller.subject,
+            "catalogue entry changed"
+        );
         Ok(self.catalogue_saved(game_id, &def).await)
     }
 
@@ -302,6 +311,15 @@ impl Services {
         .await;
         let entry = entry?;
         let verb = if grant { "granted" } else { "used" };
+        business_event!(
+            self,
+            game = game_id,
+            player_id,
+            item_id,
+            quantity,
+            by = %caller.subject,
+            "item {verb}"
+        );
         Ok(json!({ "item": entry_json(&entry), verb: quantity }))
     }
 
@@ -353,6 +371,15 @@ impl Services {
         )
         .await;
         let (from, to) = result?;
+        business_event!(
+            self,
+            game = game_id,
+            player_id,
+            target_player_id = target,
+            item_id,
+            quantity = q,
+            "item transferred"
+        );
         Ok(json!({ "from": entry_json(&from), "to": entry_json(&to), "transferred": q }))
     }
 }

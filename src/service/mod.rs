@@ -6,6 +6,16 @@
 //! the returned JSON value (or [`ApiError`]) back into their wire format, so a
 //! rule lives in exactly one place.
 
+/// Logs one business event (`log.events`): an info line with target
+/// `event`, the game and player ids and what changed — never a secret.
+macro_rules! business_event {
+    ($services:expr, $($fields:tt)+) => {
+        if $services.config.log.events {
+            tracing::info!(target: "event", $($fields)+);
+        }
+    };
+}
+
 pub mod auth;
 pub mod budgets;
 pub mod config_centre;

@@ -117,6 +117,19 @@ impl Services {
             now_ms: now,
         };
         let (order, created) = game.store.run(move |s| s.create_order(&new)).await?;
+        if created {
+            business_event!(
+                self,
+                game = game_id,
+                player_id,
+                order_id = %order.order_id,
+                item_id = %order.item_id,
+                quantity = order.quantity,
+                price = order.total_price,
+                currency = order.currency.as_str(),
+                "order created"
+            );
+        }
         self.changed(Change::written(
             game_id,
             player_id,
@@ -281,6 +294,19 @@ impl Services {
                 counters.currency(game_id, order.currency, order.total_price)
             }
             _ => {}
+        }
+        if moved {
+            business_event!(
+                self,
+                game = game_id,
+                player_id = order.player_id,
+                order_id = %order.order_id,
+                status = order.status.as_str(),
+                price = order.total_price,
+                currency = order.currency.as_str(),
+                by = %caller.subject,
+                "order moved"
+            );
         }
         self.order_changed(game_id, &order).await;
         Ok(json!({ "order": order_json(&order) }))

@@ -133,7 +133,12 @@ impl Services {
         counters.event(game_id, Event::Registration);
         counters.currency(game_id, Currency::Gold, game.config.signup_gold);
         counters.currency(game_id, Currency::Diamonds, game.config.signup_diamonds);
-        tracing::info!(game = game_id, player_id = player.id, "player registered");
+        business_event!(
+            self,
+            game = game_id,
+            player_id = player.id,
+            "player registered"
+        );
         Ok(json!({ "player": player_json(&player) }))
     }
 
@@ -253,6 +258,16 @@ impl Services {
             vec![keys::player(game_id, player_id)],
         ))
         .await;
+        if let Some(status) = status {
+            business_event!(
+                self,
+                game = game_id,
+                player_id,
+                status = status.as_str(),
+                by = %caller.subject,
+                "player status set"
+            );
+        }
         if matches!(status, Some(PlayerStatus::Banned | PlayerStatus::Deleted)) {
             let sessions = game
                 .store
@@ -295,6 +310,16 @@ impl Services {
             .run(move |s| s.adjust_balance(player_id, currency, delta, &reason, &reference, now))
             .await?;
         self.counters().currency(game_id, currency, delta);
+        business_event!(
+            self,
+            game = game_id,
+            player_id,
+            currency = currency.as_str(),
+            delta,
+            reason = %req.reason,
+            by = %caller.subject,
+            "balance changed"
+        );
         self.changed(Change::written(
             game_id,
             player_id,

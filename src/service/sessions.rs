@@ -81,9 +81,14 @@ impl Services {
             .guarded(client, Some(&account), self.check_login(game_id, req))
             .await;
         match &result {
-            Ok(_) => self.counters().event(game_id, Event::Login),
+            Ok(v) => {
+                self.counters().event(game_id, Event::Login);
+                let player_id = v["player"]["id"].as_i64();
+                business_event!(self, game = game_id, player_id, "player logged in");
+            }
             Err(e) if e.code == business::BAD_CREDENTIALS || e.code == business::PLAYER_BANNED => {
-                self.counters().event(game_id, Event::FailedLogin)
+                self.counters().event(game_id, Event::FailedLogin);
+                business_event!(self, game = game_id, code = e.code, "login refused");
             }
             Err(_) => {}
         }

@@ -4,6 +4,7 @@
 
 use super::reply::{self, ReplyTo};
 use super::roles::{RoleSlot, TcpRoles};
+use crate::logging::{RequestId, Tagged};
 use crate::protocol::{codes, flags, inflate_body, FrameRef, InflateError, MessageType};
 use crate::service::players::RegisterRequest;
 use crate::service::sessions::{HandshakeRequest, LoginRequest, LogoutRequest};
@@ -112,7 +113,8 @@ pub async fn dispatch(
     out: &mut Vec<u8>,
 ) {
     let started = Instant::now();
-    let (name, code) = answer(shard, session, frame, out).await;
+    // Everything the frame logs carries an id of its own.
+    let (name, code) = Tagged::new(RequestId::next(), answer(shard, session, frame, out)).await;
     shard.metrics.request("tcp", name, code, started.elapsed());
 }
 
