@@ -19,6 +19,10 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -q
 # the /metrics text in tests/http_api.rs, which fails without it here.
 command -v promtool >/dev/null 2>&1 || apt_install prometheus
 export DMTEST_REQUIRE_PROMTOOL=1
+# Debian's Chromium and chromedriver drive the operator console headless in
+# tests/console.rs (screenshots under target/console-screenshots/).
+[ -x /usr/bin/chromedriver ] && [ -x /usr/bin/chromium ] || apt_install chromium chromium-driver
+export DMTEST_REQUIRE_CHROMIUM=1
 
 echo "== suite on the embedded default (SQLite) =="
 cargo test --all-targets

@@ -182,6 +182,19 @@ impl Metrics {
         self.inner.borrow_mut().db_errors += 1;
     }
 
+    /// Requests per latency bucket since start, over every protocol and
+    /// route (not cumulative across buckets; the last is `+Inf`): what the
+    /// shard publishes for the node's percentiles.
+    pub fn latency_totals(&self) -> [u64; LATENCY_BUCKETS.len() + 1] {
+        let mut totals = [0; LATENCY_BUCKETS.len() + 1];
+        for h in self.inner.borrow().latency.values() {
+            for (t, n) in totals.iter_mut().zip(h.buckets) {
+                *t += n;
+            }
+        }
+        totals
+    }
+
     /// This shard's samples.
     pub fn samples(&self, shard: usize) -> Vec<Sample> {
         let inner = self.inner.borrow();

@@ -6,6 +6,7 @@
 //! admin endpoints of any shard. Everything else a shard owns alone
 //! (the shard module).
 
+use crate::cluster::figures::{NodeFigures, Totals};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -26,9 +27,27 @@ pub struct ShardGauges {
     /// on: proof, read by the main thread before each `WATCHDOG=1`, that
     /// the shard still runs (see the notify module).
     pub beats: AtomicU64,
+    /// Requests answered per latency bucket since start
+    /// ([`crate::metrics::LATENCY_BUCKETS`], then `+Inf`), published once a
+    /// heartbeat for the node's percentiles.
+    pub latency: [AtomicU64; crate::metrics::LATENCY_BUCKETS.len() + 1],
+    /// Cache lookups answered from L1 or L2 since start (published likewise).
+    pub cache_hits: AtomicU64,
+    /// Cache lookups since start (published likewise).
+    pub cache_lookups: AtomicU64,
 }
 
 impl ShardGauges {
+    /// Publishes the shard's running totals (by the shard itself).
+    pub fn publish(&self, totals: &Totals) {
+        for (g, n) in self.latency.iter().zip(totals.latency) {
+            g.store(n, Ordering::Relaxed);
+        }
+        self.cache_hits.store(totals.cache_hits, Ordering::Relaxed);
+        self.cache_lookups
+            .store(totals.cache_lookups, Ordering::Relaxed);
+    }
+
     /// Adds one to a gauge (single writer, so relaxed is exact).
     pub fn incr(g: &AtomicU64) {
         g.fetch_add(1, Ordering::Relaxed);
@@ -70,6 +89,10 @@ pub struct NodeState {
     /// Requests and frames answered per second over the last heartbeat
     /// (`f64` bits; written by shard 0 once a heartbeat).
     pub requests_per_s: AtomicU64,
+    /// Latency percentiles, cache hit ratio and backends over the last
+    /// heartbeat, for the registry and the console (written by shard 0 once
+    /// a heartbeat; never touched on a request's path).
+    pub figures: Mutex<NodeFigures>,
 }
 
 /// Budgets every shard reads per request or per login.
@@ -137,7 +160,21 @@ impl NodeState {
             instance: format!("{:016x}", rand::random::<u64>()),
             started_ms: crate::clock::now_ms(),
             requests_per_s: AtomicU64::new(0),
+            figures: Mutex::new(Default::default()),
         }
+    }
+
+    /// The running totals every shard last published, summed.
+    pub fn totals(&self) -> Totals {
+        let mut sum = Totals::default();
+        for g in &self.gauges {
+            for (t, n) in sum.latency.iter_mut().zip(&g.latency) {
+                *t += n.load(Ordering::Relaxed);
+            }
+            sum.cache_hits += g.cache_hits.load(Ordering::Relaxed);
+            sum.cache_lookups += g.cache_lookups.load(Ordering::Relaxed);
+        }
+        sum
     }
 
     /// Whether SIGTERM/SIGINT has been received.

@@ -392,6 +392,7 @@ async fn shard_main(start: ShardStart) {
         glommio::spawn_local(beat_forever(node.clone(), id, every)).detach();
     }
     glommio::spawn_local(shard.clone().reap_expired_forever()).detach();
+    glommio::spawn_local(publish_totals_forever(shard.clone())).detach();
     if id == 0 {
         glommio::spawn_local(follow_revocations(shard.clone())).detach();
         glommio::spawn_local(announce_forever(shard.clone())).detach();
@@ -677,6 +678,18 @@ async fn run_singleton_jobs(shard: Rc<Shard>) {
     }
 }
 
+/// Publishes this shard's running totals (latency buckets, cache lookups)
+/// into its gauges once a heartbeat, for shard 0's node figures.
+async fn publish_totals_forever(shard: Rc<Shard>) {
+    let every = Duration::from_millis(shard.config.cluster.heartbeat_ms.max(1));
+    while !shard.is_draining() && !shard.node.is_shutting_down() {
+        shard
+            .gauges()
+            .publish(&shard.services.totals(&shard.metrics));
+        glommio::timer::sleep(every).await;
+    }
+}
+
 /// Shard 0's heartbeat: measures the node's requests per second and, with
 /// `cluster.redis`, refreshes its announcement in the registry, until the
 /// node drains.
@@ -690,6 +703,7 @@ async fn announce_forever(shard: Rc<Shard>) {
             .sum()
     };
     let (mut last, mut last_at) = (answered(), Instant::now());
+    let mut tracker = crate::cluster::figures::FiguresTracker::default();
     let mut failing = false;
     for beat in 1.. {
         glommio::timer::sleep(every).await;
@@ -700,6 +714,10 @@ async fn announce_forever(shard: Rc<Shard>) {
         let rate = (now - last) as f64 / now_at.duration_since(last_at).as_secs_f64().max(1e-3);
         node.requests_per_s.store(rate.to_bits(), Ordering::Relaxed);
         (last, last_at) = (now, now_at);
+        let figures = tracker.next(node.totals(), shard.services.backend_states().await);
+        if let Ok(mut f) = node.figures.lock() {
+            *f = figures;
+        }
         let Some(registry) = shard.services.registry() else {
             continue;
         };

@@ -2,6 +2,7 @@
 //! registry, pushed revocations and the config centre's hot settings. Each shard that needs it holds its own connection; shard
 //! 0 of each node does the node's periodic work (announcing itself).
 
+pub mod figures;
 pub mod registry;
 pub mod settings;
 
@@ -31,5 +32,6 @@ pub fn announcement(config: &Config, node: &NodeState, beat: u64) -> NodeAnnounc
         http_connections: http,
         tcp_connections: tcp,
         beat,
+        figures: node.figures.lock().map(|f| f.clone()).unwrap_or_default(),
     }
 }

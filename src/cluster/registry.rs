@@ -70,6 +70,10 @@ pub struct NodeAnnouncement {
     pub tcp_connections: u64,
     /// Heartbeats sent by this process; a live node's keeps growing.
     pub beat: u64,
+    /// Latency percentiles, cache hit ratio and backends over the last
+    /// heartbeat (absent from a node of an older version: defaults).
+    #[serde(flatten, default)]
+    pub figures: super::figures::NodeFigures,
 }
 
 /// Why a node could not claim its id.

@@ -60,6 +60,7 @@ async fn answer(
         Route::Probe(p) => return answer_probe(shard, health, p).await,
         Route::Public(r) => match shard.services.admit(client).await {
             Err(e) => Err(e),
+            Ok(()) if r == Public::Console => Ok(super::console::file(params.get(0))),
             Ok(()) => public(shard, r, req, client).await,
         },
         Route::Authed(r) => match shard.services.admit(client).await {
@@ -92,6 +93,26 @@ fn query_i64(req: &Request<'_>, name: &str) -> Result<Option<i64>, ApiError> {
             .map(Some)
             .map_err(|_| ApiError::bad_request(format!("{name} must be an integer"))),
     }
+}
+
+/// A query value with its `%XX` escapes and `+` decoded; 400 naming the
+/// parameter when an escape is broken or the result is not UTF-8.
+fn percent_decoded(name: &str, value: &str) -> Result<String, ApiError> {
+    let bad = || ApiError::bad_request(format!("{name} is not a valid URL-encoded value"));
+    let mut bytes = Vec::with_capacity(value.len());
+    let mut rest = value.bytes();
+    while let Some(b) = rest.next() {
+        bytes.push(match b {
+            b'+' => b' ',
+            b'%' => {
+                let hex = [rest.next().ok_or_else(bad)?, rest.next().ok_or_else(bad)?];
+                let hex = std::str::from_utf8(&hex).map_err(|_| bad())?;
+                u8::from_str_radix(hex, 16).map_err(|_| bad())?
+            }
+            other => other,
+        });
+    }
+    String::from_utf8(bytes).map_err(|_| bad())
 }
 
 fn page(req: &Request<'_>) -> Result<PageQuery, ApiError> {
@@ -153,6 +174,7 @@ async fn public(
             .admin_login(parse_json::<LoginRequest>(req.body)?, client)
             .await?),
         Public::ListGames => ok(services.list_games()),
+        Public::Console => Ok(super::console::file(None)),
     }
 }
 
@@ -173,6 +195,10 @@ async fn authed(
             ok(serde_json::to_value(report).map_err(|_| ApiError::internal())?)
         }
         Authed::Logout => ok(services.logout(c).await?),
+        Authed::FindPlayer => {
+            let username = percent_decoded("username", req.query_param("username").unwrap_or(""))?;
+            ok(services.find_player(c, g, &username).await?)
+        }
         Authed::GetPlayer => {
             let data = services.get_player(c, g, player_id(params.get(0))?).await?;
             Ok(Response::ok_data(200, &data))

@@ -2,6 +2,7 @@
 //! pipelining, parsed with httparse, answered by handlers that call the shared
 //! service layer. Each shard runs its own listener on the shared port.
 
+pub mod console;
 pub mod handlers;
 pub mod health;
 pub mod request;

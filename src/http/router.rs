@@ -42,6 +42,9 @@ pub enum Public {
     AdminAuth,
     /// `GET /api/v1/games`.
     ListGames,
+    /// `GET /console`, `/console/{file}`: the operator console's static
+    /// files (it logs in through the API like any client).
+    Console,
 }
 
 /// Routes that need a bearer token.
@@ -51,6 +54,8 @@ pub enum Authed {
     HealthDetailed,
     /// `POST /api/v1/auth/logout`, `/api/v1/players/logout`.
     Logout,
+    /// `GET /api/v1/players?username=` (game server, admin).
+    FindPlayer,
     /// `GET /api/v1/players/{id}`.
     GetPlayer,
     /// `PUT /api/v1/players/{id}`.
@@ -127,9 +132,11 @@ const TABLE: &[Pattern] = &[
     pat!(["health"], "GET", "GET" => Probe::Health),
     pat!(["ready"], "GET", "GET" => Probe::Ready),
     pat!(["metrics"], "GET", "GET" => Public::Metrics),
+    pat!(["console"], "GET", "GET" => Public::Console),
+    pat!(["console", "*"], "GET", "GET" => Public::Console),
     pat!(["health", "detailed"], "GET", "GET" => Authed::HealthDetailed),
     pat!(["health", "components"], "GET", "GET" => Authed::HealthDetailed),
-    pat!(["api", "v1", "players"], "POST", "POST" => Public::Register),
+    pat!(["api", "v1", "players"], "GET, POST", "GET" => Authed::FindPlayer, "POST" => Public::Register),
     pat!(["api", "v1", "players", "register"], "POST", "POST" => Public::Register),
     pat!(["api", "v1", "players", "login"], "POST", "POST" => Public::Login),
     pat!(["api", "v1", "players", "logout"], "POST", "POST" => Authed::Logout),

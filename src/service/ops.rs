@@ -7,6 +7,7 @@
 //! the mesh, each answering from its own state).
 
 use super::{ApiError, Caller, Services};
+use crate::cluster::figures::{BackendState, Totals};
 use crate::metrics::Sample;
 use crate::node::NodeState;
 use serde::Serialize;
@@ -254,6 +255,54 @@ impl Services {
             shards,
             backends,
         })
+    }
+
+    /// Every backend as this shard sees it now (the primary databases are
+    /// pinged): the backends part of the node's figures.
+    pub async fn backend_states(&self) -> Vec<BackendState> {
+        let failed = self.check_backends().await;
+        let mut out = Vec::new();
+        let cache = self.cache();
+        if let Some(up) = cache.snapshot().l2_up {
+            out.push(BackendState {
+                name: "redis".into(),
+                up: up && cache.bus_ok(),
+                lag_s: None,
+                error: None,
+            });
+        }
+        for game in self.games() {
+            let error = failed
+                .iter()
+                .find(|f| f.game == game.id)
+                .map(|f| f.error.clone());
+            out.push(BackendState {
+                name: format!("database:{}", game.id),
+                up: error.is_none(),
+                lag_s: None,
+                error,
+            });
+            for r in game.store.replica_reports() {
+                out.push(BackendState {
+                    name: format!("replica:{}:{}", game.id, r.name),
+                    up: r.usable,
+                    lag_s: Some(r.lag_ms.min(i64::MAX / 2) as f64 / 1000.0),
+                    error: r.error,
+                });
+            }
+        }
+        out
+    }
+
+    /// This shard's running totals: its latency histogram summed over
+    /// routes (from `metrics`) and its cache hits (L1 or L2) and lookups.
+    pub fn totals(&self, metrics: &crate::metrics::Metrics) -> Totals {
+        let c = self.cache().snapshot();
+        Totals {
+            latency: metrics.latency_totals(),
+            cache_hits: c.l1.hits + c.counters.l2_hits,
+            cache_lookups: c.l1.hits + c.l1.misses,
+        }
     }
 
     /// This shard's cache figures (`shard` added).

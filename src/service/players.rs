@@ -142,6 +142,36 @@ impl Services {
         Ok(json!({ "player": player_json(&player) }))
     }
 
+    /// Finds a player by username (game servers and admins: a console's or
+    /// support tool's look-up); a deleted player only for admins.
+    pub async fn find_player(
+        &self,
+        caller: &Caller,
+        game_id: &str,
+        username: &str,
+    ) -> Result<Value, ApiError> {
+        let game = self.game(game_id)?;
+        require_role(caller, &[Role::GameServer, Role::Admin])?;
+        if !caller.may_access_every_player(game_id) {
+            return Err(ApiError::forbidden("not a caller of this game"));
+        }
+        if username.is_empty() {
+            return Err(ApiError::bad_request("username required"));
+        }
+        validate::text("username", username, 64)?;
+        let name = username.to_string();
+        let store = game.store.clone();
+        let player = store
+            .run(move |s| match s.credentials(&name)? {
+                Some(c) => s.player(c.id),
+                None => Ok(None),
+            })
+            .await?
+            .filter(|p| caller.role == Role::Admin || p.status != PlayerStatus::Deleted)
+            .ok_or(crate::store::Rule::PlayerNotFound)?;
+        Ok(json!({ "player": player_json(&player) }))
+    }
+
     /// Reads a player's profile, if the caller may see it. A deleted player
     /// is not found (1001) except for admins, whose reads bypass the cache
     /// (it holds what everyone else may see).

@@ -1,0 +1,450 @@
+// DataMiddleware operator console. Plain JavaScript, no build step, no
+// dependencies. The admin token lives in this closure only (never in
+// localStorage or a cookie): reloading the page signs out. Every action is a
+// call to the public HTTP API, so it meets the same checks as any client, and
+// every failure is shown in the banner with the server's message.
+"use strict";
+(function () {
+  const state = { token: null, user: null, game: null, player: null, ledgerPage: 1, ordersPage: 1,
+    order: null, editing: null, configVersion: null, timer: null, history: new Map() };
+  const PAGE_SIZE = 10;
+  const $ = (id) => document.getElementById(id);
+
+  // Builds an element; children are nodes or text (never parsed as HTML).
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") el.className = v;
+      else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+      else el.setAttribute(k, v);
+    }
+    for (const c of children) el.append(c instanceof Node ? c : document.createTextNode(c == null ? "" : String(c)));
+    return el;
+  }
+
+  function showError(message) {
+    const e = $("error");
+    e.textContent = message;
+    e.hidden = false;
+    $("notice").hidden = true;
+  }
+  function showNotice(message) {
+    const n = $("notice");
+    n.textContent = message;
+    n.hidden = false;
+    $("error").hidden = true;
+  }
+
+  // One API call: JSON in and out, the token and game attached; throws an
+  // Error carrying the server's message on any failure.
+  async function api(method, path, body, headers) {
+    const h2 = Object.assign({}, headers || {});
+    if (state.token) h2["Authorization"] = "Bearer " + state.token;
+    if (state.game) h2["X-Game-Id"] = state.game;
+    if (body !== undefined) h2["Content-Type"] = "application/json";
+    let response;
+    try {
+      response = await fetch(path, { method, headers: h2, body: body === undefined ? undefined : JSON.stringify(body) });
+    } catch (e) {
+      throw new Error(method + " " + path + ": the server did not answer (" + e.message + ")");
+    }
+    let json = null;
+    try { json = await response.json(); } catch (_) { /* not JSON: reported below */ }
+    if (!response.ok) {
+      const message = json && json.message ? json.message : response.statusText;
+      const code = json && json.code && json.code !== response.status ? " (" + json.code + ")" : "";
+      const err = new Error(method + " " + path + ": " + response.status + " " + message + code);
+      err.status = response.status;
+      if (response.status === 401 && state.token) signOut("Your session ended: " + message);
+      throw err;
+    }
+    return json ? json.data : null;
+  }
+
+  // Runs an action; shows its error instead of swallowing it.
+  async function attempt(fn, success) {
+    try {
+      const out = await fn();
+      if (success) showNotice(success);
+      return out;
+    } catch (e) {
+      showError(e.message);
+      return undefined;
+    }
+  }
+
+  // ---- sign in / out ----
+  async function signIn(event) {
+    event.preventDefault();
+    const error = $("login-error");
+    error.hidden = true;
+    const username = $("login-username").value;
+    const password = $("login-password").value;
+    try {
+      const data = await api("POST", "/api/v1/auth/admin", { username, password });
+      state.token = data.token;
+      state.user = username;
+      $("login-password").value = "";
+      await start();
+    } catch (e) {
+      error.textContent = e.status === 401 ? "Wrong username or password." : e.message;
+      error.hidden = false;
+    }
+  }
+
+  function signOut(reason) {
+    const token = state.token;
+    state.token = null;
+    if (state.timer) clearInterval(state.timer);
+    state.timer = null;
+    $("app-view").hidden = true;
+    $("login-view").hidden = false;
+    if (token) fetch("/api/v1/auth/logout", { method: "POST", headers: { Authorization: "Bearer " + token } }).catch(() => {});
+    if (reason) {
+      $("login-error").textContent = reason;
+      $("login-error").hidden = false;
+    }
+  }
+
+  async function start() {
+    $("login-view").hidden = true;
+    $("app-view").hidden = false;
+    $("whoami").textContent = "signed in as " + state.user;
+    const games = await attempt(() => api("GET", "/api/v1/games"));
+    const select = $("game-select");
+    select.replaceChildren();
+    for (const g of (games && games.games) || []) select.append(h("option", { value: g.game_id }, g.game_id + " — " + g.name));
+    state.game = select.value || null;
+    route();
+    state.timer = setInterval(() => { if (currentPage() === "overview") refreshOverview(); }, 2000);
+  }
+
+  // ---- pages ----
+  function currentPage() {
+    const p = location.hash.replace("#", "");
+    return ["overview", "players", "orders", "catalogue", "cache", "config"].includes(p) ? p : "overview";
+  }
+  function route() {
+    if (!state.token) return;
+    const page = currentPage();
+    for (const s of document.querySelectorAll(".page")) s.hidden = s.id !== "page-" + page;
+    for (const a of document.querySelectorAll("header nav a")) a.classList.toggle("active", a.dataset.page === page);
+    $("error").hidden = true;
+    ({ overview: refreshOverview, players: () => {}, orders: () => {}, catalogue: loadCatalogue, cache: loadCache, config: loadConfig })[page]();
+  }
+
+  const fmt = (v, digits) => (v == null ? "—" : typeof v === "number" ? v.toFixed(digits == null ? 0 : digits) : String(v));
+  const cell = (v, digits) => h("td", { class: "num" }, fmt(v, digits));
+
+  // ---- overview ----
+  async function refreshOverview() {
+    const data = await attempt(() => api("GET", "/api/v1/cluster/nodes"));
+    if (!data) return;
+    $("registry").textContent = "registry: " + data.registry;
+    const body = $("nodes").tBodies[0];
+    body.replaceChildren();
+    for (const n of data.nodes) {
+      const backends = h("td", {});
+      for (const b of n.backends || []) {
+        const lag = b.lag_s != null ? " " + b.lag_s.toFixed(1) + " s" : "";
+        backends.append(h("span", { class: b.up ? "up" : "down", title: b.error || "" }, b.name + (b.up ? " up" : " down") + lag), " ");
+      }
+      body.append(h("tr", { "data-node": n.node_id },
+        h("td", {}, n.node_id), cell(n.shards), h("td", { class: "num rps" }, fmt(n.requests_per_s, 1)),
+        cell(n.p50_ms, 2), cell(n.p99_ms, 2), cell(n.http_connections), cell(n.tcp_connections),
+        h("td", { class: "num" }, n.cache_hit_ratio == null ? "—" : (n.cache_hit_ratio * 100).toFixed(1) + " %"),
+        backends, h("td", {}, n.version)));
+      const hist = state.history.get(n.node_id) || [];
+      hist.push({ rps: n.requests_per_s || 0, p99: n.p99_ms || 0 });
+      while (hist.length > 90) hist.shift();
+      state.history.set(n.node_id, hist);
+    }
+    const live = new Set(data.nodes.map((n) => n.node_id));
+    for (const id of [...state.history.keys()]) if (!live.has(id)) state.history.delete(id);
+    drawChart($("chart-rps"), "rps");
+    drawChart($("chart-p99"), "p99");
+    $("overview-updated").textContent = "Updated " + new Date().toLocaleTimeString() + ".";
+  }
+
+  const COLOURS = ["#2457c5", "#d1495b", "#00798c", "#edae49", "#66a182", "#8d5a97"];
+  // A line per node over the last samples, scaled to the largest value.
+  function drawChart(svg, key) {
+    const ns = "http://www.w3.org/2000/svg";
+    const el = (tag, attrs, text) => {
+      const e = document.createElementNS(ns, tag);
+      for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+      if (text != null) e.textContent = text;
+      return e;
+    };
+    const [w, hgt, left, bottom] = [600, 160, 44, 16];
+    let max = 0;
+    for (const hist of state.history.values()) for (const p of hist) max = Math.max(max, p[key]);
+    max = max > 0 ? max * 1.1 : 1;
+    svg.replaceChildren(el("line", { class: "axis", x1: left, y1: hgt - bottom, x2: w, y2: hgt - bottom }),
+      el("line", { class: "axis", x1: left, y1: 4, x2: left, y2: hgt - bottom }),
+      el("text", { class: "label", x: 2, y: 14 }, max >= 100 ? max.toFixed(0) : max.toFixed(2)),
+      el("text", { class: "label", x: 2, y: hgt - bottom }, "0"));
+    let i = 0;
+    for (const [node, hist] of state.history) {
+      const colour = COLOURS[i++ % COLOURS.length];
+      const step = (w - left) / 89;
+      const points = hist.map((p, j) => (left + (90 - hist.length + j) * step).toFixed(1) + "," +
+        (hgt - bottom - (p[key] / max) * (hgt - bottom - 6)).toFixed(1)).join(" ");
+      svg.append(el("polyline", { class: "line", stroke: colour, points }));
+      svg.append(el("text", { class: "label", x: left + 6 + (i - 1) * 90, y: hgt - 2, fill: colour }, node));
+    }
+  }
+
+  // ---- players ----
+  async function findPlayer(event) {
+    event.preventDefault();
+    const q = $("player-query").value.trim();
+    const data = await attempt(() => /^\d+$/.test(q)
+      ? api("GET", "/api/v1/players/" + q)
+      : api("GET", "/api/v1/players?username=" + encodeURIComponent(q)));
+    if (!data) return;
+    state.player = data.player;
+    state.ledgerPage = 1;
+    state.ordersPage = 1;
+    await showPlayer();
+  }
+
+  async function reloadPlayer() {
+    const data = await attempt(() => api("GET", "/api/v1/players/" + state.player.id));
+    if (data) state.player = data.player;
+    await showPlayer();
+  }
+
+  async function showPlayer() {
+    const p = state.player;
+    $("player-view").hidden = false;
+    $("player-title").textContent = p.username + " (#" + p.id + ")";
+    const dl = $("player-profile");
+    dl.replaceChildren();
+    for (const k of ["id", "username", "nickname", "email", "level", "exp", "gold", "diamonds", "status", "version", "created_at", "last_login_at"]) {
+      dl.append(h("dt", {}, k), h("dd", { "data-field": k }, p[k] == null ? "—" : String(p[k])));
+    }
+    $("player-ban").hidden = p.status !== "active";
+    $("player-unban").hidden = p.status !== "banned";
+    const base = "/api/v1/players/" + p.id;
+    const [items, ledger, orders] = await Promise.all([
+      attempt(() => api("GET", base + "/items")),
+      attempt(() => api("GET", base + "/ledger?page=" + state.ledgerPage + "&page_size=" + PAGE_SIZE)),
+      attempt(() => api("GET", base + "/orders?page=" + state.ordersPage + "&page_size=" + PAGE_SIZE)),
+    ]);
+    const itemRows = $("player-items").tBodies[0];
+    itemRows.replaceChildren();
+    for (const i of (items && items.items) || []) itemRows.append(h("tr", {}, h("td", {}, i.item_id), cell(i.quantity), h("td", {}, i.updated_at)));
+    const ledgerRows = $("player-ledger").tBodies[0];
+    ledgerRows.replaceChildren();
+    for (const e of (ledger && ledger.items) || []) {
+      ledgerRows.append(h("tr", {}, cell(e.id), h("td", {}, e.currency), cell(e.delta), cell(e.balance_after),
+        h("td", {}, e.reason), h("td", {}, e.reference), h("td", {}, e.created_at)));
+    }
+    pager("ledger", ledger, (page) => { state.ledgerPage = page; showPlayer(); });
+    const orderRows = $("player-orders").tBodies[0];
+    orderRows.replaceChildren();
+    for (const o of (orders && orders.items) || []) {
+      const actions = h("td", {});
+      if (o.status === "pending") actions.append(h("button", { type: "button", class: "secondary", onclick: () => moveOrder(o.order_id, "cancel") }, "Cancel"));
+      if (o.status === "paid") actions.append(h("button", { type: "button", class: "danger", "data-refund": o.order_id, onclick: () => moveOrder(o.order_id, "refund") }, "Refund"));
+      orderRows.append(h("tr", { "data-order": o.order_id }, h("td", {}, o.order_id), h("td", {}, o.item_id), cell(o.quantity),
+        h("td", { class: "num" }, o.total_price + " " + o.currency), h("td", { class: "status" }, o.status), h("td", {}, o.created_at), actions));
+    }
+    pager("orders", orders, (page) => { state.ordersPage = page; showPlayer(); });
+  }
+
+  function pager(name, data, go) {
+    const span = document.querySelector('[data-pager="' + name + '"]');
+    span.replaceChildren();
+    if (!data) return;
+    const pages = Math.max(1, Math.ceil(data.total / data.page_size));
+    span.append(h("button", { type: "button", class: "secondary", onclick: () => go(data.page - 1) }, "‹"),
+      h("span", {}, "page " + data.page + " of " + pages + " (" + data.total + ")"),
+      h("button", { type: "button", class: "secondary", onclick: () => go(data.page + 1) }, "›"));
+    span.firstChild.disabled = data.page <= 1;
+    span.lastChild.disabled = data.page >= pages;
+  }
+
+  async function setStatus(status) {
+    const p = state.player;
+    const ok = await attempt(() => api("PUT", "/api/v1/players/" + p.id, { status }, { "If-Match": String(p.version) }),
+      "Player " + p.username + " is now " + status + ".");
+    if (ok !== undefined) await reloadPlayer();
+  }
+
+  async function adjustWallet(event) {
+    event.preventDefault();
+    const body = { currency: $("wallet-currency").value, delta: Number($("wallet-delta").value), reason: $("wallet-reason").value };
+    if (!Number.isInteger(body.delta)) return showError("Delta must be a whole number.");
+    const ok = await attempt(() => api("POST", "/api/v1/players/" + state.player.id + "/wallet", body),
+      "Wallet adjusted by " + body.delta + " " + body.currency + ".");
+    if (ok !== undefined) await reloadPlayer();
+  }
+
+  // ---- orders ----
+  async function moveOrder(id, how) {
+    const call = how === "cancel" ? () => api("DELETE", "/api/v1/orders/" + id)
+      : () => api("PUT", "/api/v1/orders/" + id + "/status", { status: "refunded" });
+    const data = await attempt(call, "Order " + id + (how === "cancel" ? " cancelled." : " refunded."));
+    if (data === undefined) return;
+    if (state.order && state.order.order_id === id) showOrder(data.order);
+    if (state.player && currentPage() === "players") await reloadPlayer();
+  }
+
+  async function findOrder(event) {
+    event.preventDefault();
+    const id = $("order-query").value.trim();
+    const data = await attempt(() => api("GET", "/api/v1/orders/" + encodeURIComponent(id)));
+    if (data) showOrder(data.order);
+  }
+
+  function showOrder(o) {
+    state.order = o;
+    $("order-view").hidden = false;
+    const dl = $("order-detail");
+    dl.replaceChildren();
+    for (const k of ["order_id", "player_id", "item_id", "quantity", "unit_price", "total_price", "currency", "status", "created_at", "paid_at", "cancel_reason"]) {
+      dl.append(h("dt", {}, k), h("dd", { "data-field": k }, o[k] == null ? "—" : String(o[k])));
+    }
+    $("order-cancel").hidden = o.status !== "pending";
+    $("order-refund").hidden = o.status !== "paid";
+  }
+
+  // ---- catalogue ----
+  async function loadCatalogue() {
+    const data = await attempt(() => api("GET", "/api/v1/items"));
+    if (!data) return;
+    const rows = $("items").tBodies[0];
+    rows.replaceChildren();
+    for (const i of data.items) {
+      const actions = h("td", {}, h("button", { type: "button", class: "secondary", onclick: () => editItem(i) }, "Edit"));
+      if (i.status !== "deleted") actions.append(" ", h("button", { type: "button", class: "danger", "data-withdraw": i.item_id, onclick: () => withdrawItem(i.item_id) }, "Withdraw"));
+      rows.append(h("tr", { "data-item": i.item_id }, h("td", {}, i.item_id), h("td", {}, i.name), h("td", {}, i.type), h("td", {}, i.quality),
+        cell(i.price_gold), cell(i.price_diamonds), cell(i.max_stack), h("td", { class: "status" }, i.status), actions));
+    }
+  }
+
+  function editItem(item) {
+    state.editing = item ? item.item_id : null;
+    $("item-form-title").textContent = item ? "Edit " + item.item_id : "New item";
+    $("item-save").textContent = item ? "Save" : "Create";
+    $("item-id").disabled = !!item;
+    const v = item || { item_id: "", name: "", type: "", quality: "", description: "", price_gold: 0, price_diamonds: 0, max_stack: 99 };
+    $("item-id").value = v.item_id; $("item-name").value = v.name; $("item-type").value = v.type;
+    $("item-quality").value = v.quality; $("item-description").value = v.description;
+    $("item-price-gold").value = v.price_gold; $("item-price-diamonds").value = v.price_diamonds; $("item-max-stack").value = v.max_stack;
+  }
+
+  async function saveItem(event) {
+    event.preventDefault();
+    const body = { name: $("item-name").value, price_gold: Number($("item-price-gold").value),
+      price_diamonds: Number($("item-price-diamonds").value), max_stack: Number($("item-max-stack").value),
+      description: $("item-description").value };
+    if ($("item-type").value) body.type = $("item-type").value;
+    if ($("item-quality").value) body.quality = $("item-quality").value;
+    let ok;
+    if (state.editing) {
+      ok = await attempt(() => api("PUT", "/api/v1/items/" + encodeURIComponent(state.editing), body), "Item " + state.editing + " saved.");
+    } else {
+      body.item_id = $("item-id").value;
+      ok = await attempt(() => api("POST", "/api/v1/items", body), "Item " + body.item_id + " created.");
+    }
+    if (ok !== undefined) { editItem(null); await loadCatalogue(); }
+  }
+
+  async function withdrawItem(id) {
+    const ok = await attempt(() => api("DELETE", "/api/v1/items/" + encodeURIComponent(id)), "Item " + id + " withdrawn.");
+    if (ok !== undefined) await loadCatalogue();
+  }
+
+  // ---- cache ----
+  async function loadCache() {
+    const data = await attempt(() => api("GET", "/api/v1/cache/stats"));
+    if (!data) return;
+    const rows = $("cache-stats").tBodies[0];
+    rows.replaceChildren();
+    for (const s of data.shards) {
+      rows.append(h("tr", {}, cell(s.shard), cell(s.l1.entries), cell(s.l1.hits), cell(s.l1.misses), cell(s.l1.evictions),
+        h("td", {}, s.l2.configured ? (s.l2.up ? "up" : "down") : "off"), cell(s.l2.hits), cell(s.l2.misses), cell(s.loads),
+        h("td", {}, s.invalidation_bus)));
+    }
+  }
+
+  async function invalidate(body, what) {
+    const ok = await attempt(() => api("POST", "/api/v1/cache/invalidate", body), what + " invalidated on every shard and node.");
+    if (ok !== undefined) await loadCache();
+  }
+
+  // ---- cluster config ----
+  async function loadConfig() {
+    $("config-form").hidden = true;
+    let data;
+    try {
+      data = await api("GET", "/api/v1/cluster/config");
+    } catch (e) {
+      $("config-state").textContent = e.status === 503
+        ? "No config centre: this node is stand-alone (set cluster.redis to share hot settings across nodes). " + e.message
+        : e.message;
+      if (e.status !== 503) showError(e.message);
+      return;
+    }
+    state.configVersion = data.version;
+    const s = data.settings || {};
+    const d = data.defaults || {};
+    $("config-state").textContent = "Version " + data.version + ". Empty fields fall back to each node's file (defaults shown).";
+    const put = (id, key) => { $(id).value = s[key] == null ? "" : s[key]; $(id).placeholder = d[key] == null ? "" : String(d[key]); };
+    put("cfg-rate", "rate_limit_per_ip_per_min");
+    put("cfg-failed-ip", "failed_logins_per_ip_per_min");
+    put("cfg-failed-user", "failed_logins_per_user_per_min");
+    $("cfg-log-level").value = s.log_level || "";
+    $("cfg-maintenance").value = s.maintenance ? JSON.stringify(s.maintenance) : "";
+    $("config-form").hidden = false;
+  }
+
+  async function saveConfig(event) {
+    event.preventDefault();
+    const body = {};
+    const num = (id, key) => { if ($(id).value !== "") body[key] = Number($(id).value); };
+    num("cfg-rate", "rate_limit_per_ip_per_min");
+    num("cfg-failed-ip", "failed_logins_per_ip_per_min");
+    num("cfg-failed-user", "failed_logins_per_user_per_min");
+    if ($("cfg-log-level").value) body.log_level = $("cfg-log-level").value;
+    const m = $("cfg-maintenance").value.trim();
+    if (m) {
+      try { body.maintenance = JSON.parse(m); } catch (e) { return showError("Maintenance is not valid JSON: " + e.message); }
+    }
+    const ok = await attempt(() => api("PUT", "/api/v1/cluster/config", body, { "If-Match": String(state.configVersion) }),
+      "Settings saved; every node applies them within about a second.");
+    if (ok !== undefined) await loadConfig();
+  }
+
+  // ---- wiring ----
+  document.addEventListener("DOMContentLoaded", () => {
+    $("login-form").addEventListener("submit", signIn);
+    $("logout").addEventListener("click", () => signOut());
+    $("game-select").addEventListener("change", (e) => { state.game = e.target.value; route(); });
+    window.addEventListener("hashchange", route);
+    $("player-find").addEventListener("submit", findPlayer);
+    $("player-ban").addEventListener("click", () => setStatus("banned"));
+    $("player-unban").addEventListener("click", () => setStatus("active"));
+    $("wallet-form").addEventListener("submit", adjustWallet);
+    $("order-find").addEventListener("submit", findOrder);
+    $("order-cancel").addEventListener("click", () => moveOrder(state.order.order_id, "cancel"));
+    $("order-refund").addEventListener("click", () => moveOrder(state.order.order_id, "refund"));
+    $("item-form").addEventListener("submit", saveItem);
+    $("item-new").addEventListener("click", () => editItem(null));
+    $("cache-refresh").addEventListener("click", loadCache);
+    $("cache-keys-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const keys = $("cache-keys").value.split(",").map((k) => k.trim()).filter((k) => k);
+      if (!keys.length) return showError("Name at least one key.");
+      invalidate({ keys }, keys.length + " key(s)");
+    });
+    $("cache-prefix-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      invalidate({ prefix: $("cache-prefix").value }, "Prefix " + JSON.stringify($("cache-prefix").value));
+    });
+    $("config-form").addEventListener("submit", saveConfig);
+  });
+})();

@@ -1,0 +1,463 @@
+//! The operator console (`/console`) end to end in a real browser: Debian's
+//! Chromium, headless, driven through chromedriver's WebDriver API against a
+//! real server. Signs in (after a wrong password is refused on the page),
+//! watches the node overview show live figures, looks a player up and reads
+//! their ledger, refunds a paid order and sees the balance move back, and
+//! withdraws a catalogue item. Screenshots go to
+//! `target/console-screenshots/` for people to look at.
+//!
+//! Needs `chromium` and `chromium-driver` (scripts/test.sh installs them and
+//! sets `DMTEST_REQUIRE_CHROMIUM=1`; elsewhere the browser test skips).
+
+mod common;
+
+use common::{unreserved_loopback_addr, wait_for, Server, ADMIN_PASSWORD, ADMIN_USER};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// WebDriver's key for an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// Whether the browser is here; panics when the suite requires it.
+fn browser_available() -> bool {
+    let here =
+        std::path::Path::new(CHROMEDRIVER).exists() && std::path::Path::new(CHROMIUM).exists();
+    if !here && std::env::var("DMTEST_REQUIRE_CHROMIUM").is_ok_and(|v| v == "1") {
+        panic!("DMTEST_REQUIRE_CHROMIUM=1 but {CHROMIUM} or {CHROMEDRIVER} is missing");
+    }
+    if !here {
+        eprintln!(
+            "skipped: no {CHROMIUM} / {CHROMEDRIVER} (apt-get install chromium chromium-driver)"
+        );
+    }
+    here
+}
+
+/// A chromedriver process and one headless Chromium session.
+struct Browser {
+    driver: Child,
+    addr: SocketAddr,
+    session: String,
+    profile: PathBuf,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let addr = unreserved_loopback_addr();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={}", addr.port()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        wait_for("chromedriver to listen", Duration::from_secs(20), || {
+            TcpStream::connect(addr).is_ok()
+        });
+        let profile = std::env::temp_dir().join(format!(
+            "dm-chromium-{}-{}",
+            std::process::id(),
+            addr.port()
+        ));
+        let mut b = Browser {
+            driver,
+            addr,
+            session: String::new(),
+            profile,
+        };
+        // The flags keep Chromium off the network it cannot reach here
+        // (background updates, sync) and out of the sandbox root cannot use.
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--disable-quic", "--no-first-run", "--disable-background-networking",
+                         "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
+                         format!("--user-data-dir={}", b.profile.display())]
+            }
+        }}});
+        let created = b.call("POST", "/session", Some(caps));
+        b.session = created["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {created}"))
+            .to_string();
+        b
+    }
+
+    /// One WebDriver command; returns its `value`, panics on an error.
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut stream = TcpStream::connect(self.addr).expect("connect chromedriver");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).expect("send");
+        // chromedriver keeps the connection open: read by Content-Length.
+        let mut raw = Vec::new();
+        let mut chunk = [0u8; 65536];
+        let payload = loop {
+            let n = stream.read(&mut chunk).expect("read chromedriver");
+            assert!(n > 0, "{method} {path}: chromedriver closed the connection");
+            raw.extend_from_slice(&chunk[..n]);
+            let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if raw.len() >= end + 4 + len {
+                break raw[end + 4..end + 4 + len].to_vec();
+            }
+        };
+        let v: Value = serde_json::from_slice(&payload)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}: {}", String::from_utf8_lossy(&raw)));
+        if v["value"]["error"].is_string() {
+            panic!("{method} {path}: {}", v["value"]);
+        }
+        v["value"].clone()
+    }
+
+    fn session_call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.call(method, &format!("/session/{}{path}", self.session), body)
+    }
+
+    fn open(&self, url: &str) {
+        self.session_call("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    /// The element `css` selects (the first).
+    fn find(&self, css: &str) -> String {
+        let v = self.session_call(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
+    }
+
+    fn click(&self, css: &str) {
+        let id = self.find(css);
+        self.session_call("POST", &format!("/element/{id}/click"), Some(json!({})));
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css);
+        self.session_call("POST", &format!("/element/{id}/clear"), Some(json!({})));
+        self.session_call(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    /// Runs `script` in the page (WebDriver's own channel, not a page script)
+    /// and returns its result.
+    fn eval(&self, script: &str) -> Value {
+        self.session_call(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    /// The visible text of `css`, or `None` when nothing matches.
+    fn text(&self, css: &str) -> Option<String> {
+        let v = self.eval(&format!(
+            "const e = document.querySelector({}); return e ? e.innerText : null;",
+            Value::from(css)
+        ));
+        v.as_str().map(str::to_string)
+    }
+
+    /// Waits until `css`'s text satisfies `ok`; returns it.
+    fn wait_text(&self, what: &str, css: &str, ok: impl Fn(&str) -> bool) -> String {
+        let mut last = None;
+        let done = (0..300).any(|_| {
+            last = self.text(css);
+            if last.as_deref().is_some_and(&ok) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            false
+        });
+        assert!(done, "{what}: {css} says {last:?}");
+        last.unwrap_or_default()
+    }
+
+    /// Saves a screenshot as `target/console-screenshots/<name>.png`.
+    fn screenshot(&self, name: &str) {
+        let v = self.session_call("GET", "/screenshot", None);
+        let png = base64_decode(v.as_str().unwrap_or_default());
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.call("DELETE", &format!("/session/{}", self.session), None)
+            }));
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// Standard base64 (WebDriver's screenshots).
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let digits: Vec<u32> = text.bytes().filter_map(value).collect();
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, d)| n | d << (18 - 6 * i as u32));
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..chunk.len().saturating_sub(1)]);
+    }
+    out
+}
+
+#[test]
+fn console_files_carry_a_strict_content_security_policy() {
+    let server = Server::start(1);
+    let mut c = server.http();
+    for (path, kind) in [
+        ("/console", "text/html"),
+        ("/console/console.js", "text/javascript"),
+        ("/console/console.css", "text/css"),
+    ] {
+        let r = c.request("GET", path, &[], b"");
+        assert_eq!(r.status, 200, "{path}");
+        assert!(
+            r.header("Content-Type")
+                .is_some_and(|t| t.starts_with(kind)),
+            "{path}"
+        );
+        let csp = r.header("Content-Security-Policy").unwrap_or_default();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+            "{csp}"
+        );
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{csp}"
+        );
+        assert_eq!(r.header("X-Frame-Options"), Some("DENY"));
+    }
+    assert_eq!(
+        c.request("GET", "/console/nothing.js", &[], b"").status,
+        404
+    );
+    assert_eq!(c.request("POST", "/console", &[], b"").status, 405);
+    // The page itself grants nothing: its data needs an admin token.
+    assert_eq!(
+        c.request("GET", "/api/v1/cluster/nodes", &[], b"").status,
+        401
+    );
+}
+
+#[test]
+fn console_works_end_to_end_in_headless_chromium() {
+    if !browser_available() {
+        return;
+    }
+    let server = Server::start(2);
+    // A player with some history: a wallet credit, a paid order.
+    let (player_id, _) = server.player("game1", "shopper");
+    let gs = format!("Bearer {}", server.server_token("game1"));
+    let mut c = server.http();
+    let mut call = |method: &str, path: &str, body: &str| -> Value {
+        let r = c.request(method, path, &[("Authorization", &gs)], body.as_bytes());
+        assert!(r.status < 300, "{method} {path}: {}", r.text());
+        r.json()["data"].clone()
+    };
+    call(
+        "POST",
+        &format!("/api/v1/players/{player_id}/wallet"),
+        r#"{"currency":"gold","delta":250,"reason":"quest"}"#,
+    );
+    let order = call(
+        "POST",
+        "/api/v1/orders",
+        &format!(
+            r#"{{"player_id":{player_id},"item_id":"potion","quantity":3,"currency":"gold"}}"#
+        ),
+    );
+    let order_id = order["order"]["order_id"]
+        .as_str()
+        .expect("order id")
+        .to_string();
+    let price = order["order"]["total_price"].as_i64().expect("price");
+    let paid = call("POST", &format!("/api/v1/orders/{order_id}/pay"), "");
+    assert_eq!(paid["order"]["status"], "paid");
+
+    // Traffic while the overview is watched, so its figures are not zero.
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let (stop, addr, gs) = (stop.clone(), server.http, gs.clone());
+        let read = format!("/api/v1/players/{player_id}");
+        std::thread::spawn(move || {
+            let mut c = common::HttpClient::connect(addr).expect("connect");
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) && sent < 200_000 {
+                // Cached reads, for the hit ratio.
+                c.request("GET", &read, &[("Authorization", &gs)], b"");
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+
+    let browser = Browser::start();
+    let console = format!("http://{}/console", server.http);
+    browser.open(&console);
+    // A wrong password is refused on the page.
+    browser.type_into("#login-username", ADMIN_USER);
+    browser.type_into("#login-password", "not-the-password");
+    browser.click("#login-submit");
+    browser.wait_text("the wrong password's error", "#login-error", |t| {
+        t.contains("Wrong username or password")
+    });
+    browser.screenshot("01-wrong-password");
+
+    // Signed in: the overview lists this node with live figures.
+    browser.type_into("#login-password", ADMIN_PASSWORD);
+    browser.click("#login-submit");
+    browser.wait_text("the signed-in header", "#whoami", |t| {
+        t.contains(ADMIN_USER)
+    });
+    let rps = browser.wait_text(
+        "requests per second above zero",
+        "#nodes tbody tr[data-node] .rps",
+        |t| t.parse::<f64>().is_ok_and(|v| v > 0.0),
+    );
+    let row = browser.wait_text(
+        "latency and cache figures",
+        "#nodes tbody tr[data-node]",
+        |t| t.contains("test-node") && t.contains("database:game1 up") && !t.contains("\t—\t"),
+    );
+    assert!(row.contains("test-node"), "{row} ({rps} req/s)");
+    // The live chart grows a line as the page refreshes (every 2 s).
+    let points = "const l = document.querySelector('#chart-rps polyline'); \
+                  return l ? l.getAttribute('points').split(' ').length : 0";
+    wait_for("three points on the chart", Duration::from_secs(30), || {
+        browser.eval(points).as_u64().is_some_and(|n| n >= 3)
+    });
+    browser.screenshot("02-overview");
+    stop.store(true, Ordering::Relaxed);
+    let _ = traffic.join();
+
+    // Players: by username; the ledger shows the wallet credit.
+    browser.click("a[data-page=players]");
+    browser.type_into("#player-query", "shopper");
+    browser.click("#player-find button");
+    browser.wait_text("the ledger", "#player-ledger tbody", |t| {
+        t.contains("wallet:quest")
+    });
+    let gold_before: i64 = browser
+        .wait_text(
+            "the gold balance",
+            "#player-profile dd[data-field=gold]",
+            |t| t.parse::<i64>().is_ok(),
+        )
+        .parse()
+        .unwrap_or_default();
+    browser.screenshot("03-player");
+
+    // Refund the paid order from the player's orders: the balance moves back.
+    browser.click(&format!("button[data-refund=\"{order_id}\"]"));
+    browser.wait_text("the refund's notice", "#notice", |t| t.contains("refunded"));
+    browser.wait_text(
+        "the refunded balance",
+        "#player-profile dd[data-field=gold]",
+        |t| t == (gold_before + price).to_string(),
+    );
+    browser.wait_text(
+        "the order's new status",
+        &format!("tr[data-order=\"{order_id}\"] .status"),
+        |t| t == "refunded",
+    );
+    browser.screenshot("04-refunded");
+
+    // Catalogue: withdraw an item.
+    browser.click("a[data-page=catalogue]");
+    browser.wait_text("the catalogue", "#items tbody", |t| t.contains("potion"));
+    browser.click("button[data-withdraw=\"potion\"]");
+    browser.wait_text(
+        "the withdrawn item",
+        "tr[data-item=\"potion\"] .status",
+        |t| t == "deleted",
+    );
+    browser.screenshot("05-withdrawn");
+
+    // What the page showed is what the server holds.
+    let admin = format!("Bearer {}", server.admin_token());
+    let mut c = server.http();
+    let r = c.request(
+        "GET",
+        "/api/v1/items/potion",
+        &[("Authorization", &admin)],
+        b"",
+    );
+    assert_eq!(
+        r.json()["data"]["item"]["status"],
+        "deleted",
+        "{}",
+        r.text()
+    );
+    let r = c.request(
+        "GET",
+        &format!("/api/v1/orders/{order_id}"),
+        &[("Authorization", &admin)],
+        b"",
+    );
+    assert_eq!(r.json()["data"]["order"]["status"], "refunded");
+    let r = c.request(
+        "GET",
+        &format!("/api/v1/players/{player_id}"),
+        &[("Authorization", &admin)],
+        b"",
+    );
+    assert_eq!(r.json()["data"]["player"]["gold"], gold_before + price);
+    // No token was left where a script could find it later.
+    let stored = browser.eval(
+        "return JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.cookie",
+    );
+    assert_eq!(stored, "{}{}", "nothing kept in storage");
+}
