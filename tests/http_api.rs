@@ -65,7 +65,7 @@ fn error_statuses() {
     let r = c.request("DELETE", "/health", &[], b"");
     assert_eq!(r.status, 405);
     assert_eq!(r.header("Allow"), Some("GET"));
-    let r = c.request("GET", "/api/v1/players", &[], b"");
+    let r = c.request("GET", "/api/v1/auth/login", &[], b"");
     assert_eq!((r.status, r.header("Allow")), (405, Some("POST")));
     // 400 bad JSON; the connection stays usable.
     let r = c.request("POST", "/api/v1/players", &[], b"{\"username\":");
@@ -614,4 +614,42 @@ fn promtool_accepts(text: &str) {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// `GET /api/v1/players?username=`: game servers of the game and admins find
+/// a player by name (percent-encoded names too); players may not; an unknown
+/// name is 1001.
+#[test]
+fn players_are_found_by_username_by_game_servers_and_admins_only() {
+    let server = Server::start(1);
+    let (id, player_token) = server.player("game1", "zo_e.1");
+    let gs = format!("Bearer {}", server.server_token("game1"));
+    let other_gs = format!("Bearer {}", server.server_token("game2"));
+    let admin = format!("Bearer {}", server.admin_token());
+    let mut c = server.http();
+    let mut find = |auth: &str, game: &str, query: &str| {
+        let r = c.request(
+            "GET",
+            &format!("/api/v1/players?username={query}"),
+            &[("Authorization", auth), ("X-Game-Id", game)],
+            b"",
+        );
+        (r.status, r.json())
+    };
+    for auth in [&gs, &admin] {
+        let (status, body) = find(auth, "game1", "zo%5Fe%2E1");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"]["player"]["id"], id);
+        assert_eq!(body["data"]["player"]["username"], "zo_e.1");
+    }
+    assert_eq!(find(&gs, "game1", "nobody").1["code"], 1001);
+    assert_eq!(find(&gs, "game1", "").0, 400);
+    assert_eq!(find(&gs, "game1", "bad%zz").0, 400);
+    assert_eq!(
+        find(&format!("Bearer {player_token}"), "game1", "zo%5Fe%2E1").0,
+        403
+    );
+    // A game server of another game: refused (its token names game2).
+    assert_eq!(find(&other_gs, "game1", "zo%5Fe%2E1").0, 403);
+    assert_eq!(find(&other_gs, "game2", "zo%5Fe%2E1").1["code"], 1001);
 }
