@@ -758,6 +758,27 @@ fn apply_env_overrides(
             table.insert("default_game".into(), toml::Value::String(raw));
             continue;
         }
+        if let Some(admin_part) = rest.strip_prefix("admins_") {
+            // DM_ADMINS_<NAME>_PASSWORD_HASH: an operator account without a
+            // file (the name is taken in lower case).
+            let admin = admin_part
+                .strip_suffix("_password_hash")
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| {
+                    err(format!(
+                        "environment variable {name}: expected DM_ADMINS_<NAME>_PASSWORD_HASH"
+                    ))
+                })?;
+            let admins = table
+                .entry("admins")
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .ok_or_else(|| err("key `admins`: must be a table"))?;
+            let mut account = toml::Table::new();
+            account.insert("password_hash".into(), toml::Value::String(raw));
+            admins.insert(admin.to_string(), toml::Value::Table(account));
+            continue;
+        }
         if let Some(game_part) = rest.strip_prefix("games_") {
             let (game, key) = split_game_key(table, game_part, &game_defaults)
                 .ok_or_else(|| err(format!("environment variable {name}: expected DM_GAMES_<GAME>_<KEY> with a known key")))?;
@@ -918,6 +939,26 @@ mod tests {
         assert_eq!(c.node.shards, 2);
         assert_eq!(c.node.id, "42");
         assert_eq!(c.games["my_game"].server_key, "k");
+    }
+
+    #[test]
+    fn admin_accounts_come_from_the_environment_too() {
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+        let c = load_str(
+            "[auth]\nmode = \"dev\"\n",
+            &[("DM_ADMINS_OPS_PASSWORD_HASH", hash)],
+        )
+        .expect("loads");
+        assert_eq!(c.admins["ops"].password_hash, hash);
+        let e =
+            load_str("[auth]\nmode = \"dev\"\n", &[("DM_ADMINS_OPS", hash)]).expect_err("no key");
+        assert!(e.0.contains("DM_ADMINS_<NAME>_PASSWORD_HASH"), "{e}");
+        let e = load_str(
+            "[auth]\nmode = \"dev\"\n",
+            &[("DM_ADMINS_OPS_PASSWORD_HASH", "plain")],
+        )
+        .expect_err("not a hash");
+        assert!(e.0.contains("admins.ops.password_hash"), "{e}");
     }
 
     #[test]
