@@ -96,13 +96,50 @@ fn nodes_announce_themselves_and_a_killed_one_expires() {
         assert!(n["requests_per_s"].is_number());
         assert!(n["http_connections"].is_u64() && n["tcp_connections"].is_u64());
     }
-    // Traffic shows in the figures of the node that serves it.
-    for _ in 0..200 {
-        assert_eq!(
-            b.http().request("GET", "/api/v1/games", &[], b"").status,
-            200
-        );
-    }
+    // Traffic shows in the figures of the node that serves it, as node A
+    // reads them from the registry: latency percentiles over the last
+    // heartbeat and the backends node B sees.
+    let mut c = b.http();
+    let mut seen = None;
+    wait_for(
+        "node B's latency figures in the registry",
+        Duration::from_secs(10),
+        || {
+            for _ in 0..50 {
+                assert_eq!(c.request("GET", "/api/v1/games", &[], b"").status, 200);
+            }
+            seen = live(&a, &admin, &p)
+                .into_iter()
+                .find(|n| n["node_id"] == format!("{p}b") && n["p99_ms"].is_number());
+            seen.is_some()
+        },
+    );
+    let figures = seen.unwrap_or_default();
+    let (p50, p99) = (
+        figures["p50_ms"].as_f64().unwrap_or(-1.0),
+        figures["p99_ms"].as_f64().unwrap_or(-1.0),
+    );
+    assert!(p50 > 0.0 && p99 >= p50 && p99 <= 10_000.0, "{figures}");
+    let backends = figures["backends"].as_array().cloned().unwrap_or_default();
+    let state = |name: &str| {
+        backends
+            .iter()
+            .find(|b| b["name"] == name)
+            .map(|b| b["up"].clone())
+    };
+    assert_eq!(state("redis"), Some(Value::Bool(true)), "{figures}");
+    assert_eq!(
+        state("database:game1"),
+        Some(Value::Bool(true)),
+        "{figures}"
+    );
+    assert!(
+        backends.iter().any(|b| b["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("replica:game1:"))
+            && b["lag_s"].is_number()),
+        "{figures}"
+    );
     // SIGKILL: nothing withdraws the key; it expires after 3 heartbeats.
     b.signal(libc::SIGKILL);
     let killed = Instant::now();
