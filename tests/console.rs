@@ -2,8 +2,10 @@
 //! Chromium, headless, driven through chromedriver's WebDriver API against a
 //! real server. Signs in (after a wrong password is refused on the page),
 //! watches the node overview show live figures, looks a player up and reads
-//! their ledger, refunds a paid order and sees the balance move back, and
-//! withdraws a catalogue item. Screenshots go to
+//! their ledger, refunds a paid order and sees the balance move back,
+//! withdraws a catalogue item, creates and edits another, adjusts the
+//! wallet, bans the player, sees a refused action's message, invalidates the
+//! cache and finds no config centre on a stand-alone node. Screenshots go to
 //! `target/console-screenshots/` for people to look at.
 //!
 //! Needs `chromium` and `chromium-driver` (scripts/test.sh installs them and
@@ -426,6 +428,60 @@ fn console_works_end_to_end_in_headless_chromium() {
     );
     browser.screenshot("05-withdrawn");
 
+    // A new catalogue entry, then an edit of its price.
+    browser.type_into("#item-id", "lantern");
+    browser.type_into("#item-name", "Lantern");
+    browser.type_into("#item-price-gold", "40");
+    browser.click("#item-save");
+    browser.wait_text("the new item", "tr[data-item=\"lantern\"]", |t| {
+        t.contains("Lantern") && t.contains("40")
+    });
+    browser.click("tr[data-item=\"lantern\"] button");
+    browser.type_into("#item-price-gold", "45");
+    browser.click("#item-save");
+    browser.wait_text("the edited price", "tr[data-item=\"lantern\"]", |t| {
+        t.contains("45")
+    });
+
+    // Back to the player: a wallet adjustment with a reason, then a ban.
+    browser.click("a[data-page=players]");
+    browser.type_into("#wallet-delta", "-7");
+    browser.type_into("#wallet-reason", "support");
+    browser.click("#wallet-form button");
+    browser.wait_text(
+        "the adjusted balance",
+        "#player-profile dd[data-field=gold]",
+        |t| t == (gold_before + price - 7).to_string(),
+    );
+    browser.wait_text("the ledger row", "#player-ledger tbody", |t| {
+        t.contains("wallet:support")
+    });
+    browser.click("#player-ban");
+    browser.wait_text("the ban", "#player-profile dd[data-field=status]", |t| {
+        t == "banned"
+    });
+    // An action the server refuses shows its message: overdraw the wallet.
+    browser.type_into("#wallet-delta", "-1000000");
+    browser.click("#wallet-form button");
+    browser.wait_text("the refusal", "#error", |t| {
+        t.contains("3001") || t.contains("not enough")
+    });
+
+    // Cache: per-shard figures and an invalidation by prefix.
+    browser.click("a[data-page=cache]");
+    browser.wait_text("the cache table", "#cache-stats tbody", |t| {
+        t.lines().count() == 2
+    });
+    browser.type_into("#cache-prefix", "game1:");
+    browser.click("#cache-prefix-form button");
+    browser.wait_text("the invalidation", "#notice", |t| t.contains("invalidated"));
+
+    // Cluster config: a stand-alone node says it has no config centre.
+    browser.click("a[data-page=config]");
+    browser.wait_text("the config page", "#config-state", |t| {
+        t.contains("stand-alone")
+    });
+
     // What the page showed is what the server holds.
     let admin = format!("Bearer {}", server.admin_token());
     let mut c = server.http();
@@ -454,7 +510,16 @@ fn console_works_end_to_end_in_headless_chromium() {
         &[("Authorization", &admin)],
         b"",
     );
-    assert_eq!(r.json()["data"]["player"]["gold"], gold_before + price);
+    let player = &r.json()["data"]["player"];
+    assert_eq!(player["gold"], gold_before + price - 7);
+    assert_eq!(player["status"], "banned");
+    let r = c.request(
+        "GET",
+        "/api/v1/items/lantern",
+        &[("Authorization", &admin)],
+        b"",
+    );
+    assert_eq!(r.json()["data"]["item"]["price_gold"], 45, "{}", r.text());
     // No token was left where a script could find it later.
     let stored = browser.eval(
         "return JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.cookie",
