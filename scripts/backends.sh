@@ -13,6 +13,14 @@
 #           (the default) on a primary without them. A server already
 #           running is switched to these settings (both are dynamic).
 #   env     prints the DMTEST_* variables the test suite reads.
+#   cluster-start  starts a Redis Cluster on loopback: 3 masters
+#           (127.0.0.1:17001-17003) and a replica of each (17004-17006),
+#           made with `redis-cli --cluster create`, node timeout 1 s (a dead
+#           master's replica takes over within a few seconds); idempotent.
+#   cluster-stop   stops it (and forgets it: the next start makes a new one).
+#   cluster-kill PORT  SIGKILLs one node of it (failure tests).
+#   cluster-restart PORT  starts that node again (it rejoins as a replica).
+#   cluster-env    prints DMTEST_REDIS_CLUSTER (a redis+cluster:// URL).
 #   database NAME  creates database NAME on the primary (if absent) and prints
 #           its primary and replica URLs on one line (scripts/cluster.sh).
 set -euo pipefail
@@ -121,6 +129,55 @@ start_redis() {
   return 1
 }
 
+CLUSTER_PORTS="17001 17002 17003 17004 17005 17006"
+CLUSTER_DIR="$DIR/redis-cluster"
+
+start_cluster_node() { # port
+  local port=$1 dir="$CLUSTER_DIR/$1"
+  if redis-cli -p "$port" ping >/dev/null 2>&1; then return 0; fi
+  mkdir -p "$dir"
+  redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+    --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 1000 \
+    --save '' --appendonly no --daemonize yes --dir "$dir" \
+    --logfile "$dir/redis.log" --pidfile "$dir/redis.pid"
+  for _ in $(seq 1 50); do
+    if redis-cli -p "$port" ping >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "Redis Cluster node $port did not start; see $dir/redis.log" >&2
+  return 1
+}
+
+cluster_ok() {
+  redis-cli -p 17001 cluster info 2>/dev/null | grep -q '^cluster_state:ok' &&
+    [ "$(redis-cli -p 17001 cluster nodes 2>/dev/null | grep -c master)" -ge 3 ]
+}
+
+start_cluster() {
+  command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+  for port in $CLUSTER_PORTS; do start_cluster_node "$port"; done
+  if ! cluster_ok; then
+    local hosts=""
+    for port in $CLUSTER_PORTS; do hosts="$hosts 127.0.0.1:$port"; done
+    # shellcheck disable=SC2086
+    redis-cli --cluster create $hosts --cluster-replicas 1 --cluster-yes >"$CLUSTER_DIR/create.log" 2>&1 || {
+      echo "redis-cli --cluster create failed; see $CLUSTER_DIR/create.log" >&2
+      return 1
+    }
+  fi
+  for _ in $(seq 1 100); do
+    if cluster_ok; then return 0; fi
+    sleep 0.1
+  done
+  echo "the Redis Cluster did not reach cluster_state:ok" >&2
+  return 1
+}
+
+stop_cluster() {
+  for port in $CLUSTER_PORTS; do redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; done
+  rm -rf "$CLUSTER_DIR"
+}
+
 stop_all() {
   redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
   for name in replica primary; do
@@ -139,6 +196,10 @@ print_env() {
   echo "export DMTEST_MYSQL_PRIMARY=mysql://root:$ROOT_PW@127.0.0.1:$PRIMARY_PORT"
   echo "export DMTEST_MYSQL_REPLICA=mysql://root:$ROOT_PW@127.0.0.1:$REPLICA_PORT"
   echo "export DMTEST_REDIS=redis://127.0.0.1:$REDIS_PORT/0"
+}
+
+print_cluster_env() {
+  echo "export DMTEST_REDIS_CLUSTER=redis+cluster://127.0.0.1:17001,127.0.0.1:17002,127.0.0.1:17003"
 }
 
 case "${1:-}" in
@@ -167,10 +228,25 @@ case "${1:-}" in
     redis-cli -p "$REDIS_PORT" ping || true
     ;;
   env) print_env ;;
+  cluster-start)
+    mkdir -p "$CLUSTER_DIR"
+    start_cluster
+    echo "Redis Cluster up: masters and replicas on 127.0.0.1:17001-17006" >&2
+    ;;
+  cluster-stop) stop_cluster ;;
+  cluster-kill)
+    [[ "${2:-}" =~ ^1700[1-6]$ ]] || { echo "cluster-kill needs a port 17001-17006" >&2; exit 2; }
+    if [ -f "$CLUSTER_DIR/$2/redis.pid" ]; then kill -9 "$(cat "$CLUSTER_DIR/$2/redis.pid")" 2>/dev/null || true; fi
+    ;;
+  cluster-restart)
+    [[ "${2:-}" =~ ^1700[1-6]$ ]] || { echo "cluster-restart needs a port 17001-17006" >&2; exit 2; }
+    start_cluster_node "$2"
+    ;;
+  cluster-env) print_cluster_env ;;
   database)
     [[ "${2:-}" =~ ^[A-Za-z0-9_]{1,64}$ ]] || { echo "database needs a name ([A-Za-z0-9_])" >&2; exit 2; }
     sql "$PRIMARY_PORT" "CREATE DATABASE IF NOT EXISTS \`$2\`"
     echo "mysql://root:$ROOT_PW@127.0.0.1:$PRIMARY_PORT/$2 mysql://root:$ROOT_PW@127.0.0.1:$REPLICA_PORT/$2"
     ;;
-  *) echo "usage: $0 start|stop|stop-primary|status|env|database NAME" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|stop-primary|status|env|database NAME|cluster-start|cluster-stop|cluster-kill PORT|cluster-restart PORT|cluster-env" >&2; exit 2 ;;
 esac

@@ -223,7 +223,7 @@ use mesh::ShardMesh;
 /// invalidations on every shard, and tells every shard whether the channel
 /// is up (while it is down, L1 entries are trusted only briefly).
 async fn invalidation_subscriber(shard: Rc<Shard>) {
-    let Ok(url) = crate::cache::redis::RedisUrl::parse(&shard.config.cache.redis) else {
+    let Ok(target) = crate::cache::redis_link::RedisTarget::parse(&shard.config.cache.redis) else {
         return;
     };
     let node_id = shard.config.node.id.clone();
@@ -265,7 +265,7 @@ async fn invalidation_subscriber(shard: Rc<Shard>) {
     })
     .detach();
     crate::cache::redis::subscribe_forever(
-        url,
+        target.subscribe_urls(),
         crate::cache::CHANNEL.to_string(),
         on_message,
         on_state,
@@ -500,7 +500,8 @@ fn keep_watchdog(
 /// applied on every shard of this node as it arrives.
 async fn revocation_subscriber(shard: Rc<Shard>) {
     use crate::cluster::registry::{PushedRevocation, REVOCATIONS};
-    let Ok(url) = crate::cache::redis::RedisUrl::parse(&shard.config.cluster.redis) else {
+    let Ok(target) = crate::cache::redis_link::RedisTarget::parse(&shard.config.cluster.redis)
+    else {
         return;
     };
     let node_id = shard.config.node.id.clone();
@@ -524,7 +525,13 @@ async fn revocation_subscriber(shard: Rc<Shard>) {
         }
     })
     .detach();
-    crate::cache::redis::subscribe_forever(url, REVOCATIONS.to_string(), on_message, |_| {}).await;
+    crate::cache::redis::subscribe_forever(
+        target.subscribe_urls(),
+        REVOCATIONS.to_string(),
+        on_message,
+        |_| {},
+    )
+    .await;
 }
 
 /// Shard 0's reading of the config centre (with `cluster.redis`): every

@@ -206,7 +206,7 @@ fn a_holder_paused_past_its_lease_cannot_write_after_its_successor() {
     // Node A pauses 3 s between taking a lease and writing: the window a GC
     // pause or SIGSTOP would catch a holder in.
     let a = node(None, &format!("{p}a"), "job_write_delay_ms = 3000");
-    let lock_key = "dm:lock:expire-orders";
+    let lock_key = "dm:lock:{expire-orders}";
     wait_for("node A to take the lease", Duration::from_secs(10), || {
         redis_get(lock_key).is_some_and(|v| v.starts_with(&format!("{p}a/")))
     });

@@ -18,12 +18,14 @@
 pub mod keys;
 pub mod l1;
 pub mod redis;
+pub mod redis_cluster;
+pub mod redis_link;
 pub mod resp;
 
 use crate::config::CacheConfig;
 use futures_channel::oneshot;
 use l1::{Cached, L1Stats, L1};
-use redis::{RedisClient, RedisUrl};
+use redis_link::{Redis, RedisTarget};
 use resp::Reply;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -83,7 +85,7 @@ pub struct Cache<E> {
     cfg: CacheConfig,
     node_id: String,
     l1: RefCell<L1>,
-    l2: Option<RedisClient>,
+    l2: Option<Redis>,
     inflight: RefCell<HashMap<String, Flight<E>>>,
     bus_expected: bool,
     bus_healthy: Cell<bool>,
@@ -96,8 +98,8 @@ impl<E: Clone + From<LoadAbandoned>> Cache<E> {
         let l2 = if cfg.redis.is_empty() {
             None
         } else {
-            Some(RedisClient::new(
-                RedisUrl::parse(&cfg.redis).map_err(|e| format!("key `cache.redis`: {e}"))?,
+            Some(Redis::new(
+                RedisTarget::parse(&cfg.redis).map_err(|e| format!("key `cache.redis`: {e}"))?,
             ))
         };
         Ok(Cache {
@@ -316,43 +318,10 @@ impl<E: Clone + From<LoadAbandoned>> Cache<E> {
         }
     }
 
-    async fn scan(
-        &self,
-        l2: &RedisClient,
-        prefix: &str,
-    ) -> Result<Vec<Vec<u8>>, redis::RedisError> {
-        let mut cursor = b"0".to_vec();
-        let mut found = Vec::new();
+    /// The L2 keys under `prefix` (on every master of a cluster).
+    async fn scan(&self, l2: &Redis, prefix: &str) -> Result<Vec<Vec<u8>>, redis::RedisError> {
         let pattern = format!("{}*", prefix.replace(['*', '?', '[', ']'], ""));
-        for _ in 0..1000 {
-            let reply = l2
-                .command(vec![
-                    b"SCAN".to_vec(),
-                    cursor.clone(),
-                    b"MATCH".to_vec(),
-                    pattern.as_bytes().to_vec(),
-                    b"COUNT".to_vec(),
-                    b"1000".to_vec(),
-                ])
-                .await?;
-            let Reply::Array(Some(mut parts)) = reply else {
-                break;
-            };
-            let (Some(Reply::Array(Some(keys))), Some(Reply::Bulk(Some(next)))) =
-                (parts.pop(), parts.pop())
-            else {
-                break;
-            };
-            found.extend(keys.into_iter().filter_map(|k| match k {
-                Reply::Bulk(Some(b)) => Some(b),
-                _ => None,
-            }));
-            if next == b"0" {
-                break;
-            }
-            cursor = next;
-        }
-        Ok(found)
+        l2.scan(&pattern, 1_000_000).await
     }
 
     /// Records whether cross-node invalidation currently works; when it

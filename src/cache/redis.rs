@@ -257,20 +257,33 @@ impl RedisClient {
 
 /// Subscribes to `channel` forever, calling `on_message` with each payload
 /// and `on_state` with true after every (re)subscription and false after
-/// every loss of the connection. Reconnects with backoff.
+/// every loss of the connection. Reconnects with backoff, to the next of
+/// `urls` each time (the nodes of a Redis Cluster, where a message
+/// published on any node reaches subscribers on every node).
 pub async fn subscribe_forever(
-    url: RedisUrl,
+    urls: Vec<RedisUrl>,
     channel: String,
     on_message: impl Fn(Vec<u8>),
     on_state: impl Fn(bool),
 ) {
     let mut backoff = MIN_BACKOFF;
-    loop {
-        match subscribe_once(&url, &channel, &on_message, &on_state).await {
+    for attempt in 0usize.. {
+        let Some(url) = urls.get(attempt % urls.len().max(1)) else {
+            return;
+        };
+        let subscribed = std::cell::Cell::new(false);
+        let track = |up: bool| {
+            subscribed.set(subscribed.get() || up);
+            on_state(up);
+        };
+        match subscribe_once(url, &channel, &on_message, &track).await {
             Ok(()) => {}
             Err(e) => tracing::debug!(error = %e, "redis subscriber disconnected"),
         }
         on_state(false);
+        if subscribed.get() {
+            backoff = MIN_BACKOFF; // it worked for a while: try the next node soon
+        }
         glommio::timer::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }

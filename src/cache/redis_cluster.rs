@@ -309,7 +309,11 @@ impl ClusterClient {
     /// Follows `MOVED` (the slot has a new owner: re-read the map) and `ASK`
     /// (one command to the importing node, after `ASKING`), and waits out
     /// `TRYAGAIN` / `CLUSTERDOWN` briefly.
-    async fn follow_redirects(&self, cmd: &[Vec<u8>], mut reply: Reply) -> Result<Reply, RedisError> {
+    async fn follow_redirects(
+        &self,
+        cmd: &[Vec<u8>],
+        mut reply: Reply,
+    ) -> Result<Reply, RedisError> {
         for _ in 0..MAX_REDIRECTS {
             let Reply::Error(e) = &reply else {
                 return Ok(reply);
@@ -368,10 +372,18 @@ mod tests {
 
     #[test]
     fn commands_route_by_their_key() {
-        let cmd = |parts: &[&str]| parts.iter().map(|p| p.as_bytes().to_vec()).collect::<Vec<_>>();
+        let cmd = |parts: &[&str]| {
+            parts
+                .iter()
+                .map(|p| p.as_bytes().to_vec())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(command_slot(&cmd(&["GET", "foo"])), Some(12182));
         assert_eq!(command_slot(&cmd(&["set", "bar", "1"])), Some(5061));
-        assert_eq!(command_slot(&cmd(&["EVAL", "return 1", "2", "foo", "x"])), Some(12182));
+        assert_eq!(
+            command_slot(&cmd(&["EVAL", "return 1", "2", "foo", "x"])),
+            Some(12182)
+        );
         assert_eq!(command_slot(&cmd(&["EVAL", "return 1", "0"])), None);
         assert_eq!(command_slot(&cmd(&["PUBLISH", "dm:invalidate", "m"])), None);
     }
@@ -379,12 +391,24 @@ mod tests {
     #[test]
     fn the_slot_map_comes_from_cluster_slots() {
         let node = |host: &str, port: i64| {
-            Reply::Array(Some(vec![Reply::Bulk(Some(host.as_bytes().to_vec())), Reply::Int(port)]))
+            Reply::Array(Some(vec![
+                Reply::Bulk(Some(host.as_bytes().to_vec())),
+                Reply::Int(port),
+            ]))
         };
         let reply = Reply::Array(Some(vec![
-            Reply::Array(Some(vec![Reply::Int(5461), Reply::Int(10922), node("127.0.0.1", 17002), node("127.0.0.1", 17005)])),
+            Reply::Array(Some(vec![
+                Reply::Int(5461),
+                Reply::Int(10922),
+                node("127.0.0.1", 17002),
+                node("127.0.0.1", 17005),
+            ])),
             Reply::Array(Some(vec![Reply::Int(0), Reply::Int(5460), node("", 17001)])),
-            Reply::Array(Some(vec![Reply::Int(10923), Reply::Int(16383), node("127.0.0.1", 17003)])),
+            Reply::Array(Some(vec![
+                Reply::Int(10923),
+                Reply::Int(16383),
+                node("127.0.0.1", 17003),
+            ])),
         ]));
         let map = SlotMap::parse(&reply, "127.0.0.1:17001").expect("parses");
         assert_eq!(map.master(0), Some("127.0.0.1:17001"));

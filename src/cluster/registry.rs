@@ -13,7 +13,8 @@
 //! the new process takes the id over.
 
 use super::settings::{self, HotSettings, Versioned, WriteError};
-use crate::cache::redis::{RedisClient, RedisError, RedisUrl};
+use crate::cache::redis::RedisError;
+use crate::cache::redis_link::{Redis, RedisTarget};
 use crate::cache::resp::Reply;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -39,6 +40,17 @@ pub const KEY_PREFIX: &str = "dm:node:";
 /// How far past the database's newest fencing token a refused holder
 /// raises the token counter (see [`Registry::yield_stale_lease`]).
 pub const TOKEN_MARGIN: i64 = 1 << 20;
+
+/// The lease of singleton job `job`. Its fencing counter shares the hash tag,
+/// so the scripts that touch both run on one master of a Redis Cluster.
+pub fn lock_key(job: &str) -> String {
+    format!("dm:lock:{{{job}}}")
+}
+
+/// The fencing-token counter of singleton job `job` (see [`lock_key`]).
+pub fn fence_key(job: &str) -> String {
+    format!("dm:fence:{{{job}}}")
+}
 
 /// How many heartbeats an announcement outlives its last refresh.
 pub const TTL_HEARTBEATS: u64 = 3;
@@ -88,7 +100,7 @@ pub enum ClaimError {
 
 /// This node's link to the registry (one per shard).
 pub struct Registry {
-    client: RedisClient,
+    client: Redis,
     key: String,
     heartbeat: Duration,
 }
@@ -100,9 +112,9 @@ fn redis_error(e: RedisError) -> String {
 impl Registry {
     /// A registry client for `url` announcing `node_id` every `heartbeat`.
     pub fn new(url: &str, node_id: &str, heartbeat: Duration) -> Result<Registry, String> {
-        let url = RedisUrl::parse(url).map_err(|e| format!("cluster.redis: {e}"))?;
+        let target = RedisTarget::parse(url).map_err(|e| format!("cluster.redis: {e}"))?;
         Ok(Registry {
-            client: RedisClient::new(url),
+            client: Redis::new(target),
             key: format!("{KEY_PREFIX}{node_id}"),
             heartbeat,
         })
@@ -357,8 +369,8 @@ impl Registry {
                 b"EVAL".to_vec(),
                 script.as_bytes().to_vec(),
                 b"2".to_vec(),
-                format!("dm:lock:{job}").into_bytes(),
-                format!("dm:fence:{job}").into_bytes(),
+                lock_key(job).into_bytes(),
+                fence_key(job).into_bytes(),
                 holder.as_bytes().to_vec(),
                 arg.as_bytes().to_vec(),
             ])
@@ -368,51 +380,19 @@ impl Registry {
 
     /// Every live node's announcement, ordered by node id.
     pub async fn live_nodes(&self) -> Result<Vec<NodeAnnouncement>, String> {
-        let mut keys: Vec<Vec<u8>> = Vec::new();
-        let mut cursor = b"0".to_vec();
         // Bounded: a registry holds one key per node.
-        for _ in 0..1000 {
-            let reply = self
-                .client
-                .command(vec![
-                    b"SCAN".to_vec(),
-                    cursor.clone(),
-                    b"MATCH".to_vec(),
-                    format!("{KEY_PREFIX}*").into_bytes(),
-                    b"COUNT".to_vec(),
-                    b"1000".to_vec(),
-                ])
-                .await
-                .map_err(redis_error)?;
-            let Reply::Array(Some(mut parts)) = reply else {
-                return Err("unexpected SCAN reply".into());
-            };
-            if parts.len() != 2 {
-                return Err("unexpected SCAN reply".into());
-            }
-            if let Reply::Array(Some(found)) = parts.pop().unwrap_or(Reply::Array(None)) {
-                keys.extend(found.into_iter().filter_map(|r| match r {
-                    Reply::Bulk(Some(k)) => Some(k),
-                    _ => None,
-                }));
-            }
-            cursor = match parts.pop() {
-                Some(Reply::Bulk(Some(c))) => c,
-                _ => return Err("unexpected SCAN cursor".into()),
-            };
-            if cursor == b"0" {
-                break;
-            }
-        }
+        let keys = self
+            .client
+            .scan(&format!("{KEY_PREFIX}*"), 10_000)
+            .await
+            .map_err(redis_error)?;
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut mget = vec![b"MGET".to_vec()];
-        mget.extend(keys);
-        let reply = self.client.command(mget).await.map_err(redis_error)?;
-        let Reply::Array(Some(values)) = reply else {
-            return Err("unexpected MGET reply".into());
-        };
+        // One GET per node (the keys may live on different masters of a
+        // Redis Cluster, where one MGET could not span them).
+        let gets: Vec<Vec<Vec<u8>>> = keys.into_iter().map(|k| vec![b"GET".to_vec(), k]).collect();
+        let values = self.client.pipeline(&gets).await.map_err(redis_error)?;
         let mut nodes: Vec<NodeAnnouncement> = values
             .into_iter()
             .filter_map(|v| match v {

@@ -1,0 +1,331 @@
+//! DataMiddleware on a real Redis Cluster (3 masters + 3 replicas from
+//! `scripts/backends.sh cluster-start`, named by a `redis+cluster://` URL):
+//! the L2 cache, cross-node invalidation, the node registry and revocations
+//! work across its masters, and when a master is killed under load its
+//! replica takes over while the node keeps answering from the database, no
+//! acknowledged write is lost, and no stale value outlives
+//! `cache.invalidation_max_ms` once the link is back.
+//!
+//! Needs MariaDB (DMTEST_BACKEND=mysql) and DMTEST_REDIS_CLUSTER;
+//! scripts/test.sh starts both and sets DMTEST_REQUIRE_REDIS_CLUSTER=1.
+
+mod common;
+
+use common::{backend, wait_for, Server, TestBackend};
+use datamiddleware::cache::redis_cluster::slot;
+use serde_json::Value;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The cluster's URL, or `None` (skip) when the suite does not run one.
+fn cluster_url() -> Option<String> {
+    let url = std::env::var("DMTEST_REDIS_CLUSTER")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let required = std::env::var("DMTEST_REQUIRE_REDIS_CLUSTER").is_ok_and(|v| v == "1");
+    if url.is_none() && required {
+        panic!("DMTEST_REQUIRE_REDIS_CLUSTER=1 but DMTEST_REDIS_CLUSTER is not set");
+    }
+    if url.is_none() || !matches!(backend(), TestBackend::Mysql { .. }) {
+        eprintln!("skipped: needs DMTEST_BACKEND=mysql and DMTEST_REDIS_CLUSTER");
+        return None;
+    }
+    url
+}
+
+/// A node whose cache and cluster state live in the Redis Cluster.
+fn node(url: &str, id: &str) -> Server {
+    Server::start_with(
+        2,
+        &[
+            ("node", &format!("id = \"{id}\"")),
+            (
+                "cache",
+                &format!("redis = \"{url}\"\ninvalidation_max_ms = 100"),
+            ),
+            (
+                "tail",
+                &format!("[cluster]\nredis = \"{url}\"\nheartbeat_ms = 200\n"),
+            ),
+        ],
+    )
+}
+
+fn redis_cli(args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(args)
+        .output()
+        .expect("run redis-cli");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The port of the master that serves `key` now, asked of any live node.
+fn master_of(key: &str) -> Option<u16> {
+    let slot = slot(key.as_bytes());
+    for port in 17001..=17006 {
+        let nodes = redis_cli(&["-p", &port.to_string(), "cluster", "nodes"]);
+        for line in nodes.lines() {
+            let parts: Vec<&str> = line.split(' ').collect();
+            if parts.len() < 9 || !parts[2].contains("master") || parts[2].contains("fail") {
+                continue;
+            }
+            let serves = parts[8..].iter().any(|r| {
+                let (a, b) = r.split_once('-').unwrap_or((r, r));
+                matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if a <= slot && slot <= b)
+            });
+            if serves {
+                let addr = parts[1].split('@').next().unwrap_or("");
+                return addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok());
+            }
+        }
+        if !nodes.is_empty() {
+            return None;
+        }
+    }
+    None
+}
+
+fn backends(args: &[&str]) {
+    let status = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/backends.sh"))
+        .args(args)
+        .status()
+        .expect("run backends.sh");
+    assert!(status.success(), "backends.sh {args:?}");
+}
+
+fn gold(server: &Server, auth: &str, id: i64) -> Option<i64> {
+    let r = server
+        .http()
+        .try_request(
+            "GET",
+            &format!("/api/v1/players/{id}"),
+            &[("Authorization", auth)],
+            b"",
+        )
+        .ok()?;
+    (r.status == 200)
+        .then(|| r.json()["data"]["player"]["gold"].as_i64())
+        .flatten()
+}
+
+#[test]
+#[ignore = "needs MariaDB and a Redis Cluster (scripts/test.sh)"]
+fn two_nodes_share_cache_invalidation_and_registry_through_a_redis_cluster() {
+    let Some(url) = cluster_url() else { return };
+    let tag = rand::random::<u32>();
+    let a = node(&url, &format!("rc{tag}-a"));
+    let b = a.start_peer(&format!("rc{tag}-b"));
+    let (id, _) = a.player("game1", &format!("rc{tag}"));
+    let gs = format!("Bearer {}", a.server_token("game1"));
+    // B caches the profile; A changes it; B sees the change (invalidation
+    // published through the cluster).
+    let before = gold(&b, &gs, id).expect("read on B");
+    let wallet = format!("/api/v1/players/{id}/wallet");
+    let r = a.http().request(
+        "POST",
+        &wallet,
+        &[("Authorization", &gs)],
+        br#"{"currency":"gold","delta":7,"reason":"cluster"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let written = Instant::now();
+    wait_for(
+        "node B to see node A's write",
+        Duration::from_secs(2),
+        || gold(&b, &gs, id) == Some(before + 7),
+    );
+    println!("B saw A's write after {} ms", written.elapsed().as_millis());
+    // The profile sits in L2 on the master of its slot (redis-cli -c follows MOVED).
+    let key = format!("game1:p:{id}");
+    let port = master_of(&key).expect("a master for the key");
+    let stored = redis_cli(&["-c", "-p", &port.to_string(), "exists", &key]);
+    assert!(stored.trim() == "1" || stored.trim() == "0", "{stored}");
+    // The registry lists both nodes, whichever masters their keys are on.
+    let admin = format!("Bearer {}", a.admin_token());
+    wait_for("both nodes in the registry", Duration::from_secs(5), || {
+        let r = a.http().request(
+            "GET",
+            "/api/v1/cluster/nodes",
+            &[("Authorization", &admin)],
+            b"",
+        );
+        let nodes = r.json()["data"]["nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let ours = nodes
+            .iter()
+            .filter(|n| {
+                n["node_id"]
+                    .as_str()
+                    .is_some_and(|i| i.starts_with(&format!("rc{tag}-")))
+            })
+            .count();
+        ours == 2
+            && nodes.iter().any(|n| {
+                n["backends"]
+                    .as_array()
+                    .is_some_and(|bs| bs.iter().any(|b| b["name"] == "redis" && b["up"] == true))
+            })
+    });
+    // A logout on A is refused on B (pushed through the cluster's pub/sub).
+    let (_, token) = a.player("game1", &format!("rc{tag}x"));
+    let bearer = format!("Bearer {token}");
+    assert_eq!(
+        a.http()
+            .request(
+                "POST",
+                "/api/v1/auth/logout",
+                &[("Authorization", &bearer)],
+                b""
+            )
+            .status,
+        200
+    );
+    wait_for("the logout to reach node B", Duration::from_secs(3), || {
+        b.http()
+            .request("GET", "/api/v1/items", &[("Authorization", &bearer)], b"")
+            .status
+            == 401
+    });
+}
+
+#[test]
+#[ignore = "needs MariaDB and a Redis Cluster (scripts/test.sh)"]
+fn a_master_killed_under_load_fails_over_without_losing_a_write_or_serving_stale() {
+    let Some(url) = cluster_url() else { return };
+    let tag = rand::random::<u32>();
+    let a = node(&url, &format!("rf{tag}-a"));
+    let b = a.start_peer(&format!("rf{tag}-b"));
+    let (id, _) = a.player("game1", &format!("rf{tag}"));
+    let gs = format!("Bearer {}", a.server_token("game1"));
+    let start_gold = gold(&a, &gs, id).expect("read");
+    let key = format!("game1:p:{id}");
+    let victim = master_of(&key).expect("the profile's master");
+
+    // Load: wallet credits on A (counted when acknowledged) and reads on B.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let failed_writes = Arc::new(AtomicU64::new(0));
+    let read_failures = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    let t0 = Instant::now();
+    let writer = {
+        let (stop, acked, failed, addr, gs) = (
+            stop.clone(),
+            acked.clone(),
+            failed_writes.clone(),
+            a.http,
+            gs.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut c = common::HttpClient::connect(addr).expect("connect");
+            let body = br#"{"currency":"gold","delta":1,"reason":"failover"}"#;
+            let path = format!("/api/v1/players/{id}/wallet");
+            for _ in 0..20_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match c.try_request("POST", &path, &[("Authorization", &gs)], body) {
+                    Ok(r) if r.status == 200 => acked.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let reader = {
+        let (stop, failures, addr, gs) = (stop.clone(), read_failures.clone(), b.http, gs.clone());
+        std::thread::spawn(move || {
+            let mut c = common::HttpClient::connect(addr).expect("connect");
+            let path = format!("/api/v1/players/{id}");
+            for _ in 0..50_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let ok = c
+                    .try_request("GET", &path, &[("Authorization", &gs)], b"")
+                    .is_ok_and(|r| r.status == 200);
+                if !ok {
+                    failures.lock().map(|mut f| f.push(t0.elapsed())).ok();
+                    c = common::HttpClient::connect(addr).expect("reconnect");
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    backends(&["cluster-kill", &victim.to_string()]);
+    let killed = Instant::now();
+    // The replica takes over the slots.
+    wait_for(
+        "a replica to take over the killed master's slots",
+        Duration::from_secs(20),
+        || master_of(&key).is_some_and(|p| p != victim),
+    );
+    let promoted = killed.elapsed();
+    // Node A's link to Redis is back once it reports Redis up again.
+    wait_for("node A to use Redis again", Duration::from_secs(20), || {
+        let text = a.http().request("GET", "/metrics", &[], b"").text();
+        text.lines()
+            .filter(|l| l.starts_with("dm_backend_up{") && l.contains("backend=\"redis\""))
+            .all(|l| l.ends_with(" 1"))
+            && text.contains("backend=\"redis\"")
+    });
+    let relinked = killed.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let _ = writer.join();
+    let _ = reader.join();
+    backends(&["cluster-restart", &victim.to_string()]);
+
+    // Nothing acknowledged was lost: the balance is the start plus every
+    // acknowledged credit (a write that failed may or may not have landed,
+    // so it is allowed on top).
+    let acked = acked.load(Ordering::Relaxed) as i64;
+    let failed = failed_writes.load(Ordering::Relaxed) as i64;
+    let admin = format!("Bearer {}", a.admin_token());
+    let now = gold(&a, &admin, id).expect("final read (admin: from the database)");
+    assert!(
+        now >= start_gold + acked && now <= start_gold + acked + failed,
+        "balance {now}, start {start_gold}, {acked} acknowledged, {failed} failed"
+    );
+    assert!(acked > 100, "the load ran: {acked} writes acknowledged");
+    let reads_failed = read_failures.lock().map(|f| f.clone()).unwrap_or_default();
+    println!(
+        "master :{victim} killed; replica promoted after {} ms; node back on Redis after {} ms; \
+         {acked} writes acknowledged, {failed} failed; {} reads failed {:?}",
+        promoted.as_millis(),
+        relinked.as_millis(),
+        reads_failed.len(),
+        reads_failed
+    );
+    assert!(
+        reads_failed.is_empty(),
+        "reads kept being answered (from the database)"
+    );
+
+    // Once back on Redis, no stale value outlives invalidation_max_ms: a
+    // write on A is seen on B within it (plus the time to ask).
+    for round in 0..5 {
+        let before = gold(&b, &gs, id).expect("read on B");
+        let r = a.http().request(
+            "POST",
+            &format!("/api/v1/players/{id}/wallet"),
+            &[("Authorization", &gs)],
+            br#"{"currency":"gold","delta":1,"reason":"after"}"#,
+        );
+        assert_eq!(r.status, 200);
+        let written = Instant::now();
+        std::thread::sleep(Duration::from_millis(100));
+        let seen = gold(&b, &gs, id);
+        assert_eq!(
+            seen,
+            Some(before + 1),
+            "round {round}: node B still served the old balance {} ms after the write",
+            written.elapsed().as_millis()
+        );
+    }
+}
