@@ -3,7 +3,8 @@
 # fuzz targets' smoke run, and the
 # integration tests that start the real server on loopback ports — once on
 # the embedded SQLite default and once on MariaDB (primary + replica) and
-# Redis, which scripts/backends.sh installs and starts on loopback ports.
+# Redis, which scripts/backends.sh installs and starts on loopback ports, and
+# a third time (cache, backend and cluster tests) on a Redis Cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -36,3 +37,11 @@ bash scripts/backends.sh start
 trap 'bash scripts/backends.sh stop' EXIT
 eval "$(bash scripts/backends.sh env)"
 DMTEST_BACKEND=mysql cargo test --tests -- --include-ignored
+
+echo "== cache, backend and cluster tests on a Redis Cluster (3 masters + 3 replicas) =="
+bash scripts/backends.sh cluster-start
+trap 'bash scripts/backends.sh cluster-stop; bash scripts/backends.sh stop' EXIT
+eval "$(bash scripts/backends.sh cluster-env)"
+DMTEST_BACKEND=mysql DMTEST_REDIS="$DMTEST_REDIS_CLUSTER" DMTEST_REQUIRE_REDIS_CLUSTER=1 \
+  cargo test --test cache --test backends --test cluster_registry --test config_centre \
+  --test redis_cluster -- --include-ignored

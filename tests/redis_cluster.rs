@@ -13,11 +13,14 @@ mod common;
 
 use common::{backend, wait_for, Server, TestBackend};
 use datamiddleware::cache::redis_cluster::slot;
-use serde_json::Value;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The failover test kills a master: the tests of this file take turns so
+/// that the other one does not run through the failover.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// The cluster's URL, or `None` (skip) when the suite does not run one.
 fn cluster_url() -> Option<String> {
@@ -115,6 +118,7 @@ fn gold(server: &Server, auth: &str, id: i64) -> Option<i64> {
 #[ignore = "needs MariaDB and a Redis Cluster (scripts/test.sh)"]
 fn two_nodes_share_cache_invalidation_and_registry_through_a_redis_cluster() {
     let Some(url) = cluster_url() else { return };
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tag = rand::random::<u32>();
     let a = node(&url, &format!("rc{tag}-a"));
     let b = a.start_peer(&format!("rc{tag}-b"));
@@ -197,6 +201,7 @@ fn two_nodes_share_cache_invalidation_and_registry_through_a_redis_cluster() {
 #[ignore = "needs MariaDB and a Redis Cluster (scripts/test.sh)"]
 fn a_master_killed_under_load_fails_over_without_losing_a_write_or_serving_stale() {
     let Some(url) = cluster_url() else { return };
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tag = rand::random::<u32>();
     let a = node(&url, &format!("rf{tag}-a"));
     let b = a.start_peer(&format!("rf{tag}-b"));
