@@ -11,7 +11,10 @@
 # when the hardware does not — see README "Running a cluster".
 # Settings: DURATION (10 s per run), WARMUP (2 s), CONNS (64), NODES ("1 3 5"),
 # ROUNDS (3: paired with/without cluster.redis runs per scenario),
-# COST_SCENARIOS ("player mixed"; NODES="" skips the table and measures only the cost).
+# COST_SCENARIOS ("player mixed"; NODES="" skips the table and measures only the cost),
+# COMPARE ("features": the pair is with / without cluster.redis; "redis-cluster":
+# the pair is the same node on a Redis Cluster (scripts/backends.sh cluster-start,
+# started here) / on the single Redis, for cache.redis and cluster.redis both).
 # Loopback only; every run is bounded by DURATION + WARMUP seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +27,16 @@ WARMUP="${WARMUP:-2}"
 CONNS="${CONNS:-64}"
 NODES="${NODES-1 3 5}"
 ROUNDS="${ROUNDS:-3}"
+COMPARE="${COMPARE:-features}"
+case "$COMPARE" in
+  features) WITH="with cluster.redis"; WITHOUT="without" ;;
+  redis-cluster)
+    bash scripts/backends.sh start >&2
+    bash scripts/backends.sh cluster-start >&2
+    eval "$(bash scripts/backends.sh cluster-env)"
+    WITH="on a Redis Cluster"; WITHOUT="on one Redis" ;;
+  *) echo "COMPARE must be features or redis-cluster" >&2; exit 2 ;;
+esac
 export DMC_DIR="${DMC_DIR:-/tmp/dm-bench-cluster}"
 export DMC_HTTP_PORT=28080 DMC_TCP_PORT=29090 DMC_REDIS_DB=4 DMC_DATABASE=dmc_bench
 WORK=$(mktemp -d /tmp/dm-bench-cluster.XXXXXX)
@@ -35,9 +48,16 @@ BENCH=target/release/dm-bench
 
 pair() { # with|without, then a cluster.sh command
   local mode=$1; shift
-  if [ "$mode" = with ]; then
+  if [ "$mode" = with ] && [ "$COMPARE" = redis-cluster ]; then
+    DM_CACHE_REDIS=$DMTEST_REDIS_CLUSTER DM_CLUSTER_REDIS=$DMTEST_REDIS_CLUSTER \
+      DMC_DIR=$DMC_DIR-with DMC_HTTP_PORT=28180 DMC_TCP_PORT=29190 DMC_REDIS_DB=6 \
+      DMC_DATABASE=dmc_bench_with DMC_SHARDS=1 scripts/cluster.sh "$@"
+  elif [ "$mode" = with ]; then
     DMC_DIR=$DMC_DIR-with DMC_HTTP_PORT=28180 DMC_TCP_PORT=29190 DMC_REDIS_DB=6 \
       DMC_DATABASE=dmc_bench_with DMC_SHARDS=1 scripts/cluster.sh "$@"
+  elif [ "$COMPARE" = redis-cluster ]; then
+    DMC_DIR=$DMC_DIR-without DMC_HTTP_PORT=28280 DMC_TCP_PORT=29290 \
+      DMC_REDIS_DB=7 DMC_DATABASE=dmc_bench_without DMC_SHARDS=1 scripts/cluster.sh "$@"
   else
     DM_CLUSTER_REDIS="" DMC_DIR=$DMC_DIR-without DMC_HTTP_PORT=28280 DMC_TCP_PORT=29290 \
       DMC_REDIS_DB=7 DMC_DATABASE=dmc_bench_without DMC_SHARDS=1 scripts/cluster.sh "$@"
@@ -92,8 +112,8 @@ for S in ${COST_SCENARIOS:-player mixed}; do
     P1=$!
     (source "$WORK/without.env" && bench "$DMC_NODE1_HTTP" "$S" --threads 1 >"$WORK/without.json") &
     P2=$!
-    wait "$P1" || { echo "dm-bench against the node with cluster.redis failed" >&2; exit 1; }
-    wait "$P2" || { echo "dm-bench against the node without cluster.redis failed" >&2; exit 1; }
+    wait "$P1" || { echo "dm-bench against the node $WITH failed" >&2; exit 1; }
+    wait "$P2" || { echo "dm-bench against the node $WITHOUT failed" >&2; exit 1; }
     RUNS+=("$(field "round(d['qps'])" <"$WORK/with.json")/$(field "round(d['qps'])" <"$WORK/without.json")")
   done
   COST+=("$S|${RUNS[*]}")
@@ -104,7 +124,7 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 {
   echo "## Cluster $DATE — commit $COMMIT, $CORES cores, $(uname -r)"
   echo
-  echo "Command: \`DURATION=$DURATION CONNS=$CONNS NODES=\"$NODES\" ROUNDS=$ROUNDS COST_SCENARIOS=\"${COST_SCENARIOS:-player mixed}\" scripts/bench-cluster.sh\`."
+  echo "Command: \`DURATION=$DURATION CONNS=$CONNS NODES=\"$NODES\" ROUNDS=$ROUNDS COST_SCENARIOS=\"${COST_SCENARIOS:-player mixed}\" COMPARE=$COMPARE scripts/bench-cluster.sh\`."
   echo "All on one machine of $CORES cores: every node, nginx (\`worker_processes auto\`), MariaDB primary + replica,"
   echo "Redis and dm-bench (-c$CONNS, through nginx) share them. The original's figures are its claims for separate machines."
   echo
@@ -116,10 +136,10 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
     echo "| $N | $SH | $S | $Q | $P50 | $P99 | $E | $CLAIM |"
   done
   echo
-  echo "Cost of the cluster features: two single-shard nodes side by side, one with \`cluster.redis\` and one"
-  echo "without, loaded at the same time (dm-bench -c$CONNS each, directly); QPS with / without in each of $ROUNDS runs:"
+  echo "Cost: two single-shard nodes side by side, one $WITH and one $WITHOUT,"
+  echo "loaded at the same time (dm-bench -c$CONNS each, directly); QPS ($WITH / $WITHOUT) in each of $ROUNDS runs:"
   echo
-  echo "| scenario | runs (with / without) | median ratio |"
+  echo "| scenario | runs ($WITH / $WITHOUT) | median ratio |"
   echo "|---|---|---|"
   for C in "${COST[@]}"; do
     IFS='|' read -r S RUNS <<<"$C"

@@ -35,6 +35,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod expiring;
+pub mod figures;
 pub mod game;
 pub mod http;
 pub mod logging;

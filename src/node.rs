@@ -6,7 +6,7 @@
 //! admin endpoints of any shard. Everything else a shard owns alone
 //! (the shard module).
 
-use crate::cluster::figures::{NodeFigures, Totals};
+use crate::figures::{NodeFigures, Totals};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;

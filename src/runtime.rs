@@ -710,7 +710,7 @@ async fn announce_forever(shard: Rc<Shard>) {
             .sum()
     };
     let (mut last, mut last_at) = (answered(), Instant::now());
-    let mut tracker = crate::cluster::figures::FiguresTracker::default();
+    let mut tracker = crate::figures::FiguresTracker::default();
     let mut failing = false;
     for beat in 1.. {
         glommio::timer::sleep(every).await;

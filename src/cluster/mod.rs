@@ -2,7 +2,6 @@
 //! registry, pushed revocations and the config centre's hot settings. Each shard that needs it holds its own connection; shard
 //! 0 of each node does the node's periodic work (announcing itself).
 
-pub mod figures;
 pub mod registry;
 pub mod settings;
 

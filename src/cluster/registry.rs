@@ -85,7 +85,7 @@ pub struct NodeAnnouncement {
     /// Latency percentiles, cache hit ratio and backends over the last
     /// heartbeat (absent from a node of an older version: defaults).
     #[serde(flatten, default)]
-    pub figures: super::figures::NodeFigures,
+    pub figures: crate::figures::NodeFigures,
 }
 
 /// Why a node could not claim its id.

@@ -7,7 +7,7 @@
 //! the mesh, each answering from its own state).
 
 use super::{ApiError, Caller, Services};
-use crate::cluster::figures::{BackendState, Totals};
+use crate::figures::{BackendState, Totals};
 use crate::metrics::Sample;
 use crate::node::NodeState;
 use serde::Serialize;
