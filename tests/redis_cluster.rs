@@ -334,3 +334,109 @@ fn a_master_killed_under_load_fails_over_without_losing_a_write_or_serving_stale
         );
     }
 }
+
+/// `ASK` while a slot migrates and `MOVED` once it has moved, on a real
+/// cluster: the slot of a player's inventory key is moved from its master to
+/// another one by hand (`CLUSTER SETSLOT ... IMPORTING / MIGRATING / NODE`),
+/// and the node's reads and writes follow it.
+#[test]
+#[ignore = "needs MariaDB and a Redis Cluster (scripts/test.sh)"]
+fn reads_and_writes_follow_ask_and_moved_while_a_slot_migrates() {
+    let Some(url) = cluster_url() else { return };
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tag = rand::random::<u32>();
+    let a = node(&url, &format!("rm{tag}-a"));
+    let (id, _) = a.player("game1", &format!("rm{tag}"));
+    let gs = format!("Bearer {}", a.server_token("game1"));
+    let key = format!("game1:inv:{id}");
+    let slot = slot(key.as_bytes()).to_string();
+    let from = master_of(&key).expect("the key's master");
+    let to = (17001..=17006)
+        .find(|p| *p != from && redis_cli(&["-p", &p.to_string(), "role"]).starts_with("master"))
+        .expect("another master");
+    let id_of = |port: u16| {
+        redis_cli(&["-p", &port.to_string(), "cluster", "myid"])
+            .trim()
+            .to_string()
+    };
+    let (from_id, to_id) = (id_of(from), id_of(to));
+    let (from_p, to_p) = (from.to_string(), to.to_string());
+    let ok = |out: String| assert_eq!(out.trim(), "OK", "{out}");
+    ok(redis_cli(&[
+        "-p",
+        &to_p,
+        "cluster",
+        "setslot",
+        &slot,
+        "importing",
+        &from_id,
+    ]));
+    ok(redis_cli(&[
+        "-p",
+        &from_p,
+        "cluster",
+        "setslot",
+        &slot,
+        "migrating",
+        &to_id,
+    ]));
+
+    // The inventory was never cached: its master answers ASK (the key is
+    // not there), and the node reads and fills it on the importing master.
+    let inventory = format!("/api/v1/players/{id}/items");
+    let r = a
+        .http()
+        .request("GET", &inventory, &[("Authorization", &gs)], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let asked = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "printf 'ASKING\\nEXISTS {key}\\n' | redis-cli -p {to}"
+        ))
+        .output()
+        .expect("redis-cli");
+    let asked = String::from_utf8_lossy(&asked.stdout).into_owned();
+    assert!(
+        asked.lines().nth(1) == Some("1"),
+        "the fill landed on the importing master: {asked:?}"
+    );
+
+    // The slot now belongs to the other master: MOVED, and the node follows.
+    ok(redis_cli(&[
+        "-p", &to_p, "cluster", "setslot", &slot, "node", &to_id,
+    ]));
+    ok(redis_cli(&[
+        "-p", &from_p, "cluster", "setslot", &slot, "node", &to_id,
+    ]));
+    let grant = format!("/api/v1/players/{id}/items/potion/grant");
+    let r = a.http().request(
+        "POST",
+        &grant,
+        &[("Authorization", &gs)],
+        br#"{"quantity":3}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = a
+        .http()
+        .request("GET", &inventory, &[("Authorization", &gs)], b"");
+    let items = r.json()["data"]["items"].clone();
+    assert!(
+        items.as_array().is_some_and(|i| i
+            .iter()
+            .any(|e| e["item_id"] == "potion" && e["quantity"] == 3)),
+        "the read after the move sees the grant: {items}"
+    );
+    assert_eq!(
+        master_of(&key),
+        Some(to),
+        "the cluster agrees the slot moved"
+    );
+    // The node's Redis link stayed up through both redirections.
+    let text = a.http().request("GET", "/metrics", &[], b"").text();
+    assert!(
+        text.lines()
+            .filter(|l| l.starts_with("dm_backend_up{") && l.contains("backend=\"redis\""))
+            .all(|l| l.ends_with(" 1")),
+        "{text}"
+    );
+}
