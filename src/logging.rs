@@ -273,6 +273,9 @@ where
             )?;
             for (k, v) in &fields.fields {
                 match v {
+                    serde_json::Value::String(s) if fields.formatted.contains(k) => {
+                        write!(writer, " {k}={s}")?
+                    }
                     serde_json::Value::String(s) => write!(writer, " {k}={s:?}")?,
                     other => write!(writer, " {k}={other}")?,
                 }
@@ -287,6 +290,10 @@ where
 struct FieldsToJson {
     message: Option<String>,
     fields: Vec<(String, serde_json::Value)>,
+    /// Fields recorded through `Debug` or `Display` (`?x`, `%x`): text lines
+    /// show them as they format themselves, unquoted, as tracing's own
+    /// formatter does; string fields are quoted.
+    formatted: Vec<String>,
 }
 
 impl FieldsToJson {
@@ -321,6 +328,9 @@ impl Visit for FieldsToJson {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         let mut text = String::new();
         let _ = write!(text, "{value:?}");
+        if field.name() != "message" {
+            self.formatted.push(field.name().to_string());
+        }
         self.put(field, text.into());
     }
 }
