@@ -219,6 +219,20 @@ fn prepare_databases(config: &Config) -> Result<Vec<String>, StartError> {
 
 use mesh::ShardMesh;
 
+/// Every 100 ms, sends again the invalidations Redis did not take (see
+/// `Cache::resend_unsent`), until the shard drains.
+async fn resend_invalidations_forever(shard: Rc<Shard>) {
+    while !shard.is_draining() {
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+        if shard.services.cache().has_unsent() {
+            let sent = shard.services.cache().resend_unsent().await;
+            if sent > 0 {
+                tracing::info!(sent, "invalidations sent to Redis after it came back");
+            }
+        }
+    }
+}
+
 /// Shard 0's subscription to the invalidation channel: applies other nodes'
 /// invalidations on every shard, and tells every shard whether the channel
 /// is up (while it is down, L1 entries are trusted only briefly).
@@ -401,6 +415,9 @@ async fn shard_main(start: ShardStart) {
     }
     if id == 0 && !config.cache.redis.is_empty() {
         glommio::spawn_local(invalidation_subscriber(shard.clone())).detach();
+    }
+    if !config.cache.redis.is_empty() {
+        glommio::spawn_local(resend_invalidations_forever(shard.clone())).detach();
     }
     if id == 0 && !config.cluster.redis.is_empty() {
         glommio::spawn_local(revocation_subscriber(shard.clone())).detach();

@@ -90,7 +90,15 @@ pub struct Cache<E> {
     bus_expected: bool,
     bus_healthy: Cell<bool>,
     counters: Cell<CacheCounters>,
+    /// Changes whose tombstones or message Redis did not take, with when
+    /// they were first tried: sent again until it does (see
+    /// [`Cache::resend_unsent`]).
+    unsent: RefCell<std::collections::VecDeque<(Change, Instant)>>,
 }
+
+/// Most changes kept for sending again while Redis is unreachable; beyond
+/// it the oldest are dropped (their L2 copies expire within `l2_ttl_s`).
+const MAX_UNSENT: usize = 10_000;
 
 impl<E: Clone + From<LoadAbandoned>> Cache<E> {
     /// A cache with `cfg`'s bounds; L2 when `cfg.redis` is set.
@@ -111,6 +119,7 @@ impl<E: Clone + From<LoadAbandoned>> Cache<E> {
             inflight: RefCell::new(HashMap::new()),
             bus_healthy: Cell::new(false),
             counters: Cell::new(CacheCounters::default()),
+            unsent: RefCell::new(std::collections::VecDeque::new()),
         })
     }
 
@@ -274,8 +283,17 @@ impl<E: Clone + From<LoadAbandoned>> Cache<E> {
     }
 
     /// Replaces the change's keys in L2 by tombstones and tells the other
-    /// nodes. Returns false when Redis could not be told.
+    /// nodes. Returns false when Redis could not be told; the change is then
+    /// kept and sent again ([`Cache::resend_unsent`]).
     pub async fn invalidate_remote(&self, change: &Change) -> bool {
+        let told = self.try_invalidate_remote(change).await;
+        if !told {
+            self.keep_unsent(change.clone(), Instant::now());
+        }
+        told
+    }
+
+    async fn try_invalidate_remote(&self, change: &Change) -> bool {
         let Some(l2) = &self.l2 else { return true };
         let keys = &change.keys;
         let mut cmds: Vec<Vec<Vec<u8>>> = Vec::new();
@@ -312,10 +330,52 @@ impl<E: Clone + From<LoadAbandoned>> Cache<E> {
             Ok(_) => true,
             Err(e) => {
                 self.count(|c| c.l2_errors += 1);
-                tracing::debug!(error = %e, "invalidation not published");
+                tracing::debug!(error = %e, "invalidation not published; kept to send again");
                 false
             }
         }
+    }
+
+    fn keep_unsent(&self, change: Change, since: Instant) {
+        let mut unsent = self.unsent.borrow_mut();
+        if unsent.len() >= MAX_UNSENT {
+            unsent.pop_front();
+        }
+        unsent.push_back((change, since));
+    }
+
+    /// Sends again the changes Redis did not take. Without this, a write
+    /// made while the key's Redis master was unreachable (down, failing
+    /// over, a connection lost) would leave the old value in L2 — on the
+    /// promoted replica, say — for `l2_ttl_s`, and the other nodes, which
+    /// never got the message, could cache it again. Sent as soon as Redis
+    /// answers, the tombstone and message end that window; a change older
+    /// than `l2_ttl_s` is dropped (every copy it could hide has expired).
+    /// Returns how many were sent.
+    pub async fn resend_unsent(&self) -> usize {
+        let pending: Vec<(Change, Instant)> = self.unsent.borrow_mut().drain(..).collect();
+        let ttl = Duration::from_secs(self.cfg.l2_ttl_s.saturating_add(self.cfg.l2_ttl_s / 10 + 1));
+        let mut sent = 0;
+        for (i, (change, since)) in pending.iter().enumerate() {
+            if since.elapsed() > ttl {
+                continue;
+            }
+            if self.try_invalidate_remote(change).await {
+                sent += 1;
+            } else {
+                // Still down: keep this one and the rest, in order, for later.
+                for (c, t) in pending[i..].iter().cloned() {
+                    self.keep_unsent(c, t);
+                }
+                break;
+            }
+        }
+        sent
+    }
+
+    /// Whether changes wait to be sent again.
+    pub fn has_unsent(&self) -> bool {
+        !self.unsent.borrow().is_empty()
     }
 
     /// The L2 keys under `prefix` (on every master of a cluster).

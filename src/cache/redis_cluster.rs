@@ -239,32 +239,25 @@ impl ClusterClient {
         }
     }
 
-    /// Where a command goes now.
+    /// The master of a keyed command now.
     fn route(&self, args: &[Vec<u8>]) -> Result<String, RedisError> {
-        let map = self.map.borrow();
-        let addr = match command_slot(args) {
-            Some(s) => map.master(s),
-            None => map.ranges.first().map(|r| r.2.as_str()),
-        };
-        addr.map(str::to_string)
+        let slot = command_slot(args).unwrap_or(0);
+        self.map
+            .borrow()
+            .master(slot)
+            .map(str::to_string)
             .ok_or_else(|| RedisError("no master serves this slot".into()))
     }
 
-    /// Sends `cmds`, each to the master of its key, as one pipeline per
-    /// master; returns the replies in order.
+    /// Sends `cmds` and returns their replies in order. Commands with a key
+    /// go first, one pipeline per master, all masters at once, redirections
+    /// followed; a master that fails makes the client re-read the slot map
+    /// and send that master's commands once more (to its promoted replica,
+    /// once there is one). Commands without a key (`PUBLISH`) go last, to
+    /// the first master that answers: an invalidation's message must not
+    /// overtake its tombstones.
     pub async fn pipeline(&self, cmds: &[Vec<Vec<u8>>]) -> Result<Vec<Reply>, RedisError> {
-        let result = self.pipeline_once(cmds).await;
-        let result = match result {
-            // A master that stopped answering may have been replaced by its
-            // replica: read the map again and try once more.
-            Err(_) => {
-                self.stale.set(true);
-                self.last_refresh.set(None);
-                self.refresh_if_stale().await?;
-                self.pipeline_once(cmds).await
-            }
-            ok => ok,
-        };
+        let result = self.pipeline_in_order(cmds).await;
         self.up.set(result.is_ok());
         if result.is_err() {
             self.stale.set(true);
@@ -272,17 +265,52 @@ impl ClusterClient {
         result
     }
 
-    async fn pipeline_once(&self, cmds: &[Vec<Vec<u8>>]) -> Result<Vec<Reply>, RedisError> {
+    async fn pipeline_in_order(&self, cmds: &[Vec<Vec<u8>>]) -> Result<Vec<Reply>, RedisError> {
         self.refresh_if_stale().await?;
-        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
-        for (i, c) in cmds.iter().enumerate() {
-            let addr = self.route(c)?;
-            match groups.iter_mut().find(|(a, _)| *a == addr) {
-                Some((_, idx)) => idx.push(i),
-                None => groups.push((addr, vec![i])),
+        let (keyed, keyless): (Vec<usize>, Vec<usize>) =
+            (0..cmds.len()).partition(|i| command_slot(&cmds[*i]).is_some());
+        let mut replies: Vec<Option<Reply>> = vec![None; cmds.len()];
+        let failed = self.send_keyed(cmds, &keyed, &mut replies).await?;
+        if !failed.is_empty() {
+            // Only what got no reply goes again (a command that was answered
+            // is never sent twice), after the map is read again.
+            self.stale.set(true);
+            self.refresh_if_stale().await?;
+            let still = self.send_keyed(cmds, &failed, &mut replies).await?;
+            if let Some(e) = still.first().and_then(|i| {
+                replies[*i]
+                    .is_none()
+                    .then(|| RedisError("a master did not answer".into()))
+            }) {
+                return Err(e);
             }
         }
-        // One pipeline per master, all in flight at once.
+        for i in keyless {
+            replies[i] = Some(self.send_anywhere(&cmds[i]).await?);
+        }
+        replies
+            .into_iter()
+            .map(|r| r.ok_or_else(|| RedisError("a reply is missing".into())))
+            .collect()
+    }
+
+    /// Sends the commands `which` of `cmds`, one pipeline per master at
+    /// once, fills their replies (redirections followed) and returns those
+    /// whose master failed.
+    async fn send_keyed(
+        &self,
+        cmds: &[Vec<Vec<u8>>],
+        which: &[usize],
+        replies: &mut [Option<Reply>],
+    ) -> Result<Vec<usize>, RedisError> {
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for i in which {
+            let addr = self.route(&cmds[*i])?;
+            match groups.iter_mut().find(|(a, _)| *a == addr) {
+                Some((_, idx)) => idx.push(*i),
+                None => groups.push((addr, vec![*i])),
+            }
+        }
         let tasks: Vec<_> = groups
             .iter()
             .map(|(addr, idx)| {
@@ -291,19 +319,38 @@ impl ClusterClient {
                 glommio::spawn_local(async move { client.pipeline(&batch).await })
             })
             .collect();
-        let mut replies: Vec<Option<Reply>> = vec![None; cmds.len()];
-        for ((_, idx), task) in groups.iter().zip(tasks) {
-            let answered = task.await?;
-            for (i, r) in idx.iter().zip(answered) {
-                replies[*i] = Some(r);
+        let mut failed = Vec::new();
+        for ((addr, idx), task) in groups.iter().zip(tasks) {
+            match task.await {
+                Ok(answered) => {
+                    for (i, r) in idx.iter().zip(answered) {
+                        replies[*i] = Some(self.follow_redirects(addr, &cmds[*i], r).await?);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(master = %addr, error = %e, "redis cluster master failed");
+                    failed.extend(idx);
+                }
             }
         }
-        let mut out = Vec::with_capacity(cmds.len());
-        for (i, r) in replies.into_iter().enumerate() {
-            let r = r.ok_or_else(|| RedisError("a reply is missing".into()))?;
-            out.push(self.follow_redirects(&cmds[i], r).await?);
+        Ok(failed)
+    }
+
+    /// A command without a key, on the first master that answers (a
+    /// `PUBLISH` reaches every node's subscribers from any of them).
+    async fn send_anywhere(&self, cmd: &[Vec<u8>]) -> Result<Reply, RedisError> {
+        let masters = self.map.borrow().masters();
+        let mut last = RedisError("no master".into());
+        for m in masters {
+            match self.node(&m).command(cmd.to_vec()).await {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    self.stale.set(true);
+                    last = e;
+                }
+            }
         }
-        Ok(out)
+        Err(last)
     }
 
     /// Follows `MOVED` (the slot has a new owner: re-read the map) and `ASK`
@@ -311,6 +358,7 @@ impl ClusterClient {
     /// `TRYAGAIN` / `CLUSTERDOWN` briefly.
     async fn follow_redirects(
         &self,
+        from: &str,
         cmd: &[Vec<u8>],
         mut reply: Reply,
     ) -> Result<Reply, RedisError> {
@@ -320,7 +368,11 @@ impl ClusterClient {
             };
             let mut words = e.split(' ');
             let kind = words.next().unwrap_or("");
-            let target = words.nth(1).map(str::to_string);
+            // `MOVED 3999 :6381` leaves the host out: the sender's own.
+            let target = words.nth(1).map(|t| match t.strip_prefix(':') {
+                Some(port) => format!("{}:{port}", from.rsplit_once(':').map_or(from, |(h, _)| h)),
+                None => t.to_string(),
+            });
             reply = match (kind, target) {
                 ("MOVED", Some(addr)) => {
                     self.stale.set(true);
