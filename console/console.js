@@ -51,7 +51,7 @@
     let json = null;
     try { json = await response.json(); } catch (_) { /* not JSON: reported below */ }
     if (!response.ok) {
-      const message = json && json.message ? json.message : response.statusText;
+      const message = json && json.message ? json.message : (response.statusText || "HTTP " + response.status);
       const code = json && json.code && json.code !== response.status ? " (" + json.code + ")" : "";
       const err = new Error(method + " " + path + ": " + response.status + " " + message + code);
       err.status = response.status;
@@ -76,10 +76,12 @@
   // ---- sign in / out ----
   async function signIn(event) {
     event.preventDefault();
+    if (state.token || $("login-submit").disabled) return;
     const error = $("login-error");
     error.hidden = true;
     const username = $("login-username").value;
     const password = $("login-password").value;
+    $("login-submit").disabled = true;
     try {
       const data = await api("POST", "/api/v1/auth/admin", { username, password });
       state.token = data.token;
@@ -89,21 +91,37 @@
     } catch (e) {
       error.textContent = e.status === 401 ? "Wrong username or password." : e.message;
       error.hidden = false;
+    } finally {
+      $("login-submit").disabled = false;
     }
   }
 
-  function signOut(reason) {
+  // Revokes the token on the server; the page then starts afresh (nothing
+  // of the last session stays in it). A failed revocation is reported.
+  async function signOut(reason) {
     const token = state.token;
     state.token = null;
     if (state.timer) clearInterval(state.timer);
     state.timer = null;
-    $("app-view").hidden = true;
-    $("login-view").hidden = false;
-    if (token) fetch("/api/v1/auth/logout", { method: "POST", headers: { Authorization: "Bearer " + token } }).catch(() => {});
+    if (token && !reason) {
+      try {
+        const r = await fetch("/api/v1/auth/logout", { method: "POST", headers: { Authorization: "Bearer " + token } });
+        if (!r.ok) throw new Error("HTTP " + r.status);
+      } catch (e) {
+        state.token = token;
+        showError("Sign-out failed, the session is still valid: " + e.message);
+        return;
+      }
+    }
     if (reason) {
+      $("app-view").hidden = true;
+      $("login-view").hidden = false;
       $("login-error").textContent = reason;
       $("login-error").hidden = false;
+      return;
     }
+    location.hash = "";
+    location.reload();
   }
 
   async function start() {
@@ -115,8 +133,19 @@
     select.replaceChildren();
     for (const g of (games && games.games) || []) select.append(h("option", { value: g.game_id }, g.game_id + " — " + g.name));
     state.game = select.value || null;
-    route();
+    route(!games);
+    if (state.timer) clearInterval(state.timer);
     state.timer = setInterval(() => { if (currentPage() === "overview") refreshOverview(); }, 2000);
+  }
+
+  // Forgets what was shown of another game (player and order ids are per game).
+  function forgetGameViews() {
+    state.player = null;
+    state.order = null;
+    state.lookup = (state.lookup || 0) + 1;
+    $("player-view").hidden = true;
+    $("order-view").hidden = true;
+    editItem(null);
   }
 
   // ---- pages ----
@@ -124,12 +153,16 @@
     const p = location.hash.replace("#", "");
     return ["overview", "players", "orders", "catalogue", "cache", "config"].includes(p) ? p : "overview";
   }
-  function route() {
+  function route(keepMessages) {
     if (!state.token) return;
     const page = currentPage();
     for (const s of document.querySelectorAll(".page")) s.hidden = s.id !== "page-" + page;
     for (const a of document.querySelectorAll("header nav a")) a.classList.toggle("active", a.dataset.page === page);
-    $("error").hidden = true;
+    if (keepMessages !== true) {
+      $("error").hidden = true;
+      $("notice").hidden = true;
+    }
+    if (page === "players" && state.player) reloadPlayer();
     ({ overview: refreshOverview, players: () => {}, orders: () => {}, catalogue: loadCatalogue, cache: loadCache, config: loadConfig })[page]();
   }
 
@@ -199,9 +232,15 @@
   async function findPlayer(event) {
     event.preventDefault();
     const q = $("player-query").value.trim();
-    const data = await attempt(() => /^\d+$/.test(q)
-      ? api("GET", "/api/v1/players/" + q)
-      : api("GET", "/api/v1/players?username=" + encodeURIComponent(q)));
+    const byName = () => api("GET", "/api/v1/players?username=" + encodeURIComponent(q));
+    // Digits are an id, or else a username made of digits.
+    const data = await attempt(async () => {
+      if (!/^\d+$/.test(q)) return byName();
+      try { return await api("GET", "/api/v1/players/" + q); } catch (e) {
+        if (e.status === 404) return byName();
+        throw e;
+      }
+    });
     if (!data) return;
     state.player = data.player;
     state.ledgerPage = 1;
@@ -211,12 +250,14 @@
 
   async function reloadPlayer() {
     const data = await attempt(() => api("GET", "/api/v1/players/" + state.player.id));
-    if (data) state.player = data.player;
+    if (!data) return;
+    state.player = data.player;
     await showPlayer();
   }
 
   async function showPlayer() {
     const p = state.player;
+    const lookup = state.lookup = (state.lookup || 0) + 1;
     $("player-view").hidden = false;
     $("player-title").textContent = p.username + " (#" + p.id + ")";
     const dl = $("player-profile");
@@ -232,6 +273,7 @@
       attempt(() => api("GET", base + "/ledger?page=" + state.ledgerPage + "&page_size=" + PAGE_SIZE)),
       attempt(() => api("GET", base + "/orders?page=" + state.ordersPage + "&page_size=" + PAGE_SIZE)),
     ]);
+    if (lookup !== state.lookup) return; // a newer look-up or page has been asked for
     const itemRows = $("player-items").tBodies[0];
     itemRows.replaceChildren();
     for (const i of (items && items.items) || []) itemRows.append(h("tr", {}, h("td", {}, i.item_id), cell(i.quantity), h("td", {}, i.updated_at)));
@@ -268,18 +310,33 @@
 
   async function setStatus(status) {
     const p = state.player;
-    const ok = await attempt(() => api("PUT", "/api/v1/players/" + p.id, { status }, { "If-Match": String(p.version) }),
-      "Player " + p.username + " is now " + status + ".");
-    if (ok !== undefined) await reloadPlayer();
+    try {
+      await api("PUT", "/api/v1/players/" + p.id, { status }, { "If-Match": String(p.version) });
+      showNotice("Player " + p.username + " is now " + status + ".");
+    } catch (e) {
+      // 409: changed meanwhile (a balance moved); show the current player to decide again.
+      showError(e.status === 409 ? "The player changed meanwhile; reloaded — check and try again. (" + e.message + ")" : e.message);
+    }
+    await reloadPlayer();
   }
 
   async function adjustWallet(event) {
     event.preventDefault();
+    const button = $("wallet-form").querySelector("button");
+    if (button.disabled) return;
     const body = { currency: $("wallet-currency").value, delta: Number($("wallet-delta").value), reason: $("wallet-reason").value };
-    if (!Number.isInteger(body.delta)) return showError("Delta must be a whole number.");
-    const ok = await attempt(() => api("POST", "/api/v1/players/" + state.player.id + "/wallet", body),
-      "Wallet adjusted by " + body.delta + " " + body.currency + ".");
-    if (ok !== undefined) await reloadPlayer();
+    if (!Number.isInteger(body.delta) || body.delta === 0) return showError("Delta must be a whole number other than 0.");
+    button.disabled = true;
+    try {
+      const ok = await attempt(() => api("POST", "/api/v1/players/" + state.player.id + "/wallet", body),
+        "Wallet adjusted by " + body.delta + " " + body.currency + ".");
+      if (ok !== undefined) {
+        $("wallet-delta").value = "";
+        await reloadPlayer();
+      }
+    } finally {
+      button.disabled = false;
+    }
   }
 
   // ---- orders ----
@@ -341,8 +398,8 @@
     const body = { name: $("item-name").value, price_gold: Number($("item-price-gold").value),
       price_diamonds: Number($("item-price-diamonds").value), max_stack: Number($("item-max-stack").value),
       description: $("item-description").value };
-    if ($("item-type").value) body.type = $("item-type").value;
-    if ($("item-quality").value) body.quality = $("item-quality").value;
+    if ($("item-type").value || state.editing) body.type = $("item-type").value;
+    if ($("item-quality").value || state.editing) body.quality = $("item-quality").value;
     let ok;
     if (state.editing) {
       ok = await attempt(() => api("PUT", "/api/v1/items/" + encodeURIComponent(state.editing), body), "Item " + state.editing + " saved.");
@@ -383,10 +440,11 @@
     try {
       data = await api("GET", "/api/v1/cluster/config");
     } catch (e) {
-      $("config-state").textContent = e.status === 503
+      const standAlone = e.status === 503 && /stand-alone|cluster\.redis/i.test(e.message);
+      $("config-state").textContent = standAlone
         ? "No config centre: this node is stand-alone (set cluster.redis to share hot settings across nodes). " + e.message
         : e.message;
-      if (e.status !== 503) showError(e.message);
+      if (!standAlone) showError(e.message);
       return;
     }
     state.configVersion = data.version;
@@ -414,17 +472,27 @@
     if (m) {
       try { body.maintenance = JSON.parse(m); } catch (e) { return showError("Maintenance is not valid JSON: " + e.message); }
     }
-    const ok = await attempt(() => api("PUT", "/api/v1/cluster/config", body, { "If-Match": String(state.configVersion) }),
-      "Settings saved; every node applies them within about a second.");
-    if (ok !== undefined) await loadConfig();
+    try {
+      await api("PUT", "/api/v1/cluster/config", body, { "If-Match": String(state.configVersion) });
+      showNotice("Settings saved; every node applies them within about a second.");
+      await loadConfig();
+    } catch (e) {
+      if (e.status === 412) {
+        const now = await attempt(() => api("GET", "/api/v1/cluster/config"));
+        if (now) state.configVersion = now.version;
+        showError("Someone changed the settings meanwhile (now version " + state.configVersion + "); your values are kept — save again to replace them.");
+      } else {
+        showError(e.message);
+      }
+    }
   }
 
   // ---- wiring ----
   document.addEventListener("DOMContentLoaded", () => {
     $("login-form").addEventListener("submit", signIn);
     $("logout").addEventListener("click", () => signOut());
-    $("game-select").addEventListener("change", (e) => { state.game = e.target.value; route(); });
-    window.addEventListener("hashchange", route);
+    $("game-select").addEventListener("change", (e) => { state.game = e.target.value; forgetGameViews(); route(); });
+    window.addEventListener("hashchange", () => route());
     $("player-find").addEventListener("submit", findPlayer);
     $("player-ban").addEventListener("click", () => setStatus("banned"));
     $("player-unban").addEventListener("click", () => setStatus("active"));
@@ -443,6 +511,7 @@
     });
     $("cache-prefix-form").addEventListener("submit", (e) => {
       e.preventDefault();
+      if (!$("cache-prefix").value) return showError("Name a prefix (game1: drops everything of game1).");
       invalidate({ prefix: $("cache-prefix").value }, "Prefix " + JSON.stringify($("cache-prefix").value));
     });
     $("config-form").addEventListener("submit", saveConfig);

@@ -144,6 +144,18 @@ fn cache_admin_routes() {
         post(&mut c, "/api/v1/cache/invalidate", &admin, json!({})).0,
         400
     );
+    // An empty prefix would drop everything of every game: refused.
+    let (s, j) = post(
+        &mut c,
+        "/api/v1/cache/invalidate",
+        &admin,
+        json!({"prefix":""}),
+    );
+    assert_eq!(s, 400, "{j}");
+    assert!(
+        j["message"].as_str().is_some_and(|m| m.contains("prefix")),
+        "{j}"
+    );
     assert_eq!(
         post(
             &mut c,

@@ -525,4 +525,9 @@ fn console_works_end_to_end_in_headless_chromium() {
         "return JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.cookie",
     );
     assert_eq!(stored, "{}{}", "nothing kept in storage");
+    // Signing out revokes the session and starts the page afresh.
+    browser.click("#logout");
+    wait_for("the sign-in form again", Duration::from_secs(10), || {
+        browser.eval("const a = document.getElementById('app-view'); return !!a && a.hidden && !document.getElementById('login-view').hidden") == Value::Bool(true)
+    });
 }

@@ -645,6 +645,7 @@ fn players_are_found_by_username_by_game_servers_and_admins_only() {
     assert_eq!(find(&gs, "game1", "nobody").1["code"], 1001);
     assert_eq!(find(&gs, "game1", "").0, 400);
     assert_eq!(find(&gs, "game1", "bad%zz").0, 400);
+    assert_eq!(find(&gs, "game1", "bad%+A").0, 400);
     assert_eq!(
         find(&format!("Bearer {player_token}"), "game1", "zo%5Fe%2E1").0,
         403

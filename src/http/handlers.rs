@@ -106,6 +106,9 @@ fn percent_decoded(name: &str, value: &str) -> Result<String, ApiError> {
             b'+' => b' ',
             b'%' => {
                 let hex = [rest.next().ok_or_else(bad)?, rest.next().ok_or_else(bad)?];
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return Err(bad());
+                }
                 let hex = std::str::from_utf8(&hex).map_err(|_| bad())?;
                 u8::from_str_radix(hex, 16).map_err(|_| bad())?
             }

@@ -228,6 +228,12 @@ impl Services {
         self.require_admin(caller)?;
         let mut keys = req.keys.unwrap_or_default();
         if let Some(prefix) = req.prefix {
+            if prefix.is_empty() {
+                // It would drop every key of every game on every node.
+                return Err(ApiError::bad_request(
+                    "prefix must not be empty (name a game, e.g. \"game1:\")",
+                ));
+            }
             keys.push(format!("{prefix}*"));
         }
         if keys.is_empty() || keys.len() > 1000 {
