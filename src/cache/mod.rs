@@ -296,27 +296,29 @@ impl<E: Clone + From<LoadAbandoned>> Cache<E> {
     async fn try_invalidate_remote(&self, change: &Change) -> bool {
         let Some(l2) = &self.l2 else { return true };
         let keys = &change.keys;
-        let mut cmds: Vec<Vec<Vec<u8>>> = Vec::new();
-        for k in keys.iter().filter(|k| !k.ends_with('*')) {
-            cmds.push(vec![
+        let tombstone = |key: Vec<u8>| {
+            vec![
                 b"SET".to_vec(),
-                k.as_bytes().to_vec(),
+                key,
                 b"T".to_vec(),
                 b"PX".to_vec(),
                 TOMBSTONE.as_millis().to_string().into_bytes(),
-            ]);
-        }
+            ]
+        };
+        let mut cmds: Vec<Vec<Vec<u8>>> = keys
+            .iter()
+            .filter(|k| !k.ends_with('*'))
+            .map(|k| tombstone(k.as_bytes().to_vec()))
+            .collect();
         for prefix in keys.iter().filter_map(|k| k.strip_suffix('*')) {
             // Prefix invalidation is an admin operation: delete what matches.
-            if let Ok(found) = self.scan(l2, prefix).await {
-                for k in found {
-                    cmds.push(vec![
-                        b"SET".to_vec(),
-                        k,
-                        b"T".to_vec(),
-                        b"PX".to_vec(),
-                        TOMBSTONE.as_millis().to_string().into_bytes(),
-                    ]);
+            // A scan that failed leaves the change to be sent again whole.
+            match self.scan(l2, prefix).await {
+                Ok(found) => cmds.extend(found.into_iter().map(tombstone)),
+                Err(e) => {
+                    self.count(|c| c.l2_errors += 1);
+                    tracing::debug!(error = %e, "prefix invalidation could not scan L2");
+                    return false;
                 }
             }
         }

@@ -136,6 +136,8 @@ pub struct ClusterClient {
     /// Set when the map must be read again before the next command.
     stale: Cell<bool>,
     last_refresh: Cell<Option<Instant>>,
+    /// Reads of the map so far (where the next one starts asking).
+    refreshes: Cell<usize>,
     up: Cell<bool>,
 }
 
@@ -149,6 +151,7 @@ impl ClusterClient {
             nodes: RefCell::new(HashMap::new()),
             stale: Cell::new(true),
             last_refresh: Cell::new(None),
+            refreshes: Cell::new(0),
             up: Cell::new(false),
         }
     }
@@ -177,6 +180,12 @@ impl ClusterClient {
             .borrow_mut()
             .insert(addr.to_string(), client.clone());
         client
+    }
+
+    /// Marks the slot map as needing a new read (a master failed a command
+    /// sent outside [`ClusterClient::pipeline`], such as a `SCAN`).
+    pub fn mark_stale(&self) {
+        self.stale.set(true);
     }
 
     /// Every master's client (reading the slot map first if needed), for
@@ -213,6 +222,15 @@ impl ClusterClient {
             if !candidates.contains(&k) {
                 candidates.push(k);
             }
+        }
+        // Start each read at the next candidate: a node that answers with an
+        // outdated map (a master cut off from the others) is not asked first
+        // every time.
+        let turn = self.refreshes.get();
+        self.refreshes.set(turn.wrapping_add(1));
+        if !candidates.is_empty() {
+            let len = candidates.len();
+            candidates.rotate_left(turn % len);
         }
         let mut last_error = RedisError("no seed node".into());
         for addr in candidates {

@@ -108,7 +108,10 @@ impl Redis {
             Redis::Single(c) => scan_node(c, pattern, limit, &mut found).await?,
             Redis::Cluster(c) => {
                 for master in c.masters().await? {
-                    scan_node(&master, pattern, limit, &mut found).await?;
+                    if let Err(e) = scan_node(&master, pattern, limit, &mut found).await {
+                        c.mark_stale();
+                        return Err(e);
+                    }
                 }
             }
         }
