@@ -117,35 +117,30 @@ start_replication() {
     START SLAVE;"
 }
 
-start_redis() {
-  if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then return 0; fi
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-    --daemonize yes --logfile "$DIR/redis.log" --pidfile "$DIR/redis.pid" --dir "$DIR"
+# Starts redis-server on PORT with its files in DIR (more arguments go to it)
+# unless one answers there; waits until it does.
+start_redis_server() { # port dir extra-args...
+  local port=$1 dir=$2; shift 2
+  if redis-cli -p "$port" ping >/dev/null 2>&1; then return 0; fi
+  mkdir -p "$dir"
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+    --dir "$dir" --logfile "$dir/redis-$port.log" --pidfile "$dir/redis-$port.pid" "$@"
   for _ in $(seq 1 50); do
-    if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then return 0; fi
+    if redis-cli -p "$port" ping >/dev/null 2>&1; then return 0; fi
     sleep 0.1
   done
-  echo "Redis did not start; see $DIR/redis.log" >&2
+  echo "Redis on port $port did not start; see $dir/redis-$port.log" >&2
   return 1
 }
+
+start_redis() { start_redis_server "$REDIS_PORT" "$DIR"; }
 
 CLUSTER_PORTS="17001 17002 17003 17004 17005 17006"
 CLUSTER_DIR="$DIR/redis-cluster"
 
 start_cluster_node() { # port
-  local port=$1 dir="$CLUSTER_DIR/$1"
-  if redis-cli -p "$port" ping >/dev/null 2>&1; then return 0; fi
-  mkdir -p "$dir"
-  redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
-    --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 1000 \
-    --save '' --appendonly no --daemonize yes --dir "$dir" \
-    --logfile "$dir/redis.log" --pidfile "$dir/redis.pid"
-  for _ in $(seq 1 50); do
-    if redis-cli -p "$port" ping >/dev/null 2>&1; then return 0; fi
-    sleep 0.1
-  done
-  echo "Redis Cluster node $port did not start; see $dir/redis.log" >&2
-  return 1
+  start_redis_server "$1" "$CLUSTER_DIR/$1" --cluster-enabled yes \
+    --cluster-config-file "$CLUSTER_DIR/$1/nodes.conf" --cluster-node-timeout 1000
 }
 
 cluster_ok() {
@@ -236,7 +231,7 @@ case "${1:-}" in
   cluster-stop) stop_cluster ;;
   cluster-kill)
     [[ "${2:-}" =~ ^1700[1-6]$ ]] || { echo "cluster-kill needs a port 17001-17006" >&2; exit 2; }
-    if [ -f "$CLUSTER_DIR/$2/redis.pid" ]; then kill -9 "$(cat "$CLUSTER_DIR/$2/redis.pid")" 2>/dev/null || true; fi
+    if [ -f "$CLUSTER_DIR/$2/redis-$2.pid" ]; then kill -9 "$(cat "$CLUSTER_DIR/$2/redis-$2.pid")" 2>/dev/null || true; fi
     ;;
   cluster-restart)
     [[ "${2:-}" =~ ^1700[1-6]$ ]] || { echo "cluster-restart needs a port 17001-17006" >&2; exit 2; }
