@@ -15,7 +15,8 @@
 #   env     prints the DMTEST_* variables the test suite reads.
 #   cluster-start  starts a Redis Cluster on loopback: 3 masters
 #           (127.0.0.1:17001-17003) and a replica of each (17004-17006),
-#           made with `redis-cli --cluster create`, node timeout 1 s (a dead
+#           made with `redis-cli --cluster create`, node timeout 1 s, replicas
+#           always eligible to take over (validity factor 0; a dead
 #           master's replica takes over within a few seconds); idempotent.
 #   cluster-stop   stops it (and forgets it: the next start makes a new one).
 #   cluster-kill PORT  SIGKILLs one node of it (failure tests).
@@ -140,18 +141,32 @@ CLUSTER_DIR="$DIR/redis-cluster"
 
 start_cluster_node() { # port
   start_redis_server "$1" "$CLUSTER_DIR/$1" --cluster-enabled yes \
-    --cluster-config-file "$CLUSTER_DIR/$1/nodes.conf" --cluster-node-timeout 1000
+    --cluster-config-file "$CLUSTER_DIR/$1/nodes.conf" --cluster-node-timeout 1000 \
+    --cluster-replica-validity-factor 0
+}
+
+# Serving every slot, with three masters and every replica synced with its
+# master (a replica that has not synced yet could not take over).
+cluster_formed() {
+  redis-cli -p 17001 cluster info 2>/dev/null | grep -q '^cluster_state:ok' &&
+    [ "$(redis-cli -p 17001 cluster nodes 2>/dev/null | grep -c master)" -ge 3 ]
 }
 
 cluster_ok() {
-  redis-cli -p 17001 cluster info 2>/dev/null | grep -q '^cluster_state:ok' &&
-    [ "$(redis-cli -p 17001 cluster nodes 2>/dev/null | grep -c master)" -ge 3 ]
+  cluster_formed || return 1
+  local port synced=0
+  for port in $CLUSTER_PORTS; do
+    if redis-cli -p "$port" info replication 2>/dev/null | grep -q 'master_link_status:up'; then
+      synced=$((synced + 1))
+    fi
+  done
+  [ "$synced" -ge 3 ]
 }
 
 start_cluster() {
   command -v redis-server >/dev/null 2>&1 || apt_install redis-server
   for port in $CLUSTER_PORTS; do start_cluster_node "$port"; done
-  if ! cluster_ok; then
+  if ! cluster_formed; then
     local hosts=""
     for port in $CLUSTER_PORTS; do hosts="$hosts 127.0.0.1:$port"; done
     # shellcheck disable=SC2086
@@ -160,11 +175,11 @@ start_cluster() {
       return 1
     }
   fi
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 300); do
     if cluster_ok; then return 0; fi
     sleep 0.1
   done
-  echo "the Redis Cluster did not reach cluster_state:ok" >&2
+  echo "the Redis Cluster did not reach cluster_state:ok with its replicas synced" >&2
   return 1
 }
 

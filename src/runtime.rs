@@ -278,8 +278,8 @@ async fn invalidation_subscriber(shard: Rc<Shard>) {
         }
     })
     .detach();
-    crate::cache::redis::subscribe_forever(
-        target.subscribe_urls(),
+    crate::cache::redis_link::subscribe_forever(
+        target,
         crate::cache::CHANNEL.to_string(),
         on_message,
         on_state,
@@ -542,8 +542,8 @@ async fn revocation_subscriber(shard: Rc<Shard>) {
         }
     })
     .detach();
-    crate::cache::redis::subscribe_forever(
-        target.subscribe_urls(),
+    crate::cache::redis_link::subscribe_forever(
+        target,
         REVOCATIONS.to_string(),
         on_message,
         |_| {},

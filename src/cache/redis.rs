@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 /// Longest wait for a command batch.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(50);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Why a Redis call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,41 +255,10 @@ impl RedisClient {
     }
 }
 
-/// Subscribes to `channel` forever, calling `on_message` with each payload
-/// and `on_state` with true after every (re)subscription and false after
-/// every loss of the connection. Reconnects with backoff, to the next of
-/// `urls` each time (the nodes of a Redis Cluster, where a message
-/// published on any node reaches subscribers on every node).
-pub async fn subscribe_forever(
-    urls: Vec<RedisUrl>,
-    channel: String,
-    on_message: impl Fn(Vec<u8>),
-    on_state: impl Fn(bool),
-) {
-    let mut backoff = MIN_BACKOFF;
-    for attempt in 0usize.. {
-        let Some(url) = urls.get(attempt % urls.len().max(1)) else {
-            return;
-        };
-        let subscribed = std::cell::Cell::new(false);
-        let track = |up: bool| {
-            subscribed.set(subscribed.get() || up);
-            on_state(up);
-        };
-        match subscribe_once(url, &channel, &on_message, &track).await {
-            Ok(()) => {}
-            Err(e) => tracing::debug!(error = %e, "redis subscriber disconnected"),
-        }
-        on_state(false);
-        if subscribed.get() {
-            backoff = MIN_BACKOFF; // it worked for a while: try the next node soon
-        }
-        glommio::timer::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
-}
-
-async fn subscribe_once(
+/// Subscribes to `channel` on `url` until the connection fails, calling
+/// `on_message` with each payload and `on_state(true)` once subscribed (the
+/// loop that reconnects is `redis_link::subscribe_forever`).
+pub(crate) async fn subscribe_once(
     url: &RedisUrl,
     channel: &str,
     on_message: &impl Fn(Vec<u8>),

@@ -65,6 +65,39 @@ pub fn command_slot(args: &[Vec<u8>]) -> Option<u16> {
     }
 }
 
+/// Every node (`host:port`, masters and replicas) a `CLUSTER SLOTS` reply
+/// names; `asked` stands in for an empty host.
+pub fn nodes_in_slots_reply(reply: &Reply, asked: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let Reply::Array(Some(entries)) = reply else {
+        return out;
+    };
+    let asked_host = asked.rsplit_once(':').map_or("", |(h, _)| h);
+    for e in entries {
+        let Reply::Array(Some(parts)) = e else {
+            continue;
+        };
+        for node in parts.iter().skip(2) {
+            let Reply::Array(Some(fields)) = node else {
+                continue;
+            };
+            let host = match fields.first() {
+                Some(Reply::Bulk(Some(h))) if !h.is_empty() && h != b"?" => {
+                    String::from_utf8_lossy(h).into_owned()
+                }
+                _ => asked_host.to_string(),
+            };
+            if let Some(Reply::Int(port)) = fields.get(1) {
+                let addr = format!("{host}:{port}");
+                if !out.contains(&addr) {
+                    out.push(addr);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Which master owns which slots.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct SlotMap {
@@ -481,6 +514,15 @@ mod tests {
             ])),
         ]));
         let map = SlotMap::parse(&reply, "127.0.0.1:17001").expect("parses");
+        assert_eq!(
+            nodes_in_slots_reply(&reply, "127.0.0.1:17001"),
+            [
+                "127.0.0.1:17002",
+                "127.0.0.1:17005",
+                "127.0.0.1:17001",
+                "127.0.0.1:17003"
+            ]
+        );
         assert_eq!(map.master(0), Some("127.0.0.1:17001"));
         assert_eq!(map.master(5461), Some("127.0.0.1:17002"));
         assert_eq!(map.master(16383), Some("127.0.0.1:17003"));

@@ -5,8 +5,8 @@
 //! routing by hash slot, redirections, scanning every master — stays in
 //! [`ClusterClient`].
 
-use super::redis::{RedisClient, RedisError, RedisUrl};
-use super::redis_cluster::ClusterClient;
+use super::redis::{self, RedisClient, RedisError, RedisUrl};
+use super::redis_cluster::{self, ClusterClient};
 use super::resp::Reply;
 
 /// What a Redis URL names.
@@ -56,6 +56,90 @@ impl RedisTarget {
             RedisTarget::Cluster(seeds) => seeds.clone(),
         }
     }
+}
+
+/// Subscribes to `channel` on `target` forever, calling `on_message` with
+/// each payload and `on_state` with true after every (re)subscription and
+/// false after every loss of it; reconnects with backoff. On a Redis
+/// Cluster, where a message published on any node reaches subscribers on
+/// every node, each attempt goes to the next node: the URL's, and every
+/// master and replica the cluster named since — so the subscriber outlives
+/// the nodes its URL listed.
+pub async fn subscribe_forever(
+    target: RedisTarget,
+    channel: String,
+    on_message: impl Fn(Vec<u8>),
+    on_state: impl Fn(bool),
+) {
+    let seeds = target.subscribe_urls();
+    let cluster = matches!(target, RedisTarget::Cluster(_));
+    let mut urls = seeds.clone();
+    if cluster {
+        // Learned while the seeds live, the other nodes are there to fall
+        // back on when they die.
+        urls = with_cluster_nodes(&seeds, &urls).await;
+    }
+    let mut backoff = redis::MIN_BACKOFF;
+    for attempt in 0usize.. {
+        let Some(url) = urls.get(attempt % urls.len().max(1)).cloned() else {
+            return;
+        };
+        let subscribed = std::cell::Cell::new(false);
+        let track = |up: bool| {
+            subscribed.set(subscribed.get() || up);
+            on_state(up);
+        };
+        if let Err(e) = redis::subscribe_once(&url, &channel, &on_message, &track).await {
+            tracing::debug!(error = %e, node = %format!("{}:{}", url.host, url.port), "redis subscriber disconnected");
+        }
+        on_state(false);
+        if cluster {
+            urls = with_cluster_nodes(&seeds, &urls).await;
+        }
+        if subscribed.get() {
+            backoff = redis::MIN_BACKOFF; // it worked for a while: try the next node soon
+        }
+        glommio::timer::sleep(backoff).await;
+        backoff = (backoff * 2).min(redis::MAX_BACKOFF);
+    }
+}
+
+/// The seeds plus every node the first of `known` that answers `CLUSTER
+/// SLOTS` names (with its credentials); `known` unchanged when none does.
+async fn with_cluster_nodes(seeds: &[RedisUrl], known: &[RedisUrl]) -> Vec<RedisUrl> {
+    for url in known {
+        let client = RedisClient::new(url.clone());
+        let Ok(reply) = client
+            .command(vec![b"CLUSTER".to_vec(), b"SLOTS".to_vec()])
+            .await
+        else {
+            continue;
+        };
+        let asked = format!("{}:{}", url.host, url.port);
+        let mut out = seeds.to_vec();
+        for addr in redis_cluster::nodes_in_slots_reply(&reply, &asked)
+            .into_iter()
+            .take(256)
+        {
+            let Some((host, port)) = addr.rsplit_once(':') else {
+                continue;
+            };
+            let Ok(port) = port.parse::<u16>() else {
+                continue;
+            };
+            if !out.iter().any(|u| u.host == host && u.port == port) {
+                out.push(RedisUrl {
+                    host: host.to_string(),
+                    port,
+                    username: url.username.clone(),
+                    password: url.password.clone(),
+                    db: 0,
+                });
+            }
+        }
+        return out;
+    }
+    known.to_vec()
 }
 
 /// A shard's link to Redis: one connection, or one per master of a cluster.
