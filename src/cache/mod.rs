@@ -400,6 +400,12 @@ impl<E: Clone + From<LoadAbandoned>> Cache<E> {
         !self.bus_expected || self.bus_healthy.get()
     }
 
+    /// Whether L2 is usable — connected and carrying invalidations, not just
+    /// connected; `None` without L2.
+    pub fn l2_usable(&self) -> Option<bool> {
+        self.l2.as_ref().map(|r| r.is_up() && self.bus_ok())
+    }
+
     /// Whether an L2 is configured.
     pub fn has_l2(&self) -> bool {
         self.l2.is_some()

@@ -327,13 +327,12 @@ impl ClusterClient {
             // is never sent twice), after the map is read again.
             self.stale.set(true);
             self.refresh_if_stale().await?;
-            let still = self.send_keyed(cmds, &failed, &mut replies).await?;
-            if let Some(e) = still.first().and_then(|i| {
-                replies[*i]
-                    .is_none()
-                    .then(|| RedisError("a master did not answer".into()))
-            }) {
-                return Err(e);
+            if !self
+                .send_keyed(cmds, &failed, &mut replies)
+                .await?
+                .is_empty()
+            {
+                return Err(RedisError("a master did not answer".into()));
             }
         }
         for i in keyless {

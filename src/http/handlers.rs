@@ -95,29 +95,6 @@ fn query_i64(req: &Request<'_>, name: &str) -> Result<Option<i64>, ApiError> {
     }
 }
 
-/// A query value with its `%XX` escapes and `+` decoded; 400 naming the
-/// parameter when an escape is broken or the result is not UTF-8.
-fn percent_decoded(name: &str, value: &str) -> Result<String, ApiError> {
-    let bad = || ApiError::bad_request(format!("{name} is not a valid URL-encoded value"));
-    let mut bytes = Vec::with_capacity(value.len());
-    let mut rest = value.bytes();
-    while let Some(b) = rest.next() {
-        bytes.push(match b {
-            b'+' => b' ',
-            b'%' => {
-                let hex = [rest.next().ok_or_else(bad)?, rest.next().ok_or_else(bad)?];
-                if !hex.iter().all(u8::is_ascii_hexdigit) {
-                    return Err(bad());
-                }
-                let hex = std::str::from_utf8(&hex).map_err(|_| bad())?;
-                u8::from_str_radix(hex, 16).map_err(|_| bad())?
-            }
-            other => other,
-        });
-    }
-    String::from_utf8(bytes).map_err(|_| bad())
-}
-
 fn page(req: &Request<'_>) -> Result<PageQuery, ApiError> {
     Ok(PageQuery {
         page: query_i64(req, "page")?,
@@ -199,7 +176,9 @@ async fn authed(
         }
         Authed::Logout => ok(services.logout(c).await?),
         Authed::FindPlayer => {
-            let username = percent_decoded("username", req.query_param("username").unwrap_or(""))?;
+            let username = req.query_text("username").ok_or_else(|| {
+                ApiError::bad_request("username is not a valid URL-encoded value")
+            })?;
             ok(services.find_player(c, g, &username).await?)
         }
         Authed::GetPlayer => {

@@ -48,13 +48,37 @@ pub struct Request<'a> {
 }
 
 impl Request<'_> {
-    /// The value of query parameter `name`, if present (no percent-decoding:
-    /// the server's parameters are numbers and plain tokens).
+    /// The value of query parameter `name`, if present, as sent (numbers and
+    /// plain tokens need no decoding; [`Request::query_text`] decodes).
     pub fn query_param(&self, name: &str) -> Option<&str> {
         self.query.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             (k == name).then_some(v)
         })
+    }
+
+    /// The value of query parameter `name` with its `%XX` escapes and `+`
+    /// decoded (empty when absent); `None` when an escape is broken or the
+    /// result is not UTF-8.
+    pub fn query_text(&self, name: &str) -> Option<String> {
+        let value = self.query_param(name).unwrap_or("");
+        let mut bytes = Vec::with_capacity(value.len());
+        let mut rest = value.bytes();
+        while let Some(b) = rest.next() {
+            bytes.push(match b {
+                b'+' => b' ',
+                b'%' => {
+                    let hex = [rest.next()?, rest.next()?];
+                    let hex = std::str::from_utf8(&hex).ok()?;
+                    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return None;
+                    }
+                    u8::from_str_radix(hex, 16).ok()?
+                }
+                other => other,
+            });
+        }
+        String::from_utf8(bytes).ok()
     }
 }
 

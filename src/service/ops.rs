@@ -262,11 +262,10 @@ impl Services {
     pub async fn backend_states(&self) -> Vec<BackendState> {
         let failed = self.check_backends().await;
         let mut out = Vec::new();
-        let cache = self.cache();
-        if let Some(up) = cache.snapshot().l2_up {
+        if let Some(up) = self.cache().l2_usable() {
             out.push(BackendState {
                 name: "redis".into(),
-                up: up && cache.bus_ok(),
+                up,
                 lag_s: None,
                 error: None,
             });
@@ -286,7 +285,7 @@ impl Services {
                 out.push(BackendState {
                     name: format!("replica:{}:{}", game.id, r.name),
                     up: r.usable,
-                    lag_s: Some(r.lag_ms.min(i64::MAX / 2) as f64 / 1000.0),
+                    lag_s: Some(r.lag_seconds()),
                     error: r.error,
                 });
             }
@@ -382,14 +381,14 @@ impl Services {
                 value: value as f64,
             });
         }
-        if let Some(up) = c.l2_up {
+        if c.l2_up.is_some() {
             out.push(Sample {
                 name: "dm_backend_errors_total",
                 labels: l(",backend=\"redis\""),
                 value: c.counters.l2_errors as f64,
             });
-            // Up means usable for invalidation too, not just connected.
-            let usable = up && cache.bus_ok();
+        }
+        if let Some(usable) = cache.l2_usable() {
             out.push(Sample {
                 name: "dm_backend_up",
                 labels: l(",backend=\"redis\""),
@@ -402,7 +401,7 @@ impl Services {
                 out.push(Sample {
                     name: "dm_replica_lag_seconds",
                     labels: l(&replica),
-                    value: r.lag_ms.min(i64::MAX / 2) as f64 / 1000.0,
+                    value: r.lag_seconds(),
                 });
                 out.push(Sample {
                     name: "dm_backend_up",

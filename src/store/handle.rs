@@ -55,6 +55,13 @@ pub struct ReplicaReport {
     pub error: Option<String>,
 }
 
+impl ReplicaReport {
+    /// The last measured lag in seconds (huge until first measured).
+    pub fn lag_seconds(&self) -> f64 {
+        self.lag_ms.min(i64::MAX / 2) as f64 / 1000.0
+    }
+}
+
 struct Inner {
     primary: Arc<dyn Store>,
     replicas: Vec<Replica>,
