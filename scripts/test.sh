@@ -44,4 +44,4 @@ trap 'bash scripts/backends.sh cluster-stop; bash scripts/backends.sh stop' EXIT
 eval "$(bash scripts/backends.sh cluster-env)"
 DMTEST_BACKEND=mysql DMTEST_REDIS="$DMTEST_REDIS_CLUSTER" DMTEST_REQUIRE_REDIS_CLUSTER=1 \
   cargo test --test cache --test backends --test cluster_registry --test config_centre \
-  --test redis_cluster -- --include-ignored
+  --test singleton_jobs --test redis_cluster -- --include-ignored

@@ -11,7 +11,6 @@ mod common;
 
 use common::{backend, wait_for, Server, TestBackend};
 use serde_json::{json, Value};
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 fn redis() -> String {
@@ -46,26 +45,33 @@ fn rows(server: &Server, sql: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The Redis value at `key` (a one-command RESP client).
+/// The Redis value at `key`, through `redis-cli` (`-c` follows a Redis
+/// Cluster's redirections when the suite runs on one).
 fn redis_get(key: &str) -> Option<String> {
     let url = redis();
-    let addr = url
-        .trim_start_matches("redis://")
-        .split('/')
+    let cluster = url.starts_with("redis+cluster://");
+    let rest = url
+        .trim_start_matches("redis+cluster://")
+        .trim_start_matches("redis://");
+    let (first, db) = rest.split_once('/').unwrap_or((rest, "0"));
+    let (host, port) = first
+        .split(',')
         .next()
-        .unwrap_or("")
-        .to_string();
-    let mut s = std::net::TcpStream::connect(addr).expect("redis");
-    s.set_read_timeout(Some(Duration::from_secs(2)))
-        .expect("timeout");
-    write!(s, "*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()).expect("send");
-    let mut buf = vec![0u8; 4096];
-    let n = s.read(&mut buf).expect("reply");
-    let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
-    if reply.starts_with("$-1") {
-        return None;
+        .and_then(|a| a.rsplit_once(':'))
+        .expect("host:port in DMTEST_REDIS");
+    let mut args = vec!["-h", host, "-p", port];
+    if cluster {
+        args.push("-c");
+    } else {
+        args.extend(["-n", db]);
     }
-    reply.split("\r\n").nth(1).map(str::to_string)
+    args.extend(["--raw", "GET", key]);
+    let out = std::process::Command::new("redis-cli")
+        .args(&args)
+        .output()
+        .expect("run redis-cli");
+    let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (!value.is_empty()).then_some(value)
 }
 
 /// A node of a cluster sharing `first`'s databases (or the first itself).
@@ -251,6 +257,12 @@ fn a_holder_paused_past_its_lease_cannot_write_after_its_successor() {
 #[test]
 #[ignore = "needs MariaDB and Redis (DMTEST_BACKEND=mysql)"]
 fn jobs_resume_when_redis_lost_the_token_counter_and_on_a_stand_alone_node() {
+    if redis().starts_with("redis+cluster://") {
+        // It empties a Redis database of its own; a cluster has only one,
+        // shared with the rest of the suite. Covered on single Redis.
+        eprintln!("skipped on a Redis Cluster: needs a database of its own to empty");
+        return;
+    }
     // Its own Redis database, emptied: the lease and counter keys are not
     // shared with the other tests of this file, nor left from a former run.
     let own_redis = format!(
