@@ -4,7 +4,7 @@
 #   from the primary), Redis 127.0.0.1:16379.
 # Usage: scripts/backends.sh start | stop | stop-primary | status | env
 #   start   installs mariadb-server and redis-server if missing (apt-get),
-#           initialises data directories under $DM_BACKENDS_DIR
+#           initialises data directories under $DMTEST_BACKENDS_DIR
 #           (default /tmp/dm-backends) and starts all three; idempotent.
 #           MariaDB runs as production must: every commit flushes the redo
 #           log and the binary log (innodb_flush_log_at_trx_commit = 1,
@@ -28,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-DIR="${DM_BACKENDS_DIR:-/tmp/dm-backends}"
+DIR="${DMTEST_BACKENDS_DIR:-/tmp/dm-backends}"
 PRIMARY_PORT=13306
 REPLICA_PORT=13307
 REDIS_PORT=16379

@@ -80,27 +80,27 @@ field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 echo "running (about 12 runs of ${DURATION}s)..." >&2
 read -r NG_WRK NG_WRK_P50 NG_WRK_P99 NG_WRK_ERR < <(wrk_qps 2 "http://$NGINX/health")
-read -r DM_WRK DM_WRK_P50 DM_WRK_P99 DM_WRK_ERR < <(wrk_qps 2 "http://$HTTP/health")
+read -r NODE_WRK NODE_WRK_P50 NODE_WRK_P99 NODE_WRK_ERR < <(wrk_qps 2 "http://$HTTP/health")
 # The cached player read with wrk too (one seeded player, a game-server token).
 TOKEN=$(curl -sf -XPOST "http://$HTTP/api/v1/auth/server" \
   -d '{"game_id":"game1","server_key":"dev-server-key-game1"}' | field "d['data']['token']")
 curl -sf -XPOST "http://$HTTP/api/v1/players" -d '{"username":"wrkplayer","password":"wrk-password"}' >/dev/null || true
 PLAYER_ID=$(curl -sf -XPOST "http://$HTTP/api/v1/auth/login" \
   -d '{"username":"wrkplayer","password":"wrk-password"}' | field "d['data']['player']['id']")
-read -r DM_WRK_PL DM_WRK_PL_P50 DM_WRK_PL_P99 DM_WRK_PL_ERR < <(wrk_qps 2 "http://$HTTP/api/v1/players/$PLAYER_ID" \
+read -r NODE_WRK_PL NODE_WRK_PL_P50 NODE_WRK_PL_P99 NODE_WRK_PL_ERR < <(wrk_qps 2 "http://$HTTP/api/v1/players/$PLAYER_ID" \
   -H "Authorization: Bearer $TOKEN" -H "X-Game-Id: game1")
 NG_BENCH=$("$BENCH" --http "$NGINX" --scenario health -c "$CONNS" --duration "$DURATION" --warmup "$WARMUP" --json --label nginx-static)
-DM_HEALTH=$(bench --scenario health -c "$CONNS")
-DM_PLAYER=$(bench --scenario player -c "$CONNS")
-DM_TCP_PLAYER=$(bench --scenario tcp-player -c "$CONNS")
-DM_PING=$(bench --scenario ping -c 8 --pipeline 16)
-DM_MIXED=$(bench --scenario mixed -c "$CONNS")
+NODE_HEALTH=$(bench --scenario health -c "$CONNS")
+NODE_PLAYER=$(bench --scenario player -c "$CONNS")
+NODE_TCP_PLAYER=$(bench --scenario tcp-player -c "$CONNS")
+NODE_PING=$(bench --scenario ping -c 8 --pipeline 16)
+NODE_MIXED=$(bench --scenario mixed -c "$CONNS")
 if [ "$BACKEND" = mysql ]; then
   SQL_DIRECT=$(bench --scenario sql-direct -c "$CONNS" --mysql "$PRIMARY_URL")
 fi
-HALF=$(echo "$DM_PLAYER" | field "int(d['qps']/2)")
-DM_OPEN=$(bench --scenario player -c "$CONNS" --rate "$HALF" --label "player-open-half")
-DM_LOGIN=$(bench --scenario login -c 16 --label login)
+HALF=$(echo "$NODE_PLAYER" | field "int(d['qps']/2)")
+NODE_OPEN=$(bench --scenario player -c "$CONNS" --rate "$HALF" --label "player-open-half")
+NODE_LOGIN=$(bench --scenario login -c 16 --label login)
 # Memory of 10,000 idle TCP connections.
 RSS_BEFORE=$(awk '/VmRSS/ {print $2}' /proc/"$SERVER_PID"/status)
 "$BENCH" --tcp "$TCP" --scenario idle-tcp -c 10000 --duration 6 --warmup 0 --json >"$WORK/idle.json" &
@@ -125,9 +125,9 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   echo "| what | tool | QPS | p50 ms | p99 ms | errors | ratio |"
   echo "|---|---|---|---|---|---|---|"
   echo "| nginx static return 200 | wrk -t2 -c$CONNS | $NG_WRK | $NG_WRK_P50 | $NG_WRK_P99 | $NG_WRK_ERR | baseline |"
-  echo "| GET /health | wrk -t2 -c$CONNS | $DM_WRK | $DM_WRK_P50 | $DM_WRK_P99 | $DM_WRK_ERR | $(python3 -c "print(f'{$DM_WRK/$NG_WRK:.2f}')") × nginx |"
-  echo "| cached GET /api/v1/players/{id} | wrk -t2 -c$CONNS | $DM_WRK_PL | $DM_WRK_PL_P50 | $DM_WRK_PL_P99 | $DM_WRK_PL_ERR | $(python3 -c "print(f'{$DM_WRK_PL/$NG_WRK:.2f}')") × nginx |"
-  for J in "$NG_BENCH" "$DM_HEALTH" "$DM_PLAYER" "$DM_TCP_PLAYER" "$DM_PING" "$DM_MIXED" ${SQL_DIRECT:+"$SQL_DIRECT"} "$DM_OPEN" "$DM_LOGIN"; do
+  echo "| GET /health | wrk -t2 -c$CONNS | $NODE_WRK | $NODE_WRK_P50 | $NODE_WRK_P99 | $NODE_WRK_ERR | $(python3 -c "print(f'{$NODE_WRK/$NG_WRK:.2f}')") × nginx |"
+  echo "| cached GET /api/v1/players/{id} | wrk -t2 -c$CONNS | $NODE_WRK_PL | $NODE_WRK_PL_P50 | $NODE_WRK_PL_P99 | $NODE_WRK_PL_ERR | $(python3 -c "print(f'{$NODE_WRK_PL/$NG_WRK:.2f}')") × nginx |"
+  for J in "$NG_BENCH" "$NODE_HEALTH" "$NODE_PLAYER" "$NODE_TCP_PLAYER" "$NODE_PING" "$NODE_MIXED" ${SQL_DIRECT:+"$SQL_DIRECT"} "$NODE_OPEN" "$NODE_LOGIN"; do
     echo "$J" | NG="$(echo "$NG_BENCH" | field "d['qps']")" python3 -c "
 import json, os, sys
 d = json.load(sys.stdin); ng = float(os.environ['NG'])
@@ -135,9 +135,9 @@ mode = f\"open {d['rate']:.0f}/s\" if d['rate'] else f\"-c{d['connections']} pip
 print(f\"| {d['scenario']} | dm-bench {mode} | {d['qps']:.0f} | {d['latency_ms']['p50']:.2f} | {d['latency_ms']['p99']:.2f} | {sum(d['errors'].values())} | {d['qps']/ng:.2f} × nginx, {d['vs_original_target']:.1f} × 3,000 |\")"
   done
   echo
-  echo "dm-bench vs wrk on GET /health (same server, same run): $(echo "$DM_HEALTH" | field "f\"{d['qps']/$DM_WRK:.2f}\"")."
+  echo "dm-bench vs wrk on GET /health (same server, same run): $(echo "$NODE_HEALTH" | field "f\"{d['qps']/$NODE_WRK:.2f}\"")."
   if [ -n "$SQL_DIRECT" ]; then
-    echo "mixed through the server vs the database-direct baseline (same transactions, same connections): $(echo "$DM_MIXED" | field "f\"{d['qps']/$(echo "$SQL_DIRECT" | field "d['qps']"):.2f}\"") ×."
+    echo "mixed through the server vs the database-direct baseline (same transactions, same connections): $(echo "$NODE_MIXED" | field "f\"{d['qps']/$(echo "$SQL_DIRECT" | field "d['qps']"):.2f}\"") ×."
   fi
   echo "10,000 idle TCP connections ($IDLE_OK answered a Ping first): server RSS $((RSS_BEFORE/1024)) MiB before, $((RSS_IDLE/1024)) MiB with them open = $(( (RSS_IDLE-RSS_BEFORE)/10000 )) KiB per connection (budget 64 MiB + 4 KiB each: $(( 64 + 4*10000/1024 )) MiB)."
   echo
@@ -149,9 +149,9 @@ fi
 # p50/p99 in ms, errors, ratio to nginx's static page in the same run).
 if [ -n "${BENCH_JSON:-}" ]; then
   printf '%s\n' "nginx-static|$NG_WRK|$NG_WRK_P50|$NG_WRK_P99|$NG_WRK_ERR" \
-    "health|$DM_WRK|$DM_WRK_P50|$DM_WRK_P99|$DM_WRK_ERR" \
-    "player|$DM_WRK_PL|$DM_WRK_PL_P50|$DM_WRK_PL_P99|$DM_WRK_PL_ERR" >"$WORK/wrk.rows"
-  for J in "$NG_BENCH" "$DM_HEALTH" "$DM_PLAYER" "$DM_TCP_PLAYER" "$DM_PING" "$DM_MIXED" ${SQL_DIRECT:+"$SQL_DIRECT"} "$DM_OPEN" "$DM_LOGIN"; do
+    "health|$NODE_WRK|$NODE_WRK_P50|$NODE_WRK_P99|$NODE_WRK_ERR" \
+    "player|$NODE_WRK_PL|$NODE_WRK_PL_P50|$NODE_WRK_PL_P99|$NODE_WRK_PL_ERR" >"$WORK/wrk.rows"
+  for J in "$NG_BENCH" "$NODE_HEALTH" "$NODE_PLAYER" "$NODE_TCP_PLAYER" "$NODE_PING" "$NODE_MIXED" ${SQL_DIRECT:+"$SQL_DIRECT"} "$NODE_OPEN" "$NODE_LOGIN"; do
     echo "$J"
   done >"$WORK/bench.rows"
   python3 - "$WORK/wrk.rows" "$WORK/bench.rows" "$BENCH_JSON" <<'PY'

@@ -12,15 +12,18 @@ ensure_build_tools() {
   fi
 }
 
-# apt-get install, running apt-get update once first when needed.
+# apt-get install, running apt-get update once first when needed. The
+# "already updated" mark is exported so the scripts this one starts skip the
+# update too; it is named outside DM_*, the server's configuration namespace
+# (a DM_ variable here reached every test server as a config key: issue 20).
 apt_install() {
   if [ "$(id -u)" -ne 0 ]; then
     echo "need root to apt-get install $*" >&2
     exit 1
   fi
-  if [ -z "${DM_APT_UPDATED:-}" ]; then
+  if [ -z "${SCRIPTS_APT_UPDATED:-}" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    export DM_APT_UPDATED=1
+    export SCRIPTS_APT_UPDATED=1
   fi
   # Packages like nginx start their default service (nginx on 0.0.0.0:80) when
   # installed; policy-rc.d forbids that, so nothing but the scripts' own

@@ -394,7 +394,7 @@ fn stopping_the_primary_gives_503_and_service_recovers() {
     let gs = server.server_token("game1");
     let (id, _) = server.player("game1", "db_down");
     let run = |args: &[&str]| {
-        let ok = Command::new("bash")
+        let ok = common::clean_command("bash")
             .arg("scripts/backends.sh")
             .args(args)
             .status()

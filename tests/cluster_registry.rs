@@ -190,7 +190,7 @@ fn a_second_live_node_with_the_same_id_is_refused_and_a_restarted_one_is_not() {
         .replace(&a.tcp.to_string(), &other_tcp.to_string());
     let path = a.dir.join("second.toml");
     std::fs::write(&path, text).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_datamiddleware"))
+    let out = common::server_command()
         .arg("--config")
         .arg(&path)
         .stdin(Stdio::null())

@@ -85,7 +85,7 @@ impl Cluster {
 
     /// Runs `scripts/cluster.sh args...`; its stdout, or a panic with its output.
     fn script(&self, args: &[&str]) -> String {
-        let out = Command::new("bash")
+        let out = common::clean_command("bash")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster.sh"))
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -117,7 +117,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
+        let _ = common::clean_command("bash")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster.sh"))
             .arg("stop")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

@@ -135,7 +135,7 @@ fn sighup_applies_hot_settings_and_refuses_a_bad_file() {
 }
 
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_datamiddleware"))
+    common::server_command()
 }
 
 #[test]
@@ -323,5 +323,44 @@ fn node_pin_pins_each_shard_to_its_core_and_is_off_by_default() {
         cores.len(),
         2,
         "each shard on a core of its own: {threads:?}"
+    );
+}
+
+/// A stray `DM_*` variable is configuration to the server: one it does not
+/// know stops start-up with a message naming it (so the guard below could fail).
+#[test]
+fn a_stray_dm_variable_that_reaches_the_server_stops_it() {
+    let out = bin()
+        .arg("check-config")
+        .env("DM_NOT_A_SECTION", "1")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("DM_NOT_A_SECTION"), "{stderr}");
+}
+
+/// The harness starts test servers from an environment it controls: this
+/// test binary, run again with stray `DM_*` variables in its environment (as
+/// `scripts/lib.sh` once exported `DM_APT_UPDATED` on a fresh machine), still
+/// starts its servers and passes (issue 20).
+#[test]
+fn the_harness_keeps_the_callers_stray_dm_variables_from_test_servers() {
+    let me = std::env::current_exe().expect("test binary");
+    let out = Command::new(me)
+        .args([
+            "--exact",
+            "sigint_on_idle_server_exits_0_quickly",
+            "--nocapture",
+        ])
+        .env("DM_NOT_A_SECTION", "1")
+        .env("DM_APT_UPDATED", "1")
+        .output()
+        .expect("run the test binary again");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

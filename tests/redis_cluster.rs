@@ -91,7 +91,7 @@ fn master_of(key: &str) -> Option<u16> {
 }
 
 fn backends(args: &[&str]) {
-    let status = Command::new("bash")
+    let status = common::clean_command("bash")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/backends.sh"))
         .args(args)
         .status()
@@ -421,7 +421,7 @@ fn reads_and_writes_follow_ask_and_moved_while_a_slot_migrates() {
         .http()
         .request("GET", &inventory, &[("Authorization", &gs)], b"");
     assert_eq!(r.status, 200, "{}", r.text());
-    let asked = Command::new("bash")
+    let asked = common::clean_command("bash")
         .arg("-c")
         .arg(format!(
             "printf 'ASKING\\nEXISTS {key}\\n' | redis-cli -p {to}"

@@ -10,6 +10,26 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A command for `program` with an environment the harness controls: every
+/// `DM_*` variable of the caller's shell is removed, so a stray override (or
+/// a script's own variable) never reaches a test server as configuration.
+/// Tests pass the `DM_*` variables they mean with `.env`/`.envs`; the
+/// caller's backends reach the tests through `DMTEST_*` variables instead.
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("DM_") {
+            command.env_remove(&name);
+        }
+    }
+    command
+}
+
+/// The server binary as [`clean_command`] starts it.
+pub fn server_command() -> Command {
+    clean_command(env!("CARGO_BIN_EXE_datamiddleware"))
+}
+
 /// A running server process; killed and cleaned up on drop.
 pub struct Server {
     pub child: Option<Child>,
@@ -322,7 +342,7 @@ max_stack = 3
         let path = dir.join("config.toml");
         std::fs::write(&path, config).expect("write config");
         let log = std::fs::File::create(dir.join("server.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_datamiddleware"))
+        let child = server_command()
             .arg("--config")
             .arg(&path)
             .envs(options.env.iter().copied())
@@ -396,7 +416,7 @@ max_stack = 3
             .open(self.dir.join("server.log"))
             .expect("log");
         self.child = Some(
-            Command::new(env!("CARGO_BIN_EXE_datamiddleware"))
+            server_command()
                 .arg("--config")
                 .arg(self.dir.join("config.toml"))
                 .stdin(Stdio::null())
