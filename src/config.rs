@@ -163,8 +163,18 @@ pub struct AuthConfig {
     /// Failed logins and handshakes per client address per minute (HTTP
     /// and TCP together) before 429.
     pub failed_logins_per_ip_per_min: u32,
-    /// Failed logins per account per minute, from any address, before 429.
+    /// Failed logins per account per minute from addresses that have not
+    /// logged into it within `known_address_ttl_s`, before 429.
     pub failed_logins_per_user_per_min: u32,
+    /// Failed logins per account per minute from any address, known ones
+    /// included, before 429: the cap an attacker must exceed — from more
+    /// addresses than the per-address budget allows — to lock a known
+    /// address out too.
+    pub failed_logins_per_user_cap_per_min: u32,
+    /// How long an address that logged into an account stays exempt from
+    /// that account's `failed_logins_per_user_per_min` (so guesses from
+    /// elsewhere cannot lock its owner out); 0 turns the exemption off.
+    pub known_address_ttl_s: u64,
     /// Threads of the node's password hashing pool (argon2id), at a lower
     /// CPU priority than the shards, so logins cannot starve database work;
     /// 0 means one per available core.
@@ -372,6 +382,8 @@ impl Default for AuthConfig {
             rate_limit_per_ip_per_min: 1000,
             failed_logins_per_ip_per_min: 30,
             failed_logins_per_user_per_min: 10,
+            failed_logins_per_user_cap_per_min: 100,
+            known_address_ttl_s: 30 * 24 * 3600,
             hash_threads: 0,
             hash_queue: 64,
         }
@@ -526,6 +538,10 @@ impl Config {
         positive(
             "auth.failed_logins_per_user_per_min",
             self.auth.failed_logins_per_user_per_min as u64,
+        )?;
+        positive(
+            "auth.failed_logins_per_user_cap_per_min",
+            self.auth.failed_logins_per_user_cap_per_min as u64,
         )?;
         positive("auth.hash_queue", self.auth.hash_queue as u64)?;
         positive("orders.pending_ttl_s", self.orders.pending_ttl_s)?;

@@ -6,7 +6,7 @@
 //! is answered no shard of the node can still use the old state.
 
 use crate::cache::Change;
-use crate::rate_limit::{Grant, LimitKey};
+use crate::rate_limit::{BudgetOp, Grant, LimitKey};
 use futures_channel::oneshot;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 
@@ -56,16 +56,28 @@ pub enum ShardMessage {
         /// The owner's answer.
         reply: oneshot::Sender<Grant>,
     },
-    /// Check (and with `record`, spend one of) a failure budget this shard owns.
+    /// Take one unit of, or give one back to, a failure budget this shard owns.
     Failure {
         /// The budget.
         key: LimitKey,
         /// Its size per minute.
         per_min: u32,
-        /// Spend one (a failure happened) rather than only look.
-        record: bool,
+        /// What to do with it.
+        op: BudgetOp,
         /// `Err` with the seconds until there is room again.
         reply: oneshot::Sender<Result<(), u64>>,
+    },
+    /// Whether an address logged into an account recently (this shard owns
+    /// the account's budget), and with `remember`, note that it just did.
+    KnownAddress {
+        /// `<game>:<username>` or `admin:<name>`.
+        account: String,
+        /// The client's address.
+        client: std::net::IpAddr,
+        /// Remember it for this long (a successful login) instead of asking.
+        remember: Option<std::time::Duration>,
+        /// Whether it is known (after remembering: true).
+        reply: oneshot::Sender<bool>,
     },
     /// Report this shard's cache figures.
     CacheStats(oneshot::Sender<serde_json::Value>),

@@ -37,8 +37,13 @@ pub enum LimitKey {
     Requests(IpAddr),
     /// Failed logins and handshakes of one client address.
     FailuresOfIp(IpAddr),
-    /// Failed logins of one account, `<game>:<username>` (any address).
+    /// Failed logins of one account, `<game>:<username>`, from addresses
+    /// that have not logged into it recently.
     FailuresOfUser(String),
+    /// Failed logins of one account from any address, the known ones
+    /// included (`auth.failed_logins_per_user_cap_per_min`): the cap that
+    /// still holds where [`LimitKey::FailuresOfUser`] does not.
+    FailuresOfUserOverall(String),
 }
 
 impl LimitKey {
@@ -86,6 +91,15 @@ struct Lease {
     expires: Instant,
 }
 
+/// What a failure-budget message asks of the budget's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetOp {
+    /// Take one unit before a credential is checked (429 when there is none).
+    Take,
+    /// Give a taken unit back: the attempt was not a wrong guess.
+    GiveBack,
+}
+
 /// The answer of an owner to a lease request: tokens granted, or the
 /// seconds until the budget has one again.
 pub type Grant = Result<u32, u64>;
@@ -96,6 +110,9 @@ pub struct RateLimiter {
     shards: usize,
     owned: RefCell<HashMap<LimitKey, Bucket>>,
     leases: RefCell<HashMap<LimitKey, Lease>>,
+    /// Addresses that logged into an account, until when they count as
+    /// known (kept by the owner of the account's [`LimitKey::FailuresOfUser`]).
+    known: RefCell<HashMap<(String, IpAddr), Instant>>,
 }
 
 /// What a shard must do to let a request through.
@@ -122,6 +139,7 @@ impl RateLimiter {
             shards: shards.max(1),
             owned: RefCell::new(HashMap::new()),
             leases: RefCell::new(HashMap::new()),
+            known: RefCell::new(HashMap::new()),
         }
     }
 
@@ -225,6 +243,45 @@ impl RateLimiter {
         }
     }
 
+    /// Owner side: gives back one token taken by [`RateLimiter::grant`] for
+    /// an attempt that turned out not to be a failure (a right password).
+    pub fn give_back(&self, key: &LimitKey, per_min: u32, now: Instant) {
+        if let Some(b) = self.owned.borrow_mut().get_mut(key) {
+            b.refill(per_min, now);
+            b.tokens = (b.tokens + 1.0).min(per_min.max(1) as f64);
+        }
+    }
+
+    /// Owner side: remembers until `until` that `client` logged into `account`.
+    pub fn remember_known(&self, account: &str, client: IpAddr, until: Instant, now: Instant) {
+        let mut known = self.known.borrow_mut();
+        let key = (account.to_string(), client);
+        if known.len() >= MAX_TRACKED && !known.contains_key(&key) {
+            // Expired entries first; if every one is live, arbitrary ones
+            // down to half the cap (amortised, as for the buckets).
+            known.retain(|_, until| *until > now);
+            if known.len() >= MAX_TRACKED {
+                let doomed: Vec<_> = known
+                    .keys()
+                    .take(known.len() - MAX_TRACKED / 2)
+                    .cloned()
+                    .collect();
+                for k in doomed {
+                    known.remove(&k);
+                }
+            }
+        }
+        known.insert(key, until);
+    }
+
+    /// Owner side: whether `client` logged into `account` and is still remembered.
+    pub fn is_known(&self, account: &str, client: IpAddr, now: Instant) -> bool {
+        self.known
+            .borrow()
+            .get(&(account.to_string(), client))
+            .is_some_and(|until| *until > now)
+    }
+
     /// Budgets this shard keeps (owned, leased): for tests and stats.
     pub fn tracked(&self) -> (usize, usize) {
         (self.owned.borrow().len(), self.leases.borrow().len())
@@ -300,6 +357,31 @@ mod tests {
         assert_eq!(r.grant(&f, 1, 2, t0), Ok(1));
         assert_eq!(r.grant(&f, 1, 2, t0), Ok(1));
         assert_eq!(r.check_room(&f, 2, t0), Err(30));
+        // A token given back (a right password) is there again, never
+        // beyond the budget.
+        r.give_back(&f, 2, t0);
+        assert_eq!(r.check_room(&f, 2, t0), Ok(()));
+        r.give_back(&f, 2, t0);
+        r.give_back(&f, 2, t0);
+        assert_eq!(r.grant(&f, 1, 2, t0), Ok(1));
+        assert_eq!(r.grant(&f, 1, 2, t0), Ok(1));
+        assert!(r.grant(&f, 1, 2, t0).is_err());
+    }
+
+    #[test]
+    fn known_addresses_expire_and_stay_bounded() {
+        let r = RateLimiter::new(0, 1);
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(10);
+        r.remember_known("game1:bob", ip(1), later, t0);
+        assert!(r.is_known("game1:bob", ip(1), t0));
+        assert!(!r.is_known("game1:bob", ip(2), t0));
+        assert!(!r.is_known("game1:alice", ip(1), t0));
+        assert!(!r.is_known("game1:bob", ip(1), later));
+        for n in 0..(MAX_TRACKED as u32 + 10) {
+            r.remember_known("game1:bob", ip(n), later, t0);
+        }
+        assert!(r.known.borrow().len() <= MAX_TRACKED);
     }
 
     #[test]

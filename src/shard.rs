@@ -238,11 +238,23 @@ impl Shard {
                         ShardMessage::Failure {
                             key,
                             per_min,
-                            record,
+                            op,
                             reply,
                         } => {
-                            let _ = reply
-                                .send(shard.services.failure_budget_here(&key, per_min, record));
+                            let _ =
+                                reply.send(shard.services.failure_budget_here(&key, per_min, op));
+                        }
+                        ShardMessage::KnownAddress {
+                            account,
+                            client,
+                            remember,
+                            reply,
+                        } => {
+                            let _ = reply.send(
+                                shard
+                                    .services
+                                    .known_address_here(&account, client, remember),
+                            );
                         }
                         ShardMessage::CacheStats(reply) => {
                             let _ = reply.send(shard.services.cache_stats(shard.id));

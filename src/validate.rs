@@ -57,6 +57,17 @@ pub fn username(s: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// The one rule by which a username names an account, for registration,
+/// login, look-ups and the login budgets alike: `Some` when `s` is a
+/// username [`username`] accepts (compared byte for byte; nothing trimmed or
+/// folded), `None` when no account can have it. A name that is not
+/// canonical — `bob ` — must never reach a query, where MariaDB's PAD SPACE
+/// collations would have matched `bob` (issue 21), nor get a budget of its
+/// own.
+pub fn canonical_username(s: &str) -> Option<&str> {
+    username(s).is_ok().then_some(s)
+}
+
 /// Passwords: 6 to 128 bytes.
 pub fn password(s: &str) -> Result<(), Invalid> {
     if !(6..=128).contains(&s.len()) {
@@ -186,6 +197,10 @@ mod tests {
         assert!(username("bo").is_err());
         assert!(username("bob smith").is_err());
         assert!(username(&"a".repeat(33)).is_err());
+        assert_eq!(canonical_username("bob"), Some("bob"));
+        assert_eq!(canonical_username("bob "), None);
+        assert_eq!(canonical_username(" bob"), None);
+        assert_eq!(canonical_username("bob\t"), None);
         assert!(password("12345").is_err());
         assert!(password("123456").is_ok());
         assert!(email("").is_ok());

@@ -2,6 +2,7 @@
 //! registry, pushed revocations and the config centre's hot settings. Each shard that needs it holds its own connection; shard
 //! 0 of each node does the node's periodic work (announcing itself).
 
+pub mod guesses;
 pub mod registry;
 pub mod settings;
 

@@ -120,6 +120,12 @@ impl Registry {
         })
     }
 
+    /// This shard's connection to the cluster's Redis, for the other shared
+    /// state that lives there (the login budgets of [`super::guesses`]).
+    pub fn redis(&self) -> &Redis {
+        &self.client
+    }
+
     fn ttl_ms(&self) -> u64 {
         (self.heartbeat.as_millis() as u64)
             .saturating_mul(TTL_HEARTBEATS)

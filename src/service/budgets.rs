@@ -4,16 +4,29 @@
 //!
 //! The buckets live in [`crate::rate_limit`], each on its owner shard; this
 //! file routes a question to the owner over the mesh when the budget is not
-//! this shard's.
+//! this shard's. With `cluster.redis` the failure budgets are the cluster's
+//! instead ([`crate::cluster::guesses`]), and this node's own are the
+//! fallback while Redis is unreachable.
+//!
+//! What a guesser can and cannot do (README "Login limits"): each address
+//! gets `failed_logins_per_ip_per_min` wrong guesses in all; each account
+//! `failed_logins_per_user_per_min` from addresses that have not logged into
+//! it, and `failed_logins_per_user_cap_per_min` from all addresses together.
+//! An address that logged into the account within `known_address_ttl_s` is
+//! held only to its own budget and the cap, so an attacker who spends an
+//! account's budget does not lock its owner out.
 
 use super::counters::Limit;
 use super::{ApiError, Services};
+use crate::cache::redis_link::Redis;
+use crate::clock;
+use crate::cluster::guesses;
 use crate::mesh::ShardMessage;
-use crate::rate_limit::{Decision, LimitKey, RateLimiter};
+use crate::rate_limit::{BudgetOp, Decision, LimitKey, RateLimiter};
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Whether an error means "wrong credentials" (a guess that failed).
 fn is_failed_guess(e: &ApiError) -> bool {
@@ -59,38 +72,120 @@ impl Services {
         }
     }
 
-    /// Owner side of a failure budget: looks, and with `record` spends one.
+    /// Owner side of a failure budget: takes one unit (refused with the
+    /// seconds until there is room) or gives one back.
     pub fn failure_budget_here(
         &self,
         key: &LimitKey,
         per_min: u32,
-        record: bool,
+        op: BudgetOp,
     ) -> Result<(), u64> {
         let now = Instant::now();
-        if record {
-            self.limiter.grant(key, 1, per_min, now).map(|_| ())
-        } else {
-            self.limiter.check_room(key, per_min, now)
+        match op {
+            BudgetOp::Take => self.limiter.grant(key, 1, per_min, now).map(|_| ()),
+            BudgetOp::GiveBack => {
+                self.limiter.give_back(key, per_min, now);
+                Ok(())
+            }
         }
     }
 
-    async fn failure_budget(&self, key: LimitKey, per_min: u32, record: bool) -> Result<(), u64> {
+    /// Owner side of the known addresses of an account: asks, or with
+    /// `remember` notes a successful login for that long.
+    pub fn known_address_here(
+        &self,
+        account: &str,
+        client: IpAddr,
+        remember: Option<Duration>,
+    ) -> bool {
+        let now = Instant::now();
+        match remember {
+            Some(ttl) => {
+                self.limiter.remember_known(account, client, now + ttl, now);
+                true
+            }
+            None => self.limiter.is_known(account, client, now),
+        }
+    }
+
+    /// This node's failure budget `key`, on its owner shard.
+    async fn local_budget(&self, key: LimitKey, per_min: u32, op: BudgetOp) -> Result<(), u64> {
         if self.limiter.owns(&key) {
-            return self.failure_budget_here(&key, per_min, record);
+            return self.failure_budget_here(&key, per_min, op);
         }
         let owner = key.owner(self.node.gauges.len());
         self.peers()
             .ask(owner, |reply| ShardMessage::Failure {
                 key,
                 per_min,
-                record,
+                op,
                 reply,
             })
             .await
+            // The owner is gone (shutting down): do not refuse for it.
             .unwrap_or(Ok(()))
     }
 
-    fn failure_keys(&self, client: IpAddr, account: Option<&str>) -> Vec<(LimitKey, u32)> {
+    /// This node's record of the addresses that logged into `account`.
+    async fn local_known(&self, account: &str, client: IpAddr, remember: Option<Duration>) -> bool {
+        let key = LimitKey::FailuresOfUser(account.to_string());
+        if self.limiter.owns(&key) {
+            return self.known_address_here(account, client, remember);
+        }
+        let owner = key.owner(self.node.gauges.len());
+        self.peers()
+            .ask(owner, |reply| ShardMessage::KnownAddress {
+                account: account.to_string(),
+                client,
+                remember,
+                reply,
+            })
+            .await
+            .unwrap_or(false)
+    }
+
+    /// The cluster's Redis, where the failure budgets are shared by every
+    /// node (`cluster.redis`); `None` for a stand-alone node.
+    fn shared_budgets(&self) -> Option<&Redis> {
+        self.registry().map(|r| r.redis())
+    }
+
+    /// Whether `client` logged into `account` within `auth.known_address_ttl_s`.
+    async fn is_known_address(&self, account: &str, client: IpAddr) -> bool {
+        if self.config.auth.known_address_ttl_s == 0 {
+            return false;
+        }
+        if let Some(redis) = self.shared_budgets() {
+            match guesses::is_known(redis, account, client).await {
+                Ok(known) => return known,
+                Err(e) => {
+                    tracing::debug!(error = %e, "known addresses unreachable; asking this node")
+                }
+            }
+        }
+        self.local_known(account, client, None).await
+    }
+
+    /// Notes a successful login of `client` into `account`, on this node and
+    /// (with Redis) for the cluster.
+    async fn remember_address(&self, account: &str, client: IpAddr) {
+        let ttl_s = self.config.auth.known_address_ttl_s;
+        if ttl_s == 0 {
+            return;
+        }
+        if let Some(redis) = self.shared_budgets() {
+            if let Err(e) = guesses::remember(redis, account, client, ttl_s).await {
+                tracing::debug!(error = %e, "known address not shared");
+            }
+        }
+        self.local_known(account, client, Some(Duration::from_secs(ttl_s)))
+            .await;
+    }
+
+    /// The budgets a guess by `client` at `account` spends: the address's,
+    /// the account's overall cap, and — unless the address logged into the
+    /// account recently — the account's own.
+    async fn failure_keys(&self, client: IpAddr, account: Option<&str>) -> Vec<(LimitKey, u32)> {
         let limits = &self.node.limits;
         let mut keys = vec![(
             LimitKey::FailuresOfIp(client),
@@ -98,39 +193,123 @@ impl Services {
         )];
         if let Some(a) = account {
             keys.push((
-                LimitKey::FailuresOfUser(a.to_string()),
-                limits.failures_per_user.load(Ordering::Relaxed),
+                LimitKey::FailuresOfUserOverall(a.to_string()),
+                self.config.auth.failed_logins_per_user_cap_per_min,
             ));
+            if !self.is_known_address(a, client).await {
+                keys.push((
+                    LimitKey::FailuresOfUser(a.to_string()),
+                    limits.failures_per_user.load(Ordering::Relaxed),
+                ));
+            }
         }
         keys
     }
 
+    /// Takes one unit of each budget in `keys` — from Redis when the
+    /// cluster shares them, else this node's — or none: a budget that is
+    /// spent gives back what was taken and answers with its retry time.
+    async fn take_units(&self, keys: Vec<(LimitKey, u32)>) -> Result<Vec<Unit>, u64> {
+        let mut taken = Vec::with_capacity(keys.len());
+        for (key, per_min) in keys {
+            match self.take_unit(key, per_min).await {
+                Ok(unit) => taken.push(unit),
+                Err(retry) => {
+                    self.give_back_units(taken).await;
+                    return Err(retry);
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    async fn take_unit(&self, key: LimitKey, per_min: u32) -> Result<Unit, u64> {
+        if let Some(redis) = self.shared_budgets() {
+            match guesses::take(redis, &shared_name(&key), per_min, clock::now_ms() as u64).await {
+                Ok(guesses::Take::Granted(unit)) => return Ok(Unit::Shared(unit)),
+                Ok(guesses::Take::Refused(retry)) => return Err(retry),
+                // Redis is down: this node's own budget still holds.
+                Err(e) => {
+                    tracing::debug!(error = %e, "shared login budget unreachable; using this node's")
+                }
+            }
+        }
+        self.local_budget(key.clone(), per_min, BudgetOp::Take)
+            .await?;
+        Ok(Unit::Local(key, per_min))
+    }
+
+    async fn give_back_units(&self, units: Vec<Unit>) {
+        for unit in units {
+            match unit {
+                Unit::Local(key, per_min) => {
+                    let _ = self.local_budget(key, per_min, BudgetOp::GiveBack).await;
+                }
+                Unit::Shared(unit) => {
+                    if let Some(redis) = self.shared_budgets() {
+                        if let Err(e) = guesses::give_back(redis, &unit).await {
+                            tracing::debug!(error = %e, "shared login budget unit not given back");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Runs a credential check (`attempt`) for `client` and, when it names
-    /// one, `account`: refused with 429 before any work while either has
-    /// spent its failure budget, and counted against both when it fails.
+    /// one, `account`. Every guess takes its unit of each failure budget
+    /// *before* the credential is checked, so guesses sent at once cannot
+    /// all pass a budget that only counted finished failures (issue 21);
+    /// 429 when a budget is spent. A wrong guess keeps its units; anything
+    /// else (a right password, a refusal that was not a guess) gives them
+    /// back, and a right password makes `client` a known address of the
+    /// account.
     pub async fn guarded<T>(
         &self,
         client: IpAddr,
         account: Option<&str>,
         attempt: impl Future<Output = Result<T, ApiError>>,
     ) -> Result<T, ApiError> {
-        for (key, per_min) in self.failure_keys(client, account) {
-            if let Err(retry) = self.failure_budget(key, per_min, false).await {
+        let keys = self.failure_keys(client, account).await;
+        let units = match self.take_units(keys).await {
+            Ok(units) => units,
+            Err(retry) => {
                 self.counters().limited(Limit::Failures);
                 return Err(ApiError::too_many(
                     "too many failed attempts; try again later",
                     retry,
                 ));
             }
-        }
+        };
         let result = attempt.await;
-        if let Err(e) = &result {
-            if is_failed_guess(e) {
-                for (key, per_min) in self.failure_keys(client, account) {
-                    let _ = self.failure_budget(key, per_min, true).await;
+        match &result {
+            Err(e) if is_failed_guess(e) => {}
+            Ok(_) => {
+                self.give_back_units(units).await;
+                if let Some(a) = account {
+                    self.remember_address(a, client).await;
                 }
             }
+            Err(_) => self.give_back_units(units).await,
         }
         result
+    }
+}
+
+/// A unit a guess took from one budget.
+enum Unit {
+    /// From this node's budget `key` of `per_min`.
+    Local(LimitKey, u32),
+    /// From the cluster's shared budget.
+    Shared(guesses::SharedUnit),
+}
+
+/// The name of a budget in the cluster's Redis.
+fn shared_name(key: &LimitKey) -> String {
+    match key {
+        LimitKey::Requests(ip) => format!("req:{ip}"),
+        LimitKey::FailuresOfIp(ip) => format!("ip:{ip}"),
+        LimitKey::FailuresOfUser(account) => format!("user:{account}"),
+        LimitKey::FailuresOfUserOverall(account) => format!("all:{account}"),
     }
 }

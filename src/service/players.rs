@@ -159,8 +159,16 @@ impl Services {
         if username.is_empty() {
             return Err(ApiError::bad_request("username required"));
         }
-        validate::text("username", username, 64)?;
-        let name = username.to_string();
+        // The same rule as registration and login: a name no account can
+        // have is refused before any query (MariaDB would have matched
+        // `bob ` to `bob`).
+        let name = validate::canonical_username(username)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "username must be 3 to 32 characters of letters, digits, _ . -",
+                )
+            })?
+            .to_string();
         let store = game.store.clone();
         let player = store
             .run(move |s| match s.credentials(&name)? {

@@ -113,6 +113,12 @@ pub const SQLITE: &[Migration] = &[
     HEARTBEAT,
     REVOKED_TOKENS,
     SINGLETON_JOBS,
+    Migration {
+        version: 6,
+        description: "usernames compare byte for byte (NO PAD)",
+        // SQLite's BINARY collation never ignored trailing spaces: nothing to do.
+        statements: &[],
+    },
 ];
 
 /// Version 3, the same for both dialects: the heartbeat row the primary
@@ -255,4 +261,17 @@ pub const MYSQL: &[Migration] = &[
     HEARTBEAT,
     REVOKED_TOKENS,
     SINGLETON_JOBS,
+    Migration {
+        version: 6,
+        description: "usernames compare byte for byte (NO PAD)",
+        // MariaDB's utf8mb4_bin is a PAD SPACE collation: `name` and `name `
+        // compared equal, so a padded username found (and logged in as) the
+        // player (issue 21). utf8mb4_nopad_bin compares byte for byte, as
+        // SQLite does. The `/*M!` comment runs on MariaDB only; MySQL 8
+        // keeps its collation, and the service refuses padded usernames
+        // before any query on both (crate::validate::canonical_username).
+        statements: &[
+            "ALTER TABLE players MODIFY username VARCHAR(64) NOT NULL /*M! CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin */",
+        ],
+    },
 ];
