@@ -271,7 +271,7 @@ pub const MYSQL: &[Migration] = &[
         // keeps its collation, and the service refuses padded usernames
         // before any query on both (crate::validate::canonical_username).
         statements: &[
-            "ALTER TABLE players MODIFY username VARCHAR(64) NOT NULL /*M! CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin */",
+            "ALTER TABLE players MODIFY username VARCHAR(64) /*M! CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin */ NOT NULL",
         ],
     },
 ];
