@@ -30,6 +30,16 @@ enum Command {
     /// Read a password from standard input and print its argon2id hash (for
     /// `[admins.<name>] password_hash`).
     HashPassword,
+    /// GET a URL and exit 0 on a 2xx answer, 1 otherwise: the container
+    /// image's health check, which has no curl (e.g. `probe
+    /// http://127.0.0.1:8080/ready`).
+    Probe {
+        /// `http://host:port/path`.
+        url: String,
+        /// Give up after this long (connect, send, read each).
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
 }
 
 /// Keeps large allocations (argon2id's 19 MiB per hash) out of glibc's
@@ -74,6 +84,19 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Probe { url, timeout_ms } => {
+            match datamiddleware::probe::get(&url, std::time::Duration::from_millis(timeout_ms)) {
+                Ok(status) if (200..300).contains(&status) => ExitCode::SUCCESS,
+                Ok(status) => {
+                    eprintln!("probe {url}: HTTP {status}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("probe {url}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::CheckConfig { path } => {
             let path = path.or(cli.config);
             match Config::load(path.as_deref(), std::env::vars()) {
@@ -102,6 +125,12 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            // Before anything starts: without io_uring glommio would panic
+            // deep in start-up; say why in one line instead (SPEC §1).
+            if let Err(why) = datamiddleware::host::check_io_uring() {
+                eprintln!("datamiddleware: {why}");
+                return ExitCode::FAILURE;
+            }
             let log = logging::init(&config.log.level, &config.log.format, &config.node.id);
             match runtime::run(config, cli.config, log) {
                 Ok(()) => ExitCode::SUCCESS,

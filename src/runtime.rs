@@ -76,17 +76,29 @@ fn serve(
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
         .filter(|v: &Vec<usize>| !v.is_empty())
         .unwrap_or_else(|| vec![0]);
+    // The CPUs this process may really use (affinity and cgroup quota):
+    // shards and the hashing pool follow it, not the host's core count.
+    let usable = crate::host::usable_cpus();
     let shards = if config.node.shards == 0 {
-        cores.len()
+        usable.count
     } else {
         config.node.shards
     };
+    tracing::info!(
+        shards,
+        usable_cpus = usable.count,
+        from = %usable.source,
+        configured = config.node.shards,
+        "shards: {} ({})",
+        shards,
+        if config.node.shards == 0 { format!("node.shards = 0: one per usable CPU, from the {}", usable.source) } else { "node.shards".to_string() }
+    );
     let node = Arc::new(NodeState::new(shards, FileSettings::of(&config)));
     let dummy_hash: Arc<str> = auth::hash_password("dummy-password-for-timing")
         .map_err(|e| StartError(format!("cannot hash: {e}")))?
         .into();
     let hash_threads = match config.auth.hash_threads {
-        0 => cores.len(),
+        0 => usable.count,
         n => n,
     };
     let hasher = PasswordHasher::start(hash_threads, config.auth.hash_queue).map_err(StartError)?;

@@ -364,3 +364,99 @@ fn the_harness_keeps_the_callers_stray_dm_variables_from_test_servers() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Installs (in the child, before exec) a seccomp filter that refuses the
+/// io_uring system calls with EPERM, as container runtimes' default
+/// profiles do. The numbers 425–427 are the same on every architecture.
+fn deny_io_uring(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    const LD_NR: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS, k = offsetof(nr)
+    const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET: u16 = 0x06; // BPF_RET | BPF_K
+    const ALLOW: u32 = 0x7fff_0000;
+    const EPERM: u32 = 0x0005_0000 | libc::EPERM as u32;
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let program = [
+        op(LD_NR, 0, 0, 0),
+        op(JEQ, 3, 0, 425),
+        op(JEQ, 2, 0, 426),
+        op(JEQ, 1, 0, 427),
+        op(RET, 0, 0, ALLOW),
+        op(RET, 0, 0, EPERM),
+    ];
+    // SAFETY: runs in the forked child before exec; prctl only installs
+    // the filter (the program outlives the call, it is copied by the kernel).
+    unsafe {
+        command.pre_exec(move || {
+            let prog = libc::sock_fprog {
+                len: program.len() as u16,
+                filter: program.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Where io_uring is blocked (a container runtime's default seccomp
+/// profile), start-up stops with exit 1 and one line naming the cause and
+/// the fix — not a panic inside glommio (issue 22).
+#[test]
+fn without_io_uring_start_up_names_the_cause_and_the_fix_in_one_line() {
+    let dir = std::env::temp_dir().join(format!("dm-nouring-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut command = bin();
+    command.current_dir(&dir);
+    deny_io_uring(&mut command);
+    let out = command.output().expect("run under the filter");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("io_uring is not available"), "{stderr}");
+    assert!(stderr.contains("seccomp"), "{stderr}");
+    assert!(
+        stderr.contains("deploy/seccomp/datamiddleware.json"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Nothing was started or written.
+    assert!(!dir.join("data").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The container image's health check: `probe URL` exits 0 on a 2xx
+/// answer and 1 otherwise, with one line saying why.
+#[test]
+fn probe_exits_0_on_2xx_and_1_otherwise() {
+    let server = Server::start(1);
+    let probe = |path: &str| {
+        bin()
+            .args(["probe", &format!("http://{}{path}", server.http)])
+            .output()
+            .expect("probe")
+    };
+    assert!(probe("/ready").status.success());
+    let missing = probe("/no-such-route");
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("HTTP 404"));
+    let closed = common::unreserved_loopback_addr();
+    let out = bin()
+        .args([
+            "probe",
+            "--timeout-ms",
+            "500",
+            &format!("http://{closed}/ready"),
+        ])
+        .output()
+        .expect("probe");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
+}
