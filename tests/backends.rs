@@ -427,6 +427,11 @@ fn stopping_the_primary_gives_503_and_service_recovers() {
     assert_eq!(s, 503);
     let (s, _) = call(&mut c, "GET", "/ready", &gs, None);
     assert_eq!(s, 503);
+    // The node itself still serves (cached reads, clear 503s): the probe
+    // a Kubernetes readiness check uses stays 200, so a shared primary's
+    // outage does not take every pod out of the Service (SPEC §7).
+    let (s, j) = call(&mut c, "GET", "/ready?scope=node", &gs, None);
+    assert_eq!(s, 200, "{j}");
     run(&["start"]);
     wait_for("recovery", Duration::from_secs(20), || {
         call(&mut server.http(), "GET", "/ready", &gs, None).0 == 200

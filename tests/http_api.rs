@@ -35,6 +35,16 @@ fn health_reports_identity() {
     let r = server.http().request("GET", "/ready", &[], b"");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["data"]["checks"]["database:game1"], "ok");
+    // The node-only readiness (Kubernetes) names no backend; a scope it
+    // does not know is refused.
+    let r = server.http().request("GET", "/ready?scope=node", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["data"]["checks"]["node"], "ok");
+    assert!(r.json()["data"]["checks"]["database:game1"].is_null());
+    let r = server
+        .http()
+        .request("GET", "/ready?scope=everything", &[], b"");
+    assert_eq!(r.status, 400);
 }
 
 #[test]

@@ -57,7 +57,7 @@ async fn answer(
         .trusted_proxies
         .client(peer, req.headers.forwarded_for);
     let result = match route {
-        Route::Probe(p) => return answer_probe(shard, health, p).await,
+        Route::Probe(p) => return answer_probe(shard, health, p, req).await,
         Route::Public(r) => match shard.services.admit(client).await {
             Err(e) => Err(e),
             Ok(()) if r == Public::Console => Ok(super::console::file(params.get(0))),
@@ -102,18 +102,30 @@ fn page(req: &Request<'_>) -> Result<PageQuery, ApiError> {
     })
 }
 
-async fn answer_probe(shard: &Shard, health: &HealthBody, probe: Probe) -> Response {
+async fn answer_probe(
+    shard: &Shard,
+    health: &HealthBody,
+    probe: Probe,
+    req: &Request<'_>,
+) -> Response {
     match probe {
         Probe::Health => Response::raw(
             200,
             health.current(&shard.config.node.id, shard.id, shard.node.started),
         ),
-        Probe::Ready => ready(
-            shard
-                .services
-                .readiness(&shard.node, shard.is_draining())
-                .await,
-        ),
+        Probe::Ready => match req.query_param("scope") {
+            None | Some("") | Some("backends") => ready(
+                shard
+                    .services
+                    .readiness(&shard.node, shard.is_draining())
+                    .await,
+            ),
+            Some("node") => ready(crate::service::Services::node_readiness(
+                &shard.node,
+                shard.is_draining(),
+            )),
+            Some(_) => Response::status(400, "scope must be node or backends"),
+        },
     }
 }
 

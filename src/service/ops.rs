@@ -144,12 +144,33 @@ impl Services {
 
     /// `GET /ready`: not while draining or while a database is down; Redis
     /// being down only degrades the node.
-    pub async fn readiness(&self, node: &NodeState, shard_draining: bool) -> Readiness {
+    /// `/ready?scope=node`: whether this node itself can serve — started
+    /// and not draining — whatever the shared backends' state. A Kubernetes
+    /// readiness probe uses it, so an outage of the shared MySQL primary or
+    /// Redis does not take every pod out of the Service at once (cached
+    /// reads still answer; writes answer a clear 503); the backends stay
+    /// visible in plain `/ready`, `/metrics` and the alerts (SPEC §7).
+    pub fn node_readiness(node: &NodeState, shard_draining: bool) -> Readiness {
+        Self::node_not_serving(node, shard_draining).unwrap_or_else(|| Readiness::Ready {
+            degraded: false,
+            checks: BTreeMap::from([("node".to_string(), "ok".to_string())]),
+        })
+    }
+
+    fn node_not_serving(node: &NodeState, shard_draining: bool) -> Option<Readiness> {
         if shard_draining || node.is_shutting_down() {
-            return Readiness::ShuttingDown;
+            return Some(Readiness::ShuttingDown);
         }
         if !node.serving.load(Relaxed) {
-            return Readiness::Starting;
+            return Some(Readiness::Starting);
+        }
+        None
+    }
+
+    /// `/ready`: the node serves and every configured backend answers.
+    pub async fn readiness(&self, node: &NodeState, shard_draining: bool) -> Readiness {
+        if let Some(not_serving) = Self::node_not_serving(node, shard_draining) {
+            return not_serving;
         }
         let failed = self.check_backends().await;
         if !failed.is_empty() {
