@@ -15,6 +15,14 @@
 # COMPARE ("features": the pair is with / without cluster.redis; "redis-cluster":
 # the pair is the same node on a Redis Cluster (scripts/backends.sh cluster-start,
 # started here) / on the single Redis, for cache.redis and cluster.redis both).
+# SIMULATE=1 gives each node a machine's share instead: every node runs in a
+# cgroup of its own (scripts/cluster.sh DMC_CPU_QUOTA) with QUOTA CPUs (0.05)
+# over a 20 ms period and MEMORY (256M) where the memory controller allows,
+# one shard, CONNS_PER_NODE (16) connections per node through nginx; NODES
+# defaults to "1 3 5 10" and the table adds the scaling efficiency
+# QPS(N) / (N x QPS(1)) and RSS per node; the cost pair is skipped.
+# BENCH_JSON=FILE (with SIMULATE=1) writes the rows as JSON (nodes, scenario,
+# qps, p99_ms, efficiency, rss_mib_per_node).
 # Loopback only; every run is bounded by DURATION + WARMUP seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +33,14 @@ command -v python3 >/dev/null 2>&1 || apt_install python3
 DURATION="${DURATION:-10}"
 WARMUP="${WARMUP:-2}"
 CONNS="${CONNS:-64}"
-NODES="${NODES-1 3 5}"
+SIMULATE="${SIMULATE:-0}"
+if [ "$SIMULATE" = 1 ]; then
+  NODES="${NODES-1 3 5 10}"
+  export DMC_CPU_QUOTA="${QUOTA:-0.05}" DMC_MEMORY="${MEMORY:-256M}" DMC_SHARDS=1
+  [ "$(id -u)" -eq 0 ] || { echo "SIMULATE=1 needs root (cgroups)" >&2; exit 1; }
+else
+  NODES="${NODES-1 3 5}"
+fi
 ROUNDS="${ROUNDS:-3}"
 COMPARE="${COMPARE:-features}"
 case "$COMPARE" in
@@ -82,16 +97,68 @@ bench() {
 
 CORES=$(nproc)
 ROWS=()
+SIM_ROWS=()
+# Average resident size of the cluster's nodes, MiB.
+nodes_rss_mib() {
+  local total=0 count=0 pid rss
+  for f in "$DMC_DIR"/node-*.pid; do
+    pid=$(cat "$f" 2>/dev/null) || continue
+    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || continue
+    [ -n "$rss" ] || continue
+    total=$((total + rss)); count=$((count + 1))
+  done
+  [ "$count" -gt 0 ] && python3 -c "print(f'{$total / $count / 1024:.1f}')" || echo 0
+}
 for N in $NODES; do
   scripts/cluster.sh stop >/dev/null 2>&1 || true
   scripts/cluster.sh start "$N" >&2
   eval "$(scripts/cluster.sh env)"
   SHARDS=$(grep -m1 '^shards' "$DMC_DIR/node-1.toml" | tr -dc 0-9)
   for S in player mixed; do
-    J=$(bench "$DMC_HTTP" "$S")
-    ROWS+=("$N|$SHARDS|$S|$(echo "$J" | field "f\"{d['qps']:.0f}|{d['latency_ms']['p50']:.2f}|{d['latency_ms']['p99']:.2f}|{sum(d['errors'].values())}\"")")
+    if [ "$SIMULATE" = 1 ]; then
+      J=$(CONNS=$((${CONNS_PER_NODE:-16} * N)) bench "$DMC_HTTP" "$S")
+      SIM_ROWS+=("$N|$S|$(echo "$J" | field "f\"{d['qps']:.0f}|{d['latency_ms']['p99']:.2f}|{sum(d['errors'].values())}\"")|$(nodes_rss_mib)")
+    else
+      J=$(bench "$DMC_HTTP" "$S")
+      ROWS+=("$N|$SHARDS|$S|$(echo "$J" | field "f\"{d['qps']:.0f}|{d['latency_ms']['p50']:.2f}|{d['latency_ms']['p99']:.2f}|{sum(d['errors'].values())}\"")")
+    fi
   done
 done
+
+if [ "$SIMULATE" = 1 ]; then
+  scripts/cluster.sh stop >/dev/null 2>&1 || true
+  DATE=$(date -u +%Y-%m-%dT%H:%MZ)
+  COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  printf '%s\n' "${SIM_ROWS[@]}" >"$WORK/sim.rows"
+  python3 - "$WORK/sim.rows" "${BENCH_JSON:-}" >"$WORK/section.md" <<PY
+import json, sys
+rows = [l.split('|') for l in open(sys.argv[1]).read().split('\n') if l]
+base = {s: float(q) for n, s, q, *_ in rows if n == '1'}
+claims = {'1': '3,000+ QPS, 256 MB', '3': '8,000+ QPS, 768 MB', '5': '15,000+ QPS, 1.2 GB', '10': '25,000+ QPS, 2.5 GB'}
+out = []
+print("## Simulated machines $DATE — commit $COMMIT, $CORES cores, $(uname -r)")
+print()
+print("Command: \`SIMULATE=1 NODES=\"$NODES\" QUOTA=$DMC_CPU_QUOTA MEMORY=$DMC_MEMORY DURATION=$DURATION CONNS_PER_NODE=${CONNS_PER_NODE:-16} scripts/bench-cluster.sh\`.")
+print("Each node is a simulated machine: a cgroup of its own with $DMC_CPU_QUOTA CPU (20 ms period) and a $DMC_MEMORY memory limit")
+print("where the memory controller allowed it, one shard; nginx (one process, 2 workers), MariaDB primary + replica, Redis and")
+print("dm-bench (${CONNS_PER_NODE:-16} connections per node, through nginx) share what is left of the $CORES cores, unlimited.")
+print("The original's figures are its claims for separate machines.")
+print()
+print("| nodes | scenario | QPS | p99 ms | errors | efficiency QPS(N)/(N x QPS(1)) | RSS per node MiB | the original's claim |")
+print("|---|---|---|---|---|---|---|---|")
+for n, s, q, p99, e, rss in rows:
+    eff = float(q) / (int(n) * base[s]) if base.get(s) else 0.0
+    print(f"| {n} | {s} | {q} | {p99} | {e} | {eff:.2f} | {rss} | {claims.get(n, '—')} |")
+    out.append({"nodes": int(n), "scenario": s, "qps": float(q), "p99_ms": float(p99),
+                "efficiency": round(eff, 3), "rss_mib_per_node": float(rss), "errors": int(e)})
+print()
+if sys.argv[2]:
+    json.dump(out, open(sys.argv[2], 'w'), indent=1)
+PY
+  cat "$WORK/section.md"
+  if [ "${BENCH_NO_WRITE:-0}" != 1 ]; then cat "$WORK/section.md" >>bench/RESULTS.md; fi
+  exit 0
+fi
 
 # The cost of the cluster features: two single-shard nodes side by side,
 # the same binary and template, one with cluster.redis and one without (each

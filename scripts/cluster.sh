@@ -30,7 +30,11 @@
 # DMC_TCP_PORT (19090), DMC_SHARDS (cores / N, at least 1), DMC_BIN (a built
 # server binary), DMC_REDIS_DB (1), DMC_DATABASE (dmc_game1), DMC_TLS (1: nginx
 # also serves HTTPS on DMC_HTTP_PORT+443 and TLS frames on DMC_TCP_PORT+443
-# with a self-signed certificate), DMC_ROLL_PAUSE (5). `start` records them in
+# with a self-signed certificate), DMC_ROLL_PAUSE (5), DMC_CPU_QUOTA (unset: a
+# simulated machine per node — each node runs in a cgroup of its own with this
+# many CPUs, e.g. 0.05, over a 20 ms period; root only), DMC_MEMORY (with
+# DMC_CPU_QUOTA: each node's memory limit, e.g. 256M, where the memory
+# controller lets this process make groups). `start` records them in
 # $DMC_DIR/settings for the later commands.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +59,8 @@ BIN="${DMC_BIN:-${SAVED_BIN:-$PWD/target/release/datamiddleware}}"
 # ready: nginx keeps a node it saw fail marked down for `fail_timeout` (5 s
 # in the shipped file), and the next node must not drain before it is back.
 ROLL_PAUSE="${DMC_ROLL_PAUSE:-5}"
+CPU_QUOTA="${DMC_CPU_QUOTA:-${SAVED_CPU_QUOTA:-}}"
+MEMORY="${DMC_MEMORY:-${SAVED_MEMORY:-}}"
 ADMIN_USER=ops
 GAME=game1
 STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
@@ -138,10 +144,59 @@ render_node() { # index shards
     conf/cluster-node.template.toml >"$DIR/node-$i.toml"
 }
 
+# The cgroup of node $1 when nodes are simulated machines (DMC_CPU_QUOTA):
+# made on first use under the cpu (and, if it lets us, memory) hierarchy, v1
+# or v2, and named after $DIR so two clusters never share one.
+CGROUP_NAME="dmc-$(echo "$DIR" | cksum | cut -d' ' -f1)"
+enter_machine() { # index; run in the node's subshell before exec
+  local i=$1 period=20000 quota dir
+  quota=$(awk -v q="$CPU_QUOTA" -v p="$period" 'BEGIN { v = int(q * p); if (v < 1000) v = 1000; print v }')
+  if [ -f /sys/fs/cgroup/cpu/cpu.cfs_period_us ]; then
+    dir=/sys/fs/cgroup/cpu/$CGROUP_NAME/node-$i
+    mkdir -p "$dir"
+    echo "$period" >"$dir/cpu.cfs_period_us"
+    echo "$quota" >"$dir/cpu.cfs_quota_us"
+    echo "$BASHPID" >"$dir/cgroup.procs"
+  elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+    echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+    mkdir -p "/sys/fs/cgroup/$CGROUP_NAME"
+    echo "+cpu +memory" >"/sys/fs/cgroup/$CGROUP_NAME/cgroup.subtree_control" 2>/dev/null || true
+    dir=/sys/fs/cgroup/$CGROUP_NAME/node-$i
+    mkdir -p "$dir"
+    echo "$quota $period" >"$dir/cpu.max"
+    [ -z "$MEMORY" ] || echo "$MEMORY" >"$dir/memory.max" 2>/dev/null || true
+    echo "$BASHPID" >"$dir/cgroup.procs"
+    return 0
+  else
+    die "DMC_CPU_QUOTA needs a cgroup cpu controller (v1 or v2) and root"
+  fi
+  if [ -n "$MEMORY" ]; then
+    # The memory hierarchy (v1) below the group this shell is in, if it lets us.
+    local own mem
+    own=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ { print $3 }' /proc/self/cgroup)
+    mem=/sys/fs/cgroup/memory${own%/}/$CGROUP_NAME-node-$i
+    if mkdir -p "$mem" 2>/dev/null && echo "$MEMORY" >"$mem/memory.limit_in_bytes" 2>/dev/null; then
+      echo "$BASHPID" >"$mem/cgroup.procs"
+    fi
+  fi
+}
+
+remove_machines() {
+  local d
+  for d in /sys/fs/cgroup/cpu/"$CGROUP_NAME"/node-* /sys/fs/cgroup/"$CGROUP_NAME"/node-* \
+    /sys/fs/cgroup/memory/*/"$CGROUP_NAME"-node-* /sys/fs/cgroup/memory/*/*/"$CGROUP_NAME"-node-*; do
+    [ -d "$d" ] && rmdir "$d" 2>/dev/null || true
+  done
+  for d in /sys/fs/cgroup/cpu/"$CGROUP_NAME" /sys/fs/cgroup/"$CGROUP_NAME"; do
+    [ -d "$d" ] && rmdir "$d" 2>/dev/null || true
+  done
+}
+
 start_node() { # index
   local i=$1
   if node_alive "$i"; then return 0; fi
   (
+    [ -z "$CPU_QUOTA" ] || enter_machine "$i"
     set -a
     # shellcheck disable=SC1091
     source <(grep '^DM_' "$DIR/secrets.env")
@@ -241,6 +296,8 @@ cmd_start() {
     echo "SAVED_DATABASE=$DATABASE"
     echo "SAVED_TLS=$TLS"
     echo "SAVED_BIN=$(printf '%q' "$BIN")"
+    echo "SAVED_CPU_QUOTA=$CPU_QUOTA"
+    echo "SAVED_MEMORY=$MEMORY"
   } >"$DIR/settings"
   ensure_secrets
   shards=${DMC_SHARDS:-$(($(nproc) / n))}
@@ -342,6 +399,7 @@ cmd_stop() {
     for _ in $(seq 1 50); do nginx_alive || break; sleep 0.1; done
   fi
   for ((i = 1; i <= $(node_count); i++)); do stop_node "$i"; done
+  remove_machines
   echo "cluster stopped (backends still run: scripts/backends.sh stop)" >&2
 }
 
