@@ -179,6 +179,47 @@ fn quota_v1(root: &Path, controllers: &str, path: &str) -> Option<Quota> {
     best
 }
 
+/// The least locked memory glommio starts an executor with (its
+/// `MIN_MEMLOCK_LIMIT`); below it every shard fails to start.
+pub const MIN_MEMLOCK: u64 = 512 * 1024;
+
+/// Raises the soft `RLIMIT_MEMLOCK` to the hard limit (containers often
+/// start with a low soft limit), so glommio can register its I/O buffers
+/// where the runtime allows; `Err` with the one line to print when even the
+/// hard limit is below [`MIN_MEMLOCK`]. A limit between the two starts
+/// without registered buffers (glommio warns; see README "Containers").
+pub fn raise_memlock() -> Result<u64, String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
+        return Ok(u64::MAX);
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct; raising the soft limit
+        // up to the hard one needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    let soft = limit.rlim_cur as u64;
+    if soft < MIN_MEMLOCK {
+        return Err(format!(
+            "the locked-memory limit (RLIMIT_MEMLOCK) is {} KiB and io_uring needs at least {} KiB: \
+             raise it (ulimit -l, systemd LimitMEMLOCK=, Compose/docker --ulimit memlock=-1)",
+            soft / 1024,
+            MIN_MEMLOCK / 1024
+        ));
+    }
+    Ok(soft)
+}
+
 /// Where the shipped seccomp profile lives, for the messages below.
 const PROFILE: &str = "deploy/seccomp/datamiddleware.json";
 

@@ -127,7 +127,9 @@ fn main() -> ExitCode {
             };
             // Before anything starts: without io_uring glommio would panic
             // deep in start-up; say why in one line instead (SPEC §1).
-            if let Err(why) = datamiddleware::host::check_io_uring() {
+            if let Err(why) =
+                datamiddleware::host::check_io_uring().and(datamiddleware::host::raise_memlock())
+            {
                 eprintln!("datamiddleware: {why}");
                 return ExitCode::FAILURE;
             }

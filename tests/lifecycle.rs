@@ -460,3 +460,86 @@ fn probe_exits_0_on_2xx_and_1_otherwise() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
 }
+
+/// Below the locked memory io_uring needs, start-up says so in one line
+/// (glommio refused every shard with a cryptic error), and a low soft limit
+/// under a higher hard one is raised and serves.
+#[test]
+fn a_memlock_limit_below_what_io_uring_needs_is_named_and_a_low_soft_limit_raised() {
+    use std::os::unix::process::CommandExt;
+    let dir = std::env::temp_dir().join(format!("dm-memlock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let limited = |soft: u64, hard: u64| {
+        let mut command = bin();
+        command.current_dir(&dir);
+        // SAFETY: runs in the forked child before exec; setrlimit only
+        // lowers this process's own limits.
+        unsafe {
+            command.pre_exec(move || {
+                let l = libc::rlimit {
+                    rlim_cur: soft,
+                    rlim_max: hard,
+                };
+                if libc::setrlimit(libc::RLIMIT_MEMLOCK, &l) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        command
+    };
+    let out = limited(64 * 1024, 64 * 1024).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("RLIMIT_MEMLOCK") && stderr.contains("64 KiB"),
+        "{stderr}"
+    );
+    // Soft 64 KiB under the test's own hard limit (8 MiB here; raising a
+    // hard limit needs a privilege): raised, and the server starts.
+    let mut own = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct it is given.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut own) },
+        0
+    );
+    let hard = own.rlim_max;
+    assert!(
+        hard >= 1024 * 1024,
+        "this test needs a hard memlock limit of 1 MiB or more"
+    );
+    let config = dir.join("c.toml");
+    let http = common::unreserved_loopback_addr();
+    let tcp = common::unreserved_loopback_addr();
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nshards = 1\n[http]\nlisten = \"{http}\"\n[tcp]\nlisten = \"{tcp}\"\n[auth]\nmode = \"dev\"\n[games.game1]\nurl = \"sqlite://{}/g.db\"\n",
+            dir.display()
+        ),
+    )
+    .expect("config");
+    let mut child = limited(64 * 1024, hard)
+        .arg("--config")
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start");
+    common::wait_for(
+        "the server with a raised memlock",
+        Duration::from_secs(30),
+        || {
+            common::HttpClient::connect(http)
+                .ok()
+                .and_then(|mut c| c.try_request("GET", "/ready", &[], b"").ok())
+                .is_some_and(|r| r.status == 200)
+        },
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
