@@ -208,7 +208,7 @@ pub fn raise_memlock() -> Result<u64, String> {
             limit = raised;
         }
     }
-    let soft = limit.rlim_cur as u64;
+    let soft = limit.rlim_cur;
     if soft < MIN_MEMLOCK {
         return Err(format!(
             "the locked-memory limit (RLIMIT_MEMLOCK) is {} KiB and io_uring needs at least {} KiB: \
