@@ -182,3 +182,49 @@ fn cache_admin_routes() {
         assert_eq!((s, j["code"].as_u64()), (404, Some(1001)));
     }
 }
+
+/// The invalidate route takes cache keys and cache prefixes only: the
+/// cluster's own Redis keys (`dm:config`, leases, the registry) and
+/// everything-matching patterns are refused with the key named, so an
+/// admin's typo cannot lift maintenance or wipe the registry.
+#[test]
+fn invalidation_takes_cache_keys_only() {
+    let server = Server::start(1);
+    let admin = server.admin_token();
+    let mut c = server.http();
+    let refused = [
+        (json!({"keys":["dm:config"]}), "\"dm:config\""),
+        (json!({"keys":["*"]}), "\"*\""),
+        (json!({"keys":["game1:p:*"]}), "\"game1:p:*\""),
+        (json!({"keys":["game1:p:abc"]}), "\"game1:p:abc\""),
+        (json!({"keys":["nosuchgame:p:1"]}), "\"nosuchgame:p:1\""),
+        (json!({"keys":["game1:p:1", "dm:node:x"]}), "\"dm:node:x\""),
+        (json!({"prefix":"*"}), "\"*\""),
+        (json!({"prefix":"?"}), "\"?\""),
+        (json!({"prefix":"["}), "\"[\""),
+        (json!({"prefix":"dm"}), "\"dm\""),
+        (json!({"prefix":"dm:"}), "\"dm:\""),
+        (json!({"prefix":"game1"}), "\"game1\""),
+        (json!({"prefix":""}), "prefix \"\""),
+    ];
+    for (body, named) in refused {
+        let (s, j) = post(&mut c, "/api/v1/cache/invalidate", &admin, body.clone());
+        assert_eq!(s, 400, "{body} → {j}");
+        assert!(
+            j["message"].as_str().is_some_and(|m| m.contains(named)),
+            "{body}: the message names {named}: {j}"
+        );
+    }
+    let taken = [
+        json!({"keys":["game1:p:1"]}),
+        json!({"keys":["game1:items"]}),
+        json!({"keys":["game1:inv:2", "game2:o:3", "game2:items"]}),
+        json!({"prefix":"game1:"}),
+        json!({"prefix":"game1:p:"}),
+        json!({"prefix":"game2:it"}),
+    ];
+    for body in taken {
+        let (s, j) = post(&mut c, "/api/v1/cache/invalidate", &admin, body.clone());
+        assert_eq!(s, 200, "{body} → {j}");
+    }
+}
