@@ -6,7 +6,19 @@ mod common;
 
 use common::{HttpClient, Server};
 use serde_json::{json, Value};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex, MutexGuard};
+
+/// Held by the tests that invalidate a whole game by prefix, which puts a
+/// tombstone on every L2 entry of that game in Redis (shared by this file's
+/// servers on the Redis backend): the test that inspects an L2 entry must
+/// not see another test's prefix invalidation land on it.
+static PREFIX_INVALIDATIONS: Mutex<()> = Mutex::new(());
+
+fn prefix_invalidations() -> MutexGuard<'static, ()> {
+    PREFIX_INVALIDATIONS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
 
 fn get(c: &mut HttpClient, path: &str, token: &str) -> (u16, Value) {
     let auth = format!("Bearer {token}");
@@ -116,6 +128,7 @@ fn a_write_is_visible_on_every_shard_when_it_is_answered() {
 
 #[test]
 fn cache_admin_routes() {
+    let _turn = prefix_invalidations();
     let server = Server::start(2);
     let admin = server.admin_token();
     let gs = server.server_token("game1");
@@ -181,4 +194,175 @@ fn cache_admin_routes() {
         let (s, j) = get(&mut c, "/api/v1/players/987654", &gs);
         assert_eq!((s, j["code"].as_u64()), (404, Some(1001)));
     }
+}
+
+/// The invalidate route takes cache keys and cache prefixes only: the
+/// cluster's own Redis keys (`dm:config`, leases, the registry) and
+/// everything-matching patterns are refused with the key named, so an
+/// admin's typo cannot lift maintenance or wipe the registry.
+#[test]
+fn invalidation_takes_cache_keys_only() {
+    let _turn = prefix_invalidations();
+    let server = Server::start(1);
+    let admin = server.admin_token();
+    let mut c = server.http();
+    let refused = [
+        (json!({"keys":["dm:config"]}), "\"dm:config\""),
+        (json!({"keys":["*"]}), "\"*\""),
+        (json!({"keys":["game1:p:*"]}), "\"game1:p:*\""),
+        (json!({"keys":["game1:p:abc"]}), "\"game1:p:abc\""),
+        (json!({"keys":["nosuchgame:p:1"]}), "\"nosuchgame:p:1\""),
+        (json!({"keys":["game1:p:1", "dm:node:x"]}), "\"dm:node:x\""),
+        (json!({"prefix":"*"}), "\"*\""),
+        (json!({"prefix":"?"}), "\"?\""),
+        (json!({"prefix":"["}), "\"[\""),
+        (json!({"prefix":"dm"}), "\"dm\""),
+        (json!({"prefix":"dm:"}), "\"dm:\""),
+        (json!({"prefix":"game1"}), "\"game1\""),
+        (json!({"prefix":""}), "prefix \"\""),
+    ];
+    for (body, named) in refused {
+        let (s, j) = post(&mut c, "/api/v1/cache/invalidate", &admin, body.clone());
+        assert_eq!(s, 400, "{body} → {j}");
+        assert!(
+            j["message"].as_str().is_some_and(|m| m.contains(named)),
+            "{body}: the message names {named}: {j}"
+        );
+    }
+    let taken = [
+        json!({"keys":["game1:p:1"]}),
+        json!({"keys":["game1:items"]}),
+        json!({"keys":["game1:inv:2", "game2:o:3", "game2:items"]}),
+        json!({"prefix":"game1:"}),
+        json!({"prefix":"game1:p:"}),
+        json!({"prefix":"game2:it"}),
+    ];
+    for body in taken {
+        let (s, j) = post(&mut c, "/api/v1/cache/invalidate", &admin, body.clone());
+        assert_eq!(s, 200, "{body} → {j}");
+    }
+}
+
+/// The Redis value at `key` (`--raw`), through `redis-cli`; `-c` follows a
+/// Redis Cluster's redirections when the suite runs on one.
+fn redis_get(redis: &str, key: &str) -> Option<String> {
+    let cluster = redis.starts_with("redis+cluster://");
+    let rest = redis
+        .trim_start_matches("redis+cluster://")
+        .trim_start_matches("redis://");
+    let (first, db) = rest.split_once('/').unwrap_or((rest, "0"));
+    let (host, port) = first
+        .split(',')
+        .next()
+        .and_then(|a| a.rsplit_once(':'))
+        .expect("host:port in DMTEST_REDIS");
+    let mut args = vec!["-h", host, "-p", port];
+    if cluster {
+        args.push("-c");
+    } else {
+        args.extend(["-n", db]);
+    }
+    args.extend(["--raw", "GET", key]);
+    let out = common::clean_command("redis-cli")
+        .args(&args)
+        .output()
+        .expect("run redis-cli");
+    let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (!value.is_empty()).then_some(value)
+}
+
+/// L2 entries live under `cache:` in Redis, apart from the cluster's keys:
+/// a prefix invalidation drops them and leaves the config centre's
+/// document (and its version) alone.
+#[test]
+#[ignore = "needs Redis (DMTEST_BACKEND=mysql)"]
+fn l2_keys_live_apart_from_the_cluster_keys() {
+    let common::TestBackend::Mysql { redis, .. } = common::backend() else {
+        panic!("needs DMTEST_BACKEND=mysql (Redis)")
+    };
+    let _turn = prefix_invalidations();
+    let p = format!("ns{}-", rand::random::<u32>());
+    let server = Server::start_with(
+        1,
+        &[
+            ("node", &format!("id = \"{p}a\"")),
+            ("tail", &format!("[cluster]\nredis = \"{redis}\"\n")),
+        ],
+    );
+    let admin = server.admin_token();
+    let gs = server.server_token("game1");
+    let mut c = server.http();
+    // A config document in Redis, with the files' settings.
+    let (s, j) = get(&mut c, "/api/v1/cluster/config", &admin);
+    assert_eq!(s, 200, "{j}");
+    let v0 = j["data"]["version"].as_u64().expect("version").to_string();
+    let r = c.request(
+        "PUT",
+        "/api/v1/cluster/config",
+        &[
+            ("Authorization", &format!("Bearer {admin}")),
+            ("If-Match", &v0),
+        ],
+        b"{}",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let version = r.json()["data"]["version"].as_u64().expect("version");
+    let document = redis_get(&redis, "dm:config").expect("dm:config written");
+
+    // A read fills L2 under the cache namespace. The player's id is one no
+    // other test's server uses: their databases are their own, but they may
+    // share this Redis, where their first players' entries and tombstones
+    // sit at the same keys.
+    let first_id = 1_000_000 + u64::from(rand::random::<u32>());
+    common::mysql_admin(&format!(
+        "ALTER TABLE {}.players AUTO_INCREMENT = {first_id}",
+        server.databases[0]
+    ));
+    let (id, _) = server.player("game1", &format!("{p}player"));
+    let key = format!("cache:game1:p:{id}");
+    // The registration, a write, left a tombstone that blocks fills for
+    // its 2 s; the read comes after it.
+    common::wait_for(
+        "the registration's tombstone to expire",
+        std::time::Duration::from_secs(10),
+        || redis_get(&redis, &key).is_none(),
+    );
+    let (s, j) = get(&mut c, &format!("/api/v1/players/{id}"), &gs);
+    assert_eq!(s, 200, "{j}");
+    let entry = redis_get(&redis, &key);
+    assert!(
+        entry
+            .as_deref()
+            .is_some_and(|v| v.starts_with('V') && v.contains(&format!("\"id\":{id}"))),
+        "the profile is in L2 at {key}: {entry:?}"
+    );
+
+    // The cluster's keys cannot be named; a game's prefix drops its entries.
+    for body in [json!({"keys":["dm:config"]}), json!({"prefix":"dm"})] {
+        let (s, j) = post(&mut c, "/api/v1/cache/invalidate", &admin, body.clone());
+        assert_eq!(s, 400, "{body} → {j}");
+    }
+    let (s, j) = post(
+        &mut c,
+        "/api/v1/cache/invalidate",
+        &admin,
+        json!({"prefix":"game1:"}),
+    );
+    assert_eq!(s, 200, "{j}");
+    let entry = redis_get(&redis, &key);
+    assert!(
+        !entry.as_deref().is_some_and(|v| v.starts_with('V')),
+        "the prefix dropped {key}: {entry:?}"
+    );
+    assert_eq!(
+        redis_get(&redis, "dm:config").as_deref(),
+        Some(document.as_str()),
+        "the config document is untouched"
+    );
+    let (s, j) = get(&mut c, "/api/v1/cluster/config", &admin);
+    assert_eq!(
+        (s, j["data"]["version"].as_u64()),
+        (200, Some(version)),
+        "{j}"
+    );
 }

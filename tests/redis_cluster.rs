@@ -162,8 +162,9 @@ fn two_nodes_share_cache_invalidation_and_registry_through_a_redis_cluster() {
         || gold(&b, &gs, id) == Some(before + 7),
     );
     println!("B saw A's write after {} ms", written.elapsed().as_millis());
-    // The profile sits in L2 on the master of its slot (redis-cli -c follows MOVED).
-    let key = format!("game1:p:{id}");
+    // The profile sits in L2 (namespace `cache:`) on the master of its slot
+    // (redis-cli -c follows MOVED).
+    let key = format!("cache:game1:p:{id}");
     let port = master_of(&key).expect("a master for the key");
     let stored = redis_cli(&["-c", "-p", &port.to_string(), "exists", &key]);
     assert!(stored.trim() == "1" || stored.trim() == "0", "{stored}");
@@ -228,7 +229,8 @@ fn a_master_killed_under_load_fails_over_without_losing_a_write_or_serving_stale
     let (id, _) = a.player("game1", &format!("rf{tag}"));
     let gs = format!("Bearer {}", a.server_token("game1"));
     let start_gold = gold(&a, &gs, id).expect("read");
-    let key = format!("game1:p:{id}");
+    // The master of the profile's L2 entry.
+    let key = format!("cache:game1:p:{id}");
     let victim = master_of(&key).expect("the profile's master");
 
     // Load: wallet credits on A (counted when acknowledged) and reads on B.
@@ -378,7 +380,8 @@ fn reads_and_writes_follow_ask_and_moved_while_a_slot_migrates() {
     let a = node(&url, &format!("rm{tag}-a"));
     let (id, _) = a.player("game1", &format!("rm{tag}"));
     let gs = format!("Bearer {}", a.server_token("game1"));
-    let key = format!("game1:inv:{id}");
+    // The inventory's L2 entry (namespace `cache:`).
+    let key = format!("cache:game1:inv:{id}");
     let slot = slot(key.as_bytes()).to_string();
     let from = master_of(&key).expect("the key's master");
     // Another master that serves slots now (a node just restarted may call

@@ -14,6 +14,20 @@
 //! the node's subscription to that channel is down, L1 entries older than
 //! `invalidation_max_ms` are ignored, so no node serves a replaced value for
 //! longer than that bound.
+//!
+//! In Redis, L2 entries live in a namespace of their own: the entry of
+//! cache key `game1:p:42` is the Redis key `cache:game1:p:42` ([`l2_key`];
+//! fills, tombstones and the `SCAN` of a prefix invalidation all use it),
+//! apart from the cluster's keys (`dm:node:*`, `dm:lock:{..}`,
+//! `dm:fence:{..}`, `dm:config`; channels `dm:invalidate`, `dm:revoke`), so
+//! that no invalidation can reach those.
+//! The channel message carries the cache keys themselves, without the
+//! namespace. (Before this namespace, L2 entries were stored under the bare
+//! cache key. During a rolling upgrade old nodes still read and fill those;
+//! an invalidation from a new node still reaches every node's L1 through
+//! the channel but tombstones only the namespaced entry, so an old node may
+//! read a replaced value from its bare L2 copy until that copy expires,
+//! within `cache.l2_ttl_s`.)
 
 pub mod keys;
 pub mod l1;
@@ -37,6 +51,33 @@ use std::time::{Duration, Instant};
 pub const CHANNEL: &str = "dm:invalidate";
 /// How long an L2 tombstone blocks refills after a write.
 pub const TOMBSTONE: Duration = Duration::from_secs(2);
+/// What every L2 entry's Redis key starts with: L2 is kept apart from the
+/// cluster's own keys in the same Redis (registry, leases, config centre).
+pub const L2_NAMESPACE: &str = "cache:";
+
+/// The Redis key of cache key `key`'s L2 entry.
+pub fn l2_key(key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(L2_NAMESPACE.len() + key.len());
+    k.extend_from_slice(L2_NAMESPACE.as_bytes());
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// The `SCAN MATCH` pattern of the L2 entries of the cache keys that begin
+/// with `prefix`: the glob characters of `prefix` (`*`, `?`, `[`, `]` and
+/// the escape `\` itself) are escaped, so the prefix matches itself only.
+pub fn l2_scan_pattern(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(L2_NAMESPACE.len() + prefix.len() + 1);
+    pattern.push_str(L2_NAMESPACE);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('*');
+    pattern
+}
 
 struct Flight<E> {
     stale: bool,
@@ -203,10 +244,7 @@ impl<E: Clone + From<LoadAbandoned>> Cache<E> {
     {
         let mut fill = false;
         if let Some(l2) = &self.l2 {
-            match l2
-                .command(vec![b"GET".to_vec(), key.as_bytes().to_vec()])
-                .await
-            {
+            match l2.command(vec![b"GET".to_vec(), l2_key(key)]).await {
                 Ok(Reply::Bulk(Some(v))) if v.first() == Some(&b'V') => {
                     self.count(|c| c.l2_hits += 1);
                     let text = String::from_utf8_lossy(&v[1..]);
@@ -246,7 +284,7 @@ impl<E: Clone + From<LoadAbandoned>> Cache<E> {
         };
         let cmd = vec![
             b"SET".to_vec(),
-            key.as_bytes().to_vec(),
+            l2_key(key),
             payload,
             b"PX".to_vec(),
             ttl_ms.to_string().into_bytes(),
@@ -308,11 +346,13 @@ impl<E: Clone + From<LoadAbandoned>> Cache<E> {
         let mut cmds: Vec<Vec<Vec<u8>>> = keys
             .iter()
             .filter(|k| !k.ends_with('*'))
-            .map(|k| tombstone(k.as_bytes().to_vec()))
+            .map(|k| tombstone(l2_key(k)))
             .collect();
         for prefix in keys.iter().filter_map(|k| k.strip_suffix('*')) {
-            // Prefix invalidation is an admin operation: delete what matches.
-            // A scan that failed leaves the change to be sent again whole.
+            // Prefix invalidation is an admin operation: every L2 entry that
+            // matches gets a tombstone (the scan finds Redis keys, already in
+            // the namespace). A scan that failed leaves the change to be sent
+            // again whole.
             match self.scan(l2, prefix).await {
                 Ok(found) => cmds.extend(found.into_iter().map(tombstone)),
                 Err(e) => {
@@ -380,10 +420,10 @@ impl<E: Clone + From<LoadAbandoned>> Cache<E> {
         !self.unsent.borrow().is_empty()
     }
 
-    /// The L2 keys under `prefix` (on every master of a cluster).
+    /// The Redis keys of the L2 entries under cache key `prefix` (on every
+    /// master of a cluster).
     async fn scan(&self, l2: &Redis, prefix: &str) -> Result<Vec<Vec<u8>>, redis::RedisError> {
-        let pattern = format!("{}*", prefix.replace(['*', '?', '[', ']'], ""));
-        l2.scan(&pattern, 1_000_000).await
+        l2.scan(&l2_scan_pattern(prefix), 1_000_000).await
     }
 
     /// Records whether cross-node invalidation currently works; when it
@@ -575,6 +615,15 @@ mod tests {
         let (_, got) = decode_message(&encode_message("n", &keys_only)).expect("decodes");
         assert_eq!(got, keys_only);
         assert_eq!(decode_message(b"n\nk\n\ngame1\tnot-a-number"), None);
+    }
+
+    #[test]
+    fn l2_entries_live_in_their_namespace() {
+        assert_eq!(l2_key("game1:p:42"), b"cache:game1:p:42".to_vec());
+        assert_eq!(l2_scan_pattern("game1:"), "cache:game1:*");
+        assert_eq!(l2_scan_pattern(""), "cache:*");
+        // Glob characters match themselves only.
+        assert_eq!(l2_scan_pattern(r"a*b?c[d]e\f"), r"cache:a\*b\?c\[d\]e\\f*");
     }
 
     #[test]

@@ -220,6 +220,10 @@ impl Services {
     }
 
     /// `POST /api/v1/cache/invalidate` (admin): drops keys or a prefix everywhere.
+    /// Only cache keys and prefixes of the cache key grammar are taken
+    /// ([`crate::cache::keys::check_key`], [`crate::cache::keys::check_prefix`]):
+    /// the cluster's own Redis keys (settings, leases, the registry) are
+    /// beyond this route's reach, and a refusal names the key.
     pub async fn invalidate_on_request(
         &self,
         caller: &Caller,
@@ -227,25 +231,18 @@ impl Services {
     ) -> Result<serde_json::Value, ApiError> {
         self.require_admin(caller)?;
         let mut keys = req.keys.unwrap_or_default();
-        if let Some(prefix) = req.prefix {
-            if prefix.is_empty() {
-                // It would drop every key of every game on every node.
-                return Err(ApiError::bad_request(
-                    "prefix must not be empty (name a game, e.g. \"game1:\")",
-                ));
-            }
-            keys.push(format!("{prefix}*"));
-        }
-        if keys.is_empty() || keys.len() > 1000 {
+        let total = keys.len() + usize::from(req.prefix.is_some());
+        if !(1..=1000).contains(&total) {
             return Err(ApiError::bad_request("give 1 to 1000 keys, or a prefix"));
         }
-        if keys
-            .iter()
-            .any(|k| k.is_empty() || k.len() > 256 || k.contains(['\n', '\r']))
-        {
-            return Err(ApiError::bad_request(
-                "keys must be 1 to 256 bytes on one line",
-            ));
+        let is_game = |game: &str| self.games.contains_key(game);
+        for key in &keys {
+            crate::cache::keys::check_key(key, is_game).map_err(ApiError::bad_request)?;
+        }
+        if let Some(prefix) = req.prefix {
+            crate::cache::keys::check_prefix(&prefix, is_game).map_err(ApiError::bad_request)?;
+            // Inside the cache, a trailing `*` marks a prefix.
+            keys.push(format!("{prefix}*"));
         }
         let n = keys.len();
         self.changed(Change::keys_only(keys)).await;
