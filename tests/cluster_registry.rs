@@ -11,7 +11,7 @@ mod common;
 
 use common::{backend, wait_for, Server, TestBackend};
 use serde_json::Value;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 fn redis() -> String {
