@@ -262,7 +262,12 @@ async fn handle(
         .ok()
         .filter(|g| !g.is_empty());
     let services = &shard.services;
-    let game = services.scope(caller, requested)?.id.as_str();
+    let scoped = match msg_type {
+        // Ending a session works even while the game is in maintenance.
+        MessageType::PlayerLogout => services.scope_to_end_session(caller, requested)?,
+        _ => services.scope(caller, requested)?,
+    };
+    let game = scoped.id.as_str();
     // Parsed straight into the structs each action needs (no JSON tree).
     let value: &[u8] = if body.is_empty() { b"{}" } else { body };
     if value.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
