@@ -1,8 +1,9 @@
 //! A game in maintenance (config centre, SPEC §7) against a real Redis:
 //! logging out and revoking always work — HTTP `/api/v1/auth/logout` and
 //! `/api/v1/players/logout`, TCP PlayerLogout by the player or a game
-//! server — while every other non-admin call gets 503 (TCP 0xE006) with
-//! the operator's message (issue 21).
+//! server — while every other non-admin call, token refresh included, gets
+//! 503 (TCP 0xE006) with the operator's message, and a refresh token
+//! refused during maintenance still works once it is lifted (issue 21).
 //!
 //! Each test keeps the config centre's document in a Redis database of its
 //! own (not the one `tests/config_centre.rs` and other users of the test
@@ -137,6 +138,14 @@ fn own_profile(s: &Server, id: i64, token: &str) -> (u16, Value) {
     call(s, "GET", &format!("/api/v1/players/{id}"), token, &[], "")
 }
 
+fn refresh(s: &Server, refresh_token: &str) -> (u16, Value) {
+    let body = json!({ "refresh_token": refresh_token }).to_string();
+    let r = s
+        .http()
+        .request("POST", "/api/v1/auth/refresh", &[], body.as_bytes());
+    (r.status, r.json())
+}
+
 #[test]
 #[ignore = "needs Redis (DMTEST_BACKEND=mysql)"]
 fn logout_works_in_maintenance_over_http_and_tcp() {
@@ -230,4 +239,37 @@ fn logout_works_in_maintenance_over_http_and_tcp() {
     for token in [&auth_logout, &players_logout] {
         assert_eq!(own_profile(&s, a_id, token).0, 401);
     }
+}
+
+#[test]
+#[ignore = "needs Redis (DMTEST_BACKEND=mysql)"]
+fn refresh_answers_503_in_maintenance_and_the_token_survives_it() {
+    let (s, admin) = start(12);
+    register(&s, "dave");
+    let (id, token, refresh_token) = login(&s, "dave");
+
+    let message = "game1: new season at noon";
+    configure(&s, &admin, json!({"maintenance": {"game1": message}}));
+    wait_for("maintenance", Duration::from_secs(10), || {
+        own_profile(&s, id, &token).0 == 503
+    });
+    // Refused like every other call, and twice: nothing was rotated (a
+    // rotation would make the second one a reuse, revoking the session).
+    for _ in 0..2 {
+        let (status, j) = refresh(&s, &refresh_token);
+        assert_eq!(
+            (status, j["message"].as_str()),
+            (503, Some(message)),
+            "refresh in maintenance: {j}"
+        );
+    }
+
+    configure(&s, &admin, json!({}));
+    wait_for("maintenance lifted", Duration::from_secs(10), || {
+        own_profile(&s, id, &token).0 == 200
+    });
+    let (status, j) = refresh(&s, &refresh_token);
+    assert_eq!(status, 200, "the refresh token outlived maintenance: {j}");
+    let fresh = j["data"]["token"].as_str().expect("token");
+    assert_eq!(own_profile(&s, id, fresh).0, 200);
 }

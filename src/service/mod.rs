@@ -327,7 +327,7 @@ impl Services {
     /// 503 with the operator's message while `game` is in maintenance
     /// (config centre); admins are never scoped through here. Every
     /// non-admin call goes through it — [`Services::scope`],
-    /// [`Services::anonymous_scope`] — except a logout
+    /// [`Services::anonymous_scope`], a token refresh — except a logout
     /// ([`Services::scope_to_end_session`]).
     fn check_maintenance(&self, game: &str) -> Result<(), ApiError> {
         match self.maintenance.borrow().get(game) {
