@@ -1240,6 +1240,35 @@ fn admin_catalogue_orders_refund_and_game_logic() {
         .as_str()
         .expect("id")
         .to_string();
+    let status = format!("/api/v1/orders/{order}/status");
+    // Paying is POST .../pay alone: the admin status route never charges.
+    for token in [&gs, &admin] {
+        let (s, j) = call(
+            &server,
+            "PUT",
+            &status,
+            Some(token),
+            None,
+            Some(json!({"status":"paid"})),
+        );
+        assert_eq!(s, 400, "{j}");
+        let message = j["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("POST /api/v1/orders/{order}/pay")),
+            "{message}"
+        );
+    }
+    let (_, j) = call(
+        &server,
+        "GET",
+        &format!("/api/v1/orders/{order}"),
+        Some(&admin),
+        None,
+        None,
+    );
+    assert_eq!(j["data"]["order"]["status"], "pending", "{j}");
+    assert_eq!(balances(&server, &admin, p).0, 1000, "nothing charged");
+    assert_eq!(quantity(&server, &admin, p, "bow"), 0, "nothing delivered");
     assert_eq!(
         call(
             &server,
@@ -1254,7 +1283,6 @@ fn admin_catalogue_orders_refund_and_game_logic() {
     );
     assert_eq!(balances(&server, &admin, p).0, 880);
     assert_eq!(quantity(&server, &admin, p, "bow"), 2);
-    let status = format!("/api/v1/orders/{order}/status");
     assert_eq!(
         call(
             &server,

@@ -135,6 +135,41 @@ fn bad_frames_get_errors_and_the_connection_stays_usable() {
     assert_eq!(c.call(PING, 10, "game1", "").msg_type, PONG);
 }
 
+/// SPEC §2: the Encrypted flag is refused with 0xE002 ("use TLS instead")
+/// whatever the message, keep-alives included, and the connection stays
+/// usable.
+#[test]
+fn encrypted_heartbeats_and_pings_get_e002() {
+    let server = Server::start(1);
+    let mut c = server.tcp();
+    for (t, seq) in [(HEARTBEAT, 1), (PING, 2)] {
+        c.send(&frame(t, 0x04 | 0x02, seq, "game1", "", b""));
+        let r = c.read().expect("reply");
+        assert_eq!(
+            (r.error_code(), r.sequence),
+            (0xE002, seq),
+            "type {t:#06x} with the Encrypted flag"
+        );
+        let message = r.json()["message"].as_str().unwrap_or_default().to_string();
+        assert!(message.contains("TLS"), "{message}");
+    }
+    // The same with a handshake behind it: the caller is kept.
+    assert_eq!(c.handshake_server("game1", SERVER_KEY).msg_type, HANDSHAKE);
+    c.send(&frame(PING, 0x02, 3, "game1", "", b""));
+    assert_eq!(c.read().expect("reply").error_code(), 0xE002);
+    let r = c.call(PING, 4, "game1", "");
+    assert_eq!((r.msg_type, r.sequence), (PONG, 4));
+    let create = r#"{"action":"create","username":"after_encrypted","password":"password1"}"#;
+    let r = c.call(PLAYER_DATA, 5, "game1", create);
+    assert_eq!(
+        r.msg_type,
+        PLAYER_DATA,
+        "still authenticated: {:?}",
+        r.json()
+    );
+    assert_eq!(c.call(HEARTBEAT, 6, "game1", "").msg_type, HEARTBEAT);
+}
+
 #[test]
 fn oversize_frames_get_e008_and_the_connection_closes() {
     let server = Server::start_with(1, &[("tcp", "max_body_bytes = 1024")]);

@@ -179,7 +179,12 @@ async fn authed(
 ) -> Result<Response, ApiError> {
     let services = &shard.services;
     let ok = |v: serde_json::Value| Ok(Response::ok(&v));
-    let g = services.scope(c, req.headers.game_id)?.id.as_str();
+    let scoped = match route {
+        // Ending a session works even while the game is in maintenance.
+        Authed::Logout => services.scope_to_end_session(c, req.headers.game_id)?,
+        _ => services.scope(c, req.headers.game_id)?,
+    };
+    let g = scoped.id.as_str();
     let text = |i: usize| params.get(i).unwrap_or("");
     match route {
         Authed::HealthDetailed => {

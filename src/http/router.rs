@@ -94,7 +94,7 @@ pub enum Authed {
     CancelOrder,
     /// `POST /api/v1/orders/{order_id}/pay`.
     PayOrder,
-    /// `PUT /api/v1/orders/{order_id}/status`.
+    /// `PUT /api/v1/orders/{order_id}/status`: cancel or refund (never pay).
     OrderStatus,
     /// `GET /api/v1/games/{game_id}/stats`.
     GameStats,

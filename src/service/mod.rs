@@ -270,7 +270,8 @@ impl Services {
     /// ends: a player's or game server's token fixes it (naming another game
     /// is refused with 403); an admin names any game, or gets the default.
     /// A game in maintenance (config centre) answers non-admins 503 with
-    /// its message.
+    /// its message (a logout is scoped by [`Services::scope_to_end_session`]
+    /// instead).
     pub fn scope(
         &self,
         caller: &Caller,
@@ -281,6 +282,20 @@ impl Services {
             self.check_maintenance(&game.id)?;
         }
         Ok(game)
+    }
+
+    /// The scope of a logout (HTTP `/api/v1/auth/logout`,
+    /// `/api/v1/players/logout`, TCP PlayerLogout): [`Services::scope`]
+    /// without the maintenance check. Ending a session — one whose token
+    /// leaked, say — must always work (issue 21), so this is the one call a
+    /// game in maintenance still answers non-admins; the game is still
+    /// decided (and another one refused) as for any other call.
+    pub fn scope_to_end_session(
+        &self,
+        caller: &Caller,
+        requested: Option<&str>,
+    ) -> Result<&GameContext, ApiError> {
+        self.scope_game(caller, requested)
     }
 
     fn scope_game(
@@ -307,7 +322,10 @@ impl Services {
     }
 
     /// 503 with the operator's message while `game` is in maintenance
-    /// (config centre); admins are never scoped through here.
+    /// (config centre); admins are never scoped through here. Every
+    /// non-admin call goes through it — [`Services::scope`],
+    /// [`Services::anonymous_scope`], a token refresh — except a logout
+    /// ([`Services::scope_to_end_session`]).
     fn check_maintenance(&self, game: &str) -> Result<(), ApiError> {
         match self.maintenance.borrow().get(game) {
             Some(message) => Err(ApiError::unavailable(message.clone())),

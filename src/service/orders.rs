@@ -43,7 +43,8 @@ enum Transition {
 /// Body of an admin status change.
 #[derive(Debug, Deserialize)]
 pub struct OrderStatusChange {
-    /// `cancelled` (from pending) or `refunded` (from paid; admins only).
+    /// `cancelled` (from pending) or `refunded` (from paid; admins only);
+    /// `paid` is refused: paying is `POST /api/v1/orders/{id}/pay`.
     pub status: String,
 }
 
@@ -228,7 +229,11 @@ impl Services {
             .await
     }
 
-    /// Status change by a game server (`paid`, `cancelled`) or an admin (also `refunded`).
+    /// `PUT /api/v1/orders/{id}/status`: the operators' transitions — a
+    /// game server's or an admin's `cancelled` (from pending), an admin's
+    /// `refunded` (from paid). It never pays: `paid` is refused (400) with
+    /// a pointer to `POST /api/v1/orders/{id}/pay`, the one documented way
+    /// to charge and deliver (issue 21).
     pub async fn change_order_status(
         &self,
         caller: &Caller,
@@ -238,15 +243,24 @@ impl Services {
     ) -> Result<Value, ApiError> {
         require_role(caller, &[Role::GameServer, Role::Admin])?;
         let transition = match req.status.as_str() {
-            "paid" => Transition::Pay,
             "cancelled" => Transition::Cancel,
             "refunded" => {
                 require_role(caller, &[Role::Admin])?;
                 Transition::Refund
             }
+            "paid" => {
+                // The id is echoed only when it is a well-formed one.
+                let path = match check_order_id(order_id) {
+                    Ok(()) => format!("POST /api/v1/orders/{order_id}/pay"),
+                    Err(_) => "POST /api/v1/orders/{order_id}/pay".to_string(),
+                };
+                return Err(ApiError::bad_request(format!(
+                    "this route does not pay an order; use {path}"
+                )));
+            }
             _ => {
                 return Err(ApiError::bad_request(
-                    "status must be paid, cancelled or refunded",
+                    "status must be cancelled or refunded (to pay, use POST /api/v1/orders/{order_id}/pay)",
                 ))
             }
         };

@@ -216,7 +216,8 @@ impl Services {
     }
 
     /// Exchanges a refresh token for a new pair; the old one stops working.
-    /// Reusing an old one revokes the whole session.
+    /// Reusing an old one revokes the whole session. While the token's game
+    /// is in maintenance it answers 503 with the message and changes nothing.
     pub async fn refresh(&self, req: RefreshRequest) -> Result<Value, ApiError> {
         let invalid = || ApiError::unauthorized("invalid refresh token");
         let mut parts = req.refresh_token.splitn(3, '.');
@@ -229,6 +230,9 @@ impl Services {
             return Err(invalid());
         }
         let game = self.games.get(game_id).ok_or_else(invalid)?;
+        // Refused like any other call of a game in maintenance, before
+        // anything is rotated: the token still works once it is lifted.
+        self.check_maintenance(game_id)?;
         let now_ms = clock::now_ms();
         let new_secret = auth::random_hex(32);
         let (sid, presented, new_hash, expires) = (

@@ -147,6 +147,12 @@ async fn answer(
         reply::error_code(out, &to, codes::MALFORMED, &msg);
         return ("unknown", codes::MALFORMED as u16);
     };
+    if frame.flags & flags::ENCRYPTED != 0 {
+        // SPEC §2: refused whatever the type — keep-alives included — before
+        // anything else looks at the frame; the connection stays usable.
+        reply::error_code(out, &reply_to(frame, session), codes::MALFORMED, ENCRYPTED);
+        return (msg_type.name(), codes::MALFORMED as u16);
+    }
     match msg_type {
         MessageType::Heartbeat | MessageType::Ping => {
             session.last_heartbeat = Instant::now();
@@ -215,13 +221,13 @@ fn reply_to<'a>(frame: &FrameRef<'a>, session: &'a Session) -> ReplyTo<'a> {
     }
 }
 
-/// Validates ids and flags and returns the (inflated) body.
+/// The answer to a frame with the Encrypted flag (0xE002, SPEC §2): the
+/// protocol's own encryption is not supported, TLS is.
+const ENCRYPTED: &str = "encrypted bodies are not supported; use TLS";
+
+/// Returns the (inflated) body of a frame [`answer`] has let through (the
+/// Encrypted flag is refused there, for every type).
 fn checked_body(shard: &Shard, frame: &FrameRef<'_>) -> Result<Vec<u8>, ApiError> {
-    if frame.flags & flags::ENCRYPTED != 0 {
-        return Err(ApiError::bad_request(
-            "encrypted bodies are not supported; use TLS",
-        ));
-    }
     if frame.flags & flags::COMPRESSED == 0 {
         return Ok(frame.body.to_vec());
     }
@@ -256,7 +262,12 @@ async fn handle(
         .ok()
         .filter(|g| !g.is_empty());
     let services = &shard.services;
-    let game = services.scope(caller, requested)?.id.as_str();
+    let scoped = match msg_type {
+        // Ending a session works even while the game is in maintenance.
+        MessageType::PlayerLogout => services.scope_to_end_session(caller, requested)?,
+        _ => services.scope(caller, requested)?,
+    };
+    let game = scoped.id.as_str();
     // Parsed straight into the structs each action needs (no JSON tree).
     let value: &[u8] = if body.is_empty() { b"{}" } else { body };
     if value.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
