@@ -110,7 +110,8 @@ fn retry_after_s(count: f64, before: f64, elapsed: f64, limit: f64) -> u64 {
         let needed_elapsed = 1.0 - (limit - count - 1.0).max(0.0) / before;
         (needed_elapsed - elapsed).max(0.0) * (WINDOW_MS / 1000) as f64
     };
-    (seconds.ceil() as u64).max(1)
+    // A hair below the next whole second is that second (float noise).
+    ((seconds - 1e-9).ceil() as u64).max(1)
 }
 
 /// Gives a unit back (the guess was right, or never a guess).
