@@ -42,7 +42,12 @@ enum ScenarioArg {
 
 /// Load generator for DataMiddleware.
 #[derive(Parser, Debug)]
-#[command(name = "dm-bench", version, about)]
+#[command(
+    name = "dm-bench",
+    version,
+    about = "Load generator for DataMiddleware: drives a running server over HTTP and the binary protocol \
+             and reports throughput, latency percentiles and errors (see README \"Benchmarks\")"
+)]
 struct Args {
     /// What to send.
     #[arg(long, value_enum, default_value = "health")]

@@ -350,6 +350,15 @@ cmd_status() {
   fi
   echo "registry (live nodes in Redis db $REDIS_DB):"
   redis-cli -p 16379 -n "$REDIS_DB" --scan --pattern 'dm:node:*' 2>/dev/null | sort | sed 's/^/  /' || true
+  # The config centre's document outlives the cluster (it is kept in Redis):
+  # a maintenance mode set in an earlier run is still in force.
+  local settings
+  settings=$(redis-cli -p 16379 -n "$REDIS_DB" get dm:config 2>/dev/null || true)
+  if [ -n "$settings" ]; then
+    echo "config centre (dm:config in Redis db $REDIS_DB, kept across runs): $settings"
+  else
+    echo "config centre: defaults (no dm:config in Redis db $REDIS_DB)"
+  fi
 }
 
 stop_node() { # index; SIGTERM, then waits for the drain (SIGKILL after 30 s)

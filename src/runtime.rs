@@ -70,6 +70,13 @@ fn serve(
         // shared by every shard so any shard verifies any shard's token.
         config.auth.jwt_secret = auth::random_hex(32);
     }
+    if config.admins.is_empty() {
+        tracing::warn!(
+            "no admin account is configured: admin sign-in (the console, POST /api/v1/auth/admin) \
+             refuses every name; add [admins.<name>] password_hash to the config or set \
+             DM_ADMINS_<NAME>_PASSWORD_HASH (datamiddleware hash-password makes one)"
+        );
+    }
     notifier.status("starting: preparing databases");
     let revoked = prepare_databases(&config)?;
     let cores: Vec<usize> = core_affinity::get_core_ids()

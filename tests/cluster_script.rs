@@ -470,6 +470,8 @@ fn rolling_restart_of_three_nodes_fails_no_request_and_loses_no_write() {
             .any(|l| l.starts_with("dmc-3 ") && l.contains(" dead ")),
         "{status}"
     );
+    // It also says what the config centre holds (kept in Redis across runs).
+    assert!(status.contains("config centre"), "{status}");
     let (code, _) = request_json(cluster.addr("DMC_HTTP"), "GET", "/health", &[], "");
     assert_eq!(code, 200);
     common::wait_for(

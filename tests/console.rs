@@ -261,6 +261,8 @@ fn console_files_carry_a_strict_content_security_policy() {
     let mut c = server.http();
     for (path, kind) in [
         ("/console", "text/html"),
+        // With a trailing slash too (a newcomer's first try was a 404).
+        ("/console/", "text/html"),
         ("/console/console.js", "text/javascript"),
         ("/console/console.css", "text/css"),
     ] {

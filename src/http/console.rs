@@ -32,9 +32,13 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
-/// `GET /console` (`name` none) or `GET /console/<name>`: the file, or 404.
+/// `GET /console` or `/console/` (`name` none or empty) or `GET
+/// /console/<name>`: the file, or 404.
 pub fn file(name: Option<&str>) -> Response {
-    let name = name.unwrap_or("index.html");
+    let name = match name {
+        None | Some("") => "index.html",
+        Some(name) => name,
+    };
     match FILES.iter().find(|(n, _, _)| *n == name) {
         None => Response::status(404, "no such console file"),
         Some((_, content_type, bytes)) => {

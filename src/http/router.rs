@@ -133,6 +133,8 @@ const TABLE: &[Pattern] = &[
     pat!(["ready"], "GET", "GET" => Probe::Ready),
     pat!(["metrics"], "GET", "GET" => Public::Metrics),
     pat!(["console"], "GET", "GET" => Public::Console),
+    // `/console/`: the page too (an empty segment matches no `*`).
+    pat!(["console", ""], "GET", "GET" => Public::Console),
     pat!(["console", "*"], "GET", "GET" => Public::Console),
     pat!(["health", "detailed"], "GET", "GET" => Authed::HealthDetailed),
     pat!(["health", "components"], "GET", "GET" => Authed::HealthDetailed),
