@@ -514,3 +514,88 @@ fn python_client_resends_after_a_notice_and_only_safe_requests_after_a_close() {
     assert_eq!(resent, vec![wallet(2), get(3)]);
     assert_eq!(last, vec![get(6)]);
 }
+
+/// docs/protocol.md stands on its own: no link leaves the repository (nor
+/// names a file users do not have), every relative link and anchor
+/// resolves, and its annotated hex dump is the golden Handshake, byte for
+/// byte at every offset it annotates.
+#[test]
+fn protocol_doc_links_resolve_and_its_hex_dump_is_the_golden_handshake() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/protocol.md")).expect("docs/protocol.md");
+    for outside in ["http://", "https://", "SPEC.md", "shared/"] {
+        assert!(!doc.contains(outside), "docs/protocol.md names {outside}");
+    }
+    let slug = |heading: &str| -> String {
+        heading
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter_map(|c| match c {
+                ' ' => Some('-'),
+                c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                _ => None,
+            })
+            .collect()
+    };
+    let anchors: Vec<String> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("## ").or_else(|| l.strip_prefix("### ")))
+        .map(slug)
+        .collect();
+    let mut links = 0;
+    for part in doc.split("](").skip(1) {
+        let target = part.split(')').next().expect("link target");
+        links += 1;
+        if let Some(anchor) = target.strip_prefix('#') {
+            assert!(anchors.iter().any(|a| a == anchor), "no heading #{anchor}");
+        } else {
+            assert!(
+                root.join("docs").join(target).exists(),
+                "docs/protocol.md links to {target}, which does not exist"
+            );
+        }
+    }
+    assert!(links > 20, "only {links} links found");
+
+    let golden = &golden_lines()[2];
+    let hex: String = golden.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        doc.contains(&hex),
+        "the golden Handshake's hex is not in the doc"
+    );
+    let table = doc
+        .split("| offset | bytes | field | value |")
+        .nth(1)
+        .expect("the annotated dump");
+    let mut rows = 0;
+    for row in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let offset: usize = cells[1].parse().expect("offset");
+        let shown = cells[2].trim_matches('`');
+        let mut bytes: Vec<&str> = shown.split_whitespace().collect();
+        if let Some(cut) = bytes.iter().position(|b| *b == "…") {
+            // `7b 22 63 6c … 22 7d`: the first and last bytes of the body.
+            let tail = bytes.split_off(cut + 1);
+            bytes.truncate(cut);
+            let end = golden.len();
+            for (i, b) in tail.iter().enumerate() {
+                let at = end - tail.len() + i;
+                assert_eq!(format!("{:02x}", golden[at]), *b, "byte {at}");
+            }
+        }
+        for (i, b) in bytes.iter().enumerate() {
+            assert_eq!(
+                format!("{:02x}", golden[offset + i]),
+                *b,
+                "byte {}",
+                offset + i
+            );
+        }
+        rows += 1;
+    }
+    assert_eq!(rows, 12, "every field of the header, both ids and the body");
+    // The CRC it names is the frame's own.
+    assert_eq!(frame::checksum(golden), 0x94E6_50A9);
+    assert!(doc.contains("0x94E650A9"));
+}
