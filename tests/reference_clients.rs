@@ -599,3 +599,38 @@ fn protocol_doc_links_resolve_and_its_hex_dump_is_the_golden_handshake() {
     assert_eq!(frame::checksum(golden), 0x94E6_50A9);
     assert!(doc.contains("0x94E650A9"));
 }
+
+/// Other traffic does not keep a connection alive: both clients send a
+/// Heartbeat in front of a call once the handshake's interval has passed,
+/// so a connection busy with business calls alone is never closed for
+/// missing heartbeats (without it the server would close it after 2 s here
+/// and the clients would have to reconnect).
+#[test]
+fn both_clients_keep_a_busy_connection_alive_with_heartbeats() {
+    let server = Server::start_with(
+        1,
+        &[("tcp", "heartbeat_interval_s = 1\nheartbeat_timeout_s = 2")],
+    );
+    let mut c = client(&server);
+    assert_eq!(
+        c.handshake_info().expect("handshake").heartbeat_interval_s,
+        1
+    );
+    let id = c
+        .create_player("ref_alive", "password1")
+        .expect("create")
+        .id;
+    let mut py = Repl::start(&server);
+    let get = json!({"call": [msg::PLAYER_DATA, {"action": "get", "player_id": id}]});
+    let started = std::time::Instant::now();
+    // Past the heartbeat timeout more than once, with business calls only.
+    while started.elapsed() < Duration::from_millis(4500) {
+        assert_eq!(c.get_player(id).expect("get").id, id);
+        let r = py.ask(get.clone());
+        assert_eq!(r["ok"]["player"]["id"], id, "{r}");
+        assert_eq!(r["reconnects"], 0, "{r}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(c.reconnects(), 0);
+    assert_eq!(c.last_notice(), None);
+}

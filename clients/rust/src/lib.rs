@@ -4,7 +4,7 @@
 //!
 //! It exists so that a game server does not have to write the frame codec,
 //! the reply matching and the reconnection rules itself: depend on this
-//! crate (or copy its two files) and call the server.
+//! crate (or copy `frame.rs` and `client.rs`) and call the server.
 //!
 //! ```no_run
 //! use dm_client::{msg, Auth, Client, Config};
