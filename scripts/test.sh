@@ -23,6 +23,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -q
 # promtool (Debian's prometheus package; its service is not started) lints
 # the /metrics text in tests/http_api.rs, which fails without it here.
 command -v promtool >/dev/null 2>&1 || apt_install prometheus
+# tests/reference_clients.rs runs the Python reference client
+# (examples/python/dm_client.py, standard library only).
+command -v python3 >/dev/null 2>&1 || apt_install python3
 export DMTEST_REQUIRE_PROMTOOL=1
 # Debian's Chromium and chromedriver drive the operator console headless in
 # tests/console.rs (screenshots under target/console-screenshots/).
