@@ -464,3 +464,31 @@ fn get_routes_anyone_may_call_answer_as_documented() {
         );
     }
 }
+
+#[test]
+fn the_prose_reference_lists_every_route_and_no_other() {
+    // docs/http-api.md's route table: `| METHOD | `path` | who | success |`.
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/http-api.md"))
+        .expect("docs/http-api.md");
+    let listed: BTreeSet<(String, String)> = text
+        .lines()
+        .filter_map(|line| {
+            let mut cells = line.strip_prefix("| ")?.split(" | ");
+            let method = cells.next()?;
+            let path = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+            METHODS
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(method))
+                .then(|| (method.to_string(), path.to_string()))
+        })
+        .collect();
+    let served: BTreeSet<(String, String)> = router::templates()
+        .map(|t| (t.method.to_string(), t.path.to_string()))
+        .collect();
+    let missing: Vec<_> = served.difference(&listed).collect();
+    let extra: Vec<_> = listed.difference(&served).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "docs/http-api.md route table: missing {missing:?}, not served {extra:?}"
+    );
+}
