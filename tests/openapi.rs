@@ -492,3 +492,567 @@ fn the_prose_reference_lists_every_route_and_no_other() {
         "docs/http-api.md route table: missing {missing:?}, not served {extra:?}"
     );
 }
+
+/// Calls a real server and checks each answer against the document: the
+/// status is one the operation documents, its content type is documented
+/// for that status, and a JSON body fits the documented schema.
+struct Contract {
+    spec: Value,
+    server: Server,
+    called: BTreeSet<(String, String)>,
+    problems: Vec<String>,
+}
+
+impl Contract {
+    /// `method` on `target` (an instance of `template`); the answer's JSON.
+    fn call(
+        &mut self,
+        method: &str,
+        template: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Value {
+        let r = self
+            .server
+            .http()
+            .request(method, target, headers, body.as_bytes());
+        self.called
+            .insert((method.to_string(), template.to_string()));
+        let at = format!("{method} {target} → {}", r.status);
+        let op = &self.spec["paths"][template][method.to_ascii_lowercase()];
+        let Some(documented) = op["responses"].get(r.status.to_string()) else {
+            self.problems
+                .push(format!("{at}: status not documented ({})", r.text()));
+            return Value::Null;
+        };
+        let documented = resolve(&self.spec, documented);
+        let content_type = r.header("content-type").unwrap_or("");
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        let Some(m) = documented["content"].get(media) else {
+            self.problems
+                .push(format!("{at}: content type {content_type} not documented"));
+            return Value::Null;
+        };
+        if media != "application/json" {
+            return Value::Null;
+        }
+        let json = r.json();
+        let mut errors = Vec::new();
+        check(&self.spec, &m["schema"], &json, &at, &mut errors);
+        if !errors.is_empty() {
+            self.problems
+                .push(format!("{}\n  body: {}", errors.join("\n"), r.text()));
+        }
+        json
+    }
+}
+
+#[test]
+fn every_route_answers_as_documented() {
+    let mut c = Contract {
+        spec: spec(),
+        server: Server::start(1),
+        called: BTreeSet::new(),
+        problems: Vec::new(),
+    };
+    let admin = c.server.admin_token();
+    let gs = c.server.server_token("game1");
+    let bearer = |t: &str| format!("Bearer {t}");
+    let (a, g) = (bearer(&admin), bearer(&gs));
+    let (admin, server) = (
+        [("Authorization", a.as_str())],
+        [("Authorization", g.as_str())],
+    );
+
+    // Accounts and sessions.
+    let alice = r#"{"username":"alice","password":"secret12","email":"alice@example.com"}"#;
+    let j = c.call(
+        "POST",
+        "/api/v1/players",
+        "/api/v1/players",
+        &[("X-Game-Id", "game1")],
+        alice,
+    );
+    let id = j["data"]["player"]["id"].as_i64().expect("alice's id");
+    c.call("POST", "/api/v1/players", "/api/v1/players", &[], alice);
+    let bob = r#"{"username":"bob","password":"secret12"}"#;
+    let j = c.call(
+        "POST",
+        "/api/v1/players/register",
+        "/api/v1/players/register",
+        &[],
+        bob,
+    );
+    let bob_id = j["data"]["player"]["id"].as_i64().expect("bob's id");
+    let login = r#"{"username":"alice","password":"secret12"}"#;
+    let j = c.call(
+        "POST",
+        "/api/v1/auth/login",
+        "/api/v1/auth/login",
+        &[],
+        login,
+    );
+    let refresh = j["data"]["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_string();
+    c.call(
+        "POST",
+        "/api/v1/auth/login",
+        "/api/v1/auth/login",
+        &[],
+        r#"{"username":"alice","password":"wrong1"}"#,
+    );
+    let j = c.call(
+        "POST",
+        "/api/v1/players/login",
+        "/api/v1/players/login",
+        &[],
+        bob,
+    );
+    let t2 = bearer(j["data"]["token"].as_str().expect("bob's token"));
+    let j = c.call(
+        "POST",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/refresh",
+        &[],
+        &format!(r#"{{"refresh_token":"{refresh}"}}"#),
+    );
+    assert!(j["data"]["token"].is_string(), "a refreshed pair");
+    c.call(
+        "POST",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/refresh",
+        &[],
+        &format!(r#"{{"refresh_token":"{refresh}"}}"#),
+    );
+    c.call(
+        "POST",
+        "/api/v1/auth/server",
+        "/api/v1/auth/server",
+        &[],
+        r#"{"game_id":"game1","server_key":"not-the-key-0123"}"#,
+    );
+    c.call(
+        "POST",
+        "/api/v1/auth/admin",
+        "/api/v1/auth/admin",
+        &[],
+        r#"{"username":"ops","password":"wrong-password"}"#,
+    );
+    // Presenting the used refresh token again revoked that session: a new
+    // one.
+    let j = c.call(
+        "POST",
+        "/api/v1/auth/login",
+        "/api/v1/auth/login",
+        &[],
+        login,
+    );
+    let t = bearer(j["data"]["token"].as_str().expect("token"));
+    let player_headers = [("Authorization", t.as_str())];
+    let player = &player_headers[..];
+
+    // Players.
+    let me = format!("/api/v1/players/{id}");
+    c.call(
+        "GET",
+        "/api/v1/players",
+        "/api/v1/players?username=bob",
+        &server,
+        "",
+    );
+    c.call(
+        "GET",
+        "/api/v1/players",
+        "/api/v1/players?username=bob",
+        player,
+        "",
+    );
+    c.call("GET", "/api/v1/players/{id}", &me, player, "");
+    c.call(
+        "GET",
+        "/api/v1/players/{id}",
+        &format!("/api/v1/players/{bob_id}"),
+        player,
+        "",
+    );
+    c.call(
+        "GET",
+        "/api/v1/players/{id}",
+        "/api/v1/players/999999",
+        &server,
+        "",
+    );
+    let if_match = [player[0], ("If-Match", "\"1\"")];
+    c.call(
+        "PUT",
+        "/api/v1/players/{id}",
+        &me,
+        &if_match,
+        r#"{"nickname":"Ally"}"#,
+    );
+    c.call(
+        "PUT",
+        "/api/v1/players/{id}",
+        &me,
+        &if_match,
+        r#"{"nickname":"Ally2"}"#,
+    );
+    c.call("PUT", "/api/v1/players/{id}", &me, player, r#"{"level":3}"#);
+    c.call(
+        "PUT",
+        "/api/v1/players/{id}",
+        &me,
+        player,
+        r#"{"nick":"x"}"#,
+    );
+    let wallet = format!("{me}/wallet");
+    c.call(
+        "POST",
+        "/api/v1/players/{id}/wallet",
+        &wallet,
+        &server,
+        r#"{"currency":"gold","delta":500,"reason":"quest"}"#,
+    );
+    c.call(
+        "POST",
+        "/api/v1/players/{id}/wallet",
+        &wallet,
+        &server,
+        r#"{"currency":"gold","delta":-100000000,"reason":"x"}"#,
+    );
+    c.call(
+        "GET",
+        "/api/v1/players/{id}/ledger",
+        &format!("{me}/ledger?page=1&page_size=2"),
+        player,
+        "",
+    );
+    c.call(
+        "GET",
+        "/api/v1/players/{id}/ledger",
+        &format!("{me}/ledger?page_size=101"),
+        player,
+        "",
+    );
+
+    // Inventory.
+    let item = |verb: &str| format!("{me}/items/potion/{verb}");
+    c.call(
+        "POST",
+        "/api/v1/players/{id}/items/{item_id}/grant",
+        &item("grant"),
+        &server,
+        r#"{"quantity":5}"#,
+    );
+    c.call(
+        "POST",
+        "/api/v1/players/{id}/items/{item_id}/grant",
+        &format!("{me}/items/sword/grant"),
+        &server,
+        r#"{"quantity":6}"#,
+    );
+    c.call(
+        "GET",
+        "/api/v1/players/{id}/items",
+        &format!("{me}/items"),
+        player,
+        "",
+    );
+    c.call(
+        "POST",
+        "/api/v1/players/{id}/items/{item_id}/use",
+        &item("use"),
+        player,
+        r#"{"quantity":1}"#,
+    );
+    c.call(
+        "POST",
+        "/api/v1/players/{id}/items/{item_id}/use",
+        &item("use"),
+        player,
+        r#"{"quantity":1000}"#,
+    );
+    c.call(
+        "POST",
+        "/api/v1/players/{id}/items/{item_id}/use",
+        &format!("{me}/items/nothing/use"),
+        player,
+        r#"{"quantity":1}"#,
+    );
+    c.call(
+        "POST",
+        "/api/v1/players/{id}/items/{item_id}/transfer",
+        &item("transfer"),
+        player,
+        &format!(r#"{{"target_player_id":{bob_id},"quantity":1}}"#),
+    );
+
+    // Catalogue.
+    c.call("GET", "/api/v1/items", "/api/v1/items", player, "");
+    c.call("GET", "/api/v1/items", "/api/v1/items", &[], "");
+    let bow = r#"{"item_id":"bow","name":"Bow","type":"weapon","price_gold":50,"max_stack":2}"#;
+    c.call("POST", "/api/v1/items", "/api/v1/items", &admin, bow);
+    c.call("POST", "/api/v1/items", "/api/v1/items", &admin, bow);
+    c.call("POST", "/api/v1/items", "/api/v1/items", player, bow);
+    c.call(
+        "GET",
+        "/api/v1/items/{item_id}",
+        "/api/v1/items/bow",
+        player,
+        "",
+    );
+    c.call(
+        "GET",
+        "/api/v1/items/{item_id}",
+        "/api/v1/items/nope",
+        player,
+        "",
+    );
+    c.call(
+        "PUT",
+        "/api/v1/items/{item_id}",
+        "/api/v1/items/bow",
+        &admin,
+        r#"{"price_gold":60}"#,
+    );
+    c.call(
+        "DELETE",
+        "/api/v1/items/{item_id}",
+        "/api/v1/items/bow",
+        &admin,
+        "",
+    );
+
+    // Orders.
+    let buy = r#"{"item_id":"potion","quantity":2,"currency":"gold"}"#;
+    let keyed = [player[0], ("Idempotency-Key", "buy-1")];
+    let j = c.call("POST", "/api/v1/orders", "/api/v1/orders", &keyed, buy);
+    let order = j["data"]["order"]["order_id"]
+        .as_str()
+        .expect("order id")
+        .to_string();
+    c.call("POST", "/api/v1/orders", "/api/v1/orders", &keyed, buy);
+    c.call(
+        "POST",
+        "/api/v1/orders",
+        "/api/v1/orders",
+        &keyed,
+        r#"{"item_id":"potion","quantity":3,"currency":"gold"}"#,
+    );
+    c.call("POST", "/api/v1/orders", "/api/v1/orders", &server, buy);
+    c.call(
+        "GET",
+        "/api/v1/orders",
+        "/api/v1/orders?page=1&page_size=5",
+        player,
+        "",
+    );
+    c.call(
+        "GET",
+        "/api/v1/orders",
+        &format!("/api/v1/orders?player_id={bob_id}"),
+        player,
+        "",
+    );
+    c.call(
+        "GET",
+        "/api/v1/players/{id}/orders",
+        &format!("{me}/orders"),
+        player,
+        "",
+    );
+    let this = format!("/api/v1/orders/{order}");
+    c.call("GET", "/api/v1/orders/{order_id}", &this, player, "");
+    c.call(
+        "GET",
+        "/api/v1/orders/{order_id}",
+        "/api/v1/orders/o123",
+        player,
+        "",
+    );
+    c.call(
+        "POST",
+        "/api/v1/orders/{order_id}/pay",
+        &format!("{this}/pay"),
+        player,
+        "",
+    );
+    c.call(
+        "POST",
+        "/api/v1/orders/{order_id}/pay",
+        &format!("{this}/pay"),
+        player,
+        "",
+    );
+    c.call("DELETE", "/api/v1/orders/{order_id}", &this, player, "");
+    let status = format!("{this}/status");
+    c.call(
+        "PUT",
+        "/api/v1/orders/{order_id}/status",
+        &status,
+        &admin,
+        r#"{"status":"paid"}"#,
+    );
+    c.call(
+        "PUT",
+        "/api/v1/orders/{order_id}/status",
+        &status,
+        &server,
+        r#"{"status":"refunded"}"#,
+    );
+    c.call(
+        "PUT",
+        "/api/v1/orders/{order_id}/status",
+        &status,
+        &admin,
+        r#"{"status":"refunded"}"#,
+    );
+    let j = c.call("POST", "/api/v1/orders", "/api/v1/orders", player, buy);
+    let other = j["data"]["order"]["order_id"]
+        .as_str()
+        .expect("order id")
+        .to_string();
+    c.call(
+        "DELETE",
+        "/api/v1/orders/{order_id}",
+        &format!("/api/v1/orders/{other}"),
+        player,
+        "",
+    );
+
+    // Games.
+    c.call("GET", "/api/v1/games", "/api/v1/games", &[], "");
+    c.call(
+        "GET",
+        "/api/v1/games/{game_id}/stats",
+        "/api/v1/games/game1/stats",
+        &admin,
+        "",
+    );
+    c.call(
+        "GET",
+        "/api/v1/games/{game_id}/stats",
+        "/api/v1/games/game9/stats",
+        &admin,
+        "",
+    );
+    let action = format!(r#"{{"player_id":{id},"amount":250}}"#);
+    c.call(
+        "POST",
+        "/api/v1/games/{game_id}/{action}",
+        "/api/v1/games/game1/add_exp",
+        &server,
+        &action,
+    );
+    c.call(
+        "POST",
+        "/api/v1/games/{game_id}/{action}",
+        "/api/v1/games/game1/fly",
+        &server,
+        &action,
+    );
+    c.call(
+        "POST",
+        "/api/v1/games/{game_id}/{action}",
+        "/api/v1/games/game1/level_up",
+        player,
+        &action,
+    );
+    c.call(
+        "POST",
+        "/api/v1/games/{game_id}/{action}",
+        "/api/v1/games/game1/level_up",
+        &server,
+        "",
+    );
+
+    // Operations and probes.
+    c.call(
+        "GET",
+        "/api/v1/cache/stats",
+        "/api/v1/cache/stats",
+        &admin,
+        "",
+    );
+    c.call(
+        "POST",
+        "/api/v1/cache/invalidate",
+        "/api/v1/cache/invalidate",
+        &admin,
+        r#"{"keys":["game1:p:1"],"prefix":"game1:inv:"}"#,
+    );
+    c.call(
+        "POST",
+        "/api/v1/cache/invalidate",
+        "/api/v1/cache/invalidate",
+        &admin,
+        r#"{"prefix":"dm:"}"#,
+    );
+    c.call(
+        "GET",
+        "/api/v1/cluster/nodes",
+        "/api/v1/cluster/nodes",
+        &admin,
+        "",
+    );
+    // No cluster.redis in the test configuration: the config centre is 503.
+    c.call(
+        "GET",
+        "/api/v1/cluster/config",
+        "/api/v1/cluster/config",
+        &admin,
+        "",
+    );
+    let put = [admin[0], ("If-Match", "0")];
+    c.call(
+        "PUT",
+        "/api/v1/cluster/config",
+        "/api/v1/cluster/config",
+        &put,
+        "{}",
+    );
+    c.call("GET", "/health/detailed", "/health/detailed", &admin, "");
+    c.call(
+        "GET",
+        "/health/components",
+        "/health/components",
+        player,
+        "",
+    );
+    c.call("GET", "/health", "/health", &[], "");
+    c.call("GET", "/ready", "/ready?scope=x", &[], "");
+    c.call("GET", "/metrics", "/metrics", &[], "");
+    c.call("GET", "/console", "/console", &[], "");
+    c.call("GET", "/console/{file}", "/console/console.js", &[], "");
+    c.call("GET", "/console/{file}", "/console/nope.js", &[], "");
+
+    // Logging out, last.
+    c.call(
+        "POST",
+        "/api/v1/players/logout",
+        "/api/v1/players/logout",
+        &[("Authorization", t2.as_str())],
+        "",
+    );
+    c.call(
+        "POST",
+        "/api/v1/auth/logout",
+        "/api/v1/auth/logout",
+        player,
+        "",
+    );
+    c.call("GET", "/api/v1/players/{id}", &me, player, "");
+
+    let served: BTreeSet<(String, String)> = router::templates()
+        .map(|t| (t.method.to_string(), t.path.to_string()))
+        .collect();
+    let uncalled: Vec<_> = served.difference(&c.called).collect();
+    assert!(
+        uncalled.is_empty(),
+        "routes this test does not call: {uncalled:?}"
+    );
+    assert!(c.problems.is_empty(), "{}", c.problems.join("\n"));
+}
