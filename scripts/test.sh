@@ -19,6 +19,8 @@ cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 # Every public item has a doc comment (missing_docs in lib.rs) and the docs build clean.
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -q
+# docs/openapi.yaml is valid OpenAPI 3.1 (openapi-spec-validator from PyPI, in a venv under target/).
+bash scripts/check-openapi.sh
 
 # promtool (Debian's prometheus package; its service is not started) lints
 # the /metrics text in tests/http_api.rs, which fails without it here.

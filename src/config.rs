@@ -464,7 +464,9 @@ fn err(msg: impl Into<String>) -> ConfigError {
 }
 
 /// Sections that `DM_<SECTION>_<KEY>` may name.
-const SECTIONS: [&str; 7] = ["node", "http", "tcp", "auth", "cache", "cluster", "log"];
+const SECTIONS: [&str; 8] = [
+    "node", "http", "tcp", "auth", "cache", "cluster", "log", "orders",
+];
 
 impl Config {
     /// Loads `path` (or the embedded default when `None`), applies the `DM_*`

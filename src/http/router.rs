@@ -112,19 +112,46 @@ pub enum Authed {
     PutClusterConfig,
 }
 
-/// A path pattern: literal segments, `*` matching one parameter segment.
+/// A path pattern: literal segments, `*` matching one parameter segment
+/// (written `{name}` in [`TABLE`], which names it in the template).
 struct Pattern {
+    /// The metrics label: the path with `*` for each parameter.
     label: &'static str,
+    /// The path template with each parameter named, `/api/v1/players/{id}`:
+    /// what [`templates`] lists and `docs/openapi.yaml` must describe.
+    template: &'static str,
     segments: &'static [&'static str],
     methods: &'static [(&'static str, Route)],
     allow: &'static str,
 }
 
+/// A pattern segment as the matcher sees it: a literal, or `*` for a
+/// named parameter `{name}`.
+macro_rules! seg {
+    ($s:literal) => {
+        $s
+    };
+    ({ $p:ident }) => {
+        "*"
+    };
+}
+
+/// A pattern segment as the path template names it: a literal, or `{name}`.
+macro_rules! tmpl {
+    ($s:literal) => {
+        $s
+    };
+    ({ $p:ident }) => {
+        concat!("{", stringify!($p), "}")
+    };
+}
+
 macro_rules! pat {
-    ([$($seg:literal),*], $allow:literal, $($m:literal => $kind:ident :: $r:ident),+) => {
+    ([$($seg:tt),*], $allow:literal, $($m:literal => $kind:ident :: $r:ident),+) => {
         Pattern {
-            label: concat!($("/", $seg),*),
-            segments: &[$($seg),*], methods: &[$(($m, Route::$kind($kind::$r))),+], allow: $allow }
+            label: concat!($("/", seg!($seg)),*),
+            template: concat!($("/", tmpl!($seg)),*),
+            segments: &[$(seg!($seg)),*], methods: &[$(($m, Route::$kind($kind::$r))),+], allow: $allow }
     };
 }
 
@@ -133,9 +160,9 @@ const TABLE: &[Pattern] = &[
     pat!(["ready"], "GET", "GET" => Probe::Ready),
     pat!(["metrics"], "GET", "GET" => Public::Metrics),
     pat!(["console"], "GET", "GET" => Public::Console),
-    // `/console/`: the page too (an empty segment matches no `*`).
+    // `/console/`: the page too (an empty segment matches no parameter).
     pat!(["console", ""], "GET", "GET" => Public::Console),
-    pat!(["console", "*"], "GET", "GET" => Public::Console),
+    pat!(["console", {file}], "GET", "GET" => Public::Console),
     pat!(["health", "detailed"], "GET", "GET" => Authed::HealthDetailed),
     pat!(["health", "components"], "GET", "GET" => Authed::HealthDetailed),
     pat!(["api", "v1", "players"], "GET, POST", "GET" => Authed::FindPlayer, "POST" => Public::Register),
@@ -147,28 +174,55 @@ const TABLE: &[Pattern] = &[
     pat!(["api", "v1", "auth", "logout"], "POST", "POST" => Authed::Logout),
     pat!(["api", "v1", "auth", "server"], "POST", "POST" => Public::ServerAuth),
     pat!(["api", "v1", "auth", "admin"], "POST", "POST" => Public::AdminAuth),
-    pat!(["api", "v1", "players", "*"], "GET, PUT", "GET" => Authed::GetPlayer, "PUT" => Authed::UpdatePlayer),
-    pat!(["api", "v1", "players", "*", "wallet"], "POST", "POST" => Authed::Wallet),
-    pat!(["api", "v1", "players", "*", "items"], "GET", "GET" => Authed::Inventory),
-    pat!(["api", "v1", "players", "*", "items", "*", "use"], "POST", "POST" => Authed::UseItem),
-    pat!(["api", "v1", "players", "*", "items", "*", "transfer"], "POST", "POST" => Authed::TransferItem),
-    pat!(["api", "v1", "players", "*", "items", "*", "grant"], "POST", "POST" => Authed::GrantItem),
-    pat!(["api", "v1", "players", "*", "orders"], "GET", "GET" => Authed::PlayerOrders),
-    pat!(["api", "v1", "players", "*", "ledger"], "GET", "GET" => Authed::Ledger),
+    pat!(["api", "v1", "players", {id}], "GET, PUT", "GET" => Authed::GetPlayer, "PUT" => Authed::UpdatePlayer),
+    pat!(["api", "v1", "players", {id}, "wallet"], "POST", "POST" => Authed::Wallet),
+    pat!(["api", "v1", "players", {id}, "items"], "GET", "GET" => Authed::Inventory),
+    pat!(["api", "v1", "players", {id}, "items", {item_id}, "use"], "POST", "POST" => Authed::UseItem),
+    pat!(["api", "v1", "players", {id}, "items", {item_id}, "transfer"], "POST", "POST" => Authed::TransferItem),
+    pat!(["api", "v1", "players", {id}, "items", {item_id}, "grant"], "POST", "POST" => Authed::GrantItem),
+    pat!(["api", "v1", "players", {id}, "orders"], "GET", "GET" => Authed::PlayerOrders),
+    pat!(["api", "v1", "players", {id}, "ledger"], "GET", "GET" => Authed::Ledger),
     pat!(["api", "v1", "items"], "GET, POST", "GET" => Authed::ListItems, "POST" => Authed::CreateItem),
-    pat!(["api", "v1", "items", "*"], "GET, PUT, DELETE", "GET" => Authed::GetItem, "PUT" => Authed::UpdateItem, "DELETE" => Authed::DeleteItem),
+    pat!(["api", "v1", "items", {item_id}], "GET, PUT, DELETE", "GET" => Authed::GetItem, "PUT" => Authed::UpdateItem, "DELETE" => Authed::DeleteItem),
     pat!(["api", "v1", "orders"], "GET, POST", "GET" => Authed::ListOrders, "POST" => Authed::CreateOrder),
-    pat!(["api", "v1", "orders", "*"], "GET, DELETE", "GET" => Authed::GetOrder, "DELETE" => Authed::CancelOrder),
-    pat!(["api", "v1", "orders", "*", "pay"], "POST", "POST" => Authed::PayOrder),
-    pat!(["api", "v1", "orders", "*", "status"], "PUT", "PUT" => Authed::OrderStatus),
+    pat!(["api", "v1", "orders", {order_id}], "GET, DELETE", "GET" => Authed::GetOrder, "DELETE" => Authed::CancelOrder),
+    pat!(["api", "v1", "orders", {order_id}, "pay"], "POST", "POST" => Authed::PayOrder),
+    pat!(["api", "v1", "orders", {order_id}, "status"], "PUT", "PUT" => Authed::OrderStatus),
     pat!(["api", "v1", "games"], "GET", "GET" => Public::ListGames),
-    pat!(["api", "v1", "games", "*", "stats"], "GET", "GET" => Authed::GameStats),
-    pat!(["api", "v1", "games", "*", "*"], "POST", "POST" => Authed::GameAction),
+    pat!(["api", "v1", "games", {game_id}, "stats"], "GET", "GET" => Authed::GameStats),
+    pat!(["api", "v1", "games", {game_id}, {action}], "POST", "POST" => Authed::GameAction),
     pat!(["api", "v1", "cache", "stats"], "GET", "GET" => Authed::CacheStats),
     pat!(["api", "v1", "cache", "invalidate"], "POST", "POST" => Authed::CacheInvalidate),
     pat!(["api", "v1", "cluster", "nodes"], "GET", "GET" => Authed::ClusterNodes),
     pat!(["api", "v1", "cluster", "config"], "GET, PUT", "GET" => Authed::GetClusterConfig, "PUT" => Authed::PutClusterConfig),
 ];
+
+/// One method and path the router serves, as an API description names it:
+/// the path with each parameter in braces (`/api/v1/players/{id}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteTemplate {
+    /// `GET`, `POST`, `PUT` or `DELETE`.
+    pub method: &'static str,
+    /// The path template, parameters named as in `docs/openapi.yaml`.
+    pub path: &'static str,
+    /// What the router answers it with.
+    pub route: Route,
+}
+
+/// Every method and path template the router serves, read from the table
+/// [`route`] matches with, so that a description of the API
+/// (`docs/openapi.yaml`, checked by `tests/openapi.rs`) can be compared with
+/// what is served and cannot drift from it. `OPTIONS` (CORS pre-flight) is
+/// answered before routing, for any path, and is not listed.
+pub fn templates() -> impl Iterator<Item = RouteTemplate> {
+    TABLE.iter().flat_map(|p| {
+        p.methods.iter().map(move |(method, route)| RouteTemplate {
+            method,
+            path: p.template,
+            route: *route,
+        })
+    })
+}
 
 /// Path parameters captured by `*` segments, in order.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -256,6 +310,38 @@ pub fn route<'a>(method: &str, path: &'a str) -> Matched<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A path for `template` with every parameter filled in.
+    fn filled(template: &str) -> String {
+        template
+            .split('/')
+            .map(|s| if s.starts_with('{') { "x1" } else { s })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    #[test]
+    fn every_template_routes_to_its_own_route() {
+        let all: Vec<RouteTemplate> = templates().collect();
+        assert!(!all.is_empty());
+        for t in &all {
+            match route(t.method, &filled(t.path)) {
+                Matched::Found(r, _, label) => {
+                    assert_eq!(r, t.route, "{} {}", t.method, t.path);
+                    assert_eq!(label, filled(t.path).replace("x1", "*"));
+                }
+                other => panic!("{} {}: {other:?}", t.method, t.path),
+            }
+            let same = all
+                .iter()
+                .filter(|o| o.method == t.method && o.path == t.path);
+            assert_eq!(same.count(), 1, "{} {} listed twice", t.method, t.path);
+        }
+        for p in TABLE {
+            let methods: Vec<&str> = p.methods.iter().map(|(m, _)| *m).collect();
+            assert_eq!(p.allow, methods.join(", "), "Allow of {}", p.template);
+        }
+    }
 
     #[test]
     fn routes_literals_params_and_methods() {
