@@ -8,7 +8,7 @@
 #
 # Everything runs on this machine's cores: nodes, nginx, MariaDB, Redis and
 # the load generator share them, so the table shows how the software scales
-# when the hardware does not — see README "Running a cluster".
+# when the hardware does not — see docs/operations.md, "Running a cluster".
 # Settings: DURATION (10 s per run), WARMUP (2 s), CONNS (64), NODES ("1 3 5"),
 # ROUNDS (3: paired with/without cluster.redis runs per scenario),
 # COST_SCENARIOS ("player mixed"; NODES="" skips the table and measures only the cost),

@@ -93,7 +93,7 @@ pub struct NodeConfig {
     /// default) the OS places the shard threads: on a host whose cores are
     /// shared with nginx, game servers or a load generator it can move a
     /// shard off a busy core, and on a dedicated host it measures the same
-    /// (README, `node.pin`).
+    /// (docs/configuration.md, `node.pin`).
     pub pin: bool,
     /// Blocking threads per shard for database drivers.
     pub blocking_threads: usize,

@@ -187,7 +187,7 @@ pub const MIN_MEMLOCK: u64 = 512 * 1024;
 /// start with a low soft limit), so glommio can register its I/O buffers
 /// where the runtime allows; `Err` with the one line to print when even the
 /// hard limit is below [`MIN_MEMLOCK`]. A limit between the two starts
-/// without registered buffers (glommio warns; see README "Containers").
+/// without registered buffers (glommio warns; see docs/operations.md, "Containers and Kubernetes").
 pub fn raise_memlock() -> Result<u64, String> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

@@ -8,7 +8,7 @@
 //! instead ([`crate::cluster::guesses`]), and this node's own are the
 //! fallback while Redis is unreachable.
 //!
-//! What a guesser can and cannot do (README "Login limits"): each address
+//! What a guesser can and cannot do (docs/security.md, "Login limits"): each address
 //! gets `failed_logins_per_ip_per_min` wrong guesses in all; each account
 //! `failed_logins_per_user_per_min` from addresses that have not logged into
 //! it, and `failed_logins_per_user_cap_per_min` from all addresses together.
