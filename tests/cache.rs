@@ -243,34 +243,6 @@ fn invalidation_takes_cache_keys_only() {
     }
 }
 
-/// The Redis value at `key` (`--raw`), through `redis-cli`; `-c` follows a
-/// Redis Cluster's redirections when the suite runs on one.
-fn redis_get(redis: &str, key: &str) -> Option<String> {
-    let cluster = redis.starts_with("redis+cluster://");
-    let rest = redis
-        .trim_start_matches("redis+cluster://")
-        .trim_start_matches("redis://");
-    let (first, db) = rest.split_once('/').unwrap_or((rest, "0"));
-    let (host, port) = first
-        .split(',')
-        .next()
-        .and_then(|a| a.rsplit_once(':'))
-        .expect("host:port in DMTEST_REDIS");
-    let mut args = vec!["-h", host, "-p", port];
-    if cluster {
-        args.push("-c");
-    } else {
-        args.extend(["-n", db]);
-    }
-    args.extend(["--raw", "GET", key]);
-    let out = common::clean_command("redis-cli")
-        .args(&args)
-        .output()
-        .expect("run redis-cli");
-    let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (!value.is_empty()).then_some(value)
-}
-
 /// L2 entries live under `cache:` in Redis, apart from the cluster's keys:
 /// a prefix invalidation drops them and leaves the config centre's
 /// document (and its version) alone.
@@ -307,7 +279,7 @@ fn l2_keys_live_apart_from_the_cluster_keys() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let version = r.json()["data"]["version"].as_u64().expect("version");
-    let document = redis_get(&redis, "dm:config").expect("dm:config written");
+    let document = common::redis_get(&redis, "dm:config").expect("dm:config written");
 
     // A read fills L2 under the cache namespace. The player's id is one no
     // other test's server uses: their databases are their own, but they may
@@ -325,11 +297,11 @@ fn l2_keys_live_apart_from_the_cluster_keys() {
     common::wait_for(
         "the registration's tombstone to expire",
         std::time::Duration::from_secs(10),
-        || redis_get(&redis, &key).is_none(),
+        || common::redis_get(&redis, &key).is_none(),
     );
     let (s, j) = get(&mut c, &format!("/api/v1/players/{id}"), &gs);
     assert_eq!(s, 200, "{j}");
-    let entry = redis_get(&redis, &key);
+    let entry = common::redis_get(&redis, &key);
     assert!(
         entry
             .as_deref()
@@ -349,13 +321,13 @@ fn l2_keys_live_apart_from_the_cluster_keys() {
         json!({"prefix":"game1:"}),
     );
     assert_eq!(s, 200, "{j}");
-    let entry = redis_get(&redis, &key);
+    let entry = common::redis_get(&redis, &key);
     assert!(
         !entry.as_deref().is_some_and(|v| v.starts_with('V')),
         "the prefix dropped {key}: {entry:?}"
     );
     assert_eq!(
-        redis_get(&redis, "dm:config").as_deref(),
+        common::redis_get(&redis, "dm:config").as_deref(),
         Some(document.as_str()),
         "the config document is untouched"
     );

@@ -45,35 +45,6 @@ fn rows(server: &Server, sql: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The Redis value at `key`, through `redis-cli` (`-c` follows a Redis
-/// Cluster's redirections when the suite runs on one).
-fn redis_get(key: &str) -> Option<String> {
-    let url = redis();
-    let cluster = url.starts_with("redis+cluster://");
-    let rest = url
-        .trim_start_matches("redis+cluster://")
-        .trim_start_matches("redis://");
-    let (first, db) = rest.split_once('/').unwrap_or((rest, "0"));
-    let (host, port) = first
-        .split(',')
-        .next()
-        .and_then(|a| a.rsplit_once(':'))
-        .expect("host:port in DMTEST_REDIS");
-    let mut args = vec!["-h", host, "-p", port];
-    if cluster {
-        args.push("-c");
-    } else {
-        args.extend(["-n", db]);
-    }
-    args.extend(["--raw", "GET", key]);
-    let out = std::process::Command::new("redis-cli")
-        .args(&args)
-        .output()
-        .expect("run redis-cli");
-    let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (!value.is_empty()).then_some(value)
-}
-
 /// A node of a cluster sharing `first`'s databases (or the first itself).
 fn node(first: Option<&Server>, id: &str, extra_cluster: &str) -> Server {
     let cluster = format!(
@@ -214,9 +185,9 @@ fn a_holder_paused_past_its_lease_cannot_write_after_its_successor() {
     let a = node(None, &format!("{p}a"), "job_write_delay_ms = 3000");
     let lock_key = "dm:lock:{expire-orders}";
     wait_for("node A to take the lease", Duration::from_secs(10), || {
-        redis_get(lock_key).is_some_and(|v| v.starts_with(&format!("{p}a/")))
+        common::redis_get(&redis(), lock_key).is_some_and(|v| v.starts_with(&format!("{p}a/")))
     });
-    let stale: i64 = redis_get(lock_key)
+    let stale: i64 = common::redis_get(&redis(), lock_key)
         .and_then(|v| v.rsplit('|').next().and_then(|t| t.parse().ok()))
         .expect("token");
     a.signal(libc::SIGSTOP);

@@ -918,3 +918,31 @@ pub fn promtool_with(args: &[&str], stdin: &str) -> Option<std::process::Output>
         }
     }
 }
+
+/// The Redis value at `key` (`--raw`), through `redis-cli`; `-c` follows a
+/// Redis Cluster's redirections when the suite runs on one.
+pub fn redis_get(redis: &str, key: &str) -> Option<String> {
+    let cluster = redis.starts_with("redis+cluster://");
+    let rest = redis
+        .trim_start_matches("redis+cluster://")
+        .trim_start_matches("redis://");
+    let (first, db) = rest.split_once('/').unwrap_or((rest, "0"));
+    let (host, port) = first
+        .split(',')
+        .next()
+        .and_then(|a| a.rsplit_once(':'))
+        .expect("host:port in DMTEST_REDIS");
+    let mut args = vec!["-h", host, "-p", port];
+    if cluster {
+        args.push("-c");
+    } else {
+        args.extend(["-n", db]);
+    }
+    args.extend(["--raw", "GET", key]);
+    let out = clean_command("redis-cli")
+        .args(&args)
+        .output()
+        .expect("run redis-cli");
+    let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (!value.is_empty()).then_some(value)
+}
