@@ -198,7 +198,7 @@ esac
 say "default profile: exit 1, one line: $out"
 
 phase "image with the shipped profile and --cpus 0.5"
-podman run -d --name dmcheck-half --cpus 0.5 --security-opt seccomp=deploy/seccomp/datamiddleware.json \
+timeout 120 podman run -d --name dmcheck-half --cpus 0.5 --security-opt seccomp=deploy/seccomp/datamiddleware.json \
   -p "$CHECK_HTTP:8080" "$IMAGE" >/dev/null 2>"$WORK/half.err"
 wait_status "http://$CHECK_HTTP/health" 200 60 "--cpus 0.5"
 shards=$(podman logs dmcheck-half 2>&1 | grep -o 'shards: [0-9]* ([^)]*)' | head -n1)
@@ -227,7 +227,7 @@ out["syscalls"] = [{k: v for k, v in s.items() if k in ("names", "action", "errn
                    for s in p["syscalls"]]
 json.dump(out, open(sys.argv[2], "w"))
 PY
-podman run -d --name dmcheck-containerd --no-healthcheck --security-opt seccomp="$WORK/containerd-view.json" \
+timeout 120 podman run -d --name dmcheck-containerd --no-healthcheck --security-opt seccomp="$WORK/containerd-view.json" \
   -p "$CHECK_HTTP:8080" "$IMAGE" >/dev/null
 wait_status "http://$CHECK_HTTP/health" 200 60 "containerd's reading of the profile"
 podman rm -f -v dmcheck-containerd >/dev/null
@@ -339,7 +339,7 @@ done
 say "the cluster registry lists 3 nodes"
 
 phase "Compose: one node killed"
-podman kill "${PROJECT}_node-2_1" >/dev/null
+timeout 60 podman kill "${PROJECT}_node-2_1" >/dev/null
 code=$(wait_exit "${PROJECT}_node-2_1" 30)
 [ "$code" != 0 ] || fail "node-2 was not killed"
 ok=0
@@ -421,7 +421,7 @@ with open(os.path.join(work, "kube-play.yaml"), "w") as f:
     yaml.safe_dump_all([config, deployment], f, sort_keys=False)
 PY
 KUBE_UP=1
-podman secret create dmtest-datamiddleware "$WORK/kube-secret.json" >/dev/null
+timeout 60 podman secret create dmtest-datamiddleware "$WORK/kube-secret.json" >/dev/null
 timeout 300 podman kube play --seccomp-profile-root "$ROOT/deploy/seccomp" "$WORK/kube-play.yaml" \
   >"$WORK/kube-play.log" 2>&1 || { tail -n 20 "$WORK/kube-play.log" >&2; fail "podman kube play"; }
 wait_status "http://$KUBE_HTTP/ready?scope=node" 200 120 "kube play"
