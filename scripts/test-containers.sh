@@ -118,6 +118,8 @@ if [ -e "$CONF" ] && ! grep -qF "$MARK" "$CONF"; then
   CONF_BACKUP="$CONF.before-datamiddleware-test"
   cp -p "$CONF" "$CONF_BACKUP"
   say "$CONF backed up to $CONF_BACKUP for this run"
+elif [ -e "$CONF.before-datamiddleware-test" ]; then
+  CONF_BACKUP="$CONF.before-datamiddleware-test" # left by a run that was killed: put back at exit
 fi
 mkdir -p /etc/containers
 cat >"$CONF.tmp" <<EOF
