@@ -4,7 +4,9 @@
 # integration tests that start the real server on loopback ports — once on
 # the embedded SQLite default and once on MariaDB (primary + replica) and
 # Redis, which scripts/backends.sh installs and starts on loopback ports, and
-# a third time (cache, backend and cluster tests) on a Redis Cluster.
+# a third time (cache, backend and cluster tests) on a Redis Cluster; then the
+# container image, the Compose cluster and the Kubernetes manifests with podman
+# (scripts/test-containers.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -54,3 +56,11 @@ eval "$(bash scripts/backends.sh cluster-env)"
 DMTEST_BACKEND=mysql DMTEST_REDIS="$DMTEST_REDIS_CLUSTER" DMTEST_REQUIRE_REDIS_CLUSTER=1 \
   cargo test --test cache --test backends --test cluster_registry --test config_centre \
   --test singleton_jobs --test redis_cluster -- --include-ignored
+
+echo "== container image, Compose cluster and Kubernetes manifests with podman =="
+# The loopback backends are done with: stopped first, to leave the cores to
+# the containers (scripts/test-containers.sh starts its own).
+bash scripts/backends.sh cluster-stop
+bash scripts/backends.sh stop
+trap - EXIT
+bash scripts/test-containers.sh
