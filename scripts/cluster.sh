@@ -102,7 +102,8 @@ wait_ready() { # node index, seconds
   local i=$1 until=$((SECONDS + $2))
   while [ "$SECONDS" -lt "$until" ]; do
     [ "$(http_status "$(node_http "$i")" /ready)" = 200 ] && return 0
-    node_alive "$i" || die "node $i exited while starting; the end of $DIR/node-$i.log:
+    # Alive at all (it may still be setting up its cgroup, before exec).
+    running "$(node_pid "$i")" "" || die "node $i exited while starting; the end of $DIR/node-$i.log:
 $(tail -n 20 "$DIR/node-$i.log")"
     sleep 0.2
   done
