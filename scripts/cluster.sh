@@ -75,7 +75,19 @@ die() { echo "cluster.sh: $*" >&2; exit 1; }
 node_count() { cat "$DIR/nodes" 2>/dev/null || echo 0; }
 node_http() { echo "127.0.0.1:$((HTTP_PORT + $1))"; }
 node_tcp() { echo "127.0.0.1:$((TCP_PORT + $1))"; }
-node_pid() { cat "$DIR/node-$1.pid" 2>/dev/null || true; }
+# The pid of node $1: its pid file's, or — when that names no such node (a
+# run killed before it wrote the file, a node that forked) — the process
+# serving the node's config, so stop and kill never leave one behind.
+node_pid() {
+  local pid
+  pid=$(cat "$DIR/node-$1.pid" 2>/dev/null || true)
+  if [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] &&
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$DIR/node-$1.toml"; then
+    echo "$pid"
+  else
+    pgrep -f -- "--config $DIR/node-$1.toml\$" | head -n1 || true
+  fi
+}
 # Whether pid $1 runs (not a zombie) and its command line contains $2: a
 # pid file left by a reboot or a crash may name some other process by now.
 running() {
@@ -103,7 +115,7 @@ wait_ready() { # node index, seconds
   while [ "$SECONDS" -lt "$until" ]; do
     [ "$(http_status "$(node_http "$i")" /ready)" = 200 ] && return 0
     # Alive at all (it may still be setting up its cgroup, before exec).
-    running "$(node_pid "$i")" "" || die "node $i exited while starting; the end of $DIR/node-$i.log:
+    running "$(cat "$DIR/node-$i.pid" 2>/dev/null)" "" || die "node $i exited while starting; the end of $DIR/node-$i.log:
 $(tail -n 20 "$DIR/node-$i.log")"
     sleep 0.2
   done
