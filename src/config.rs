@@ -545,6 +545,16 @@ impl Config {
             "auth.failed_logins_per_user_cap_per_min",
             self.auth.failed_logins_per_user_cap_per_min as u64,
         )?;
+        if self.auth.failed_logins_per_user_cap_per_min <= self.auth.failed_logins_per_user_per_min
+        {
+            // Else guesses from unknown addresses could spend the cap that
+            // an account's known addresses live by (and lock them out).
+            return Err(err(format!(
+                "key `auth.failed_logins_per_user_cap_per_min`: must be greater than \
+                 auth.failed_logins_per_user_per_min ({})",
+                self.auth.failed_logins_per_user_per_min
+            )));
+        }
         positive("auth.hash_queue", self.auth.hash_queue as u64)?;
         positive("orders.pending_ttl_s", self.orders.pending_ttl_s)?;
         if !(100..=3_600_000).contains(&self.cluster.job_lease_ms) {

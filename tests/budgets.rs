@@ -119,13 +119,15 @@ fn failed_logins_are_budgeted_per_account_and_per_address_over_both_protocols() 
     assert_eq!(r.error_code(), 429);
     assert!(r.json()["retry_after_s"].as_u64().is_some());
     // Another account from the same address still may, until the address
-    // has spent its own budget (6 failures: 3 so far).
+    // has spent its own budget (6 failures: 2 so far — the game server's
+    // relayed guess spent the account's budget, not this address's).
     register(&server, "other");
     for i in 0..3 {
         assert_eq!(http_login(&server, "other", &format!("bad-{i}")).0, 401);
     }
-    assert_eq!(http_login(&server, "other", "password1").0, 429);
-    assert_eq!(http_login(&server, "nobody-at-all", "password1").0, 429);
+    assert_eq!(http_login(&server, "nobody-at-all", "bad").0, 401);
+    // Six failures from this address: every account now waits.
+    assert_eq!(http_login(&server, "nobody-else", "password1").0, 429);
 }
 
 #[test]
@@ -457,4 +459,93 @@ fn with_cluster_redis_the_failure_budgets_are_the_clusters() {
         checked >= 20 && checked <= allowed(30, started) - 10,
         "{checked} server keys checked"
     );
+}
+
+/// Server keys and tokens are checked before any budget: a right one is
+/// never refused (every TCP client behind nginx shares one address, whose
+/// budget an attacker could otherwise keep spent), and only wrong ones
+/// spend it — past it they answer 429.
+#[test]
+fn a_right_server_key_is_never_refused_by_a_spent_budget() {
+    let server = Server::start_with(1, &[("auth", "failed_logins_per_ip_per_min = 3")]);
+    let auth = |key: &str| {
+        let body = json!({"game_id": "game1", "server_key": key}).to_string();
+        server
+            .http()
+            .request("POST", "/api/v1/auth/server", &[], body.as_bytes())
+            .status
+    };
+    for _ in 0..3 {
+        assert_eq!(auth("not-the-key"), 401);
+    }
+    assert_eq!(auth("not-the-key"), 429);
+    assert_eq!(auth(SERVER_KEY), 200, "a right key passes a spent budget");
+    let mut t = server.tcp();
+    assert_eq!(t.handshake_server("game1", SERVER_KEY).msg_type, HANDSHAKE);
+    let mut bad = server.tcp();
+    assert_eq!(bad.handshake_server("game1", "wrong").error_code(), 429);
+}
+
+/// A login a game server relays (TCP PlayerLogin on its connection) spends
+/// the account's budgets only: the relay's address, which is every relayed
+/// player's, is neither budgeted nor made a known address of the player.
+#[test]
+fn logins_a_game_server_relays_spend_the_accounts_budgets_only() {
+    let server = Server::start_with(
+        1,
+        &[(
+            "auth",
+            "failed_logins_per_user_per_min = 3\nfailed_logins_per_user_cap_per_min = 10\nfailed_logins_per_ip_per_min = 3",
+        )],
+    );
+    register(&server, "relayed");
+    register(&server, "other_one");
+    let mut gs = server.tcp();
+    assert_eq!(gs.handshake_server("game1", SERVER_KEY).msg_type, HANDSHAKE);
+    let login = |gs: &mut common::FrameClient, seq: u32, user: &str, password: &str| {
+        let body = json!({"username": user, "password": password}).to_string();
+        let r = gs.call(PLAYER_LOGIN, seq, "game1", &body);
+        if r.msg_type == PLAYER_LOGIN {
+            200
+        } else {
+            r.error_code()
+        }
+    };
+    assert_eq!(login(&mut gs, 2, "relayed", "password1"), 200);
+    // The relay logged the player in, yet the account's own budget still
+    // applies to what it relays (its address is not the player's).
+    for i in 0..3 {
+        assert_eq!(login(&mut gs, 10 + i, "relayed", "wrong"), 1003);
+    }
+    assert_eq!(login(&mut gs, 20, "relayed", "password1"), 429);
+    // Wrong guesses at other names spend no budget of the relay's address:
+    // another player still logs in through it.
+    for i in 0..4 {
+        assert_eq!(login(&mut gs, 30 + i, &format!("ghost{i}"), "wrong"), 1003);
+    }
+    assert_eq!(login(&mut gs, 40, "other_one", "password1"), 200);
+    // And 127.0.0.1 did not become a known address of the player.
+    assert_eq!(http_login(&server, "relayed", "password1").0, 429);
+}
+
+/// The account's own budget must stay below its cap, or guesses from
+/// unknown addresses could spend the cap known addresses live by.
+#[test]
+fn a_cap_not_above_the_accounts_budget_is_refused() {
+    let dir = std::env::temp_dir().join(format!("dm-cap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("c.toml");
+    std::fs::write(
+        &path,
+        "[auth]\nmode = \"dev\"\nfailed_logins_per_user_per_min = 5\nfailed_logins_per_user_cap_per_min = 5\n",
+    )
+    .expect("write");
+    let out = common::server_command()
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failed_logins_per_user_cap_per_min"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -145,8 +145,15 @@ fn total(text: &str, name: &str, labels: &[&str]) -> f64 {
 fn business_counters_count_each_event_of_a_game_once() {
     // The player logs in from 127.0.0.1 below, which makes it a known
     // address of the account: its wrong guesses meet the account's overall
-    // cap, set low here so the loop sees it refuse.
-    let server = Server::start_with(2, &[("auth", "failed_logins_per_user_cap_per_min = 10")]);
+    // cap, set low here so the loop sees it refuse (above the account's
+    // own budget, as it must be).
+    let server = Server::start_with(
+        2,
+        &[(
+            "auth",
+            "failed_logins_per_user_per_min = 5\nfailed_logins_per_user_cap_per_min = 10",
+        )],
+    );
     let (id, _) = server.player("game1", "counted"); // a registration and a login
     let gs = format!("Bearer {}", server.server_token("game1"));
     let mut c = server.http();

@@ -102,9 +102,13 @@ pub async fn take(
 /// `before` in the last has room for one more.
 fn retry_after_s(count: f64, before: f64, elapsed: f64, limit: f64) -> u64 {
     let to_window_end = (1.0 - elapsed) * (WINDOW_MS / 1000) as f64;
-    let seconds = if count + 1.0 > limit || before <= 0.0 {
-        // This window alone is full: it has to end (and then weigh less).
-        to_window_end
+    let seconds = if count + 1.0 > limit {
+        // This window alone is full: it has to end, and then, as the
+        // previous window, weigh little enough to leave room for one.
+        let weight_needed = ((limit - 1.0) / count.max(1.0)).clamp(0.0, 1.0);
+        to_window_end + (1.0 - weight_needed) * (WINDOW_MS / 1000) as f64
+    } else if before <= 0.0 {
+        0.0
     } else {
         // The previous window's weight must fall by enough for one unit.
         let needed_elapsed = 1.0 - (limit - count - 1.0).max(0.0) / before;
@@ -161,9 +165,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_full_window_waits_for_its_end() {
-        assert_eq!(retry_after_s(10.0, 0.0, 0.5, 10.0), 30);
-        assert_eq!(retry_after_s(10.0, 0.0, 0.999, 10.0), 1);
+    fn a_full_window_waits_for_its_end_and_then_until_it_weighs_less() {
+        // 10 of 10 half-way through: 30 s to the window's end, then the
+        // full window must weigh at most 9/10: 6 s into the next.
+        assert_eq!(retry_after_s(10.0, 0.0, 0.5, 10.0), 36);
+        assert_eq!(retry_after_s(10.0, 0.0, 0.999, 10.0), 7);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use super::health::HealthBody;
 use super::request::Request;
 use super::response::Response;
 use super::router::{self, Authed, Matched, Params, Probe, Public, Route};
+use crate::service::budgets::Guesser;
 use crate::service::ops::Readiness;
 use crate::service::players::RegisterRequest;
 use crate::service::sessions::{LoginRequest, RefreshRequest, ServerAuthRequest};
@@ -153,7 +154,11 @@ async fn public(
         Public::Login => {
             let game = services.anonymous_scope(req.headers.game_id)?;
             ok(services
-                .login(&game.id, parse_json::<LoginRequest>(req.body)?, client)
+                .login(
+                    &game.id,
+                    parse_json::<LoginRequest>(req.body)?,
+                    Guesser::Client(client),
+                )
                 .await?)
         }
         Public::Refresh => ok(services

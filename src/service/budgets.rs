@@ -182,51 +182,71 @@ impl Services {
             .await;
     }
 
-    /// The budgets a guess by `client` at `account` spends: the address's,
-    /// the account's overall cap, and — unless the address logged into the
-    /// account recently — the account's own.
-    async fn failure_keys(&self, client: IpAddr, account: Option<&str>) -> Vec<(LimitKey, u32)> {
+    /// The budgets a guess spends: the client address's (none for a login a
+    /// game server relays: its address is every relayed player's), and for
+    /// an account its overall cap and — unless `client` logged into it
+    /// recently — its own budget, kept below the cap so that guesses from
+    /// unknown addresses can never spend the cap a known address lives by.
+    async fn failure_keys(
+        &self,
+        client: Option<IpAddr>,
+        account: Option<&str>,
+    ) -> Vec<(LimitKey, u32)> {
         let limits = &self.node.limits;
-        let mut keys = vec![(
-            LimitKey::FailuresOfIp(client),
-            limits.failures_per_ip.load(Ordering::Relaxed),
-        )];
-        if let Some(a) = account {
+        let mut keys = Vec::with_capacity(3);
+        if let Some(ip) = client {
             keys.push((
-                LimitKey::FailuresOfUserOverall(a.to_string()),
-                self.config.auth.failed_logins_per_user_cap_per_min,
+                LimitKey::FailuresOfIp(budget_address(ip)),
+                limits.failures_per_ip.load(Ordering::Relaxed),
             ));
-            if !self.is_known_address(a, client).await {
-                keys.push((
-                    LimitKey::FailuresOfUser(a.to_string()),
-                    limits.failures_per_user.load(Ordering::Relaxed),
-                ));
+        }
+        if let Some(a) = account {
+            let cap = self.config.auth.failed_logins_per_user_cap_per_min.max(2);
+            keys.push((LimitKey::FailuresOfUserOverall(a.to_string()), cap));
+            let known = match client {
+                Some(ip) => self.is_known_address(a, budget_address(ip)).await,
+                None => false,
+            };
+            if !known {
+                let own = limits
+                    .failures_per_user
+                    .load(Ordering::Relaxed)
+                    .min(cap - 1);
+                keys.push((LimitKey::FailuresOfUser(a.to_string()), own));
             }
         }
         keys
     }
 
-    /// Takes one unit of each budget in `keys` — from Redis when the
-    /// cluster shares them, else this node's — or none: a budget that is
+    /// Takes one unit of each budget in `keys` — this node's, and the
+    /// cluster's too when Redis shares them — or none: a budget that is
     /// spent gives back what was taken and answers with its retry time.
     async fn take_units(&self, keys: Vec<(LimitKey, u32)>) -> Result<Vec<Unit>, u64> {
-        let mut taken = Vec::with_capacity(keys.len());
+        let mut taken = Vec::with_capacity(keys.len() * 2);
         for (key, per_min) in keys {
-            match self.take_unit(key, per_min).await {
-                Ok(unit) => taken.push(unit),
-                Err(retry) => {
-                    self.give_back_units(taken).await;
-                    return Err(retry);
-                }
+            if let Err(retry) = self.take_unit(key, per_min, &mut taken).await {
+                self.give_back_units(taken).await;
+                return Err(retry);
             }
         }
         Ok(taken)
     }
 
-    async fn take_unit(&self, key: LimitKey, per_min: u32) -> Result<Unit, u64> {
+    /// This node's unit always — so that a Redis that stops answering falls
+    /// back to a budget already spent by the same guesses, not a fresh one —
+    /// and the cluster's when Redis shares the budgets.
+    async fn take_unit(
+        &self,
+        key: LimitKey,
+        per_min: u32,
+        taken: &mut Vec<Unit>,
+    ) -> Result<(), u64> {
+        self.local_budget(key.clone(), per_min, BudgetOp::Take)
+            .await?;
+        taken.push(Unit::Local(key.clone(), per_min));
         if let Some(redis) = self.shared_budgets() {
             match guesses::take(redis, &shared_name(&key), per_min, clock::now_ms() as u64).await {
-                Ok(guesses::Take::Granted(unit)) => return Ok(Unit::Shared(unit)),
+                Ok(guesses::Take::Granted(unit)) => taken.push(Unit::Shared(unit)),
                 Ok(guesses::Take::Refused(retry)) => return Err(retry),
                 // Redis is down: this node's own budget still holds.
                 Err(e) => {
@@ -234,9 +254,7 @@ impl Services {
                 }
             }
         }
-        self.local_budget(key.clone(), per_min, BudgetOp::Take)
-            .await?;
-        Ok(Unit::Local(key, per_min))
+        Ok(())
     }
 
     async fn give_back_units(&self, units: Vec<Unit>) {
@@ -256,43 +274,93 @@ impl Services {
         }
     }
 
-    /// Runs a credential check (`attempt`) for `client` and, when it names
-    /// one, `account`. Every guess takes its unit of each failure budget
-    /// *before* the credential is checked, so guesses sent at once cannot
-    /// all pass a budget that only counted finished failures (issue 21);
-    /// 429 when a budget is spent. A wrong guess keeps its units; anything
-    /// else (a right password, a refusal that was not a guess) gives them
-    /// back, and a right password makes `client` a known address of the
-    /// account.
+    /// Runs a password check (`attempt`, an argon2 hash) by `guesser` at
+    /// `account`. Every guess takes its unit of each failure budget *before*
+    /// the password is hashed, so guesses sent at once cannot all pass a
+    /// budget that only counted finished failures (issue 21); 429 when a
+    /// budget is spent. A wrong guess keeps its units; anything else (a right
+    /// password, a refusal that was not a guess) gives them back, and a
+    /// right password from a client makes its address a known address of
+    /// the account (never a relay's: it speaks for every player).
     pub async fn guarded<T>(
         &self,
-        client: IpAddr,
+        guesser: Guesser,
         account: Option<&str>,
         attempt: impl Future<Output = Result<T, ApiError>>,
     ) -> Result<T, ApiError> {
+        let client = match guesser {
+            Guesser::Client(ip) => Some(ip),
+            Guesser::Relay => None,
+        };
         let keys = self.failure_keys(client, account).await;
         let units = match self.take_units(keys).await {
             Ok(units) => units,
-            Err(retry) => {
-                self.counters().limited(Limit::Failures);
-                return Err(ApiError::too_many(
-                    "too many failed attempts; try again later",
-                    retry,
-                ));
-            }
+            Err(retry) => return Err(self.too_many_failures(retry)),
         };
         let result = attempt.await;
         match &result {
             Err(e) if is_failed_guess(e) => {}
             Ok(_) => {
                 self.give_back_units(units).await;
-                if let Some(a) = account {
-                    self.remember_address(a, client).await;
+                if let (Some(a), Some(ip)) = (account, client) {
+                    self.remember_address(a, budget_address(ip)).await;
                 }
             }
             Err(_) => self.give_back_units(units).await,
         }
         result
+    }
+
+    /// Runs the check of a high-entropy secret (a server key, an access
+    /// token) from `client`: checked first — a right one is never refused,
+    /// so an attacker spending an address's budget (every TCP client behind
+    /// nginx shares one) cannot lock out the game servers — and only a
+    /// wrong one spends a unit; past the budget, wrong ones answer 429.
+    pub async fn guarded_secret<T>(
+        &self,
+        client: IpAddr,
+        attempt: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let result = attempt.await;
+        if let Err(e) = &result {
+            if is_failed_guess(e) {
+                let keys = self.failure_keys(Some(client), None).await;
+                if let Err(retry) = self.take_units(keys).await {
+                    return Err(self.too_many_failures(retry));
+                }
+            }
+        }
+        result
+    }
+
+    fn too_many_failures(&self, retry: u64) -> ApiError {
+        self.counters().limited(Limit::Failures);
+        ApiError::too_many("too many failed attempts; try again later", retry)
+    }
+}
+
+/// Who makes a password guess, for the budgets it spends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guesser {
+    /// A client at this address (HTTP, or a player's own TCP connection).
+    Client(IpAddr),
+    /// A game server logging a player in on the player's behalf (TCP
+    /// PlayerLogin on a game-server connection): the account's budgets only,
+    /// with no known-address exemption — the relay's address is every
+    /// relayed player's, so it is neither budgeted nor remembered.
+    Relay,
+}
+
+/// The address a failure budget counts: IPv4-mapped IPv6 as the IPv4
+/// address it is, and IPv6 by its /64 (one host usually holds a whole /64).
+fn budget_address(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::V6(segments.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -311,5 +379,29 @@ fn shared_name(key: &LimitKey) -> String {
         LimitKey::FailuresOfIp(ip) => format!("ip:{ip}"),
         LimitKey::FailuresOfUser(account) => format!("user:{account}"),
         LimitKey::FailuresOfUserOverall(account) => format!("all:{account}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::budget_address;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("address")
+    }
+
+    #[test]
+    fn mapped_ipv4_is_the_ipv4_address_and_ipv6_counts_by_its_64() {
+        assert_eq!(budget_address(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(budget_address(ip("10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(
+            budget_address(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            budget_address(ip("2001:db8:1:2::1"))
+        );
+        assert_ne!(
+            budget_address(ip("2001:db8:1:2::1")),
+            budget_address(ip("2001:db8:1:3::1"))
+        );
     }
 }

@@ -8,6 +8,7 @@
 //! the database and pushed to every shard before the request is answered.
 
 use super::auth::{self, Caller, Role};
+use super::budgets::Guesser;
 use super::counters::Event;
 use super::players::player_json;
 use super::{business, require_player, require_role, ApiError, Services};
@@ -70,8 +71,8 @@ pub struct LogoutRequest {
 /// variants of a name never get budgets of their own.
 fn login_account(game_id: &str, username: &str) -> String {
     match validate::canonical_username(username) {
-        Some(name) => format!("{game_id}:{name}"),
-        None => format!("{game_id}:<not a username>"),
+        Some(name) => format!("player:{game_id}:{name}"),
+        None => format!("player:{game_id}:<not a username>"),
     }
 }
 
@@ -86,11 +87,11 @@ impl Services {
         &self,
         game_id: &str,
         req: LoginRequest,
-        client: IpAddr,
+        guesser: Guesser,
     ) -> Result<Value, ApiError> {
         let account = login_account(game_id, &req.username);
         let result = self
-            .guarded(client, Some(&account), self.check_login(game_id, req))
+            .guarded(guesser, Some(&account), self.check_login(game_id, req))
             .await;
         match &result {
             Ok(v) => {
@@ -322,7 +323,7 @@ impl Services {
         client: IpAddr,
     ) -> Result<Value, ApiError> {
         let check = async { self.authenticate_server(&req.game_id, &req.server_key) };
-        let caller = self.guarded(client, None, check).await?;
+        let caller = self.guarded_secret(client, check).await?;
         let (token, expires_at) = self.tokens().issue(&caller, clock::now_s())?;
         Ok(json!({
             "token": token,
@@ -377,7 +378,7 @@ impl Services {
                 ))
             }
         };
-        self.guarded(client, None, check).await
+        self.guarded_secret(client, check).await
     }
 
     /// An `admin` access token for an operator account of the config.
@@ -389,8 +390,12 @@ impl Services {
         } else {
             "admin:<unknown>".to_string()
         };
-        self.guarded(client, Some(&account), self.check_admin(req))
-            .await
+        self.guarded(
+            Guesser::Client(client),
+            Some(&account),
+            self.check_admin(req),
+        )
+        .await
     }
 
     /// The credential check of an operator, behind [`Services::admin_login`]'s budgets.

@@ -6,9 +6,10 @@ use super::reply::{self, ReplyTo};
 use super::roles::{RoleSlot, TcpRoles};
 use crate::logging::{RequestId, Tagged};
 use crate::protocol::{codes, flags, inflate_body, FrameRef, InflateError, MessageType};
+use crate::service::budgets::Guesser;
 use crate::service::players::RegisterRequest;
 use crate::service::sessions::{HandshakeRequest, LoginRequest, LogoutRequest};
-use crate::service::{parse_json, ApiError, Caller, Data, PageQuery};
+use crate::service::{parse_json, ApiError, Caller, Data, PageQuery, Role};
 use crate::shard::Shard;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -299,12 +300,15 @@ async fn handle(
     };
     let result = match msg_type {
         MessageType::PlayerLogin => {
+            // A player's own connection guesses from its address; a game
+            // server logs players in on their behalf (a relay).
+            let guesser = if caller.role == Role::Player {
+                Guesser::Client(session.peer)
+            } else {
+                Guesser::Relay
+            };
             services
-                .login(
-                    game,
-                    body_as::<LoginRequest>(value, ACTION_ONLY)?,
-                    session.peer,
-                )
+                .login(game, body_as::<LoginRequest>(value, ACTION_ONLY)?, guesser)
                 .await
         }
         MessageType::PlayerLogout => {
