@@ -164,6 +164,9 @@ CGROUP_NAME="dmc-$(echo "$DIR" | cksum | cut -d' ' -f1)"
 enter_machine() { # index; run in the node's subshell before exec
   local i=$1 period=20000 quota dir
   quota=$(awk -v q="$CPU_QUOTA" -v p="$period" 'BEGIN { v = int(q * p); if (v < 1000) v = 1000; print v }')
+  # The kernel's least quota is 1 ms: over 20 ms, 0.05 CPU.
+  [ "$quota" -gt "$(awk -v q="$CPU_QUOTA" -v p="$period" 'BEGIN { print int(q * p) }')" ] &&
+    echo "cluster.sh: DMC_CPU_QUOTA=$CPU_QUOTA is below the kernel's 1 ms per 20 ms; node $i gets 0.05 CPU" >&2
   if [ -f /sys/fs/cgroup/cpu/cpu.cfs_period_us ]; then
     dir=/sys/fs/cgroup/cpu/$CGROUP_NAME/node-$i
     mkdir -p "$dir"
