@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 ensure_build_tools
 # A stray DM_* variable (the configuration's namespace) in the caller's shell
-# must never reach a test server: the harness starts servers from an
-# environment it controls. Keep one set for the whole run as the guard.
-export DM_NOT_A_SECTION=1
+# never reaches a test server: the harness starts servers from an environment
+# it controls (tests/common::clean_command). The guard is a test, not an
+# export here: tests/lifecycle.rs runs the harness again with stray DM_*
+# variables set and sees its server start.
 # Two cores: keep test binaries from starving each other's servers.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 cargo fmt --all -- --check
