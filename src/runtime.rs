@@ -238,17 +238,28 @@ fn prepare_databases(config: &Config) -> Result<Vec<String>, StartError> {
 
 use mesh::ShardMesh;
 
-/// Every 100 ms, sends again the invalidations Redis did not take (see
+/// Keeps this shard's Redis link honest: checks it with a PING at start and
+/// once a heartbeat (so `dm_backend_up` and `/ready` speak for a shard that
+/// has had no request touching Redis yet, or none for a while), and every
+/// 100 ms sends again the invalidations Redis did not take (see
 /// `Cache::resend_unsent`), until the shard drains.
-async fn resend_invalidations_forever(shard: Rc<Shard>) {
+async fn watch_l2_forever(shard: Rc<Shard>) {
+    let check_every = Duration::from_millis(shard.config.cluster.heartbeat_ms.max(100));
+    let mut last_check: Option<std::time::Instant> = None;
     while !shard.is_draining() {
-        glommio::timer::sleep(Duration::from_millis(100)).await;
+        if last_check.is_none_or(|t| t.elapsed() >= check_every) {
+            last_check = Some(std::time::Instant::now());
+            // The outcome is kept by the link itself (`is_up`); a failure is
+            // logged there once, when the link goes down.
+            let _ = shard.services.cache().l2_ping().await;
+        }
         if shard.services.cache().has_unsent() {
             let sent = shard.services.cache().resend_unsent().await;
             if sent > 0 {
                 tracing::info!(sent, "invalidations sent to Redis after it came back");
             }
         }
+        glommio::timer::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -436,7 +447,7 @@ async fn shard_main(start: ShardStart) {
         glommio::spawn_local(invalidation_subscriber(shard.clone())).detach();
     }
     if !config.cache.redis.is_empty() {
-        glommio::spawn_local(resend_invalidations_forever(shard.clone())).detach();
+        glommio::spawn_local(watch_l2_forever(shard.clone())).detach();
     }
     if id == 0 && !config.cluster.redis.is_empty() {
         glommio::spawn_local(revocation_subscriber(shard.clone())).detach();
