@@ -123,13 +123,44 @@ impl LiveCounts {
     }
 }
 
-/// Where a response head ends (before its blank line), with one searcher
-/// built per thread rather than per response.
-fn head_end(bytes: &[u8]) -> Option<usize> {
-    thread_local! {
-        static BLANK_LINE: memchr::memmem::Finder<'static> = memchr::memmem::Finder::new(b"\r\n\r\n");
+/// What dm-bench needs of a response head.
+#[derive(Debug, PartialEq, Eq)]
+struct ResponseHead {
+    /// Bytes of the head, blank line included.
+    len: usize,
+    status: u16,
+    /// `Content-Length` (0 when absent).
+    body_len: usize,
+    /// `Connection: close` (nginx says it after `keepalive_requests`).
+    close: bool,
+}
+
+/// Parses a response head with httparse: `Ok(None)` until it is complete.
+fn parse_head(bytes: &[u8]) -> Result<Option<ResponseHead>, &'static str> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut response = httparse::Response::new(&mut headers);
+    let len = match response.parse(bytes) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err("bad_response"),
+    };
+    let mut head = ResponseHead {
+        len,
+        status: response.code.unwrap_or(0),
+        body_len: 0,
+        close: false,
+    };
+    for h in response.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            head.body_len = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or("bad_response")?;
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            head.close = h.value.trim_ascii().eq_ignore_ascii_case(b"close");
+        }
     }
-    BLANK_LINE.with(|f| f.find(bytes))
+    Ok(Some(head))
 }
 
 /// One load thread's open connections, so that a server that stops answering
@@ -551,28 +582,22 @@ impl<'a> Conn<'a> {
                     Decoded::Incomplete => {}
                     _ => return Err("bad_frame"),
                 }
-            } else if let Some(end) = head_end(self.buf.filled()) {
-                let head = &self.buf.filled()[..end];
-                let status: u16 = head
-                    .get(9..12)
-                    .and_then(|s| std::str::from_utf8(s).ok())
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-                let len = content_length(head);
-                if self.buf.len() >= end + 4 + len {
-                    if says_close(head) {
+            } else if let Some(head) = parse_head(self.buf.filled())? {
+                let end = head.len + head.body_len;
+                if self.buf.len() >= end {
+                    if head.close {
                         self.ending = Some("connection_close");
                     }
-                    if self.plan.scenario == Scenario::Mixed && status == 201 {
-                        let body = &self.buf.filled()[end + 4..end + 4 + len];
+                    if self.plan.scenario == Scenario::Mixed && head.status == 201 {
+                        let body = &self.buf.filled()[head.len..end];
                         self.pending_order = serde_json::from_slice::<serde_json::Value>(body)
                             .ok()
                             .and_then(|v| {
                                 v["data"]["order"]["order_id"].as_str().map(str::to_string)
                             });
                     }
-                    self.buf.consume(end + 4 + len);
-                    return Ok((status >= 300).then(|| format!("http_{status}")));
+                    self.buf.consume(end);
+                    return Ok((head.status >= 300).then(|| format!("http_{}", head.status)));
                 }
             }
             self.fill(stream).await?;
@@ -580,43 +605,9 @@ impl<'a> Conn<'a> {
     }
 }
 
-/// Whether a response head says `Connection: close` (nginx does after
-/// `keepalive_requests` answers on one connection).
-fn says_close(head: &[u8]) -> bool {
-    const NAME: &[u8] = b"connection:";
-    head.split(|&b| b == b'\n').any(|line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        line.len() > NAME.len()
-            && line[..NAME.len()].eq_ignore_ascii_case(NAME)
-            && line[NAME.len()..]
-                .trim_ascii()
-                .eq_ignore_ascii_case(b"close")
-    })
-}
-
-/// The `Content-Length` of a response head (0 when absent), found without
-/// building strings: this runs once per response.
-fn content_length(head: &[u8]) -> usize {
-    const NAME: &[u8] = b"content-length:";
-    for line in head.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.len() > NAME.len() && line[..NAME.len()].eq_ignore_ascii_case(NAME) {
-            return line[NAME.len()..]
-                .iter()
-                .filter(|b| !b.is_ascii_whitespace())
-                .try_fold(0usize, |n, &b| {
-                    b.is_ascii_digit()
-                        .then(|| n.saturating_mul(10).saturating_add((b - b'0') as usize))
-                })
-                .unwrap_or(0);
-        }
-    }
-    0
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{content_length, says_close, zipf_cdf};
+    use super::{parse_head, zipf_cdf, ResponseHead};
 
     #[test]
     fn zipf_weights_favour_the_first_ranks_and_add_up_to_1() {
@@ -630,22 +621,26 @@ mod tests {
         assert!((zipf_cdf(4, 0.0)[1] - 0.5).abs() < 1e-9);
     }
 
-    #[test]
-    fn connection_close_is_seen_in_any_case() {
-        assert!(says_close(
-            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0"
-        ));
-        assert!(says_close(b"HTTP/1.1 200 OK\r\nconnection:Close"));
-        assert!(!says_close(b"HTTP/1.1 200 OK\r\nConnection: keep-alive"));
-        assert!(!says_close(b"HTTP/1.1 200 OK\r\nX-Connection: close"));
+    fn head(raw: &[u8]) -> ResponseHead {
+        parse_head(raw).expect("parses").expect("complete")
     }
 
     #[test]
-    fn content_length_is_read_from_any_case_and_defaults_to_0() {
-        let head = b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 123\r\nX: y";
-        assert_eq!(content_length(head), 123);
-        assert_eq!(content_length(b"HTTP/1.1 200 OK\r\ncontent-length:7"), 7);
-        assert_eq!(content_length(b"HTTP/1.1 204 No Content\r\nServer: x"), 0);
-        assert_eq!(content_length(b"HTTP/1.1 200 OK\r\nContent-Length: 1x"), 0);
+    fn response_heads_are_read_in_any_case() {
+        let h = head(b"HTTP/1.1 201 Created\r\nServer: x\r\nContent-Length: 123\r\nX: y\r\n\r\n");
+        assert_eq!((h.status, h.body_len, h.close), (201, 123, false));
+        assert_eq!(
+            head(b"HTTP/1.1 200 OK\r\ncontent-length:7\r\n\r\n").body_len,
+            7
+        );
+        assert_eq!(head(b"HTTP/1.1 204 No Content\r\n\r\n").body_len, 0);
+        assert!(head(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").close);
+        assert!(head(b"HTTP/1.1 200 OK\r\nconnection:Close\r\n\r\n").close);
+        assert!(!head(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n\r\n").close);
+        assert!(!head(b"HTTP/1.1 200 OK\r\nX-Connection: close\r\n\r\n").close);
+        assert_eq!(head(b"HTTP/1.1 200 OK\r\n\r\nbody").len, 19);
+        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nServer"), Ok(None));
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n").is_err());
+        assert!(parse_head(b"NOT HTTP\r\n\r\n").is_err());
     }
 }

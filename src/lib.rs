@@ -13,7 +13,8 @@
 //! - [`error`]: the failure answer every layer above the store returns.
 //! - [`store`]: the `Store` trait, the SQLite backend and migrations.
 //! - [`buffer`]: the reusable read buffer of connection loops.
-//! - [`cache`]: per-shard L1, Redis L2 (RESP on glommio sockets), invalidation.
+//! - [`cache`]: per-shard L1, Redis L2, invalidation.
+//! - [`redis`]: the Redis client on glommio sockets (single server and Cluster, pub/sub).
 //! - [`game`]: per-game logic modules behind one trait.
 //! - [`mesh`]: messages between the shards of a node.
 //! - [`rate_limit`]: per-node budgets (requests, failed logins) without shared locks.
@@ -47,6 +48,7 @@ pub mod notify;
 pub mod probe;
 pub mod protocol;
 pub mod rate_limit;
+pub mod redis;
 pub mod runtime;
 pub mod service;
 pub mod shard;

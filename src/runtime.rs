@@ -267,7 +267,7 @@ async fn watch_l2_forever(shard: Rc<Shard>) {
 /// invalidations on every shard, and tells every shard whether the channel
 /// is up (while it is down, L1 entries are trusted only briefly).
 async fn invalidation_subscriber(shard: Rc<Shard>) {
-    let Ok(target) = crate::cache::redis_link::RedisTarget::parse(&shard.config.cache.redis) else {
+    let Ok(target) = crate::redis::link::RedisTarget::parse(&shard.config.cache.redis) else {
         return;
     };
     let node_id = shard.config.node.id.clone();
@@ -308,7 +308,7 @@ async fn invalidation_subscriber(shard: Rc<Shard>) {
         }
     })
     .detach();
-    crate::cache::redis_link::subscribe_forever(
+    crate::redis::link::subscribe_forever(
         target,
         crate::cache::CHANNEL.to_string(),
         on_message,
@@ -547,8 +547,7 @@ fn keep_watchdog(
 /// applied on every shard of this node as it arrives.
 async fn revocation_subscriber(shard: Rc<Shard>) {
     use crate::cluster::registry::{PushedRevocation, REVOCATIONS};
-    let Ok(target) = crate::cache::redis_link::RedisTarget::parse(&shard.config.cluster.redis)
-    else {
+    let Ok(target) = crate::redis::link::RedisTarget::parse(&shard.config.cluster.redis) else {
         return;
     };
     let node_id = shard.config.node.id.clone();
@@ -572,13 +571,8 @@ async fn revocation_subscriber(shard: Rc<Shard>) {
         }
     })
     .detach();
-    crate::cache::redis_link::subscribe_forever(
-        target,
-        REVOCATIONS.to_string(),
-        on_message,
-        |_| {},
-    )
-    .await;
+    crate::redis::link::subscribe_forever(target, REVOCATIONS.to_string(), on_message, |_| {})
+        .await;
 }
 
 /// Shard 0's reading of the config centre (with `cluster.redis`): every

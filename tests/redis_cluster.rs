@@ -12,7 +12,7 @@
 mod common;
 
 use common::{backend, wait_for, Server, TestBackend};
-use datamiddleware::cache::redis_cluster::slot;
+use datamiddleware::redis::cluster::slot;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

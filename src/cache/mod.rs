@@ -31,16 +31,11 @@
 
 pub mod keys;
 pub mod l1;
-pub mod redis;
-pub mod redis_cluster;
-pub mod redis_link;
-pub mod resp;
 
 use crate::config::CacheConfig;
+use crate::redis::{Redis, RedisTarget, Reply};
 use futures_channel::oneshot;
 use l1::{Cached, L1Stats, L1};
-use redis_link::{Redis, RedisTarget};
-use resp::Reply;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
@@ -422,7 +417,11 @@ impl<E: Clone + From<LoadAbandoned>> Cache<E> {
 
     /// The Redis keys of the L2 entries under cache key `prefix` (on every
     /// master of a cluster).
-    async fn scan(&self, l2: &Redis, prefix: &str) -> Result<Vec<Vec<u8>>, redis::RedisError> {
+    async fn scan(
+        &self,
+        l2: &Redis,
+        prefix: &str,
+    ) -> Result<Vec<Vec<u8>>, crate::redis::RedisError> {
         l2.scan(&l2_scan_pattern(prefix), 1_000_000).await
     }
 

@@ -18,9 +18,9 @@
 //! too (`SET EX`), so that a victim keeps logging in from where they did
 //! while an attacker spends the account's budget elsewhere.
 
-use crate::cache::redis::RedisError;
-use crate::cache::redis_link::Redis;
-use crate::cache::resp::Reply;
+use crate::redis::client::RedisError;
+use crate::redis::link::Redis;
+use crate::redis::resp::Reply;
 use std::net::IpAddr;
 
 /// Length of one counting window.
@@ -184,8 +184,8 @@ mod tests {
         let a = counter("user:game1:bob", 7);
         let b = counter("user:game1:bob", 8);
         assert_eq!(
-            crate::cache::redis_cluster::slot(a.as_bytes()),
-            crate::cache::redis_cluster::slot(b.as_bytes())
+            crate::redis::cluster::slot(a.as_bytes()),
+            crate::redis::cluster::slot(b.as_bytes())
         );
     }
 }

@@ -13,9 +13,9 @@
 //! the new process takes the id over.
 
 use super::settings::{self, HotSettings, Versioned, WriteError};
-use crate::cache::redis::RedisError;
-use crate::cache::redis_link::{Redis, RedisTarget};
-use crate::cache::resp::Reply;
+use crate::redis::client::RedisError;
+use crate::redis::link::{Redis, RedisTarget};
+use crate::redis::resp::Reply;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

@@ -18,11 +18,11 @@
 
 use super::counters::Limit;
 use super::{ApiError, Services};
-use crate::cache::redis_link::Redis;
 use crate::clock;
 use crate::cluster::guesses;
 use crate::mesh::ShardMessage;
 use crate::rate_limit::{BudgetOp, Decision, LimitKey, RateLimiter};
+use crate::redis::link::Redis;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;

@@ -77,7 +77,7 @@ fn login_account(game_id: &str, username: &str) -> String {
 }
 
 fn hash_secret(secret: &str) -> String {
-    auth::hex(&Sha256::digest(secret.as_bytes()))
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 impl Services {

@@ -5,8 +5,8 @@
 //! routing by hash slot, redirections, scanning every master — stays in
 //! [`ClusterClient`].
 
-use super::redis::{self, RedisClient, RedisError, RedisUrl};
-use super::redis_cluster::{self, ClusterClient};
+use super::client::{self, RedisClient, RedisError, RedisUrl};
+use super::cluster::{self, ClusterClient};
 use super::resp::Reply;
 
 /// What a Redis URL names.
@@ -79,7 +79,7 @@ pub async fn subscribe_forever(
         // back on when they die.
         urls = with_cluster_nodes(&seeds, &urls).await;
     }
-    let mut backoff = redis::MIN_BACKOFF;
+    let mut backoff = client::MIN_BACKOFF;
     for attempt in 0usize.. {
         let Some(url) = urls.get(attempt % urls.len().max(1)).cloned() else {
             return;
@@ -89,7 +89,7 @@ pub async fn subscribe_forever(
             subscribed.set(subscribed.get() || up);
             on_state(up);
         };
-        if let Err(e) = redis::subscribe_once(&url, &channel, &on_message, &track).await {
+        if let Err(e) = client::subscribe_once(&url, &channel, &on_message, &track).await {
             tracing::debug!(error = %e, node = %format!("{}:{}", url.host, url.port), "redis subscriber disconnected");
         }
         on_state(false);
@@ -97,10 +97,10 @@ pub async fn subscribe_forever(
             urls = with_cluster_nodes(&seeds, &urls).await;
         }
         if subscribed.get() {
-            backoff = redis::MIN_BACKOFF; // it worked for a while: try the next node soon
+            backoff = client::MIN_BACKOFF; // it worked for a while: try the next node soon
         }
         glommio::timer::sleep(backoff).await;
-        backoff = (backoff * 2).min(redis::MAX_BACKOFF);
+        backoff = (backoff * 2).min(client::MAX_BACKOFF);
     }
 }
 
@@ -117,7 +117,7 @@ async fn with_cluster_nodes(seeds: &[RedisUrl], known: &[RedisUrl]) -> Vec<Redis
         };
         let asked = format!("{}:{}", url.host, url.port);
         let mut out = seeds.to_vec();
-        for addr in redis_cluster::nodes_in_slots_reply(&reply, &asked)
+        for addr in cluster::nodes_in_slots_reply(&reply, &asked)
             .into_iter()
             .take(256)
         {
