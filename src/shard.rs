@@ -36,7 +36,7 @@ pub struct Shard {
     /// This shard's request counters and latency histograms.
     pub metrics: crate::metrics::Metrics,
     /// This shard's open TCP connections by role.
-    pub tcp_roles: Rc<crate::tcp::roles::TcpRoles>,
+    pub tcp_roles: Rc<crate::service::connection_roles::TcpRoles>,
     draining: Cell<bool>,
     stop: glommio::sync::Semaphore,
     connections: RefCell<HashMap<u64, Tracked>>,

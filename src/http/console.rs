@@ -12,17 +12,17 @@ const FILES: &[(&str, &str, &[u8])] = &[
     (
         "index.html",
         "text/html; charset=utf-8",
-        include_bytes!("../../console/index.html"),
+        include_bytes!("console/index.html"),
     ),
     (
         "console.js",
         "text/javascript; charset=utf-8",
-        include_bytes!("../../console/console.js"),
+        include_bytes!("console/console.js"),
     ),
     (
         "console.css",
         "text/css; charset=utf-8",
-        include_bytes!("../../console/console.css"),
+        include_bytes!("console/console.css"),
     ),
 ];
 

@@ -19,6 +19,7 @@ macro_rules! business_event {
 pub mod auth;
 pub mod budgets;
 pub mod config_centre;
+pub mod connection_roles;
 pub mod counters;
 pub mod games;
 pub mod hashing;

@@ -3,7 +3,7 @@
 //! goes through the same service functions as the HTTP routes.
 
 use super::reply::{self, ReplyTo};
-use super::roles::{RoleSlot, TcpRoles};
+use crate::service::connection_roles::{RoleSlot, TcpRoles};
 use crate::logging::{RequestId, Tagged};
 use crate::protocol::{codes, flags, inflate_body, FrameRef, InflateError, MessageType};
 use crate::service::budgets::Guesser;

@@ -6,4 +6,3 @@
 pub mod connection;
 pub mod dispatch;
 pub mod reply;
-pub mod roles;

@@ -1,5 +1,7 @@
-//! Open TCP connections of one shard by the role their handshake gave them
-//! (`none` until then, and again after a revocation), for `/metrics`.
+//! Open connections of one shard by the role their authentication gave them
+//! (`none` until then, and again after a revocation), for `/metrics`
+//! (`dm_tcp_connections`). It sits in the service layer, beside the roles it
+//! counts, so that the shard can own it and any front end can fill it.
 
 use crate::metrics::Sample;
 use crate::service::auth::Role;
