@@ -34,6 +34,7 @@ pub mod client_ip;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod connection;
 pub mod error;
 pub mod expiring;
 pub mod figures;

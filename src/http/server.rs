@@ -1,23 +1,20 @@
-//! The HTTP listener of one shard and the loop of each connection: read,
-//! parse every complete (possibly pipelined) request, answer them in order
-//! into one write buffer, flush once per batch.
+//! The HTTP listener of one shard and its connections' codec: the shared
+//! connection loop (`crate::connection`) reads; `Requests` parses every
+//! complete (possibly pipelined) request and answers them in order into one
+//! write buffer, which the loop flushes once per batch.
 
 use super::handlers;
 use super::health::HealthBody;
 use super::request::{self, Limits, Parsed, Request};
 use super::response::Response;
-use crate::buffer::ReadBuffer;
+use crate::connection::{self, Batch, Buffers, Codec, Refusal, READ_CHUNK};
 use crate::logging::{RequestId, Tagged};
 use crate::node::ShardGauges;
 use crate::shard::Shard;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-
-const READ_CHUNK: usize = 16 * 1024;
 
 /// Longest `X-Request-Id` echoed and logged; a longer or non-printable one is
 /// ignored rather than copied into logs.
@@ -57,9 +54,7 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
     .await
 }
 
-async fn connection(shard: Rc<Shard>, health: Rc<HealthBody>, mut stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let guard = shard.track(stream.as_raw_fd());
+async fn connection(shard: Rc<Shard>, health: Rc<HealthBody>, stream: TcpStream) {
     let peer = stream
         .peer_addr()
         .map(|a| a.ip())
@@ -68,28 +63,51 @@ async fn connection(shard: Rc<Shard>, health: Rc<HealthBody>, mut stream: TcpStr
     ShardGauges::incr(&gauges.http_connections);
     let timeout = Duration::from_millis(shard.config.http.read_timeout_ms);
     let _ = stream.set_write_timeout(Some(timeout));
-    let limits = Limits {
-        max_header_bytes: shard.config.http.max_header_bytes,
-        max_body_bytes: shard.config.http.max_body_bytes,
+    let mut codec = Requests {
+        limits: Limits {
+            max_header_bytes: shard.config.http.max_header_bytes,
+            max_body_bytes: shard.config.http.max_body_bytes,
+        },
+        shard: shard.clone(),
+        health,
+        peer,
+        timeout,
+        deadline: Instant::now() + timeout,
+        sent_continue: false,
     };
-    let mut buf = ReadBuffer::with_capacity(READ_CHUNK);
-    // What the buffer holds beyond its base, out of the shard's budget.
-    let mut reserved = shard.buffers.reservation();
-    let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-    let mut deadline = Instant::now() + timeout;
-    guard.set_deadline(deadline);
-    let mut sent_continue = false;
-    let mut overdue = false;
-    let access_log = shard.config.log.access;
-    'conn: loop {
+    let buffers = Buffers {
+        first: READ_CHUNK,
+        idle_read: READ_CHUNK,
+    };
+    connection::run(&shard, stream, &mut codec, buffers).await;
+    ShardGauges::decr(&gauges.http_connections);
+}
+
+/// HTTP/1.1 as the connection loop sees it: pipelined requests in,
+/// responses out in order, a read deadline that starts again with every
+/// answered request, and status lines as refusals.
+struct Requests {
+    shard: Rc<Shard>,
+    health: Rc<HealthBody>,
+    peer: IpAddr,
+    limits: Limits,
+    timeout: Duration,
+    deadline: Instant,
+    /// A `100 Continue` went out for the request being received.
+    sent_continue: bool,
+}
+
+impl Codec for Requests {
+    async fn answer(&mut self, input: &[u8], out: &mut Vec<u8>) -> Batch {
+        let shard = self.shard.clone();
+        let access_log = shard.config.log.access;
         let mut pos = 0;
-        let mut close = false;
-        while pos < buf.len() {
-            match request::parse(&buf.filled()[pos..], &limits) {
+        while pos < input.len() {
+            match request::parse(&input[pos..], &self.limits) {
                 Parsed::Complete { request, len } => {
                     let started = access_log.then(Instant::now);
                     let id = request_id(&request);
-                    let handling = handlers::handle(&shard, &health, &request, peer);
+                    let handling = handlers::handle(&shard, &self.health, &request, self.peer);
                     // Everything the request logs carries its id.
                     let tag = match id {
                         Some(id) => RequestId::Given(id),
@@ -100,87 +118,59 @@ async fn connection(shard: Rc<Shard>, health: Rc<HealthBody>, mut stream: TcpStr
                         response.headers.push(("X-Request-Id", id.to_string()));
                     }
                     if let Some(t0) = started {
-                        log_access(&request, response.status, t0.elapsed(), peer, tag);
+                        log_access(&request, response.status, t0.elapsed(), self.peer, tag);
                     }
                     let keep_alive = request.keep_alive && !shard.is_draining();
-                    response.write_to(&mut out, keep_alive);
-                    ShardGauges::incr(&gauges.http_requests);
+                    response.write_to(out, keep_alive);
+                    ShardGauges::incr(&shard.gauges().http_requests);
                     pos += len;
-                    sent_continue = false;
-                    deadline = Instant::now() + timeout;
-                    guard.set_deadline(deadline);
-                    overdue = false;
+                    self.sent_continue = false;
+                    self.deadline = Instant::now() + self.timeout;
                     if !keep_alive || response.close {
-                        close = true;
-                        break;
+                        return Batch {
+                            used: pos,
+                            close: true,
+                        };
                     }
                 }
                 Parsed::Partial { expect_continue } => {
-                    if expect_continue && !sent_continue {
+                    if expect_continue && !self.sent_continue {
                         out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-                        sent_continue = true;
+                        self.sent_continue = true;
                     }
                     break;
                 }
                 Parsed::Refused { status, message } => {
-                    Response::status(status, message).write_to(&mut out, false);
-                    close = true;
-                    break;
+                    Response::status(status, message).write_to(out, false);
+                    return Batch {
+                        used: pos,
+                        close: true,
+                    };
                 }
             }
         }
-        buf.consume(pos);
-        if !out.is_empty() {
-            if stream.write_all(&out).await.is_err() {
-                break;
-            }
-            out.clear();
-        }
-        if close {
-            break;
-        }
-        // Past the deadline, one more read takes what already arrived (a
-        // shard that was busy must not drop a request sent in time); a
-        // second one means the client is too slow, however it trickles.
-        let now = Instant::now();
-        if now >= deadline {
-            if overdue {
-                if !buf.is_empty() {
-                    Response::status(408, "request not received in time").write_to(&mut out, false);
-                    let _ = stream.write_all(&out).await;
-                }
-                break;
-            }
-            overdue = true;
-        }
-        // No timer per read: the shard's reaper ends a wait that outlives
-        // the deadline (the read then returns end-of-stream).
-        match stream.read(buf.spare(READ_CHUNK)).await {
-            Ok(0) => {
-                if guard.expired() && !buf.is_empty() {
-                    out.clear();
-                    Response::status(408, "request not received in time").write_to(&mut out, false);
-                    let _ = stream.write_all(&out).await;
-                }
-                break 'conn;
-            }
-            Ok(n) => buf.advance(n),
-            Err(_) => break,
-        }
-        if buf.capacity() > 4 * READ_CHUNK {
-            buf.shrink_to(READ_CHUNK);
-        }
-        if !reserved.resize(buf.allocated().saturating_sub(READ_CHUNK)) {
-            // The node's buffers are full of other requests: this one does
-            // not fit. Refuse it and free its memory; everyone else goes on.
-            out.clear();
-            Response::status(503, "server busy: request buffers full")
-                .with_header("Retry-After", "1")
-                .write_to(&mut out, false);
-            let _ = stream.write_all(&out).await;
-            break;
+        Batch {
+            used: pos,
+            close: false,
         }
     }
-    let _ = stream.close().await;
-    ShardGauges::decr(&gauges.http_connections);
+
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    fn on_read(&mut self, _now: Instant) {}
+
+    fn refuse(&self, why: Refusal, pending: bool, out: &mut Vec<u8>) {
+        match why {
+            // A connection idle between requests just closes.
+            Refusal::Timeout if pending => {
+                Response::status(408, "request not received in time").write_to(out, false)
+            }
+            Refusal::Timeout | Refusal::Draining => {}
+            Refusal::Busy => Response::status(503, "server busy: request buffers full")
+                .with_header("Retry-After", "1")
+                .write_to(out, false),
+        }
+    }
 }

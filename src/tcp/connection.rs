@@ -1,25 +1,25 @@
-//! The TCP listener of one shard and the loop of each connection.
-//!
-//! A connection reads into one reusable buffer, decodes every complete frame
-//! in place, dispatches them one after another (so replies keep request order
-//! even when the client pipelines), and writes the batch's replies at once.
+//! The TCP listener of one shard and its connections' codec: the shared
+//! connection loop (`crate::connection`) reads; `Frames` decodes every
+//! complete frame in place and dispatches them one after another (so replies
+//! keep request order even when the client pipelines); the loop writes the
+//! batch's replies at once.
 
 use super::dispatch::{dispatch, Session};
 use super::reply::{self, ReplyTo};
-use crate::buffer::ReadBuffer;
+use crate::connection::{self, Batch, Buffers, Codec, Refusal};
 use crate::node::ShardGauges;
 use crate::protocol::{codes, decode, Decoded, FrameError};
 use crate::shard::Shard;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use glommio::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-const READ_CHUNK: usize = 16 * 1024;
-/// Read size of a connection with nothing buffered: keeps idle connections small.
+/// The read buffer a connection starts with: keeps idle connections small.
 const IDLE_CHUNK: usize = 2 * 1024;
+/// Bytes asked of a read while the peer is not sending fast.
+const IDLE_READ: usize = 512;
 
 /// Accepts connections on `listener` until the shard drains.
 pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
@@ -50,41 +50,78 @@ async fn admit(shard: Rc<Shard>, mut stream: TcpStream) {
     count.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let guard = shard.track(stream.as_raw_fd());
+async fn run(shard: &Rc<Shard>, stream: TcpStream) {
     let cfg = &shard.config.tcp;
     let idle = Duration::from_secs(cfg.idle_timeout_s);
-    let heartbeat = Duration::from_secs(cfg.heartbeat_timeout_s);
     let _ = stream.set_write_timeout(Some(idle.min(Duration::from_secs(30))));
-    let gauges = shard.gauges();
     let peer = stream
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let mut session = Session::new(peer, shard.tcp_roles.clone());
-    let mut buf = ReadBuffer::with_capacity(IDLE_CHUNK);
-    // What the buffer holds beyond a read chunk, out of the shard's budget.
-    let mut reserved = shard.buffers.reservation();
-    let mut busy = false;
-    let mut out: Vec<u8> = Vec::with_capacity(256);
-    let mut last_read = Instant::now();
-    loop {
+    let mut codec = Frames {
+        shard: shard.clone(),
+        session: Session::new(peer, shard.tcp_roles.clone()),
+        idle,
+        heartbeat: Duration::from_secs(cfg.heartbeat_timeout_s),
+        last_read: Instant::now(),
+    };
+    let buffers = Buffers {
+        first: IDLE_CHUNK,
+        idle_read: IDLE_READ,
+    };
+    connection::run(shard, stream, &mut codec, buffers).await;
+}
+
+/// The binary protocol as the connection loop sees it: frames in, reply
+/// frames out, the idle and heartbeat deadlines, and Error frames as
+/// refusals.
+struct Frames {
+    shard: Rc<Shard>,
+    session: Session,
+    idle: Duration,
+    heartbeat: Duration,
+    last_read: Instant,
+}
+
+impl Frames {
+    /// The deadline in force and the reason a connection past it is given.
+    fn deadline_and_reason(&self) -> (Instant, &'static str) {
+        let idle = self.last_read + self.idle;
+        let heartbeat = self.session.last_heartbeat + self.heartbeat;
+        // Once authenticated, a connection must also send heartbeats.
+        if self.session.caller().is_some() && heartbeat < idle {
+            (heartbeat, "heartbeat timeout")
+        } else {
+            (idle, "idle timeout")
+        }
+    }
+
+    /// An Error frame about the connection itself (no request to answer).
+    fn connection_error(&self, out: &mut Vec<u8>, code: u32, message: &str) {
+        let to = ReplyTo::connection(self.session.user_id.as_bytes());
+        reply::error_code(out, &to, code, message);
+    }
+}
+
+impl Codec for Frames {
+    async fn answer(&mut self, input: &[u8], out: &mut Vec<u8>) -> Batch {
+        let shard = self.shard.clone();
+        let max_body = shard.config.tcp.max_body_bytes;
         let mut pos = 0;
         let mut close = false;
         while !close {
-            match decode(&buf.filled()[pos..], cfg.max_body_bytes) {
+            match decode(&input[pos..], max_body) {
                 Decoded::Incomplete => break,
                 Decoded::Frame { frame, len } => {
                     // Boxed on purpose: the dispatch future holds the state of
                     // the deepest service call. Inline, it would sit in every
                     // connection's task for the connection's whole life, idle
                     // or not; boxed, it exists only while a frame is handled.
-                    Box::pin(dispatch(shard, &mut session, &frame, &mut out)).await;
-                    ShardGauges::incr(&gauges.tcp_frames);
+                    Box::pin(dispatch(&shard, &mut self.session, &frame, out)).await;
+                    ShardGauges::incr(&shard.gauges().tcp_frames);
                     pos += len;
                     // Too many failed handshakes: answer, then hang up.
-                    close = session.close;
+                    close = self.session.close;
                 }
                 Decoded::Invalid {
                     error,
@@ -104,105 +141,48 @@ async fn run(shard: &Rc<Shard>, mut stream: TcpStream) {
                     let to = ReplyTo {
                         sequence,
                         game_id: b"",
-                        user_id: session.user_id.as_bytes(),
+                        user_id: self.session.user_id.as_bytes(),
                     };
-                    reply::error_code(&mut out, &to, code, &msg);
+                    reply::error_code(out, &to, code, &msg);
                     pos += len;
                 }
                 Decoded::Fatal { sequence, .. } => {
                     let msg = format!(
-                        "frame too large: body at most {} bytes, ids at most {} bytes",
-                        cfg.max_body_bytes,
+                        "frame too large: body at most {max_body} bytes, ids at most {} bytes",
                         crate::protocol::MAX_ID_LEN
                     );
                     let to = ReplyTo {
                         sequence,
                         game_id: b"",
-                        user_id: session.user_id.as_bytes(),
+                        user_id: self.session.user_id.as_bytes(),
                     };
-                    reply::error_code(&mut out, &to, codes::TOO_LARGE, &msg);
+                    reply::error_code(out, &to, codes::TOO_LARGE, &msg);
                     close = true;
                 }
             }
         }
-        buf.consume(pos);
-        if !out.is_empty() {
-            if stream.write_all(&out).await.is_err() {
-                break;
+        Batch { used: pos, close }
+    }
+
+    fn deadline(&self) -> Instant {
+        self.deadline_and_reason().0
+    }
+
+    fn on_read(&mut self, now: Instant) {
+        self.last_read = now;
+    }
+
+    fn refuse(&self, why: Refusal, _pending: bool, out: &mut Vec<u8>) {
+        match why {
+            Refusal::Timeout => {
+                self.connection_error(out, codes::TIMEOUT, self.deadline_and_reason().1)
             }
-            out.clear();
-        }
-        if close {
-            break;
-        }
-        // The next read must come before the idle deadline and, once
-        // authenticated, before the heartbeat deadline. No timer per read:
-        // the shard's reaper ends a wait that outlives it (the read then
-        // returns end-of-stream and the guard says it expired).
-        let mut deadline = last_read + idle;
-        let mut reason = "idle timeout";
-        if session.caller().is_some() && session.last_heartbeat + heartbeat < deadline {
-            deadline = session.last_heartbeat + heartbeat;
-            reason = "heartbeat timeout";
-        }
-        // Traffic that is not a heartbeat keeps arriving: check here too.
-        if Instant::now() >= deadline {
-            reply::error_code(
-                &mut out,
-                &ReplyTo::connection(session.user_id.as_bytes()),
-                codes::TIMEOUT,
-                reason,
-            );
-            let _ = stream.write_all(&out).await;
-            break;
-        }
-        guard.set_deadline(deadline);
-        // An idle connection waits with a small buffer; one whose last read
-        // filled the buffer gets a big one.
-        let spare = buf.spare(if busy { READ_CHUNK } else { 512 });
-        let offered = spare.len();
-        match stream.read(spare).await {
-            Ok(0) => {
-                if guard.expired() {
-                    reply::error_code(
-                        &mut out,
-                        &ReplyTo::connection(session.user_id.as_bytes()),
-                        codes::TIMEOUT,
-                        reason,
-                    );
-                    let _ = stream.write_all(&out).await;
-                } else if shard.is_draining() {
-                    reply::error_code(
-                        &mut out,
-                        &ReplyTo::connection(session.user_id.as_bytes()),
-                        codes::INTERNAL,
-                        "server shutting down",
-                    );
-                    let _ = stream.write_all(&out).await;
-                }
-                break;
+            Refusal::Busy => {
+                self.connection_error(out, codes::INTERNAL, "server busy: request buffers full")
             }
-            Ok(n) => {
-                buf.advance(n);
-                busy = n == offered;
-                last_read = Instant::now();
+            Refusal::Draining => {
+                self.connection_error(out, codes::INTERNAL, "server shutting down")
             }
-            Err(_) => break,
-        }
-        if buf.capacity() > 4 * READ_CHUNK {
-            buf.shrink_to(IDLE_CHUNK);
-        }
-        if !reserved.resize(buf.allocated().saturating_sub(READ_CHUNK)) {
-            // Partial frames of other connections fill the node's buffers.
-            reply::error_code(
-                &mut out,
-                &ReplyTo::connection(session.user_id.as_bytes()),
-                codes::INTERNAL,
-                "server busy: request buffers full",
-            );
-            let _ = stream.write_all(&out).await;
-            break;
         }
     }
-    let _ = stream.close().await;
 }

@@ -3,10 +3,10 @@
 //! goes through the same service functions as the HTTP routes.
 
 use super::reply::{self, ReplyTo};
-use crate::service::connection_roles::{RoleSlot, TcpRoles};
 use crate::logging::{RequestId, Tagged};
 use crate::protocol::{codes, flags, inflate_body, FrameRef, InflateError, MessageType};
 use crate::service::budgets::Guesser;
+use crate::service::connection_roles::{RoleSlot, TcpRoles};
 use crate::service::players::RegisterRequest;
 use crate::service::sessions::{HandshakeRequest, LoginRequest, LogoutRequest};
 use crate::service::{parse_json, ApiError, Caller, Data, PageQuery, Role};
