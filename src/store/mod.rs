@@ -1,15 +1,22 @@
-//! Persistent storage of one game: the [`Store`] trait and its backends.
+//! Persistent storage of one game: the store traits and their backends.
 //!
 //! A store's methods block (they talk to a database driver), so they are only
 //! ever called on a shard's blocking thread pool through [`StoreHandle`], never
 //! on an executor thread. Each shard opens its own store per game, so its
 //! connections are never shared with another core.
 //!
-//! Every business transaction is written once in [`sql_store`] over the small
-//! SQL surface of [`sql`]; a backend ([`sqlite`]) only supplies connections,
-//! transactions and its dialect. Rows are locked in one global order —
-//! `orders`, then `players` by ascending id, then `item_defs` (shared), then
-//! `player_items` — so two transactions never wait on each other in a cycle.
+//! The operations are one trait per domain, mirroring `src/service/`:
+//! [`PlayerStore`], [`SessionStore`], [`ItemStore`], [`OrderStore`],
+//! [`JobStore`], and [`DatabaseStore`] for the database as a whole. [`Store`]
+//! is all of them, the type a game's stores are held as (`Arc<dyn Store>`,
+//! whose methods, supertraits' included, need no import).
+//!
+//! Every business transaction is written once in [`sql_store`] (one file per
+//! domain) over the small SQL surface of [`sql`]; a backend ([`sqlite`])
+//! only supplies connections, transactions and its dialect. Rows are locked
+//! in one global order — `orders`, then `players` by ascending id, then
+//! `item_defs` (shared), then `player_items` — so two transactions never
+//! wait on each other in a cycle.
 //!
 //! A deleted player (status `deleted`) is not found for every change: the
 //! rule is checked on the player's row inside the changing transaction, so a
@@ -94,17 +101,9 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-/// The operations the service layer needs from a game's database. Every
-/// multi-row change is one transaction inside the store.
-pub trait Store: Send + Sync + 'static {
-    /// Applies pending migrations; returns the schema version reached.
-    fn migrate(&self) -> Result<u32, StoreError>;
-    /// Answers when the database is reachable.
-    fn ping(&self) -> Result<(), StoreError>;
-    /// Checks that the database keeps the configured durability promise: an
-    /// error says what is missing (run at start-up, before serving).
-    fn check_durability(&self) -> Result<(), StoreError>;
-
+/// Players' accounts and wallets: profiles, credentials, balances with
+/// their ledger, and game progress (the service's `players.rs`).
+pub trait PlayerStore {
     /// Inserts a player and its signup ledger rows.
     fn create_player(&self, new: &NewPlayer) -> Result<Player, StoreError>;
     /// Reads a player by id.
@@ -146,7 +145,11 @@ pub trait Store: Send + Sync + 'static {
         progress: Progress,
         now_ms: i64,
     ) -> Result<Player, StoreError>;
+}
 
+/// Login sessions, their refresh secrets, and the revocations every node
+/// must learn of (the service's `sessions.rs`).
+pub trait SessionStore {
     /// Stores a new session with the hash of its refresh secret.
     fn create_session(
         &self,
@@ -178,7 +181,10 @@ pub trait Store: Send + Sync + 'static {
     fn revoke_token(&self, session_id: &str, now_ms: i64) -> Result<(), StoreError>;
     /// Sessions (and tokens) revoked at or after `since_ms`.
     fn revoked_sessions_since(&self, since_ms: i64) -> Result<Vec<String>, StoreError>;
+}
 
+/// The item catalogue and players' inventories (the service's `items.rs`).
+pub trait ItemStore {
     /// The catalogue (without deleted entries unless asked).
     fn item_defs(&self, include_deleted: bool) -> Result<Vec<ItemDef>, StoreError>;
     /// One catalogue entry.
@@ -222,7 +228,11 @@ pub trait Store: Send + Sync + 'static {
         quantity: i64,
         now_ms: i64,
     ) -> Result<(InventoryEntry, InventoryEntry), StoreError>;
+}
 
+/// Orders: creation, idempotent per key, and the pay, cancel and refund
+/// transitions (the service's `orders.rs`).
+pub trait OrderStore {
     /// Creates an order, or returns the one with the same idempotency key
     /// (`false` then).
     fn create_order(&self, new: &NewOrder) -> Result<(Order, bool), StoreError>;
@@ -249,10 +259,11 @@ pub trait Store: Send + Sync + 'static {
     /// the player still holds (at most the quantity bought). The flag says
     /// whether this call refunded it.
     fn refund_order(&self, order_id: &str, now_ms: i64) -> Result<(Order, bool), StoreError>;
+}
 
-    /// Counts for the game's stats.
-    fn game_stats(&self) -> Result<GameStats, StoreError>;
-
+/// Singleton jobs, whose work the database runs only for the newest
+/// holder of the job's lease (SPEC §7).
+pub trait JobStore {
     /// Runs a singleton job's work in one transaction, only if `token` is
     /// at least the newest fencing token any holder of the job has written
     /// with, and not the same token in another holder's hands (else
@@ -266,11 +277,57 @@ pub trait Store: Send + Sync + 'static {
         holder: &str,
         now_ms: i64,
     ) -> Result<FencedRun, StoreError>;
+}
+
+/// The database as a whole rather than one domain's rows: its schema,
+/// reachability, durability, the stats counts and the replication heartbeat.
+pub trait DatabaseStore {
+    /// Applies pending migrations; returns the schema version reached.
+    fn migrate(&self) -> Result<u32, StoreError>;
+    /// Answers when the database is reachable.
+    fn ping(&self) -> Result<(), StoreError>;
+    /// Checks that the database keeps the configured durability promise: an
+    /// error says what is missing (run at start-up, before serving).
+    fn check_durability(&self) -> Result<(), StoreError>;
+
+    /// Counts for the game's stats.
+    fn game_stats(&self) -> Result<GameStats, StoreError>;
 
     /// Writes the replication heartbeat (on the primary).
     fn write_heartbeat(&self, now_ms: i64) -> Result<(), StoreError>;
     /// Reads the replication heartbeat (on a replica: how far it has come).
     fn read_heartbeat(&self) -> Result<i64, StoreError>;
+}
+
+/// The operations the service layer needs from a game's database: every
+/// domain trait at once, so one `Arc<dyn Store>` (and [`StoreHandle`]) serves
+/// every service. Every multi-row change is one transaction inside the store.
+pub trait Store:
+    PlayerStore
+    + SessionStore
+    + ItemStore
+    + OrderStore
+    + JobStore
+    + DatabaseStore
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+/// Whatever implements every domain trait is a [`Store`]: there is nothing
+/// more to write.
+impl<T> Store for T where
+    T: PlayerStore
+        + SessionStore
+        + ItemStore
+        + OrderStore
+        + JobStore
+        + DatabaseStore
+        + Send
+        + Sync
+        + 'static
+{
 }
 
 /// Opens the store named by a game's `url` (`sqlite://PATH` or

@@ -1,0 +1,201 @@
+//! The database as a whole, not one domain's rows: migrations, reachability,
+//! the durability check at start-up, the stats counts and the replication
+//! heartbeat ([`DatabaseStore`]). Kept apart from the business domains so
+//! their files hold only business transactions.
+
+use super::{count, row_of, SqlStore};
+use crate::store::sql::{Backend, Dialect, SqlValue};
+use crate::store::{DatabaseStore, Durability, GameStats, StoreError};
+
+/// Whether a MySQL primary's settings make every commit durable against a
+/// power loss — the redo log flushed at each commit, and the binary log too
+/// when it is on (crash recovery rolls back what the binary log lost) — or
+/// what is missing.
+fn mysql_durable(flush_log: i64, log_bin: i64, sync_binlog: i64) -> Result<(), String> {
+    let mut missing = Vec::new();
+    if flush_log != 1 {
+        missing.push(format!(
+            "innodb_flush_log_at_trx_commit = {flush_log} (needs 1)"
+        ));
+    }
+    if log_bin != 0 && sync_binlog != 1 {
+        missing.push(format!(
+            "sync_binlog = {sync_binlog} (needs 1 while the binary log is on)"
+        ));
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "the MySQL primary may lose acknowledged writes to a power loss: {}; set that on \
+         the server, or durability = \"normal\" for this game",
+        missing.join(", ")
+    ))
+}
+
+impl<B: Backend> DatabaseStore for SqlStore<B> {
+    fn migrate(&self) -> Result<u32, StoreError> {
+        let mut reached = 0;
+        self.backend.with_conn(&mut |c| {
+            let ddl = match c.dialect() {
+                Dialect::Sqlite => "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+                Dialect::Mysql => "CREATE TABLE IF NOT EXISTS schema_migrations (version INT PRIMARY KEY, description VARCHAR(255) NOT NULL, applied_at BIGINT NOT NULL)",
+            };
+            c.exec(ddl, &[]).map(|_| ())
+        })?;
+        for m in self.backend.migrations() {
+            self.write(|c| {
+                if c.query_one("SELECT version FROM schema_migrations WHERE version = ?", args![m.version as i64])?.is_some() {
+                    return Ok(());
+                }
+                for sql in m.statements {
+                    c.exec(sql, &[])?;
+                }
+                c.exec(
+                    "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                    args![m.version as i64, m.description, crate::clock::now_ms()],
+                )
+                .map(|_| ())
+            })?;
+            reached = m.version;
+        }
+        Ok(reached)
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.backend
+            .with_conn(&mut |c| c.query("SELECT 1", &[]).map(|_| ()))
+    }
+
+    fn check_durability(&self) -> Result<(), StoreError> {
+        let wanted = self.backend.durability();
+        self.backend.with_conn(&mut |c| match c.dialect() {
+            Dialect::Sqlite => {
+                let level = match c.query_one("PRAGMA synchronous", &[])? {
+                    Some(r) => row_of("PRAGMA synchronous", &r, |r| r.int(0))?,
+                    None => -1,
+                };
+                let expected = match wanted {
+                    Durability::Full => 2,
+                    Durability::Normal => 1,
+                };
+                if level == expected {
+                    Ok(())
+                } else {
+                    Err(StoreError::Internal(format!(
+                        "SQLite runs with synchronous = {level}, not {expected}"
+                    )))
+                }
+            }
+            // With "normal" the server's own settings are trusted.
+            Dialect::Mysql if wanted == Durability::Normal => Ok(()),
+            Dialect::Mysql => {
+                let row = c.query_one(
+                    "SELECT CAST(@@innodb_flush_log_at_trx_commit AS SIGNED), \
+                     CAST(@@log_bin AS SIGNED), CAST(@@sync_binlog AS SIGNED)",
+                    &[],
+                )?;
+                let (flush_log, log_bin, sync_binlog) = match row {
+                    Some(r) => row_of("server variables", &r, |r| {
+                        Ok((r.int(0)?, r.int(1)?, r.int(2)?))
+                    })?,
+                    None => return Err(StoreError::Internal("no server variables".into())),
+                };
+                mysql_durable(flush_log, log_bin, sync_binlog).map_err(StoreError::Internal)
+            }
+        })
+    }
+
+    fn game_stats(&self) -> Result<GameStats, StoreError> {
+        self.read(|c| {
+            Ok(GameStats {
+                players: count(c, "SELECT COUNT(*) FROM players", &[])?,
+                active_players: count(
+                    c,
+                    "SELECT COUNT(*) FROM players WHERE status = 'active'",
+                    &[],
+                )?,
+                orders: count(c, "SELECT COUNT(*) FROM orders", &[])?,
+                paid_orders: count(c, "SELECT COUNT(*) FROM orders WHERE status = 'paid'", &[])?,
+                items: count(
+                    c,
+                    "SELECT COUNT(*) FROM item_defs WHERE status = 'active'",
+                    &[],
+                )?,
+            })
+        })
+    }
+
+    fn write_heartbeat(&self, now_ms: i64) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.exec(
+                "UPDATE dm_heartbeat SET ts_ms = ? WHERE id = 1",
+                args![now_ms],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn read_heartbeat(&self) -> Result<i64, StoreError> {
+        self.backend.with_conn(&mut |c| {
+            match c.query_one("SELECT ts_ms FROM dm_heartbeat WHERE id = 1", &[])? {
+                Some(r) => row_of("dm_heartbeat", &r, |r| r.int(0)),
+                // A replica that has not received the row yet: nothing
+                // replicated so far.
+                None => Ok(0),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mysql_primary_is_durable_only_flushing_both_logs_at_each_commit() {
+        assert_eq!(mysql_durable(1, 1, 1), Ok(()));
+        assert_eq!(mysql_durable(1, 0, 0), Ok(()), "no binary log to lose");
+        let e = mysql_durable(2, 1, 1).unwrap_err();
+        assert!(
+            e.contains("innodb_flush_log_at_trx_commit = 2 (needs 1)"),
+            "{e}"
+        );
+        let e = mysql_durable(1, 1, 0).unwrap_err();
+        assert!(e.contains("sync_binlog = 0"), "{e}");
+        assert!(!e.contains("innodb_flush_log_at_trx_commit"), "{e}");
+        let e = mysql_durable(0, 1, 100).unwrap_err();
+        assert!(
+            e.contains("innodb_flush") && e.contains("sync_binlog = 100"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn sqlite_syncs_every_commit_only_when_durability_is_full() {
+        let dir = std::env::temp_dir().join(format!(
+            "dm-durability-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        for (durability, level) in [(Durability::Full, 2), (Durability::Normal, 1)] {
+            let path = dir.join(format!("{durability:?}.db"));
+            let backend = crate::store::sqlite::SqliteBackend::open(
+                &path.display().to_string(),
+                1,
+                durability,
+            )
+            .expect("open");
+            let read = backend
+                .with_conn(&mut |c| {
+                    let r = c.query_one("PRAGMA synchronous", &[])?;
+                    r.map(|r| r.int(0)).transpose()
+                })
+                .expect("pragma");
+            assert_eq!(read, Some(level), "{durability:?}");
+            let store = SqlStore::new(backend);
+            assert_eq!(store.check_durability(), Ok(()));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,104 @@
+//! The transaction of a singleton job ([`JobStore`]): its work runs only
+//! under the newest fencing token, so a lease holder that lost its lease
+//! cannot write after its successor has.
+
+use super::{row_of, SqlStore};
+use crate::store::sql::{Backend, SqlValue};
+use crate::store::{FencedJob, FencedRun, JobStore, StoreError};
+
+/// How long after a cluster's lease holder last ran a singleton job on a
+/// database a stand-alone node (no `cluster.redis`) leaves that job alone.
+const STANDALONE_DEFERS_MS: i64 = 60_000;
+
+impl<B: Backend> JobStore for SqlStore<B> {
+    fn run_fenced(
+        &self,
+        job: FencedJob,
+        token: Option<i64>,
+        holder: &str,
+        now_ms: i64,
+    ) -> Result<FencedRun, StoreError> {
+        let name = job.name();
+        self.write(|c| {
+            let lock = c.dialect().for_update();
+            let fence = c.query_one(
+                &format!("SELECT token, holder, updated_at FROM job_fences WHERE job = ?{lock}"),
+                args![name],
+            )?;
+            let fence = match fence {
+                Some(row) => Some(row_of("job_fences", &row, |r| {
+                    Ok((r.int(0)?, r.text(1)?, r.int(2)?))
+                })?),
+                None => None,
+            };
+            let mut new_holder = false;
+            match (token, fence) {
+                // A stand-alone node: no lease, no token. It leaves the job to
+                // a cluster that ran it on this database lately (a node
+                // started without cluster.redis by mistake must not run it
+                // beside the lease holder) and runs it otherwise.
+                (None, Some((seen, _, at)))
+                    if seen > 0 && now_ms.saturating_sub(at) < STANDALONE_DEFERS_MS =>
+                {
+                    return Ok(FencedRun::ClusterActive);
+                }
+                (None, _) => {}
+                (Some(token), Some((seen, seen_holder, _))) => {
+                    // An older token, or the same token in other hands (a
+                    // counter Redis lost handed it out twice): refused.
+                    if seen > token || (seen == token && seen_holder != holder) {
+                        // Nothing written: the commit only ends the read.
+                        return Ok(FencedRun::Stale { newer: seen });
+                    }
+                    new_holder = seen != token;
+                    // Every run says when it ran: that is how a stand-alone
+                    // node on the same database sees a cluster at work.
+                    c.exec(
+                        "UPDATE job_fences SET token = ?, holder = ?, updated_at = ? WHERE job = ?",
+                        args![token, holder, now_ms, name],
+                    )?;
+                }
+                (Some(token), None) => {
+                    new_holder = true;
+                    c.exec(
+                        "INSERT INTO job_fences (job, token, holder, updated_at) VALUES (?, ?, ?, ?)",
+                        args![name, token, holder, now_ms],
+                    )?;
+                }
+            }
+            let affected = match job {
+                FencedJob::ExpireOrders { created_before_ms } => c.exec(
+                    "UPDATE orders SET status = 'cancelled', cancel_reason = 'expired', updated_at = ? \
+                     WHERE status = 'pending' AND created_at < ?",
+                    args![now_ms, created_before_ms],
+                )?,
+                FencedJob::PurgeSessions {
+                    expired_before_ms,
+                    revoked_before_ms,
+                } => {
+                    let history = c.exec(
+                        "DELETE FROM refresh_history WHERE session_id IN \
+                         (SELECT session_id FROM sessions WHERE expires_at < ?)",
+                        args![expired_before_ms],
+                    )?;
+                    let sessions =
+                        c.exec("DELETE FROM sessions WHERE expires_at < ?", args![expired_before_ms])?;
+                    let tokens = c.exec(
+                        "DELETE FROM revoked_tokens WHERE revoked_at < ?",
+                        args![revoked_before_ms],
+                    )?;
+                    history + sessions + tokens
+                }
+            };
+            // A run is recorded when it changed something or when the job
+            // changed hands, so the table grows with events, not with time.
+            if new_holder || affected > 0 {
+                c.exec(
+                    "INSERT INTO job_runs (job, token, holder, started_at, affected) VALUES (?, ?, ?, ?, ?)",
+                    args![name, token.unwrap_or(0), holder, now_ms, affected as i64],
+                )?;
+            }
+            Ok(FencedRun::Ran(affected))
+        })
+    }
+}

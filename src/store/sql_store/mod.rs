@@ -1,0 +1,381 @@
+//! Every business transaction of a game's database, written once over the
+//! [`Backend`] surface. Invariants are enforced inside the transaction with
+//! conditional updates (`... WHERE quantity >= ?`), so a balance or quantity
+//! can never go below zero whatever runs concurrently; rows are locked in the
+//! global order documented in `store/mod.rs`.
+//!
+//! [`SqlStore`] implements each domain trait of `store/mod.rs` in the file of
+//! that domain, mirroring `src/service/`, so a change to one domain's
+//! transactions touches one file:
+//!
+//! - `players.rs`: [`PlayerStore`](crate::store::PlayerStore) (accounts, wallets, ledger, progress);
+//! - `sessions.rs`: [`SessionStore`](crate::store::SessionStore) (sessions, refresh secrets, revocations);
+//! - `items.rs`: [`ItemStore`](crate::store::ItemStore) (catalogue and inventories);
+//! - `orders.rs`: [`OrderStore`](crate::store::OrderStore) (orders and their transitions);
+//! - `jobs.rs`: [`JobStore`](crate::store::JobStore) (fenced singleton jobs);
+//! - `database.rs`: [`DatabaseStore`](crate::store::DatabaseStore) (migrations, health, durability, stats, heartbeat).
+//!
+//! This file holds what several domains share: the [`SqlStore`] type with its
+//! transaction helpers, the `args!` macro, and the row readers and changes
+//! (players, catalogue entries, balances, inventory rows) that more than one
+//! domain's transactions use. A helper used by one domain lives in its file.
+
+use crate::store::sql::{Backend, Dialect, Row, SqlConn, SqlValue, TxKind};
+use crate::store::{
+    Currency, InventoryEntry, ItemDef, ItemStatus, Player, PlayerStatus, Rule, StoreError,
+};
+
+/// Builds a parameter slice from values of mixed types.
+macro_rules! args {
+    ($($v:expr),* $(,)?) => { &[$(SqlValue::from($v)),*] };
+}
+
+mod database;
+mod items;
+mod jobs;
+mod orders;
+mod players;
+mod sessions;
+
+/// The [`Store`](crate::store::Store) of any SQL backend: implements every
+/// domain trait, each in the file of its domain.
+pub struct SqlStore<B: Backend> {
+    backend: B,
+}
+
+impl<B: Backend> SqlStore<B> {
+    /// Wraps a backend.
+    pub fn new(backend: B) -> SqlStore<B> {
+        SqlStore { backend }
+    }
+
+    fn write<R>(
+        &self,
+        mut f: impl FnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.backend.transaction(TxKind::Write, &mut f)
+    }
+
+    fn read<R>(
+        &self,
+        mut f: impl FnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.backend.transaction(TxKind::Read, &mut f)
+    }
+
+    /// A read of one statement: consistent on its own, so it needs no
+    /// transaction (on MySQL that saves the `START TRANSACTION` and `COMMIT`
+    /// round trips).
+    fn read_one<R>(
+        &self,
+        mut f: impl FnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.backend.with_conn(&mut f)
+    }
+}
+
+/// Reads a row of `table` with `read`, naming the table in the error of a
+/// value that is not what the schema says, so the log tells where it lies.
+fn row_of<T>(
+    table: &str,
+    r: &Row,
+    read: impl FnOnce(&Row) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    read(r).map_err(|e| match e {
+        StoreError::Internal(m) => {
+            StoreError::Internal(format!("unexpected value in {table}: {m}"))
+        }
+        other => other,
+    })
+}
+
+const PLAYER_COLUMNS: &str = "id, username, email, nickname, avatar, level, exp, gold, diamonds, \
+     status, version, created_at, updated_at, last_login_at";
+
+fn player_from(r: &Row) -> Result<Player, StoreError> {
+    row_of("players", r, |r| {
+        Ok(Player {
+            id: r.int(0)?,
+            username: r.text(1)?,
+            email: r.text(2)?,
+            nickname: r.text(3)?,
+            avatar: r.text(4)?,
+            level: r.int(5)?,
+            exp: r.int(6)?,
+            gold: r.int(7)?,
+            diamonds: r.int(8)?,
+            status: r.parsed(9, "a player status", PlayerStatus::parse)?,
+            version: r.int(10)?,
+            created_at: r.int(11)?,
+            updated_at: r.int(12)?,
+            last_login_at: r.int(13)?,
+        })
+    })
+}
+
+/// How a `SELECT` holds the rows it reads until the transaction ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lock {
+    /// Not at all (a consistent read).
+    No,
+    /// Others may read but not change them.
+    Share,
+    /// Others may neither lock nor change them.
+    Update,
+}
+
+impl Lock {
+    fn suffix(self, dialect: Dialect) -> &'static str {
+        match self {
+            Lock::No => "",
+            Lock::Share => dialect.for_share(),
+            Lock::Update => dialect.for_update(),
+        }
+    }
+}
+
+fn load_player(c: &mut dyn SqlConn, id: i64, lock: Lock) -> Result<Option<Player>, StoreError> {
+    let suffix = lock.suffix(c.dialect());
+    let sql = format!("SELECT {PLAYER_COLUMNS} FROM players WHERE id = ?{suffix}");
+    c.query_one(&sql, args![id])?
+        .map(|r| player_from(&r))
+        .transpose()
+}
+
+/// The player a change acts on, held with `lock` for the rest of the
+/// transaction; a deleted player is not found (1001), so a deletion and a
+/// change of the same player serialise on its row.
+fn live_player(c: &mut dyn SqlConn, id: i64, lock: Lock) -> Result<Player, StoreError> {
+    match load_player(c, id, lock)? {
+        Some(p) if p.status != PlayerStatus::Deleted => Ok(p),
+        _ => Err(StoreError::Rule(Rule::PlayerNotFound)),
+    }
+}
+
+/// The player a read shows: a deleted one only when `include_deleted`
+/// (admins), else 1001 as if it did not exist.
+fn visible_player(
+    c: &mut dyn SqlConn,
+    id: i64,
+    include_deleted: bool,
+) -> Result<Player, StoreError> {
+    match load_player(c, id, Lock::No)? {
+        Some(p) if include_deleted || p.status != PlayerStatus::Deleted => Ok(p),
+        _ => Err(StoreError::Rule(Rule::PlayerNotFound)),
+    }
+}
+
+const ITEM_COLUMNS: &str =
+    "item_id, name, type, quality, description, price_gold, price_diamonds, max_stack, status";
+
+fn item_from(r: &Row) -> Result<ItemDef, StoreError> {
+    row_of("item_defs", r, |r| {
+        Ok(ItemDef {
+            item_id: r.text(0)?,
+            name: r.text(1)?,
+            item_type: r.text(2)?,
+            quality: r.text(3)?,
+            description: r.text(4)?,
+            price_gold: r.int(5)?,
+            price_diamonds: r.int(6)?,
+            max_stack: r.int(7)?,
+            status: r.parsed(8, "an item status", ItemStatus::parse)?,
+        })
+    })
+}
+
+fn load_item(
+    c: &mut dyn SqlConn,
+    item_id: &str,
+    lock: Lock,
+) -> Result<Option<ItemDef>, StoreError> {
+    let suffix = lock.suffix(c.dialect());
+    let sql = format!("SELECT {ITEM_COLUMNS} FROM item_defs WHERE item_id = ?{suffix}");
+    c.query_one(&sql, args![item_id])?
+        .map(|r| item_from(&r))
+        .transpose()
+}
+
+/// The catalogue entry a sale, grant or transfer uses, share-locked until
+/// the transaction ends: a withdrawal (status `deleted`) either commits
+/// first and is seen here (2002), or waits until this change commits.
+fn active_item(c: &mut dyn SqlConn, item_id: &str) -> Result<ItemDef, StoreError> {
+    match load_item(c, item_id, Lock::Share)? {
+        Some(def) if def.status == ItemStatus::Active => Ok(def),
+        _ => Err(StoreError::Rule(Rule::ItemNotFound)),
+    }
+}
+
+fn entry(c: &mut dyn SqlConn, player_id: i64, item_id: &str) -> Result<InventoryEntry, StoreError> {
+    let row = c.query_one(
+        "SELECT quantity, updated_at FROM player_items WHERE player_id = ? AND item_id = ?",
+        args![player_id, item_id],
+    )?;
+    // No row: the player never held the item, which is a quantity of 0.
+    let (quantity, updated_at) = match row {
+        Some(r) => row_of("player_items", &r, |r| Ok((r.int(0)?, r.int(1)?)))?,
+        None => (0, 0),
+    };
+    Ok(InventoryEntry {
+        player_id,
+        item_id: item_id.to_string(),
+        quantity,
+        updated_at,
+    })
+}
+
+/// One change of a balance, as its ledger row records it.
+struct BalanceChange<'a> {
+    currency: Currency,
+    delta: i64,
+    reason: &'a str,
+    reference: &'a str,
+    now_ms: i64,
+}
+
+/// Whose balance changes: a player by id, or one whose row this
+/// transaction already holds for update (as read then), whose balance after
+/// the change is then known without reading it back.
+enum Account<'a> {
+    Id(i64),
+    Locked(&'a Player),
+}
+
+/// Changes a balance by `delta` unless it would go below zero or the player
+/// is deleted (1001), and writes the ledger row. The caller's transaction
+/// holds the player row after this.
+fn change_balance(
+    c: &mut dyn SqlConn,
+    account: Account<'_>,
+    change: &BalanceChange<'_>,
+) -> Result<i64, StoreError> {
+    let BalanceChange {
+        currency,
+        delta,
+        reason,
+        reference,
+        now_ms,
+    } = *change;
+    let (player_id, held) = match account {
+        Account::Id(id) => (id, None),
+        Account::Locked(p) => (
+            p.id,
+            Some(match currency {
+                Currency::Gold => p.gold,
+                Currency::Diamonds => p.diamonds,
+            }),
+        ),
+    };
+    let col = currency.as_str();
+    let changed = c.exec(
+        &format!(
+            "UPDATE players SET {col} = {col} + ?, version = version + 1, updated_at = ? \
+             WHERE id = ? AND status <> 'deleted' AND {col} + ? >= 0"
+        ),
+        args![delta, now_ms, player_id, delta],
+    )?;
+    if changed == 0 {
+        live_player(c, player_id, Lock::No)?;
+        return Err(StoreError::Rule(Rule::NotEnoughCurrency));
+    }
+    let balance = match held {
+        // Nobody else can have changed it since: the row is ours.
+        Some(before) => before + delta,
+        None => match c.query_one(
+            &format!("SELECT {col} FROM players WHERE id = ?"),
+            args![player_id],
+        )? {
+            Some(r) => row_of("players", &r, |r| r.int(0))?,
+            None => return Err(StoreError::Rule(Rule::PlayerNotFound)),
+        },
+    };
+    c.exec(
+        "INSERT INTO ledger (player_id, currency, delta, balance_after, reason, reference, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        args![player_id, col, delta, balance, reason, reference, now_ms],
+    )?;
+    Ok(balance)
+}
+
+/// Adds `quantity` of a known item to a player within `max_stack`.
+fn add_items(
+    c: &mut dyn SqlConn,
+    player_id: i64,
+    def: &ItemDef,
+    quantity: i64,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    if quantity > def.max_stack {
+        return Err(StoreError::Rule(Rule::StackLimit));
+    }
+    let item_id = def.item_id.as_str();
+    for _ in 0..2 {
+        let changed = c.exec(
+            "UPDATE player_items SET quantity = quantity + ?, updated_at = ? \
+             WHERE player_id = ? AND item_id = ? AND quantity + ? <= ?",
+            args![
+                quantity,
+                now_ms,
+                player_id,
+                item_id,
+                quantity,
+                def.max_stack
+            ],
+        )?;
+        if changed == 1 {
+            return Ok(());
+        }
+        let exists = c
+            .query_one(
+                "SELECT quantity FROM player_items WHERE player_id = ? AND item_id = ?",
+                args![player_id, item_id],
+            )?
+            .is_some();
+        if exists {
+            return Err(StoreError::Rule(Rule::StackLimit));
+        }
+        match c.exec(
+            "INSERT INTO player_items (player_id, item_id, quantity, updated_at) VALUES (?, ?, ?, ?)",
+            args![player_id, item_id, quantity, now_ms],
+        ) {
+            Ok(_) => return Ok(()),
+            // Another transaction inserted the row first: update it instead.
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Unavailable("inventory row contention".into()))
+}
+
+/// Removes `quantity` of an item unless the player has fewer.
+fn remove_items(
+    c: &mut dyn SqlConn,
+    player_id: i64,
+    item_id: &str,
+    quantity: i64,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let changed = c.exec(
+        "UPDATE player_items SET quantity = quantity - ?, updated_at = ? \
+         WHERE player_id = ? AND item_id = ? AND quantity >= ?",
+        args![quantity, now_ms, player_id, item_id, quantity],
+    )?;
+    if changed == 0 {
+        return Err(StoreError::Rule(Rule::NotEnoughItems));
+    }
+    Ok(())
+}
+
+/// The count a `SELECT COUNT(*) ...` answers (0 if it answers no row; a
+/// row that is not one integer is an error).
+fn count(c: &mut dyn SqlConn, sql: &str, params: &[SqlValue]) -> Result<i64, StoreError> {
+    match c.query_one(sql, params)? {
+        Some(r) => row_of("a count", &r, |r| r.int(0)),
+        None => Ok(0),
+    }
+}
+
+/// The row, or the business rule that says it is missing.
+fn found_or<T>(v: Option<T>, rule: Rule) -> Result<T, StoreError> {
+    v.ok_or(StoreError::Rule(rule))
+}

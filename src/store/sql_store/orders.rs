@@ -1,0 +1,262 @@
+//! The transactions of orders ([`OrderStore`]): creation, idempotent per
+//! key, and the pay, cancel and refund transitions, each of which locks the
+//! order first (the head of the global lock order).
+
+use super::{
+    active_item, add_items, change_balance, count, entry, found_or, live_player, remove_items,
+    row_of, visible_player, Account, BalanceChange, Lock, SqlStore,
+};
+use crate::store::sql::{Backend, Row, SqlConn, SqlValue};
+use crate::store::{
+    Currency, NewOrder, Order, OrderStatus, OrderStore, Page, PageRequest, Rule, StoreError,
+};
+
+const ORDER_COLUMNS: &str = "order_id, player_id, item_id, quantity, unit_price, total_price, \
+     currency, status, idempotency_key, created_at, updated_at, paid_at, cancel_reason";
+
+fn order_from(r: &Row) -> Result<Order, StoreError> {
+    row_of("orders", r, |r| {
+        Ok(Order {
+            order_id: r.text(0)?,
+            player_id: r.int(1)?,
+            item_id: r.text(2)?,
+            quantity: r.int(3)?,
+            unit_price: r.int(4)?,
+            total_price: r.int(5)?,
+            currency: r.parsed(6, "a currency", Currency::parse)?,
+            status: r.parsed(7, "an order status", OrderStatus::parse)?,
+            idempotency_key: r.opt_text(8)?,
+            created_at: r.int(9)?,
+            updated_at: r.int(10)?,
+            paid_at: r.int(11)?,
+            cancel_reason: r.text(12)?,
+        })
+    })
+}
+
+fn load_order(
+    c: &mut dyn SqlConn,
+    order_id: &str,
+    lock: Lock,
+) -> Result<Option<Order>, StoreError> {
+    let suffix = lock.suffix(c.dialect());
+    let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ?{suffix}");
+    c.query_one(&sql, args![order_id])?
+        .map(|r| order_from(&r))
+        .transpose()
+}
+
+/// What an order transition should do after locking the order.
+enum Transition {
+    /// The order already has the target state: answer it (idempotent repeat).
+    Done(Order),
+    /// The order is in the source state: go ahead.
+    Go(Order),
+}
+
+/// Locks an order for a move `from` → `to`; 3003 when it is in neither.
+fn lock_for(
+    c: &mut dyn SqlConn,
+    order_id: &str,
+    from: OrderStatus,
+    to: OrderStatus,
+) -> Result<Transition, StoreError> {
+    let order = found_or(load_order(c, order_id, Lock::Update)?, Rule::OrderNotFound)?;
+    match order.status {
+        s if s == to => Ok(Transition::Done(order)),
+        s if s == from => Ok(Transition::Go(order)),
+        _ => Err(StoreError::Rule(Rule::OrderState)),
+    }
+}
+
+/// Records the move of `order` (locked by [`lock_for`], in state `from`) to
+/// `to`, stamping `paid_at` for payments, and returns the order as it now is.
+fn finish(
+    c: &mut dyn SqlConn,
+    order: Order,
+    from: OrderStatus,
+    to: OrderStatus,
+    now_ms: i64,
+) -> Result<Order, StoreError> {
+    let order_id = order.order_id.as_str();
+    let paid_at = if to == OrderStatus::Paid {
+        "paid_at = ?, "
+    } else {
+        ""
+    };
+    let sql = format!(
+        "UPDATE orders SET status = ?, {paid_at}updated_at = ? WHERE order_id = ? AND status = ?"
+    );
+    let mut params: Vec<SqlValue> = vec![to.as_str().into()];
+    if to == OrderStatus::Paid {
+        params.push(now_ms.into());
+    }
+    params.extend([now_ms.into(), order_id.into(), from.as_str().into()]);
+    if c.exec(&sql, &params)? != 1 {
+        return Err(StoreError::Internal(format!(
+            "order {order_id} left state {} while locked",
+            from.as_str()
+        )));
+    }
+    // The row is locked since `lock_for` read it: it is that row with
+    // what this statement set.
+    Ok(Order {
+        status: to,
+        updated_at: now_ms,
+        paid_at: if to == OrderStatus::Paid {
+            now_ms
+        } else {
+            order.paid_at
+        },
+        ..order
+    })
+}
+
+impl<B: Backend> OrderStore for SqlStore<B> {
+    fn create_order(&self, new: &NewOrder) -> Result<(Order, bool), StoreError> {
+        // Two attempts: a concurrent create with the same key makes our
+        // insert fail; the second attempt then finds that order.
+        for _ in 0..2 {
+            let result = self.write(|c| {
+                // Held until the order is in: a deletion of the player waits,
+                // or is seen (1001) — also by a repeat of an older create.
+                live_player(c, new.player_id, Lock::Share)?;
+                if let Some(key) = &new.idempotency_key {
+                    let existing = c.query_one(
+                        &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE player_id = ? AND idempotency_key = ?"),
+                        args![new.player_id, key],
+                    )?;
+                    if let Some(row) = existing {
+                        let order = order_from(&row)?;
+                        if order.item_id != new.item_id || order.quantity != new.quantity || order.currency != new.currency {
+                            return Err(StoreError::Rule(Rule::IdempotencyMismatch));
+                        }
+                        return Ok((order, false));
+                    }
+                }
+                let def = active_item(c, &new.item_id)?;
+                let unit = def.price(new.currency).ok_or(StoreError::Rule(Rule::NotForSale))?;
+                let total = unit.checked_mul(new.quantity).ok_or(StoreError::Rule(Rule::NotEnoughCurrency))?;
+                c.exec(
+                    &format!("INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, 0, '')"),
+                    args![&new.order_id, new.player_id, &new.item_id, new.quantity, unit, total, new.currency.as_str(), new.idempotency_key.clone(), new.now_ms, new.now_ms],
+                )?;
+                // The row is what was just inserted.
+                let order = Order {
+                    order_id: new.order_id.clone(),
+                    player_id: new.player_id,
+                    item_id: new.item_id.clone(),
+                    quantity: new.quantity,
+                    unit_price: unit,
+                    total_price: total,
+                    currency: new.currency,
+                    status: OrderStatus::Pending,
+                    idempotency_key: new.idempotency_key.clone(),
+                    created_at: new.now_ms,
+                    updated_at: new.now_ms,
+                    paid_at: 0,
+                    cancel_reason: String::new(),
+                };
+                Ok((order, true))
+            });
+            match result {
+                Err(StoreError::Conflict(_)) if new.idempotency_key.is_some() => continue,
+                other => return other,
+            }
+        }
+        Err(StoreError::Unavailable("order creation contention".into()))
+    }
+
+    fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError> {
+        self.read_one(|c| load_order(c, order_id, Lock::No))
+    }
+
+    fn orders(
+        &self,
+        player_id: Option<i64>,
+        page: PageRequest,
+        include_deleted: bool,
+    ) -> Result<Page<Order>, StoreError> {
+        self.read(|c| {
+            if let Some(p) = player_id {
+                visible_player(c, p, include_deleted)?;
+            }
+            let (filter, params): (&str, Vec<SqlValue>) = match player_id {
+                Some(p) => (" WHERE player_id = ?", vec![p.into()]),
+                None => ("", Vec::new()),
+            };
+            let total = count(c, &format!("SELECT COUNT(*) FROM orders{filter}"), &params)?;
+            let mut p = params.clone();
+            p.push(page.page_size.into());
+            p.push(page.offset().into());
+            let items = c
+                .query(&format!("SELECT {ORDER_COLUMNS} FROM orders{filter} ORDER BY order_id DESC LIMIT ? OFFSET ?"), &p)?
+                .iter()
+                .map(order_from)
+                .collect::<Result<_, _>>()?;
+            Ok(Page { items, total })
+        })
+    }
+
+    fn pay_order(&self, order_id: &str, now_ms: i64) -> Result<(Order, bool), StoreError> {
+        self.write(|c| {
+            let order = match lock_for(c, order_id, OrderStatus::Pending, OrderStatus::Paid)? {
+                Transition::Done(order) => return Ok((order, false)),
+                Transition::Go(order) => order,
+            };
+            // In the global lock order (orders, players, item_defs, items);
+            // any refusal rolls back and leaves the order pending.
+            let buyer = live_player(c, order.player_id, Lock::Update)?;
+            let def = active_item(c, &order.item_id)?;
+            let payment = BalanceChange {
+                currency: order.currency,
+                delta: -order.total_price,
+                reason: "order_pay",
+                reference: order_id,
+                now_ms,
+            };
+            change_balance(c, Account::Locked(&buyer), &payment)?;
+            add_items(c, order.player_id, &def, order.quantity, now_ms)?;
+            finish(c, order, OrderStatus::Pending, OrderStatus::Paid, now_ms).map(|o| (o, true))
+        })
+    }
+
+    fn cancel_order(&self, order_id: &str, now_ms: i64) -> Result<(Order, bool), StoreError> {
+        self.write(
+            |c| match lock_for(c, order_id, OrderStatus::Pending, OrderStatus::Cancelled)? {
+                Transition::Done(order) => Ok((order, false)),
+                Transition::Go(order) => finish(
+                    c,
+                    order,
+                    OrderStatus::Pending,
+                    OrderStatus::Cancelled,
+                    now_ms,
+                )
+                .map(|o| (o, true)),
+            },
+        )
+    }
+
+    fn refund_order(&self, order_id: &str, now_ms: i64) -> Result<(Order, bool), StoreError> {
+        self.write(|c| {
+            let order = match lock_for(c, order_id, OrderStatus::Paid, OrderStatus::Refunded)? {
+                Transition::Done(order) => return Ok((order, false)),
+                Transition::Go(order) => order,
+            };
+            let refund = BalanceChange {
+                currency: order.currency,
+                delta: order.total_price,
+                reason: "order_refund",
+                reference: order_id,
+                now_ms,
+            };
+            change_balance(c, Account::Id(order.player_id), &refund)?;
+            let held = entry(c, order.player_id, &order.item_id)?.quantity;
+            let take_back = held.min(order.quantity);
+            if take_back > 0 {
+                remove_items(c, order.player_id, &order.item_id, take_back, now_ms)?;
+            }
+            finish(c, order, OrderStatus::Paid, OrderStatus::Refunded, now_ms).map(|o| (o, true))
+        })
+    }
+}

@@ -1,0 +1,252 @@
+//! The transactions of players' accounts and wallets ([`PlayerStore`]):
+//! sign-up with its grants, profile changes, balances and their ledger, and
+//! game progress; the player rows other domains lock are read by the shared
+//! helpers of `sql_store/mod.rs`.
+
+use super::{
+    change_balance, count, live_player, load_player, row_of, visible_player, Account,
+    BalanceChange, Lock, SqlStore,
+};
+use crate::store::sql::{Backend, SqlConn, SqlValue};
+use crate::store::{
+    Currency, LedgerEntry, NewPlayer, Page, PageRequest, Player, PlayerCredentials, PlayerPatch,
+    PlayerStatus, PlayerStore, Progress, Rule, StoreError,
+};
+
+fn must_player(c: &mut dyn SqlConn, id: i64) -> Result<Player, StoreError> {
+    load_player(c, id, Lock::No)?.ok_or(StoreError::Rule(Rule::PlayerNotFound))
+}
+
+impl<B: Backend> PlayerStore for SqlStore<B> {
+    fn create_player(&self, new: &NewPlayer) -> Result<Player, StoreError> {
+        self.write(|c| {
+            let inserted = c.exec(
+                "INSERT INTO players (username, password_hash, email, nickname, gold, diamonds, \
+                 created_at, updated_at) VALUES (?, ?, ?, ?, 0, 0, ?, ?)",
+                args![
+                    &new.username,
+                    &new.password_hash,
+                    &new.email,
+                    &new.username,
+                    new.now_ms,
+                    new.now_ms
+                ],
+            );
+            match inserted {
+                Err(StoreError::Conflict(_)) => return Err(StoreError::Rule(Rule::UsernameTaken)),
+                other => other?,
+            };
+            let id = c.last_insert_id()?;
+            for (currency, amount) in [
+                (Currency::Gold, new.signup_gold),
+                (Currency::Diamonds, new.signup_diamonds),
+            ] {
+                if amount == 0 {
+                    continue;
+                }
+                let signup = BalanceChange {
+                    currency,
+                    delta: amount,
+                    reason: "signup",
+                    reference: "signup_grant",
+                    now_ms: new.now_ms,
+                };
+                change_balance(c, Account::Id(id), &signup)?;
+            }
+            // The signup grants are part of creation, not updates.
+            c.exec("UPDATE players SET version = 1 WHERE id = ?", args![id])?;
+            must_player(c, id)
+        })
+    }
+
+    fn player(&self, id: i64) -> Result<Option<Player>, StoreError> {
+        self.read_one(|c| load_player(c, id, Lock::No))
+    }
+
+    fn credentials(&self, username: &str) -> Result<Option<PlayerCredentials>, StoreError> {
+        self.read_one(|c| {
+            let Some(row) = c.query_one(
+                "SELECT id, password_hash, status FROM players WHERE username = ?",
+                args![username],
+            )?
+            else {
+                return Ok(None);
+            };
+            row_of("players", &row, |r| {
+                Ok(Some(PlayerCredentials {
+                    id: r.int(0)?,
+                    password_hash: r.text(1)?,
+                    status: r.parsed(2, "a player status", PlayerStatus::parse)?,
+                }))
+            })
+        })
+    }
+
+    fn record_login(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.exec(
+                "UPDATE players SET last_login_at = ? WHERE id = ?",
+                args![now_ms, id],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn update_player(
+        &self,
+        id: i64,
+        patch: &PlayerPatch,
+        expected_version: Option<i64>,
+        now_ms: i64,
+    ) -> Result<Player, StoreError> {
+        self.write(|c| {
+            let mut sets = vec![
+                "version = version + 1".to_string(),
+                "updated_at = ?".to_string(),
+            ];
+            let mut params: Vec<SqlValue> = vec![now_ms.into()];
+            let text_fields = [
+                ("nickname", &patch.nickname),
+                ("avatar", &patch.avatar),
+                ("email", &patch.email),
+            ];
+            for (col, v) in text_fields {
+                if let Some(v) = v {
+                    sets.push(format!("{col} = ?"));
+                    params.push(v.into());
+                }
+            }
+            for (col, v) in [("level", patch.level), ("exp", patch.exp)] {
+                if let Some(v) = v {
+                    sets.push(format!("{col} = ?"));
+                    params.push(v.into());
+                }
+            }
+            if let Some(s) = patch.status {
+                sets.push("status = ?".to_string());
+                params.push(s.as_str().into());
+            }
+            let mut sql = format!(
+                "UPDATE players SET {} WHERE id = ? AND status <> 'deleted'",
+                sets.join(", ")
+            );
+            params.push(id.into());
+            if let Some(v) = expected_version {
+                sql.push_str(" AND version = ?");
+                params.push(v.into());
+            }
+            if c.exec(&sql, &params)? == 0 {
+                live_player(c, id, Lock::No)?;
+                return Err(StoreError::Rule(Rule::VersionConflict));
+            }
+            must_player(c, id)
+        })
+    }
+
+    fn adjust_balance(
+        &self,
+        id: i64,
+        currency: Currency,
+        delta: i64,
+        reason: &str,
+        reference: &str,
+        now_ms: i64,
+    ) -> Result<Player, StoreError> {
+        self.write(|c| {
+            let change = BalanceChange {
+                currency,
+                delta,
+                reason,
+                reference,
+                now_ms,
+            };
+            change_balance(c, Account::Id(id), &change)?;
+            must_player(c, id)
+        })
+    }
+
+    fn ledger(
+        &self,
+        id: i64,
+        page: PageRequest,
+        include_deleted: bool,
+    ) -> Result<Page<LedgerEntry>, StoreError> {
+        self.read(|c| {
+            visible_player(c, id, include_deleted)?;
+            let total = count(c, "SELECT COUNT(*) FROM ledger WHERE player_id = ?", args![id])?;
+            let items = c
+                .query(
+                    "SELECT id, player_id, currency, delta, balance_after, reason, reference, created_at \
+                     FROM ledger WHERE player_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
+                    args![id, page.page_size, page.offset()],
+                )?
+                .iter()
+                .map(|r| {
+                    row_of("ledger", r, |r| {
+                        Ok(LedgerEntry {
+                            id: r.int(0)?,
+                            player_id: r.int(1)?,
+                            currency: r.parsed(2, "a currency", Currency::parse)?,
+                            delta: r.int(3)?,
+                            balance_after: r.int(4)?,
+                            reason: r.text(5)?,
+                            reference: r.text(6)?,
+                            created_at: r.int(7)?,
+                        })
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Page { items, total })
+        })
+    }
+
+    fn apply_progress(
+        &self,
+        id: i64,
+        progress: Progress,
+        now_ms: i64,
+    ) -> Result<Player, StoreError> {
+        self.write(|c| {
+            let p = live_player(c, id, Lock::Update)?;
+            match progress {
+                Progress::AddExp {
+                    amount,
+                    level_for,
+                    max_exp,
+                } => {
+                    let exp = p
+                        .exp
+                        .checked_add(amount)
+                        .filter(|e| *e <= max_exp)
+                        .ok_or(StoreError::Rule(Rule::ExpLimit(max_exp)))?;
+                    let level = p.level.max(level_for(exp));
+                    c.exec(
+                        "UPDATE players SET exp = ?, level = ?, version = version + 1, updated_at = ? WHERE id = ?",
+                        args![exp, level, now_ms, id],
+                    )?;
+                }
+                Progress::LevelUp { exp_for, max_level } => {
+                    if p.level >= max_level {
+                        return Err(StoreError::Rule(Rule::LevelLimit(max_level)));
+                    }
+                    let level = p.level + 1;
+                    let exp = p.exp.max(exp_for(level));
+                    c.exec(
+                        "UPDATE players SET exp = ?, level = ?, version = version + 1, updated_at = ? WHERE id = ?",
+                        args![exp, level, now_ms, id],
+                    )?;
+                }
+                Progress::DailyReward { day, currency, amount } => {
+                    match c.exec("INSERT INTO daily_rewards (player_id, day) VALUES (?, ?)", args![id, day]) {
+                        Err(StoreError::Conflict(_)) => return Err(StoreError::Rule(Rule::AlreadyClaimed)),
+                        other => other?,
+                    };
+                    let reference = format!("day:{day}");
+                    let reward = BalanceChange { currency, delta: amount, reason: "daily_reward", reference: &reference, now_ms };
+                    change_balance(c, Account::Id(id), &reward)?;
+                }
+            }
+            must_player(c, id)
+        })
+    }
+}
