@@ -7,8 +7,8 @@
 
 mod common;
 
-use common::{backend, mysql_admin, wait_for, HttpClient, Server, TestBackend};
-use serde_json::{json, Value};
+use common::{backend, mysql_admin, wait_for, HttpClient, Server, ServerConfig, TestBackend};
+use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,30 +27,13 @@ fn require_mysql() {
     );
 }
 
-fn call(
-    c: &mut HttpClient,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let auth = format!("Bearer {token}");
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    match c.try_request(method, path, &[("Authorization", &auth)], body.as_bytes()) {
-        Ok(r) => {
-            let j = if r.body.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&r.body).unwrap_or(Value::Null)
-            };
-            (r.status, j)
-        }
-        Err(_) => (0, Value::Null),
-    }
-}
-
 fn replica_state(server: &Server, admin: &str) -> (bool, u64) {
-    let (_, j) = call(&mut server.http(), "GET", "/health/detailed", admin, None);
+    let (_, j) = server
+        .call("GET", "/health/detailed")
+        .token(admin)
+        .lenient()
+        .send()
+        .parts();
     let r = &j["data"]["databases_seen_by_this_shard"][0]["replicas"][0];
     (
         r["usable"].as_bool().unwrap_or(false),
@@ -84,7 +67,7 @@ fn a_lagging_replica_is_skipped_and_writers_read_their_writes() {
     let _serial = serial();
     let _running = ReplicaRunning;
     replica_sql("START SLAVE");
-    let server = Server::start_with(1, &[("tail", "")]);
+    let server = ServerConfig::new().start();
     let admin = server.admin_token();
     let gs = server.server_token("game1");
     let (writer, writer_token) = server.player("game1", "lag_writer");
@@ -99,14 +82,12 @@ fn a_lagging_replica_is_skipped_and_writers_read_their_writes() {
     let (_, before) = replica_state(&server, &admin);
     let mut c = server.http();
     assert_eq!(
-        call(
-            &mut c,
-            "GET",
-            &format!("/api/v1/players/{reader}/ledger"),
-            &gs,
-            None
-        )
-        .0,
+        c.call("GET", &format!("/api/v1/players/{reader}/ledger"))
+            .token(&gs)
+            .lenient()
+            .send()
+            .parts()
+            .0,
         200
     );
     let (_, after) = replica_state(&server, &admin);
@@ -117,22 +98,24 @@ fn a_lagging_replica_is_skipped_and_writers_read_their_writes() {
     );
     // Stop applying changes on the replica: it falls behind.
     replica_sql("STOP SLAVE SQL_THREAD");
-    let (s, _) = call(
-        &mut c,
-        "POST",
-        &format!("/api/v1/players/{writer}/wallet"),
-        &gs,
-        Some(json!({"currency":"gold","delta":7,"reason":"lag"})),
-    );
+    let (s, _) = c
+        .call("POST", &format!("/api/v1/players/{writer}/wallet"))
+        .token(&gs)
+        .json(json!({"currency":"gold","delta":7,"reason":"lag"}))
+        .lenient()
+        .send()
+        .parts();
     assert_eq!(s, 200);
     // The writer sees its own write at once (its reads go to the primary).
-    let (_, j) = call(
-        &mut c,
-        "GET",
-        &format!("/api/v1/players/{writer}/ledger?page_size=1"),
-        &writer_token,
-        None,
-    );
+    let (_, j) = c
+        .call(
+            "GET",
+            &format!("/api/v1/players/{writer}/ledger?page_size=1"),
+        )
+        .token(&writer_token)
+        .lenient()
+        .send()
+        .parts();
     assert_eq!(j["data"]["items"][0]["delta"], 7, "read-your-writes: {j}");
     // Once the lag passes max_replica_lag_ms the replica is skipped for everyone.
     wait_for("the replica to be skipped", Duration::from_secs(10), || {
@@ -142,13 +125,15 @@ fn a_lagging_replica_is_skipped_and_writers_read_their_writes() {
     std::thread::sleep(Duration::from_millis(2100));
     // (Idle keep-alive connections close after the test read timeout.)
     let mut c = server.http();
-    let (_, j) = call(
-        &mut c,
-        "GET",
-        &format!("/api/v1/players/{writer}/ledger?page_size=1"),
-        &gs,
-        None,
-    );
+    let (_, j) = c
+        .call(
+            "GET",
+            &format!("/api/v1/players/{writer}/ledger?page_size=1"),
+        )
+        .token(&gs)
+        .lenient()
+        .send()
+        .parts();
     assert_eq!(
         j["data"]["items"][0]["delta"], 7,
         "a lagging replica never answers: {j}"
@@ -158,7 +143,7 @@ fn a_lagging_replica_is_skipped_and_writers_read_their_writes() {
         skipped_reads,
         "no read went to the lagging replica"
     );
-    let (_, ready) = call(&mut c, "GET", "/ready", &gs, None);
+    let (_, ready) = c.call("GET", "/ready").token(&gs).lenient().send().parts();
     assert!(
         ready["data"]["checks"].to_string().contains("skipped"),
         "{ready}"
@@ -172,13 +157,15 @@ fn a_lagging_replica_is_skipped_and_writers_read_their_writes() {
     );
     let (_, before) = replica_state(&server, &admin);
     let mut c = server.http();
-    let (_, j) = call(
-        &mut c,
-        "GET",
-        &format!("/api/v1/players/{writer}/ledger?page_size=1"),
-        &gs,
-        None,
-    );
+    let (_, j) = c
+        .call(
+            "GET",
+            &format!("/api/v1/players/{writer}/ledger?page_size=1"),
+        )
+        .token(&gs)
+        .lenient()
+        .send()
+        .parts();
     assert_eq!(j["data"]["items"][0]["delta"], 7);
     assert_eq!(
         replica_state(&server, &admin).1,
@@ -204,22 +191,30 @@ fn two_nodes_never_serve_an_old_value_100ms_after_a_write() {
     let mut worst = Duration::ZERO;
     for round in 1..=10i64 {
         for r in readers.iter_mut() {
-            assert_eq!(call(r, "GET", &path, &gs, None).0, 200);
+            assert_eq!(
+                r.call("GET", &path).token(&gs).lenient().send().parts().0,
+                200
+            );
         }
-        let (s, _) = call(
-            &mut a.http(),
-            "POST",
-            &format!("{path}/wallet"),
-            &gs,
-            Some(json!({"currency":"gold","delta":1,"reason":"n"})),
-        );
+        let (s, _) = a
+            .call("POST", &format!("{path}/wallet"))
+            .token(&gs)
+            .json(json!({"currency":"gold","delta":1,"reason":"n"}))
+            .lenient()
+            .send()
+            .parts();
         assert_eq!(s, 200);
         let answered = Instant::now();
         let expected = 1000 + round;
         // Measure how long node B keeps the old value.
         let mut b_reader = b.http();
         loop {
-            let (_, j) = call(&mut b_reader, "GET", &path, &gs, None);
+            let (_, j) = b_reader
+                .call("GET", &path)
+                .token(&gs)
+                .lenient()
+                .send()
+                .parts();
             if j["data"]["player"]["gold"] == expected {
                 worst = worst.max(answered.elapsed());
                 break;
@@ -231,7 +226,7 @@ fn two_nodes_never_serve_an_old_value_100ms_after_a_write() {
         }
         std::thread::sleep(Duration::from_millis(100).saturating_sub(answered.elapsed()));
         for r in readers.iter_mut() {
-            let (_, j) = call(r, "GET", &path, &gs, None);
+            let (_, j) = r.call("GET", &path).token(&gs).lenient().send().parts();
             assert_eq!(
                 j["data"]["player"]["gold"], expected,
                 "old value 100 ms after the write"
@@ -311,10 +306,10 @@ fn every_shard_checks_its_redis_link_without_requests() {
         .map(|a| a.port())
         .expect("port");
     let mut redis = PrivateRedis::start(port);
-    let server = Server::start_with(
-        2,
-        &[("cache", &format!("redis = \"redis://127.0.0.1:{port}/0\""))],
-    );
+    let server = ServerConfig::new()
+        .shards(2)
+        .set("cache", "redis", format!("redis://127.0.0.1:{port}/0"))
+        .start();
     let all = |value: &str| {
         let lines = redis_up_by_shard(&server);
         lines.len() == 2 && lines.iter().all(|l| l.ends_with(value))
@@ -348,10 +343,12 @@ fn killing_redis_under_load_loses_nothing_and_service_recovers() {
         .map(|a| a.port())
         .expect("port");
     let mut redis = PrivateRedis::start(port);
-    let server = Arc::new(Server::start_with(
-        2,
-        &[("cache", &format!("redis = \"redis://127.0.0.1:{port}/0\""))],
-    ));
+    let server = Arc::new(
+        ServerConfig::new()
+            .shards(2)
+            .set("cache", "redis", format!("redis://127.0.0.1:{port}/0"))
+            .start(),
+    );
     let gs = server.server_token("game1");
     let (id, _) = server.player("game1", "redis_kill");
     let credited = Arc::new(AtomicU64::new(0));
@@ -371,15 +368,18 @@ fn killing_redis_under_load_loses_nothing_and_service_recovers() {
                 let deadline = Instant::now() + Duration::from_secs(20);
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                     let (s, j) = if w % 2 == 0 {
-                        call(
-                            &mut c,
-                            "POST",
-                            &format!("/api/v1/players/{id}/wallet"),
-                            &gs,
-                            Some(json!({"currency":"gold","delta":1,"reason":"load"})),
-                        )
+                        c.call("POST", &format!("/api/v1/players/{id}/wallet"))
+                            .token(&gs)
+                            .json(json!({"currency":"gold","delta":1,"reason":"load"}))
+                            .lenient()
+                            .send()
+                            .parts()
                     } else {
-                        call(&mut c, "GET", &format!("/api/v1/players/{id}"), &gs, None)
+                        c.call("GET", &format!("/api/v1/players/{id}"))
+                            .token(&gs)
+                            .lenient()
+                            .send()
+                            .parts()
                     };
                     match s {
                         200 if w % 2 == 0 => {
@@ -396,7 +396,12 @@ fn killing_redis_under_load_loses_nothing_and_service_recovers() {
     redis.kill();
     std::thread::sleep(Duration::from_millis(1500));
     // Degraded, but ready: the databases answer.
-    let (s, ready) = call(&mut server.http(), "GET", "/ready", &gs, None);
+    let (s, ready) = server
+        .call("GET", "/ready")
+        .token(&gs)
+        .lenient()
+        .send()
+        .parts();
     assert_eq!(s, 200, "{ready}");
     assert_eq!(ready["data"]["status"], "degraded", "{ready}");
     let metrics = server.http().request("GET", "/metrics", &[], b"").text();
@@ -415,20 +420,24 @@ fn killing_redis_under_load_loses_nothing_and_service_recovers() {
         "requests failed while Redis was down: {:?}",
         bad.lock().expect("lock")
     );
-    let (_, j) = call(
-        &mut server.http(),
-        "GET",
-        &format!("/api/v1/players/{id}"),
-        &gs,
-        None,
-    );
+    let (_, j) = server
+        .call("GET", &format!("/api/v1/players/{id}"))
+        .token(&gs)
+        .lenient()
+        .send()
+        .parts();
     let gold = j["data"]["player"]["gold"].as_i64().expect("gold");
     assert_eq!(
         gold,
         1000 + credited.load(Ordering::Relaxed) as i64,
         "every acknowledged credit is there, once"
     );
-    let (_, ready) = call(&mut server.http(), "GET", "/ready", &gs, None);
+    let (_, ready) = server
+        .call("GET", "/ready")
+        .token(&gs)
+        .lenient()
+        .send()
+        .parts();
     assert_eq!(
         ready["data"]["status"], "ready",
         "full service after Redis returned: {ready}"
@@ -455,44 +464,56 @@ fn stopping_the_primary_gives_503_and_service_recovers() {
     run(&["stop-primary"]);
     let mut c = server.http();
     let started = Instant::now();
-    let (s, j) = call(
-        &mut c,
-        "POST",
-        &format!("/api/v1/players/{id}/wallet"),
-        &gs,
-        Some(json!({"currency":"gold","delta":5,"reason":"down"})),
-    );
+    let (s, j) = c
+        .call("POST", &format!("/api/v1/players/{id}/wallet"))
+        .token(&gs)
+        .json(json!({"currency":"gold","delta":5,"reason":"down"}))
+        .lenient()
+        .send()
+        .parts();
     assert_eq!((s, j["code"].as_u64()), (503, Some(503)), "{j}");
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "fails fast enough"
     );
-    let (s, _) = call(
-        &mut c,
-        "POST",
-        "/api/v1/players",
-        &gs,
-        Some(json!({"username":"during_outage","password":"password1"})),
-    );
+    let (s, _) = c
+        .call("POST", "/api/v1/players")
+        .token(&gs)
+        .json(json!({"username":"during_outage","password":"password1"}))
+        .lenient()
+        .send()
+        .parts();
     assert_eq!(s, 503);
-    let (s, _) = call(&mut c, "GET", "/ready", &gs, None);
+    let (s, _) = c.call("GET", "/ready").token(&gs).lenient().send().parts();
     assert_eq!(s, 503);
     // The node itself still serves (cached reads, clear 503s): the probe
     // a Kubernetes readiness check uses stays 200, so a shared primary's
     // outage does not take every pod out of the Service (SPEC §7).
-    let (s, j) = call(&mut c, "GET", "/ready?scope=node", &gs, None);
+    let (s, j) = c
+        .call("GET", "/ready?scope=node")
+        .token(&gs)
+        .lenient()
+        .send()
+        .parts();
     assert_eq!(s, 200, "{j}");
     run(&["start"]);
     wait_for("recovery", Duration::from_secs(20), || {
-        call(&mut server.http(), "GET", "/ready", &gs, None).0 == 200
+        server
+            .call("GET", "/ready")
+            .token(&gs)
+            .lenient()
+            .send()
+            .parts()
+            .0
+            == 200
     });
-    let (s, j) = call(
-        &mut c,
-        "POST",
-        &format!("/api/v1/players/{id}/wallet"),
-        &gs,
-        Some(json!({"currency":"gold","delta":5,"reason":"up"})),
-    );
+    let (s, j) = c
+        .call("POST", &format!("/api/v1/players/{id}/wallet"))
+        .token(&gs)
+        .json(json!({"currency":"gold","delta":5,"reason":"up"}))
+        .lenient()
+        .send()
+        .parts();
     assert_eq!(s, 200, "{j}");
     assert_eq!(
         j["data"]["gold"], 1005,
@@ -528,13 +549,12 @@ fn pooled_connections_the_database_closed_are_replaced_without_an_error() {
     let (id, _) = server.player("game1", "stale_pool");
     let mut c = server.http();
     let credit = |c: &mut HttpClient, delta: i64| {
-        call(
-            c,
-            "POST",
-            &format!("/api/v1/players/{id}/wallet"),
-            &gs,
-            Some(json!({"currency":"gold","delta":delta,"reason":"stale"})),
-        )
+        c.call("POST", &format!("/api/v1/players/{id}/wallet"))
+            .token(&gs)
+            .json(json!({"currency":"gold","delta":delta,"reason":"stale"}))
+            .lenient()
+            .send()
+            .parts()
     };
     for round in 1..=3 {
         // Fill the pool with idle connections, then have the database
@@ -555,13 +575,12 @@ fn pooled_connections_the_database_closed_are_replaced_without_an_error() {
         // The next write and read run on fresh connections: no error.
         let (s, j) = credit(&mut c, 10);
         assert_eq!(s, 200, "round {round}: a write after the kill: {j}");
-        let (s, j) = call(
-            &mut c,
-            "GET",
-            &format!("/api/v1/players/{id}"),
-            &admin,
-            None,
-        );
+        let (s, j) = c
+            .call("GET", &format!("/api/v1/players/{id}"))
+            .token(&admin)
+            .lenient()
+            .send()
+            .parts();
         assert_eq!(s, 200, "round {round}: a read after the kill: {j}");
         assert_eq!(j["data"]["player"]["gold"], 1000 + 11 * round, "{j}");
     }

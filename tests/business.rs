@@ -4,49 +4,10 @@
 
 mod common;
 
-use common::{frame, wait_for, FrameClient, HttpClient, Server, SERVER_KEY};
+use common::{frame, wait_for, FrameClient, HttpClient, Server, ServerConfig, SERVER_KEY};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// One HTTP call with an optional bearer token; returns (status, body).
-fn call(
-    server: &Server,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    game: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut c = server.http();
-    call_on(&mut c, method, path, token, game, body)
-}
-
-fn call_on(
-    c: &mut HttpClient,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    game: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let mut headers: Vec<(&str, &str)> = Vec::new();
-    if let Some(a) = &auth {
-        headers.push(("Authorization", a));
-    }
-    if let Some(g) = game {
-        headers.push(("X-Game-Id", g));
-    }
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let r = c.request(method, path, &headers, body.as_bytes());
-    let json = if r.body.is_empty() {
-        Value::Null
-    } else {
-        r.json()
-    };
-    (r.status, json)
-}
 
 /// A business operation, expressed for either protocol.
 #[derive(Clone, Debug)]
@@ -114,48 +75,42 @@ struct Http<'a> {
 
 impl Protocol for Http<'_> {
     fn run(&mut self, op: &Op, last: &mut String) -> (u64, Value) {
-        let t = Some(self.token.as_str());
+        let t = self.token.as_str();
         let (status, body) = match op {
-            Op::Wallet(p, cur, d) => call(
-                self.server,
-                "POST",
-                &format!("/api/v1/players/{p}/wallet"),
-                t,
-                None,
-                Some(json!({"currency":cur,"delta":d,"reason":"test"})),
-            ),
-            Op::Grant(p, i, q) => call(
-                self.server,
-                "POST",
-                &format!("/api/v1/players/{p}/items/{i}/grant"),
-                t,
-                None,
-                Some(json!({"quantity":q})),
-            ),
-            Op::Use(p, i, q) => call(
-                self.server,
-                "POST",
-                &format!("/api/v1/players/{p}/items/{i}/use"),
-                t,
-                None,
-                Some(json!({"quantity":q})),
-            ),
-            Op::Transfer(p, to, i, q) => call(
-                self.server,
-                "POST",
-                &format!("/api/v1/players/{p}/items/{i}/transfer"),
-                t,
-                None,
-                Some(json!({"target_player_id":to,"quantity":q})),
-            ),
-            Op::Inventory(p) => call(
-                self.server,
-                "GET",
-                &format!("/api/v1/players/{p}/items"),
-                t,
-                None,
-                None,
-            ),
+            Op::Wallet(p, cur, d) => self
+                .server
+                .call("POST", &format!("/api/v1/players/{p}/wallet"))
+                .token(t)
+                .json(json!({"currency":cur,"delta":d,"reason":"test"}))
+                .send()
+                .parts(),
+            Op::Grant(p, i, q) => self
+                .server
+                .call("POST", &format!("/api/v1/players/{p}/items/{i}/grant"))
+                .token(t)
+                .json(json!({"quantity":q}))
+                .send()
+                .parts(),
+            Op::Use(p, i, q) => self
+                .server
+                .call("POST", &format!("/api/v1/players/{p}/items/{i}/use"))
+                .token(t)
+                .json(json!({"quantity":q}))
+                .send()
+                .parts(),
+            Op::Transfer(p, to, i, q) => self
+                .server
+                .call("POST", &format!("/api/v1/players/{p}/items/{i}/transfer"))
+                .token(t)
+                .json(json!({"target_player_id":to,"quantity":q}))
+                .send()
+                .parts(),
+            Op::Inventory(p) => self
+                .server
+                .call("GET", &format!("/api/v1/players/{p}/items"))
+                .token(t)
+                .send()
+                .parts(),
             Op::CreateOrder(p, i, q, cur, key) => {
                 let mut c = self.server.http();
                 let auth = format!("Bearer {}", self.token);
@@ -169,68 +124,54 @@ impl Protocol for Http<'_> {
                 );
                 (r.status, r.json())
             }
-            Op::PayLast => call(
-                self.server,
-                "POST",
-                &format!("/api/v1/orders/{last}/pay"),
-                t,
-                None,
-                None,
-            ),
-            Op::CancelLast => call(
-                self.server,
-                "DELETE",
-                &format!("/api/v1/orders/{last}"),
-                t,
-                None,
-                None,
-            ),
-            Op::GetLast => call(
-                self.server,
-                "GET",
-                &format!("/api/v1/orders/{last}"),
-                t,
-                None,
-                None,
-            ),
-            Op::GetOrder(id) => call(
-                self.server,
-                "GET",
-                &format!("/api/v1/orders/{id}"),
-                t,
-                None,
-                None,
-            ),
-            Op::GetPlayer(p) => call(
-                self.server,
-                "GET",
-                &format!("/api/v1/players/{p}"),
-                t,
-                None,
-                None,
-            ),
+            Op::PayLast => self
+                .server
+                .call("POST", &format!("/api/v1/orders/{last}/pay"))
+                .token(t)
+                .send()
+                .parts(),
+            Op::CancelLast => self
+                .server
+                .call("DELETE", &format!("/api/v1/orders/{last}"))
+                .token(t)
+                .send()
+                .parts(),
+            Op::GetLast => self
+                .server
+                .call("GET", &format!("/api/v1/orders/{last}"))
+                .token(t)
+                .send()
+                .parts(),
+            Op::GetOrder(id) => self
+                .server
+                .call("GET", &format!("/api/v1/orders/{id}"))
+                .token(t)
+                .send()
+                .parts(),
+            Op::GetPlayer(p) => self
+                .server
+                .call("GET", &format!("/api/v1/players/{p}"))
+                .token(t)
+                .send()
+                .parts(),
             Op::Update(p, nick, v) => {
                 let mut body = json!({"nickname": nick});
                 if let Some(v) = v {
                     body["version"] = json!(v);
                 }
-                call(
-                    self.server,
-                    "PUT",
-                    &format!("/api/v1/players/{p}"),
-                    t,
-                    None,
-                    Some(body),
-                )
+                self.server
+                    .call("PUT", &format!("/api/v1/players/{p}"))
+                    .token(t)
+                    .json(body)
+                    .send()
+                    .parts()
             }
-            Op::Ledger(p) => call(
-                self.server,
-                "GET",
-                &format!("/api/v1/players/{p}/ledger?page_size=5"),
-                t,
-                None,
-                None,
-            ),
+            Op::Ledger(p) => self
+                .server
+                .call("GET", &format!("/api/v1/players/{p}/ledger?page_size=5"))
+                .token(t)
+                .send()
+                .parts(),
         };
         if status < 300 {
             if let Some(id) = body["data"]["order"]["order_id"].as_str() {
@@ -419,14 +360,14 @@ fn concurrently<T: Send + 'static>(
 fn ledger_sum(server: &Server, token: &str, player: i64) -> (i64, i64, Vec<Value>) {
     let (mut gold, mut diamonds, mut all) = (0, 0, Vec::new());
     for page in 1.. {
-        let (s, j) = call(
-            server,
-            "GET",
-            &format!("/api/v1/players/{player}/ledger?page={page}&page_size=100"),
-            Some(token),
-            None,
-            None,
-        );
+        let (s, j) = server
+            .call(
+                "GET",
+                &format!("/api/v1/players/{player}/ledger?page={page}&page_size=100"),
+            )
+            .token(token)
+            .send()
+            .parts();
         assert_eq!(s, 200);
         let items = j["data"]["items"].as_array().cloned().unwrap_or_default();
         if items.is_empty() {
@@ -445,14 +386,11 @@ fn ledger_sum(server: &Server, token: &str, player: i64) -> (i64, i64, Vec<Value
 }
 
 fn balances(server: &Server, token: &str, player: i64) -> (i64, i64) {
-    let (_, j) = call(
-        server,
-        "GET",
-        &format!("/api/v1/players/{player}"),
-        Some(token),
-        None,
-        None,
-    );
+    let (_, j) = server
+        .call("GET", &format!("/api/v1/players/{player}"))
+        .token(token)
+        .send()
+        .parts();
     (
         j["data"]["player"]["gold"].as_i64().expect("gold"),
         j["data"]["player"]["diamonds"].as_i64().expect("diamonds"),
@@ -465,25 +403,23 @@ fn grant(
     player: impl std::fmt::Display,
     quantity: i64,
 ) -> (u16, Value) {
-    call(
-        server,
-        "POST",
-        &format!("/api/v1/players/{player}/items/potion/grant"),
-        Some(token),
-        None,
-        Some(json!({ "quantity": quantity })),
-    )
+    server
+        .call(
+            "POST",
+            &format!("/api/v1/players/{player}/items/potion/grant"),
+        )
+        .token(token)
+        .json(json!({ "quantity": quantity }))
+        .send()
+        .parts()
 }
 
 fn quantity(server: &Server, token: &str, player: i64, item: &str) -> i64 {
-    let (_, j) = call(
-        server,
-        "GET",
-        &format!("/api/v1/players/{player}/items"),
-        Some(token),
-        None,
-        None,
-    );
+    let (_, j) = server
+        .call("GET", &format!("/api/v1/players/{player}/items"))
+        .token(token)
+        .send()
+        .parts();
     j["data"]["items"]
         .as_array()
         .and_then(|a| a.iter().find(|e| e["item_id"] == item))
@@ -496,14 +432,12 @@ fn concurrent_pays_of_one_order_charge_once() {
     let server = Arc::new(Server::start(2));
     let token = gs_token(&server);
     let (p, _) = server.player("game1", "pay_once");
-    let (s, j) = call(
-        &server,
-        "POST",
-        "/api/v1/orders",
-        Some(&token),
-        None,
-        Some(json!({"player_id":p,"item_id":"potion","quantity":10,"currency":"gold"})),
-    );
+    let (s, j) = server
+        .call("POST", "/api/v1/orders")
+        .token(&token)
+        .json(json!({"player_id":p,"item_id":"potion","quantity":10,"currency":"gold"}))
+        .send()
+        .parts();
     assert_eq!(s, 201, "{j}");
     let order = j["data"]["order"]["order_id"]
         .as_str()
@@ -511,14 +445,10 @@ fn concurrent_pays_of_one_order_charge_once() {
         .to_string();
     let (srv, tok, ord) = (server.clone(), token.clone(), order.clone());
     let results = concurrently(200, move |_| {
-        call(
-            &srv,
-            "POST",
-            &format!("/api/v1/orders/{ord}/pay"),
-            Some(&tok),
-            None,
-            None,
-        )
+        srv.call("POST", &format!("/api/v1/orders/{ord}/pay"))
+            .token(&tok)
+            .send()
+            .parts()
     });
     for (s, j) in &results {
         assert_eq!(*s, 200, "{j}");
@@ -550,14 +480,11 @@ fn concurrent_uses_succeed_exactly_as_often_as_there_are_items() {
     assert_eq!(s, 200);
     let (srv, tok) = (server.clone(), token.clone());
     let results = concurrently(200, move |_| {
-        call(
-            &srv,
-            "POST",
-            &format!("/api/v1/players/{p}/items/potion/use"),
-            Some(&tok),
-            None,
-            Some(json!({"quantity":1})),
-        )
+        srv.call("POST", &format!("/api/v1/players/{p}/items/potion/use"))
+            .token(&tok)
+            .json(json!({"quantity":1}))
+            .send()
+            .parts()
     });
     let ok = results.iter().filter(|(s, _)| *s == 200).count();
     let short = results
@@ -596,14 +523,15 @@ fn random_transfers_in_both_directions_keep_the_total() {
             let from = ps[(x % 10) as usize];
             let to = ps[((x / 10) % 9 + 1 + x % 10) as usize % 10];
             let q = (x / 1000) % 5 + 1;
-            let (s, j) = call_on(
-                &mut c,
-                "POST",
-                &format!("/api/v1/players/{from}/items/potion/transfer"),
-                Some(&tok),
-                None,
-                Some(json!({"target_player_id":to,"quantity":q})),
-            );
+            let (s, j) = c
+                .call(
+                    "POST",
+                    &format!("/api/v1/players/{from}/items/potion/transfer"),
+                )
+                .token(&tok)
+                .json(json!({"target_player_id":to,"quantity":q}))
+                .send()
+                .parts();
             outcomes.push((s, j["code"].as_u64().unwrap_or(200)));
         }
         outcomes
@@ -640,15 +568,12 @@ fn concurrent_wallet_debits_never_overdraw_and_the_ledger_adds_up() {
         } else {
             json!({"currency":"gold","delta":-7,"reason":"spend"})
         };
-        call(
-            &srv,
-            "POST",
-            &format!("/api/v1/players/{p}/wallet"),
-            Some(&tok),
-            None,
-            Some(body),
-        )
-        .0
+        srv.call("POST", &format!("/api/v1/players/{p}/wallet"))
+            .token(&tok)
+            .json(body)
+            .send()
+            .parts()
+            .0
     });
     assert!(results.iter().all(|s| *s == 200 || *s == 409));
     let (gold, diamonds) = balances(&server, &token, p);
@@ -670,21 +595,21 @@ fn unauthenticated_and_unauthorised_calls_are_refused() {
     let (bob, _) = server.player("game1", "authz_bob");
     let p = format!("/api/v1/players/{alice}");
     // No token, garbage, tampered, expired, signed with another secret.
-    assert_eq!(call(&server, "GET", &p, None, None, None).0, 401);
-    assert_eq!(call(&server, "GET", &p, Some("garbage"), None, None).0, 401);
+    assert_eq!(server.call("GET", &p).send().parts().0, 401);
+    assert_eq!(
+        server.call("GET", &p).token("garbage").send().parts().0,
+        401
+    );
     let mut tampered = alice_token.clone().into_bytes();
     let mid = tampered.len() / 2;
     tampered[mid] = if tampered[mid] == b'a' { b'b' } else { b'a' };
     assert_eq!(
-        call(
-            &server,
-            "GET",
-            &p,
-            Some(&String::from_utf8(tampered).expect("ascii")),
-            None,
-            None
-        )
-        .0,
+        server
+            .call("GET", &p)
+            .token(&String::from_utf8(tampered).expect("ascii"))
+            .send()
+            .parts()
+            .0,
         401
     );
     let secret = b"test-jwt-secret-0123456789abcdef0123456789";
@@ -699,13 +624,13 @@ fn unauthenticated_and_unauthorised_calls_are_refused() {
     let (expired, _) = issuer
         .issue(&caller, datamiddleware::clock::now_s() - 3600)
         .expect("issue");
-    let (s, j) = call(&server, "GET", &p, Some(&expired), None, None);
+    let (s, j) = server.call("GET", &p).token(&expired).send().parts();
     assert_eq!((s, j["message"].as_str()), (401, Some("token expired")));
     let (fresh, _) = issuer
         .issue(&caller, datamiddleware::clock::now_s())
         .expect("issue");
     assert_eq!(
-        call(&server, "GET", &p, Some(&fresh), None, None).0,
+        server.call("GET", &p).token(&fresh).send().parts().0,
         200,
         "a correctly signed token works"
     );
@@ -713,7 +638,7 @@ fn unauthenticated_and_unauthorised_calls_are_refused() {
         datamiddleware::service::TokenIssuer::new(b"another-secret-another-secret-xx", 60)
             .issue(&caller, datamiddleware::clock::now_s())
             .expect("issue");
-    assert_eq!(call(&server, "GET", &p, Some(&foreign), None, None).0, 401);
+    assert_eq!(server.call("GET", &p).token(&foreign).send().parts().0, 401);
     // Other player's data.
     for path in [
         format!("/api/v1/players/{bob}"),
@@ -722,7 +647,12 @@ fn unauthenticated_and_unauthorised_calls_are_refused() {
         format!("/api/v1/players/{bob}/orders"),
     ] {
         assert_eq!(
-            call(&server, "GET", &path, Some(&alice_token), None, None).0,
+            server
+                .call("GET", &path)
+                .token(&alice_token)
+                .send()
+                .parts()
+                .0,
             403,
             "{path}"
         );
@@ -730,123 +660,113 @@ fn unauthenticated_and_unauthorised_calls_are_refused() {
     // Other game's data: a game1 player token with X-Game-Id game2; a game2
     // server token on game1.
     assert_eq!(
-        call(&server, "GET", &p, Some(&alice_token), Some("game2"), None).0,
+        server
+            .call("GET", &p)
+            .token(&alice_token)
+            .game("game2")
+            .send()
+            .parts()
+            .0,
         403
     );
     let gs2 = server.server_token("game2");
     assert_eq!(
-        call(&server, "GET", &p, Some(&gs2), Some("game1"), None).0,
+        server
+            .call("GET", &p)
+            .token(&gs2)
+            .game("game1")
+            .send()
+            .parts()
+            .0,
         403
     );
     // Player calling game-server-only routes.
-    let wallet = Some(json!({"currency":"gold","delta":100,"reason":"cheat"}));
+    let wallet = json!({"currency":"gold","delta":100,"reason":"cheat"});
     assert_eq!(
-        call(
-            &server,
-            "POST",
-            &format!("{p}/wallet"),
-            Some(&alice_token),
-            None,
-            wallet
-        )
-        .0,
+        server
+            .call("POST", &format!("{p}/wallet"))
+            .token(&alice_token)
+            .json(wallet)
+            .send()
+            .parts()
+            .0,
         403
     );
     assert_eq!(
-        call(
-            &server,
-            "POST",
-            &format!("{p}/items/potion/grant"),
-            Some(&alice_token),
-            None,
-            Some(json!({"quantity":5}))
-        )
-        .0,
+        server
+            .call("POST", &format!("{p}/items/potion/grant"))
+            .token(&alice_token)
+            .json(json!({"quantity":5}))
+            .send()
+            .parts()
+            .0,
         403
     );
     assert_eq!(
-        call(
-            &server,
-            "PUT",
-            &p,
-            Some(&alice_token),
-            None,
-            Some(json!({"level":99}))
-        )
-        .0,
+        server
+            .call("PUT", &p)
+            .token(&alice_token)
+            .json(json!({"level":99}))
+            .send()
+            .parts()
+            .0,
         403
     );
     assert_eq!(
-        call(
-            &server,
-            "POST",
-            "/api/v1/games/game1/add_exp",
-            Some(&alice_token),
-            None,
-            Some(json!({"player_id":alice,"amount":5}))
-        )
-        .0,
+        server
+            .call("POST", "/api/v1/games/game1/add_exp")
+            .token(&alice_token)
+            .json(json!({"player_id":alice,"amount":5}))
+            .send()
+            .parts()
+            .0,
         403
     );
     assert_eq!(
-        call(
-            &server,
-            "POST",
-            "/api/v1/items",
-            Some(&alice_token),
-            None,
-            Some(json!({"item_id":"x","name":"X"}))
-        )
-        .0,
+        server
+            .call("POST", "/api/v1/items")
+            .token(&alice_token)
+            .json(json!({"item_id":"x","name":"X"}))
+            .send()
+            .parts()
+            .0,
         403
     );
     assert_eq!(
-        call(
-            &server,
-            "GET",
-            "/health/detailed",
-            Some(&alice_token),
-            None,
-            None
-        )
-        .0,
+        server
+            .call("GET", "/health/detailed")
+            .token(&alice_token)
+            .send()
+            .parts()
+            .0,
         403
     );
     // Game server cannot refund (admin only) and cannot see admin routes.
     let gs = server.server_token("game1");
     assert_eq!(
-        call(
-            &server,
-            "GET",
-            "/api/v1/games/game1/stats",
-            Some(&gs),
-            None,
-            None
-        )
-        .0,
+        server
+            .call("GET", "/api/v1/games/game1/stats")
+            .token(&gs)
+            .send()
+            .parts()
+            .0,
         403
     );
     // Wrong server key and unknown admin.
     assert_eq!(
-        call(
-            &server,
-            "POST",
-            "/api/v1/auth/server",
-            None,
-            None,
-            Some(json!({"game_id":"game1","server_key":"nope-nope-nope-nope"}))
-        )
-        .0,
+        server
+            .call("POST", "/api/v1/auth/server")
+            .json(json!({"game_id":"game1","server_key":"nope-nope-nope-nope"}))
+            .send()
+            .parts()
+            .0,
         401
     );
-    let (s, j) = call(
-        &server,
-        "POST",
-        "/api/v1/auth/admin",
-        None,
-        None,
-        Some(json!({"username":"ops","password":"wrong-password"})),
-    );
+    let (s, j) = server
+        .call("POST", "/api/v1/auth/admin")
+        .json(json!({"username":"ops","password":"wrong-password"}))
+        .send()
+        .parts();
     assert_eq!((s, j["code"].as_u64()), (401, Some(1003)));
 }
 
@@ -856,25 +776,18 @@ fn logout_revokes_tokens_on_every_shard_and_refresh_rotates() {
     let mut c = server.http();
     let body = json!({"username":"sess_user","password":"password1"});
     assert_eq!(
-        call_on(
-            &mut c,
-            "POST",
-            "/api/v1/players",
-            None,
-            None,
-            Some(body.clone())
-        )
-        .0,
+        c.call("POST", "/api/v1/players")
+            .json(body.clone())
+            .send()
+            .parts()
+            .0,
         201
     );
-    let (_, login) = call_on(
-        &mut c,
-        "POST",
-        "/api/v1/auth/login",
-        None,
-        None,
-        Some(body.clone()),
-    );
+    let (_, login) = c
+        .call("POST", "/api/v1/auth/login")
+        .json(body.clone())
+        .send()
+        .parts();
     let token = login["data"]["token"].as_str().expect("token").to_string();
     let refresh1 = login["data"]["refresh_token"]
         .as_str()
@@ -883,14 +796,11 @@ fn logout_revokes_tokens_on_every_shard_and_refresh_rotates() {
     let id = login["data"]["player"]["id"].as_i64().expect("id");
     let path = format!("/api/v1/players/{id}");
     // Rotation: the new refresh token works once; the old one is refused.
-    let (s, r) = call_on(
-        &mut c,
-        "POST",
-        "/api/v1/auth/refresh",
-        None,
-        None,
-        Some(json!({"refresh_token": refresh1})),
-    );
+    let (s, r) = c
+        .call("POST", "/api/v1/auth/refresh")
+        .json(json!({"refresh_token": refresh1}))
+        .send()
+        .parts();
     assert_eq!(s, 200, "{r}");
     let token2 = r["data"]["token"].as_str().expect("token").to_string();
     let refresh2 = r["data"]["refresh_token"]
@@ -898,83 +808,59 @@ fn logout_revokes_tokens_on_every_shard_and_refresh_rotates() {
         .expect("refresh")
         .to_string();
     assert_ne!(refresh1, refresh2);
-    assert_eq!(
-        call_on(&mut c, "GET", &path, Some(&token2), None, None).0,
-        200
-    );
+    assert_eq!(c.call("GET", &path).token(&token2).send().parts().0, 200);
     // Reusing the old refresh token revokes the whole session family.
-    let (s, j) = call_on(
-        &mut c,
-        "POST",
-        "/api/v1/auth/refresh",
-        None,
-        None,
-        Some(json!({"refresh_token": refresh1})),
-    );
+    let (s, j) = c
+        .call("POST", "/api/v1/auth/refresh")
+        .json(json!({"refresh_token": refresh1}))
+        .send()
+        .parts();
     assert_eq!(s, 401, "{j}");
     let mut conns: Vec<HttpClient> = (0..12).map(|_| server.http()).collect();
     for conn in conns.iter_mut() {
         assert_eq!(
-            call_on(conn, "GET", &path, Some(&token2), None, None).0,
+            conn.call("GET", &path).token(&token2).send().parts().0,
             401,
             "revoked on every shard"
         );
-        assert_eq!(call_on(conn, "GET", &path, Some(&token), None, None).0, 401);
+        assert_eq!(conn.call("GET", &path).token(&token).send().parts().0, 401);
     }
     assert_eq!(
-        call_on(
-            &mut c,
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            None,
-            Some(json!({"refresh_token": refresh2}))
-        )
-        .0,
+        c.call("POST", "/api/v1/auth/refresh")
+            .json(json!({"refresh_token": refresh2}))
+            .send()
+            .parts()
+            .0,
         401
     );
     assert_eq!(
-        call_on(
-            &mut c,
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            None,
-            Some(json!({"refresh_token": "game1.nonsense"}))
-        )
-        .0,
+        c.call("POST", "/api/v1/auth/refresh")
+            .json(json!({"refresh_token": "game1.nonsense"}))
+            .send()
+            .parts()
+            .0,
         401
     );
     // A new login; logout revokes it on every shard immediately.
-    let (_, login) = call_on(
-        &mut c,
-        "POST",
-        "/api/v1/players/login",
-        None,
-        None,
-        Some(body),
-    );
+    let (_, login) = c
+        .call("POST", "/api/v1/players/login")
+        .json(body)
+        .send()
+        .parts();
     let token3 = login["data"]["token"].as_str().expect("token").to_string();
     for conn in conns.iter_mut() {
-        assert_eq!(
-            call_on(conn, "GET", &path, Some(&token3), None, None).0,
-            200
-        );
+        assert_eq!(conn.call("GET", &path).token(&token3).send().parts().0, 200);
     }
     assert_eq!(
-        call_on(
-            &mut c,
-            "POST",
-            "/api/v1/auth/logout",
-            Some(&token3),
-            None,
-            None
-        )
-        .0,
+        c.call("POST", "/api/v1/auth/logout")
+            .token(&token3)
+            .send()
+            .parts()
+            .0,
         200
     );
     for conn in conns.iter_mut() {
-        let (s, j) = call_on(conn, "GET", &path, Some(&token3), None, None);
+        let (s, j) = conn.call("GET", &path).token(&token3).send().parts();
         assert_eq!((s, j["message"].as_str()), (401, Some("token revoked")));
     }
     // The binary protocol refuses the revoked token too.
@@ -1000,34 +886,31 @@ fn revocations_survive_a_restart() {
     let mut server = Server::start(1);
     let (id, token) = server.player("game1", "restart_user");
     assert_eq!(
-        call(
-            &server,
-            "POST",
-            "/api/v1/auth/logout",
-            Some(&token),
-            None,
-            None
-        )
-        .0,
+        server
+            .call("POST", "/api/v1/auth/logout")
+            .token(&token)
+            .send()
+            .parts()
+            .0,
         200
     );
     // Same databases, new process: the revoked session is loaded back.
     server.restart();
-    let (s, _) = call(
-        &server,
-        "GET",
-        &format!("/api/v1/players/{id}"),
-        Some(&token),
-        None,
-        None,
-    );
+    let (s, _) = server
+        .call("GET", &format!("/api/v1/players/{id}"))
+        .token(&token)
+        .send()
+        .parts();
     assert_eq!(s, 401, "a token revoked before the restart stays revoked");
 }
 
 #[test]
 fn rate_limit_answers_429_and_recovers() {
     // 120 per minute per node (not per shard), refilling 2 per second.
-    let server = Server::start_with(2, &[("auth", "rate_limit_per_ip_per_min = 120")]);
+    let server = ServerConfig::new()
+        .shards(2)
+        .set("auth", "rate_limit_per_ip_per_min", 120)
+        .start();
     let mut c = server.http();
     let mut limited = None;
     for i in 0..200 {
@@ -1061,26 +944,25 @@ fn a_player_of_game1_is_invisible_to_game2() {
     let server = Server::start(1);
     let (id, _) = server.player("game1", "only_in_game1");
     let gs2 = server.server_token("game2");
-    let (s, j) = call(
-        &server,
-        "GET",
-        &format!("/api/v1/players/{id}"),
-        Some(&gs2),
-        None,
-        None,
-    );
+    let (s, j) = server
+        .call("GET", &format!("/api/v1/players/{id}"))
+        .token(&gs2)
+        .send()
+        .parts();
     assert_eq!((s, j["code"].as_u64()), (404, Some(1001)));
-    let (s, j) = call(
-        &server,
-        "POST",
-        "/api/v1/auth/login",
-        None,
-        Some("game2"),
-        Some(json!({"username":"only_in_game1","password":"password1"})),
-    );
+    let (s, j) = server
+        .call("POST", "/api/v1/auth/login")
+        .game("game2")
+        .json(json!({"username":"only_in_game1","password":"password1"}))
+        .send()
+        .parts();
     assert_eq!((s, j["code"].as_u64()), (401, Some(1003)));
     // Catalogues are separate too.
-    let (_, j) = call(&server, "GET", "/api/v1/items", Some(&gs2), None, None);
+    let (_, j) = server
+        .call("GET", "/api/v1/items")
+        .token(&gs2)
+        .send()
+        .parts();
     let ids: Vec<&str> = j["data"]["items"]
         .as_array()
         .expect("items")
@@ -1116,58 +998,47 @@ fn admin_catalogue_orders_refund_and_game_logic() {
     // Catalogue CRUD.
     let new_item =
         json!({"item_id":"bow","name":"Bow","type":"weapon","price_gold":50,"max_stack":2});
-    let (s, j) = call(
-        &server,
-        "POST",
-        "/api/v1/items",
-        Some(&admin),
-        None,
-        Some(new_item.clone()),
-    );
+    let (s, j) = server
+        .call("POST", "/api/v1/items")
+        .token(&admin)
+        .json(new_item.clone())
+        .send()
+        .parts();
     assert_eq!(s, 201, "{j}");
     assert_eq!(
-        call(
-            &server,
-            "POST",
-            "/api/v1/items",
-            Some(&admin),
-            None,
-            Some(new_item)
-        )
-        .0,
+        server
+            .call("POST", "/api/v1/items")
+            .token(&admin)
+            .json(new_item)
+            .send()
+            .parts()
+            .0,
         409
     );
-    let (s, j) = call(
-        &server,
-        "PUT",
-        "/api/v1/items/bow",
-        Some(&admin),
-        None,
-        Some(json!({"price_gold":60})),
-    );
+    let (s, j) = server
+        .call("PUT", "/api/v1/items/bow")
+        .token(&admin)
+        .json(json!({"price_gold":60}))
+        .send()
+        .parts();
     assert_eq!(
         (s, j["data"]["item"]["price_gold"].as_i64()),
         (200, Some(60))
     );
-    let (s, j) = call(
-        &server,
-        "GET",
-        "/api/v1/items/bow",
-        Some(&player_token),
-        None,
-        None,
-    );
+    let (s, j) = server
+        .call("GET", "/api/v1/items/bow")
+        .token(&player_token)
+        .send()
+        .parts();
     assert_eq!((s, j["data"]["item"]["name"].as_str()), (200, Some("Bow")));
     assert_eq!(
-        call(
-            &server,
-            "PUT",
-            "/api/v1/items/bow",
-            Some(&admin),
-            None,
-            Some(json!({"max_stack":0}))
-        )
-        .0,
+        server
+            .call("PUT", "/api/v1/items/bow")
+            .token(&admin)
+            .json(json!({"max_stack":0}))
+            .send()
+            .parts()
+            .0,
         400
     );
     // Every catalogue field is checked on creation and on update alike.
@@ -1211,29 +1082,29 @@ fn admin_catalogue_orders_refund_and_game_logic() {
             "status",
         ),
     ] {
-        let (s, j) = call(&server, method, path, Some(&admin), None, Some(body));
+        let (s, j) = server
+            .call(method, path)
+            .token(&admin)
+            .json(body)
+            .send()
+            .parts();
         assert_eq!(s, 400, "{method} {path} {field}: {j}");
         let message = j["message"].as_str().unwrap_or_default();
         assert!(message.starts_with(field), "{field}: {message}");
     }
-    let (s, _) = call(
-        &server,
-        "GET",
-        "/api/v1/items/axe",
-        Some(&admin),
-        None,
-        None,
-    );
+    let (s, _) = server
+        .call("GET", "/api/v1/items/axe")
+        .token(&admin)
+        .send()
+        .parts();
     assert_eq!(s, 404, "no refused creation left an entry");
     // Orders: buy two bows, pay, refund.
-    let (s, j) = call(
-        &server,
-        "POST",
-        "/api/v1/orders",
-        Some(&player_token),
-        None,
-        Some(json!({"item_id":"bow","quantity":2,"currency":"gold"})),
-    );
+    let (s, j) = server
+        .call("POST", "/api/v1/orders")
+        .token(&player_token)
+        .json(json!({"item_id":"bow","quantity":2,"currency":"gold"}))
+        .send()
+        .parts();
     assert_eq!(s, 201, "{j}");
     assert_eq!(j["data"]["order"]["total_price"], 120);
     let order = j["data"]["order"]["order_id"]
@@ -1243,14 +1114,12 @@ fn admin_catalogue_orders_refund_and_game_logic() {
     let status = format!("/api/v1/orders/{order}/status");
     // Paying is POST .../pay alone: the admin status route never charges.
     for token in [&gs, &admin] {
-        let (s, j) = call(
-            &server,
-            "PUT",
-            &status,
-            Some(token),
-            None,
-            Some(json!({"status":"paid"})),
-        );
+        let (s, j) = server
+            .call("PUT", &status)
+            .token(token)
+            .json(json!({"status":"paid"}))
+            .send()
+            .parts();
         assert_eq!(s, 400, "{j}");
         let message = j["message"].as_str().unwrap_or_default();
         assert!(
@@ -1258,63 +1127,51 @@ fn admin_catalogue_orders_refund_and_game_logic() {
             "{message}"
         );
     }
-    let (_, j) = call(
-        &server,
-        "GET",
-        &format!("/api/v1/orders/{order}"),
-        Some(&admin),
-        None,
-        None,
-    );
+    let (_, j) = server
+        .call("GET", &format!("/api/v1/orders/{order}"))
+        .token(&admin)
+        .send()
+        .parts();
     assert_eq!(j["data"]["order"]["status"], "pending", "{j}");
     assert_eq!(balances(&server, &admin, p).0, 1000, "nothing charged");
     assert_eq!(quantity(&server, &admin, p, "bow"), 0, "nothing delivered");
     assert_eq!(
-        call(
-            &server,
-            "POST",
-            &format!("/api/v1/orders/{order}/pay"),
-            Some(&player_token),
-            None,
-            None
-        )
-        .0,
+        server
+            .call("POST", &format!("/api/v1/orders/{order}/pay"))
+            .token(&player_token)
+            .send()
+            .parts()
+            .0,
         200
     );
     assert_eq!(balances(&server, &admin, p).0, 880);
     assert_eq!(quantity(&server, &admin, p, "bow"), 2);
     assert_eq!(
-        call(
-            &server,
-            "PUT",
-            &status,
-            Some(&gs),
-            None,
-            Some(json!({"status":"refunded"}))
-        )
-        .0,
+        server
+            .call("PUT", &status)
+            .token(&gs)
+            .json(json!({"status":"refunded"}))
+            .send()
+            .parts()
+            .0,
         403
     );
     assert_eq!(
-        call(
-            &server,
-            "PUT",
-            &status,
-            Some(&player_token),
-            None,
-            Some(json!({"status":"refunded"}))
-        )
-        .0,
+        server
+            .call("PUT", &status)
+            .token(&player_token)
+            .json(json!({"status":"refunded"}))
+            .send()
+            .parts()
+            .0,
         403
     );
-    let (s, j) = call(
-        &server,
-        "PUT",
-        &status,
-        Some(&admin),
-        None,
-        Some(json!({"status":"refunded"})),
-    );
+    let (s, j) = server
+        .call("PUT", &status)
+        .token(&admin)
+        .json(json!({"status":"refunded"}))
+        .send()
+        .parts();
     assert_eq!(
         (s, j["data"]["order"]["status"].as_str()),
         (200, Some("refunded")),
@@ -1336,70 +1193,51 @@ fn admin_catalogue_orders_refund_and_game_logic() {
         .iter()
         .any(|e| e["reason"] == "order_refund" && e["delta"] == 120));
     assert_eq!(
-        call(
-            &server,
-            "PUT",
-            &status,
-            Some(&admin),
-            None,
-            Some(json!({"status":"cancelled"}))
-        )
-        .0,
+        server
+            .call("PUT", &status)
+            .token(&admin)
+            .json(json!({"status":"cancelled"}))
+            .send()
+            .parts()
+            .0,
         409
     );
     // Deleting withdraws the item: no longer sold or shown to players.
     assert_eq!(
-        call(
-            &server,
-            "DELETE",
-            "/api/v1/items/bow",
-            Some(&admin),
-            None,
-            None
-        )
-        .0,
+        server
+            .call("DELETE", "/api/v1/items/bow")
+            .token(&admin)
+            .send()
+            .parts()
+            .0,
         200
     );
-    let (s, j) = call(
-        &server,
-        "GET",
-        "/api/v1/items/bow",
-        Some(&player_token),
-        None,
-        None,
-    );
+    let (s, j) = server
+        .call("GET", "/api/v1/items/bow")
+        .token(&player_token)
+        .send()
+        .parts();
     assert_eq!((s, j["code"].as_u64()), (404, Some(2002)));
-    let (s, j) = call(
-        &server,
-        "POST",
-        "/api/v1/orders",
-        Some(&player_token),
-        None,
-        Some(json!({"item_id":"bow","quantity":1,"currency":"gold"})),
-    );
+    let (s, j) = server
+        .call("POST", "/api/v1/orders")
+        .token(&player_token)
+        .json(json!({"item_id":"bow","quantity":1,"currency":"gold"}))
+        .send()
+        .parts();
     assert_eq!((s, j["code"].as_u64()), (404, Some(2002)));
     // Orders listing with pagination.
     for k in 0..3 {
-        let (s, _) = call(
-            &server,
-            "POST",
-            "/api/v1/orders",
-            Some(&player_token),
-            None,
-            Some(
-                json!({"item_id":"potion","quantity":1,"currency":"gold","idempotency_key":format!("pg{k}")}),
-            ),
-        );
+        let (s, _) = server.call("POST", "/api/v1/orders").token(&player_token).json(json!({"item_id":"potion","quantity":1,"currency":"gold","idempotency_key":format!("pg{k}")})).send().parts();
         assert_eq!(s, 201);
     }
-    let (_, j) = call(
-        &server,
-        "GET",
-        &format!("/api/v1/players/{p}/orders?page=1&page_size=2"),
-        Some(&player_token),
-        None,
-        None,
-    );
+    let (_, j) = server
+        .call(
+            "GET",
+            &format!("/api/v1/players/{p}/orders?page=1&page_size=2"),
+        )
+        .token(&player_token)
+        .send()
+        .parts();
     assert_eq!(
         (
             j["data"]["total"].as_i64(),
@@ -1407,53 +1245,43 @@ fn admin_catalogue_orders_refund_and_game_logic() {
         ),
         (Some(4), Some(2))
     );
-    let (_, j2) = call(
-        &server,
-        "GET",
-        "/api/v1/orders?page=2&page_size=2",
-        Some(&player_token),
-        None,
-        None,
-    );
+    let (_, j2) = server
+        .call("GET", "/api/v1/orders?page=2&page_size=2")
+        .token(&player_token)
+        .send()
+        .parts();
     assert_eq!(j2["data"]["items"].as_array().map(Vec::len), Some(2));
     assert_ne!(
         j["data"]["items"][0]["order_id"],
         j2["data"]["items"][0]["order_id"]
     );
     assert_eq!(
-        call(
-            &server,
-            "GET",
-            "/api/v1/orders?page_size=101",
-            Some(&player_token),
-            None,
-            None
-        )
-        .0,
+        server
+            .call("GET", "/api/v1/orders?page_size=101")
+            .token(&player_token)
+            .send()
+            .parts()
+            .0,
         400
     );
     // Game logic: add_exp, level_up, daily reward once per day.
-    let (s, j) = call(
-        &server,
-        "POST",
-        "/api/v1/games/game1/add_exp",
-        Some(&gs),
-        None,
-        Some(json!({"player_id":p,"amount":250})),
-    );
+    let (s, j) = server
+        .call("POST", "/api/v1/games/game1/add_exp")
+        .token(&gs)
+        .json(json!({"player_id":p,"amount":250}))
+        .send()
+        .parts();
     assert_eq!(
         (s, j["data"]["player"]["level"].as_i64()),
         (200, Some(3)),
         "{j}"
     );
-    let (_, j) = call(
-        &server,
-        "POST",
-        "/api/v1/games/game1/level_up",
-        Some(&gs),
-        None,
-        Some(json!({"player_id":p})),
-    );
+    let (_, j) = server
+        .call("POST", "/api/v1/games/game1/level_up")
+        .token(&gs)
+        .json(json!({"player_id":p}))
+        .send()
+        .parts();
     assert_eq!(
         (
             j["data"]["player"]["level"].as_i64(),
@@ -1461,80 +1289,64 @@ fn admin_catalogue_orders_refund_and_game_logic() {
         ),
         (Some(4), Some(300))
     );
-    let (_, j) = call(
-        &server,
-        "PUT",
-        &format!("/api/v1/players/{p}"),
-        Some(&admin),
-        None,
-        Some(json!({"exp":0})),
-    );
+    let (_, j) = server
+        .call("PUT", &format!("/api/v1/players/{p}"))
+        .token(&admin)
+        .json(json!({"exp":0}))
+        .send()
+        .parts();
     assert_eq!(j["data"]["player"]["exp"], 0);
-    let (_, j) = call(
-        &server,
-        "POST",
-        "/api/v1/games/game1/add_exp",
-        Some(&gs),
-        None,
-        Some(json!({"player_id":p,"amount":1})),
-    );
+    let (_, j) = server
+        .call("POST", "/api/v1/games/game1/add_exp")
+        .token(&gs)
+        .json(json!({"player_id":p,"amount":1}))
+        .send()
+        .parts();
     assert_eq!(j["data"]["player"]["level"], 4, "level is never lowered");
     let gold_before = balances(&server, &admin, p).0;
-    let (s, _) = call(
-        &server,
-        "POST",
-        "/api/v1/games/game1/daily_reward",
-        Some(&gs),
-        None,
-        Some(json!({"player_id":p})),
-    );
+    let (s, _) = server
+        .call("POST", "/api/v1/games/game1/daily_reward")
+        .token(&gs)
+        .json(json!({"player_id":p}))
+        .send()
+        .parts();
     assert_eq!(s, 200);
     assert_eq!(
-        call(
-            &server,
-            "POST",
-            "/api/v1/games/game1/daily_reward",
-            Some(&gs),
-            None,
-            Some(json!({"player_id":p}))
-        )
-        .0,
+        server
+            .call("POST", "/api/v1/games/game1/daily_reward")
+            .token(&gs)
+            .json(json!({"player_id":p}))
+            .send()
+            .parts()
+            .0,
         409
     );
     assert_eq!(balances(&server, &admin, p).0, gold_before + 100);
     assert_eq!(
-        call(
-            &server,
-            "POST",
-            "/api/v1/games/game1/fly",
-            Some(&gs),
-            None,
-            Some(json!({"player_id":p}))
-        )
-        .0,
+        server
+            .call("POST", "/api/v1/games/game1/fly")
+            .token(&gs)
+            .json(json!({"player_id":p}))
+            .send()
+            .parts()
+            .0,
         404
     );
     // Games list, stats, detailed health.
-    let (_, j) = call(&server, "GET", "/api/v1/games", None, None, None);
+    let (_, j) = server.call("GET", "/api/v1/games").send().parts();
     assert_eq!(j["data"]["games"].as_array().map(Vec::len), Some(2));
-    let (s, j) = call(
-        &server,
-        "GET",
-        "/api/v1/games/game1/stats",
-        Some(&admin),
-        None,
-        None,
-    );
+    let (s, j) = server
+        .call("GET", "/api/v1/games/game1/stats")
+        .token(&admin)
+        .send()
+        .parts();
     assert_eq!(s, 200);
     assert!(j["data"]["players"].as_i64() >= Some(1));
-    let (s, j) = call(
-        &server,
-        "GET",
-        "/health/components",
-        Some(&admin),
-        None,
-        None,
-    );
+    let (s, j) = server
+        .call("GET", "/health/components")
+        .token(&admin)
+        .send()
+        .parts();
     assert_eq!(s, 200);
     assert_eq!(j["data"]["shards"].as_array().map(Vec::len), Some(2));
 }
@@ -1544,7 +1356,7 @@ fn optimistic_concurrency_on_profile_updates() {
     let server = Server::start(1);
     let (p, token) = server.player("game1", "versioned");
     let path = format!("/api/v1/players/{p}");
-    let (_, j) = call(&server, "GET", &path, Some(&token), None, None);
+    let (_, j) = server.call("GET", &path).token(&token).send().parts();
     let v = j["data"]["player"]["version"].as_i64().expect("version");
     let mut c = server.http();
     let auth = format!("Bearer {token}");
@@ -1581,26 +1393,24 @@ fn optimistic_concurrency_on_profile_updates() {
     // Banning revokes the player's sessions.
     let admin = server.admin_token();
     assert_eq!(
-        call(
-            &server,
-            "PUT",
-            &path,
-            Some(&admin),
-            None,
-            Some(json!({"status":"banned"}))
-        )
-        .0,
+        server
+            .call("PUT", &path)
+            .token(&admin)
+            .json(json!({"status":"banned"}))
+            .send()
+            .parts()
+            .0,
         200
     );
-    assert_eq!(call(&server, "GET", &path, Some(&token), None, None).0, 401);
-    let (s, j) = call(
-        &server,
-        "POST",
-        "/api/v1/auth/login",
-        None,
-        None,
-        Some(json!({"username":"versioned","password":"password1"})),
+    assert_eq!(
+        server.call("GET", &path).token(&token).send().parts().0,
+        401
     );
+    let (s, j) = server
+        .call("POST", "/api/v1/auth/login")
+        .json(json!({"username":"versioned","password":"password1"}))
+        .send()
+        .parts();
     assert_eq!((s, j["code"].as_u64()), (403, Some(1004)));
 }
 
@@ -1610,13 +1420,17 @@ fn a_logout_on_one_node_is_refused_on_the_other() {
     let b = a.start_peer("node-b");
     let (id, token) = a.player("game1", "two_node_user");
     let path = format!("/api/v1/players/{id}");
-    assert_eq!(call(&b, "GET", &path, Some(&token), None, None).0, 200);
+    assert_eq!(b.call("GET", &path).token(&token).send().parts().0, 200);
     assert_eq!(
         tcp_token_handshake(&b, &token),
         0,
         "accepted before the logout"
     );
-    let (s, j) = call(&a, "POST", "/api/v1/auth/logout", Some(&token), None, None);
+    let (s, j) = a
+        .call("POST", "/api/v1/auth/logout")
+        .token(&token)
+        .send()
+        .parts();
     assert_eq!(s, 200, "{j}");
     // Node B learns it from the database (every 500 ms), Redis or not.
     let started = std::time::Instant::now();
@@ -1625,7 +1439,7 @@ fn a_logout_on_one_node_is_refused_on_the_other() {
         "node B to refuse a token logged out on node A",
         Duration::from_secs(10),
         || {
-            let (s, j) = call_on(&mut c, "GET", &path, Some(&token), None, None);
+            let (s, j) = c.call("GET", &path).token(&token).send().parts();
             if s == 401 {
                 assert_eq!(j["message"], "token revoked");
                 return true;
@@ -1637,7 +1451,7 @@ fn a_logout_on_one_node_is_refused_on_the_other() {
     eprintln!("logout reached node B after {:?}", started.elapsed());
     // Every shard of B refuses it, over HTTP and TCP.
     for _ in 0..8 {
-        assert_eq!(call(&b, "GET", &path, Some(&token), None, None).0, 401);
+        assert_eq!(b.call("GET", &path).token(&token).send().parts().0, 401);
     }
     assert_eq!(tcp_token_handshake(&b, &token), 0xE003);
 }
@@ -1655,22 +1469,26 @@ fn admin_and_game_server_logouts_reach_other_nodes_and_survive_a_restart() {
         (game_server.as_str(), player_path.as_str()),
     ];
     for (token, path) in checks {
-        assert_eq!(call(&b, "GET", path, Some(token), None, None).0, 200);
-        let (s, j) = call(&a, "POST", "/api/v1/auth/logout", Some(token), None, None);
+        assert_eq!(b.call("GET", path).token(token).send().parts().0, 200);
+        let (s, j) = a
+            .call("POST", "/api/v1/auth/logout")
+            .token(token)
+            .send()
+            .parts();
         assert_eq!(s, 200, "{j}");
-        assert_eq!(call(&a, "GET", path, Some(token), None, None).0, 401);
+        assert_eq!(a.call("GET", path).token(token).send().parts().0, 401);
     }
     for (token, path) in checks {
         wait_for(
             &format!("node B to refuse a token logged out on node A: {path}"),
             Duration::from_secs(10),
-            || call(&b, "GET", path, Some(token), None, None).0 == 401,
+            || b.call("GET", path).token(token).send().parts().0 == 401,
         );
     }
     a.restart();
     for (token, path) in checks {
         assert_eq!(
-            call(&a, "GET", path, Some(token), None, None).0,
+            a.call("GET", path).token(token).send().parts().0,
             401,
             "still refused after a restart: {path}"
         );
@@ -1678,7 +1496,11 @@ fn admin_and_game_server_logouts_reach_other_nodes_and_survive_a_restart() {
     // A fresh token of the same accounts works: only the sessions were revoked.
     let admin2 = a.admin_token();
     assert_eq!(
-        call(&a, "GET", "/api/v1/cache/stats", Some(&admin2), None, None).0,
+        a.call("GET", "/api/v1/cache/stats")
+            .token(&admin2)
+            .send()
+            .parts()
+            .0,
         200
     );
 }
@@ -1694,27 +1516,22 @@ fn an_open_player_connection_is_cut_off_when_its_session_is_revoked() {
     let get = json!({"action": "get", "player_id": id}).to_string();
     assert_eq!(t.call(0x1003, 2, "game1", &get).msg_type, 0x1003);
     // Logged out over HTTP (the session may be on the other shard).
-    let (s, j) = call(
-        &server,
-        "POST",
-        "/api/v1/auth/logout",
-        Some(&token),
-        None,
-        None,
-    );
+    let (s, j) = server
+        .call("POST", "/api/v1/auth/logout")
+        .token(&token)
+        .send()
+        .parts();
     assert_eq!(s, 200, "{j}");
     let refused = t.call(0x1003, 3, "game1", &get);
     assert_eq!(refused.error_code(), 0xE003);
     assert_eq!(t.call(0x1003, 4, "game1", &get).error_code(), 0xE003);
     // A new login handshakes the same connection again.
-    let (_, fresh) = call(
-        &server,
-        "POST",
-        "/api/v1/auth/login",
-        None,
-        Some("game1"),
-        Some(json!({"username": "tcp_revoked", "password": "password1"})),
-    );
+    let (_, fresh) = server
+        .call("POST", "/api/v1/auth/login")
+        .game("game1")
+        .json(json!({"username": "tcp_revoked", "password": "password1"}))
+        .send()
+        .parts();
     let fresh = fresh["data"]["token"].as_str().expect("token").to_string();
     let hello = json!({ "token": fresh }).to_string();
     t.send(&frame(0x0002, 0x04, 5, "game1", "", hello.as_bytes()));
@@ -1758,13 +1575,11 @@ fn tcp_requests_obey_the_same_scope_and_body_rules_as_http() {
     assert_eq!(r.msg_type, 0x1003);
     assert_eq!(r.json()["data"]["player"]["nickname"], "renamed");
     // The HTTP side of the same scope rule: another game's id is 403.
-    let (s, _) = call(
-        &server,
-        "GET",
-        &format!("/api/v1/players/{id}"),
-        Some(&token),
-        Some("game2"),
-        None,
-    );
+    let (s, _) = server
+        .call("GET", &format!("/api/v1/players/{id}"))
+        .token(&token)
+        .game("game2")
+        .send()
+        .parts();
     assert_eq!(s, 403);
 }

@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{HttpClient, Server};
-use serde_json::{json, Value};
+use common::{node, redis, HttpClient, Server};
+use serde_json::json;
 use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 
 /// Held by the tests that invalidate a whole game by prefix, which puts a
@@ -20,30 +20,12 @@ fn prefix_invalidations() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|e| e.into_inner())
 }
 
-fn get(c: &mut HttpClient, path: &str, token: &str) -> (u16, Value) {
-    let auth = format!("Bearer {token}");
-    let r = c.request("GET", path, &[("Authorization", &auth)], b"");
-    let body = if r.body.is_empty() {
-        Value::Null
-    } else {
-        r.json()
-    };
-    (r.status, body)
-}
-
-fn post(c: &mut HttpClient, path: &str, token: &str, body: Value) -> (u16, Value) {
-    let auth = format!("Bearer {token}");
-    let r = c.request(
-        "POST",
-        path,
-        &[("Authorization", &auth)],
-        body.to_string().as_bytes(),
-    );
-    (r.status, r.json())
-}
-
 fn loads(server: &Server, admin: &str) -> u64 {
-    let (s, j) = get(&mut server.http(), "/api/v1/cache/stats", admin);
+    let (s, j) = server
+        .call("GET", "/api/v1/cache/stats")
+        .token(admin)
+        .send()
+        .parts();
     assert_eq!(s, 200, "{j}");
     j["data"]["shards"]
         .as_array()
@@ -68,7 +50,10 @@ fn a_stampede_on_a_cold_key_loads_once_per_shard() {
             std::thread::spawn(move || {
                 let mut c = server.http();
                 barrier.wait();
-                get(&mut c, &format!("/api/v1/players/{id}"), &gs)
+                c.call("GET", &format!("/api/v1/players/{id}"))
+                    .token(&gs)
+                    .send()
+                    .parts()
             })
         })
         .collect();
@@ -94,33 +79,37 @@ fn a_write_is_visible_on_every_shard_when_it_is_answered() {
     for round in 1..=5 {
         // Warm every shard's L1.
         for r in readers.iter_mut() {
-            assert_eq!(get(r, &path, &gs).0, 200);
+            assert_eq!(r.call("GET", &path).token(&gs).send().parts().0, 200);
         }
-        let (s, j) = post(
-            &mut server.http(),
-            &format!("{path}/wallet"),
-            &gs,
-            json!({"currency":"gold","delta":10,"reason":"round"}),
-        );
+        let (s, j) = server
+            .call("POST", &format!("{path}/wallet"))
+            .token(&gs)
+            .json(json!({"currency":"gold","delta":10,"reason":"round"}))
+            .send()
+            .parts();
         assert_eq!(s, 200, "{j}");
         let expected = 1000 + 10 * round;
         for r in readers.iter_mut() {
             assert_eq!(
-                get(r, &path, &gs).1["data"]["player"]["gold"],
+                r.call("GET", &path).token(&gs).send().parts().1["data"]["player"]["gold"],
                 expected,
                 "stale read after the write was answered"
             );
         }
         // Inventories too.
-        let (s, _) = post(
-            &mut server.http(),
-            &format!("{path}/items/potion/grant"),
-            &gs,
-            json!({"quantity":1}),
-        );
+        let (s, _) = server
+            .call("POST", &format!("{path}/items/potion/grant"))
+            .token(&gs)
+            .json(json!({"quantity":1}))
+            .send()
+            .parts();
         assert_eq!(s, 200);
         for r in readers.iter_mut() {
-            let (_, j) = get(r, &format!("{path}/items"), &gs);
+            let (_, j) = r
+                .call("GET", &format!("{path}/items"))
+                .token(&gs)
+                .send()
+                .parts();
             assert_eq!(j["data"]["items"][0]["quantity"], round, "stale inventory");
         }
     }
@@ -134,52 +123,67 @@ fn cache_admin_routes() {
     let gs = server.server_token("game1");
     let (id, _) = server.player("game1", "cache_admin");
     let mut c = server.http();
-    assert_eq!(get(&mut c, &format!("/api/v1/players/{id}"), &gs).0, 200);
-    let (s, j) = post(
-        &mut c,
-        "/api/v1/cache/invalidate",
-        &admin,
-        json!({"keys":[format!("game1:p:{id}")]}),
+    assert_eq!(
+        c.call("GET", &format!("/api/v1/players/{id}"))
+            .token(&gs)
+            .send()
+            .parts()
+            .0,
+        200
     );
+    let (s, j) = c
+        .call("POST", "/api/v1/cache/invalidate")
+        .token(&admin)
+        .json(json!({"keys":[format!("game1:p:{id}")]}))
+        .send()
+        .parts();
     assert_eq!(
         (s, j["data"]["invalidated"].as_u64()),
         (200, Some(1)),
         "{j}"
     );
-    let (s, _) = post(
-        &mut c,
-        "/api/v1/cache/invalidate",
-        &admin,
-        json!({"prefix":"game1:"}),
-    );
+    let (s, _) = c
+        .call("POST", "/api/v1/cache/invalidate")
+        .token(&admin)
+        .json(json!({"prefix":"game1:"}))
+        .send()
+        .parts();
     assert_eq!(s, 200);
     assert_eq!(
-        post(&mut c, "/api/v1/cache/invalidate", &admin, json!({})).0,
+        c.call("POST", "/api/v1/cache/invalidate")
+            .token(&admin)
+            .json(json!({}))
+            .send()
+            .parts()
+            .0,
         400
     );
     // An empty prefix would drop everything of every game: refused.
-    let (s, j) = post(
-        &mut c,
-        "/api/v1/cache/invalidate",
-        &admin,
-        json!({"prefix":""}),
-    );
+    let (s, j) = c
+        .call("POST", "/api/v1/cache/invalidate")
+        .token(&admin)
+        .json(json!({"prefix":""}))
+        .send()
+        .parts();
     assert_eq!(s, 400, "{j}");
     assert!(
         j["message"].as_str().is_some_and(|m| m.contains("prefix")),
         "{j}"
     );
     assert_eq!(
-        post(
-            &mut c,
-            "/api/v1/cache/invalidate",
-            &gs,
-            json!({"prefix":"game1:"})
-        )
-        .0,
+        c.call("POST", "/api/v1/cache/invalidate")
+            .token(&gs)
+            .json(json!({"prefix":"game1:"}))
+            .send()
+            .parts()
+            .0,
         403
     );
-    let (s, j) = get(&mut c, "/api/v1/cache/stats", &admin);
+    let (s, j) = c
+        .call("GET", "/api/v1/cache/stats")
+        .token(&admin)
+        .send()
+        .parts();
     assert_eq!(s, 200);
     let shards = j["data"]["shards"].as_array().expect("shards");
     assert_eq!(shards.len(), 2);
@@ -188,10 +192,21 @@ fn cache_admin_routes() {
         .map(|s| s["l1"]["invalidations"].as_u64().unwrap_or(0))
         .sum();
     assert!(inval >= 1, "{j}");
-    assert_eq!(get(&mut c, "/api/v1/cache/stats", &gs).0, 403);
+    assert_eq!(
+        c.call("GET", "/api/v1/cache/stats")
+            .token(&gs)
+            .send()
+            .parts()
+            .0,
+        403
+    );
     // Unknown players are cached as missing and still answer 1001.
     for _ in 0..3 {
-        let (s, j) = get(&mut c, "/api/v1/players/987654", &gs);
+        let (s, j) = c
+            .call("GET", "/api/v1/players/987654")
+            .token(&gs)
+            .send()
+            .parts();
         assert_eq!((s, j["code"].as_u64()), (404, Some(1001)));
     }
 }
@@ -222,7 +237,12 @@ fn invalidation_takes_cache_keys_only() {
         (json!({"prefix":""}), "prefix \"\""),
     ];
     for (body, named) in refused {
-        let (s, j) = post(&mut c, "/api/v1/cache/invalidate", &admin, body.clone());
+        let (s, j) = c
+            .call("POST", "/api/v1/cache/invalidate")
+            .token(&admin)
+            .json(body.clone())
+            .send()
+            .parts();
         assert_eq!(s, 400, "{body} → {j}");
         assert!(
             j["message"].as_str().is_some_and(|m| m.contains(named)),
@@ -238,7 +258,12 @@ fn invalidation_takes_cache_keys_only() {
         json!({"prefix":"game2:it"}),
     ];
     for body in taken {
-        let (s, j) = post(&mut c, "/api/v1/cache/invalidate", &admin, body.clone());
+        let (s, j) = c
+            .call("POST", "/api/v1/cache/invalidate")
+            .token(&admin)
+            .json(body.clone())
+            .send()
+            .parts();
         assert_eq!(s, 200, "{body} → {j}");
     }
 }
@@ -249,23 +274,19 @@ fn invalidation_takes_cache_keys_only() {
 #[test]
 #[ignore = "needs Redis (DMTEST_BACKEND=mysql)"]
 fn l2_keys_live_apart_from_the_cluster_keys() {
-    let common::TestBackend::Mysql { redis, .. } = common::backend() else {
-        panic!("needs DMTEST_BACKEND=mysql (Redis)")
-    };
+    let redis = redis();
     let _turn = prefix_invalidations();
     let p = format!("ns{}-", rand::random::<u32>());
-    let server = Server::start_with(
-        1,
-        &[
-            ("node", &format!("id = \"{p}a\"")),
-            ("tail", &format!("[cluster]\nredis = \"{redis}\"\n")),
-        ],
-    );
+    let server = node(&format!("{p}a"), &redis).start();
     let admin = server.admin_token();
     let gs = server.server_token("game1");
     let mut c = server.http();
     // A config document in Redis, with the files' settings.
-    let (s, j) = get(&mut c, "/api/v1/cluster/config", &admin);
+    let (s, j) = c
+        .call("GET", "/api/v1/cluster/config")
+        .token(&admin)
+        .send()
+        .parts();
     assert_eq!(s, 200, "{j}");
     let v0 = j["data"]["version"].as_u64().expect("version").to_string();
     let r = c.request(
@@ -299,7 +320,11 @@ fn l2_keys_live_apart_from_the_cluster_keys() {
         std::time::Duration::from_secs(10),
         || common::redis_get(&redis, &key).is_none(),
     );
-    let (s, j) = get(&mut c, &format!("/api/v1/players/{id}"), &gs);
+    let (s, j) = c
+        .call("GET", &format!("/api/v1/players/{id}"))
+        .token(&gs)
+        .send()
+        .parts();
     assert_eq!(s, 200, "{j}");
     let entry = common::redis_get(&redis, &key);
     assert!(
@@ -311,15 +336,20 @@ fn l2_keys_live_apart_from_the_cluster_keys() {
 
     // The cluster's keys cannot be named; a game's prefix drops its entries.
     for body in [json!({"keys":["dm:config"]}), json!({"prefix":"dm"})] {
-        let (s, j) = post(&mut c, "/api/v1/cache/invalidate", &admin, body.clone());
+        let (s, j) = c
+            .call("POST", "/api/v1/cache/invalidate")
+            .token(&admin)
+            .json(body.clone())
+            .send()
+            .parts();
         assert_eq!(s, 400, "{body} → {j}");
     }
-    let (s, j) = post(
-        &mut c,
-        "/api/v1/cache/invalidate",
-        &admin,
-        json!({"prefix":"game1:"}),
-    );
+    let (s, j) = c
+        .call("POST", "/api/v1/cache/invalidate")
+        .token(&admin)
+        .json(json!({"prefix":"game1:"}))
+        .send()
+        .parts();
     assert_eq!(s, 200, "{j}");
     let entry = common::redis_get(&redis, &key);
     assert!(
@@ -331,7 +361,11 @@ fn l2_keys_live_apart_from_the_cluster_keys() {
         Some(document.as_str()),
         "the config document is untouched"
     );
-    let (s, j) = get(&mut c, "/api/v1/cluster/config", &admin);
+    let (s, j) = c
+        .call("GET", "/api/v1/cluster/config")
+        .token(&admin)
+        .send()
+        .parts();
     assert_eq!(
         (s, j["data"]["version"].as_u64()),
         (200, Some(version)),

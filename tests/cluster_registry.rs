@@ -9,34 +9,10 @@
 
 mod common;
 
-use common::{backend, wait_for, Server, TestBackend};
+use common::{node, redis, wait_for, Server};
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn redis() -> String {
-    match backend() {
-        TestBackend::Mysql { redis, .. } => redis,
-        TestBackend::Sqlite => panic!("needs DMTEST_BACKEND=mysql (Redis)"),
-    }
-}
-
-/// A node with its own id in the registry at `redis`, one shard.
-fn node(id: &str, heartbeat_ms: u64) -> Server {
-    Server::start_with(
-        1,
-        &[
-            ("node", &format!("id = \"{id}\"")),
-            (
-                "tail",
-                &format!(
-                    "[cluster]\nredis = \"{}\"\nheartbeat_ms = {heartbeat_ms}\n",
-                    redis()
-                ),
-            ),
-        ],
-    )
-}
 
 /// The ids of the live nodes whose id starts with `prefix`, as `on` lists them.
 fn live(on: &Server, admin: &str, prefix: &str) -> Vec<Value> {
@@ -77,8 +53,12 @@ fn prefix() -> String {
 #[ignore = "needs Redis (DMTEST_BACKEND=mysql)"]
 fn nodes_announce_themselves_and_a_killed_one_expires() {
     let p = prefix();
-    let a = node(&format!("{p}a"), 200);
-    let b = node(&format!("{p}b"), 200);
+    let a = node(&format!("{p}a"), &redis())
+        .set("cluster", "heartbeat_ms", 200)
+        .start();
+    let b = node(&format!("{p}b"), &redis())
+        .set("cluster", "heartbeat_ms", 200)
+        .start();
     let admin = a.admin_token();
     wait_for(
         "both nodes in the registry",
@@ -161,8 +141,12 @@ fn a_draining_node_leaves_at_once() {
     let p = prefix();
     // A long heartbeat: the key would live 30 s, so leaving sooner can only
     // be the drain withdrawing it.
-    let a = node(&format!("{p}a"), 10_000);
-    let mut b = node(&format!("{p}b"), 10_000);
+    let a = node(&format!("{p}a"), &redis())
+        .set("cluster", "heartbeat_ms", 10_000)
+        .start();
+    let mut b = node(&format!("{p}b"), &redis())
+        .set("cluster", "heartbeat_ms", 10_000)
+        .start();
     let admin = a.admin_token();
     assert_eq!(live(&a, &admin, &p).len(), 2);
     b.signal(libc::SIGTERM);
@@ -180,7 +164,9 @@ fn a_draining_node_leaves_at_once() {
 fn a_second_live_node_with_the_same_id_is_refused_and_a_restarted_one_is_not() {
     let p = prefix();
     let id = format!("{p}dup");
-    let mut a = node(&id, 200);
+    let mut a = node(&id, &redis())
+        .set("cluster", "heartbeat_ms", 200)
+        .start();
     // Same config (same id), other ports: a second live process.
     let text = std::fs::read_to_string(a.dir.join("config.toml")).expect("config");
     let other_http = common::loopback_addr();
@@ -284,7 +270,9 @@ fn logout_reaches(a: &Server, b: &Server, username: &str) -> Duration {
 #[ignore = "needs Redis (DMTEST_BACKEND=mysql)"]
 fn revocations_are_pushed_to_every_node_and_fall_back_to_the_database() {
     let p = prefix();
-    let a = node(&format!("{p}a"), 1000);
+    let a = node(&format!("{p}a"), &redis())
+        .set("cluster", "heartbeat_ms", 1000)
+        .start();
     let b = a.start_peer(&format!("{p}b"));
     let pushed: Vec<u128> = (0..5)
         .map(|i| logout_reaches(&a, &b, &format!("pushed_logout_{i}")).as_millis())
@@ -293,13 +281,7 @@ fn revocations_are_pushed_to_every_node_and_fall_back_to_the_database() {
     // The same two nodes with an unreachable cluster Redis: the push fails
     // and the databases' look-back (every 500 ms) carries the revocation.
     let dead = common::loopback_addr();
-    let a2 = Server::start_with(
-        1,
-        &[
-            ("node", &format!("id = \"{p}c\"")),
-            ("tail", &format!("[cluster]\nredis = \"redis://{dead}\"\n")),
-        ],
-    );
+    let a2 = node(&format!("{p}c"), &format!("redis://{dead}")).start();
     let b2 = a2.start_peer(&format!("{p}d"));
     let fallback: Vec<u128> = (0..5)
         .map(|i| logout_reaches(&a2, &b2, &format!("fallback_logout_{i}")).as_millis())

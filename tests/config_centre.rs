@@ -9,36 +9,18 @@
 
 mod common;
 
-use common::{backend, frame, wait_for, Server, TestBackend, SERVER_KEY};
+use common::{frame, node, redis, wait_for, Server, SERVER_KEY};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-fn call(
-    s: &Server,
-    method: &str,
-    path: &str,
-    token: &str,
-    extra: &[(&str, &str)],
-    body: &str,
-) -> (u16, Value) {
-    let auth = format!("Bearer {token}");
-    let mut headers = vec![("Authorization", auth.as_str())];
-    headers.extend_from_slice(extra);
-    let r = s.http().request(method, path, &headers, body.as_bytes());
-    let status = r.status;
-    (status, r.json())
-}
-
 fn put(s: &Server, admin: &str, version: u64, body: Value) -> (u16, Value) {
     let v = version.to_string();
-    call(
-        s,
-        "PUT",
-        "/api/v1/cluster/config",
-        admin,
-        &[("If-Match", &v)],
-        &body.to_string(),
-    )
+    s.call("PUT", "/api/v1/cluster/config")
+        .token(admin)
+        .header("If-Match", &v)
+        .json(body)
+        .send()
+        .parts()
 }
 
 fn register(s: &Server, name: &str) -> (u16, Value) {
@@ -57,25 +39,26 @@ fn register(s: &Server, name: &str) -> (u16, Value) {
 #[test]
 #[ignore = "needs Redis (DMTEST_BACKEND=mysql)"]
 fn settings_are_versioned_validated_and_applied_on_every_node() {
-    let TestBackend::Mysql { redis, .. } = backend() else {
-        panic!("needs DMTEST_BACKEND=mysql (Redis)")
-    };
+    let redis = redis();
     let p = format!("cc{}-", rand::random::<u32>());
-    let a = Server::start_with(
-        2,
-        &[
-            ("node", &format!("id = \"{p}a\"")),
-            ("tail", &format!("[cluster]\nredis = \"{redis}\"\n")),
-        ],
-    );
+    let a = node(&format!("{p}a"), &redis).shards(2).start();
     let mut b = a.start_peer(&format!("{p}b"));
     let admin = a.admin_token();
-    let (s, j) = call(&a, "GET", "/api/v1/cluster/config", &admin, &[], "");
+    let (s, j) = a
+        .call("GET", "/api/v1/cluster/config")
+        .token(&admin)
+        .send()
+        .parts();
     assert_eq!(s, 200, "{j}");
     let v0 = j["data"]["version"].as_u64().expect("version");
     assert_eq!(j["data"]["defaults"]["log_level"], "warn");
     // Versioning and validation.
-    let (s, _) = call(&a, "PUT", "/api/v1/cluster/config", &admin, &[], "{}");
+    let (s, _) = a
+        .call("PUT", "/api/v1/cluster/config")
+        .token(&admin)
+        .body("{}")
+        .send()
+        .parts();
     assert_eq!(s, 428, "If-Match required");
     for (body, key) in [
         (json!({"rate_limit": 5}), "rate_limit"),
@@ -97,14 +80,13 @@ fn settings_are_versioned_validated_and_applied_on_every_node() {
         );
     }
     let (_, player) = a.player("game2", &format!("{p}player"));
-    let (s, _) = call(
-        &a,
-        "PUT",
-        "/api/v1/cluster/config",
-        &player,
-        &[("If-Match", "0")],
-        "{}",
-    );
+    let (s, _) = a
+        .call("PUT", "/api/v1/cluster/config")
+        .token(&player)
+        .header("If-Match", "0")
+        .body("{}")
+        .send()
+        .parts();
     assert_eq!(s, 403, "admins only");
 
     // Maintenance of game1, with a message, set on node A.
@@ -129,16 +111,18 @@ fn settings_are_versioned_validated_and_applied_on_every_node() {
     assert_eq!((s, j["message"].as_str()), (503, Some(message)));
     // Admins, probes and other games are unaffected.
     assert_eq!(b.http().request("GET", "/health", &[], b"").status, 200);
-    let (s, _) = call(&b, "GET", "/api/v1/games/game1/stats", &admin, &[], "");
+    let (s, _) = b
+        .call("GET", "/api/v1/games/game1/stats")
+        .token(&admin)
+        .send()
+        .parts();
     assert_eq!(s, 200);
-    let (s, _) = call(
-        &b,
-        "GET",
-        "/api/v1/items",
-        &admin,
-        &[("X-Game-Id", "game1")],
-        "",
-    );
+    let (s, _) = b
+        .call("GET", "/api/v1/items")
+        .token(&admin)
+        .game("game1")
+        .send()
+        .parts();
     assert_eq!(s, 200);
     assert_eq!(
         register(&b, &format!("{p}g2")).0,

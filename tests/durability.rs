@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{backend, frame, HttpClient, Server, TestBackend, SERVER_KEY};
+use common::{frame, rows, HttpClient, Server, SERVER_KEY};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -173,60 +173,6 @@ fn client(mut conn: Conn, id: usize, a: i64, b: i64, acks: Arc<AtomicUsize>) -> 
         }
     }
     journal
-}
-
-/// Rows of a query on game1's database, read behind the server's back
-/// (the SQLite file, or the MariaDB primary), as JSON values.
-fn rows(server: &Server, sql: &str) -> Vec<Vec<Value>> {
-    match backend() {
-        TestBackend::Sqlite => {
-            let db =
-                rusqlite::Connection::open(server.dir.join("game1.db")).expect("open game1.db");
-            let mut st = db.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-            let n = st.column_count();
-            let mapped = st
-                .query_map([], |r| {
-                    (0..n)
-                        .map(|i| r.get::<_, rusqlite::types::Value>(i))
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .expect("query");
-            mapped
-                .map(|r| {
-                    r.expect("row")
-                        .into_iter()
-                        .map(|v| match v {
-                            rusqlite::types::Value::Integer(i) => json!(i),
-                            rusqlite::types::Value::Text(t) => json!(t),
-                            rusqlite::types::Value::Null => Value::Null,
-                            other => panic!("unexpected {other:?}"),
-                        })
-                        .collect()
-                })
-                .collect()
-        }
-        TestBackend::Mysql { primary, .. } => {
-            use mysql::prelude::Queryable;
-            let url = format!("{primary}/{}", server.databases[0]);
-            let mut c =
-                mysql::Conn::new(mysql::Opts::from_url(&url).expect("url")).expect("connect");
-            let rows: Vec<mysql::Row> = c.exec(sql, ()).unwrap_or_else(|e| panic!("{sql}: {e}"));
-            rows.into_iter()
-                .map(|r| {
-                    r.unwrap()
-                        .into_iter()
-                        .map(|v| match v {
-                            mysql::Value::Int(i) => json!(i),
-                            mysql::Value::UInt(u) => json!(u),
-                            mysql::Value::Bytes(b) => json!(String::from_utf8(b).expect("utf-8")),
-                            mysql::Value::NULL => Value::Null,
-                            other => panic!("unexpected {other:?}"),
-                        })
-                        .collect()
-                })
-                .collect()
-        }
-    }
 }
 
 /// An order as the database holds it.

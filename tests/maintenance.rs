@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{backend, wait_for, Server, TestBackend};
+use common::{node, redis, wait_for, Server};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -37,58 +37,29 @@ fn own_database(redis: &str, db: u32) -> String {
 /// A one-shard node whose config centre lives in Redis database `db`, with
 /// no maintenance left in it by an earlier run.
 fn start(db: u32) -> (Server, String) {
-    let TestBackend::Mysql { redis, .. } = backend() else {
-        panic!("needs DMTEST_BACKEND=mysql (Redis)")
-    };
-    let redis = own_database(&redis, db);
-    let s = Server::start_with(
-        1,
-        &[
-            (
-                "node",
-                &format!("id = \"mt{}-{db}\"", rand::random::<u32>()),
-            ),
-            ("tail", &format!("[cluster]\nredis = \"{redis}\"\n")),
-        ],
-    );
+    let redis = own_database(&redis(), db);
+    let s = node(&format!("mt{}-{db}", rand::random::<u32>()), &redis).start();
     let admin = s.admin_token();
     configure(&s, &admin, json!({}));
     (s, admin)
 }
 
-fn call(
-    s: &Server,
-    method: &str,
-    path: &str,
-    token: &str,
-    extra: &[(&str, &str)],
-    body: &str,
-) -> (u16, Value) {
-    let auth = format!("Bearer {token}");
-    let mut headers = vec![("Authorization", auth.as_str())];
-    headers.extend_from_slice(extra);
-    let r = s.http().request(method, path, &headers, body.as_bytes());
-    let json = if r.body.is_empty() {
-        Value::Null
-    } else {
-        r.json()
-    };
-    (r.status, json)
-}
-
 /// Replaces the config centre's document with `settings`.
 fn configure(s: &Server, admin: &str, settings: Value) {
-    let (status, j) = call(s, "GET", "/api/v1/cluster/config", admin, &[], "");
+    let (status, j) = s
+        .call("GET", "/api/v1/cluster/config")
+        .token(admin)
+        .send()
+        .parts();
     assert_eq!(status, 200, "{j}");
     let version = j["data"]["version"].as_u64().expect("version").to_string();
-    let (status, j) = call(
-        s,
-        "PUT",
-        "/api/v1/cluster/config",
-        admin,
-        &[("If-Match", &version)],
-        &settings.to_string(),
-    );
+    let (status, j) = s
+        .call("PUT", "/api/v1/cluster/config")
+        .token(admin)
+        .header("If-Match", &version)
+        .json(settings)
+        .send()
+        .parts();
     assert_eq!(status, 200, "{j}");
 }
 
@@ -135,7 +106,10 @@ fn login(s: &Server, name: &str) -> (i64, String, String) {
 
 /// The status of a player reading its own profile.
 fn own_profile(s: &Server, id: i64, token: &str) -> (u16, Value) {
-    call(s, "GET", &format!("/api/v1/players/{id}"), token, &[], "")
+    s.call("GET", &format!("/api/v1/players/{id}"))
+        .token(token)
+        .send()
+        .parts()
 }
 
 fn refresh(s: &Server, refresh_token: &str) -> (u16, Value) {
@@ -170,20 +144,18 @@ fn logout_works_in_maintenance_over_http_and_tcp() {
 
     // HTTP: either route ends the caller's session, and only it. Naming
     // another game is still refused: only the maintenance check is skipped.
-    let (status, j) = call(
-        &s,
-        "POST",
-        "/api/v1/auth/logout",
-        &auth_logout,
-        &[("X-Game-Id", "game2")],
-        "",
-    );
+    let (status, j) = s
+        .call("POST", "/api/v1/auth/logout")
+        .token(&auth_logout)
+        .game("game2")
+        .send()
+        .parts();
     assert_eq!(status, 403, "{j}");
     for (route, token) in [
         ("/api/v1/auth/logout", &auth_logout),
         ("/api/v1/players/logout", &players_logout),
     ] {
-        let (status, j) = call(&s, "POST", route, token, &[], "");
+        let (status, j) = s.call("POST", route).token(token).send().parts();
         assert_eq!(status, 200, "{route} in maintenance: {j}");
         assert_eq!(j["data"]["revoked_sessions"], 1, "{j}");
         let (status, j) = own_profile(&s, a_id, token);

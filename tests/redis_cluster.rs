@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{backend, wait_for, Server, TestBackend};
+use common::{backend, node, wait_for, Server, TestBackend};
 use datamiddleware::redis::cluster::slot;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,22 +38,15 @@ fn cluster_url() -> Option<String> {
     url
 }
 
-/// A node whose cache and cluster state live in the Redis Cluster.
-fn node(url: &str, id: &str) -> Server {
-    Server::start_with(
-        2,
-        &[
-            ("node", &format!("id = \"{id}\"")),
-            (
-                "cache",
-                &format!("redis = \"{url}\"\ninvalidation_max_ms = 100"),
-            ),
-            (
-                "tail",
-                &format!("[cluster]\nredis = \"{url}\"\nheartbeat_ms = 200\n"),
-            ),
-        ],
-    )
+/// A two-shard node whose cache and cluster state live in the Redis
+/// Cluster at `url`.
+fn cluster_node(url: &str, id: &str) -> Server {
+    node(id, url)
+        .shards(2)
+        .set("cache", "redis", url)
+        .set("cache", "invalidation_max_ms", 100)
+        .set("cluster", "heartbeat_ms", 200)
+        .start()
 }
 
 fn redis_cli(args: &[&str]) -> String {
@@ -140,7 +133,7 @@ fn two_nodes_share_cache_invalidation_and_registry_through_a_redis_cluster() {
     let Some(url) = cluster_url() else { return };
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tag = rand::random::<u32>();
-    let a = node(&url, &format!("rc{tag}-a"));
+    let a = cluster_node(&url, &format!("rc{tag}-a"));
     let b = a.start_peer(&format!("rc{tag}-b"));
     let (id, _) = a.player("game1", &format!("rc{tag}"));
     let gs = format!("Bearer {}", a.server_token("game1"));
@@ -224,7 +217,7 @@ fn a_master_killed_under_load_fails_over_without_losing_a_write_or_serving_stale
     let Some(url) = cluster_url() else { return };
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tag = rand::random::<u32>();
-    let a = node(&url, &format!("rf{tag}-a"));
+    let a = cluster_node(&url, &format!("rf{tag}-a"));
     let b = a.start_peer(&format!("rf{tag}-b"));
     let (id, _) = a.player("game1", &format!("rf{tag}"));
     let gs = format!("Bearer {}", a.server_token("game1"));
@@ -377,7 +370,7 @@ fn reads_and_writes_follow_ask_and_moved_while_a_slot_migrates() {
     let Some(url) = cluster_url() else { return };
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tag = rand::random::<u32>();
-    let a = node(&url, &format!("rm{tag}-a"));
+    let a = cluster_node(&url, &format!("rm{tag}-a"));
     let (id, _) = a.player("game1", &format!("rm{tag}"));
     let gs = format!("Bearer {}", a.server_token("game1"));
     // The inventory's L2 entry (namespace `cache:`).
@@ -487,7 +480,7 @@ fn a_one_seed_url_outlives_its_seed() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tag = rand::random::<u32>();
     let seed = master_of("any-key").expect("a master");
-    let a = node(
+    let a = cluster_node(
         &format!("redis+cluster://127.0.0.1:{seed}"),
         &format!("ro{tag}-a"),
     );

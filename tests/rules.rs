@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{HttpClient, Server, SERVER_KEY};
+use common::{Server, SERVER_KEY};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,27 +14,6 @@ use std::time::{Duration, Instant};
 /// Highest level and experience a profile may have (src/validate.rs).
 const MAX_LEVEL: i64 = 1_000_000;
 const MAX_EXP: i64 = 1_000_000_000_000_000;
-
-/// One HTTP call on `c` with a bearer token; returns (status, body).
-fn call_on(c: &mut HttpClient, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
-    let auth = format!("Bearer {token}");
-    let body = if body.is_null() {
-        String::new()
-    } else {
-        body.to_string()
-    };
-    let r = c.request(method, path, &[("Authorization", &auth)], body.as_bytes());
-    let json = if r.body.is_empty() {
-        Value::Null
-    } else {
-        r.json()
-    };
-    (r.status, json)
-}
-
-fn call(server: &Server, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
-    call_on(&mut server.http(), method, path, token, body)
-}
 
 /// What the clients of a race and the change they race share: whether the
 /// change has been answered, and how many of their requests have been.
@@ -66,13 +45,23 @@ fn code(answer: &(u16, Value)) -> (u16, u64) {
 
 fn add_item(server: &Server, admin: &str, id: &str, price: i64) {
     let item = json!({"item_id": id, "name": id, "price_gold": price, "max_stack": 1000});
-    let (s, j) = call(server, "POST", "/api/v1/items", admin, item);
+    let (s, j) = server
+        .call("POST", "/api/v1/items")
+        .token(admin)
+        .json(item)
+        .send()
+        .parts();
     assert_eq!(s, 201, "{j}");
 }
 
 fn create_order(server: &Server, gs: &str, player: i64, item: &str) -> String {
     let body = json!({"player_id": player, "item_id": item, "quantity": 1, "currency": "gold"});
-    let (s, j) = call(server, "POST", "/api/v1/orders", gs, body);
+    let (s, j) = server
+        .call("POST", "/api/v1/orders")
+        .token(gs)
+        .json(body)
+        .send()
+        .parts();
     assert_eq!(s, 201, "{j}");
     j["data"]["order"]["order_id"]
         .as_str()
@@ -81,13 +70,11 @@ fn create_order(server: &Server, gs: &str, player: i64, item: &str) -> String {
 }
 
 fn order_status(server: &Server, gs: &str, order: &str) -> String {
-    let (s, j) = call(
-        server,
-        "GET",
-        &format!("/api/v1/orders/{order}"),
-        gs,
-        Value::Null,
-    );
+    let (s, j) = server
+        .call("GET", &format!("/api/v1/orders/{order}"))
+        .token(gs)
+        .send()
+        .parts();
     assert_eq!(s, 200, "{j}");
     j["data"]["order"]["status"]
         .as_str()
@@ -96,25 +83,21 @@ fn order_status(server: &Server, gs: &str, order: &str) -> String {
 }
 
 fn player(server: &Server, token: &str, id: i64) -> Value {
-    let (s, j) = call(
-        server,
-        "GET",
-        &format!("/api/v1/players/{id}"),
-        token,
-        Value::Null,
-    );
+    let (s, j) = server
+        .call("GET", &format!("/api/v1/players/{id}"))
+        .token(token)
+        .send()
+        .parts();
     assert_eq!(s, 200, "{j}");
     j["data"]["player"].clone()
 }
 
 fn held(server: &Server, token: &str, id: i64, item: &str) -> i64 {
-    let (s, j) = call(
-        server,
-        "GET",
-        &format!("/api/v1/players/{id}/items"),
-        token,
-        Value::Null,
-    );
+    let (s, j) = server
+        .call("GET", &format!("/api/v1/players/{id}/items"))
+        .token(token)
+        .send()
+        .parts();
     assert_eq!(s, 200, "{j}");
     j["data"]["items"]
         .as_array()
@@ -128,7 +111,7 @@ fn ledger(server: &Server, admin: &str, id: i64) -> Vec<Value> {
     let mut rows = Vec::new();
     for page in 1.. {
         let path = format!("/api/v1/players/{id}/ledger?page={page}&page_size=100");
-        let (s, j) = call(server, "GET", &path, admin, Value::Null);
+        let (s, j) = server.call("GET", &path).token(admin).send().parts();
         assert_eq!(s, 200, "{j}");
         let items = j["data"]["items"].as_array().cloned().unwrap_or_default();
         if items.is_empty() {
@@ -147,28 +130,29 @@ fn a_withdrawn_item_is_neither_sold_nor_granted_and_its_pending_order_can_be_can
     let (p, _) = server.player("game1", "withdrawn_buyer");
     add_item(&server, &admin, "bow", 50);
     let grant = |q: i64| {
-        call(
-            &server,
-            "POST",
-            &format!("/api/v1/players/{p}/items/bow/grant"),
-            &gs,
-            json!({"quantity": q}),
-        )
+        server
+            .call("POST", &format!("/api/v1/players/{p}/items/bow/grant"))
+            .token(&gs)
+            .json(json!({"quantity": q}))
+            .send()
+            .parts()
     };
     assert_eq!(grant(2).0, 200);
     let pending = create_order(&server, &gs, p, "bow");
     let other = create_order(&server, &gs, p, "bow");
-    let (s, _) = call(&server, "DELETE", "/api/v1/items/bow", &admin, Value::Null);
+    let (s, _) = server
+        .call("DELETE", "/api/v1/items/bow")
+        .token(&admin)
+        .send()
+        .parts();
     assert_eq!(s, 200);
 
     // Paying is refused with 2002, charges nothing, and the order stays pending.
-    let pay = call(
-        &server,
-        "POST",
-        &format!("/api/v1/orders/{pending}/pay"),
-        &gs,
-        Value::Null,
-    );
+    let pay = server
+        .call("POST", &format!("/api/v1/orders/{pending}/pay"))
+        .token(&gs)
+        .send()
+        .parts();
     assert_eq!(code(&pay), (404, 2002), "{}", pay.1);
     assert_eq!(order_status(&server, &gs, &pending), "pending");
     assert_eq!(player(&server, &gs, p)["gold"], 1000);
@@ -177,13 +161,12 @@ fn a_withdrawn_item_is_neither_sold_nor_granted_and_its_pending_order_can_be_can
         .iter()
         .all(|r| r["reason"] != "order_pay"));
     // The admin status route never pays (POST .../pay is the one way).
-    let forced = call(
-        &server,
-        "PUT",
-        &format!("/api/v1/orders/{other}/status"),
-        &admin,
-        json!({"status": "paid"}),
-    );
+    let forced = server
+        .call("PUT", &format!("/api/v1/orders/{other}/status"))
+        .token(&admin)
+        .json(json!({"status": "paid"}))
+        .send()
+        .parts();
     assert_eq!(forced.0, 400, "{}", forced.1);
     assert_eq!(order_status(&server, &gs, &other), "pending");
 
@@ -191,26 +174,30 @@ fn a_withdrawn_item_is_neither_sold_nor_granted_and_its_pending_order_can_be_can
     assert_eq!(code(&grant(1)), (404, 2002));
     let body = json!({"player_id": p, "item_id": "bow", "quantity": 1, "currency": "gold"});
     assert_eq!(
-        code(&call(&server, "POST", "/api/v1/orders", &gs, body)),
+        code(
+            &server
+                .call("POST", "/api/v1/orders")
+                .token(&gs)
+                .json(body)
+                .send()
+                .parts()
+        ),
         (404, 2002)
     );
-    let used = call(
-        &server,
-        "POST",
-        &format!("/api/v1/players/{p}/items/bow/use"),
-        &gs,
-        json!({"quantity": 1}),
-    );
+    let used = server
+        .call("POST", &format!("/api/v1/players/{p}/items/bow/use"))
+        .token(&gs)
+        .json(json!({"quantity": 1}))
+        .send()
+        .parts();
     assert_eq!(used.0, 200, "{}", used.1);
 
     // The pending order can still be cancelled.
-    let (s, j) = call(
-        &server,
-        "DELETE",
-        &format!("/api/v1/orders/{pending}"),
-        &gs,
-        Value::Null,
-    );
+    let (s, j) = server
+        .call("DELETE", &format!("/api/v1/orders/{pending}"))
+        .token(&gs)
+        .send()
+        .parts();
     assert_eq!(
         (s, j["data"]["order"]["status"].as_str()),
         (200, Some("cancelled"))
@@ -245,7 +232,7 @@ fn a_withdrawal_racing_payments_sells_nothing_after_it_is_answered() {
                 for order in orders.iter().skip(t).step_by(6) {
                     let after_withdrawal = race.changed.load(Ordering::SeqCst);
                     let path = format!("/api/v1/orders/{order}/pay");
-                    let answer = call_on(&mut c, "POST", &path, &gs, Value::Null);
+                    let answer = c.call("POST", &path).token(&gs).send().parts();
                     race.answered.fetch_add(1, Ordering::SeqCst);
                     results.push((order.clone(), after_withdrawal, code(&answer)));
                 }
@@ -255,13 +242,11 @@ fn a_withdrawal_racing_payments_sells_nothing_after_it_is_answered() {
         .collect();
     // Withdrawn while the payments run: some done, others yet to come.
     race.wait_for_answers(ORDERS / 10);
-    let (s, _) = call(
-        &server,
-        "DELETE",
-        "/api/v1/items/arrow",
-        &admin,
-        Value::Null,
-    );
+    let (s, _) = server
+        .call("DELETE", "/api/v1/items/arrow")
+        .token(&admin)
+        .send()
+        .parts();
     assert_eq!(s, 200);
     race.changed.store(true, Ordering::SeqCst);
     let results: Vec<_> = payers
@@ -299,24 +284,22 @@ fn a_deleted_player_is_not_found_for_every_action_but_admin_reads() {
     let (gone, _) = server.player("game1", "to_be_deleted");
     let (live, _) = server.player("game1", "stays_alive");
     let grant = |p: i64, q: i64| {
-        call(
-            &server,
-            "POST",
-            &format!("/api/v1/players/{p}/items/potion/grant"),
-            &gs,
-            json!({"quantity": q}),
-        )
+        server
+            .call("POST", &format!("/api/v1/players/{p}/items/potion/grant"))
+            .token(&gs)
+            .json(json!({"quantity": q}))
+            .send()
+            .parts()
     };
     assert_eq!(grant(gone, 10).0, 200);
     assert_eq!(grant(live, 10).0, 200);
     let pending = create_order(&server, &gs, gone, "potion");
-    let (s, j) = call(
-        &server,
-        "PUT",
-        &format!("/api/v1/players/{gone}"),
-        &gs,
-        json!({"status": "deleted"}),
-    );
+    let (s, j) = server
+        .call("PUT", &format!("/api/v1/players/{gone}"))
+        .token(&gs)
+        .json(json!({"status": "deleted"}))
+        .send()
+        .parts();
     assert_eq!(s, 200, "{j}");
 
     let not_found = (404, 1001);
@@ -329,11 +312,11 @@ fn a_deleted_player_is_not_found_for_every_action_but_admin_reads() {
         format!("/api/v1/orders?player_id={gone}"),
     ] {
         assert_eq!(
-            code(&call(&server, "GET", &path, &gs, Value::Null)),
+            code(&server.call("GET", &path).token(&gs).send().parts()),
             not_found,
             "{path}"
         );
-        let (s, j) = call(&server, "GET", &path, &admin, Value::Null);
+        let (s, j) = server.call("GET", &path).token(&admin).send().parts();
         assert_eq!(s, 200, "{path}: {j}");
     }
     assert_eq!(player(&server, &admin, gone)["status"], "deleted");
@@ -342,64 +325,16 @@ fn a_deleted_player_is_not_found_for_every_action_but_admin_reads() {
     let wallet = json!({"currency": "gold", "delta": 5, "reason": "gift"});
     for token in [&gs, &admin] {
         let refused = [
-            call(
-                &server,
-                "POST",
-                &format!("{p}/wallet"),
-                token,
-                wallet.clone(),
-            ),
-            call(
-                &server,
-                "POST",
-                &format!("{p}/items/potion/grant"),
-                token,
-                json!({"quantity": 1}),
-            ),
-            call(
-                &server,
-                "POST",
-                &format!("{p}/items/potion/use"),
-                token,
-                json!({"quantity": 1}),
-            ),
-            call(
-                &server,
-                "POST",
-                &format!("{p}/items/potion/transfer"),
-                token,
-                json!({"target_player_id": live, "quantity": 1}),
-            ),
-            call(
-                &server,
-                "POST",
-                &format!("/api/v1/players/{live}/items/potion/transfer"),
-                token,
-                json!({"target_player_id": gone, "quantity": 1}),
-            ),
-            call(&server, "PUT", &p, token, json!({"nickname": "ghost"})),
-            call(&server, "PUT", &p, token, json!({"status": "active"})),
-            call(
-                &server,
-                "POST",
-                "/api/v1/orders",
-                token,
-                json!({"player_id": gone, "item_id": "potion", "quantity": 1, "currency": "gold"}),
-            ),
-            call(
-                &server,
-                "POST",
-                &format!("/api/v1/orders/{pending}/pay"),
-                token,
-                Value::Null,
-            ),
-            call(
-                &server,
-                "POST",
-                "/api/v1/games/game1/add_exp",
-                token,
-                json!({"player_id": gone, "amount": 10}),
-            ),
+            server.call("POST", &format!("{p}/wallet")).token(token).json(wallet.clone()).send().parts(),
+            server.call("POST", &format!("{p}/items/potion/grant")).token(token).json(json!({"quantity": 1})).send().parts(),
+            server.call("POST", &format!("{p}/items/potion/use")).token(token).json(json!({"quantity": 1})).send().parts(),
+            server.call("POST", &format!("{p}/items/potion/transfer")).token(token).json(json!({"target_player_id": live, "quantity": 1})).send().parts(),
+            server.call("POST", &format!("/api/v1/players/{live}/items/potion/transfer")).token(token).json(json!({"target_player_id": gone, "quantity": 1})).send().parts(),
+            server.call("PUT", &p).token(token).json(json!({"nickname": "ghost"})).send().parts(),
+            server.call("PUT", &p).token(token).json(json!({"status": "active"})).send().parts(),
+            server.call("POST", "/api/v1/orders").token(token).json(json!({"player_id": gone, "item_id": "potion", "quantity": 1, "currency": "gold"})).send().parts(),
+            server.call("POST", &format!("/api/v1/orders/{pending}/pay")).token(token).send().parts(),
+            server.call("POST", "/api/v1/games/game1/add_exp").token(token).json(json!({"player_id": gone, "amount": 10})).send().parts(),
         ];
         for (i, answer) in refused.iter().enumerate() {
             assert_eq!(code(answer), not_found, "change {i}: {}", answer.1);
@@ -416,13 +351,11 @@ fn a_deleted_player_is_not_found_for_every_action_but_admin_reads() {
         "the signup grants only"
     );
     assert_eq!(order_status(&server, &gs, &pending), "pending");
-    let (s, _) = call(
-        &server,
-        "DELETE",
-        &format!("/api/v1/orders/{pending}"),
-        &gs,
-        Value::Null,
-    );
+    let (s, _) = server
+        .call("DELETE", &format!("/api/v1/orders/{pending}"))
+        .token(&gs)
+        .send()
+        .parts();
     assert_eq!(s, 200);
     // And it cannot log in.
     let login = json!({"username": "to_be_deleted", "password": "password1"});
@@ -464,7 +397,12 @@ fn a_deletion_racing_wallet_changes_and_grants_lets_none_through_after_it_is_ans
                 };
                 for _ in 0..20 {
                     let after = race.changed.load(Ordering::SeqCst);
-                    let answer = call_on(&mut c, "POST", &path, &gs, body.clone());
+                    let answer = c
+                        .call("POST", &path)
+                        .token(&gs)
+                        .json(body.clone())
+                        .send()
+                        .parts();
                     race.answered.fetch_add(1, Ordering::SeqCst);
                     results.push((w % 2 == 0, after, code(&answer)));
                 }
@@ -473,13 +411,12 @@ fn a_deletion_racing_wallet_changes_and_grants_lets_none_through_after_it_is_ans
         })
         .collect();
     race.wait_for_answers(12);
-    let (s, _) = call(
-        &server,
-        "PUT",
-        &format!("/api/v1/players/{p}"),
-        &gs,
-        json!({"status": "deleted"}),
-    );
+    let (s, _) = server
+        .call("PUT", &format!("/api/v1/players/{p}"))
+        .token(&gs)
+        .json(json!({"status": "deleted"}))
+        .send()
+        .parts();
     assert_eq!(s, 200);
     race.changed.store(true, Ordering::SeqCst);
     let results: Vec<_> = workers
@@ -521,14 +458,24 @@ fn level_and_experience_stay_in_the_range_a_profile_update_allows() {
     let path = format!("/api/v1/players/{p}");
     let exp_range = format!("exp must be from 0 to {MAX_EXP}");
     for bad in [MAX_EXP + 1, -1, i64::MAX] {
-        let (s, j) = call(&server, "PUT", &path, &gs, json!({"exp": bad}));
+        let (s, j) = server
+            .call("PUT", &path)
+            .token(&gs)
+            .json(json!({"exp": bad}))
+            .send()
+            .parts();
         assert_eq!(
             (s, j["message"].as_str()),
             (400, Some(exp_range.as_str())),
             "{bad}"
         );
     }
-    let (s, j) = call(&server, "PUT", &path, &gs, json!({"level": MAX_LEVEL + 1}));
+    let (s, j) = server
+        .call("PUT", &path)
+        .token(&gs)
+        .json(json!({"level": MAX_LEVEL + 1}))
+        .send()
+        .parts();
     assert_eq!(
         (s, j["message"].as_str()),
         (
@@ -538,34 +485,31 @@ fn level_and_experience_stay_in_the_range_a_profile_update_allows() {
     );
 
     // add_exp never takes the level past the highest level PUT allows.
-    let (s, _) = call(
-        &server,
-        "PUT",
-        &path,
-        &gs,
-        json!({"exp": 99_999_000, "level": 999_991}),
-    );
+    let (s, _) = server
+        .call("PUT", &path)
+        .token(&gs)
+        .json(json!({"exp": 99_999_000, "level": 999_991}))
+        .send()
+        .parts();
     assert_eq!(s, 200);
     let add = |amount: i64| {
-        call(
-            &server,
-            "POST",
-            "/api/v1/games/game1/add_exp",
-            &gs,
-            json!({"player_id": p, "amount": amount}),
-        )
+        server
+            .call("POST", "/api/v1/games/game1/add_exp")
+            .token(&gs)
+            .json(json!({"player_id": p, "amount": amount}))
+            .send()
+            .parts()
     };
     let (s, j) = add(1_000_000_000);
     assert_eq!(s, 200, "{j}");
     assert_eq!(j["data"]["player"]["level"], MAX_LEVEL);
     assert_eq!(j["data"]["player"]["exp"], 1_099_999_000i64);
-    let (s, j) = call(
-        &server,
-        "POST",
-        "/api/v1/games/game1/level_up",
-        &gs,
-        json!({"player_id": p}),
-    );
+    let (s, j) = server
+        .call("POST", "/api/v1/games/game1/level_up")
+        .token(&gs)
+        .json(json!({"player_id": p}))
+        .send()
+        .parts();
     assert_eq!(
         (s, j["message"].as_str()),
         (
@@ -576,7 +520,12 @@ fn level_and_experience_stay_in_the_range_a_profile_update_allows() {
     assert_eq!(player(&server, &gs, p)["level"], MAX_LEVEL);
 
     // Nor experience past the highest a profile may have.
-    let (s, _) = call(&server, "PUT", &path, &gs, json!({"exp": MAX_EXP - 5}));
+    let (s, _) = server
+        .call("PUT", &path)
+        .token(&gs)
+        .json(json!({"exp": MAX_EXP - 5}))
+        .send()
+        .parts();
     assert_eq!(s, 200);
     let (s, j) = add(6);
     assert_eq!(
@@ -593,13 +542,12 @@ fn level_and_experience_stay_in_the_range_a_profile_update_allows() {
         (200, Some(MAX_EXP))
     );
     // What the game logic reached, a profile update can write back.
-    let (s, j) = call(
-        &server,
-        "PUT",
-        &path,
-        &gs,
-        json!({"exp": MAX_EXP, "level": MAX_LEVEL}),
-    );
+    let (s, j) = server
+        .call("PUT", &path)
+        .token(&gs)
+        .json(json!({"exp": MAX_EXP, "level": MAX_LEVEL}))
+        .send()
+        .parts();
     assert_eq!(s, 200, "{j}");
 }
 
@@ -613,15 +561,18 @@ fn tcp_refuses_withdrawn_items_and_deleted_players_with_the_same_codes() {
     let (gone, _) = server.player("game1", "tcp_rules_gone");
     add_item(&server, &admin, "dart", 5);
     let order = create_order(&server, &gs, p, "dart");
-    let (s, _) = call(&server, "DELETE", "/api/v1/items/dart", &admin, Value::Null);
+    let (s, _) = server
+        .call("DELETE", "/api/v1/items/dart")
+        .token(&admin)
+        .send()
+        .parts();
     assert_eq!(s, 200);
-    let (s, _) = call(
-        &server,
-        "PUT",
-        &format!("/api/v1/players/{gone}"),
-        &gs,
-        json!({"status": "deleted"}),
-    );
+    let (s, _) = server
+        .call("PUT", &format!("/api/v1/players/{gone}"))
+        .token(&gs)
+        .json(json!({"status": "deleted"}))
+        .send()
+        .parts();
     assert_eq!(s, 200);
 
     let mut t = server.tcp();

@@ -9,55 +9,17 @@
 
 mod common;
 
-use common::{backend, wait_for, Server, TestBackend};
+use common::{column_i64, node, redis, rows, wait_for, Server, ServerConfig};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-fn redis() -> String {
-    match backend() {
-        TestBackend::Mysql { redis, .. } => redis,
-        TestBackend::Sqlite => panic!("needs DMTEST_BACKEND=mysql"),
-    }
-}
-
-/// Rows of `sql` on game1's database as (text) columns.
-fn rows(server: &Server, sql: &str) -> Vec<Vec<String>> {
-    use mysql::prelude::Queryable;
-    let TestBackend::Mysql { primary, .. } = backend() else {
-        panic!("needs DMTEST_BACKEND=mysql")
-    };
-    let url = format!("{primary}/{}", server.databases[0]);
-    let mut c = mysql::Conn::new(mysql::Opts::from_url(&url).expect("url")).expect("connect");
-    let found: Vec<mysql::Row> = c.query(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-    found
-        .into_iter()
-        .map(|r| {
-            r.unwrap()
-                .into_iter()
-                .map(|v| match v {
-                    mysql::Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
-                    mysql::Value::Int(i) => i.to_string(),
-                    mysql::Value::UInt(u) => u.to_string(),
-                    other => format!("{other:?}"),
-                })
-                .collect()
-        })
-        .collect()
-}
-
-/// A node of a cluster sharing `first`'s databases (or the first itself).
-fn node(first: Option<&Server>, id: &str, extra_cluster: &str) -> Server {
-    let cluster = format!(
-        "[cluster]\nredis = \"{}\"\njob_lease_ms = 1000\njob_interval_ms = 100\n{extra_cluster}\n[orders]\npending_ttl_s = 1\n",
-        redis()
-    );
-    match first {
-        None => Server::start_with(
-            1,
-            &[("node", &format!("id = \"{id}\"")), ("tail", &cluster)],
-        ),
-        Some(f) => f.start_peer(id),
-    }
+/// `config` with this file's timings: job leases of 1 s, jobs every
+/// 100 ms, orders pending for 1 s.
+fn job_timings(config: ServerConfig) -> ServerConfig {
+    config
+        .set("cluster", "job_lease_ms", 1000)
+        .set("cluster", "job_interval_ms", 100)
+        .set("orders", "pending_ttl_s", 1)
 }
 
 fn order(server: &Server, gs: &str, player: i64, key: &str) -> String {
@@ -98,14 +60,14 @@ fn check_one_holder_per_token(server: &Server, job: &str) -> Vec<(i64, String)> 
     );
     let mut seen: Vec<(i64, String)> = Vec::new();
     for r in &runs {
-        let token: i64 = r[0].parse().expect("token");
+        let token = column_i64(&r[0]).expect("token");
         match seen.iter().find(|(t, _)| *t == token) {
             Some((_, holder)) => assert_eq!(holder, &r[1], "token {token} has one holder"),
             None => {
                 if let Some((last, _)) = seen.last() {
                     assert!(token > *last, "tokens grow with time: {runs:?}");
                 }
-                seen.push((token, r[1].clone()));
+                seen.push((token, r[1].as_str().expect("holder").to_string()));
             }
         }
     }
@@ -116,9 +78,9 @@ fn check_one_holder_per_token(server: &Server, job: &str) -> Vec<(i64, String)> 
 #[ignore = "needs MariaDB and Redis (DMTEST_BACKEND=mysql)"]
 fn jobs_run_on_one_node_at_a_time_and_a_killed_holder_is_replaced() {
     let p = format!("job{}-", rand::random::<u32>());
-    let a = node(None, &format!("{p}a"), "");
-    let b = node(Some(&a), &format!("{p}b"), "");
-    let c = node(Some(&a), &format!("{p}c"), "");
+    let a = job_timings(node(&format!("{p}a"), &redis())).start();
+    let b = a.start_peer(&format!("{p}b"));
+    let c = a.start_peer(&format!("{p}c"));
     let gs = a.server_token("game1");
     let (player, _) = a.player("game1", &format!("{p}buyer"));
     let orders: Vec<String> = (0..5)
@@ -142,7 +104,11 @@ fn jobs_run_on_one_node_at_a_time_and_a_killed_holder_is_replaced() {
         &a,
         "SELECT SUM(affected) FROM job_runs WHERE job = 'expire-orders'",
     );
-    assert_eq!(changed[0][0], "5", "each order expired once");
+    assert_eq!(
+        column_i64(&changed[0][0]),
+        Some(5),
+        "each order expired once"
+    );
     let holders = check_one_holder_per_token(&a, "expire-orders");
     let (token, holder) = holders.last().cloned().expect("a holder");
     // Kill whichever node holds the job: another takes it within the lease.
@@ -182,7 +148,9 @@ fn a_holder_paused_past_its_lease_cannot_write_after_its_successor() {
     let p = format!("pause{}-", rand::random::<u32>());
     // Node A pauses 3 s between taking a lease and writing: the window a GC
     // pause or SIGSTOP would catch a holder in.
-    let a = node(None, &format!("{p}a"), "job_write_delay_ms = 3000");
+    let a = job_timings(node(&format!("{p}a"), &redis()))
+        .set("cluster", "job_write_delay_ms", 3000)
+        .start();
     let lock_key = "dm:lock:{expire-orders}";
     wait_for("node A to take the lease", Duration::from_secs(10), || {
         common::redis_get(&redis(), lock_key).is_some_and(|v| v.starts_with(&format!("{p}a/")))
@@ -206,7 +174,8 @@ fn a_holder_paused_past_its_lease_cannot_write_after_its_successor() {
                 "SELECT token, holder FROM job_fences WHERE job = 'expire-orders'",
             );
             f.first().is_some_and(|r| {
-                r[1].starts_with(&format!("{p}b/")) && r[0].parse::<i64>().unwrap_or(0) > stale
+                r[1].as_str().unwrap_or("").starts_with(&format!("{p}b/"))
+                    && column_i64(&r[0]).unwrap_or(0) > stale
             })
         },
     );
@@ -220,7 +189,11 @@ fn a_holder_paused_past_its_lease_cannot_write_after_its_successor() {
             "SELECT COUNT(*) FROM job_runs WHERE job = 'expire-orders' AND holder LIKE '{p}a/%'"
         ),
     );
-    assert_eq!(by_a[0][0], "0", "the paused holder wrote nothing");
+    assert_eq!(
+        column_i64(&by_a[0][0]),
+        Some(0),
+        "the paused holder wrote nothing"
+    );
     check_one_holder_per_token(&a, "expire-orders");
     drop(b);
 }
@@ -245,26 +218,14 @@ fn jobs_resume_when_redis_lost_the_token_counter_and_on_a_stand_alone_node() {
         .output()
         .expect("run redis-cli");
     assert!(flushed.status.success(), "{flushed:?}");
-    let a = Server::start_with(
-        1,
-        &[
-            ("node", "id = \"fence-a\""),
-            (
-                "tail",
-                &format!(
-                    "[cluster]\nredis = \"{own_redis}\"\njob_lease_ms = 1000\njob_interval_ms = 100\n\
-                     [orders]\npending_ttl_s = 1\n"
-                ),
-            ),
-        ],
-    );
+    let a = job_timings(node("fence-a", &own_redis)).start();
     let fence = |s: &Server| -> i64 {
         rows(
             s,
             "SELECT token FROM job_fences WHERE job = 'expire-orders'",
         )
         .first()
-        .and_then(|r| r[0].parse().ok())
+        .and_then(|r| column_i64(&r[0]))
         .unwrap_or(0)
     };
     wait_for("the first fenced run", Duration::from_secs(10), || {

@@ -34,33 +34,16 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// holds its starting 1000 gold: nothing was charged.
 fn assert_charged_nothing(server: &Server, admin: &str, gs: &str, buyer: i64) {
     invalidate(server, admin, &[format!("game1:p:{buyer}")]);
-    let (s, j) = call(server, "GET", &format!("/api/v1/players/{buyer}"), gs, None);
+    let (s, j) = server
+        .call("GET", &format!("/api/v1/players/{buyer}"))
+        .token(gs)
+        .send()
+        .parts();
     assert_eq!(
         (s, &j["data"]["player"]["gold"]),
         (200, &json!(1000)),
         "charged nothing: {j}"
     );
-}
-
-/// One HTTP call with a bearer token; returns (status, body).
-fn call(
-    server: &Server,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let auth = format!("Bearer {token}");
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let r = server
-        .http()
-        .request(method, path, &[("Authorization", &auth)], body.as_bytes());
-    let json = if r.body.is_empty() {
-        Value::Null
-    } else {
-        r.json()
-    };
-    (r.status, json)
 }
 
 /// Asserts the exact answer of an internal error: nothing of the detail
@@ -75,13 +58,12 @@ fn assert_internal(what: &str, (status, body): (u16, Value)) {
 
 /// Drops cached copies of `keys` on every shard and in Redis.
 fn invalidate(server: &Server, admin: &str, keys: &[String]) {
-    let (s, j) = call(
-        server,
-        "POST",
-        "/api/v1/cache/invalidate",
-        admin,
-        Some(json!({ "keys": keys })),
-    );
+    let (s, j) = server
+        .call("POST", "/api/v1/cache/invalidate")
+        .token(admin)
+        .json(json!({ "keys": keys }))
+        .send()
+        .parts();
     assert_eq!(s, 200, "invalidate: {j}");
 }
 
@@ -129,13 +111,12 @@ fn game_server(server: &Server) -> common::FrameClient {
 
 /// Creates a pending order of one potion for gold; returns its id.
 fn pending_order(server: &Server, token: &str, player: i64) -> String {
-    let (s, j) = call(
-        server,
-        "POST",
-        "/api/v1/orders",
-        token,
-        Some(json!({"player_id": player, "item_id": "potion", "quantity": 1, "currency": "gold"})),
-    );
+    let (s, j) = server
+        .call("POST", "/api/v1/orders")
+        .token(token)
+        .json(json!({"player_id": player, "item_id": "potion", "quantity": 1, "currency": "gold"}))
+        .send()
+        .parts();
     assert_eq!(s, 201, "create order: {j}");
     j["data"]["order"]["order_id"]
         .as_str()
@@ -185,13 +166,11 @@ fn unknown_statuses_and_currencies_are_internal_errors() {
     // allowed to log in.
     assert_internal(
         "player with status frozen",
-        call(
-            &server,
-            "GET",
-            &format!("/api/v1/players/{frozen}"),
-            &gs,
-            None,
-        ),
+        server
+            .call("GET", &format!("/api/v1/players/{frozen}"))
+            .token(&gs)
+            .send()
+            .parts(),
     );
     let r = server.http().request(
         "POST",
@@ -209,13 +188,11 @@ fn unknown_statuses_and_currencies_are_internal_errors() {
     // Ledger rows in an unknown currency.
     assert_internal(
         "ledger in silver",
-        call(
-            &server,
-            "GET",
-            &format!("/api/v1/players/{buyer}/ledger"),
-            &admin,
-            None,
-        ),
+        server
+            .call("GET", &format!("/api/v1/players/{buyer}/ledger"))
+            .token(&admin)
+            .send()
+            .parts(),
     );
     server.wait_for_log(
         "unexpected value in ledger: column 2 (currency): expected a currency, found text \"silver\"",
@@ -225,26 +202,22 @@ fn unknown_statuses_and_currencies_are_internal_errors() {
     // cancelled; paying either charges nothing.
     assert_internal(
         "order in silver",
-        call(
-            &server,
-            "GET",
-            &format!("/api/v1/orders/{silver}"),
-            &gs,
-            None,
-        ),
+        server
+            .call("GET", &format!("/api/v1/orders/{silver}"))
+            .token(&gs)
+            .send()
+            .parts(),
     );
     server.wait_for_log(
         "unexpected value in orders: column 6 (currency): expected a currency, found text \"silver\"",
     );
     assert_internal(
         "order in state weird",
-        call(
-            &server,
-            "GET",
-            &format!("/api/v1/orders/{weird}"),
-            &gs,
-            None,
-        ),
+        server
+            .call("GET", &format!("/api/v1/orders/{weird}"))
+            .token(&gs)
+            .send()
+            .parts(),
     );
     server.wait_for_log(
         "unexpected value in orders: column 7 (status): expected an order status, found text \"weird\"",
@@ -252,34 +225,28 @@ fn unknown_statuses_and_currencies_are_internal_errors() {
     for order in [&silver, &weird] {
         assert_internal(
             "paying a corrupt order",
-            call(
-                &server,
-                "POST",
-                &format!("/api/v1/orders/{order}/pay"),
-                &gs,
-                None,
-            ),
+            server
+                .call("POST", &format!("/api/v1/orders/{order}/pay"))
+                .token(&gs)
+                .send()
+                .parts(),
         );
         assert_internal(
             "cancelling a corrupt order",
-            call(
-                &server,
-                "DELETE",
-                &format!("/api/v1/orders/{order}"),
-                &gs,
-                None,
-            ),
+            server
+                .call("DELETE", &format!("/api/v1/orders/{order}"))
+                .token(&gs)
+                .send()
+                .parts(),
         );
     }
     assert_internal(
         "the buyer's order list",
-        call(
-            &server,
-            "GET",
-            &format!("/api/v1/players/{buyer}/orders"),
-            &gs,
-            None,
-        ),
+        server
+            .call("GET", &format!("/api/v1/players/{buyer}/orders"))
+            .token(&gs)
+            .send()
+            .parts(),
     );
     // The buyer itself is intact and was charged nothing.
     assert_charged_nothing(&server, &admin, &gs, buyer);
@@ -288,7 +255,11 @@ fn unknown_statuses_and_currencies_are_internal_errors() {
     for token in [&admin, &gs] {
         assert_internal(
             "item with status bogus",
-            call(&server, "GET", "/api/v1/items/gem", token, None),
+            server
+                .call("GET", "/api/v1/items/gem")
+                .token(token)
+                .send()
+                .parts(),
         );
     }
     server.wait_for_log(
@@ -296,22 +267,22 @@ fn unknown_statuses_and_currencies_are_internal_errors() {
     );
     assert_internal(
         "the admin's full catalogue",
-        call(&server, "GET", "/api/v1/items", &admin, None),
+        server
+            .call("GET", "/api/v1/items")
+            .token(&admin)
+            .send()
+            .parts(),
     );
     assert_internal(
         "buying a bogus item",
-        call(
-            &server,
-            "POST",
-            "/api/v1/orders",
-            &gs,
-            Some(
-                json!({"player_id": buyer, "item_id": "gem", "quantity": 1, "currency": "diamonds"}),
-            ),
-        ),
+        server.call("POST", "/api/v1/orders").token(&gs).json(json!({"player_id": buyer, "item_id": "gem", "quantity": 1, "currency": "diamonds"})).send().parts(),
     );
     // Intact entries still read, with the status rendered as before.
-    let (s, j) = call(&server, "GET", "/api/v1/items/potion", &gs, None);
+    let (s, j) = server
+        .call("GET", "/api/v1/items/potion")
+        .token(&gs)
+        .send()
+        .parts();
     assert_eq!(
         (s, &j["data"]["item"]["status"]),
         (200, &json!("active")),
@@ -363,13 +334,15 @@ fn null_text_and_reals_in_integer_columns_are_internal_errors() {
     let (real, _) = server.player("game1", "strict_real");
     let (text, _) = server.player("game1", "strict_text");
     let order = pending_order(&server, &gs, buyer);
-    let (s, j) = call(
-        &server,
-        "POST",
-        &format!("/api/v1/players/{holder}/items/potion/grant"),
-        &gs,
-        Some(json!({"quantity": 5})),
-    );
+    let (s, j) = server
+        .call(
+            "POST",
+            &format!("/api/v1/players/{holder}/items/potion/grant"),
+        )
+        .token(&gs)
+        .json(json!({"quantity": 5}))
+        .send()
+        .parts();
     assert_eq!(s, 200, "grant: {j}");
 
     // NULL in an order's total price (SQLite cannot drop NOT NULL in place:
@@ -390,26 +363,22 @@ fn null_text_and_reals_in_integer_columns_are_internal_errors() {
     invalidate(&server, &admin, &[format!("game1:o:{buyer}")]);
     assert_internal(
         "order without a total",
-        call(
-            &server,
-            "GET",
-            &format!("/api/v1/orders/{order}"),
-            &gs,
-            None,
-        ),
+        server
+            .call("GET", &format!("/api/v1/orders/{order}"))
+            .token(&gs)
+            .send()
+            .parts(),
     );
     server.wait_for_log(
         "unexpected value in orders: column 5 (total_price): expected an integer, found NULL",
     );
     assert_internal(
         "paying an order without a total",
-        call(
-            &server,
-            "POST",
-            &format!("/api/v1/orders/{order}/pay"),
-            &gs,
-            None,
-        ),
+        server
+            .call("POST", &format!("/api/v1/orders/{order}/pay"))
+            .token(&gs)
+            .send()
+            .parts(),
     );
     assert_charged_nothing(&server, &admin, &gs, buyer);
 
@@ -428,26 +397,26 @@ fn null_text_and_reals_in_integer_columns_are_internal_errors() {
     invalidate(&server, &admin, &[format!("game1:inv:{holder}")]);
     assert_internal(
         "inventory holding 1.5 potions",
-        call(
-            &server,
-            "GET",
-            &format!("/api/v1/players/{holder}/items"),
-            &gs,
-            None,
-        ),
+        server
+            .call("GET", &format!("/api/v1/players/{holder}/items"))
+            .token(&gs)
+            .send()
+            .parts(),
     );
     server.wait_for_log(
         "unexpected value in player_items: column 1 (quantity): expected an integer, found real 1.5",
     );
     assert_internal(
         "using one of 1.5 potions",
-        call(
-            &server,
-            "POST",
-            &format!("/api/v1/players/{holder}/items/potion/use"),
-            &gs,
-            Some(json!({"quantity": 1})),
-        ),
+        server
+            .call(
+                "POST",
+                &format!("/api/v1/players/{holder}/items/potion/use"),
+            )
+            .token(&gs)
+            .json(json!({"quantity": 1}))
+            .send()
+            .parts(),
     );
     server.wait_for_log(
         "unexpected value in player_items: column 0 (quantity): expected an integer, found real 0.5",
@@ -466,26 +435,23 @@ fn null_text_and_reals_in_integer_columns_are_internal_errors() {
     invalidate(&server, &admin, &[format!("game1:p:{real}")]);
     assert_internal(
         "a balance of 1.5 diamonds",
-        call(
-            &server,
-            "GET",
-            &format!("/api/v1/players/{real}"),
-            &gs,
-            None,
-        ),
+        server
+            .call("GET", &format!("/api/v1/players/{real}"))
+            .token(&gs)
+            .send()
+            .parts(),
     );
     server.wait_for_log(
         "unexpected value in players: column 8 (diamonds): expected an integer, found real 1.5",
     );
     assert_internal(
         "a wallet change on 1.5 diamonds",
-        call(
-            &server,
-            "POST",
-            &format!("/api/v1/players/{real}/wallet"),
-            &gs,
-            Some(json!({"currency": "diamonds", "delta": 1, "reason": "strict_rows"})),
-        ),
+        server
+            .call("POST", &format!("/api/v1/players/{real}/wallet"))
+            .token(&gs)
+            .json(json!({"currency": "diamonds", "delta": 1, "reason": "strict_rows"}))
+            .send()
+            .parts(),
     );
     server.wait_for_log(
         "unexpected value in players: column 0 (diamonds): expected an integer, found real 2.5",
@@ -503,13 +469,11 @@ fn null_text_and_reals_in_integer_columns_are_internal_errors() {
     invalidate(&server, &admin, &[format!("game1:p:{text}")]);
     assert_internal(
         "a balance of abc gold",
-        call(
-            &server,
-            "GET",
-            &format!("/api/v1/players/{text}"),
-            &gs,
-            None,
-        ),
+        server
+            .call("GET", &format!("/api/v1/players/{text}"))
+            .token(&gs)
+            .send()
+            .parts(),
     );
     server.wait_for_log(
         "unexpected value in players: column 7 (gold): expected an integer, found text \"abc\"",
@@ -520,13 +484,11 @@ fn null_text_and_reals_in_integer_columns_are_internal_errors() {
         invalidate(&server, &admin, &[format!("game1:p:{holder}")]);
         assert_internal(
             "a balance of gold as the text 1000",
-            call(
-                &server,
-                "GET",
-                &format!("/api/v1/players/{holder}"),
-                &gs,
-                None,
-            ),
+            server
+                .call("GET", &format!("/api/v1/players/{holder}"))
+                .token(&gs)
+                .send()
+                .parts(),
         );
         server.wait_for_log(
             "unexpected value in players: column 7 (gold): expected an integer, found text \"1000\"",

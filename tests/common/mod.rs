@@ -1,6 +1,14 @@
 //! Test harness: starts the real `datamiddleware` binary on free loopback
 //! ports with a temporary config and data directory, and speaks to it over
 //! real sockets (a minimal HTTP/1.1 client and a frame client).
+//!
+//! - a server: `Server::start(shards)`, or [`ServerConfig`] for one with
+//!   overrides (`ServerConfig::new().shards(2).set("auth", "mode", "dev")
+//!   .start()`); [`node`] for a cluster node on [`redis`];
+//! - a request: `server.call(method, path)` (a new connection) or
+//!   `client.call(method, path)` (a kept one), then `.token(..)`,
+//!   `.game(..)`, `.header(..)`, `.json(..)`, `.send()` ([`Call`], [`Answer`]);
+//! - the database behind the server's back: [`rows`].
 #![allow(dead_code)]
 
 use datamiddleware::protocol::{decode, encode, Decoded, FrameRef};
@@ -9,6 +17,18 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod call;
+mod config;
+mod db;
+
+// Each test crate uses some of these.
+#[allow(unused_imports)]
+pub use call::{Answer, Call};
+#[allow(unused_imports)]
+pub use config::{node, redis, ServerConfig};
+#[allow(unused_imports)]
+pub use db::{column_i64, rows};
 
 /// A command for `program` with an environment the harness controls: every
 /// `DM_*` variable of the caller's shell is removed, so a stray override (or
