@@ -1,5 +1,5 @@
 //! The small SQL surface every backend offers, so that each business
-//! transaction is written once (in `sql_store.rs`) and runs on SQLite and
+//! transaction is written once (in `sql_store/`, one file per domain) and runs on SQLite and
 //! MySQL alike. A backend supplies connections, transactions and its dialect;
 //! values cross this boundary as [`SqlValue`].
 
