@@ -8,9 +8,11 @@
 //! - [`protocol`]: the binary frame codec and message types (no I/O).
 //! - [`tcp`]: the binary protocol listener, connection loop and dispatch.
 //! - [`http`]: the HTTP/1.1 listener, parser, router and handlers.
+//! - [`pipeline`]: the phases every request goes through (admit, authenticate, scope, count).
 //! - [`service`]: business rules shared by both front ends; auth; ops.
 //! - [`validate`]: input limits and rule sets shared by requests and config.
 //! - [`error`]: the failure answer every layer above the store returns.
+//! - [`envelope`]: the JSON envelope of every answer and request body, for every front end.
 //! - [`store`]: the `Store` trait, the SQLite backend and migrations.
 //! - [`buffer`]: the reusable read buffer of connection loops.
 //! - [`cache`]: per-shard L1, Redis L2, invalidation.
@@ -35,6 +37,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod envelope;
 pub mod error;
 pub mod expiring;
 pub mod figures;
@@ -46,6 +49,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod node;
 pub mod notify;
+pub mod pipeline;
 pub mod probe;
 pub mod protocol;
 pub mod rate_limit;

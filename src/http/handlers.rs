@@ -5,11 +5,13 @@ use super::health::HealthBody;
 use super::request::Request;
 use super::response::Response;
 use super::router::{self, Authed, Matched, Params, Probe, Public, Route};
+use crate::envelope::parse_json;
+use crate::pipeline::{self, Credentials, Scope};
 use crate::service::budgets::Guesser;
 use crate::service::ops::Readiness;
 use crate::service::players::RegisterRequest;
 use crate::service::sessions::{LoginRequest, RefreshRequest, ServerAuthRequest};
-use crate::service::{parse_json, ApiError, Caller, PageQuery};
+use crate::service::{ApiError, Caller, PageQuery};
 use crate::shard::Shard;
 use serde_json::json;
 use std::net::IpAddr;
@@ -36,15 +38,13 @@ pub async fn handle(
             }
         }
     };
-    shard
-        .metrics
-        .request("http", label, response.status, started.elapsed());
+    pipeline::count(shard, "http", label, response.status, started);
     with_cors(shard, req, response)
 }
 
-/// Answers a routed request as its route's group requires: probes at once,
-/// everything else within the per-IP budget, and authenticated routes only
-/// with the token's caller.
+/// Answers a routed request through the pipeline's phases as its route's
+/// group requires: probes at once; public routes once admitted; the others
+/// admitted, authenticated and scoped to their game (`crate::pipeline`).
 async fn answer(
     shard: &Shard,
     health: &HealthBody,
@@ -59,20 +59,33 @@ async fn answer(
         .client(peer, req.headers.forwarded_for);
     let result = match route {
         Route::Probe(p) => return answer_probe(shard, health, p, req).await,
-        Route::Public(r) => match shard.services.admit(client).await {
+        Route::Public(r) => match pipeline::admit(shard, client).await {
             Err(e) => Err(e),
             Ok(()) if r == Public::Console => Ok(super::console::file(params.get(0))),
             Ok(()) => public(shard, r, req, client).await,
         },
-        Route::Authed(r) => match shard.services.admit(client).await {
-            Err(e) => Err(e),
-            Ok(()) => match authenticate(shard, req) {
-                Ok(caller) => authed(shard, r, params, req, &caller).await,
-                Err(e) => Err(e),
-            },
-        },
+        Route::Authed(r) => authorized(shard, r, params, req, client).await,
     };
     result.unwrap_or_else(|e| Response::error(&e))
+}
+
+/// An authenticated route through the pipeline: admit, authenticate, scope,
+/// call.
+async fn authorized(
+    shard: &Shard,
+    route: Authed,
+    params: Params<'_>,
+    req: &Request<'_>,
+    client: IpAddr,
+) -> Result<Response, ApiError> {
+    pipeline::admit(shard, client).await?;
+    let caller = pipeline::authenticate(shard, Credentials::Bearer(req.headers.authorization))?;
+    let kind = match route {
+        Authed::Logout => Scope::EndSession,
+        _ => Scope::Game,
+    };
+    let game = pipeline::scope(shard, &caller, req.headers.game_id, kind)?;
+    authed(shard, route, params, req, &caller, &game.id).await
 }
 
 /// Parses a JSON body, or an empty object when there is none.
@@ -140,7 +153,9 @@ async fn public(
     let ok = |v: serde_json::Value| Ok(Response::ok(&v));
     match route {
         Public::Metrics => {
-            services.may_read_metrics(authenticate(shard, req))?;
+            let caller =
+                pipeline::authenticate(shard, Credentials::Bearer(req.headers.authorization));
+            services.may_read_metrics(caller.map(|c| c.into_owned()))?;
             Ok(metrics(shard).await)
         }
         Public::Register => {
@@ -181,15 +196,10 @@ async fn authed(
     params: Params<'_>,
     req: &Request<'_>,
     c: &Caller,
+    g: &str,
 ) -> Result<Response, ApiError> {
     let services = &shard.services;
     let ok = |v: serde_json::Value| Ok(Response::ok(&v));
-    let scoped = match route {
-        // Ending a session works even while the game is in maintenance.
-        Authed::Logout => services.scope_to_end_session(c, req.headers.game_id)?,
-        _ => services.scope(c, req.headers.game_id)?,
-    };
-    let g = scoped.id.as_str();
     let text = |i: usize| params.get(i).unwrap_or("");
     match route {
         Authed::HealthDetailed => {
@@ -332,19 +342,6 @@ fn ready(readiness: Readiness) -> Response {
             Response::raw(503, body.to_string().into_bytes())
         }
     }
-}
-
-/// The bearer token's caller, or 401.
-fn authenticate(shard: &Shard, req: &Request<'_>) -> Result<Caller, ApiError> {
-    let header = req
-        .headers
-        .authorization
-        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token"))?;
-    let token = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-        .ok_or_else(|| ApiError::unauthorized("Authorization must be a Bearer token"))?;
-    shard.services.authenticate(token.trim())
 }
 
 fn player_id(raw: Option<&str>) -> Result<i64, ApiError> {

@@ -1,7 +1,8 @@
 //! HTTP responses: the JSON envelope of SPEC §3 and their serialisation into
 //! the connection's write buffer.
 
-use crate::service::{write_success, ApiError, Data};
+use crate::envelope::{write_error, write_success, Data};
+use crate::error::ApiError;
 use serde_json::Value;
 use std::io::Write;
 
@@ -42,8 +43,9 @@ impl Response {
 
     /// The error envelope `{"code":N,"message":"..."}` with the error's status.
     pub fn error(e: &ApiError) -> Response {
-        let body = serde_json::json!({ "code": e.code, "message": e.message });
-        let r = Response::raw(e.http_status(), body.to_string().into_bytes());
+        let mut body = Vec::with_capacity(64);
+        write_error(&mut body, e.code, &e.message, None);
+        let r = Response::raw(e.http_status(), body);
         match e.retry_after_s {
             Some(s) => r.with_header("Retry-After", s.to_string()),
             None => r,

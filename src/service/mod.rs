@@ -30,6 +30,7 @@ pub mod players;
 pub mod revocations;
 pub mod sessions;
 
+use crate::envelope::Data;
 pub use crate::error::{business, ApiError};
 pub use auth::{Caller, Role, TokenIssuer};
 
@@ -44,7 +45,6 @@ use crate::store::{self, PageRequest, StoreError, StoreHandle};
 use crate::validate;
 use hashing::PasswordHasher;
 use revocations::RevocationList;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -394,40 +394,6 @@ impl From<LoadAbandoned> for ApiError {
     }
 }
 
-/// The `data` of a success answer: a JSON value, or cached JSON text to be
-/// sent as `{"<key>":<text>}` without parsing it again.
-#[derive(Debug, Clone)]
-pub enum Data {
-    /// A value to serialise.
-    Value(serde_json::Value),
-    /// `{"<key>": <raw JSON text>}`.
-    Wrapped(&'static str, Rc<str>),
-}
-
-impl From<serde_json::Value> for Data {
-    fn from(v: serde_json::Value) -> Data {
-        Data::Value(v)
-    }
-}
-
-/// Appends `{"code":200,"message":"ok","data":<data>}`: the success envelope
-/// both front ends send.
-pub fn write_success(out: &mut Vec<u8>, data: &Data) -> Result<(), ApiError> {
-    out.extend_from_slice(b"{\"code\":200,\"message\":\"ok\",\"data\":");
-    match data {
-        Data::Value(v) => serde_json::to_writer(&mut *out, v).map_err(|_| ApiError::internal())?,
-        Data::Wrapped(key, raw) => {
-            out.extend_from_slice(b"{\"");
-            out.extend_from_slice(key.as_bytes());
-            out.extend_from_slice(b"\":");
-            out.extend_from_slice(raw.as_bytes());
-            out.push(b'}');
-        }
-    }
-    out.push(b'}');
-    Ok(())
-}
-
 /// Body of `POST /api/v1/cache/invalidate`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -495,33 +461,5 @@ pub fn time_json(ms: i64) -> serde_json::Value {
         serde_json::Value::Null
     } else {
         serde_json::Value::String(crate::clock::rfc3339_ms(ms))
-    }
-}
-
-/// Parses a JSON request body into `T`, answering 400 with the reason.
-pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if body.is_empty() {
-        return Err(ApiError::bad_request("request body required (JSON)"));
-    }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn success_envelope_for_values_and_cached_text() {
-        let mut out = Vec::new();
-        write_success(&mut out, &Data::Value(serde_json::json!({"a": 1}))).expect("writes");
-        assert_eq!(out, br#"{"code":200,"message":"ok","data":{"a":1}}"#);
-        let mut out = Vec::new();
-        write_success(&mut out, &Data::Wrapped("player", Rc::from(r#"{"id":7}"#))).expect("writes");
-        assert_eq!(
-            out,
-            br#"{"code":200,"message":"ok","data":{"player":{"id":7}}}"#
-        );
-        let parsed: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
-        assert_eq!(parsed["data"]["player"]["id"], 7);
     }
 }

@@ -3,13 +3,15 @@
 //! goes through the same service functions as the HTTP routes.
 
 use super::reply::{self, ReplyTo};
+use crate::envelope::{parse_json, Data};
 use crate::logging::{RequestId, Tagged};
+use crate::pipeline::{self, Credentials, Scope};
 use crate::protocol::{codes, flags, inflate_body, FrameRef, InflateError, MessageType};
 use crate::service::budgets::Guesser;
 use crate::service::connection_roles::{RoleSlot, TcpRoles};
 use crate::service::players::RegisterRequest;
 use crate::service::sessions::{HandshakeRequest, LoginRequest, LogoutRequest};
-use crate::service::{parse_json, ApiError, Caller, Data, PageQuery, Role};
+use crate::service::{ApiError, Caller, PageQuery, Role};
 use crate::shard::Shard;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -116,7 +118,7 @@ pub async fn dispatch(
     let started = Instant::now();
     // Everything the frame logs carries an id of its own.
     let (name, code) = Tagged::new(RequestId::next(), answer(shard, session, frame, out)).await;
-    shard.metrics.request("tcp", name, code, started.elapsed());
+    pipeline::count(shard, "tcp", name, code, started);
 }
 
 /// Answers `frame`; returns the message name and the status (200 or the
@@ -181,9 +183,9 @@ async fn answer(
         }
         _ => {}
     }
-    // Every request (probes aside) counts against the client's per-node
+    // Every request (keep-alives aside) counts against the client's per-node
     // budget, exactly as an HTTP request does.
-    let result = match shard.services.admit(session.peer).await {
+    let result = match pipeline::admit(shard, session.peer).await {
         Err(e) => Err(e),
         Ok(()) => match checked_body(shard, frame) {
             Ok(body) => handle(shard, session, msg_type, frame, &body).await,
@@ -251,24 +253,25 @@ async fn handle(
     if msg_type == MessageType::Handshake {
         return handshake(shard, session, frame, body).await.map(Data::from);
     }
-    let caller = session
-        .caller()
-        .ok_or_else(|| ApiError::unauthorized("handshake required"))?;
-    if let Err(e) = shard.services.check_not_revoked(caller) {
-        // The connection must handshake again with a new token.
-        session.set_caller(None);
-        return Err(e);
-    }
+    let authenticated = match pipeline::authenticate(shard, Credentials::Session(session.caller()))
+    {
+        Ok(caller) => caller,
+        Err(e) => {
+            // Revoked: the connection must handshake again with a new token.
+            session.set_caller(None);
+            return Err(e);
+        }
+    };
+    let caller: &Caller = &authenticated;
     let requested = std::str::from_utf8(frame.game_id)
         .ok()
         .filter(|g| !g.is_empty());
-    let services = &shard.services;
-    let scoped = match msg_type {
-        // Ending a session works even while the game is in maintenance.
-        MessageType::PlayerLogout => services.scope_to_end_session(caller, requested)?,
-        _ => services.scope(caller, requested)?,
+    let kind = match msg_type {
+        MessageType::PlayerLogout => Scope::EndSession,
+        _ => Scope::Game,
     };
-    let game = scoped.id.as_str();
+    let services = &shard.services;
+    let game = pipeline::scope(shard, caller, requested, kind)?.id.as_str();
     // Parsed straight into the structs each action needs (no JSON tree).
     let value: &[u8] = if body.is_empty() { b"{}" } else { body };
     if value.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {

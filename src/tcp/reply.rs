@@ -1,8 +1,9 @@
 //! Building reply frames into a connection's write buffer.
 
 use crate::clock;
+use crate::envelope::{write_error, write_success, Data};
+use crate::error::ApiError;
 use crate::protocol::{encode, FrameRef, MessageType, VERSION};
-use crate::service::{write_success, ApiError, Data};
 
 /// Where a reply goes: the request's sequence number and game id, and the
 /// user id the connection answers as. Every reply of one request carries
@@ -55,22 +56,17 @@ pub fn ok(out: &mut Vec<u8>, to: &ReplyTo<'_>, msg_type: MessageType, data: &Dat
     frame(out, to, msg_type, &body);
 }
 
-/// Appends an Error frame carrying the error's protocol code.
+/// Appends an Error frame carrying the error's protocol code (and, for a
+/// spent budget, when to retry).
 pub fn error(out: &mut Vec<u8>, to: &ReplyTo<'_>, e: &ApiError) {
-    match e.retry_after_s {
-        None => error_code(out, to, e.tcp_code(), &e.message),
-        Some(retry) => {
-            let body = serde_json::json!({
-                "code": e.tcp_code(), "message": e.message, "retry_after_s": retry,
-            })
-            .to_string();
-            frame(out, to, MessageType::Error, body.as_bytes());
-        }
-    }
+    let mut body = Vec::with_capacity(64);
+    write_error(&mut body, e.tcp_code(), &e.message, e.retry_after_s);
+    frame(out, to, MessageType::Error, &body);
 }
 
 /// Appends an Error frame with an explicit code.
 pub fn error_code(out: &mut Vec<u8>, to: &ReplyTo<'_>, code: u32, message: &str) {
-    let body = serde_json::json!({ "code": code, "message": message }).to_string();
-    frame(out, to, MessageType::Error, body.as_bytes());
+    let mut body = Vec::with_capacity(64);
+    write_error(&mut body, code, message, None);
+    frame(out, to, MessageType::Error, &body);
 }
