@@ -9,7 +9,8 @@
 //! - [`tcp`]: the binary protocol listener, connection loop and dispatch.
 //! - [`http`]: the HTTP/1.1 listener, parser, router and handlers.
 //! - [`pipeline`]: the phases every request goes through (admit, authenticate, scope, count).
-//! - [`service`]: business rules shared by both front ends; auth; ops.
+//! - [`service`]: business rules shared by every front end; auth.
+//! - [`ops`]: readiness, health, figures, the config centre, and the background tasks table.
 //! - [`validate`]: input limits and rule sets shared by requests and config.
 //! - [`error`]: the failure answer every layer above the store returns.
 //! - [`envelope`]: the JSON envelope of every answer and request body, for every front end.
@@ -49,6 +50,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod node;
 pub mod notify;
+pub mod ops;
 pub mod pipeline;
 pub mod probe;
 pub mod protocol;

@@ -10,6 +10,7 @@ use crate::client_ip::TrustedProxies;
 use crate::config::Config;
 use crate::mesh::{Inbox, ShardMessage};
 use crate::node::{NodeState, ShardGauges};
+use crate::ops::Operations;
 use crate::service::Services;
 use futures_lite::StreamExt;
 use std::cell::{Cell, RefCell};
@@ -25,8 +26,11 @@ pub struct Shard {
     pub id: usize,
     /// This shard's copy of the configuration.
     pub config: Rc<Config>,
-    /// The service layer with this shard's stores.
-    pub services: Services,
+    /// The service layer with this shard's stores (the business rules).
+    pub services: Rc<Services>,
+    /// What operators and the cluster ask of this shard, and its
+    /// background tasks.
+    pub ops: Rc<Operations>,
     /// State shared with the other shards.
     pub node: Arc<NodeState>,
     /// `http.trusted_proxies`, parsed once (validated when the file loaded).
@@ -37,7 +41,6 @@ pub struct Shard {
     pub metrics: crate::metrics::Metrics,
     /// This shard's open TCP connections by role.
     pub tcp_roles: Rc<crate::service::connection_roles::TcpRoles>,
-    draining: Cell<bool>,
     stop: glommio::sync::Semaphore,
     connections: RefCell<HashMap<u64, Tracked>>,
     next_connection: Cell<u64>,
@@ -56,6 +59,13 @@ struct Tracked {
 impl Shard {
     /// A shard with its services; not yet serving.
     pub fn new(id: usize, config: Rc<Config>, services: Services, node: Arc<NodeState>) -> Shard {
+        let services = Rc::new(services);
+        let ops = Rc::new(Operations::new(
+            services.clone(),
+            config.clone(),
+            node.clone(),
+            id,
+        ));
         let trusted_proxies =
             TrustedProxies::parse(&config.http.trusted_proxies).unwrap_or_default();
         let shards = node.gauges.len().max(1);
@@ -66,10 +76,10 @@ impl Shard {
             id,
             config,
             services,
+            ops,
             node,
             metrics: crate::metrics::Metrics::new(),
             tcp_roles: Rc::default(),
-            draining: Cell::new(false),
             stop: glommio::sync::Semaphore::new(0),
             connections: RefCell::new(HashMap::new()),
             next_connection: Cell::new(0),
@@ -83,7 +93,7 @@ impl Shard {
 
     /// Whether the shard is shutting down (listeners closed, draining).
     pub fn is_draining(&self) -> bool {
-        self.draining.get()
+        self.ops.is_draining()
     }
 
     /// Resolves once draining has begun; accept loops race it.
@@ -94,7 +104,7 @@ impl Shard {
     /// Starts the drain: closes accept loops and shuts the read side of every
     /// open connection, so each finishes what it has read and then ends.
     pub fn begin_drain(&self) {
-        if self.draining.replace(true) {
+        if !self.ops.set_draining() {
             return;
         }
         self.stop.close();
@@ -104,6 +114,17 @@ impl Shard {
             unsafe {
                 libc::shutdown(t.fd, libc::SHUT_RD);
             }
+        }
+    }
+
+    /// Publishes this shard's running totals (latency buckets, cache
+    /// lookups) into its gauges once a heartbeat, for shard 0's node
+    /// figures, until the shard drains.
+    pub async fn publish_totals_forever(self: Rc<Self>) {
+        let every = Duration::from_millis(self.config.cluster.heartbeat_ms.max(1));
+        while !self.ops.stopping() {
+            self.gauges().publish(&self.ops.totals(&self.metrics));
+            glommio::timer::sleep(every).await;
         }
     }
 
@@ -157,7 +178,7 @@ impl Shard {
                 expired: expired.clone(),
             },
         );
-        if self.draining.get() {
+        if self.is_draining() {
             // SAFETY: as in `begin_drain`.
             unsafe {
                 libc::shutdown(fd, libc::SHUT_RD);
@@ -186,7 +207,7 @@ impl Shard {
             });
         }
         out.extend(self.tcp_roles.samples(self.id));
-        out.extend(self.services.backend_samples(self.id));
+        out.extend(self.ops.backend_samples(self.id));
         out
     }
 
@@ -257,7 +278,7 @@ impl Shard {
                             );
                         }
                         ShardMessage::CacheStats(reply) => {
-                            let _ = reply.send(shard.services.cache_stats(shard.id));
+                            let _ = reply.send(shard.ops.cache_stats(shard.id));
                         }
                         ShardMessage::Metrics(reply) => {
                             let _ = reply.send(shard.metric_samples());

@@ -6,9 +6,10 @@ use super::request::Request;
 use super::response::Response;
 use super::router::{self, Authed, Matched, Params, Probe, Public, Route};
 use crate::envelope::parse_json;
+use crate::ops::health::Readiness;
+use crate::ops::Operations;
 use crate::pipeline::{self, Credentials, Scope};
 use crate::service::budgets::Guesser;
-use crate::service::ops::Readiness;
 use crate::service::players::RegisterRequest;
 use crate::service::sessions::{LoginRequest, RefreshRequest, ServerAuthRequest};
 use crate::service::{ApiError, Caller, PageQuery};
@@ -128,16 +129,10 @@ async fn answer_probe(
             health.current(&shard.config.node.id, shard.id, shard.node.started),
         ),
         Probe::Ready => match req.query_param("scope") {
-            None | Some("") | Some("backends") => ready(
-                shard
-                    .services
-                    .readiness(&shard.node, shard.is_draining())
-                    .await,
-            ),
-            Some("node") => ready(crate::service::Services::node_readiness(
-                &shard.node,
-                shard.is_draining(),
-            )),
+            None | Some("") | Some("backends") => {
+                ready(shard.ops.readiness(&shard.node, shard.is_draining()).await)
+            }
+            Some("node") => ready(Operations::node_readiness(&shard.node, shard.is_draining())),
             Some(_) => Response::status(400, "scope must be node or backends"),
         },
     }
@@ -155,7 +150,7 @@ async fn public(
         Public::Metrics => {
             let caller =
                 pipeline::authenticate(shard, Credentials::Bearer(req.headers.authorization));
-            services.may_read_metrics(caller.map(|c| c.into_owned()))?;
+            shard.ops.may_read_metrics(caller.map(|c| c.into_owned()))?;
             Ok(metrics(shard).await)
         }
         Public::Register => {
@@ -203,7 +198,7 @@ async fn authed(
     let text = |i: usize| params.get(i).unwrap_or("");
     match route {
         Authed::HealthDetailed => {
-            let report = services.detailed_health(c, &shard.node, shard.id).await?;
+            let report = shard.ops.detailed_health(c, &shard.node, shard.id).await?;
             ok(serde_json::to_value(report).map_err(|_| ApiError::internal())?)
         }
         Authed::Logout => ok(services.logout(c).await?),
@@ -299,10 +294,11 @@ async fn authed(
             let body: serde_json::Value = body_or_empty(req)?;
             ok(services.game_action(c, text(0), text(1), body).await?)
         }
-        Authed::CacheStats => ok(services.node_cache_stats(c, shard.id).await?),
-        Authed::ClusterNodes => ok(services.cluster_nodes(c).await?),
-        Authed::GetClusterConfig => ok(services.cluster_config(c).await?),
-        Authed::PutClusterConfig => ok(services
+        Authed::CacheStats => ok(shard.ops.node_cache_stats(c, shard.id).await?),
+        Authed::ClusterNodes => ok(shard.ops.cluster_nodes(c).await?),
+        Authed::GetClusterConfig => ok(shard.ops.cluster_config(c).await?),
+        Authed::PutClusterConfig => ok(shard
+            .ops
             .put_cluster_config(c, req.headers.if_match, req.body)
             .await?),
         Authed::CacheInvalidate => ok(services

@@ -18,13 +18,11 @@ macro_rules! business_event {
 
 pub mod auth;
 pub mod budgets;
-pub mod config_centre;
 pub mod connection_roles;
 pub mod counters;
 pub mod games;
 pub mod hashing;
 pub mod items;
-pub mod ops;
 pub mod orders;
 pub mod players;
 pub mod revocations;

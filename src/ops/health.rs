@@ -6,10 +6,11 @@
 //! ([`NodeState`]) and, for node-wide answers, the other shards (asked over
 //! the mesh, each answering from its own state).
 
-use super::{ApiError, Caller, Services};
+use super::Operations;
 use crate::figures::{BackendState, Totals};
 use crate::metrics::Sample;
 use crate::node::NodeState;
+use crate::service::{ApiError, Caller};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -127,11 +128,11 @@ pub struct DetailedHealth {
     pub backends: Vec<BackendReport>,
 }
 
-impl Services {
+impl Operations {
     /// Pings every game's primary database; one entry per failure.
     pub async fn check_backends(&self) -> Vec<BackendFailure> {
         let mut failed = Vec::new();
-        for game in self.games() {
+        for game in self.services.games() {
             if let Err(e) = game.store.run(|s| s.ping()).await {
                 failed.push(BackendFailure {
                     game: game.id.clone(),
@@ -177,11 +178,12 @@ impl Services {
             return Readiness::NotReady(failed);
         }
         let mut checks: BTreeMap<String, String> = self
+            .services
             .games()
             .map(|g| (component(&g.id), "ok".to_string()))
             .collect();
         let mut degraded = false;
-        let cache = self.cache();
+        let cache = self.services.cache();
         if cache.has_l2() {
             let state = match cache.l2_ping().await {
                 Ok(()) => "ok".to_string(),
@@ -196,7 +198,7 @@ impl Services {
                 checks.insert("invalidation_channel".into(), "down".into());
             }
         }
-        for g in self.games() {
+        for g in self.services.games() {
             for r in g.store.replica_reports() {
                 let state = if r.usable {
                     "ok".to_string()
@@ -220,7 +222,7 @@ impl Services {
         node: &NodeState,
         shard_id: usize,
     ) -> Result<DetailedHealth, ApiError> {
-        self.require_admin(caller)?;
+        self.services.require_admin(caller)?;
         let shards = node
             .gauges
             .iter()
@@ -235,6 +237,7 @@ impl Services {
             .collect();
         let failed = self.check_backends().await;
         let backends = self
+            .services
             .games()
             .map(|g| {
                 let error = failed
@@ -249,6 +252,7 @@ impl Services {
             })
             .collect();
         let databases = self
+            .services
             .games()
             .map(|g| DatabaseReport {
                 game: g.id.clone(),
@@ -283,7 +287,7 @@ impl Services {
     pub async fn backend_states(&self) -> Vec<BackendState> {
         let failed = self.check_backends().await;
         let mut out = Vec::new();
-        if let Some(up) = self.cache().l2_usable() {
+        if let Some(up) = self.services.cache().l2_usable() {
             out.push(BackendState {
                 name: "redis".into(),
                 up,
@@ -291,7 +295,7 @@ impl Services {
                 error: None,
             });
         }
-        for game in self.games() {
+        for game in self.services.games() {
             let error = failed
                 .iter()
                 .find(|f| f.game == game.id)
@@ -317,7 +321,7 @@ impl Services {
     /// This shard's running totals: its latency histogram summed over
     /// routes (from `metrics`) and its cache hits (L1 or L2) and lookups.
     pub fn totals(&self, metrics: &crate::metrics::Metrics) -> Totals {
-        let c = self.cache().snapshot();
+        let c = self.services.cache().snapshot();
         Totals {
             latency: metrics.latency_totals(),
             cache_hits: c.l1.hits + c.counters.l2_hits,
@@ -327,7 +331,7 @@ impl Services {
 
     /// This shard's cache figures (`shard` added).
     pub fn cache_stats(&self, shard_id: usize) -> Value {
-        let mut v = self.cache().stats();
+        let mut v = self.services.cache().stats();
         v["shard"] = json!(shard_id);
         v
     }
@@ -339,9 +343,9 @@ impl Services {
         caller: &Caller,
         shard_id: usize,
     ) -> Result<Value, ApiError> {
-        self.require_admin(caller)?;
+        self.services.require_admin(caller)?;
         let mut shards = vec![self.cache_stats(shard_id)];
-        shards.extend(self.peers().cache_stats().await);
+        shards.extend(self.services.peers().cache_stats().await);
         shards.sort_by_key(|s| s["shard"].as_u64());
         Ok(json!({ "node_id": self.config.node.id, "shards": shards }))
     }
@@ -349,8 +353,8 @@ impl Services {
     /// `GET /api/v1/cluster/nodes` (admin): every live node of the cluster
     /// from the registry, or this node alone when it has none.
     pub async fn cluster_nodes(&self, caller: &Caller) -> Result<Value, ApiError> {
-        self.require_admin(caller)?;
-        let (nodes, registry) = match self.registry() {
+        self.services.require_admin(caller)?;
+        let (nodes, registry) = match self.services.registry() {
             None => (
                 vec![crate::cluster::announcement(&self.config, &self.node, 0)],
                 "none: a stand-alone node (cluster.redis is empty)",
@@ -372,15 +376,15 @@ impl Services {
         if self.config.http.metrics_public {
             return Ok(());
         }
-        self.require_admin(&caller?)
+        self.services.require_admin(&caller?)
     }
 
     /// The service layer's metric samples on shard `shard_id`: cache,
     /// Redis and replica figures.
     pub fn backend_samples(&self, shard_id: usize) -> Vec<Sample> {
-        let mut out = self.counters().samples(shard_id);
+        let mut out = self.services.counters().samples(shard_id);
         let l = |extra: &str| format!("shard=\"{shard_id}\"{extra}");
-        let cache = self.cache();
+        let cache = self.services.cache();
         let c = cache.snapshot();
         let counters: [(&'static str, &str, u64); 7] = [
             ("dm_cache_hits_total", ",level=\"l1\"", c.l1.hits),
@@ -416,7 +420,7 @@ impl Services {
                 value: if usable { 1.0 } else { 0.0 },
             });
         }
-        for game in self.games() {
+        for game in self.services.games() {
             for r in game.store.replica_reports() {
                 let replica = format!(",game=\"{}\",replica=\"{}\"", game.id, r.name);
                 out.push(Sample {
