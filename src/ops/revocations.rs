@@ -16,7 +16,7 @@ const REVOCATION_LOOKBACK_MS: i64 = 5_000;
 
 /// Shard 0 of every node: picks up revocations written to the databases by
 /// any node, so a logout on one node is refused on every node within about
-/// [`REVOCATION_POLL`] — with or without Redis, and across Redis outages.
+/// `REVOCATION_POLL` — with or without Redis, and across Redis outages.
 pub async fn follow_revocations(ops: Rc<Operations>) {
     // Older revocations concern tokens that have expired anyway.
     let token_life_ms = ops.config().auth.access_ttl_s as i64 * 1000;
