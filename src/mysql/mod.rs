@@ -12,13 +12,22 @@
 //!
 //! - [`opts`]: what a `mysql://` URL names, and the limits.
 //! - [`packet`]: framed packets over a `TcpStream`, with reused buffers.
+//! - [`connect`]: TCP connect, handshake and authentication.
+//! - [`result`]: OK, ERR and result sets, text and binary rows.
+//! - [`stmt_cache`]: the per-connection LRU of prepared statements.
 //! - [`error`]: [`MysqlError`], which keeps server codes and SQLSTATE.
 //!
 //! Pools per shard, and the store on top, come later (issue 25).
 
+pub mod connect;
 pub mod error;
 pub mod opts;
 pub mod packet;
+pub mod result;
+pub mod stmt_cache;
 
 pub use error::{codes, MysqlError};
+pub use mysql_common::packets::Column;
+pub use mysql_common::Value;
 pub use opts::Opts;
+pub use result::{QueryResult, Row};
