@@ -15,10 +15,12 @@
 //! - [`connect`]: TCP connect, handshake and authentication.
 //! - [`result`]: OK, ERR and result sets, text and binary rows.
 //! - [`stmt_cache`]: the per-connection LRU of prepared statements.
+//! - [`conn`]: [`Connection`], what callers use.
 //! - [`error`]: [`MysqlError`], which keeps server codes and SQLSTATE.
 //!
 //! Pools per shard, and the store on top, come later (issue 25).
 
+pub mod conn;
 pub mod connect;
 pub mod error;
 pub mod opts;
@@ -26,6 +28,7 @@ pub mod packet;
 pub mod result;
 pub mod stmt_cache;
 
+pub use conn::Connection;
 pub use error::{codes, MysqlError};
 pub use mysql_common::packets::Column;
 pub use mysql_common::Value;
