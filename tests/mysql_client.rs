@@ -1,0 +1,428 @@
+//! The MySQL client of `src/mysql/` against a real MariaDB, with no
+//! DataMiddleware server: each test runs the client inside a glommio
+//! `LocalExecutor`. Needs the server named by `DMTEST_MYSQL_PRIMARY`
+//! (`scripts/backends.sh env` sets it), so the tests are ignored unless run
+//! with `DMTEST_BACKEND=mysql ... -- --include-ignored` (as
+//! `scripts/test.sh` does), and skip with a message when it is unset.
+//! They work in their own database, `dm_mysql_client`, one table per test.
+
+use datamiddleware::mysql::{Connection, MysqlError, Opts, Value};
+use glommio::{LocalExecutorBuilder, Placement};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+const DB: &str = "dm_mysql_client";
+
+/// The server's URL (no database), or `None` with a message.
+fn server_url() -> Option<String> {
+    match std::env::var("DMTEST_MYSQL_PRIMARY") {
+        Ok(url) if !url.is_empty() => Some(url.trim_end_matches('/').to_string()),
+        _ => {
+            eprintln!("skipped: DMTEST_MYSQL_PRIMARY is not set (see scripts/backends.sh env)");
+            None
+        }
+    }
+}
+
+/// Runs `test` on a fresh executor with the test database's options.
+fn run<F, Fut>(test: F)
+where
+    F: FnOnce(Opts) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let Some(url) = server_url() else { return };
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .make()
+        .expect("glommio executor");
+    executor.run(async move {
+        let mut admin = Connection::connect_url(&url).await.expect("connect");
+        admin
+            .query(&format!("CREATE DATABASE IF NOT EXISTS {DB}"))
+            .await
+            .expect("create database");
+        admin.close().await;
+        let opts = Opts::from_url(&format!("{url}/{DB}")).expect("url");
+        test(opts).await
+    });
+}
+
+async fn connect(opts: &Opts) -> Connection {
+    Connection::connect(opts).await.expect("connect")
+}
+
+/// The session counter `name` of `SHOW SESSION STATUS`.
+async fn session_status(c: &mut Connection, name: &str) -> u64 {
+    let r = c
+        .query(&format!("SHOW SESSION STATUS LIKE '{name}'"))
+        .await
+        .expect("status");
+    r.rows[0].u64(1).expect("a number")
+}
+
+#[test]
+#[ignore = "needs MariaDB (DMTEST_BACKEND=mysql)"]
+fn connects_and_refuses_a_wrong_password() {
+    run(|opts| async move {
+        let mut c = connect(&opts).await;
+        assert!(c.connection_id() > 0);
+        assert!(!c.server_version().is_empty());
+        let r = c.query("SELECT DATABASE(), 1").await.expect("select");
+        assert_eq!(r.rows[0].str(0), Some(DB));
+        c.ping().await.expect("ping");
+
+        let mut wrong = opts.clone();
+        wrong.password.push_str("-wrong");
+        let e = Connection::connect(&wrong).await.expect_err("refused");
+        assert_eq!(e.code(), Some(1045), "{e}");
+        assert_eq!(e.sql_state(), Some("28000"));
+
+        let mut closed = opts.clone();
+        closed.port = 1; // nothing listens there
+        let e = Connection::connect(&closed).await.expect_err("no server");
+        assert!(matches!(e, MysqlError::Io(_)), "{e:?}");
+    });
+}
+
+#[test]
+#[ignore = "needs MariaDB (DMTEST_BACKEND=mysql)"]
+fn text_query_returns_bytes_and_nulls() {
+    run(|opts| async move {
+        let mut c = connect(&opts).await;
+        let r = c
+            .query("SELECT 42 AS n, 'héllo' AS s, NULL AS z, 2.5 AS d, X'00FF' AS b")
+            .await
+            .expect("select");
+        assert_eq!(r.columns.len(), 5);
+        assert_eq!(r.column("s"), Some(1));
+        let row = r.rows[0].clone();
+        assert_eq!(row.i64(0), Some(42));
+        assert_eq!(row.str(1), Some("héllo"));
+        assert!(row.is_null(2));
+        assert_eq!(row.f64(3), Some(2.5));
+        assert_eq!(row.bytes(4), Some(&[0x00, 0xff][..]));
+        assert_eq!(
+            row.into_text(),
+            vec![
+                Some(b"42".to_vec()),
+                Some("héllo".as_bytes().to_vec()),
+                None,
+                Some(b"2.5".to_vec()),
+                Some(vec![0x00, 0xff]),
+            ]
+        );
+        // A server error leaves the connection usable.
+        let e = c.query("SELEC 1").await.expect_err("syntax");
+        assert_eq!(e.code(), Some(1064));
+        assert!(!c.is_broken());
+        assert_eq!(c.query("SELECT 1").await.expect("after").rows.len(), 1);
+    });
+}
+
+#[test]
+#[ignore = "needs MariaDB (DMTEST_BACKEND=mysql)"]
+fn prepared_statements_bind_every_type_and_are_cached() {
+    run(|opts| async move {
+        let mut c = connect(&opts).await;
+        c.query("DROP TABLE IF EXISTS t_params")
+            .await
+            .expect("drop");
+        c.query(
+            "CREATE TABLE t_params (id BIGINT AUTO_INCREMENT PRIMARY KEY, i BIGINT, \
+             f DOUBLE, s VARCHAR(64), b BLOB, n INT NULL) ENGINE=InnoDB",
+        )
+        .await
+        .expect("create");
+        let insert = "INSERT INTO t_params (i, f, s, b, n) VALUES (?, ?, ?, ?, ?)";
+        let before = session_status(&mut c, "Com_stmt_prepare").await;
+        let mut ids = Vec::new();
+        for k in 0..5i64 {
+            let r = c
+                .exec(
+                    insert,
+                    &[
+                        Value::from(-9_000_000_000i64 + k),
+                        Value::from(3.25f64),
+                        Value::from("snow ☃"),
+                        Value::from(vec![0u8, 1, 2, 255]),
+                        Value::NULL,
+                    ],
+                )
+                .await
+                .expect("insert");
+            assert_eq!(r.affected_rows, 1);
+            assert!(r.last_insert_id > 0);
+            ids.push(r.last_insert_id);
+        }
+        let after = session_status(&mut c, "Com_stmt_prepare").await;
+        assert_eq!(after - before, 1, "one prepare for five executions");
+        assert_eq!(c.cached_statements(), 1);
+        assert!(ids.windows(2).all(|w| w[1] > w[0]));
+
+        let r = c
+            .exec(
+                "SELECT i, f, s, b, n FROM t_params WHERE id = ?",
+                &[Value::from(ids[2])],
+            )
+            .await
+            .expect("select");
+        let row = &r.rows[0];
+        assert_eq!(row.get(0), Some(&Value::Int(-9_000_000_000 + 2)));
+        assert_eq!(row.get(1), Some(&Value::Double(3.25)));
+        assert_eq!(row.str(2), Some("snow ☃"));
+        assert_eq!(row.bytes(3), Some(&[0u8, 1, 2, 255][..]));
+        assert!(row.is_null(4));
+
+        // UPDATE counts matched rows (CLIENT_FOUND_ROWS), even unchanged ones.
+        let r = c
+            .exec(
+                "UPDATE t_params SET f = ? WHERE id <= ?",
+                &[Value::from(3.25f64), Value::from(ids[1])],
+            )
+            .await
+            .expect("update");
+        assert_eq!(r.affected_rows, 2);
+
+        // A wrong parameter count is refused before anything is sent.
+        let e = c
+            .exec("SELECT i FROM t_params WHERE id = ?", &[])
+            .await
+            .expect_err("count");
+        assert!(matches!(e, MysqlError::Usage(_)), "{e:?}");
+        assert!(!c.is_broken());
+    });
+}
+
+#[test]
+#[ignore = "needs MariaDB (DMTEST_BACKEND=mysql)"]
+fn statement_cache_evicts_and_closes_the_least_recent() {
+    run(|mut opts| async move {
+        opts.stmt_cache_size = 2;
+        let mut c = connect(&opts).await;
+        let closes = session_status(&mut c, "Com_stmt_close").await;
+        let prepares = session_status(&mut c, "Com_stmt_prepare").await;
+        for sql in [
+            "SELECT ? + 1",
+            "SELECT ? + 2",
+            "SELECT ? + 1",
+            "SELECT ? + 3",
+        ] {
+            c.exec(sql, &[Value::from(1i64)]).await.expect("exec");
+        }
+        // "+ 2" was the least recently used when "+ 3" came: closed.
+        assert_eq!(c.cached_statements(), 2);
+        assert_eq!(session_status(&mut c, "Com_stmt_close").await - closes, 1);
+        assert_eq!(
+            session_status(&mut c, "Com_stmt_prepare").await - prepares,
+            3
+        );
+        let r = c
+            .exec("SELECT ? + 1", &[Value::from(41i64)])
+            .await
+            .expect("hit");
+        assert_eq!(r.rows[0].i64(0), Some(42));
+        assert_eq!(
+            session_status(&mut c, "Com_stmt_prepare").await - prepares,
+            3
+        );
+
+        // Without a cache, every statement is prepared, run and closed.
+        opts.stmt_cache_size = 0;
+        let mut c = connect(&opts).await;
+        for _ in 0..3 {
+            c.exec("SELECT ?", &[Value::from(1i64)])
+                .await
+                .expect("exec");
+        }
+        assert_eq!(c.cached_statements(), 0);
+        assert_eq!(session_status(&mut c, "Com_stmt_close").await, 3);
+    });
+}
+
+#[test]
+#[ignore = "needs MariaDB (DMTEST_BACKEND=mysql)"]
+fn transactions_commit_and_roll_back() {
+    run(|opts| async move {
+        let mut c = connect(&opts).await;
+        let mut other = connect(&opts).await;
+        c.query("DROP TABLE IF EXISTS t_txn").await.expect("drop");
+        c.query("CREATE TABLE t_txn (k INT PRIMARY KEY, v INT) ENGINE=InnoDB")
+            .await
+            .expect("create");
+
+        c.begin().await.expect("begin");
+        assert!(c.in_transaction());
+        c.exec(
+            "INSERT INTO t_txn VALUES (?, ?)",
+            &[1i64.into(), 10i64.into()],
+        )
+        .await
+        .expect("insert");
+        c.exec(
+            "UPDATE t_txn SET v = v + ? WHERE k = ?",
+            &[5i64.into(), 1i64.into()],
+        )
+        .await
+        .expect("update");
+        let seen = other
+            .query("SELECT COUNT(*) FROM t_txn")
+            .await
+            .expect("count");
+        assert_eq!(seen.rows[0].i64(0), Some(0), "not visible before COMMIT");
+        c.commit().await.expect("commit");
+        assert!(!c.in_transaction());
+        let seen = other
+            .query("SELECT v FROM t_txn WHERE k = 1")
+            .await
+            .expect("v");
+        assert_eq!(seen.rows[0].i64(0), Some(15));
+
+        c.begin().await.expect("begin");
+        c.exec(
+            "INSERT INTO t_txn VALUES (?, ?)",
+            &[2i64.into(), 20i64.into()],
+        )
+        .await
+        .expect("insert");
+        c.exec("DELETE FROM t_txn WHERE k = ?", &[1i64.into()])
+            .await
+            .expect("delete");
+        c.rollback().await.expect("rollback");
+        assert!(!c.in_transaction());
+        let seen = other
+            .query("SELECT k, v FROM t_txn ORDER BY k")
+            .await
+            .expect("rows");
+        assert_eq!(seen.rows.len(), 1);
+        assert_eq!(
+            (seen.rows[0].i64(0), seen.rows[0].i64(1)),
+            (Some(1), Some(15))
+        );
+    });
+}
+
+#[test]
+#[ignore = "needs MariaDB (DMTEST_BACKEND=mysql)"]
+fn duplicate_key_keeps_its_code() {
+    run(|opts| async move {
+        let mut c = connect(&opts).await;
+        c.query("DROP TABLE IF EXISTS t_dup").await.expect("drop");
+        c.query("CREATE TABLE t_dup (k VARCHAR(16) PRIMARY KEY) ENGINE=InnoDB")
+            .await
+            .expect("create");
+        c.exec("INSERT INTO t_dup VALUES (?)", &["a".into()])
+            .await
+            .expect("first");
+        let e = c
+            .exec("INSERT INTO t_dup VALUES (?)", &["a".into()])
+            .await
+            .expect_err("duplicate");
+        assert!(e.is_duplicate_key(), "{e}");
+        assert_eq!((e.code(), e.sql_state()), (Some(1062), Some("23000")));
+        assert!(!e.breaks_connection() && !c.is_broken());
+        let e = c
+            .query("INSERT INTO t_dup VALUES ('a')")
+            .await
+            .expect_err("text too");
+        assert_eq!(e.code(), Some(1062));
+        c.exec("INSERT INTO t_dup VALUES (?)", &["b".into()])
+            .await
+            .expect("still usable");
+    });
+}
+
+#[test]
+#[ignore = "needs MariaDB (DMTEST_BACKEND=mysql)"]
+fn a_statement_timeout_breaks_the_connection() {
+    run(|opts| async move {
+        let mut c = connect(&opts).await;
+        c.set_statement_timeout(Duration::from_millis(200));
+        let t0 = Instant::now();
+        let e = c.query("SELECT SLEEP(5)").await.expect_err("timeout");
+        assert!(matches!(e, MysqlError::Timeout(_)), "{e:?}");
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+        assert!(c.is_broken());
+        let e = c.query("SELECT 1").await.expect_err("never reused");
+        assert!(matches!(e, MysqlError::Broken), "{e:?}");
+        let e = c.exec("SELECT ?", &[1i64.into()]).await.expect_err("never");
+        assert!(matches!(e, MysqlError::Broken), "{e:?}");
+
+        // The same through the binary protocol.
+        let mut c = connect(&opts).await;
+        c.set_statement_timeout(Duration::from_millis(200));
+        let e = c
+            .exec("SELECT SLEEP(?)", &[Value::from(5i64)])
+            .await
+            .expect_err("timeout");
+        assert!(matches!(e, MysqlError::Timeout(_)), "{e:?}");
+        assert!(c.is_broken());
+    });
+}
+
+#[test]
+#[ignore = "needs MariaDB (DMTEST_BACKEND=mysql)"]
+fn a_killed_connection_is_reported_broken() {
+    run(|opts| async move {
+        let mut victim = connect(&opts).await;
+        victim.exec("SELECT ?", &[1i64.into()]).await.expect("warm");
+        let mut killer = connect(&opts).await;
+        killer
+            .query(&format!("KILL {}", victim.connection_id()))
+            .await
+            .expect("kill");
+        let e = victim.query("SELECT 1").await.expect_err("killed");
+        eprintln!("a killed connection's next statement: {e}");
+        assert!(e.breaks_connection(), "{e:?}");
+        assert!(victim.is_broken());
+        assert!(matches!(
+            victim.query("SELECT 1").await,
+            Err(MysqlError::Broken)
+        ));
+        assert!(!killer.is_broken());
+        killer.query("SELECT 1").await.expect("the killer lives on");
+    });
+}
+
+#[test]
+#[ignore = "needs MariaDB (DMTEST_BACKEND=mysql)"]
+fn large_results_are_read_whole() {
+    run(|opts| async move {
+        let mut c = connect(&opts).await;
+        // 10 000 rows from digits (MariaDB caps recursive CTEs at 1000
+        // iterations by default).
+        let rows = "WITH d (n) AS (SELECT 0 UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL \
+                    SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL \
+                    SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9) \
+                    SELECT 1 + a.n + 10 * b.n + 100 * c.n + 1000 * e.n AS n FROM d a, d b, d c, d e";
+        let sql = format!("SELECT n, REPEAT('x', n % 300) AS pad FROM ({rows}) t ORDER BY n");
+        let r = c.query(&sql).await.expect("text");
+        assert_eq!(r.rows.len(), 10_000);
+        for (k, row) in r.rows.iter().enumerate() {
+            let n = k as i64 + 1;
+            assert_eq!(row.i64(0), Some(n));
+            assert_eq!(row.bytes(1).map(<[u8]>::len), Some((n % 300) as usize));
+        }
+        let sum: i64 = r.rows.iter().filter_map(|row| row.i64(0)).sum();
+        assert_eq!(sum, 10_000 * 10_001 / 2);
+
+        let r = c
+            .exec(
+                &sql.replace(") t ORDER", ") t WHERE n <= ? ORDER"),
+                &[Value::from(10_000i64)],
+            )
+            .await
+            .expect("binary");
+        assert_eq!(r.rows.len(), 10_000);
+        assert_eq!(r.rows[9_999].i64(0), Some(10_000));
+        assert_eq!(r.rows[9_999].bytes(1).map(<[u8]>::len), Some(10_000 % 300));
+
+        // One 3 MB value: one packet spanning many socket reads.
+        let r = c
+            .exec("SELECT REPEAT('y', ?)", &[Value::from(3_000_000i64)])
+            .await
+            .expect("big value");
+        let big = r.rows[0].bytes(0).expect("bytes");
+        assert_eq!(big.len(), 3_000_000);
+        assert!(big.iter().all(|&b| b == b'y'));
+        assert!(!c.is_broken());
+    });
+}
