@@ -17,14 +17,17 @@
 //! - [`stmt_cache`]: the per-connection LRU of prepared statements.
 //! - [`conn`]: [`Connection`], what callers use.
 //! - [`error`]: [`MysqlError`], which keeps server codes and SQLSTATE.
+//! - [`pool`]: [`Pool`], a shard's bounded pool of connections to one
+//!   server, with the retries of stale connections and lost deadlocks.
 //!
-//! Pools per shard, and the store on top, come later (issue 25).
+//! The store on top comes later (issue 25).
 
 pub mod conn;
 pub mod connect;
 pub mod error;
 pub mod opts;
 pub mod packet;
+pub mod pool;
 pub mod result;
 pub mod stmt_cache;
 
@@ -33,4 +36,5 @@ pub use error::{codes, MysqlError};
 pub use mysql_common::packets::Column;
 pub use mysql_common::Value;
 pub use opts::Opts;
+pub use pool::{Pool, PoolError, PoolFigures, PooledConn};
 pub use result::{QueryResult, Row};
