@@ -4,11 +4,17 @@
 //! (`scripts/backends.sh env` sets it), so the tests are ignored unless run
 //! with `DMTEST_BACKEND=mysql ... -- --include-ignored` (as
 //! `scripts/test.sh` does), and skip with a message when it is unset.
-//! They work in their own database, `dm_mysql_client`, one table per test.
+//! They work in their own database, `dm_mysql_client`, one table per test;
+//! the pool's tests that count server connections each have a database of
+//! their own (`SHOW PROCESSLIST` shows every test's connections).
 
-use datamiddleware::mysql::{Connection, MysqlError, Opts, Value};
+use datamiddleware::mysql::{
+    Connection, MysqlError, Opts, Pool, PoolError, PooledConn, QueryResult, Value,
+};
 use glommio::{LocalExecutorBuilder, Placement};
+use std::cell::Cell;
 use std::future::Future;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 const DB: &str = "dm_mysql_client";
@@ -30,6 +36,15 @@ where
     F: FnOnce(Opts) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + 'static,
 {
+    run_in(DB, test)
+}
+
+/// Runs `test` on a fresh executor with options for database `db`.
+fn run_in<F, Fut>(db: &'static str, test: F)
+where
+    F: FnOnce(Opts) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
     let Some(url) = server_url() else { return };
     let executor = LocalExecutorBuilder::new(Placement::Unbound)
         .make()
@@ -37,11 +52,11 @@ where
     executor.run(async move {
         let mut admin = Connection::connect_url(&url).await.expect("connect");
         admin
-            .query(&format!("CREATE DATABASE IF NOT EXISTS {DB}"))
+            .query(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
             .await
             .expect("create database");
         admin.close().await;
-        let opts = Opts::from_url(&format!("{url}/{DB}")).expect("url");
+        let opts = Opts::from_url(&format!("{url}/{db}")).expect("url");
         test(opts).await
     });
 }
@@ -424,5 +439,327 @@ fn large_results_are_read_whole() {
         assert_eq!(big.len(), 3_000_000);
         assert!(big.iter().all(|&b| b == b'y'));
         assert!(!c.is_broken());
+    });
+}
+
+/// A statement on a pooled connection, its error as the pool's.
+async fn pq(c: &mut PooledConn, sql: &str) -> Result<QueryResult, PoolError> {
+    Ok(c.query(sql).await?)
+}
+
+/// Connections the server has open in database `db`.
+async fn server_connections(c: &mut Connection, db: &str) -> i64 {
+    let r = c
+        .query(&format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '{db}'"
+        ))
+        .await
+        .expect("processlist");
+    r.rows[0].i64(0).expect("a count")
+}
+
+#[test]
+#[ignore = "needs MariaDB (DMTEST_BACKEND=mysql)"]
+fn the_pool_never_opens_more_than_its_size() {
+    const BOUND_DB: &str = "dm_mysql_pool_bound";
+    run_in(BOUND_DB, |opts| async move {
+        let pool = Pool::new(opts.clone(), 2, Duration::from_secs(10));
+        let in_use = Rc::new(Cell::new(0usize));
+        let most_in_use = Rc::new(Cell::new(0usize));
+        let most_on_server = Rc::new(Cell::new(0i64));
+        let most_waiting = Rc::new(Cell::new(0usize));
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let (pool, in_use, most_in_use, most_on_server, most_waiting) = (
+                pool.clone(),
+                in_use.clone(),
+                most_in_use.clone(),
+                most_on_server.clone(),
+                most_waiting.clone(),
+            );
+            tasks.push(glommio::spawn_local(async move {
+                pool.run(async |c: &mut PooledConn| {
+                    in_use.set(in_use.get() + 1);
+                    most_in_use.set(most_in_use.get().max(in_use.get()));
+                    let sql = format!(
+                        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '{BOUND_DB}'"
+                    );
+                    let n = pq(c, &sql).await?.rows[0].i64(0).unwrap_or(-1);
+                    most_on_server.set(most_on_server.get().max(n));
+                    most_waiting.set(most_waiting.get().max(pool.figures().waiting));
+                    assert!(pool.figures().open <= 2, "{:?}", pool.figures());
+                    pq(c, "SELECT SLEEP(0.05)").await?;
+                    in_use.set(in_use.get() - 1);
+                    Ok::<_, PoolError>(())
+                })
+                .await
+            }));
+        }
+        for t in tasks {
+            t.await.expect("work");
+        }
+        let f = pool.figures();
+        eprintln!("after 10 tasks on a pool of 2: {f:?}");
+        assert_eq!(most_in_use.get(), 2);
+        assert!(
+            (1..=2).contains(&most_on_server.get()),
+            "{}",
+            most_on_server.get()
+        );
+        assert!(most_waiting.get() >= 1, "tasks had to wait");
+        assert_eq!((f.open, f.idle, f.waiting), (2, 2, 0));
+        assert_eq!((f.opened_total, f.dropped_broken_total), (2, 0));
+        let mut admin = connect(&opts).await;
+        // The admin connection itself is in the database too.
+        assert_eq!(server_connections(&mut admin, BOUND_DB).await, 3);
+    });
+}
+
+#[test]
+#[ignore = "needs MariaDB (DMTEST_BACKEND=mysql)"]
+fn a_waiter_gives_up_with_a_clear_error() {
+    run(|opts| async move {
+        let pool = Pool::new(opts, 1, Duration::from_millis(200));
+        let held = pool.get().await.expect("the one connection");
+        let t0 = Instant::now();
+        let e = pool.get().await.expect_err("busy");
+        let waited = t0.elapsed();
+        assert!(matches!(e, PoolError::Busy { size: 1, .. }), "{e:?}");
+        assert!(
+            waited >= Duration::from_millis(190) && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
+        let message = e.to_string();
+        eprintln!("a waiter's error: {message}");
+        assert!(message.contains("busy") && message.contains("dm_mysql_client"));
+        let e = pool
+            .run(async |c: &mut PooledConn| pq(c, "SELECT 1").await)
+            .await
+            .expect_err("busy through run too");
+        assert!(matches!(e, PoolError::Busy { .. }), "{e:?}");
+        assert_eq!(pool.figures().busy_total, 2);
+        assert_eq!(pool.figures().waiting, 0);
+        held.release().await;
+        pool.run(async |c: &mut PooledConn| pq(c, "SELECT 1").await)
+            .await
+            .expect("free again");
+    });
+}
+
+#[test]
+#[ignore = "needs MariaDB (DMTEST_BACKEND=mysql)"]
+fn killed_idle_connections_are_replaced_unseen() {
+    run(|opts| async move {
+        let pool = Pool::new(opts.clone(), 2, Duration::from_secs(5));
+        let a = pool.get().await.expect("a");
+        let b = pool.get().await.expect("b");
+        let killed = [a.connection_id(), b.connection_id()];
+        a.release().await;
+        b.release().await;
+        assert_eq!(pool.figures().idle, 2);
+        let mut admin = connect(&opts).await;
+        for id in killed {
+            admin.query(&format!("KILL {id}")).await.expect("kill");
+        }
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+
+        // Work outside a transaction, then a transaction: each meets a
+        // killed connection first and runs again on a fresh one.
+        let (id, n) = pool
+            .run(async |c: &mut PooledConn| {
+                let r = pq(c, "SELECT 7").await?;
+                Ok::<_, PoolError>((c.connection_id(), r.rows[0].i64(0)))
+            })
+            .await
+            .expect("no error seen");
+        assert_eq!(n, Some(7));
+        assert!(!killed.contains(&id));
+        // The fresh connection went back on top of the idle ones (the most
+        // recent is lent first): hold it, so the transaction gets the
+        // other killed one.
+        let fresh = pool.get().await.expect("the fresh one");
+        assert_eq!(fresh.connection_id(), id);
+        assert!(fresh.reused());
+        let id = pool
+            .transaction(async |c: &mut PooledConn| {
+                assert!(c.in_transaction());
+                pq(c, "SELECT 1").await?;
+                Ok::<_, PoolError>(c.connection_id())
+            })
+            .await
+            .expect("no error seen");
+        assert!(!killed.contains(&id));
+        fresh.release().await;
+        let f = pool.figures();
+        eprintln!("after two killed idle connections: {f:?}");
+        assert_eq!(f.stale_retries_total, 2);
+        assert_eq!(f.dropped_broken_total, 2);
+        assert_eq!((f.open, f.opened_total), (2, 4));
+    });
+}
+
+#[test]
+#[ignore = "needs MariaDB (DMTEST_BACKEND=mysql)"]
+fn a_transaction_left_open_does_not_leak() {
+    run(|opts| async move {
+        let mut admin = connect(&opts).await;
+        admin
+            .query("DROP TABLE IF EXISTS t_pool_leak")
+            .await
+            .expect("drop");
+        admin
+            .query("CREATE TABLE t_pool_leak (k INT PRIMARY KEY) ENGINE=InnoDB")
+            .await
+            .expect("create");
+        let pool = Pool::new(opts, 1, Duration::from_secs(5));
+        let first = pool
+            .run(async |c: &mut PooledConn| {
+                c.begin().await?;
+                c.exec("INSERT INTO t_pool_leak VALUES (?)", &[1i64.into()])
+                    .await?;
+                assert!(c.in_transaction());
+                Ok::<_, PoolError>(c.connection_id())
+            })
+            .await
+            .expect("insert, no commit");
+        let (id, open, rows) = pool
+            .run(async |c: &mut PooledConn| {
+                let r = pq(c, "SELECT COUNT(*) FROM t_pool_leak").await?;
+                Ok::<_, PoolError>((c.connection_id(), c.in_transaction(), r.rows[0].i64(0)))
+            })
+            .await
+            .expect("next borrower");
+        assert_eq!(id, first, "rolled back and reused, not dropped");
+        assert!(!open);
+        assert_eq!(rows, Some(0), "the uncommitted row is gone");
+        assert_eq!(pool.figures().dropped_broken_total, 0);
+
+        // A loan dropped without `release` cannot roll back: the
+        // connection is closed, and the transaction with it.
+        let mut c = pool.get().await.expect("get");
+        c.begin().await.expect("begin");
+        c.exec("INSERT INTO t_pool_leak VALUES (?)", &[2i64.into()])
+            .await
+            .expect("insert");
+        drop(c);
+        assert_eq!(pool.figures().dropped_broken_total, 1);
+        let rows = admin
+            .query("SELECT COUNT(*) FROM t_pool_leak")
+            .await
+            .expect("count");
+        assert_eq!(rows.rows[0].i64(0), Some(0));
+    });
+}
+
+#[test]
+#[ignore = "needs MariaDB (DMTEST_BACKEND=mysql)"]
+fn a_timed_out_statement_is_killed_on_the_server() {
+    run(|mut opts| async move {
+        let mut admin = connect(&opts).await;
+        opts.statement_timeout = Duration::from_millis(300);
+        let pool = Pool::new(opts, 2, Duration::from_secs(5));
+        let id = Rc::new(Cell::new(0u32));
+        let e = pool
+            .run(async |c: &mut PooledConn| {
+                id.set(c.connection_id());
+                pq(c, "SELECT SLEEP(30) /* pool timeout */").await
+            })
+            .await
+            .expect_err("timeout");
+        assert!(
+            matches!(e, PoolError::Mysql(MysqlError::Timeout(_))),
+            "{e:?}"
+        );
+        assert_eq!(pool.figures().dropped_broken_total, 1);
+        let sql = format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+             WHERE ID = {} OR INFO LIKE 'SELECT SLEEP(30) /* pool%'",
+            id.get()
+        );
+        let t0 = Instant::now();
+        loop {
+            let r = admin.query(&sql).await.expect("processlist");
+            if r.rows[0].i64(0) == Some(0) {
+                break;
+            }
+            // Without the KILL, MariaDB notices the closed socket only
+            // seconds later (about 5 s here).
+            assert!(
+                t0.elapsed() < Duration::from_secs(2),
+                "the SLEEP still runs: {:?}",
+                pool.figures()
+            );
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+        }
+        let f = pool.figures();
+        eprintln!("after a timed-out statement: {f:?} ({:?})", t0.elapsed());
+        assert_eq!(f.kills_total, 1);
+        // The KILL's connection went back to the pool.
+        assert_eq!((f.open, f.idle), (1, 1));
+        pool.run(async |c: &mut PooledConn| pq(c, "SELECT 1").await)
+            .await
+            .expect("the pool goes on");
+    });
+}
+
+#[test]
+#[ignore = "needs MariaDB (DMTEST_BACKEND=mysql)"]
+fn a_deadlock_is_retried_to_success() {
+    run(|opts| async move {
+        let mut admin = connect(&opts).await;
+        admin
+            .query("DROP TABLE IF EXISTS t_pool_deadlock")
+            .await
+            .expect("drop");
+        admin
+            .query("CREATE TABLE t_pool_deadlock (k INT PRIMARY KEY, v INT) ENGINE=InnoDB")
+            .await
+            .expect("create");
+        admin
+            .query("INSERT INTO t_pool_deadlock VALUES (1, 0), (2, 0)")
+            .await
+            .expect("rows");
+        let pool = Pool::new(opts, 2, Duration::from_secs(5));
+        // Each transaction locks its first row, waits (on its first try
+        // only) until the other has locked its own, then wants the other's.
+        let locked = Rc::new(Cell::new(0u32));
+        let tries = Rc::new(Cell::new(0u32));
+        let mut tasks = Vec::new();
+        for (first, second) in [(1i64, 2i64), (2, 1)] {
+            let (pool, locked, tries) = (pool.clone(), locked.clone(), tries.clone());
+            tasks.push(glommio::spawn_local(async move {
+                let mut attempt = 0;
+                pool.transaction(async |c: &mut PooledConn| {
+                    attempt += 1;
+                    tries.set(tries.get() + 1);
+                    let update = "UPDATE t_pool_deadlock SET v = v + 1 WHERE k = ?";
+                    c.exec(update, &[first.into()]).await?;
+                    if attempt == 1 {
+                        locked.set(locked.get() + 1);
+                        while locked.get() < 2 {
+                            glommio::timer::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                    c.exec(update, &[second.into()]).await?;
+                    Ok::<_, PoolError>(attempt)
+                })
+                .await
+            }));
+        }
+        let mut attempts = Vec::new();
+        for t in tasks {
+            attempts.push(t.await.expect("both succeed in the end"));
+        }
+        attempts.sort_unstable();
+        eprintln!("attempts: {attempts:?}, figures: {:?}", pool.figures());
+        assert_eq!(attempts, vec![1, 2], "the deadlock's loser ran again");
+        assert_eq!(tries.get(), 3);
+        assert_eq!(pool.figures().lock_retries_total, 1);
+        let r = admin
+            .query("SELECT k, v FROM t_pool_deadlock ORDER BY k")
+            .await
+            .expect("rows");
+        assert_eq!(r.rows[0].i64(1), Some(2));
+        assert_eq!(r.rows[1].i64(1), Some(2));
     });
 }
