@@ -18,7 +18,7 @@
 //! - [`buffer`]: the reusable read buffer of connection loops.
 //! - [`cache`]: per-shard L1, Redis L2, invalidation.
 //! - [`redis`]: the Redis client on glommio sockets (single server and Cluster, pub/sub).
-//! - [`mysql`]: the MySQL/MariaDB client on glommio sockets (auth, text and binary protocol).
+//! - [`mysql`]: the MySQL/MariaDB client on glommio sockets (auth, text and binary protocol) and its per-shard pool.
 //! - [`game`]: per-game logic modules behind one trait.
 //! - [`mesh`]: messages between the shards of a node.
 //! - [`rate_limit`]: per-node budgets (requests, failed logins) without shared locks.

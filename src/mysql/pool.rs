@@ -616,10 +616,9 @@ impl PooledConn {
     /// statement timeout, `KILL QUERY` goes out on another connection in
     /// the background.
     pub async fn release(mut self) {
-        if self.in_transaction() && !self.is_broken() && !self.discard {
-            if self.rollback().await.is_err() || self.in_transaction() {
-                self.discard = true;
-            }
+        let open = self.in_transaction() && !self.is_broken() && !self.discard;
+        if open && (self.rollback().await.is_err() || self.in_transaction()) {
+            self.discard = true;
         }
         if self.timed_out {
             if let (Some(conn), Some(permit)) = (self.conn.take(), self.permit.take()) {
