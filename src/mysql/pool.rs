@@ -79,7 +79,7 @@ struct Inner {
 pub struct PoolFigures {
     /// The bound on connections.
     pub size: usize,
-    /// Connections that exist now, idle or lent.
+    /// Connections that exist now: idle, lent, or being opened.
     pub open: usize,
     /// Connections idle in the pool now.
     pub idle: usize,
