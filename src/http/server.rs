@@ -55,31 +55,14 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
 }
 
 async fn connection(shard: Rc<Shard>, health: Rc<HealthBody>, stream: TcpStream) {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let gauges = shard.gauges();
     ShardGauges::incr(&gauges.http_connections);
-    let timeout = Duration::from_millis(shard.config.http.read_timeout_ms);
-    let _ = stream.set_write_timeout(Some(timeout));
-    let mut codec = Requests {
-        limits: Limits {
-            max_header_bytes: shard.config.http.max_header_bytes,
-            max_body_bytes: shard.config.http.max_body_bytes,
-        },
-        shard: shard.clone(),
-        health,
-        peer,
-        timeout,
-        deadline: Instant::now() + timeout,
-        sent_continue: false,
-    };
     let buffers = Buffers {
         first: READ_CHUNK,
         idle_read: READ_CHUNK,
     };
-    connection::run(&shard, stream, &mut codec, buffers).await;
+    let open = |stream: &TcpStream| Requests::open(&shard, health, stream);
+    connection::run(shard.clone(), stream, open, buffers).await;
     ShardGauges::decr(&gauges.http_connections);
 }
 
@@ -95,6 +78,30 @@ struct Requests {
     deadline: Instant,
     /// A `100 Continue` went out for the request being received.
     sent_continue: bool,
+}
+
+impl Requests {
+    /// The codec of a new connection on `stream`.
+    fn open(shard: &Rc<Shard>, health: Rc<HealthBody>, stream: &TcpStream) -> Requests {
+        let timeout = Duration::from_millis(shard.config.http.read_timeout_ms);
+        let _ = stream.set_write_timeout(Some(timeout));
+        let peer = stream
+            .peer_addr()
+            .map(|a| a.ip())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        Requests {
+            limits: Limits {
+                max_header_bytes: shard.config.http.max_header_bytes,
+                max_body_bytes: shard.config.http.max_body_bytes,
+            },
+            shard: shard.clone(),
+            health,
+            peer,
+            timeout,
+            deadline: Instant::now() + timeout,
+            sent_continue: false,
+        }
+    }
 }
 
 impl Codec for Requests {

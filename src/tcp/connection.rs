@@ -50,26 +50,17 @@ async fn admit(shard: Rc<Shard>, mut stream: TcpStream) {
     count.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn run(shard: &Rc<Shard>, stream: TcpStream) {
-    let cfg = &shard.config.tcp;
-    let idle = Duration::from_secs(cfg.idle_timeout_s);
-    let _ = stream.set_write_timeout(Some(idle.min(Duration::from_secs(30))));
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let mut codec = Frames {
-        shard: shard.clone(),
-        session: Session::new(peer, shard.tcp_roles.clone()),
-        idle,
-        heartbeat: Duration::from_secs(cfg.heartbeat_timeout_s),
-        last_read: Instant::now(),
-    };
+/// The connection's loop with the binary protocol's codec (returned, not
+/// awaited in an `async fn` of its own: that state would hold the stream a
+/// second time in every idle connection's task).
+fn run(shard: &Rc<Shard>, stream: TcpStream) -> impl std::future::Future<Output = ()> {
     let buffers = Buffers {
         first: IDLE_CHUNK,
         idle_read: IDLE_READ,
     };
-    connection::run(shard, stream, &mut codec, buffers).await;
+    let for_codec = shard.clone();
+    let open = move |stream: &TcpStream| Frames::open(&for_codec, stream);
+    connection::run(shard.clone(), stream, open, buffers)
 }
 
 /// The binary protocol as the connection loop sees it: frames in, reply
@@ -84,6 +75,24 @@ struct Frames {
 }
 
 impl Frames {
+    /// The codec of a new connection on `stream`.
+    fn open(shard: &Rc<Shard>, stream: &TcpStream) -> Frames {
+        let cfg = &shard.config.tcp;
+        let idle = Duration::from_secs(cfg.idle_timeout_s);
+        let _ = stream.set_write_timeout(Some(idle.min(Duration::from_secs(30))));
+        let peer = stream
+            .peer_addr()
+            .map(|a| a.ip())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        Frames {
+            shard: shard.clone(),
+            session: Session::new(peer, shard.tcp_roles.clone()),
+            idle,
+            heartbeat: Duration::from_secs(cfg.heartbeat_timeout_s),
+            last_read: Instant::now(),
+        }
+    }
+
     /// The deadline in force and the reason a connection past it is given.
     fn deadline_and_reason(&self) -> (Instant, &'static str) {
         let idle = self.last_read + self.idle;
