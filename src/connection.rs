@@ -67,7 +67,7 @@ pub trait Codec {
     /// When the peer must have sent more.
     fn deadline(&self) -> Instant;
     /// Told after every read that brought bytes.
-    fn on_read(&mut self, now: Instant);
+    fn on_read(&mut self);
     /// Appends the answer a connection ending for `why` gets, if any;
     /// `pending` says whether part of a request is buffered.
     fn refuse(&self, why: Refusal, pending: bool, out: &mut Vec<u8>);
@@ -134,7 +134,7 @@ pub async fn run<C: Codec>(
             Ok(n) => {
                 buf.advance(n);
                 fast = n == offered;
-                codec.on_read(Instant::now());
+                codec.on_read();
             }
             Err(_) => break,
         }

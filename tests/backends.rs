@@ -243,6 +243,15 @@ struct PrivateRedis {
 }
 
 impl PrivateRedis {
+    /// A Redis on a loopback port nobody listens on yet.
+    fn start_on_a_free_port() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("port");
+        PrivateRedis::start(port)
+    }
+
     fn start(port: u16) -> PrivateRedis {
         let child = Command::new("redis-server")
             .args([
@@ -301,11 +310,8 @@ fn redis_up_by_shard(server: &Server) -> Vec<String> {
 fn every_shard_checks_its_redis_link_without_requests() {
     require_mysql();
     let _serial = serial();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let mut redis = PrivateRedis::start(port);
+    let mut redis = PrivateRedis::start_on_a_free_port();
+    let port = redis.port;
     let server = ServerConfig::new()
         .shards(2)
         .set("cache", "redis", format!("redis://127.0.0.1:{port}/0"))
@@ -338,11 +344,8 @@ fn every_shard_checks_its_redis_link_without_requests() {
 fn killing_redis_under_load_loses_nothing_and_service_recovers() {
     require_mysql();
     let _serial = serial();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let mut redis = PrivateRedis::start(port);
+    let mut redis = PrivateRedis::start_on_a_free_port();
+    let port = redis.port;
     let server = Arc::new(
         ServerConfig::new()
             .shards(2)

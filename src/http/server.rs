@@ -166,7 +166,7 @@ impl Codec for Requests {
         self.deadline
     }
 
-    fn on_read(&mut self, _now: Instant) {}
+    fn on_read(&mut self) {}
 
     fn refuse(&self, why: Refusal, pending: bool, out: &mut Vec<u8>) {
         match why {

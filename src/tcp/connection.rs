@@ -177,8 +177,8 @@ impl Codec for Frames {
         self.deadline_and_reason().0
     }
 
-    fn on_read(&mut self, now: Instant) {
-        self.last_read = now;
+    fn on_read(&mut self) {
+        self.last_read = Instant::now();
     }
 
     fn refuse(&self, why: Refusal, _pending: bool, out: &mut Vec<u8>) {
