@@ -1,15 +1,19 @@
 //! `--scenario sql-direct`: the database's own limit on this machine. The
 //! same transactions as `mixed` (per 10: 7 player reads, 1 item use, 1
-//! order create, then its payment), run by the server's own store code
-//! (`datamiddleware::store`, the same SQL and transactions, the mysql crate)
-//! straight against the database from the same number of connections, one
-//! blocking thread each — no HTTP, no cache, no executor. `mixed` through
-//! the server divided by this line says what the server costs on top of the
-//! database.
+//! order create, then its payment), with the server's own SQL and
+//! transactions (`datamiddleware::store::sql_store`) but an independent
+//! client — the blocking `mysql` crate, see `direct_backend.rs` — straight
+//! against the database from the same number of connections, one blocking
+//! thread and connection each: no HTTP, no cache, no executor. `mixed`
+//! through the server divided by this line says what the server costs on
+//! top of the database.
 
+use crate::direct_backend::DirectBackend;
 use crate::report::Tally;
 use datamiddleware::config::{redact, Durability};
-use datamiddleware::store::{self, Currency, NewOrder, Store, StoreError};
+use datamiddleware::store::sql_store::SqlStore;
+use datamiddleware::store::{Currency, NewOrder, Store, StoreError};
+use futures_lite::future::block_on;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,23 +36,25 @@ pub struct DirectPlan {
 
 /// Runs the load; the merged tally of every connection.
 pub fn run(plan: DirectPlan) -> Result<Tally, String> {
-    let db: Arc<dyn Store> = store::open(&plan.url, plan.connections, Durability::Full)
-        .map_err(|e| format!("cannot open {}: {e}", redact(&plan.url)))?;
-    db.ping()
-        .map_err(|e| format!("database {} unreachable: {e}", redact(&plan.url)))?;
     let plan = Arc::new(plan);
     let threads: Vec<_> = (0..plan.connections)
         .map(|index| {
-            let (db, plan) = (db.clone(), plan.clone());
+            let plan = plan.clone();
             std::thread::Builder::new()
                 .name(format!("sql-{index}"))
-                .spawn(move || connection(&*db, &plan, index))
+                .spawn(move || {
+                    let backend = DirectBackend::connect(&plan.url, Durability::Full)
+                        .map_err(|e| format!("cannot connect to {}: {e}", redact(&plan.url)))?;
+                    Ok::<_, String>(connection(&SqlStore::new(backend), &plan, index))
+                })
                 .map_err(|e| format!("cannot start a load thread: {e}"))
         })
         .collect::<Result<_, _>>()?;
     let mut total = Tally::new();
     for t in threads {
-        let tally = t.join().map_err(|_| "a load thread panicked".to_string())?;
+        let tally = t
+            .join()
+            .map_err(|_| "a load thread panicked".to_string())??;
         total.merge(&tally);
     }
     Ok(total)
@@ -65,20 +71,19 @@ fn connection(db: &dyn Store, plan: &DirectPlan, index: usize) -> Tally {
         let now_ms = datamiddleware::clock::now_ms();
         let t0 = Instant::now();
         let outcome: Result<(), StoreError> = match (counter % 10, pending.take()) {
-            (_, Some(order)) => db.pay_order(&order, now_ms).map(|_| ()),
-            (7, None) => db.use_item(player, "potion", 1, now_ms).map(|_| ()),
-            (8, None) => db
-                .create_order(&NewOrder {
-                    order_id: datamiddleware::service::orders::new_order_id(now_ms),
-                    player_id: player,
-                    item_id: "potion".into(),
-                    quantity: 1,
-                    currency: Currency::Gold,
-                    idempotency_key: None,
-                    now_ms,
-                })
-                .map(|(order, _)| pending = Some(order.order_id)),
-            _ => db.player(player).map(|_| ()),
+            (_, Some(order)) => block_on(db.pay_order(&order, now_ms)).map(|_| ()),
+            (7, None) => block_on(db.use_item(player, "potion", 1, now_ms)).map(|_| ()),
+            (8, None) => block_on(db.create_order(&NewOrder {
+                order_id: datamiddleware::service::orders::new_order_id(now_ms),
+                player_id: player,
+                item_id: "potion".into(),
+                quantity: 1,
+                currency: Currency::Gold,
+                idempotency_key: None,
+                now_ms,
+            }))
+            .map(|(order, _)| pending = Some(order.order_id)),
+            _ => block_on(db.player(player)).map(|_| ()),
         };
         if t0 >= plan.measure_from {
             let kind = outcome.err().map(|e| match e {

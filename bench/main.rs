@@ -13,6 +13,7 @@
 //!     (through nginx during a rolling restart; SIGINT ends it early)
 
 mod direct;
+mod direct_backend;
 mod load;
 mod report;
 

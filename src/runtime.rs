@@ -207,30 +207,51 @@ fn serve(
 
 /// Migrates every game's database, seeds its catalogue, and returns the
 /// sessions revoked recently enough that their access tokens still live.
+/// Runs on an executor of its own before the shards start, since a MySQL
+/// store talks on an executor's io_uring.
 fn prepare_databases(config: &Config) -> Result<Vec<String>, StartError> {
+    let config = config.clone();
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .name("prepare-databases")
+        .spawn(move || async move { prepare_each_game(&config).await })
+        .and_then(|executor| executor.join())
+        .map_err(|e| StartError(format!("cannot prepare the databases: {e}")))?
+}
+
+async fn prepare_each_game(config: &Config) -> Result<Vec<String>, StartError> {
     let since = crate::clock::now_ms() - (config.auth.access_ttl_s as i64 + 1) * 1000;
     let mut revoked = Vec::new();
     for (id, game) in &config.games {
-        let s = store::open(&game.url, 1, game.durability)
+        let db = store::open(&game.url, 1, game.durability)
             .map_err(|e| StartError(format!("game {id}: cannot open {}: {e}", game.url)))?;
-        let version = s
-            .migrate()
-            .map_err(|e| StartError(format!("game {id}: migration failed: {e}")))?;
-        s.check_durability()
-            .map_err(|e| StartError(format!("game {id}: key `games.{id}.durability`: {e}")))?;
         let seed: Vec<_> = config
             .item_seed(id)
             .map_err(|e| StartError(e.to_string()))?
             .iter()
             .map(items::seed_def)
             .collect();
-        let seeded = s
-            .seed_item_defs(&seed)
-            .map_err(|e| StartError(format!("game {id}: catalogue seed failed: {e}")))?;
-        revoked.extend(
-            s.revoked_sessions_since(since)
-                .map_err(|e| StartError(format!("game {id}: {e}")))?,
-        );
+        let (version, seeded, found) = db
+            .call(async move |s| {
+                let version = s
+                    .migrate()
+                    .await
+                    .map_err(|e| format!("migration failed: {e}"))?;
+                s.check_durability()
+                    .await
+                    .map_err(|e| format!("key `games.<id>.durability`: {e}"))?;
+                let seeded = s
+                    .seed_item_defs(&seed)
+                    .await
+                    .map_err(|e| format!("catalogue seed failed: {e}"))?;
+                let found = s
+                    .revoked_sessions_since(since)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>((version, seeded, found))
+            })
+            .await
+            .map_err(|e| StartError(format!("game {id}: {}", e.replace("<id>", id))))?;
+        revoked.extend(found);
         tracing::info!(game = %id, schema_version = version, items_seeded = seeded, "database ready");
     }
     Ok(revoked)

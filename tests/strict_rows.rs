@@ -533,9 +533,13 @@ fn mariadb_sends_integers_as_integers_and_decimals_as_text() {
         datamiddleware::config::Durability::Normal,
     )
     .expect("open");
+    // The backend talks on an executor's io_uring, as on a shard.
+    let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .make()
+        .expect("glommio executor");
     let rows = |sql: &'static str| -> Vec<Row> {
-        store
-            .with_conn(&mut |c| c.query(sql, &[]))
+        executor
+            .run(store.with_conn(async |c| c.query(sql, &[]).await))
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     };
     let is_text = |r: Result<i64, StoreError>| matches!(r, Err(StoreError::Internal(m)) if m.contains("expected an integer, found text"));

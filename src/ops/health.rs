@@ -133,7 +133,7 @@ impl Operations {
     pub async fn check_backends(&self) -> Vec<BackendFailure> {
         let mut failed = Vec::new();
         for game in self.services.games() {
-            if let Err(e) = game.store.run(|s| s.ping()).await {
+            if let Err(e) = game.store.run(async |s| s.ping().await).await {
                 failed.push(BackendFailure {
                     game: game.id.clone(),
                     error: e.to_string(),

@@ -66,7 +66,7 @@ pub async fn run_singleton_jobs(ops: Rc<Operations>) {
                 let (who, at) = (holder.clone(), crate::clock::now_ms());
                 let ran = game
                     .store
-                    .run(move |s| s.run_fenced(job, token, &who, at))
+                    .run(async move |s| s.run_fenced(job, token, &who, at).await)
                     .await;
                 match ran {
                     Ok(FencedRun::Ran(0)) | Ok(FencedRun::ClusterActive) => {}

@@ -29,7 +29,7 @@ impl Services {
     pub async fn game_stats(&self, caller: &Caller, game_id: &str) -> Result<Value, ApiError> {
         self.require_admin(caller)?;
         let game = self.game(game_id)?;
-        let s = game.store.run(|s| s.game_stats()).await?;
+        let s = game.store.run(async |s| s.game_stats().await).await?;
         Ok(json!({
             "game_id": game_id,
             "players": s.players,
@@ -67,7 +67,7 @@ impl Services {
         };
         let player = game
             .store
-            .run(move |s| s.apply_progress(player_id, progress, now))
+            .run(async move |s| s.apply_progress(player_id, progress, now).await)
             .await?;
         if let Some((currency, amount)) = reward {
             self.counters().currency(game_id, currency, amount);

@@ -103,14 +103,17 @@ impl Services {
         let game = self.game(game_id)?;
         let all = caller.role == Role::Admin;
         if all {
-            let defs = game.store.run(move |s| s.item_defs(true)).await?;
+            let defs = game
+                .store
+                .run(async move |s| s.item_defs(true).await)
+                .await?;
             return Ok(json!({ "items": defs.iter().map(item_json).collect::<Vec<_>>() }));
         }
         let store = game.store.clone();
         let cached = self
             .cache()
             .get_or_load(&keys::catalogue(game_id), || async move {
-                let defs = store.run(move |s| s.item_defs(false)).await?;
+                let defs = store.run(async move |s| s.item_defs(false).await).await?;
                 Ok(Some(
                     Value::Array(defs.iter().map(item_json).collect()).to_string(),
                 ))
@@ -132,7 +135,10 @@ impl Services {
         let game = self.game(game_id)?;
         check_item_id(item_id)?;
         let id = item_id.to_string();
-        let def = game.store.read(None, move |s| s.item_def(&id)).await?;
+        let def = game
+            .store
+            .read(None, async move |s| s.item_def(&id).await)
+            .await?;
         match def {
             Some(d) if d.status == ItemStatus::Active || caller.role == Role::Admin => {
                 Ok(json!({ "item": item_json(&d) }))
@@ -162,7 +168,10 @@ impl Services {
             max_stack: Some(def.max_stack),
             status: None,
         })?;
-        let def = game.store.run(move |s| s.create_item_def(&def)).await?;
+        let def = game
+            .store
+            .run(async move |s| s.create_item_def(&def).await)
+            .await?;
         business_event!(self, game = game_id, item_id = %def.item_id, by = %caller.subject, "catalogue entry created");
         Ok(self.catalogue_saved(game_id, &def).await)
     }
@@ -182,7 +191,7 @@ impl Services {
         let id = item_id.to_string();
         let def = game
             .store
-            .run(move |s| s.update_item_def(&id, &req))
+            .run(async move |s| s.update_item_def(&id, &req).await)
             .await?;
         business_event!(
             self,
@@ -230,14 +239,18 @@ impl Services {
         require_player(caller, game_id, player_id)?;
         let store = game.store.clone();
         if caller.role == Role::Admin {
-            let items = store.run(move |s| s.inventory(player_id, true)).await?;
+            let items = store
+                .run(async move |s| s.inventory(player_id, true).await)
+                .await?;
             let items: Vec<Value> = items.iter().map(entry_json).collect();
             return Ok(json!({ "player_id": player_id, "items": items }));
         }
         let cached = self
             .cache()
             .get_or_load(&keys::inventory(game_id, player_id), || async move {
-                let items = store.run(move |s| s.inventory(player_id, false)).await?;
+                let items = store
+                    .run(async move |s| s.inventory(player_id, false).await)
+                    .await?;
                 Ok(Some(
                     Value::Array(items.iter().map(entry_json).collect()).to_string(),
                 ))
@@ -295,11 +308,11 @@ impl Services {
         let (id, now) = (item_id.to_string(), clock::now_ms());
         let entry = game
             .store
-            .run(move |s| {
+            .run(async move |s| {
                 if grant {
-                    s.grant_item(player_id, &id, quantity, now)
+                    s.grant_item(player_id, &id, quantity, now).await
                 } else {
-                    s.use_item(player_id, &id, quantity, now)
+                    s.use_item(player_id, &id, quantity, now).await
                 }
             })
             .await;
@@ -354,7 +367,7 @@ impl Services {
         );
         let result = game
             .store
-            .run(move |s| s.transfer_item(player_id, to, &id, q, now))
+            .run(async move |s| s.transfer_item(player_id, to, &id, q, now).await)
             .await;
         let target = req.target_player_id;
         self.changed(

@@ -117,7 +117,10 @@ impl Services {
             idempotency_key: key,
             now_ms: now,
         };
-        let (order, created) = game.store.run(move |s| s.create_order(&new)).await?;
+        let (order, created) = game
+            .store
+            .run(async move |s| s.create_order(&new).await)
+            .await?;
         if created {
             business_event!(
                 self,
@@ -151,7 +154,7 @@ impl Services {
         let id = order_id.to_string();
         let order = game
             .store
-            .run(move |s| s.order(&id))
+            .run(async move |s| s.order(&id).await)
             .await?
             .ok_or(crate::store::Rule::OrderNotFound)?;
         // Hide other players' orders as not found rather than forbidden.
@@ -198,7 +201,7 @@ impl Services {
         let all = caller.role == Role::Admin;
         let rows = game
             .store
-            .read(filter, move |s| s.orders(filter, page, all))
+            .read(filter, async move |s| s.orders(filter, page, all).await)
             .await?;
         Ok(page_json(
             rows.items.iter().map(order_json).collect(),
@@ -290,10 +293,10 @@ impl Services {
         let now = clock::now_ms();
         let (order, moved) = game
             .store
-            .run(move |s| match transition {
-                Transition::Pay => s.pay_order(&id, now),
-                Transition::Cancel => s.cancel_order(&id, now),
-                Transition::Refund => s.refund_order(&id, now),
+            .run(async move |s| match transition {
+                Transition::Pay => s.pay_order(&id, now).await,
+                Transition::Cancel => s.cancel_order(&id, now).await,
+                Transition::Refund => s.refund_order(&id, now).await,
             })
             .await?;
         // Counted when this request made the move; a repeat answers the

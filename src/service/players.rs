@@ -122,7 +122,10 @@ impl Services {
             signup_diamonds: game.config.signup_diamonds,
             now_ms: clock::now_ms(),
         };
-        let player = game.store.run(move |s| s.create_player(&new)).await?;
+        let player = game
+            .store
+            .run(async move |s| s.create_player(&new).await)
+            .await?;
         self.changed(Change::written(
             game_id,
             player.id,
@@ -171,8 +174,8 @@ impl Services {
             .to_string();
         let store = game.store.clone();
         let player = store
-            .run(move |s| match s.credentials(&name)? {
-                Some(c) => s.player(c.id),
+            .run(async move |s| match s.credentials(&name).await? {
+                Some(c) => s.player(c.id).await,
                 None => Ok(None),
             })
             .await?
@@ -195,7 +198,7 @@ impl Services {
         let store = game.store.clone();
         if caller.role == Role::Admin {
             let p = store
-                .run(move |s| s.player(player_id))
+                .run(async move |s| s.player(player_id).await)
                 .await?
                 .ok_or(crate::store::Rule::PlayerNotFound)?;
             return Ok(json!({ "player": player_json(&p) }).into());
@@ -203,7 +206,7 @@ impl Services {
         let cached = self
             .cache()
             .get_or_load(&keys::player(game_id, player_id), || async move {
-                let p = store.run(move |s| s.player(player_id)).await?;
+                let p = store.run(async move |s| s.player(player_id).await).await?;
                 Ok(p.filter(|p| p.status != PlayerStatus::Deleted)
                     .map(|p| player_json(&p).to_string()))
             })
@@ -289,7 +292,7 @@ impl Services {
         let now = clock::now_ms();
         let player = game
             .store
-            .run(move |s| s.update_player(player_id, &patch, expected, now))
+            .run(async move |s| s.update_player(player_id, &patch, expected, now).await)
             .await?;
         self.changed(Change::written(
             game_id,
@@ -310,7 +313,7 @@ impl Services {
         if matches!(status, Some(PlayerStatus::Banned | PlayerStatus::Deleted)) {
             let sessions = game
                 .store
-                .run(move |s| s.revoke_player_sessions(player_id, now))
+                .run(async move |s| s.revoke_player_sessions(player_id, now).await)
                 .await?;
             self.revoke(sessions).await;
         }
@@ -346,7 +349,10 @@ impl Services {
         let delta = req.delta;
         let player = game
             .store
-            .run(move |s| s.adjust_balance(player_id, currency, delta, &reason, &reference, now))
+            .run(async move |s| {
+                s.adjust_balance(player_id, currency, delta, &reason, &reference, now)
+                    .await
+            })
             .await?;
         self.counters().currency(game_id, currency, delta);
         business_event!(
@@ -389,7 +395,9 @@ impl Services {
         let all = caller.role == Role::Admin;
         let rows = game
             .store
-            .read(Some(player_id), move |s| s.ledger(player_id, page, all))
+            .read(Some(player_id), async move |s| {
+                s.ledger(player_id, page, all).await
+            })
             .await?;
         Ok(super::page_json(
             rows.items.iter().map(ledger_json).collect(),

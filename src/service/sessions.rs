@@ -120,7 +120,9 @@ impl Services {
         let creds = match validate::canonical_username(&req.username) {
             Some(name) => {
                 let username = name.to_string();
-                game.store.run(move |s| s.credentials(&username)).await?
+                game.store
+                    .run(async move |s| s.credentials(&username).await)
+                    .await?
             }
             None => None,
         };
@@ -158,10 +160,11 @@ impl Services {
         let sid = session_id.clone();
         let player = game
             .store
-            .run(move |s| {
-                s.create_session(&sid, player_id, &refresh_hash, now_ms, expires)?;
-                s.record_login(player_id, now_ms)?;
-                s.player(player_id)
+            .run(async move |s| {
+                s.create_session(&sid, player_id, &refresh_hash, now_ms, expires)
+                    .await?;
+                s.record_login(player_id, now_ms).await?;
+                s.player(player_id).await
             })
             .await?
             .ok_or_else(|| ApiError::new(business::PLAYER_NOT_FOUND, "player not found"))?;
@@ -244,14 +247,17 @@ impl Services {
         );
         let outcome = game
             .store
-            .run(move |s| s.rotate_refresh(&sid, &presented, &new_hash, now_ms, expires))
+            .run(async move |s| {
+                s.rotate_refresh(&sid, &presented, &new_hash, now_ms, expires)
+                    .await
+            })
             .await?;
         match outcome {
             RefreshOutcome::Rotated { player_id } => {
                 let pid = player_id;
                 let player = game
                     .store
-                    .run(move |s| s.player(pid))
+                    .run(async move |s| s.player(pid).await)
                     .await?
                     .filter(|p| p.status == PlayerStatus::Active)
                     .ok_or_else(invalid)?;
@@ -283,10 +289,12 @@ impl Services {
         let now = clock::now_ms();
         if caller.role == Role::Player {
             game.store
-                .run(move |s| s.revoke_session(&sid, now).map(|_| ()))
+                .run(async move |s| s.revoke_session(&sid, now).await.map(|_| ()))
                 .await?;
         } else {
-            game.store.run(move |s| s.revoke_token(&sid, now)).await?;
+            game.store
+                .run(async move |s| s.revoke_token(&sid, now).await)
+                .await?;
         }
         self.revoke(vec![caller.session_id.clone()]).await;
         Ok(json!({ "revoked_sessions": 1 }))
@@ -309,7 +317,7 @@ impl Services {
         let now = clock::now_ms();
         let sessions = game
             .store
-            .run(move |s| s.revoke_player_sessions(player_id, now))
+            .run(async move |s| s.revoke_player_sessions(player_id, now).await)
             .await?;
         let n = sessions.len();
         self.revoke(sessions).await;
@@ -476,7 +484,7 @@ impl Services {
         for game in self.games() {
             let found = game
                 .store
-                .run(move |s| s.revoked_sessions_since(since_ms))
+                .run(async move |s| s.revoked_sessions_since(since_ms).await)
                 .await?;
             fresh.extend(found.into_iter().filter(|sid| !self.revocations.holds(sid)));
         }

@@ -1,6 +1,8 @@
 //! A shard's async view of one game's databases: the primary and its read
-//! replicas. Every call runs on the shard's blocking thread pool, so the
-//! executor keeps serving while a database works.
+//! replicas. A MySQL call runs on the shard itself, its statements on the
+//! shard's own io_uring; a SQLite call runs whole on the shard's blocking
+//! thread pool ([`Database::call`]). Either way the executor keeps serving
+//! while a database works.
 //!
 //! Writes and transactions go to the primary. Reads that may be served
 //! slightly stale ([`StoreHandle::read`]) go to a replica whose measured lag
@@ -15,7 +17,7 @@
 //! their window, the one leaving soonest is evicted and every read goes to
 //! the primary until its window would have ended: slower, never stale.
 
-use super::{Store, StoreError};
+use super::{Database, Store, StoreError};
 use crate::expiring::ExpiringMap;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -33,7 +35,7 @@ pub const RECENT_WRITERS_CAPACITY: usize = 100_000;
 pub struct Replica {
     /// `host:port/db` for reports.
     pub name: String,
-    store: Arc<dyn Store>,
+    store: Database,
     usable: Cell<bool>,
     lag_ms: Cell<i64>,
     reads: Cell<u64>,
@@ -63,7 +65,7 @@ impl ReplicaReport {
 }
 
 struct Inner {
-    primary: Arc<dyn Store>,
+    primary: Database,
     replicas: Vec<Replica>,
     max_lag_ms: i64,
     ryw: Duration,
@@ -84,8 +86,8 @@ pub struct StoreHandle {
 impl StoreHandle {
     /// A handle on `primary` and `replicas` (name, store).
     pub fn new(
-        primary: Arc<dyn Store>,
-        replicas: Vec<(String, Arc<dyn Store>)>,
+        primary: Database,
+        replicas: Vec<(String, Database)>,
         max_lag_ms: u64,
         read_your_writes_ms: u64,
     ) -> StoreHandle {
@@ -100,8 +102,8 @@ impl StoreHandle {
 
     /// [`StoreHandle::new`] remembering at most `writers` recent writers.
     pub fn with_writer_capacity(
-        primary: Arc<dyn Store>,
-        replicas: Vec<(String, Arc<dyn Store>)>,
+        primary: Database,
+        replicas: Vec<(String, Database)>,
         max_lag_ms: u64,
         read_your_writes_ms: u64,
         writers: usize,
@@ -132,10 +134,10 @@ impl StoreHandle {
     /// Runs `op` on the primary.
     pub async fn run<R, F>(&self, op: F) -> Result<R, StoreError>
     where
-        F: FnOnce(&dyn Store) -> Result<R, StoreError> + Send + 'static,
+        F: AsyncFnOnce(&dyn Store) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
-        on_blocking_pool(self.inner.primary.clone(), op).await
+        self.inner.primary.call(op).await
     }
 
     /// Runs a read concerning `player` (or shared data when `None`) on a
@@ -143,13 +145,13 @@ impl StoreHandle {
     /// fails is marked unusable and the read retried on the primary.
     pub async fn read<R, F>(&self, player: Option<i64>, op: F) -> Result<R, StoreError>
     where
-        F: Fn(&dyn Store) -> Result<R, StoreError> + Send + Sync + 'static,
+        F: AsyncFn(&dyn Store) -> Result<R, StoreError> + Send + Sync + 'static,
         R: Send + 'static,
     {
         let op = Arc::new(op);
         if let Some(replica) = self.pick_replica(player.unwrap_or(0)) {
             let o = op.clone();
-            match on_blocking_pool(replica.store.clone(), move |s| o(s)).await {
+            match replica.store.call(async move |s| o(s).await).await {
                 Ok(v) => {
                     replica.reads.set(replica.reads.get() + 1);
                     return Ok(v);
@@ -164,7 +166,7 @@ impl StoreHandle {
         self.inner
             .primary_reads
             .set(self.inner.primary_reads.get() + 1);
-        on_blocking_pool(self.inner.primary.clone(), move |s| op(s)).await
+        self.inner.primary.call(async move |s| op(s).await).await
     }
 
     fn pick_replica(&self, player: i64) -> Option<&Replica> {
@@ -245,7 +247,7 @@ impl StoreHandle {
     pub async fn beat_forever(self) {
         loop {
             let now = crate::clock::now_ms();
-            if let Err(e) = self.run(move |s| s.write_heartbeat(now)).await {
+            if let Err(e) = self.run(async move |s| s.write_heartbeat(now).await).await {
                 tracing::debug!(error = %e, "heartbeat write failed");
             }
             glommio::timer::sleep(HEARTBEAT).await;
@@ -256,7 +258,7 @@ impl StoreHandle {
     pub async fn probe_forever(self) {
         loop {
             for r in &self.inner.replicas {
-                let result = on_blocking_pool(r.store.clone(), |s| s.read_heartbeat()).await;
+                let result = r.store.call(async |s| s.read_heartbeat().await).await;
                 match result {
                     Ok(ts) => {
                         let lag = (crate::clock::now_ms() - ts).max(0);
@@ -282,14 +284,26 @@ impl StoreHandle {
     }
 }
 
-async fn on_blocking_pool<R, F>(store: Arc<dyn Store>, op: F) -> Result<R, StoreError>
-where
-    F: FnOnce(&dyn Store) -> Result<R, StoreError> + Send + 'static,
-    R: Send + 'static,
-{
-    glommio::executor()
-        .spawn_blocking(move || op(store.as_ref()))
-        .await
+impl Database {
+    /// Runs `op` on this store where its calls belong: on the shard for
+    /// MySQL; for SQLite, whole on one of the shard's blocking threads,
+    /// which polls it to the end (its statements never suspend), so the
+    /// executor is never blocked by a database.
+    pub async fn call<T, F>(&self, op: F) -> T
+    where
+        F: AsyncFnOnce(&dyn Store) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        match self {
+            Database::OnShard(store) => op(store.as_ref()).await,
+            Database::Blocking(store) => {
+                let store = store.clone();
+                glommio::executor()
+                    .spawn_blocking(move || futures_lite::future::block_on(op(store.as_ref())))
+                    .await
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,15 +1,17 @@
 //! Persistent storage of one game: the store traits and their backends.
 //!
-//! A store's methods block (they talk to a database driver), so they are only
-//! ever called on a shard's blocking thread pool through [`StoreHandle`], never
-//! on an executor thread. Each shard opens its own store per game, so its
-//! connections are never shared with another core.
+//! A store's methods are futures. Where they run depends on the backend
+//! ([`Database`]): MySQL's on the shard itself, its statements on the
+//! shard's own io_uring; SQLite's, which block, whole on the shard's
+//! blocking thread pool — [`StoreHandle`] takes care of it. Each shard opens
+//! its own store per game, so its connections are never shared with another
+//! core.
 //!
 //! The operations are one trait per domain, mirroring `src/service/`:
 //! [`PlayerStore`], [`SessionStore`], [`ItemStore`], [`OrderStore`],
 //! [`JobStore`], and [`DatabaseStore`] for the database as a whole. [`Store`]
-//! is all of them, the type a game's stores are held as (`Arc<dyn Store>`,
-//! whose methods, supertraits' included, need no import).
+//! is all of them, the type a game's stores are held as (`dyn Store`, whose
+//! methods, supertraits' included, need no import).
 //!
 //! Every business transaction is written once in [`sql_store`] (one file per
 //! domain) over the small SQL surface of [`sql`]; a backend ([`sqlite`])
@@ -27,12 +29,14 @@ pub mod handle;
 pub mod migrations;
 pub mod model;
 pub mod mysql;
-pub mod mysql_pool;
 pub mod sql;
 pub mod sql_store;
 pub mod sqlite;
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 
 pub use crate::config::Durability;
@@ -105,31 +109,31 @@ impl std::error::Error for StoreError {}
 /// their ledger, and game progress (the service's `players.rs`).
 pub trait PlayerStore {
     /// Inserts a player and its signup ledger rows.
-    fn create_player(&self, new: &NewPlayer) -> Result<Player, StoreError>;
+    fn create_player<'a>(&'a self, new: &'a NewPlayer) -> StoreFuture<'a, Player>;
     /// Reads a player by id.
-    fn player(&self, id: i64) -> Result<Option<Player>, StoreError>;
+    fn player(&self, id: i64) -> StoreFuture<'_, Option<Player>>;
     /// Reads the login credentials of a username.
-    fn credentials(&self, username: &str) -> Result<Option<PlayerCredentials>, StoreError>;
+    fn credentials<'a>(&'a self, username: &'a str) -> StoreFuture<'a, Option<PlayerCredentials>>;
     /// Records a successful login time.
-    fn record_login(&self, id: i64, now_ms: i64) -> Result<(), StoreError>;
+    fn record_login(&self, id: i64, now_ms: i64) -> StoreFuture<'_, ()>;
     /// Applies a profile patch, if `expected_version` (when given) matches.
-    fn update_player(
-        &self,
+    fn update_player<'a>(
+        &'a self,
         id: i64,
-        patch: &PlayerPatch,
+        patch: &'a PlayerPatch,
         expected_version: Option<i64>,
         now_ms: i64,
-    ) -> Result<Player, StoreError>;
+    ) -> StoreFuture<'a, Player>;
     /// Adds `delta` (may be negative) to a balance and records it in the ledger.
-    fn adjust_balance(
-        &self,
+    fn adjust_balance<'a>(
+        &'a self,
         id: i64,
         currency: Currency,
         delta: i64,
-        reason: &str,
-        reference: &str,
+        reason: &'a str,
+        reference: &'a str,
         now_ms: i64,
-    ) -> Result<Player, StoreError>;
+    ) -> StoreFuture<'a, Player>;
     /// A page of a player's ledger, newest first; a deleted player's only
     /// with `include_deleted` (else 1001).
     fn ledger(
@@ -137,64 +141,59 @@ pub trait PlayerStore {
         id: i64,
         page: PageRequest,
         include_deleted: bool,
-    ) -> Result<Page<LedgerEntry>, StoreError>;
+    ) -> StoreFuture<'_, Page<LedgerEntry>>;
     /// Applies a game logic progress change.
-    fn apply_progress(
-        &self,
-        id: i64,
-        progress: Progress,
-        now_ms: i64,
-    ) -> Result<Player, StoreError>;
+    fn apply_progress(&self, id: i64, progress: Progress, now_ms: i64) -> StoreFuture<'_, Player>;
 }
 
 /// Login sessions, their refresh secrets, and the revocations every node
 /// must learn of (the service's `sessions.rs`).
 pub trait SessionStore {
     /// Stores a new session with the hash of its refresh secret.
-    fn create_session(
-        &self,
-        session_id: &str,
+    fn create_session<'a>(
+        &'a self,
+        session_id: &'a str,
         player_id: i64,
-        refresh_hash: &str,
+        refresh_hash: &'a str,
         now_ms: i64,
         expires_at_ms: i64,
-    ) -> Result<(), StoreError>;
+    ) -> StoreFuture<'a, ()>;
     /// Replaces a session's refresh secret if `presented_hash` is current.
-    fn rotate_refresh(
-        &self,
-        session_id: &str,
-        presented_hash: &str,
-        new_hash: &str,
+    fn rotate_refresh<'a>(
+        &'a self,
+        session_id: &'a str,
+        presented_hash: &'a str,
+        new_hash: &'a str,
         now_ms: i64,
         expires_at_ms: i64,
-    ) -> Result<RefreshOutcome, StoreError>;
+    ) -> StoreFuture<'a, RefreshOutcome>;
     /// Revokes one session; false when it did not exist.
-    fn revoke_session(&self, session_id: &str, now_ms: i64) -> Result<bool, StoreError>;
+    fn revoke_session<'a>(&'a self, session_id: &'a str, now_ms: i64) -> StoreFuture<'a, bool>;
     /// Revokes every open session of a player; returns their ids.
-    fn revoke_player_sessions(
-        &self,
-        player_id: i64,
-        now_ms: i64,
-    ) -> Result<Vec<String>, StoreError>;
+    fn revoke_player_sessions(&self, player_id: i64, now_ms: i64) -> StoreFuture<'_, Vec<String>>;
     /// Records the revocation of a session that has no row in `sessions` (a
     /// game-server or admin token); recording it twice is not an error.
-    fn revoke_token(&self, session_id: &str, now_ms: i64) -> Result<(), StoreError>;
+    fn revoke_token<'a>(&'a self, session_id: &'a str, now_ms: i64) -> StoreFuture<'a, ()>;
     /// Sessions (and tokens) revoked at or after `since_ms`.
-    fn revoked_sessions_since(&self, since_ms: i64) -> Result<Vec<String>, StoreError>;
+    fn revoked_sessions_since(&self, since_ms: i64) -> StoreFuture<'_, Vec<String>>;
 }
 
 /// The item catalogue and players' inventories (the service's `items.rs`).
 pub trait ItemStore {
     /// The catalogue (without deleted entries unless asked).
-    fn item_defs(&self, include_deleted: bool) -> Result<Vec<ItemDef>, StoreError>;
+    fn item_defs(&self, include_deleted: bool) -> StoreFuture<'_, Vec<ItemDef>>;
     /// One catalogue entry.
-    fn item_def(&self, item_id: &str) -> Result<Option<ItemDef>, StoreError>;
+    fn item_def<'a>(&'a self, item_id: &'a str) -> StoreFuture<'a, Option<ItemDef>>;
     /// Adds a catalogue entry.
-    fn create_item_def(&self, def: &ItemDef) -> Result<ItemDef, StoreError>;
+    fn create_item_def<'a>(&'a self, def: &'a ItemDef) -> StoreFuture<'a, ItemDef>;
     /// Changes a catalogue entry.
-    fn update_item_def(&self, item_id: &str, patch: &ItemDefPatch) -> Result<ItemDef, StoreError>;
+    fn update_item_def<'a>(
+        &'a self,
+        item_id: &'a str,
+        patch: &'a ItemDefPatch,
+    ) -> StoreFuture<'a, ItemDef>;
     /// Inserts the entries that do not exist yet; returns how many.
-    fn seed_item_defs(&self, defs: &[ItemDef]) -> Result<usize, StoreError>;
+    fn seed_item_defs<'a>(&'a self, defs: &'a [ItemDef]) -> StoreFuture<'a, usize>;
 
     /// A player's inventory; a deleted player's only with `include_deleted`
     /// (else 1001).
@@ -202,32 +201,32 @@ pub trait ItemStore {
         &self,
         player_id: i64,
         include_deleted: bool,
-    ) -> Result<Vec<InventoryEntry>, StoreError>;
+    ) -> StoreFuture<'_, Vec<InventoryEntry>>;
     /// Consumes `quantity` of an item.
-    fn use_item(
-        &self,
+    fn use_item<'a>(
+        &'a self,
         player_id: i64,
-        item_id: &str,
+        item_id: &'a str,
         quantity: i64,
         now_ms: i64,
-    ) -> Result<InventoryEntry, StoreError>;
+    ) -> StoreFuture<'a, InventoryEntry>;
     /// Adds `quantity` of an item within its stack limit.
-    fn grant_item(
-        &self,
+    fn grant_item<'a>(
+        &'a self,
         player_id: i64,
-        item_id: &str,
+        item_id: &'a str,
         quantity: i64,
         now_ms: i64,
-    ) -> Result<InventoryEntry, StoreError>;
+    ) -> StoreFuture<'a, InventoryEntry>;
     /// Moves `quantity` of an item between two players atomically.
-    fn transfer_item(
-        &self,
+    fn transfer_item<'a>(
+        &'a self,
         from: i64,
         to: i64,
-        item_id: &str,
+        item_id: &'a str,
         quantity: i64,
         now_ms: i64,
-    ) -> Result<(InventoryEntry, InventoryEntry), StoreError>;
+    ) -> StoreFuture<'a, (InventoryEntry, InventoryEntry)>;
 }
 
 /// Orders: creation, idempotent per key, and the pay, cancel and refund
@@ -235,9 +234,9 @@ pub trait ItemStore {
 pub trait OrderStore {
     /// Creates an order, or returns the one with the same idempotency key
     /// (`false` then).
-    fn create_order(&self, new: &NewOrder) -> Result<(Order, bool), StoreError>;
+    fn create_order<'a>(&'a self, new: &'a NewOrder) -> StoreFuture<'a, (Order, bool)>;
     /// One order.
-    fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError>;
+    fn order<'a>(&'a self, order_id: &'a str) -> StoreFuture<'a, Option<Order>>;
     /// A page of orders, newest first, of one player (1001 when it does not
     /// exist, or is deleted and not `include_deleted`) or of everyone.
     fn orders(
@@ -245,20 +244,22 @@ pub trait OrderStore {
         player_id: Option<i64>,
         page: PageRequest,
         include_deleted: bool,
-    ) -> Result<Page<Order>, StoreError>;
+    ) -> StoreFuture<'_, Page<Order>>;
     /// Pays a pending order once: charges, delivers, marks paid. Paying a
     /// paid order returns it unchanged. An order for a withdrawn item (2002)
     /// or of a deleted player (1001) is not paid and stays pending. The flag
     /// says whether this call paid it (false: it was paid already).
-    fn pay_order(&self, order_id: &str, now_ms: i64) -> Result<(Order, bool), StoreError>;
+    fn pay_order<'a>(&'a self, order_id: &'a str, now_ms: i64) -> StoreFuture<'a, (Order, bool)>;
     /// Cancels a pending order (a cancelled one is returned unchanged, flag
     /// false); also one for a withdrawn item or of a deleted player, since
     /// cancelling moves nothing.
-    fn cancel_order(&self, order_id: &str, now_ms: i64) -> Result<(Order, bool), StoreError>;
+    fn cancel_order<'a>(&'a self, order_id: &'a str, now_ms: i64)
+        -> StoreFuture<'a, (Order, bool)>;
     /// Refunds a paid order: credits the price back, takes back the items
     /// the player still holds (at most the quantity bought). The flag says
     /// whether this call refunded it.
-    fn refund_order(&self, order_id: &str, now_ms: i64) -> Result<(Order, bool), StoreError>;
+    fn refund_order<'a>(&'a self, order_id: &'a str, now_ms: i64)
+        -> StoreFuture<'a, (Order, bool)>;
 }
 
 /// Singleton jobs, whose work the database runs only for the newest
@@ -270,81 +271,82 @@ pub trait JobStore {
     /// [`FencedRun::Stale`], nothing written); records the run. `None`: a
     /// stand-alone node, which holds no lease: it runs the job unless a
     /// cluster's holder ran it lately ([`FencedRun::ClusterActive`]).
-    fn run_fenced(
-        &self,
+    fn run_fenced<'a>(
+        &'a self,
         job: FencedJob,
         token: Option<i64>,
-        holder: &str,
+        holder: &'a str,
         now_ms: i64,
-    ) -> Result<FencedRun, StoreError>;
+    ) -> StoreFuture<'a, FencedRun>;
 }
 
 /// The database as a whole rather than one domain's rows: its schema,
 /// reachability, durability, the stats counts and the replication heartbeat.
 pub trait DatabaseStore {
     /// Applies pending migrations; returns the schema version reached.
-    fn migrate(&self) -> Result<u32, StoreError>;
+    fn migrate(&self) -> StoreFuture<'_, u32>;
     /// Answers when the database is reachable.
-    fn ping(&self) -> Result<(), StoreError>;
+    fn ping(&self) -> StoreFuture<'_, ()>;
     /// Checks that the database keeps the configured durability promise: an
     /// error says what is missing (run at start-up, before serving).
-    fn check_durability(&self) -> Result<(), StoreError>;
+    fn check_durability(&self) -> StoreFuture<'_, ()>;
 
     /// Counts for the game's stats.
-    fn game_stats(&self) -> Result<GameStats, StoreError>;
+    fn game_stats(&self) -> StoreFuture<'_, GameStats>;
 
     /// Writes the replication heartbeat (on the primary).
-    fn write_heartbeat(&self, now_ms: i64) -> Result<(), StoreError>;
+    fn write_heartbeat(&self, now_ms: i64) -> StoreFuture<'_, ()>;
     /// Reads the replication heartbeat (on a replica: how far it has come).
-    fn read_heartbeat(&self) -> Result<i64, StoreError>;
+    fn read_heartbeat(&self) -> StoreFuture<'_, i64>;
 }
 
+/// The answer of a store call or of a statement, still to come. Boxed so
+/// that the store traits can be used as `dyn` objects; not `Send`, because
+/// a MySQL store's futures never leave the shard that made them.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + 'a>>;
+
 /// The operations the service layer needs from a game's database: every
-/// domain trait at once, so one `Arc<dyn Store>` (and [`StoreHandle`]) serves
+/// domain trait at once, so one [`Database`] (and [`StoreHandle`]) serves
 /// every service. Every multi-row change is one transaction inside the store.
 pub trait Store:
-    PlayerStore
-    + SessionStore
-    + ItemStore
-    + OrderStore
-    + JobStore
-    + DatabaseStore
-    + Send
-    + Sync
-    + 'static
+    PlayerStore + SessionStore + ItemStore + OrderStore + JobStore + DatabaseStore + 'static
 {
 }
 
 /// Whatever implements every domain trait is a [`Store`]: there is nothing
 /// more to write.
 impl<T> Store for T where
-    T: PlayerStore
-        + SessionStore
-        + ItemStore
-        + OrderStore
-        + JobStore
-        + DatabaseStore
-        + Send
-        + Sync
-        + 'static
+    T: PlayerStore + SessionStore + ItemStore + OrderStore + JobStore + DatabaseStore + 'static
 {
+}
+
+/// One game database as a shard holds it, and so where its calls run.
+#[derive(Clone)]
+pub enum Database {
+    /// SQLite: its statements block, so each call runs whole on the shard's
+    /// blocking threads (the store is shared with them, hence `Send + Sync`).
+    Blocking(Arc<dyn Store + Send + Sync>),
+    /// MySQL: its statements go out on the shard's own io_uring, and the
+    /// store (its connection pool) never leaves the shard.
+    OnShard(Rc<dyn Store>),
 }
 
 /// Opens the store named by a game's `url` (`sqlite://PATH` or
 /// `mysql://user:pass@host:port/db`) with what its acknowledged writes must
-/// survive (replicas, which take no writes, are opened with `Normal`).
-pub fn open(
-    url: &str,
-    pool_size: usize,
-    durability: Durability,
-) -> Result<Arc<dyn Store>, StoreError> {
+/// survive (replicas, which take no writes, are opened with `Normal`). A
+/// MySQL store's pool belongs to the executor that opens it.
+pub fn open(url: &str, pool_size: usize, durability: Durability) -> Result<Database, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let backend = sqlite::SqliteBackend::open(path, pool_size, durability)?;
-        return Ok(Arc::new(sql_store::SqlStore::new(backend)));
+        return Ok(Database::Blocking(Arc::new(sql_store::SqlStore::new(
+            backend,
+        ))));
     }
     if url.starts_with("mysql://") {
         let backend = mysql::MysqlBackend::open(url, pool_size, durability)?;
-        return Ok(Arc::new(sql_store::SqlStore::new(backend)));
+        return Ok(Database::OnShard(Rc::new(sql_store::SqlStore::new(
+            backend,
+        ))));
     }
     Err(StoreError::Internal(format!(
         "unsupported database url scheme in `{}`",

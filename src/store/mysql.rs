@@ -1,193 +1,103 @@
-//! The production backend: MySQL/MariaDB (InnoDB) through the `mysql` crate.
+//! The production backend: MySQL/MariaDB (InnoDB) on the shard's own
+//! io_uring, through the client of `src/mysql/` (SPEC §1).
 //!
-//! Each shard opens its own bounded pool per database (primary or replica);
-//! the pool is only used from that shard's blocking threads. Round trips are
-//! what a request costs here, so there are no extra ones: the pool does not
-//! ping ([`super::mysql_pool`]), single-statement reads run outside a
-//! transaction ([`Backend::with_conn`]), and a transaction is `START
+//! Each shard opens its own bounded [`Pool`] per database (primary or
+//! replica) and uses it only from its own executor: a statement goes out on
+//! the shard's socket and the shard serves other requests until the answer
+//! comes — no thread hop, no lock. The pool keeps the rules (see
+//! `mysql/pool.rs`): no ping before lending, since round trips are what a
+//! request costs; a stale idle connection that fails before anything was
+//! applied is replaced and the work run again; a connection never goes back
+//! broken or with a transaction open; a transaction that lost a deadlock or
+//! a lock wait runs again, a few times. Single-statement reads run outside a
+//! transaction ([`Backend::with_conn`]); a transaction is `START
 //! TRANSACTION`, its statements (prepared once per connection, then cached)
-//! and `COMMIT`. A connection left idle may have gone stale (the server
-//! restarted, or closed it): when the first thing sent on it fails to
-//! connect, nothing was applied, so it is dropped and the work started again
-//! on another. Transactions that lose a deadlock or a lock wait are retried a
-//! few times: they wrote nothing. Connections use CLIENT_FOUND_ROWS, so "rows
-//! changed" counts matched rows exactly as SQLite does.
+//! and `COMMIT`. Connections use CLIENT_FOUND_ROWS, so "rows changed" counts
+//! matched rows exactly as SQLite does.
 
 use super::migrations::{Migration, MYSQL};
-use super::mysql_pool::{ConnPool, PoolError, PooledConn};
 use super::sql::{Backend, Dialect, Row, SqlConn, SqlValue, TxKind};
-use super::{Durability, StoreError};
-use mysql::consts::CapabilityFlags;
-use mysql::prelude::Queryable;
-use mysql::{Conn, Opts, OptsBuilder, Params, Value};
+use super::{Durability, StoreError, StoreFuture};
+use crate::mysql::{codes, MysqlError, Opts, Pool, PoolError, PoolFigures, PooledConn, Value};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Attempts of a transaction that lost a deadlock.
-const ATTEMPTS: usize = 4;
-
-/// Prepared statements kept per connection: more than the store has, so
-/// each is prepared once per connection.
-const STATEMENT_CACHE: usize = 256;
 
 /// How long a caller waits for a busy pool's connection.
 const POOL_WAIT: Duration = Duration::from_secs(3);
 
-/// A bounded pool to one MySQL server and database.
+/// A shard's bounded pool to one MySQL server and database.
 pub struct MysqlBackend {
-    pool: ConnPool,
-    pool_size: usize,
-    /// `host:port/db` without credentials, for messages.
-    name: String,
+    pool: Pool,
     durability: Durability,
 }
 
 impl MysqlBackend {
-    /// Prepares a pool for `url` (`mysql://user:pass@host:port/db`); no
-    /// connection is made until first use.
+    /// Prepares a pool of at most `pool_size` connections for `url`
+    /// (`mysql://user:pass@host:port/db`); no connection is made until first
+    /// use. Call it on the shard that will use the pool.
     pub fn open(
         url: &str,
         pool_size: usize,
         durability: Durability,
     ) -> Result<MysqlBackend, StoreError> {
-        let opts =
-            Opts::from_url(url).map_err(|e| StoreError::Internal(format!("bad MySQL url: {e}")))?;
-        let name = format!(
-            "{}:{}/{}",
-            opts.get_ip_or_hostname(),
-            opts.get_tcp_port(),
-            opts.get_db_name().unwrap_or("")
-        );
-        let opts: Opts = OptsBuilder::from_opts(opts)
-            .additional_capabilities(CapabilityFlags::CLIENT_FOUND_ROWS)
-            .tcp_connect_timeout(Some(Duration::from_secs(2)))
-            .read_timeout(Some(Duration::from_secs(10)))
-            .write_timeout(Some(Duration::from_secs(10)))
-            .prefer_socket(false)
-            .stmt_cache_size(Some(STATEMENT_CACHE))
-            .into();
+        let opts = Opts::from_url(url).map_err(|e| StoreError::Internal(e.to_string()))?;
         Ok(MysqlBackend {
-            pool: ConnPool::new(opts, pool_size),
-            pool_size: pool_size.max(1),
-            name,
+            pool: Pool::new(opts, pool_size, POOL_WAIT),
             durability,
         })
     }
 
-    fn conn(&self) -> Result<PooledConn<'_>, StoreError> {
-        self.pool.get(POOL_WAIT).map_err(|e| match e {
-            PoolError::Timeout => StoreError::Unavailable(format!(
-                "{}: every connection stayed busy for {POOL_WAIT:?}",
-                self.name
-            )),
-            PoolError::Connect(e) => StoreError::Unavailable(format!("{}: {e}", self.name)),
-        })
-    }
-
-    /// A pooled connection on which `once` succeeded. When `once` failed to
-    /// reach the server before anything was applied, on a connection that
-    /// had been idle, that connection is dropped and `once` runs again on
-    /// another: at most once per connection the pool can hold, so the last
-    /// try is on a new connection.
-    fn live_conn<R>(
-        &self,
-        mut once: impl FnMut(&mut Conn) -> Result<R, Failed>,
-    ) -> Result<(PooledConn<'_>, R), StoreError> {
-        for _ in 0..=self.pool_size {
-            let mut pooled = self.conn()?;
-            match once(pooled.conn()) {
-                Ok(v) => return Ok((pooled, v)),
-                Err(failed) => {
-                    if failed.lost_connection {
-                        pooled.discard();
-                    }
-                    let stale = failed.lost_connection && failed.nothing_applied && pooled.reused;
-                    if !stale {
-                        return Err(failed.error);
-                    }
-                }
-            }
-        }
-        Err(StoreError::Unavailable(format!(
-            "{}: every pooled connection was stale",
-            self.name
-        )))
-    }
-
-    /// A connection inside a transaction just started.
-    fn begin(&self) -> Result<PooledConn<'_>, StoreError> {
-        self.live_conn(|conn| {
-            conn.query_drop("START TRANSACTION")
-                .map_err(|e| Failed::new(&e, true))
-        })
-        .map(|(pooled, ())| pooled)
+    /// The pool's figures now (connections open, idle, waits, retries).
+    pub fn figures(&self) -> PoolFigures {
+        self.pool.figures()
     }
 }
 
-/// How one try on a connection failed.
-struct Failed {
-    error: StoreError,
-    /// The connection is unusable (I/O or protocol error).
-    lost_connection: bool,
-    /// No statement had completed on it: nothing of this try was applied.
-    nothing_applied: bool,
-}
-
-impl Failed {
-    fn new(e: &mysql::Error, nothing_applied: bool) -> Failed {
-        Failed {
-            error: map_err(e),
-            lost_connection: lost_connection(e),
-            nothing_applied,
+impl From<PoolError> for StoreError {
+    fn from(e: PoolError) -> StoreError {
+        match e {
+            PoolError::Mysql(e) => map_err(&e),
+            // Busy past the wait, or the server cannot be reached: 503.
+            other => StoreError::Unavailable(other.to_string()),
         }
     }
 }
 
-/// Whether an error leaves the connection unusable.
-fn lost_connection(e: &mysql::Error) -> bool {
-    matches!(
-        e,
-        mysql::Error::IoError(_) | mysql::Error::DriverError(_) | mysql::Error::CodecError(_)
-    )
-}
-
-/// Whether an error means "try the transaction again".
-fn retryable(e: &mysql::Error) -> bool {
-    matches!(e, mysql::Error::MySqlError(m) if m.code == 1213 || m.code == 1205)
-}
-
-fn map_err(e: &mysql::Error) -> StoreError {
+fn map_err(e: &MysqlError) -> StoreError {
     match e {
-        mysql::Error::MySqlError(m) if m.code == 1062 => StoreError::Conflict("unique"),
-        mysql::Error::MySqlError(m) if m.code == 1213 || m.code == 1205 => {
-            StoreError::Unavailable(format!("lock contention: {}", m.message))
+        MysqlError::Server { code, .. } if *code == codes::DUPLICATE_KEY => {
+            StoreError::Conflict("unique")
         }
-        mysql::Error::MySqlError(m) => {
-            StoreError::Internal(format!("MySQL {}: {}", m.code, m.message))
+        MysqlError::Server { message, .. } if e.is_deadlock() || e.is_lock_wait_timeout() => {
+            StoreError::Unavailable(format!("lock contention: {message}"))
         }
-        mysql::Error::IoError(_) | mysql::Error::DriverError(_) => {
+        MysqlError::Server { .. } if e.breaks_connection() => {
             StoreError::Unavailable(e.to_string())
         }
-        other => StoreError::Internal(other.to_string()),
+        MysqlError::Server { code, message, .. } => {
+            StoreError::Internal(format!("MySQL {code}: {message}"))
+        }
+        MysqlError::Io(_) | MysqlError::Timeout(_) | MysqlError::Broken => {
+            StoreError::Unavailable(e.to_string())
+        }
+        MysqlError::Protocol(_)
+        | MysqlError::Auth(_)
+        | MysqlError::Config(_)
+        | MysqlError::Usage(_) => StoreError::Internal(e.to_string()),
     }
 }
 
-fn to_params(params: &[SqlValue]) -> Params {
-    if params.is_empty() {
-        return Params::Empty;
-    }
-    Params::Positional(
-        params
-            .iter()
-            .map(|p| match p {
-                SqlValue::Null => Value::NULL,
-                SqlValue::Int(v) => Value::Int(*v),
-                SqlValue::Real(v) => Value::Double(*v),
-                SqlValue::Text(t) => Value::Bytes(t.as_bytes().to_vec()),
-                SqlValue::Blob(b) => Value::Bytes(b.clone()),
-            })
-            .collect(),
-    )
+fn to_values(params: &[SqlValue]) -> Vec<Value> {
+    params
+        .iter()
+        .map(|p| match p {
+            SqlValue::Null => Value::NULL,
+            SqlValue::Int(v) => Value::Int(*v),
+            SqlValue::Real(v) => Value::Double(*v),
+            SqlValue::Text(t) => Value::Bytes(t.as_bytes().to_vec()),
+            SqlValue::Blob(b) => Value::Bytes(b.clone()),
+        })
+        .collect()
 }
 
 /// Turns a driver value into a [`SqlValue`] of the same kind; a kind the
@@ -227,97 +137,66 @@ fn from_value(v: Value, column: &str) -> Result<SqlValue, StoreError> {
 }
 
 /// Converts a result set, naming the columns once for all its rows.
-fn to_rows(rows: Vec<mysql::Row>) -> Result<Vec<Row>, StoreError> {
-    let Some(first) = rows.first() else {
+fn to_rows(result: crate::mysql::QueryResult) -> Result<Vec<Row>, StoreError> {
+    if result.rows.is_empty() {
         return Ok(Vec::new());
-    };
-    let names: Arc<[String]> = first
-        .columns_ref()
+    }
+    let names: Arc<[String]> = result
+        .columns
         .iter()
         .map(|c| c.name_str().into_owned())
         .collect();
-    rows.into_iter()
-        .map(|mut r| {
-            let values = (0..r.len())
-                .map(|i| {
-                    let name = names.get(i).map(String::as_str).unwrap_or("?");
-                    match r.take::<Value, _>(i) {
-                        Some(v) => from_value(v, name),
-                        None => Err(StoreError::Internal(format!(
-                            "column {name}: no value in the driver's row"
-                        ))),
-                    }
-                })
+    result
+        .rows
+        .into_iter()
+        .map(|r| {
+            let values = r
+                .into_values()
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| from_value(v, names.get(i).map(String::as_str).unwrap_or("?")))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Row::new(names.clone(), values))
         })
         .collect()
 }
 
-/// A MySQL connection seen through [`SqlConn`], remembering what the caller
-/// needs to decide on a retry and on reusing the connection.
+/// A pooled connection seen through [`SqlConn`]; the pool learns from it
+/// (every statement goes through [`PooledConn`]) whether the work may run
+/// again and whether the connection may be reused.
 struct MysqlConn<'a> {
-    conn: &'a mut Conn,
-    /// Whether the first driver error was a lost deadlock or lock wait:
-    /// the transaction wrote nothing and may run again.
-    first_error_retryable: Option<bool>,
-    /// Whether any statement lost the connection, even after an earlier
-    /// error `f` handled: its replies may then be out of step.
-    lost: bool,
-    /// Statements that completed.
-    completed: usize,
-}
-
-impl<'a> MysqlConn<'a> {
-    fn new(conn: &'a mut Conn) -> MysqlConn<'a> {
-        MysqlConn {
-            conn,
-            first_error_retryable: None,
-            lost: false,
-            completed: 0,
-        }
-    }
-
-    fn done<T>(&mut self, result: Result<T, mysql::Error>) -> Result<T, mysql::Error> {
-        match &result {
-            Ok(_) => self.completed += 1,
-            Err(e) => {
-                self.lost |= lost_connection(e);
-                self.first_error_retryable.get_or_insert(retryable(e));
-            }
-        }
-        result
-    }
-
-    /// What a failed `f` on this connection means for a retry.
-    fn failed(&self, error: StoreError) -> Failed {
-        Failed {
-            error,
-            lost_connection: self.lost,
-            nothing_applied: self.completed == 0,
-        }
-    }
+    conn: &'a mut PooledConn,
+    /// The id the last statement generated (0: none).
+    last_insert_id: u64,
 }
 
 impl SqlConn for MysqlConn<'_> {
-    fn exec(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64, StoreError> {
-        let result = self.conn.exec_drop(sql, to_params(params));
-        match self.done(result) {
-            Ok(()) => Ok(self.conn.affected_rows()),
-            Err(e) => Err(map_err(&e)),
-        }
+    fn exec<'a>(&'a mut self, sql: &'a str, params: &'a [SqlValue]) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let done = self
+                .conn
+                .exec(sql, &to_values(params))
+                .await
+                .map_err(|e| map_err(&e))?;
+            self.last_insert_id = done.last_insert_id;
+            Ok(done.affected_rows)
+        })
     }
 
-    fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
-        let result = self.conn.exec::<mysql::Row, _, _>(sql, to_params(params));
-        match self.done(result) {
-            Ok(rows) => to_rows(rows),
-            Err(e) => Err(map_err(&e)),
-        }
+    fn query<'a>(&'a mut self, sql: &'a str, params: &'a [SqlValue]) -> StoreFuture<'a, Vec<Row>> {
+        Box::pin(async move {
+            let done = self
+                .conn
+                .exec(sql, &to_values(params))
+                .await
+                .map_err(|e| map_err(&e))?;
+            self.last_insert_id = done.last_insert_id;
+            to_rows(done)
+        })
     }
 
     fn last_insert_id(&mut self) -> Result<i64, StoreError> {
-        match self.conn.last_insert_id() {
+        match self.last_insert_id {
             0 => Err(StoreError::Internal(
                 "the last insert generated no id".into(),
             )),
@@ -335,70 +214,39 @@ impl SqlConn for MysqlConn<'_> {
 }
 
 impl Backend for MysqlBackend {
-    fn transaction<R>(
+    async fn transaction<R>(
         &self,
         _kind: TxKind,
-        f: &mut dyn FnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
+        mut f: impl AsyncFnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        for attempt in 1..=ATTEMPTS {
-            let mut pooled = self.begin()?;
-            let mut c = MysqlConn::new(pooled.conn());
-            let result = f(&mut c);
-            let retry = c.first_error_retryable == Some(true);
-            if c.lost {
-                pooled.discard();
-            }
-            match result {
-                Ok(v) => match pooled.conn().query_drop("COMMIT") {
-                    Ok(()) => return Ok(v),
-                    Err(e) => {
-                        // Whatever the server left of the transaction goes
-                        // with the connection, never to the next borrower.
-                        pooled.discard();
-                        if retryable(&e) && attempt < ATTEMPTS {
-                            continue;
-                        }
-                        return Err(map_err(&e));
-                    }
-                },
-                Err(e) => {
-                    if pooled.conn().query_drop("ROLLBACK").is_err() {
-                        pooled.discard();
-                    }
-                    if retry && attempt < ATTEMPTS {
-                        drop(pooled);
-                        std::thread::sleep(Duration::from_millis(2 * attempt as u64));
-                        continue;
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        Err(StoreError::Unavailable(
-            "transaction retries exhausted".into(),
-        ))
+        self.pool
+            .transaction(async |conn| {
+                let mut c = MysqlConn {
+                    conn,
+                    last_insert_id: 0,
+                };
+                f(&mut c).await
+            })
+            .await
     }
 
     fn durability(&self) -> Durability {
         self.durability
     }
 
-    fn with_conn<R>(
+    async fn with_conn<R>(
         &self,
-        f: &mut dyn FnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
+        mut f: impl AsyncFnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let (mut pooled, (v, lost)) = self.live_conn(|conn| {
-            let mut c = MysqlConn::new(conn);
-            match f(&mut c) {
-                Ok(v) => Ok((v, c.lost)),
-                Err(e) => Err(c.failed(e)),
-            }
-        })?;
-        // `f` got past a lost connection: the connection must not be reused.
-        if lost {
-            pooled.discard();
-        }
-        Ok(v)
+        self.pool
+            .run(async |conn| {
+                let mut c = MysqlConn {
+                    conn,
+                    last_insert_id: 0,
+                };
+                f(&mut c).await
+            })
+            .await
     }
 
     fn migrations(&self) -> &'static [Migration] {

@@ -11,7 +11,7 @@
 
 use super::migrations::{Migration, SQLITE};
 use super::sql::{Backend, Dialect, Row, SqlConn, SqlValue, TxKind};
-use super::{Durability, StoreError};
+use super::{Durability, StoreError, StoreFuture};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, ErrorCode};
 use std::collections::HashMap;
@@ -141,15 +141,16 @@ impl rusqlite::ToSql for SqlValue {
 /// A pooled connection seen through [`SqlConn`].
 struct SqliteConn<'a>(&'a Connection);
 
-impl SqlConn for SqliteConn<'_> {
-    fn exec(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64, StoreError> {
+/// The statements themselves, answered at once (SQLite is in-process).
+impl SqliteConn<'_> {
+    fn exec_now(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64, StoreError> {
         let mut st = self.0.prepare_cached(sql).map_err(map_err)?;
         st.execute(rusqlite::params_from_iter(params.iter()))
             .map(|n| n as u64)
             .map_err(map_err)
     }
 
-    fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
+    fn query_now(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
         let mut st = self.0.prepare_cached(sql).map_err(map_err)?;
         let columns = st.column_count();
         let names: Arc<[String]> = st.column_names().into_iter().map(String::from).collect();
@@ -177,6 +178,18 @@ impl SqlConn for SqliteConn<'_> {
         }
         Ok(out)
     }
+}
+
+/// A statement's future is ready before it is first polled: a SQLite
+/// transaction runs whole on the blocking thread that polls it.
+impl SqlConn for SqliteConn<'_> {
+    fn exec<'a>(&'a mut self, sql: &'a str, params: &'a [SqlValue]) -> StoreFuture<'a, u64> {
+        Box::pin(std::future::ready(self.exec_now(sql, params)))
+    }
+
+    fn query<'a>(&'a mut self, sql: &'a str, params: &'a [SqlValue]) -> StoreFuture<'a, Vec<Row>> {
+        Box::pin(std::future::ready(self.query_now(sql, params)))
+    }
 
     fn last_insert_id(&mut self) -> Result<i64, StoreError> {
         // SQLite answers 0 when the connection inserted nothing; AUTOINCREMENT
@@ -195,10 +208,14 @@ impl SqlConn for SqliteConn<'_> {
 }
 
 impl Backend for SqliteBackend {
-    fn transaction<R>(
+    // The writer's turn is held across the transaction's awaits on purpose:
+    // they never suspend (every statement's future is ready), and the whole
+    // transaction runs on one blocking thread, never on an executor.
+    #[allow(clippy::await_holding_lock)]
+    async fn transaction<R>(
         &self,
         kind: TxKind,
-        f: &mut dyn FnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
+        mut f: impl AsyncFnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         let _turn = match kind {
             TxKind::Write => Some(self.writer.lock().unwrap_or_else(|e| e.into_inner())),
@@ -209,16 +226,16 @@ impl Backend for SqliteBackend {
             TxKind::Read => "BEGIN DEFERRED",
             TxKind::Write => "BEGIN IMMEDIATE",
         };
-        let result = conn.execute_batch(begin).map_err(map_err).and_then(|_| {
-            let r = f(&mut SqliteConn(&conn));
-            match r {
+        let result = match conn.execute_batch(begin).map_err(map_err) {
+            Ok(()) => match f(&mut SqliteConn(&conn)).await {
                 Ok(v) => conn.execute_batch("COMMIT").map_err(map_err).map(|_| v),
                 Err(e) => {
                     let _ = conn.execute_batch("ROLLBACK");
                     Err(e)
                 }
-            }
-        });
+            },
+            Err(e) => Err(e),
+        };
         if result.is_err() && !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -230,12 +247,12 @@ impl Backend for SqliteBackend {
         self.durability
     }
 
-    fn with_conn<R>(
+    async fn with_conn<R>(
         &self,
-        f: &mut dyn FnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
+        mut f: impl AsyncFnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         let conn = self.take()?;
-        let result = f(&mut SqliteConn(&conn));
+        let result = f(&mut SqliteConn(&conn)).await;
         self.give_back(conn);
         result
     }

@@ -5,7 +5,7 @@
 
 use super::{count, row_of, SqlStore};
 use crate::store::sql::{Backend, Dialect, SqlValue};
-use crate::store::{DatabaseStore, Durability, GameStats, StoreError};
+use crate::store::{DatabaseStore, Durability, GameStats, StoreError, StoreFuture};
 
 /// Whether a MySQL primary's settings make every commit durable against a
 /// power loss — the redo log flushed at each commit, and the binary log too
@@ -34,116 +34,144 @@ fn mysql_durable(flush_log: i64, log_bin: i64, sync_binlog: i64) -> Result<(), S
 }
 
 impl<B: Backend> DatabaseStore for SqlStore<B> {
-    fn migrate(&self) -> Result<u32, StoreError> {
-        let mut reached = 0;
-        self.backend.with_conn(&mut |c| {
+    fn migrate(&self) -> StoreFuture<'_, u32> {
+        Box::pin(async move {
+            let mut reached = 0;
+            self.backend.with_conn(async |c| {
             let ddl = match c.dialect() {
                 Dialect::Sqlite => "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)",
                 Dialect::Mysql => "CREATE TABLE IF NOT EXISTS schema_migrations (version INT PRIMARY KEY, description VARCHAR(255) NOT NULL, applied_at BIGINT NOT NULL)",
             };
-            c.exec(ddl, &[]).map(|_| ())
-        })?;
-        for m in self.backend.migrations() {
-            self.write(|c| {
-                if c.query_one("SELECT version FROM schema_migrations WHERE version = ?", args![m.version as i64])?.is_some() {
+            c.exec(ddl, &[]).await.map(|_| ())
+        }).await?;
+            for m in self.backend.migrations() {
+                self.write(async |c| {
+                if c.query_one("SELECT version FROM schema_migrations WHERE version = ?", args![m.version as i64]).await?.is_some() {
                     return Ok(());
                 }
                 for sql in m.statements {
-                    c.exec(sql, &[])?;
+                    c.exec(sql, &[]).await?;
                 }
                 c.exec(
                     "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
                     args![m.version as i64, m.description, crate::clock::now_ms()],
-                )
+                ).await
                 .map(|_| ())
-            })?;
-            reached = m.version;
-        }
-        Ok(reached)
-    }
-
-    fn ping(&self) -> Result<(), StoreError> {
-        self.backend
-            .with_conn(&mut |c| c.query("SELECT 1", &[]).map(|_| ()))
-    }
-
-    fn check_durability(&self) -> Result<(), StoreError> {
-        let wanted = self.backend.durability();
-        self.backend.with_conn(&mut |c| match c.dialect() {
-            Dialect::Sqlite => {
-                let level = match c.query_one("PRAGMA synchronous", &[])? {
-                    Some(r) => row_of("PRAGMA synchronous", &r, |r| r.int(0))?,
-                    None => -1,
-                };
-                let expected = match wanted {
-                    Durability::Full => 2,
-                    Durability::Normal => 1,
-                };
-                if level == expected {
-                    Ok(())
-                } else {
-                    Err(StoreError::Internal(format!(
-                        "SQLite runs with synchronous = {level}, not {expected}"
-                    )))
-                }
+            }).await?;
+                reached = m.version;
             }
-            // With "normal" the server's own settings are trusted.
-            Dialect::Mysql if wanted == Durability::Normal => Ok(()),
-            Dialect::Mysql => {
-                let row = c.query_one(
-                    "SELECT CAST(@@innodb_flush_log_at_trx_commit AS SIGNED), \
+            Ok(reached)
+        })
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.backend
+                .with_conn(async |c| c.query("SELECT 1", &[]).await.map(|_| ()))
+                .await
+        })
+    }
+
+    fn check_durability(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let wanted = self.backend.durability();
+            self.backend
+                .with_conn(async |c| match c.dialect() {
+                    Dialect::Sqlite => {
+                        let level = match c.query_one("PRAGMA synchronous", &[]).await? {
+                            Some(r) => row_of("PRAGMA synchronous", &r, |r| r.int(0))?,
+                            None => -1,
+                        };
+                        let expected = match wanted {
+                            Durability::Full => 2,
+                            Durability::Normal => 1,
+                        };
+                        if level == expected {
+                            Ok(())
+                        } else {
+                            Err(StoreError::Internal(format!(
+                                "SQLite runs with synchronous = {level}, not {expected}"
+                            )))
+                        }
+                    }
+                    // With "normal" the server's own settings are trusted.
+                    Dialect::Mysql if wanted == Durability::Normal => Ok(()),
+                    Dialect::Mysql => {
+                        let row = c
+                            .query_one(
+                                "SELECT CAST(@@innodb_flush_log_at_trx_commit AS SIGNED), \
                      CAST(@@log_bin AS SIGNED), CAST(@@sync_binlog AS SIGNED)",
-                    &[],
-                )?;
-                let (flush_log, log_bin, sync_binlog) = match row {
-                    Some(r) => row_of("server variables", &r, |r| {
-                        Ok((r.int(0)?, r.int(1)?, r.int(2)?))
-                    })?,
-                    None => return Err(StoreError::Internal("no server variables".into())),
-                };
-                mysql_durable(flush_log, log_bin, sync_binlog).map_err(StoreError::Internal)
-            }
+                                &[],
+                            )
+                            .await?;
+                        let (flush_log, log_bin, sync_binlog) = match row {
+                            Some(r) => row_of("server variables", &r, |r| {
+                                Ok((r.int(0)?, r.int(1)?, r.int(2)?))
+                            })?,
+                            None => return Err(StoreError::Internal("no server variables".into())),
+                        };
+                        mysql_durable(flush_log, log_bin, sync_binlog).map_err(StoreError::Internal)
+                    }
+                })
+                .await
         })
     }
 
-    fn game_stats(&self) -> Result<GameStats, StoreError> {
-        self.read(|c| {
-            Ok(GameStats {
-                players: count(c, "SELECT COUNT(*) FROM players", &[])?,
-                active_players: count(
-                    c,
-                    "SELECT COUNT(*) FROM players WHERE status = 'active'",
-                    &[],
-                )?,
-                orders: count(c, "SELECT COUNT(*) FROM orders", &[])?,
-                paid_orders: count(c, "SELECT COUNT(*) FROM orders WHERE status = 'paid'", &[])?,
-                items: count(
-                    c,
-                    "SELECT COUNT(*) FROM item_defs WHERE status = 'active'",
-                    &[],
-                )?,
+    fn game_stats(&self) -> StoreFuture<'_, GameStats> {
+        Box::pin(async move {
+            self.read(async |c| {
+                Ok(GameStats {
+                    players: count(c, "SELECT COUNT(*) FROM players", &[]).await?,
+                    active_players: count(
+                        c,
+                        "SELECT COUNT(*) FROM players WHERE status = 'active'",
+                        &[],
+                    )
+                    .await?,
+                    orders: count(c, "SELECT COUNT(*) FROM orders", &[]).await?,
+                    paid_orders: count(c, "SELECT COUNT(*) FROM orders WHERE status = 'paid'", &[])
+                        .await?,
+                    items: count(
+                        c,
+                        "SELECT COUNT(*) FROM item_defs WHERE status = 'active'",
+                        &[],
+                    )
+                    .await?,
+                })
             })
+            .await
         })
     }
 
-    fn write_heartbeat(&self, now_ms: i64) -> Result<(), StoreError> {
-        self.write(|c| {
-            c.exec(
-                "UPDATE dm_heartbeat SET ts_ms = ? WHERE id = 1",
-                args![now_ms],
-            )
-            .map(|_| ())
+    fn write_heartbeat(&self, now_ms: i64) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.write(async |c| {
+                c.exec(
+                    "UPDATE dm_heartbeat SET ts_ms = ? WHERE id = 1",
+                    args![now_ms],
+                )
+                .await
+                .map(|_| ())
+            })
+            .await
         })
     }
 
-    fn read_heartbeat(&self) -> Result<i64, StoreError> {
-        self.backend.with_conn(&mut |c| {
-            match c.query_one("SELECT ts_ms FROM dm_heartbeat WHERE id = 1", &[])? {
-                Some(r) => row_of("dm_heartbeat", &r, |r| r.int(0)),
-                // A replica that has not received the row yet: nothing
-                // replicated so far.
-                None => Ok(0),
-            }
+    fn read_heartbeat(&self) -> StoreFuture<'_, i64> {
+        Box::pin(async move {
+            self.backend
+                .with_conn(async |c| {
+                    match c
+                        .query_one("SELECT ts_ms FROM dm_heartbeat WHERE id = 1", &[])
+                        .await?
+                    {
+                        Some(r) => row_of("dm_heartbeat", &r, |r| r.int(0)),
+                        // A replica that has not received the row yet: nothing
+                        // replicated so far.
+                        None => Ok(0),
+                    }
+                })
+                .await
         })
     }
 }
@@ -151,6 +179,7 @@ impl<B: Backend> DatabaseStore for SqlStore<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_lite::future::block_on;
 
     #[test]
     fn a_mysql_primary_is_durable_only_flushing_both_logs_at_each_commit() {
@@ -186,15 +215,14 @@ mod tests {
                 durability,
             )
             .expect("open");
-            let read = backend
-                .with_conn(&mut |c| {
-                    let r = c.query_one("PRAGMA synchronous", &[])?;
-                    r.map(|r| r.int(0)).transpose()
-                })
-                .expect("pragma");
+            let read = block_on(backend.with_conn(async |c| {
+                let r = c.query_one("PRAGMA synchronous", &[]).await?;
+                r.map(|r| r.int(0)).transpose()
+            }))
+            .expect("pragma");
             assert_eq!(read, Some(level), "{durability:?}");
             let store = SqlStore::new(backend);
-            assert_eq!(store.check_durability(), Ok(()));
+            assert_eq!(block_on(store.check_durability()), Ok(()));
         }
         let _ = std::fs::remove_dir_all(&dir);
     }

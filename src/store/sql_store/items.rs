@@ -10,9 +10,10 @@ use super::{
 use crate::store::sql::{Backend, SqlConn, SqlValue};
 use crate::store::{
     InventoryEntry, ItemDef, ItemDefPatch, ItemStatus, ItemStore, PlayerStatus, Rule, StoreError,
+    StoreFuture,
 };
 
-fn insert_item(c: &mut dyn SqlConn, def: &ItemDef) -> Result<u64, StoreError> {
+async fn insert_item(c: &mut dyn SqlConn, def: &ItemDef) -> Result<u64, StoreError> {
     c.exec(
         &format!("INSERT INTO item_defs ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
         args![
@@ -27,100 +28,125 @@ fn insert_item(c: &mut dyn SqlConn, def: &ItemDef) -> Result<u64, StoreError> {
             def.status.as_str()
         ],
     )
+    .await
 }
 
 impl<B: Backend> ItemStore for SqlStore<B> {
-    fn item_defs(&self, include_deleted: bool) -> Result<Vec<ItemDef>, StoreError> {
-        self.read_one(|c| {
-            let filter = if include_deleted {
-                ""
-            } else {
-                " WHERE status = 'active'"
+    fn item_defs(&self, include_deleted: bool) -> StoreFuture<'_, Vec<ItemDef>> {
+        Box::pin(async move {
+            self.read_one(async |c| {
+                let filter = if include_deleted {
+                    ""
+                } else {
+                    " WHERE status = 'active'"
+                };
+                c.query(
+                    &format!("SELECT {ITEM_COLUMNS} FROM item_defs{filter} ORDER BY item_id"),
+                    &[],
+                )
+                .await?
+                .iter()
+                .map(item_from)
+                .collect()
+            })
+            .await
+        })
+    }
+
+    fn item_def<'a>(&'a self, item_id: &'a str) -> StoreFuture<'a, Option<ItemDef>> {
+        Box::pin(async move {
+            self.read_one(async |c| load_item(c, item_id, Lock::No).await)
+                .await
+        })
+    }
+
+    fn create_item_def<'a>(&'a self, def: &'a ItemDef) -> StoreFuture<'a, ItemDef> {
+        Box::pin(async move {
+            self.write(async |c| {
+                let r = insert_item(c, def).await;
+                match r {
+                    Err(StoreError::Conflict(_)) => Err(StoreError::Rule(Rule::ItemExists)),
+                    other => other.map(|_| ()),
+                }?;
+                found_or(
+                    load_item(c, &def.item_id, Lock::No).await?,
+                    Rule::ItemNotFound,
+                )
+            })
+            .await
+        })
+    }
+
+    fn update_item_def<'a>(
+        &'a self,
+        item_id: &'a str,
+        patch: &'a ItemDefPatch,
+    ) -> StoreFuture<'a, ItemDef> {
+        Box::pin(async move {
+            // The service answers a bad status with a 400 before calling; one
+            // that gets here anyway must not reach the table.
+            let status = match patch.status.as_deref() {
+                Some(s) => Some(ItemStatus::parse(s).ok_or_else(|| {
+                    StoreError::Internal(format!("item status {s:?} is not active or deleted"))
+                })?),
+                None => None,
             };
-            c.query(
-                &format!("SELECT {ITEM_COLUMNS} FROM item_defs{filter} ORDER BY item_id"),
-                &[],
-            )?
-            .iter()
-            .map(item_from)
-            .collect()
+            self.write(async |c| {
+                let mut sets = Vec::new();
+                let mut params: Vec<SqlValue> = Vec::new();
+                let texts = [
+                    ("name", &patch.name),
+                    ("type", &patch.item_type),
+                    ("quality", &patch.quality),
+                    ("description", &patch.description),
+                ];
+                for (col, v) in texts {
+                    if let Some(v) = v {
+                        sets.push(format!("{col} = ?"));
+                        params.push(v.into());
+                    }
+                }
+                if let Some(s) = status {
+                    sets.push("status = ?".to_string());
+                    params.push(s.as_str().into());
+                }
+                for (col, v) in [
+                    ("price_gold", patch.price_gold),
+                    ("price_diamonds", patch.price_diamonds),
+                    ("max_stack", patch.max_stack),
+                ] {
+                    if let Some(v) = v {
+                        sets.push(format!("{col} = ?"));
+                        params.push(v.into());
+                    }
+                }
+                if !sets.is_empty() {
+                    params.push(item_id.into());
+                    c.exec(
+                        &format!("UPDATE item_defs SET {} WHERE item_id = ?", sets.join(", ")),
+                        &params,
+                    )
+                    .await?;
+                }
+                found_or(load_item(c, item_id, Lock::No).await?, Rule::ItemNotFound)
+            })
+            .await
         })
     }
 
-    fn item_def(&self, item_id: &str) -> Result<Option<ItemDef>, StoreError> {
-        self.read_one(|c| load_item(c, item_id, Lock::No))
-    }
-
-    fn create_item_def(&self, def: &ItemDef) -> Result<ItemDef, StoreError> {
-        self.write(|c| {
-            let r = insert_item(c, def);
-            match r {
-                Err(StoreError::Conflict(_)) => Err(StoreError::Rule(Rule::ItemExists)),
-                other => other.map(|_| ()),
-            }?;
-            found_or(load_item(c, &def.item_id, Lock::No)?, Rule::ItemNotFound)
-        })
-    }
-
-    fn update_item_def(&self, item_id: &str, patch: &ItemDefPatch) -> Result<ItemDef, StoreError> {
-        // The service answers a bad status with a 400 before calling; one
-        // that gets here anyway must not reach the table.
-        let status = match patch.status.as_deref() {
-            Some(s) => Some(ItemStatus::parse(s).ok_or_else(|| {
-                StoreError::Internal(format!("item status {s:?} is not active or deleted"))
-            })?),
-            None => None,
-        };
-        self.write(|c| {
-            let mut sets = Vec::new();
-            let mut params: Vec<SqlValue> = Vec::new();
-            let texts = [
-                ("name", &patch.name),
-                ("type", &patch.item_type),
-                ("quality", &patch.quality),
-                ("description", &patch.description),
-            ];
-            for (col, v) in texts {
-                if let Some(v) = v {
-                    sets.push(format!("{col} = ?"));
-                    params.push(v.into());
+    fn seed_item_defs<'a>(&'a self, defs: &'a [ItemDef]) -> StoreFuture<'a, usize> {
+        Box::pin(async move {
+            self.write(async |c| {
+                let mut added = 0;
+                for def in defs {
+                    if load_item(c, &def.item_id, Lock::No).await?.is_none() {
+                        insert_item(c, def).await?;
+                        added += 1;
+                    }
                 }
-            }
-            if let Some(s) = status {
-                sets.push("status = ?".to_string());
-                params.push(s.as_str().into());
-            }
-            for (col, v) in [
-                ("price_gold", patch.price_gold),
-                ("price_diamonds", patch.price_diamonds),
-                ("max_stack", patch.max_stack),
-            ] {
-                if let Some(v) = v {
-                    sets.push(format!("{col} = ?"));
-                    params.push(v.into());
-                }
-            }
-            if !sets.is_empty() {
-                params.push(item_id.into());
-                c.exec(
-                    &format!("UPDATE item_defs SET {} WHERE item_id = ?", sets.join(", ")),
-                    &params,
-                )?;
-            }
-            found_or(load_item(c, item_id, Lock::No)?, Rule::ItemNotFound)
-        })
-    }
-
-    fn seed_item_defs(&self, defs: &[ItemDef]) -> Result<usize, StoreError> {
-        self.write(|c| {
-            let mut added = 0;
-            for def in defs {
-                if load_item(c, &def.item_id, Lock::No)?.is_none() {
-                    insert_item(c, def)?;
-                    added += 1;
-                }
-            }
-            Ok(added)
+                Ok(added)
+            })
+            .await
         })
     }
 
@@ -128,13 +154,14 @@ impl<B: Backend> ItemStore for SqlStore<B> {
         &self,
         player_id: i64,
         include_deleted: bool,
-    ) -> Result<Vec<InventoryEntry>, StoreError> {
-        self.read(|c| {
-            visible_player(c, player_id, include_deleted)?;
+    ) -> StoreFuture<'_, Vec<InventoryEntry>> {
+        Box::pin(async move {
+            self.read(async |c| {
+            visible_player(c, player_id, include_deleted).await?;
             c.query(
                 "SELECT item_id, quantity, updated_at FROM player_items WHERE player_id = ? AND quantity > 0 ORDER BY item_id",
                 args![player_id],
-            )?
+            ).await?
             .iter()
             .map(|r| {
                 row_of("player_items", r, |r| {
@@ -147,84 +174,98 @@ impl<B: Backend> ItemStore for SqlStore<B> {
                 })
             })
             .collect()
+        }).await
         })
     }
 
-    fn use_item(
-        &self,
+    fn use_item<'a>(
+        &'a self,
         player_id: i64,
-        item_id: &str,
+        item_id: &'a str,
         quantity: i64,
         now_ms: i64,
-    ) -> Result<InventoryEntry, StoreError> {
-        self.write(|c| {
-            // Shared: uses and grants of one player do not queue on each
-            // other, only a deletion waits for them (or is seen).
-            live_player(c, player_id, Lock::Share)?;
-            match remove_items(c, player_id, item_id, quantity, now_ms) {
-                // A withdrawn item may still be used: inventories keep it.
-                // Only a known item ever enters an inventory, and catalogue
-                // entries are never deleted, so the catalogue is asked only
-                // to tell a missing item (2002) from too few (2001).
-                Err(StoreError::Rule(Rule::NotEnoughItems))
-                    if load_item(c, item_id, Lock::No)?.is_none() =>
-                {
-                    return Err(StoreError::Rule(Rule::ItemNotFound))
+    ) -> StoreFuture<'a, InventoryEntry> {
+        Box::pin(async move {
+            self.write(async |c| {
+                // Shared: uses and grants of one player do not queue on each
+                // other, only a deletion waits for them (or is seen).
+                live_player(c, player_id, Lock::Share).await?;
+                match remove_items(c, player_id, item_id, quantity, now_ms).await {
+                    // A withdrawn item may still be used: inventories keep it.
+                    // Only a known item ever enters an inventory, and catalogue
+                    // entries are never deleted, so the catalogue is asked only
+                    // to tell a missing item (2002) from too few (2001).
+                    Err(StoreError::Rule(Rule::NotEnoughItems))
+                        if load_item(c, item_id, Lock::No).await?.is_none() =>
+                    {
+                        return Err(StoreError::Rule(Rule::ItemNotFound))
+                    }
+                    other => other?,
                 }
-                other => other?,
-            }
-            entry(c, player_id, item_id)
+                entry(c, player_id, item_id).await
+            })
+            .await
         })
     }
 
-    fn grant_item(
-        &self,
+    fn grant_item<'a>(
+        &'a self,
         player_id: i64,
-        item_id: &str,
+        item_id: &'a str,
         quantity: i64,
         now_ms: i64,
-    ) -> Result<InventoryEntry, StoreError> {
-        self.write(|c| {
-            live_player(c, player_id, Lock::Share)?;
-            let def = active_item(c, item_id)?;
-            add_items(c, player_id, &def, quantity, now_ms)?;
-            entry(c, player_id, item_id)
+    ) -> StoreFuture<'a, InventoryEntry> {
+        Box::pin(async move {
+            self.write(async |c| {
+                live_player(c, player_id, Lock::Share).await?;
+                let def = active_item(c, item_id).await?;
+                add_items(c, player_id, &def, quantity, now_ms).await?;
+                entry(c, player_id, item_id).await
+            })
+            .await
         })
     }
 
-    fn transfer_item(
-        &self,
+    fn transfer_item<'a>(
+        &'a self,
         from: i64,
         to: i64,
-        item_id: &str,
+        item_id: &'a str,
         quantity: i64,
         now_ms: i64,
-    ) -> Result<(InventoryEntry, InventoryEntry), StoreError> {
-        self.write(|c| {
-            // Lock both players in ascending id order: transfers in opposite
-            // directions then queue instead of deadlocking. Neither may be
-            // deleted.
-            let lock = c.dialect().for_update();
-            let found = c.query(
-                &format!("SELECT id, status FROM players WHERE id IN (?, ?) ORDER BY id{lock}"),
-                args![from.min(to), from.max(to)],
-            )?;
-            let mut live = 0;
-            for r in &found {
-                let status = row_of("players", r, |r| {
-                    r.parsed(1, "a player status", PlayerStatus::parse)
-                })?;
-                if status != PlayerStatus::Deleted {
-                    live += 1;
+    ) -> StoreFuture<'a, (InventoryEntry, InventoryEntry)> {
+        Box::pin(async move {
+            self.write(async |c| {
+                // Lock both players in ascending id order: transfers in opposite
+                // directions then queue instead of deadlocking. Neither may be
+                // deleted.
+                let lock = c.dialect().for_update();
+                let found = c
+                    .query(
+                        &format!(
+                            "SELECT id, status FROM players WHERE id IN (?, ?) ORDER BY id{lock}"
+                        ),
+                        args![from.min(to), from.max(to)],
+                    )
+                    .await?;
+                let mut live = 0;
+                for r in &found {
+                    let status = row_of("players", r, |r| {
+                        r.parsed(1, "a player status", PlayerStatus::parse)
+                    })?;
+                    if status != PlayerStatus::Deleted {
+                        live += 1;
+                    }
                 }
-            }
-            if live < 2 {
-                return Err(StoreError::Rule(Rule::PlayerNotFound));
-            }
-            let def = active_item(c, item_id)?;
-            remove_items(c, from, item_id, quantity, now_ms)?;
-            add_items(c, to, &def, quantity, now_ms)?;
-            Ok((entry(c, from, item_id)?, entry(c, to, item_id)?))
+                if live < 2 {
+                    return Err(StoreError::Rule(Rule::PlayerNotFound));
+                }
+                let def = active_item(c, item_id).await?;
+                remove_items(c, from, item_id, quantity, now_ms).await?;
+                add_items(c, to, &def, quantity, now_ms).await?;
+                Ok((entry(c, from, item_id).await?, entry(c, to, item_id).await?))
+            })
+            .await
         })
     }
 }

@@ -4,27 +4,28 @@
 
 use super::{row_of, SqlStore};
 use crate::store::sql::{Backend, SqlValue};
-use crate::store::{FencedJob, FencedRun, JobStore, StoreError};
+use crate::store::{FencedJob, FencedRun, JobStore, StoreFuture};
 
 /// How long after a cluster's lease holder last ran a singleton job on a
 /// database a stand-alone node (no `cluster.redis`) leaves that job alone.
 const STANDALONE_DEFERS_MS: i64 = 60_000;
 
 impl<B: Backend> JobStore for SqlStore<B> {
-    fn run_fenced(
-        &self,
+    fn run_fenced<'a>(
+        &'a self,
         job: FencedJob,
         token: Option<i64>,
-        holder: &str,
+        holder: &'a str,
         now_ms: i64,
-    ) -> Result<FencedRun, StoreError> {
-        let name = job.name();
-        self.write(|c| {
+    ) -> StoreFuture<'a, FencedRun> {
+        Box::pin(async move {
+            let name = job.name();
+            self.write(async |c| {
             let lock = c.dialect().for_update();
             let fence = c.query_one(
                 &format!("SELECT token, holder, updated_at FROM job_fences WHERE job = ?{lock}"),
                 args![name],
-            )?;
+            ).await?;
             let fence = match fence {
                 Some(row) => Some(row_of("job_fences", &row, |r| {
                     Ok((r.int(0)?, r.text(1)?, r.int(2)?))
@@ -56,14 +57,14 @@ impl<B: Backend> JobStore for SqlStore<B> {
                     c.exec(
                         "UPDATE job_fences SET token = ?, holder = ?, updated_at = ? WHERE job = ?",
                         args![token, holder, now_ms, name],
-                    )?;
+                    ).await?;
                 }
                 (Some(token), None) => {
                     new_holder = true;
                     c.exec(
                         "INSERT INTO job_fences (job, token, holder, updated_at) VALUES (?, ?, ?, ?)",
                         args![name, token, holder, now_ms],
-                    )?;
+                    ).await?;
                 }
             }
             let affected = match job {
@@ -71,7 +72,7 @@ impl<B: Backend> JobStore for SqlStore<B> {
                     "UPDATE orders SET status = 'cancelled', cancel_reason = 'expired', updated_at = ? \
                      WHERE status = 'pending' AND created_at < ?",
                     args![now_ms, created_before_ms],
-                )?,
+                ).await?,
                 FencedJob::PurgeSessions {
                     expired_before_ms,
                     revoked_before_ms,
@@ -80,13 +81,13 @@ impl<B: Backend> JobStore for SqlStore<B> {
                         "DELETE FROM refresh_history WHERE session_id IN \
                          (SELECT session_id FROM sessions WHERE expires_at < ?)",
                         args![expired_before_ms],
-                    )?;
+                    ).await?;
                     let sessions =
-                        c.exec("DELETE FROM sessions WHERE expires_at < ?", args![expired_before_ms])?;
+                        c.exec("DELETE FROM sessions WHERE expires_at < ?", args![expired_before_ms]).await?;
                     let tokens = c.exec(
                         "DELETE FROM revoked_tokens WHERE revoked_at < ?",
                         args![revoked_before_ms],
-                    )?;
+                    ).await?;
                     history + sessions + tokens
                 }
             };
@@ -96,9 +97,10 @@ impl<B: Backend> JobStore for SqlStore<B> {
                 c.exec(
                     "INSERT INTO job_runs (job, token, holder, started_at, affected) VALUES (?, ?, ?, ?, ?)",
                     args![name, token.unwrap_or(0), holder, now_ms, affected as i64],
-                )?;
+                ).await?;
             }
             Ok(FencedRun::Ran(affected))
+        }).await
         })
     }
 }

@@ -49,28 +49,28 @@ impl<B: Backend> SqlStore<B> {
         SqlStore { backend }
     }
 
-    fn write<R>(
+    async fn write<R>(
         &self,
-        mut f: impl FnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
+        f: impl AsyncFnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        self.backend.transaction(TxKind::Write, &mut f)
+        self.backend.transaction(TxKind::Write, f).await
     }
 
-    fn read<R>(
+    async fn read<R>(
         &self,
-        mut f: impl FnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
+        f: impl AsyncFnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        self.backend.transaction(TxKind::Read, &mut f)
+        self.backend.transaction(TxKind::Read, f).await
     }
 
     /// A read of one statement: consistent on its own, so it needs no
     /// transaction (on MySQL that saves the `START TRANSACTION` and `COMMIT`
     /// round trips).
-    fn read_one<R>(
+    async fn read_one<R>(
         &self,
-        mut f: impl FnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
+        f: impl AsyncFnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        self.backend.with_conn(&mut f)
+        self.backend.with_conn(f).await
     }
 }
 
@@ -134,10 +134,15 @@ impl Lock {
     }
 }
 
-fn load_player(c: &mut dyn SqlConn, id: i64, lock: Lock) -> Result<Option<Player>, StoreError> {
+async fn load_player(
+    c: &mut dyn SqlConn,
+    id: i64,
+    lock: Lock,
+) -> Result<Option<Player>, StoreError> {
     let suffix = lock.suffix(c.dialect());
     let sql = format!("SELECT {PLAYER_COLUMNS} FROM players WHERE id = ?{suffix}");
-    c.query_one(&sql, args![id])?
+    c.query_one(&sql, args![id])
+        .await?
         .map(|r| player_from(&r))
         .transpose()
 }
@@ -145,8 +150,8 @@ fn load_player(c: &mut dyn SqlConn, id: i64, lock: Lock) -> Result<Option<Player
 /// The player a change acts on, held with `lock` for the rest of the
 /// transaction; a deleted player is not found (1001), so a deletion and a
 /// change of the same player serialise on its row.
-fn live_player(c: &mut dyn SqlConn, id: i64, lock: Lock) -> Result<Player, StoreError> {
-    match load_player(c, id, lock)? {
+async fn live_player(c: &mut dyn SqlConn, id: i64, lock: Lock) -> Result<Player, StoreError> {
+    match load_player(c, id, lock).await? {
         Some(p) if p.status != PlayerStatus::Deleted => Ok(p),
         _ => Err(StoreError::Rule(Rule::PlayerNotFound)),
     }
@@ -154,12 +159,12 @@ fn live_player(c: &mut dyn SqlConn, id: i64, lock: Lock) -> Result<Player, Store
 
 /// The player a read shows: a deleted one only when `include_deleted`
 /// (admins), else 1001 as if it did not exist.
-fn visible_player(
+async fn visible_player(
     c: &mut dyn SqlConn,
     id: i64,
     include_deleted: bool,
 ) -> Result<Player, StoreError> {
-    match load_player(c, id, Lock::No)? {
+    match load_player(c, id, Lock::No).await? {
         Some(p) if include_deleted || p.status != PlayerStatus::Deleted => Ok(p),
         _ => Err(StoreError::Rule(Rule::PlayerNotFound)),
     }
@@ -184,14 +189,15 @@ fn item_from(r: &Row) -> Result<ItemDef, StoreError> {
     })
 }
 
-fn load_item(
+async fn load_item(
     c: &mut dyn SqlConn,
     item_id: &str,
     lock: Lock,
 ) -> Result<Option<ItemDef>, StoreError> {
     let suffix = lock.suffix(c.dialect());
     let sql = format!("SELECT {ITEM_COLUMNS} FROM item_defs WHERE item_id = ?{suffix}");
-    c.query_one(&sql, args![item_id])?
+    c.query_one(&sql, args![item_id])
+        .await?
         .map(|r| item_from(&r))
         .transpose()
 }
@@ -199,18 +205,24 @@ fn load_item(
 /// The catalogue entry a sale, grant or transfer uses, share-locked until
 /// the transaction ends: a withdrawal (status `deleted`) either commits
 /// first and is seen here (2002), or waits until this change commits.
-fn active_item(c: &mut dyn SqlConn, item_id: &str) -> Result<ItemDef, StoreError> {
-    match load_item(c, item_id, Lock::Share)? {
+async fn active_item(c: &mut dyn SqlConn, item_id: &str) -> Result<ItemDef, StoreError> {
+    match load_item(c, item_id, Lock::Share).await? {
         Some(def) if def.status == ItemStatus::Active => Ok(def),
         _ => Err(StoreError::Rule(Rule::ItemNotFound)),
     }
 }
 
-fn entry(c: &mut dyn SqlConn, player_id: i64, item_id: &str) -> Result<InventoryEntry, StoreError> {
-    let row = c.query_one(
-        "SELECT quantity, updated_at FROM player_items WHERE player_id = ? AND item_id = ?",
-        args![player_id, item_id],
-    )?;
+async fn entry(
+    c: &mut dyn SqlConn,
+    player_id: i64,
+    item_id: &str,
+) -> Result<InventoryEntry, StoreError> {
+    let row = c
+        .query_one(
+            "SELECT quantity, updated_at FROM player_items WHERE player_id = ? AND item_id = ?",
+            args![player_id, item_id],
+        )
+        .await?;
     // No row: the player never held the item, which is a quantity of 0.
     let (quantity, updated_at) = match row {
         Some(r) => row_of("player_items", &r, |r| Ok((r.int(0)?, r.int(1)?)))?,
@@ -244,7 +256,7 @@ enum Account<'a> {
 /// Changes a balance by `delta` unless it would go below zero or the player
 /// is deleted (1001), and writes the ledger row. The caller's transaction
 /// holds the player row after this.
-fn change_balance(
+async fn change_balance(
     c: &mut dyn SqlConn,
     account: Account<'_>,
     change: &BalanceChange<'_>,
@@ -267,24 +279,29 @@ fn change_balance(
         ),
     };
     let col = currency.as_str();
-    let changed = c.exec(
-        &format!(
-            "UPDATE players SET {col} = {col} + ?, version = version + 1, updated_at = ? \
+    let changed = c
+        .exec(
+            &format!(
+                "UPDATE players SET {col} = {col} + ?, version = version + 1, updated_at = ? \
              WHERE id = ? AND status <> 'deleted' AND {col} + ? >= 0"
-        ),
-        args![delta, now_ms, player_id, delta],
-    )?;
+            ),
+            args![delta, now_ms, player_id, delta],
+        )
+        .await?;
     if changed == 0 {
-        live_player(c, player_id, Lock::No)?;
+        live_player(c, player_id, Lock::No).await?;
         return Err(StoreError::Rule(Rule::NotEnoughCurrency));
     }
     let balance = match held {
         // Nobody else can have changed it since: the row is ours.
         Some(before) => before + delta,
-        None => match c.query_one(
-            &format!("SELECT {col} FROM players WHERE id = ?"),
-            args![player_id],
-        )? {
+        None => match c
+            .query_one(
+                &format!("SELECT {col} FROM players WHERE id = ?"),
+                args![player_id],
+            )
+            .await?
+        {
             Some(r) => row_of("players", &r, |r| r.int(0))?,
             None => return Err(StoreError::Rule(Rule::PlayerNotFound)),
         },
@@ -293,12 +310,12 @@ fn change_balance(
         "INSERT INTO ledger (player_id, currency, delta, balance_after, reason, reference, created_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?)",
         args![player_id, col, delta, balance, reason, reference, now_ms],
-    )?;
+    ).await?;
     Ok(balance)
 }
 
 /// Adds `quantity` of a known item to a player within `max_stack`.
-fn add_items(
+async fn add_items(
     c: &mut dyn SqlConn,
     player_id: i64,
     def: &ItemDef,
@@ -310,18 +327,20 @@ fn add_items(
     }
     let item_id = def.item_id.as_str();
     for _ in 0..2 {
-        let changed = c.exec(
-            "UPDATE player_items SET quantity = quantity + ?, updated_at = ? \
+        let changed = c
+            .exec(
+                "UPDATE player_items SET quantity = quantity + ?, updated_at = ? \
              WHERE player_id = ? AND item_id = ? AND quantity + ? <= ?",
-            args![
-                quantity,
-                now_ms,
-                player_id,
-                item_id,
-                quantity,
-                def.max_stack
-            ],
-        )?;
+                args![
+                    quantity,
+                    now_ms,
+                    player_id,
+                    item_id,
+                    quantity,
+                    def.max_stack
+                ],
+            )
+            .await?;
         if changed == 1 {
             return Ok(());
         }
@@ -329,7 +348,8 @@ fn add_items(
             .query_one(
                 "SELECT quantity FROM player_items WHERE player_id = ? AND item_id = ?",
                 args![player_id, item_id],
-            )?
+            )
+            .await?
             .is_some();
         if exists {
             return Err(StoreError::Rule(Rule::StackLimit));
@@ -337,7 +357,7 @@ fn add_items(
         match c.exec(
             "INSERT INTO player_items (player_id, item_id, quantity, updated_at) VALUES (?, ?, ?, ?)",
             args![player_id, item_id, quantity, now_ms],
-        ) {
+        ).await {
             Ok(_) => return Ok(()),
             // Another transaction inserted the row first: update it instead.
             Err(StoreError::Conflict(_)) => continue,
@@ -348,18 +368,20 @@ fn add_items(
 }
 
 /// Removes `quantity` of an item unless the player has fewer.
-fn remove_items(
+async fn remove_items(
     c: &mut dyn SqlConn,
     player_id: i64,
     item_id: &str,
     quantity: i64,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let changed = c.exec(
-        "UPDATE player_items SET quantity = quantity - ?, updated_at = ? \
+    let changed = c
+        .exec(
+            "UPDATE player_items SET quantity = quantity - ?, updated_at = ? \
          WHERE player_id = ? AND item_id = ? AND quantity >= ?",
-        args![quantity, now_ms, player_id, item_id, quantity],
-    )?;
+            args![quantity, now_ms, player_id, item_id, quantity],
+        )
+        .await?;
     if changed == 0 {
         return Err(StoreError::Rule(Rule::NotEnoughItems));
     }
@@ -368,8 +390,8 @@ fn remove_items(
 
 /// The count a `SELECT COUNT(*) ...` answers (0 if it answers no row; a
 /// row that is not one integer is an error).
-fn count(c: &mut dyn SqlConn, sql: &str, params: &[SqlValue]) -> Result<i64, StoreError> {
-    match c.query_one(sql, params)? {
+async fn count(c: &mut dyn SqlConn, sql: &str, params: &[SqlValue]) -> Result<i64, StoreError> {
+    match c.query_one(sql, params).await? {
         Some(r) => row_of("a count", &r, |r| r.int(0)),
         None => Ok(0),
     }

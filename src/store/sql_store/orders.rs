@@ -9,6 +9,7 @@ use super::{
 use crate::store::sql::{Backend, Row, SqlConn, SqlValue};
 use crate::store::{
     Currency, NewOrder, Order, OrderStatus, OrderStore, Page, PageRequest, Rule, StoreError,
+    StoreFuture,
 };
 
 const ORDER_COLUMNS: &str = "order_id, player_id, item_id, quantity, unit_price, total_price, \
@@ -34,14 +35,15 @@ fn order_from(r: &Row) -> Result<Order, StoreError> {
     })
 }
 
-fn load_order(
+async fn load_order(
     c: &mut dyn SqlConn,
     order_id: &str,
     lock: Lock,
 ) -> Result<Option<Order>, StoreError> {
     let suffix = lock.suffix(c.dialect());
     let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ?{suffix}");
-    c.query_one(&sql, args![order_id])?
+    c.query_one(&sql, args![order_id])
+        .await?
         .map(|r| order_from(&r))
         .transpose()
 }
@@ -55,13 +57,16 @@ enum Transition {
 }
 
 /// Locks an order for a move `from` → `to`; 3003 when it is in neither.
-fn lock_for(
+async fn lock_for(
     c: &mut dyn SqlConn,
     order_id: &str,
     from: OrderStatus,
     to: OrderStatus,
 ) -> Result<Transition, StoreError> {
-    let order = found_or(load_order(c, order_id, Lock::Update)?, Rule::OrderNotFound)?;
+    let order = found_or(
+        load_order(c, order_id, Lock::Update).await?,
+        Rule::OrderNotFound,
+    )?;
     match order.status {
         s if s == to => Ok(Transition::Done(order)),
         s if s == from => Ok(Transition::Go(order)),
@@ -71,7 +76,7 @@ fn lock_for(
 
 /// Records the move of `order` (locked by [`lock_for`], in state `from`) to
 /// `to`, stamping `paid_at` for payments, and returns the order as it now is.
-fn finish(
+async fn finish(
     c: &mut dyn SqlConn,
     order: Order,
     from: OrderStatus,
@@ -92,7 +97,7 @@ fn finish(
         params.push(now_ms.into());
     }
     params.extend([now_ms.into(), order_id.into(), from.as_str().into()]);
-    if c.exec(&sql, &params)? != 1 {
+    if c.exec(&sql, &params).await? != 1 {
         return Err(StoreError::Internal(format!(
             "order {order_id} left state {} while locked",
             from.as_str()
@@ -113,19 +118,20 @@ fn finish(
 }
 
 impl<B: Backend> OrderStore for SqlStore<B> {
-    fn create_order(&self, new: &NewOrder) -> Result<(Order, bool), StoreError> {
-        // Two attempts: a concurrent create with the same key makes our
-        // insert fail; the second attempt then finds that order.
-        for _ in 0..2 {
-            let result = self.write(|c| {
+    fn create_order<'a>(&'a self, new: &'a NewOrder) -> StoreFuture<'a, (Order, bool)> {
+        Box::pin(async move {
+            // Two attempts: a concurrent create with the same key makes our
+            // insert fail; the second attempt then finds that order.
+            for _ in 0..2 {
+                let result = self.write(async |c| {
                 // Held until the order is in: a deletion of the player waits,
                 // or is seen (1001) — also by a repeat of an older create.
-                live_player(c, new.player_id, Lock::Share)?;
+                live_player(c, new.player_id, Lock::Share).await?;
                 if let Some(key) = &new.idempotency_key {
                     let existing = c.query_one(
                         &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE player_id = ? AND idempotency_key = ?"),
                         args![new.player_id, key],
-                    )?;
+                    ).await?;
                     if let Some(row) = existing {
                         let order = order_from(&row)?;
                         if order.item_id != new.item_id || order.quantity != new.quantity || order.currency != new.currency {
@@ -134,13 +140,13 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                         return Ok((order, false));
                     }
                 }
-                let def = active_item(c, &new.item_id)?;
+                let def = active_item(c, &new.item_id).await?;
                 let unit = def.price(new.currency).ok_or(StoreError::Rule(Rule::NotForSale))?;
                 let total = unit.checked_mul(new.quantity).ok_or(StoreError::Rule(Rule::NotEnoughCurrency))?;
                 c.exec(
                     &format!("INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, 0, '')"),
                     args![&new.order_id, new.player_id, &new.item_id, new.quantity, unit, total, new.currency.as_str(), new.idempotency_key.clone(), new.now_ms, new.now_ms],
-                )?;
+                ).await?;
                 // The row is what was just inserted.
                 let order = Order {
                     order_id: new.order_id.clone(),
@@ -158,17 +164,21 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                     cancel_reason: String::new(),
                 };
                 Ok((order, true))
-            });
-            match result {
-                Err(StoreError::Conflict(_)) if new.idempotency_key.is_some() => continue,
-                other => return other,
+            }).await;
+                match result {
+                    Err(StoreError::Conflict(_)) if new.idempotency_key.is_some() => continue,
+                    other => return other,
+                }
             }
-        }
-        Err(StoreError::Unavailable("order creation contention".into()))
+            Err(StoreError::Unavailable("order creation contention".into()))
+        })
     }
 
-    fn order(&self, order_id: &str) -> Result<Option<Order>, StoreError> {
-        self.read_one(|c| load_order(c, order_id, Lock::No))
+    fn order<'a>(&'a self, order_id: &'a str) -> StoreFuture<'a, Option<Order>> {
+        Box::pin(async move {
+            self.read_one(async |c| load_order(c, order_id, Lock::No).await)
+                .await
+        })
     }
 
     fn orders(
@@ -176,87 +186,113 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         player_id: Option<i64>,
         page: PageRequest,
         include_deleted: bool,
-    ) -> Result<Page<Order>, StoreError> {
-        self.read(|c| {
+    ) -> StoreFuture<'_, Page<Order>> {
+        Box::pin(async move {
+            self.read(async |c| {
             if let Some(p) = player_id {
-                visible_player(c, p, include_deleted)?;
+                visible_player(c, p, include_deleted).await?;
             }
             let (filter, params): (&str, Vec<SqlValue>) = match player_id {
                 Some(p) => (" WHERE player_id = ?", vec![p.into()]),
                 None => ("", Vec::new()),
             };
-            let total = count(c, &format!("SELECT COUNT(*) FROM orders{filter}"), &params)?;
+            let total = count(c, &format!("SELECT COUNT(*) FROM orders{filter}"), &params).await?;
             let mut p = params.clone();
             p.push(page.page_size.into());
             p.push(page.offset().into());
             let items = c
-                .query(&format!("SELECT {ORDER_COLUMNS} FROM orders{filter} ORDER BY order_id DESC LIMIT ? OFFSET ?"), &p)?
+                .query(&format!("SELECT {ORDER_COLUMNS} FROM orders{filter} ORDER BY order_id DESC LIMIT ? OFFSET ?"), &p).await?
                 .iter()
                 .map(order_from)
                 .collect::<Result<_, _>>()?;
             Ok(Page { items, total })
+        }).await
         })
     }
 
-    fn pay_order(&self, order_id: &str, now_ms: i64) -> Result<(Order, bool), StoreError> {
-        self.write(|c| {
-            let order = match lock_for(c, order_id, OrderStatus::Pending, OrderStatus::Paid)? {
-                Transition::Done(order) => return Ok((order, false)),
-                Transition::Go(order) => order,
-            };
-            // In the global lock order (orders, players, item_defs, items);
-            // any refusal rolls back and leaves the order pending.
-            let buyer = live_player(c, order.player_id, Lock::Update)?;
-            let def = active_item(c, &order.item_id)?;
-            let payment = BalanceChange {
-                currency: order.currency,
-                delta: -order.total_price,
-                reason: "order_pay",
-                reference: order_id,
-                now_ms,
-            };
-            change_balance(c, Account::Locked(&buyer), &payment)?;
-            add_items(c, order.player_id, &def, order.quantity, now_ms)?;
-            finish(c, order, OrderStatus::Pending, OrderStatus::Paid, now_ms).map(|o| (o, true))
-        })
-    }
-
-    fn cancel_order(&self, order_id: &str, now_ms: i64) -> Result<(Order, bool), StoreError> {
-        self.write(
-            |c| match lock_for(c, order_id, OrderStatus::Pending, OrderStatus::Cancelled)? {
-                Transition::Done(order) => Ok((order, false)),
-                Transition::Go(order) => finish(
-                    c,
-                    order,
-                    OrderStatus::Pending,
-                    OrderStatus::Cancelled,
+    fn pay_order<'a>(&'a self, order_id: &'a str, now_ms: i64) -> StoreFuture<'a, (Order, bool)> {
+        Box::pin(async move {
+            self.write(async |c| {
+                let order =
+                    match lock_for(c, order_id, OrderStatus::Pending, OrderStatus::Paid).await? {
+                        Transition::Done(order) => return Ok((order, false)),
+                        Transition::Go(order) => order,
+                    };
+                // In the global lock order (orders, players, item_defs, items);
+                // any refusal rolls back and leaves the order pending.
+                let buyer = live_player(c, order.player_id, Lock::Update).await?;
+                let def = active_item(c, &order.item_id).await?;
+                let payment = BalanceChange {
+                    currency: order.currency,
+                    delta: -order.total_price,
+                    reason: "order_pay",
+                    reference: order_id,
                     now_ms,
-                )
-                .map(|o| (o, true)),
-            },
-        )
+                };
+                change_balance(c, Account::Locked(&buyer), &payment).await?;
+                add_items(c, order.player_id, &def, order.quantity, now_ms).await?;
+                finish(c, order, OrderStatus::Pending, OrderStatus::Paid, now_ms)
+                    .await
+                    .map(|o| (o, true))
+            })
+            .await
+        })
     }
 
-    fn refund_order(&self, order_id: &str, now_ms: i64) -> Result<(Order, bool), StoreError> {
-        self.write(|c| {
-            let order = match lock_for(c, order_id, OrderStatus::Paid, OrderStatus::Refunded)? {
-                Transition::Done(order) => return Ok((order, false)),
-                Transition::Go(order) => order,
-            };
-            let refund = BalanceChange {
-                currency: order.currency,
-                delta: order.total_price,
-                reason: "order_refund",
-                reference: order_id,
-                now_ms,
-            };
-            change_balance(c, Account::Id(order.player_id), &refund)?;
-            let held = entry(c, order.player_id, &order.item_id)?.quantity;
-            let take_back = held.min(order.quantity);
-            if take_back > 0 {
-                remove_items(c, order.player_id, &order.item_id, take_back, now_ms)?;
-            }
-            finish(c, order, OrderStatus::Paid, OrderStatus::Refunded, now_ms).map(|o| (o, true))
+    fn cancel_order<'a>(
+        &'a self,
+        order_id: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, (Order, bool)> {
+        Box::pin(async move {
+            self.write(async |c| {
+                match lock_for(c, order_id, OrderStatus::Pending, OrderStatus::Cancelled).await? {
+                    Transition::Done(order) => Ok((order, false)),
+                    Transition::Go(order) => finish(
+                        c,
+                        order,
+                        OrderStatus::Pending,
+                        OrderStatus::Cancelled,
+                        now_ms,
+                    )
+                    .await
+                    .map(|o| (o, true)),
+                }
+            })
+            .await
+        })
+    }
+
+    fn refund_order<'a>(
+        &'a self,
+        order_id: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, (Order, bool)> {
+        Box::pin(async move {
+            self.write(async |c| {
+                let order =
+                    match lock_for(c, order_id, OrderStatus::Paid, OrderStatus::Refunded).await? {
+                        Transition::Done(order) => return Ok((order, false)),
+                        Transition::Go(order) => order,
+                    };
+                let refund = BalanceChange {
+                    currency: order.currency,
+                    delta: order.total_price,
+                    reason: "order_refund",
+                    reference: order_id,
+                    now_ms,
+                };
+                change_balance(c, Account::Id(order.player_id), &refund).await?;
+                let held = entry(c, order.player_id, &order.item_id).await?.quantity;
+                let take_back = held.min(order.quantity);
+                if take_back > 0 {
+                    remove_items(c, order.player_id, &order.item_id, take_back, now_ms).await?;
+                }
+                finish(c, order, OrderStatus::Paid, OrderStatus::Refunded, now_ms)
+                    .await
+                    .map(|o| (o, true))
+            })
+            .await
         })
     }
 }

@@ -10,17 +10,20 @@ use super::{
 use crate::store::sql::{Backend, SqlConn, SqlValue};
 use crate::store::{
     Currency, LedgerEntry, NewPlayer, Page, PageRequest, Player, PlayerCredentials, PlayerPatch,
-    PlayerStatus, PlayerStore, Progress, Rule, StoreError,
+    PlayerStatus, PlayerStore, Progress, Rule, StoreError, StoreFuture,
 };
 
-fn must_player(c: &mut dyn SqlConn, id: i64) -> Result<Player, StoreError> {
-    load_player(c, id, Lock::No)?.ok_or(StoreError::Rule(Rule::PlayerNotFound))
+async fn must_player(c: &mut dyn SqlConn, id: i64) -> Result<Player, StoreError> {
+    load_player(c, id, Lock::No)
+        .await?
+        .ok_or(StoreError::Rule(Rule::PlayerNotFound))
 }
 
 impl<B: Backend> PlayerStore for SqlStore<B> {
-    fn create_player(&self, new: &NewPlayer) -> Result<Player, StoreError> {
-        self.write(|c| {
-            let inserted = c.exec(
+    fn create_player<'a>(&'a self, new: &'a NewPlayer) -> StoreFuture<'a, Player> {
+        Box::pin(async move {
+            self.write(async |c| {
+                let inserted = c.exec(
                 "INSERT INTO players (username, password_hash, email, nickname, gold, diamonds, \
                  created_at, updated_at) VALUES (?, ?, ?, ?, 0, 0, ?, ?)",
                 args![
@@ -31,137 +34,160 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
                     new.now_ms,
                     new.now_ms
                 ],
-            );
-            match inserted {
-                Err(StoreError::Conflict(_)) => return Err(StoreError::Rule(Rule::UsernameTaken)),
-                other => other?,
-            };
-            let id = c.last_insert_id()?;
-            for (currency, amount) in [
-                (Currency::Gold, new.signup_gold),
-                (Currency::Diamonds, new.signup_diamonds),
-            ] {
-                if amount == 0 {
-                    continue;
-                }
-                let signup = BalanceChange {
-                    currency,
-                    delta: amount,
-                    reason: "signup",
-                    reference: "signup_grant",
-                    now_ms: new.now_ms,
+            ).await;
+                match inserted {
+                    Err(StoreError::Conflict(_)) => {
+                        return Err(StoreError::Rule(Rule::UsernameTaken))
+                    }
+                    other => other?,
                 };
-                change_balance(c, Account::Id(id), &signup)?;
-            }
-            // The signup grants are part of creation, not updates.
-            c.exec("UPDATE players SET version = 1 WHERE id = ?", args![id])?;
-            must_player(c, id)
-        })
-    }
-
-    fn player(&self, id: i64) -> Result<Option<Player>, StoreError> {
-        self.read_one(|c| load_player(c, id, Lock::No))
-    }
-
-    fn credentials(&self, username: &str) -> Result<Option<PlayerCredentials>, StoreError> {
-        self.read_one(|c| {
-            let Some(row) = c.query_one(
-                "SELECT id, password_hash, status FROM players WHERE username = ?",
-                args![username],
-            )?
-            else {
-                return Ok(None);
-            };
-            row_of("players", &row, |r| {
-                Ok(Some(PlayerCredentials {
-                    id: r.int(0)?,
-                    password_hash: r.text(1)?,
-                    status: r.parsed(2, "a player status", PlayerStatus::parse)?,
-                }))
+                let id = c.last_insert_id()?;
+                for (currency, amount) in [
+                    (Currency::Gold, new.signup_gold),
+                    (Currency::Diamonds, new.signup_diamonds),
+                ] {
+                    if amount == 0 {
+                        continue;
+                    }
+                    let signup = BalanceChange {
+                        currency,
+                        delta: amount,
+                        reason: "signup",
+                        reference: "signup_grant",
+                        now_ms: new.now_ms,
+                    };
+                    change_balance(c, Account::Id(id), &signup).await?;
+                }
+                // The signup grants are part of creation, not updates.
+                c.exec("UPDATE players SET version = 1 WHERE id = ?", args![id])
+                    .await?;
+                must_player(c, id).await
             })
+            .await
         })
     }
 
-    fn record_login(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
-        self.write(|c| {
-            c.exec(
-                "UPDATE players SET last_login_at = ? WHERE id = ?",
-                args![now_ms, id],
-            )
-            .map(|_| ())
+    fn player(&self, id: i64) -> StoreFuture<'_, Option<Player>> {
+        Box::pin(async move {
+            self.read_one(async |c| load_player(c, id, Lock::No).await)
+                .await
         })
     }
 
-    fn update_player(
-        &self,
+    fn credentials<'a>(&'a self, username: &'a str) -> StoreFuture<'a, Option<PlayerCredentials>> {
+        Box::pin(async move {
+            self.read_one(async |c| {
+                let Some(row) = c
+                    .query_one(
+                        "SELECT id, password_hash, status FROM players WHERE username = ?",
+                        args![username],
+                    )
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                row_of("players", &row, |r| {
+                    Ok(Some(PlayerCredentials {
+                        id: r.int(0)?,
+                        password_hash: r.text(1)?,
+                        status: r.parsed(2, "a player status", PlayerStatus::parse)?,
+                    }))
+                })
+            })
+            .await
+        })
+    }
+
+    fn record_login(&self, id: i64, now_ms: i64) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.write(async |c| {
+                c.exec(
+                    "UPDATE players SET last_login_at = ? WHERE id = ?",
+                    args![now_ms, id],
+                )
+                .await
+                .map(|_| ())
+            })
+            .await
+        })
+    }
+
+    fn update_player<'a>(
+        &'a self,
         id: i64,
-        patch: &PlayerPatch,
+        patch: &'a PlayerPatch,
         expected_version: Option<i64>,
         now_ms: i64,
-    ) -> Result<Player, StoreError> {
-        self.write(|c| {
-            let mut sets = vec![
-                "version = version + 1".to_string(),
-                "updated_at = ?".to_string(),
-            ];
-            let mut params: Vec<SqlValue> = vec![now_ms.into()];
-            let text_fields = [
-                ("nickname", &patch.nickname),
-                ("avatar", &patch.avatar),
-                ("email", &patch.email),
-            ];
-            for (col, v) in text_fields {
-                if let Some(v) = v {
-                    sets.push(format!("{col} = ?"));
+    ) -> StoreFuture<'a, Player> {
+        Box::pin(async move {
+            self.write(async |c| {
+                let mut sets = vec![
+                    "version = version + 1".to_string(),
+                    "updated_at = ?".to_string(),
+                ];
+                let mut params: Vec<SqlValue> = vec![now_ms.into()];
+                let text_fields = [
+                    ("nickname", &patch.nickname),
+                    ("avatar", &patch.avatar),
+                    ("email", &patch.email),
+                ];
+                for (col, v) in text_fields {
+                    if let Some(v) = v {
+                        sets.push(format!("{col} = ?"));
+                        params.push(v.into());
+                    }
+                }
+                for (col, v) in [("level", patch.level), ("exp", patch.exp)] {
+                    if let Some(v) = v {
+                        sets.push(format!("{col} = ?"));
+                        params.push(v.into());
+                    }
+                }
+                if let Some(s) = patch.status {
+                    sets.push("status = ?".to_string());
+                    params.push(s.as_str().into());
+                }
+                let mut sql = format!(
+                    "UPDATE players SET {} WHERE id = ? AND status <> 'deleted'",
+                    sets.join(", ")
+                );
+                params.push(id.into());
+                if let Some(v) = expected_version {
+                    sql.push_str(" AND version = ?");
                     params.push(v.into());
                 }
-            }
-            for (col, v) in [("level", patch.level), ("exp", patch.exp)] {
-                if let Some(v) = v {
-                    sets.push(format!("{col} = ?"));
-                    params.push(v.into());
+                if c.exec(&sql, &params).await? == 0 {
+                    live_player(c, id, Lock::No).await?;
+                    return Err(StoreError::Rule(Rule::VersionConflict));
                 }
-            }
-            if let Some(s) = patch.status {
-                sets.push("status = ?".to_string());
-                params.push(s.as_str().into());
-            }
-            let mut sql = format!(
-                "UPDATE players SET {} WHERE id = ? AND status <> 'deleted'",
-                sets.join(", ")
-            );
-            params.push(id.into());
-            if let Some(v) = expected_version {
-                sql.push_str(" AND version = ?");
-                params.push(v.into());
-            }
-            if c.exec(&sql, &params)? == 0 {
-                live_player(c, id, Lock::No)?;
-                return Err(StoreError::Rule(Rule::VersionConflict));
-            }
-            must_player(c, id)
+                must_player(c, id).await
+            })
+            .await
         })
     }
 
-    fn adjust_balance(
-        &self,
+    fn adjust_balance<'a>(
+        &'a self,
         id: i64,
         currency: Currency,
         delta: i64,
-        reason: &str,
-        reference: &str,
+        reason: &'a str,
+        reference: &'a str,
         now_ms: i64,
-    ) -> Result<Player, StoreError> {
-        self.write(|c| {
-            let change = BalanceChange {
-                currency,
-                delta,
-                reason,
-                reference,
-                now_ms,
-            };
-            change_balance(c, Account::Id(id), &change)?;
-            must_player(c, id)
+    ) -> StoreFuture<'a, Player> {
+        Box::pin(async move {
+            self.write(async |c| {
+                let change = BalanceChange {
+                    currency,
+                    delta,
+                    reason,
+                    reference,
+                    now_ms,
+                };
+                change_balance(c, Account::Id(id), &change).await?;
+                must_player(c, id).await
+            })
+            .await
         })
     }
 
@@ -170,16 +196,17 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
         id: i64,
         page: PageRequest,
         include_deleted: bool,
-    ) -> Result<Page<LedgerEntry>, StoreError> {
-        self.read(|c| {
-            visible_player(c, id, include_deleted)?;
-            let total = count(c, "SELECT COUNT(*) FROM ledger WHERE player_id = ?", args![id])?;
+    ) -> StoreFuture<'_, Page<LedgerEntry>> {
+        Box::pin(async move {
+            self.read(async |c| {
+            visible_player(c, id, include_deleted).await?;
+            let total = count(c, "SELECT COUNT(*) FROM ledger WHERE player_id = ?", args![id]).await?;
             let items = c
                 .query(
                     "SELECT id, player_id, currency, delta, balance_after, reason, reference, created_at \
                      FROM ledger WHERE player_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
                     args![id, page.page_size, page.offset()],
-                )?
+                ).await?
                 .iter()
                 .map(|r| {
                     row_of("ledger", r, |r| {
@@ -197,17 +224,14 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
                 })
                 .collect::<Result<_, _>>()?;
             Ok(Page { items, total })
+        }).await
         })
     }
 
-    fn apply_progress(
-        &self,
-        id: i64,
-        progress: Progress,
-        now_ms: i64,
-    ) -> Result<Player, StoreError> {
-        self.write(|c| {
-            let p = live_player(c, id, Lock::Update)?;
+    fn apply_progress(&self, id: i64, progress: Progress, now_ms: i64) -> StoreFuture<'_, Player> {
+        Box::pin(async move {
+            self.write(async |c| {
+            let p = live_player(c, id, Lock::Update).await?;
             match progress {
                 Progress::AddExp {
                     amount,
@@ -223,7 +247,7 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
                     c.exec(
                         "UPDATE players SET exp = ?, level = ?, version = version + 1, updated_at = ? WHERE id = ?",
                         args![exp, level, now_ms, id],
-                    )?;
+                    ).await?;
                 }
                 Progress::LevelUp { exp_for, max_level } => {
                     if p.level >= max_level {
@@ -234,19 +258,20 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
                     c.exec(
                         "UPDATE players SET exp = ?, level = ?, version = version + 1, updated_at = ? WHERE id = ?",
                         args![exp, level, now_ms, id],
-                    )?;
+                    ).await?;
                 }
                 Progress::DailyReward { day, currency, amount } => {
-                    match c.exec("INSERT INTO daily_rewards (player_id, day) VALUES (?, ?)", args![id, day]) {
+                    match c.exec("INSERT INTO daily_rewards (player_id, day) VALUES (?, ?)", args![id, day]).await {
                         Err(StoreError::Conflict(_)) => return Err(StoreError::Rule(Rule::AlreadyClaimed)),
                         other => other?,
                     };
                     let reference = format!("day:{day}");
                     let reward = BalanceChange { currency, delta: amount, reason: "daily_reward", reference: &reference, now_ms };
-                    change_balance(c, Account::Id(id), &reward)?;
+                    change_balance(c, Account::Id(id), &reward).await?;
                 }
             }
-            must_player(c, id)
+            must_player(c, id).await
+        }).await
         })
     }
 }
