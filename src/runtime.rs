@@ -138,7 +138,7 @@ fn serve(
         };
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{id}"))
-            .blocking_thread_pool_placement(PoolPlacement::Unbound(config.node.blocking_threads))
+            .blocking_thread_pool_placement(PoolPlacement::Unbound(blocking_threads(&config)))
             .spawn(move || async move {
                 crate::logging::set_thread_shard(id);
                 let start = ShardStart {
@@ -203,6 +203,22 @@ fn serve(
     signals.close();
     tracing::info!("datamiddleware stopped");
     Ok(())
+}
+
+/// Threads of a shard's blocking pool: `node.blocking_threads` when a game
+/// has a SQLite database (its calls run there), else one that stays idle
+/// (glommio keeps at least one) — MySQL runs on the shard's own io_uring.
+fn blocking_threads(config: &Config) -> usize {
+    let sqlite = config.games.values().any(|g| {
+        std::iter::once(&g.url)
+            .chain(&g.replicas)
+            .any(|url| url.starts_with("sqlite://"))
+    });
+    if sqlite {
+        config.node.blocking_threads
+    } else {
+        1
+    }
 }
 
 /// Migrates every game's database, seeds its catalogue, and returns the

@@ -588,3 +588,114 @@ fn pooled_connections_the_database_closed_are_replaced_without_an_error() {
         assert_eq!(j["data"]["player"]["gold"], 1000 + 11 * round, "{j}");
     }
 }
+
+/// Threads of the server process now.
+fn thread_count(server: &Server) -> usize {
+    let pid = server.child.as_ref().expect("server process").id();
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("/proc of the server")
+        .count()
+}
+
+#[test]
+#[ignore = "needs MariaDB primary + replica and Redis (DMTEST_BACKEND=mysql)"]
+fn a_node_on_mariadb_keeps_no_thread_pool_for_its_databases() {
+    require_mysql();
+    let _serial = serial();
+    // Sixteen blocking threads per shard would be 32 threads on their own:
+    // with every database on MySQL, statements run on the shards' io_uring
+    // and the pool keeps the one idle thread glommio needs.
+    let server = ServerConfig::new()
+        .shards(2)
+        .set("node", "blocking_threads", 16)
+        .start();
+    let gs = server.server_token("game1");
+    let (id, _) = server.player("game1", "no_threads");
+    let mut c = server.http();
+    for _ in 0..20 {
+        let (s, j) = c
+            .call("POST", &format!("/api/v1/players/{id}/wallet"))
+            .token(&gs)
+            .json(json!({"currency":"gold","delta":1,"reason":"threads"}))
+            .lenient()
+            .send()
+            .parts();
+        assert_eq!(s, 200, "{j}");
+    }
+    let threads = thread_count(&server);
+    assert!(
+        threads < 16,
+        "{threads} threads: the MySQL node still runs a blocking pool per shard"
+    );
+}
+
+#[test]
+#[ignore = "needs MariaDB primary + replica and Redis (DMTEST_BACKEND=mysql)"]
+fn each_shards_pool_stays_within_pool_size_under_load() {
+    require_mysql();
+    let _serial = serial();
+    let server = ServerConfig::new()
+        .shards(2)
+        .start_with_options(common::StartOptions {
+            env: &[("DM_GAMES_GAME1_POOL_SIZE", "2")],
+            ..Default::default()
+        });
+    let gs = server.server_token("game1");
+    let (id, _) = server.player("game1", "bounded_pool");
+    let db = server.databases[0].clone();
+    let done = Arc::new(AtomicBool::new(false));
+    let most = Arc::new(AtomicU64::new(0));
+    let watcher = {
+        let (done, most, db) = (done.clone(), most.clone(), db.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                let n = pool_connections(&db).len() as u64;
+                most.fetch_max(n, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    // Sixteen clients on their own connections (the kernel spreads them
+    // over both shards), 25 credits each.
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (gs, mut c) = (gs.clone(), server.http());
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    let (s, j) = c
+                        .call("POST", &format!("/api/v1/players/{id}/wallet"))
+                        .token(&gs)
+                        .json(json!({"currency":"gold","delta":1,"reason":"bounded"}))
+                        .lenient()
+                        .send()
+                        .parts();
+                    assert_eq!(s, 200, "{j}");
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client");
+    }
+    done.store(true, Ordering::Relaxed);
+    watcher.join().expect("watcher");
+    let most = most.load(Ordering::Relaxed);
+    assert!(most >= 1, "the watcher saw the server's connections");
+    assert!(
+        most <= 4,
+        "{most} connections to {db} at once: 2 shards × pool_size 2 allow 4"
+    );
+    let (s, j) = server
+        .http()
+        .call("GET", &format!("/api/v1/players/{id}"))
+        .token(&gs)
+        .lenient()
+        .send()
+        .parts();
+    assert_eq!(s, 200, "{j}");
+    assert_eq!(
+        j["data"]["player"]["gold"],
+        1000 + 400,
+        "every credit applied once"
+    );
+}

@@ -20,7 +20,7 @@
 //! - [`pool`]: [`Pool`], a shard's bounded pool of connections to one
 //!   server, with the retries of stale connections and lost deadlocks.
 //!
-//! The store on top comes later (issue 25).
+//! The store's MySQL backend (`store/mysql.rs`) runs on top of [`Pool`].
 
 pub mod conn;
 pub mod connect;
