@@ -38,26 +38,26 @@ impl<B: Backend> DatabaseStore for SqlStore<B> {
         Box::pin(async move {
             let mut reached = 0;
             self.backend.with_conn(async |c| {
-            let ddl = match c.dialect() {
-                Dialect::Sqlite => "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-                Dialect::Mysql => "CREATE TABLE IF NOT EXISTS schema_migrations (version INT PRIMARY KEY, description VARCHAR(255) NOT NULL, applied_at BIGINT NOT NULL)",
-            };
-            c.exec(ddl, &[]).await.map(|_| ())
-        }).await?;
+                let ddl = match c.dialect() {
+                    Dialect::Sqlite => "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+                    Dialect::Mysql => "CREATE TABLE IF NOT EXISTS schema_migrations (version INT PRIMARY KEY, description VARCHAR(255) NOT NULL, applied_at BIGINT NOT NULL)",
+                };
+                c.exec(ddl, &[]).await.map(|_| ())
+            }).await?;
             for m in self.backend.migrations() {
                 self.write(async |c| {
-                if c.query_one("SELECT version FROM schema_migrations WHERE version = ?", args![m.version as i64]).await?.is_some() {
-                    return Ok(());
-                }
-                for sql in m.statements {
-                    c.exec(sql, &[]).await?;
-                }
-                c.exec(
-                    "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
-                    args![m.version as i64, m.description, crate::clock::now_ms()],
-                ).await
-                .map(|_| ())
-            }).await?;
+                    if c.query_one("SELECT version FROM schema_migrations WHERE version = ?", args![m.version as i64]).await?.is_some() {
+                        return Ok(());
+                    }
+                    for sql in m.statements {
+                        c.exec(sql, &[]).await?;
+                    }
+                    c.exec(
+                        "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                        args![m.version as i64, m.description, crate::clock::now_ms()],
+                    ).await
+                    .map(|_| ())
+                }).await?;
                 reached = m.version;
             }
             Ok(reached)
@@ -118,43 +118,37 @@ impl<B: Backend> DatabaseStore for SqlStore<B> {
     }
 
     fn game_stats(&self) -> StoreFuture<'_, GameStats> {
-        Box::pin(async move {
-            self.read(async |c| {
-                Ok(GameStats {
-                    players: count(c, "SELECT COUNT(*) FROM players", &[]).await?,
-                    active_players: count(
-                        c,
-                        "SELECT COUNT(*) FROM players WHERE status = 'active'",
-                        &[],
-                    )
+        Box::pin(self.read(async move |c| {
+            Ok(GameStats {
+                players: count(c, "SELECT COUNT(*) FROM players", &[]).await?,
+                active_players: count(
+                    c,
+                    "SELECT COUNT(*) FROM players WHERE status = 'active'",
+                    &[],
+                )
+                .await?,
+                orders: count(c, "SELECT COUNT(*) FROM orders", &[]).await?,
+                paid_orders: count(c, "SELECT COUNT(*) FROM orders WHERE status = 'paid'", &[])
                     .await?,
-                    orders: count(c, "SELECT COUNT(*) FROM orders", &[]).await?,
-                    paid_orders: count(c, "SELECT COUNT(*) FROM orders WHERE status = 'paid'", &[])
-                        .await?,
-                    items: count(
-                        c,
-                        "SELECT COUNT(*) FROM item_defs WHERE status = 'active'",
-                        &[],
-                    )
-                    .await?,
-                })
+                items: count(
+                    c,
+                    "SELECT COUNT(*) FROM item_defs WHERE status = 'active'",
+                    &[],
+                )
+                .await?,
             })
-            .await
-        })
+        }))
     }
 
     fn write_heartbeat(&self, now_ms: i64) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            self.write(async |c| {
-                c.exec(
-                    "UPDATE dm_heartbeat SET ts_ms = ? WHERE id = 1",
-                    args![now_ms],
-                )
-                .await
-                .map(|_| ())
-            })
+        Box::pin(self.write(async move |c| {
+            c.exec(
+                "UPDATE dm_heartbeat SET ts_ms = ? WHERE id = 1",
+                args![now_ms],
+            )
             .await
-        })
+            .map(|_| ())
+        }))
     }
 
     fn read_heartbeat(&self) -> StoreFuture<'_, i64> {

@@ -33,48 +33,39 @@ async fn insert_item(c: &mut dyn SqlConn, def: &ItemDef) -> Result<u64, StoreErr
 
 impl<B: Backend> ItemStore for SqlStore<B> {
     fn item_defs(&self, include_deleted: bool) -> StoreFuture<'_, Vec<ItemDef>> {
-        Box::pin(async move {
-            self.read_one(async |c| {
-                let filter = if include_deleted {
-                    ""
-                } else {
-                    " WHERE status = 'active'"
-                };
-                c.query(
-                    &format!("SELECT {ITEM_COLUMNS} FROM item_defs{filter} ORDER BY item_id"),
-                    &[],
-                )
-                .await?
-                .iter()
-                .map(item_from)
-                .collect()
-            })
-            .await
-        })
+        Box::pin(self.read_one(async move |c| {
+            let filter = if include_deleted {
+                ""
+            } else {
+                " WHERE status = 'active'"
+            };
+            c.query(
+                &format!("SELECT {ITEM_COLUMNS} FROM item_defs{filter} ORDER BY item_id"),
+                &[],
+            )
+            .await?
+            .iter()
+            .map(item_from)
+            .collect()
+        }))
     }
 
     fn item_def<'a>(&'a self, item_id: &'a str) -> StoreFuture<'a, Option<ItemDef>> {
-        Box::pin(async move {
-            self.read_one(async |c| load_item(c, item_id, Lock::No).await)
-                .await
-        })
+        Box::pin(self.read_one(async move |c| load_item(c, item_id, Lock::No).await))
     }
 
     fn create_item_def<'a>(&'a self, def: &'a ItemDef) -> StoreFuture<'a, ItemDef> {
-        Box::pin(async move {
-            self.write(async |c| {
-                let r = insert_item(c, def).await;
-                match r {
-                    Err(StoreError::Conflict(_)) => Err(StoreError::Rule(Rule::ItemExists)),
-                    other => other.map(|_| ()),
-                }?;
-                found_or(
-                    load_item(c, &def.item_id, Lock::No).await?,
-                    Rule::ItemNotFound,
-                )
-            })
-            .await
-        })
+        Box::pin(self.write(async move |c| {
+            let r = insert_item(c, def).await;
+            match r {
+                Err(StoreError::Conflict(_)) => Err(StoreError::Rule(Rule::ItemExists)),
+                other => other.map(|_| ()),
+            }?;
+            found_or(
+                load_item(c, &def.item_id, Lock::No).await?,
+                Rule::ItemNotFound,
+            )
+        }))
     }
 
     fn update_item_def<'a>(
@@ -135,19 +126,16 @@ impl<B: Backend> ItemStore for SqlStore<B> {
     }
 
     fn seed_item_defs<'a>(&'a self, defs: &'a [ItemDef]) -> StoreFuture<'a, usize> {
-        Box::pin(async move {
-            self.write(async |c| {
-                let mut added = 0;
-                for def in defs {
-                    if load_item(c, &def.item_id, Lock::No).await?.is_none() {
-                        insert_item(c, def).await?;
-                        added += 1;
-                    }
+        Box::pin(self.write(async move |c| {
+            let mut added = 0;
+            for def in defs {
+                if load_item(c, &def.item_id, Lock::No).await?.is_none() {
+                    insert_item(c, def).await?;
+                    added += 1;
                 }
-                Ok(added)
-            })
-            .await
-        })
+            }
+            Ok(added)
+        }))
     }
 
     fn inventory(
@@ -155,8 +143,7 @@ impl<B: Backend> ItemStore for SqlStore<B> {
         player_id: i64,
         include_deleted: bool,
     ) -> StoreFuture<'_, Vec<InventoryEntry>> {
-        Box::pin(async move {
-            self.read(async |c| {
+        Box::pin(self.read(async move |c| {
             visible_player(c, player_id, include_deleted).await?;
             c.query(
                 "SELECT item_id, quantity, updated_at FROM player_items WHERE player_id = ? AND quantity > 0 ORDER BY item_id",
@@ -174,8 +161,7 @@ impl<B: Backend> ItemStore for SqlStore<B> {
                 })
             })
             .collect()
-        }).await
-        })
+        }))
     }
 
     fn use_item<'a>(
@@ -185,27 +171,24 @@ impl<B: Backend> ItemStore for SqlStore<B> {
         quantity: i64,
         now_ms: i64,
     ) -> StoreFuture<'a, InventoryEntry> {
-        Box::pin(async move {
-            self.write(async |c| {
-                // Shared: uses and grants of one player do not queue on each
-                // other, only a deletion waits for them (or is seen).
-                live_player(c, player_id, Lock::Share).await?;
-                match remove_items(c, player_id, item_id, quantity, now_ms).await {
-                    // A withdrawn item may still be used: inventories keep it.
-                    // Only a known item ever enters an inventory, and catalogue
-                    // entries are never deleted, so the catalogue is asked only
-                    // to tell a missing item (2002) from too few (2001).
-                    Err(StoreError::Rule(Rule::NotEnoughItems))
-                        if load_item(c, item_id, Lock::No).await?.is_none() =>
-                    {
-                        return Err(StoreError::Rule(Rule::ItemNotFound))
-                    }
-                    other => other?,
+        Box::pin(self.write(async move |c| {
+            // Shared: uses and grants of one player do not queue on each
+            // other, only a deletion waits for them (or is seen).
+            live_player(c, player_id, Lock::Share).await?;
+            match remove_items(c, player_id, item_id, quantity, now_ms).await {
+                // A withdrawn item may still be used: inventories keep it.
+                // Only a known item ever enters an inventory, and catalogue
+                // entries are never deleted, so the catalogue is asked only
+                // to tell a missing item (2002) from too few (2001).
+                Err(StoreError::Rule(Rule::NotEnoughItems))
+                    if load_item(c, item_id, Lock::No).await?.is_none() =>
+                {
+                    return Err(StoreError::Rule(Rule::ItemNotFound))
                 }
-                entry(c, player_id, item_id).await
-            })
-            .await
-        })
+                other => other?,
+            }
+            entry(c, player_id, item_id).await
+        }))
     }
 
     fn grant_item<'a>(
@@ -215,15 +198,12 @@ impl<B: Backend> ItemStore for SqlStore<B> {
         quantity: i64,
         now_ms: i64,
     ) -> StoreFuture<'a, InventoryEntry> {
-        Box::pin(async move {
-            self.write(async |c| {
-                live_player(c, player_id, Lock::Share).await?;
-                let def = active_item(c, item_id).await?;
-                add_items(c, player_id, &def, quantity, now_ms).await?;
-                entry(c, player_id, item_id).await
-            })
-            .await
-        })
+        Box::pin(self.write(async move |c| {
+            live_player(c, player_id, Lock::Share).await?;
+            let def = active_item(c, item_id).await?;
+            add_items(c, player_id, &def, quantity, now_ms).await?;
+            entry(c, player_id, item_id).await
+        }))
     }
 
     fn transfer_item<'a>(
@@ -234,38 +214,33 @@ impl<B: Backend> ItemStore for SqlStore<B> {
         quantity: i64,
         now_ms: i64,
     ) -> StoreFuture<'a, (InventoryEntry, InventoryEntry)> {
-        Box::pin(async move {
-            self.write(async |c| {
-                // Lock both players in ascending id order: transfers in opposite
-                // directions then queue instead of deadlocking. Neither may be
-                // deleted.
-                let lock = c.dialect().for_update();
-                let found = c
-                    .query(
-                        &format!(
-                            "SELECT id, status FROM players WHERE id IN (?, ?) ORDER BY id{lock}"
-                        ),
-                        args![from.min(to), from.max(to)],
-                    )
-                    .await?;
-                let mut live = 0;
-                for r in &found {
-                    let status = row_of("players", r, |r| {
-                        r.parsed(1, "a player status", PlayerStatus::parse)
-                    })?;
-                    if status != PlayerStatus::Deleted {
-                        live += 1;
-                    }
+        Box::pin(self.write(async move |c| {
+            // Lock both players in ascending id order: transfers in opposite
+            // directions then queue instead of deadlocking. Neither may be
+            // deleted.
+            let lock = c.dialect().for_update();
+            let found = c
+                .query(
+                    &format!("SELECT id, status FROM players WHERE id IN (?, ?) ORDER BY id{lock}"),
+                    args![from.min(to), from.max(to)],
+                )
+                .await?;
+            let mut live = 0;
+            for r in &found {
+                let status = row_of("players", r, |r| {
+                    r.parsed(1, "a player status", PlayerStatus::parse)
+                })?;
+                if status != PlayerStatus::Deleted {
+                    live += 1;
                 }
-                if live < 2 {
-                    return Err(StoreError::Rule(Rule::PlayerNotFound));
-                }
-                let def = active_item(c, item_id).await?;
-                remove_items(c, from, item_id, quantity, now_ms).await?;
-                add_items(c, to, &def, quantity, now_ms).await?;
-                Ok((entry(c, from, item_id).await?, entry(c, to, item_id).await?))
-            })
-            .await
-        })
+            }
+            if live < 2 {
+                return Err(StoreError::Rule(Rule::PlayerNotFound));
+            }
+            let def = active_item(c, item_id).await?;
+            remove_items(c, from, item_id, quantity, now_ms).await?;
+            add_items(c, to, &def, quantity, now_ms).await?;
+            Ok((entry(c, from, item_id).await?, entry(c, to, item_id).await?))
+        }))
     }
 }

@@ -18,9 +18,8 @@ impl<B: Backend> JobStore for SqlStore<B> {
         holder: &'a str,
         now_ms: i64,
     ) -> StoreFuture<'a, FencedRun> {
-        Box::pin(async move {
-            let name = job.name();
-            self.write(async |c| {
+        let name = job.name();
+        Box::pin(self.write(async move |c| {
             let lock = c.dialect().for_update();
             let fence = c.query_one(
                 &format!("SELECT token, holder, updated_at FROM job_fences WHERE job = ?{lock}"),
@@ -100,7 +99,6 @@ impl<B: Backend> JobStore for SqlStore<B> {
                 ).await?;
             }
             Ok(FencedRun::Ran(affected))
-        }).await
-        })
+        }))
     }
 }

@@ -124,47 +124,47 @@ impl<B: Backend> OrderStore for SqlStore<B> {
             // insert fail; the second attempt then finds that order.
             for _ in 0..2 {
                 let result = self.write(async |c| {
-                // Held until the order is in: a deletion of the player waits,
-                // or is seen (1001) — also by a repeat of an older create.
-                live_player(c, new.player_id, Lock::Share).await?;
-                if let Some(key) = &new.idempotency_key {
-                    let existing = c.query_one(
-                        &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE player_id = ? AND idempotency_key = ?"),
-                        args![new.player_id, key],
-                    ).await?;
-                    if let Some(row) = existing {
-                        let order = order_from(&row)?;
-                        if order.item_id != new.item_id || order.quantity != new.quantity || order.currency != new.currency {
-                            return Err(StoreError::Rule(Rule::IdempotencyMismatch));
+                    // Held until the order is in: a deletion of the player waits,
+                    // or is seen (1001) — also by a repeat of an older create.
+                    live_player(c, new.player_id, Lock::Share).await?;
+                    if let Some(key) = &new.idempotency_key {
+                        let existing = c.query_one(
+                            &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE player_id = ? AND idempotency_key = ?"),
+                            args![new.player_id, key],
+                        ).await?;
+                        if let Some(row) = existing {
+                            let order = order_from(&row)?;
+                            if order.item_id != new.item_id || order.quantity != new.quantity || order.currency != new.currency {
+                                return Err(StoreError::Rule(Rule::IdempotencyMismatch));
+                            }
+                            return Ok((order, false));
                         }
-                        return Ok((order, false));
                     }
-                }
-                let def = active_item(c, &new.item_id).await?;
-                let unit = def.price(new.currency).ok_or(StoreError::Rule(Rule::NotForSale))?;
-                let total = unit.checked_mul(new.quantity).ok_or(StoreError::Rule(Rule::NotEnoughCurrency))?;
-                c.exec(
-                    &format!("INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, 0, '')"),
-                    args![&new.order_id, new.player_id, &new.item_id, new.quantity, unit, total, new.currency.as_str(), new.idempotency_key.clone(), new.now_ms, new.now_ms],
-                ).await?;
-                // The row is what was just inserted.
-                let order = Order {
-                    order_id: new.order_id.clone(),
-                    player_id: new.player_id,
-                    item_id: new.item_id.clone(),
-                    quantity: new.quantity,
-                    unit_price: unit,
-                    total_price: total,
-                    currency: new.currency,
-                    status: OrderStatus::Pending,
-                    idempotency_key: new.idempotency_key.clone(),
-                    created_at: new.now_ms,
-                    updated_at: new.now_ms,
-                    paid_at: 0,
-                    cancel_reason: String::new(),
-                };
-                Ok((order, true))
-            }).await;
+                    let def = active_item(c, &new.item_id).await?;
+                    let unit = def.price(new.currency).ok_or(StoreError::Rule(Rule::NotForSale))?;
+                    let total = unit.checked_mul(new.quantity).ok_or(StoreError::Rule(Rule::NotEnoughCurrency))?;
+                    c.exec(
+                        &format!("INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, 0, '')"),
+                        args![&new.order_id, new.player_id, &new.item_id, new.quantity, unit, total, new.currency.as_str(), new.idempotency_key.clone(), new.now_ms, new.now_ms],
+                    ).await?;
+                    // The row is what was just inserted.
+                    let order = Order {
+                        order_id: new.order_id.clone(),
+                        player_id: new.player_id,
+                        item_id: new.item_id.clone(),
+                        quantity: new.quantity,
+                        unit_price: unit,
+                        total_price: total,
+                        currency: new.currency,
+                        status: OrderStatus::Pending,
+                        idempotency_key: new.idempotency_key.clone(),
+                        created_at: new.now_ms,
+                        updated_at: new.now_ms,
+                        paid_at: 0,
+                        cancel_reason: String::new(),
+                    };
+                    Ok((order, true))
+                }).await;
                 match result {
                     Err(StoreError::Conflict(_)) if new.idempotency_key.is_some() => continue,
                     other => return other,
@@ -175,10 +175,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
     }
 
     fn order<'a>(&'a self, order_id: &'a str) -> StoreFuture<'a, Option<Order>> {
-        Box::pin(async move {
-            self.read_one(async |c| load_order(c, order_id, Lock::No).await)
-                .await
-        })
+        Box::pin(self.read_one(async move |c| load_order(c, order_id, Lock::No).await))
     }
 
     fn orders(
@@ -187,8 +184,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         page: PageRequest,
         include_deleted: bool,
     ) -> StoreFuture<'_, Page<Order>> {
-        Box::pin(async move {
-            self.read(async |c| {
+        Box::pin(self.read(async move |c| {
             if let Some(p) = player_id {
                 visible_player(c, p, include_deleted).await?;
             }
@@ -206,37 +202,33 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                 .map(order_from)
                 .collect::<Result<_, _>>()?;
             Ok(Page { items, total })
-        }).await
-        })
+        }))
     }
 
     fn pay_order<'a>(&'a self, order_id: &'a str, now_ms: i64) -> StoreFuture<'a, (Order, bool)> {
-        Box::pin(async move {
-            self.write(async |c| {
-                let order =
-                    match lock_for(c, order_id, OrderStatus::Pending, OrderStatus::Paid).await? {
-                        Transition::Done(order) => return Ok((order, false)),
-                        Transition::Go(order) => order,
-                    };
-                // In the global lock order (orders, players, item_defs, items);
-                // any refusal rolls back and leaves the order pending.
-                let buyer = live_player(c, order.player_id, Lock::Update).await?;
-                let def = active_item(c, &order.item_id).await?;
-                let payment = BalanceChange {
-                    currency: order.currency,
-                    delta: -order.total_price,
-                    reason: "order_pay",
-                    reference: order_id,
-                    now_ms,
-                };
-                change_balance(c, Account::Locked(&buyer), &payment).await?;
-                add_items(c, order.player_id, &def, order.quantity, now_ms).await?;
-                finish(c, order, OrderStatus::Pending, OrderStatus::Paid, now_ms)
-                    .await
-                    .map(|o| (o, true))
-            })
-            .await
-        })
+        Box::pin(self.write(async move |c| {
+            let order = match lock_for(c, order_id, OrderStatus::Pending, OrderStatus::Paid).await?
+            {
+                Transition::Done(order) => return Ok((order, false)),
+                Transition::Go(order) => order,
+            };
+            // In the global lock order (orders, players, item_defs, items);
+            // any refusal rolls back and leaves the order pending.
+            let buyer = live_player(c, order.player_id, Lock::Update).await?;
+            let def = active_item(c, &order.item_id).await?;
+            let payment = BalanceChange {
+                currency: order.currency,
+                delta: -order.total_price,
+                reason: "order_pay",
+                reference: order_id,
+                now_ms,
+            };
+            change_balance(c, Account::Locked(&buyer), &payment).await?;
+            add_items(c, order.player_id, &def, order.quantity, now_ms).await?;
+            finish(c, order, OrderStatus::Pending, OrderStatus::Paid, now_ms)
+                .await
+                .map(|o| (o, true))
+        }))
     }
 
     fn cancel_order<'a>(
@@ -244,23 +236,20 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         order_id: &'a str,
         now_ms: i64,
     ) -> StoreFuture<'a, (Order, bool)> {
-        Box::pin(async move {
-            self.write(async |c| {
-                match lock_for(c, order_id, OrderStatus::Pending, OrderStatus::Cancelled).await? {
-                    Transition::Done(order) => Ok((order, false)),
-                    Transition::Go(order) => finish(
-                        c,
-                        order,
-                        OrderStatus::Pending,
-                        OrderStatus::Cancelled,
-                        now_ms,
-                    )
-                    .await
-                    .map(|o| (o, true)),
-                }
-            })
-            .await
-        })
+        Box::pin(self.write(async move |c| {
+            match lock_for(c, order_id, OrderStatus::Pending, OrderStatus::Cancelled).await? {
+                Transition::Done(order) => Ok((order, false)),
+                Transition::Go(order) => finish(
+                    c,
+                    order,
+                    OrderStatus::Pending,
+                    OrderStatus::Cancelled,
+                    now_ms,
+                )
+                .await
+                .map(|o| (o, true)),
+            }
+        }))
     }
 
     fn refund_order<'a>(
@@ -268,31 +257,28 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         order_id: &'a str,
         now_ms: i64,
     ) -> StoreFuture<'a, (Order, bool)> {
-        Box::pin(async move {
-            self.write(async |c| {
-                let order =
-                    match lock_for(c, order_id, OrderStatus::Paid, OrderStatus::Refunded).await? {
-                        Transition::Done(order) => return Ok((order, false)),
-                        Transition::Go(order) => order,
-                    };
-                let refund = BalanceChange {
-                    currency: order.currency,
-                    delta: order.total_price,
-                    reason: "order_refund",
-                    reference: order_id,
-                    now_ms,
+        Box::pin(self.write(async move |c| {
+            let order =
+                match lock_for(c, order_id, OrderStatus::Paid, OrderStatus::Refunded).await? {
+                    Transition::Done(order) => return Ok((order, false)),
+                    Transition::Go(order) => order,
                 };
-                change_balance(c, Account::Id(order.player_id), &refund).await?;
-                let held = entry(c, order.player_id, &order.item_id).await?.quantity;
-                let take_back = held.min(order.quantity);
-                if take_back > 0 {
-                    remove_items(c, order.player_id, &order.item_id, take_back, now_ms).await?;
-                }
-                finish(c, order, OrderStatus::Paid, OrderStatus::Refunded, now_ms)
-                    .await
-                    .map(|o| (o, true))
-            })
-            .await
-        })
+            let refund = BalanceChange {
+                currency: order.currency,
+                delta: order.total_price,
+                reason: "order_refund",
+                reference: order_id,
+                now_ms,
+            };
+            change_balance(c, Account::Id(order.player_id), &refund).await?;
+            let held = entry(c, order.player_id, &order.item_id).await?.quantity;
+            let take_back = held.min(order.quantity);
+            if take_back > 0 {
+                remove_items(c, order.player_id, &order.item_id, take_back, now_ms).await?;
+            }
+            finish(c, order, OrderStatus::Paid, OrderStatus::Refunded, now_ms)
+                .await
+                .map(|o| (o, true))
+        }))
     }
 }

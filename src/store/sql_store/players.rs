@@ -21,9 +21,8 @@ async fn must_player(c: &mut dyn SqlConn, id: i64) -> Result<Player, StoreError>
 
 impl<B: Backend> PlayerStore for SqlStore<B> {
     fn create_player<'a>(&'a self, new: &'a NewPlayer) -> StoreFuture<'a, Player> {
-        Box::pin(async move {
-            self.write(async |c| {
-                let inserted = c.exec(
+        Box::pin(self.write(async move |c| {
+            let inserted = c.exec(
                 "INSERT INTO players (username, password_hash, email, nickname, gold, diamonds, \
                  created_at, updated_at) VALUES (?, ?, ?, ?, 0, 0, ?, ?)",
                 args![
@@ -35,81 +34,68 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
                     new.now_ms
                 ],
             ).await;
-                match inserted {
-                    Err(StoreError::Conflict(_)) => {
-                        return Err(StoreError::Rule(Rule::UsernameTaken))
-                    }
-                    other => other?,
-                };
-                let id = c.last_insert_id()?;
-                for (currency, amount) in [
-                    (Currency::Gold, new.signup_gold),
-                    (Currency::Diamonds, new.signup_diamonds),
-                ] {
-                    if amount == 0 {
-                        continue;
-                    }
-                    let signup = BalanceChange {
-                        currency,
-                        delta: amount,
-                        reason: "signup",
-                        reference: "signup_grant",
-                        now_ms: new.now_ms,
-                    };
-                    change_balance(c, Account::Id(id), &signup).await?;
+            match inserted {
+                Err(StoreError::Conflict(_)) => return Err(StoreError::Rule(Rule::UsernameTaken)),
+                other => other?,
+            };
+            let id = c.last_insert_id()?;
+            for (currency, amount) in [
+                (Currency::Gold, new.signup_gold),
+                (Currency::Diamonds, new.signup_diamonds),
+            ] {
+                if amount == 0 {
+                    continue;
                 }
-                // The signup grants are part of creation, not updates.
-                c.exec("UPDATE players SET version = 1 WHERE id = ?", args![id])
-                    .await?;
-                must_player(c, id).await
-            })
-            .await
-        })
+                let signup = BalanceChange {
+                    currency,
+                    delta: amount,
+                    reason: "signup",
+                    reference: "signup_grant",
+                    now_ms: new.now_ms,
+                };
+                change_balance(c, Account::Id(id), &signup).await?;
+            }
+            // The signup grants are part of creation, not updates.
+            c.exec("UPDATE players SET version = 1 WHERE id = ?", args![id])
+                .await?;
+            must_player(c, id).await
+        }))
     }
 
     fn player(&self, id: i64) -> StoreFuture<'_, Option<Player>> {
-        Box::pin(async move {
-            self.read_one(async |c| load_player(c, id, Lock::No).await)
-                .await
-        })
+        Box::pin(self.read_one(async move |c| load_player(c, id, Lock::No).await))
     }
 
     fn credentials<'a>(&'a self, username: &'a str) -> StoreFuture<'a, Option<PlayerCredentials>> {
-        Box::pin(async move {
-            self.read_one(async |c| {
-                let Some(row) = c
-                    .query_one(
-                        "SELECT id, password_hash, status FROM players WHERE username = ?",
-                        args![username],
-                    )
-                    .await?
-                else {
-                    return Ok(None);
-                };
-                row_of("players", &row, |r| {
-                    Ok(Some(PlayerCredentials {
-                        id: r.int(0)?,
-                        password_hash: r.text(1)?,
-                        status: r.parsed(2, "a player status", PlayerStatus::parse)?,
-                    }))
-                })
+        Box::pin(self.read_one(async move |c| {
+            let Some(row) = c
+                .query_one(
+                    "SELECT id, password_hash, status FROM players WHERE username = ?",
+                    args![username],
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            row_of("players", &row, |r| {
+                Ok(Some(PlayerCredentials {
+                    id: r.int(0)?,
+                    password_hash: r.text(1)?,
+                    status: r.parsed(2, "a player status", PlayerStatus::parse)?,
+                }))
             })
-            .await
-        })
+        }))
     }
 
     fn record_login(&self, id: i64, now_ms: i64) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            self.write(async |c| {
-                c.exec(
-                    "UPDATE players SET last_login_at = ? WHERE id = ?",
-                    args![now_ms, id],
-                )
-                .await
-                .map(|_| ())
-            })
+        Box::pin(self.write(async move |c| {
+            c.exec(
+                "UPDATE players SET last_login_at = ? WHERE id = ?",
+                args![now_ms, id],
+            )
             .await
-        })
+            .map(|_| ())
+        }))
     }
 
     fn update_player<'a>(
@@ -119,51 +105,48 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
         expected_version: Option<i64>,
         now_ms: i64,
     ) -> StoreFuture<'a, Player> {
-        Box::pin(async move {
-            self.write(async |c| {
-                let mut sets = vec![
-                    "version = version + 1".to_string(),
-                    "updated_at = ?".to_string(),
-                ];
-                let mut params: Vec<SqlValue> = vec![now_ms.into()];
-                let text_fields = [
-                    ("nickname", &patch.nickname),
-                    ("avatar", &patch.avatar),
-                    ("email", &patch.email),
-                ];
-                for (col, v) in text_fields {
-                    if let Some(v) = v {
-                        sets.push(format!("{col} = ?"));
-                        params.push(v.into());
-                    }
-                }
-                for (col, v) in [("level", patch.level), ("exp", patch.exp)] {
-                    if let Some(v) = v {
-                        sets.push(format!("{col} = ?"));
-                        params.push(v.into());
-                    }
-                }
-                if let Some(s) = patch.status {
-                    sets.push("status = ?".to_string());
-                    params.push(s.as_str().into());
-                }
-                let mut sql = format!(
-                    "UPDATE players SET {} WHERE id = ? AND status <> 'deleted'",
-                    sets.join(", ")
-                );
-                params.push(id.into());
-                if let Some(v) = expected_version {
-                    sql.push_str(" AND version = ?");
+        Box::pin(self.write(async move |c| {
+            let mut sets = vec![
+                "version = version + 1".to_string(),
+                "updated_at = ?".to_string(),
+            ];
+            let mut params: Vec<SqlValue> = vec![now_ms.into()];
+            let text_fields = [
+                ("nickname", &patch.nickname),
+                ("avatar", &patch.avatar),
+                ("email", &patch.email),
+            ];
+            for (col, v) in text_fields {
+                if let Some(v) = v {
+                    sets.push(format!("{col} = ?"));
                     params.push(v.into());
                 }
-                if c.exec(&sql, &params).await? == 0 {
-                    live_player(c, id, Lock::No).await?;
-                    return Err(StoreError::Rule(Rule::VersionConflict));
+            }
+            for (col, v) in [("level", patch.level), ("exp", patch.exp)] {
+                if let Some(v) = v {
+                    sets.push(format!("{col} = ?"));
+                    params.push(v.into());
                 }
-                must_player(c, id).await
-            })
-            .await
-        })
+            }
+            if let Some(s) = patch.status {
+                sets.push("status = ?".to_string());
+                params.push(s.as_str().into());
+            }
+            let mut sql = format!(
+                "UPDATE players SET {} WHERE id = ? AND status <> 'deleted'",
+                sets.join(", ")
+            );
+            params.push(id.into());
+            if let Some(v) = expected_version {
+                sql.push_str(" AND version = ?");
+                params.push(v.into());
+            }
+            if c.exec(&sql, &params).await? == 0 {
+                live_player(c, id, Lock::No).await?;
+                return Err(StoreError::Rule(Rule::VersionConflict));
+            }
+            must_player(c, id).await
+        }))
     }
 
     fn adjust_balance<'a>(
@@ -175,20 +158,17 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
         reference: &'a str,
         now_ms: i64,
     ) -> StoreFuture<'a, Player> {
-        Box::pin(async move {
-            self.write(async |c| {
-                let change = BalanceChange {
-                    currency,
-                    delta,
-                    reason,
-                    reference,
-                    now_ms,
-                };
-                change_balance(c, Account::Id(id), &change).await?;
-                must_player(c, id).await
-            })
-            .await
-        })
+        Box::pin(self.write(async move |c| {
+            let change = BalanceChange {
+                currency,
+                delta,
+                reason,
+                reference,
+                now_ms,
+            };
+            change_balance(c, Account::Id(id), &change).await?;
+            must_player(c, id).await
+        }))
     }
 
     fn ledger(
@@ -197,8 +177,7 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
         page: PageRequest,
         include_deleted: bool,
     ) -> StoreFuture<'_, Page<LedgerEntry>> {
-        Box::pin(async move {
-            self.read(async |c| {
+        Box::pin(self.read(async move |c| {
             visible_player(c, id, include_deleted).await?;
             let total = count(c, "SELECT COUNT(*) FROM ledger WHERE player_id = ?", args![id]).await?;
             let items = c
@@ -224,13 +203,11 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
                 })
                 .collect::<Result<_, _>>()?;
             Ok(Page { items, total })
-        }).await
-        })
+        }))
     }
 
     fn apply_progress(&self, id: i64, progress: Progress, now_ms: i64) -> StoreFuture<'_, Player> {
-        Box::pin(async move {
-            self.write(async |c| {
+        Box::pin(self.write(async move |c| {
             let p = live_player(c, id, Lock::Update).await?;
             match progress {
                 Progress::AddExp {
@@ -271,7 +248,6 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
                 }
             }
             must_player(c, id).await
-        }).await
-        })
+        }))
     }
 }

@@ -16,15 +16,13 @@ impl<B: Backend> SessionStore for SqlStore<B> {
         now_ms: i64,
         expires_at_ms: i64,
     ) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            self.write(async |c| {
+        Box::pin(self.write(async move |c| {
             c.exec(
                 "INSERT INTO sessions (session_id, player_id, refresh_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
                 args![session_id, player_id, refresh_hash, now_ms, expires_at_ms],
             ).await
             .map(|_| ())
-        }).await
-        })
+        }))
     }
 
     fn rotate_refresh<'a>(
@@ -35,8 +33,7 @@ impl<B: Backend> SessionStore for SqlStore<B> {
         now_ms: i64,
         expires_at_ms: i64,
     ) -> StoreFuture<'a, RefreshOutcome> {
-        Box::pin(async move {
-            self.write(async |c| {
+        Box::pin(self.write(async move |c| {
             let lock = c.dialect().for_update();
             let Some(row) = c.query_one(
                 &format!("SELECT player_id, refresh_hash, revoked, expires_at FROM sessions WHERE session_id = ?{lock}"),
@@ -70,24 +67,20 @@ impl<B: Backend> SessionStore for SqlStore<B> {
                 return Ok(RefreshOutcome::Reused);
             }
             Ok(RefreshOutcome::Invalid)
-        }).await
-        })
+        }))
     }
 
     fn revoke_session<'a>(&'a self, session_id: &'a str, now_ms: i64) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            self.write(async |c| {
+        Box::pin(self.write(async move |c| {
             Ok(c.exec(
                 "UPDATE sessions SET revoked = 1, revoked_at = ? WHERE session_id = ? AND revoked = 0",
                 args![now_ms, session_id],
             ).await? > 0)
-        }).await
-        })
+        }))
     }
 
     fn revoke_player_sessions(&self, player_id: i64, now_ms: i64) -> StoreFuture<'_, Vec<String>> {
-        Box::pin(async move {
-            self.write(async |c| {
+        Box::pin(self.write(async move |c| {
             let ids: Vec<String> = c
                 .query(
                     "SELECT session_id FROM sessions WHERE player_id = ? AND revoked = 0 AND expires_at > ?",
@@ -101,49 +94,42 @@ impl<B: Backend> SessionStore for SqlStore<B> {
                 args![now_ms, player_id],
             ).await?;
             Ok(ids)
-        }).await
-        })
+        }))
     }
 
     fn revoke_token<'a>(&'a self, session_id: &'a str, now_ms: i64) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            self.write(async |c| {
-                match c
-                    .exec(
-                        "INSERT INTO revoked_tokens (session_id, revoked_at) VALUES (?, ?)",
-                        args![session_id, now_ms],
-                    )
-                    .await
-                {
-                    Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
-                    Err(e) => Err(e),
-                }
-            })
-            .await
-        })
+        Box::pin(self.write(async move |c| {
+            match c
+                .exec(
+                    "INSERT INTO revoked_tokens (session_id, revoked_at) VALUES (?, ?)",
+                    args![session_id, now_ms],
+                )
+                .await
+            {
+                Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }))
     }
 
     fn revoked_sessions_since(&self, since_ms: i64) -> StoreFuture<'_, Vec<String>> {
-        Box::pin(async move {
-            self.read(async |c| {
-                let mut ids = Vec::new();
-                for (table, sql) in [
-                    (
-                        "sessions",
-                        "SELECT session_id FROM sessions WHERE revoked = 1 AND revoked_at >= ?",
-                    ),
-                    (
-                        "revoked_tokens",
-                        "SELECT session_id FROM revoked_tokens WHERE revoked_at >= ?",
-                    ),
-                ] {
-                    for r in c.query(sql, args![since_ms]).await? {
-                        ids.push(row_of(table, &r, |r| r.text(0))?);
-                    }
+        Box::pin(self.read(async move |c| {
+            let mut ids = Vec::new();
+            for (table, sql) in [
+                (
+                    "sessions",
+                    "SELECT session_id FROM sessions WHERE revoked = 1 AND revoked_at >= ?",
+                ),
+                (
+                    "revoked_tokens",
+                    "SELECT session_id FROM revoked_tokens WHERE revoked_at >= ?",
+                ),
+            ] {
+                for r in c.query(sql, args![since_ms]).await? {
+                    ids.push(row_of(table, &r, |r| r.text(0))?);
                 }
-                Ok(ids)
-            })
-            .await
-        })
+            }
+            Ok(ids)
+        }))
     }
 }
