@@ -100,6 +100,51 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "gauge",
         "Measured replica lag (huge until first measured).",
     ),
+    (
+        "dm_db_pool_size",
+        "gauge",
+        "Bound on a shard's MySQL connections to one database (games.<id>.pool_size), by game and database (primary or replica).",
+    ),
+    (
+        "dm_db_pool_connections",
+        "gauge",
+        "A shard's MySQL connections to one database now, by state: open (idle, lent or being opened) or idle.",
+    ),
+    (
+        "dm_db_pool_waiting",
+        "gauge",
+        "Requests waiting for a free MySQL connection now.",
+    ),
+    (
+        "dm_db_pool_opened_total",
+        "counter",
+        "MySQL connections opened.",
+    ),
+    (
+        "dm_db_pool_dropped_total",
+        "counter",
+        "MySQL connections closed instead of reused: broken, timed out, or left in a transaction.",
+    ),
+    (
+        "dm_db_pool_busy_total",
+        "counter",
+        "Requests that found every MySQL connection busy for the whole wait (answered 503).",
+    ),
+    (
+        "dm_db_pool_stale_retries_total",
+        "counter",
+        "Calls run again on a fresh connection after an idle one had gone stale (nothing was applied).",
+    ),
+    (
+        "dm_db_pool_lock_retries_total",
+        "counter",
+        "Transactions run again after losing a deadlock or a lock wait.",
+    ),
+    (
+        "dm_db_pool_kills_total",
+        "counter",
+        "KILL QUERY sent after a statement passed its timeout.",
+    ),
 ];
 
 /// Upper bounds in seconds of the latency buckets (`+Inf` follows): from a

@@ -587,6 +587,24 @@ fn pooled_connections_the_database_closed_are_replaced_without_an_error() {
         assert_eq!(s, 200, "round {round}: a read after the kill: {j}");
         assert_eq!(j["data"]["player"]["gold"], 1000 + 11 * round, "{j}");
     }
+    // The pool counted the stale connections it replaced, and says so.
+    let metrics = server.http().request("GET", "/metrics", &[], b"").text();
+    let stale: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("dm_db_pool_stale_retries_total{")
+                && l.contains("game=\"game1\",database=\"primary\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        stale >= 3.0,
+        "one stale retry per round at least: {stale}\n{metrics}"
+    );
+    assert!(
+        metrics.contains("dm_db_pool_size{shard=\"0\",game=\"game1\",database=\"primary\"} 4"),
+        "the default pool_size, 4: {metrics}"
+    );
 }
 
 /// Threads of the server process now.

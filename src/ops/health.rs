@@ -421,6 +421,28 @@ impl Operations {
             });
         }
         for game in self.services.games() {
+            for (database, p) in game.store.pool_reports() {
+                let pool = format!(",game=\"{}\",database=\"{database}\"", game.id);
+                let figures: [(&'static str, &str, u64); 10] = [
+                    ("dm_db_pool_size", "", p.size as u64),
+                    ("dm_db_pool_connections", ",state=\"open\"", p.open as u64),
+                    ("dm_db_pool_connections", ",state=\"idle\"", p.idle as u64),
+                    ("dm_db_pool_waiting", "", p.waiting as u64),
+                    ("dm_db_pool_opened_total", "", p.opened_total),
+                    ("dm_db_pool_dropped_total", "", p.dropped_broken_total),
+                    ("dm_db_pool_busy_total", "", p.busy_total),
+                    ("dm_db_pool_stale_retries_total", "", p.stale_retries_total),
+                    ("dm_db_pool_lock_retries_total", "", p.lock_retries_total),
+                    ("dm_db_pool_kills_total", "", p.kills_total),
+                ];
+                for (name, extra, value) in figures {
+                    out.push(Sample {
+                        name,
+                        labels: l(&format!("{pool}{extra}")),
+                        value: value as f64,
+                    });
+                }
+            }
             for r in game.store.replica_reports() {
                 let replica = format!(",game=\"{}\",replica=\"{}\"", game.id, r.name);
                 out.push(Sample {

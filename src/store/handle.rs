@@ -233,6 +233,21 @@ impl StoreHandle {
             .collect()
     }
 
+    /// This shard's connection pools to the primary (`"primary"`) and each
+    /// replica (by name), for the backends that keep pools of their own.
+    pub fn pool_reports(&self) -> Vec<(String, crate::mysql::PoolFigures)> {
+        let primary = std::iter::once(("primary".to_string(), &self.inner.primary));
+        let replicas = self
+            .inner
+            .replicas
+            .iter()
+            .map(|r| (r.name.clone(), &r.store));
+        primary
+            .chain(replicas)
+            .filter_map(|(name, db)| Some((name, db.store().pool_figures()?)))
+            .collect()
+    }
+
     /// Reads this shard sent to the primary through [`StoreHandle::read`].
     pub fn primary_reads(&self) -> u64 {
         self.inner.primary_reads.get()
@@ -285,6 +300,15 @@ impl StoreHandle {
 }
 
 impl Database {
+    /// The store itself, for its synchronous figures (never for a call:
+    /// use [`Database::call`]).
+    fn store(&self) -> &dyn Store {
+        match self {
+            Database::OnShard(store) => store.as_ref(),
+            Database::Blocking(store) => store.as_ref(),
+        }
+    }
+
     /// Runs `op` on this store where its calls belong: on the shard for
     /// MySQL; for SQLite, whole on one of the shard's blocking threads,
     /// which polls it to the end (its statements never suspend), so the

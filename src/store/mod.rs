@@ -298,6 +298,9 @@ pub trait DatabaseStore {
     fn write_heartbeat(&self, now_ms: i64) -> StoreFuture<'_, ()>;
     /// Reads the replication heartbeat (on a replica: how far it has come).
     fn read_heartbeat(&self) -> StoreFuture<'_, i64>;
+    /// This shard's connection pool to the database, when the backend keeps
+    /// one of its own (MySQL), for `/metrics`.
+    fn pool_figures(&self) -> Option<crate::mysql::PoolFigures>;
 }
 
 /// The answer of a store call or of a statement, still to come. Boxed so

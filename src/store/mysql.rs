@@ -46,11 +46,6 @@ impl MysqlBackend {
             durability,
         })
     }
-
-    /// The pool's figures now (connections open, idle, waits, retries).
-    pub fn figures(&self) -> PoolFigures {
-        self.pool.figures()
-    }
 }
 
 impl From<PoolError> for StoreError {
@@ -251,5 +246,9 @@ impl Backend for MysqlBackend {
 
     fn migrations(&self) -> &'static [Migration] {
         MYSQL
+    }
+
+    fn pool_figures(&self) -> Option<PoolFigures> {
+        Some(self.pool.figures())
     }
 }

@@ -256,6 +256,11 @@ pub trait Backend: 'static {
     ) -> Result<R, StoreError>;
     /// The migrations in this backend's dialect.
     fn migrations(&self) -> &'static [super::migrations::Migration];
+    /// The figures of this backend's connection pool on the shard, when it
+    /// keeps one of its own (MySQL); `None` for SQLite.
+    fn pool_figures(&self) -> Option<crate::mysql::PoolFigures> {
+        None
+    }
 }
 
 #[cfg(test)]

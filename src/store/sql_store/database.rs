@@ -168,6 +168,10 @@ impl<B: Backend> DatabaseStore for SqlStore<B> {
                 .await
         })
     }
+
+    fn pool_figures(&self) -> Option<crate::mysql::PoolFigures> {
+        self.backend.pool_figures()
+    }
 }
 
 #[cfg(test)]
