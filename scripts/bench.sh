@@ -61,8 +61,10 @@ nginx -c "$WORK/nginx.conf"
 
 # BACKEND=mysql: the game on MariaDB primary + replica and Redis from
 # scripts/backends.sh (durable commits), in a database of its own; the table
-# then gains the database-direct line (dm-bench --scenario sql-direct).
+# then gains the database-direct line (dm-bench --scenario sql-direct) and
+# mixed in open loop at half its rate.
 SQL_DIRECT=""
+NODE_MIXED_OPEN=""
 if [ "$BACKEND" = mysql ]; then
   bash scripts/backends.sh start >&2
   read -r PRIMARY_URL REPLICA_URL < <(bash scripts/backends.sh database dm_bench)
@@ -89,7 +91,7 @@ bench() { # args... -> JSON (against the server: its spending per request too)
 }
 field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
-echo "running (about $([ "$BACKEND" = mysql ] && echo 13 || echo 12) runs of ${DURATION}s)..." >&2
+echo "running (about $([ "$BACKEND" = mysql ] && echo 14 || echo 12) runs of ${DURATION}s)..." >&2
 read -r NG_WRK NG_WRK_P50 NG_WRK_P99 NG_WRK_ERR < <(wrk_qps 2 "http://$NGINX/health")
 read -r NODE_WRK NODE_WRK_P50 NODE_WRK_P99 NODE_WRK_ERR < <(wrk_qps 2 "http://$HTTP/health")
 # The cached player read with wrk too (one seeded player, a game-server token).
@@ -110,6 +112,10 @@ if [ "$BACKEND" = mysql ]; then
   # Not through the server: no --server-pid.
   SQL_DIRECT=$("$BENCH" --http "$HTTP" --duration "$DURATION" --warmup "$WARMUP" --json \
     --scenario sql-direct -c "$CONNS" --mysql "$PRIMARY_URL")
+  # mixed offered a fixed load (half what the database alone did), so that
+  # its p99 compares with another commit's at the same offered load.
+  HALF_DIRECT=$(echo "$SQL_DIRECT" | field "max(1, int(d['qps']/2))")
+  NODE_MIXED_OPEN=$(bench --scenario mixed -c "$CONNS" --rate "$HALF_DIRECT" --label mixed-open-half-direct)
 fi
 HALF=$(echo "$NODE_PLAYER" | field "int(d['qps']/2)")
 NODE_OPEN=$(bench --scenario player -c "$CONNS" --rate "$HALF" --label "player-open-half")
@@ -128,7 +134,7 @@ DATE=$(date -u +%Y-%m-%dT%H:%MZ)
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 # The dm-bench rows (all but nginx-static and sql-direct against the server).
 ROWS=("$NG_BENCH" "$NODE_HEALTH" "$NODE_PLAYER" "$NODE_TCP_PLAYER" "$NODE_PING" "$NODE_MIXED")
-[ -n "$SQL_DIRECT" ] && ROWS+=("$SQL_DIRECT")
+[ -n "$SQL_DIRECT" ] && ROWS+=("$SQL_DIRECT" "$NODE_MIXED_OPEN")
 ROWS+=("$NODE_OPEN" "$NODE_LOGIN")
 {
   echo "## $DATE — commit $COMMIT, $CORES cores, $(uname -r)"
