@@ -9,6 +9,10 @@
 # (default 10) plus warm-up. Every dm-bench row against the server also says
 # what the server process itself spent per request (CPU µs, context
 # switches: dm-bench --server-pid).
+#   SERVER_BIN=PATH   run that server binary instead of this tree's
+#                     target/release/datamiddleware (dm-bench is still built
+#                     from this tree): two commits A/B in one session;
+#                     SERVER_LABEL=... names it (e.g. its commit) in the header.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -31,7 +35,16 @@ if [ "$BACKEND" != sqlite ] && [ "$BACKEND" != mysql ]; then
 fi
 
 cargo build --release --bins >&2
-BIN=$(realpath target/release/datamiddleware)
+# SERVER_BIN: another build of the server (dm-bench stays this tree's).
+if [ -n "${SERVER_BIN:-}" ]; then
+  if [ ! -f "$SERVER_BIN" ] || [ ! -x "$SERVER_BIN" ]; then
+    echo "SERVER_BIN=$SERVER_BIN is not an executable file" >&2
+    exit 2
+  fi
+  BIN=$(realpath "$SERVER_BIN")
+else
+  BIN=$(realpath target/release/datamiddleware)
+fi
 require_free_port "$HTTP" "$TCP" "$NGINX"
 BENCH=target/release/dm-bench
 
@@ -132,17 +145,25 @@ IDLE_OK=$(field "d['ok']" <"$WORK/idle.json")
 CORES=$(nproc)
 DATE=$(date -u +%Y-%m-%dT%H:%MZ)
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "${SERVER_BIN:-}" ]; then
+  WHAT="server ${SERVER_LABEL:-(no SERVER_LABEL given)} (\`$SERVER_BIN\`), dm-bench from commit $COMMIT"
+  ENV_ARGS="SERVER_BIN=$(printf %q "$SERVER_BIN")${SERVER_LABEL:+ SERVER_LABEL=$(printf %q "$SERVER_LABEL")} "
+else
+  WHAT="commit $COMMIT"
+  ENV_ARGS=""
+fi
+WHERE="load generator on the same $CORES cores"
 # The dm-bench rows (all but nginx-static and sql-direct against the server).
 ROWS=("$NG_BENCH" "$NODE_HEALTH" "$NODE_PLAYER" "$NODE_TCP_PLAYER" "$NODE_PING" "$NODE_MIXED")
 [ -n "$SQL_DIRECT" ] && ROWS+=("$SQL_DIRECT" "$NODE_MIXED_OPEN")
 ROWS+=("$NODE_OPEN" "$NODE_LOGIN")
 {
-  echo "## $DATE — commit $COMMIT, $CORES cores, $(uname -r)"
+  echo "## $DATE — $WHAT, $CORES cores, $(uname -r)"
   echo
   if [ "$BACKEND" = mysql ]; then
-    echo "Command: \`BACKEND=mysql DURATION=$DURATION CONNS=$CONNS scripts/bench.sh\` (server: the embedded default with game1 on MariaDB primary + replica and Redis from scripts/backends.sh, durable commits, blocking_threads = pool_size = 8; everything on loopback, load generator on the same $CORES cores)."
+    echo "Command: \`${ENV_ARGS}BACKEND=mysql DURATION=$DURATION CONNS=$CONNS scripts/bench.sh\` (server: the embedded default with game1 on MariaDB primary + replica and Redis from scripts/backends.sh, durable commits, blocking_threads = pool_size = 8; everything on loopback, $WHERE)."
   else
-    echo "Command: \`DURATION=$DURATION CONNS=$CONNS scripts/bench.sh\` (server: embedded default, SQLite, no Redis; everything on loopback, load generator on the same $CORES cores)."
+    echo "Command: \`${ENV_ARGS}DURATION=$DURATION CONNS=$CONNS scripts/bench.sh\` (server: embedded default, SQLite, no Redis; everything on loopback, $WHERE)."
   fi
   echo
   echo "| what | tool | QPS | p50 ms | p99 ms | errors | ratio | server CPU µs/req | ctx sw/req |"
