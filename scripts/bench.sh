@@ -13,6 +13,9 @@
 #                     target/release/datamiddleware (dm-bench is still built
 #                     from this tree): two commits A/B in one session;
 #                     SERVER_LABEL=... names it (e.g. its commit) in the header.
+#   BENCH_PIN=1       (BACKEND=mysql) the server on CPU 0, MariaDB, Redis and
+#                     the load generators on CPU 1; MariaDB's and Redis's
+#                     previous CPU masks are restored at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -27,12 +30,29 @@ TCP=127.0.0.1:19480
 NGINX=127.0.0.1:18490
 WORK=$(mktemp -d /tmp/dm-bench.XXXXXX)
 ulimit -n 65536 2>/dev/null || true
+CORES=$(nproc) # before BENCH_PIN pins this shell
 
 BACKEND="${BACKEND:-sqlite}"
 if [ "$BACKEND" != sqlite ] && [ "$BACKEND" != mysql ]; then
   echo "BACKEND must be sqlite (the embedded default) or mysql" >&2
   exit 2
 fi
+# BENCH_PIN=1: the server (and nginx, its baseline) on CPU 0, everything
+# else (MariaDB, Redis, wrk, dm-bench) on CPU 1.
+PIN=""
+if [ "${BENCH_PIN:-0}" = 1 ]; then
+  if [ "$BACKEND" != mysql ]; then
+    echo "BENCH_PIN=1 needs BACKEND=mysql" >&2
+    exit 2
+  fi
+  if [ "$CORES" -ge 2 ] && taskset -c 0 true 2>/dev/null && taskset -c 1 true 2>/dev/null; then
+    PIN=1
+  else
+    echo "BENCH_PIN=1 skipped: pinning needs CPUs 0 and 1, this box lets us use $CORES CPU(s) ($(taskset -pc $$ 2>/dev/null | awk '{print $NF}')); running unpinned" >&2
+  fi
+fi
+ON_SERVER_CPU=()
+[ -n "$PIN" ] && ON_SERVER_CPU=(taskset -c 0)
 
 cargo build --release --bins >&2
 # SERVER_BIN: another build of the server (dm-bench stays this tree's).
@@ -48,9 +68,15 @@ fi
 require_free_port "$HTTP" "$TCP" "$NGINX"
 BENCH=target/release/dm-bench
 
+# BENCH_PIN: "pid mask" of every backend process pinned, to put back at exit.
+PINNED=()
 cleanup() {
   [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null || true
   [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  local entry
+  for entry in ${PINNED[@]+"${PINNED[@]}"}; do
+    taskset -a -p "${entry#* }" "${entry%% *}" >/dev/null 2>&1 || true
+  done
   wait 2>/dev/null || true
   rm -rf "$WORK"
 }
@@ -70,7 +96,7 @@ http {
   }
 }
 NGINX
-nginx -c "$WORK/nginx.conf"
+${ON_SERVER_CPU[@]+"${ON_SERVER_CPU[@]}"} nginx -c "$WORK/nginx.conf"
 
 # BACKEND=mysql: the game on MariaDB primary + replica and Redis from
 # scripts/backends.sh (durable commits), in a database of its own; the table
@@ -86,10 +112,37 @@ if [ "$BACKEND" = mysql ]; then
     DM_NODE_BLOCKING_THREADS=8 DM_GAMES_GAME1_POOL_SIZE=8 # as conf/production.example.toml
 fi
 
-# exec: $! is the server itself, not a subshell.
+if [ -n "$PIN" ]; then
+  # Every mariadbd of scripts/backends.sh (primary and replica: all their
+  # threads; new ones inherit the mask) and its Redis on CPU 1, as is this
+  # shell, so wrk, dm-bench and the setup calls run there too.
+  BACKENDS_DIR="${DMTEST_BACKENDS_DIR:-/tmp/dm-backends}"
+  MARIADB_PIDS=()
+  for pid in $(pgrep -f -- "--datadir=$BACKENDS_DIR/" || true); do
+    case "$(cat "/proc/$pid/comm" 2>/dev/null)" in mariadbd | mysqld) MARIADB_PIDS+=("$pid") ;; esac
+  done
+  if [ "${#MARIADB_PIDS[@]}" -lt 2 ]; then
+    echo "BENCH_PIN=1: expected the primary's and the replica's mariadbd under $BACKENDS_DIR, found ${#MARIADB_PIDS[@]}" >&2
+    exit 1
+  fi
+  REDIS_PID=$(redis-cli -p 16379 info server | tr -d '\r' | awk -F: '/^process_id:/ {print $2}')
+  if [ -z "$REDIS_PID" ]; then
+    echo "BENCH_PIN=1: no Redis on 127.0.0.1:16379" >&2
+    exit 1
+  fi
+  for pid in "${MARIADB_PIDS[@]}" "$REDIS_PID"; do
+    mask=$(taskset -p "$pid" | awk '{print $NF}')
+    PINNED+=("$pid $mask")
+    taskset -a -p -c 1 "$pid" >/dev/null
+  done
+  taskset -p -c 1 $$ >/dev/null
+  echo "pinned: the server and nginx on CPU 0; mariadbd ${MARIADB_PIDS[*]}, redis-server $REDIS_PID and the load generators on CPU 1 (their masks are put back at exit)" >&2
+fi
+
+# exec: $! is the server itself (taskset execs it too), not a subshell.
 (cd "$WORK" && DM_HTTP_LISTEN=$HTTP DM_TCP_LISTEN=$TCP DM_LOG_LEVEL=warn \
   DM_AUTH_RATE_LIMIT_PER_IP_PER_MIN=2000000000 \
-  exec "$BIN" >"$WORK/server.log" 2>&1) &
+  exec ${ON_SERVER_CPU[@]+"${ON_SERVER_CPU[@]}"} "$BIN" >"$WORK/server.log" 2>&1) &
 SERVER_PID=$!
 for _ in $(seq 1 100); do curl -sf "http://$HTTP/health" >/dev/null 2>&1 && break; sleep 0.1; done
 if [ "$(readlink "/proc/$SERVER_PID/exe" 2>/dev/null)" != "$BIN" ]; then
@@ -142,7 +195,6 @@ RSS_IDLE=$(awk '/VmRSS/ {print $2}' /proc/"$SERVER_PID"/status)
 wait "$IDLE_PID"
 IDLE_OK=$(field "d['ok']" <"$WORK/idle.json")
 
-CORES=$(nproc)
 DATE=$(date -u +%Y-%m-%dT%H:%MZ)
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "${SERVER_BIN:-}" ]; then
@@ -152,7 +204,12 @@ else
   WHAT="commit $COMMIT"
   ENV_ARGS=""
 fi
-WHERE="load generator on the same $CORES cores"
+if [ -n "$PIN" ]; then
+  ENV_ARGS="${ENV_ARGS}BENCH_PIN=1 "
+  WHERE="pinned: the server (and nginx) on CPU 0 (\`taskset -c 0\`), MariaDB primary + replica (every thread, \`taskset -a\`), Redis and the load generators on CPU 1 — dm-bench with one load thread"
+else
+  WHERE="load generator on the same $CORES cores"
+fi
 # The dm-bench rows (all but nginx-static and sql-direct against the server).
 ROWS=("$NG_BENCH" "$NODE_HEALTH" "$NODE_PLAYER" "$NODE_TCP_PLAYER" "$NODE_PING" "$NODE_MIXED")
 [ -n "$SQL_DIRECT" ] && ROWS+=("$SQL_DIRECT" "$NODE_MIXED_OPEN")
