@@ -28,7 +28,6 @@ CONNS="${CONNS:-64}"
 HTTP=127.0.0.1:18480
 TCP=127.0.0.1:19480
 NGINX=127.0.0.1:18490
-WORK=$(mktemp -d /tmp/dm-bench.XXXXXX)
 ulimit -n 65536 2>/dev/null || true
 CORES=$(nproc) # before BENCH_PIN pins this shell
 
@@ -68,6 +67,8 @@ fi
 require_free_port "$HTTP" "$TCP" "$NGINX"
 BENCH=target/release/dm-bench
 
+# Made after the checks above that exit (no trap yet to remove it).
+WORK=$(mktemp -d /tmp/dm-bench.XXXXXX)
 # BENCH_PIN: "pid mask" of every backend process pinned, to put back at exit.
 PINNED=()
 cleanup() {
