@@ -13,6 +13,9 @@
 #                     target/release/datamiddleware (dm-bench is still built
 #                     from this tree): two commits A/B in one session;
 #                     SERVER_LABEL=... names it (e.g. its commit) in the header.
+#   MIXED_RATE=N      (BACKEND=mysql) mixed's open-loop row offered N/s
+#                     instead of half the sql-direct rate of this run, so that
+#                     runs of an A/B session offer exactly the same load.
 #   BENCH_PIN=1       (BACKEND=mysql) the server on CPU 0, MariaDB, Redis and
 #                     the load generators on CPU 1; MariaDB's and Redis's
 #                     previous CPU masks are restored at exit.
@@ -179,10 +182,15 @@ if [ "$BACKEND" = mysql ]; then
   # Not through the server: no --server-pid.
   SQL_DIRECT=$("$BENCH" --http "$HTTP" --duration "$DURATION" --warmup "$WARMUP" --json \
     --scenario sql-direct -c "$CONNS" --mysql "$PRIMARY_URL")
-  # mixed offered a fixed load (half what the database alone did), so that
-  # its p99 compares with another commit's at the same offered load.
-  HALF_DIRECT=$(echo "$SQL_DIRECT" | field "max(1, int(d['qps']/2))")
-  NODE_MIXED_OPEN=$(bench --scenario mixed -c "$CONNS" --rate "$HALF_DIRECT" --label mixed-open-half-direct)
+  # mixed offered a fixed load (half what the database alone did, or
+  # MIXED_RATE), so that its p99 compares with another commit's at the same
+  # offered load.
+  if [ -n "${MIXED_RATE:-}" ]; then
+    NODE_MIXED_OPEN=$(bench --scenario mixed -c "$CONNS" --rate "$MIXED_RATE" --label mixed-open-rate)
+  else
+    HALF_DIRECT=$(echo "$SQL_DIRECT" | field "max(1, int(d['qps']/2))")
+    NODE_MIXED_OPEN=$(bench --scenario mixed -c "$CONNS" --rate "$HALF_DIRECT" --label mixed-open-half-direct)
+  fi
 fi
 HALF=$(echo "$NODE_PLAYER" | field "int(d['qps']/2)")
 NODE_OPEN=$(bench --scenario player -c "$CONNS" --rate "$HALF" --label "player-open-half")
@@ -204,6 +212,9 @@ if [ -n "${SERVER_BIN:-}" ]; then
 else
   WHAT="commit $COMMIT"
   ENV_ARGS=""
+fi
+if [ "$BACKEND" = mysql ] && [ -n "${MIXED_RATE:-}" ]; then
+  ENV_ARGS="${ENV_ARGS}MIXED_RATE=$MIXED_RATE "
 fi
 if [ -n "$PIN" ]; then
   ENV_ARGS="${ENV_ARGS}BENCH_PIN=1 "
