@@ -268,8 +268,14 @@ pub async fn connection(plan: Plan, index: usize, tally: &mut Tally, hangs: &Han
     let mut intended: Vec<Instant> = Vec::new();
     while !over(&plan) {
         intended.clear();
+        // `mixed` sends one request at a time: an order is paid for with the
+        // id its creation answered.
+        let mixed = plan.scenario == Scenario::Mixed;
         match plan.rate_per_conn {
-            None => intended.extend(std::iter::repeat_n(Instant::now(), plan.pipeline)),
+            None => intended.extend(std::iter::repeat_n(
+                Instant::now(),
+                if mixed { 1 } else { plan.pipeline },
+            )),
             Some(rate) => {
                 let next = start + Duration::from_secs_f64(sent as f64 / rate);
                 let now = Instant::now();
@@ -289,41 +295,42 @@ pub async fn connection(plan: Plan, index: usize, tally: &mut Tally, hangs: &Han
             }
         }
         sent += intended.len() as u64;
-        let n = if plan.scenario == Scenario::Mixed {
-            1
-        } else {
-            intended.len()
-        };
-        conn.out.clear();
-        conn.starts.clear();
-        for _ in 0..n {
-            conn.starts.push(conn.out.len());
-            conn.push_request();
-        }
-        let mut answered = 0;
-        while answered < n {
-            let Some(ended) = conn
-                .send_and_read(&mut link.stream, &intended, &mut answered, tally)
-                .await
-            else {
-                break;
-            };
-            if !plan.reconnect || hangs.fired.get() {
-                tally.fail(ended);
-                return;
+        // Open loop, `mixed`: the requests that fell due while an answer was
+        // awaited go out one after another, each timed from its own due
+        // time, so a server that falls behind is still offered the rate.
+        let batch = if mixed { 1 } else { intended.len().max(1) };
+        for due in intended.chunks(batch) {
+            conn.out.clear();
+            conn.starts.clear();
+            for _ in due {
+                conn.starts.push(conn.out.len());
+                conn.push_request();
             }
-            tally.reconnected(ended);
-            drop(link);
-            link = match conn.reopen().await {
-                Some(link) => link,
-                // Interrupted meanwhile: what was not answered was never
-                // sent to a server that kept it, and the run is over.
-                None if plan.stop.load(Ordering::Relaxed) => return,
-                None => {
-                    tally.fail("connect");
+            let mut answered = 0;
+            while answered < due.len() {
+                let Some(ended) = conn
+                    .send_and_read(&mut link.stream, due, &mut answered, tally)
+                    .await
+                else {
+                    break;
+                };
+                if !plan.reconnect || hangs.fired.get() {
+                    tally.fail(ended);
                     return;
                 }
-            };
+                tally.reconnected(ended);
+                drop(link);
+                link = match conn.reopen().await {
+                    Some(link) => link,
+                    // Interrupted meanwhile: what was not answered was never
+                    // sent to a server that kept it, and the run is over.
+                    None if plan.stop.load(Ordering::Relaxed) => return,
+                    None => {
+                        tally.fail("connect");
+                        return;
+                    }
+                };
+            }
         }
     }
 }

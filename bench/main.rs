@@ -9,6 +9,8 @@
 //!   dm-bench --scenario health -c 64 --duration 10
 //!   dm-bench --scenario ping --tcp 127.0.0.1:9090 -c 8 --pipeline 16
 //!   dm-bench --scenario player --rate 20000 -c 64 --json
+//!   dm-bench --scenario mixed --server-pid "$(pgrep -x datamiddleware)"
+//!     (the server's CPU time and context switches per request as well)
 //!   dm-bench --scenario tcp-player --tcp 127.0.0.1:19090 --reconnect --duration 600
 //!     (through nginx during a rolling restart; SIGINT ends it early)
 
@@ -16,6 +18,7 @@ mod direct;
 mod direct_backend;
 mod load;
 mod report;
+mod server_cost;
 
 use clap::{Parser, ValueEnum};
 use load::{Plan, Scenario};
@@ -101,6 +104,13 @@ struct Args {
     /// players gets ~19 % of the requests) instead of every player in turn.
     #[arg(long)]
     zipf: Option<f64>,
+    /// The server's process id: its CPU time (user + system, all threads)
+    /// and its threads' context switches over the measured window are read
+    /// from /proc and reported per answered request
+    /// (`server_cpu_us_per_req`, `ctx_switches_per_req`). Left out, with a
+    /// line on stderr, when /proc cannot be read.
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
     /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
@@ -128,6 +138,9 @@ fn main() -> ExitCode {
                 println!("{}\n{}", report::header(), summary.row());
                 if let Some(cache) = summary.cache {
                     println!("{}", cache.line());
+                }
+                if let Some(line) = summary.server_line() {
+                    println!("{line}");
                 }
             }
             match summary.failure_warning(args.max_error_ratio) {
@@ -212,6 +225,9 @@ fn run(args: &Args) -> Result<Summary, String> {
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let until = measure_from + Duration::from_secs_f64(args.duration);
     let interrupt = stop_on_signal()?;
+    let server = args
+        .server_pid
+        .and_then(|pid| server_cost::watch(pid, measure_from));
     let zipf = args
         .zipf
         .map(|s| Arc::new(load::zipf_cdf(players.len(), s)));
@@ -306,6 +322,9 @@ fn run(args: &Args) -> Result<Summary, String> {
     });
     let mut tally = Tally::new();
     let joined: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+    // Every answer of the window is in: the server's spending ends here
+    // (before the /metrics scrape below).
+    let server = server.and_then(server_cost::Watch::finish);
     live_done.store(true, Ordering::Relaxed);
     if let Some(line) = live_line {
         let _ = line.join();
@@ -348,6 +367,7 @@ fn run(args: &Args) -> Result<Summary, String> {
         },
         rate: args.rate,
         cache,
+        server,
     })
 }
 
@@ -367,6 +387,9 @@ fn run_direct(args: &Args) -> Result<Summary, String> {
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let until = measure_from + Duration::from_secs_f64(args.duration);
+    let server = args
+        .server_pid
+        .and_then(|pid| server_cost::watch(pid, measure_from));
     eprintln!("dm-bench: load starts");
     let tally = direct::run(direct::DirectPlan {
         url,
@@ -376,6 +399,7 @@ fn run_direct(args: &Args) -> Result<Summary, String> {
         until,
         stop: interrupt.flag.clone(),
     })?;
+    let server = server.and_then(server_cost::Watch::finish);
     Ok(Summary {
         label: args.label.clone().unwrap_or_else(|| "sql-direct".into()),
         elapsed: interrupt
@@ -386,6 +410,7 @@ fn run_direct(args: &Args) -> Result<Summary, String> {
         pipeline: 1,
         rate: None,
         cache: None,
+        server,
     })
 }
 

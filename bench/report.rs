@@ -2,6 +2,7 @@
 //! hdrhistogram, errors by kind, a Markdown-style table beside the
 //! original's single-node target, and JSON.
 
+use crate::server_cost::ServerWindow;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -97,6 +98,9 @@ pub struct Summary {
     pub rate: Option<f64>,
     /// The server's cache during the measured window (from `/metrics`).
     pub cache: Option<CacheWindow>,
+    /// With `--server-pid`: the server process's CPU time and context
+    /// switches during the measured window (from `/proc`).
+    pub server: Option<ServerWindow>,
 }
 
 /// Cache lookups of the measured window: the difference of the server's
@@ -236,6 +240,30 @@ impl Summary {
         Some(text)
     }
 
+    /// Requests answered in the measured window, successfully or not (the
+    /// ones with a latency): what the server's spending is divided by.
+    pub fn answered(&self) -> u64 {
+        self.tally.latency.len()
+    }
+
+    /// The server's CPU time per answered request, in microseconds.
+    pub fn server_cpu_us_per_req(&self) -> Option<f64> {
+        let (server, n) = (self.server.as_ref()?, self.answered());
+        (n > 0).then(|| server.cpu_seconds * 1e6 / n as f64)
+    }
+
+    /// The server threads' context switches per answered request.
+    pub fn ctx_switches_per_req(&self) -> Option<f64> {
+        let (server, n) = (self.server.as_ref()?, self.answered());
+        (n > 0).then(|| server.context_switches as f64 / n as f64)
+    }
+
+    /// The line about the server's spending beside the table, if measured.
+    pub fn server_line(&self) -> Option<String> {
+        let server = self.server.as_ref()?;
+        Some(server.line(self.answered(), self.elapsed.as_secs_f64()))
+    }
+
     fn ms(&self, q: f64) -> f64 {
         self.tally.latency.value_at_quantile(q) as f64 / 1000.0
     }
@@ -263,6 +291,14 @@ impl Summary {
             },
             "vs_original_target": self.qps() / ORIGINAL_TARGET_QPS,
             "cache": self.cache.map(|c| c.to_json()),
+            "server_cpu_us_per_req": self.server_cpu_us_per_req(),
+            "ctx_switches_per_req": self.ctx_switches_per_req(),
+            "server": self.server.map(|s| json!({
+                "pid": s.pid,
+                "cpu_s": s.cpu_seconds,
+                "context_switches": s.context_switches,
+                "threads": s.threads,
+            })),
         })
     }
 
@@ -350,6 +386,7 @@ mod tests {
             pipeline: 1,
             rate: None,
             cache: None,
+            server: None,
         };
         // Only the 1000 successes count as throughput.
         assert!((s.qps() - 500.0).abs() < 1e-9);
@@ -365,6 +402,11 @@ mod tests {
         assert_eq!(j["errors"]["http_503"], 1);
         assert_eq!(j["errors"]["connect"], 1);
         assert_eq!(j["reconnects"]["tcp_0xe006"], 1);
+        // No --server-pid: the figures are null, not zero.
+        assert!(j["server_cpu_us_per_req"].is_null());
+        assert!(j["ctx_switches_per_req"].is_null());
+        assert!(j["server"].is_null());
+        assert!(s.server_line().is_none());
         let p50 = j["latency_ms"]["p50"].as_f64().unwrap_or(0.0);
         assert!((0.49..=0.51).contains(&p50), "{p50}");
         assert!((j["latency_ms"]["max"].as_f64().unwrap_or(0.0) - 50.0).abs() < 0.1);
@@ -375,5 +417,45 @@ mod tests {
         );
         assert!(row.ends_with("| 2 | 0.2x |"), "{row}");
         assert_eq!(header().lines().count(), 2);
+    }
+
+    #[test]
+    fn the_servers_spending_is_divided_by_the_answered_requests() {
+        let mut tally = Tally::new();
+        for _ in 0..990 {
+            tally.record(Duration::from_micros(100), None);
+        }
+        for _ in 0..10 {
+            tally.record(Duration::from_micros(100), Some("http_503".into()));
+        }
+        // A lost connection has no answer: it is not divided by.
+        tally.fail("connect");
+        let mut s = Summary {
+            label: "mixed".into(),
+            elapsed: Duration::from_secs(1),
+            tally,
+            connections: 4,
+            pipeline: 1,
+            rate: None,
+            cache: None,
+            server: Some(ServerWindow {
+                pid: 42,
+                cpu_seconds: 0.05,
+                context_switches: 2500,
+                threads: 12,
+            }),
+        };
+        assert_eq!(s.answered(), 1000);
+        let j = s.to_json();
+        let cpu = j["server_cpu_us_per_req"].as_f64().unwrap_or(0.0);
+        assert!((cpu - 50.0).abs() < 1e-9, "{cpu}");
+        assert_eq!(j["ctx_switches_per_req"], 2.5);
+        assert_eq!(j["server"]["pid"], 42);
+        assert_eq!(j["server"]["context_switches"], 2500);
+        assert!(s.server_line().is_some_and(|l| l.contains("50.0 µs CPU")));
+        // Nothing answered: no figure per request (not a division by zero).
+        s.tally = Tally::new();
+        assert_eq!(s.server_cpu_us_per_req(), None);
+        assert!(s.to_json()["ctx_switches_per_req"].is_null());
     }
 }
