@@ -57,6 +57,7 @@ pub mod pipeline;
 pub mod probe;
 pub mod protocol;
 pub mod rate_limit;
+pub mod realtime;
 pub mod redis;
 pub mod runtime;
 pub mod service;
