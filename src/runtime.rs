@@ -234,39 +234,48 @@ fn prepare_databases(config: &Config) -> Result<Vec<String>, StartError> {
         .map_err(|e| StartError(format!("cannot prepare the databases: {e}")))?
 }
 
+/// For each game in turn: migrations, the durability check, the catalogue
+/// seed, and the sessions revoked lately (the shards start knowing them).
 async fn prepare_each_game(config: &Config) -> Result<Vec<String>, StartError> {
     let since = crate::clock::now_ms() - (config.auth.access_ttl_s as i64 + 1) * 1000;
     let mut revoked = Vec::new();
     for (id, game) in &config.games {
-        let db = store::open(&game.url, 1, game.durability)
-            .map_err(|e| StartError(format!("game {id}: cannot open {}: {e}", game.url)))?;
+        let db = store::open(&game.url, 1, game.durability).map_err(|e| {
+            let url = crate::config::redact(&game.url);
+            StartError(format!("game {id}: cannot open {url}: {e}"))
+        })?;
         let seed: Vec<_> = config
             .item_seed(id)
             .map_err(|e| StartError(e.to_string()))?
             .iter()
             .map(items::seed_def)
             .collect();
+        let game_id = id.clone();
+        let failed =
+            |what: &str, e: store::StoreError| store::StoreError::Internal(format!("{what}: {e}"));
         let (version, seeded, found) = db
             .call(async move |s| {
                 let version = s
                     .migrate()
                     .await
-                    .map_err(|e| format!("migration failed: {e}"))?;
+                    .map_err(|e| failed("migration failed", e))?;
+                let durability = format!("key `games.{game_id}.durability`");
                 s.check_durability()
                     .await
-                    .map_err(|e| format!("key `games.<id>.durability`: {e}"))?;
+                    .map_err(|e| failed(&durability, e))?;
                 let seeded = s
                     .seed_item_defs(&seed)
                     .await
-                    .map_err(|e| format!("catalogue seed failed: {e}"))?;
-                let found = s
-                    .revoked_sessions_since(since)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok::<_, String>((version, seeded, found))
+                    .map_err(|e| failed("catalogue seed failed", e))?;
+                let found = s.revoked_sessions_since(since).await?;
+                Ok((version, seeded, found))
             })
             .await
-            .map_err(|e| StartError(format!("game {id}: {}", e.replace("<id>", id))))?;
+            .map_err(|e| match e {
+                // The context is in the message already.
+                store::StoreError::Internal(m) => StartError(format!("game {id}: {m}")),
+                other => StartError(format!("game {id}: {other}")),
+            })?;
         revoked.extend(found);
         tracing::info!(game = %id, schema_version = version, items_seeded = seeded, "database ready");
     }

@@ -90,7 +90,8 @@ pub struct NodeConfig {
     /// shard off a busy core, and on a dedicated host it measures the same
     /// (docs/configuration.md, `node.pin`).
     pub pin: bool,
-    /// Blocking threads per shard for database drivers.
+    /// Blocking threads per shard for SQLite calls (a node whose games are
+    /// all on MySQL keeps one idle thread: MySQL runs on the shard itself).
     pub blocking_threads: usize,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_grace_ms: u64,

@@ -131,6 +131,21 @@ impl Config {
                     "key `games.{id}.url`: must start with sqlite:// or mysql://"
                 )));
             }
+            let urls = std::iter::once(&game.url).chain(&game.replicas);
+            if let Some(with_options) = urls
+                .filter(|u| u.starts_with("mysql://"))
+                .find(|u| u.contains('?') || u.contains('#'))
+            {
+                let key = if *with_options == game.url {
+                    "url"
+                } else {
+                    "replicas"
+                };
+                return Err(err(format!(
+                    "key `games.{id}.{key}`: MySQL URL options (`?...`) are not supported: \
+                     write mysql://user:password@host:port/database"
+                )));
+            }
             if !game.replicas.is_empty() && !game.url.starts_with("mysql://") {
                 return Err(err(format!(
                     "key `games.{id}.replicas`: replicas need a mysql:// primary"
@@ -232,6 +247,28 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.0.contains("admins.ops.password_hash"), "{e}");
+    }
+
+    #[test]
+    fn mysql_urls_with_options_are_refused_naming_the_key() {
+        let with = |url: &str, replica: &str| {
+            format!(
+                "default_game = \"g1\"\n[auth]\nmode = \"dev\"\n[games.g1]\nurl = \"{url}\"\nreplicas = [\"{replica}\"]\n"
+            )
+        };
+        let plain = "mysql://u:p@127.0.0.1:3306/g1";
+        let e = load_str(
+            &with("mysql://u:p@127.0.0.1/g1?prefer_socket=false", plain),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.0.contains("games.g1.url") && e.0.contains("not supported"),
+            "{e}"
+        );
+        let e = load_str(&with(plain, "mysql://u:p@10.0.0.2/g1?ssl=1"), &[]).unwrap_err();
+        assert!(e.0.contains("games.g1.replicas"), "{e}");
+        assert!(load_str(&with(plain, plain), &[]).is_ok());
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Opening a connection: TCP connect, the server's greeting, the client's
 //! handshake response and the authentication exchange, until the server's
 //! OK. Capabilities are the ones the rest of the client relies on, including
-//! CLIENT_FOUND_ROWS (as src/store/mysql.rs sets it) so "affected rows"
-//! counts matched rows, as SQLite does.
+//! CLIENT_FOUND_ROWS, so "affected rows" counts matched rows, as SQLite
+//! does (the store's transactions rely on it).
 //!
 //! The exchange itself is [`Auth`], a state machine without I/O: it is fed
 //! each packet the server sends and says what to send back. The plugins'
@@ -26,7 +26,7 @@ use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{AuthPlugin, AuthSwitchRequest, HandshakePacket, HandshakeResponse};
 use mysql_common::proto::MySerialize;
-use std::net::ToSocketAddrs;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 /// What the handshake established.
 #[derive(Debug, Clone)]
@@ -58,22 +58,57 @@ fn client_capabilities(with_db: bool) -> CapabilityFlags {
     caps
 }
 
-/// Connects to `opts`' server and authenticates (no timeout of its own:
-/// the caller bounds the whole of it).
-pub async fn connect(opts: &Opts) -> Result<(PacketStream, Session), MysqlError> {
-    let addr = (opts.host.as_str(), opts.port)
-        .to_socket_addrs()
-        .map_err(|e| MysqlError::Config(format!("cannot resolve {}: {e}", opts.host)))?
-        .next()
-        .ok_or_else(|| MysqlError::Config(format!("no address for {}", opts.host)))?;
-    let stream = TcpStream::connect_timeout(addr, opts.connect_timeout)
+/// The addresses `host` names: an IP literal at once; a name through the
+/// system resolver on one of the executor's blocking threads, so a slow DNS
+/// server never stalls the shard (the caller's deadline bounds the wait).
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, MysqlError> {
+    if let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let name = host.to_string();
+    let found = glommio::executor()
+        .spawn_blocking(move || {
+            (name.as_str(), port)
+                .to_socket_addrs()
+                .map(|addrs| addrs.collect::<Vec<_>>())
+        })
         .await
-        .map_err(|e| match std::io::Error::from(e) {
-            e if e.kind() == std::io::ErrorKind::TimedOut => {
-                MysqlError::Timeout(opts.connect_timeout)
+        .map_err(|e| MysqlError::Config(format!("cannot resolve {host}: {e}")))?;
+    if found.is_empty() {
+        return Err(MysqlError::Config(format!("no address for {host}")));
+    }
+    Ok(found)
+}
+
+/// Opens a TCP connection to the first of `addrs` that accepts one.
+async fn connect_any(addrs: &[SocketAddr], opts: &Opts) -> Result<TcpStream, MysqlError> {
+    let mut last = MysqlError::Config(format!("no address for {}", opts.host));
+    for addr in addrs {
+        match TcpStream::connect_timeout(*addr, opts.connect_timeout).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => {
+                last = match std::io::Error::from(e) {
+                    e if e.kind() == std::io::ErrorKind::TimedOut => {
+                        MysqlError::Timeout(opts.connect_timeout)
+                    }
+                    e => MysqlError::Io(e),
+                }
             }
-            e => MysqlError::Io(e),
-        })?;
+        }
+    }
+    Err(last)
+}
+
+/// Connects to `opts`' server and authenticates: the name resolved off the
+/// shard, each of its addresses tried in turn (no timeout of its own: the
+/// caller bounds the whole of it).
+pub async fn connect(opts: &Opts) -> Result<(PacketStream, Session), MysqlError> {
+    let addrs = resolve(&opts.host, opts.port).await?;
+    let stream = connect_any(&addrs, opts).await?;
     let _ = stream.set_nodelay(true);
     let mut packets = PacketStream::new(stream, opts.max_allowed_packet);
     let greeting = packets.read().await?;

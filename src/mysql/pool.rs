@@ -7,8 +7,8 @@
 //! lent), opened on demand; a borrower waits for one at most the pool's
 //! wait, then gets [`PoolError::Busy`].
 //!
-//! It keeps the rules of the blocking pool it replaces
-//! (`src/store/mysql_pool.rs` and `src/store/mysql.rs`):
+//! It keeps the rules of the blocking pool it replaced (the `mysql` crate's
+//! on the shard's blocking threads, before issue 25):
 //!
 //! - No ping before lending: round trips are what a request costs. A
 //!   connection left idle may have gone stale (`wait_timeout`, a `KILL`, a

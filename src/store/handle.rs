@@ -17,9 +17,10 @@
 //! their window, the one leaving soonest is evicted and every read goes to
 //! the primary until its window would have ended: slower, never stale.
 
-use super::{Database, Store, StoreError};
+use super::{Store, StoreError};
 use crate::expiring::ExpiringMap;
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -299,6 +300,17 @@ impl StoreHandle {
     }
 }
 
+/// One game database as a shard holds it, and so where its calls run.
+#[derive(Clone)]
+pub enum Database {
+    /// SQLite: its statements block, so each call runs whole on the shard's
+    /// blocking threads (the store is shared with them, hence `Send + Sync`).
+    Blocking(Arc<dyn Store + Send + Sync>),
+    /// MySQL: its statements go out on the shard's own io_uring, and the
+    /// store (its connection pool) never leaves the shard.
+    OnShard(Rc<dyn Store>),
+}
+
 impl Database {
     /// The store itself, for its synchronous figures (never for a call:
     /// use [`Database::call`]).
@@ -310,20 +322,32 @@ impl Database {
     }
 
     /// Runs `op` on this store where its calls belong: on the shard for
-    /// MySQL; for SQLite, whole on one of the shard's blocking threads,
-    /// which polls it to the end (its statements never suspend), so the
-    /// executor is never blocked by a database.
-    pub async fn call<T, F>(&self, op: F) -> T
+    /// MySQL; for SQLite, whole on one of the shard's blocking threads, so
+    /// the executor is never blocked by a database. A SQLite call's
+    /// statements are answered when they are made, so its future is polled
+    /// once, to the end; one that suspends anyway (an await on something
+    /// else added to a transaction) fails loudly as an internal error rather
+    /// than hanging the thread.
+    pub async fn call<R, F>(&self, op: F) -> Result<R, StoreError>
     where
-        F: AsyncFnOnce(&dyn Store) -> T + Send + 'static,
-        T: Send + 'static,
+        F: AsyncFnOnce(&dyn Store) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
     {
         match self {
             Database::OnShard(store) => op(store.as_ref()).await,
             Database::Blocking(store) => {
                 let store = store.clone();
                 glommio::executor()
-                    .spawn_blocking(move || futures_lite::future::block_on(op(store.as_ref())))
+                    .spawn_blocking(move || {
+                        let call = std::pin::pin!(op(store.as_ref()));
+                        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                        match call.poll(&mut cx) {
+                            std::task::Poll::Ready(result) => result,
+                            std::task::Poll::Pending => Err(StoreError::Internal(
+                                "a SQLite call suspended: its statements must not wait".into(),
+                            )),
+                        }
+                    })
                     .await
             }
         }

@@ -323,17 +323,6 @@ impl<T> Store for T where
 {
 }
 
-/// One game database as a shard holds it, and so where its calls run.
-#[derive(Clone)]
-pub enum Database {
-    /// SQLite: its statements block, so each call runs whole on the shard's
-    /// blocking threads (the store is shared with them, hence `Send + Sync`).
-    Blocking(Arc<dyn Store + Send + Sync>),
-    /// MySQL: its statements go out on the shard's own io_uring, and the
-    /// store (its connection pool) never leaves the shard.
-    OnShard(Rc<dyn Store>),
-}
-
 /// Opens the store named by a game's `url` (`sqlite://PATH` or
 /// `mysql://user:pass@host:port/db`) with what its acknowledged writes must
 /// survive (replicas, which take no writes, are opened with `Normal`). A
@@ -357,4 +346,4 @@ pub fn open(url: &str, pool_size: usize, durability: Durability) -> Result<Datab
     )))
 }
 
-pub use handle::StoreHandle;
+pub use handle::{Database, StoreHandle};

@@ -22,8 +22,10 @@ use crate::mysql::{codes, MysqlError, Opts, Pool, PoolError, PoolFigures, Pooled
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a caller waits for a busy pool's connection.
-const POOL_WAIT: Duration = Duration::from_secs(3);
+/// How long a caller waits for a busy pool's connection before a 503: a
+/// bound on purpose, so an overloaded database answers "busy" instead of
+/// queueing requests without end.
+const POOL_WAIT: Duration = crate::mysql::pool::WAIT;
 
 /// A shard's bounded pool to one MySQL server and database.
 pub struct MysqlBackend {
@@ -66,19 +68,28 @@ fn map_err(e: &MysqlError) -> StoreError {
         MysqlError::Server { message, .. } if e.is_deadlock() || e.is_lock_wait_timeout() => {
             StoreError::Unavailable(format!("lock contention: {message}"))
         }
+        // The server closes the connection after these (a shutdown, a
+        // kill, an idle timeout): another connection may well work. A packet
+        // over the server's limit is this request's own fault: not retried.
+        MysqlError::Server { code, .. } if *code == codes::PACKET_TOO_LARGE => {
+            StoreError::Internal(e.to_string())
+        }
         MysqlError::Server { .. } if e.breaks_connection() => {
             StoreError::Unavailable(e.to_string())
         }
         MysqlError::Server { code, message, .. } => {
             StoreError::Internal(format!("MySQL {code}: {message}"))
         }
-        MysqlError::Io(_) | MysqlError::Timeout(_) | MysqlError::Broken => {
-            StoreError::Unavailable(e.to_string())
+        // The connection failed, or its bytes came back out of step (the
+        // connection is dropped): 503, and a replica read moves on to the
+        // primary, as the blocking client's I/O and driver errors did.
+        MysqlError::Io(_)
+        | MysqlError::Timeout(_)
+        | MysqlError::Broken
+        | MysqlError::Protocol(_) => StoreError::Unavailable(e.to_string()),
+        MysqlError::Auth(_) | MysqlError::Config(_) | MysqlError::Usage(_) => {
+            StoreError::Internal(e.to_string())
         }
-        MysqlError::Protocol(_)
-        | MysqlError::Auth(_)
-        | MysqlError::Config(_)
-        | MysqlError::Usage(_) => StoreError::Internal(e.to_string()),
     }
 }
 
