@@ -71,10 +71,30 @@ pub trait Codec {
     /// Appends the answer a connection ending for `why` gets, if any;
     /// `pending` says whether part of a request is buffered.
     fn refuse(&self, why: Refusal, pending: bool, out: &mut Vec<u8>);
+    /// Whether a batch that closed the connection handed it over to
+    /// another protocol instead (HTTP's upgrade to WebSocket): the loop
+    /// then gives the socket back rather than closing it.
+    fn hands_over(&self) -> bool {
+        false
+    }
+}
+
+/// A connection the loop gave back to its front end for another protocol:
+/// the codec that asked, the socket, and the bytes the peer sent after the
+/// request that switched (the new protocol's first bytes).
+pub struct Handover<C> {
+    /// The codec, holding what the new protocol starts from.
+    pub codec: C,
+    /// The socket, open.
+    pub stream: TcpStream,
+    /// Bytes read past the switching request.
+    pub rest: Vec<u8>,
 }
 
 /// Runs one connection until the peer closes it, a request asks to close
-/// it, it times out, it cannot get buffer memory, or the shard drains.
+/// it, it times out, it cannot get buffer memory, or the shard drains — or
+/// until the codec hands it over ([`Codec::hands_over`]), when the socket is
+/// given back.
 /// `open` makes the front end's codec for the stream: made here rather than
 /// passed in, because an `async fn`'s by-value arguments take room twice in
 /// its state (measured: 360 bytes more in every idle connection's task).
@@ -83,7 +103,7 @@ pub async fn run<C: Codec>(
     mut stream: TcpStream,
     open: impl FnOnce(&TcpStream) -> C,
     mem: Buffers,
-) {
+) -> Option<Handover<C>> {
     let mut codec = open(&stream);
     let _ = stream.set_nodelay(true);
     let guard = shard.track(stream.as_raw_fd());
@@ -103,6 +123,14 @@ pub async fn run<C: Codec>(
             out.clear();
         }
         if batch.close {
+            if codec.hands_over() {
+                drop(guard);
+                return Some(Handover {
+                    codec,
+                    stream,
+                    rest: buf.filled().to_vec(),
+                });
+            }
             break;
         }
         let deadline = codec.deadline();
@@ -150,4 +178,5 @@ pub async fn run<C: Codec>(
         }
     }
     let _ = stream.close().await;
+    None
 }

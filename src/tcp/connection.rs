@@ -45,7 +45,7 @@ async fn admit(shard: Rc<Shard>, mut stream: TcpStream) {
     }
     let gauges = shard.gauges();
     ShardGauges::incr(&gauges.tcp_connections);
-    run(&shard, stream).await;
+    let _ = run(&shard, stream).await;
     ShardGauges::decr(&gauges.tcp_connections);
     count.fetch_sub(1, Ordering::Relaxed);
 }
@@ -53,7 +53,11 @@ async fn admit(shard: Rc<Shard>, mut stream: TcpStream) {
 /// The connection's loop with the binary protocol's codec (returned, not
 /// awaited in an `async fn` of its own: that state would hold the stream a
 /// second time in every idle connection's task).
-fn run(shard: &Rc<Shard>, stream: TcpStream) -> impl std::future::Future<Output = ()> {
+/// The binary protocol never hands a connection over: its output is `None`.
+fn run(
+    shard: &Rc<Shard>,
+    stream: TcpStream,
+) -> impl std::future::Future<Output = Option<connection::Handover<Frames>>> {
     let buffers = Buffers {
         first: IDLE_CHUNK,
         idle_read: IDLE_READ,
