@@ -74,6 +74,29 @@ async fn session_status(c: &mut Connection, name: &str) -> u64 {
     r.rows[0].u64(1).expect("a number")
 }
 
+/// A host name is resolved (on a blocking thread, not the executor) and
+/// each of its addresses tried in turn: `localhost` may name `::1` first,
+/// where the test server (bound to 127.0.0.1) refuses.
+#[test]
+#[ignore = "needs MariaDB (DMTEST_BACKEND=mysql)"]
+fn a_host_name_is_resolved_and_each_of_its_addresses_tried() {
+    run(|opts| async move {
+        let mut named = opts.clone();
+        named.host = "localhost".into();
+        let mut c = Connection::connect(&named).await.expect("connect by name");
+        let r = c.query("SELECT 1").await.expect("select");
+        assert_eq!(r.rows.len(), 1);
+        c.close().await;
+        let mut nowhere = opts.clone();
+        nowhere.host = "no-such-host.invalid".into();
+        let e = Connection::connect(&nowhere).await.expect_err("no such host");
+        assert!(
+            e.to_string().contains("no-such-host.invalid"),
+            "the error names the host: {e}"
+        );
+    });
+}
+
 #[test]
 #[ignore = "needs MariaDB (DMTEST_BACKEND=mysql)"]
 fn connects_and_refuses_a_wrong_password() {
