@@ -89,7 +89,9 @@ fn a_host_name_is_resolved_and_each_of_its_addresses_tried() {
         c.close().await;
         let mut nowhere = opts.clone();
         nowhere.host = "no-such-host.invalid".into();
-        let e = Connection::connect(&nowhere).await.expect_err("no such host");
+        let e = Connection::connect(&nowhere)
+            .await
+            .expect_err("no such host");
         assert!(
             e.to_string().contains("no-such-host.invalid"),
             "the error names the host: {e}"

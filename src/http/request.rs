@@ -28,6 +28,14 @@ pub struct KnownHeaders<'a> {
     pub forwarded_for: Option<&'a str>,
     /// `X-Request-Id`.
     pub request_id: Option<&'a str>,
+    /// `Upgrade` (`websocket` for `GET /ws`).
+    pub upgrade: Option<&'a str>,
+    /// Whether `Connection` holds the `upgrade` token.
+    pub connection_upgrade: bool,
+    /// `Sec-WebSocket-Key`.
+    pub websocket_key: Option<&'a str>,
+    /// `Sec-WebSocket-Version`.
+    pub websocket_version: Option<&'a str>,
 }
 
 /// A complete request borrowed from the read buffer.
@@ -82,8 +90,11 @@ impl Request<'_> {
     }
 }
 
-/// Outcome of [`parse`].
+/// Outcome of [`parse`]. Matched as soon as it is made and never stored,
+/// so the request is not boxed (an allocation per request) to make the
+/// variants the same size.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Parsed<'a> {
     /// A whole request occupying `len` bytes.
     Complete {
@@ -182,6 +193,8 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
                     connection_close = true;
                 } else if token.eq_ignore_ascii_case("keep-alive") {
                     connection_close = false;
+                } else if token.eq_ignore_ascii_case("upgrade") {
+                    headers.connection_upgrade = true;
                 }
             }
         } else if name.eq_ignore_ascii_case("expect") {
@@ -210,6 +223,14 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
             headers.forwarded_for = Some(value);
         } else if name.eq_ignore_ascii_case("x-request-id") {
             headers.request_id = Some(value);
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            headers.upgrade = Some(value);
+        } else if name.eq_ignore_ascii_case("sec-websocket-key") {
+            if headers.websocket_key.replace(value).is_some() {
+                return refused(400, "repeated Sec-WebSocket-Key header");
+            }
+        } else if name.eq_ignore_ascii_case("sec-websocket-version") {
+            headers.websocket_version = Some(value);
         }
     }
     if version == 1 && !host_seen {

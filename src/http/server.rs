@@ -10,6 +10,7 @@ use super::response::Response;
 use crate::connection::{self, Batch, Buffers, Codec, Refusal, READ_CHUNK};
 use crate::logging::{RequestId, Tagged};
 use crate::node::ShardGauges;
+use crate::realtime::{self, upgrade, upgrade::Upgrade};
 use crate::shard::Shard;
 use glommio::net::{TcpListener, TcpStream};
 use std::net::IpAddr;
@@ -62,7 +63,11 @@ async fn connection(shard: Rc<Shard>, health: Rc<HealthBody>, stream: TcpStream)
         idle_read: READ_CHUNK,
     };
     let open = |stream: &TcpStream| Requests::open(&shard, health, stream);
-    connection::run(shard.clone(), stream, open, buffers).await;
+    if let Some(switched) = connection::run(shard.clone(), stream, open, buffers).await {
+        if let Some(upgrade) = switched.codec.upgrade {
+            realtime::socket::run(shard.clone(), switched.stream, switched.rest, upgrade).await;
+        }
+    }
     ShardGauges::decr(&gauges.http_connections);
 }
 
@@ -78,6 +83,8 @@ struct Requests {
     deadline: Instant,
     /// A `100 Continue` went out for the request being received.
     sent_continue: bool,
+    /// `GET /ws` switched the connection to WebSocket.
+    upgrade: Option<Upgrade>,
 }
 
 impl Requests {
@@ -100,6 +107,7 @@ impl Requests {
             timeout,
             deadline: Instant::now() + timeout,
             sent_continue: false,
+            upgrade: None,
         }
     }
 }
@@ -111,6 +119,25 @@ impl Codec for Requests {
         let mut pos = 0;
         while pos < input.len() {
             match request::parse(&input[pos..], &self.limits) {
+                Parsed::Complete { request, len } if request.path == upgrade::PATH => {
+                    pos += len;
+                    match upgrade::accept(&shard, &request, self.peer, out).await {
+                        Ok(up) => {
+                            self.upgrade = Some(up);
+                            return Batch {
+                                used: pos,
+                                close: true,
+                            };
+                        }
+                        Err(refused) => {
+                            refused.write_to(out, false);
+                            return Batch {
+                                used: pos,
+                                close: true,
+                            };
+                        }
+                    }
+                }
                 Parsed::Complete { request, len } => {
                     let started = access_log.then(Instant::now);
                     let id = request_id(&request);
@@ -167,6 +194,10 @@ impl Codec for Requests {
     }
 
     fn on_read(&mut self) {}
+
+    fn hands_over(&self) -> bool {
+        self.upgrade.is_some()
+    }
 
     fn refuse(&self, why: Refusal, pending: bool, out: &mut Vec<u8>) {
         match why {
