@@ -230,7 +230,7 @@ impl Shard {
                             until_s,
                             ack,
                         } => {
-                            shard.services.revocations().revoke(sessions, until_s);
+                            shard.services.apply_revocation(sessions, until_s);
                             if let Some(a) = ack {
                                 let _ = a.send(());
                             }

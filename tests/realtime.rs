@@ -275,3 +275,47 @@ fn requests_that_are_not_upgrades_are_refused_with_what_to_send() {
     let r = server.http().request("GET", "/health", &[], b"");
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn a_logout_or_a_ban_closes_the_sessions_sockets_on_every_shard_with_4001() {
+    let server = ServerConfig::new().shards(2).start();
+    let (_, token) = server.player("game1", "ws_logout");
+    let bearer = format!("Bearer {token}");
+    // Several sockets: the kernel spreads them over both shards.
+    let mut sockets: Vec<Ws> = (0..6)
+        .map(|_| Ws::open(&server, &[("Authorization", &bearer)]))
+        .collect();
+    for ws in &mut sockets {
+        assert_eq!(ws.json()["type"], "ready");
+    }
+    // Another player's socket stays open.
+    let (other_id, other_token) = server.player("game1", "ws_stays");
+    let other_bearer = format!("Bearer {other_token}");
+    let mut other = Ws::open(&server, &[("Authorization", &other_bearer)]);
+    assert_eq!(other.json()["type"], "ready");
+    let r = server.http().request(
+        "POST",
+        "/api/v1/auth/logout",
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    for ws in &mut sockets {
+        let (code, reason) = ws.close_code();
+        assert_eq!(code, 4001, "{reason}");
+    }
+    other.send_frame(0x9, b"still here");
+    assert_eq!(other.next(), Some(Frame::Pong(b"still here".to_vec())));
+    // A ban revokes every session of the player: its socket closes too.
+    let admin = server.admin_token();
+    let r = server
+        .http()
+        .call("PUT", &format!("/api/v1/players/{other_id}"))
+        .token(&admin)
+        .game("game1")
+        .json(serde_json::json!({"status": "banned"}))
+        .lenient()
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(other.close_code().0, 4001);
+}

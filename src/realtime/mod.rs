@@ -5,10 +5,13 @@
 //!   answered `101` (the HTTP codec then hands the connection over).
 //! - [`socket`]: one WebSocket connection: first-message authentication,
 //!   pings, close codes.
+//! - [`hub`]: a shard's sockets by session, so a revocation closes them.
 //!
-//! Built so far: the socket itself. The per-shard registry of sockets, the
-//! notifications, resume and their cross-node fan-out follow (issue 26).
+//! Built so far: the socket and its closing on revocation. The
+//! notifications, the inbox, resume, presence and their cross-node fan-out
+//! follow (issue 26).
 
 pub mod frame;
+pub mod hub;
 pub mod socket;
 pub mod upgrade;

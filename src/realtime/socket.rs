@@ -12,9 +12,13 @@
 //! [`AUTH_WITHIN`] when the upgrade carried no `Authorization` header; the
 //! server answers `{"type":"ready","game","role","player_id"}`. Pings get
 //! pongs; the server pings every [`PING_EVERY`] and closes a client that
-//! left [`MISSED_PONGS`] of them unanswered.
+//! left [`MISSED_PONGS`] of them unanswered. An authenticated socket is in
+//! its shard's hub (`realtime/hub.rs`): when its session is revoked — a
+//! logout, a ban, a revocation another shard or node made — it closes at
+//! once with 4001.
 
 use super::frame::{self, close, Decoded, Decoder, Message};
+use super::hub::{Closing, Membership};
 use super::upgrade::Upgrade;
 use crate::pipeline::{self, Credentials, Scope};
 use crate::service::auth::Caller;
@@ -38,6 +42,16 @@ pub const MISSED_PONGS: u32 = 2;
 /// Bytes asked of one read: small, so idle sockets stay small.
 const READ: usize = 1024;
 
+/// What ended a socket's wait.
+enum Wake {
+    /// The client sent bytes (or closed: 0, or failed).
+    Read(std::io::Result<usize>),
+    /// A deadline came.
+    Due,
+    /// The hub asks it to close (a revoked session).
+    Closing(Closing),
+}
+
 /// What a handled message leaves the connection to do.
 enum Next {
     Go,
@@ -48,6 +62,9 @@ enum Next {
 struct Socket {
     shard: Rc<Shard>,
     caller: Option<Caller>,
+    /// Its place in the shard's hub once authenticated (a revoked session
+    /// closes it from there).
+    membership: Option<Membership>,
     opened: Instant,
     next_ping: Instant,
     unanswered: u32,
@@ -61,6 +78,7 @@ pub async fn run(shard: Rc<Shard>, mut stream: TcpStream, rest: Vec<u8>, up: Upg
     let mut socket = Socket {
         shard: shard.clone(),
         caller: None,
+        membership: None,
         opened: now,
         next_ping: now + PING_EVERY,
         unanswered: 0,
@@ -88,18 +106,31 @@ pub async fn run(shard: Rc<Shard>, mut stream: TcpStream, rest: Vec<u8>, up: Upg
         let at = socket.next_deadline();
         let start = buf.len();
         buf.resize(start + READ, 0);
-        let read = futures_lite::future::or(
-            async { Some(stream.read(&mut buf[start..]).await) },
-            async {
-                glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await;
-                None
-            },
+        let mailbox = socket.membership.as_ref().map(Membership::mailbox);
+        let woke = futures_lite::future::or(
+            async { Wake::Read(stream.read(&mut buf[start..]).await) },
+            futures_lite::future::or(
+                async {
+                    glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await;
+                    Wake::Due
+                },
+                async {
+                    match mailbox {
+                        Some(m) => Wake::Closing(m.closed().await),
+                        None => std::future::pending().await,
+                    }
+                },
+            ),
         )
         .await;
-        match read {
-            None => buf.truncate(start),
-            Some(Ok(n)) if n > 0 => buf.truncate(start + n),
-            Some(_) => {
+        match woke {
+            Wake::Due => buf.truncate(start),
+            Wake::Closing((code, reason)) => {
+                buf.truncate(start);
+                break Next::Close(code, reason.to_string());
+            }
+            Wake::Read(Ok(n)) if n > 0 => buf.truncate(start + n),
+            Wake::Read(_) => {
                 buf.truncate(start);
                 let code = if shard.is_draining() {
                     close::GOING_AWAY
@@ -199,6 +230,7 @@ impl Socket {
             "player_id": caller.player_id,
         });
         frame::encode_text(&answer.to_string(), &mut self.out);
+        self.membership = Some(self.shard.services.sockets().join(&caller.session_id));
         self.caller = Some(caller);
     }
 

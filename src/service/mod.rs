@@ -39,6 +39,7 @@ use crate::game::{GameError, GameLogic};
 use crate::mesh::Peers;
 use crate::node::NodeState;
 use crate::rate_limit::RateLimiter;
+use crate::realtime::hub::Hub;
 use crate::store::{self, PageRequest, StoreError, StoreHandle};
 use crate::validate;
 use hashing::PasswordHasher;
@@ -77,6 +78,7 @@ pub struct Services {
     registry: Option<Registry>,
     maintenance: RefCell<BTreeMap<String, String>>,
     counters: counters::BusinessCounters,
+    sockets: Rc<Hub>,
 }
 
 /// What a shard hands to [`Services::open`] besides the configuration.
@@ -156,6 +158,7 @@ impl Services {
             registry,
             maintenance: RefCell::new(BTreeMap::new()),
             counters: counters::BusinessCounters::default(),
+            sockets: Rc::new(Hub::default()),
         })
     }
 
@@ -171,6 +174,22 @@ impl Services {
     /// This shard's revoked sessions.
     pub fn revocations(&self) -> &RevocationList {
         &self.revocations
+    }
+
+    /// This shard's WebSocket connections, by session.
+    pub fn sockets(&self) -> &Rc<Hub> {
+        &self.sockets
+    }
+
+    /// Refuses `sessions` on this shard until `until_s` and closes their
+    /// WebSocket connections here (4001): the one place a revocation is
+    /// applied, whoever made it (this shard, another, another node).
+    pub fn apply_revocation(&self, sessions: Vec<String>, until_s: i64) {
+        self.sockets.close_sessions(
+            &sessions,
+            (crate::realtime::frame::close::REVOKED, "session revoked"),
+        );
+        self.revocations.revoke(sessions, until_s);
     }
 
     /// This shard's link to the cluster registry (`cluster.redis`), if any.

@@ -465,7 +465,7 @@ impl Services {
     /// of the node; with `wait`, returns once each has applied it. The one
     /// path for a revocation made here and one another node pushed.
     pub async fn refuse_on_this_node(&self, sessions: &[String], until_s: i64, wait: bool) {
-        self.revocations.revoke(sessions.to_vec(), until_s);
+        self.apply_revocation(sessions.to_vec(), until_s);
         self.peers
             .broadcast(wait, |ack| crate::mesh::ShardMessage::Revoke {
                 sessions: sessions.to_vec(),
