@@ -163,6 +163,20 @@ fn two_nodes_behind_the_shipped_nginx_config() {
     let with_auth = [("Authorization", auth.as_str())];
     let (s, j) = request_json(nginx.http, "GET", &path, &with_auth, "");
     assert_eq!(s, 200, "{j}");
+    // The WebSocket upgrade passes through the shipped `location = /ws`.
+    let mut ws = common::ws::Ws::open(nginx.http, &with_auth);
+    let ready = ws.json();
+    assert_eq!(
+        (ready["type"].as_str(), ready["player_id"].as_i64()),
+        (Some("ready"), Some(id)),
+        "{ready}"
+    );
+    ws.send_frame(0x9, b"via nginx");
+    assert_eq!(
+        ws.next(),
+        Some(common::ws::Frame::Pong(b"via nginx".to_vec()))
+    );
+    drop(ws);
     let (s, j) = request_json(
         nginx.http,
         "PUT",

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 mod call;
 mod config;
 mod db;
+pub mod ws;
 
 // Each test crate uses some of these.
 #[allow(unused_imports)]
