@@ -176,29 +176,37 @@ struct MysqlConn<'a> {
     last_insert_id: u64,
 }
 
+impl<'a> MysqlConn<'a> {
+    fn new(conn: &'a mut PooledConn) -> MysqlConn<'a> {
+        MysqlConn {
+            conn,
+            last_insert_id: 0,
+        }
+    }
+
+    /// Runs a prepared statement, remembering the id it generated.
+    async fn run(
+        &mut self,
+        sql: &str,
+        params: &[SqlValue],
+    ) -> Result<crate::mysql::QueryResult, StoreError> {
+        let done = self
+            .conn
+            .exec(sql, &to_values(params))
+            .await
+            .map_err(|e| map_err(&e))?;
+        self.last_insert_id = done.last_insert_id;
+        Ok(done)
+    }
+}
+
 impl SqlConn for MysqlConn<'_> {
     fn exec<'a>(&'a mut self, sql: &'a str, params: &'a [SqlValue]) -> StoreFuture<'a, u64> {
-        Box::pin(async move {
-            let done = self
-                .conn
-                .exec(sql, &to_values(params))
-                .await
-                .map_err(|e| map_err(&e))?;
-            self.last_insert_id = done.last_insert_id;
-            Ok(done.affected_rows)
-        })
+        Box::pin(async move { Ok(self.run(sql, params).await?.affected_rows) })
     }
 
     fn query<'a>(&'a mut self, sql: &'a str, params: &'a [SqlValue]) -> StoreFuture<'a, Vec<Row>> {
-        Box::pin(async move {
-            let done = self
-                .conn
-                .exec(sql, &to_values(params))
-                .await
-                .map_err(|e| map_err(&e))?;
-            self.last_insert_id = done.last_insert_id;
-            to_rows(done)
-        })
+        Box::pin(async move { to_rows(self.run(sql, params).await?) })
     }
 
     fn last_insert_id(&mut self) -> Result<i64, StoreError> {
@@ -226,13 +234,7 @@ impl Backend for MysqlBackend {
         mut f: impl AsyncFnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         self.pool
-            .transaction(async |conn| {
-                let mut c = MysqlConn {
-                    conn,
-                    last_insert_id: 0,
-                };
-                f(&mut c).await
-            })
+            .transaction(async |conn| f(&mut MysqlConn::new(conn)).await)
             .await
     }
 
@@ -245,13 +247,7 @@ impl Backend for MysqlBackend {
         mut f: impl AsyncFnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         self.pool
-            .run(async |conn| {
-                let mut c = MysqlConn {
-                    conn,
-                    last_insert_id: 0,
-                };
-                f(&mut c).await
-            })
+            .run(async |conn| f(&mut MysqlConn::new(conn)).await)
             .await
     }
 
