@@ -170,3 +170,20 @@ fn a_logout_or_a_ban_closes_the_sessions_sockets_on_every_shard_with_4001() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(other.close_code().0, 4001);
 }
+
+#[test]
+fn a_draining_node_closes_its_sockets_with_1001_and_exits() {
+    let mut server = Server::start(1);
+    let (_, token) = server.player("game1", "ws_drain");
+    let bearer = format!("Bearer {token}");
+    let mut ws = Ws::open(server.http, &[("Authorization", &bearer)]);
+    assert_eq!(ws.json()["type"], "ready");
+    server.signal(libc::SIGTERM);
+    let (code, reason) = ws.close_code();
+    assert_eq!(code, 1001, "{reason}");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "the node drains and exits 0 with a socket open"
+    );
+}
