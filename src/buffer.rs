@@ -29,9 +29,24 @@ impl ReadBuffer {
         }
     }
 
+    /// A buffer whose unconsumed bytes are `bytes` (what one protocol read
+    /// past its end, handed to the next).
+    pub fn holding(bytes: Vec<u8>) -> ReadBuffer {
+        ReadBuffer {
+            end: bytes.len(),
+            data: bytes,
+            start: 0,
+        }
+    }
+
     /// The unconsumed bytes.
     pub fn filled(&self) -> &[u8] {
         &self.data[self.start..self.end]
+    }
+
+    /// The unconsumed bytes, to be changed in place (WebSocket unmasking).
+    pub fn filled_mut(&mut self) -> &mut [u8] {
+        &mut self.data[self.start..self.end]
     }
 
     /// Unconsumed byte count.
@@ -155,6 +170,18 @@ impl Drop for Reservation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_buffer_holding_bytes_reads_on_after_them() {
+        let mut buf = ReadBuffer::holding(b"ab".to_vec());
+        buf.filled_mut()[0] = b'A';
+        assert_eq!(buf.filled(), b"Ab");
+        buf.spare(4)[..2].copy_from_slice(b"cd");
+        buf.advance(2);
+        assert_eq!(buf.filled(), b"Abcd");
+        buf.consume(4);
+        assert!(buf.is_empty());
+    }
 
     #[test]
     fn reservations_share_one_budget() {

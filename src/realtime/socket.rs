@@ -20,6 +20,7 @@
 use super::frame::{self, close, Decoded, Decoder, Message};
 use super::hub::{Closing, Membership};
 use super::upgrade::Upgrade;
+use crate::buffer::ReadBuffer;
 use crate::pipeline::{self, Credentials, Scope};
 use crate::service::auth::Caller;
 use crate::shard::Shard;
@@ -88,7 +89,7 @@ pub async fn run(shard: Rc<Shard>, mut stream: TcpStream, rest: Vec<u8>, up: Upg
         socket.ready(caller);
     }
     let mut decoder = Decoder::new(MAX_MESSAGE);
-    let mut buf = rest;
+    let mut buf = ReadBuffer::holding(rest);
     let ended = loop {
         if let Some(next) = socket.take_frames(&mut decoder, &mut buf) {
             break next;
@@ -104,11 +105,10 @@ pub async fn run(shard: Rc<Shard>, mut stream: TcpStream, rest: Vec<u8>, up: Upg
         }
         guard.set_deadline(socket.next_deadline() + PING_EVERY);
         let at = socket.next_deadline();
-        let start = buf.len();
-        buf.resize(start + READ, 0);
+        let spare = buf.spare(READ);
         let mailbox = socket.membership.as_ref().map(Membership::mailbox);
         let woke = futures_lite::future::or(
-            async { Wake::Read(stream.read(&mut buf[start..]).await) },
+            async { Wake::Read(stream.read(spare).await) },
             futures_lite::future::or(
                 async {
                     glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await;
@@ -124,14 +124,10 @@ pub async fn run(shard: Rc<Shard>, mut stream: TcpStream, rest: Vec<u8>, up: Upg
         )
         .await;
         match woke {
-            Wake::Due => buf.truncate(start),
-            Wake::Closing((code, reason)) => {
-                buf.truncate(start);
-                break Next::Close(code, reason.to_string());
-            }
-            Wake::Read(Ok(n)) if n > 0 => buf.truncate(start + n),
+            Wake::Due => {}
+            Wake::Closing((code, reason)) => break Next::Close(code, reason.to_string()),
+            Wake::Read(Ok(n)) if n > 0 => buf.advance(n),
             Wake::Read(_) => {
-                buf.truncate(start);
                 let code = if shard.is_draining() {
                     close::GOING_AWAY
                 } else {
@@ -140,7 +136,9 @@ pub async fn run(shard: Rc<Shard>, mut stream: TcpStream, rest: Vec<u8>, up: Upg
                 break Next::Close(code, String::new());
             }
         }
-        if buf.capacity() > 4 * MAX_MESSAGE && buf.len() < READ {
+        // A large message's room is given back once it has been read (at
+        // most a few reads' worth stays: idle sockets stay small).
+        if buf.capacity() > 4 * READ {
             buf.shrink_to(READ);
         }
     };
@@ -154,13 +152,13 @@ pub async fn run(shard: Rc<Shard>, mut stream: TcpStream, rest: Vec<u8>, up: Upg
 impl Socket {
     /// Handles every whole frame at the start of `buf`; what ends the
     /// connection, if something does.
-    fn take_frames(&mut self, decoder: &mut Decoder, buf: &mut Vec<u8>) -> Option<Next> {
+    fn take_frames(&mut self, decoder: &mut Decoder, buf: &mut ReadBuffer) -> Option<Next> {
         loop {
-            match decoder.decode(buf) {
+            match decoder.decode(buf.filled_mut()) {
                 Err(v) => return Some(Next::Close(v.code, v.reason.to_string())),
                 Ok(Decoded { used: 0, .. }) => return None,
                 Ok(Decoded { used, message }) => {
-                    buf.drain(..used);
+                    buf.consume(used);
                     if let Some(Next::Close(code, reason)) = message.map(|m| self.handle(m)) {
                         return Some(Next::Close(code, reason));
                     }
