@@ -35,6 +35,8 @@ use std::time::Instant;
 pub enum Credentials<'a> {
     /// HTTP: the `Authorization` header as sent, if any.
     Bearer(Option<&'a str>),
+    /// A token as such (a WebSocket's `auth` message).
+    Token(&'a str),
     /// TCP: who the connection's handshake made it, if one succeeded.
     Session(Option<&'a Caller>),
 }
@@ -70,6 +72,7 @@ pub fn authenticate<'a>(
             // Verifies the signature, the game, and the revocations.
             shard.services.authenticate(token.trim()).map(Cow::Owned)
         }
+        Credentials::Token(token) => shard.services.authenticate(token.trim()).map(Cow::Owned),
         Credentials::Session(caller) => {
             let caller = caller.ok_or_else(|| ApiError::unauthorized("handshake required"))?;
             shard.services.check_not_revoked(caller)?;

@@ -341,6 +341,14 @@ impl Default for NodeConfig {
     }
 }
 
+impl HttpConfig {
+    /// Whether a browser `Origin` may call the API and open `/ws`
+    /// (`cors_origins` lists it, or holds `"*"`).
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.cors_origins.iter().any(|o| o == "*" || o == origin)
+    }
+}
+
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {

@@ -348,13 +348,7 @@ fn player_id(raw: Option<&str>) -> Result<i64, ApiError> {
 
 fn allowed_origin<'a>(shard: &Shard, req: &Request<'a>) -> Option<&'a str> {
     let origin = req.headers.origin?;
-    shard
-        .config
-        .http
-        .cors_origins
-        .iter()
-        .any(|o| o == "*" || o == origin)
-        .then_some(origin)
+    shard.config.http.allows_origin(origin).then_some(origin)
 }
 
 fn preflight(shard: &Shard, req: &Request<'_>) -> Response {

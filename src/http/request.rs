@@ -28,14 +28,14 @@ pub struct KnownHeaders<'a> {
     pub forwarded_for: Option<&'a str>,
     /// `X-Request-Id`.
     pub request_id: Option<&'a str>,
-    /// `Upgrade` (`websocket` for `GET /ws`).
-    pub upgrade: Option<&'a str>,
+    /// Whether `Upgrade` is `websocket` (`GET /ws`).
+    pub upgrade_websocket: bool,
     /// Whether `Connection` holds the `upgrade` token.
     pub connection_upgrade: bool,
+    /// Whether `Sec-WebSocket-Version` is 13, the only one there is.
+    pub websocket_13: bool,
     /// `Sec-WebSocket-Key`.
     pub websocket_key: Option<&'a str>,
-    /// `Sec-WebSocket-Version`.
-    pub websocket_version: Option<&'a str>,
 }
 
 /// A complete request borrowed from the read buffer.
@@ -90,11 +90,8 @@ impl Request<'_> {
     }
 }
 
-/// Outcome of [`parse`]. Matched as soon as it is made and never stored,
-/// so the request is not boxed (an allocation per request) to make the
-/// variants the same size.
+/// Outcome of [`parse`].
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
 pub enum Parsed<'a> {
     /// A whole request occupying `len` bytes.
     Complete {
@@ -224,13 +221,13 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
         } else if name.eq_ignore_ascii_case("x-request-id") {
             headers.request_id = Some(value);
         } else if name.eq_ignore_ascii_case("upgrade") {
-            headers.upgrade = Some(value);
+            headers.upgrade_websocket = value.trim().eq_ignore_ascii_case("websocket");
         } else if name.eq_ignore_ascii_case("sec-websocket-key") {
             if headers.websocket_key.replace(value).is_some() {
                 return refused(400, "repeated Sec-WebSocket-Key header");
             }
         } else if name.eq_ignore_ascii_case("sec-websocket-version") {
-            headers.websocket_version = Some(value);
+            headers.websocket_13 = value.trim() == "13";
         }
     }
     if version == 1 && !host_seen {

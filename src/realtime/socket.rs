@@ -203,9 +203,8 @@ impl Socket {
     }
 
     fn authenticate(&mut self, token: &str) -> Next {
-        let header = format!("Bearer {token}");
         let shard = self.shard.clone();
-        let caller = pipeline::authenticate(&shard, Credentials::Bearer(Some(&header)))
+        let caller = pipeline::authenticate(&shard, Credentials::Token(token))
             .and_then(|c| pipeline::scope(&shard, &c, None, Scope::Game).map(|_| c));
         match caller {
             Ok(caller) => {

@@ -37,17 +37,14 @@ pub async fn accept(
     if req.method != "GET" {
         return Err(Response::status(405, "GET /ws upgrades to WebSocket"));
     }
-    let websocket = h
-        .upgrade
-        .is_some_and(|u| u.trim().eq_ignore_ascii_case("websocket"));
-    if !websocket || !h.connection_upgrade {
+    if !h.upgrade_websocket || !h.connection_upgrade {
         return Err(Response::status(
             426,
             "GET /ws is a WebSocket endpoint: send Upgrade: websocket and Connection: Upgrade",
         )
         .with_header("Upgrade", "websocket"));
     }
-    if h.websocket_version.map(str::trim) != Some("13") {
+    if !h.websocket_13 {
         return Err(Response::status(426, "Sec-WebSocket-Version must be 13")
             .with_header("Sec-WebSocket-Version", "13"));
     }
@@ -59,8 +56,7 @@ pub async fn accept(
         ));
     }
     if let Some(origin) = h.origin {
-        let allowed = &shard.config.http.cors_origins;
-        if !allowed.iter().any(|o| o == "*" || o == origin) {
+        if !shard.config.http.allows_origin(origin) {
             return Err(Response::status(
                 403,
                 "origin not allowed (http.cors_origins)",
