@@ -641,7 +641,6 @@ impl Drop for PooledConn {
         // A panic in the caller's work may have left anything behind.
         if self.discard
             || self.in_flight
-            || self.lost
             || conn.is_broken()
             || conn.in_transaction()
             || std::thread::panicking()
