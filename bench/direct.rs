@@ -82,7 +82,7 @@ fn connection(db: &dyn Store, plan: &DirectPlan, index: usize) -> Tally {
                 idempotency_key: None,
                 now_ms,
             }))
-            .map(|(order, _)| pending = Some(order.order_id)),
+            .map(|done| pending = Some(done.value.0.order_id)),
             _ => block_on(db.player(player)).map(|_| ()),
         };
         if t0 >= plan.measure_from {

@@ -79,6 +79,26 @@ pub enum ShardMessage {
         /// Whether it is known (after remembering: true).
         reply: oneshot::Sender<bool>,
     },
+    /// Notifications another shard published: deliver them to this
+    /// shard's sockets.
+    Deliver(Vec<std::sync::Arc<crate::realtime::delivery::Delivery>>),
+    /// Whether a player has a socket of its own on this shard, and when it
+    /// last left it (Unix ms).
+    Presence {
+        /// The game.
+        game: String,
+        /// The player.
+        player_id: i64,
+        /// Online here, last seen here.
+        reply: oneshot::Sender<(bool, Option<i64>)>,
+    },
+    /// The players of a game with a socket of their own on this shard.
+    OnlinePlayers {
+        /// The game.
+        game: String,
+        /// Their ids.
+        reply: oneshot::Sender<Vec<i64>>,
+    },
     /// Report this shard's cache figures.
     CacheStats(oneshot::Sender<serde_json::Value>),
     /// Report this shard's metric samples.
@@ -203,9 +223,11 @@ impl Peers {
             .ok()
     }
 
-    async fn ask_all<T: Send + 'static>(
+    /// Sends one request built by `make` to every other shard and collects
+    /// the answers that come within a second each.
+    pub async fn ask_all<T: Send + 'static>(
         &self,
-        make: fn(oneshot::Sender<T>) -> ShardMessage,
+        make: impl Fn(oneshot::Sender<T>) -> ShardMessage,
     ) -> Vec<T> {
         let Some(senders) = &self.senders else {
             return Vec::new();

@@ -8,7 +8,7 @@
 
 use crate::figures::{NodeFigures, Totals};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Figures one shard publishes; written only by that shard.
@@ -70,6 +70,9 @@ pub struct NodeState {
     pub serving: AtomicBool,
     /// Open TCP connections of the whole node (for `tcp.max_connections`).
     pub tcp_connections: AtomicUsize,
+    /// Authenticated WebSocket connections of the whole node: a
+    /// notification is passed to the other shards only while there are any.
+    pub ws_sockets: Arc<AtomicUsize>,
     /// One entry per shard.
     pub gauges: Vec<ShardGauges>,
     /// The budgets in force: the config centre's value where it sets one,
@@ -155,6 +158,7 @@ impl NodeState {
             shutting_down: AtomicBool::new(false),
             serving: AtomicBool::new(false),
             tcp_connections: AtomicUsize::new(0),
+            ws_sockets: Arc::default(),
             gauges: (0..shards).map(|_| ShardGauges::default()).collect(),
             shards_draining: AtomicUsize::new(shards),
             instance: format!("{:016x}", rand::random::<u64>()),

@@ -240,7 +240,7 @@ async fn prepare_each_game(config: &Config) -> Result<Vec<String>, StartError> {
     let since = crate::clock::now_ms() - (config.auth.access_ttl_s as i64 + 1) * 1000;
     let mut revoked = Vec::new();
     for (id, game) in &config.games {
-        let db = store::open(&game.url, 1, game.durability).map_err(|e| {
+        let db = store::open(&game.url, 1, game.durability, false).map_err(|e| {
             let url = crate::config::redact(&game.url);
             StartError(format!("game {id}: cannot open {url}: {e}"))
         })?;

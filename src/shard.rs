@@ -277,6 +277,23 @@ impl Shard {
                                     .known_address_here(&account, client, remember),
                             );
                         }
+                        ShardMessage::Deliver(deliveries) => {
+                            shard.services.deliver_here(&deliveries)
+                        }
+                        ShardMessage::Presence {
+                            game,
+                            player_id,
+                            reply,
+                        } => {
+                            let hub = shard.services.sockets();
+                            let _ = reply.send((
+                                hub.is_online(&game, player_id),
+                                hub.last_seen(&game, player_id),
+                            ));
+                        }
+                        ShardMessage::OnlinePlayers { game, reply } => {
+                            let _ = reply.send(shard.services.sockets().online_players(&game));
+                        }
                         ShardMessage::CacheStats(reply) => {
                             let _ = reply.send(shard.ops.cache_stats(shard.id));
                         }

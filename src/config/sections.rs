@@ -26,6 +26,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Orders: how long a pending order lives.
     pub orders: OrdersConfig,
+    /// WebSocket notifications: what is stored and how much a socket queues.
+    pub realtime: RealtimeConfig,
     /// Log level, format and the access log.
     pub log: LogConfig,
     /// Game used when a request names none (`X-Game-Id` absent).
@@ -243,6 +245,32 @@ impl Default for OrdersConfig {
     }
 }
 
+/// `[realtime]`: WebSocket notifications (SPEC §11).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RealtimeConfig {
+    /// Store every notification in the game database, not only messages:
+    /// a client that resumes then misses nothing of any kind, at the cost
+    /// of one more row per change.
+    pub persist: bool,
+    /// Notifications one socket may have waiting to be written; a client
+    /// that reads slower than they come is closed (1008) past it.
+    pub max_queued: usize,
+    /// Stored notifications older than this many days are deleted by the
+    /// singleton job.
+    pub keep_days: u64,
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        RealtimeConfig {
+            persist: false,
+            max_queued: 256,
+            keep_days: 30,
+        }
+    }
+}
+
 /// `[log]`: log level and format.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -320,6 +348,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             cluster: ClusterConfig::default(),
             orders: OrdersConfig::default(),
+            realtime: RealtimeConfig::default(),
             log: LogConfig::default(),
             default_game: "game1".to_string(),
             games,

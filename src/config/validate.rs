@@ -61,6 +61,10 @@ impl Config {
         }
         positive("auth.hash_queue", self.auth.hash_queue as u64)?;
         positive("orders.pending_ttl_s", self.orders.pending_ttl_s)?;
+        if !(1..=65_536).contains(&self.realtime.max_queued) {
+            return Err(err("key `realtime.max_queued`: from 1 to 65536"));
+        }
+        positive("realtime.keep_days", self.realtime.keep_days)?;
         if !(100..=3_600_000).contains(&self.cluster.job_lease_ms) {
             return Err(err("key `cluster.job_lease_ms`: from 100 to 3600000"));
         }

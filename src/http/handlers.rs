@@ -262,6 +262,19 @@ async fn authed(
         Authed::Ledger => ok(services
             .ledger(c, g, player_id(params.get(0))?, page(req)?)
             .await?),
+        Authed::Notifications => {
+            let after = query_i64(req, "after")?.unwrap_or(0);
+            let limit = query_i64(req, "limit")?;
+            let pid = player_id(params.get(0))?;
+            ok(services.notifications(c, g, pid, after, limit).await?)
+        }
+        Authed::SendMessage => Ok(Response::ok_with(
+            201,
+            &services
+                .send_message(c, g, player_id(params.get(0))?, parse_json(req.body)?, true)
+                .await?,
+        )),
+        Authed::Presence => ok(services.presence(c, g, player_id(params.get(0))?).await?),
         Authed::ListItems => ok(services.list_item_defs(c, g).await?),
         Authed::CreateItem => Ok(Response::ok_with(
             201,
@@ -294,6 +307,9 @@ async fn authed(
             let body: serde_json::Value = body_or_empty(req)?;
             ok(services.game_action(c, text(0), text(1), body).await?)
         }
+        Authed::Broadcast => ok(services
+            .broadcast(c, text(0), parse_json(req.body)?)
+            .await?),
         Authed::CacheStats => ok(shard.ops.node_cache_stats(c, shard.id).await?),
         Authed::ClusterNodes => ok(shard.ops.cluster_nodes(c).await?),
         Authed::GetClusterConfig => ok(shard.ops.cluster_config(c).await?),

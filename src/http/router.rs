@@ -74,6 +74,12 @@ pub enum Authed {
     PlayerOrders,
     /// `GET /api/v1/players/{id}/ledger`.
     Ledger,
+    /// `GET /api/v1/players/{id}/notifications?after=ID`.
+    Notifications,
+    /// `POST /api/v1/players/{id}/notifications` (game server, admin).
+    SendMessage,
+    /// `GET /api/v1/players/{id}/presence`.
+    Presence,
     /// `GET /api/v1/items`.
     ListItems,
     /// `POST /api/v1/items`.
@@ -100,6 +106,8 @@ pub enum Authed {
     GameStats,
     /// `POST /api/v1/games/{game_id}/{action}`.
     GameAction,
+    /// `POST /api/v1/games/{game_id}/broadcast` (admin).
+    Broadcast,
     /// `GET /api/v1/cache/stats`.
     CacheStats,
     /// `POST /api/v1/cache/invalidate`.
@@ -182,6 +190,8 @@ const TABLE: &[Pattern] = &[
     pat!(["api", "v1", "players", {id}, "items", {item_id}, "grant"], "POST", "POST" => Authed::GrantItem),
     pat!(["api", "v1", "players", {id}, "orders"], "GET", "GET" => Authed::PlayerOrders),
     pat!(["api", "v1", "players", {id}, "ledger"], "GET", "GET" => Authed::Ledger),
+    pat!(["api", "v1", "players", {id}, "notifications"], "GET, POST", "GET" => Authed::Notifications, "POST" => Authed::SendMessage),
+    pat!(["api", "v1", "players", {id}, "presence"], "GET", "GET" => Authed::Presence),
     pat!(["api", "v1", "items"], "GET, POST", "GET" => Authed::ListItems, "POST" => Authed::CreateItem),
     pat!(["api", "v1", "items", {item_id}], "GET, PUT, DELETE", "GET" => Authed::GetItem, "PUT" => Authed::UpdateItem, "DELETE" => Authed::DeleteItem),
     pat!(["api", "v1", "orders"], "GET, POST", "GET" => Authed::ListOrders, "POST" => Authed::CreateOrder),
@@ -190,6 +200,7 @@ const TABLE: &[Pattern] = &[
     pat!(["api", "v1", "orders", {order_id}, "status"], "PUT", "PUT" => Authed::OrderStatus),
     pat!(["api", "v1", "games"], "GET", "GET" => Public::ListGames),
     pat!(["api", "v1", "games", {game_id}, "stats"], "GET", "GET" => Authed::GameStats),
+    pat!(["api", "v1", "games", {game_id}, "broadcast"], "POST", "POST" => Authed::Broadcast),
     pat!(["api", "v1", "games", {game_id}, {action}], "POST", "POST" => Authed::GameAction),
     pat!(["api", "v1", "cache", "stats"], "GET", "GET" => Authed::CacheStats),
     pat!(["api", "v1", "cache", "invalidate"], "POST", "POST" => Authed::CacheInvalidate),

@@ -121,6 +121,9 @@ pub async fn follow_config_centre(ops: Rc<Operations>, log: LogReload) {
                 // Every time: SIGHUP may have put the file's level back.
                 log.set_level(&effective.log_level);
                 if maintenance.as_ref() != Some(&s.maintenance) {
+                    if let Some(before) = &maintenance {
+                        announce_maintenance(&ops, before, &s.maintenance).await;
+                    }
                     ops.services().set_maintenance(s.maintenance.clone());
                     let games = s.maintenance.clone();
                     ops.services()
@@ -138,5 +141,23 @@ pub async fn follow_config_centre(ops: Rc<Operations>, log: LogReload) {
             Err(_) => {}
         }
         glommio::timer::sleep(POLL).await;
+    }
+}
+
+/// Tells the players connected to this node of each game whose maintenance
+/// began, changed its message, or ended between `before` and `now`.
+async fn announce_maintenance(
+    ops: &Operations,
+    before: &std::collections::BTreeMap<String, String>,
+    now: &std::collections::BTreeMap<String, String>,
+) {
+    let services = ops.services();
+    for (game, message) in now {
+        if before.get(game) != Some(message) {
+            services.announce_maintenance(game, message, true).await;
+        }
+    }
+    for game in before.keys().filter(|g| !now.contains_key(*g)) {
+        services.announce_maintenance(game, "", false).await;
     }
 }

@@ -3,7 +3,7 @@
 //! starts them with [`start`] once it serves; each task ends by itself when
 //! the shard drains (or, for the forever ones, with the shard's executor).
 
-use super::{announce, cache_bus, config_centre, jobs, revocations, Operations};
+use super::{announce, cache_bus, config_centre, jobs, realtime, revocations, Operations};
 use crate::config::Config;
 use crate::logging::LogReload;
 use std::rc::Rc;
@@ -93,6 +93,24 @@ pub const TASKS: &[Task] = &[
         shards: Shards::First,
         when: in_a_cluster,
         start: |c| spawn(revocations::revocation_subscriber(c.ops.clone())),
+    },
+    Task {
+        name: "pass notifications to the other shards and nodes",
+        shards: Shards::Every,
+        when: always,
+        start: |c| spawn(realtime::relay_forever(c.ops.clone())),
+    },
+    Task {
+        name: "deliver the notifications other nodes publish",
+        shards: Shards::First,
+        when: in_a_cluster,
+        start: |c| spawn(realtime::subscriber(c.ops.clone())),
+    },
+    Task {
+        name: "refresh the presence of this shard's players in Redis",
+        shards: Shards::Every,
+        when: in_a_cluster,
+        start: |c| spawn(realtime::refresh_presence_forever(c.ops.clone())),
     },
     Task {
         name: "follow the invalidation channel",

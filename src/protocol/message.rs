@@ -17,6 +17,8 @@ pub enum MessageType {
     ItemOperation,
     /// Order actions.
     OrderOperation,
+    /// A message to a player (SPEC §11): `{"player_id","subject","body","persistent"?}`.
+    Notify,
     /// Server-to-client error report.
     Error,
     /// Liveness probe; answered with Pong.
@@ -36,6 +38,7 @@ impl MessageType {
             0x1003 => MessageType::PlayerData,
             0x1004 => MessageType::ItemOperation,
             0x1005 => MessageType::OrderOperation,
+            0x1006 => MessageType::Notify,
             0x2001 => MessageType::Error,
             0x2002 => MessageType::Ping,
             0x2003 => MessageType::Pong,
@@ -53,6 +56,7 @@ impl MessageType {
             MessageType::PlayerData => 0x1003,
             MessageType::ItemOperation => 0x1004,
             MessageType::OrderOperation => 0x1005,
+            MessageType::Notify => 0x1006,
             MessageType::Error => 0x2001,
             MessageType::Ping => 0x2002,
             MessageType::Pong => 0x2003,
@@ -69,6 +73,7 @@ impl MessageType {
             MessageType::PlayerData => "player_data",
             MessageType::ItemOperation => "item_operation",
             MessageType::OrderOperation => "order_operation",
+            MessageType::Notify => "notify",
             MessageType::Error => "error",
             MessageType::Ping => "ping",
             MessageType::Pong => "pong",
@@ -116,12 +121,13 @@ mod tests {
     #[test]
     fn codes_round_trip_and_unknown_is_none() {
         for code in [
-            0x0001, 0x0002, 0x1001, 0x1002, 0x1003, 0x1004, 0x1005, 0x2001, 0x2002, 0x2003,
+            0x0001, 0x0002, 0x1001, 0x1002, 0x1003, 0x1004, 0x1005, 0x1006, 0x2001, 0x2002,
+            0x2003,
         ] {
             let t = MessageType::from_code(code).expect("known");
             assert_eq!(t.code(), code);
         }
-        assert_eq!(MessageType::from_code(0x1006), None);
+        assert_eq!(MessageType::from_code(0x1007), None);
         assert_eq!(MessageType::from_code(0), None);
     }
 }

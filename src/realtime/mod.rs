@@ -12,6 +12,8 @@
 //! follow (issue 26).
 
 pub mod frame;
+pub mod delivery;
 pub mod hub;
+pub mod relay;
 pub mod socket;
 pub mod upgrade;

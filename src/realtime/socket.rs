@@ -1,34 +1,49 @@
 //! One WebSocket connection after `GET /ws` switched it (SPEC §11): frames
 //! in and out on the shard that accepted it, the first-message
-//! authentication, pings, and the close codes.
+//! authentication, the notifications of the players it follows (in id
+//! order, without gaps or duplicates), resume, subscriptions, pings, and
+//! the close codes.
 //!
-//! The loop waits for whichever comes first: bytes from the client or its
-//! next deadline (authentication, ping). A glommio read is only a wait for
-//! readiness until the bytes are taken, so leaving it for a deadline loses
-//! nothing. The connection is tracked by the shard like any other, so a
-//! draining shard ends it (close 1001).
+//! The loop waits for whichever comes first: bytes from the client, its
+//! mailbox in the shard's hub (notifications, or a request to close), or
+//! its next deadline (authentication, ping, a notification held back for
+//! order). A glommio read is only a wait for readiness until the bytes are
+//! taken, so leaving it for something else loses nothing. The connection is
+//! tracked by the shard like any other, so a draining shard ends it (close
+//! 1001) and a write that a client never reads ends at the shard's reaper.
 //!
-//! Client messages are JSON text: `{"type":"auth","token":"..."}` within
-//! [`AUTH_WITHIN`] when the upgrade carried no `Authorization` header; the
-//! server answers `{"type":"ready","game","role","player_id"}`. Pings get
-//! pongs; the server pings every [`PING_EVERY`] and closes a client that
-//! left [`MISSED_PONGS`] of them unanswered. An authenticated socket is in
-//! its shard's hub (`realtime/hub.rs`): when its session is revoked — a
-//! logout, a ban, a revocation another shard or node made — it closes at
-//! once with 4001.
+//! Client messages are JSON text:
+//! - `{"type":"auth","token":"..."}` within [`AUTH_WITHIN`] when the
+//!   upgrade carried no `Authorization` header; answered
+//!   `{"type":"ready","game","role","player_id","last_id"}`.
+//! - `{"type":"resume","after":ID}` (and `"player_id"` for a subscribed
+//!   player): the stored notifications after `ID`, in order, then
+//!   `{"type":"resumed",...}`; ids that are not stored (kinds other than
+//!   `message` without `realtime.persist`) are reported as
+//!   `{"type":"missed","player_id","from","to"}` so the client re-reads.
+//! - `{"type":"subscribe","player_id":N}` (game servers, admins):
+//!   answered `{"type":"subscribed","player_id","last_id"}`.
+//!
+//! Ids increase per player in commit order, but notifications of one player
+//! made on different shards or nodes can arrive out of order: one that
+//! comes ahead of a missing id is held for up to [`REORDER_WAIT`], then the
+//! gap is filled from the stored notifications (or reported missed).
 
+use super::delivery::Delivery;
 use super::frame::{self, close, Decoded, Decoder, Message};
-use super::hub::{Closing, Membership};
+use super::hub::{Closing, Mail, Membership};
 use super::upgrade::Upgrade;
 use crate::buffer::ReadBuffer;
 use crate::pipeline::{self, Credentials, Scope};
-use crate::service::auth::Caller;
+use crate::service::auth::{Caller, Role};
 use crate::shard::Shard;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use serde_json::{json, Value};
+use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Largest client message, fragments joined (SPEC §11; close 1009 past it).
@@ -40,6 +55,10 @@ pub const AUTH_WITHIN: Duration = Duration::from_secs(5);
 pub const PING_EVERY: Duration = Duration::from_secs(30);
 /// Pings left unanswered before the server closes.
 pub const MISSED_PONGS: u32 = 2;
+/// How long a notification that came ahead of a missing id is held back.
+pub const REORDER_WAIT: Duration = Duration::from_millis(200);
+/// Stored notifications read per query while resuming or filling a gap.
+const PAGE: i64 = 200;
 /// Bytes asked of one read: small, so idle sockets stay small.
 const READ: usize = 1024;
 
@@ -49,8 +68,8 @@ enum Wake {
     Read(std::io::Result<usize>),
     /// A deadline came.
     Due,
-    /// The hub asks it to close (a revoked session).
-    Closing(Closing),
+    /// The hub has something for it.
+    Mail(Mail),
 }
 
 /// What a handled message leaves the connection to do.
@@ -59,13 +78,37 @@ enum Next {
     Close(u16, String),
 }
 
+/// Work a message asks for that needs the database.
+enum Job {
+    /// The caller is known: join the hub, follow its player, say `ready`.
+    Ready(Caller),
+    /// Follow another player (game servers, admins).
+    Subscribe(i64),
+    /// Send what a player's stream missed after an id.
+    Resume { player_id: i64, after: i64 },
+}
+
+/// One followed player's notifications as this socket sends them.
+struct Stream {
+    game: String,
+    player_id: i64,
+    /// The newest id sent (or known to the client).
+    last: i64,
+    /// Notifications that came ahead of `last + 1`.
+    held: BTreeMap<i64, Arc<Delivery>>,
+    /// When the oldest of them came.
+    held_since: Option<Instant>,
+}
+
 /// One socket's state.
 struct Socket {
     shard: Rc<Shard>,
     caller: Option<Caller>,
     /// Its place in the shard's hub once authenticated (a revoked session
-    /// closes it from there).
+    /// closes it from there; notifications come through it).
     membership: Option<Membership>,
+    streams: Vec<Stream>,
+    jobs: VecDeque<Job>,
     opened: Instant,
     next_ping: Instant,
     unanswered: u32,
@@ -80,13 +123,15 @@ pub async fn run(shard: Rc<Shard>, mut stream: TcpStream, rest: Vec<u8>, up: Upg
         shard: shard.clone(),
         caller: None,
         membership: None,
+        streams: Vec::new(),
+        jobs: VecDeque::new(),
         opened: now,
         next_ping: now + PING_EVERY,
         unanswered: 0,
         out: Vec::new(),
     };
     if let Some(caller) = up.caller {
-        socket.ready(caller);
+        socket.jobs.push_back(Job::Ready(caller));
     }
     let mut decoder = Decoder::new(MAX_MESSAGE);
     let mut buf = ReadBuffer::holding(rest);
@@ -94,16 +139,22 @@ pub async fn run(shard: Rc<Shard>, mut stream: TcpStream, rest: Vec<u8>, up: Upg
         if let Some(next) = socket.take_frames(&mut decoder, &mut buf) {
             break next;
         }
+        while let Some(job) = socket.jobs.pop_front() {
+            socket.run_job(job).await;
+        }
+        socket.fill_gaps(Instant::now()).await;
         if let Some(next) = socket.tick(Instant::now()) {
             break next;
         }
-        if !socket.out.is_empty() {
-            if stream.write_all(&socket.out).await.is_err() {
-                break Next::Close(close::GOING_AWAY, String::new());
-            }
-            socket.out.clear();
-        }
         guard.set_deadline(socket.next_deadline() + PING_EVERY);
+        if !socket.out.is_empty() {
+            match socket.flush(&mut stream).await {
+                Ok(()) => {}
+                // A write cut short: no close frame can follow it.
+                Err(None) => break Next::Close(0, String::new()),
+                Err(Some((code, reason))) => break Next::Close(code, reason.into()),
+            }
+        }
         let at = socket.next_deadline();
         let spare = buf.spare(READ);
         let mailbox = socket.membership.as_ref().map(Membership::mailbox);
@@ -116,7 +167,7 @@ pub async fn run(shard: Rc<Shard>, mut stream: TcpStream, rest: Vec<u8>, up: Upg
                 },
                 async {
                     match mailbox {
-                        Some(m) => Wake::Closing(m.closed().await),
+                        Some(m) => Wake::Mail(m.next().await),
                         None => std::future::pending().await,
                     }
                 },
@@ -125,7 +176,15 @@ pub async fn run(shard: Rc<Shard>, mut stream: TcpStream, rest: Vec<u8>, up: Upg
         .await;
         match woke {
             Wake::Due => {}
-            Wake::Closing((code, reason)) => break Next::Close(code, reason.to_string()),
+            Wake::Mail(Mail::Ready) => socket.take_mail(),
+            Wake::Mail(Mail::Closing((code, reason))) => {
+                if code == close::REVOKED {
+                    // What was queued before the revocation goes first.
+                    socket.take_mail();
+                    socket.send(&json!({"type": "session_revoked"}));
+                }
+                break Next::Close(code, reason.to_string());
+            }
             Wake::Read(Ok(n)) if n > 0 => buf.advance(n),
             Wake::Read(_) => {
                 let code = if shard.is_draining() {
@@ -143,10 +202,13 @@ pub async fn run(shard: Rc<Shard>, mut stream: TcpStream, rest: Vec<u8>, up: Upg
         }
     };
     if let Next::Close(code, reason) = ended {
-        frame::encode_close(code, &reason, &mut socket.out);
-        let _ = stream.write_all(&socket.out).await;
+        if code != 0 {
+            frame::encode_close(code, &reason, &mut socket.out);
+            let _ = stream.write_all(&socket.out).await;
+        }
     }
     let _ = stream.close().await;
+    socket.leave().await;
 }
 
 impl Socket {
@@ -187,18 +249,39 @@ impl Socket {
         let Ok(msg) = serde_json::from_str::<Value>(text) else {
             return self.error("a message is a JSON object with a \"type\"");
         };
-        match (msg["type"].as_str(), &self.caller) {
-            (Some("auth"), None) => match msg["token"].as_str() {
+        let authenticated = self.caller.is_some() || !self.jobs.is_empty();
+        match (msg["type"].as_str(), authenticated) {
+            (Some("auth"), false) => match msg["token"].as_str() {
                 Some(token) => self.authenticate(token),
                 None => Next::Close(close::POLICY, "auth needs a \"token\"".into()),
             },
-            (Some("auth"), Some(_)) => self.error("already authenticated"),
-            (_, None) => Next::Close(close::POLICY, "authenticate first".into()),
-            (Some(other), Some(_)) => {
+            (Some("auth"), true) => self.error("already authenticated"),
+            (_, false) => Next::Close(close::POLICY, "authenticate first".into()),
+            (Some("resume"), true) => {
+                let Some(after) = msg["after"].as_i64().filter(|a| *a >= 0) else {
+                    return self.error("resume needs \"after\": the last id received (0: all)");
+                };
+                let own = self.caller.as_ref().and_then(|c| c.player_id);
+                match msg["player_id"].as_i64().or(own) {
+                    Some(player_id) => {
+                        self.jobs.push_back(Job::Resume { player_id, after });
+                        Next::Go
+                    }
+                    None => self.error("resume needs \"player_id\" (a subscribed player)"),
+                }
+            }
+            (Some("subscribe"), true) => match msg["player_id"].as_i64() {
+                Some(player_id) => {
+                    self.jobs.push_back(Job::Subscribe(player_id));
+                    Next::Go
+                }
+                None => self.error("subscribe needs \"player_id\""),
+            },
+            (Some(other), true) => {
                 let other = other.chars().take(32).collect::<String>();
                 self.error(&format!("unknown message type {other:?}"))
             }
-            (None, Some(_)) => self.error("a message is a JSON object with a \"type\""),
+            (None, true) => self.error("a message is a JSON object with a \"type\""),
         }
     }
 
@@ -208,7 +291,7 @@ impl Socket {
             .and_then(|c| pipeline::scope(&shard, &c, None, Scope::Game).map(|_| c));
         match caller {
             Ok(caller) => {
-                self.ready(caller.into_owned());
+                self.jobs.push_back(Job::Ready(caller.into_owned()));
                 Next::Go
             }
             Err(e) => Next::Close(
@@ -218,33 +301,280 @@ impl Socket {
         }
     }
 
-    /// The caller is known: say so.
-    fn ready(&mut self, caller: Caller) {
-        let answer = json!({
+    async fn run_job(&mut self, job: Job) {
+        match job {
+            Job::Ready(caller) => self.ready(caller).await,
+            Job::Subscribe(player_id) => self.subscribe(player_id).await,
+            Job::Resume { player_id, after } => self.resume(player_id, after).await,
+        }
+    }
+
+    /// The caller is known: join the hub, follow its own player, say so.
+    async fn ready(&mut self, caller: Caller) {
+        let services = self.shard.services.clone();
+        let membership = services
+            .sockets()
+            .join(&caller.session_id, self.shard.buffers.reservation());
+        let mut last_id = None;
+        if let Some(player_id) = caller.player_id {
+            membership.watch(&caller.game_id, player_id, true);
+            // Read after joining: what commits later reaches the mailbox.
+            match services.last_notice_id(&caller.game_id, player_id).await {
+                Ok(last) => {
+                    last_id = Some(last);
+                    self.streams.push(Stream::new(&caller.game_id, player_id, last));
+                }
+                Err(e) => self.error_now(&format!("notifications unavailable: {}", e.message)),
+            }
+            let game = caller.game_id.clone();
+            glommio::spawn_local(async move { services.went_online(&game, player_id).await })
+                .detach();
+        }
+        self.send(&json!({
             "type": "ready",
             "game": caller.game_id,
             "role": caller.role.as_str(),
             "player_id": caller.player_id,
-        });
-        frame::encode_text(&answer.to_string(), &mut self.out);
-        self.membership = Some(self.shard.services.sockets().join(&caller.session_id));
+            "last_id": last_id,
+        }));
+        self.membership = Some(membership);
         self.caller = Some(caller);
+    }
+
+    /// A game server or an admin follows a player of its game.
+    async fn subscribe(&mut self, player_id: i64) {
+        let Some(caller) = &self.caller else { return };
+        let game = caller.game_id.clone();
+        if !matches!(caller.role, Role::GameServer | Role::Admin)
+            || !caller.may_access_player(&game, player_id)
+        {
+            return self.error_now("subscribe is for game servers and admins of the game");
+        }
+        if self.stream_of(&game, player_id).is_some() {
+            return self.error_now("already following this player");
+        }
+        let Some(membership) = &self.membership else { return };
+        if !membership.watch(&game, player_id, false) {
+            return self.error_now(&format!(
+                "a socket follows at most {} players",
+                super::hub::MAX_WATCHED
+            ));
+        }
+        match self.shard.services.last_notice_id(&game, player_id).await {
+            Ok(last) => {
+                self.streams.push(Stream::new(&game, player_id, last));
+                self.send(&json!({"type": "subscribed", "player_id": player_id, "last_id": last}));
+            }
+            Err(e) => self.error_now(&e.message),
+        }
+    }
+
+    /// Sends what a stream missed after `after`: the stored notifications
+    /// in order, the ids that are not stored reported as missed.
+    async fn resume(&mut self, player_id: i64, after: i64) {
+        let Some(game) = self.caller.as_ref().map(|c| c.game_id.clone()) else {
+            return;
+        };
+        let Some(i) = self.stream_of(&game, player_id) else {
+            return self.error_now("resume a player this socket follows (subscribe first)");
+        };
+        let newest = self.streams[i].last;
+        if after > newest {
+            return self.error_now(&format!("after {after} is past the newest id {newest}"));
+        }
+        self.streams[i].last = after;
+        let (replayed, missed) = self.catch_up(i, newest).await;
+        let last = self.streams[i].last;
+        self.send(&json!({
+            "type": "resumed",
+            "player_id": player_id,
+            "after": after,
+            "last_id": last,
+            "replayed": replayed,
+            "missed": missed,
+        }));
+        self.release(i);
+    }
+
+    /// Sends stream `i`'s stored notifications after its `last` up to
+    /// `upto`, reporting the ids between them that are not stored; the
+    /// stream then stands at `upto` (or further, when live ones it held
+    /// follow). How many were sent and how many missed.
+    async fn catch_up(&mut self, i: usize, upto: i64) -> (i64, i64) {
+        let (mut replayed, mut missed) = (0, 0);
+        let (game, player_id) = (self.streams[i].game.clone(), self.streams[i].player_id);
+        while self.streams[i].last < upto {
+            let after = self.streams[i].last;
+            let services = self.shard.services.clone();
+            let page = match services.stored_notices(&game, player_id, after, PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    self.error_now(&format!("stored notifications unavailable: {}", e.message));
+                    break;
+                }
+            };
+            let full = page.len() as i64 == PAGE;
+            for n in page.iter().filter(|n| n.id <= upto) {
+                missed += self.skip_to(i, n.id - 1);
+                let d = Delivery::of(&game, n);
+                frame::encode_text(&d.text, &mut self.out);
+                self.streams[i].last = n.id;
+                replayed += 1;
+            }
+            if !full || page.last().is_none_or(|n| n.id >= upto) {
+                break;
+            }
+        }
+        missed += self.skip_to(i, upto);
+        (replayed, missed)
+    }
+
+    /// Moves stream `i` to `to` over ids that are neither stored nor held,
+    /// telling the client which; how many.
+    fn skip_to(&mut self, i: usize, to: i64) -> i64 {
+        let s = &mut self.streams[i];
+        if to <= s.last {
+            return 0;
+        }
+        let (from, player_id) = (s.last + 1, s.player_id);
+        s.last = to;
+        s.held.retain(|id, _| *id > to);
+        self.send(&json!({"type": "missed", "player_id": player_id, "from": from, "to": to}));
+        to - from + 1
+    }
+
+    /// Takes every notification waiting in the mailbox into its stream.
+    fn take_mail(&mut self) {
+        let Some(membership) = &self.membership else { return };
+        let mut arrived = Vec::new();
+        while let Some(d) = membership.mailbox().take() {
+            arrived.push(d);
+        }
+        for d in arrived {
+            let Some(i) = self.stream_of(&d.game, d.player_id) else {
+                continue;
+            };
+            let s = &mut self.streams[i];
+            if d.id > s.last {
+                s.held.insert(d.id, d);
+                self.release(i);
+            }
+        }
+    }
+
+    /// Sends stream `i`'s held notifications that follow its last one.
+    fn release(&mut self, i: usize) {
+        let s = &mut self.streams[i];
+        while let Some(entry) = s.held.first_entry() {
+            if *entry.key() > s.last + 1 {
+                break;
+            }
+            let (id, d) = entry.remove_entry();
+            if id == s.last + 1 {
+                frame::encode_text(&d.text, &mut self.out);
+                s.last = id;
+            }
+        }
+        s.held_since = match s.held.is_empty() {
+            true => None,
+            false => s.held_since.or(Some(Instant::now())),
+        };
+    }
+
+    /// Fills the gaps held back past [`REORDER_WAIT`] (or past
+    /// `realtime.max_queued` held) from the stored notifications.
+    async fn fill_gaps(&mut self, now: Instant) {
+        let limit = self.shard.config.realtime.max_queued;
+        for i in 0..self.streams.len() {
+            let s = &self.streams[i];
+            let due = s.held_since.is_some_and(|t| now >= t + REORDER_WAIT);
+            if !due && s.held.len() <= limit {
+                continue;
+            }
+            let Some(first) = s.held.keys().next().copied() else {
+                continue;
+            };
+            self.catch_up(i, first - 1).await;
+            self.release(i);
+        }
+    }
+
+    fn stream_of(&self, game: &str, player_id: i64) -> Option<usize> {
+        self.streams
+            .iter()
+            .position(|s| s.player_id == player_id && s.game == game)
+    }
+
+    /// Writes `out`, unless the hub asks the socket to close first: then
+    /// the close, or `None` when the write was cut short mid-frame.
+    async fn flush(&mut self, stream: &mut TcpStream) -> Result<(), Option<Closing>> {
+        let out = std::mem::take(&mut self.out);
+        let mailbox = self.membership.as_ref().map(Membership::mailbox);
+        let written = futures_lite::future::or(
+            async { stream.write_all(&out).await.map_err(|_| None) },
+            async {
+                match mailbox {
+                    Some(m) => {
+                        let why = m.closed().await;
+                        // Revoked: let the write finish and close politely.
+                        if why.0 == close::REVOKED {
+                            std::future::pending::<()>().await;
+                        }
+                        Err(None)
+                    }
+                    None => std::future::pending().await,
+                }
+            },
+        )
+        .await;
+        self.out = out;
+        self.out.clear();
+        if self.out.capacity() > 16 * READ {
+            self.out = Vec::new();
+        }
+        written
+    }
+
+    /// Leaves the hub (and says so for presence).
+    async fn leave(&mut self) {
+        let Some(membership) = self.membership.take() else {
+            return;
+        };
+        drop(membership);
+        if let Some(c) = &self.caller {
+            if let Some(player_id) = c.player_id {
+                self.shard.services.went_offline(&c.game_id, player_id).await;
+            }
+        }
+    }
+
+    fn send(&mut self, message: &Value) {
+        frame::encode_text(&message.to_string(), &mut self.out);
     }
 
     /// A message the server could not act on: said, and the socket stays.
     fn error(&mut self, message: &str) -> Next {
-        let answer = json!({"type": "error", "message": message});
-        frame::encode_text(&answer.to_string(), &mut self.out);
+        self.error_now(message);
         Next::Go
     }
 
+    fn error_now(&mut self, message: &str) {
+        self.send(&json!({"type": "error", "message": message}));
+    }
+
     /// The next time something is due: the end of the authentication
-    /// window, or the next ping.
+    /// window, the next ping, or a held notification's wait.
     fn next_deadline(&self) -> Instant {
-        match self.caller {
+        let mut at = match self.caller {
             None => self.next_ping.min(self.opened + AUTH_WITHIN),
             Some(_) => self.next_ping,
+        };
+        for s in &self.streams {
+            if let Some(t) = s.held_since {
+                at = at.min(t + REORDER_WAIT);
+            }
         }
+        at
     }
 
     /// Does what is due at `now`; what ends the connection, if something does.
@@ -264,5 +594,17 @@ impl Socket {
             self.next_ping = now + PING_EVERY;
         }
         None
+    }
+}
+
+impl Stream {
+    fn new(game: &str, player_id: i64, last: i64) -> Stream {
+        Stream {
+            game: game.to_string(),
+            player_id,
+            last,
+            held: BTreeMap::new(),
+            held_since: None,
+        }
     }
 }

@@ -20,6 +20,25 @@ pub enum Reply {
     Array(Option<Vec<Reply>>),
 }
 
+impl Reply {
+    /// The elements of an array reply (`None` for anything else).
+    pub fn as_array(&self) -> Option<&[Reply]> {
+        match self {
+            Reply::Array(Some(items)) => Some(items),
+            _ => None,
+        }
+    }
+
+    /// A bulk or status reply as UTF-8 text (`None` for anything else).
+    pub fn as_text(&self) -> Option<String> {
+        match self {
+            Reply::Bulk(Some(b)) => String::from_utf8(b.clone()).ok(),
+            Reply::Status(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// Appends one command (an array of bulk strings) to `out`.
 pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
     out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());

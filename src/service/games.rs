@@ -65,10 +65,11 @@ impl Services {
             } => Some((*currency, *amount)),
             _ => None,
         };
-        let player = game
+        let done = game
             .store
             .run(async move |s| s.apply_progress(player_id, progress, now).await)
             .await?;
+        let player = self.delivered(game_id, done);
         if let Some((currency, amount)) = reward {
             self.counters().currency(game_id, currency, amount);
         }

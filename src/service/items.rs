@@ -315,7 +315,8 @@ impl Services {
                     s.use_item(player_id, &id, quantity, now).await
                 }
             })
-            .await;
+            .await
+            .map(|done| self.delivered(game_id, done));
         self.changed(Change::written(
             game_id,
             player_id,
@@ -368,7 +369,8 @@ impl Services {
         let result = game
             .store
             .run(async move |s| s.transfer_item(player_id, to, &id, q, now).await)
-            .await;
+            .await
+            .map(|done| self.delivered(game_id, done));
         let target = req.target_player_id;
         self.changed(
             Change::written(

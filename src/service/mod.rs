@@ -23,8 +23,10 @@ pub mod counters;
 pub mod games;
 pub mod hashing;
 pub mod items;
+pub mod notifications;
 pub mod orders;
 pub mod players;
+pub mod presence;
 pub mod revocations;
 pub mod sessions;
 
@@ -40,6 +42,7 @@ use crate::mesh::Peers;
 use crate::node::NodeState;
 use crate::rate_limit::RateLimiter;
 use crate::realtime::hub::Hub;
+use crate::realtime::relay::Relay;
 use crate::store::{self, PageRequest, StoreError, StoreHandle};
 use crate::validate;
 use hashing::PasswordHasher;
@@ -79,6 +82,8 @@ pub struct Services {
     maintenance: RefCell<BTreeMap<String, String>>,
     counters: counters::BusinessCounters,
     sockets: Rc<Hub>,
+    relay: Relay,
+    shard: usize,
 }
 
 /// What a shard hands to [`Services::open`] besides the configuration.
@@ -117,13 +122,14 @@ impl Services {
         };
         let mut games = BTreeMap::new();
         for (id, game) in &config.games {
-            let primary = store::open(&game.url, game.pool_size, game.durability)?;
+            let persist = config.realtime.persist;
+            let primary = store::open(&game.url, game.pool_size, game.durability, persist)?;
             let mut replicas = Vec::new();
             for url in &game.replicas {
                 // A replica takes no writes: nothing to make durable.
                 replicas.push((
                     crate::config::redact(url),
-                    store::open(url, game.pool_size, store::Durability::Normal)?,
+                    store::open(url, game.pool_size, store::Durability::Normal, false)?,
                 ));
             }
             let logic = crate::game::by_name(&game.logic).ok_or_else(|| {
@@ -144,6 +150,7 @@ impl Services {
                 },
             );
         }
+        let sockets = Hub::new(config.realtime.max_queued, links.node.ws_sockets.clone());
         Ok(Services {
             tokens: TokenIssuer::new(&links.jwt_secret, config.auth.access_ttl_s),
             config,
@@ -158,7 +165,9 @@ impl Services {
             registry,
             maintenance: RefCell::new(BTreeMap::new()),
             counters: counters::BusinessCounters::default(),
-            sockets: Rc::new(Hub::default()),
+            sockets,
+            relay: Relay::default(),
+            shard: links.shard,
         })
     }
 
@@ -179,6 +188,11 @@ impl Services {
     /// This shard's WebSocket connections, by session.
     pub fn sockets(&self) -> &Rc<Hub> {
         &self.sockets
+    }
+
+    /// This shard's queue of notifications for its peers and other nodes.
+    pub fn relay(&self) -> &Relay {
+        &self.relay
     }
 
     /// Refuses `sessions` on this shard until `until_s` and closes their

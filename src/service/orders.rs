@@ -117,10 +117,11 @@ impl Services {
             idempotency_key: key,
             now_ms: now,
         };
-        let (order, created) = game
+        let done = game
             .store
             .run(async move |s| s.create_order(&new).await)
             .await?;
+        let (order, created) = self.delivered(game_id, done);
         if created {
             business_event!(
                 self,
@@ -291,7 +292,7 @@ impl Services {
         };
         let game = self.game(game_id)?;
         let now = clock::now_ms();
-        let (order, moved) = game
+        let done = game
             .store
             .run(async move |s| match transition {
                 Transition::Pay => s.pay_order(&id, now).await,
@@ -299,6 +300,7 @@ impl Services {
                 Transition::Refund => s.refund_order(&id, now).await,
             })
             .await?;
+        let (order, moved) = self.delivered(game_id, done);
         // Counted when this request made the move; a repeat answers the
         // order as it already was.
         let counters = self.counters();

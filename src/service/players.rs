@@ -294,6 +294,7 @@ impl Services {
             .store
             .run(async move |s| s.update_player(player_id, &patch, expected, now).await)
             .await?;
+        let player = self.delivered(game_id, player);
         self.changed(Change::written(
             game_id,
             player_id,
@@ -354,6 +355,7 @@ impl Services {
                     .await
             })
             .await?;
+        let player = self.delivered(game_id, player);
         self.counters().currency(game_id, currency, delta);
         business_event!(
             self,

@@ -119,6 +119,7 @@ pub const SQLITE: &[Migration] = &[
         // SQLite's BINARY collation never ignored trailing spaces: nothing to do.
         statements: &[],
     },
+    NOTIFICATIONS,
 ];
 
 /// Version 3, the same for both dialects: the heartbeat row the primary
@@ -155,6 +156,32 @@ const SINGLETON_JOBS: Migration = Migration {
         "CREATE INDEX orders_by_status_time ON orders (status, created_at)",
         "CREATE TABLE job_fences (job VARCHAR(64) NOT NULL PRIMARY KEY, token BIGINT NOT NULL, holder VARCHAR(128) NOT NULL, updated_at BIGINT NOT NULL)",
         "CREATE TABLE job_runs (job VARCHAR(64) NOT NULL, token BIGINT NOT NULL, holder VARCHAR(128) NOT NULL, started_at BIGINT NOT NULL, affected BIGINT NOT NULL, PRIMARY KEY (job, token, started_at))",
+    ],
+};
+
+/// Version 7, the same for both dialects: notifications (SPEC §11). Each
+/// player's row counts the notifications made for it (`notify_seq`, bumped
+/// in the transaction of the change, so ids increase per player in commit
+/// order); the stored ones (every `message`, all with `realtime.persist`)
+/// are rows of `notifications`, keyed by player and id for resume.
+const NOTIFICATIONS: Migration = Migration {
+    version: 7,
+    description: "per-player notification ids and stored notifications",
+    statements: &[
+        "ALTER TABLE players ADD COLUMN notify_seq BIGINT NOT NULL DEFAULT 0",
+        "CREATE TABLE notifications (player_id BIGINT NOT NULL, id BIGINT NOT NULL, kind VARCHAR(16) NOT NULL, data TEXT NOT NULL, created_at BIGINT NOT NULL, PRIMARY KEY (player_id, id))",
+        "CREATE INDEX notifications_by_time ON notifications (created_at)",
+    ],
+};
+
+/// Version 7 on MySQL: as [`NOTIFICATIONS`], the table in utf8mb4 (a
+/// message's body is any Unicode text).
+const MYSQL_NOTIFICATIONS: Migration = Migration {
+    version: 7,
+    description: NOTIFICATIONS.description,
+    statements: &[
+        "ALTER TABLE players ADD COLUMN notify_seq BIGINT NOT NULL DEFAULT 0",
+        "CREATE TABLE notifications (player_id BIGINT NOT NULL, id BIGINT NOT NULL, kind VARCHAR(16) NOT NULL, data TEXT NOT NULL, created_at BIGINT NOT NULL, PRIMARY KEY (player_id, id), KEY notifications_by_time (created_at)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
     ],
 };
 
@@ -274,4 +301,5 @@ pub const MYSQL: &[Migration] = &[
             "ALTER TABLE players MODIFY username VARCHAR(64) /*M! CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin */ NOT NULL",
         ],
     },
+    MYSQL_NOTIFICATIONS,
 ];

@@ -9,7 +9,7 @@
 //!
 //! The operations are one trait per domain, mirroring `src/service/`:
 //! [`PlayerStore`], [`SessionStore`], [`ItemStore`], [`OrderStore`],
-//! [`JobStore`], and [`DatabaseStore`] for the database as a whole. [`Store`]
+//! [`NoticeStore`], [`JobStore`], and [`DatabaseStore`] for the database as a whole. [`Store`]
 //! is all of them, the type a game's stores are held as (`dyn Store`, whose
 //! methods, supertraits' included, need no import).
 //!
@@ -123,7 +123,7 @@ pub trait PlayerStore {
         patch: &'a PlayerPatch,
         expected_version: Option<i64>,
         now_ms: i64,
-    ) -> StoreFuture<'a, Player>;
+    ) -> StoreFuture<'a, Notified<Player>>;
     /// Adds `delta` (may be negative) to a balance and records it in the ledger.
     fn adjust_balance<'a>(
         &'a self,
@@ -133,7 +133,7 @@ pub trait PlayerStore {
         reason: &'a str,
         reference: &'a str,
         now_ms: i64,
-    ) -> StoreFuture<'a, Player>;
+    ) -> StoreFuture<'a, Notified<Player>>;
     /// A page of a player's ledger, newest first; a deleted player's only
     /// with `include_deleted` (else 1001).
     fn ledger(
@@ -143,7 +143,12 @@ pub trait PlayerStore {
         include_deleted: bool,
     ) -> StoreFuture<'_, Page<LedgerEntry>>;
     /// Applies a game logic progress change.
-    fn apply_progress(&self, id: i64, progress: Progress, now_ms: i64) -> StoreFuture<'_, Player>;
+    fn apply_progress(
+        &self,
+        id: i64,
+        progress: Progress,
+        now_ms: i64,
+    ) -> StoreFuture<'_, Notified<Player>>;
 }
 
 /// Login sessions, their refresh secrets, and the revocations every node
@@ -209,7 +214,7 @@ pub trait ItemStore {
         item_id: &'a str,
         quantity: i64,
         now_ms: i64,
-    ) -> StoreFuture<'a, InventoryEntry>;
+    ) -> StoreFuture<'a, Notified<InventoryEntry>>;
     /// Adds `quantity` of an item within its stack limit.
     fn grant_item<'a>(
         &'a self,
@@ -217,7 +222,7 @@ pub trait ItemStore {
         item_id: &'a str,
         quantity: i64,
         now_ms: i64,
-    ) -> StoreFuture<'a, InventoryEntry>;
+    ) -> StoreFuture<'a, Notified<InventoryEntry>>;
     /// Moves `quantity` of an item between two players atomically.
     fn transfer_item<'a>(
         &'a self,
@@ -226,7 +231,7 @@ pub trait ItemStore {
         item_id: &'a str,
         quantity: i64,
         now_ms: i64,
-    ) -> StoreFuture<'a, (InventoryEntry, InventoryEntry)>;
+    ) -> StoreFuture<'a, Notified<(InventoryEntry, InventoryEntry)>>;
 }
 
 /// Orders: creation, idempotent per key, and the pay, cancel and refund
@@ -234,7 +239,8 @@ pub trait ItemStore {
 pub trait OrderStore {
     /// Creates an order, or returns the one with the same idempotency key
     /// (`false` then).
-    fn create_order<'a>(&'a self, new: &'a NewOrder) -> StoreFuture<'a, (Order, bool)>;
+    fn create_order<'a>(&'a self, new: &'a NewOrder)
+        -> StoreFuture<'a, Notified<(Order, bool)>>;
     /// One order.
     fn order<'a>(&'a self, order_id: &'a str) -> StoreFuture<'a, Option<Order>>;
     /// A page of orders, newest first, of one player (1001 when it does not
@@ -249,17 +255,60 @@ pub trait OrderStore {
     /// paid order returns it unchanged. An order for a withdrawn item (2002)
     /// or of a deleted player (1001) is not paid and stays pending. The flag
     /// says whether this call paid it (false: it was paid already).
-    fn pay_order<'a>(&'a self, order_id: &'a str, now_ms: i64) -> StoreFuture<'a, (Order, bool)>;
+    fn pay_order<'a>(
+        &'a self,
+        order_id: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Notified<(Order, bool)>>;
     /// Cancels a pending order (a cancelled one is returned unchanged, flag
     /// false); also one for a withdrawn item or of a deleted player, since
     /// cancelling moves nothing.
-    fn cancel_order<'a>(&'a self, order_id: &'a str, now_ms: i64)
-        -> StoreFuture<'a, (Order, bool)>;
+    fn cancel_order<'a>(
+        &'a self,
+        order_id: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Notified<(Order, bool)>>;
     /// Refunds a paid order: credits the price back, takes back the items
     /// the player still holds (at most the quantity bought). The flag says
     /// whether this call refunded it.
-    fn refund_order<'a>(&'a self, order_id: &'a str, now_ms: i64)
-        -> StoreFuture<'a, (Order, bool)>;
+    fn refund_order<'a>(
+        &'a self,
+        order_id: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Notified<(Order, bool)>>;
+}
+
+/// Notifications (SPEC §11): the stored ones a player's inbox and a
+/// resuming socket read, messages sent to players, and the sequence each
+/// player's ids come from (the service's `notifications.rs`).
+pub trait NoticeStore {
+    /// The stored notifications of a player with ids above `after`, oldest
+    /// first, at most `limit`; 1001 for a player that does not exist (or is
+    /// deleted, unless `include_deleted`).
+    fn notices(
+        &self,
+        player_id: i64,
+        after: i64,
+        limit: i64,
+        include_deleted: bool,
+    ) -> StoreFuture<'_, Vec<Notice>>;
+    /// The id of the newest notification made for a player (0: none yet).
+    fn last_notice_id(&self, player_id: i64) -> StoreFuture<'_, i64>;
+    /// Makes one notification of `kind` with `data` for each of `players`
+    /// (in ascending ids, in one transaction), in `notifications` when
+    /// `stored`. Players without a live row are skipped; with `must_exist`,
+    /// one is 1001 instead.
+    fn send_notices<'a>(
+        &'a self,
+        players: &'a [i64],
+        kind: NoticeKind,
+        data: &'a serde_json::Value,
+        stored: bool,
+        must_exist: bool,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Vec<Notice>>;
+    /// Deletes stored notifications made before `before_ms`; how many.
+    fn prune_notices(&self, before_ms: i64) -> StoreFuture<'_, u64>;
 }
 
 /// Singleton jobs, whose work the database runs only for the newest
@@ -312,33 +361,44 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// domain trait at once, so one [`Database`] (and [`StoreHandle`]) serves
 /// every service. Every multi-row change is one transaction inside the store.
 pub trait Store:
-    PlayerStore + SessionStore + ItemStore + OrderStore + JobStore + DatabaseStore + 'static
+    PlayerStore + SessionStore + ItemStore + OrderStore + NoticeStore + JobStore + DatabaseStore + 'static
 {
 }
 
 /// Whatever implements every domain trait is a [`Store`]: there is nothing
 /// more to write.
 impl<T> Store for T where
-    T: PlayerStore + SessionStore + ItemStore + OrderStore + JobStore + DatabaseStore + 'static
+    T: PlayerStore
+        + SessionStore
+        + ItemStore
+        + OrderStore
+        + NoticeStore
+        + JobStore
+        + DatabaseStore
+        + 'static
 {
 }
 
 /// Opens the store named by a game's `url` (`sqlite://PATH` or
 /// `mysql://user:pass@host:port/db`) with what its acknowledged writes must
-/// survive (replicas, which take no writes, are opened with `Normal`). A
+/// survive (replicas, which take no writes, are opened with `Normal`), and
+/// whether it stores every notification (`realtime.persist`). A
 /// MySQL store's pool belongs to the executor that opens it.
-pub fn open(url: &str, pool_size: usize, durability: Durability) -> Result<Database, StoreError> {
+pub fn open(
+    url: &str,
+    pool_size: usize,
+    durability: Durability,
+    persist_notices: bool,
+) -> Result<Database, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let backend = sqlite::SqliteBackend::open(path, pool_size, durability)?;
-        return Ok(Database::Blocking(Arc::new(sql_store::SqlStore::new(
-            backend,
-        ))));
+        let store = sql_store::SqlStore::new(backend).persisting_all_notices(persist_notices);
+        return Ok(Database::Blocking(Arc::new(store)));
     }
     if url.starts_with("mysql://") {
         let backend = mysql::MysqlBackend::open(url, pool_size, durability)?;
-        return Ok(Database::OnShard(Rc::new(sql_store::SqlStore::new(
-            backend,
-        ))));
+        let store = sql_store::SqlStore::new(backend).persisting_all_notices(persist_notices);
+        return Ok(Database::OnShard(Rc::new(store)));
     }
     Err(StoreError::Internal(format!(
         "unsupported database url scheme in `{}`",

@@ -485,6 +485,80 @@ pub struct GameStats {
     pub items: i64,
 }
 
+/// What a notification is about (SPEC §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// A balance changed: currency, delta, balance, reason.
+    Wallet,
+    /// An item was used, granted, moved, bought or taken back: item_id,
+    /// delta, quantity.
+    Item,
+    /// An order was made or changed state: order_id, status.
+    Order,
+    /// A message to the player: subject, body, from. Always stored.
+    Message,
+    /// The game goes into or out of maintenance: message.
+    Maintenance,
+    /// The player's account status changed (e.g. banned): status.
+    Player,
+}
+
+impl NoticeKind {
+    /// Every kind, for parsing stored rows.
+    pub const ALL: [NoticeKind; 6] = [
+        NoticeKind::Wallet,
+        NoticeKind::Item,
+        NoticeKind::Order,
+        NoticeKind::Message,
+        NoticeKind::Maintenance,
+        NoticeKind::Player,
+    ];
+
+    /// The name on the wire and in the `notifications` table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Wallet => "wallet",
+            NoticeKind::Item => "item",
+            NoticeKind::Order => "order",
+            NoticeKind::Message => "message",
+            NoticeKind::Maintenance => "maintenance",
+            NoticeKind::Player => "player",
+        }
+    }
+
+    /// The kind named `name`.
+    pub fn parse(name: &str) -> Option<NoticeKind> {
+        NoticeKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// One notification for one player: made in the transaction of the change
+/// it tells about, with the next id of that player's sequence, so ids
+/// increase per player in the order the changes committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    /// Whom it is for.
+    pub player_id: i64,
+    /// Its id in the player's sequence (1, 2, ...).
+    pub id: i64,
+    /// What it is about.
+    pub kind: NoticeKind,
+    /// The kind's fields (a JSON object).
+    pub data: serde_json::Value,
+    /// When the change committed (Unix ms).
+    pub at: i64,
+}
+
+/// What a change returns together with the notifications it made, for the
+/// service to deliver once it committed.
+#[derive(Debug, Clone)]
+pub struct Notified<T> {
+    /// The change's own result.
+    pub value: T,
+    /// Its notifications, in id order per player.
+    pub notices: Vec<Notice>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

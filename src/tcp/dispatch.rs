@@ -9,6 +9,7 @@ use crate::pipeline::{self, Credentials, Scope};
 use crate::protocol::{codes, flags, inflate_body, FrameRef, InflateError, MessageType};
 use crate::service::budgets::Guesser;
 use crate::service::connection_roles::{RoleSlot, TcpRoles};
+use crate::service::notifications::{MessageRequest, NotifyRequest};
 use crate::service::players::RegisterRequest;
 use crate::service::sessions::{HandshakeRequest, LoginRequest, LogoutRequest};
 use crate::service::{ApiError, Caller, PageQuery, Role};
@@ -420,6 +421,16 @@ async fn handle(
                 "create, get, list, pay, cancel",
             )),
         },
+        MessageType::Notify => {
+            let req: NotifyRequest = body_as(value, ACTION_ONLY)?;
+            let message = MessageRequest {
+                subject: req.subject,
+                body: req.body,
+            };
+            services
+                .send_message(caller, game, req.player_id, message, req.persistent)
+                .await
+        }
         _ => Err(ApiError::bad_request(format!(
             "{} is not a request",
             msg_type.name()

@@ -4,13 +4,13 @@
 //! helpers of `sql_store/mod.rs`.
 
 use super::{
-    active_item, add_items, entry, found_or, item_from, live_player, load_item, remove_items,
-    row_of, visible_player, Lock, SqlStore, ITEM_COLUMNS,
+    active_item, add_items, entry, found_or, item_draft, item_from, live_player, load_item,
+    notified, notify, remove_items, row_of, visible_player, Lock, SqlStore, ITEM_COLUMNS,
 };
 use crate::store::sql::{Backend, SqlConn, SqlValue};
 use crate::store::{
-    InventoryEntry, ItemDef, ItemDefPatch, ItemStatus, ItemStore, PlayerStatus, Rule, StoreError,
-    StoreFuture,
+    InventoryEntry, ItemDef, ItemDefPatch, ItemStatus, ItemStore, Notified, PlayerStatus, Rule,
+    StoreError, StoreFuture,
 };
 
 async fn insert_item(c: &mut dyn SqlConn, def: &ItemDef) -> Result<u64, StoreError> {
@@ -170,11 +170,12 @@ impl<B: Backend> ItemStore for SqlStore<B> {
         item_id: &'a str,
         quantity: i64,
         now_ms: i64,
-    ) -> StoreFuture<'a, InventoryEntry> {
+    ) -> StoreFuture<'a, Notified<InventoryEntry>> {
+        let persist = self.persist_all;
         Box::pin(self.write(async move |c| {
-            // Shared: uses and grants of one player do not queue on each
-            // other, only a deletion waits for them (or is seen).
-            live_player(c, player_id, Lock::Share).await?;
+            // For update: the notification's id is taken on this row, so a
+            // player's changes queue on it (and a deletion waits, or is seen).
+            live_player(c, player_id, Lock::Update).await?;
             match remove_items(c, player_id, item_id, quantity, now_ms).await {
                 // A withdrawn item may still be used: inventories keep it.
                 // Only a known item ever enters an inventory, and catalogue
@@ -187,7 +188,9 @@ impl<B: Backend> ItemStore for SqlStore<B> {
                 }
                 other => other?,
             }
-            entry(c, player_id, item_id).await
+            let left = entry(c, player_id, item_id).await?;
+            let draft = item_draft(item_id, -quantity, left.quantity);
+            notified(c, persist, player_id, vec![draft], now_ms, left).await
         }))
     }
 
@@ -197,12 +200,15 @@ impl<B: Backend> ItemStore for SqlStore<B> {
         item_id: &'a str,
         quantity: i64,
         now_ms: i64,
-    ) -> StoreFuture<'a, InventoryEntry> {
+    ) -> StoreFuture<'a, Notified<InventoryEntry>> {
+        let persist = self.persist_all;
         Box::pin(self.write(async move |c| {
-            live_player(c, player_id, Lock::Share).await?;
+            live_player(c, player_id, Lock::Update).await?;
             let def = active_item(c, item_id).await?;
             add_items(c, player_id, &def, quantity, now_ms).await?;
-            entry(c, player_id, item_id).await
+            let held = entry(c, player_id, item_id).await?;
+            let draft = item_draft(item_id, quantity, held.quantity);
+            notified(c, persist, player_id, vec![draft], now_ms, held).await
         }))
     }
 
@@ -213,7 +219,8 @@ impl<B: Backend> ItemStore for SqlStore<B> {
         item_id: &'a str,
         quantity: i64,
         now_ms: i64,
-    ) -> StoreFuture<'a, (InventoryEntry, InventoryEntry)> {
+    ) -> StoreFuture<'a, Notified<(InventoryEntry, InventoryEntry)>> {
+        let persist = self.persist_all;
         Box::pin(self.write(async move |c| {
             // Lock both players in ascending id order: transfers in opposite
             // directions then queue instead of deadlocking. Neither may be
@@ -240,7 +247,16 @@ impl<B: Backend> ItemStore for SqlStore<B> {
             let def = active_item(c, item_id).await?;
             remove_items(c, from, item_id, quantity, now_ms).await?;
             add_items(c, to, &def, quantity, now_ms).await?;
-            Ok((entry(c, from, item_id).await?, entry(c, to, item_id).await?))
+            let (given, got) = (entry(c, from, item_id).await?, entry(c, to, item_id).await?);
+            let mut notices = Vec::new();
+            let draft = item_draft(item_id, -quantity, given.quantity);
+            notify(c, persist, from, vec![draft], now_ms, &mut notices).await?;
+            let draft = item_draft(item_id, quantity, got.quantity);
+            notify(c, persist, to, vec![draft], now_ms, &mut notices).await?;
+            Ok(Notified {
+                value: (given, got),
+                notices,
+            })
         }))
     }
 }

@@ -22,8 +22,10 @@
 
 use crate::store::sql::{Backend, Dialect, Row, SqlConn, SqlValue, TxKind};
 use crate::store::{
-    Currency, InventoryEntry, ItemDef, ItemStatus, Player, PlayerStatus, Rule, StoreError,
+    Currency, InventoryEntry, ItemDef, ItemStatus, Notice, NoticeKind, Notified, Player, PlayerStatus, Rule,
+    StoreError,
 };
+use serde_json::{json, Value};
 
 /// Builds a parameter slice from values of mixed types.
 macro_rules! args {
@@ -33,6 +35,7 @@ macro_rules! args {
 mod database;
 mod items;
 mod jobs;
+mod notices;
 mod orders;
 mod players;
 mod sessions;
@@ -41,12 +44,24 @@ mod sessions;
 /// domain trait, each in the file of its domain.
 pub struct SqlStore<B: Backend> {
     backend: B,
+    /// Store every notification, not only messages (`realtime.persist`).
+    persist_all: bool,
 }
 
 impl<B: Backend> SqlStore<B> {
-    /// Wraps a backend.
+    /// Wraps a backend that stores only the notifications that are always
+    /// stored (messages).
     pub fn new(backend: B) -> SqlStore<B> {
-        SqlStore { backend }
+        SqlStore {
+            backend,
+            persist_all: false,
+        }
+    }
+
+    /// Stores every notification its changes make (`realtime.persist`).
+    pub fn persisting_all_notices(mut self, yes: bool) -> SqlStore<B> {
+        self.persist_all = yes;
+        self
     }
 
     async fn write<R>(
@@ -72,6 +87,111 @@ impl<B: Backend> SqlStore<B> {
     ) -> Result<R, StoreError> {
         self.backend.with_conn(f).await
     }
+}
+
+/// One notification a transaction makes, before its id is allocated.
+type Draft = (NoticeKind, Value);
+
+/// The `wallet` notification of a balance change that left `balance`.
+fn wallet_draft(change: &BalanceChange<'_>, balance: i64) -> Draft {
+    let data = json!({
+        "currency": change.currency.as_str(),
+        "delta": change.delta,
+        "balance": balance,
+        "reason": change.reason,
+    });
+    (NoticeKind::Wallet, data)
+}
+
+/// The `item` notification of a change of `delta` that left `quantity`.
+fn item_draft(item_id: &str, delta: i64, quantity: i64) -> Draft {
+    let data = json!({"item_id": item_id, "delta": delta, "quantity": quantity});
+    (NoticeKind::Item, data)
+}
+
+/// Gives `drafts` the next ids of `player_id`'s sequence with one statement
+/// on the player's row (which the transaction then holds for update: call
+/// it in the `players` step of the lock order), stores them in
+/// `notifications` when `store`, and appends them to `out`. A player
+/// without a row gets none.
+async fn notify(
+    c: &mut dyn SqlConn,
+    store: bool,
+    player_id: i64,
+    drafts: Vec<Draft>,
+    now_ms: i64,
+    out: &mut Vec<Notice>,
+) -> Result<(), StoreError> {
+    if drafts.is_empty() {
+        return Ok(());
+    }
+    let n = drafts.len() as i64;
+    let last = match c.dialect() {
+        Dialect::Sqlite => {
+            let row = c
+                .query_one(
+                    "UPDATE players SET notify_seq = notify_seq + ? WHERE id = ? RETURNING notify_seq",
+                    args![n, player_id],
+                )
+                .await?;
+            match row {
+                Some(r) => row_of("players", &r, |r| r.int(0))?,
+                None => return Ok(()),
+            }
+        }
+        // MySQL's UPDATE returns no rows: LAST_INSERT_ID(expr) hands the
+        // new value back in the statement's OK packet.
+        Dialect::Mysql => {
+            let changed = c
+                .exec(
+                    "UPDATE players SET notify_seq = LAST_INSERT_ID(notify_seq + ?) WHERE id = ?",
+                    args![n, player_id],
+                )
+                .await?;
+            if changed == 0 {
+                return Ok(());
+            }
+            c.last_insert_id()?
+        }
+    };
+    for (i, (kind, data)) in drafts.into_iter().enumerate() {
+        let notice = Notice {
+            player_id,
+            id: last - n + 1 + i as i64,
+            kind,
+            data,
+            at: now_ms,
+        };
+        if store {
+            store_notice(c, &notice).await?;
+        }
+        out.push(notice);
+    }
+    Ok(())
+}
+
+/// `value` with the notifications of `drafts` for one player.
+async fn notified<T>(
+    c: &mut dyn SqlConn,
+    persist_all: bool,
+    player_id: i64,
+    drafts: Vec<Draft>,
+    now_ms: i64,
+    value: T,
+) -> Result<Notified<T>, StoreError> {
+    let mut notices = Vec::new();
+    notify(c, persist_all, player_id, drafts, now_ms, &mut notices).await?;
+    Ok(Notified { value, notices })
+}
+
+/// Writes one notification's row.
+async fn store_notice(c: &mut dyn SqlConn, n: &Notice) -> Result<(), StoreError> {
+    c.exec(
+        "INSERT INTO notifications (player_id, id, kind, data, created_at) VALUES (?, ?, ?, ?, ?)",
+        args![n.player_id, n.id, n.kind.as_str(), n.data.to_string(), n.at],
+    )
+    .await
+    .map(|_| ())
 }
 
 /// Reads a row of `table` with `read`, naming the table in the error of a

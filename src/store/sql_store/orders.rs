@@ -3,13 +3,14 @@
 //! order first (the head of the global lock order).
 
 use super::{
-    active_item, add_items, change_balance, count, entry, found_or, live_player, remove_items,
-    row_of, visible_player, Account, BalanceChange, Lock, SqlStore,
+    active_item, add_items, change_balance, count, entry, found_or, item_draft, live_player,
+    notified, remove_items, row_of, visible_player, wallet_draft, Account, BalanceChange, Draft,
+    Lock, SqlStore,
 };
 use crate::store::sql::{Backend, Row, SqlConn, SqlValue};
 use crate::store::{
-    Currency, NewOrder, Order, OrderStatus, OrderStore, Page, PageRequest, Rule, StoreError,
-    StoreFuture,
+    Currency, NewOrder, NoticeKind, Notified, Order, OrderStatus, OrderStore, Page, PageRequest,
+    Rule, StoreError, StoreFuture,
 };
 
 const ORDER_COLUMNS: &str = "order_id, player_id, item_id, quantity, unit_price, total_price, \
@@ -117,8 +118,26 @@ async fn finish(
     })
 }
 
+/// The `order` notification of an order in its new state.
+fn order_draft(order: &Order) -> Draft {
+    let data = serde_json::json!({"order_id": order.order_id, "status": order.status.as_str()});
+    (NoticeKind::Order, data)
+}
+
+/// An order with no notification (a repeat of a change already made).
+fn unchanged(order: Order) -> Notified<(Order, bool)> {
+    Notified {
+        value: (order, false),
+        notices: Vec::new(),
+    }
+}
+
 impl<B: Backend> OrderStore for SqlStore<B> {
-    fn create_order<'a>(&'a self, new: &'a NewOrder) -> StoreFuture<'a, (Order, bool)> {
+    fn create_order<'a>(
+        &'a self,
+        new: &'a NewOrder,
+    ) -> StoreFuture<'a, Notified<(Order, bool)>> {
+        let persist = self.persist_all;
         Box::pin(async move {
             // Two attempts: a concurrent create with the same key makes our
             // insert fail; the second attempt then finds that order.
@@ -126,7 +145,8 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                 let result = self.write(async |c| {
                     // Held until the order is in: a deletion of the player waits,
                     // or is seen (1001) — also by a repeat of an older create.
-                    live_player(c, new.player_id, Lock::Share).await?;
+                    // For update: the notification's id is taken on it.
+                    live_player(c, new.player_id, Lock::Update).await?;
                     if let Some(key) = &new.idempotency_key {
                         let existing = c.query_one(
                             &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE player_id = ? AND idempotency_key = ?"),
@@ -137,7 +157,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                             if order.item_id != new.item_id || order.quantity != new.quantity || order.currency != new.currency {
                                 return Err(StoreError::Rule(Rule::IdempotencyMismatch));
                             }
-                            return Ok((order, false));
+                            return Ok(unchanged(order));
                         }
                     }
                     let def = active_item(c, &new.item_id).await?;
@@ -163,7 +183,8 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                         paid_at: 0,
                         cancel_reason: String::new(),
                     };
-                    Ok((order, true))
+                    let draft = order_draft(&order);
+                    notified(c, persist, new.player_id, vec![draft], new.now_ms, (order, true)).await
                 }).await;
                 match result {
                     Err(StoreError::Conflict(_)) if new.idempotency_key.is_some() => continue,
@@ -205,11 +226,16 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         }))
     }
 
-    fn pay_order<'a>(&'a self, order_id: &'a str, now_ms: i64) -> StoreFuture<'a, (Order, bool)> {
+    fn pay_order<'a>(
+        &'a self,
+        order_id: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Notified<(Order, bool)>> {
+        let persist = self.persist_all;
         Box::pin(self.write(async move |c| {
             let order = match lock_for(c, order_id, OrderStatus::Pending, OrderStatus::Paid).await?
             {
-                Transition::Done(order) => return Ok((order, false)),
+                Transition::Done(order) => return Ok(unchanged(order)),
                 Transition::Go(order) => order,
             };
             // In the global lock order (orders, players, item_defs, items);
@@ -223,11 +249,17 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                 reference: order_id,
                 now_ms,
             };
-            change_balance(c, Account::Locked(&buyer), &payment).await?;
+            let balance = change_balance(c, Account::Locked(&buyer), &payment).await?;
             add_items(c, order.player_id, &def, order.quantity, now_ms).await?;
-            finish(c, order, OrderStatus::Pending, OrderStatus::Paid, now_ms)
-                .await
-                .map(|o| (o, true))
+            let held = entry(c, order.player_id, &order.item_id).await?.quantity;
+            let (player_id, quantity) = (order.player_id, order.quantity);
+            let paid = finish(c, order, OrderStatus::Pending, OrderStatus::Paid, now_ms).await?;
+            let drafts = vec![
+                wallet_draft(&payment, balance),
+                item_draft(&paid.item_id, quantity, held),
+                order_draft(&paid),
+            ];
+            notified(c, persist, player_id, drafts, now_ms, (paid, true)).await
         }))
     }
 
@@ -235,19 +267,17 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         &'a self,
         order_id: &'a str,
         now_ms: i64,
-    ) -> StoreFuture<'a, (Order, bool)> {
+    ) -> StoreFuture<'a, Notified<(Order, bool)>> {
+        let persist = self.persist_all;
         Box::pin(self.write(async move |c| {
-            match lock_for(c, order_id, OrderStatus::Pending, OrderStatus::Cancelled).await? {
-                Transition::Done(order) => Ok((order, false)),
-                Transition::Go(order) => finish(
-                    c,
-                    order,
-                    OrderStatus::Pending,
-                    OrderStatus::Cancelled,
-                    now_ms,
-                )
-                .await
-                .map(|o| (o, true)),
+            let (from, to) = (OrderStatus::Pending, OrderStatus::Cancelled);
+            match lock_for(c, order_id, from, to).await? {
+                Transition::Done(order) => Ok(unchanged(order)),
+                Transition::Go(order) => {
+                    let cancelled = finish(c, order, from, to, now_ms).await?;
+                    let (player_id, draft) = (cancelled.player_id, order_draft(&cancelled));
+                    notified(c, persist, player_id, vec![draft], now_ms, (cancelled, true)).await
+                }
             }
         }))
     }
@@ -256,11 +286,12 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         &'a self,
         order_id: &'a str,
         now_ms: i64,
-    ) -> StoreFuture<'a, (Order, bool)> {
+    ) -> StoreFuture<'a, Notified<(Order, bool)>> {
+        let persist = self.persist_all;
         Box::pin(self.write(async move |c| {
             let order =
                 match lock_for(c, order_id, OrderStatus::Paid, OrderStatus::Refunded).await? {
-                    Transition::Done(order) => return Ok((order, false)),
+                    Transition::Done(order) => return Ok(unchanged(order)),
                     Transition::Go(order) => order,
                 };
             let refund = BalanceChange {
@@ -270,15 +301,19 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                 reference: order_id,
                 now_ms,
             };
-            change_balance(c, Account::Id(order.player_id), &refund).await?;
+            let balance = change_balance(c, Account::Id(order.player_id), &refund).await?;
             let held = entry(c, order.player_id, &order.item_id).await?.quantity;
             let take_back = held.min(order.quantity);
+            let player_id = order.player_id;
+            let mut drafts = vec![wallet_draft(&refund, balance)];
             if take_back > 0 {
-                remove_items(c, order.player_id, &order.item_id, take_back, now_ms).await?;
+                remove_items(c, player_id, &order.item_id, take_back, now_ms).await?;
+                drafts.push(item_draft(&order.item_id, -take_back, held - take_back));
             }
-            finish(c, order, OrderStatus::Paid, OrderStatus::Refunded, now_ms)
-                .await
-                .map(|o| (o, true))
+            let refunded =
+                finish(c, order, OrderStatus::Paid, OrderStatus::Refunded, now_ms).await?;
+            drafts.push(order_draft(&refunded));
+            notified(c, persist, player_id, drafts, now_ms, (refunded, true)).await
         }))
     }
 }

@@ -4,13 +4,14 @@
 //! helpers of `sql_store/mod.rs`.
 
 use super::{
-    change_balance, count, live_player, load_player, row_of, visible_player, Account,
-    BalanceChange, Lock, SqlStore,
+    change_balance, count, live_player, load_player, notified, row_of, visible_player,
+    wallet_draft, Account, BalanceChange, Lock, SqlStore,
 };
 use crate::store::sql::{Backend, SqlConn, SqlValue};
 use crate::store::{
-    Currency, LedgerEntry, NewPlayer, Page, PageRequest, Player, PlayerCredentials, PlayerPatch,
-    PlayerStatus, PlayerStore, Progress, Rule, StoreError, StoreFuture,
+    Currency, LedgerEntry, NewPlayer, NoticeKind, Notified, Page, PageRequest, Player,
+    PlayerCredentials, PlayerPatch, PlayerStatus, PlayerStore, Progress, Rule, StoreError,
+    StoreFuture,
 };
 
 async fn must_player(c: &mut dyn SqlConn, id: i64) -> Result<Player, StoreError> {
@@ -104,7 +105,8 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
         patch: &'a PlayerPatch,
         expected_version: Option<i64>,
         now_ms: i64,
-    ) -> StoreFuture<'a, Player> {
+    ) -> StoreFuture<'a, Notified<Player>> {
+        let persist = self.persist_all;
         Box::pin(self.write(async move |c| {
             let mut sets = vec![
                 "version = version + 1".to_string(),
@@ -145,7 +147,15 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
                 live_player(c, id, Lock::No).await?;
                 return Err(StoreError::Rule(Rule::VersionConflict));
             }
-            must_player(c, id).await
+            let player = must_player(c, id).await?;
+            let drafts = match patch.status {
+                Some(status) => {
+                    let data = serde_json::json!({"status": status.as_str()});
+                    vec![(NoticeKind::Player, data)]
+                }
+                None => Vec::new(),
+            };
+            notified(c, persist, id, drafts, now_ms, player).await
         }))
     }
 
@@ -157,7 +167,8 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
         reason: &'a str,
         reference: &'a str,
         now_ms: i64,
-    ) -> StoreFuture<'a, Player> {
+    ) -> StoreFuture<'a, Notified<Player>> {
+        let persist = self.persist_all;
         Box::pin(self.write(async move |c| {
             let change = BalanceChange {
                 currency,
@@ -166,8 +177,10 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
                 reference,
                 now_ms,
             };
-            change_balance(c, Account::Id(id), &change).await?;
-            must_player(c, id).await
+            let balance = change_balance(c, Account::Id(id), &change).await?;
+            let player = must_player(c, id).await?;
+            let drafts = vec![wallet_draft(&change, balance)];
+            notified(c, persist, id, drafts, now_ms, player).await
         }))
     }
 
@@ -206,9 +219,16 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
         }))
     }
 
-    fn apply_progress(&self, id: i64, progress: Progress, now_ms: i64) -> StoreFuture<'_, Player> {
+    fn apply_progress(
+        &self,
+        id: i64,
+        progress: Progress,
+        now_ms: i64,
+    ) -> StoreFuture<'_, Notified<Player>> {
+        let persist = self.persist_all;
         Box::pin(self.write(async move |c| {
             let p = live_player(c, id, Lock::Update).await?;
+            let mut drafts = Vec::new();
             match progress {
                 Progress::AddExp {
                     amount,
@@ -244,10 +264,12 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
                     };
                     let reference = format!("day:{day}");
                     let reward = BalanceChange { currency, delta: amount, reason: "daily_reward", reference: &reference, now_ms };
-                    change_balance(c, Account::Id(id), &reward).await?;
+                    let balance = change_balance(c, Account::Id(id), &reward).await?;
+                    drafts.push(wallet_draft(&reward, balance));
                 }
             }
-            must_player(c, id).await
+            let player = must_player(c, id).await?;
+            notified(c, persist, id, drafts, now_ms, player).await
         }))
     }
 }
