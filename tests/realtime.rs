@@ -152,8 +152,9 @@ fn a_logout_or_a_ban_closes_the_sessions_sockets_on_every_shard_with_4001() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     for ws in &mut sockets {
-        let (code, reason) = ws.close_code();
+        let (texts, code, reason) = ws.until_close();
         assert_eq!(code, 4001, "{reason}");
+        assert_eq!(texts.last().map(|t| t["type"].clone()), Some("session_revoked".into()));
     }
     other.send_frame(0x9, b"still here");
     assert_eq!(other.next(), Some(Frame::Pong(b"still here".to_vec())));
@@ -168,7 +169,12 @@ fn a_logout_or_a_ban_closes_the_sessions_sockets_on_every_shard_with_4001() {
         .lenient()
         .send();
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(other.close_code().0, 4001);
+    let (texts, code, _) = other.until_close();
+    assert_eq!(code, 4001);
+    // The ban's own notification comes before the close.
+    let kinds: Vec<_> = texts.iter().map(|t| t["kind"].as_str().unwrap_or(t["type"].as_str().unwrap_or(""))).collect();
+    assert_eq!(kinds, ["player", "session_revoked"], "{texts:?}");
+    assert_eq!(texts[0]["data"]["status"], "banned");
 }
 
 #[test]

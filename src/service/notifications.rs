@@ -76,7 +76,8 @@ fn message_data(caller: &Caller, subject: &str, body: &str) -> Result<Value, Api
     Ok(json!({
         "subject": subject,
         "body": body,
-        "from": format!("{}:{}", caller.role.as_str(), caller.subject),
+        // `admin:<name>` or `server:<game>`.
+        "from": caller.subject,
     }))
 }
 

@@ -967,3 +967,20 @@ pub fn redis_get(redis: &str, key: &str) -> Option<String> {
     let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
     (!value.is_empty()).then_some(value)
 }
+
+/// Raises this process's open-file limit to `want` (or the hard limit), so
+/// a test holding many sockets — and the server it starts, which inherits
+/// it — does not run out of descriptors.
+pub fn raise_open_files(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_cur.max(want.min(lim.rlim_max));
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

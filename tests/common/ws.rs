@@ -107,10 +107,17 @@ impl Ws {
                 let (b0, b1) = (self.buf[0], self.buf[1]);
                 assert_eq!(b1 & 0x80, 0, "server frames are not masked");
                 let (len, head) = match b1 & 0x7F {
-                    126 => (
+                    126 if self.buf.len() >= 4 => (
                         usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]])),
                         4,
                     ),
+                    127 if self.buf.len() >= 10 => {
+                        let mut n = [0u8; 8];
+                        n.copy_from_slice(&self.buf[2..10]);
+                        (usize::try_from(u64::from_be_bytes(n)).expect("length"), 10)
+                    }
+                    // The extended length has not all come yet.
+                    126 | 127 => (usize::MAX / 2, 0),
                     n => (usize::from(n), 2),
                 };
                 if self.buf.len() >= head + len {
@@ -145,6 +152,21 @@ impl Ws {
     }
 
     /// The close frame the server ends with: (code, reason).
+    /// The text messages (as JSON) before the close frame, and the close.
+    pub fn until_close(&mut self) -> (Vec<Value>, u16, String) {
+        let mut texts = Vec::new();
+        loop {
+            match self.next() {
+                Some(Frame::Close(code, reason)) => return (texts, code, reason),
+                Some(Frame::Ping(_)) => continue,
+                Some(Frame::Text(t)) => {
+                    texts.push(serde_json::from_str(&t).unwrap_or(Value::String(t)))
+                }
+                other => panic!("expected text or a close frame, got {other:?}"),
+            }
+        }
+    }
+
     pub fn close_code(&mut self) -> (u16, String) {
         loop {
             match self.next() {
