@@ -101,6 +101,31 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Measured replica lag (huge until first measured).",
     ),
     (
+        "dm_ws_sockets",
+        "gauge",
+        "Authenticated WebSocket connections now.",
+    ),
+    (
+        "dm_ws_queued",
+        "gauge",
+        "Notifications queued on WebSocket connections, not yet written.",
+    ),
+    (
+        "dm_ws_notifications_total",
+        "counter",
+        "Notifications queued on a WebSocket connection (one per socket that follows the player).",
+    ),
+    (
+        "dm_ws_closed_total",
+        "counter",
+        "WebSocket connections closed with 1008 because their client read too slowly (realtime.max_queued) or the buffer budget was full, by reason.",
+    ),
+    (
+        "dm_realtime_relay_dropped_total",
+        "counter",
+        "Notifications a shard could not pass on to its peers or other nodes (its relay was full).",
+    ),
+    (
         "dm_db_pool_size",
         "gauge",
         "Bound on a shard's MySQL connections to one database (games.<id>.pool_size), by game and database (primary or replica).",

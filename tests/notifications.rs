@@ -97,7 +97,10 @@ fn every_change_a_player_sees_reaches_its_socket_with_increasing_ids() {
         .send()
         .parts();
     assert_eq!(s, 201, "{j}");
-    let order = j["data"]["order"]["order_id"].as_str().expect("id").to_string();
+    let order = j["data"]["order"]["order_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
     let paid = server
         .call("POST", &format!("/api/v1/orders/{order}/pay"))
         .token(&admin)
@@ -119,10 +122,22 @@ fn every_change_a_player_sees_reaches_its_socket_with_increasing_ids() {
     );
     assert_eq!(seen.iter().map(|(_, id)| *id).collect::<Vec<_>>(), ids);
     // The fields SPEC §11 lists for each kind.
-    assert_eq!(got[0]["data"], json!({"currency": "gold", "delta": 500, "balance": 1500, "reason": "wallet:quest"}));
-    assert_eq!(got[1]["data"], json!({"item_id": "potion", "delta": 3, "quantity": 3}));
-    assert_eq!(got[2]["data"], json!({"item_id": "potion", "delta": -1, "quantity": 2}));
-    assert_eq!(got[3]["data"], json!({"order_id": order, "status": "pending"}));
+    assert_eq!(
+        got[0]["data"],
+        json!({"currency": "gold", "delta": 500, "balance": 1500, "reason": "wallet:quest"})
+    );
+    assert_eq!(
+        got[1]["data"],
+        json!({"item_id": "potion", "delta": 3, "quantity": 3})
+    );
+    assert_eq!(
+        got[2]["data"],
+        json!({"item_id": "potion", "delta": -1, "quantity": 2})
+    );
+    assert_eq!(
+        got[3]["data"],
+        json!({"order_id": order, "status": "pending"})
+    );
     assert_eq!(got[4]["data"]["delta"], -100);
     assert_eq!(got[4]["data"]["balance"], 1400);
     assert_eq!(got[6]["data"], json!({"order_id": order, "status": "paid"}));
@@ -132,7 +147,13 @@ fn every_change_a_player_sees_reaches_its_socket_with_increasing_ids() {
     assert_eq!(got[0]["player_id"], p);
     assert!(got[0]["at"].as_i64().unwrap_or(0) > 1_600_000_000_000);
     for ws in &mut more {
-        assert_eq!(kinds_and_ids(&texts(ws, 8)).iter().map(|(_, id)| *id).collect::<Vec<_>>(), ids);
+        assert_eq!(
+            kinds_and_ids(&texts(ws, 8))
+                .iter()
+                .map(|(_, id)| *id)
+                .collect::<Vec<_>>(),
+            ids
+        );
     }
     // Another player's socket saw none of it.
     let (_, other_token) = server.player("game1", "rt_other");
@@ -170,7 +191,10 @@ fn the_inbox_keeps_messages_and_refuses_what_it_must() {
     assert_eq!(j["data"]["last_id"], 3);
     let after = items[0]["id"].as_i64().expect("id");
     let (_, j) = server
-        .call("GET", &format!("/api/v1/players/{p}/notifications?after={after}&limit=1"))
+        .call(
+            "GET",
+            &format!("/api/v1/players/{p}/notifications?after={after}&limit=1"),
+        )
         .token(&token)
         .send()
         .parts();
@@ -263,16 +287,27 @@ fn a_resumed_socket_gets_what_it_missed_in_order_without_duplicates() {
                 Some("notification") => seen.push(m["id"].as_i64().expect("id")),
                 Some("missed") => {
                     assert!(!persist, "nothing is missed when all is stored: {m}");
-                    let (from, to) = (m["from"].as_i64().unwrap_or(0), m["to"].as_i64().unwrap_or(0));
+                    let (from, to) = (
+                        m["from"].as_i64().unwrap_or(0),
+                        m["to"].as_i64().unwrap_or(0),
+                    );
                     seen.extend(from..=to);
                 }
                 Some("resumed") => resumed = Some(m),
                 _ => panic!("unexpected {m}"),
             }
         }
-        assert_eq!(seen, [last + 1, last + 2, last + 3, last + 4], "persist {persist}");
+        assert_eq!(
+            seen,
+            [last + 1, last + 2, last + 3, last + 4],
+            "persist {persist}"
+        );
         let resumed = resumed.expect("a resumed message");
-        assert_eq!(resumed["replayed"], if persist { 3 } else { 1 }, "{resumed}");
+        assert_eq!(
+            resumed["replayed"],
+            if persist { 3 } else { 1 },
+            "{resumed}"
+        );
         assert_eq!(resumed["missed"], if persist { 0 } else { 2 }, "{resumed}");
         // A resume past the newest id is an error the socket survives.
         ws.send_text(&json!({"type": "resume", "after": 1_000_000}).to_string());
@@ -293,7 +328,10 @@ fn game_servers_subscribe_to_players_and_players_cannot() {
     assert_eq!(sub["type"], "subscribed", "{sub}");
     credit(&server, &admin, p, 9);
     let n = texts(&mut watcher, 1).remove(0);
-    assert_eq!((n["kind"].as_str(), n["player_id"].as_i64()), (Some("wallet"), Some(p)));
+    assert_eq!(
+        (n["kind"].as_str(), n["player_id"].as_i64()),
+        (Some("wallet"), Some(p))
+    );
     // A player may not follow anyone; an unknown player is refused.
     let (mut player, _) = socket(&server, &token);
     player.send_text(&json!({"type": "subscribe", "player_id": p}).to_string());
@@ -349,7 +387,11 @@ fn a_broadcast_reaches_a_thousand_sockets() {
         .collect();
     let mut sockets: Vec<Ws> = players
         .iter()
-        .flat_map(|(_, token)| (0..20).map(|_| socket(&server, token).0).collect::<Vec<_>>())
+        .flat_map(|(_, token)| {
+            (0..20)
+                .map(|_| socket(&server, token).0)
+                .collect::<Vec<_>>()
+        })
         .collect();
     assert_eq!(sockets.len(), 1000);
     let (s, j) = server
@@ -359,10 +401,16 @@ fn a_broadcast_reaches_a_thousand_sockets() {
         .send()
         .parts();
     assert_eq!(s, 200, "{j}");
-    assert_eq!(j["data"]["delivered"], 50, "one message per connected player");
+    assert_eq!(
+        j["data"]["delivered"], 50,
+        "one message per connected player"
+    );
     for ws in &mut sockets {
         let m = texts(ws, 1).remove(0);
-        assert_eq!((m["kind"].as_str(), m["data"]["body"].as_str()), (Some("message"), Some("in 10 minutes")));
+        assert_eq!(
+            (m["kind"].as_str(), m["data"]["body"].as_str()),
+            (Some("message"), Some("in 10 minutes"))
+        );
     }
     // Only admins broadcast.
     let r = server
@@ -376,9 +424,7 @@ fn a_broadcast_reaches_a_thousand_sockets() {
 
 #[test]
 fn a_reader_too_slow_for_its_notifications_is_closed_with_1008() {
-    let server = ServerConfig::new()
-        .set("realtime", "max_queued", 4)
-        .start();
+    let server = ServerConfig::new().set("realtime", "max_queued", 4).start();
     let admin = server.admin_token();
     let (p, token) = server.player("game1", "rt_slow");
     let (mut slow, _) = socket(&server, &token);
@@ -408,6 +454,16 @@ fn a_reader_too_slow_for_its_notifications_is_closed_with_1008() {
         }
     }
     assert!(closed, "the slow socket was never closed");
+    let metrics = server
+        .http()
+        .request("GET", "/metrics", &[("Authorization", &format!("Bearer {admin}"))], b"")
+        .text();
+    let closed_slow: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("dm_ws_closed_total{") && l.contains("reason=\"slow\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(closed_slow, 1.0, "closed for reading too slowly:\n{metrics}");
     // What it reads now ends without a close frame (cut mid-write) or with 1008.
     loop {
         match slow.next() {
@@ -447,7 +503,10 @@ fn notifications_presence_and_revocations_cross_nodes() {
     // A change on A reaches the socket on B.
     credit(&a, &admin, player, 7);
     let n = texts(&mut on_b, 1).remove(0);
-    assert_eq!((n["kind"].as_str(), n["id"].as_i64()), (Some("wallet"), Some(start + 1)));
+    assert_eq!(
+        (n["kind"].as_str(), n["id"].as_i64()),
+        (Some("wallet"), Some(start + 1))
+    );
     // The socket moves to A and resumes: the message sent meanwhile
     // through B comes first, then live ones from B.
     drop(on_b);
@@ -480,5 +539,8 @@ fn notifications_presence_and_revocations_cross_nodes() {
     let started = Instant::now();
     assert_eq!(on_a.until_close().1, 4001);
     assert_eq!(second_b.until_close().1, 4001);
-    println!("logout on B closed the socket on A after {:?}", started.elapsed());
+    println!(
+        "logout on B closed the socket on A after {:?}",
+        started.elapsed()
+    );
 }

@@ -482,8 +482,8 @@ impl Default for GameConfig {
 
 /// Sections that `DM_<SECTION>_<KEY>` may name: the table-valued fields of
 /// [`Config`] but `games` and `admins`, which have variables of their own.
-pub(super) const SECTIONS: [&str; 8] = [
-    "node", "http", "tcp", "auth", "cache", "cluster", "log", "orders",
+pub(super) const SECTIONS: [&str; 9] = [
+    "node", "http", "tcp", "auth", "cache", "cluster", "log", "orders", "realtime",
 ];
 
 #[cfg(test)]

@@ -420,6 +420,23 @@ impl Operations {
                 value: if usable { 1.0 } else { 0.0 },
             });
         }
+        let hub = self.services.sockets();
+        let f = hub.figures();
+        let realtime: [(&'static str, &str, u64); 6] = [
+            ("dm_ws_sockets", "", hub.sockets() as u64),
+            ("dm_ws_queued", "", hub.queued() as u64),
+            ("dm_ws_notifications_total", "", f.queued_total.get()),
+            ("dm_ws_closed_total", ",reason=\"slow\"", f.closed_slow_total.get()),
+            ("dm_ws_closed_total", ",reason=\"memory\"", f.closed_memory_total.get()),
+            ("dm_realtime_relay_dropped_total", "", self.services.relay().dropped()),
+        ];
+        for (name, extra, value) in realtime {
+            out.push(Sample {
+                name,
+                labels: l(extra),
+                value: value as f64,
+            });
+        }
         for game in self.services.games() {
             for (database, p) in game.store.pool_reports() {
                 let pool = format!(",game=\"{}\",database=\"{database}\"", game.id);

@@ -121,8 +121,7 @@ mod tests {
     #[test]
     fn codes_round_trip_and_unknown_is_none() {
         for code in [
-            0x0001, 0x0002, 0x1001, 0x1002, 0x1003, 0x1004, 0x1005, 0x1006, 0x2001, 0x2002,
-            0x2003,
+            0x0001, 0x0002, 0x1001, 0x1002, 0x1003, 0x1004, 0x1005, 0x1006, 0x2001, 0x2002, 0x2003,
         ] {
             let t = MessageType::from_code(code).expect("known");
             assert_eq!(t.code(), code);

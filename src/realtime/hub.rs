@@ -105,20 +105,24 @@ impl Mailbox {
         self.wake();
     }
 
-    fn push(&self, d: &Arc<Delivery>) {
+    /// Queues `d`; the close it caused, if the queue or the budget is full.
+    fn push(&self, d: &Arc<Delivery>) -> Option<Closing> {
         if self.closing.get().is_some() {
-            return;
+            return None;
         }
         if self.queue.borrow().len() >= self.limit {
-            return self.close(TOO_SLOW);
+            self.close(TOO_SLOW);
+            return Some(TOO_SLOW);
         }
         let bytes = self.bytes.get() + d.footprint();
         if !self.memory.borrow_mut().resize(bytes) {
-            return self.close(NO_MEMORY);
+            self.close(NO_MEMORY);
+            return Some(NO_MEMORY);
         }
         self.bytes.set(bytes);
         self.queue.borrow_mut().push_back(d.clone());
         self.wake();
+        None
     }
 
     fn wake(&self) {
@@ -172,9 +176,21 @@ pub struct Hub {
     /// When players last left (Unix ms), for presence without Redis.
     last_seen: RefCell<HashMap<PlayerKey, i64>>,
     max_queued: usize,
+    figures: HubFigures,
     /// Sockets on every shard of the node (a notification goes to the
     /// other shards only while there are some).
     node_sockets: Arc<AtomicUsize>,
+}
+
+/// What a shard's hub counted since it started, for `/metrics`.
+#[derive(Debug, Default, Clone)]
+pub struct HubFigures {
+    /// Notifications queued on a socket.
+    pub queued_total: Cell<u64>,
+    /// Sockets closed because their client read too slowly.
+    pub closed_slow_total: Cell<u64>,
+    /// Sockets closed because the buffer budget had no room.
+    pub closed_memory_total: Cell<u64>,
 }
 
 /// A socket's place in the hub; leaving it when dropped.
@@ -272,6 +288,7 @@ impl Hub {
             online: RefCell::default(),
             last_seen: RefCell::default(),
             max_queued,
+            figures: HubFigures::default(),
             node_sockets,
         })
     }
@@ -324,9 +341,14 @@ impl Hub {
         let key: PlayerKey = (Rc::from(d.game.as_str()), d.player_id);
         let map = self.by_player.borrow();
         let mut reached = 0;
+        let f = &self.figures;
         for m in map.get(&key).into_iter().flatten() {
             if let Some(m) = m.upgrade() {
-                m.push(d);
+                match m.push(d) {
+                    None => f.queued_total.set(f.queued_total.get() + 1),
+                    Some(TOO_SLOW) => f.closed_slow_total.set(f.closed_slow_total.get() + 1),
+                    Some(_) => f.closed_memory_total.set(f.closed_memory_total.get() + 1),
+                }
                 reached += 1;
             }
         }
@@ -370,6 +392,11 @@ impl Hub {
             .borrow()
             .get(&(Rc::from(game), player_id))
             .copied()
+    }
+
+    /// What the hub counted.
+    pub fn figures(&self) -> &HubFigures {
+        &self.figures
     }
 
     /// Sockets in the hub.
@@ -447,7 +474,11 @@ mod tests {
         assert!(hub.is_online("g", 7));
         assert_eq!(hub.deliver(&delivery("g", 7, 1)), 2);
         assert_eq!(hub.deliver(&delivery("g", 7, 2)), 2);
-        assert_eq!(hub.deliver(&delivery("h", 7, 1)), 0, "another game's player 7");
+        assert_eq!(
+            hub.deliver(&delivery("h", 7, 1)),
+            0,
+            "another game's player 7"
+        );
         assert_eq!(poll(own.mailbox()), Poll::Ready(Mail::Ready));
         assert_eq!(own.mailbox().take().map(|d| d.id), Some(1));
         assert_eq!(own.mailbox().take().map(|d| d.id), Some(2));

@@ -11,8 +11,8 @@
 //! notifications, the inbox, resume, presence and their cross-node fan-out
 //! follow (issue 26).
 
-pub mod frame;
 pub mod delivery;
+pub mod frame;
 pub mod hub;
 pub mod relay;
 pub mod socket;

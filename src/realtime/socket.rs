@@ -322,7 +322,8 @@ impl Socket {
             match services.last_notice_id(&caller.game_id, player_id).await {
                 Ok(last) => {
                     last_id = Some(last);
-                    self.streams.push(Stream::new(&caller.game_id, player_id, last));
+                    self.streams
+                        .push(Stream::new(&caller.game_id, player_id, last));
                 }
                 Err(e) => self.error_now(&format!("notifications unavailable: {}", e.message)),
             }
@@ -353,7 +354,9 @@ impl Socket {
         if self.stream_of(&game, player_id).is_some() {
             return self.error_now("already following this player");
         }
-        let Some(membership) = &self.membership else { return };
+        let Some(membership) = &self.membership else {
+            return;
+        };
         if !membership.watch(&game, player_id, false) {
             return self.error_now(&format!(
                 "a socket follows at most {} players",
@@ -445,7 +448,9 @@ impl Socket {
 
     /// Takes every notification waiting in the mailbox into its stream.
     fn take_mail(&mut self) {
-        let Some(membership) = &self.membership else { return };
+        let Some(membership) = &self.membership else {
+            return;
+        };
         let mut arrived = Vec::new();
         while let Some(d) = membership.mailbox().take() {
             arrived.push(d);
@@ -543,7 +548,10 @@ impl Socket {
         drop(membership);
         if let Some(c) = &self.caller {
             if let Some(player_id) = c.player_id {
-                self.shard.services.went_offline(&c.game_id, player_id).await;
+                self.shard
+                    .services
+                    .went_offline(&c.game_id, player_id)
+                    .await;
             }
         }
     }

@@ -198,9 +198,7 @@ impl Services {
             .await?;
         self.publish(game_id, &made);
         business_event!(self, game = game_id, player_id, by = %caller.subject, "message sent");
-        let n = made
-            .first()
-            .ok_or_else(ApiError::internal)?;
+        let n = made.first().ok_or_else(ApiError::internal)?;
         Ok(json!({ "notification": notice_json(game_id, n) }))
     }
 
@@ -240,7 +238,11 @@ impl Services {
     /// maintenance goes on whether or not it could be told.
     pub async fn announce_maintenance(&self, game_id: &str, message: &str, active: bool) {
         let Ok(game) = self.game(game_id) else { return };
-        let players: Vec<i64> = self.online_players_here(game_id).await.into_iter().collect();
+        let players: Vec<i64> = self
+            .online_players_here(game_id)
+            .await
+            .into_iter()
+            .collect();
         let data = json!({ "message": message, "active": active });
         let stored = self.config.realtime.persist;
         for chunk in players.chunks(BROADCAST_CHUNK) {

@@ -12,8 +12,8 @@
 //! cannot be read, the answer is this node's own.
 
 use super::Services;
-use crate::redis::resp::Reply;
 use crate::clock;
+use crate::redis::resp::Reply;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -52,12 +52,19 @@ impl Services {
         let member = self.presence_member();
         out.push(cmd(&["ZADD", &key, &until, &member]));
         out.push(cmd(&["PEXPIRE", &key, &(2 * ENTRY_LIFE_MS).to_string()]));
-        out.push(cmd(&["ZADD", &online_key(game), &until, &player_id.to_string()]));
+        out.push(cmd(&[
+            "ZADD",
+            &online_key(game),
+            &until,
+            &player_id.to_string(),
+        ]));
     }
 
     /// A player's socket opened on this shard: says so in Redis at once.
     pub async fn went_online(&self, game: &str, player_id: i64) {
-        let Some(registry) = self.registry() else { return };
+        let Some(registry) = self.registry() else {
+            return;
+        };
         let mut cmds = Vec::new();
         self.online_commands(game, player_id, &mut cmds);
         if let Err(e) = registry.redis().pipeline(&cmds).await {
@@ -68,7 +75,9 @@ impl Services {
     /// A player's socket closed on this shard: removes this shard's entry
     /// once it has none left, and records when the player was last seen.
     pub async fn went_offline(&self, game: &str, player_id: i64) {
-        let Some(registry) = self.registry() else { return };
+        let Some(registry) = self.registry() else {
+            return;
+        };
         let mut cmds = vec![cmd(&[
             "SET",
             &seen_key(game, player_id),
@@ -88,14 +97,21 @@ impl Services {
     /// Rewrites every presence entry of this shard's players and trims the
     /// expired ones of its games (every [`REFRESH`], by the shard's task).
     pub async fn refresh_presence(&self) {
-        let Some(registry) = self.registry() else { return };
+        let Some(registry) = self.registry() else {
+            return;
+        };
         let mut cmds = Vec::new();
         for (game, player_id) in self.sockets().online_everywhere() {
             self.online_commands(&game, player_id, &mut cmds);
         }
         let now = clock::now_ms().to_string();
         for game in self.games() {
-            cmds.push(cmd(&["ZREMRANGEBYSCORE", &online_key(&game.id), "-inf", &now]));
+            cmds.push(cmd(&[
+                "ZREMRANGEBYSCORE",
+                &online_key(&game.id),
+                "-inf",
+                &now,
+            ]));
         }
         for chunk in cmds.chunks(3_000) {
             if let Err(e) = registry.redis().pipeline(chunk).await {
@@ -130,7 +146,12 @@ impl Services {
         if let Some(registry) = self.registry() {
             let now = clock::now_ms().to_string();
             let cmds = [
-                cmd(&["ZRANGEBYSCORE", &presence_key(game, player_id), &now, "+inf"]),
+                cmd(&[
+                    "ZRANGEBYSCORE",
+                    &presence_key(game, player_id),
+                    &now,
+                    "+inf",
+                ]),
                 cmd(&["GET", &seen_key(game, player_id)]),
             ];
             match registry.redis().pipeline(&cmds).await {

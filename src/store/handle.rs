@@ -360,10 +360,20 @@ mod tests {
 
     fn handle(ryw_ms: u64, writers: usize) -> StoreHandle {
         // Neither store is used: the routing state is what is tested.
-        let primary = crate::store::open("sqlite://:memory:", 1, crate::store::Durability::Normal, false)
-            .expect("open");
-        let replica = crate::store::open("sqlite://:memory:", 1, crate::store::Durability::Normal, false)
-            .expect("open");
+        let primary = crate::store::open(
+            "sqlite://:memory:",
+            1,
+            crate::store::Durability::Normal,
+            false,
+        )
+        .expect("open");
+        let replica = crate::store::open(
+            "sqlite://:memory:",
+            1,
+            crate::store::Durability::Normal,
+            false,
+        )
+        .expect("open");
         StoreHandle::with_writer_capacity(
             primary,
             vec![("replica".into(), replica)],

@@ -239,8 +239,7 @@ pub trait ItemStore {
 pub trait OrderStore {
     /// Creates an order, or returns the one with the same idempotency key
     /// (`false` then).
-    fn create_order<'a>(&'a self, new: &'a NewOrder)
-        -> StoreFuture<'a, Notified<(Order, bool)>>;
+    fn create_order<'a>(&'a self, new: &'a NewOrder) -> StoreFuture<'a, Notified<(Order, bool)>>;
     /// One order.
     fn order<'a>(&'a self, order_id: &'a str) -> StoreFuture<'a, Option<Order>>;
     /// A page of orders, newest first, of one player (1001 when it does not
@@ -361,7 +360,14 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// domain trait at once, so one [`Database`] (and [`StoreHandle`]) serves
 /// every service. Every multi-row change is one transaction inside the store.
 pub trait Store:
-    PlayerStore + SessionStore + ItemStore + OrderStore + NoticeStore + JobStore + DatabaseStore + 'static
+    PlayerStore
+    + SessionStore
+    + ItemStore
+    + OrderStore
+    + NoticeStore
+    + JobStore
+    + DatabaseStore
+    + 'static
 {
 }
 

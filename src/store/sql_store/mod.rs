@@ -22,8 +22,8 @@
 
 use crate::store::sql::{Backend, Dialect, Row, SqlConn, SqlValue, TxKind};
 use crate::store::{
-    Currency, InventoryEntry, ItemDef, ItemStatus, Notice, NoticeKind, Notified, Player, PlayerStatus, Rule,
-    StoreError,
+    Currency, InventoryEntry, ItemDef, ItemStatus, Notice, NoticeKind, Notified, Player,
+    PlayerStatus, Rule, StoreError,
 };
 use serde_json::{json, Value};
 

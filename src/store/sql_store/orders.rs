@@ -133,10 +133,7 @@ fn unchanged(order: Order) -> Notified<(Order, bool)> {
 }
 
 impl<B: Backend> OrderStore for SqlStore<B> {
-    fn create_order<'a>(
-        &'a self,
-        new: &'a NewOrder,
-    ) -> StoreFuture<'a, Notified<(Order, bool)>> {
+    fn create_order<'a>(&'a self, new: &'a NewOrder) -> StoreFuture<'a, Notified<(Order, bool)>> {
         let persist = self.persist_all;
         Box::pin(async move {
             // Two attempts: a concurrent create with the same key makes our
@@ -276,7 +273,15 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                 Transition::Go(order) => {
                     let cancelled = finish(c, order, from, to, now_ms).await?;
                     let (player_id, draft) = (cancelled.player_id, order_draft(&cancelled));
-                    notified(c, persist, player_id, vec![draft], now_ms, (cancelled, true)).await
+                    notified(
+                        c,
+                        persist,
+                        player_id,
+                        vec![draft],
+                        now_ms,
+                        (cancelled, true),
+                    )
+                    .await
                 }
             }
         }))
