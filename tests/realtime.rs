@@ -154,7 +154,10 @@ fn a_logout_or_a_ban_closes_the_sessions_sockets_on_every_shard_with_4001() {
     for ws in &mut sockets {
         let (texts, code, reason) = ws.until_close();
         assert_eq!(code, 4001, "{reason}");
-        assert_eq!(texts.last().map(|t| t["type"].clone()), Some("session_revoked".into()));
+        assert_eq!(
+            texts.last().map(|t| t["type"].clone()),
+            Some("session_revoked".into())
+        );
     }
     other.send_frame(0x9, b"still here");
     assert_eq!(other.next(), Some(Frame::Pong(b"still here".to_vec())));
@@ -172,7 +175,14 @@ fn a_logout_or_a_ban_closes_the_sessions_sockets_on_every_shard_with_4001() {
     let (texts, code, _) = other.until_close();
     assert_eq!(code, 4001);
     // The ban's own notification comes before the close.
-    let kinds: Vec<_> = texts.iter().map(|t| t["kind"].as_str().unwrap_or(t["type"].as_str().unwrap_or(""))).collect();
+    let kinds: Vec<_> = texts
+        .iter()
+        .map(|t| {
+            t["kind"]
+                .as_str()
+                .unwrap_or(t["type"].as_str().unwrap_or(""))
+        })
+        .collect();
     assert_eq!(kinds, ["player", "session_revoked"], "{texts:?}");
     assert_eq!(texts[0]["data"]["status"], "banned");
 }
