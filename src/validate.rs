@@ -101,6 +101,18 @@ pub fn text(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// A free-text field of at most `max` characters that may span lines: no
+/// control characters but line breaks and tabs (a message's body).
+pub fn multiline_text(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
+    let control = |c: char| c.is_control() && !matches!(c, '\n' | '\r' | '\t');
+    if s.chars().count() > max || s.chars().any(control) {
+        return Err(Invalid::from(format!(
+            "{field} must be at most {max} characters without control characters but line breaks and tabs"
+        )));
+    }
+    Ok(())
+}
+
 /// A whole number within `range`, e.g. "quantity must be from 1 to 9999".
 pub fn in_range(
     field: &str,
@@ -185,6 +197,18 @@ pub fn catalogue_fields(f: &CatalogueFields<'_>) -> Result<(), Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_body_may_span_lines_and_counts_characters() {
+        assert!(multiline_text("body", "line 1\nline 2\r\n\tend", 30).is_ok());
+        assert!(
+            multiline_text("body", &"é".repeat(10), 10).is_ok(),
+            "10 characters, 20 bytes"
+        );
+        assert!(multiline_text("body", &"é".repeat(11), 10).is_err());
+        assert!(multiline_text("body", "bell \u{7}", 30).is_err());
+        assert!(multiline_text("body", "nul \0", 30).is_err());
+    }
 
     #[test]
     fn limits() {

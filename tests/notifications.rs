@@ -228,6 +228,14 @@ fn the_inbox_keeps_messages_and_refuses_what_it_must() {
     }
     let (s, j) = message(&server, &admin, 99_999_999, "nobody");
     assert_eq!(s, 404, "{j}");
+    let (s, j) = message(&server, &admin, p, "two\nlines");
+    assert_eq!(s, 201, "a body may span lines: {j}");
+    let r = server
+        .call("GET", "/api/v1/players/99999999/presence")
+        .token(&admin)
+        .lenient()
+        .send();
+    assert_eq!(r.status, 404, "{}", r.text());
     // The binary protocol's Notify: a stored message, and a live-only one.
     let mut tcp = server.tcp();
     assert_eq!(tcp.handshake_server("game1", SERVER_KEY).msg_type, 0x0002);
@@ -250,8 +258,12 @@ fn the_inbox_keeps_messages_and_refuses_what_it_must() {
         .iter()
         .map(|n| n["data"]["body"].clone())
         .collect();
-    assert_eq!(bodies, ["over tcp"], "the live-only one is not stored");
-    assert_eq!(j["data"]["last_id"], 5);
+    assert_eq!(
+        bodies,
+        ["two\nlines", "over tcp"],
+        "the live-only one is not stored"
+    );
+    assert_eq!(j["data"]["last_id"], 6);
 }
 
 #[test]
@@ -456,14 +468,22 @@ fn a_reader_too_slow_for_its_notifications_is_closed_with_1008() {
     assert!(closed, "the slow socket was never closed");
     let metrics = server
         .http()
-        .request("GET", "/metrics", &[("Authorization", &format!("Bearer {admin}"))], b"")
+        .request(
+            "GET",
+            "/metrics",
+            &[("Authorization", &format!("Bearer {admin}"))],
+            b"",
+        )
         .text();
     let closed_slow: f64 = metrics
         .lines()
         .filter(|l| l.starts_with("dm_ws_closed_total{") && l.contains("reason=\"slow\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
-    assert_eq!(closed_slow, 1.0, "closed for reading too slowly:\n{metrics}");
+    assert_eq!(
+        closed_slow, 1.0,
+        "closed for reading too slowly:\n{metrics}"
+    );
     // What it reads now ends without a close frame (cut mid-write) or with 1008.
     loop {
         match slow.next() {
@@ -543,4 +563,33 @@ fn notifications_presence_and_revocations_cross_nodes() {
         "logout on B closed the socket on A after {:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn an_order_the_expiry_job_cancels_is_notified() {
+    let server = ServerConfig::new()
+        .set("orders", "pending_ttl_s", 1)
+        .set("cluster", "job_interval_ms", 100)
+        .start();
+    let admin = server.admin_token();
+    let (p, token) = server.player("game1", "rt_expiry");
+    let (mut ws, _) = socket(&server, &token);
+    let (s, j) = server
+        .call("POST", "/api/v1/orders")
+        .token(&admin)
+        .json(json!({"player_id": p, "item_id": "potion", "quantity": 1, "currency": "gold"}))
+        .send()
+        .parts();
+    assert_eq!(s, 201, "{j}");
+    let order = j["data"]["order"]["order_id"].clone();
+    let got = texts(&mut ws, 2);
+    assert_eq!(
+        got[0]["data"],
+        json!({"order_id": order, "status": "pending"})
+    );
+    assert_eq!(
+        got[1]["data"],
+        json!({"order_id": order, "status": "cancelled"})
+    );
+    assert_eq!(got[1]["id"].as_i64(), got[0]["id"].as_i64().map(|i| i + 1));
 }

@@ -9,9 +9,10 @@
 
 mod common;
 
+use common::ws::Ws;
 use common::Server;
 use datamiddleware::http::router::{self, Route};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -967,6 +968,129 @@ fn every_route_answers_as_documented() {
         "/api/v1/games/game1/level_up",
         &server,
         "",
+    );
+
+    // Notifications and presence: alice's inbox, then a socket of hers that
+    // makes her online and the one player a broadcast reaches.
+    let inbox = format!("{me}/notifications");
+    let message = r#"{"subject":"Events","body":"Double gold this weekend"}"#;
+    let notifications = "/api/v1/players/{id}/notifications";
+    let j = c.call("POST", notifications, &inbox, &server, message);
+    assert_eq!(j["data"]["notification"]["kind"], "message", "{j}");
+    c.call(
+        "POST",
+        notifications,
+        &inbox,
+        &admin,
+        r#"{"body":"x","sender":"spoof"}"#,
+    );
+    c.call("POST", notifications, &inbox, &admin, r#"{"body":"  "}"#);
+    c.call("POST", notifications, &inbox, player, message);
+    c.call(
+        "POST",
+        notifications,
+        "/api/v1/players/999999/notifications",
+        &server,
+        message,
+    );
+    let j = c.call(
+        "GET",
+        notifications,
+        &format!("{inbox}?after=0&limit=10"),
+        player,
+        "",
+    );
+    assert_eq!(
+        j["data"]["notifications"][0]["data"]["body"], "Double gold this weekend",
+        "{j}"
+    );
+    c.call(
+        "GET",
+        notifications,
+        &format!("{inbox}?limit=201"),
+        player,
+        "",
+    );
+    c.call(
+        "GET",
+        notifications,
+        &format!("{inbox}?after=-1"),
+        player,
+        "",
+    );
+    c.call(
+        "GET",
+        notifications,
+        &format!("/api/v1/players/{bob_id}/notifications"),
+        player,
+        "",
+    );
+    c.call(
+        "GET",
+        notifications,
+        "/api/v1/players/999999/notifications",
+        &server,
+        "",
+    );
+    let presence = "/api/v1/players/{id}/presence";
+    let here = format!("{me}/presence");
+    let j = c.call("GET", presence, &here, player, "");
+    assert_eq!(j["data"]["online"], false, "{j}");
+    let mut ws = Ws::open(c.server.http, &player_headers);
+    assert_eq!(ws.json()["type"], "ready");
+    let j = c.call("GET", presence, &here, &server, "");
+    assert_eq!(j["data"]["online"], true, "{j}");
+    c.call(
+        "GET",
+        presence,
+        &format!("/api/v1/players/{bob_id}/presence"),
+        player,
+        "",
+    );
+    let broadcast = "/api/v1/games/{game_id}/broadcast";
+    let j = c.call(
+        "POST",
+        broadcast,
+        "/api/v1/games/game1/broadcast",
+        &admin,
+        message,
+    );
+    assert_eq!(j["data"]["delivered"], 1, "{j}");
+    // The socket's copy is the documented notification with its `type`.
+    let mut pushed = ws.json();
+    let kind = pushed.as_object_mut().and_then(|o| o.remove("type"));
+    assert_eq!(kind, Some(json!("notification")), "{pushed}");
+    let mut errors = Vec::new();
+    let schema = json!({"$ref": "#/components/schemas/Notification"});
+    check(
+        &c.spec,
+        &schema,
+        &pushed,
+        "the broadcast on /ws",
+        &mut errors,
+    );
+    c.problems.extend(errors);
+    drop(ws);
+    c.call(
+        "POST",
+        broadcast,
+        "/api/v1/games/game1/broadcast",
+        &server,
+        message,
+    );
+    c.call(
+        "POST",
+        broadcast,
+        "/api/v1/games/game9/broadcast",
+        &admin,
+        message,
+    );
+    c.call(
+        "POST",
+        broadcast,
+        "/api/v1/games/game1/broadcast",
+        &admin,
+        r#"{"subject":"no body"}"#,
     );
 
     // Operations and probes.

@@ -52,6 +52,15 @@ fn a_browser_authenticates_with_its_first_message_from_an_allowed_origin() {
         &upgrade_request(&[("Origin", "https://evil.example")]),
     );
     assert_eq!(status, 403, "{head}");
+    // A page of the server's own origin (Host `test` here) needs no listing.
+    let (_, status, head, _) =
+        send_upgrade(server.http, &upgrade_request(&[("Origin", "http://test")]));
+    assert_eq!(status, 101, "{head}");
+    let (_, status, head, _) = send_upgrade(
+        server.http,
+        &upgrade_request(&[("Origin", "http://test.evil.example")]),
+    );
+    assert_eq!(status, 403, "{head}");
 }
 
 #[test]

@@ -24,6 +24,9 @@ pub struct KnownHeaders<'a> {
     pub idempotency_key: Option<&'a str>,
     /// `Origin`.
     pub origin: Option<&'a str>,
+    /// `Host` (a `GET /ws` from a page of this server's own origin is
+    /// same-origin: allowed without `http.cors_origins`).
+    pub host: Option<&'a str>,
     /// `X-Forwarded-For` (believed only from `http.trusted_proxies`).
     pub forwarded_for: Option<&'a str>,
     /// `X-Request-Id`.
@@ -181,6 +184,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
             if std::mem::replace(&mut host_seen, true) {
                 return refused(400, "repeated Host header");
             }
+            headers.host = Some(value);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = true;
         } else if name.eq_ignore_ascii_case("connection") {

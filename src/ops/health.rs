@@ -426,9 +426,21 @@ impl Operations {
             ("dm_ws_sockets", "", hub.sockets() as u64),
             ("dm_ws_queued", "", hub.queued() as u64),
             ("dm_ws_notifications_total", "", f.queued_total.get()),
-            ("dm_ws_closed_total", ",reason=\"slow\"", f.closed_slow_total.get()),
-            ("dm_ws_closed_total", ",reason=\"memory\"", f.closed_memory_total.get()),
-            ("dm_realtime_relay_dropped_total", "", self.services.relay().dropped()),
+            (
+                "dm_ws_closed_total",
+                ",reason=\"slow\"",
+                f.closed_slow_total.get(),
+            ),
+            (
+                "dm_ws_closed_total",
+                ",reason=\"memory\"",
+                f.closed_memory_total.get(),
+            ),
+            (
+                "dm_realtime_relay_dropped_total",
+                "",
+                self.services.relay().dropped(),
+            ),
         ];
         for (name, extra, value) in realtime {
             out.push(Sample {

@@ -24,6 +24,7 @@ pub async fn run_singleton_jobs(ops: Rc<Operations>) {
     let holder = format!("{}/{}", cfg.node.id, ops.node().instance);
     let pending_ttl_ms = (cfg.orders.pending_ttl_s as i64).saturating_mul(1000);
     let token_life_ms = (cfg.auth.access_ttl_s as i64 + 60).saturating_mul(1000);
+    let keep_notices_ms = (cfg.realtime.keep_days as i64).saturating_mul(86_400_000);
     let mut failing = false;
     loop {
         glommio::timer::sleep(every).await;
@@ -38,6 +39,9 @@ pub async fn run_singleton_jobs(ops: Rc<Operations>) {
             FencedJob::PurgeSessions {
                 expired_before_ms: now,
                 revoked_before_ms: now.saturating_sub(token_life_ms),
+            },
+            FencedJob::PurgeNotifications {
+                created_before_ms: now.saturating_sub(keep_notices_ms),
             },
         ];
         for job in jobs {
@@ -67,7 +71,8 @@ pub async fn run_singleton_jobs(ops: Rc<Operations>) {
                 let ran = game
                     .store
                     .run(async move |s| s.run_fenced(job, token, &who, at).await)
-                    .await;
+                    .await
+                    .map(|done| ops.services().delivered(&game.id, done));
                 match ran {
                     Ok(FencedRun::Ran(0)) | Ok(FencedRun::ClusterActive) => {}
                     Ok(FencedRun::Ran(affected)) => {

@@ -2,7 +2,7 @@
 //! (RFC 6455 §4.2). It goes through the same phases as every request — the
 //! per-address budget, then, when it carries `Authorization: Bearer`, the
 //! caller's authentication and game scope — and its browser `Origin` must be
-//! one of `http.cors_origins`. A client without the header (a browser
+//! the server's own (same `Host`) or one of `http.cors_origins`. A client without the header (a browser
 //! cannot set one) authenticates with its first message instead
 //! (`realtime/socket.rs`); a token in the URL is never read.
 
@@ -23,6 +23,15 @@ pub struct Upgrade {
     /// The caller the upgrade's `Authorization` header proved; `None` until
     /// the first message authenticates.
     pub caller: Option<Caller>,
+}
+
+/// Whether a browser's `Origin` is the server's own (`scheme://` + the
+/// request's `Host`): a page the server served, such as the console.
+fn same_origin(origin: &str, host: Option<&str>) -> bool {
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    matches!((authority, host), (Some(a), Some(h)) if !h.is_empty() && a.eq_ignore_ascii_case(h))
 }
 
 /// Checks an upgrade request; on success appends the `101 Switching
@@ -56,7 +65,7 @@ pub async fn accept(
         ));
     }
     if let Some(origin) = h.origin {
-        if !shard.config.http.allows_origin(origin) {
+        if !same_origin(origin, h.host) && !shard.config.http.allows_origin(origin) {
             return Err(Response::status(
                 403,
                 "origin not allowed (http.cors_origins)",
@@ -103,5 +112,17 @@ mod tests {
         assert!(!valid_key("dGhlIHNhbXBsZSBub25jZQ"), "unpadded");
         assert!(!valid_key("dGhlIHNhbXBsZSBub25jZQ==dGhl"), "too long");
         assert!(!valid_key("!!!!!!!!!!!!!!!!!!!!!!=="), "not base64");
+    }
+
+    #[test]
+    fn a_page_of_the_servers_own_origin_is_same_origin() {
+        let host = Some("127.0.0.1:8080");
+        assert!(same_origin("http://127.0.0.1:8080", host));
+        assert!(same_origin("https://Game.Example", Some("game.example")));
+        assert!(!same_origin("http://127.0.0.1:8081", host), "another port");
+        assert!(!same_origin("http://evil.example", host));
+        assert!(!same_origin("null", host));
+        assert!(!same_origin("http://", Some("")));
+        assert!(!same_origin("http://127.0.0.1:8080", None));
     }
 }

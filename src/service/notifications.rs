@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 /// Most stored notifications one inbox page returns.
 pub const MAX_PAGE: i64 = 200;
-/// Longest message subject, in characters.
+/// Longest message subject, in bytes (one line).
 pub const MAX_SUBJECT: usize = 200;
 /// Longest message body, in characters.
 pub const MAX_BODY: usize = 4_000;
@@ -69,7 +69,7 @@ pub fn notice_json(game_id: &str, n: &Notice) -> Value {
 
 fn message_data(caller: &Caller, subject: &str, body: &str) -> Result<Value, ApiError> {
     validate::text("subject", subject, MAX_SUBJECT)?;
-    validate::text("body", body, MAX_BODY)?;
+    validate::multiline_text("body", body, MAX_BODY)?;
     if body.trim().is_empty() {
         return Err(ApiError::bad_request("body required"));
     }
@@ -271,6 +271,8 @@ impl Services {
     ) -> Result<Value, ApiError> {
         self.game(game_id)?;
         require_player(caller, game_id, player_id)?;
+        // An unknown player is 1001 (the id has no sequence to read).
+        self.last_notice_id(game_id, player_id).await?;
         let (nodes, last_seen) = self.where_online(game_id, player_id).await;
         Ok(json!({
             "player_id": player_id,

@@ -325,7 +325,7 @@ pub trait JobStore {
         token: Option<i64>,
         holder: &'a str,
         now_ms: i64,
-    ) -> StoreFuture<'a, FencedRun>;
+    ) -> StoreFuture<'a, Notified<FencedRun>>;
 }
 
 /// The database as a whole rather than one domain's rows: its schema,

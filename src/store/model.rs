@@ -313,10 +313,15 @@ pub struct Order {
     pub cancel_reason: String,
 }
 
+/// Orders one run of the expiry job cancels at most; the rest wait for
+/// the next run.
+pub const EXPIRE_BATCH: i64 = 1_000;
+
 /// A singleton job's work, run under a fencing token (SPEC §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FencedJob {
-    /// Cancels pending orders created before the time, reason `expired`.
+    /// Cancels pending orders created before the time, reason `expired`
+    /// (at most [`EXPIRE_BATCH`] a run), each player notified.
     ExpireOrders {
         /// Unix ms: orders created earlier expire.
         created_before_ms: i64,
@@ -329,6 +334,11 @@ pub enum FencedJob {
         /// Unix ms: revoked-token records written earlier go.
         revoked_before_ms: i64,
     },
+    /// Deletes stored notifications older than `realtime.keep_days`.
+    PurgeNotifications {
+        /// Unix ms: notifications made earlier go.
+        created_before_ms: i64,
+    },
 }
 
 impl FencedJob {
@@ -337,6 +347,7 @@ impl FencedJob {
         match self {
             FencedJob::ExpireOrders { .. } => "expire-orders",
             FencedJob::PurgeSessions { .. } => "purge-sessions",
+            FencedJob::PurgeNotifications { .. } => "purge-notifications",
         }
     }
 }

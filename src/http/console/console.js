@@ -113,6 +113,7 @@
         return;
       }
     }
+    closeFeed("signed out");
     if (reason) {
       $("app-view").hidden = true;
       $("login-view").hidden = false;
@@ -143,6 +144,7 @@
     state.player = null;
     state.order = null;
     state.lookup = (state.lookup || 0) + 1;
+    closeFeed("another game");
     $("player-view").hidden = true;
     $("order-view").hidden = true;
     editItem(null);
@@ -245,6 +247,7 @@
     state.player = data.player;
     state.ledgerPage = 1;
     state.ordersPage = 1;
+    openFeed(state.player);
     await showPlayer();
   }
 
@@ -334,6 +337,243 @@
         $("wallet-delta").value = "";
         await reloadPlayer();
       }
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // ---- live notifications (SPEC §11) ----
+  // One WebSocket per looked-up player: the stored inbox (HTTP) first, then
+  // the socket authenticates with the admin token (a browser cannot set a
+  // header on an upgrade), subscribes to the player and asks for what came
+  // since the inbox (resume), so nothing is missed or shown twice. A dropped
+  // socket is opened again with a growing delay and resumes after the last
+  // id it saw.
+  const FEED_MAX = 200;
+  const INBOX_PAGE = 200;
+  const feed = { ws: null, gen: 0, player: null, game: null, lastId: null, seen: new Set(), live: false,
+    replaying: false, attempts: 0, retry: null, stop: null };
+
+  function setFeedState(kind, text) {
+    const s = $("feed-state");
+    s.dataset.state = kind;
+    s.textContent = text || kind;
+  }
+
+  // A line above the list: what the socket said besides notifications.
+  function feedNote(text, isError) {
+    const list = $("feed-notes");
+    list.prepend(h("li", { class: isError ? "error" : "" }, new Date().toLocaleTimeString() + " — " + text));
+    while (list.children.length > 5) list.lastChild.remove();
+  }
+
+  const clip = (text, n) => { const t = text == null ? "" : String(text); return t.length > n ? t.slice(0, n - 1) + "…" : t; };
+  const signed = (v) => (typeof v === "number" && v > 0 ? "+" + v : String(v));
+
+  // A short, plain-text rendering of a notification's data.
+  function describe(kind, d) {
+    d = d || {};
+    switch (kind) {
+      case "wallet": return signed(d.delta) + " " + d.currency + " → " + d.balance + (d.reason ? " (" + d.reason + ")" : "");
+      case "item": return d.item_id + " " + signed(d.delta) + " → " + d.quantity;
+      case "order": return "order " + d.order_id + " → " + d.status;
+      case "message": return (d.subject ? "“" + clip(d.subject, 60) + "” " : "") + clip(d.body, 160) + (d.from ? " — from " + d.from : "");
+      case "maintenance": return (d.active === false ? "maintenance over" : "maintenance: ") + (d.message ? " " + clip(d.message, 160) : "");
+      case "player": return "status → " + d.status;
+      default: return clip(JSON.stringify(d), 160);
+    }
+  }
+
+  function when(at) {
+    if (typeof at !== "number") return at == null ? "—" : String(at);
+    const d = new Date(at);
+    return isNaN(d.getTime()) ? String(at) : d.toISOString();
+  }
+
+  // Shows one notification in id order, newest on top, once.
+  function showNotification(n, via) {
+    if (typeof n.id !== "number" || feed.seen.has(n.id)) return;
+    feed.seen.add(n.id);
+    const row = h("tr", { "data-id": String(n.id), "data-kind": String(n.kind), "data-via": via },
+      cell(n.id), h("td", { class: "kind" }, n.kind), h("td", { class: "what" }, describe(n.kind, n.data)),
+      h("td", { title: String(n.at) }, when(n.at)), h("td", { class: "via" }, via));
+    const body = $("feed-list").tBodies[0];
+    const after = [...body.rows].find((r) => Number(r.dataset.id) < n.id);
+    body.insertBefore(row, after || null);
+    while (body.rows.length > FEED_MAX) body.lastChild.remove();
+  }
+
+  // A wallet notification carries the balance it left: the profile above
+  // shows it at once (the rest of the page is read again on the next action).
+  function showBalance(d) {
+    const p = state.player;
+    if (!p || p.id !== feed.player || !d || !["gold", "diamonds"].includes(d.currency) || typeof d.balance !== "number") return;
+    p[d.currency] = d.balance;
+    const dd = document.querySelector('#player-profile dd[data-field="' + d.currency + '"]');
+    if (dd) dd.textContent = String(d.balance);
+  }
+
+  // Ends the current feed (another player, another game, signing out); its
+  // socket's late events are ignored from here on.
+  function closeFeed(why) {
+    feed.gen++;
+    clearTimeout(feed.retry);
+    feed.retry = null;
+    const ws = feed.ws;
+    feed.ws = null;
+    feed.live = false;
+    if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000, why || "closed by the console");
+  }
+
+  async function openFeed(player) {
+    closeFeed("another player");
+    const gen = feed.gen;
+    Object.assign(feed, { player: player.id, game: state.game, lastId: null, seen: new Set(), attempts: 0, stop: null, replaying: false });
+    $("feed-list").tBodies[0].replaceChildren();
+    $("feed-notes").replaceChildren();
+    setFeedState("connecting", "connecting — reading the inbox");
+    const base = "/api/v1/players/" + player.id + "/notifications";
+    try {
+      let after = 0;
+      const stored = [];
+      for (let i = 0; i < 50; i++) {
+        const page = await api("GET", base + "?after=" + after + "&limit=" + INBOX_PAGE);
+        if (gen !== feed.gen) return;
+        stored.push(...page.notifications);
+        feed.lastId = page.last_id;
+        if (page.notifications.length < INBOX_PAGE) break;
+        after = page.notifications[page.notifications.length - 1].id;
+      }
+      for (const n of stored.slice(-FEED_MAX)) showNotification(n, "inbox");
+      feedNote("Inbox: " + stored.length + " stored notification(s), newest id " + feed.lastId + ".");
+    } catch (e) {
+      if (gen !== feed.gen) return;
+      feedNote("The inbox could not be read: " + e.message + " — live notifications only.", true);
+    }
+    connectFeed(gen);
+  }
+
+  function connectFeed(gen) {
+    if (gen !== feed.gen || !state.token) return;
+    feed.retry = null;
+    setFeedState("connecting");
+    let ws;
+    try {
+      ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
+    } catch (e) {
+      setFeedState("closed", "closed — " + e.message);
+      return;
+    }
+    feed.ws = ws;
+    feed.live = false;
+    let opened = false;
+    const mine = () => gen === feed.gen && ws === feed.ws;
+    ws.onopen = () => {
+      opened = true;
+      if (!mine()) return;
+      setFeedState("connecting", "connecting — authenticating");
+      ws.send(JSON.stringify({ type: "auth", token: state.token }));
+    };
+    ws.onmessage = (event) => { if (mine()) onFeedMessage(ws, event.data); };
+    ws.onclose = (event) => { if (mine()) onFeedClosed(gen, event, opened); };
+  }
+
+  function onFeedMessage(ws, text) {
+    let m;
+    try { m = JSON.parse(text); } catch (_) { return feedNote("Not JSON from the server: " + clip(text, 80), true); }
+    switch (m.type) {
+      case "ready":
+        // An admin token carries one game (the config's default_game) and the
+        // socket follows players of that game only: a player of another game
+        // cannot be followed with it (another token would carry the same).
+        if (m.game !== feed.game) {
+          feed.stop = "other game";
+          setFeedState("closed", "closed — other game");
+          feedNote("No live feed: this admin socket is scoped to game " + m.game + " (the game admin tokens carry), " +
+            "and this player is in game " + feed.game + ". The inbox above was read over HTTP; reload it by looking the player up again.", true);
+          ws.close(1000, "other game");
+          return;
+        }
+        setFeedState("connecting", "connecting — subscribing");
+        ws.send(JSON.stringify({ type: "subscribe", player_id: feed.player }));
+        return;
+      case "subscribed":
+        if (m.player_id !== feed.player) return;
+        feed.attempts = 0;
+        feed.live = true;
+        if (feed.lastId == null || feed.lastId > m.last_id) {
+          feed.lastId = m.last_id;
+        } else if (feed.lastId < m.last_id) {
+          // What was made between the inbox (or the drop) and now.
+          feed.replaying = true;
+          ws.send(JSON.stringify({ type: "resume", player_id: feed.player, after: feed.lastId }));
+        }
+        setFeedState("live", "live — following #" + feed.player + " in " + feed.game);
+        return;
+      case "notification":
+        if (m.player_id !== feed.player || m.game !== feed.game) return;
+        feed.lastId = Math.max(feed.lastId || 0, m.id);
+        showNotification(m, feed.replaying ? "replay" : "live");
+        if (m.kind === "wallet") showBalance(m.data);
+        return;
+      case "missed":
+        if (m.player_id !== feed.player) return;
+        feed.lastId = Math.max(feed.lastId || 0, m.to);
+        feedNote((m.from === m.to ? "Id " + m.from : "Ids " + m.from + "–" + m.to) + " came while the feed was away and are not stored (only messages are, unless realtime.persist): re-read the player.");
+        return;
+      case "resumed":
+        feed.replaying = false;
+        if (m.replayed || m.missed) feedNote("Caught up after id " + m.after + ": " + m.replayed + " replayed, " + m.missed + " not stored.");
+        return;
+      case "session_revoked":
+        feed.stop = "session revoked";
+        feedNote("The admin session was revoked.", true);
+        return;
+      case "error":
+        feedNote("Server: " + m.message, true);
+        return;
+      default:
+        return;
+    }
+  }
+
+  function onFeedClosed(gen, event, opened) {
+    feed.ws = null;
+    feed.live = false;
+    feed.replaying = false;
+    const reason = event.reason ? " " + event.reason : "";
+    const closed = "closed (" + event.code + reason + ")";
+    if (!opened) feedNote("/ws did not open (" + event.code + "): the server is unreachable or refused the upgrade " +
+      "(a page whose origin is not in http.cors_origins is refused with 403).", true);
+    if (event.code === 4001) feed.stop = feed.stop || "session revoked";
+    if (event.code === 1008 && /^authentication failed/.test(event.reason)) feed.stop = "authentication failed";
+    if (feed.stop || !state.token) {
+      setFeedState("closed", closed + (feed.stop ? " — " + feed.stop : ""));
+      return;
+    }
+    // 1 s, 2 s, 4 s … up to 30 s, a little jitter so nodes are not hit at once.
+    const delay = Math.min(30000, 1000 * 2 ** feed.attempts) * (0.8 + Math.random() * 0.4);
+    feed.attempts = Math.min(feed.attempts + 1, 5);
+    setFeedState("closed", closed + " — reconnecting in " + Math.ceil(delay / 1000) + " s");
+    feed.retry = setTimeout(() => connectFeed(gen), delay);
+  }
+
+  async function sendMessage(event) {
+    event.preventDefault();
+    const button = $("message-form").querySelector("button");
+    if (button.disabled || !state.player) return;
+    const body = { subject: $("message-subject").value, body: $("message-body").value };
+    if (!body.body.trim()) return showError("Write a message.");
+    const p = state.player;
+    button.disabled = true;
+    try {
+      const data = await attempt(() => api("POST", "/api/v1/players/" + p.id + "/notifications", body),
+        "Message sent to " + p.username + ".");
+      if (data === undefined) return;
+      $("message-body").value = "";
+      // A live feed shows it as the socket delivers it; without one, here.
+      const n = data.notification;
+      if (n && !feed.live && feed.player === p.id && feed.game === n.game) showNotification(n, "sent");
     } finally {
       button.disabled = false;
     }
@@ -497,6 +737,7 @@
     $("player-ban").addEventListener("click", () => setStatus("banned"));
     $("player-unban").addEventListener("click", () => setStatus("active"));
     $("wallet-form").addEventListener("submit", adjustWallet);
+    $("message-form").addEventListener("submit", sendMessage);
     $("order-find").addEventListener("submit", findOrder);
     $("order-cancel").addEventListener("click", () => moveOrder(state.order.order_id, "cancel"));
     $("order-refund").addEventListener("click", () => moveOrder(state.order.order_id, "refund"));

@@ -2,9 +2,11 @@
 //! under the newest fencing token, so a lease holder that lost its lease
 //! cannot write after its successor has.
 
-use super::{row_of, SqlStore};
-use crate::store::sql::{Backend, SqlValue};
-use crate::store::{FencedJob, FencedRun, JobStore, StoreFuture};
+use super::{notify, row_of, SqlStore};
+use crate::store::sql::{Backend, SqlConn, SqlValue};
+use crate::store::{
+    FencedJob, FencedRun, JobStore, NoticeKind, Notified, StoreError, StoreFuture, EXPIRE_BATCH,
+};
 
 /// How long after a cluster's lease holder last ran a singleton job on a
 /// database a stand-alone node (no `cluster.redis`) leaves that job alone.
@@ -17,9 +19,11 @@ impl<B: Backend> JobStore for SqlStore<B> {
         token: Option<i64>,
         holder: &'a str,
         now_ms: i64,
-    ) -> StoreFuture<'a, FencedRun> {
+    ) -> StoreFuture<'a, Notified<FencedRun>> {
         let name = job.name();
+        let persist = self.persist_all;
         Box::pin(self.write(async move |c| {
+            let mut notices = Vec::new();
             let lock = c.dialect().for_update();
             let fence = c.query_one(
                 &format!("SELECT token, holder, updated_at FROM job_fences WHERE job = ?{lock}"),
@@ -40,7 +44,10 @@ impl<B: Backend> JobStore for SqlStore<B> {
                 (None, Some((seen, _, at)))
                     if seen > 0 && now_ms.saturating_sub(at) < STANDALONE_DEFERS_MS =>
                 {
-                    return Ok(FencedRun::ClusterActive);
+                    return Ok(Notified {
+                        value: FencedRun::ClusterActive,
+                        notices,
+                    });
                 }
                 (None, _) => {}
                 (Some(token), Some((seen, seen_holder, _))) => {
@@ -48,7 +55,10 @@ impl<B: Backend> JobStore for SqlStore<B> {
                     // counter Redis lost handed it out twice): refused.
                     if seen > token || (seen == token && seen_holder != holder) {
                         // Nothing written: the commit only ends the read.
-                        return Ok(FencedRun::Stale { newer: seen });
+                        return Ok(Notified {
+                            value: FencedRun::Stale { newer: seen },
+                            notices,
+                        });
                     }
                     new_holder = seen != token;
                     // Every run says when it ran: that is how a stand-alone
@@ -67,10 +77,12 @@ impl<B: Backend> JobStore for SqlStore<B> {
                 }
             }
             let affected = match job {
-                FencedJob::ExpireOrders { created_before_ms } => c.exec(
-                    "UPDATE orders SET status = 'cancelled', cancel_reason = 'expired', updated_at = ? \
-                     WHERE status = 'pending' AND created_at < ?",
-                    args![now_ms, created_before_ms],
+                FencedJob::ExpireOrders { created_before_ms } => {
+                    expire_orders(c, persist, created_before_ms, now_ms, &mut notices).await?
+                }
+                FencedJob::PurgeNotifications { created_before_ms } => c.exec(
+                    "DELETE FROM notifications WHERE created_at < ?",
+                    args![created_before_ms],
                 ).await?,
                 FencedJob::PurgeSessions {
                     expired_before_ms,
@@ -98,7 +110,59 @@ impl<B: Backend> JobStore for SqlStore<B> {
                     args![name, token.unwrap_or(0), holder, now_ms, affected as i64],
                 ).await?;
             }
-            Ok(FencedRun::Ran(affected))
+            Ok(Notified {
+                value: FencedRun::Ran(affected),
+                notices,
+            })
         }))
     }
+}
+
+/// Cancels up to [`EXPIRE_BATCH`] pending orders created before
+/// `created_before_ms` (oldest first), reason `expired`, and notifies each
+/// order's player; how many. Orders are locked first, then their players
+/// by ascending id: the global lock order.
+async fn expire_orders(
+    c: &mut dyn SqlConn,
+    persist: bool,
+    created_before_ms: i64,
+    now_ms: i64,
+    notices: &mut Vec<crate::store::Notice>,
+) -> Result<u64, StoreError> {
+    let lock = c.dialect().for_update();
+    let rows = c
+        .query(
+            &format!(
+                "SELECT order_id, player_id FROM orders WHERE status = 'pending' AND created_at < ? \
+                 ORDER BY created_at LIMIT ?{lock}"
+            ),
+            args![created_before_ms, EXPIRE_BATCH],
+        )
+        .await?;
+    let mut expired: Vec<(i64, String)> = rows
+        .iter()
+        .map(|r| row_of("orders", r, |r| Ok((r.int(1)?, r.text(0)?))))
+        .collect::<Result<_, _>>()?;
+    if expired.is_empty() {
+        return Ok(0);
+    }
+    let marks = vec!["?"; expired.len()].join(", ");
+    let mut params: Vec<SqlValue> = vec![now_ms.into()];
+    params.extend(expired.iter().map(|(_, id)| SqlValue::from(id.as_str())));
+    let changed = c
+        .exec(
+            &format!(
+                "UPDATE orders SET status = 'cancelled', cancel_reason = 'expired', updated_at = ? \
+                 WHERE status = 'pending' AND order_id IN ({marks})"
+            ),
+            &params,
+        )
+        .await?;
+    expired.sort();
+    for (player_id, order_id) in expired {
+        let data = serde_json::json!({"order_id": order_id, "status": "cancelled"});
+        let draft = vec![(NoticeKind::Order, data)];
+        notify(c, persist, player_id, draft, now_ms, notices).await?;
+    }
+    Ok(changed)
 }
