@@ -24,9 +24,10 @@ pub struct KnownHeaders<'a> {
     pub idempotency_key: Option<&'a str>,
     /// `Origin`.
     pub origin: Option<&'a str>,
-    /// `Host` (a `GET /ws` from a page of this server's own origin is
-    /// same-origin: allowed without `http.cors_origins`).
-    pub host: Option<&'a str>,
+    /// Whether `Origin` is `http://` or `https://` and this request's
+    /// `Host`: a page the server served (a `GET /ws` from it needs no
+    /// listing in `http.cors_origins`).
+    pub same_origin: bool,
     /// `X-Forwarded-For` (believed only from `http.trusted_proxies`).
     pub forwarded_for: Option<&'a str>,
     /// `X-Request-Id`.
@@ -39,6 +40,14 @@ pub struct KnownHeaders<'a> {
     pub websocket_13: bool,
     /// `Sec-WebSocket-Key`.
     pub websocket_key: Option<&'a str>,
+}
+
+/// Whether a browser's `Origin` is `scheme://` + `host`.
+fn same_origin(origin: &str, host: &str) -> bool {
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    matches!(authority, Some(a) if !host.is_empty() && a.eq_ignore_ascii_case(host))
 }
 
 /// A complete request borrowed from the read buffer.
@@ -150,7 +159,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
     let mut chunked = false;
     let mut connection_close = version == 0;
     let mut expect_continue = false;
-    let mut host_seen = false;
+    let mut host: Option<&str> = None;
     for h in req.headers.iter() {
         let Ok(value) = std::str::from_utf8(h.value) else {
             // Other headers may carry Latin-1 and are skipped, but not these:
@@ -181,10 +190,9 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
                 return refused(400, "repeated Content-Length header");
             }
         } else if name.eq_ignore_ascii_case("host") {
-            if std::mem::replace(&mut host_seen, true) {
+            if host.replace(value).is_some() {
                 return refused(400, "repeated Host header");
             }
-            headers.host = Some(value);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = true;
         } else if name.eq_ignore_ascii_case("connection") {
@@ -234,9 +242,10 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
             headers.websocket_13 = value.trim() == "13";
         }
     }
-    if version == 1 && !host_seen {
+    if version == 1 && host.is_none() {
         return refused(400, "HTTP/1.1 request without Host");
     }
+    headers.same_origin = matches!((headers.origin, host), (Some(o), Some(h)) if same_origin(o, h));
     if chunked {
         if content_length.is_some() {
             return refused(400, "both Transfer-Encoding and Content-Length");
@@ -278,6 +287,17 @@ fn refused(status: u16, message: &'static str) -> Parsed<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_of_the_servers_own_origin_is_same_origin() {
+        let host = "127.0.0.1:8080";
+        assert!(same_origin("http://127.0.0.1:8080", host));
+        assert!(same_origin("https://Game.Example", "game.example"));
+        assert!(!same_origin("http://127.0.0.1:8081", host), "another port");
+        assert!(!same_origin("http://evil.example", host));
+        assert!(!same_origin("null", host));
+        assert!(!same_origin("http://", ""));
+    }
 
     const LIMITS: Limits = Limits {
         max_header_bytes: 1024,
