@@ -29,7 +29,7 @@ impl Delivery {
             "player_id": notice.player_id,
             "kind": notice.kind.as_str(),
             "data": notice.data,
-            "at": notice.at,
+            "at": crate::clock::rfc3339_ms(notice.at),
         })
         .to_string();
         Arc::new(Delivery {
@@ -68,7 +68,7 @@ mod tests {
         assert_eq!(v["player_id"], 7);
         assert_eq!(v["kind"], "wallet");
         assert_eq!(v["data"]["balance"], 15);
-        assert_eq!(v["at"], 1_700_000_000_000i64);
+        assert_eq!(v["at"], "2023-11-14T22:13:20.000Z");
         assert_eq!((d.player_id, d.id), (7, 3));
     }
 }

@@ -63,7 +63,7 @@ pub fn notice_json(game_id: &str, n: &Notice) -> Value {
         "player_id": n.player_id,
         "kind": n.kind.as_str(),
         "data": n.data,
-        "at": n.at,
+        "at": clock::rfc3339_ms(n.at),
     })
 }
 
@@ -278,7 +278,7 @@ impl Services {
             "player_id": player_id,
             "online": !nodes.is_empty(),
             "nodes": nodes,
-            "last_seen": last_seen,
+            "last_seen": last_seen.map(clock::rfc3339_ms),
         }))
     }
 }

@@ -367,7 +367,8 @@
     while (list.children.length > 5) list.lastChild.remove();
   }
 
-  const clip = (text, n) => { const t = text == null ? "" : String(text); return t.length > n ? t.slice(0, n - 1) + "…" : t; };
+  // One line of at most n characters.
+  const clip = (text, n) => { const t = text == null ? "" : String(text).replace(/\s+/g, " "); return t.length > n ? t.slice(0, n - 1) + "…" : t; };
   const signed = (v) => (typeof v === "number" && v > 0 ? "+" + v : String(v));
 
   // A short, plain-text rendering of a notification's data.
@@ -384,6 +385,12 @@
     }
   }
 
+  // A message's whole text, for the tooltip of its short rendering.
+  function full(n) {
+    const d = n.data || {};
+    return n.kind === "message" ? (d.subject ? d.subject + "\n\n" : "") + (d.body == null ? "" : String(d.body)) : "";
+  }
+
   function when(at) {
     if (typeof at !== "number") return at == null ? "—" : String(at);
     const d = new Date(at);
@@ -395,7 +402,7 @@
     if (typeof n.id !== "number" || feed.seen.has(n.id)) return;
     feed.seen.add(n.id);
     const row = h("tr", { "data-id": String(n.id), "data-kind": String(n.kind), "data-via": via },
-      cell(n.id), h("td", { class: "kind" }, n.kind), h("td", { class: "what" }, describe(n.kind, n.data)),
+      cell(n.id), h("td", { class: "kind" }, n.kind), h("td", { class: "what", title: full(n) }, describe(n.kind, n.data)),
       h("td", { title: String(n.at) }, when(n.at)), h("td", { class: "via" }, via));
     const body = $("feed-list").tBodies[0];
     const after = [...body.rows].find((r) => Number(r.dataset.id) < n.id);
@@ -490,7 +497,7 @@
           feed.stop = "other game";
           setFeedState("closed", "closed — other game");
           feedNote("No live feed: this admin socket is scoped to game " + m.game + " (the game admin tokens carry), " +
-            "and this player is in game " + feed.game + ". The inbox above was read over HTTP; reload it by looking the player up again.", true);
+            "and this player is in game " + feed.game + ". The inbox below is read over HTTP: look the player up again to re-read it.", true);
           ws.close(1000, "other game");
           return;
         }
@@ -531,6 +538,8 @@
         return;
       case "error":
         feedNote("Server: " + m.message, true);
+        // Not following yet (the subscription failed): try again later.
+        if (!feed.live) ws.close(1000, "subscribe failed");
         return;
       default:
         return;
@@ -544,7 +553,7 @@
     const reason = event.reason ? " " + event.reason : "";
     const closed = "closed (" + event.code + reason + ")";
     if (!opened) feedNote("/ws did not open (" + event.code + "): the server is unreachable or refused the upgrade " +
-      "(a page whose origin is not in http.cors_origins is refused with 403).", true);
+      "(403 when the page's origin is neither the server's own nor in http.cors_origins).", true);
     if (event.code === 4001) feed.stop = feed.stop || "session revoked";
     if (event.code === 1008 && /^authentication failed/.test(event.reason)) feed.stop = "authentication failed";
     if (feed.stop || !state.token) {
