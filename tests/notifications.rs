@@ -558,6 +558,42 @@ fn notifications_presence_and_revocations_cross_nodes() {
         .parts();
     assert_eq!(s, 200, "{j}");
     assert_eq!(texts(&mut on_a, 1)[0]["data"]["body"], "to all");
+    // Maintenance set through the config centre: each node tells its own
+    // players, when it begins and when it ends.
+    let version = |s: &Server| {
+        s.call("GET", "/api/v1/cluster/config")
+            .token(&admin)
+            .send()
+            .json["data"]["version"]
+            .as_u64()
+            .expect("version")
+    };
+    let put = |v: u64, body: Value| {
+        let (s, j) = b
+            .call("PUT", "/api/v1/cluster/config")
+            .token(&admin)
+            .header("If-Match", &v.to_string())
+            .json(body)
+            .send()
+            .parts();
+        assert_eq!(s, 200, "{j}");
+    };
+    let v = version(&b);
+    put(v, json!({"maintenance": {"game1": "back at 10:00"}}));
+    let m = texts(&mut on_a, 1).remove(0);
+    assert_eq!(
+        (m["kind"].as_str(), m["data"]["message"].as_str()),
+        (Some("maintenance"), Some("back at 10:00")),
+        "{m}"
+    );
+    assert_eq!(m["data"]["active"], true);
+    put(v + 1, json!({}));
+    let m = texts(&mut on_a, 1).remove(0);
+    assert_eq!(
+        (m["kind"].as_str(), m["data"]["active"].as_bool()),
+        (Some("maintenance"), Some(false)),
+        "{m}"
+    );
     // A logout on B closes the sockets of that session on both nodes.
     let (mut second_b, _) = socket(&b, &token);
     let r = b.http().request(
