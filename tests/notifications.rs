@@ -360,6 +360,33 @@ fn game_servers_subscribe_to_players_and_players_cannot() {
     let (mut other, _) = socket(&server, &server.server_token("game2"));
     other.send_text(&json!({"type": "subscribe", "player_id": p}).to_string());
     assert_eq!(texts(&mut other, 1)[0]["type"], "error");
+    other.send_text(&json!({"type": "subscribe", "player_id": p, "game": "game1"}).to_string());
+    assert_eq!(
+        texts(&mut other, 1)[0]["type"],
+        "error",
+        "naming the game does not help"
+    );
+    // An admin's socket follows players of any game it names.
+    let (q, _) = server.player("game2", "rt_sub_game2");
+    let (mut admin_ws, ready) = socket(&server, &admin);
+    assert_eq!(ready["game"], "game1", "the default game");
+    admin_ws.send_text(&json!({"type": "subscribe", "player_id": q, "game": "game2"}).to_string());
+    assert_eq!(texts(&mut admin_ws, 1)[0]["type"], "subscribed");
+    let (s, j) = server
+        .call("POST", &format!("/api/v1/players/{q}/wallet"))
+        .token(&admin)
+        .game("game2")
+        .json(json!({"currency": "gold", "delta": 3, "reason": "quest"}))
+        .send()
+        .parts();
+    assert_eq!(s, 200, "{j}");
+    let n = texts(&mut admin_ws, 1).remove(0);
+    assert_eq!(
+        (n["game"].as_str(), n["player_id"].as_i64()),
+        (Some("game2"), Some(q))
+    );
+    admin_ws.send_text(&json!({"type": "subscribe", "player_id": q, "game": "nope"}).to_string());
+    assert_eq!(texts(&mut admin_ws, 1)[0]["message"], "no such game");
 }
 
 #[test]

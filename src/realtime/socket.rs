@@ -82,10 +82,18 @@ enum Next {
 enum Job {
     /// The caller is known: join the hub, follow its player, say `ready`.
     Ready(Caller),
-    /// Follow another player (game servers, admins).
-    Subscribe(i64),
+    /// Follow another player (game servers, admins; an admin may name
+    /// another game than its socket's).
+    Subscribe {
+        player_id: i64,
+        game: Option<String>,
+    },
     /// Send what a player's stream missed after an id.
-    Resume { player_id: i64, after: i64 },
+    Resume {
+        player_id: i64,
+        after: i64,
+        game: Option<String>,
+    },
 }
 
 /// One followed player's notifications as this socket sends them.
@@ -262,9 +270,14 @@ impl Socket {
                     return self.error("resume needs \"after\": the last id received (0: all)");
                 };
                 let own = self.caller.as_ref().and_then(|c| c.player_id);
+                let game = msg["game"].as_str().map(str::to_string);
                 match msg["player_id"].as_i64().or(own) {
                     Some(player_id) => {
-                        self.jobs.push_back(Job::Resume { player_id, after });
+                        self.jobs.push_back(Job::Resume {
+                            player_id,
+                            after,
+                            game,
+                        });
                         Next::Go
                     }
                     None => self.error("resume needs \"player_id\" (a subscribed player)"),
@@ -272,7 +285,8 @@ impl Socket {
             }
             (Some("subscribe"), true) => match msg["player_id"].as_i64() {
                 Some(player_id) => {
-                    self.jobs.push_back(Job::Subscribe(player_id));
+                    let game = msg["game"].as_str().map(str::to_string);
+                    self.jobs.push_back(Job::Subscribe { player_id, game });
                     Next::Go
                 }
                 None => self.error("subscribe needs \"player_id\""),
@@ -304,8 +318,12 @@ impl Socket {
     async fn run_job(&mut self, job: Job) {
         match job {
             Job::Ready(caller) => self.ready(caller).await,
-            Job::Subscribe(player_id) => self.subscribe(player_id).await,
-            Job::Resume { player_id, after } => self.resume(player_id, after).await,
+            Job::Subscribe { player_id, game } => self.subscribe(player_id, game).await,
+            Job::Resume {
+                player_id,
+                after,
+                game,
+            } => self.resume(player_id, after, game).await,
         }
     }
 
@@ -342,10 +360,14 @@ impl Socket {
         self.caller = Some(caller);
     }
 
-    /// A game server or an admin follows a player of its game.
-    async fn subscribe(&mut self, player_id: i64) {
+    /// A game server or an admin follows a player of its game (an admin:
+    /// of `game`, when named).
+    async fn subscribe(&mut self, player_id: i64, game: Option<String>) {
         let Some(caller) = &self.caller else { return };
-        let game = caller.game_id.clone();
+        let game = game.unwrap_or_else(|| caller.game_id.clone());
+        if self.shard.services.game(&game).is_err() {
+            return self.error_now("no such game");
+        }
         if !matches!(caller.role, Role::GameServer | Role::Admin)
             || !caller.may_access_player(&game, player_id)
         {
@@ -374,10 +396,9 @@ impl Socket {
 
     /// Sends what a stream missed after `after`: the stored notifications
     /// in order, the ids that are not stored reported as missed.
-    async fn resume(&mut self, player_id: i64, after: i64) {
-        let Some(game) = self.caller.as_ref().map(|c| c.game_id.clone()) else {
-            return;
-        };
+    async fn resume(&mut self, player_id: i64, after: i64, game: Option<String>) {
+        let Some(caller) = &self.caller else { return };
+        let game = game.unwrap_or_else(|| caller.game_id.clone());
         let Some(i) = self.stream_of(&game, player_id) else {
             return self.error_now("resume a player this socket follows (subscribe first)");
         };

@@ -73,8 +73,11 @@ pub async fn accept(
         Some(header) => {
             let caller = pipeline::authenticate(shard, Credentials::Bearer(Some(header)))
                 .map_err(refused)?;
-            pipeline::scope(shard, &caller, h.game_id, Scope::Game).map_err(refused)?;
-            Some(caller.into_owned())
+            let game = pipeline::scope(shard, &caller, h.game_id, Scope::Game).map_err(refused)?;
+            let mut caller = caller.into_owned();
+            // An admin's socket acts in the game its upgrade named.
+            caller.game_id = game.id.clone();
+            Some(caller)
         }
     };
     out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
