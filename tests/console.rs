@@ -3,6 +3,10 @@
 //! real server. Signs in (after a wrong password is refused on the page),
 //! watches the node overview show live figures, looks a player up and reads
 //! their ledger, refunds a paid order and sees the balance move back,
+//! follows the player's live notifications (the refund, a wallet change
+//! made through the API, a message sent from the page; a dropped socket
+//! catches up with what it missed; a new look-up reads the inbox; a player
+//! of another game is followed in its game),
 //! withdraws a catalogue item, creates and edits another, adjusts the
 //! wallet, bans the player, sees a refused action's message, invalidates the
 //! cache and finds no config centre on a stand-alone node. Screenshots go to
@@ -255,6 +259,29 @@ fn base64_decode(text: &str) -> Vec<u8> {
     out
 }
 
+/// The status a `GET /ws` upgrade with `Origin: origin` is answered.
+fn upgrade_status(addr: SocketAddr, origin: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).expect("send");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    line.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {line:?}"))
+}
+
 #[test]
 fn console_files_carry_a_strict_content_security_policy() {
     let server = Server::start(1);
@@ -348,6 +375,17 @@ fn console_works_end_to_end_in_headless_chromium() {
         })
     };
 
+    // The page's socket comes from the page's own origin (a browser always
+    // sends Origin on an upgrade): out of the box, with no
+    // http.cors_origins, the server must switch it.
+    let same_origin = upgrade_status(server.http, &format!("http://{}", server.http));
+    assert_eq!(
+        same_origin, 101,
+        "GET /ws with Origin: http://{} (the console's own origin, no http.cors_origins) \
+         must upgrade: the console's live feed cannot open otherwise",
+        server.http
+    );
+
     let browser = Browser::start();
     let console = format!("http://{}/console", server.http);
     browser.open(&console);
@@ -387,6 +425,16 @@ fn console_works_end_to_end_in_headless_chromium() {
     stop.store(true, Ordering::Relaxed);
     let _ = traffic.join();
 
+    // The page's sockets, for the test to find and to cut: while
+    // `__offline` is set a new socket asks for a path that does not upgrade
+    // (same origin, so the page's policy allows it) and fails.
+    browser.eval(
+        "const Real = window.WebSocket; window.__sockets = []; window.__offline = false; \
+         window.WebSocket = class extends Real { constructor(url, p) { \
+           super(window.__offline ? url + '-offline' : url, p); window.__sockets.push(this); } }; \
+         return true;",
+    );
+
     // Players: by username; the ledger shows the wallet credit.
     browser.click("a[data-page=players]");
     browser.type_into("#player-query", "shopper");
@@ -418,6 +466,136 @@ fn console_works_end_to_end_in_headless_chromium() {
         |t| t == "refunded",
     );
     browser.screenshot("04-refunded");
+
+    // Live notifications: the look-up opened the player's feed (the stored
+    // inbox, then a socket subscribed to the player), and the refund came in
+    // on it as it happened.
+    browser.wait_text("the feed going live", "#feed-state", |t| {
+        t.starts_with("live")
+    });
+    browser.wait_text("the refund in the feed", "#feed-list tbody", |t| {
+        t.contains(&format!("order {order_id} → refunded")) && t.contains("order_refund")
+    });
+    // A wallet change made through the API (not the page) shows up at the
+    // top of the feed.
+    // (A connection per call: one left idle meanwhile has timed out.)
+    let call = |method: &str, path: &str, body: &str| -> Value {
+        let r = server
+            .http()
+            .request(method, path, &[("Authorization", &gs)], body.as_bytes());
+        assert!(r.status < 300, "{method} {path}: {}", r.text());
+        r.json()["data"].clone()
+    };
+    let bonus = 11;
+    let credited = call(
+        "POST",
+        &format!("/api/v1/players/{player_id}/wallet"),
+        &format!(r#"{{"currency":"gold","delta":{bonus},"reason":"feed-check"}}"#),
+    );
+    let newest = "#feed-list tbody tr:first-child";
+    let row = browser.wait_text("the wallet notification", newest, |t| {
+        t.contains("feed-check")
+    });
+    assert!(
+        row.contains("wallet") && row.contains(&format!("+{bonus} gold")) && row.contains("live"),
+        "{row} ({credited})"
+    );
+    // The notification's balance shows in the profile at once.
+    browser.wait_text(
+        "the balance from the notification",
+        "#player-profile dd[data-field=gold]",
+        |t| t == (gold_before + price + bonus).to_string(),
+    );
+    // A message from the page's form reaches the player, and the feed,
+    // as text (markup in it stays text).
+    browser.type_into("#message-subject", "Refund");
+    browser.type_into("#message-body", "Your <b>refund</b>\nis through");
+    browser.click("#message-form button");
+    browser.wait_text("the message's notice", "#notice", |t| {
+        t.contains("Message sent")
+    });
+    let row = browser.wait_text("the message in the feed", newest, |t| {
+        t.contains("Your <b>refund</b> is through")
+    });
+    assert!(
+        row.contains("message") && row.contains("from admin:") && row.contains("live"),
+        "{row}"
+    );
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('#feed-list b, #feed-notes b').length"),
+        json!(0),
+        "server text is never parsed as markup"
+    );
+    browser.screenshot("04a-live-notifications");
+
+    // A dropped socket is opened again (after failed attempts, with a
+    // growing delay) and resumes after the last id it saw: the stored
+    // message sent meanwhile is replayed, the wallet change (not stored
+    // without realtime.persist) is reported missed.
+    browser.eval("window.__offline = true; window.__sockets[window.__sockets.length - 1].close(); return true;");
+    browser.wait_text("the feed retrying", "#feed-state", |t| {
+        t.starts_with("closed") && t.contains("reconnecting in")
+    });
+    call(
+        "POST",
+        &format!("/api/v1/players/{player_id}/wallet"),
+        r#"{"currency":"gold","delta":-1,"reason":"while-away"}"#,
+    );
+    call(
+        "POST",
+        &format!("/api/v1/players/{player_id}/notifications"),
+        r#"{"subject":"Away","body":"sent while the console was away"}"#,
+    );
+    browser.wait_text("a failed attempt", "#feed-notes", |t| {
+        t.contains("did not open")
+    });
+    browser.eval("window.__offline = false; return true;");
+    let row = browser.wait_text("the replayed message", newest, |t| {
+        t.contains("sent while the console was away")
+    });
+    assert!(row.contains("replay"), "{row}");
+    browser.wait_text("the feed live again", "#feed-state", |t| {
+        t.starts_with("live")
+    });
+    browser.wait_text("the missed wallet change", "#feed-notes", |t| {
+        t.contains("not stored")
+    });
+    // The page reads the player again: the balance includes the missed change.
+    browser.wait_text(
+        "the balance after the missed change",
+        "#player-profile dd[data-field=gold]",
+        |t| t == (gold_before + price + bonus - 1).to_string(),
+    );
+    assert!(
+        !browser
+            .text("#feed-list tbody")
+            .unwrap_or_default()
+            .contains("while-away"),
+        "a notification that is not stored is not made up"
+    );
+    browser.screenshot("04b-feed-resumed");
+
+    // A new look-up closes the old socket and starts from the stored inbox:
+    // both messages, nothing twice.
+    browser.type_into("#player-query", "shopper");
+    browser.click("#player-find button");
+    let inbox = browser.wait_text("the inbox", "#feed-list tbody", |t| {
+        t.lines().count() == 2 && t.lines().all(|l| l.ends_with("inbox"))
+    });
+    assert!(
+        inbox.contains("sent while the console was away") && inbox.contains("is through"),
+        "the two stored messages: {inbox}"
+    );
+    browser.wait_text("the feed live for the new look-up", "#feed-state", |t| {
+        t.starts_with("live")
+    });
+    assert_eq!(
+        browser
+            .eval("return window.__sockets.filter((s) => s.readyState === WebSocket.OPEN).length"),
+        json!(1),
+        "one socket open"
+    );
+    let gold_before = gold_before + bonus - 1;
 
     // Catalogue: withdraw an item.
     browser.click("a[data-page=catalogue]");
@@ -483,6 +661,39 @@ fn console_works_end_to_end_in_headless_chromium() {
     browser.wait_text("the config page", "#config-state", |t| {
         t.contains("stand-alone")
     });
+
+    // A player of another game: the inbox and messages go over HTTP with
+    // that game's X-Game-Id, and the admin socket follows the player in
+    // that game (it names the game: ids are per game, and game1 has a
+    // player with the same id).
+    let (stranger, _) = server.player("game2", "stranger");
+    browser.click("#game-select option[value=game2]");
+    browser.click("a[data-page=players]");
+    browser.type_into("#player-query", "stranger");
+    browser.click("#player-find button");
+    browser.wait_text("the other game's player", "#player-title", |t| {
+        t.contains(&format!("stranger (#{stranger})"))
+    });
+    browser.wait_text("the feed live in game2", "#feed-state", |t| {
+        t.contains("live") && t.contains("game2")
+    });
+    browser.type_into("#message-subject", "Hello");
+    browser.type_into("#message-body", "a message to game2");
+    browser.click("#message-form button");
+    let row = browser.wait_text("the sent message", "#feed-list tbody tr:first-child", |t| {
+        t.contains("a message to game2")
+    });
+    assert!(row.contains("live") || row.contains("sent"), "{row}");
+    assert_eq!(
+        browser
+            .text("#feed-list tbody")
+            .unwrap_or_default()
+            .lines()
+            .count(),
+        1,
+        "nothing of game1's player #{stranger}"
+    );
+    browser.screenshot("06-other-game");
 
     // What the page showed is what the server holds.
     let admin = format!("Bearer {}", server.admin_token());

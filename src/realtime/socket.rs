@@ -59,6 +59,12 @@ pub const MISSED_PONGS: u32 = 2;
 pub const REORDER_WAIT: Duration = Duration::from_millis(200);
 /// Stored notifications read per query while resuming or filling a gap.
 const PAGE: i64 = 200;
+/// Most notifications one resume (or gap) sends; older ones are reported
+/// missed — the inbox (`GET .../notifications?after=ID`) pages them.
+pub const MAX_REPLAY: i64 = 200;
+/// Resumes and subscriptions one socket may ask for per minute (each reads
+/// the database).
+pub const MAX_JOBS_PER_MIN: u32 = 30;
 /// Bytes asked of one read: small, so idle sockets stay small.
 const READ: usize = 1024;
 
@@ -117,6 +123,8 @@ struct Socket {
     membership: Option<Membership>,
     streams: Vec<Stream>,
     jobs: VecDeque<Job>,
+    /// Jobs asked for in the current minute, and when it began.
+    jobs_asked: (u32, Instant),
     opened: Instant,
     next_ping: Instant,
     unanswered: u32,
@@ -133,6 +141,7 @@ pub async fn run(shard: Rc<Shard>, mut stream: TcpStream, rest: Vec<u8>, up: Upg
         membership: None,
         streams: Vec::new(),
         jobs: VecDeque::new(),
+        jobs_asked: (0, now),
         opened: now,
         next_ping: now + PING_EVERY,
         unanswered: 0,
@@ -265,6 +274,9 @@ impl Socket {
             },
             (Some("auth"), true) => self.error("already authenticated"),
             (_, false) => Next::Close(close::POLICY, "authenticate first".into()),
+            (Some("resume" | "subscribe"), true) if !self.may_ask() => self.error(&format!(
+                "at most {MAX_JOBS_PER_MIN} resumes and subscriptions a minute"
+            )),
             (Some("resume"), true) => {
                 let Some(after) = msg["after"].as_i64().filter(|a| *a >= 0) else {
                     return self.error("resume needs \"after\": the last id received (0: all)");
@@ -297,6 +309,16 @@ impl Socket {
             }
             (None, true) => self.error("a message is a JSON object with a \"type\""),
         }
+    }
+
+    /// Counts a resume or subscription against [`MAX_JOBS_PER_MIN`].
+    fn may_ask(&mut self) -> bool {
+        let now = Instant::now();
+        if now >= self.jobs_asked.1 + Duration::from_secs(60) {
+            self.jobs_asked = (0, now);
+        }
+        self.jobs_asked.0 += 1;
+        self.jobs_asked.0 <= MAX_JOBS_PER_MIN
     }
 
     fn authenticate(&mut self, token: &str) -> Next {
@@ -421,11 +443,14 @@ impl Socket {
     }
 
     /// Sends stream `i`'s stored notifications after its `last` up to
-    /// `upto`, reporting the ids between them that are not stored; the
+    /// `upto` (the newest [`MAX_REPLAY`] of them), reporting the ids
+    /// between them that are not stored; the
     /// stream then stands at `upto` (or further, when live ones it held
     /// follow). How many were sent and how many missed.
     async fn catch_up(&mut self, i: usize, upto: i64) -> (i64, i64) {
         let (mut replayed, mut missed) = (0, 0);
+        // Bounded: what one socket writes at once stays small.
+        missed += self.skip_to(i, upto - MAX_REPLAY);
         let (game, player_id) = (self.streams[i].game.clone(), self.streams[i].player_id);
         while self.streams[i].last < upto {
             let after = self.streams[i].last;

@@ -490,19 +490,10 @@
     try { m = JSON.parse(text); } catch (_) { return feedNote("Not JSON from the server: " + clip(text, 80), true); }
     switch (m.type) {
       case "ready":
-        // An admin token carries one game (the config's default_game) and the
-        // socket follows players of that game only: a player of another game
-        // cannot be followed with it (another token would carry the same).
-        if (m.game !== feed.game) {
-          feed.stop = "other game";
-          setFeedState("closed", "closed — other game");
-          feedNote("No live feed: this admin socket is scoped to game " + m.game + " (the game admin tokens carry), " +
-            "and this player is in game " + feed.game + ". The inbox below is read over HTTP: look the player up again to re-read it.", true);
-          ws.close(1000, "other game");
-          return;
-        }
+        // An admin's socket names the game of each player it follows (player
+        // ids are per game).
         setFeedState("connecting", "connecting — subscribing");
-        ws.send(JSON.stringify({ type: "subscribe", player_id: feed.player }));
+        ws.send(JSON.stringify({ type: "subscribe", player_id: feed.player, game: feed.game }));
         return;
       case "subscribed":
         if (m.player_id !== feed.player) return;
@@ -513,7 +504,7 @@
         } else if (feed.lastId < m.last_id) {
           // What was made between the inbox (or the drop) and now.
           feed.replaying = true;
-          ws.send(JSON.stringify({ type: "resume", player_id: feed.player, after: feed.lastId }));
+          ws.send(JSON.stringify({ type: "resume", player_id: feed.player, after: feed.lastId, game: feed.game }));
         }
         setFeedState("live", "live — following #" + feed.player + " in " + feed.game);
         return;
@@ -526,7 +517,10 @@
       case "missed":
         if (m.player_id !== feed.player) return;
         feed.lastId = Math.max(feed.lastId || 0, m.to);
-        feedNote((m.from === m.to ? "Id " + m.from : "Ids " + m.from + "–" + m.to) + " came while the feed was away and are not stored (only messages are, unless realtime.persist): re-read the player.");
+        feedNote("Missed while away and not stored, so not replayed: " + (m.from === m.to ? "id " + m.from : "ids " + m.from + "–" + m.to) +
+          " (only messages are stored, unless realtime.persist); the player is read again.");
+        // What they changed (a balance, an order) shows in the page read afresh.
+        if (state.player && state.player.id === feed.player && currentPage() === "players") reloadPlayer();
         return;
       case "resumed":
         feed.replaying = false;
