@@ -667,3 +667,57 @@ fn an_order_the_expiry_job_cancels_is_notified() {
     );
     assert_eq!(got[1]["id"].as_i64(), got[0]["id"].as_i64().map(|i| i + 1));
 }
+
+#[test]
+fn a_resume_replays_a_bounded_number_and_a_socket_asks_a_bounded_number() {
+    let server = ServerConfig::new().start();
+    let admin = server.admin_token();
+    let (p, token) = server.player("game1", "rt_bounded");
+    let mut http = server.http();
+    for i in 0..250 {
+        let r = http
+            .call("POST", &format!("/api/v1/players/{p}/notifications"))
+            .token(&admin)
+            .json(json!({"body": format!("m{i}")}))
+            .send();
+        assert_eq!(r.status, 201);
+    }
+    let (mut ws, ready) = socket(&server, &token);
+    assert_eq!(ready["last_id"], 250);
+    ws.send_text(&json!({"type": "resume", "after": 0}).to_string());
+    let got = texts(&mut ws, 202);
+    assert_eq!(
+        got[0],
+        json!({"type": "missed", "player_id": p, "from": 1, "to": 50})
+    );
+    let ids: Vec<i64> = got[1..201]
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap_or(0))
+        .collect();
+    assert_eq!(ids, (51..=250).collect::<Vec<_>>());
+    assert_eq!(got[201]["type"], "resumed");
+    assert_eq!(
+        (got[201]["replayed"].as_i64(), got[201]["missed"].as_i64()),
+        (Some(200), Some(50))
+    );
+    // The older ones are in the inbox.
+    let (_, j) = server
+        .call(
+            "GET",
+            &format!("/api/v1/players/{p}/notifications?after=0&limit=1"),
+        )
+        .token(&token)
+        .send()
+        .parts();
+    assert_eq!(j["data"]["notifications"][0]["data"]["body"], "m0");
+    // 30 resumes a minute, then an error the socket survives.
+    for _ in 0..29 {
+        ws.send_text(&json!({"type": "resume", "after": 250}).to_string());
+        assert_eq!(texts(&mut ws, 1)[0]["type"], "resumed");
+    }
+    ws.send_text(&json!({"type": "resume", "after": 250}).to_string());
+    let e = texts(&mut ws, 1).remove(0);
+    assert_eq!(e["type"], "error", "{e}");
+    ws.send_frame(0x9, b"alive");
+    assert_eq!(ws.next(), Some(Frame::Pong(b"alive".to_vec())));
+}
