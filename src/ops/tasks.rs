@@ -95,13 +95,13 @@ pub const TASKS: &[Task] = &[
         start: |c| spawn(revocations::revocation_subscriber(c.ops.clone())),
     },
     Task {
-        name: "pass notifications to the other shards and nodes",
+        name: "relay realtime deliveries to the other shards and nodes",
         shards: Shards::Every,
         when: always,
         start: |c| spawn(realtime::relay_forever(c.ops.clone())),
     },
     Task {
-        name: "deliver the notifications other nodes publish",
+        name: "deliver the realtime deliveries other nodes publish",
         shards: Shards::First,
         when: in_a_cluster,
         start: |c| spawn(realtime::subscriber(c.ops.clone())),
