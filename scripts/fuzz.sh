@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-TARGETS=(frame_decoder http_request gzip_body config_loader)
+TARGETS=(frame_decoder http_request gzip_body config_loader ws_frame)
 CARGO_AFL_VERSION=0.18.2
 FUZZ_DIR=fuzz
 OUT_DIR="$FUZZ_DIR/out"
