@@ -65,7 +65,15 @@ async fn connection(shard: Rc<Shard>, health: Rc<HealthBody>, stream: TcpStream)
     let open = |stream: &TcpStream| Requests::open(&shard, health, stream);
     if let Some(switched) = connection::run(shard.clone(), stream, open, buffers).await {
         if let Some(upgrade) = switched.codec.upgrade {
-            realtime::socket::run(shard.clone(), switched.stream, switched.rest, upgrade).await;
+            // A task of its own, sized to the WebSocket loop: this one's
+            // room (the HTTP loop's state) is freed while the socket lives.
+            let (stream, rest) = (switched.stream, switched.rest);
+            glommio::spawn_local(async move {
+                realtime::socket::run(shard.clone(), stream, rest, upgrade).await;
+                ShardGauges::decr(&shard.gauges().http_connections);
+            })
+            .detach();
+            return;
         }
     }
     ShardGauges::decr(&gauges.http_connections);

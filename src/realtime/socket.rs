@@ -156,10 +156,14 @@ pub async fn run(shard: Rc<Shard>, mut stream: TcpStream, rest: Vec<u8>, up: Upg
         if let Some(next) = socket.take_frames(&mut decoder, &mut buf) {
             break next;
         }
+        // Boxed: what these await (the database) is not held in every idle
+        // socket's state, only while they run.
         while let Some(job) = socket.jobs.pop_front() {
-            socket.run_job(job).await;
+            Box::pin(socket.run_job(job)).await;
         }
-        socket.fill_gaps(Instant::now()).await;
+        if socket.gaps_due(Instant::now()) {
+            Box::pin(socket.fill_gaps(Instant::now())).await;
+        }
         if let Some(next) = socket.tick(Instant::now()) {
             break next;
         }
@@ -225,7 +229,7 @@ pub async fn run(shard: Rc<Shard>, mut stream: TcpStream, rest: Vec<u8>, up: Upg
         }
     }
     let _ = stream.close().await;
-    socket.leave().await;
+    Box::pin(socket.leave()).await;
 }
 
 impl Socket {
@@ -530,6 +534,14 @@ impl Socket {
             true => None,
             false => s.held_since.or(Some(Instant::now())),
         };
+    }
+
+    /// Whether a stream holds notifications past [`REORDER_WAIT`].
+    fn gaps_due(&self, now: Instant) -> bool {
+        let limit = self.shard.config.realtime.max_queued;
+        self.streams
+            .iter()
+            .any(|s| s.held_since.is_some_and(|t| now >= t + REORDER_WAIT) || s.held.len() > limit)
     }
 
     /// Fills the gaps held back past [`REORDER_WAIT`] (or past
