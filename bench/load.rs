@@ -40,6 +40,12 @@ pub enum Scenario {
     TcpPlayer,
     /// TCP connections that connect and stay idle (for memory per connection).
     IdleTcp,
+    /// WebSocket sockets of seeded players (`realtime.rs`); here: the HTTP
+    /// connections that credit 1 gold to random players with a socket and
+    /// hand each 200 answer to the matcher.
+    Ws,
+    /// Authenticated WebSocket sockets held idle (`realtime.rs`).
+    IdleWs,
 }
 
 impl Scenario {
@@ -86,9 +92,11 @@ pub struct Plan {
     /// Server key for the TCP handshake.
     pub server_key: String,
     /// Seeded players: (id, username).
-    pub players: Vec<(i64, String)>,
+    pub players: Arc<Vec<(i64, String)>>,
     /// Password of the seeded players.
     pub password: String,
+    /// `ws`, `idle-ws`: the sockets' shared state.
+    pub realtime: Option<Arc<crate::realtime::Shared>>,
 }
 
 /// Cumulative Zipf weights of `n` ranks with exponent `s`, normalised to 1.
@@ -117,7 +125,7 @@ pub struct LiveCounts {
 }
 
 impl LiveCounts {
-    fn count(&self, ok: bool) {
+    pub fn count(&self, ok: bool) {
         let c = if ok { &self.ok } else { &self.failed };
         c.fetch_add(1, Ordering::Relaxed);
     }
@@ -166,7 +174,9 @@ fn parse_head(bytes: &[u8]) -> Result<Option<ResponseHead>, &'static str> {
 /// One load thread's open connections, so that a server that stops answering
 /// cannot keep the run from ending: [`Hangs::fire_after`] shuts them all once
 /// the run is over by `--answer-timeout`, and the waits end as "timeout".
-/// (One watchdog per thread instead of a timer armed for every read.)
+/// (One watchdog per thread instead of a timer armed for every read.) The
+/// WebSocket scenarios keep their sockets in a `Hangs` of their own, shut
+/// by `realtime::close_when_done`.
 #[derive(Default)]
 pub struct Hangs {
     fds: RefCell<HashSet<RawFd>>,
@@ -188,6 +198,11 @@ impl Hangs {
             }
             glommio::timer::sleep((deadline - now).min(Duration::from_millis(100))).await;
         }
+        self.shut_all();
+    }
+
+    /// Shuts every registered connection now: their reads end.
+    pub fn shut_all(&self) {
         self.fired.set(true);
         for &fd in self.fds.borrow().iter() {
             // SAFETY: the fd belongs to a connection that is still open: it
@@ -199,8 +214,21 @@ impl Hangs {
     }
 }
 
+impl Hangs {
+    /// Keeps `fd` (an open connection) in the set until the guard drops.
+    pub fn watch(&self, fd: RawFd) -> Watched<'_> {
+        self.fds.borrow_mut().insert(fd);
+        Watched { hangs: self, fd }
+    }
+
+    /// Whether the connections were shut.
+    pub fn fired(&self) -> bool {
+        self.fired.get()
+    }
+}
+
 /// Keeps a connection's fd in [`Hangs`] while it lives.
-struct Watched<'a> {
+pub struct Watched<'a> {
     hangs: &'a Hangs,
     fd: RawFd,
 }
@@ -239,6 +267,7 @@ pub async fn connection(plan: Plan, index: usize, tally: &mut Tally, hangs: &Han
         out: Vec::with_capacity(if idle { 64 } else { 16 * 1024 }),
         starts: Vec::new(),
         ending: None,
+        sent_at: Instant::now(),
     };
     let mut link = match conn.open().await {
         Ok(link) => link,
@@ -348,6 +377,8 @@ struct Conn<'a> {
     /// Set when the last answer said the connection ends after it: an
     /// HTTP `Connection: close` or a draining server's Error 0xE006.
     ending: Option<&'static str>,
+    /// When the batch being answered was written (`ws`: a credit's send).
+    sent_at: Instant,
 }
 
 impl<'a> Conn<'a> {
@@ -357,13 +388,8 @@ impl<'a> Conn<'a> {
             .await
             .map_err(|_| "connect")?;
         let _ = stream.set_nodelay(true);
-        let fd = stream.as_raw_fd();
-        self.hangs.fds.borrow_mut().insert(fd);
         let mut link = Link {
-            _watched: Watched {
-                hangs: self.hangs,
-                fd,
-            },
+            _watched: self.hangs.watch(stream.as_raw_fd()),
             stream,
         };
         self.buf.consume(self.buf.len());
@@ -386,6 +412,7 @@ impl<'a> Conn<'a> {
         tally: &mut Tally,
     ) -> Option<&'static str> {
         let plan = self.plan;
+        self.sent_at = Instant::now();
         if stream
             .write_all(&self.out[self.starts[*answered]..])
             .await
@@ -436,23 +463,27 @@ impl<'a> Conn<'a> {
     }
 
     /// The player of the current request: every player in turn, or one
-    /// drawn by its Zipf weight.
+    /// drawn by its Zipf weight; `ws`: a random one of those with a socket.
     fn player(&self) -> &(i64, String) {
         let n = self.plan.players.len().max(1);
-        let i = match &self.plan.zipf {
-            None => (self.index + self.counter as usize * 7) % n,
-            Some(cdf) => {
-                // splitmix64 of (connection, request): reproducible, no state.
-                let mut z = (self.index as u64) << 40 ^ self.counter;
-                z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                z ^= z >> 31;
-                let u = (z >> 11) as f64 / (1u64 << 53) as f64;
+        let i = match (&self.plan.zipf, &self.plan.realtime) {
+            (_, Some(shared)) => (self.draw() >> 11) as usize % shared.sockets.clamp(1, n),
+            (None, None) => (self.index + self.counter as usize * 7) % n,
+            (Some(cdf), None) => {
+                let u = (self.draw() >> 11) as f64 / (1u64 << 53) as f64;
                 cdf.partition_point(|&c| c < u).min(n - 1)
             }
         };
         &self.plan.players[i]
+    }
+
+    /// splitmix64 of (connection, request): reproducible, no state.
+    fn draw(&self) -> u64 {
+        let mut z = (self.index as u64) << 40 ^ self.counter;
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 
     fn http(&mut self, method: &str, path: &str, body: &str) {
@@ -503,7 +534,7 @@ impl<'a> Conn<'a> {
                 let body = format!(r#"{{"username":"{username}","password":"not-the-password"}}"#);
                 self.http("POST", "/api/v1/auth/login", &body);
             }
-            Scenario::Wallet => self.http(
+            Scenario::Wallet | Scenario::Ws => self.http(
                 "POST",
                 &format!("/api/v1/players/{id}/wallet"),
                 r#"{"currency":"gold","delta":1,"reason":"bench"}"#,
@@ -525,6 +556,8 @@ impl<'a> Conn<'a> {
                 _ => self.http("GET", &format!("/api/v1/players/{id}"), ""),
             },
             Scenario::Ping | Scenario::IdleTcp => self.frame(0x2002, b""),
+            // Its sockets are not connections of this loop.
+            Scenario::IdleWs => {}
             Scenario::TcpPlayer => {
                 let body = format!(r#"{{"action":"get","player_id":{id}}}"#);
                 self.frame(0x1003, body.as_bytes());
@@ -594,6 +627,20 @@ impl<'a> Conn<'a> {
                 if self.buf.len() >= end {
                     if head.close {
                         self.ending = Some("connection_close");
+                    }
+                    if let (Some(shared), 200) = (&self.plan.realtime, head.status) {
+                        // A credit: its player and the balance it left,
+                        // for the notification to be matched with.
+                        let at = Instant::now();
+                        let body = &self.buf.filled()[head.len..end];
+                        let v =
+                            serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
+                        if let (Some(p), Some(b)) = (
+                            v["data"]["player_id"].as_i64(),
+                            v["data"]["balance"].as_i64(),
+                        ) {
+                            shared.answered(p, b, self.sent_at, at);
+                        }
                     }
                     if self.plan.scenario == Scenario::Mixed && head.status == 201 {
                         let body = &self.buf.filled()[head.len..end];

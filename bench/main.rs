@@ -13,12 +13,19 @@
 //!     (the server's CPU time and context switches per request as well)
 //!   dm-bench --scenario tcp-player --tcp 127.0.0.1:19090 --reconnect --duration 600
 //!     (through nginx during a rolling restart; SIGINT ends it early)
+//!   dm-bench --scenario ws -c 1000 --rate 1000 --ws-addr 127.0.0.1:8081
+//!     (1,000 player sockets on another node, credits through --http:
+//!     notification delivery latency, lost and duplicate notifications)
+//!   dm-bench --scenario idle-ws -c 10000 --server-pid "$(pgrep -x datamiddleware)"
+//!     (10,000 idle sockets: the server's RSS per socket)
 
 mod direct;
 mod direct_backend;
 mod load;
+mod realtime;
 mod report;
 mod server_cost;
+mod ws;
 
 use clap::{Parser, ValueEnum};
 use load::{Plan, Scenario};
@@ -42,6 +49,8 @@ enum ScenarioArg {
     TcpPlayer,
     IdleTcp,
     SqlDirect,
+    Ws,
+    IdleWs,
 }
 
 /// Load generator for DataMiddleware.
@@ -62,15 +71,26 @@ struct Args {
     /// TCP (binary protocol) address of the server.
     #[arg(long, default_value = "127.0.0.1:9090")]
     tcp: SocketAddr,
-    /// Connections.
+    /// Connections (`ws`, `idle-ws`: WebSocket sockets, one per seeded
+    /// player; as many players are seeded when `--players` is fewer).
     #[arg(short = 'c', long, default_value_t = 64)]
     connections: usize,
     /// Requests per batch in closed loop (mixed always uses 1).
     #[arg(long, default_value_t = 1)]
     pipeline: usize,
-    /// Open loop: requests per second in total (latency from intended send time).
+    /// Open loop: requests per second in total (latency from intended send
+    /// time); `ws`: wallet credits per second.
     #[arg(long)]
     rate: Option<f64>,
+    /// `ws`, `idle-ws`: the HTTP address the sockets open `GET /ws` on
+    /// (another node of the cluster; default: `--http`, where the credits
+    /// go).
+    #[arg(long, value_name = "HOST:PORT")]
+    ws_addr: Option<SocketAddr>,
+    /// `ws`: HTTP connections making the wallet credits (`--rate` is
+    /// shared among them).
+    #[arg(long, default_value_t = 8)]
+    ws_writers: usize,
     /// Measured seconds.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -108,7 +128,8 @@ struct Args {
     /// and its threads' context switches over the measured window are read
     /// from /proc and reported per answered request
     /// (`server_cpu_us_per_req`, `ctx_switches_per_req`). Left out, with a
-    /// line on stderr, when /proc cannot be read.
+    /// line on stderr, when /proc cannot be read. `idle-ws`: also its VmRSS
+    /// before the sockets open and with them open (KiB per socket).
     #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
     /// Print JSON instead of the table.
@@ -130,6 +151,7 @@ const PASSWORD: &str = "bench-password-1";
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    raise_open_files();
     match run(&args) {
         Ok(summary) => {
             if args.json {
@@ -141,6 +163,9 @@ fn main() -> ExitCode {
                 }
                 if let Some(line) = summary.server_line() {
                     println!("{line}");
+                }
+                if let Some(ws) = &summary.realtime {
+                    println!("{}", ws.line());
                 }
             }
             match summary.failure_warning(args.max_error_ratio) {
@@ -165,12 +190,13 @@ fn run(args: &Args) -> Result<Summary, String> {
     };
     if args.connections == 0
         || args.pipeline == 0
+        || args.ws_writers == 0
         || !within(args.duration, false, 86_400.0)
         || !within(args.warmup, true, 3_600.0)
         || !within(args.answer_timeout, false, 600.0)
     {
         return Err(
-            "connections and pipeline must be >= 1, duration in (0, 86400] s, \
+            "connections, pipeline and ws-writers must be >= 1, duration in (0, 86400] s, \
                     warmup in [0, 3600] s, answer-timeout in (0, 600] s"
                 .into(),
         );
@@ -197,8 +223,11 @@ fn run(args: &Args) -> Result<Summary, String> {
         ScenarioArg::Ping => Scenario::Ping,
         ScenarioArg::TcpPlayer => Scenario::TcpPlayer,
         ScenarioArg::IdleTcp => Scenario::IdleTcp,
+        ScenarioArg::Ws => Scenario::Ws,
+        ScenarioArg::IdleWs => Scenario::IdleWs,
         ScenarioArg::SqlDirect => unreachable!("handled above"),
     };
+    let sockets = matches!(scenario, Scenario::Ws | Scenario::IdleWs);
     let needs_seed = !matches!(
         scenario,
         Scenario::Health | Scenario::Ping | Scenario::IdleTcp
@@ -208,10 +237,21 @@ fn run(args: &Args) -> Result<Summary, String> {
     } else {
         String::new()
     };
-    let players = if needs_seed {
-        seed(args, &token)?
+    let (players, tokens) = if needs_seed {
+        // A socket per player: at least as many players as sockets.
+        let count = if sockets {
+            args.players.max(args.connections)
+        } else {
+            args.players
+        };
+        seed(args, &token, count, sockets)?
     } else {
-        vec![(1, String::new())]
+        (vec![(1, String::new())], Vec::new())
+    };
+    // idle-ws: the server's memory before any socket opens.
+    let rss_before = match (scenario, args.server_pid) {
+        (Scenario::IdleWs, Some(pid)) => server_cost::rss_kib(pid),
+        _ => None,
     };
     let threads = args
         .threads
@@ -231,6 +271,21 @@ fn run(args: &Args) -> Result<Summary, String> {
     let zipf = args
         .zipf
         .map(|s| Arc::new(load::zipf_cdf(players.len(), s)));
+    let writers = if scenario == Scenario::Ws {
+        args.ws_writers
+    } else {
+        0
+    };
+    let shared = sockets.then(|| {
+        Arc::new(realtime::Shared::new(
+            args.ws_addr.unwrap_or(args.http),
+            tokens,
+            args.connections,
+            scenario == Scenario::IdleWs,
+            writers,
+            measure_from,
+        ))
+    });
     let plan = Plan {
         scenario,
         addr: if scenario.is_tcp() {
@@ -239,7 +294,13 @@ fn run(args: &Args) -> Result<Summary, String> {
             args.http
         },
         pipeline: args.pipeline,
-        rate_per_conn: args.rate.map(|r| r / args.connections as f64),
+        rate_per_conn: args.rate.map(|r| {
+            r / if sockets {
+                writers.max(1)
+            } else {
+                args.connections
+            } as f64
+        }),
         measure_from,
         until,
         stop: interrupt.flag.clone(),
@@ -249,8 +310,9 @@ fn run(args: &Args) -> Result<Summary, String> {
         game: args.game.clone(),
         token,
         server_key: args.server_key.clone(),
-        players,
+        players: Arc::new(players),
         password: PASSWORD.to_string(),
+        realtime: shared.clone(),
     };
     let answer_timeout = Duration::from_secs_f64(args.answer_timeout);
     let mut handles = Vec::new();
@@ -264,6 +326,10 @@ fn run(args: &Args) -> Result<Summary, String> {
         let mut plan = plan.clone();
         plan.live = live.get(t).cloned();
         let mine: Vec<usize> = (0..args.connections).filter(|c| c % threads == t).collect();
+        let my_writers: Vec<usize> = (0..writers).filter(|w| w % threads == t).collect();
+        // The sockets' own watchdog: `ws` keeps them until every credit is
+        // delivered or lost, `idle-ws` until the run's end.
+        let sockets_safety = answer_timeout + realtime::LOSS_WINDOW + Duration::from_secs(1);
         let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .name(&format!("load-{t}"))
             .spawn(move || async move {
@@ -276,14 +342,46 @@ fn run(args: &Args) -> Result<Summary, String> {
                     async move { watchdog.fire_after(&watched, answer_timeout).await },
                 )
                 .detach();
+                let socket_hangs = std::rc::Rc::new(load::Hangs::default());
+                if let Some(shared) = plan.realtime.clone() {
+                    let (hangs, plan) = (socket_hangs.clone(), plan.clone());
+                    glommio::spawn_local(async move {
+                        realtime::close_when_done(shared, plan, &hangs, sockets_safety).await
+                    })
+                    .detach();
+                }
                 let tasks: Vec<_> = mine
                     .into_iter()
                     .map(|c| {
                         let plan = plan.clone();
                         let hangs = hangs.clone();
+                        let socket_hangs = socket_hangs.clone();
                         glommio::spawn_local(async move {
                             let mut tally = Tally::new();
-                            load::connection(plan, c, &mut tally, &hangs).await;
+                            if plan.realtime.is_some() {
+                                realtime::socket(plan, c, &mut tally, &socket_hangs).await;
+                            } else {
+                                load::connection(plan, c, &mut tally, &hangs).await;
+                            }
+                            tally
+                        })
+                    })
+                    .collect();
+                // `ws`: the credits, once the sockets are ready.
+                let writer_tasks: Vec<_> = my_writers
+                    .into_iter()
+                    .map(|w| {
+                        let plan = plan.clone();
+                        let hangs = hangs.clone();
+                        glommio::spawn_local(async move {
+                            let mut tally = Tally::new();
+                            if let Some(shared) = &plan.realtime {
+                                shared.sockets_settled(plan.measure_from).await;
+                            }
+                            load::connection(plan.clone(), w, &mut tally, &hangs).await;
+                            if let Some(shared) = &plan.realtime {
+                                shared.writer_done();
+                            }
                             tally
                         })
                     })
@@ -292,17 +390,11 @@ fn run(args: &Args) -> Result<Summary, String> {
                 for t in tasks {
                     total.merge(&t.await);
                 }
-                // Histograms are not Send: hand back their serialisable parts.
-                (
-                    total.ok,
-                    total.errors,
-                    total.reconnects,
-                    total
-                        .latency
-                        .iter_recorded()
-                        .map(|v| (v.value_iterated_to(), v.count_at_value()))
-                        .collect::<Vec<_>>(),
-                )
+                let mut credits = Tally::new();
+                for t in writer_tasks {
+                    credits.merge(&t.await);
+                }
+                (parts(total), parts(credits))
             })
             .map_err(|e| format!("cannot start a load thread: {e}"))?;
         handles.push(handle);
@@ -314,6 +406,31 @@ fn run(args: &Args) -> Result<Summary, String> {
     // The server's cache counters when measuring starts (and at the end).
     std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
     let cache_at_start = scrape_cache(args.http, answer_timeout);
+    // idle-ws: the server's memory once every socket is open (then the
+    // sockets may close at the end of the run).
+    let rss_with = shared.as_ref().and_then(|shared| {
+        let rss = shared.idle.then(|| {
+            while shared.settled.load(Ordering::Acquire) < shared.sockets
+                && Instant::now() < until
+                && !plan.stop.load(Ordering::Relaxed)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if shared.settled.load(Ordering::Acquire) < shared.sockets {
+                eprintln!(
+                    "dm-bench: {} of {} sockets were still opening at the end of the run \
+                     (raise --warmup or --duration)",
+                    shared.sockets - shared.settled.load(Ordering::Acquire),
+                    shared.sockets
+                );
+            }
+            // What opening them allocated, settled.
+            std::thread::sleep(Duration::from_secs(1));
+            args.server_pid.and_then(server_cost::rss_kib)
+        });
+        shared.held.store(true, Ordering::Release);
+        rss.flatten()
+    });
     let live_done = Arc::new(AtomicBool::new(false));
     let live_line = (!live.is_empty()).then(|| {
         let done = live_done.clone();
@@ -321,6 +438,7 @@ fn run(args: &Args) -> Result<Summary, String> {
         std::thread::spawn(move || show_live(&live, measure_from, until, &done, &stop))
     });
     let mut tally = Tally::new();
+    let mut credits = Tally::new();
     let joined: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
     // Every answer of the window is in: the server's spending ends here
     // (before the /metrics scrape below).
@@ -330,18 +448,40 @@ fn run(args: &Args) -> Result<Summary, String> {
         let _ = line.join();
     }
     for h in joined {
-        let (ok, errors, reconnects, values) = h.map_err(|e| format!("load thread failed: {e}"))?;
-        tally.ok += ok;
-        for (k, v) in errors {
-            *tally.errors.entry(k).or_insert(0) += v;
-        }
-        for (k, v) in reconnects {
-            *tally.reconnects.entry(k).or_insert(0) += v;
-        }
-        for (value, count) in values {
-            let _ = tally.latency.record_n(value, count);
-        }
+        let (mine, written) = h.map_err(|e| format!("load thread failed: {e}"))?;
+        absorb(&mut tally, mine);
+        absorb(&mut credits, written);
     }
+    let realtime = shared.map(|shared| {
+        let mut m = shared.matcher.lock().unwrap_or_else(|e| e.into_inner());
+        let (lost, unmatched) = m.finish();
+        tally.merge(&m.tally);
+        // A failed credit is no delivery, but the run must show it.
+        for (kind, n) in &credits.errors {
+            *tally.errors.entry(format!("credit_{kind}")).or_insert(0) += n;
+        }
+        let ms = |q: f64| credits.latency.value_at_quantile(q) as f64 / 1000.0;
+        realtime::Report {
+            idle: shared.idle,
+            sockets: shared.sockets,
+            ready: shared.ready.load(Ordering::Acquire),
+            credits: m.credits,
+            credit_errors: credits.errors.values().sum(),
+            credit_p50_ms: ms(0.5),
+            credit_p99_ms: ms(0.99),
+            delivered: m.tally.ok,
+            from_send_ms: [0.5, 0.9, 0.99, 1.0]
+                .map(|q| m.from_send.latency.value_at_quantile(q) as f64 / 1000.0),
+            lost,
+            duplicates: m.duplicates,
+            before_answer: m.before_answer,
+            unmatched,
+            gaps: shared.gaps.load(Ordering::Acquire),
+            missed: shared.missed.load(Ordering::Acquire),
+            rss_before_kib: rss_before,
+            rss_with_kib: rss_with,
+        }
+    });
     let elapsed = interrupt
         .end_of(until)
         .saturating_duration_since(measure_from);
@@ -368,7 +508,58 @@ fn run(args: &Args) -> Result<Summary, String> {
         rate: args.rate,
         cache,
         server,
+        realtime,
     })
+}
+
+/// A tally's counts as plain values (a load thread hands them back).
+type Parts = (
+    u64,
+    std::collections::BTreeMap<String, u64>,
+    std::collections::BTreeMap<String, u64>,
+    Vec<(u64, u64)>,
+);
+
+/// Histograms are not Send: a thread's tally as its serialisable parts.
+fn parts(t: Tally) -> Parts {
+    let values = t
+        .latency
+        .iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect();
+    (t.ok, t.errors, t.reconnects, values)
+}
+
+/// Adds what [`parts`] made of a tally to `tally`.
+fn absorb(tally: &mut Tally, (ok, errors, reconnects, values): Parts) {
+    tally.ok += ok;
+    for (k, v) in errors {
+        *tally.errors.entry(k).or_insert(0) += v;
+    }
+    for (k, v) in reconnects {
+        *tally.reconnects.entry(k).or_insert(0) += v;
+    }
+    for (value, count) in values {
+        let _ = tally.latency.record_n(value, count);
+    }
+}
+
+/// Raises the soft limit of open files to the hard one: 10,000 sockets
+/// need more than the usual 1,024 (the shell's `ulimit -n` is the limit
+/// past that).
+fn raise_open_files() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write `limit`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 /// `--scenario sql-direct`: seeds players through the server, then runs
@@ -382,7 +573,11 @@ fn run_direct(args: &Args) -> Result<Summary, String> {
         return Err("--mysql takes a mysql://user:pass@host:port/db URL".into());
     }
     let token = server_token(args)?;
-    let players: Vec<i64> = seed(args, &token)?.into_iter().map(|p| p.0).collect();
+    let players: Vec<i64> = seed(args, &token, args.players, false)?
+        .0
+        .into_iter()
+        .map(|p| p.0)
+        .collect();
     let interrupt = stop_on_signal()?;
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(args.warmup);
@@ -411,6 +606,7 @@ fn run_direct(args: &Args) -> Result<Summary, String> {
         rate: None,
         cache: None,
         server,
+        realtime: None,
     })
 }
 
@@ -559,8 +755,19 @@ fn server_token(args: &Args) -> Result<String, String> {
         })
 }
 
-/// Registers (or finds) `args.players` players, gives each potions and gold.
-fn seed(args: &Args, token: &str) -> Result<Vec<(i64, String)>, String> {
+/// Parallel setup calls while seeding: registrations and logins are an
+/// argon2id hash each, done by the server's hashing pool (one thread a
+/// core, `auth.hash_queue` waiting).
+const SEED_WORKERS: usize = 8;
+
+/// Seeded players (id, username) and, when asked for, their access tokens
+/// (else empty strings), in the same order.
+type Seeded = (Vec<(i64, String)>, Vec<String>);
+
+/// Registers (or finds) `count` players `bench_0`, `bench_1`, ..., gives
+/// each new one potions and gold; with `want_tokens`, also each one's
+/// access token (a login). In player order.
+fn seed(args: &Args, token: &str, count: usize, want_tokens: bool) -> Result<Seeded, String> {
     let auth = format!("Bearer {token}");
     let headers = [
         ("Authorization", auth.as_str()),
@@ -570,10 +777,22 @@ fn seed(args: &Args, token: &str) -> Result<Vec<(i64, String)>, String> {
     let (_, item) = setup_call(args.http, "GET", "/api/v1/items/potion", &headers, "")?;
     let potions = (item["data"]["item"]["max_stack"].as_i64().unwrap_or(2) / 2).max(1);
     let grant = format!(r#"{{"quantity":{potions}}}"#);
-    let mut players = Vec::with_capacity(args.players);
-    for i in 0..args.players.max(1) {
+    let count = count.max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let one = |i: usize| -> Result<(i64, String, String), String> {
         let username = format!("bench_{i}");
         let body = serde_json::json!({"username": username, "password": PASSWORD}).to_string();
+        let login = || {
+            setup_call(
+                args.http,
+                "POST",
+                "/api/v1/auth/login",
+                &[("X-Game-Id", &args.game)],
+                &body,
+            )
+        };
         let (status, j) = setup_call(
             args.http,
             "POST",
@@ -581,17 +800,12 @@ fn seed(args: &Args, token: &str) -> Result<Vec<(i64, String)>, String> {
             &[("X-Game-Id", &args.game)],
             &body,
         )?;
-        let (id, new) = match status {
-            201 => (j["data"]["player"]["id"].as_i64(), true),
+        let (id, new, mut player_token) = match status {
+            201 => (j["data"]["player"]["id"].as_i64(), true, None),
             409 => {
-                let (_, j) = setup_call(
-                    args.http,
-                    "POST",
-                    "/api/v1/auth/login",
-                    &[("X-Game-Id", &args.game)],
-                    &body,
-                )?;
-                (j["data"]["player"]["id"].as_i64(), false)
+                let (_, j) = login()?;
+                let token = j["data"]["token"].as_str().map(str::to_string);
+                (j["data"]["player"]["id"].as_i64(), false, token)
             }
             _ => return Err(format!("seeding player {username} failed ({status}): {j}")),
         };
@@ -613,7 +827,62 @@ fn seed(args: &Args, token: &str) -> Result<Vec<(i64, String)>, String> {
                 r#"{"currency":"gold","delta":100000000,"reason":"bench"}"#,
             )?;
         }
-        players.push((id, username));
-    }
-    Ok(players)
+        if want_tokens && player_token.is_none() {
+            let (status, j) = login()?;
+            player_token = j["data"]["token"].as_str().map(str::to_string);
+            if player_token.is_none() {
+                return Err(format!("login of {username} failed ({status}): {j}"));
+            }
+        }
+        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+        if count >= 1000 && n.is_multiple_of(1000) {
+            eprintln!("dm-bench: {n} of {count} players seeded");
+        }
+        Ok((id, username, player_token.unwrap_or_default()))
+    };
+    let mut seeded: Vec<(usize, (i64, String, String))> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..SEED_WORKERS.min(count))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    while !failed.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= count {
+                            break;
+                        }
+                        match one(i) {
+                            Ok(p) => mine.push((i, p)),
+                            Err(e) => {
+                                failed.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                    }
+                    Ok(mine)
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(count);
+        let mut first_error = None;
+        for w in workers {
+            match w.join() {
+                Ok(Ok(mine)) => all.extend(mine),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert("a seeding thread panicked".to_string());
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(all),
+        }
+    })?;
+    seeded.sort_unstable_by_key(|(i, _)| *i);
+    Ok(seeded
+        .into_iter()
+        .map(|(_, (id, name, token))| ((id, name), token))
+        .unzip())
 }

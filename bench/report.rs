@@ -101,6 +101,10 @@ pub struct Summary {
     /// With `--server-pid`: the server process's CPU time and context
     /// switches during the measured window (from `/proc`).
     pub server: Option<ServerWindow>,
+    /// `ws`, `idle-ws`: sockets, credits, deliveries, the server's memory.
+    /// (The latency and `ok` of a `ws` run are the notifications'
+    /// delivery; of `idle-ws`, a socket's time from connecting to `ready`.)
+    pub realtime: Option<crate::realtime::Report>,
 }
 
 /// Cache lookups of the measured window: the difference of the server's
@@ -299,6 +303,7 @@ impl Summary {
                 "context_switches": s.context_switches,
                 "threads": s.threads,
             })),
+            "ws": self.realtime.as_ref().map(crate::realtime::Report::to_json),
         })
     }
 
@@ -387,6 +392,7 @@ mod tests {
             rate: None,
             cache: None,
             server: None,
+            realtime: None,
         };
         // Only the 1000 successes count as throughput.
         assert!((s.qps() - 500.0).abs() < 1e-9);
@@ -444,6 +450,7 @@ mod tests {
                 context_switches: 2500,
                 threads: 12,
             }),
+            realtime: None,
         };
         assert_eq!(s.answered(), 1000);
         let j = s.to_json();

@@ -71,6 +71,33 @@ pub fn parse_switches(text: &str) -> Option<u64> {
     voluntary?.checked_add(nonvoluntary?)
 }
 
+/// The process's resident memory (`VmRSS` of `/proc/PID/status`) in KiB;
+/// `None`, with a line on stderr, when it cannot be read.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let path = format!("/proc/{pid}/status");
+    let rss = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{path}: {e}"))
+        .and_then(|text| parse_rss(&text).ok_or_else(|| format!("no VmRSS in {path}")));
+    match rss {
+        Ok(kib) => Some(kib),
+        Err(e) => {
+            eprintln!("dm-bench: --server-pid: the server's memory is left out: {e}");
+            None
+        }
+    }
+}
+
+/// `VmRSS` in KiB from the text of `/proc/PID/status`.
+pub fn parse_rss(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line["VmRSS:".len()..]
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Reads the process `pid` now.
 pub fn sample(pid: u32) -> Result<Sample, String> {
     let stat_path = format!("/proc/{pid}/stat");
@@ -267,6 +294,16 @@ mod tests {
         assert_eq!(parse_stat("1 (x) S 1 2 3"), None, "too few fields");
         assert_eq!(parse_stat("no parenthesis"), None);
         assert_eq!(parse_stat(&STAT.replace(" 1234 ", " -1 ")), None);
+    }
+
+    #[test]
+    fn resident_memory_is_read_in_kib() {
+        assert_eq!(
+            parse_rss("Name:\tx\nVmHWM:\t  9000 kB\nVmRSS:\t   41234 kB\nRssAnon:\t1 kB\n"),
+            Some(41234)
+        );
+        assert_eq!(parse_rss(STATUS), None);
+        assert_eq!(parse_rss("VmRSS:\t12 MB\n"), None);
     }
 
     #[test]
