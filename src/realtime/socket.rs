@@ -65,8 +65,11 @@ pub const MAX_REPLAY: i64 = 200;
 /// Resumes and subscriptions one socket may ask for per minute (each reads
 /// the database).
 pub const MAX_JOBS_PER_MIN: u32 = 30;
-/// Bytes asked of one read: small, so idle sockets stay small.
+/// Bytes asked of one read while part of a message is buffered.
 const READ: usize = 1024;
+/// Bytes an idle socket keeps for its next read: a client's messages are
+/// rare and short, and ten thousand idle sockets should not hold 1 KiB each.
+const IDLE_READ: usize = 128;
 
 /// What ended a socket's wait.
 enum Wake {
@@ -177,7 +180,7 @@ pub async fn run(shard: Rc<Shard>, mut stream: TcpStream, rest: Vec<u8>, up: Upg
             }
         }
         let at = socket.next_deadline();
-        let spare = buf.spare(READ);
+        let spare = buf.spare(if buf.is_empty() { IDLE_READ } else { READ });
         let mailbox = socket.membership.as_ref().map(Membership::mailbox);
         let woke = futures_lite::future::or(
             async { Wake::Read(stream.read(spare).await) },
@@ -216,10 +219,10 @@ pub async fn run(shard: Rc<Shard>, mut stream: TcpStream, rest: Vec<u8>, up: Upg
                 break Next::Close(code, String::new());
             }
         }
-        // A large message's room is given back once it has been read (at
-        // most a few reads' worth stays: idle sockets stay small).
-        if buf.capacity() > 4 * READ {
-            buf.shrink_to(READ);
+        // A message's room is given back once it has been read: an idle
+        // socket keeps IDLE_READ bytes.
+        if buf.capacity() > IDLE_READ {
+            buf.shrink_to(IDLE_READ);
         }
     };
     if let Next::Close(code, reason) = ended {
