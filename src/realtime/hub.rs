@@ -183,7 +183,7 @@ pub struct Hub {
 }
 
 /// What a shard's hub counted since it started, for `/metrics`.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct HubFigures {
     /// Notifications queued on a socket.
     pub queued_total: Cell<u64>,
@@ -404,15 +404,14 @@ impl Hub {
         self.by_session.borrow().values().map(Vec::len).sum()
     }
 
-    /// Notifications queued on this shard's sockets.
+    /// Notifications queued on this shard's sockets (each socket is in
+    /// the hub under its one session, so each counts once).
     pub fn queued(&self) -> usize {
-        let mut seen = std::collections::HashSet::new();
         self.by_session
             .borrow()
             .values()
             .flatten()
             .filter_map(Weak::upgrade)
-            .filter(|m| seen.insert(Rc::as_ptr(m)))
             .map(|m| m.queued())
             .sum()
     }

@@ -542,9 +542,7 @@ impl Socket {
     /// Whether a stream holds notifications past [`REORDER_WAIT`].
     fn gaps_due(&self, now: Instant) -> bool {
         let limit = self.shard.config.realtime.max_queued;
-        self.streams
-            .iter()
-            .any(|s| s.held_since.is_some_and(|t| now >= t + REORDER_WAIT) || s.held.len() > limit)
+        self.streams.iter().any(|s| s.gap_due(now, limit))
     }
 
     /// Fills the gaps held back past [`REORDER_WAIT`] (or past
@@ -553,8 +551,7 @@ impl Socket {
         let limit = self.shard.config.realtime.max_queued;
         for i in 0..self.streams.len() {
             let s = &self.streams[i];
-            let due = s.held_since.is_some_and(|t| now >= t + REORDER_WAIT);
-            if !due && s.held.len() <= limit {
+            if !s.gap_due(now, limit) {
                 continue;
             }
             let Some(first) = s.held.keys().next().copied() else {
@@ -671,6 +668,12 @@ impl Socket {
 }
 
 impl Stream {
+    /// Whether its held notifications waited past [`REORDER_WAIT`], or
+    /// more than `limit` are held: the gap before them is filled now.
+    fn gap_due(&self, now: Instant, limit: usize) -> bool {
+        self.held_since.is_some_and(|t| now >= t + REORDER_WAIT) || self.held.len() > limit
+    }
+
     fn new(game: &str, player_id: i64, last: i64) -> Stream {
         Stream {
             game: game.to_string(),
