@@ -210,23 +210,13 @@ impl Services {
         game_id: &str,
         req: MessageRequest,
     ) -> Result<Value, ApiError> {
-        let game = self.game(game_id)?;
+        self.game(game_id)?;
         require_role(caller, &[Role::Admin])?;
         let data = message_data(caller, &req.subject, &req.body)?;
         let players = self.online_players(game_id).await;
-        let mut delivered = 0;
-        for chunk in players.chunks(BROADCAST_CHUNK) {
-            let (chunk, data, now) = (chunk.to_vec(), data.clone(), clock::now_ms());
-            let made = game
-                .store
-                .run(async move |s| {
-                    s.send_notices(&chunk, NoticeKind::Message, &data, true, false, now)
-                        .await
-                })
-                .await?;
-            delivered += made.len();
-            self.publish(game_id, &made);
-        }
+        let delivered = self
+            .notify_players(game_id, &players, NoticeKind::Message, &data, true)
+            .await?;
         business_event!(self, game = game_id, players = delivered, by = %caller.subject, "broadcast sent");
         Ok(json!({ "delivered": delivered }))
     }
@@ -237,7 +227,6 @@ impl Services {
     /// maintenance begins (with its message) or ends. Errors are logged:
     /// maintenance goes on whether or not it could be told.
     pub async fn announce_maintenance(&self, game_id: &str, message: &str, active: bool) {
-        let Ok(game) = self.game(game_id) else { return };
         let players: Vec<i64> = self
             .online_players_here(game_id)
             .await
@@ -245,20 +234,41 @@ impl Services {
             .collect();
         let data = json!({ "message": message, "active": active });
         let stored = self.config.realtime.persist;
+        let kind = NoticeKind::Maintenance;
+        if let Err(e) = self
+            .notify_players(game_id, &players, kind, &data, stored)
+            .await
+        {
+            tracing::warn!(game = game_id, error = %e.message, "maintenance not notified");
+        }
+    }
+
+    /// Makes one notification of `kind` for each of `players` (those
+    /// without a live row skipped), [`BROADCAST_CHUNK`] players a
+    /// transaction, and delivers each chunk's once committed; how many.
+    async fn notify_players(
+        &self,
+        game_id: &str,
+        players: &[i64],
+        kind: NoticeKind,
+        data: &Value,
+        stored: bool,
+    ) -> Result<usize, ApiError> {
+        let game = self.game(game_id)?;
+        let mut made_total = 0;
         for chunk in players.chunks(BROADCAST_CHUNK) {
             let (chunk, data, now) = (chunk.to_vec(), data.clone(), clock::now_ms());
             let made = game
                 .store
                 .run(async move |s| {
-                    s.send_notices(&chunk, NoticeKind::Maintenance, &data, stored, false, now)
+                    s.send_notices(&chunk, kind, &data, stored, false, now)
                         .await
                 })
-                .await;
-            match made {
-                Ok(made) => self.publish(game_id, &made),
-                Err(e) => tracing::warn!(game = game_id, error = %e, "maintenance not notified"),
-            }
+                .await?;
+            made_total += made.len();
+            self.publish(game_id, &made);
         }
+        Ok(made_total)
     }
 
     /// Whether a player has a socket open on any node, on which, and when
