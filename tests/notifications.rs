@@ -161,6 +161,43 @@ fn every_change_a_player_sees_reaches_its_socket_with_increasing_ids() {
             ids
         );
     }
+    // A repeated create makes nothing, and a refund with nothing to take
+    // back makes two: ids stay without gaps either way.
+    let create = json!({"player_id": p, "item_id": "sword", "quantity": 1, "currency": "gold"});
+    let mut created = Vec::new();
+    for _ in 0..2 {
+        let (s, j) = server
+            .call("POST", "/api/v1/orders")
+            .token(&admin)
+            .header("Idempotency-Key", "rt-kinds-1")
+            .json(create.clone())
+            .send()
+            .parts();
+        assert!(s == 201 || s == 200, "{s} {j}");
+        created.push(j["data"]["order"]["order_id"].clone());
+    }
+    assert_eq!(created[0], created[1], "the repeat answers the same order");
+    let used = server
+        .call("POST", &format!("/api/v1/players/{p}/items/sword/use"))
+        .token(&token)
+        .json(json!({"quantity": 1}))
+        .send();
+    assert_eq!(used.status, 200, "{}", used.text());
+    let refunded = server
+        .call("PUT", &format!("/api/v1/orders/{order}/status"))
+        .token(&admin)
+        .json(json!({"status": "refunded"}))
+        .send();
+    assert_eq!(refunded.status, 200, "{}", refunded.text());
+    credit(&server, &admin, p, 1);
+    let later = kinds_and_ids(&texts(&mut ws, 5));
+    let want: Vec<(String, i64)> = ["order", "item", "wallet", "order", "wallet"]
+        .iter()
+        .zip(9..)
+        .map(|(k, i)| (k.to_string(), start + i))
+        .collect();
+    assert_eq!(later, want);
+
     // Another player's socket saw none of it.
     let (_, other_token) = server.player("game1", "rt_other");
     let (mut other, _) = socket(&server, &other_token);

@@ -4,8 +4,8 @@
 //! helpers of `sql_store/mod.rs`.
 
 use super::{
-    active_item, add_items, entry, found_or, item_draft, item_from, live_player, load_item,
-    notified, notify, remove_items, row_of, visible_player, Lock, SqlStore, ITEM_COLUMNS,
+    active_item, add_items, entry, found_or, issued, item_draft, item_from, live_player_ids,
+    load_item, notify, remove_items, row_of, visible_player, Lock, SqlStore, ITEM_COLUMNS,
 };
 use crate::store::sql::{Backend, SqlConn, SqlValue};
 use crate::store::{
@@ -173,9 +173,9 @@ impl<B: Backend> ItemStore for SqlStore<B> {
     ) -> StoreFuture<'a, Notified<InventoryEntry>> {
         let persist = self.persist_all;
         Box::pin(self.write(async move |c| {
-            // For update: the notification's id is taken on this row, so a
+            // The notification's id is taken on the player's row first, so a
             // player's changes queue on it (and a deletion waits, or is seen).
-            live_player(c, player_id, Lock::Update).await?;
+            let ids = live_player_ids(c, player_id, 1).await?;
             match remove_items(c, player_id, item_id, quantity, now_ms).await {
                 // A withdrawn item may still be used: inventories keep it.
                 // Only a known item ever enters an inventory, and catalogue
@@ -190,7 +190,7 @@ impl<B: Backend> ItemStore for SqlStore<B> {
             }
             let left = entry(c, player_id, item_id).await?;
             let draft = item_draft(item_id, -quantity, left.quantity);
-            notified(c, persist, player_id, vec![draft], now_ms, left).await
+            issued(c, persist, ids, vec![draft], now_ms, left).await
         }))
     }
 
@@ -203,12 +203,12 @@ impl<B: Backend> ItemStore for SqlStore<B> {
     ) -> StoreFuture<'a, Notified<InventoryEntry>> {
         let persist = self.persist_all;
         Box::pin(self.write(async move |c| {
-            live_player(c, player_id, Lock::Update).await?;
+            let ids = live_player_ids(c, player_id, 1).await?;
             let def = active_item(c, item_id).await?;
             add_items(c, player_id, &def, quantity, now_ms).await?;
             let held = entry(c, player_id, item_id).await?;
             let draft = item_draft(item_id, quantity, held.quantity);
-            notified(c, persist, player_id, vec![draft], now_ms, held).await
+            issued(c, persist, ids, vec![draft], now_ms, held).await
         }))
     }
 

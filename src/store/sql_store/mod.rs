@@ -109,11 +109,120 @@ fn item_draft(item_id: &str, delta: i64, quantity: i64) -> Draft {
     (NoticeKind::Item, data)
 }
 
-/// Gives `drafts` the next ids of `player_id`'s sequence with one statement
-/// on the player's row (which the transaction then holds for update: call
-/// it in the `players` step of the lock order), stores them in
-/// `notifications` when `store`, and appends them to `out`. A player
-/// without a row gets none.
+/// Notification ids taken on one player's row by the statement that changed
+/// it: `count` ids ending with `last`. The row is then held for update until
+/// the transaction ends, so nobody else takes ids of that player meanwhile.
+#[derive(Debug, Clone, Copy)]
+struct Ids {
+    player_id: i64,
+    last: i64,
+    count: i64,
+}
+
+/// The `SET` term that takes `?` ids on a player's row: on MySQL, whose
+/// UPDATE returns no rows, `LAST_INSERT_ID(expr)` hands the new value back in
+/// the statement's OK packet; SQLite reads it with `RETURNING notify_seq`.
+fn take_ids_term(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "notify_seq = notify_seq + ?",
+        Dialect::Mysql => "notify_seq = LAST_INSERT_ID(notify_seq + ?)",
+    }
+}
+
+/// Takes `count` ids on the row of `player_id` with one statement, which
+/// also holds the row for update (call it in the `players` step of the lock
+/// order); a deleted player is skipped unless `deleted_too`. `None`: no such
+/// (live) player.
+async fn take_ids(
+    c: &mut dyn SqlConn,
+    player_id: i64,
+    count: i64,
+    deleted_too: bool,
+) -> Result<Option<Ids>, StoreError> {
+    let dialect = c.dialect();
+    let live = if deleted_too {
+        ""
+    } else {
+        " AND status <> 'deleted'"
+    };
+    let sql = format!(
+        "UPDATE players SET {} WHERE id = ?{live}{}",
+        take_ids_term(dialect),
+        returning_seq(dialect)
+    );
+    let last = match dialect {
+        Dialect::Sqlite => match c.query_one(&sql, args![count, player_id]).await? {
+            Some(r) => row_of("players", &r, |r| r.int(0))?,
+            None => return Ok(None),
+        },
+        Dialect::Mysql => {
+            if c.exec(&sql, args![count, player_id]).await? == 0 {
+                return Ok(None);
+            }
+            c.last_insert_id()?
+        }
+    };
+    Ok(Some(Ids {
+        player_id,
+        last,
+        count,
+    }))
+}
+
+/// ` RETURNING notify_seq` where the dialect has it.
+fn returning_seq(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => " RETURNING notify_seq",
+        Dialect::Mysql => "",
+    }
+}
+
+/// Gives `drafts` the ids of `ids` in order, stores them in `notifications`
+/// when `store`, and appends them to `out`. Ids taken but not used (a change
+/// that turned out to make fewer notifications) are given back to the
+/// player's sequence, so ids stay without gaps.
+async fn issue(
+    c: &mut dyn SqlConn,
+    store: bool,
+    ids: Ids,
+    drafts: Vec<Draft>,
+    now_ms: i64,
+    out: &mut Vec<Notice>,
+) -> Result<(), StoreError> {
+    let used = drafts.len() as i64;
+    if used > ids.count {
+        return Err(StoreError::Internal(format!(
+            "{used} notifications for {} ids taken",
+            ids.count
+        )));
+    }
+    if used < ids.count {
+        c.exec(
+            "UPDATE players SET notify_seq = notify_seq - ? WHERE id = ?",
+            args![ids.count - used, ids.player_id],
+        )
+        .await?;
+    }
+    let first = ids.last - ids.count + 1;
+    for (i, (kind, data)) in drafts.into_iter().enumerate() {
+        let notice = Notice {
+            player_id: ids.player_id,
+            id: first + i as i64,
+            kind,
+            data,
+            at: now_ms,
+        };
+        if store {
+            store_notice(c, &notice).await?;
+        }
+        out.push(notice);
+    }
+    Ok(())
+}
+
+/// Takes ids for `drafts` on `player_id`'s row (see [`take_ids`]; deleted
+/// players too, whom the caller has already refused) and issues them. A
+/// player without a row gets none.
 async fn notify(
     c: &mut dyn SqlConn,
     store: bool,
@@ -125,49 +234,10 @@ async fn notify(
     if drafts.is_empty() {
         return Ok(());
     }
-    let n = drafts.len() as i64;
-    let last = match c.dialect() {
-        Dialect::Sqlite => {
-            let row = c
-                .query_one(
-                    "UPDATE players SET notify_seq = notify_seq + ? WHERE id = ? RETURNING notify_seq",
-                    args![n, player_id],
-                )
-                .await?;
-            match row {
-                Some(r) => row_of("players", &r, |r| r.int(0))?,
-                None => return Ok(()),
-            }
-        }
-        // MySQL's UPDATE returns no rows: LAST_INSERT_ID(expr) hands the
-        // new value back in the statement's OK packet.
-        Dialect::Mysql => {
-            let changed = c
-                .exec(
-                    "UPDATE players SET notify_seq = LAST_INSERT_ID(notify_seq + ?) WHERE id = ?",
-                    args![n, player_id],
-                )
-                .await?;
-            if changed == 0 {
-                return Ok(());
-            }
-            c.last_insert_id()?
-        }
-    };
-    for (i, (kind, data)) in drafts.into_iter().enumerate() {
-        let notice = Notice {
-            player_id,
-            id: last - n + 1 + i as i64,
-            kind,
-            data,
-            at: now_ms,
-        };
-        if store {
-            store_notice(c, &notice).await?;
-        }
-        out.push(notice);
+    match take_ids(c, player_id, drafts.len() as i64, true).await? {
+        Some(ids) => issue(c, store, ids, drafts, now_ms, out).await,
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// `value` with the notifications of `drafts` for one player.
@@ -182,6 +252,33 @@ async fn notified<T>(
     let mut notices = Vec::new();
     notify(c, persist_all, player_id, drafts, now_ms, &mut notices).await?;
     Ok(Notified { value, notices })
+}
+
+/// `value` with the notifications of `drafts`, given the ids already taken.
+async fn issued<T>(
+    c: &mut dyn SqlConn,
+    persist_all: bool,
+    ids: Ids,
+    drafts: Vec<Draft>,
+    now_ms: i64,
+    value: T,
+) -> Result<Notified<T>, StoreError> {
+    let mut notices = Vec::new();
+    issue(c, persist_all, ids, drafts, now_ms, &mut notices).await?;
+    Ok(Notified { value, notices })
+}
+
+/// The live player a change acts on, its row held for update with `count`
+/// notification ids taken on it in the same statement (1001 if it is
+/// missing or deleted, so a deletion and a change serialise on the row).
+async fn live_player_ids(
+    c: &mut dyn SqlConn,
+    player_id: i64,
+    count: i64,
+) -> Result<Ids, StoreError> {
+    take_ids(c, player_id, count, false)
+        .await?
+        .ok_or(StoreError::Rule(Rule::PlayerNotFound))
 }
 
 /// Writes one notification's row.
@@ -374,13 +471,16 @@ enum Account<'a> {
 }
 
 /// Changes a balance by `delta` unless it would go below zero or the player
-/// is deleted (1001), and writes the ledger row. The caller's transaction
-/// holds the player row after this.
+/// is deleted (1001), takes `notices` notification ids on the player's row
+/// in the same statement, and writes the ledger row. Answers the balance
+/// after the change and the ids; the caller's transaction holds the player
+/// row after this.
 async fn change_balance(
     c: &mut dyn SqlConn,
     account: Account<'_>,
     change: &BalanceChange<'_>,
-) -> Result<i64, StoreError> {
+    notices: i64,
+) -> Result<(i64, Ids), StoreError> {
     let BalanceChange {
         currency,
         delta,
@@ -399,39 +499,59 @@ async fn change_balance(
         ),
     };
     let col = currency.as_str();
-    let changed = c
-        .exec(
-            &format!(
-                "UPDATE players SET {col} = {col} + ?, version = version + 1, updated_at = ? \
-             WHERE id = ? AND status <> 'deleted' AND {col} + ? >= 0"
-            ),
-            args![delta, now_ms, player_id, delta],
-        )
-        .await?;
-    if changed == 0 {
+    let dialect = c.dialect();
+    // The ids' term even for none: one statement text per currency.
+    let sql = format!(
+        "UPDATE players SET {col} = {col} + ?, version = version + 1, updated_at = ?, {} \
+         WHERE id = ? AND status <> 'deleted' AND {col} + ? >= 0",
+        take_ids_term(dialect)
+    );
+    let params = args![delta, now_ms, notices, player_id, delta];
+    let after = match dialect {
+        // One statement answers the balance and the ids.
+        Dialect::Sqlite => c
+            .query_one(&format!("{sql} RETURNING {col}, notify_seq"), params)
+            .await?
+            .map(|r| row_of("players", &r, |r| Ok((r.int(0)?, r.int(1)?))))
+            .transpose()?,
+        Dialect::Mysql => match c.exec(&sql, params).await? {
+            0 => None,
+            _ => {
+                // With no ids taken the value may be 0, which reads as none.
+                let last = if notices > 0 { c.last_insert_id()? } else { 0 };
+                let balance = match held {
+                    // Nobody else can have changed it since: the row is ours.
+                    Some(before) => before + delta,
+                    None => match c
+                        .query_one(
+                            &format!("SELECT {col} FROM players WHERE id = ?"),
+                            args![player_id],
+                        )
+                        .await?
+                    {
+                        Some(r) => row_of("players", &r, |r| r.int(0))?,
+                        None => return Err(StoreError::Rule(Rule::PlayerNotFound)),
+                    },
+                };
+                Some((balance, last))
+            }
+        },
+    };
+    let Some((balance, last)) = after else {
         live_player(c, player_id, Lock::No).await?;
         return Err(StoreError::Rule(Rule::NotEnoughCurrency));
-    }
-    let balance = match held {
-        // Nobody else can have changed it since: the row is ours.
-        Some(before) => before + delta,
-        None => match c
-            .query_one(
-                &format!("SELECT {col} FROM players WHERE id = ?"),
-                args![player_id],
-            )
-            .await?
-        {
-            Some(r) => row_of("players", &r, |r| r.int(0))?,
-            None => return Err(StoreError::Rule(Rule::PlayerNotFound)),
-        },
     };
     c.exec(
         "INSERT INTO ledger (player_id, currency, delta, balance_after, reason, reference, created_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?)",
         args![player_id, col, delta, balance, reason, reference, now_ms],
     ).await?;
-    Ok(balance)
+    let ids = Ids {
+        player_id,
+        last,
+        count: notices,
+    };
+    Ok((balance, ids))
 }
 
 /// Adds `quantity` of a known item to a player within `max_stack`.

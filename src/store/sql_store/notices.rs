@@ -2,9 +2,9 @@
 //! stored notifications, sending messages (and other notifications that no
 //! single change makes, such as maintenance) to players, and pruning old
 //! rows. Notifications that a change makes are made in that change's own
-//! transaction by the shared `notify` helper of `sql_store/mod.rs`.
+//! transaction by the shared `take_ids` and `issue` helpers of `sql_store/mod.rs`.
 
-use super::{notify, row_of, visible_player, SqlStore};
+use super::{issue, row_of, take_ids, visible_player, SqlStore};
 use crate::store::sql::{Backend, Row, SqlValue};
 use crate::store::{Notice, NoticeKind, NoticeStore, Rule, StoreError, StoreFuture};
 
@@ -75,15 +75,15 @@ impl<B: Backend> NoticeStore for SqlStore<B> {
             ids.sort_unstable();
             ids.dedup();
             for id in ids {
-                // notify's UPDATE skips a player without a row; a deleted
-                // one is skipped here.
-                if visible_player(c, id, false).await.is_err() {
-                    if must_exist {
-                        return Err(StoreError::Rule(Rule::PlayerNotFound));
+                // A missing or deleted player takes no id: skipped, or refused.
+                match take_ids(c, id, 1, false).await? {
+                    Some(taken) => {
+                        let draft = vec![(kind, data.clone())];
+                        issue(c, stored, taken, draft, now_ms, &mut out).await?;
                     }
-                    continue;
+                    None if must_exist => return Err(StoreError::Rule(Rule::PlayerNotFound)),
+                    None => continue,
                 }
-                notify(c, stored, id, vec![(kind, data.clone())], now_ms, &mut out).await?;
             }
             Ok(out)
         }))

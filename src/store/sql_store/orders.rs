@@ -3,9 +3,9 @@
 //! order first (the head of the global lock order).
 
 use super::{
-    active_item, add_items, change_balance, count, entry, found_or, item_draft, live_player,
-    notified, remove_items, row_of, visible_player, wallet_draft, Account, BalanceChange, Draft,
-    Lock, SqlStore,
+    active_item, add_items, change_balance, count, entry, found_or, issued, item_draft,
+    live_player, live_player_ids, notified, remove_items, row_of, visible_player, wallet_draft,
+    Account, BalanceChange, Draft, Lock, SqlStore,
 };
 use crate::store::sql::{Backend, Row, SqlConn, SqlValue};
 use crate::store::{
@@ -142,8 +142,8 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                 let result = self.write(async |c| {
                     // Held until the order is in: a deletion of the player waits,
                     // or is seen (1001) — also by a repeat of an older create.
-                    // For update: the notification's id is taken on it.
-                    live_player(c, new.player_id, Lock::Update).await?;
+                    // The notification's id is taken on it at once.
+                    let ids = live_player_ids(c, new.player_id, 1).await?;
                     if let Some(key) = &new.idempotency_key {
                         let existing = c.query_one(
                             &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE player_id = ? AND idempotency_key = ?"),
@@ -154,7 +154,8 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                             if order.item_id != new.item_id || order.quantity != new.quantity || order.currency != new.currency {
                                 return Err(StoreError::Rule(Rule::IdempotencyMismatch));
                             }
-                            return Ok(unchanged(order));
+                            // A repeat notifies nothing: the id goes back.
+                            return issued(c, persist, ids, Vec::new(), new.now_ms, (order, false)).await;
                         }
                     }
                     let def = active_item(c, &new.item_id).await?;
@@ -181,7 +182,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                         cancel_reason: String::new(),
                     };
                     let draft = order_draft(&order);
-                    notified(c, persist, new.player_id, vec![draft], new.now_ms, (order, true)).await
+                    issued(c, persist, ids, vec![draft], new.now_ms, (order, true)).await
                 }).await;
                 match result {
                     Err(StoreError::Conflict(_)) if new.idempotency_key.is_some() => continue,
@@ -246,17 +247,18 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                 reference: order_id,
                 now_ms,
             };
-            let balance = change_balance(c, Account::Locked(&buyer), &payment).await?;
+            // Three ids: the wallet's, the item's and the order's.
+            let (balance, ids) = change_balance(c, Account::Locked(&buyer), &payment, 3).await?;
             add_items(c, order.player_id, &def, order.quantity, now_ms).await?;
             let held = entry(c, order.player_id, &order.item_id).await?.quantity;
-            let (player_id, quantity) = (order.player_id, order.quantity);
+            let quantity = order.quantity;
             let paid = finish(c, order, OrderStatus::Pending, OrderStatus::Paid, now_ms).await?;
             let drafts = vec![
                 wallet_draft(&payment, balance),
                 item_draft(&paid.item_id, quantity, held),
                 order_draft(&paid),
             ];
-            notified(c, persist, player_id, drafts, now_ms, (paid, true)).await
+            issued(c, persist, ids, drafts, now_ms, (paid, true)).await
         }))
     }
 
@@ -306,7 +308,9 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                 reference: order_id,
                 now_ms,
             };
-            let balance = change_balance(c, Account::Id(order.player_id), &refund).await?;
+            // Up to three ids (no item's when none is taken back).
+            let (balance, ids) =
+                change_balance(c, Account::Id(order.player_id), &refund, 3).await?;
             let held = entry(c, order.player_id, &order.item_id).await?.quantity;
             let take_back = held.min(order.quantity);
             let player_id = order.player_id;
@@ -318,7 +322,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
             let refunded =
                 finish(c, order, OrderStatus::Paid, OrderStatus::Refunded, now_ms).await?;
             drafts.push(order_draft(&refunded));
-            notified(c, persist, player_id, drafts, now_ms, (refunded, true)).await
+            issued(c, persist, ids, drafts, now_ms, (refunded, true)).await
         }))
     }
 }

@@ -4,7 +4,7 @@
 //! helpers of `sql_store/mod.rs`.
 
 use super::{
-    change_balance, count, live_player, load_player, notified, row_of, visible_player,
+    change_balance, count, issued, live_player, load_player, notified, row_of, visible_player,
     wallet_draft, Account, BalanceChange, Lock, SqlStore,
 };
 use crate::store::sql::{Backend, SqlConn, SqlValue};
@@ -54,7 +54,7 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
                     reference: "signup_grant",
                     now_ms: new.now_ms,
                 };
-                change_balance(c, Account::Id(id), &signup).await?;
+                change_balance(c, Account::Id(id), &signup, 0).await?;
             }
             // The signup grants are part of creation, not updates.
             c.exec("UPDATE players SET version = 1 WHERE id = ?", args![id])
@@ -177,10 +177,10 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
                 reference,
                 now_ms,
             };
-            let balance = change_balance(c, Account::Id(id), &change).await?;
+            let (balance, ids) = change_balance(c, Account::Id(id), &change, 1).await?;
             let player = must_player(c, id).await?;
             let drafts = vec![wallet_draft(&change, balance)];
-            notified(c, persist, id, drafts, now_ms, player).await
+            issued(c, persist, ids, drafts, now_ms, player).await
         }))
     }
 
@@ -228,7 +228,7 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
         let persist = self.persist_all;
         Box::pin(self.write(async move |c| {
             let p = live_player(c, id, Lock::Update).await?;
-            let mut drafts = Vec::new();
+            let mut reward = None;
             match progress {
                 Progress::AddExp {
                     amount,
@@ -263,13 +263,16 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
                         other => other?,
                     };
                     let reference = format!("day:{day}");
-                    let reward = BalanceChange { currency, delta: amount, reason: "daily_reward", reference: &reference, now_ms };
-                    let balance = change_balance(c, Account::Id(id), &reward).await?;
-                    drafts.push(wallet_draft(&reward, balance));
+                    let change = BalanceChange { currency, delta: amount, reason: "daily_reward", reference: &reference, now_ms };
+                    let (balance, ids) = change_balance(c, Account::Locked(&p), &change, 1).await?;
+                    reward = Some((ids, wallet_draft(&change, balance)));
                 }
             }
             let player = must_player(c, id).await?;
-            notified(c, persist, id, drafts, now_ms, player).await
+            match reward {
+                Some((ids, draft)) => issued(c, persist, ids, vec![draft], now_ms, player).await,
+                None => Ok(Notified { value: player, notices: Vec::new() }),
+            }
         }))
     }
 }
