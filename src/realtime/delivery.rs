@@ -57,7 +57,12 @@ mod tests {
             player_id: 7,
             id: 3,
             kind: NoticeKind::Wallet,
-            data: serde_json::json!({"currency": "gold", "delta": 5, "balance": 15, "reason": "quest"}),
+            data: crate::store::NoticeData::Wallet {
+                currency: crate::store::Currency::Gold,
+                delta: 5,
+                balance: 15,
+                reason: "quest".into(),
+            },
             at: 1_700_000_000_000,
         };
         let d = Delivery::of("g1", &notice);

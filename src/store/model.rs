@@ -554,10 +554,49 @@ pub struct Notice {
     pub id: i64,
     /// What it is about.
     pub kind: NoticeKind,
-    /// The kind's fields (a JSON object).
-    pub data: serde_json::Value,
+    /// The kind's fields (a JSON object once rendered).
+    pub data: NoticeData,
     /// When the change committed (Unix ms).
     pub at: i64,
+}
+
+/// A notification's fields (SPEC §11), kept typed until something renders
+/// them: most notifications a change makes are dropped unread (no socket
+/// follows the player, nothing is stored), and building a JSON object for
+/// each was a measurable part of every write. Renders as the JSON object
+/// SPEC §11 gives for its kind.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum NoticeData {
+    /// A balance changed (`wallet`).
+    Wallet {
+        /// Which balance.
+        currency: Currency,
+        /// By how much it changed.
+        delta: i64,
+        /// The balance after the change.
+        balance: i64,
+        /// The change's ledger reason.
+        reason: String,
+    },
+    /// A stack changed (`item`).
+    Item {
+        /// Which item.
+        item_id: String,
+        /// By how much the stack changed.
+        delta: i64,
+        /// The stack after the change.
+        quantity: i64,
+    },
+    /// An order reached a state (`order`).
+    Order {
+        /// Which order.
+        order_id: String,
+        /// Its new state's name.
+        status: &'static str,
+    },
+    /// Any other kind's fields, and every stored notification read back.
+    Json(serde_json::Value),
 }
 
 /// What a change returns together with the notifications it made, for the

@@ -206,8 +206,9 @@ pub trait SqlConn {
     /// Runs a query; answers all rows.
     fn query<'a>(&'a mut self, sql: &'a str, params: &'a [SqlValue]) -> StoreFuture<'a, Vec<Row>>;
     /// The id the last statement generated, read right after the INSERT
-    /// (on MySQL a later statement resets it); an error (not 0) when it
-    /// generated none.
+    /// (on MySQL a later statement resets it), or the value it gave
+    /// `LAST_INSERT_ID(expr)` (both backends have that function); an error
+    /// (not 0) when it generated none.
     fn last_insert_id(&mut self) -> Result<i64, StoreError>;
     /// This connection's dialect.
     fn dialect(&self) -> Dialect;

@@ -14,10 +14,32 @@ use super::sql::{Backend, Dialect, Row, SqlConn, SqlValue, TxKind};
 use super::{Durability, StoreError, StoreFuture};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, ErrorCode};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+thread_local! {
+    /// The value the last statement on this thread gave `LAST_INSERT_ID(x)`:
+    /// a transaction runs whole on one thread, and a statement's function
+    /// calls run inside its `sqlite3_step`.
+    static NOTED_ID: Cell<Option<i64>> = const { Cell::new(None) };
+}
+
+/// Gives SQLite MySQL's `LAST_INSERT_ID(expr)`: it answers `expr` and makes
+/// [`SqlConn::last_insert_id`] answer it after the statement, so an
+/// `UPDATE` hands back a value it set with no `RETURNING` (which SQLite
+/// runs through a temporary table, a cost on every write) and no second
+/// statement, in the same SQL text on both backends.
+fn add_last_insert_id(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function("LAST_INSERT_ID", 1, FunctionFlags::SQLITE_UTF8, |ctx| {
+        let value: i64 = ctx.get(0)?;
+        NOTED_ID.set(Some(value));
+        Ok(value)
+    })
+}
 
 /// A pool of connections to one SQLite database file.
 pub struct SqliteBackend {
@@ -88,6 +110,7 @@ impl SqliteBackend {
         ))
         .map_err(map_err)?;
         conn.set_prepared_statement_cache_capacity(64);
+        add_last_insert_id(&conn).map_err(map_err)?;
         Ok(conn)
     }
 
@@ -144,6 +167,7 @@ struct SqliteConn<'a>(&'a Connection);
 /// The statements themselves, answered at once (SQLite is in-process).
 impl SqliteConn<'_> {
     fn exec_now(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64, StoreError> {
+        NOTED_ID.set(None);
         let mut st = self.0.prepare_cached(sql).map_err(map_err)?;
         st.execute(rusqlite::params_from_iter(params.iter()))
             .map(|n| n as u64)
@@ -151,6 +175,7 @@ impl SqliteConn<'_> {
     }
 
     fn query_now(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
+        NOTED_ID.set(None);
         let mut st = self.0.prepare_cached(sql).map_err(map_err)?;
         let columns = st.column_count();
         let names: Arc<[String]> = st.column_names().into_iter().map(String::from).collect();
@@ -192,6 +217,11 @@ impl SqlConn for SqliteConn<'_> {
     }
 
     fn last_insert_id(&mut self) -> Result<i64, StoreError> {
+        // As on MySQL, a value the last statement gave LAST_INSERT_ID(x)
+        // comes first.
+        if let Some(noted) = NOTED_ID.get() {
+            return Ok(noted);
+        }
         // SQLite answers 0 when the connection inserted nothing; AUTOINCREMENT
         // ids start at 1.
         match self.0.last_insert_rowid() {

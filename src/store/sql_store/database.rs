@@ -4,7 +4,8 @@
 //! their files hold only business transactions.
 
 use super::{count, row_of, SqlStore};
-use crate::store::sql::{Backend, Dialect, SqlValue};
+use crate::store::migrations::Migration;
+use crate::store::sql::{Backend, Dialect, SqlConn, SqlValue};
 use crate::store::{DatabaseStore, Durability, GameStats, StoreError, StoreFuture};
 
 /// Whether a MySQL primary's settings make every commit durable against a
@@ -33,34 +34,91 @@ fn mysql_durable(flush_log: i64, log_bin: i64, sync_binlog: i64) -> Result<(), S
     ))
 }
 
+/// How long a starting node waits for another one's migrations (seconds).
+const MIGRATION_LOCK_WAIT_S: i64 = 120;
+
+/// Applies one migration unless `schema_migrations` records it.
+async fn apply_migration(c: &mut dyn SqlConn, m: &Migration) -> Result<(), StoreError> {
+    let version = m.version as i64;
+    let done = c
+        .query_one(
+            "SELECT version FROM schema_migrations WHERE version = ?",
+            args![version],
+        )
+        .await?;
+    if done.is_some() {
+        return Ok(());
+    }
+    for sql in m.statements {
+        c.exec(sql, &[]).await?;
+    }
+    c.exec(
+        "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+        args![version, m.description, crate::clock::now_ms()],
+    )
+    .await
+    .map(|_| ())
+}
+
 impl<B: Backend> DatabaseStore for SqlStore<B> {
     fn migrate(&self) -> StoreFuture<'_, u32> {
         Box::pin(async move {
-            let mut reached = 0;
-            self.backend.with_conn(async |c| {
-                let ddl = match c.dialect() {
-                    Dialect::Sqlite => "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-                    Dialect::Mysql => "CREATE TABLE IF NOT EXISTS schema_migrations (version INT PRIMARY KEY, description VARCHAR(255) NOT NULL, applied_at BIGINT NOT NULL)",
-                };
-                c.exec(ddl, &[]).await.map(|_| ())
-            }).await?;
-            for m in self.backend.migrations() {
-                self.write(async |c| {
-                    if c.query_one("SELECT version FROM schema_migrations WHERE version = ?", args![m.version as i64]).await?.is_some() {
-                        return Ok(());
+            let migrations = self.backend.migrations();
+            let dialect = self
+                .backend
+                .with_conn(async |c| {
+                    let ddl = match c.dialect() {
+                        Dialect::Sqlite => "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+                        Dialect::Mysql => "CREATE TABLE IF NOT EXISTS schema_migrations (version INT PRIMARY KEY, description VARCHAR(255) NOT NULL, applied_at BIGINT NOT NULL)",
+                    };
+                    c.exec(ddl, &[]).await?;
+                    Ok(c.dialect())
+                })
+                .await?;
+            match dialect {
+                // Each step in a transaction of its own, which SQLite's DDL
+                // keeps whole; writers of one file take turns on its lock.
+                Dialect::Sqlite => {
+                    for m in migrations {
+                        self.write(async |c| apply_migration(c, m).await).await?;
                     }
-                    for sql in m.statements {
-                        c.exec(sql, &[]).await?;
-                    }
-                    c.exec(
-                        "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
-                        args![m.version as i64, m.description, crate::clock::now_ms()],
-                    ).await
-                    .map(|_| ())
-                }).await?;
-                reached = m.version;
+                }
+                // MySQL commits each DDL statement at once, so two nodes
+                // starting together on an empty database would both create
+                // the same table (1050): the steps run on one connection
+                // under a named lock, and a node that waited finds them done.
+                Dialect::Mysql => {
+                    self.backend
+                        .with_conn(async |c| {
+                            let held = c
+                                .query_one(
+                                    "SELECT GET_LOCK('datamiddleware.migrations', ?)",
+                                    args![MIGRATION_LOCK_WAIT_S],
+                                )
+                                .await?
+                                .map(|r| r.int(0).unwrap_or(0));
+                            if held != Some(1) {
+                                return Err(StoreError::Unavailable(format!(
+                                    "another node held the migration lock for {MIGRATION_LOCK_WAIT_S} s"
+                                )));
+                            }
+                            let mut applied = Ok(());
+                            for m in migrations {
+                                applied = apply_migration(c, m).await;
+                                if applied.is_err() {
+                                    break;
+                                }
+                            }
+                            // Released also when a step failed; a dropped
+                            // connection releases it too.
+                            c.query("SELECT RELEASE_LOCK('datamiddleware.migrations')", &[])
+                                .await?;
+                            applied
+                        })
+                        .await?;
+                }
             }
-            Ok(reached)
+            Ok(migrations.last().map_or(0, |m| m.version))
         })
     }
 

@@ -5,7 +5,8 @@
 use super::{notify, row_of, SqlStore};
 use crate::store::sql::{Backend, SqlConn, SqlValue};
 use crate::store::{
-    FencedJob, FencedRun, JobStore, NoticeKind, Notified, StoreError, StoreFuture, EXPIRE_BATCH,
+    FencedJob, FencedRun, JobStore, NoticeData, NoticeKind, Notified, OrderStatus, StoreError,
+    StoreFuture, EXPIRE_BATCH,
 };
 
 /// How long after a cluster's lease holder last ran a singleton job on a
@@ -160,7 +161,10 @@ async fn expire_orders(
         .await?;
     expired.sort();
     for (player_id, order_id) in expired {
-        let data = serde_json::json!({"order_id": order_id, "status": "cancelled"});
+        let data = NoticeData::Order {
+            order_id,
+            status: OrderStatus::Cancelled.as_str(),
+        };
         let draft = vec![(NoticeKind::Order, data)];
         notify(c, persist, player_id, draft, now_ms, notices).await?;
     }

@@ -22,10 +22,9 @@
 
 use crate::store::sql::{Backend, Dialect, Row, SqlConn, SqlValue, TxKind};
 use crate::store::{
-    Currency, InventoryEntry, ItemDef, ItemStatus, Notice, NoticeKind, Notified, Player,
-    PlayerStatus, Rule, StoreError,
+    Currency, InventoryEntry, ItemDef, ItemStatus, Notice, NoticeData, NoticeKind, Notified,
+    Player, PlayerStatus, Rule, StoreError,
 };
-use serde_json::{json, Value};
 
 /// Builds a parameter slice from values of mixed types.
 macro_rules! args {
@@ -90,22 +89,26 @@ impl<B: Backend> SqlStore<B> {
 }
 
 /// One notification a transaction makes, before its id is allocated.
-type Draft = (NoticeKind, Value);
+type Draft = (NoticeKind, NoticeData);
 
 /// The `wallet` notification of a balance change that left `balance`.
 fn wallet_draft(change: &BalanceChange<'_>, balance: i64) -> Draft {
-    let data = json!({
-        "currency": change.currency.as_str(),
-        "delta": change.delta,
-        "balance": balance,
-        "reason": change.reason,
-    });
+    let data = NoticeData::Wallet {
+        currency: change.currency,
+        delta: change.delta,
+        balance,
+        reason: change.reason.to_string(),
+    };
     (NoticeKind::Wallet, data)
 }
 
 /// The `item` notification of a change of `delta` that left `quantity`.
 fn item_draft(item_id: &str, delta: i64, quantity: i64) -> Draft {
-    let data = json!({"item_id": item_id, "delta": delta, "quantity": quantity});
+    let data = NoticeData::Item {
+        item_id: item_id.to_string(),
+        delta,
+        quantity,
+    };
     (NoticeKind::Item, data)
 }
 
@@ -119,62 +122,35 @@ struct Ids {
     count: i64,
 }
 
-/// The `SET` term that takes `?` ids on a player's row: on MySQL, whose
-/// UPDATE returns no rows, `LAST_INSERT_ID(expr)` hands the new value back in
-/// the statement's OK packet; SQLite reads it with `RETURNING notify_seq`.
-fn take_ids_term(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Sqlite => "notify_seq = notify_seq + ?",
-        Dialect::Mysql => "notify_seq = LAST_INSERT_ID(notify_seq + ?)",
-    }
-}
+/// The `SET` term that takes `?` ids on a player's row. `LAST_INSERT_ID(expr)`
+/// hands the new value back after the statement (MySQL's function, which
+/// the SQLite backend defines too), so the `UPDATE` that changes the row
+/// also allocates the ids, with no `RETURNING` and no second statement.
+const TAKE_IDS: &str = "notify_seq = LAST_INSERT_ID(notify_seq + ?)";
 
-/// Takes `count` ids on the row of `player_id` with one statement, which
-/// also holds the row for update (call it in the `players` step of the lock
-/// order); a deleted player is skipped unless `deleted_too`. `None`: no such
-/// (live) player.
+/// Takes `count` (≥ 1) ids on the row of `player_id` with one statement,
+/// which also holds the row for update (call it in the `players` step of
+/// the lock order); a deleted player is skipped unless `deleted_too`.
+/// `None`: no such (live) player.
 async fn take_ids(
     c: &mut dyn SqlConn,
     player_id: i64,
     count: i64,
     deleted_too: bool,
 ) -> Result<Option<Ids>, StoreError> {
-    let dialect = c.dialect();
-    let live = if deleted_too {
-        ""
+    let sql = if deleted_too {
+        "UPDATE players SET notify_seq = LAST_INSERT_ID(notify_seq + ?) WHERE id = ?"
     } else {
-        " AND status <> 'deleted'"
+        "UPDATE players SET notify_seq = LAST_INSERT_ID(notify_seq + ?) WHERE id = ? AND status <> 'deleted'"
     };
-    let sql = format!(
-        "UPDATE players SET {} WHERE id = ?{live}{}",
-        take_ids_term(dialect),
-        returning_seq(dialect)
-    );
-    let last = match dialect {
-        Dialect::Sqlite => match c.query_one(&sql, args![count, player_id]).await? {
-            Some(r) => row_of("players", &r, |r| r.int(0))?,
-            None => return Ok(None),
-        },
-        Dialect::Mysql => {
-            if c.exec(&sql, args![count, player_id]).await? == 0 {
-                return Ok(None);
-            }
-            c.last_insert_id()?
-        }
-    };
+    if c.exec(sql, args![count, player_id]).await? == 0 {
+        return Ok(None);
+    }
     Ok(Some(Ids {
         player_id,
-        last,
+        last: c.last_insert_id()?,
         count,
     }))
-}
-
-/// ` RETURNING notify_seq` where the dialect has it.
-fn returning_seq(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Sqlite => " RETURNING notify_seq",
-        Dialect::Mysql => "",
-    }
 }
 
 /// Gives `drafts` the ids of `ids` in order, stores them in `notifications`
@@ -283,9 +259,11 @@ async fn live_player_ids(
 
 /// Writes one notification's row.
 async fn store_notice(c: &mut dyn SqlConn, n: &Notice) -> Result<(), StoreError> {
+    let data = serde_json::to_string(&n.data)
+        .map_err(|e| StoreError::Internal(format!("a notification's fields: {e}")))?;
     c.exec(
         "INSERT INTO notifications (player_id, id, kind, data, created_at) VALUES (?, ?, ?, ?, ?)",
-        args![n.player_id, n.id, n.kind.as_str(), n.data.to_string(), n.at],
+        args![n.player_id, n.id, n.kind.as_str(), data, n.at],
     )
     .await
     .map(|_| ())
@@ -499,47 +477,34 @@ async fn change_balance(
         ),
     };
     let col = currency.as_str();
-    let dialect = c.dialect();
-    // The ids' term even for none: one statement text per currency.
-    let sql = format!(
-        "UPDATE players SET {col} = {col} + ?, version = version + 1, updated_at = ?, {} \
-         WHERE id = ? AND status <> 'deleted' AND {col} + ? >= 0",
-        take_ids_term(dialect)
-    );
-    let params = args![delta, now_ms, notices, player_id, delta];
-    let after = match dialect {
-        // One statement answers the balance and the ids.
-        Dialect::Sqlite => c
-            .query_one(&format!("{sql} RETURNING {col}, notify_seq"), params)
-            .await?
-            .map(|r| row_of("players", &r, |r| Ok((r.int(0)?, r.int(1)?))))
-            .transpose()?,
-        Dialect::Mysql => match c.exec(&sql, params).await? {
-            0 => None,
-            _ => {
-                // With no ids taken the value may be 0, which reads as none.
-                let last = if notices > 0 { c.last_insert_id()? } else { 0 };
-                let balance = match held {
-                    // Nobody else can have changed it since: the row is ours.
-                    Some(before) => before + delta,
-                    None => match c
-                        .query_one(
-                            &format!("SELECT {col} FROM players WHERE id = ?"),
-                            args![player_id],
-                        )
-                        .await?
-                    {
-                        Some(r) => row_of("players", &r, |r| r.int(0))?,
-                        None => return Err(StoreError::Rule(Rule::PlayerNotFound)),
-                    },
-                };
-                Some((balance, last))
-            }
-        },
-    };
-    let Some((balance, last)) = after else {
+    let changed = c
+        .exec(
+            &format!(
+                "UPDATE players SET {col} = {col} + ?, version = version + 1, updated_at = ?, \
+                 {TAKE_IDS} WHERE id = ? AND status <> 'deleted' AND {col} + ? >= 0"
+            ),
+            args![delta, now_ms, notices, player_id, delta],
+        )
+        .await?;
+    if changed == 0 {
         live_player(c, player_id, Lock::No).await?;
         return Err(StoreError::Rule(Rule::NotEnoughCurrency));
+    }
+    // With no ids taken the value may be 0, which reads as none.
+    let last = if notices > 0 { c.last_insert_id()? } else { 0 };
+    let balance = match held {
+        // Nobody else can have changed it since: the row is ours.
+        Some(before) => before + delta,
+        None => match c
+            .query_one(
+                &format!("SELECT {col} FROM players WHERE id = ?"),
+                args![player_id],
+            )
+            .await?
+        {
+            Some(r) => row_of("players", &r, |r| r.int(0))?,
+            None => return Err(StoreError::Rule(Rule::PlayerNotFound)),
+        },
     };
     c.exec(
         "INSERT INTO ledger (player_id, currency, delta, balance_after, reason, reference, created_at) \

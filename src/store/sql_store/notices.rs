@@ -6,7 +6,7 @@
 
 use super::{issue, row_of, take_ids, visible_player, SqlStore};
 use crate::store::sql::{Backend, Row, SqlValue};
-use crate::store::{Notice, NoticeKind, NoticeStore, Rule, StoreError, StoreFuture};
+use crate::store::{Notice, NoticeData, NoticeKind, NoticeStore, Rule, StoreError, StoreFuture};
 
 fn notice_from(r: &Row) -> Result<Notice, StoreError> {
     row_of("notifications", r, |r| {
@@ -15,8 +15,9 @@ fn notice_from(r: &Row) -> Result<Notice, StoreError> {
             player_id: r.int(0)?,
             id: r.int(1)?,
             kind: r.parsed(2, "a notification kind", NoticeKind::parse)?,
-            data: serde_json::from_str(&data)
-                .map_err(|e| StoreError::Internal(format!("notification data is not JSON: {e}")))?,
+            data: NoticeData::Json(serde_json::from_str(&data).map_err(|e| {
+                StoreError::Internal(format!("notification data is not JSON: {e}"))
+            })?),
             at: r.int(4)?,
         })
     })
@@ -78,7 +79,7 @@ impl<B: Backend> NoticeStore for SqlStore<B> {
                 // A missing or deleted player takes no id: skipped, or refused.
                 match take_ids(c, id, 1, false).await? {
                     Some(taken) => {
-                        let draft = vec![(kind, data.clone())];
+                        let draft = vec![(kind, NoticeData::Json(data.clone()))];
                         issue(c, stored, taken, draft, now_ms, &mut out).await?;
                     }
                     None if must_exist => return Err(StoreError::Rule(Rule::PlayerNotFound)),

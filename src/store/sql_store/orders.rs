@@ -9,8 +9,8 @@ use super::{
 };
 use crate::store::sql::{Backend, Row, SqlConn, SqlValue};
 use crate::store::{
-    Currency, NewOrder, NoticeKind, Notified, Order, OrderStatus, OrderStore, Page, PageRequest,
-    Rule, StoreError, StoreFuture,
+    Currency, NewOrder, NoticeData, NoticeKind, Notified, Order, OrderStatus, OrderStore, Page,
+    PageRequest, Rule, StoreError, StoreFuture,
 };
 
 const ORDER_COLUMNS: &str = "order_id, player_id, item_id, quantity, unit_price, total_price, \
@@ -120,7 +120,10 @@ async fn finish(
 
 /// The `order` notification of an order in its new state.
 fn order_draft(order: &Order) -> Draft {
-    let data = serde_json::json!({"order_id": order.order_id, "status": order.status.as_str()});
+    let data = NoticeData::Order {
+        order_id: order.order_id.clone(),
+        status: order.status.as_str(),
+    };
     (NoticeKind::Order, data)
 }
 

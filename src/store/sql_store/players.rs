@@ -9,7 +9,7 @@ use super::{
 };
 use crate::store::sql::{Backend, SqlConn, SqlValue};
 use crate::store::{
-    Currency, LedgerEntry, NewPlayer, NoticeKind, Notified, Page, PageRequest, Player,
+    Currency, LedgerEntry, NewPlayer, NoticeData, NoticeKind, Notified, Page, PageRequest, Player,
     PlayerCredentials, PlayerPatch, PlayerStatus, PlayerStore, Progress, Rule, StoreError,
     StoreFuture,
 };
@@ -150,7 +150,7 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
             let player = must_player(c, id).await?;
             let drafts = match patch.status {
                 Some(status) => {
-                    let data = serde_json::json!({"status": status.as_str()});
+                    let data = NoticeData::Json(serde_json::json!({"status": status.as_str()}));
                     vec![(NoticeKind::Player, data)]
                 }
                 None => Vec::new(),
