@@ -758,3 +758,68 @@ fn a_resume_replays_a_bounded_number_and_a_socket_asks_a_bounded_number() {
     ws.send_frame(0x9, b"alive");
     assert_eq!(ws.next(), Some(Frame::Pong(b"alive".to_vec())));
 }
+
+#[test]
+fn ids_stay_contiguous_through_refusals_and_keep_increasing_across_a_restart() {
+    let mut server = ServerConfig::new().shards(2).start();
+    let admin = server.admin_token();
+    let (p, token) = server.player("game1", "rt_restart");
+    let (mut ws, ready) = socket(&server, &token);
+    let start = ready["last_id"].as_i64().expect("last_id");
+    credit(&server, &admin, p, 5);
+    // A refused change rolls back and takes no id.
+    let refused = server
+        .call("POST", &format!("/api/v1/players/{p}/items/potion/use"))
+        .token(&token)
+        .json(json!({"quantity": 99}))
+        .send();
+    assert_eq!(refused.status, 409, "{}", refused.text());
+    credit(&server, &admin, p, 6);
+    let before = kinds_and_ids(&texts(&mut ws, 2));
+    assert_eq!(
+        before,
+        vec![
+            ("wallet".to_string(), start + 1),
+            ("wallet".to_string(), start + 2)
+        ]
+    );
+    drop(ws);
+
+    server.restart();
+    let (mut ws, ready) = socket(&server, &token);
+    let last = ready["last_id"].as_i64().expect("last_id");
+    assert!(
+        last >= start + 2,
+        "ids never go back: {last} after {}",
+        start + 2
+    );
+    credit(&server, &admin, p, 7);
+    let (s, j) = message(&server, &admin, p, "after the restart");
+    assert_eq!(s, 201, "{j}");
+    let after = kinds_and_ids(&texts(&mut ws, 2));
+    assert_eq!(
+        after,
+        vec![
+            ("wallet".to_string(), last + 1),
+            ("message".to_string(), last + 2)
+        ]
+    );
+    // A client resuming from before the restart gets the stored message
+    // once, and what was not stored reported as missed.
+    let (mut again, _) = socket(&server, &token);
+    again.send_text(&json!({"type": "resume", "after": start + 2}).to_string());
+    let mut replayed = Vec::new();
+    loop {
+        let m = again.json();
+        match m["type"].as_str() {
+            Some("resumed") => break,
+            Some("notification") => replayed.push(m["id"].as_i64().expect("id")),
+            Some("missed") => {
+                assert!(m["from"].as_i64() > Some(start + 2), "{m}");
+                assert!(m["to"].as_i64() < Some(last + 2), "{m}");
+            }
+            _ => panic!("unexpected {m}"),
+        }
+    }
+    assert_eq!(replayed, vec![last + 2]);
+}

@@ -194,6 +194,20 @@ impl Dialect {
     }
 }
 
+/// Notification id sequences a backend keeps itself (SPEC §11: ids
+/// increase by one per player in commit order). Taken inside a write
+/// transaction; what it took counts once that transaction commits, and is
+/// forgotten if it rolls back.
+pub trait NoticeIds {
+    /// Takes the next `count` ids of `player_id`; answers the last one, or
+    /// `None` when the player has no row.
+    fn take(&mut self, player_id: i64, count: i64) -> Result<Option<i64>, StoreError>;
+    /// Gives back the last `count` ids this transaction took of `player_id`.
+    fn give_back(&mut self, player_id: i64, count: i64);
+    /// The last committed id of `player_id`, if this process knows it.
+    fn last(&self, player_id: i64) -> Option<i64>;
+}
+
 /// A connection inside a transaction. Its statements are futures: MySQL's
 /// go out on the shard's own io_uring and yield while the server works;
 /// SQLite's are answered before they are first polled (its transactions run
@@ -212,6 +226,12 @@ pub trait SqlConn {
     fn last_insert_id(&mut self) -> Result<i64, StoreError>;
     /// This connection's dialect.
     fn dialect(&self) -> Dialect;
+    /// The players' notification id sequences, when the backend keeps them
+    /// itself (SQLite, whose file only this process writes); `None`: they
+    /// are taken on the player's row (`notify_seq`) in the transaction.
+    fn notice_ids(&mut self) -> Option<&mut dyn NoticeIds> {
+        None
+    }
 
     /// The first row of a query, if any.
     fn query_one<'a>(

@@ -10,7 +10,7 @@
 //! a lock upgrade, and `busy_timeout` makes a writer wait its turn.
 
 use super::migrations::{Migration, SQLITE};
-use super::sql::{Backend, Dialect, Row, SqlConn, SqlValue, TxKind};
+use super::sql::{Backend, Dialect, NoticeIds, Row, SqlConn, SqlValue, TxKind};
 use super::{Durability, StoreError, StoreFuture};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, ErrorCode};
@@ -46,23 +46,49 @@ pub struct SqliteBackend {
     path: String,
     idle: Mutex<Vec<Connection>>,
     max_idle: usize,
-    writer: Arc<Mutex<()>>,
+    writer: Arc<FileWriter>,
     durability: Durability,
 }
 
-/// One writer turn per database file in this process. SQLite admits one
-/// writer at a time anyway; without this, writers of different shards wait
-/// in SQLite's busy handler, which sleeps in steps of milliseconds. Taken
-/// only on blocking threads, never on an executor.
-fn writer_turn(path: &str) -> Arc<Mutex<()>> {
-    static TURNS: OnceLock<Mutex<HashMap<String, Arc<Mutex<()>>>>> = OnceLock::new();
+/// Ids a player's notifications take beyond the last one, reserved on its
+/// row at once: the row is written once per this many, not once per
+/// change (a page more in every commit's log otherwise).
+const IDS_RESERVED: i64 = 64;
+
+/// Where a player's notification ids stand in this process.
+#[derive(Debug, Clone, Copy)]
+struct IdSeq {
+    /// The last id taken.
+    last: i64,
+    /// The highest id the player's row (`notify_seq`) reserves: ids up to
+    /// it are never handed out again, also after a crash.
+    reserved: i64,
+}
+
+/// What the writers of one database file in this process share: the
+/// writer's turn, and the players' notification id sequences. SQLite
+/// admits one writer at a time anyway; without the turn, writers of
+/// different shards wait in SQLite's busy handler, which sleeps in steps of
+/// milliseconds. As only this process writes the file (a SQLite database is
+/// never shared by nodes), a sequence is kept here, taken under the turn, and
+/// written to the player's row once per [`IDS_RESERVED`] ids. Locked only
+/// on blocking threads, never on an executor.
+#[derive(Default)]
+struct FileWriter {
+    turn: Mutex<()>,
+    ids: Mutex<HashMap<i64, IdSeq>>,
+}
+
+/// The [`FileWriter`] of `path` in this process.
+fn writer_turn(path: &str) -> Arc<FileWriter> {
+    static TURNS: OnceLock<Mutex<HashMap<String, Arc<FileWriter>>>> = OnceLock::new();
     let key = std::fs::canonicalize(path)
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| path.to_string());
     let turns = TURNS.get_or_init(|| Mutex::new(HashMap::new()));
     match turns.lock() {
         Ok(mut map) => map.entry(key).or_default().clone(),
-        Err(_) => Arc::new(Mutex::new(())),
+        Err(_) => Arc::new(FileWriter::default()),
     }
 }
 
@@ -87,7 +113,7 @@ impl SqliteBackend {
             path: path.to_string(),
             idle: Mutex::new(Vec::new()),
             max_idle: pool_size.max(1),
-            writer: Arc::new(Mutex::new(())),
+            writer: Arc::new(FileWriter::default()),
             durability,
         };
         let conn = backend.connect()?;
@@ -162,13 +188,101 @@ impl rusqlite::ToSql for SqlValue {
 }
 
 /// A pooled connection seen through [`SqlConn`].
-struct SqliteConn<'a>(&'a Connection);
+struct SqliteConn<'a> {
+    conn: &'a Connection,
+    file: &'a FileWriter,
+    /// Inside a write transaction (which holds the file's writer turn):
+    /// notification ids may be taken.
+    writing: bool,
+    /// The sequences this transaction moved, applied to `file` once it
+    /// commits.
+    taken: HashMap<i64, IdSeq>,
+}
+
+impl<'a> SqliteConn<'a> {
+    fn new(conn: &'a Connection, file: &'a FileWriter, writing: bool) -> SqliteConn<'a> {
+        SqliteConn {
+            conn,
+            file,
+            writing,
+            taken: HashMap::new(),
+        }
+    }
+
+    /// Makes what this transaction took count; called once it committed,
+    /// still in the writer's turn.
+    fn committed(self) {
+        if self.taken.is_empty() {
+            return;
+        }
+        if let Ok(mut ids) = self.file.ids.lock() {
+            ids.extend(self.taken);
+        }
+    }
+}
+
+impl NoticeIds for SqliteConn<'_> {
+    fn take(&mut self, player_id: i64, count: i64) -> Result<Option<i64>, StoreError> {
+        if !self.writing {
+            return Err(StoreError::Internal(
+                "notification ids taken outside a write transaction".into(),
+            ));
+        }
+        let known = self.taken.get(&player_id).copied().or_else(|| {
+            let ids = self.file.ids.lock().ok()?;
+            ids.get(&player_id).copied()
+        });
+        let now = match known {
+            Some(seq) => seq,
+            // First taken in this process: after what the row reserves (ids
+            // a crashed process reserved and never used are skipped).
+            None => match self
+                .query_now(
+                    "SELECT notify_seq FROM players WHERE id = ?",
+                    &[player_id.into()],
+                )?
+                .first()
+            {
+                Some(r) => {
+                    let mark = r.int(0)?;
+                    IdSeq {
+                        last: mark,
+                        reserved: mark,
+                    }
+                }
+                None => return Ok(None),
+            },
+        };
+        let last = now.last + count;
+        let mut reserved = now.reserved;
+        if last > reserved {
+            reserved = last + IDS_RESERVED;
+            self.exec_now(
+                "UPDATE players SET notify_seq = ? WHERE id = ?",
+                &[reserved.into(), player_id.into()],
+            )?;
+        }
+        self.taken.insert(player_id, IdSeq { last, reserved });
+        Ok(Some(last))
+    }
+
+    fn give_back(&mut self, player_id: i64, count: i64) {
+        if let Some(seq) = self.taken.get_mut(&player_id) {
+            seq.last -= count;
+        }
+    }
+
+    fn last(&self, player_id: i64) -> Option<i64> {
+        let ids = self.file.ids.lock().ok()?;
+        ids.get(&player_id).map(|seq| seq.last)
+    }
+}
 
 /// The statements themselves, answered at once (SQLite is in-process).
 impl SqliteConn<'_> {
     fn exec_now(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64, StoreError> {
         NOTED_ID.set(None);
-        let mut st = self.0.prepare_cached(sql).map_err(map_err)?;
+        let mut st = self.conn.prepare_cached(sql).map_err(map_err)?;
         st.execute(rusqlite::params_from_iter(params.iter()))
             .map(|n| n as u64)
             .map_err(map_err)
@@ -176,7 +290,7 @@ impl SqliteConn<'_> {
 
     fn query_now(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
         NOTED_ID.set(None);
-        let mut st = self.0.prepare_cached(sql).map_err(map_err)?;
+        let mut st = self.conn.prepare_cached(sql).map_err(map_err)?;
         let columns = st.column_count();
         let names: Arc<[String]> = st.column_names().into_iter().map(String::from).collect();
         let mut rows = st
@@ -224,7 +338,7 @@ impl SqlConn for SqliteConn<'_> {
         }
         // SQLite answers 0 when the connection inserted nothing; AUTOINCREMENT
         // ids start at 1.
-        match self.0.last_insert_rowid() {
+        match self.conn.last_insert_rowid() {
             0 => Err(StoreError::Internal(
                 "the last insert generated no id".into(),
             )),
@@ -234,6 +348,10 @@ impl SqlConn for SqliteConn<'_> {
 
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
+    }
+
+    fn notice_ids(&mut self) -> Option<&mut dyn NoticeIds> {
+        Some(self)
     }
 }
 
@@ -248,7 +366,7 @@ impl Backend for SqliteBackend {
         mut f: impl AsyncFnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         let _turn = match kind {
-            TxKind::Write => Some(self.writer.lock().unwrap_or_else(|e| e.into_inner())),
+            TxKind::Write => Some(self.writer.turn.lock().unwrap_or_else(|e| e.into_inner())),
             TxKind::Read => None,
         };
         let conn = self.take()?;
@@ -257,13 +375,22 @@ impl Backend for SqliteBackend {
             TxKind::Write => "BEGIN IMMEDIATE",
         };
         let result = match conn.execute_batch(begin).map_err(map_err) {
-            Ok(()) => match f(&mut SqliteConn(&conn)).await {
-                Ok(v) => conn.execute_batch("COMMIT").map_err(map_err).map(|_| v),
-                Err(e) => {
-                    let _ = conn.execute_batch("ROLLBACK");
-                    Err(e)
+            Ok(()) => {
+                let mut sc = SqliteConn::new(&conn, &self.writer, kind == TxKind::Write);
+                match f(&mut sc).await {
+                    Ok(v) => {
+                        let done = conn.execute_batch("COMMIT").map_err(map_err).map(|_| v);
+                        if done.is_ok() {
+                            sc.committed();
+                        }
+                        done
+                    }
+                    Err(e) => {
+                        let _ = conn.execute_batch("ROLLBACK");
+                        Err(e)
+                    }
                 }
-            },
+            }
             Err(e) => Err(e),
         };
         if result.is_err() && !conn.is_autocommit() {
@@ -282,7 +409,7 @@ impl Backend for SqliteBackend {
         mut f: impl AsyncFnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         let conn = self.take()?;
-        let result = f(&mut SqliteConn(&conn)).await;
+        let result = f(&mut SqliteConn::new(&conn, &self.writer, false)).await;
         self.give_back(conn);
         result
     }

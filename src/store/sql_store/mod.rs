@@ -122,22 +122,43 @@ struct Ids {
     count: i64,
 }
 
-/// The `SET` term that takes `?` ids on a player's row. `LAST_INSERT_ID(expr)`
-/// hands the new value back after the statement (MySQL's function, which
-/// the SQLite backend defines too), so the `UPDATE` that changes the row
-/// also allocates the ids, with no `RETURNING` and no second statement.
-const TAKE_IDS: &str = "notify_seq = LAST_INSERT_ID(notify_seq + ?)";
+/// The `SET` term that takes `?` ids on a player's row where the backend
+/// keeps no sequence itself (MySQL: nodes share the database).
+/// `LAST_INSERT_ID(expr)` hands the new value back after the statement, so
+/// the `UPDATE` that changes the row also allocates the ids.
+const TAKE_IDS: &str = ", notify_seq = LAST_INSERT_ID(notify_seq + ?)";
 
-/// Takes `count` (≥ 1) ids on the row of `player_id` with one statement,
-/// which also holds the row for update (call it in the `players` step of
-/// the lock order); a deleted player is skipped unless `deleted_too`.
-/// `None`: no such (live) player.
+/// Takes `count` (≥ 1) ids of `player_id`, which holds the player's row
+/// for update (call it in the `players` step of the lock order): from the
+/// backend's own sequence after a look at the row, or with one `UPDATE` of
+/// the row. A deleted player is skipped unless `deleted_too`. `None`: no
+/// such (live) player.
 async fn take_ids(
     c: &mut dyn SqlConn,
     player_id: i64,
     count: i64,
     deleted_too: bool,
 ) -> Result<Option<Ids>, StoreError> {
+    if c.notice_ids().is_some() {
+        // The backend's writer holds the whole database (SQLite), so the
+        // row needs no lock of its own: only whether it is there.
+        let sql = if deleted_too {
+            "SELECT id FROM players WHERE id = ?"
+        } else {
+            "SELECT id FROM players WHERE id = ? AND status <> 'deleted'"
+        };
+        if c.query_one(sql, args![player_id]).await?.is_none() {
+            return Ok(None);
+        }
+        let Some(ids) = c.notice_ids() else {
+            return Ok(None);
+        };
+        return Ok(ids.take(player_id, count)?.map(|last| Ids {
+            player_id,
+            last,
+            count,
+        }));
+    }
     let sql = if deleted_too {
         "UPDATE players SET notify_seq = LAST_INSERT_ID(notify_seq + ?) WHERE id = ?"
     } else {
@@ -173,11 +194,17 @@ async fn issue(
         )));
     }
     if used < ids.count {
-        c.exec(
-            "UPDATE players SET notify_seq = notify_seq - ? WHERE id = ?",
-            args![ids.count - used, ids.player_id],
-        )
-        .await?;
+        let unused = ids.count - used;
+        match c.notice_ids() {
+            Some(seqs) => seqs.give_back(ids.player_id, unused),
+            None => {
+                c.exec(
+                    "UPDATE players SET notify_seq = notify_seq - ? WHERE id = ?",
+                    args![unused, ids.player_id],
+                )
+                .await?;
+            }
+        }
     }
     let first = ids.last - ids.count + 1;
     for (i, (kind, data)) in drafts.into_iter().enumerate() {
@@ -477,21 +504,34 @@ async fn change_balance(
         ),
     };
     let col = currency.as_str();
+    let own_ids = c.notice_ids().is_some();
+    // Where the row counts the ids, the term even for none: one
+    // statement text per currency.
+    let (term, params): (&str, &[SqlValue]) = if own_ids {
+        ("", args![delta, now_ms, player_id, delta])
+    } else {
+        (TAKE_IDS, args![delta, now_ms, notices, player_id, delta])
+    };
     let changed = c
         .exec(
             &format!(
-                "UPDATE players SET {col} = {col} + ?, version = version + 1, updated_at = ?, \
-                 {TAKE_IDS} WHERE id = ? AND status <> 'deleted' AND {col} + ? >= 0"
+                "UPDATE players SET {col} = {col} + ?, version = version + 1, updated_at = ?{term} \
+                 WHERE id = ? AND status <> 'deleted' AND {col} + ? >= 0"
             ),
-            args![delta, now_ms, notices, player_id, delta],
+            params,
         )
         .await?;
     if changed == 0 {
         live_player(c, player_id, Lock::No).await?;
         return Err(StoreError::Rule(Rule::NotEnoughCurrency));
     }
-    // With no ids taken the value may be 0, which reads as none.
-    let last = if notices > 0 { c.last_insert_id()? } else { 0 };
+    let last = match c.notice_ids() {
+        _ if notices == 0 => 0,
+        Some(seqs) => seqs
+            .take(player_id, notices)?
+            .ok_or(StoreError::Rule(Rule::PlayerNotFound))?,
+        None => c.last_insert_id()?,
+    };
     let balance = match held {
         // Nobody else can have changed it since: the row is ours.
         Some(before) => before + delta,
@@ -519,14 +559,16 @@ async fn change_balance(
     Ok((balance, ids))
 }
 
-/// Adds `quantity` of a known item to a player within `max_stack`.
+/// Adds `quantity` of a known item to a player within `max_stack`;
+/// answers the stack after it (read back from the change itself with
+/// `LAST_INSERT_ID(expr)`, not by another statement).
 async fn add_items(
     c: &mut dyn SqlConn,
     player_id: i64,
     def: &ItemDef,
     quantity: i64,
     now_ms: i64,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     if quantity > def.max_stack {
         return Err(StoreError::Rule(Rule::StackLimit));
     }
@@ -534,7 +576,7 @@ async fn add_items(
     for _ in 0..2 {
         let changed = c
             .exec(
-                "UPDATE player_items SET quantity = quantity + ?, updated_at = ? \
+                "UPDATE player_items SET quantity = LAST_INSERT_ID(quantity + ?), updated_at = ? \
              WHERE player_id = ? AND item_id = ? AND quantity + ? <= ?",
                 args![
                     quantity,
@@ -547,7 +589,8 @@ async fn add_items(
             )
             .await?;
         if changed == 1 {
-            return Ok(());
+            // Never 0: `quantity` is at least 1.
+            return c.last_insert_id();
         }
         let exists = c
             .query_one(
@@ -563,7 +606,7 @@ async fn add_items(
             "INSERT INTO player_items (player_id, item_id, quantity, updated_at) VALUES (?, ?, ?, ?)",
             args![player_id, item_id, quantity, now_ms],
         ).await {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(quantity),
             // Another transaction inserted the row first: update it instead.
             Err(StoreError::Conflict(_)) => continue,
             Err(e) => return Err(e),

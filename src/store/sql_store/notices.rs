@@ -47,6 +47,11 @@ impl<B: Backend> NoticeStore for SqlStore<B> {
 
     fn last_notice_id(&self, player_id: i64) -> StoreFuture<'_, i64> {
         Box::pin(self.read_one(async move |c| {
+            // A sequence the backend keeps is ahead of the row, which only
+            // reserves ids.
+            if let Some(last) = c.notice_ids().and_then(|seqs| seqs.last(player_id)) {
+                return Ok(last);
+            }
             match c
                 .query_one(
                     "SELECT notify_seq FROM players WHERE id = ?",

@@ -252,8 +252,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
             };
             // Three ids: the wallet's, the item's and the order's.
             let (balance, ids) = change_balance(c, Account::Locked(&buyer), &payment, 3).await?;
-            add_items(c, order.player_id, &def, order.quantity, now_ms).await?;
-            let held = entry(c, order.player_id, &order.item_id).await?.quantity;
+            let held = add_items(c, order.player_id, &def, order.quantity, now_ms).await?;
             let quantity = order.quantity;
             let paid = finish(c, order, OrderStatus::Pending, OrderStatus::Paid, now_ms).await?;
             let drafts = vec![
