@@ -14,6 +14,7 @@ pub mod cache_bus;
 pub mod config_centre;
 pub mod health;
 pub mod jobs;
+pub mod memory;
 pub mod realtime;
 pub mod revocations;
 pub mod tasks;

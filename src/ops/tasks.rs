@@ -3,7 +3,7 @@
 //! starts them with [`start`] once it serves; each task ends by itself when
 //! the shard drains (or, for the forever ones, with the shard's executor).
 
-use super::{announce, cache_bus, config_centre, jobs, realtime, revocations, Operations};
+use super::{announce, cache_bus, config_centre, jobs, memory, realtime, revocations, Operations};
 use crate::config::Config;
 use crate::logging::LogReload;
 use std::rc::Rc;
@@ -59,6 +59,12 @@ fn spawn(task: impl std::future::Future<Output = ()> + 'static) {
 
 /// The table: every background task of a shard.
 pub const TASKS: &[Task] = &[
+    Task {
+        name: "give back to the system the memory a burst left free",
+        shards: Shards::First,
+        when: always,
+        start: |c| spawn(memory::give_back_forever(c.ops.clone())),
+    },
     Task {
         name: "adopt revocations written to the databases by any node",
         shards: Shards::First,
