@@ -6,7 +6,7 @@
 //! storm's high-water mark — measured at twice the live heap of 10,000 idle
 //! WebSockets. `malloc_trim(0)` returns the whole free pages inside the
 //! arenas. It runs on a blocking thread, only when a sizeable share of the
-//! arenas is free, at most once per [`REST_AFTER_TRIM`].
+//! arenas is free, at most once a second.
 
 use super::Operations;
 use std::rc::Rc;

@@ -252,9 +252,17 @@ async fn notified<T>(
     now_ms: i64,
     value: T,
 ) -> Result<Notified<T>, StoreError> {
-    let mut notices = Vec::new();
-    notify(c, persist_all, player_id, drafts, now_ms, &mut notices).await?;
-    Ok(Notified { value, notices })
+    let taken = match drafts.len() as i64 {
+        0 => None,
+        n => take_ids(c, player_id, n, true).await?,
+    };
+    match taken {
+        Some(ids) => issued(c, persist_all, ids, drafts, now_ms, value).await,
+        None => Ok(Notified {
+            value,
+            notices: Vec::new(),
+        }),
+    }
 }
 
 /// `value` with the notifications of `drafts`, given the ids already taken.
