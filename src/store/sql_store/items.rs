@@ -126,16 +126,31 @@ impl<B: Backend> ItemStore for SqlStore<B> {
     }
 
     fn seed_item_defs<'a>(&'a self, defs: &'a [ItemDef]) -> StoreFuture<'a, usize> {
-        Box::pin(self.write(async move |c| {
-            let mut added = 0;
-            for def in defs {
-                if load_item(c, &def.item_id, Lock::No).await?.is_none() {
-                    insert_item(c, def).await?;
-                    added += 1;
+        Box::pin(async move {
+            // Nodes starting together seed the same entries: the one whose
+            // insert collides with another's commit tries again, and then
+            // finds them there.
+            let mut last = StoreError::Unavailable("catalogue seed contention".into());
+            for _ in 0..3 {
+                let seeded = self
+                    .write(async |c| {
+                        let mut added = 0;
+                        for def in defs {
+                            if load_item(c, &def.item_id, Lock::No).await?.is_none() {
+                                insert_item(c, def).await?;
+                                added += 1;
+                            }
+                        }
+                        Ok(added)
+                    })
+                    .await;
+                match seeded {
+                    Err(e @ StoreError::Conflict(_)) => last = e,
+                    other => return other,
                 }
             }
-            Ok(added)
-        }))
+            Err(last)
+        })
     }
 
     fn inventory(
