@@ -1,15 +1,12 @@
 //! The WebSocket client side that `--scenario ws` and `idle-ws` need
-//! (RFC 6455), sans-I/O and written apart from the server's
-//! `realtime/frame.rs` so the benchmark does not share the code it
-//! measures: the upgrade request and its key, the check of the answer's
-//! `Sec-WebSocket-Accept`, masked client frames, and the server's
-//! (unmasked) frames.
+//! (RFC 6455), sans-I/O: the upgrade request and its key, the check of the
+//! answer's `Sec-WebSocket-Accept`, masked client frames, and the server's
+//! (unmasked) frames. The accept value and the frame encoding are the
+//! codec's own (`realtime/frame.rs`, pinned to RFC 6455's examples by the
+//! tests here and there); reading the server's frames is the client's.
 
 use base64::Engine;
-use sha1::{Digest, Sha1};
-
-/// The GUID a server appends to the client's key (RFC 6455 §1.3).
-const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+use datamiddleware::realtime::frame;
 
 /// Opcodes (RFC 6455 §5.2).
 pub const TEXT: u8 = 0x1;
@@ -24,10 +21,7 @@ pub fn new_key() -> String {
 
 /// The `Sec-WebSocket-Accept` a server must answer `key` with.
 pub fn accept_for(key: &str) -> String {
-    let mut sha = Sha1::new();
-    sha.update(key.as_bytes());
-    sha.update(GUID.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
+    frame::accept_key(key)
 }
 
 /// `GET /ws` asking to upgrade, authenticated with `Authorization: Bearer`.
@@ -74,20 +68,7 @@ pub fn upgraded(bytes: &[u8], key: &str) -> Upgraded {
 
 /// Appends a masked client frame (FIN set) of `opcode` carrying `payload`.
 pub fn encode(opcode: u8, payload: &[u8], mask: [u8; 4], out: &mut Vec<u8>) {
-    out.push(0x80 | opcode);
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+    frame::encode_frame(true, opcode, payload, Some(mask), out);
 }
 
 /// One frame from the server.

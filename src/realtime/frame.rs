@@ -265,21 +265,42 @@ impl Header {
     }
 }
 
-/// Appends a server frame (final, unmasked) with `opcode` and `payload`.
-fn encode(opcode: u8, payload: &[u8], out: &mut Vec<u8>) {
-    out.push(0x80 | opcode);
+/// Appends a frame of `opcode` carrying `payload`, the last of its message
+/// when `fin`; a client's frame carries `mask` and its payload masked with it
+/// (RFC 6455 §5.3). The server's own frames are unmasked; the masked form
+/// is here for clients (the load generator, the tests).
+pub fn encode_frame(
+    fin: bool,
+    opcode: u8,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+    out: &mut Vec<u8>,
+) {
+    out.push(if fin { 0x80 } else { 0 } | opcode);
+    let masked = if mask.is_some() { 0x80 } else { 0 };
     match payload.len() {
-        n if n < 126 => out.push(n as u8),
+        n if n < 126 => out.push(masked | n as u8),
         n if n <= usize::from(u16::MAX) => {
-            out.push(126);
+            out.push(masked | 126);
             out.extend_from_slice(&(n as u16).to_be_bytes());
         }
         n => {
-            out.push(127);
+            out.push(masked | 127);
             out.extend_from_slice(&(n as u64).to_be_bytes());
         }
     }
-    out.extend_from_slice(payload);
+    match mask {
+        None => out.extend_from_slice(payload),
+        Some(key) => {
+            out.extend_from_slice(&key);
+            out.extend(payload.iter().zip(key.iter().cycle()).map(|(b, m)| b ^ m));
+        }
+    }
+}
+
+/// Appends a server frame (final, unmasked) with `opcode` and `payload`.
+fn encode(opcode: u8, payload: &[u8], out: &mut Vec<u8>) {
+    encode_frame(true, opcode, payload, None, out);
 }
 
 /// Appends a text frame.
@@ -316,21 +337,14 @@ mod tests {
 
     /// A client frame: masked with a fixed key.
     fn client(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mask = [0x37, 0xfa, 0x21, 0x3d];
-        let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n <= 65535 => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        let mut out = Vec::new();
+        encode_frame(
+            fin,
+            opcode,
+            payload,
+            Some([0x37, 0xfa, 0x21, 0x3d]),
+            &mut out,
+        );
         out
     }
 

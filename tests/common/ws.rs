@@ -77,21 +77,9 @@ impl Ws {
 
     /// Sends a masked client frame.
     pub fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
-        let mask = [0x12, 0x34, 0x56, 0x78];
-        let mut out = vec![0x80 | opcode];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n <= 65535 => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        let mut out = Vec::new();
+        let mask = Some([0x12, 0x34, 0x56, 0x78]);
+        datamiddleware::realtime::frame::encode_frame(true, opcode, payload, mask, &mut out);
         // The server may close before taking it all (an oversized frame).
         let _ = self.stream.write_all(&out);
     }
