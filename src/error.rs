@@ -190,6 +190,7 @@ impl From<Rule> for ApiError {
             Rule::LevelLimit(max) => {
                 ApiError::conflict(format!("the player is at the highest level ({max})"))
             }
+            Rule::BoardExists => ApiError::conflict("a leaderboard with this id exists"),
         }
     }
 }

@@ -310,6 +310,44 @@ async fn authed(
         Authed::Broadcast => ok(services
             .broadcast(c, text(0), parse_json(req.body)?)
             .await?),
+        Authed::ListBoards => ok(services.boards(c, g).await?),
+        Authed::CreateBoard => Ok(Response::ok_with(
+            201,
+            &services.create_board(c, g, parse_json(req.body)?).await?,
+        )),
+        Authed::BoardTop => ok(services
+            .board_top(
+                c,
+                g,
+                text(0),
+                query_i64(req, "limit")?,
+                req.query_param("cursor"),
+                req.query_param("period"),
+            )
+            .await?),
+        Authed::DeleteBoard => ok(services.delete_board(c, g, text(0)).await?),
+        Authed::WriteScore => ok(services
+            .write_score(c, g, text(0), parse_json(req.body)?)
+            .await?),
+        Authed::BoardAround => ok(services
+            .board_around(
+                c,
+                g,
+                text(0),
+                player_id(params.get(1))?,
+                query_i64(req, "limit")?,
+                req.query_param("period"),
+            )
+            .await?),
+        Authed::BoardPlayer => ok(services
+            .board_player(
+                c,
+                g,
+                text(0),
+                player_id(params.get(1))?,
+                req.query_param("period"),
+            )
+            .await?),
         Authed::CacheStats => ok(shard.ops.node_cache_stats(c, shard.id).await?),
         Authed::ClusterNodes => ok(shard.ops.cluster_nodes(c).await?),
         Authed::GetClusterConfig => ok(shard.ops.cluster_config(c).await?),

@@ -108,6 +108,20 @@ pub enum Authed {
     GameAction,
     /// `POST /api/v1/games/{game_id}/broadcast` (admin).
     Broadcast,
+    /// `GET /api/v1/leaderboards`.
+    ListBoards,
+    /// `POST /api/v1/leaderboards` (admin).
+    CreateBoard,
+    /// `GET /api/v1/leaderboards/{id}`: the top records.
+    BoardTop,
+    /// `DELETE /api/v1/leaderboards/{id}` (admin).
+    DeleteBoard,
+    /// `POST /api/v1/leaderboards/{id}/scores`.
+    WriteScore,
+    /// `GET /api/v1/leaderboards/{id}/around/{player_id}`.
+    BoardAround,
+    /// `GET /api/v1/leaderboards/{id}/players/{player_id}`.
+    BoardPlayer,
     /// `GET /api/v1/cache/stats`.
     CacheStats,
     /// `POST /api/v1/cache/invalidate`.
@@ -202,6 +216,11 @@ const TABLE: &[Pattern] = &[
     pat!(["api", "v1", "games", {game_id}, "stats"], "GET", "GET" => Authed::GameStats),
     pat!(["api", "v1", "games", {game_id}, "broadcast"], "POST", "POST" => Authed::Broadcast),
     pat!(["api", "v1", "games", {game_id}, {action}], "POST", "POST" => Authed::GameAction),
+    pat!(["api", "v1", "leaderboards"], "GET, POST", "GET" => Authed::ListBoards, "POST" => Authed::CreateBoard),
+    pat!(["api", "v1", "leaderboards", {id}], "GET, DELETE", "GET" => Authed::BoardTop, "DELETE" => Authed::DeleteBoard),
+    pat!(["api", "v1", "leaderboards", {id}, "scores"], "POST", "POST" => Authed::WriteScore),
+    pat!(["api", "v1", "leaderboards", {id}, "around", {player_id}], "GET", "GET" => Authed::BoardAround),
+    pat!(["api", "v1", "leaderboards", {id}, "players", {player_id}], "GET", "GET" => Authed::BoardPlayer),
     pat!(["api", "v1", "cache", "stats"], "GET", "GET" => Authed::CacheStats),
     pat!(["api", "v1", "cache", "invalidate"], "POST", "POST" => Authed::CacheInvalidate),
     pat!(["api", "v1", "cluster", "nodes"], "GET", "GET" => Authed::ClusterNodes),

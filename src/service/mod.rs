@@ -23,6 +23,7 @@ pub mod counters;
 pub mod games;
 pub mod hashing;
 pub mod items;
+pub mod leaderboards;
 pub mod notifications;
 pub mod orders;
 pub mod players;

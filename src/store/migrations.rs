@@ -120,6 +120,7 @@ pub const SQLITE: &[Migration] = &[
         statements: &[],
     },
     NOTIFICATIONS,
+    LEADERBOARDS,
 ];
 
 /// Version 3, the same for both dialects: the heartbeat row the primary
@@ -182,6 +183,30 @@ const MYSQL_NOTIFICATIONS: Migration = Migration {
     statements: &[
         "ALTER TABLE players ADD COLUMN notify_seq BIGINT NOT NULL DEFAULT 0",
         "CREATE TABLE notifications (player_id BIGINT NOT NULL, id BIGINT NOT NULL, kind VARCHAR(16) NOT NULL, data TEXT NOT NULL, created_at BIGINT NOT NULL, PRIMARY KEY (player_id, id), KEY notifications_by_time (created_at)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+    ],
+};
+
+/// Version 8: leaderboards (SPEC §12). A board's records are keyed by
+/// board, period (the UTC start of the period in ms, 0 for a board that
+/// never resets) and player; the index serves exact ranks in the board's
+/// order (score, subscore, then the earlier write, then the player).
+const LEADERBOARDS: Migration = Migration {
+    version: 8,
+    description: "leaderboards and their records",
+    statements: &[
+        "CREATE TABLE leaderboards (id VARCHAR(64) NOT NULL PRIMARY KEY, sort VARCHAR(4) NOT NULL, operator VARCHAR(4) NOT NULL, reset VARCHAR(8) NOT NULL, player_writable INT NOT NULL, created_at BIGINT NOT NULL)",
+        "CREATE TABLE leaderboard_records (board_id VARCHAR(64) NOT NULL, period BIGINT NOT NULL, player_id BIGINT NOT NULL, score BIGINT NOT NULL, subscore BIGINT NOT NULL, written_at BIGINT NOT NULL, last_write VARCHAR(64) NOT NULL DEFAULT '', PRIMARY KEY (board_id, period, player_id))",
+        "CREATE INDEX leaderboard_records_by_rank ON leaderboard_records (board_id, period, score, subscore, written_at, player_id)",
+    ],
+};
+
+/// Version 8 on MySQL: as [`LEADERBOARDS`], InnoDB with binary collation.
+const MYSQL_LEADERBOARDS: Migration = Migration {
+    version: 8,
+    description: LEADERBOARDS.description,
+    statements: &[
+        "CREATE TABLE leaderboards (id VARCHAR(64) NOT NULL PRIMARY KEY, sort VARCHAR(4) NOT NULL, operator VARCHAR(4) NOT NULL, reset VARCHAR(8) NOT NULL, player_writable INT NOT NULL, created_at BIGINT NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE leaderboard_records (board_id VARCHAR(64) NOT NULL, period BIGINT NOT NULL, player_id BIGINT NOT NULL, score BIGINT NOT NULL, subscore BIGINT NOT NULL, written_at BIGINT NOT NULL, last_write VARCHAR(64) NOT NULL DEFAULT '', PRIMARY KEY (board_id, period, player_id), KEY leaderboard_records_by_rank (board_id, period, score, subscore, written_at, player_id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
     ],
 };
 
@@ -302,4 +327,5 @@ pub const MYSQL: &[Migration] = &[
         ],
     },
     MYSQL_NOTIFICATIONS,
+    MYSQL_LEADERBOARDS,
 ];

@@ -77,6 +77,8 @@ pub enum Rule {
     ExpLimit(i64),
     /// 409: the player is at this highest level already.
     LevelLimit(i64),
+    /// 409: a leaderboard with that id exists.
+    BoardExists,
 }
 
 /// Why a store call failed.
@@ -310,6 +312,39 @@ pub trait NoticeStore {
     fn prune_notices(&self, before_ms: i64) -> StoreFuture<'_, u64>;
 }
 
+/// Leaderboards (SPEC §12): boards, score writes, and ranked reads. A
+/// score write is one statement in its own transaction.
+pub trait BoardStore {
+    /// Defines a board; [`Rule::BoardExists`] when its id is taken.
+    fn create_board<'a>(&'a self, board: &'a Board) -> StoreFuture<'a, ()>;
+    /// Every board of the game, by id.
+    fn boards(&self) -> StoreFuture<'_, Vec<Board>>;
+    /// One board.
+    fn board<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Board>>;
+    /// Removes a board and its records; false when there was none.
+    fn delete_board<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool>;
+    /// Writes a score (one statement); answers the player's record with its
+    /// rank (`None` if the player does not show: banned or deleted).
+    fn write_score<'a>(&'a self, write: &'a ScoreWrite<'a>)
+        -> StoreFuture<'a, Option<BoardRecord>>;
+    /// Records of a period in rank order from `offset` (0: the best), at
+    /// most `limit`, of players who show (not banned, not deleted).
+    fn board_records<'a>(
+        &'a self,
+        board: &'a Board,
+        period: i64,
+        offset: i64,
+        limit: i64,
+    ) -> StoreFuture<'a, Vec<BoardRecord>>;
+    /// One player's record of a period with its rank, if it shows.
+    fn board_record<'a>(
+        &'a self,
+        board: &'a Board,
+        period: i64,
+        player_id: i64,
+    ) -> StoreFuture<'a, Option<BoardRecord>>;
+}
+
 /// Singleton jobs, whose work the database runs only for the newest
 /// holder of the job's lease (SPEC §7).
 pub trait JobStore {
@@ -365,6 +400,7 @@ pub trait Store:
     + ItemStore
     + OrderStore
     + NoticeStore
+    + BoardStore
     + JobStore
     + DatabaseStore
     + 'static
@@ -379,6 +415,7 @@ impl<T> Store for T where
         + ItemStore
         + OrderStore
         + NoticeStore
+        + BoardStore
         + JobStore
         + DatabaseStore
         + 'static

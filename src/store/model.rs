@@ -599,6 +599,112 @@ pub enum NoticeData {
     Json(serde_json::Value),
 }
 
+/// How a leaderboard orders its records (SPEC §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BoardSort {
+    /// Highest score first.
+    Desc,
+    /// Lowest score first.
+    Asc,
+}
+
+/// How a score write changes a player's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BoardOperator {
+    /// Keeps the better of the record and the write.
+    Best,
+    /// Replaces the record.
+    Set,
+    /// Adds the write to the record.
+    Incr,
+}
+
+/// When a leaderboard starts a new period (at the UTC boundary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BoardReset {
+    /// One period for ever.
+    Never,
+    /// Every UTC day.
+    Daily,
+    /// Every ISO week (Monday, UTC).
+    Weekly,
+    /// Every calendar month (UTC).
+    Monthly,
+}
+
+macro_rules! named_enum {
+    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $t {
+            /// The stored (and JSON) name.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),* }
+            }
+            /// The value a stored name stands for.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some(Self::$v),)* _ => None }
+            }
+        }
+    };
+}
+named_enum!(BoardSort { Desc => "desc", Asc => "asc" });
+named_enum!(BoardOperator { Best => "best", Set => "set", Incr => "incr" });
+named_enum!(BoardReset { Never => "never", Daily => "daily", Weekly => "weekly", Monthly => "monthly" });
+
+/// A leaderboard's definition (SPEC §12).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Board {
+    /// Its id within the game.
+    pub id: String,
+    /// Its order.
+    pub sort: BoardSort,
+    /// How a write changes a record.
+    pub operator: BoardOperator,
+    /// When a new period starts.
+    pub reset: BoardReset,
+    /// Whether a player may write its own score.
+    pub player_writable: bool,
+    /// When it was defined (Unix ms).
+    pub created_at: i64,
+}
+
+/// One player's record on a board, with its exact rank.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BoardRecord {
+    /// 1 for the best.
+    pub rank: i64,
+    /// Whose record.
+    pub player_id: i64,
+    /// The player's username.
+    pub username: String,
+    /// Its score.
+    pub score: i64,
+    /// Its subscore (the second sort key).
+    pub subscore: i64,
+}
+
+/// A score write (SPEC §12).
+#[derive(Debug, Clone)]
+pub struct ScoreWrite<'a> {
+    /// The board.
+    pub board: &'a Board,
+    /// The period's start (Unix ms; 0 for a board that never resets).
+    pub period: i64,
+    /// Whose score.
+    pub player_id: i64,
+    /// The score (for `incr`, what to add).
+    pub score: i64,
+    /// The subscore (likewise).
+    pub subscore: i64,
+    /// A client's id for this write: an `incr` repeated with the same id
+    /// (a retry) adds nothing more.
+    pub write_id: &'a str,
+    /// When it is written (Unix ms).
+    pub now_ms: i64,
+}
+
 /// What a change returns together with the notifications it made, for the
 /// service to deliver once it committed.
 #[derive(Debug, Clone)]
