@@ -1093,6 +1093,199 @@ fn every_route_answers_as_documented() {
         r#"{"subject":"no body"}"#,
     );
 
+    // Leaderboards: a board of each kind, scores of alice and bob, every
+    // read, then the boards withdrawn.
+    let boards = "/api/v1/leaderboards";
+    let j = c.call("POST", boards, boards, &admin, r#"{"id":"high_scores"}"#);
+    assert_eq!(j["data"]["board"]["operator"], "best", "{j}");
+    c.call("POST", boards, boards, &admin, r#"{"id":"high_scores"}"#);
+    c.call(
+        "POST",
+        boards,
+        boards,
+        &admin,
+        r#"{"id":"weekly_kills","operator":"incr","reset":"weekly","player_writable":true}"#,
+    );
+    c.call(
+        "POST",
+        boards,
+        boards,
+        &admin,
+        r#"{"id":"x","operator":"max"}"#,
+    );
+    c.call("POST", boards, boards, &server, r#"{"id":"mine"}"#);
+    let j = c.call("GET", boards, boards, player, "");
+    assert_eq!(j["data"]["boards"].as_array().map(Vec::len), Some(2), "{j}");
+    let scores = "/api/v1/leaderboards/{id}/scores";
+    let high = "/api/v1/leaderboards/high_scores/scores";
+    let weekly = "/api/v1/leaderboards/weekly_kills/scores";
+    let j = c.call(
+        "POST",
+        scores,
+        high,
+        &server,
+        &format!(r#"{{"player_id":{id},"score":1200,"subscore":3}}"#),
+    );
+    assert_eq!(j["data"]["record"]["rank"], 1, "{j}");
+    c.call(
+        "POST",
+        scores,
+        high,
+        &server,
+        &format!(r#"{{"player_id":{bob_id},"score":1200,"subscore":1}}"#),
+    );
+    c.call(
+        "POST",
+        scores,
+        high,
+        player,
+        &format!(r#"{{"player_id":{id},"score":9999}}"#),
+    );
+    let incr = format!(r#"{{"player_id":{id},"score":5,"write_id":"match-7731-p1"}}"#);
+    c.call("POST", scores, weekly, player, &incr);
+    let j = c.call("POST", scores, weekly, player, &incr);
+    assert_eq!(j["data"]["record"]["score"], 5, "a retry adds nothing: {j}");
+    c.call(
+        "POST",
+        scores,
+        weekly,
+        player,
+        &format!(r#"{{"player_id":{bob_id},"score":1}}"#),
+    );
+    c.call(
+        "POST",
+        scores,
+        "/api/v1/leaderboards/nope/scores",
+        &server,
+        &format!(r#"{{"player_id":{id},"score":1}}"#),
+    );
+    c.call(
+        "POST",
+        scores,
+        high,
+        &server,
+        r#"{"player_id":999999,"score":1}"#,
+    );
+    c.call(
+        "POST",
+        scores,
+        high,
+        &server,
+        &format!(r#"{{"player_id":{id},"score":1152921504606846976}}"#),
+    );
+    let top = "/api/v1/leaderboards/{id}";
+    let j = c.call(
+        "GET",
+        top,
+        "/api/v1/leaderboards/high_scores?limit=1",
+        player,
+        "",
+    );
+    let cursor = j["data"]["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    let j = c.call(
+        "GET",
+        top,
+        &format!("/api/v1/leaderboards/high_scores?limit=1&cursor={cursor}"),
+        &server,
+        "",
+    );
+    assert_eq!(j["data"]["records"][0]["rank"], 2, "{j}");
+    assert!(j["data"]["next_cursor"].is_null(), "{j}");
+    let j = c.call("GET", top, "/api/v1/leaderboards/weekly_kills", &admin, "");
+    let period = j["data"]["period"].as_str().expect("period").to_string();
+    c.call(
+        "GET",
+        top,
+        &format!("/api/v1/leaderboards/weekly_kills?period={period}"),
+        player,
+        "",
+    );
+    c.call(
+        "GET",
+        top,
+        "/api/v1/leaderboards/weekly_kills?period=all",
+        player,
+        "",
+    );
+    c.call(
+        "GET",
+        top,
+        "/api/v1/leaderboards/high_scores?limit=0",
+        player,
+        "",
+    );
+    c.call("GET", top, "/api/v1/leaderboards/nope", player, "");
+    let around = "/api/v1/leaderboards/{id}/around/{player_id}";
+    let j = c.call(
+        "GET",
+        around,
+        &format!("/api/v1/leaderboards/high_scores/around/{bob_id}?limit=3"),
+        player,
+        "",
+    );
+    assert!(j["data"]["next_cursor"].is_null(), "{j}");
+    c.call(
+        "GET",
+        around,
+        "/api/v1/leaderboards/high_scores/around/999999",
+        player,
+        "",
+    );
+    c.call(
+        "GET",
+        around,
+        "/api/v1/leaderboards/high_scores/around/x",
+        player,
+        "",
+    );
+    let one = "/api/v1/leaderboards/{id}/players/{player_id}";
+    let j = c.call(
+        "GET",
+        one,
+        &format!("/api/v1/leaderboards/high_scores/players/{id}"),
+        &server,
+        "",
+    );
+    assert_eq!(j["data"]["rank"], 1, "{j}");
+    c.call(
+        "GET",
+        one,
+        &format!("/api/v1/leaderboards/weekly_kills/players/{bob_id}"),
+        player,
+        "",
+    );
+    c.call(
+        "GET",
+        one,
+        &format!("/api/v1/leaderboards/weekly_kills/players/{id}?period=1970-01-01"),
+        player,
+        "",
+    );
+    c.call(
+        "DELETE",
+        top,
+        "/api/v1/leaderboards/weekly_kills",
+        player,
+        "",
+    );
+    c.call(
+        "DELETE",
+        top,
+        "/api/v1/leaderboards/weekly_kills",
+        &admin,
+        "",
+    );
+    c.call(
+        "DELETE",
+        top,
+        "/api/v1/leaderboards/weekly_kills",
+        &admin,
+        "",
+    );
+
     // Operations and probes.
     c.call(
         "GET",
