@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Server, ServerConfig};
+use common::{Server, ServerConfig, SERVER_KEY};
 use serde_json::{json, Value};
 
 fn create(server: &Server, admin: &str, body: Value) -> (u16, Value) {
@@ -369,4 +369,65 @@ fn a_board_that_resets_names_its_period_by_its_first_day() {
             assert!(ranked(&old).is_empty());
         }
     }
+}
+
+#[test]
+fn the_binary_protocol_submits_and_reads_ranks() {
+    let server = ServerConfig::new().start();
+    let admin = server.admin_token();
+    let (s, j) = create(&server, &admin, json!({"id": "arena"}));
+    assert_eq!(s, 201, "{j}");
+    let ids: Vec<i64> = (0..3)
+        .map(|i| server.player("game1", &format!("lb_tcp_{i}")).0)
+        .collect();
+    let mut tcp = server.tcp();
+    assert_eq!(tcp.handshake_server("game1", SERVER_KEY).msg_type, 0x0002);
+    for (seq, (p, sc)) in ids.iter().zip([30, 10, 20]).enumerate() {
+        let body = json!({"action": "submit", "player_id": p, "board": "arena", "score": sc});
+        let r = tcp.call(0x1007, seq as u32 + 1, "game1", &body.to_string());
+        assert_eq!(r.msg_type, 0x1007, "{:?}", String::from_utf8_lossy(&r.body));
+    }
+    let r = tcp.call(
+        0x1007,
+        10,
+        "game1",
+        &json!({"action": "top", "board": "arena", "limit": 2}).to_string(),
+    );
+    assert_eq!(ranked(&r.json()), vec![(1, ids[0], 30), (2, ids[2], 20)]);
+    assert_eq!(r.json()["data"]["next_cursor"], "2");
+    let r = tcp.call(
+        0x1007,
+        11,
+        "game1",
+        &json!({"action": "rank", "board": "arena", "player_id": ids[1]}).to_string(),
+    );
+    assert_eq!(r.json()["data"]["rank"], 3);
+    let r = tcp.call(
+        0x1007,
+        12,
+        "game1",
+        &json!({"action": "around", "board": "arena", "player_id": ids[2], "limit": 3}).to_string(),
+    );
+    assert_eq!(ranked(&r.json()).len(), 3);
+    let r = tcp.call(
+        0x1007,
+        13,
+        "game1",
+        &json!({"action": "submit", "player_id": ids[0], "board": "arena"}).to_string(),
+    );
+    assert_eq!(r.error_code(), 0xE002, "a submit without a score");
+    let r = tcp.call(
+        0x1007,
+        14,
+        "game1",
+        &json!({"action": "drop", "board": "arena"}).to_string(),
+    );
+    assert_eq!(r.error_code(), 0xE002, "an unknown action");
+    let r = tcp.call(
+        0x1007,
+        15,
+        "game1",
+        &json!({"action": "top", "board": "nope"}).to_string(),
+    );
+    assert_eq!(r.error_code(), 0xE005, "an unknown board");
 }

@@ -19,6 +19,8 @@ pub enum MessageType {
     OrderOperation,
     /// A message to a player (SPEC §11): `{"player_id","subject","body","persistent"?}`.
     Notify,
+    /// Leaderboard actions (SPEC §12): `submit`, `top`, `around`, `rank`.
+    Leaderboard,
     /// Server-to-client error report.
     Error,
     /// Liveness probe; answered with Pong.
@@ -39,6 +41,7 @@ impl MessageType {
             0x1004 => MessageType::ItemOperation,
             0x1005 => MessageType::OrderOperation,
             0x1006 => MessageType::Notify,
+            0x1007 => MessageType::Leaderboard,
             0x2001 => MessageType::Error,
             0x2002 => MessageType::Ping,
             0x2003 => MessageType::Pong,
@@ -57,6 +60,7 @@ impl MessageType {
             MessageType::ItemOperation => 0x1004,
             MessageType::OrderOperation => 0x1005,
             MessageType::Notify => 0x1006,
+            MessageType::Leaderboard => 0x1007,
             MessageType::Error => 0x2001,
             MessageType::Ping => 0x2002,
             MessageType::Pong => 0x2003,
@@ -74,6 +78,7 @@ impl MessageType {
             MessageType::ItemOperation => "item_operation",
             MessageType::OrderOperation => "order_operation",
             MessageType::Notify => "notify",
+            MessageType::Leaderboard => "leaderboard",
             MessageType::Error => "error",
             MessageType::Ping => "ping",
             MessageType::Pong => "pong",
@@ -121,7 +126,8 @@ mod tests {
     #[test]
     fn codes_round_trip_and_unknown_is_none() {
         for code in [
-            0x0001, 0x0002, 0x1001, 0x1002, 0x1003, 0x1004, 0x1005, 0x1006, 0x2001, 0x2002, 0x2003,
+            0x0001, 0x0002, 0x1001, 0x1002, 0x1003, 0x1004, 0x1005, 0x1006, 0x1007, 0x2001, 0x2002,
+            0x2003,
         ] {
             let t = MessageType::from_code(code).expect("known");
             assert_eq!(t.code(), code);

@@ -54,6 +54,27 @@ pub struct ScoreRequest {
     pub write_id: Option<String>,
 }
 
+/// The binary protocol's Leaderboard (0x1007) body after its envelope
+/// (`action`, `player_id`): the board and the action's own fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderboardMessage {
+    /// The board's id.
+    pub board: String,
+    /// `submit`: the score.
+    pub score: Option<i64>,
+    /// `submit`: the subscore.
+    pub subscore: Option<i64>,
+    /// `submit`: the write's id (see [`ScoreRequest::write_id`]).
+    pub write_id: Option<String>,
+    /// `top`, `around`: how many records.
+    pub limit: Option<i64>,
+    /// `top`: where the page starts (an earlier page's `next_cursor`).
+    pub cursor: Option<String>,
+    /// `top`, `around`, `rank`: which period (default the current one).
+    pub period: Option<String>,
+}
+
 /// The start (Unix ms) of the period of `reset` that holds `now_ms`; 0 for
 /// a board that never resets.
 pub fn period_start(reset: BoardReset, now_ms: i64) -> i64 {

@@ -9,6 +9,7 @@ use crate::pipeline::{self, Credentials, Scope};
 use crate::protocol::{codes, flags, inflate_body, FrameRef, InflateError, MessageType};
 use crate::service::budgets::Guesser;
 use crate::service::connection_roles::{RoleSlot, TcpRoles};
+use crate::service::leaderboards::{LeaderboardMessage, ScoreRequest};
 use crate::service::notifications::{MessageRequest, NotifyRequest};
 use crate::service::players::RegisterRequest;
 use crate::service::sessions::{HandshakeRequest, LoginRequest, LogoutRequest};
@@ -430,6 +431,45 @@ async fn handle(
             services
                 .send_message(caller, game, req.player_id, message, req.persistent)
                 .await
+        }
+        MessageType::Leaderboard => {
+            let m: LeaderboardMessage = body_as(value, PLAYER_ENVELOPE)?;
+            let board = m.board.as_str();
+            let period = m.period.as_deref();
+            match action {
+                "submit" => {
+                    let score = m
+                        .score
+                        .ok_or_else(|| ApiError::bad_request("submit needs \"score\""))?;
+                    let req = ScoreRequest {
+                        player_id: player()?,
+                        score,
+                        subscore: m.subscore,
+                        write_id: m.write_id,
+                    };
+                    services.write_score(caller, game, board, req).await
+                }
+                "top" => {
+                    services
+                        .board_top(caller, game, board, m.limit, m.cursor.as_deref(), period)
+                        .await
+                }
+                "around" => {
+                    services
+                        .board_around(caller, game, board, player()?, m.limit, period)
+                        .await
+                }
+                "rank" => {
+                    services
+                        .board_player(caller, game, board, player()?, period)
+                        .await
+                }
+                other => Err(unknown_action(
+                    "Leaderboard",
+                    other,
+                    "submit, top, around, rank",
+                )),
+            }
         }
         _ => Err(ApiError::bad_request(format!(
             "{} is not a request",
