@@ -46,6 +46,7 @@ pub mod figures;
 pub mod game;
 pub mod host;
 pub mod http;
+pub mod leaderboard;
 pub mod logging;
 pub mod mesh;
 pub mod metrics;
