@@ -56,7 +56,7 @@ trap 'bash scripts/backends.sh cluster-stop; bash scripts/backends.sh stop' EXIT
 eval "$(bash scripts/backends.sh cluster-env)"
 DMTEST_BACKEND=mysql DMTEST_REDIS="$DMTEST_REDIS_CLUSTER" DMTEST_REQUIRE_REDIS_CLUSTER=1 \
   cargo test --test cache --test backends --test cluster_registry --test config_centre \
-  --test singleton_jobs --test redis_cluster --test notifications -- --include-ignored
+  --test singleton_jobs --test redis_cluster --test notifications --test leaderboards -- --include-ignored
 
 echo "== container image, Compose cluster and Kubernetes manifests with podman =="
 # The loopback backends are done with: stopped first, to leave the cores to

@@ -99,6 +99,28 @@ pub enum ShardMessage {
         /// Their ids.
         reply: oneshot::Sender<Vec<i64>>,
     },
+    /// Ask a leaderboard view this shard owns (`service/board_views.rs`).
+    BoardView {
+        /// Which view.
+        key: crate::leaderboard::ViewKey,
+        /// The board's sort (to rebuild the view).
+        sort: crate::store::BoardSort,
+        /// What is asked.
+        op: crate::service::board_views::ViewOp,
+        /// The answer.
+        reply: oneshot::Sender<crate::service::board_views::ViewAnswer>,
+    },
+    /// Forget a board's views of periods before `first_kept`.
+    ForgetBoardViews {
+        /// The game.
+        game: String,
+        /// The board.
+        board: String,
+        /// The first period kept (`i64::MAX`: none).
+        first_kept: i64,
+        /// Completed once done.
+        ack: Option<oneshot::Sender<()>>,
+    },
     /// Report this shard's cache figures.
     CacheStats(oneshot::Sender<serde_json::Value>),
     /// Report this shard's metric samples.

@@ -126,6 +126,21 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Notifications a shard could not pass on to its peers or other nodes (its relay was full).",
     ),
     (
+        "dm_leaderboard_views",
+        "gauge",
+        "Leaderboard rank views held in this shard's memory (without Redis; each board period on one shard).",
+    ),
+    (
+        "dm_leaderboard_view_records",
+        "gauge",
+        "Records in this shard's leaderboard rank views.",
+    ),
+    (
+        "dm_leaderboard_sql_answers_total",
+        "counter",
+        "Leaderboard ranks answered from SQL because the board's view could not answer (Redis down, a failed load).",
+    ),
+    (
         "dm_db_pool_size",
         "gauge",
         "Bound on a shard's MySQL connections to one database (games.<id>.pool_size), by game and database (primary or replica).",

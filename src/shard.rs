@@ -294,6 +294,33 @@ impl Shard {
                         ShardMessage::OnlinePlayers { game, reply } => {
                             let _ = reply.send(shard.services.sockets().online_players(&game));
                         }
+                        ShardMessage::BoardView {
+                            key,
+                            sort,
+                            op,
+                            reply,
+                        } => {
+                            // A view may be loading: answer from a task of
+                            // its own, not from the inbox.
+                            let services = shard.services.clone();
+                            glommio::spawn_local(async move {
+                                let _ = reply.send(services.ask_local_view(key, sort, op).await);
+                            })
+                            .detach();
+                        }
+                        ShardMessage::ForgetBoardViews {
+                            game,
+                            board,
+                            first_kept,
+                            ack,
+                        } => {
+                            shard
+                                .services
+                                .forget_board_views_here(&game, &board, first_kept);
+                            if let Some(a) = ack {
+                                let _ = a.send(());
+                            }
+                        }
                         ShardMessage::CacheStats(reply) => {
                             let _ = reply.send(shard.ops.cache_stats(shard.id));
                         }

@@ -1,12 +1,63 @@
 //! Leaderboards (SPEC §12) against the real server: boards defined by
 //! admins, each operator, ties, exact ranks, paging, around a player, the
-//! roles (player_writable refused and allowed), banned players hidden, and
-//! periods named by their first day.
+//! roles (player_writable refused and allowed), banned players hidden,
+//! periods named by their first day; ranks served from the views (rebuilt
+//! at start), `leaderboard` notifications for the top 10, resets at the UTC
+//! boundary (a simulated clock: `leaderboards.clock_offset_ms`) archived
+//! once, also with two nodes whose lease holder is killed mid-reset.
 
 mod common;
 
-use common::{Server, ServerConfig, SERVER_KEY};
+use common::{
+    column_i64, node, redis, redis_cli, rows, wait_for, Server, ServerConfig, SERVER_KEY,
+};
 use serde_json::{json, Value};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const DAY_MS: i64 = 86_400_000;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+/// A clock offset that puts the boards' clock `lead` before the next UTC
+/// midnight.
+fn offset_to_midnight(lead: Duration) -> i64 {
+    let now = now_ms();
+    let midnight = (now.div_euclid(DAY_MS) + 1) * DAY_MS;
+    midnight - lead.as_millis() as i64 - now
+}
+
+/// The sum of a metric family's samples on `/metrics`.
+fn metric(server: &Server, family: &str) -> f64 {
+    let r = server.http().request("GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 200);
+    r.text()
+        .lines()
+        .filter(|l| l.starts_with(family) && l[family.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// The `leaderboard` notifications stored for a player (`realtime.persist`).
+fn board_notices(server: &Server, admin: &str, player: i64) -> Vec<Value> {
+    let (s, j) = get(
+        server,
+        admin,
+        &format!("/api/v1/players/{player}/notifications?after=0&limit=100"),
+    );
+    assert_eq!(s, 200, "{j}");
+    j["data"]["notifications"]
+        .as_array()
+        .expect("notifications")
+        .iter()
+        .filter(|n| n["kind"] == "leaderboard")
+        .cloned()
+        .collect()
+}
 
 fn create(server: &Server, admin: &str, body: Value) -> (u16, Value) {
     server
@@ -430,4 +481,358 @@ fn the_binary_protocol_submits_and_reads_ranks() {
         &json!({"action": "top", "board": "nope"}).to_string(),
     );
     assert_eq!(r.error_code(), 0xE005, "an unknown board");
+}
+
+#[test]
+fn ranks_come_from_views_rebuilt_at_start_and_top_ten_moves_are_notified() {
+    let mut server = ServerConfig::new()
+        .shards(2)
+        .set("realtime", "persist", true)
+        .start();
+    let admin = server.admin_token();
+    let gs = server.server_token("game1");
+    // Four boards: their views are spread over both shards.
+    let boards = ["v1", "v2", "v3", "v4"];
+    for b in boards {
+        assert_eq!(create(&server, &admin, json!({"id": b})).0, 201);
+    }
+    let players: Vec<i64> = (0..30)
+        .map(|i| server.player("game1", &format!("lbv{i}")).0)
+        .collect();
+    for b in boards {
+        for (i, p) in players.iter().enumerate() {
+            let (s, j) = score(&server, &gs, b, json!({"player_id": p, "score": i * 10}));
+            assert_eq!(s, 200, "{j}");
+        }
+    }
+    let expect: Vec<(i64, i64, i64)> = (0..30)
+        .map(|r| (r as i64 + 1, players[29 - r], (29 - r as i64) * 10))
+        .collect();
+    for b in boards {
+        let (s, top) = get(
+            &server,
+            &admin,
+            &format!("/api/v1/leaderboards/{b}?limit=100"),
+        );
+        assert_eq!(s, 200, "{top}");
+        assert_eq!(ranked(&top), expect, "{b}");
+    }
+    assert_eq!(metric(&server, "dm_leaderboard_view_records"), 120.0);
+    assert_eq!(metric(&server, "dm_leaderboard_sql_answers_total"), 0.0);
+
+    // Top-10 moves are told, other writes not: the last player (rank 30)
+    // jumps to 1, then writes a worse score (no change on `best`).
+    let last = players[0];
+    let notices_before = board_notices(&server, &admin, last).len();
+    let (s, j) = score(
+        &server,
+        &gs,
+        "v1",
+        json!({"player_id": last, "score": 1000}),
+    );
+    assert_eq!(
+        (s, j["data"]["record"]["rank"].as_i64()),
+        (200, Some(1)),
+        "{j}"
+    );
+    let (s, _) = score(&server, &gs, "v1", json!({"player_id": last, "score": 1}));
+    assert_eq!(s, 200);
+    let notices = board_notices(&server, &admin, last);
+    assert_eq!(notices.len(), notices_before + 1, "{notices:?}");
+    let n = &notices[notices.len() - 1]["data"];
+    assert_eq!(
+        (
+            n["board"].as_str(),
+            n["rank"].as_i64(),
+            n["score"].as_i64(),
+            n["period"].as_str()
+        ),
+        (Some("v1"), Some(1), Some(1000), Some("all"))
+    );
+    // Rank 25 → 21: not the top 10, nobody told.
+    let p = players[5];
+    let before = board_notices(&server, &admin, p).len();
+    let (s, j) = score(&server, &gs, "v2", json!({"player_id": p, "score": 95}));
+    assert_eq!(
+        (s, j["data"]["record"]["rank"].as_i64()),
+        (200, Some(21)),
+        "{j}"
+    );
+    assert_eq!(board_notices(&server, &admin, p).len(), before);
+
+    // A restart rebuilds every view from SQL before anyone reads.
+    server.restart();
+    wait_for("the views to be rebuilt", Duration::from_secs(20), || {
+        metric(&server, "dm_leaderboard_view_records") == 120.0
+    });
+    let (_, top) = get(&server, &admin, "/api/v1/leaderboards/v1?limit=2");
+    assert_eq!(ranked(&top), vec![(1, last, 1000), (2, players[29], 290)]);
+    let (_, mine) = get(
+        &server,
+        &admin,
+        &format!("/api/v1/leaderboards/v2/players/{p}"),
+    );
+    assert_eq!(
+        (
+            mine["data"]["rank"].as_i64(),
+            mine["data"]["score"].as_i64()
+        ),
+        (Some(21), Some(95))
+    );
+    let (_, around) = get(
+        &server,
+        &admin,
+        &format!("/api/v1/leaderboards/v3/around/{}?limit=3", players[15]),
+    );
+    assert_eq!(
+        ranked(&around),
+        vec![
+            (14, players[16], 160),
+            (15, players[15], 150),
+            (16, players[14], 140)
+        ]
+    );
+    // A ban takes the player out of every view; lifting it puts it back.
+    let status = |s: &str| {
+        let r = server
+            .call("PUT", &format!("/api/v1/players/{last}"))
+            .token(&admin)
+            .json(json!({"status": s}))
+            .send();
+        assert_eq!(r.status, 200, "{}", r.text());
+    };
+    status("banned");
+    let (_, top) = get(&server, &admin, "/api/v1/leaderboards/v1?limit=1");
+    assert_eq!(ranked(&top), vec![(1, players[29], 290)]);
+    let (s, _) = get(
+        &server,
+        &admin,
+        &format!("/api/v1/leaderboards/v4/players/{last}"),
+    );
+    assert_eq!(s, 404, "a banned player has no rank");
+    status("active");
+    let (_, top) = get(&server, &admin, "/api/v1/leaderboards/v1?limit=1");
+    assert_eq!(ranked(&top), vec![(1, last, 1000)]);
+    assert_eq!(metric(&server, "dm_leaderboard_sql_answers_total"), 0.0);
+    // A deleted board's views go with it; one defined again starts empty.
+    let (s, _) = server
+        .call("DELETE", "/api/v1/leaderboards/v4")
+        .token(&admin)
+        .lenient()
+        .send()
+        .parts();
+    assert_eq!(s, 200);
+    assert_eq!(metric(&server, "dm_leaderboard_view_records"), 90.0);
+    assert_eq!(create(&server, &admin, json!({"id": "v4"})).0, 201);
+    let (_, top) = get(&server, &admin, "/api/v1/leaderboards/v4");
+    assert!(ranked(&top).is_empty(), "{top}");
+}
+
+/// Writes a score for each of `players` (score = 10 × its place) on a daily
+/// board, waits for the boards' clock to pass midnight, and answers the
+/// name of the period that ended.
+fn fill_then_cross_midnight(server: &Server, admin: &str, board: &str, players: &[i64]) -> String {
+    let gs = server.server_token("game1");
+    let mut ended = String::new();
+    for (i, p) in players.iter().enumerate() {
+        let (s, j) = score(
+            server,
+            &gs,
+            board,
+            json!({"player_id": p, "score": (i + 1) * 10}),
+        );
+        assert_eq!(s, 200, "{j}");
+        ended = j["data"]["period"].as_str().expect("period").to_string();
+    }
+    wait_for(
+        "the boards' clock to pass midnight",
+        Duration::from_secs(30),
+        || {
+            let (_, top) = get(server, admin, &format!("/api/v1/leaderboards/{board}"));
+            top["data"]["period"].as_str() != Some(ended.as_str())
+        },
+    );
+    ended
+}
+
+#[test]
+fn a_daily_board_resets_at_utc_midnight_once_and_keeps_its_past_periods() {
+    for keep in [1, 0] {
+        let server = ServerConfig::new()
+            .set(
+                "leaderboards",
+                "clock_offset_ms",
+                offset_to_midnight(Duration::from_secs(5)),
+            )
+            .set("leaderboards", "keep_periods", keep)
+            .set("cluster", "job_interval_ms", 100)
+            .start();
+        let admin = server.admin_token();
+        assert_eq!(
+            create(&server, &admin, json!({"id": "day", "reset": "daily"})).0,
+            201
+        );
+        let players: Vec<i64> = (0..3)
+            .map(|i| server.player("game1", &format!("day{i}")).0)
+            .collect();
+        let ended = fill_then_cross_midnight(&server, &admin, "day", &players);
+        // The new period starts empty.
+        let (_, top) = get(&server, &admin, "/api/v1/leaderboards/day");
+        assert!(ranked(&top).is_empty(), "{top}");
+        // The job archives the ended period once, with its records.
+        wait_for("the period to be archived", Duration::from_secs(15), || {
+            !rows(
+                &server,
+                "SELECT records FROM leaderboard_archives WHERE board_id = 'day'",
+            )
+            .is_empty()
+        });
+        std::thread::sleep(Duration::from_millis(500)); // several more job runs
+        let archived = rows(
+            &server,
+            "SELECT records FROM leaderboard_archives WHERE board_id = 'day'",
+        );
+        assert_eq!(archived.len(), 1, "archived once: {archived:?}");
+        assert_eq!(column_i64(&archived[0][0]), Some(3));
+        let (s, past) = get(
+            &server,
+            &admin,
+            &format!("/api/v1/leaderboards/day?period={ended}"),
+        );
+        assert_eq!(s, 200, "{past}");
+        if keep == 1 {
+            // Kept: the past period reads as it ended.
+            assert_eq!(
+                ranked(&past),
+                vec![
+                    (1, players[2], 30),
+                    (2, players[1], 20),
+                    (3, players[0], 10)
+                ]
+            );
+        } else {
+            // Not kept: its records are gone, its archive row stays.
+            assert!(ranked(&past).is_empty(), "{past}");
+            let left = rows(
+                &server,
+                "SELECT COUNT(*) FROM leaderboard_records WHERE board_id = 'day'",
+            );
+            assert_eq!(column_i64(&left[0][0]), Some(0));
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs MariaDB and Redis (DMTEST_BACKEND=mysql)"]
+fn two_nodes_see_each_others_writes_and_reset_once_when_the_holder_is_killed() {
+    let p = format!("lb{}-", rand::random::<u32>());
+    let lead = Duration::from_secs(8);
+    let offset = offset_to_midnight(lead);
+    let midnight = Instant::now() + lead;
+    let timings = |c: ServerConfig| {
+        c.set("leaderboards", "clock_offset_ms", offset)
+            .set("cluster", "job_lease_ms", 1000)
+            .set("cluster", "job_interval_ms", 100)
+            .set("cluster", "job_write_delay_ms", 600)
+    };
+    let a = timings(node(&format!("{p}a"), &redis())).start();
+    let b = a.start_peer(&format!("{p}b"));
+    let admin = a.admin_token();
+    let gs = a.server_token("game1");
+    let board = format!("{p}daily").replace('-', "_");
+    assert_eq!(
+        create(&a, &admin, json!({"id": board, "reset": "daily"})).0,
+        201
+    );
+    let players: Vec<i64> = (0..5)
+        .map(|i| a.player("game1", &format!("{p}u{i}")).0)
+        .collect();
+    // A write answered on one node is in the ranks of the other at once.
+    for (i, player) in players.iter().enumerate() {
+        let (writer, reader) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let (s, j) = score(
+            writer,
+            &gs,
+            &board,
+            json!({"player_id": player, "score": i * 10 + 10}),
+        );
+        assert_eq!(s, 200, "{j}");
+        let (_, mine) = get(
+            reader,
+            &admin,
+            &format!("/api/v1/leaderboards/{board}/players/{player}"),
+        );
+        assert_eq!(mine["data"]["rank"].as_i64(), Some(1), "{mine}");
+    }
+    // Redis losing a view: the next read rebuilds it from SQL.
+    let generation = column_i64(
+        &rows(
+            &a,
+            &format!("SELECT created_at FROM leaderboards WHERE id = '{board}'"),
+        )[0][0],
+    )
+    .expect("created_at");
+    let (_, top) = get(&a, &admin, &format!("/api/v1/leaderboards/{board}"));
+    let ended = top["data"]["period"].as_str().expect("period").to_string();
+    let period_ms = now_ms() + offset;
+    let period_ms = period_ms - period_ms.rem_euclid(DAY_MS);
+    let tag = format!("dm:lb:{{game1/{board}/{generation}/{period_ms}}}");
+    let deleted = redis_cli(
+        &redis(),
+        &["DEL", &format!("{tag}:ready"), &format!("{tag}:z")],
+    );
+    assert_eq!(deleted, "2", "the view was in Redis under {tag}");
+    let (_, top) = get(&b, &admin, &format!("/api/v1/leaderboards/{board}"));
+    assert_eq!(ranked(&top).len(), 5, "rebuilt: {top}");
+    assert_eq!(ranked(&top)[0].1, players[4]);
+
+    // Kill whichever node holds the reset job just before midnight, while
+    // it runs (each run waits 600 ms between its lease and its write).
+    wait_for("a holder of the reset job", Duration::from_secs(10), || {
+        !rows(
+            &a,
+            "SELECT holder FROM job_fences WHERE job = 'reset-leaderboards'",
+        )
+        .is_empty()
+    });
+    std::thread::sleep(
+        midnight.saturating_duration_since(Instant::now()) + Duration::from_millis(100),
+    );
+    let holder = rows(
+        &a,
+        "SELECT holder FROM job_fences WHERE job = 'reset-leaderboards'",
+    )[0][0]
+        .as_str()
+        .expect("holder")
+        .to_string();
+    let (killed, survivor) = if holder.starts_with(&format!("{p}a/")) {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    killed.signal(libc::SIGKILL);
+    let archived = || {
+        rows(
+            survivor,
+            &format!("SELECT records, holder FROM leaderboard_archives WHERE board_id = '{board}'"),
+        )
+    };
+    wait_for(
+        "the survivor to archive the period",
+        Duration::from_secs(20),
+        || !archived().is_empty(),
+    );
+    std::thread::sleep(Duration::from_millis(1500)); // more runs of the job
+    let rows_now = archived();
+    assert_eq!(rows_now.len(), 1, "archived exactly once: {rows_now:?}");
+    assert_eq!(column_i64(&rows_now[0][0]), Some(5));
+    println!("holder {holder} killed; archived by {}", rows_now[0][1]);
+    let (_, top) = get(survivor, &admin, &format!("/api/v1/leaderboards/{board}"));
+    assert!(ranked(&top).is_empty(), "a new period: {top}");
+    let (_, past) = get(
+        survivor,
+        &admin,
+        &format!("/api/v1/leaderboards/{board}?period={ended}"),
+    );
+    assert_eq!(ranked(&past).len(), 5, "{past}");
 }

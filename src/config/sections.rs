@@ -28,6 +28,8 @@ pub struct Config {
     pub orders: OrdersConfig,
     /// WebSocket notifications: what is stored and how much a socket queues.
     pub realtime: RealtimeConfig,
+    /// Leaderboards: how many past periods stay readable.
+    pub leaderboards: LeaderboardsConfig,
     /// Log level, format and the access log.
     pub log: LogConfig,
     /// Game used when a request names none (`X-Game-Id` absent).
@@ -271,6 +273,28 @@ impl Default for RealtimeConfig {
     }
 }
 
+/// `[leaderboards]`: SPEC §12.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaderboardsConfig {
+    /// Past periods of a resetting board that stay readable (`?period=`);
+    /// older records are deleted by the reset job.
+    pub keep_periods: u64,
+    /// For tests only: added to the clock the boards' periods are computed
+    /// with, so that a test reaches a UTC day boundary in seconds; 0 in
+    /// production.
+    pub clock_offset_ms: i64,
+}
+
+impl Default for LeaderboardsConfig {
+    fn default() -> Self {
+        LeaderboardsConfig {
+            keep_periods: 4,
+            clock_offset_ms: 0,
+        }
+    }
+}
+
 /// `[log]`: log level and format.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -349,6 +373,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             orders: OrdersConfig::default(),
             realtime: RealtimeConfig::default(),
+            leaderboards: LeaderboardsConfig::default(),
             log: LogConfig::default(),
             default_game: "game1".to_string(),
             games,
@@ -482,8 +507,17 @@ impl Default for GameConfig {
 
 /// Sections that `DM_<SECTION>_<KEY>` may name: the table-valued fields of
 /// [`Config`] but `games` and `admins`, which have variables of their own.
-pub(super) const SECTIONS: [&str; 9] = [
-    "node", "http", "tcp", "auth", "cache", "cluster", "log", "orders", "realtime",
+pub(super) const SECTIONS: [&str; 10] = [
+    "node",
+    "http",
+    "tcp",
+    "auth",
+    "cache",
+    "cluster",
+    "log",
+    "orders",
+    "realtime",
+    "leaderboards",
 ];
 
 #[cfg(test)]

@@ -65,6 +65,14 @@ impl Config {
             return Err(err("key `realtime.max_queued`: from 1 to 65536"));
         }
         positive("realtime.keep_days", self.realtime.keep_days)?;
+        if self.leaderboards.keep_periods > 1_000 {
+            return Err(err("key `leaderboards.keep_periods`: from 0 to 1000"));
+        }
+        if self.leaderboards.clock_offset_ms.unsigned_abs() > 366 * 86_400_000 {
+            return Err(err(
+                "key `leaderboards.clock_offset_ms`: at most a year either way",
+            ));
+        }
         if !(100..=3_600_000).contains(&self.cluster.job_lease_ms) {
             return Err(err("key `cluster.job_lease_ms`: from 100 to 3600000"));
         }

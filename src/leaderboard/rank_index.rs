@@ -3,10 +3,9 @@
 //! kept sorted in blocks of at most [`MAX_BLOCK`] keys; a rank is the sizes
 //! of the blocks before a record's plus its place in its block (a few
 //! thousand additions at a million records), an insert or removal moves at
-//! most a block's keys. Each player has one key; a write replaces it.
-//!
-//! Not yet wired into the service (issue 27, next step): one shard per
-//! board will own it, rebuilt from SQL at start.
+//! most a block's keys. Each player has one key; a write replaces it,
+//! unless the index already holds a newer version of the player's record
+//! (writes from several shards may arrive out of order).
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -28,11 +27,12 @@ pub struct RankKey {
     pub player_id: i64,
 }
 
-/// The index: sorted blocks, and each player's key.
+/// The index: sorted blocks, and each player's key with its record's
+/// version (`leaderboard_records.version`).
 #[derive(Debug, Default)]
 pub struct RankIndex {
     blocks: Vec<Vec<RankKey>>,
-    keys: HashMap<i64, RankKey>,
+    keys: HashMap<i64, (RankKey, i64)>,
 }
 
 impl RankIndex {
@@ -55,10 +55,24 @@ impl RankIndex {
         i.min(self.blocks.len().saturating_sub(1))
     }
 
+    /// Sets `key` (of record version `version`) as its player's record
+    /// unless the one held is as new or newer; whether it was set.
+    pub fn apply(&mut self, key: RankKey, version: i64) -> bool {
+        if self
+            .keys
+            .get(&key.player_id)
+            .is_some_and(|(_, held)| *held >= version)
+        {
+            return false;
+        }
+        self.set(key, version);
+        true
+    }
+
     /// Sets `key` as its player's record (replacing the one before).
-    pub fn set(&mut self, key: RankKey) {
+    pub fn set(&mut self, key: RankKey, version: i64) {
         self.remove(key.player_id);
-        self.keys.insert(key.player_id, key);
+        self.keys.insert(key.player_id, (key, version));
         if self.blocks.is_empty() {
             self.blocks.push(vec![key]);
             return;
@@ -75,7 +89,7 @@ impl RankIndex {
 
     /// Removes a player's record; false when it had none.
     pub fn remove(&mut self, player_id: i64) -> bool {
-        let Some(key) = self.keys.remove(&player_id) else {
+        let Some((key, _)) = self.keys.remove(&player_id) else {
             return false;
         };
         let b = self.block_of(&key);
@@ -91,11 +105,16 @@ impl RankIndex {
 
     /// A player's rank (1 for the best), if it has a record.
     pub fn rank(&self, player_id: i64) -> Option<usize> {
-        let key = self.keys.get(&player_id)?;
+        self.ranked(player_id).map(|(rank, _)| rank)
+    }
+
+    /// A player's rank and key, if it has a record.
+    pub fn ranked(&self, player_id: i64) -> Option<(usize, RankKey)> {
+        let (key, _) = self.keys.get(&player_id)?;
         let b = self.block_of(key);
         let before: usize = self.blocks[..b].iter().map(Vec::len).sum();
         let at = self.blocks[b].binary_search(key).ok()?;
-        Some(before + at + 1)
+        Some((before + at + 1, *key))
     }
 
     /// Up to `limit` keys from rank `from` (1-based), best first.
@@ -137,8 +156,8 @@ mod tests {
     }
 
     /// The same records ranked by sorting them all.
-    fn naive(keys: &HashMap<i64, RankKey>) -> Vec<RankKey> {
-        let mut all: Vec<RankKey> = keys.values().copied().collect();
+    fn naive(keys: &HashMap<i64, (RankKey, i64)>) -> Vec<RankKey> {
+        let mut all: Vec<RankKey> = keys.values().map(|(k, _)| *k).collect();
         all.sort_by(compare);
         all
     }
@@ -158,7 +177,7 @@ mod tests {
             if next() % 10 == 0 {
                 index.remove(player);
             } else {
-                index.set(key(player, (next() % 500) as i64));
+                index.set(key(player, (next() % 500) as i64), step);
             }
             if step % 997 == 0 {
                 let sorted = naive(&index.keys);
@@ -183,10 +202,10 @@ mod tests {
             written_at,
             player_id,
         };
-        index.set(k(1, 0, 5));
-        index.set(k(2, 1, 9));
-        index.set(k(3, 0, 2));
-        index.set(k(4, 0, 2));
+        index.set(k(1, 0, 5), 1);
+        index.set(k(2, 1, 9), 1);
+        index.set(k(3, 0, 2), 1);
+        index.set(k(4, 0, 2), 1);
         let order: Vec<i64> = index.range(1, 10).iter().map(|k| k.player_id).collect();
         assert_eq!(order, vec![2, 3, 4, 1]);
         assert_eq!(index.rank(1), Some(4));
@@ -198,10 +217,21 @@ mod tests {
     }
 
     #[test]
+    fn an_older_version_arriving_late_changes_nothing() {
+        let mut index = RankIndex::default();
+        assert!(index.apply(key(1, 50), 2));
+        assert!(!index.apply(key(1, 10), 1), "older");
+        assert!(!index.apply(key(1, 10), 2), "same version");
+        assert_eq!(index.ranked(1), Some((1, key(1, 50))));
+        assert!(index.apply(key(1, 70), 3));
+        assert_eq!(index.range(1, 5), vec![key(1, 70)]);
+    }
+
+    #[test]
     fn a_million_records_split_into_bounded_blocks() {
         let mut index = RankIndex::default();
         for p in 0..1_000_000_i64 {
-            index.set(key(p, (p * 7919) % 100_003));
+            index.set(key(p, (p * 7919) % 100_003), 1);
         }
         assert_eq!(index.len(), 1_000_000);
         assert!(index.blocks.len() >= 1_000_000 / MAX_BLOCK);

@@ -43,6 +43,10 @@ pub async fn run_singleton_jobs(ops: Rc<Operations>) {
             FencedJob::PurgeNotifications {
                 created_before_ms: now.saturating_sub(keep_notices_ms),
             },
+            FencedJob::ResetLeaderboards {
+                now_ms: ops.services().board_clock(),
+                keep_periods: cfg.leaderboards.keep_periods as i64,
+            },
         ];
         for job in jobs {
             let registry = ops.services().registry();
@@ -76,7 +80,16 @@ pub async fn run_singleton_jobs(ops: Rc<Operations>) {
                 match ran {
                     Ok(FencedRun::Ran(0)) | Ok(FencedRun::ClusterActive) => {}
                     Ok(FencedRun::Ran(affected)) => {
-                        tracing::info!(job = job.name(), game = %game.id, token, affected, "singleton job ran")
+                        tracing::info!(job = job.name(), game = %game.id, token, affected, "singleton job ran");
+                        if let FencedJob::ResetLeaderboards {
+                            now_ms,
+                            keep_periods,
+                        } = job
+                        {
+                            ops.services()
+                                .forget_old_board_views(&game.id, now_ms, keep_periods)
+                                .await;
+                        }
                     }
                     Ok(FencedRun::Stale { newer }) => {
                         tracing::warn!(

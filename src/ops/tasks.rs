@@ -101,6 +101,15 @@ pub const TASKS: &[Task] = &[
         start: |c| spawn(revocations::revocation_subscriber(c.ops.clone())),
     },
     Task {
+        name: "rebuild the leaderboard views of the current periods",
+        shards: Shards::Every,
+        when: always,
+        start: |c| {
+            let ops = c.ops.clone();
+            spawn(async move { ops.services().rebuild_board_views().await })
+        },
+    },
+    Task {
         name: "relay realtime deliveries to the other shards and nodes",
         shards: Shards::Every,
         when: always,

@@ -132,7 +132,7 @@ mod tests {
             let t = MessageType::from_code(code).expect("known");
             assert_eq!(t.code(), code);
         }
-        assert_eq!(MessageType::from_code(0x1007), None);
+        assert_eq!(MessageType::from_code(0x1008), None);
         assert_eq!(MessageType::from_code(0), None);
     }
 }

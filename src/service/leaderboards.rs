@@ -4,17 +4,25 @@
 //! periods start at the UTC boundary of its `reset`: a period is named by
 //! its first day (`2026-12-07`), or `all` for a board that never resets.
 
+use super::board_views::{ViewAnswer, ViewOp};
 use super::{require_player, Services};
 use crate::clock;
 use crate::error::ApiError;
+use crate::leaderboard::{rank_key, scores_of, ViewKey};
 use crate::service::auth::{Caller, Role};
-use crate::store::{Board, BoardOperator, BoardRecord, BoardReset, BoardSort, ScoreWrite};
+use crate::store::{
+    Board, BoardEntry, BoardOperator, BoardRecord, BoardReset, BoardSort, NoticeKind, Rule,
+    ScoreWrite, StoreError,
+};
 use crate::validate;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 /// Most records one read answers.
 pub const MAX_LIMIT: i64 = 100;
+/// Ranks whose change is told to the player (`leaderboard` notifications).
+pub const NOTIFIED_TOP: usize = 10;
 /// Records a read answers unless asked otherwise.
 const DEFAULT_LIMIT: i64 = 20;
 /// Largest score (or subscore) magnitude accepted: sums of `incr` writes
@@ -78,27 +86,12 @@ pub struct LeaderboardMessage {
 /// The start (Unix ms) of the period of `reset` that holds `now_ms`; 0 for
 /// a board that never resets.
 pub fn period_start(reset: BoardReset, now_ms: i64) -> i64 {
-    let day = now_ms.div_euclid(DAY_MS);
-    let first_day = match reset {
-        BoardReset::Never => return 0,
-        BoardReset::Daily => day,
-        // 1970-01-01 was a Thursday: Monday is 3 days before.
-        BoardReset::Weekly => day - (day + 3).rem_euclid(7),
-        BoardReset::Monthly => {
-            let (y, m, _) = clock::civil_from_days(day);
-            clock::days_from_civil(y, m, 1)
-        }
-    };
-    first_day * DAY_MS
+    reset.period_start(now_ms)
 }
 
 /// A period's name: its first day, or `all`.
 pub fn period_name(reset: BoardReset, start: i64) -> String {
-    if reset == BoardReset::Never {
-        return "all".into();
-    }
-    let (y, m, d) = clock::civil_from_days(start.div_euclid(DAY_MS));
-    format!("{y:04}-{m:02}-{d:02}")
+    reset.period_name(start)
 }
 
 /// The period a `?period=` names (its first day, or `all`), checked to be a
@@ -232,6 +225,7 @@ impl Services {
     ) -> Result<Value, ApiError> {
         let game = self.game(game_id)?;
         self.require_admin(caller)?;
+        let board = self.board_of(game_id, id).await?;
         let id_owned = id.to_string();
         if !game
             .store
@@ -240,6 +234,8 @@ impl Services {
         {
             return Err(ApiError::not_found(format!("no leaderboard `{id}`")));
         }
+        self.forget_board_views(game_id, id, board.created_at, i64::MAX)
+            .await;
         Ok(json!({ "deleted": id }))
     }
 
@@ -253,7 +249,8 @@ impl Services {
     }
 
     /// `POST /api/v1/leaderboards/{id}/scores`: game servers and admins;
-    /// a player its own score where the board is `player_writable`.
+    /// a player its own score where the board is `player_writable`. The
+    /// record goes to SQL, then to the board's view, which answers its rank.
     pub async fn write_score(
         &self,
         caller: &Caller,
@@ -279,19 +276,14 @@ impl Services {
                 ApiError::bad_request("write_id must be 1 to 64 of letters, digits, _ - .")
             })?;
         }
-        let now = clock::now_ms();
-        let period = period_start(board.reset, now);
+        let now = self.board_clock();
+        let period = board.reset.period_start(now);
         let game = self.game(game_id)?;
         let (player_id, score) = (req.player_id, req.score);
         let b = board.clone();
-        let record = game
+        let written = game
             .store
             .run(async move |s| {
-                if s.player(player_id).await?.is_none() {
-                    return Err(crate::store::StoreError::Rule(
-                        crate::store::Rule::PlayerNotFound,
-                    ));
-                }
                 let write = ScoreWrite {
                     board: &b,
                     period,
@@ -303,18 +295,199 @@ impl Services {
                 };
                 s.write_score(&write).await
             })
-            .await?;
-        Ok(json!({
-            "board": board.id,
-            "period": period_name(board.reset, period),
-            "record": record.as_ref().map(record_json),
-        }))
+            .await?
+            .ok_or_else(|| ApiError::from(StoreError::Rule(Rule::PlayerNotFound)))?;
+        let answer = |record: Option<Value>| {
+            json!({
+                "board": board.id,
+                "period": board.reset.period_name(period),
+                "record": record,
+            })
+        };
+        if !written.active {
+            // Banned and deleted players are not ranked.
+            return Ok(answer(None));
+        }
+        let entry = written.entry;
+        let key = view_key(game_id, &board, period);
+        let applied = self
+            .ask_view(
+                &key,
+                board.sort,
+                ViewOp::Apply(rank_key(board.sort, &entry), entry.version),
+            )
+            .await;
+        let rank = match applied {
+            ViewAnswer::Applied(before, Some(after)) => {
+                self.tell_top_ranks(game_id, &board, period, &entry, before, after)
+                    .await;
+                after as i64
+            }
+            _ => {
+                self.answered_from_sql();
+                let b = board.clone();
+                match game
+                    .store
+                    .run(async move |s| s.board_record(&b, period, player_id).await)
+                    .await?
+                {
+                    Some(r) => r.rank,
+                    None => return Ok(answer(None)),
+                }
+            }
+        };
+        Ok(answer(Some(record_json(&BoardRecord {
+            rank,
+            player_id,
+            username: written.username,
+            score: entry.score,
+            subscore: entry.subscore,
+        }))))
     }
 
-    fn period_of(board: &Board, period: Option<&str>) -> Result<i64, ApiError> {
+    /// A `leaderboard` notification for a player whose rank moved into (or
+    /// within) the top [`NOTIFIED_TOP`]; a failure is logged, the write
+    /// stands.
+    async fn tell_top_ranks(
+        &self,
+        game_id: &str,
+        board: &Board,
+        period: i64,
+        entry: &BoardEntry,
+        before: Option<usize>,
+        after: usize,
+    ) {
+        if after > NOTIFIED_TOP || before == Some(after) {
+            return;
+        }
+        let Ok(game) = self.game(game_id) else { return };
+        let data = json!({
+            "board": board.id,
+            "period": board.reset.period_name(period),
+            "rank": after,
+            "score": entry.score,
+            "subscore": entry.subscore,
+        });
+        let (stored, now, player) = (
+            self.config.realtime.persist,
+            clock::now_ms(),
+            [entry.player_id],
+        );
+        let made = game
+            .store
+            .run(async move |s| {
+                s.send_notices(&player, NoticeKind::Leaderboard, &data, stored, false, now)
+                    .await
+            })
+            .await;
+        match made {
+            Ok(notices) => self.publish(game_id, &notices),
+            Err(e) => {
+                tracing::warn!(game = game_id, board = %board.id, error = %e, "leaderboard notification not made")
+            }
+        }
+    }
+
+    fn period_of(&self, board: &Board, period: Option<&str>) -> Result<i64, ApiError> {
         match period {
-            None => Ok(period_start(board.reset, clock::now_ms())),
+            None => Ok(board.reset.period_start(self.board_clock())),
             Some(name) => parse_period(board.reset, name),
+        }
+    }
+
+    /// Records from rank `offset + 1`, at most `limit`: from the board's
+    /// view, or from SQL when the view cannot answer.
+    async fn ranked_records(
+        &self,
+        game_id: &str,
+        board: &Board,
+        period: i64,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<BoardRecord>, ApiError> {
+        let key = view_key(game_id, board, period);
+        let game = self.game(game_id)?;
+        match self
+            .ask_view(
+                &key,
+                board.sort,
+                ViewOp::Range(offset as usize + 1, limit as usize),
+            )
+            .await
+        {
+            ViewAnswer::Range(keys) => {
+                let ids: Vec<i64> = keys.iter().map(|k| k.player_id).collect();
+                let names: HashMap<i64, String> = game
+                    .store
+                    .run(async move |s| s.shown_usernames(&ids).await)
+                    .await?
+                    .into_iter()
+                    .collect();
+                Ok(keys
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, k)| {
+                        let (score, subscore) = scores_of(board.sort, k);
+                        Some(BoardRecord {
+                            rank: offset + i as i64 + 1,
+                            player_id: k.player_id,
+                            username: names.get(&k.player_id)?.clone(),
+                            score,
+                            subscore,
+                        })
+                    })
+                    .collect())
+            }
+            _ => {
+                self.answered_from_sql();
+                let b = board.clone();
+                Ok(game
+                    .store
+                    .run(async move |s| s.board_records(&b, period, offset, limit).await)
+                    .await?)
+            }
+        }
+    }
+
+    /// One player's record with its rank: from the view, or from SQL.
+    async fn ranked_record(
+        &self,
+        game_id: &str,
+        board: &Board,
+        period: i64,
+        player_id: i64,
+    ) -> Result<Option<BoardRecord>, ApiError> {
+        let key = view_key(game_id, board, period);
+        let game = self.game(game_id)?;
+        match self
+            .ask_view(&key, board.sort, ViewOp::Ranked(player_id))
+            .await
+        {
+            ViewAnswer::Ranked(None) => Ok(None),
+            ViewAnswer::Ranked(Some((rank, k))) => {
+                let ids = [player_id];
+                let name = game
+                    .store
+                    .run(async move |s| s.shown_usernames(&ids).await)
+                    .await?
+                    .pop();
+                let (score, subscore) = scores_of(board.sort, &k);
+                Ok(name.map(|(_, username)| BoardRecord {
+                    rank: rank as i64,
+                    player_id,
+                    username,
+                    score,
+                    subscore,
+                }))
+            }
+            _ => {
+                self.answered_from_sql();
+                let b = board.clone();
+                Ok(game
+                    .store
+                    .run(async move |s| s.board_record(&b, period, player_id).await)
+                    .await?)
+            }
         }
     }
 
@@ -330,7 +503,7 @@ impl Services {
         period: Option<&str>,
     ) -> Result<Value, ApiError> {
         let board = self.board_of(game_id, id).await?;
-        let period = Self::period_of(&board, period)?;
+        let period = self.period_of(&board, period)?;
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         validate::in_range("limit", limit, 1..=MAX_LIMIT)?;
         let offset = match cursor {
@@ -343,11 +516,8 @@ impl Services {
                     ApiError::bad_request("cursor is the next_cursor of an earlier page")
                 })?,
         };
-        let game = self.game(game_id)?;
-        let b = board.clone();
-        let records = game
-            .store
-            .run(async move |s| s.board_records(&b, period, offset, limit + 1).await)
+        let records = self
+            .ranked_records(game_id, &board, period, offset, limit + 1)
             .await?;
         let more = records.len() as i64 > limit;
         let shown: Vec<Value> = records
@@ -357,7 +527,7 @@ impl Services {
             .collect();
         Ok(json!({
             "board": board.id,
-            "period": period_name(board.reset, period),
+            "period": board.reset.period_name(period),
             "records": shown,
             "next_cursor": more.then(|| (offset + limit).to_string()),
         }))
@@ -375,25 +545,20 @@ impl Services {
         period: Option<&str>,
     ) -> Result<Value, ApiError> {
         let board = self.board_of(game_id, id).await?;
-        let period = Self::period_of(&board, period)?;
+        let period = self.period_of(&board, period)?;
         let limit = limit.unwrap_or(DEFAULT_LIMIT.min(11));
         validate::in_range("limit", limit, 1..=MAX_LIMIT)?;
-        let game = self.game(game_id)?;
-        let b = board.clone();
-        let records = game
-            .store
-            .run(async move |s| {
-                let Some(mine) = s.board_record(&b, period, player_id).await? else {
-                    return Ok(None);
-                };
-                let offset = (mine.rank - 1 - (limit - 1) / 2).max(0);
-                s.board_records(&b, period, offset, limit).await.map(Some)
-            })
+        let mine = self
+            .ranked_record(game_id, &board, period, player_id)
             .await?
             .ok_or_else(|| ApiError::not_found("the player has no record on this leaderboard"))?;
+        let offset = (mine.rank - 1 - (limit - 1) / 2).max(0);
+        let records = self
+            .ranked_records(game_id, &board, period, offset, limit)
+            .await?;
         Ok(json!({
             "board": board.id,
-            "period": period_name(board.reset, period),
+            "period": board.reset.period_name(period),
             "records": records.iter().map(record_json).collect::<Vec<_>>(),
             "next_cursor": null,
         }))
@@ -409,15 +574,57 @@ impl Services {
         period: Option<&str>,
     ) -> Result<Value, ApiError> {
         let board = self.board_of(game_id, id).await?;
-        let period = Self::period_of(&board, period)?;
-        let game = self.game(game_id)?;
-        let b = board.clone();
-        let record = game
-            .store
-            .run(async move |s| s.board_record(&b, period, player_id).await)
+        let period = self.period_of(&board, period)?;
+        let record = self
+            .ranked_record(game_id, &board, period, player_id)
             .await?
             .ok_or_else(|| ApiError::not_found("the player has no record on this leaderboard"))?;
         Ok(record_json(&record))
+    }
+
+    /// A player's status changed: an active player's records go (back)
+    /// into the views of its boards, a banned or deleted one's come out.
+    pub(super) async fn board_player_shown(&self, game_id: &str, player_id: i64, shown: bool) {
+        let Ok(game) = self.game(game_id) else { return };
+        let found = game
+            .store
+            .run(async move |s| {
+                let entries = s.player_entries(player_id).await?;
+                let boards = if entries.is_empty() {
+                    Vec::new()
+                } else {
+                    s.boards().await?
+                };
+                Ok::<_, StoreError>((entries, boards))
+            })
+            .await;
+        let (entries, boards) = match found {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(game = game_id, player_id, error = %e, "leaderboard views not updated for a status change");
+                return;
+            }
+        };
+        for (board_id, period, entry) in entries {
+            let Some(board) = boards.iter().find(|b| b.id == board_id) else {
+                continue;
+            };
+            let op = match shown {
+                true => ViewOp::Apply(rank_key(board.sort, &entry), entry.version),
+                false => ViewOp::Remove(player_id),
+            };
+            self.ask_view(&view_key(game_id, board, period), board.sort, op)
+                .await;
+        }
+    }
+}
+
+fn view_key(game_id: &str, board: &Board, period: i64) -> ViewKey {
+    ViewKey {
+        game: game_id.to_string(),
+        board: board.id.clone(),
+        generation: board.created_at,
+        period,
     }
 }
 

@@ -17,6 +17,7 @@ macro_rules! business_event {
 }
 
 pub mod auth;
+pub mod board_views;
 pub mod budgets;
 pub mod connection_roles;
 pub mod counters;
@@ -84,6 +85,8 @@ pub struct Services {
     counters: counters::BusinessCounters,
     sockets: Rc<Hub>,
     relay: Relay,
+    board_views: Rc<crate::leaderboard::local::LocalViews>,
+    board_sql_answers: std::cell::Cell<u64>,
     shard: usize,
 }
 
@@ -168,6 +171,8 @@ impl Services {
             counters: counters::BusinessCounters::default(),
             sockets,
             relay: Relay::default(),
+            board_views: Rc::default(),
+            board_sql_answers: std::cell::Cell::new(0),
             shard: links.shard,
         })
     }

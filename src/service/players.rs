@@ -311,6 +311,10 @@ impl Services {
                 "player status set"
             );
         }
+        if let Some(status) = status {
+            self.board_player_shown(game_id, player_id, status == PlayerStatus::Active)
+                .await;
+        }
         if matches!(status, Some(PlayerStatus::Banned | PlayerStatus::Deleted)) {
             let sessions = game
                 .store

@@ -192,11 +192,13 @@ const MYSQL_NOTIFICATIONS: Migration = Migration {
 /// order (score, subscore, then the earlier write, then the player).
 const LEADERBOARDS: Migration = Migration {
     version: 8,
-    description: "leaderboards and their records",
+    description: "leaderboards, their records and archived periods",
     statements: &[
         "CREATE TABLE leaderboards (id VARCHAR(64) NOT NULL PRIMARY KEY, sort VARCHAR(4) NOT NULL, operator VARCHAR(4) NOT NULL, reset VARCHAR(8) NOT NULL, player_writable INT NOT NULL, created_at BIGINT NOT NULL)",
-        "CREATE TABLE leaderboard_records (board_id VARCHAR(64) NOT NULL, period BIGINT NOT NULL, player_id BIGINT NOT NULL, score BIGINT NOT NULL, subscore BIGINT NOT NULL, written_at BIGINT NOT NULL, last_write VARCHAR(64) NOT NULL DEFAULT '', PRIMARY KEY (board_id, period, player_id))",
+        "CREATE TABLE leaderboard_records (board_id VARCHAR(64) NOT NULL, period BIGINT NOT NULL, player_id BIGINT NOT NULL, score BIGINT NOT NULL, subscore BIGINT NOT NULL, written_at BIGINT NOT NULL, last_write VARCHAR(64) NOT NULL DEFAULT '', version BIGINT NOT NULL DEFAULT 1, PRIMARY KEY (board_id, period, player_id))",
         "CREATE INDEX leaderboard_records_by_rank ON leaderboard_records (board_id, period, score, subscore, written_at, player_id)",
+        "CREATE INDEX leaderboard_records_by_player ON leaderboard_records (player_id)",
+        "CREATE TABLE leaderboard_archives (board_id VARCHAR(64) NOT NULL, period BIGINT NOT NULL, closed_at BIGINT NOT NULL, records BIGINT NOT NULL, holder VARCHAR(200) NOT NULL, PRIMARY KEY (board_id, period))",
     ],
 };
 
@@ -206,7 +208,8 @@ const MYSQL_LEADERBOARDS: Migration = Migration {
     description: LEADERBOARDS.description,
     statements: &[
         "CREATE TABLE leaderboards (id VARCHAR(64) NOT NULL PRIMARY KEY, sort VARCHAR(4) NOT NULL, operator VARCHAR(4) NOT NULL, reset VARCHAR(8) NOT NULL, player_writable INT NOT NULL, created_at BIGINT NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-        "CREATE TABLE leaderboard_records (board_id VARCHAR(64) NOT NULL, period BIGINT NOT NULL, player_id BIGINT NOT NULL, score BIGINT NOT NULL, subscore BIGINT NOT NULL, written_at BIGINT NOT NULL, last_write VARCHAR(64) NOT NULL DEFAULT '', PRIMARY KEY (board_id, period, player_id), KEY leaderboard_records_by_rank (board_id, period, score, subscore, written_at, player_id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE leaderboard_records (board_id VARCHAR(64) NOT NULL, period BIGINT NOT NULL, player_id BIGINT NOT NULL, score BIGINT NOT NULL, subscore BIGINT NOT NULL, written_at BIGINT NOT NULL, last_write VARCHAR(64) NOT NULL DEFAULT '', version BIGINT NOT NULL DEFAULT 1, PRIMARY KEY (board_id, period, player_id), KEY leaderboard_records_by_rank (board_id, period, score, subscore, written_at, player_id), KEY leaderboard_records_by_player (player_id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        "CREATE TABLE leaderboard_archives (board_id VARCHAR(64) NOT NULL, period BIGINT NOT NULL, closed_at BIGINT NOT NULL, records BIGINT NOT NULL, holder VARCHAR(200) NOT NULL, PRIMARY KEY (board_id, period)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
     ],
 };
 

@@ -323,10 +323,29 @@ pub trait BoardStore {
     fn board<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Board>>;
     /// Removes a board and its records; false when there was none.
     fn delete_board<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool>;
-    /// Writes a score (one statement); answers the player's record with its
-    /// rank (`None` if the player does not show: banned or deleted).
-    fn write_score<'a>(&'a self, write: &'a ScoreWrite<'a>)
-        -> StoreFuture<'a, Option<BoardRecord>>;
+    /// Writes a score: one statement in its own transaction, then the
+    /// record read back in it; `None` when the player has no row.
+    fn write_score<'a>(
+        &'a self,
+        write: &'a ScoreWrite<'a>,
+    ) -> StoreFuture<'a, Option<ScoreWritten>>;
+    /// Records of a period of players who show, by player id after
+    /// `after_player`, at most `limit`: how a rank view is rebuilt, a page
+    /// at a time.
+    fn board_entries<'a>(
+        &'a self,
+        board_id: &'a str,
+        period: i64,
+        after_player: i64,
+        limit: i64,
+    ) -> StoreFuture<'a, Vec<BoardEntry>>;
+    /// Every record of one player (board, period, record): what a status
+    /// change adds to or takes from the views.
+    fn player_entries(&self, player_id: i64) -> StoreFuture<'_, Vec<(String, i64, BoardEntry)>>;
+    /// The usernames of those of `ids` who show (active players).
+    fn shown_usernames<'a>(&'a self, ids: &'a [i64]) -> StoreFuture<'a, Vec<(i64, String)>>;
+    /// The closed periods of a board the reset job archived, newest first.
+    fn board_archives<'a>(&'a self, board_id: &'a str) -> StoreFuture<'a, Vec<BoardArchive>>;
     /// Records of a period in rank order from `offset` (0: the best), at
     /// most `limit`, of players who show (not banned, not deleted).
     fn board_records<'a>(

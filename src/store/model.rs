@@ -339,6 +339,16 @@ pub enum FencedJob {
         /// Unix ms: notifications made earlier go.
         created_before_ms: i64,
     },
+    /// Closes the periods of resetting leaderboards that ended by `now_ms`
+    /// (an archive row each, once: its key is the board and period) and
+    /// deletes the records of periods older than the current one and
+    /// `keep_periods` before it.
+    ResetLeaderboards {
+        /// The boards' clock (Unix ms).
+        now_ms: i64,
+        /// Past periods kept readable (`leaderboards.keep_periods`).
+        keep_periods: i64,
+    },
 }
 
 impl FencedJob {
@@ -348,6 +358,7 @@ impl FencedJob {
             FencedJob::ExpireOrders { .. } => "expire-orders",
             FencedJob::PurgeSessions { .. } => "purge-sessions",
             FencedJob::PurgeNotifications { .. } => "purge-notifications",
+            FencedJob::ResetLeaderboards { .. } => "reset-leaderboards",
         }
     }
 }
@@ -512,17 +523,21 @@ pub enum NoticeKind {
     Maintenance,
     /// The player's account status changed (e.g. banned): status.
     Player,
+    /// The player's rank on a board moved into (or within) the top 10:
+    /// board, period, rank, score, subscore.
+    Leaderboard,
 }
 
 impl NoticeKind {
     /// Every kind, for parsing stored rows.
-    pub const ALL: [NoticeKind; 6] = [
+    pub const ALL: [NoticeKind; 7] = [
         NoticeKind::Wallet,
         NoticeKind::Item,
         NoticeKind::Order,
         NoticeKind::Message,
         NoticeKind::Maintenance,
         NoticeKind::Player,
+        NoticeKind::Leaderboard,
     ];
 
     /// The name on the wire and in the `notifications` table.
@@ -534,6 +549,7 @@ impl NoticeKind {
             NoticeKind::Message => "message",
             NoticeKind::Maintenance => "maintenance",
             NoticeKind::Player => "player",
+            NoticeKind::Leaderboard => "leaderboard",
         }
     }
 
@@ -653,6 +669,52 @@ named_enum!(BoardSort { Desc => "desc", Asc => "asc" });
 named_enum!(BoardOperator { Best => "best", Set => "set", Incr => "incr" });
 named_enum!(BoardReset { Never => "never", Daily => "daily", Weekly => "weekly", Monthly => "monthly" });
 
+const DAY_MS: i64 = 86_400_000;
+
+impl BoardReset {
+    /// The start (Unix ms) of the period that holds `now_ms`: the UTC
+    /// midnight of its first day (ISO weeks start on Monday); 0 for a board
+    /// that never resets.
+    pub fn period_start(self, now_ms: i64) -> i64 {
+        let day = now_ms.div_euclid(DAY_MS);
+        let first_day = match self {
+            BoardReset::Never => return 0,
+            BoardReset::Daily => day,
+            // 1970-01-01 was a Thursday: Monday is 3 days before.
+            BoardReset::Weekly => day - (day + 3).rem_euclid(7),
+            BoardReset::Monthly => {
+                let (y, m, _) = crate::clock::civil_from_days(day);
+                crate::clock::days_from_civil(y, m, 1)
+            }
+        };
+        first_day * DAY_MS
+    }
+
+    /// The start of the period before the one starting at `start`.
+    pub fn previous_period(self, start: i64) -> i64 {
+        self.period_start(start - 1)
+    }
+
+    /// The first period kept when the current one starts at `current`: the
+    /// current one and `keep_periods` before it.
+    pub fn first_kept(self, current: i64, keep_periods: i64) -> i64 {
+        let mut first = current;
+        for _ in 0..keep_periods {
+            first = self.previous_period(first);
+        }
+        first
+    }
+
+    /// A period's name: its first day (`2026-12-07`), or `all`.
+    pub fn period_name(self, start: i64) -> String {
+        if self == BoardReset::Never {
+            return "all".into();
+        }
+        let (y, m, d) = crate::clock::civil_from_days(start.div_euclid(DAY_MS));
+        format!("{y:04}-{m:02}-{d:02}")
+    }
+}
+
 /// A leaderboard's definition (SPEC §12).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Board {
@@ -683,6 +745,49 @@ pub struct BoardRecord {
     pub score: i64,
     /// Its subscore (the second sort key).
     pub subscore: i64,
+}
+
+/// A record as the rank views hold it (`leaderboard/`): its sort keys and
+/// its version, which grows by one with every write of the record, so a
+/// view applies writes that reach it out of order only when newer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoardEntry {
+    /// Whose record.
+    pub player_id: i64,
+    /// Its score.
+    pub score: i64,
+    /// Its subscore.
+    pub subscore: i64,
+    /// When its keys last changed (Unix ms; the earlier write ranks first).
+    pub written_at: i64,
+    /// Its version (1 once inserted).
+    pub version: i64,
+}
+
+/// What a score write left: the record, and whether its player shows in
+/// ranks (not banned, not deleted).
+#[derive(Debug, Clone)]
+pub struct ScoreWritten {
+    /// The record after the write.
+    pub entry: BoardEntry,
+    /// The player's username.
+    pub username: String,
+    /// Whether the player is active (only active players are ranked).
+    pub active: bool,
+}
+
+/// A closed period of a board, archived by the reset job (exactly once in
+/// a cluster: `(board_id, period)` is the row's key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BoardArchive {
+    /// The closed period's start (Unix ms).
+    pub period: i64,
+    /// When the job closed it (Unix ms).
+    pub closed_at: i64,
+    /// Its records then.
+    pub records: i64,
+    /// The job holder that closed it (`node/instance`).
+    pub holder: String,
 }
 
 /// A score write (SPEC §12).

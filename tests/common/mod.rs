@@ -943,6 +943,14 @@ pub fn promtool_with(args: &[&str], stdin: &str) -> Option<std::process::Output>
 /// The Redis value at `key` (`--raw`), through `redis-cli`; `-c` follows a
 /// Redis Cluster's redirections when the suite runs on one.
 pub fn redis_get(redis: &str, key: &str) -> Option<String> {
+    let value = redis_cli(redis, &["GET", key]);
+    (!value.is_empty()).then_some(value)
+}
+
+/// Runs one Redis command through `redis-cli` (`--raw`) on the Redis of
+/// `redis` (a URL as in `DMTEST_REDIS`), following a Cluster's
+/// redirections; its output, trimmed.
+pub fn redis_cli(redis: &str, command: &[&str]) -> String {
     let cluster = redis.starts_with("redis+cluster://");
     let rest = redis
         .trim_start_matches("redis+cluster://")
@@ -959,13 +967,13 @@ pub fn redis_get(redis: &str, key: &str) -> Option<String> {
     } else {
         args.extend(["-n", db]);
     }
-    args.extend(["--raw", "GET", key]);
+    args.push("--raw");
+    args.extend(command);
     let out = clean_command("redis-cli")
         .args(&args)
         .output()
         .expect("run redis-cli");
-    let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (!value.is_empty()).then_some(value)
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Raises this process's open-file limit to `want` (or the hard limit), so

@@ -6,8 +6,8 @@
 use super::{row_of, SqlStore};
 use crate::store::sql::{Backend, Dialect, Row, SqlValue};
 use crate::store::{
-    Board, BoardOperator, BoardRecord, BoardReset, BoardSort, BoardStore, Rule, ScoreWrite,
-    StoreError, StoreFuture,
+    Board, BoardArchive, BoardEntry, BoardOperator, BoardRecord, BoardReset, BoardSort, BoardStore,
+    Rule, ScoreWrite, ScoreWritten, StoreError, StoreFuture,
 };
 
 const BOARD_COLUMNS: &str = "id, sort, operator, reset, player_writable, created_at";
@@ -50,6 +50,7 @@ fn upsert(dialect: Dialect, board: &Board) -> String {
     let (score, subscore, at, write) =
         (v("score"), v("subscore"), v("written_at"), v("last_write"));
     let repeat = format!("(last_write <> '' AND last_write = {write})");
+    // Every write makes a new version, which the rank views order by.
     let sets = match board.operator {
         BoardOperator::Set => {
             format!(
@@ -74,7 +75,7 @@ fn upsert(dialect: Dialect, board: &Board) -> String {
             )
         }
     };
-    format!("{insert}{key}{sets}")
+    format!("{insert}{key}version = version + 1, {sets}")
 }
 
 /// `ORDER BY` of a board's ranks.
@@ -100,6 +101,21 @@ fn ahead_of(sort: BoardSort) -> &'static str {
 }
 
 const SHOWN: &str = "JOIN players p ON p.id = r.player_id AND p.status = 'active'";
+
+/// The columns of a [`BoardEntry`], in [`entry_from`]'s order.
+const ENTRY_COLUMNS: &str = "r.player_id, r.score, r.subscore, r.written_at, r.version";
+
+fn entry_from(r: &Row) -> Result<BoardEntry, StoreError> {
+    row_of("leaderboard_records", r, |r| {
+        Ok(BoardEntry {
+            player_id: r.int(0)?,
+            score: r.int(1)?,
+            subscore: r.int(2)?,
+            written_at: r.int(3)?,
+            version: r.int(4)?,
+        })
+    })
+}
 
 async fn record_of(
     c: &mut dyn crate::store::sql::SqlConn,
@@ -139,6 +155,66 @@ async fn record_of(
         score,
         subscore,
     }))
+}
+
+/// The leaderboard reset job's work (in the fenced job's transaction):
+/// archives each resetting board's period that ended by `now_ms` — once,
+/// the archive's key being the board and period — and deletes records of
+/// periods no longer kept. Rows changed.
+pub(super) async fn reset_boards(
+    c: &mut dyn crate::store::sql::SqlConn,
+    holder: &str,
+    now_ms: i64,
+    keep_periods: i64,
+) -> Result<u64, StoreError> {
+    let boards: Vec<Board> = c
+        .query(
+            &format!("SELECT {BOARD_COLUMNS} FROM leaderboards WHERE reset <> 'never' ORDER BY id"),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(board_from)
+        .collect::<Result<_, _>>()?;
+    let mut changed = 0;
+    for board in boards {
+        let current = board.reset.period_start(now_ms);
+        let ended = board.reset.previous_period(current);
+        // A board defined during the current period has no ended one.
+        if board.created_at < current {
+            let done = c
+                .query_one(
+                    "SELECT 1 FROM leaderboard_archives WHERE board_id = ? AND period = ?",
+                    args![&board.id, ended],
+                )
+                .await?
+                .is_some();
+            if !done {
+                let records = super::count(
+                    c,
+                    "SELECT COUNT(*) FROM leaderboard_records WHERE board_id = ? AND period = ?",
+                    args![&board.id, ended],
+                )
+                .await?;
+                changed += c
+                    .exec(
+                        "INSERT INTO leaderboard_archives (board_id, period, closed_at, records, holder) \
+                         VALUES (?, ?, ?, ?, ?)",
+                        args![&board.id, ended, now_ms, records, holder],
+                    )
+                    .await?;
+                tracing::info!(board = %board.id, period = %board.reset.period_name(ended), records, "leaderboard period closed");
+            }
+        }
+        let first_kept = board.reset.first_kept(current, keep_periods);
+        changed += c
+            .exec(
+                "DELETE FROM leaderboard_records WHERE board_id = ? AND period < ?",
+                args![&board.id, first_kept],
+            )
+            .await?;
+    }
+    Ok(changed)
 }
 
 impl<B: Backend> BoardStore for SqlStore<B> {
@@ -201,33 +277,145 @@ impl<B: Backend> BoardStore for SqlStore<B> {
                 args![id],
             )
             .await?;
+            c.exec(
+                "DELETE FROM leaderboard_archives WHERE board_id = ?",
+                args![id],
+            )
+            .await?;
             Ok(gone > 0)
         }))
     }
 
-    fn write_score<'a>(&'a self, w: &'a ScoreWrite<'a>) -> StoreFuture<'a, Option<BoardRecord>> {
-        Box::pin(async move {
-            // The write alone, in its own transaction; the rank is read after.
-            self.write(async |c| {
-                let sql = upsert(c.dialect(), w.board);
-                c.exec(
-                    &sql,
-                    args![
-                        &w.board.id,
-                        w.period,
-                        w.player_id,
-                        w.score,
-                        w.subscore,
-                        w.now_ms,
-                        w.write_id
-                    ],
+    fn write_score<'a>(&'a self, w: &'a ScoreWrite<'a>) -> StoreFuture<'a, Option<ScoreWritten>> {
+        Box::pin(self.write(async |c| {
+            let Some(player) = c
+                .query_one(
+                    "SELECT username, status FROM players WHERE id = ?",
+                    args![w.player_id],
                 )
-                .await
-            })
+                .await?
+            else {
+                return Ok(None);
+            };
+            let (username, status) = row_of("players", &player, |r| Ok((r.text(0)?, r.text(1)?)))?;
+            // The write itself: one statement.
+            let sql = upsert(c.dialect(), w.board);
+            c.exec(
+                &sql,
+                args![
+                    &w.board.id,
+                    w.period,
+                    w.player_id,
+                    w.score,
+                    w.subscore,
+                    w.now_ms,
+                    w.write_id
+                ],
+            )
             .await?;
-            self.read(async |c| record_of(c, w.board, w.period, w.player_id).await)
-                .await
-        })
+            let row = c
+                .query_one(
+                    &format!(
+                        "SELECT {ENTRY_COLUMNS} FROM leaderboard_records r \
+                         WHERE r.board_id = ? AND r.period = ? AND r.player_id = ?"
+                    ),
+                    args![&w.board.id, w.period, w.player_id],
+                )
+                .await?
+                .ok_or_else(|| StoreError::Internal("a written record is missing".into()))?;
+            Ok(Some(ScoreWritten {
+                entry: entry_from(&row)?,
+                username,
+                active: status == "active",
+            }))
+        }))
+    }
+
+    fn board_entries<'a>(
+        &'a self,
+        board_id: &'a str,
+        period: i64,
+        after_player: i64,
+        limit: i64,
+    ) -> StoreFuture<'a, Vec<BoardEntry>> {
+        Box::pin(self.read_one(async move |c| {
+            c.query(
+                &format!(
+                    "SELECT {ENTRY_COLUMNS} FROM leaderboard_records r {SHOWN} \
+                     WHERE r.board_id = ? AND r.period = ? AND r.player_id > ? \
+                     ORDER BY r.player_id LIMIT ?"
+                ),
+                args![board_id, period, after_player, limit],
+            )
+            .await?
+            .iter()
+            .map(entry_from)
+            .collect()
+        }))
+    }
+
+    fn player_entries(&self, player_id: i64) -> StoreFuture<'_, Vec<(String, i64, BoardEntry)>> {
+        Box::pin(self.read_one(async move |c| {
+            c.query(
+                &format!(
+                    "SELECT {ENTRY_COLUMNS}, r.board_id, r.period FROM leaderboard_records r \
+                     WHERE r.player_id = ?"
+                ),
+                args![player_id],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                let entry = entry_from(r)?;
+                row_of("leaderboard_records", r, |r| {
+                    Ok((r.text(5)?, r.int(6)?, entry))
+                })
+            })
+            .collect()
+        }))
+    }
+
+    fn shown_usernames<'a>(&'a self, ids: &'a [i64]) -> StoreFuture<'a, Vec<(i64, String)>> {
+        Box::pin(self.read_one(async move |c| {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let marks = vec!["?"; ids.len()].join(", ");
+            let args: Vec<SqlValue> = ids.iter().map(|id| SqlValue::Int(*id)).collect();
+            c.query(
+                &format!(
+                    "SELECT id, username FROM players WHERE status = 'active' AND id IN ({marks})"
+                ),
+                &args,
+            )
+            .await?
+            .iter()
+            .map(|r| row_of("players", r, |r| Ok((r.int(0)?, r.text(1)?))))
+            .collect()
+        }))
+    }
+
+    fn board_archives<'a>(&'a self, board_id: &'a str) -> StoreFuture<'a, Vec<BoardArchive>> {
+        Box::pin(self.read_one(async move |c| {
+            c.query(
+                "SELECT period, closed_at, records, holder FROM leaderboard_archives \
+                 WHERE board_id = ? ORDER BY period DESC",
+                args![board_id],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                row_of("leaderboard_archives", r, |r| {
+                    Ok(BoardArchive {
+                        period: r.int(0)?,
+                        closed_at: r.int(1)?,
+                        records: r.int(2)?,
+                        holder: r.text(3)?,
+                    })
+                })
+            })
+            .collect()
+        }))
     }
 
     fn board_records<'a>(

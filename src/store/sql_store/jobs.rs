@@ -81,6 +81,9 @@ impl<B: Backend> JobStore for SqlStore<B> {
                 FencedJob::ExpireOrders { created_before_ms } => {
                     expire_orders(c, persist, created_before_ms, now_ms, &mut notices).await?
                 }
+                FencedJob::ResetLeaderboards { now_ms: board_now, keep_periods } => {
+                    super::boards::reset_boards(c, holder, board_now, keep_periods).await?
+                }
                 FencedJob::PurgeNotifications { created_before_ms } => c.exec(
                     "DELETE FROM notifications WHERE created_at < ?",
                     args![created_before_ms],
