@@ -9,15 +9,18 @@
 //! of another game is followed in its game),
 //! withdraws a catalogue item, creates and edits another, adjusts the
 //! wallet, bans the player, sees a refused action's message, invalidates the
-//! cache and finds no config centre on a stand-alone node. Screenshots go to
-//! `target/console-screenshots/` for people to look at.
+//! cache and finds no config centre on a stand-alone node. A second browser
+//! test works the Leaderboards page: defines boards (refusals shown), reads
+//! the top page by page and by period after scores written through the API,
+//! reads around a player and deletes a board after confirming. Screenshots
+//! go to `target/console-screenshots/` for people to look at.
 //!
 //! Needs `chromium` and `chromium-driver` (scripts/test.sh installs them and
 //! sets `DMTEST_REQUIRE_CHROMIUM=1`; elsewhere the browser test skips).
 
 mod common;
 
-use common::{unreserved_loopback_addr, wait_for, Server, ADMIN_PASSWORD, ADMIN_USER};
+use common::{rows, unreserved_loopback_addr, wait_for, Server, ADMIN_PASSWORD, ADMIN_USER};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -208,6 +211,28 @@ impl Browser {
         });
         assert!(done, "{what}: {css} says {last:?}");
         last.unwrap_or_default()
+    }
+
+    /// The text of the open `alert` / `confirm` dialog.
+    fn dialog_text(&self) -> String {
+        let v = self.session_call("GET", "/alert/text", None);
+        v.as_str().unwrap_or_default().to_string()
+    }
+
+    /// Answers the open dialog: OK (`true`) or Cancel.
+    fn answer_dialog(&self, ok: bool) {
+        let how = if ok { "accept" } else { "dismiss" };
+        self.session_call("POST", &format!("/alert/{how}"), Some(json!({})));
+    }
+
+    /// The cells' text of each row of `css` (a `tbody`), row by row.
+    fn table(&self, css: &str) -> Vec<Vec<String>> {
+        let v = self.eval(&format!(
+            "const b = document.querySelector({}); \
+             return b ? [...b.rows].map((r) => [...r.cells].map((c) => c.textContent)) : [];",
+            Value::from(css)
+        ));
+        serde_json::from_value(v).expect("rows of cells")
     }
 
     /// Saves a screenshot as `target/console-screenshots/<name>.png`.
@@ -743,4 +768,273 @@ fn console_works_end_to_end_in_headless_chromium() {
     wait_for("the sign-in form again", Duration::from_secs(10), || {
         browser.eval("const a = document.getElementById('app-view'); return !!a && a.hidden && !document.getElementById('login-view').hidden") == Value::Bool(true)
     });
+}
+
+/// The Leaderboards page: boards defined on the page (a refused one shows
+/// the server's message), scores written by a game server through the API,
+/// the top read page by page and for a named period, the records around a
+/// player, and a board deleted after a confirmation (a cancelled one keeps
+/// it). A username with markup in it shows as text.
+#[test]
+fn console_leaderboards_page_defines_reads_and_deletes_boards() {
+    if !browser_available() {
+        return;
+    }
+    let server = Server::start(2);
+    let gs = server.server_token("game1");
+    let admin = server.admin_token();
+    let names = ["lb_alice", "lb_bob", "lb_marked", "lb_dave", "lb_erin"];
+    let ids: Vec<i64> = names.iter().map(|n| server.player("game1", n).0).collect();
+    let id = |name: &str| ids[names.iter().position(|n| *n == name).expect("a name")];
+    // Registration takes letters, digits and `_ . -` only: a name with
+    // markup is put in the database behind the server's back, as data the
+    // page must never read as HTML.
+    let marked = "<b>x</b>";
+    rows(
+        &server,
+        &format!(
+            "UPDATE players SET username = '{marked}' WHERE id = {}",
+            id("lb_marked")
+        ),
+    );
+    let api = |method: &str, path: &str, token: &str, body: Option<Value>| -> (u16, Value) {
+        let call = server.call(method, path).token(token);
+        let call = match body {
+            Some(b) => call.json(b),
+            None => call,
+        };
+        call.send().parts()
+    };
+
+    let browser = Browser::start();
+    browser.open(&format!("http://{}/console", server.http));
+    browser.type_into("#login-username", ADMIN_USER);
+    browser.type_into("#login-password", ADMIN_PASSWORD);
+    browser.click("#login-submit");
+    browser.wait_text("the signed-in header", "#whoami", |t| {
+        t.contains(ADMIN_USER)
+    });
+    browser.click("a[data-page=leaderboards]");
+    browser.wait_text("the empty list", "#boards tbody", |t| {
+        t.contains("No leaderboards")
+    });
+
+    // A definition the server refuses shows its message.
+    browser.type_into("#board-id", "bad id!");
+    browser.click("#board-save");
+    browser.wait_text("the bad id's refusal", "#error", |t| {
+        t.contains("400") && t.contains("id must be")
+    });
+    // Two boards: the defaults, and every field changed.
+    browser.type_into("#board-id", "high_scores");
+    browser.click("#board-save");
+    browser.wait_text("the first board's notice", "#notice", |t| {
+        t.contains("high_scores created")
+    });
+    browser.wait_text("the new board opened", "#board-showing", |t| {
+        t.contains("Top of high_scores") && t.contains("no records")
+    });
+    browser.type_into("#board-id", "speedrun");
+    browser.click("#board-sort option[value=asc]");
+    browser.click("#board-operator option[value=incr]");
+    browser.click("#board-reset option[value=daily]");
+    browser.click("#board-writable");
+    browser.click("#board-save");
+    browser.wait_text("the second board", "tr[data-board=speedrun]", |t| {
+        t.contains("asc") && t.contains("incr") && t.contains("daily") && t.contains("yes")
+    });
+    // An id that is taken: 409, with the server's words.
+    browser.type_into("#board-id", "high_scores");
+    browser.click("#board-save");
+    browser.wait_text("the taken id's refusal", "#error", |t| {
+        t.contains("409") && t.contains("exists")
+    });
+    let (s, j) = api("GET", "/api/v1/leaderboards", &admin, None);
+    assert_eq!(s, 200, "{j}");
+    let boards: Vec<Value> = j["data"]["boards"]
+        .as_array()
+        .expect("boards")
+        .iter()
+        .map(|b| {
+            json!([
+                b["id"],
+                b["sort"],
+                b["operator"],
+                b["reset"],
+                b["player_writable"]
+            ])
+        })
+        .collect();
+    assert_eq!(
+        boards,
+        vec![
+            json!(["high_scores", "desc", "best", "never", false]),
+            json!(["speedrun", "asc", "incr", "daily", true]),
+        ]
+    );
+
+    // Scores from a game server, through the API.
+    for (name, score, subscore) in [
+        ("lb_alice", 300, 7),
+        ("lb_bob", 500, 0),
+        ("lb_marked", 400, 0),
+        ("lb_dave", 100, 0),
+        ("lb_erin", 200, 0),
+    ] {
+        let (s, j) = api(
+            "POST",
+            "/api/v1/leaderboards/high_scores/scores",
+            &gs,
+            Some(json!({"player_id": id(name), "score": score, "subscore": subscore})),
+        );
+        assert_eq!(s, 200, "{j}");
+    }
+    let row = |rank: i64, name: &str, username: &str, score: i64, subscore: i64| {
+        [
+            rank.to_string(),
+            id(name).to_string(),
+            username.to_string(),
+            score.to_string(),
+            subscore.to_string(),
+        ]
+        .to_vec()
+    };
+    let next_disabled = "return document.getElementById('board-next').disabled";
+
+    // The top, two records a page: the best first, the marked-up name as text.
+    browser.click("button[data-view=high_scores]");
+    browser.type_into("#board-limit", "2");
+    browser.click("#board-top-form button");
+    browser.wait_text("the first page", "#board-showing", |t| {
+        t.contains("period all, ranks 1–2")
+    });
+    assert_eq!(
+        browser.table("#board-records tbody"),
+        vec![
+            row(1, "lb_bob", "lb_bob", 500, 0),
+            row(2, "lb_marked", marked, 400, 0)
+        ]
+    );
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('#board-records b, #boards b').length"),
+        json!(0),
+        "a username is never parsed as markup"
+    );
+    browser.screenshot("07-leaderboard-top");
+    browser.click("#board-next");
+    browser.wait_text("the second page", "#board-showing", |t| {
+        t.contains("ranks 3–4")
+    });
+    assert_eq!(
+        browser.table("#board-records tbody"),
+        vec![
+            row(3, "lb_alice", "lb_alice", 300, 7),
+            row(4, "lb_erin", "lb_erin", 200, 0)
+        ]
+    );
+    browser.click("#board-next");
+    browser.wait_text("the last page", "#board-showing", |t| {
+        t.contains("ranks 5–5")
+    });
+    assert_eq!(
+        browser.table("#board-records tbody"),
+        vec![row(5, "lb_dave", "lb_dave", 100, 0)]
+    );
+    assert_eq!(
+        browser.eval(next_disabled),
+        json!(true),
+        "no page after the last"
+    );
+    browser.click("#board-prev");
+    browser.wait_text("back to the second page", "#board-showing", |t| {
+        t.contains("ranks 3–4")
+    });
+
+    // A period by name: `all` is this board's one; a day is refused.
+    browser.type_into("#board-period", "all");
+    browser.click("#board-top-form button");
+    browser.wait_text("the named period", "#board-showing", |t| {
+        t.contains("period all, ranks 1–2")
+    });
+    browser.type_into("#board-period", "2026-12-07");
+    browser.click("#board-top-form button");
+    browser.wait_text("the refused period", "#error", |t| {
+        t.contains("400") && t.contains("period")
+    });
+    browser.type_into("#board-period", "all");
+
+    // Around a player: the player's record in the middle, marked.
+    browser.type_into("#board-player", &id("lb_erin").to_string());
+    browser.type_into("#board-around-limit", "3");
+    browser.click("#board-around-form button");
+    browser.wait_text("the records around", "#board-showing", |t| {
+        t.contains("Around player") && t.contains("ranks 3–5")
+    });
+    assert_eq!(
+        browser.table("#board-records tbody"),
+        vec![
+            row(3, "lb_alice", "lb_alice", 300, 7),
+            row(4, "lb_erin", "lb_erin", 200, 0),
+            row(5, "lb_dave", "lb_dave", 100, 0)
+        ]
+    );
+    assert_eq!(
+        browser.eval("return document.querySelector('#board-records tr.focus').dataset.player"),
+        json!(id("lb_erin").to_string())
+    );
+    browser.screenshot("08-leaderboard-around");
+
+    // A daily board reads its current period, named by its day, and the
+    // same name typed in the period field reads it again.
+    let (s, j) = api(
+        "POST",
+        "/api/v1/leaderboards/speedrun/scores",
+        &gs,
+        Some(json!({"player_id": id("lb_bob"), "score": 42})),
+    );
+    assert_eq!(s, 200, "{j}");
+    let today = j["data"]["period"].as_str().expect("period").to_string();
+    browser.type_into("#board-period", "");
+    browser.click("button[data-view=speedrun]");
+    browser.wait_text("the daily board", "#board-showing", |t| {
+        t.contains("Top of speedrun") && t.contains(&format!("period {today}, ranks 1–1"))
+    });
+    browser.type_into("#board-period", &today);
+    browser.click("#board-top-form button");
+    browser.wait_text("the day by name", "#board-showing", |t| {
+        t.contains(&format!("period {today}, ranks 1–1"))
+    });
+    assert_eq!(
+        browser.table("#board-records tbody"),
+        vec![row(1, "lb_bob", "lb_bob", 42, 0)]
+    );
+
+    // Delete asks first: cancelled, the board stays; confirmed, it is gone.
+    browser.click("button[data-delete=high_scores]");
+    let asked = browser.dialog_text();
+    assert!(asked.contains("high_scores"), "{asked}");
+    browser.answer_dialog(false);
+    assert_eq!(
+        api("GET", "/api/v1/leaderboards/high_scores", &admin, None).0,
+        200,
+        "a cancelled delete deletes nothing"
+    );
+    browser.click("button[data-delete=high_scores]");
+    browser.answer_dialog(true);
+    browser.wait_text("the delete's notice", "#notice", |t| {
+        t.contains("high_scores deleted")
+    });
+    browser.wait_text("the list without it", "#boards tbody", |t| {
+        t.contains("speedrun") && !t.contains("high_scores")
+    });
+    let (s, j) = api("GET", "/api/v1/leaderboards/high_scores", &admin, None);
+    assert_eq!(s, 404, "{j}");
+    let (_, j) = api("GET", "/api/v1/leaderboards", &admin, None);
+    let left: Vec<&str> = j["data"]["boards"]
+        .as_array()
+        .expect("boards")
+        .iter()
+        .filter_map(|b| b["id"].as_str())
+        .collect();
+    assert_eq!(left, ["speedrun"]);
 }

@@ -148,12 +148,13 @@
     $("player-view").hidden = true;
     $("order-view").hidden = true;
     editItem(null);
+    closeBoard();
   }
 
   // ---- pages ----
   function currentPage() {
     const p = location.hash.replace("#", "");
-    return ["overview", "players", "orders", "catalogue", "cache", "config"].includes(p) ? p : "overview";
+    return ["overview", "players", "orders", "catalogue", "leaderboards", "cache", "config"].includes(p) ? p : "overview";
   }
   function route(keepMessages) {
     if (!state.token) return;
@@ -165,7 +166,9 @@
       $("notice").hidden = true;
     }
     if (page === "players" && state.player) reloadPlayer();
-    ({ overview: refreshOverview, players: () => {}, orders: () => {}, catalogue: loadCatalogue, cache: loadCache, config: loadConfig })[page]();
+    if (page === "leaderboards") refreshBoard();
+    ({ overview: refreshOverview, players: () => {}, orders: () => {}, catalogue: loadCatalogue, leaderboards: loadBoards,
+      cache: loadCache, config: loadConfig })[page]();
   }
 
   const fmt = (v, digits) => (v == null ? "—" : typeof v === "number" ? v.toFixed(digits == null ? 0 : digits) : String(v));
@@ -658,6 +661,142 @@
     if (ok !== undefined) await loadCatalogue();
   }
 
+  // ---- leaderboards (SPEC §12) ----
+  // The selected game's boards, and one board's records at a time: a page of
+  // its top (paged by the server's next_cursor; the cursors of the pages
+  // before are kept for going back) or the records around a player. Every
+  // name and number is put in the page as text.
+  const board = { def: null, view: null, back: [], next: null, gen: 0 };
+  const boardPath = (id) => "/api/v1/leaderboards/" + encodeURIComponent(id);
+
+  async function loadBoards() {
+    const game = state.game;
+    const data = await attempt(() => api("GET", "/api/v1/leaderboards"));
+    if (!data || game !== state.game) return; // another game was chosen meanwhile
+    const rows = $("boards").tBodies[0];
+    rows.replaceChildren();
+    for (const b of data.boards) {
+      rows.append(h("tr", { "data-board": b.id, class: board.def && board.def.id === b.id ? "selected" : "" },
+        h("td", {}, b.id), h("td", {}, b.sort), h("td", {}, b.operator), h("td", {}, b.reset),
+        h("td", {}, b.player_writable ? "yes" : "no"), h("td", {}, b.created_at),
+        h("td", {}, h("button", { type: "button", class: "secondary", "data-view": b.id, onclick: () => openBoard(b) }, "View"), " ",
+          h("button", { type: "button", class: "danger", "data-delete": b.id, onclick: () => deleteBoard(b.id) }, "Delete"))));
+    }
+    if (!data.boards.length) rows.append(h("tr", {}, h("td", { colspan: "7", class: "muted" }, "No leaderboards in this game yet.")));
+    // The board shown was withdrawn meanwhile (by another operator).
+    if (board.def && !data.boards.some((b) => b.id === board.def.id)) closeBoard();
+  }
+
+  function closeBoard() {
+    board.def = null;
+    board.view = null;
+    board.gen++;
+    $("board-view").hidden = true;
+    for (const tr of $("boards").tBodies[0].rows) tr.classList.remove("selected");
+  }
+
+  function openBoard(b) {
+    board.def = b;
+    $("board-view").hidden = false;
+    $("board-title").textContent = b.id;
+    $("board-about").textContent = b.sort + ", " + b.operator + ", reset " + b.reset +
+      (b.player_writable ? ", player writable" : "");
+    for (const tr of $("boards").tBodies[0].rows) tr.classList.toggle("selected", tr.dataset.board === b.id);
+    $("board-records").tBodies[0].replaceChildren();
+    $("board-showing").textContent = "";
+    showTop(null, []);
+  }
+
+  // `?a=1&b=2` of the fields given a value (an empty field is the server's default).
+  function query(pairs) {
+    const q = pairs.filter(([, v]) => v != null && v !== "").map(([k, v]) => k + "=" + encodeURIComponent(v)).join("&");
+    return q ? "?" + q : "";
+  }
+  const period = () => $("board-period").value.trim();
+
+  // The top from `cursor` (null: rank 1); `back` is the cursors of the pages before.
+  async function showTop(cursor, back) {
+    if (!board.def) return;
+    const id = board.def.id;
+    const gen = ++board.gen;
+    const data = await attempt(() => api("GET", boardPath(id) + query([["limit", $("board-limit").value.trim()],
+      ["cursor", cursor], ["period", period()]])));
+    if (!data || gen !== board.gen) return;
+    board.view = { kind: "top", cursor };
+    board.back = back;
+    board.next = data.next_cursor == null ? null : String(data.next_cursor);
+    showRecords(data, "Top of " + id, null);
+  }
+
+  async function showAround(player) {
+    if (!board.def) return;
+    const id = board.def.id;
+    const limit = $("board-around-limit").value.trim();
+    const gen = ++board.gen;
+    const data = await attempt(() => api("GET", boardPath(id) + "/around/" + encodeURIComponent(player) +
+      query([["limit", limit], ["period", period()]])));
+    if (!data || gen !== board.gen) return;
+    const records = data.records || [];
+    const first = records[0];
+    const last = records[records.length - 1];
+    // Reading on goes to the top read from the last rank shown; a short list
+    // (fewer than asked) already reaches the bottom.
+    board.view = { kind: "around", player, cursor: first && first.rank > 1 ? String(first.rank - 1) : null };
+    board.back = [];
+    board.next = last && records.length >= (Number(limit) || 11) ? String(last.rank) : null;
+    showRecords(data, "Around player " + player + " on " + id, Number(player));
+  }
+
+  function showRecords(data, what, player) {
+    const records = data.records || [];
+    const rows = $("board-records").tBodies[0];
+    rows.replaceChildren();
+    for (const r of records) {
+      rows.append(h("tr", { "data-rank": r.rank, "data-player": r.player_id, class: r.player_id === player ? "focus" : "" },
+        cell(r.rank), cell(r.player_id), h("td", { class: "username" }, r.username), cell(r.score), cell(r.subscore)));
+    }
+    if (!records.length) rows.append(h("tr", {}, h("td", { colspan: "5", class: "muted" }, "No records in this period.")));
+    const first = records[0];
+    const last = records[records.length - 1];
+    $("board-showing").textContent = what + " — period " + data.period +
+      (first ? ", ranks " + first.rank + "–" + last.rank : ", no records");
+    $("board-prev").disabled = !board.back.length;
+    $("board-next").disabled = board.next == null;
+  }
+
+  // Reads the view shown again (coming back to the page).
+  function refreshBoard() {
+    if (!board.def || !board.view) return;
+    if (board.view.kind === "around") showAround(board.view.player);
+    else showTop(board.view.cursor, board.back);
+  }
+
+  async function createBoard(event) {
+    event.preventDefault();
+    const button = $("board-save");
+    if (button.disabled) return;
+    const body = { id: $("board-id").value.trim(), sort: $("board-sort").value, operator: $("board-operator").value,
+      reset: $("board-reset").value, player_writable: $("board-writable").checked };
+    button.disabled = true;
+    try {
+      const data = await attempt(() => api("POST", "/api/v1/leaderboards", body), "Leaderboard " + body.id + " created.");
+      if (data === undefined) return;
+      $("board-form").reset();
+      await loadBoards();
+      openBoard(data.board);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async function deleteBoard(id) {
+    if (!window.confirm("Delete the leaderboard " + id + " and its records of every period? This cannot be undone.")) return;
+    const ok = await attempt(() => api("DELETE", boardPath(id)), "Leaderboard " + id + " deleted.");
+    if (ok === undefined) return;
+    if (board.def && board.def.id === id) closeBoard();
+    await loadBoards();
+  }
+
   // ---- cache ----
   async function loadCache() {
     const data = await attempt(() => api("GET", "/api/v1/cache/stats"));
@@ -746,6 +885,23 @@
     $("order-refund").addEventListener("click", () => moveOrder(state.order.order_id, "refund"));
     $("item-form").addEventListener("submit", saveItem);
     $("item-new").addEventListener("click", () => editItem(null));
+    $("board-form").addEventListener("submit", createBoard);
+    $("board-top-form").addEventListener("submit", (e) => { e.preventDefault(); showTop(null, []); });
+    $("board-around-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const player = $("board-player").value.trim();
+      if (!player) return showError("Name a player id.");
+      showAround(player);
+    });
+    $("board-next").addEventListener("click", () => {
+      if (board.next != null && board.view) showTop(board.next, board.back.concat([board.view.cursor]));
+    });
+    $("board-prev").addEventListener("click", () => {
+      if (!board.back.length) return;
+      const back = board.back.slice();
+      const cursor = back.pop();
+      showTop(cursor, back);
+    });
     $("cache-refresh").addEventListener("click", loadCache);
     $("cache-keys-form").addEventListener("submit", (e) => {
       e.preventDefault();
