@@ -52,8 +52,17 @@ fn the_leaderboard_example_runs_top_to_bottom() {
         .take(3)
         .collect();
     assert_eq!(top.len(), 3, "{stdout}");
-    assert!(top[0].starts_with("1 cid_") && top[0].ends_with(" 1500"), "{top:?}");
-    assert!(top[1].starts_with("2 ann_") && top[1].ends_with(" 1200"), "{top:?}");
-    assert!(top[2].starts_with("3 ben_") && top[2].ends_with(" 900"), "{top:?}");
+    assert!(
+        top[0].starts_with("1 cid_") && top[0].ends_with(" 1500"),
+        "{top:?}"
+    );
+    assert!(
+        top[1].starts_with("2 ann_") && top[1].ends_with(" 1200"),
+        "{top:?}"
+    );
+    assert!(
+        top[2].starts_with("3 ben_") && top[2].ends_with(" 900"),
+        "{top:?}"
+    );
     assert!(stdout.trim_end().ends_with("leaderboards done"), "{stdout}");
 }

@@ -37,10 +37,12 @@ impl Hasher for Fnv {
     }
 }
 
-/// One view: the index, and whether its load from SQL has finished.
+/// One view: the index, what its load from SQL has read so far, and
+/// whether the load has finished.
 #[derive(Default)]
 pub struct LocalView {
     index: RefCell<RankIndex>,
+    loading: RefCell<Vec<(RankKey, i64)>>,
     ready: Cell<bool>,
     waiting: RefCell<Vec<oneshot::Sender<bool>>>,
 }
@@ -62,8 +64,25 @@ impl LocalView {
         self.ready.get()
     }
 
-    /// Ends the load (`ok` false: it failed) and wakes the waiting readers.
+    /// Keeps a page of records its load read (applied at the end, in one
+    /// sort).
+    pub fn load_page(&self, records: impl IntoIterator<Item = (RankKey, i64)>) {
+        self.loading.borrow_mut().extend(records);
+    }
+
+    /// Ends the load (`ok` false: it failed) and wakes the waiting readers:
+    /// the index is built from the loaded records at once, then the writes
+    /// that came during the load are applied where they are newer.
     pub fn loaded(&self, ok: bool) {
+        let records = std::mem::take(&mut *self.loading.borrow_mut());
+        if ok {
+            let mut built = RankIndex::build(records);
+            let mut index = self.index.borrow_mut();
+            for (k, v) in index.entries() {
+                built.apply(k, v);
+            }
+            *index = built;
+        }
         self.ready.set(ok);
         for w in self.waiting.borrow_mut().drain(..) {
             let _ = w.send(ok);

@@ -46,6 +46,32 @@ impl RankIndex {
         self.keys.is_empty()
     }
 
+    /// An index of `records` (one per player; keys and versions) built at
+    /// once: sorted, then cut into half-full blocks — a rebuild of a million
+    /// records in one sort instead of a million inserts.
+    pub fn build(records: Vec<(RankKey, i64)>) -> RankIndex {
+        let mut keys: HashMap<i64, (RankKey, i64)> = HashMap::with_capacity(records.len());
+        for (k, v) in records {
+            // A player twice keeps its newer record.
+            let held = keys.entry(k.player_id).or_insert((k, v));
+            if held.1 < v {
+                *held = (k, v);
+            }
+        }
+        let mut sorted: Vec<RankKey> = keys.values().map(|(k, _)| *k).collect();
+        sorted.sort_unstable();
+        let blocks = sorted
+            .chunks(MAX_BLOCK / 2)
+            .map(<[RankKey]>::to_vec)
+            .collect();
+        RankIndex { blocks, keys }
+    }
+
+    /// Every record held (key and version), in no order.
+    pub fn entries(&self) -> impl Iterator<Item = (RankKey, i64)> + '_ {
+        self.keys.values().copied()
+    }
+
     /// The block that holds (or would hold) `key`.
     fn block_of(&self, key: &RankKey) -> usize {
         // The first block whose last key is not below `key`.
@@ -214,6 +240,27 @@ mod tests {
         assert!(index.range(5, 10).is_empty());
         assert!(index.remove(2) && !index.remove(2));
         assert_eq!(index.rank(3), Some(1));
+    }
+
+    #[test]
+    fn an_index_built_at_once_ranks_as_one_built_by_inserts() {
+        let records: Vec<(RankKey, i64)> = (0..5_000_i64)
+            .map(|p| (key(p, (p * 7919) % 1_009), 1))
+            .collect();
+        let built = RankIndex::build(records.clone());
+        let mut inserted = RankIndex::default();
+        for (k, v) in &records {
+            inserted.set(*k, *v);
+        }
+        assert_eq!(built.range(1, 6_000), inserted.range(1, 6_000));
+        for p in (0..5_000).step_by(97) {
+            assert_eq!(built.rank(p), inserted.rank(p));
+        }
+        assert!(built.blocks.iter().all(|b| b.len() <= MAX_BLOCK));
+        // A player twice keeps one record.
+        let twice = RankIndex::build(vec![(key(1, 5), 1), (key(2, 4), 1), (key(1, 9), 2)]);
+        assert_eq!(twice.len(), 2);
+        assert_eq!(twice.ranked(1), Some((1, key(1, 9))));
     }
 
     #[test]

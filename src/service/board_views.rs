@@ -276,9 +276,7 @@ impl Services {
                         .await
                     {
                         Ok(page) => {
-                            for e in &page {
-                                view.apply(rank_key(sort, e), e.version);
-                            }
+                            view.load_page(page.iter().map(|e| (rank_key(sort, e), e.version)));
                             match page.last() {
                                 Some(last) if page.len() as i64 == LOAD_PAGE => after = last.player_id,
                                 _ => break,
@@ -293,10 +291,11 @@ impl Services {
                 }
                 if !ok {
                     views.forget(&key);
-                } else if view.len() >= 10_000 {
-                    tracing::info!(board = %key.board, game = %key.game, records = view.len(), ms = started.elapsed().as_millis() as u64, "leaderboard view loaded");
                 }
                 view.loaded(ok);
+                if ok && view.len() >= 10_000 {
+                    tracing::info!(board = %key.board, game = %key.game, records = view.len(), ms = started.elapsed().as_millis() as u64, "leaderboard view loaded");
+                }
             })
             .detach();
         }
