@@ -32,6 +32,7 @@
 
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod buffer;
 pub mod cache;
 pub mod client_ip;
