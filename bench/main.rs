@@ -1076,10 +1076,12 @@ fn give_records(args: &Args, token: &str, players: &[(i64, String)]) -> Result<(
                         let body = format!(r#"{{"player_id":{id},"score":{score}}}"#);
                         match setup_call(args.http, "POST", path, headers, &body)? {
                             (200, _) => {}
-                            (status, j) => return Err(format!(
+                            (status, j) => {
+                                return Err(format!(
                                 "writing a score for player {id} on `{}` failed ({status}): {j}",
                                 args.board
-                            )),
+                            ))
+                            }
                         }
                     }
                     Ok(())
