@@ -32,21 +32,27 @@ impl DirectBackend {
     /// Connects to `url` with the options the server's client uses
     /// (CLIENT_FOUND_ROWS, statement cache, timeouts).
     pub fn connect(url: &str, durability: Durability) -> Result<DirectBackend, String> {
-        let opts = Opts::from_url(url).map_err(|e| format!("bad MySQL url: {e}"))?;
-        let opts: Opts = OptsBuilder::from_opts(opts)
-            .additional_capabilities(CapabilityFlags::CLIENT_FOUND_ROWS)
-            .tcp_connect_timeout(Some(Duration::from_secs(2)))
-            .read_timeout(Some(Duration::from_secs(10)))
-            .write_timeout(Some(Duration::from_secs(10)))
-            .prefer_socket(false)
-            .stmt_cache_size(Some(256))
-            .into();
-        let conn = Conn::new(opts).map_err(|e| e.to_string())?;
         Ok(DirectBackend {
-            conn: RefCell::new(conn),
+            conn: RefCell::new(open(url)?),
             durability,
         })
     }
+}
+
+/// A blocking connection to `url` with the options the server's client
+/// uses (CLIENT_FOUND_ROWS, statement cache, timeouts); also the bulk
+/// loader's (`lb_load.rs`).
+pub fn open(url: &str) -> Result<Conn, String> {
+    let opts = Opts::from_url(url).map_err(|e| format!("bad MySQL url: {e}"))?;
+    let opts: Opts = OptsBuilder::from_opts(opts)
+        .additional_capabilities(CapabilityFlags::CLIENT_FOUND_ROWS)
+        .tcp_connect_timeout(Some(Duration::from_secs(2)))
+        .read_timeout(Some(Duration::from_secs(10)))
+        .write_timeout(Some(Duration::from_secs(10)))
+        .prefer_socket(false)
+        .stmt_cache_size(Some(256))
+        .into();
+    Conn::new(opts).map_err(|e| e.to_string())
 }
 
 fn retryable(e: &mysql::Error) -> bool {

@@ -46,6 +46,36 @@ pub enum Scenario {
     Ws,
     /// Authenticated WebSocket sockets held idle (`realtime.rs`).
     IdleWs,
+    /// HTTP `POST /api/v1/leaderboards/{board}/scores` as a game server:
+    /// a random score (0 to 10^9) for a player of the board.
+    LbWrite,
+    /// HTTP leaderboard reads as a game server, per 20 requests: 9 of one
+    /// player's rank (`/players/{id}`), 9 around a player
+    /// (`/around/{id}?limit=11`), 2 of the top (`?limit=20`): 45/45/10.
+    LbRead,
+}
+
+/// One `lb-read` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbRead {
+    /// `GET /api/v1/leaderboards/{board}/players/{id}`.
+    Rank,
+    /// `GET /api/v1/leaderboards/{board}/around/{id}?limit=11`.
+    Around,
+    /// `GET /api/v1/leaderboards/{board}?limit=20`.
+    Top,
+}
+
+impl LbRead {
+    /// The `counter`th request of a connection: 45 % ranks, 45 % around,
+    /// 10 % top.
+    pub fn nth(counter: u64) -> LbRead {
+        match counter % 20 {
+            0..=8 => LbRead::Rank,
+            9..=17 => LbRead::Around,
+            _ => LbRead::Top,
+        }
+    }
 }
 
 impl Scenario {
@@ -97,6 +127,8 @@ pub struct Plan {
     pub password: String,
     /// `ws`, `idle-ws`: the sockets' shared state.
     pub realtime: Option<Arc<crate::realtime::Shared>>,
+    /// `lb-write`, `lb-read`: the leaderboard.
+    pub board: String,
 }
 
 /// Cumulative Zipf weights of `n` ranks with exponent `s`, normalised to 1.
@@ -562,6 +594,24 @@ impl<'a> Conn<'a> {
                 let body = format!(r#"{{"action":"get","player_id":{id}}}"#);
                 self.frame(0x1003, body.as_bytes());
             }
+            Scenario::LbWrite => {
+                // Not the draw that chose the player: a score of its own.
+                let score = crate::lb_load::mix(self.draw() ^ 0x5c03e) % 1_000_000_000;
+                let path = format!("/api/v1/leaderboards/{}/scores", self.plan.board);
+                let body = format!(r#"{{"player_id":{id},"score":{score}}}"#);
+                self.http("POST", &path, &body);
+            }
+            Scenario::LbRead => {
+                let board = &self.plan.board;
+                let path = match LbRead::nth(self.counter) {
+                    LbRead::Rank => format!("/api/v1/leaderboards/{board}/players/{id}"),
+                    LbRead::Around => {
+                        format!("/api/v1/leaderboards/{board}/around/{id}?limit=11")
+                    }
+                    LbRead::Top => format!("/api/v1/leaderboards/{board}?limit=20"),
+                };
+                self.http("GET", &path, "");
+            }
         }
     }
 
@@ -661,7 +711,20 @@ impl<'a> Conn<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_head, zipf_cdf, ResponseHead};
+    use super::{parse_head, zipf_cdf, LbRead, ResponseHead};
+
+    #[test]
+    fn lb_read_mixes_45_45_10() {
+        let count = |kind| (1..=1000).filter(|&c| LbRead::nth(c) == kind).count();
+        assert_eq!(
+            (
+                count(LbRead::Rank),
+                count(LbRead::Around),
+                count(LbRead::Top)
+            ),
+            (450, 450, 100)
+        );
+    }
 
     #[test]
     fn zipf_weights_favour_the_first_ranks_and_add_up_to_1() {

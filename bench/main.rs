@@ -18,16 +18,25 @@
 //!     notification delivery latency, lost and duplicate notifications)
 //!   dm-bench --scenario idle-ws -c 10000 --server-pid "$(pgrep -x datamiddleware)"
 //!     (10,000 idle sockets: the server's RSS per socket)
+//!   dm-bench lb-load --db data/game1.db --lb-players 1000000 --board bench
+//!     (the server stopped: players 1..=1,000,000 and a record each on board
+//!     `bench`, straight into the game's SQLite file or mysql:// database)
+//!   dm-bench --scenario lb-read --board bench --lb-players 1000000 -c 64
+//!   dm-bench --scenario lb-write --board bench --lb-players 1000000 -c 64
+//!     (scores and rank reads for players drawn by Zipf, --zipf 1 unless
+//!     given; without --lb-players, the seeded players, each given a
+//!     record first; see scripts/bench-leaderboards.sh)
 
 mod direct;
 mod direct_backend;
+mod lb_load;
 mod load;
 mod realtime;
 mod report;
 mod server_cost;
 mod ws;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use load::{Plan, Scenario};
 use report::{Summary, Tally};
 use std::io::{IsTerminal, Read, Write};
@@ -51,6 +60,21 @@ enum ScenarioArg {
     SqlDirect,
     Ws,
     IdleWs,
+    LbWrite,
+    LbRead,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Bulk-loads a leaderboard bench straight into the game's SQL
+    /// database: players 1..=N (username lb_<id in 9 digits>, the seeded
+    /// players' password) and a record each on --board (made when missing:
+    /// sort desc, operator best, never resets), in large transactions.
+    /// STOP THE SERVER FIRST: a SQLite file the server has open is refused;
+    /// on MySQL, start the server after the load (it builds ranks at
+    /// start). The server must have started once on the database (its
+    /// migrations make the tables).
+    LbLoad(lb_load::LoadArgs),
 }
 
 /// Load generator for DataMiddleware.
@@ -58,10 +82,14 @@ enum ScenarioArg {
 #[command(
     name = "dm-bench",
     version,
+    args_conflicts_with_subcommands = true,
     about = "Load generator for DataMiddleware: drives a running server over HTTP and the binary protocol \
              and reports throughput, latency percentiles and errors (see README \"Benchmarks\")"
 )]
 struct Args {
+    /// `lb-load`: the leaderboard bench's bulk loader (no scenario runs).
+    #[command(subcommand)]
+    command: Option<Command>,
     /// What to send.
     #[arg(long, value_enum, default_value = "health")]
     scenario: ScenarioArg,
@@ -121,9 +149,27 @@ struct Args {
     #[arg(long)]
     mysql: Option<String>,
     /// Choose players by a Zipf law of this exponent (1.0: the first of 100
-    /// players gets ~19 % of the requests) instead of every player in turn.
+    /// players gets ~19 % of the requests) instead of every player in turn
+    /// (`lb-write`, `lb-read`: 1.0 unless given).
     #[arg(long)]
     zipf: Option<f64>,
+    /// `lb-write`, `lb-read`: the leaderboard. When missing, the seeding
+    /// step creates it as admin (`--admin-user`, `--admin-password`): sort
+    /// desc, operator best, never resets.
+    #[arg(long, default_value = "bench")]
+    board: String,
+    /// `lb-write`, `lb-read`: player ids 1..=N exist and have a record on
+    /// the board (`dm-bench lb-load` makes them); the players are drawn
+    /// from them and none is seeded. Without it, the seeded players
+    /// (`--players`) are used, each given a record first.
+    #[arg(long, value_name = "N")]
+    lb_players: Option<u64>,
+    /// Admin account that creates a missing `--board`.
+    #[arg(long, default_value = "ops")]
+    admin_user: String,
+    /// Its password (only needed when the board is missing).
+    #[arg(long)]
+    admin_password: Option<String>,
     /// The server's process id: its CPU time (user + system, all threads)
     /// and its threads' context switches over the measured window are read
     /// from /proc and reported per answered request
@@ -151,6 +197,18 @@ const PASSWORD: &str = "bench-password-1";
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::LbLoad(load)) = &args.command {
+        return match lb_load::run(load, PASSWORD) {
+            Ok(loaded) => {
+                println!("{}", loaded.report(load.json));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("dm-bench lb-load: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     raise_open_files();
     match run(&args) {
         Ok(summary) => {
@@ -225,8 +283,21 @@ fn run(args: &Args) -> Result<Summary, String> {
         ScenarioArg::IdleTcp => Scenario::IdleTcp,
         ScenarioArg::Ws => Scenario::Ws,
         ScenarioArg::IdleWs => Scenario::IdleWs,
+        ScenarioArg::LbWrite => Scenario::LbWrite,
+        ScenarioArg::LbRead => Scenario::LbRead,
         ScenarioArg::SqlDirect => unreachable!("handled above"),
     };
+    let leaderboard = matches!(scenario, Scenario::LbWrite | Scenario::LbRead);
+    if leaderboard {
+        datamiddleware::validate::item_id(&args.board)
+            .map_err(|_| "--board must be 1 to 64 of letters, digits, _ - .".to_string())?;
+    }
+    if args
+        .lb_players
+        .is_some_and(|n| !(1..=1_000_000_000).contains(&n))
+    {
+        return Err("lb-players must be 1 to 10^9".into());
+    }
     let sockets = matches!(scenario, Scenario::Ws | Scenario::IdleWs);
     let needs_seed = !matches!(
         scenario,
@@ -237,7 +308,18 @@ fn run(args: &Args) -> Result<Summary, String> {
     } else {
         String::new()
     };
-    let (players, tokens) = if needs_seed {
+    let (players, tokens) = if let (true, Some(n)) = (leaderboard, args.lb_players) {
+        // Loaded by lb-load: nothing to register.
+        ensure_board(args, &token)?;
+        let players: Vec<(i64, String)> = (1..=n as i64).map(|id| (id, String::new())).collect();
+        check_loaded(args, &token, n)?;
+        (players, Vec::new())
+    } else if leaderboard {
+        ensure_board(args, &token)?;
+        let seeded = seed(args, &token, args.players, false)?;
+        give_records(args, &token, &seeded.0)?;
+        seeded
+    } else if needs_seed {
         // A socket per player: at least as many players as sockets.
         let count = if sockets {
             args.players.max(args.connections)
@@ -270,6 +352,7 @@ fn run(args: &Args) -> Result<Summary, String> {
         .and_then(|pid| server_cost::watch(pid, measure_from));
     let zipf = args
         .zipf
+        .or(leaderboard.then_some(1.0))
         .map(|s| Arc::new(load::zipf_cdf(players.len(), s)));
     let writers = if scenario == Scenario::Ws {
         args.ws_writers
@@ -313,6 +396,7 @@ fn run(args: &Args) -> Result<Summary, String> {
         players: Arc::new(players),
         password: PASSWORD.to_string(),
         realtime: shared.clone(),
+        board: args.board.clone(),
     };
     let answer_timeout = Duration::from_secs_f64(args.answer_timeout);
     let mut handles = Vec::new();
@@ -885,4 +969,183 @@ fn seed(args: &Args, token: &str, count: usize, want_tokens: bool) -> Result<See
         .into_iter()
         .map(|(_, (id, name, token))| ((id, name), token))
         .unzip())
+}
+
+/// `lb-write`, `lb-read`: makes sure `--board` exists, creating it as
+/// admin when it does not (sort desc, operator best, never resets).
+fn ensure_board(args: &Args, token: &str) -> Result<(), String> {
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("X-Game-Id", args.game.as_str()),
+    ];
+    let (status, j) = setup_call(args.http, "GET", "/api/v1/leaderboards", &headers, "")?;
+    if status != 200 {
+        return Err(format!("listing the leaderboards failed ({status}): {j}"));
+    }
+    let found = j["data"]["boards"]
+        .as_array()
+        .and_then(|boards| boards.iter().find(|b| b["id"] == args.board.as_str()));
+    if let Some(board) = found {
+        if board["reset"] != "never" {
+            eprintln!(
+                "dm-bench: note: leaderboard `{}` resets ({}): reads see the current period only",
+                args.board, board["reset"]
+            );
+        }
+        return Ok(());
+    }
+    let password = args.admin_password.as_deref().ok_or_else(|| {
+        format!(
+            "leaderboard `{}` does not exist: pass --admin-password (and --admin-user) to \
+             create it, or make it with `dm-bench lb-load`",
+            args.board
+        )
+    })?;
+    let body = serde_json::json!({"username": args.admin_user, "password": password}).to_string();
+    let (status, j) = setup_call(args.http, "POST", "/api/v1/auth/admin", &[], &body)?;
+    let admin = j["data"]["token"].as_str().ok_or_else(|| {
+        format!(
+            "admin sign-in of `{}` failed ({status}): {j}",
+            args.admin_user
+        )
+    })?;
+    let auth = format!("Bearer {admin}");
+    let body = serde_json::json!({
+        "id": args.board, "sort": "desc", "operator": "best", "reset": "never"
+    })
+    .to_string();
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("X-Game-Id", args.game.as_str()),
+    ];
+    match setup_call(args.http, "POST", "/api/v1/leaderboards", &headers, &body)? {
+        (201, _) => {
+            eprintln!("dm-bench: created leaderboard `{}`", args.board);
+            Ok(())
+        }
+        // Made meanwhile by another dm-bench.
+        (409, _) => Ok(()),
+        (status, j) => Err(format!(
+            "creating leaderboard `{}` failed ({status}): {j}",
+            args.board
+        )),
+    }
+}
+
+/// `--lb-players N`: the first and the last player have a record, or the
+/// load was not made (every read would be a 404).
+fn check_loaded(args: &Args, token: &str, n: u64) -> Result<(), String> {
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("X-Game-Id", args.game.as_str()),
+    ];
+    for id in [1, n] {
+        let path = format!("/api/v1/leaderboards/{}/players/{id}", args.board);
+        let (status, j) = setup_call(args.http, "GET", &path, &headers, "")?;
+        if status != 200 {
+            return Err(format!(
+                "player {id} has no record on `{}` ({status}: {j}): load players 1..={n} with \
+                 `dm-bench lb-load --lb-players {n}` (server stopped) first",
+                args.board
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `lb-write`, `lb-read` on seeded players: a record each (the loader's
+/// score for its id), so that every read finds one.
+fn give_records(args: &Args, token: &str, players: &[(i64, String)]) -> Result<(), String> {
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("X-Game-Id", args.game.as_str()),
+    ];
+    let path = format!("/api/v1/leaderboards/{}/scores", args.board);
+    let per_worker = players.len().div_ceil(SEED_WORKERS).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = players
+            .chunks(per_worker)
+            .map(|mine| {
+                let (path, headers) = (&path, &headers);
+                scope.spawn(move || {
+                    for (id, _) in mine {
+                        let score = lb_load::score(*id as u64);
+                        let body = format!(r#"{{"player_id":{id},"score":{score}}}"#);
+                        match setup_call(args.http, "POST", path, headers, &body)? {
+                            (200, _) => {}
+                            (status, j) => {
+                                return Err(format!(
+                                "writing a score for player {id} on `{}` failed ({status}): {j}",
+                                args.board
+                            ))
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err("a seeding thread panicked".into()))
+            })
+            .collect::<Result<Vec<()>, String>>()
+            .map(|_| ())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Args, Command};
+    use clap::Parser;
+
+    #[test]
+    fn lb_load_is_a_subcommand_and_the_scenarios_take_a_board() {
+        let a = Args::try_parse_from([
+            "dm-bench",
+            "lb-load",
+            "--db",
+            "data/game1.db",
+            "--lb-players",
+            "1000",
+        ])
+        .expect("parses");
+        let Some(Command::LbLoad(load)) = a.command else {
+            panic!("lb-load expected");
+        };
+        assert_eq!(
+            (load.db.as_str(), load.lb_players, load.board.as_str()),
+            ("data/game1.db", 1000, "bench")
+        );
+        // A scenario's options belong to a run, not to the loader.
+        assert!(Args::try_parse_from([
+            "dm-bench",
+            "--scenario",
+            "lb-read",
+            "lb-load",
+            "--db",
+            "x",
+            "--lb-players",
+            "1"
+        ])
+        .is_err());
+        assert!(Args::try_parse_from(["dm-bench", "lb-load", "--lb-players", "1"]).is_err());
+        let a = Args::try_parse_from([
+            "dm-bench",
+            "--scenario",
+            "lb-read",
+            "--board",
+            "weekly",
+            "--lb-players",
+            "5",
+        ])
+        .expect("parses");
+        assert!(a.command.is_none());
+        assert_eq!((a.board.as_str(), a.lb_players), ("weekly", Some(5)));
+    }
 }
