@@ -32,6 +32,8 @@ pub struct DirectPlan {
     pub until: Instant,
     /// Set by SIGINT/SIGTERM.
     pub stop: Arc<AtomicBool>,
+    /// Who the audit log records (the bench acts as a game server).
+    pub actor: datamiddleware::audit::Actor,
 }
 
 /// Runs the load; the merged tally of every connection.
@@ -69,19 +71,23 @@ fn connection(db: &dyn Store, plan: &DirectPlan, index: usize) -> Tally {
         counter += 1;
         let player = plan.players[(index + counter * 7) % plan.players.len().max(1)];
         let now_ms = datamiddleware::clock::now_ms();
+        let actor = &plan.actor;
         let t0 = Instant::now();
         let outcome: Result<(), StoreError> = match (counter % 10, pending.take()) {
-            (_, Some(order)) => block_on(db.pay_order(&order, now_ms)).map(|_| ()),
-            (7, None) => block_on(db.use_item(player, "potion", 1, now_ms)).map(|_| ()),
-            (8, None) => block_on(db.create_order(&NewOrder {
-                order_id: datamiddleware::service::orders::new_order_id(now_ms),
-                player_id: player,
-                item_id: "potion".into(),
-                quantity: 1,
-                currency: Currency::Gold,
-                idempotency_key: None,
-                now_ms,
-            }))
+            (_, Some(order)) => block_on(db.pay_order(&order, actor, now_ms)).map(|_| ()),
+            (7, None) => block_on(db.use_item(player, "potion", 1, actor, now_ms)).map(|_| ()),
+            (8, None) => block_on(db.create_order(
+                &NewOrder {
+                    order_id: datamiddleware::service::orders::new_order_id(now_ms),
+                    player_id: player,
+                    item_id: "potion".into(),
+                    quantity: 1,
+                    currency: Currency::Gold,
+                    idempotency_key: None,
+                    now_ms,
+                },
+                actor,
+            ))
             .map(|done| pending = Some(done.value.0.order_id)),
             _ => block_on(db.player(player)).map(|_| ()),
         };

@@ -677,6 +677,12 @@ fn run_direct(args: &Args) -> Result<Summary, String> {
         measure_from,
         until,
         stop: interrupt.flag.clone(),
+        actor: datamiddleware::audit::Actor {
+            role: "game_server".into(),
+            id: "server:game1".into(),
+            client: "127.0.0.1".into(),
+            node: "dm-bench".into(),
+        },
     })?;
     let server = server.and_then(server_cost::Watch::finish);
     Ok(Summary {

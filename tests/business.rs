@@ -620,6 +620,7 @@ fn unauthenticated_and_unauthorised_calls_are_refused() {
         player_id: Some(alice),
         session_id: "x".repeat(32),
         subject: alice.to_string(),
+        client: None,
     };
     let (expired, _) = issuer
         .issue(&caller, datamiddleware::clock::now_s() - 3600)

@@ -80,7 +80,8 @@ async fn authorized(
     client: IpAddr,
 ) -> Result<Response, ApiError> {
     pipeline::admit(shard, client).await?;
-    let caller = pipeline::authenticate(shard, Credentials::Bearer(req.headers.authorization))?;
+    let mut caller = pipeline::authenticate(shard, Credentials::Bearer(req.headers.authorization))?;
+    caller.to_mut().client = Some(client);
     let kind = match route {
         Authed::Logout => Scope::EndSession,
         _ => Scope::Game,
@@ -158,7 +159,9 @@ async fn public(
             let body: RegisterRequest = parse_json(req.body)?;
             Ok(Response::ok_with(
                 201,
-                &services.register(&game.id, body).await?,
+                &services
+                    .register(&game.id, body, services.anonymous_actor(Some(client)))
+                    .await?,
             ))
         }
         Public::Login => {

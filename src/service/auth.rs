@@ -48,6 +48,9 @@ pub struct Caller {
     pub session_id: String,
     /// Printable subject: player id, server name or admin name.
     pub subject: String,
+    /// The client's address, once the front end has set it (the audit
+    /// log's actor; SPEC §13).
+    pub client: Option<std::net::IpAddr>,
 }
 
 impl Caller {
@@ -176,6 +179,7 @@ impl TokenIssuer {
             player_id,
             session_id: c.sid,
             subject: c.sub,
+            client: None,
         };
         Ok((caller, exp))
     }
@@ -228,6 +232,7 @@ mod tests {
             player_id: Some(42),
             session_id: "s".into(),
             subject: "42".into(),
+            client: None,
         }
     }
 

@@ -65,9 +65,10 @@ impl Services {
             } => Some((*currency, *amount)),
             _ => None,
         };
+        let actor = self.actor(caller);
         let done = game
             .store
-            .run(async move |s| s.apply_progress(player_id, progress, now).await)
+            .run(async move |s| s.apply_progress(player_id, progress, &actor, now).await)
             .await?;
         let player = self.delivered(game_id, done);
         if let Some((currency, amount)) = reward {

@@ -168,9 +168,10 @@ impl Services {
             max_stack: Some(def.max_stack),
             status: None,
         })?;
+        let (actor, now) = (self.actor(caller), clock::now_ms());
         let def = game
             .store
-            .run(async move |s| s.create_item_def(&def).await)
+            .run(async move |s| s.create_item_def(&def, &actor, now).await)
             .await?;
         business_event!(self, game = game_id, item_id = %def.item_id, by = %caller.subject, "catalogue entry created");
         Ok(self.catalogue_saved(game_id, &def).await)
@@ -188,10 +189,10 @@ impl Services {
         self.require_admin(caller)?;
         check_item_id(item_id)?;
         check_def_fields(&req)?;
-        let id = item_id.to_string();
+        let (id, actor, now) = (item_id.to_string(), self.actor(caller), clock::now_ms());
         let def = game
             .store
-            .run(async move |s| s.update_item_def(&id, &req).await)
+            .run(async move |s| s.update_item_def(&id, &req, &actor, now).await)
             .await?;
         business_event!(
             self,
@@ -306,13 +307,14 @@ impl Services {
         check_item_id(item_id)?;
         validate::in_range("quantity", quantity, 1..=MAX_QUANTITY)?;
         let (id, now) = (item_id.to_string(), clock::now_ms());
+        let actor = self.actor(caller);
         let entry = game
             .store
             .run(async move |s| {
                 if grant {
-                    s.grant_item(player_id, &id, quantity, now).await
+                    s.grant_item(player_id, &id, quantity, &actor, now).await
                 } else {
-                    s.use_item(player_id, &id, quantity, now).await
+                    s.use_item(player_id, &id, quantity, &actor, now).await
                 }
             })
             .await
@@ -366,9 +368,10 @@ impl Services {
             req.quantity,
             clock::now_ms(),
         );
+        let actor = self.actor(caller);
         let result = game
             .store
-            .run(async move |s| s.transfer_item(player_id, to, &id, q, now).await)
+            .run(async move |s| s.transfer_item(player_id, to, &id, q, &actor, now).await)
             .await
             .map(|done| self.delivered(game_id, done));
         let target = req.target_player_id;

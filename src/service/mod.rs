@@ -177,6 +177,29 @@ impl Services {
         })
     }
 
+    /// The audit log's actor for `caller` (SPEC §13): role, who, from
+    /// where, on which node.
+    pub fn actor(&self, caller: &Caller) -> crate::audit::Actor {
+        crate::audit::Actor {
+            role: caller.role.as_str().to_string(),
+            id: caller.subject.clone(),
+            client: caller
+                .client
+                .map_or_else(|| "-".to_string(), |c| c.to_string()),
+            node: self.config.node.id.clone(),
+        }
+    }
+
+    /// The actor of a request no one signed in made (a registration).
+    pub fn anonymous_actor(&self, client: Option<std::net::IpAddr>) -> crate::audit::Actor {
+        crate::audit::Actor {
+            role: "anonymous".to_string(),
+            id: "-".to_string(),
+            client: client.map_or_else(|| "-".to_string(), |c| c.to_string()),
+            node: self.config.node.id.clone(),
+        }
+    }
+
     /// Runs a password hash or verification on the node's hashing pool
     /// (503 at once when it is saturated).
     pub async fn hashing<R: Send + 'static>(
@@ -411,6 +434,7 @@ impl Services {
             player_id: None,
             session_id: auth::random_hex(16),
             subject: format!("server:{game_id}"),
+            client: None,
         })
     }
 }

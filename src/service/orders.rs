@@ -117,9 +117,10 @@ impl Services {
             idempotency_key: key,
             now_ms: now,
         };
+        let actor = self.actor(caller);
         let done = game
             .store
-            .run(async move |s| s.create_order(&new).await)
+            .run(async move |s| s.create_order(&new, &actor).await)
             .await?;
         let (order, created) = self.delivered(game_id, done);
         if created {
@@ -291,13 +292,13 @@ impl Services {
                 .order_id
         };
         let game = self.game(game_id)?;
-        let now = clock::now_ms();
+        let (now, actor) = (clock::now_ms(), self.actor(caller));
         let done = game
             .store
             .run(async move |s| match transition {
-                Transition::Pay => s.pay_order(&id, now).await,
-                Transition::Cancel => s.cancel_order(&id, now).await,
-                Transition::Refund => s.refund_order(&id, now).await,
+                Transition::Pay => s.pay_order(&id, &actor, now).await,
+                Transition::Cancel => s.cancel_order(&id, &actor, now).await,
+                Transition::Refund => s.refund_order(&id, &actor, now).await,
             })
             .await?;
         let (order, moved) = self.delivered(game_id, done);

@@ -100,11 +100,16 @@ impl Services {
         if caller.role == Role::Player {
             return Err(ApiError::forbidden("players cannot create players"));
         }
-        self.register(game_id, req).await
+        self.register(game_id, req, self.actor(caller)).await
     }
 
     /// Registers a player in `game_id` (anyone); answers the new profile.
-    pub async fn register(&self, game_id: &str, req: RegisterRequest) -> Result<Value, ApiError> {
+    pub async fn register(
+        &self,
+        game_id: &str,
+        req: RegisterRequest,
+        actor: crate::audit::Actor,
+    ) -> Result<Value, ApiError> {
         let game = self.game(game_id)?;
         validate::username(&req.username)?;
         validate::password(&req.password)?;
@@ -124,7 +129,7 @@ impl Services {
         };
         let player = game
             .store
-            .run(async move |s| s.create_player(&new).await)
+            .run(async move |s| s.create_player(&new, &actor).await)
             .await?;
         self.changed(Change::written(
             game_id,
@@ -290,9 +295,13 @@ impl Services {
             status,
         };
         let now = clock::now_ms();
+        let actor = self.actor(caller);
         let player = game
             .store
-            .run(async move |s| s.update_player(player_id, &patch, expected, now).await)
+            .run(async move |s| {
+                s.update_player(player_id, &patch, expected, &actor, now)
+                    .await
+            })
             .await?;
         let player = self.delivered(game_id, player);
         self.changed(Change::written(
@@ -352,10 +361,11 @@ impl Services {
         let reference = caller.subject.clone();
         let now = clock::now_ms();
         let delta = req.delta;
+        let actor = self.actor(caller);
         let player = game
             .store
             .run(async move |s| {
-                s.adjust_balance(player_id, currency, delta, &reason, &reference, now)
+                s.adjust_balance(player_id, currency, delta, &reason, &reference, &actor, now)
                     .await
             })
             .await?;

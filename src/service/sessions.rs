@@ -215,6 +215,7 @@ impl Services {
             player_id: Some(player_id),
             session_id: session_id.to_string(),
             subject: player_id.to_string(),
+            client: None,
         };
         self.tokens().issue(&caller, now_ms / 1000)
     }
@@ -378,6 +379,7 @@ impl Services {
                     player_id: None,
                     session_id: auth::random_hex(16),
                     subject: header_user.to_string(),
+                    client: None,
                 };
                 Ok((caller, header_user.to_string()))
             } else {
@@ -429,6 +431,7 @@ impl Services {
             player_id: None,
             session_id: auth::random_hex(16),
             subject: format!("admin:{}", req.username),
+            client: None,
         };
         let (token, expires_at) = self.tokens().issue(&caller, clock::now_s())?;
         Ok(json!({

@@ -41,6 +41,7 @@ use std::sync::Arc;
 
 pub use crate::config::Durability;
 
+pub use crate::audit::{Actor, AuditDraft, AuditRecord, Checkpoint};
 pub use model::*;
 
 /// A business rule that refused a change (mapped to SPEC §4 codes above).
@@ -111,7 +112,8 @@ impl std::error::Error for StoreError {}
 /// their ledger, and game progress (the service's `players.rs`).
 pub trait PlayerStore {
     /// Inserts a player and its signup ledger rows.
-    fn create_player<'a>(&'a self, new: &'a NewPlayer) -> StoreFuture<'a, Player>;
+    fn create_player<'a>(&'a self, new: &'a NewPlayer, actor: &'a Actor)
+        -> StoreFuture<'a, Player>;
     /// Reads a player by id.
     fn player(&self, id: i64) -> StoreFuture<'_, Option<Player>>;
     /// Reads the login credentials of a username.
@@ -124,6 +126,7 @@ pub trait PlayerStore {
         id: i64,
         patch: &'a PlayerPatch,
         expected_version: Option<i64>,
+        actor: &'a Actor,
         now_ms: i64,
     ) -> StoreFuture<'a, Notified<Player>>;
     /// Adds `delta` (may be negative) to a balance and records it in the ledger.
@@ -134,6 +137,7 @@ pub trait PlayerStore {
         delta: i64,
         reason: &'a str,
         reference: &'a str,
+        actor: &'a Actor,
         now_ms: i64,
     ) -> StoreFuture<'a, Notified<Player>>;
     /// A page of a player's ledger, newest first; a deleted player's only
@@ -145,12 +149,13 @@ pub trait PlayerStore {
         include_deleted: bool,
     ) -> StoreFuture<'_, Page<LedgerEntry>>;
     /// Applies a game logic progress change.
-    fn apply_progress(
-        &self,
+    fn apply_progress<'a>(
+        &'a self,
         id: i64,
         progress: Progress,
+        actor: &'a Actor,
         now_ms: i64,
-    ) -> StoreFuture<'_, Notified<Player>>;
+    ) -> StoreFuture<'a, Notified<Player>>;
 }
 
 /// Login sessions, their refresh secrets, and the revocations every node
@@ -192,12 +197,19 @@ pub trait ItemStore {
     /// One catalogue entry.
     fn item_def<'a>(&'a self, item_id: &'a str) -> StoreFuture<'a, Option<ItemDef>>;
     /// Adds a catalogue entry.
-    fn create_item_def<'a>(&'a self, def: &'a ItemDef) -> StoreFuture<'a, ItemDef>;
+    fn create_item_def<'a>(
+        &'a self,
+        def: &'a ItemDef,
+        actor: &'a Actor,
+        now_ms: i64,
+    ) -> StoreFuture<'a, ItemDef>;
     /// Changes a catalogue entry.
     fn update_item_def<'a>(
         &'a self,
         item_id: &'a str,
         patch: &'a ItemDefPatch,
+        actor: &'a Actor,
+        now_ms: i64,
     ) -> StoreFuture<'a, ItemDef>;
     /// Inserts the entries that do not exist yet; returns how many.
     fn seed_item_defs<'a>(&'a self, defs: &'a [ItemDef]) -> StoreFuture<'a, usize>;
@@ -215,6 +227,7 @@ pub trait ItemStore {
         player_id: i64,
         item_id: &'a str,
         quantity: i64,
+        actor: &'a Actor,
         now_ms: i64,
     ) -> StoreFuture<'a, Notified<InventoryEntry>>;
     /// Adds `quantity` of an item within its stack limit.
@@ -223,6 +236,7 @@ pub trait ItemStore {
         player_id: i64,
         item_id: &'a str,
         quantity: i64,
+        actor: &'a Actor,
         now_ms: i64,
     ) -> StoreFuture<'a, Notified<InventoryEntry>>;
     /// Moves `quantity` of an item between two players atomically.
@@ -232,6 +246,7 @@ pub trait ItemStore {
         to: i64,
         item_id: &'a str,
         quantity: i64,
+        actor: &'a Actor,
         now_ms: i64,
     ) -> StoreFuture<'a, Notified<(InventoryEntry, InventoryEntry)>>;
 }
@@ -241,7 +256,11 @@ pub trait ItemStore {
 pub trait OrderStore {
     /// Creates an order, or returns the one with the same idempotency key
     /// (`false` then).
-    fn create_order<'a>(&'a self, new: &'a NewOrder) -> StoreFuture<'a, Notified<(Order, bool)>>;
+    fn create_order<'a>(
+        &'a self,
+        new: &'a NewOrder,
+        actor: &'a Actor,
+    ) -> StoreFuture<'a, Notified<(Order, bool)>>;
     /// One order.
     fn order<'a>(&'a self, order_id: &'a str) -> StoreFuture<'a, Option<Order>>;
     /// A page of orders, newest first, of one player (1001 when it does not
@@ -259,6 +278,7 @@ pub trait OrderStore {
     fn pay_order<'a>(
         &'a self,
         order_id: &'a str,
+        actor: &'a Actor,
         now_ms: i64,
     ) -> StoreFuture<'a, Notified<(Order, bool)>>;
     /// Cancels a pending order (a cancelled one is returned unchanged, flag
@@ -267,6 +287,7 @@ pub trait OrderStore {
     fn cancel_order<'a>(
         &'a self,
         order_id: &'a str,
+        actor: &'a Actor,
         now_ms: i64,
     ) -> StoreFuture<'a, Notified<(Order, bool)>>;
     /// Refunds a paid order: credits the price back, takes back the items
@@ -275,6 +296,7 @@ pub trait OrderStore {
     fn refund_order<'a>(
         &'a self,
         order_id: &'a str,
+        actor: &'a Actor,
         now_ms: i64,
     ) -> StoreFuture<'a, Notified<(Order, bool)>>;
 }
@@ -364,6 +386,39 @@ pub trait BoardStore {
     ) -> StoreFuture<'a, Option<BoardRecord>>;
 }
 
+/// The audit log (SPEC §13): records written beside the changes (in their
+/// transactions) or alone (admin actions that change no row), read by the
+/// API, the checkpoint task and the verifier.
+pub trait AuditStore {
+    /// Records `drafts` by `actor` in a transaction of their own (admin
+    /// actions that change nothing in this database: a sign-in, a cache
+    /// flush, a config-centre change).
+    fn record_audit<'a>(
+        &'a self,
+        actor: &'a Actor,
+        drafts: &'a [AuditDraft],
+        now_ms: i64,
+    ) -> StoreFuture<'a, ()>;
+    /// Records matching `filter`, oldest first.
+    fn audit_records<'a>(&'a self, filter: &'a AuditFilter) -> StoreFuture<'a, Vec<AuditRecord>>;
+    /// A chain's records after `after_seq`, in order, at most `limit`.
+    fn audit_chain(
+        &self,
+        chain: i64,
+        after_seq: i64,
+        limit: i64,
+    ) -> StoreFuture<'_, Vec<AuditRecord>>;
+    /// Every chain's head: (chain, seq, hash).
+    fn audit_heads(&self) -> StoreFuture<'_, Vec<(i64, i64, String)>>;
+    /// Every checkpoint, by chain and seq.
+    fn audit_checkpoints(&self) -> StoreFuture<'_, Vec<Checkpoint>>;
+    /// Each chain's newest checkpointed seq.
+    fn last_audit_checkpoints(&self) -> StoreFuture<'_, Vec<(i64, i64)>>;
+    /// Stores checkpoints (one already stored for a chain and seq is left
+    /// as it is); how many were new.
+    fn add_audit_checkpoints<'a>(&'a self, checkpoints: &'a [Checkpoint]) -> StoreFuture<'a, u64>;
+}
+
 /// Singleton jobs, whose work the database runs only for the newest
 /// holder of the job's lease (SPEC §7).
 pub trait JobStore {
@@ -420,6 +475,7 @@ pub trait Store:
     + OrderStore
     + NoticeStore
     + BoardStore
+    + AuditStore
     + JobStore
     + DatabaseStore
     + 'static
@@ -435,6 +491,7 @@ impl<T> Store for T where
         + OrderStore
         + NoticeStore
         + BoardStore
+        + AuditStore
         + JobStore
         + DatabaseStore
         + 'static

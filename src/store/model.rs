@@ -126,8 +126,10 @@ impl Currency {
     }
 }
 
-/// Optional profile changes; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
+/// Optional profile changes; `None` leaves a field as it is (and is left
+/// out of the audit record's details).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub struct PlayerPatch {
     /// New nickname.
     pub nickname: Option<String>,
@@ -144,7 +146,7 @@ pub struct PlayerPatch {
 }
 
 /// A catalogue entry (the `item_defs` table).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ItemDef {
     /// Catalogue key.
     pub item_id: String,
@@ -208,7 +210,7 @@ impl ItemDef {
 }
 
 /// Optional catalogue changes (also the body of `PUT /api/v1/items/{id}`).
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ItemDefPatch {
     /// New name.
@@ -774,6 +776,21 @@ pub struct ScoreWritten {
     pub username: String,
     /// Whether the player is active (only active players are ranked).
     pub active: bool,
+}
+
+/// Which audit records a read wants (`GET /api/v1/audit`).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only those by this actor id (a player id, an admin's name, ...).
+    pub actor: Option<String>,
+    /// Only those about this subject (`player:42`, `order:o1`, ...).
+    pub subject: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only those after this one (its `at`, chain and seq).
+    pub after: Option<(i64, i64, i64)>,
+    /// At most this many.
+    pub limit: i64,
 }
 
 /// A closed period of a board, archived by the reset job (exactly once in

@@ -521,6 +521,8 @@ async fn handshake(
         "session_id": caller.session_id,
         "heartbeat_interval_s": shard.config.tcp.heartbeat_interval_s,
     });
+    let mut caller = caller;
+    caller.client = Some(session.peer);
     session.set_caller(Some(caller));
     session.user_id = user_id;
     session.last_heartbeat = Instant::now();

@@ -3,15 +3,17 @@
 //! items; the inventory row changes an order also makes are the shared
 //! helpers of `sql_store/mod.rs`.
 
+use super::audit;
 use super::{
     active_item, add_items, entry, found_or, issued, item_draft, item_from, live_player_ids,
     load_item, notify, remove_items, row_of, visible_player, Lock, SqlStore, ITEM_COLUMNS,
 };
 use crate::store::sql::{Backend, SqlConn, SqlValue};
 use crate::store::{
-    InventoryEntry, ItemDef, ItemDefPatch, ItemStatus, ItemStore, Notified, PlayerStatus, Rule,
-    StoreError, StoreFuture,
+    Actor, InventoryEntry, ItemDef, ItemDefPatch, ItemStatus, ItemStore, Notified, PlayerStatus,
+    Rule, StoreError, StoreFuture,
 };
+use serde_json::json;
 
 async fn insert_item(c: &mut dyn SqlConn, def: &ItemDef) -> Result<u64, StoreError> {
     c.exec(
@@ -54,17 +56,30 @@ impl<B: Backend> ItemStore for SqlStore<B> {
         Box::pin(self.read_one(async move |c| load_item(c, item_id, Lock::No).await))
     }
 
-    fn create_item_def<'a>(&'a self, def: &'a ItemDef) -> StoreFuture<'a, ItemDef> {
+    fn create_item_def<'a>(
+        &'a self,
+        def: &'a ItemDef,
+        actor: &'a Actor,
+        now_ms: i64,
+    ) -> StoreFuture<'a, ItemDef> {
         Box::pin(self.write(async move |c| {
             let r = insert_item(c, def).await;
             match r {
                 Err(StoreError::Conflict(_)) => Err(StoreError::Rule(Rule::ItemExists)),
                 other => other.map(|_| ()),
             }?;
-            found_or(
+            let made = found_or(
                 load_item(c, &def.item_id, Lock::No).await?,
                 Rule::ItemNotFound,
-            )
+            )?;
+            let details = serde_json::to_value(&made).unwrap_or_default();
+            let d = audit::draft(
+                "catalogue.create",
+                format!("item_def:{}", made.item_id),
+                details,
+            );
+            audit::append(c, actor, vec![d], now_ms).await?;
+            Ok(made)
         }))
     }
 
@@ -72,6 +87,8 @@ impl<B: Backend> ItemStore for SqlStore<B> {
         &'a self,
         item_id: &'a str,
         patch: &'a ItemDefPatch,
+        actor: &'a Actor,
+        now_ms: i64,
     ) -> StoreFuture<'a, ItemDef> {
         Box::pin(async move {
             // The service answers a bad status with a 400 before calling; one
@@ -119,7 +136,11 @@ impl<B: Backend> ItemStore for SqlStore<B> {
                     )
                     .await?;
                 }
-                found_or(load_item(c, item_id, Lock::No).await?, Rule::ItemNotFound)
+                let def = found_or(load_item(c, item_id, Lock::No).await?, Rule::ItemNotFound)?;
+                let details = serde_json::to_value(patch).unwrap_or_default();
+                let d = audit::draft("catalogue.update", format!("item_def:{item_id}"), details);
+                audit::append(c, actor, vec![d], now_ms).await?;
+                Ok(def)
             })
             .await
         })
@@ -184,6 +205,7 @@ impl<B: Backend> ItemStore for SqlStore<B> {
         player_id: i64,
         item_id: &'a str,
         quantity: i64,
+        actor: &'a Actor,
         now_ms: i64,
     ) -> StoreFuture<'a, Notified<InventoryEntry>> {
         let persist = self.persist_all;
@@ -205,6 +227,10 @@ impl<B: Backend> ItemStore for SqlStore<B> {
             }
             let left = entry(c, player_id, item_id).await?;
             let draft = item_draft(item_id, -quantity, left.quantity);
+            let details =
+                json!({"item_id": item_id, "delta": -quantity, "quantity": left.quantity});
+            let record = audit::draft("item.use", audit::player(player_id), details);
+            audit::append(c, actor, vec![record], now_ms).await?;
             issued(c, persist, ids, vec![draft], now_ms, left).await
         }))
     }
@@ -214,6 +240,7 @@ impl<B: Backend> ItemStore for SqlStore<B> {
         player_id: i64,
         item_id: &'a str,
         quantity: i64,
+        actor: &'a Actor,
         now_ms: i64,
     ) -> StoreFuture<'a, Notified<InventoryEntry>> {
         let persist = self.persist_all;
@@ -223,6 +250,9 @@ impl<B: Backend> ItemStore for SqlStore<B> {
             add_items(c, player_id, &def, quantity, now_ms).await?;
             let held = entry(c, player_id, item_id).await?;
             let draft = item_draft(item_id, quantity, held.quantity);
+            let details = json!({"item_id": item_id, "delta": quantity, "quantity": held.quantity});
+            let record = audit::draft("item.grant", audit::player(player_id), details);
+            audit::append(c, actor, vec![record], now_ms).await?;
             issued(c, persist, ids, vec![draft], now_ms, held).await
         }))
     }
@@ -233,6 +263,7 @@ impl<B: Backend> ItemStore for SqlStore<B> {
         to: i64,
         item_id: &'a str,
         quantity: i64,
+        actor: &'a Actor,
         now_ms: i64,
     ) -> StoreFuture<'a, Notified<(InventoryEntry, InventoryEntry)>> {
         let persist = self.persist_all;
@@ -268,6 +299,16 @@ impl<B: Backend> ItemStore for SqlStore<B> {
             notify(c, persist, from, vec![draft], now_ms, &mut notices).await?;
             let draft = item_draft(item_id, quantity, got.quantity);
             notify(c, persist, to, vec![draft], now_ms, &mut notices).await?;
+            let details = json!({
+                "item_id": item_id,
+                "quantity": quantity,
+                "from": from,
+                "to": to,
+                "from_left": given.quantity,
+                "to_held": got.quantity,
+            });
+            let record = audit::draft("item.transfer", audit::player(from), details);
+            audit::append(c, actor, vec![record], now_ms).await?;
             Ok(Notified {
                 value: (given, got),
                 notices,

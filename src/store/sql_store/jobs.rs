@@ -79,7 +79,7 @@ impl<B: Backend> JobStore for SqlStore<B> {
             }
             let affected = match job {
                 FencedJob::ExpireOrders { created_before_ms } => {
-                    expire_orders(c, persist, created_before_ms, now_ms, &mut notices).await?
+                    expire_orders(c, persist, holder, created_before_ms, now_ms, &mut notices).await?
                 }
                 FencedJob::ResetLeaderboards { now_ms: board_now, keep_periods } => {
                     super::boards::reset_boards(c, holder, board_now, keep_periods).await?
@@ -129,6 +129,7 @@ impl<B: Backend> JobStore for SqlStore<B> {
 async fn expire_orders(
     c: &mut dyn SqlConn,
     persist: bool,
+    holder: &str,
     created_before_ms: i64,
     now_ms: i64,
     notices: &mut Vec<crate::store::Notice>,
@@ -163,7 +164,13 @@ async fn expire_orders(
         )
         .await?;
     expired.sort();
+    let mut records = Vec::with_capacity(expired.len());
     for (player_id, order_id) in expired {
+        records.push(super::audit::draft(
+            "order.cancel",
+            super::audit::player(player_id),
+            serde_json::json!({"order_id": order_id, "status": "cancelled", "reason": "expired"}),
+        ));
         let data = NoticeData::Order {
             order_id,
             status: OrderStatus::Cancelled.as_str(),
@@ -171,5 +178,9 @@ async fn expire_orders(
         let draft = vec![(NoticeKind::Order, data)];
         notify(c, persist, player_id, draft, now_ms, notices).await?;
     }
+    // The job's holder (`node/instance`) is the actor.
+    let node = holder.split('/').next().unwrap_or(holder);
+    let actor = crate::audit::Actor::system("expire-orders", node);
+    super::audit::append(c, &actor, records, now_ms).await?;
     Ok(changed)
 }

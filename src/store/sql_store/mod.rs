@@ -31,6 +31,7 @@ macro_rules! args {
     ($($v:expr),* $(,)?) => { &[$(SqlValue::from($v)),*] };
 }
 
+mod audit;
 mod boards;
 mod database;
 mod items;

@@ -2,6 +2,7 @@
 //! key, and the pay, cancel and refund transitions, each of which locks the
 //! order first (the head of the global lock order).
 
+use super::audit;
 use super::{
     active_item, add_items, change_balance, count, entry, found_or, issued, item_draft,
     live_player, live_player_ids, notified, remove_items, row_of, visible_player, wallet_draft,
@@ -9,9 +10,10 @@ use super::{
 };
 use crate::store::sql::{Backend, Row, SqlConn, SqlValue};
 use crate::store::{
-    Currency, NewOrder, NoticeData, NoticeKind, Notified, Order, OrderStatus, OrderStore, Page,
-    PageRequest, Rule, StoreError, StoreFuture,
+    Actor, Currency, NewOrder, NoticeData, NoticeKind, Notified, Order, OrderStatus, OrderStore,
+    Page, PageRequest, Rule, StoreError, StoreFuture,
 };
+use serde_json::json;
 
 const ORDER_COLUMNS: &str = "order_id, player_id, item_id, quantity, unit_price, total_price, \
      currency, status, idempotency_key, created_at, updated_at, paid_at, cancel_reason";
@@ -136,7 +138,11 @@ fn unchanged(order: Order) -> Notified<(Order, bool)> {
 }
 
 impl<B: Backend> OrderStore for SqlStore<B> {
-    fn create_order<'a>(&'a self, new: &'a NewOrder) -> StoreFuture<'a, Notified<(Order, bool)>> {
+    fn create_order<'a>(
+        &'a self,
+        new: &'a NewOrder,
+        actor: &'a Actor,
+    ) -> StoreFuture<'a, Notified<(Order, bool)>> {
         let persist = self.persist_all;
         Box::pin(async move {
             // Two attempts: a concurrent create with the same key makes our
@@ -185,6 +191,16 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                         cancel_reason: String::new(),
                     };
                     let draft = order_draft(&order);
+                    let details = json!({
+                        "order_id": order.order_id,
+                        "item_id": order.item_id,
+                        "quantity": order.quantity,
+                        "currency": order.currency.as_str(),
+                        "total_price": order.total_price,
+                        "status": "pending",
+                    });
+                    let record = audit::draft("order.create", audit::player(order.player_id), details);
+                    audit::append(c, actor, vec![record], new.now_ms).await?;
                     issued(c, persist, ids, vec![draft], new.now_ms, (order, true)).await
                 }).await;
                 match result {
@@ -230,6 +246,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
     fn pay_order<'a>(
         &'a self,
         order_id: &'a str,
+        actor: &'a Actor,
         now_ms: i64,
     ) -> StoreFuture<'a, Notified<(Order, bool)>> {
         let persist = self.persist_all;
@@ -260,6 +277,17 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                 item_draft(&paid.item_id, quantity, held),
                 order_draft(&paid),
             ];
+            let details = json!({
+                "order_id": order_id,
+                "currency": paid.currency.as_str(),
+                "delta": -paid.total_price,
+                "balance": balance,
+                "item_id": paid.item_id,
+                "quantity": quantity,
+                "status": "paid",
+            });
+            let record = audit::draft("order.pay", audit::player(paid.player_id), details);
+            audit::append(c, actor, vec![record], now_ms).await?;
             issued(c, persist, ids, drafts, now_ms, (paid, true)).await
         }))
     }
@@ -267,6 +295,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
     fn cancel_order<'a>(
         &'a self,
         order_id: &'a str,
+        actor: &'a Actor,
         now_ms: i64,
     ) -> StoreFuture<'a, Notified<(Order, bool)>> {
         let persist = self.persist_all;
@@ -277,6 +306,9 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                 Transition::Go(order) => {
                     let cancelled = finish(c, order, from, to, now_ms).await?;
                     let (player_id, draft) = (cancelled.player_id, order_draft(&cancelled));
+                    let details = json!({"order_id": order_id, "status": "cancelled", "reason": cancelled.cancel_reason});
+                    let record = audit::draft("order.cancel", audit::player(player_id), details);
+                    audit::append(c, actor, vec![record], now_ms).await?;
                     notified(
                         c,
                         persist,
@@ -294,6 +326,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
     fn refund_order<'a>(
         &'a self,
         order_id: &'a str,
+        actor: &'a Actor,
         now_ms: i64,
     ) -> StoreFuture<'a, Notified<(Order, bool)>> {
         let persist = self.persist_all;
@@ -324,6 +357,17 @@ impl<B: Backend> OrderStore for SqlStore<B> {
             let refunded =
                 finish(c, order, OrderStatus::Paid, OrderStatus::Refunded, now_ms).await?;
             drafts.push(order_draft(&refunded));
+            let details = json!({
+                "order_id": order_id,
+                "currency": refunded.currency.as_str(),
+                "delta": refunded.total_price,
+                "balance": balance,
+                "item_id": refunded.item_id,
+                "taken_back": take_back,
+                "status": "refunded",
+            });
+            let record = audit::draft("order.refund", audit::player(player_id), details);
+            audit::append(c, actor, vec![record], now_ms).await?;
             issued(c, persist, ids, drafts, now_ms, (refunded, true)).await
         }))
     }

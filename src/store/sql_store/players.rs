@@ -3,16 +3,18 @@
 //! game progress; the player rows other domains lock are read by the shared
 //! helpers of `sql_store/mod.rs`.
 
+use super::audit;
 use super::{
     change_balance, count, issued, live_player, load_player, notified, row_of, visible_player,
     wallet_draft, Account, BalanceChange, Lock, SqlStore,
 };
 use crate::store::sql::{Backend, SqlConn, SqlValue};
 use crate::store::{
-    Currency, LedgerEntry, NewPlayer, NoticeData, NoticeKind, Notified, Page, PageRequest, Player,
-    PlayerCredentials, PlayerPatch, PlayerStatus, PlayerStore, Progress, Rule, StoreError,
+    Actor, Currency, LedgerEntry, NewPlayer, NoticeData, NoticeKind, Notified, Page, PageRequest,
+    Player, PlayerCredentials, PlayerPatch, PlayerStatus, PlayerStore, Progress, Rule, StoreError,
     StoreFuture,
 };
+use serde_json::json;
 
 async fn must_player(c: &mut dyn SqlConn, id: i64) -> Result<Player, StoreError> {
     load_player(c, id, Lock::No)
@@ -21,7 +23,11 @@ async fn must_player(c: &mut dyn SqlConn, id: i64) -> Result<Player, StoreError>
 }
 
 impl<B: Backend> PlayerStore for SqlStore<B> {
-    fn create_player<'a>(&'a self, new: &'a NewPlayer) -> StoreFuture<'a, Player> {
+    fn create_player<'a>(
+        &'a self,
+        new: &'a NewPlayer,
+        actor: &'a Actor,
+    ) -> StoreFuture<'a, Player> {
         Box::pin(self.write(async move |c| {
             let inserted = c.exec(
                 "INSERT INTO players (username, password_hash, email, nickname, gold, diamonds, \
@@ -59,6 +65,12 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
             // The signup grants are part of creation, not updates.
             c.exec("UPDATE players SET version = 1 WHERE id = ?", args![id])
                 .await?;
+            if new.signup_gold != 0 || new.signup_diamonds != 0 {
+                // Grants are ledger lines: an economy change.
+                let details = json!({"gold": new.signup_gold, "diamonds": new.signup_diamonds, "reason": "signup"});
+                let record = audit::draft("player.signup", audit::player(id), details);
+                audit::append(c, actor, vec![record], new.now_ms).await?;
+            }
             must_player(c, id).await
         }))
     }
@@ -104,6 +116,7 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
         id: i64,
         patch: &'a PlayerPatch,
         expected_version: Option<i64>,
+        actor: &'a Actor,
         now_ms: i64,
     ) -> StoreFuture<'a, Notified<Player>> {
         let persist = self.persist_all;
@@ -148,6 +161,23 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
                 return Err(StoreError::Rule(Rule::VersionConflict));
             }
             let player = must_player(c, id).await?;
+            // Status, level and exp are what game servers and admins set;
+            // a player's own profile edits are not audited.
+            let privileged = patch.status.is_some() || patch.level.is_some() || patch.exp.is_some();
+            if privileged || actor.role == "admin" {
+                let action = match patch.status {
+                    Some(_) => "player.status",
+                    None => "player.update",
+                };
+                let details = serde_json::to_value(patch).unwrap_or_default();
+                audit::append(
+                    c,
+                    actor,
+                    vec![audit::draft(action, audit::player(id), details)],
+                    now_ms,
+                )
+                .await?;
+            }
             let drafts = match patch.status {
                 Some(status) => {
                     let data = NoticeData::Json(serde_json::json!({"status": status.as_str()}));
@@ -166,6 +196,7 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
         delta: i64,
         reason: &'a str,
         reference: &'a str,
+        actor: &'a Actor,
         now_ms: i64,
     ) -> StoreFuture<'a, Notified<Player>> {
         let persist = self.persist_all;
@@ -180,6 +211,15 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
             let (balance, ids) = change_balance(c, Account::Id(id), &change, 1).await?;
             let player = must_player(c, id).await?;
             let drafts = vec![wallet_draft(&change, balance)];
+            let details = json!({
+                "currency": currency.as_str(),
+                "delta": delta,
+                "balance": balance,
+                "reason": reason,
+                "reference": reference,
+            });
+            let record = audit::draft("wallet.change", audit::player(id), details);
+            audit::append(c, actor, vec![record], now_ms).await?;
             issued(c, persist, ids, drafts, now_ms, player).await
         }))
     }
@@ -219,12 +259,13 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
         }))
     }
 
-    fn apply_progress(
-        &self,
+    fn apply_progress<'a>(
+        &'a self,
         id: i64,
         progress: Progress,
+        actor: &'a Actor,
         now_ms: i64,
-    ) -> StoreFuture<'_, Notified<Player>> {
+    ) -> StoreFuture<'a, Notified<Player>> {
         let persist = self.persist_all;
         Box::pin(self.write(async move |c| {
             let p = live_player(c, id, Lock::Update).await?;
@@ -265,6 +306,8 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
                     let reference = format!("day:{day}");
                     let change = BalanceChange { currency, delta: amount, reason: "daily_reward", reference: &reference, now_ms };
                     let (balance, ids) = change_balance(c, Account::Locked(&p), &change, 1).await?;
+                    let details = json!({"currency": currency.as_str(), "delta": amount, "balance": balance, "reason": "daily_reward", "reference": reference});
+                    audit::append(c, actor, vec![audit::draft("wallet.change", audit::player(id), details)], now_ms).await?;
                     reward = Some((ids, wallet_draft(&change, balance)));
                 }
             }
