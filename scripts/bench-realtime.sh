@@ -166,6 +166,8 @@ listen = "$tcp"
 mode = "prod"
 jwt_secret = "bench-realtime-jwt-secret-0123456789abcdef"
 rate_limit_per_ip_per_min = 2000000000
+[audit]
+signing_key = "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 [cache]
 redis = "redis://127.0.0.1:$REDIS_PORT/0"
 [cluster]

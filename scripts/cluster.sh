@@ -134,6 +134,7 @@ ensure_secrets() {
     umask 077
     {
       echo "DM_AUTH_JWT_SECRET=$(rnd)"
+      echo "DM_AUDIT_SIGNING_KEY=$(rnd)"
       echo "DM_GAMES_GAME1_SERVER_KEY=$(rnd | head -c 32)"
       echo "ADMIN_PASSWORD=$password"
       echo "ADMIN_HASH=$hash"

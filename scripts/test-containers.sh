@@ -244,6 +244,7 @@ ADMIN_HASH=$(echo "$ADMIN_PASSWORD" | target/release/datamiddleware hash-passwor
   umask 077
   cat >"$WORK/compose.env" <<EOF
 JWT_SECRET=$(rnd)
+AUDIT_SIGNING_KEY=$(rnd)
 GAME1_SERVER_KEY=$(rnd | head -c 32)
 OPS_PASSWORD_HASH='$ADMIN_HASH'
 MARIADB_ROOT_PASSWORD=$(rnd | head -c 24)
@@ -414,6 +415,7 @@ for volume in template["spec"]["volumes"]:
         volume["configMap"]["name"] = config["metadata"]["name"]
 secret = {
     "DM_AUTH_JWT_SECRET": os.urandom(32).hex(),
+    "DM_AUDIT_SIGNING_KEY": os.urandom(32).hex(),
     "DM_GAMES_GAME1_SERVER_KEY": os.urandom(16).hex(),
     "DM_GAMES_GAME1_URL": "sqlite:///var/lib/datamiddleware/game1.db",
 }

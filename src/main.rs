@@ -30,6 +30,11 @@ enum Command {
     /// Read a password from standard input and print its argon2id hash (for
     /// `[admins.<name>] password_hash`).
     HashPassword,
+    /// The audit log (SPEC §13): `verify`, `public-key`, `new-key`.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
     /// GET a URL and exit 0 on a 2xx answer, 1 otherwise: the container
     /// image's health check, which has no curl (e.g. `probe
     /// http://127.0.0.1:8080/ready`).
@@ -40,6 +45,23 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Re-compute every audit chain and checkpoint of each game's database
+    /// (`--config` names them): exit 0 with the counts and the newest
+    /// checkpoint, 1 naming the first bad record and what is wrong.
+    Verify {
+        /// Only this game.
+        #[arg(long)]
+        game: Option<String>,
+    },
+    /// Print the public key checkpoints are signed with (from
+    /// `audit.signing_key`, or the key dev mode made).
+    PublicKey,
+    /// Print a new random signing key (for `DM_AUDIT_SIGNING_KEY`).
+    NewKey,
 }
 
 /// Keeps large allocations (argon2id's 19 MiB per hash) out of glibc's
@@ -97,6 +119,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Audit { action } => audit(action, cli.config.as_deref()),
         Command::CheckConfig { path } => {
             let path = path.or(cli.config);
             match Config::load(path.as_deref(), std::env::vars()) {
@@ -140,6 +163,70 @@ fn main() -> ExitCode {
                     tracing::error!(error = %e, "start-up failed");
                     eprintln!("datamiddleware: {e}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// `datamiddleware audit ...`.
+fn audit(action: AuditCommand, config_path: Option<&str>) -> ExitCode {
+    if let AuditCommand::NewKey = action {
+        println!("{}", datamiddleware::audit::AuditKey::generate().to_hex());
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::load(config_path, std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("configuration invalid: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match action {
+        AuditCommand::NewKey => ExitCode::SUCCESS,
+        AuditCommand::PublicKey => match datamiddleware::ops::audit::signing_key_of(&config) {
+            Ok(key) => {
+                println!("{}", key.public_hex());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("no audit signing key: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        AuditCommand::Verify { game } => {
+            match datamiddleware::ops::audit::verify_databases(&config, game.as_deref()) {
+                Err(e) => {
+                    eprintln!("audit verify: {e}");
+                    ExitCode::from(2)
+                }
+                Ok(games) => {
+                    let mut bad = false;
+                    for (id, report) in games {
+                        let last = match report.last_checkpoint() {
+                            Some((chain, seq, at)) => format!(
+                                "newest checkpoint: chain {chain} record {seq}, signed {}",
+                                datamiddleware::clock::rfc3339_ms(at)
+                            ),
+                            None => "no checkpoint yet".to_string(),
+                        };
+                        match report.first_problem() {
+                            None => println!(
+                                "game {id}: OK — {} records in {} chains; {last}",
+                                report.records(),
+                                report.chains.len()
+                            ),
+                            Some(p) => {
+                                bad = true;
+                                println!("game {id}: TAMPERED — {p}");
+                            }
+                        }
+                    }
+                    if bad {
+                        ExitCode::FAILURE
+                    } else {
+                        ExitCode::SUCCESS
+                    }
                 }
             }
         }

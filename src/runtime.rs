@@ -70,6 +70,13 @@ fn serve(
         // shared by every shard so any shard verifies any shard's token.
         config.auth.jwt_secret = auth::random_hex(32);
     }
+    if config.audit.signing_key.is_empty() {
+        // Dev mode only (validation refuses it in prod): a key made once and
+        // kept beside the data, so earlier checkpoints still verify.
+        let file = crate::ops::audit::key_file_of(&config);
+        let key = crate::audit::keys::load("", &file, true).map_err(StartError)?;
+        config.audit.signing_key = key.to_hex();
+    }
     if config.admins.is_empty() {
         tracing::warn!(
             "no admin account is configured: admin sign-in (the console, POST /api/v1/auth/admin) \

@@ -197,6 +197,7 @@ fn shipped_example_configs_need_their_secrets_and_match_the_nginx_upstreams() {
             .arg(&path)
             .env("DM_AUTH_JWT_SECRET", "0123456789abcdef0123456789abcdef")
             .env("DM_GAMES_GAME1_SERVER_KEY", "0123456789abcdef")
+            .env("DM_AUDIT_SIGNING_KEY", common::AUDIT_SIGNING_KEY)
             .output()
             .expect("run");
         let stdout = String::from_utf8_lossy(&out.stdout);

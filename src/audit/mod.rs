@@ -6,6 +6,7 @@
 
 pub mod chain;
 pub mod checkpoint;
+pub mod keys;
 pub mod verify;
 
 pub use chain::{chain_of, record_hash, Actor, AuditDraft, AuditRecord, CHAINS, GENESIS};

@@ -30,6 +30,8 @@ pub struct Config {
     pub realtime: RealtimeConfig,
     /// Leaderboards: how many past periods stay readable.
     pub leaderboards: LeaderboardsConfig,
+    /// The audit log's checkpoints: signing key and interval.
+    pub audit: AuditConfig,
     /// Log level, format and the access log.
     pub log: LogConfig,
     /// Game used when a request names none (`X-Game-Id` absent).
@@ -295,6 +297,32 @@ impl Default for LeaderboardsConfig {
     }
 }
 
+/// `[audit]`: the tamper-evident audit log (SPEC §13).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The Ed25519 key (its 32-byte seed, hex or base64) checkpoints are
+    /// signed with; give it through `DM_AUDIT_SIGNING_KEY`. Required in
+    /// prod mode; in dev mode a key is made once and kept in `key_file`.
+    pub signing_key: String,
+    /// Dev mode without `signing_key`: where the generated key is kept
+    /// (default: `audit-signing.key` beside the default game's SQLite
+    /// file, or in `data/`).
+    pub key_file: String,
+    /// How often (seconds) each node signs every chain's head.
+    pub checkpoint_s: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            signing_key: String::new(),
+            key_file: String::new(),
+            checkpoint_s: 10,
+        }
+    }
+}
+
 /// `[log]`: log level and format.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -374,6 +402,7 @@ impl Default for Config {
             orders: OrdersConfig::default(),
             realtime: RealtimeConfig::default(),
             leaderboards: LeaderboardsConfig::default(),
+            audit: AuditConfig::default(),
             log: LogConfig::default(),
             default_game: "game1".to_string(),
             games,
@@ -507,7 +536,7 @@ impl Default for GameConfig {
 
 /// Sections that `DM_<SECTION>_<KEY>` may name: the table-valued fields of
 /// [`Config`] but `games` and `admins`, which have variables of their own.
-pub(super) const SECTIONS: [&str; 10] = [
+pub(super) const SECTIONS: [&str; 11] = [
     "node",
     "http",
     "tcp",
@@ -518,6 +547,7 @@ pub(super) const SECTIONS: [&str; 10] = [
     "orders",
     "realtime",
     "leaderboards",
+    "audit",
 ];
 
 #[cfg(test)]
@@ -544,7 +574,11 @@ mod tests {
                     "jwt_secret = \"\"",
                     "jwt_secret = \"0123456789abcdef0123456789abcdef\"",
                 )
-                .replace("server_key = \"\"", "server_key = \"0123456789abcdef\"");
+                .replace("server_key = \"\"", "server_key = \"0123456789abcdef\"")
+                .replace(
+                    "signing_key = \"\"",
+                    "signing_key = \"9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60\"",
+                );
             let c = load_str(&text, &[]).expect(example);
             assert!(
                 c.games.values().all(|g| g.durability == Durability::Full),

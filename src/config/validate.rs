@@ -132,6 +132,17 @@ impl Config {
                 "key `auth.jwt_secret`: prod mode needs a secret of at least 32 bytes (set DM_AUTH_JWT_SECRET)",
             ));
         }
+        if !(1..=3_600).contains(&self.audit.checkpoint_s) {
+            return Err(err("key `audit.checkpoint_s`: from 1 to 3600"));
+        }
+        if !self.audit.signing_key.is_empty() {
+            crate::audit::AuditKey::parse(&self.audit.signing_key)
+                .map_err(|e| err(format!("key `audit.signing_key`: {e}")))?;
+        } else if self.auth.mode == AuthMode::Prod {
+            return Err(err(
+                "key `audit.signing_key`: required in prod mode (set DM_AUDIT_SIGNING_KEY to 32 random bytes in hex; `datamiddleware audit new-key` makes one)",
+            ));
+        }
         for (id, game) in &self.games {
             if id.is_empty() || id.len() > 64 || !id.bytes().all(is_id_byte) {
                 return Err(err(format!(

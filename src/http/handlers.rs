@@ -9,6 +9,7 @@ use crate::envelope::parse_json;
 use crate::ops::health::Readiness;
 use crate::ops::Operations;
 use crate::pipeline::{self, Credentials, Scope};
+use crate::service::audit::AuditQuery;
 use crate::service::budgets::Guesser;
 use crate::service::players::RegisterRequest;
 use crate::service::sessions::{LoginRequest, RefreshRequest, ServerAuthRequest};
@@ -351,6 +352,31 @@ async fn authed(
                 req.query_param("period"),
             )
             .await?),
+        Authed::AuditLog => {
+            let text = |name: &str| -> Result<Option<String>, ApiError> {
+                match req.query_param(name) {
+                    None => Ok(None),
+                    Some(_) => req.query_text(name).map(Some).ok_or_else(|| {
+                        ApiError::bad_request(format!("{name} is not a valid URL-encoded value"))
+                    }),
+                }
+            };
+            let game = text("game")?;
+            let query = AuditQuery {
+                actor: text("actor")?,
+                subject: text("subject")?,
+                action: text("action")?,
+                after: text("after")?,
+                limit: query_i64(req, "limit")?,
+            };
+            ok(services
+                .audit_log(c, game.as_deref().unwrap_or(g), query)
+                .await?)
+        }
+        Authed::AuditChains => {
+            let game = req.query_param("game").unwrap_or(g);
+            ok(services.audit_chains(c, game).await?)
+        }
         Authed::CacheStats => ok(shard.ops.node_cache_stats(c, shard.id).await?),
         Authed::ClusterNodes => ok(shard.ops.cluster_nodes(c).await?),
         Authed::GetClusterConfig => ok(shard.ops.cluster_config(c).await?),

@@ -122,6 +122,10 @@ pub enum Authed {
     BoardAround,
     /// `GET /api/v1/leaderboards/{id}/players/{player_id}`.
     BoardPlayer,
+    /// `GET /api/v1/audit` (admin).
+    AuditLog,
+    /// `GET /api/v1/audit/chains` (admin).
+    AuditChains,
     /// `GET /api/v1/cache/stats`.
     CacheStats,
     /// `POST /api/v1/cache/invalidate`.
@@ -221,6 +225,8 @@ const TABLE: &[Pattern] = &[
     pat!(["api", "v1", "leaderboards", {id}, "scores"], "POST", "POST" => Authed::WriteScore),
     pat!(["api", "v1", "leaderboards", {id}, "around", {player_id}], "GET", "GET" => Authed::BoardAround),
     pat!(["api", "v1", "leaderboards", {id}, "players", {player_id}], "GET", "GET" => Authed::BoardPlayer),
+    pat!(["api", "v1", "audit"], "GET", "GET" => Authed::AuditLog),
+    pat!(["api", "v1", "audit", "chains"], "GET", "GET" => Authed::AuditChains),
     pat!(["api", "v1", "cache", "stats"], "GET", "GET" => Authed::CacheStats),
     pat!(["api", "v1", "cache", "invalidate"], "POST", "POST" => Authed::CacheInvalidate),
     pat!(["api", "v1", "cluster", "nodes"], "GET", "GET" => Authed::ClusterNodes),

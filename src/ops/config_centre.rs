@@ -72,6 +72,16 @@ impl Operations {
         match registry.write_settings(expected, &settings).await {
             Ok(version) => {
                 tracing::info!(version, subject = %caller.subject, "cluster settings replaced");
+                let details = json!({ "version": version, "settings": settings });
+                self.services
+                    .audit_alone(
+                        None,
+                        self.services.actor(caller),
+                        "config.change",
+                        "cluster:settings".into(),
+                        details,
+                    )
+                    .await;
                 Ok(json!({ "version": version, "settings": settings }))
             }
             Err(WriteError::Stale(current)) => Err(ApiError::new(

@@ -10,6 +10,7 @@
 //! round, so the business room knows nothing of probes, figures or tasks.
 
 pub mod announce;
+pub mod audit;
 pub mod cache_bus;
 pub mod config_centre;
 pub mod health;

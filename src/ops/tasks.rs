@@ -3,7 +3,9 @@
 //! starts them with [`start`] once it serves; each task ends by itself when
 //! the shard drains (or, for the forever ones, with the shard's executor).
 
-use super::{announce, cache_bus, config_centre, jobs, memory, realtime, revocations, Operations};
+use super::{
+    announce, audit, cache_bus, config_centre, jobs, memory, realtime, revocations, Operations,
+};
 use crate::config::Config;
 use crate::logging::LogReload;
 use std::rc::Rc;
@@ -99,6 +101,12 @@ pub const TASKS: &[Task] = &[
         shards: Shards::First,
         when: in_a_cluster,
         start: |c| spawn(revocations::revocation_subscriber(c.ops.clone())),
+    },
+    Task {
+        name: "sign the audit chains' heads (checkpoints)",
+        shards: Shards::First,
+        when: always,
+        start: |c| spawn(audit::checkpoint_forever(c.ops.clone())),
     },
     Task {
         name: "rebuild the leaderboard views of the current periods",

@@ -16,6 +16,7 @@ macro_rules! business_event {
     };
 }
 
+pub mod audit;
 pub mod auth;
 pub mod board_views;
 pub mod budgets;
@@ -190,6 +191,38 @@ impl Services {
         }
     }
 
+    /// Records an admin action that changes no row of a game database (a
+    /// sign-in, a cache flush, a config-centre change, a broadcast) in a
+    /// transaction of its own, right after the action, in `game_id`'s
+    /// database (the default game's for node-wide actions). A record that
+    /// cannot be written is logged whole (the log is the copy outside the
+    /// database) and the action stands.
+    pub async fn audit_alone(
+        &self,
+        game_id: Option<&str>,
+        actor: crate::audit::Actor,
+        action: &str,
+        subject: String,
+        details: serde_json::Value,
+    ) {
+        let game_id = game_id.unwrap_or(&self.config.default_game);
+        let Ok(game) = self.game(game_id) else { return };
+        let draft = crate::audit::AuditDraft {
+            action: action.to_string(),
+            subject,
+            details: details.to_string(),
+        };
+        let (record, now) = (draft.clone(), crate::clock::now_ms());
+        let who = actor.clone();
+        let written = game
+            .store
+            .run(async move |s| s.record_audit(&who, &[record], now).await)
+            .await;
+        if let Err(e) = written {
+            tracing::error!(game = game_id, action = %draft.action, subject = %draft.subject, details = %draft.details, actor = %actor.id, error = %e, "audit record not written");
+        }
+    }
+
     /// The actor of a request no one signed in made (a registration).
     pub fn anonymous_actor(&self, client: Option<std::net::IpAddr>) -> crate::audit::Actor {
         crate::audit::Actor {
@@ -306,7 +339,16 @@ impl Services {
             keys.push(format!("{prefix}*"));
         }
         let n = keys.len();
+        let details = serde_json::json!({ "keys": keys });
         self.changed(Change::keys_only(keys)).await;
+        self.audit_alone(
+            None,
+            self.actor(caller),
+            "cache.invalidate",
+            "cache".into(),
+            details,
+        )
+        .await;
         Ok(serde_json::json!({ "invalidated": n }))
     }
 

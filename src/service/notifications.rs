@@ -218,6 +218,15 @@ impl Services {
             .notify_players(game_id, &players, NoticeKind::Message, &data, true)
             .await?;
         business_event!(self, game = game_id, players = delivered, by = %caller.subject, "broadcast sent");
+        let details = json!({ "players": delivered, "subject": req.subject });
+        self.audit_alone(
+            Some(game_id),
+            self.actor(caller),
+            "broadcast",
+            format!("game:{game_id}"),
+            details,
+        )
+        .await;
         Ok(json!({ "delivered": delivered }))
     }
 

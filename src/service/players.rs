@@ -7,7 +7,9 @@ use super::{business, require_player, require_role, time_json, ApiError, PageQue
 use crate::cache::l1::Cached;
 use crate::cache::{keys, Change};
 use crate::clock;
-use crate::store::{Currency, LedgerEntry, NewPlayer, Player, PlayerPatch, PlayerStatus};
+use crate::store::{
+    Currency, LedgerEntry, NewPlayer, Player, PlayerPatch, PlayerStatus, WalletAdjustment,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -365,8 +367,13 @@ impl Services {
         let player = game
             .store
             .run(async move |s| {
-                s.adjust_balance(player_id, currency, delta, &reason, &reference, &actor, now)
-                    .await
+                let change = WalletAdjustment {
+                    currency,
+                    delta,
+                    reason: &reason,
+                    reference: &reference,
+                };
+                s.adjust_balance(player_id, &change, &actor, now).await
             })
             .await?;
         let player = self.delivered(game_id, player);

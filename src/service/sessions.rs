@@ -393,6 +393,31 @@ impl Services {
 
     /// An `admin` access token for an operator account of the config.
     pub async fn admin_login(&self, req: LoginRequest, client: IpAddr) -> Result<Value, ApiError> {
+        let name = req.username.clone();
+        let signed_in = self.admin_login_checked(req, client).await?;
+        let actor = crate::audit::Actor {
+            role: "admin".into(),
+            id: format!("admin:{name}"),
+            client: client.to_string(),
+            node: self.config.node.id.clone(),
+        };
+        self.audit_alone(
+            None,
+            actor,
+            "admin.sign_in",
+            format!("admin:{name}"),
+            json!({}),
+        )
+        .await;
+        Ok(signed_in)
+    }
+
+    /// [`Services::admin_login`] behind its budgets.
+    async fn admin_login_checked(
+        &self,
+        req: LoginRequest,
+        client: IpAddr,
+    ) -> Result<Value, ApiError> {
         // Names that are no operator share one budget: guessing at them
         // cannot open a budget per made-up name.
         let account = if self.config.admins.contains_key(&req.username) {

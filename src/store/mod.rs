@@ -133,10 +133,7 @@ pub trait PlayerStore {
     fn adjust_balance<'a>(
         &'a self,
         id: i64,
-        currency: Currency,
-        delta: i64,
-        reason: &'a str,
-        reference: &'a str,
+        change: &'a WalletAdjustment<'a>,
         actor: &'a Actor,
         now_ms: i64,
     ) -> StoreFuture<'a, Notified<Player>>;

@@ -778,6 +778,19 @@ pub struct ScoreWritten {
     pub active: bool,
 }
 
+/// A balance change asked of [`crate::store::PlayerStore::adjust_balance`].
+#[derive(Debug, Clone, Copy)]
+pub struct WalletAdjustment<'a> {
+    /// Which balance.
+    pub currency: Currency,
+    /// By how much (may be negative; never below zero).
+    pub delta: i64,
+    /// The ledger's reason.
+    pub reason: &'a str,
+    /// The ledger's reference.
+    pub reference: &'a str,
+}
+
 /// Which audit records a read wants (`GET /api/v1/audit`).
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {

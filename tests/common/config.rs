@@ -14,7 +14,7 @@ use super::{backend, Server, StartOptions, TestBackend};
 
 /// The sections of the harness's config template; keys of any other
 /// section go into tables of their own at the end of the config.
-const TEMPLATE_SECTIONS: [&str; 6] = ["node", "http", "tcp", "auth", "log", "cache"];
+const TEMPLATE_SECTIONS: [&str; 7] = ["node", "http", "tcp", "auth", "log", "cache", "audit"];
 
 /// A test server's configuration overrides, then [`ServerConfig::start`].
 #[derive(Clone, Debug)]

@@ -116,6 +116,9 @@ pub fn mysql_admin(sql: &str) {
 pub const ADMIN_USER: &str = "ops";
 /// Its password.
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
+/// The audit checkpoint signing key (Ed25519 seed, hex) of test servers.
+pub const AUDIT_SIGNING_KEY: &str =
+    "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
 
 fn admin_hash() -> String {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -244,6 +247,12 @@ impl Server {
             mode_line.push_str("rate_limit_per_ip_per_min = 100000000\n");
         }
         let tail = section("tail");
+        let mut audit_keys = section("audit");
+        if !audit_keys.contains("signing_key") {
+            // Prod mode needs a checkpoint signing key; every test server
+            // of the suite signs with this one.
+            audit_keys.push_str(&format!("signing_key = \"{AUDIT_SIGNING_KEY}\"\n"));
+        }
         let mut log_keys = section("log");
         if !log_keys.contains("level") {
             log_keys.push_str("level = \"warn\"\n");
@@ -310,6 +319,8 @@ jwt_secret = "test-jwt-secret-0123456789abcdef0123456789"
 {auth_keys}
 [cache]
 {cache_section}
+[audit]
+{audit_keys}
 [log]
 {log_keys}
 [games.game1]

@@ -12,7 +12,7 @@ use crate::store::sql::{Backend, SqlConn, SqlValue};
 use crate::store::{
     Actor, Currency, LedgerEntry, NewPlayer, NoticeData, NoticeKind, Notified, Page, PageRequest,
     Player, PlayerCredentials, PlayerPatch, PlayerStatus, PlayerStore, Progress, Rule, StoreError,
-    StoreFuture,
+    StoreFuture, WalletAdjustment,
 };
 use serde_json::json;
 
@@ -192,13 +192,16 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
     fn adjust_balance<'a>(
         &'a self,
         id: i64,
-        currency: Currency,
-        delta: i64,
-        reason: &'a str,
-        reference: &'a str,
+        adjustment: &'a WalletAdjustment<'a>,
         actor: &'a Actor,
         now_ms: i64,
     ) -> StoreFuture<'a, Notified<Player>> {
+        let WalletAdjustment {
+            currency,
+            delta,
+            reason,
+            reference,
+        } = *adjustment;
         let persist = self.persist_all;
         Box::pin(self.write(async move |c| {
             let change = BalanceChange {

@@ -1,0 +1,662 @@
+//! The audit log (SPEC §13) against the real server, on SQLite and on the
+//! MariaDB pass: every admin action and economy change leaves one record in
+//! its own transaction (a refused change none), with actor, client and
+//! node; `GET /api/v1/audit` filters and pages; checkpoints are signed and
+//! stored; `datamiddleware audit verify` passes a clean database and names
+//! rows edited, deleted, inserted and reordered by hand, a forged
+//! checkpoint and a re-hashed chain; a 100-client chaos run verifies; two
+//! nodes' checkpoints never fork a chain.
+
+mod common;
+
+use common::{column_i64, rows, wait_for, Server, ServerConfig, AUDIT_SIGNING_KEY};
+use datamiddleware::audit::{chain_of, record_hash, Actor, AuditKey, AuditRecord};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn api(
+    server: &Server,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut call = server.call(method, path).token(token).lenient();
+    if let Some(b) = body {
+        call = call.json(b);
+    }
+    call.send().parts()
+}
+
+/// Every record of a subject through the API (all pages).
+fn records_of(server: &Server, admin: &str, subject: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (s, j) = api(
+            server,
+            admin,
+            "GET",
+            &format!("/api/v1/audit?subject={subject}&limit=3&after={after}"),
+            None,
+        );
+        assert_eq!(s, 200, "{j}");
+        out.extend(
+            j["data"]["records"]
+                .as_array()
+                .expect("records")
+                .iter()
+                .cloned(),
+        );
+        match j["data"]["next_cursor"].as_str() {
+            Some(c) => after = c.to_string(),
+            None => return out,
+        }
+    }
+}
+
+/// `datamiddleware audit verify` on the server's configuration: exit code
+/// and output.
+fn verify(server: &Server) -> (i32, String) {
+    let out = common::server_command()
+        .arg("--config")
+        .arg(server.dir.join("config.toml"))
+        .args(["audit", "verify", "--game", "game1"])
+        .output()
+        .expect("run audit verify");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn sql(server: &Server, statement: &str) {
+    rows(server, statement);
+}
+
+/// A chain's records as stored, in seq order.
+fn chain(server: &Server, chain: i64) -> Vec<AuditRecord> {
+    rows(
+        server,
+        &format!(
+            "SELECT chain, seq, at, actor_role, actor_id, client, node, action, subject, details, \
+             prev_hash, hash FROM audit_records WHERE chain = {chain} ORDER BY seq"
+        ),
+    )
+    .iter()
+    .map(|r| {
+        let t = |i: usize| r[i].as_str().expect("text").to_string();
+        let n = |i: usize| column_i64(&r[i]).expect("int");
+        AuditRecord {
+            chain: n(0),
+            seq: n(1),
+            at: n(2),
+            actor: Actor {
+                role: t(3),
+                id: t(4),
+                client: t(5),
+                node: t(6),
+            },
+            action: t(7),
+            subject: t(8),
+            details: t(9),
+            prev_hash: t(10),
+            hash: t(11),
+        }
+    })
+    .collect()
+}
+
+fn insert(server: &Server, r: &AuditRecord) {
+    let q = |s: &str| s.replace('\'', "''");
+    sql(
+        server,
+        &format!(
+            "INSERT INTO audit_records (chain, seq, at, actor_role, actor_id, client, node, action, \
+             subject, details, prev_hash, hash) VALUES ({}, {}, {}, '{}', '{}', '{}', '{}', '{}', \
+             '{}', '{}', '{}', '{}')",
+            r.chain,
+            r.seq,
+            r.at,
+            q(&r.actor.role),
+            q(&r.actor.id),
+            q(&r.actor.client),
+            q(&r.actor.node),
+            q(&r.action),
+            q(&r.subject),
+            q(&r.details),
+            r.prev_hash,
+            r.hash
+        ),
+    );
+}
+
+/// Renumbers a chain's records from `from` on by `by` (two steps, so the
+/// primary key never collides).
+fn shift(server: &Server, c: i64, from: i64, by: i64) {
+    sql(
+        server,
+        &format!(
+            "UPDATE audit_records SET seq = seq + 1000000 WHERE chain = {c} AND seq >= {from}"
+        ),
+    );
+    sql(server, &format!("UPDATE audit_records SET seq = seq - 1000000 + {by} WHERE chain = {c} AND seq >= 1000000"));
+}
+
+#[test]
+fn changes_leave_records_the_api_reads_and_verify_names_each_tampering() {
+    let server = ServerConfig::new()
+        .shards(2)
+        .set("audit", "checkpoint_s", 1)
+        .set("log", "level", "info")
+        .start();
+    let admin = server.admin_token();
+    let gs = server.server_token("game1");
+    let (p, ptoken) = server.player("game1", "audited");
+    let (q, qtoken) = server.player("game1", "other");
+    let subject = format!("player:{p}");
+    // Sign-up grants are ledger lines: recorded.
+    let signup = records_of(&server, &admin, &subject);
+    assert!(
+        signup.iter().all(|r| r["action"] == "player.signup"),
+        "{signup:?}"
+    );
+    // A change refused leaves nothing.
+    let (_, refused) = api(
+        &server,
+        &gs,
+        "POST",
+        &format!("/api/v1/players/{p}/wallet"),
+        Some(json!({"currency":"gold","delta":-1_000_000_000_i64,"reason":"fee"})),
+    );
+    assert_eq!(refused["code"], 3001, "below zero is refused: {refused}");
+    let now = records_of(&server, &admin, &subject);
+    assert_eq!(now.len(), signup.len(), "{now:#?}");
+    // Each change, through every role that may make it.
+    let ok = |r: (u16, Value)| {
+        assert!(r.0 == 200 || r.0 == 201, "{}", r.1);
+        assert!(matches!(r.1["code"].as_i64(), Some(200 | 201)), "{}", r.1);
+    };
+    ok(api(
+        &server,
+        &gs,
+        "POST",
+        &format!("/api/v1/players/{p}/wallet"),
+        Some(json!({"currency":"gold","delta":500,"reason":"quest"})),
+    ));
+    ok(api(
+        &server,
+        &gs,
+        "POST",
+        &format!("/api/v1/players/{p}/items/potion/grant"),
+        Some(json!({"quantity":5})),
+    ));
+    ok(api(
+        &server,
+        &ptoken,
+        "POST",
+        &format!("/api/v1/players/{p}/items/potion/use"),
+        Some(json!({"quantity":1})),
+    ));
+    ok(api(
+        &server,
+        &ptoken,
+        "POST",
+        &format!("/api/v1/players/{p}/items/potion/transfer"),
+        Some(json!({"target_player_id":q,"quantity":1})),
+    ));
+    let (s, order) = api(
+        &server,
+        &ptoken,
+        "POST",
+        "/api/v1/orders",
+        Some(json!({"item_id":"sword","quantity":1,"currency":"gold"})),
+    );
+    assert_eq!(s, 201, "{order}");
+    let order_id = order["data"]["order"]["order_id"]
+        .as_str()
+        .expect("order id")
+        .to_string();
+    ok(api(
+        &server,
+        &ptoken,
+        "POST",
+        &format!("/api/v1/orders/{order_id}/pay"),
+        None,
+    ));
+    ok(api(
+        &server,
+        &admin,
+        "PUT",
+        &format!("/api/v1/orders/{order_id}/status"),
+        Some(json!({"status":"refunded"})),
+    ));
+    ok(api(
+        &server,
+        &admin,
+        "PUT",
+        &format!("/api/v1/players/{p}"),
+        Some(json!({"status":"banned"})),
+    ));
+    ok(api(
+        &server,
+        &admin,
+        "PUT",
+        &format!("/api/v1/players/{p}"),
+        Some(json!({"status":"active"})),
+    ));
+    ok(api(
+        &server,
+        &admin,
+        "POST",
+        "/api/v1/items",
+        Some(json!({"item_id":"axe","name":"Axe","price_gold":7,"max_stack":3})),
+    ));
+    ok(api(
+        &server,
+        &admin,
+        "PUT",
+        "/api/v1/items/axe",
+        Some(json!({"price_gold":9})),
+    ));
+    ok(api(
+        &server,
+        &admin,
+        "POST",
+        "/api/v1/cache/invalidate",
+        Some(json!({"keys":[format!("game1:p:{p}")]})),
+    ));
+
+    let mine: Vec<Value> = records_of(&server, &admin, &subject)
+        .into_iter()
+        .skip(signup.len())
+        .collect();
+    let actions: Vec<&str> = mine
+        .iter()
+        .map(|r| r["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            "wallet.change",
+            "item.grant",
+            "item.use",
+            "item.transfer",
+            "order.create",
+            "order.pay",
+            "order.refund",
+            "player.status",
+            "player.status"
+        ],
+        "{mine:#?}"
+    );
+    let first = &mine[0];
+    assert_eq!(first["actor"]["role"], "game_server");
+    assert_eq!(first["actor"]["id"], "server:game1");
+    assert_eq!(first["actor"]["client"], "127.0.0.1");
+    assert_eq!(first["actor"]["node"], "test-node");
+    assert_eq!(first["details"]["delta"], 500);
+    assert_eq!(
+        first["details"]["balance"].as_i64(),
+        signup
+            .first()
+            .and_then(|r| r["details"]["gold"].as_i64())
+            .map(|g| g + 500)
+            .or(Some(500))
+    );
+    assert_eq!(mine[2]["actor"]["role"], "player");
+    assert_eq!(mine[6]["actor"]["id"], "admin:ops");
+    assert_eq!(mine[6]["details"]["delta"], 100, "the refund's credit");
+    // Filters: by actor, by action; admins only; bad input.
+    let (_, by_admin) = api(
+        &server,
+        &admin,
+        "GET",
+        "/api/v1/audit?actor=admin:ops&limit=200",
+        None,
+    );
+    let admin_actions: Vec<&str> = by_admin["data"]["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| r["action"].as_str().expect("a"))
+        .collect();
+    for a in [
+        "admin.sign_in",
+        "order.refund",
+        "player.status",
+        "catalogue.create",
+        "catalogue.update",
+        "cache.invalidate",
+    ] {
+        assert!(admin_actions.contains(&a), "{a} in {admin_actions:?}");
+    }
+    let (_, sign_in) = api(
+        &server,
+        &admin,
+        "GET",
+        "/api/v1/audit?action=admin.sign_in",
+        None,
+    );
+    assert!(!sign_in["data"]["records"]
+        .as_array()
+        .expect("records")
+        .is_empty());
+    assert_eq!(api(&server, &gs, "GET", "/api/v1/audit", None).0, 403);
+    assert_eq!(api(&server, &qtoken, "GET", "/api/v1/audit", None).0, 403);
+    assert_eq!(
+        api(&server, &admin, "GET", "/api/v1/audit?after=nope", None).0,
+        400
+    );
+    assert_eq!(
+        api(&server, &admin, "GET", "/api/v1/audit?limit=0", None).0,
+        400
+    );
+    assert_eq!(
+        api(&server, &admin, "GET", "/api/v1/audit?game=nope", None).0,
+        404
+    );
+    let secrets = rows(&server, "SELECT COUNT(*) FROM audit_records WHERE details LIKE '%password%' OR details LIKE '%token%'");
+    assert_eq!(
+        column_i64(&secrets[0][0]),
+        Some(0),
+        "nothing secret in records"
+    );
+
+    // Checkpoints: stored, every chain verifies, the key is ours.
+    let c = chain_of(&subject);
+    wait_for(
+        "a checkpoint of the player's chain",
+        Duration::from_secs(20),
+        || {
+            let (_, j) = api(&server, &admin, "GET", "/api/v1/audit/chains", None);
+            j["data"]["chains"][c as usize]["last_checkpoint"]["seq"].as_i64() >= Some(9)
+        },
+    );
+    let (_, chains) = api(&server, &admin, "GET", "/api/v1/audit/chains", None);
+    assert_eq!(chains["data"]["ok"], true, "{chains}");
+    let public = AuditKey::parse(AUDIT_SIGNING_KEY)
+        .expect("key")
+        .public_hex();
+    assert_eq!(chains["data"]["public_key"], public.as_str());
+    let out = common::server_command()
+        .arg("--config")
+        .arg(server.dir.join("config.toml"))
+        .args(["audit", "public-key"])
+        .output()
+        .expect("public-key");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), public);
+    assert!(
+        server.log().contains("audit checkpoint"),
+        "checkpoints are logged too"
+    );
+    let (code, text) = verify(&server);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("game game1: OK"), "{text}");
+
+    // Tampering by hand, each undone after it was named.
+    let original = chain(&server, c);
+    assert!(original.len() >= 9, "{}", original.len());
+    let (r2, r3) = (original[1].clone(), original[2].clone());
+    let named = |what: &str| {
+        let (code, text) = verify(&server);
+        assert_eq!(code, 1, "{what}: {text}");
+        text
+    };
+    // Edited.
+    sql(&server, &format!("UPDATE audit_records SET details = '{{\"delta\":1000000}}' WHERE chain = {c} AND seq = 2"));
+    let text = named("edit");
+    assert!(
+        text.contains(&format!("chain {c} record 2: edited")),
+        "{text}"
+    );
+    sql(
+        &server,
+        &format!(
+            "UPDATE audit_records SET details = '{}' WHERE chain = {c} AND seq = 2",
+            r2.details.replace('\'', "''")
+        ),
+    );
+    assert_eq!(verify(&server).0, 0);
+    // Deleted.
+    sql(
+        &server,
+        &format!("DELETE FROM audit_records WHERE chain = {c} AND seq = 2"),
+    );
+    let text = named("delete");
+    assert!(
+        text.contains(&format!("chain {c} record 3: deleted")),
+        "{text}"
+    );
+    insert(&server, &r2);
+    assert_eq!(verify(&server).0, 0);
+    // Reordered: records 2 and 3 swap places.
+    sql(
+        &server,
+        &format!("UPDATE audit_records SET seq = -2 WHERE chain = {c} AND seq = 2"),
+    );
+    sql(
+        &server,
+        &format!("UPDATE audit_records SET seq = 2 WHERE chain = {c} AND seq = 3"),
+    );
+    sql(
+        &server,
+        &format!("UPDATE audit_records SET seq = 3 WHERE chain = {c} AND seq = -2"),
+    );
+    let text = named("reorder");
+    assert!(
+        text.contains(&format!("chain {c} record 2: reordered")),
+        "{text}"
+    );
+    sql(
+        &server,
+        &format!("UPDATE audit_records SET seq = -2 WHERE chain = {c} AND seq = 2"),
+    );
+    sql(
+        &server,
+        &format!("UPDATE audit_records SET seq = 2 WHERE chain = {c} AND seq = 3"),
+    );
+    sql(
+        &server,
+        &format!("UPDATE audit_records SET seq = 3 WHERE chain = {c} AND seq = -2"),
+    );
+    assert_eq!(verify(&server).0, 0);
+    // Inserted: a well-formed record linked to record 1, put before 2.
+    let mut forged = r2.clone();
+    forged.details = r#"{"currency":"gold","delta":1000000}"#.into();
+    forged.hash = record_hash(&forged);
+    shift(&server, c, 2, 1);
+    insert(&server, &forged);
+    let text = named("insert");
+    assert!(
+        text.contains(&format!("chain {c} record 2: inserted")),
+        "{text}"
+    );
+    sql(
+        &server,
+        &format!("DELETE FROM audit_records WHERE chain = {c} AND seq = 2"),
+    );
+    shift(&server, c, 3, -1);
+    assert_eq!(verify(&server).0, 0);
+    // A checkpoint signed by another key.
+    let cp = rows(
+        &server,
+        &format!("SELECT seq FROM audit_checkpoints WHERE chain = {c} ORDER BY seq DESC LIMIT 1"),
+    );
+    let cp_seq = column_i64(&cp[0][0]).expect("checkpoint seq");
+    let other = AuditKey::generate();
+    sql(
+        &server,
+        &format!(
+            "UPDATE audit_checkpoints SET public_key = '{}' WHERE chain = {c} AND seq = {cp_seq}",
+            other.public_hex()
+        ),
+    );
+    let text = named("forged checkpoint");
+    assert!(text.contains("checkpoint signature"), "{text}");
+    sql(&server, &format!("UPDATE audit_checkpoints SET public_key = '{public}' WHERE chain = {c} AND seq = {cp_seq}"));
+    assert_eq!(verify(&server).0, 0);
+    // Record 2 changed and the chain re-hashed after it: the links hold,
+    // the signed checkpoint does not.
+    let mut rehashed = chain(&server, c);
+    rehashed[1].details = r#"{"delta":999999}"#.into();
+    for i in 1..rehashed.len() {
+        rehashed[i].prev_hash = rehashed[i - 1].hash.clone();
+        rehashed[i].hash = record_hash(&rehashed[i]);
+    }
+    sql(
+        &server,
+        &format!("DELETE FROM audit_records WHERE chain = {c} AND seq >= 2"),
+    );
+    for r in &rehashed[1..] {
+        insert(&server, r);
+    }
+    let text = named("re-hashed");
+    assert!(text.contains("checkpoint mismatch"), "{text}");
+    sql(
+        &server,
+        &format!("DELETE FROM audit_records WHERE chain = {c} AND seq >= 2"),
+    );
+    for r in &original[1..] {
+        insert(&server, r);
+    }
+    assert_eq!(verify(&server).0, 0, "restored");
+    drop(r3);
+}
+
+#[test]
+fn a_hundred_clients_at_once_leave_one_record_per_change_and_a_log_that_verifies() {
+    let server = ServerConfig::new()
+        .shards(2)
+        .set("audit", "checkpoint_s", 1)
+        .start();
+    let admin = server.admin_token();
+    let gs = server.server_token("game1");
+    let players: Vec<i64> = (0..20)
+        .map(|i| server.player("game1", &format!("chaos{i}")).0)
+        .collect();
+    for p in &players {
+        let (s, j) = api(
+            &server,
+            &gs,
+            "POST",
+            &format!("/api/v1/players/{p}/items/potion/grant"),
+            Some(json!({"quantity":50})),
+        );
+        assert_eq!(s, 200, "{j}");
+    }
+    let before =
+        column_i64(&rows(&server, "SELECT COUNT(*) FROM audit_records")[0][0]).expect("count");
+    let changed = std::sync::atomic::AtomicI64::new(0);
+    std::thread::scope(|scope| {
+        for client in 0..100usize {
+            let (server, gs, players, changed) = (&server, &gs, &players, &changed);
+            scope.spawn(move || {
+                for step in 0..10usize {
+                    let p = players[(client + step) % players.len()];
+                    let to = players[(client * 7 + step + 1) % players.len()];
+                    let (s, answer) = match (client + step) % 4 {
+                        0 => api(
+                            server,
+                            gs,
+                            "POST",
+                            &format!("/api/v1/players/{p}/wallet"),
+                            Some(json!({"currency":"gold","delta":3,"reason":"chaos"})),
+                        ),
+                        // Debits may be refused (below zero): no record then.
+                        1 => api(
+                            server,
+                            gs,
+                            "POST",
+                            &format!("/api/v1/players/{p}/wallet"),
+                            Some(json!({"currency":"gold","delta":-2,"reason":"chaos"})),
+                        ),
+                        2 if p != to => api(
+                            server,
+                            gs,
+                            "POST",
+                            &format!("/api/v1/players/{p}/items/potion/transfer"),
+                            Some(json!({"target_player_id":to,"quantity":1})),
+                        ),
+                        _ => api(
+                            server,
+                            gs,
+                            "POST",
+                            &format!("/api/v1/players/{p}/items/potion/use"),
+                            Some(json!({"quantity":1})),
+                        ),
+                    };
+                    if s == 200 && answer["code"] == 200 {
+                        changed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    let after =
+        column_i64(&rows(&server, "SELECT COUNT(*) FROM audit_records")[0][0]).expect("count");
+    let changed = changed.into_inner();
+    assert!(changed > 500, "most changes went through: {changed}");
+    assert_eq!(
+        after - before,
+        changed,
+        "one record per change that committed"
+    );
+    let (code, text) = verify(&server);
+    assert_eq!(code, 0, "{text}");
+    drop(admin);
+}
+
+#[test]
+#[ignore = "needs MariaDB and Redis (DMTEST_BACKEND=mysql)"]
+fn two_nodes_checkpoint_the_same_chains_without_forking_them() {
+    let p = format!("au{}-", rand::random::<u32>());
+    let a = common::node(&format!("{p}a"), &common::redis())
+        .set("audit", "checkpoint_s", 1)
+        .start();
+    let gs = a.server_token("game1");
+    let players: Vec<i64> = (0..8)
+        .map(|i| a.player("game1", &format!("{p}u{i}")).0)
+        .collect();
+    let credit = |node: &Server| {
+        for pl in &players {
+            let (s, j) = api(
+                node,
+                &gs,
+                "POST",
+                &format!("/api/v1/players/{pl}/wallet"),
+                Some(json!({"currency":"gold","delta":1,"reason":"r"})),
+            );
+            assert_eq!(j["code"], 200, "{s} {j}");
+        }
+    };
+    let signed_by = |node: &str| {
+        let n = rows(
+            &a,
+            &format!("SELECT COUNT(*) FROM audit_checkpoints WHERE node = '{node}'"),
+        );
+        column_i64(&n[0][0]).unwrap_or(0)
+    };
+    // Node a writes and signs; then b joins, both write and sign the same
+    // chains; then a is gone and b goes on from a's checkpoints.
+    credit(&a);
+    wait_for("a's checkpoints", Duration::from_secs(20), || {
+        signed_by(&format!("{p}a")) > 0
+    });
+    let b = a.start_peer(&format!("{p}b"));
+    for _ in 0..3 {
+        credit(&a);
+        credit(&b);
+        std::thread::sleep(Duration::from_millis(700)); // a checkpoint round
+    }
+    a.signal(libc::SIGKILL);
+    credit(&b);
+    wait_for("b's checkpoints", Duration::from_secs(20), || {
+        signed_by(&format!("{p}b")) > 0
+    });
+    let (code, text) = verify(&b);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("OK"), "{text}");
+}
