@@ -106,9 +106,9 @@ pub enum ShardMessage {
         /// The board's sort (to rebuild the view).
         sort: crate::store::BoardSort,
         /// What is asked.
-        op: crate::service::board_views::ViewOp,
+        op: crate::leaderboard::ViewOp,
         /// The answer.
-        reply: oneshot::Sender<crate::service::board_views::ViewAnswer>,
+        reply: oneshot::Sender<crate::leaderboard::ViewAnswer>,
     },
     /// Forget a board's views of periods before `first_kept`.
     ForgetBoardViews {

@@ -53,6 +53,34 @@ pub fn scores_of(sort: BoardSort, key: &RankKey) -> (i64, i64) {
     }
 }
 
+/// What is asked of a view.
+#[derive(Debug, Clone)]
+pub enum ViewOp {
+    /// Apply a record of this version (unless the view holds a newer one).
+    Apply(RankKey, i64),
+    /// Take a player's record out.
+    Remove(i64),
+    /// One player's rank.
+    Ranked(i64),
+    /// Keys from a rank (1-based), at most a number.
+    Range(usize, usize),
+}
+
+/// A view's answer.
+#[derive(Debug, Clone)]
+pub enum ViewAnswer {
+    /// Applied: the player's rank before and after.
+    Applied(Option<usize>, Option<usize>),
+    /// Removed.
+    Removed,
+    /// The player's rank and key, if it has a record.
+    Ranked(Option<Ranked>),
+    /// Keys in rank order.
+    Range(Vec<RankKey>),
+    /// The view cannot answer: read SQL instead.
+    Unavailable,
+}
+
 /// A rank as a view answers it: the player's place (1 for the best) and
 /// its key.
 pub type Ranked = (usize, RankKey);

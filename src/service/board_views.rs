@@ -8,8 +8,7 @@
 
 use super::Services;
 use crate::leaderboard::local::{self, LocalView};
-use crate::leaderboard::rank_index::RankKey;
-use crate::leaderboard::{member, rank_key, Ranked, ViewKey};
+use crate::leaderboard::{member, rank_key, ViewAnswer, ViewKey, ViewOp};
 use crate::mesh::ShardMessage;
 use crate::redis::Reply;
 use crate::store::{BoardEntry, BoardReset, BoardSort};
@@ -22,34 +21,6 @@ const LOAD_PAGE: i64 = 20_000;
 const REDIS_LOAD_BATCH: usize = 2_000;
 /// How long a node waits for another to finish rebuilding a Redis view.
 const REBUILD_WAIT: Duration = Duration::from_secs(60);
-
-/// What is asked of a view.
-#[derive(Debug, Clone)]
-pub enum ViewOp {
-    /// Apply a record of this version (unless the view holds a newer one).
-    Apply(RankKey, i64),
-    /// Take a player's record out.
-    Remove(i64),
-    /// One player's rank.
-    Ranked(i64),
-    /// Keys from a rank (1-based), at most a number.
-    Range(usize, usize),
-}
-
-/// A view's answer.
-#[derive(Debug, Clone)]
-pub enum ViewAnswer {
-    /// Applied: the player's rank before and after.
-    Applied(Option<usize>, Option<usize>),
-    /// Removed.
-    Removed,
-    /// The player's rank and key, if it has a record.
-    Ranked(Option<Ranked>),
-    /// Keys in rank order.
-    Range(Vec<RankKey>),
-    /// The view cannot answer: read SQL instead.
-    Unavailable,
-}
 
 /// Applies a record in a Redis view: KEYS = set, versions, ready marker;
 /// ARGV = player, version, member. Answers `{before, after}` (0-based

@@ -4,11 +4,10 @@
 //! periods start at the UTC boundary of its `reset`: a period is named by
 //! its first day (`2026-12-07`), or `all` for a board that never resets.
 
-use super::board_views::{ViewAnswer, ViewOp};
 use super::{require_player, Services};
 use crate::clock;
 use crate::error::ApiError;
-use crate::leaderboard::{rank_key, scores_of, ViewKey};
+use crate::leaderboard::{rank_key, scores_of, ViewAnswer, ViewKey, ViewOp};
 use crate::service::auth::{Caller, Role};
 use crate::store::{
     Board, BoardEntry, BoardOperator, BoardRecord, BoardReset, BoardSort, NoticeKind, Rule,
