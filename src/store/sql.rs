@@ -208,6 +208,18 @@ pub trait NoticeIds {
     fn last(&self, player_id: i64) -> Option<i64>;
 }
 
+/// The heads of the audit chains (SPEC §13) when the backend keeps them
+/// itself (SQLite, whose file only this process writes): an append then
+/// neither reads nor writes `audit_heads`, whose row lock is what orders a
+/// chain's appends on MySQL.
+pub trait AuditHeads {
+    /// `chain`'s head (seq, hash) as this transaction sees it, when this
+    /// process knows it (else the caller reads it from the records).
+    fn head(&self, chain: i64) -> Option<(i64, String)>;
+    /// Moves `chain`'s head; it counts once the transaction commits.
+    fn set_head(&mut self, chain: i64, seq: i64, hash: String);
+}
+
 /// A connection inside a transaction. Its statements are futures: MySQL's
 /// go out on the shard's own io_uring and yield while the server works;
 /// SQLite's are answered before they are first polled (its transactions run
@@ -230,6 +242,11 @@ pub trait SqlConn {
     /// itself (SQLite, whose file only this process writes); `None`: they
     /// are taken on the player's row (`notify_seq`) in the transaction.
     fn notice_ids(&mut self) -> Option<&mut dyn NoticeIds> {
+        None
+    }
+    /// The audit chains' heads, when the backend keeps them itself
+    /// (SQLite); `None`: they are locked and moved in `audit_heads`.
+    fn audit_heads(&mut self) -> Option<&mut dyn AuditHeads> {
         None
     }
 

@@ -10,7 +10,7 @@
 //! a lock upgrade, and `busy_timeout` makes a writer wait its turn.
 
 use super::migrations::{Migration, SQLITE};
-use super::sql::{Backend, Dialect, NoticeIds, Row, SqlConn, SqlValue, TxKind};
+use super::sql::{AuditHeads, Backend, Dialect, NoticeIds, Row, SqlConn, SqlValue, TxKind};
 use super::{Durability, StoreError, StoreFuture};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, ErrorCode};
@@ -77,6 +77,9 @@ struct IdSeq {
 struct FileWriter {
     turn: Mutex<()>,
     ids: Mutex<HashMap<i64, IdSeq>>,
+    /// The audit chains' heads (seq, hash) this process knows, moved under
+    /// the turn (see [`AuditHeads`]).
+    heads: Mutex<HashMap<i64, (i64, String)>>,
 }
 
 /// The [`FileWriter`] of `path` in this process.
@@ -197,6 +200,8 @@ struct SqliteConn<'a> {
     /// The sequences this transaction moved, applied to `file` once it
     /// commits.
     taken: HashMap<i64, IdSeq>,
+    /// The audit chain heads this transaction moved, likewise.
+    heads: HashMap<i64, (i64, String)>,
 }
 
 impl<'a> SqliteConn<'a> {
@@ -206,18 +211,37 @@ impl<'a> SqliteConn<'a> {
             file,
             writing,
             taken: HashMap::new(),
+            heads: HashMap::new(),
         }
     }
 
     /// Makes what this transaction took count; called once it committed,
     /// still in the writer's turn.
     fn committed(self) {
+        if !self.heads.is_empty() {
+            if let Ok(mut heads) = self.file.heads.lock() {
+                heads.extend(self.heads);
+            }
+        }
         if self.taken.is_empty() {
             return;
         }
         if let Ok(mut ids) = self.file.ids.lock() {
             ids.extend(self.taken);
         }
+    }
+}
+
+impl AuditHeads for SqliteConn<'_> {
+    fn head(&self, chain: i64) -> Option<(i64, String)> {
+        if let Some(h) = self.heads.get(&chain) {
+            return Some(h.clone());
+        }
+        self.file.heads.lock().ok()?.get(&chain).cloned()
+    }
+
+    fn set_head(&mut self, chain: i64, seq: i64, hash: String) {
+        self.heads.insert(chain, (seq, hash));
     }
 }
 
@@ -352,6 +376,15 @@ impl SqlConn for SqliteConn<'_> {
 
     fn notice_ids(&mut self) -> Option<&mut dyn NoticeIds> {
         Some(self)
+    }
+
+    fn audit_heads(&mut self) -> Option<&mut dyn AuditHeads> {
+        // Only a writer (holding the file's turn) moves heads.
+        if self.writing {
+            Some(self)
+        } else {
+            None
+        }
     }
 }
 

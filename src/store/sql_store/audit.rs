@@ -63,18 +63,10 @@ pub(super) async fn append(
         .map(|d| (chain_of(&d.subject), d))
         .collect();
     by_chain.sort_by_key(|(chain, _)| *chain);
-    let lock = c.dialect().for_update();
     let mut i = 0;
     while i < by_chain.len() {
         let chain = by_chain[i].0;
-        let head = c
-            .query_one(
-                &format!("SELECT seq, hash FROM audit_heads WHERE chain = ?{lock}"),
-                args![chain],
-            )
-            .await?
-            .ok_or_else(|| StoreError::Internal(format!("audit chain {chain} has no head")))?;
-        let (mut seq, mut prev) = row_of("audit_heads", &head, |r| Ok((r.int(0)?, r.text(1)?)))?;
+        let (mut seq, mut prev) = head_of(c, chain).await?;
         while i < by_chain.len() && by_chain[i].0 == chain {
             let draft = &by_chain[i].1;
             seq += 1;
@@ -114,13 +106,51 @@ pub(super) async fn append(
             prev = record.hash;
             i += 1;
         }
-        c.exec(
-            "UPDATE audit_heads SET seq = ?, hash = ? WHERE chain = ?",
-            args![seq, &prev, chain],
-        )
-        .await?;
+        match c.audit_heads() {
+            Some(heads) => heads.set_head(chain, seq, prev),
+            None => {
+                c.exec(
+                    "UPDATE audit_heads SET seq = ?, hash = ? WHERE chain = ?",
+                    args![seq, &prev, chain],
+                )
+                .await?;
+            }
+        }
     }
     Ok(())
+}
+
+/// A chain's head (seq, hash), locked for the transaction: from the
+/// backend's memory (SQLite, its file's only writer), else the chain's row
+/// of `audit_heads` held `FOR UPDATE` — the lock that orders appends.
+async fn head_of(c: &mut dyn SqlConn, chain: i64) -> Result<(i64, String), StoreError> {
+    let known = c.audit_heads().map(|heads| heads.head(chain));
+    match known {
+        Some(Some(head)) => return Ok(head),
+        Some(None) => {
+            // First append of this chain in this process: its newest record.
+            let newest = c
+                .query_one(
+                    "SELECT seq, hash FROM audit_records WHERE chain = ? ORDER BY seq DESC LIMIT 1",
+                    args![chain],
+                )
+                .await?;
+            return match newest {
+                Some(r) => row_of("audit_records", &r, |r| Ok((r.int(0)?, r.text(1)?))),
+                None => Ok((0, crate::audit::GENESIS.to_string())),
+            };
+        }
+        None => {}
+    }
+    let lock = c.dialect().for_update();
+    let head = c
+        .query_one(
+            &format!("SELECT seq, hash FROM audit_heads WHERE chain = ?{lock}"),
+            args![chain],
+        )
+        .await?
+        .ok_or_else(|| StoreError::Internal(format!("audit chain {chain} has no head")))?;
+    row_of("audit_heads", &head, |r| Ok((r.int(0)?, r.text(1)?)))
 }
 
 impl<B: Backend> AuditStore for SqlStore<B> {
@@ -188,8 +218,11 @@ impl<B: Backend> AuditStore for SqlStore<B> {
 
     fn audit_heads(&self) -> StoreFuture<'_, Vec<(i64, i64, String)>> {
         Box::pin(self.read_one(async move |c| {
+            // From the records: SQLite keeps its heads in memory, not in
+            // `audit_heads`.
             c.query(
-                "SELECT chain, seq, hash FROM audit_heads ORDER BY chain",
+                "SELECT chain, seq, hash FROM audit_records WHERE (chain, seq) IN \
+                 (SELECT chain, MAX(seq) FROM audit_records GROUP BY chain) ORDER BY chain",
                 &[],
             )
             .await?
