@@ -1331,6 +1331,43 @@ fn every_route_answers_as_documented() {
         &put,
         "{}",
     );
+    // The audit log: the changes above, a page and the next one, its
+    // refusals, and every chain verified.
+    let log = "/api/v1/audit";
+    let j = c.call(
+        "GET",
+        log,
+        &format!("{log}?subject=player:{id}&limit=2"),
+        &admin,
+        "",
+    );
+    let after = j["data"]["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    c.call(
+        "GET",
+        log,
+        &format!("{log}?subject=player:{id}&limit=2&after={after}"),
+        &admin,
+        "",
+    );
+    c.call(
+        "GET",
+        log,
+        &format!("{log}?actor=admin:ops&action=player.status&game=game1"),
+        &admin,
+        "",
+    );
+    c.call("GET", log, &format!("{log}?after=nope"), &admin, "");
+    c.call("GET", log, &format!("{log}?limit=201"), &admin, "");
+    c.call("GET", log, &format!("{log}?game=game9"), &admin, "");
+    c.call("GET", log, log, &server, "");
+    let chains = "/api/v1/audit/chains";
+    let j = c.call("GET", chains, chains, &admin, "");
+    assert_eq!(j["data"]["ok"], true, "{j}");
+    c.call("GET", chains, &format!("{chains}?game=game9"), &admin, "");
+    c.call("GET", chains, chains, player, "");
     c.call("GET", "/health/detailed", "/health/detailed", &admin, "");
     c.call(
         "GET",
