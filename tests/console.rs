@@ -12,15 +12,20 @@
 //! cache and finds no config centre on a stand-alone node. A second browser
 //! test works the Leaderboards page: defines boards (refusals shown), reads
 //! the top page by page and by period after scores written through the API,
-//! reads around a player and deletes a board after confirming. Screenshots
-//! go to `target/console-screenshots/` for people to look at.
+//! reads around a player and deletes a board after confirming. A third
+//! works the Audit page: a player's records and an admin's, page by page,
+//! then every chain verified, and a record edited by hand named by the next
+//! verification. Screenshots go to `target/console-screenshots/` for people
+//! to look at.
 //!
 //! Needs `chromium` and `chromium-driver` (scripts/test.sh installs them and
 //! sets `DMTEST_REQUIRE_CHROMIUM=1`; elsewhere the browser test skips).
 
 mod common;
 
-use common::{rows, unreserved_loopback_addr, wait_for, Server, ADMIN_PASSWORD, ADMIN_USER};
+use common::{
+    rows, unreserved_loopback_addr, wait_for, Server, ServerConfig, ADMIN_PASSWORD, ADMIN_USER,
+};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -1037,4 +1042,263 @@ fn console_leaderboards_page_defines_reads_and_deletes_boards() {
         .filter_map(|b| b["id"].as_str())
         .collect();
     assert_eq!(left, ["speedrun"]);
+}
+
+/// The Audit page: changes made through the API (a game server's wallet
+/// credit and debit, an admin's ban) read back on the page filtered by the
+/// player, oldest first and page by page (forward and back), with who made
+/// each; the admin's own records (its sign-in) filtered by its name; every
+/// chain verified with its newest checkpoint; then a record edited behind
+/// the server's back is named by the next verification (chain, seq, kind)
+/// and marked in the list. A reason with markup in it shows as text.
+#[test]
+fn console_audit_page_filters_records_and_verifies_chains() {
+    if !browser_available() {
+        return;
+    }
+    let server = ServerConfig::new()
+        .shards(2)
+        .set("audit", "checkpoint_s", 1)
+        .start();
+    let gs = server.server_token("game1");
+    let admin = server.admin_token();
+    let (player, _) = server.player("game1", "au_player");
+    let subject = format!("player:{player}");
+    let api = |method: &str, path: &str, token: &str, body: Option<Value>| -> (u16, Value) {
+        let call = server.call(method, path).token(token);
+        let call = match body {
+            Some(b) => call.json(b),
+            None => call,
+        };
+        call.send().parts()
+    };
+    let marked = "<b>quest</b>";
+    for (token, method, path, body) in [
+        (
+            &gs,
+            "POST",
+            format!("/api/v1/players/{player}/wallet"),
+            json!({"currency": "gold", "delta": 250, "reason": marked}),
+        ),
+        (
+            &gs,
+            "POST",
+            format!("/api/v1/players/{player}/wallet"),
+            json!({"currency": "gold", "delta": -50, "reason": "fee"}),
+        ),
+        (
+            &admin,
+            "PUT",
+            format!("/api/v1/players/{player}"),
+            json!({"status": "banned"}),
+        ),
+    ] {
+        let (s, j) = api(method, &path, token, Some(body));
+        assert_eq!(s, 200, "{method} {path}: {j}");
+    }
+    // The player's records as the API gives them (sign-up grants first,
+    // when the game has any).
+    let (s, j) = api(
+        "GET",
+        &format!("/api/v1/audit?subject={subject}&limit=200"),
+        &admin,
+        None,
+    );
+    assert_eq!(s, 200, "{j}");
+    let records = j["data"]["records"].as_array().expect("records").clone();
+    let actions: Vec<String> = records
+        .iter()
+        .map(|r| r["action"].as_str().expect("action").to_string())
+        .collect();
+    assert!(
+        actions.ends_with(&[
+            "wallet.change".to_string(),
+            "wallet.change".to_string(),
+            "player.status".to_string()
+        ]),
+        "{actions:?}"
+    );
+    let first_wallet = records
+        .iter()
+        .find(|r| r["action"] == "wallet.change")
+        .expect("a wallet.change");
+    let chain = first_wallet["chain"].as_i64().expect("chain");
+    let edited_seq = first_wallet["seq"].as_i64().expect("seq");
+    let ban_seq = records.last().expect("the ban")["seq"]
+        .as_i64()
+        .expect("seq");
+
+    let browser = Browser::start();
+    browser.open(&format!("http://{}/console", server.http));
+    browser.type_into("#login-username", ADMIN_USER);
+    browser.type_into("#login-password", ADMIN_PASSWORD);
+    browser.click("#login-submit");
+    browser.wait_text("the signed-in header", "#whoami", |t| {
+        t.contains(ADMIN_USER)
+    });
+    browser.click("a[data-page=audit]");
+    browser.wait_text("every record", "#audit-showing", |t| {
+        t.contains("All records in game1 — page 1")
+    });
+
+    // A player filter without an id is refused on the page.
+    browser.click("#audit-by option[value=player]");
+    browser.type_into("#audit-who", "");
+    browser.click("#audit-filter button");
+    browser.wait_text("the missing id", "#error", |t| {
+        t.contains("Name the player")
+    });
+    // The player's records, two a page: walked forward to the newest.
+    browser.type_into("#audit-who", &player.to_string());
+    browser.type_into("#audit-limit", "2");
+    browser.click("#audit-filter button");
+    let mut shown: Vec<Vec<String>> = Vec::new();
+    let pages = actions.len().div_ceil(2);
+    for page in 1..=pages {
+        browser.wait_text("a page of the player's records", "#audit-showing", |t| {
+            t.contains(&format!(
+                "Records about player {player} in game1 — page {page},"
+            ))
+        });
+        shown.extend(browser.table("#audit-records tbody"));
+        if page == 1 {
+            browser.screenshot("09-audit-records");
+        }
+        if page < pages {
+            browser.click("#audit-next");
+        }
+    }
+    assert_eq!(
+        browser.eval("return document.getElementById('audit-next').disabled"),
+        json!(true),
+        "no page after the newest"
+    );
+    let column = |i: usize| -> Vec<String> { shown.iter().map(|r| r[i].clone()).collect() };
+    assert_eq!(column(1), actions, "the actions, oldest first");
+    assert!(column(2).iter().all(|s| *s == subject), "{shown:?}");
+    let n = shown.len();
+    // Who: the game server for the wallet, the admin for the ban.
+    for row in &shown[n - 3..n - 1] {
+        assert_eq!(
+            row[3..7],
+            ["game_server", "server:game1", "127.0.0.1", "test-node"],
+            "{row:?}"
+        );
+    }
+    assert_eq!(
+        shown[n - 1][3..5],
+        ["admin", "admin:ops"],
+        "{:?}",
+        shown[n - 1]
+    );
+    assert_eq!(shown[n - 3][7], format!("{chain} · {edited_seq}"));
+    // Details as compact JSON text; the markup in the reason is text too.
+    let details = &shown[n - 3][8];
+    assert!(
+        details.starts_with('{')
+            && details.contains(r#""delta":250"#)
+            && details.contains(&format!(r#""reason":"wallet:{marked}""#)),
+        "{details}"
+    );
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('#audit-records b').length"),
+        json!(0),
+        "details are never parsed as markup"
+    );
+    // And back a page.
+    if pages > 1 {
+        browser.click("#audit-prev");
+        browser.wait_text("the page before", "#audit-showing", |t| {
+            t.contains(&format!("page {},", pages - 1))
+        });
+        assert_eq!(
+            browser.table("#audit-records tbody"),
+            shown[(pages - 2) * 2..(pages - 1) * 2].to_vec()
+        );
+    }
+
+    // By the admin: its sign-ins (the test's and the page's) and the ban.
+    browser.click("#audit-by option[value=admin]");
+    browser.type_into("#audit-who", ADMIN_USER);
+    browser.type_into("#audit-limit", "50");
+    browser.click("#audit-filter button");
+    browser.wait_text("the admin's records", "#audit-showing", |t| {
+        t.contains(&format!("Records by admin {ADMIN_USER} in game1 — page 1"))
+    });
+    let by_admin = browser.table("#audit-records tbody");
+    assert!(by_admin.iter().all(|r| r[4] == "admin:ops"), "{by_admin:?}");
+    let admin_actions: Vec<&str> = by_admin.iter().map(|r| r[1].as_str()).collect();
+    assert!(
+        admin_actions.contains(&"admin.sign_in") && admin_actions.contains(&"player.status"),
+        "{admin_actions:?}"
+    );
+
+    // Verified: every chain, the player's with a checkpoint at the ban.
+    wait_for("a checkpoint of the ban", Duration::from_secs(20), || {
+        let (_, j) = api("GET", "/api/v1/audit/chains", &admin, None);
+        j["data"]["chains"][chain as usize]["last_checkpoint"]["seq"].as_i64() >= Some(ban_seq)
+    });
+    let (s, j) = api("GET", "/api/v1/audit/chains", &admin, None);
+    assert_eq!(s, 200, "{j}");
+    let chains = j["data"]["chains"].as_array().expect("chains").len();
+    let public_key = j["data"]["public_key"].as_str().expect("key").to_string();
+    browser.click("#audit-verify");
+    let summary = browser.wait_text("all verified", "#audit-summary", |t| {
+        t.contains(&format!("All {chains} chains verified"))
+    });
+    assert!(summary.contains(&public_key), "{summary}");
+    let row = browser.wait_text(
+        "the player's chain",
+        &format!("#audit-chains tr[data-chain='{chain}']"),
+        |t| t.contains("OK"),
+    );
+    assert!(row.contains("seq "), "its newest checkpoint: {row}");
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('#audit-chains tr.problem').length"),
+        json!(0)
+    );
+
+    // A record edited by hand: the next verification names it.
+    rows(
+        &server,
+        &format!(
+            "UPDATE audit_records SET details = '{{\"delta\":1}}' WHERE chain = {chain} \
+             AND seq = {edited_seq} AND subject = '{subject}' AND action = 'wallet.change'"
+        ),
+    );
+    browser.click("#audit-verify");
+    let summary = browser.wait_text("the edit named", "#audit-summary", |t| {
+        t.contains("fail verification")
+    });
+    assert!(
+        summary.contains(&format!("chain {chain} record {edited_seq} edited")),
+        "{summary}"
+    );
+    let problem = browser.text(&format!("#audit-chains tr.problem[data-chain='{chain}']"));
+    assert!(
+        problem
+            .as_deref()
+            .is_some_and(|t| t.contains(&format!("edited at seq {edited_seq}"))),
+        "{problem:?}"
+    );
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('#audit-chains tr.problem').length"),
+        json!(1),
+        "only that chain"
+    );
+    // The player's records again: the edited one is marked.
+    browser.click("#audit-by option[value=player]");
+    browser.type_into("#audit-who", &player.to_string());
+    browser.click("#audit-filter button");
+    browser.wait_text("the player's records", "#audit-showing", |t| {
+        t.contains(&format!("Records about player {player}"))
+    });
+    assert_eq!(
+        browser.eval(
+            "return [...document.querySelectorAll('#audit-records tr.tampered')]\
+             .map((r) => r.dataset.chain + '.' + r.dataset.seq)"
+        ),
+        json!([format!("{chain}.{edited_seq}")])
+    );
+    browser.screenshot("10-audit-tampered");
 }

@@ -149,12 +149,13 @@
     $("order-view").hidden = true;
     editItem(null);
     closeBoard();
+    closeAudit();
   }
 
   // ---- pages ----
   function currentPage() {
     const p = location.hash.replace("#", "");
-    return ["overview", "players", "orders", "catalogue", "leaderboards", "cache", "config"].includes(p) ? p : "overview";
+    return ["overview", "players", "orders", "catalogue", "leaderboards", "audit", "cache", "config"].includes(p) ? p : "overview";
   }
   function route(keepMessages) {
     if (!state.token) return;
@@ -168,7 +169,7 @@
     if (page === "players" && state.player) reloadPlayer();
     if (page === "leaderboards") refreshBoard();
     ({ overview: refreshOverview, players: () => {}, orders: () => {}, catalogue: loadCatalogue, leaderboards: loadBoards,
-      cache: loadCache, config: loadConfig })[page]();
+      audit: refreshAudit, cache: loadCache, config: loadConfig })[page]();
   }
 
   const fmt = (v, digits) => (v == null ? "—" : typeof v === "number" ? v.toFixed(digits == null ? 0 : digits) : String(v));
@@ -797,6 +798,162 @@
     await loadBoards();
   }
 
+  // ---- audit (SPEC §13) ----
+  // The selected game's audit log, oldest first: every record, those about
+  // a player (subject player:ID) or those by an admin (actor admin:NAME),
+  // paged by the server's next_cursor (the cursors of the pages before are
+  // kept for going back); and, on request, every chain verified — its
+  // hashes re-computed and its signed checkpoints checked. Every field,
+  // the details included, is put in the page as text.
+  const audit = { filter: null, cursor: null, back: [], next: null, gen: 0, verifyGen: 0, problems: new Map() };
+  const NOT_VERIFIED = "Not verified yet: Verify now re-computes every record's hash and checks each chain's " +
+    "signed checkpoints (it reads the game's whole log).";
+
+  // The filter the form names: its query and its title; or a message saying
+  // what is missing.
+  function auditFilter() {
+    const by = $("audit-by").value;
+    const who = $("audit-who").value.trim();
+    const action = $("audit-action").value.trim();
+    const f = { pairs: [], what: "All records" };
+    if (by === "player") {
+      if (!/^\d+$/.test(who)) return "Name the player by its id (digits).";
+      f.pairs.push(["subject", "player:" + who]);
+      f.what = "Records about player " + who;
+    } else if (by === "admin") {
+      const name = who.replace(/^admin:/, "");
+      if (!name) return "Name the admin (the <name> of [admins.<name>]).";
+      f.pairs.push(["actor", "admin:" + name]);
+      f.what = "Records by admin " + name;
+    }
+    if (action) {
+      f.pairs.push(["action", action]);
+      f.what += ", action " + action;
+    }
+    return f;
+  }
+
+  // Forgets what was shown of another game.
+  function closeAudit() {
+    audit.gen++;
+    audit.verifyGen++;
+    Object.assign(audit, { cursor: null, back: [], next: null, problems: new Map() });
+    $("audit-records").tBodies[0].replaceChildren();
+    $("audit-showing").textContent = "";
+    $("audit-prev").disabled = true;
+    $("audit-next").disabled = true;
+    $("audit-chains").hidden = true;
+    $("audit-chains").tBodies[0].replaceChildren();
+    $("audit-summary").className = "muted";
+    $("audit-summary").textContent = NOT_VERIFIED;
+  }
+
+  // The page of records from `cursor` (null: the oldest); `back` is the
+  // cursors of the pages before.
+  async function showAudit(cursor, back) {
+    const f = audit.filter;
+    if (!f) return;
+    const game = state.game;
+    const gen = ++audit.gen;
+    const data = await attempt(() => api("GET", "/api/v1/audit" +
+      query(f.pairs.concat([["limit", $("audit-limit").value.trim()], ["after", cursor]]))));
+    if (!data || gen !== audit.gen || game !== state.game) return;
+    audit.cursor = cursor;
+    audit.back = back;
+    audit.next = data.next_cursor == null ? null : String(data.next_cursor);
+    const records = data.records || [];
+    const rows = $("audit-records").tBodies[0];
+    rows.replaceChildren();
+    for (const r of records) {
+      const a = r.actor || {};
+      rows.append(h("tr", { "data-chain": r.chain, "data-seq": r.seq, "data-action": r.action },
+        h("td", {}, r.at), h("td", { class: "action" }, r.action), h("td", { class: "subject" }, r.subject),
+        h("td", {}, a.role), h("td", { class: "actor" }, a.id), h("td", {}, a.client), h("td", {}, a.node),
+        h("td", { class: "num" }, r.chain + " · " + r.seq),
+        h("td", { class: "details", title: JSON.stringify(r.details, null, 2) }, JSON.stringify(r.details))));
+    }
+    if (!records.length) rows.append(h("tr", {}, h("td", { colspan: "9", class: "muted" }, "No records match.")));
+    markAuditRows();
+    $("audit-showing").textContent = f.what + " in " + data.game + " — page " + (back.length + 1) + ", " +
+      records.length + " record(s)" + (audit.next == null ? ", the last page" : "");
+    $("audit-prev").disabled = !back.length;
+    $("audit-next").disabled = audit.next == null;
+  }
+
+  // Marks the records a verification found a chain's problem at.
+  function markAuditRows() {
+    for (const tr of $("audit-records").tBodies[0].rows) {
+      const p = audit.problems.get(Number(tr.dataset.chain));
+      tr.classList.toggle("tampered", !!p && p.seq === Number(tr.dataset.seq));
+    }
+  }
+
+  // Coming to the page: the view shown read again (the first time, every record).
+  function refreshAudit() {
+    if (!audit.filter) audit.filter = { pairs: [], what: "All records" };
+    showAudit(audit.cursor, audit.back);
+  }
+
+  async function verifyAudit() {
+    const button = $("audit-verify");
+    if (button.disabled) return;
+    const game = state.game;
+    const gen = ++audit.verifyGen;
+    const summary = $("audit-summary");
+    summary.className = "muted";
+    summary.textContent = "Verifying every chain of " + game + "…";
+    button.disabled = true;
+    try {
+      const data = await attempt(() => api("GET", "/api/v1/audit/chains"));
+      if (gen !== audit.verifyGen || game !== state.game) return;
+      if (!data) {
+        summary.textContent = "Not verified: the verification failed (the message is above).";
+        return;
+      }
+      showChains(data);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // Each chain's verification: a summary line, and a row per chain that
+  // holds records (or has a problem), those with a problem highlighted.
+  function showChains(data) {
+    const chains = data.chains || [];
+    const bad = chains.filter((c) => !c.ok);
+    audit.problems = new Map(bad.filter((c) => c.problem).map((c) => [c.chain, c.problem]));
+    const summary = $("audit-summary");
+    const at = " (" + data.game + ", " + new Date().toLocaleTimeString() + ")";
+    if (!bad.length) {
+      summary.className = "verified";
+      summary.textContent = "All " + chains.length + " chains verified, " + data.records + " records, public key " +
+        data.public_key + at + ".";
+    } else {
+      summary.className = "error";
+      summary.textContent = bad.length + " of " + chains.length + " chains fail verification: " +
+        bad.map((c) => "chain " + c.chain + (c.problem ? " record " + c.problem.seq + " " + c.problem.kind : "")).join("; ") +
+        ". " + data.records + " records read, public key " + data.public_key + at + ".";
+    }
+    const rows = $("audit-chains").tBodies[0];
+    rows.replaceChildren();
+    let empty = 0;
+    for (const c of chains) {
+      if (c.ok && !c.records) { empty++; continue; }
+      const p = c.problem;
+      const cp = c.last_checkpoint;
+      // A chain whose records fail is not read as far as its checkpoints.
+      const checked = c.ok || (p && p.kind.startsWith("checkpoint"));
+      rows.append(h("tr", { "data-chain": c.chain, class: c.ok ? "" : "problem" },
+        cell(c.chain), cell(c.records), cell(c.head),
+        h("td", { class: "checkpoint" }, cp ? "seq " + cp.seq + " at " + cp.at : checked ? "none yet" : "not checked"),
+        h("td", { class: "status " + (c.ok ? "up" : "down") },
+          c.ok ? "OK" : p ? p.kind + " at seq " + p.seq + " — " + p.detail : "failed")));
+    }
+    if (empty) rows.append(h("tr", {}, h("td", { colspan: "5", class: "muted" }, empty + " chain(s) hold no records yet.")));
+    $("audit-chains").hidden = false;
+    markAuditRows();
+  }
+
   // ---- cache ----
   async function loadCache() {
     const data = await attempt(() => api("GET", "/api/v1/cache/stats"));
@@ -902,6 +1059,26 @@
       const cursor = back.pop();
       showTop(cursor, back);
     });
+    $("audit-by").addEventListener("change", () => { $("audit-who").disabled = $("audit-by").value === "all"; });
+    $("audit-who").disabled = $("audit-by").value === "all";
+    $("audit-filter").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const f = auditFilter();
+      if (typeof f === "string") return showError(f);
+      $("error").hidden = true;
+      audit.filter = f;
+      showAudit(null, []);
+    });
+    $("audit-next").addEventListener("click", () => {
+      if (audit.next != null && audit.filter) showAudit(audit.next, audit.back.concat([audit.cursor]));
+    });
+    $("audit-prev").addEventListener("click", () => {
+      if (!audit.back.length) return;
+      const back = audit.back.slice();
+      const cursor = back.pop();
+      showAudit(cursor, back);
+    });
+    $("audit-verify").addEventListener("click", verifyAudit);
     $("cache-refresh").addEventListener("click", loadCache);
     $("cache-keys-form").addEventListener("submit", (e) => {
       e.preventDefault();
