@@ -56,6 +56,11 @@ enum AuditCommand {
         /// Only this game.
         #[arg(long)]
         game: Option<String>,
+        /// Trust checkpoints signed by this public key (hex; repeat for
+        /// several): then no private key is needed. Default: the
+        /// configuration's key and `audit.trusted_keys`.
+        #[arg(long = "public-key")]
+        public_keys: Vec<String>,
     },
     /// Print the public key checkpoints are signed with (from
     /// `audit.signing_key`, or the key dev mode made).
@@ -179,7 +184,8 @@ fn audit(action: AuditCommand, config_path: Option<&str>) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("configuration invalid: {e}");
-            return ExitCode::FAILURE;
+            // Exit 1 means tampering: a command that could not run is 2.
+            return ExitCode::from(2);
         }
     };
     match action {
@@ -194,8 +200,12 @@ fn audit(action: AuditCommand, config_path: Option<&str>) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        AuditCommand::Verify { game } => {
-            match datamiddleware::ops::audit::verify_databases(&config, game.as_deref()) {
+        AuditCommand::Verify { game, public_keys } => {
+            match datamiddleware::ops::audit::verify_databases(
+                &config,
+                game.as_deref(),
+                &public_keys,
+            ) {
                 Err(e) => {
                     eprintln!("audit verify: {e}");
                     ExitCode::from(2)

@@ -15,7 +15,8 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// Who did it: SPEC §13's actor.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Actor {
-    /// `player`, `game_server`, `admin`, or `system` (a singleton job).
+    /// `player`, `game_server`, `admin`, `anonymous` (a registration), or
+    /// `system` (a singleton job).
     pub role: String,
     /// The player id, game id, admin name or job name.
     pub id: String,
@@ -40,7 +41,7 @@ impl Actor {
 /// What a change records, before it has a place in a chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditDraft {
-    /// e.g. `wallet.change`, `item.grant`, `order.paid`, `player.status`.
+    /// e.g. `wallet.change`, `item.grant`, `order.pay`, `player.status`.
     pub action: String,
     /// What it acted on, e.g. `player:42`, `item_def:sword`, `order:o1`.
     pub subject: String,

@@ -81,13 +81,14 @@ pub struct ChainReport {
 }
 
 /// Verifies one chain of `game`: its records in `seq` order and its
-/// checkpoints, trusting signatures by `public_hex`.
+/// checkpoints, trusting signatures by any of the public keys `trusted`
+/// (hex: the current signing key's and those it replaced).
 pub fn verify_chain(
     game: &str,
     chain: i64,
     records: &[AuditRecord],
     checkpoints: &[Checkpoint],
-    public_hex: &str,
+    trusted: &[String],
 ) -> ChainReport {
     let mut report = ChainReport {
         records: records.len() as u64,
@@ -148,7 +149,7 @@ pub fn verify_chain(
     let mut sorted: Vec<&Checkpoint> = checkpoints.iter().filter(|c| c.chain == chain).collect();
     sorted.sort_by_key(|c| c.seq);
     for c in sorted {
-        if !signed_by(game, c, public_hex) {
+        if !trusted.iter().any(|k| signed_by(game, c, k)) {
             report.problem = Some(problem(
                 c.seq,
                 Tampering::CheckpointSignature,
@@ -212,7 +213,7 @@ mod tests {
     }
 
     fn kind(records: &[AuditRecord], cps: &[Checkpoint], key: &str) -> Option<(i64, Tampering)> {
-        verify_chain("g", 0, records, cps, key)
+        verify_chain("g", 0, records, cps, &[key.to_string()])
             .problem
             .map(|p| (p.seq, p.kind))
     }
@@ -222,7 +223,7 @@ mod tests {
         let key = AuditKey::generate();
         let public = key.public_hex();
         let clean = chain_of(8);
-        let report = verify_chain("g", 0, &clean, &[], &public);
+        let report = verify_chain("g", 0, &clean, &[], std::slice::from_ref(&public));
         assert_eq!((report.records, report.head, report.problem), (8, 8, None));
 
         let mut edited = clean.clone();
@@ -278,7 +279,13 @@ mod tests {
             )
         };
         let good = cp(4, &clean[3].hash, &key);
-        let report = verify_chain("g", 0, &clean, std::slice::from_ref(&good), &public);
+        let report = verify_chain(
+            "g",
+            0,
+            &clean,
+            std::slice::from_ref(&good),
+            std::slice::from_ref(&public),
+        );
         assert_eq!(
             (report.problem, report.last_checkpoint),
             (None, Some((4, 77)))
@@ -301,10 +308,17 @@ mod tests {
             Some((4, Tampering::CheckpointMismatch)),
             "cut short"
         );
-        let forged = cp(4, &clean[3].hash, &AuditKey::generate());
+        let rotated = AuditKey::generate();
+        let forged = cp(4, &clean[3].hash, &rotated);
         assert_eq!(
-            kind(&clean, &[forged], &public),
+            kind(&clean, std::slice::from_ref(&forged), &public),
             Some((4, Tampering::CheckpointSignature))
+        );
+        // A key that was rotated out stays trusted when listed.
+        let both = [public.clone(), rotated.public_hex()];
+        assert_eq!(
+            verify_chain("g", 0, &clean, &[forged, good.clone()], &both).problem,
+            None
         );
         let mut moved = good.clone();
         moved.seq = 5;

@@ -311,6 +311,9 @@ pub struct AuditConfig {
     pub key_file: String,
     /// How often (seconds) each node signs every chain's head.
     pub checkpoint_s: u64,
+    /// Public keys (hex) of earlier signing keys whose checkpoints still
+    /// verify: the keys a rotation replaced.
+    pub trusted_keys: Vec<String>,
 }
 
 impl Default for AuditConfig {
@@ -319,6 +322,7 @@ impl Default for AuditConfig {
             signing_key: String::new(),
             key_file: String::new(),
             checkpoint_s: 10,
+            trusted_keys: Vec::new(),
         }
     }
 }

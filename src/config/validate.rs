@@ -132,6 +132,16 @@ impl Config {
                 "key `auth.jwt_secret`: prod mode needs a secret of at least 32 bytes (set DM_AUTH_JWT_SECRET)",
             ));
         }
+        if let Some(bad) = self
+            .audit
+            .trusted_keys
+            .iter()
+            .find(|k| k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(err(format!(
+                "key `audit.trusted_keys`: {bad:?} is not a public key (64 hex digits, as `datamiddleware audit public-key` prints)"
+            )));
+        }
         if !(1..=3_600).contains(&self.audit.checkpoint_s) {
             return Err(err("key `audit.checkpoint_s`: from 1 to 3600"));
         }

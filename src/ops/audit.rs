@@ -105,8 +105,18 @@ pub async fn checkpoint_forever(ops: Rc<Operations>) {
 pub fn verify_databases(
     config: &crate::config::Config,
     only: Option<&str>,
+    public_keys: &[String],
 ) -> Result<Vec<(String, crate::service::audit::GameVerification)>, String> {
-    let key = signing_key_of(config)?;
+    // Public keys given: no private key needed. Else the configuration's
+    // key and the keys it trusts.
+    let trusted: Vec<String> = if public_keys.is_empty() {
+        let key = signing_key_of(config)?;
+        let mut keys = vec![key.public_hex()];
+        keys.extend(config.audit.trusted_keys.iter().cloned());
+        keys
+    } else {
+        public_keys.to_vec()
+    };
     let games: Vec<(String, crate::config::GameConfig)> = match only {
         Some(g) => vec![(
             g.to_string(),
@@ -118,7 +128,6 @@ pub fn verify_databases(
         )],
         None => config.games.clone().into_iter().collect(),
     };
-    let public = key.public_hex();
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .name("audit-verify")
         .spawn(move || async move {
@@ -128,7 +137,7 @@ pub fn verify_databases(
                 let db = crate::store::open(&game.url, 1, game.durability, false)
                     .map_err(|e| format!("game {id}: cannot open {url}: {e}"))?;
                 let handle = crate::store::StoreHandle::new(db, Vec::new(), 0, 0);
-                let report = crate::service::audit::verify_game(&handle, &id, &public)
+                let report = crate::service::audit::verify_game(&handle, &id, &trusted)
                     .await
                     .map_err(|e| format!("game {id} ({url}): {e}"))?;
                 out.push((id, report));

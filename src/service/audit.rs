@@ -3,7 +3,7 @@
 //! [`verify_game`], which `datamiddleware audit verify` runs too.
 
 use super::Services;
-use crate::audit::verify::{verify_chain, ChainReport};
+use crate::audit::verify::{verify_chain, ChainReport, Problem, Tampering};
 use crate::audit::{AuditKey, AuditRecord, CHAINS};
 use crate::clock;
 use crate::error::ApiError;
@@ -62,12 +62,16 @@ impl GameVerification {
 }
 
 /// Re-computes every chain of a game's database and its checkpoints,
-/// trusting signatures by `public_hex`.
+/// trusting signatures by any of the public keys `trusted` (hex). Where the
+/// database keeps the chains' heads (MySQL), a head whose record is gone
+/// shows records deleted from the end of a chain.
 pub async fn verify_game(
     store: &StoreHandle,
     game_id: &str,
-    public_hex: &str,
+    trusted: &[String],
 ) -> Result<GameVerification, StoreError> {
+    // Heads first: records read after them can only be as new or newer.
+    let heads = store.run(async move |s| s.audit_head_rows().await).await?;
     let checkpoints = store
         .run(async move |s| s.audit_checkpoints().await)
         .await?;
@@ -85,15 +89,41 @@ pub async fn verify_game(
                 break;
             }
         }
-        out.chains.push(verify_chain(
-            game_id,
-            chain,
-            &records,
-            &checkpoints,
-            public_hex,
-        ));
+        let mut report = verify_chain(game_id, chain, &records, &checkpoints, trusted);
+        if report.problem.is_none() {
+            report.problem = head_problem(&heads, chain, &records);
+        }
+        out.chains.push(report);
     }
     Ok(out)
+}
+
+/// Records cut from the end of `chain`: its head row names a record that
+/// is not there (or not as it was).
+fn head_problem(
+    heads: &[(i64, i64, String)],
+    chain: i64,
+    records: &[AuditRecord],
+) -> Option<Problem> {
+    let (_, seq, hash) = heads.iter().find(|(c, seq, _)| *c == chain && *seq > 0)?;
+    match records.iter().find(|r| r.seq == *seq) {
+        Some(r) if &r.hash == hash => None,
+        Some(_) => Some(Problem {
+            chain,
+            seq: *seq,
+            kind: Tampering::Edited,
+            detail: "the chain's head row (audit_heads) holds another hash for it".into(),
+        }),
+        None => Some(Problem {
+            chain,
+            seq: *seq,
+            kind: Tampering::Deleted,
+            detail: format!(
+                "the chain's head row (audit_heads) names it, but the records end at {}",
+                records.last().map_or(0, |r| r.seq)
+            ),
+        }),
+    }
 }
 
 fn record_json(r: &AuditRecord) -> Value {
@@ -134,6 +164,14 @@ impl Services {
             tracing::error!(error = %e, "audit signing key unusable");
             ApiError::internal()
         })
+    }
+
+    /// The public keys checkpoints may be signed with: the current key's
+    /// and `audit.trusted_keys` (keys rotated out).
+    pub fn trusted_audit_keys(&self, key: &AuditKey) -> Vec<String> {
+        let mut keys = vec![key.public_hex()];
+        keys.extend(self.config.audit.trusted_keys.iter().cloned());
+        keys
     }
 
     /// `GET /api/v1/audit` (admin): records of `game_id` oldest first,
@@ -195,7 +233,7 @@ impl Services {
         self.require_admin(caller)?;
         let game = self.game(game_id)?;
         let key = self.audit_key()?;
-        let report = verify_game(&game.store, game_id, &key.public_hex()).await?;
+        let report = verify_game(&game.store, game_id, &self.trusted_audit_keys(&key)).await?;
         let chains: Vec<Value> = report
             .chains
             .iter()

@@ -205,6 +205,14 @@ impl Services {
         game.store
             .run(async move |s| s.create_board(&stored).await)
             .await?;
+        self.audit_alone(
+            Some(game_id),
+            self.actor(caller),
+            "leaderboard.create",
+            format!("leaderboard:{}", board.id),
+            board_json(&board),
+        )
+        .await;
         Ok(json!({ "board": board_json(&board) }))
     }
 
@@ -235,6 +243,14 @@ impl Services {
         }
         self.forget_board_views(game_id, id, board.created_at, i64::MAX)
             .await;
+        self.audit_alone(
+            Some(game_id),
+            self.actor(caller),
+            "leaderboard.delete",
+            format!("leaderboard:{id}"),
+            json!({}),
+        )
+        .await;
         Ok(json!({ "deleted": id }))
     }
 

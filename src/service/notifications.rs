@@ -198,6 +198,17 @@ impl Services {
             .await?;
         self.publish(game_id, &made);
         business_event!(self, game = game_id, player_id, by = %caller.subject, "message sent");
+        if caller.role == Role::Admin {
+            let details = json!({ "subject": req.subject });
+            self.audit_alone(
+                Some(game_id),
+                self.actor(caller),
+                "message.send",
+                format!("player:{player_id}"),
+                details,
+            )
+            .await;
+        }
         let n = made.first().ok_or_else(ApiError::internal)?;
         Ok(json!({ "notification": notice_json(game_id, n) }))
     }

@@ -405,8 +405,12 @@ pub trait AuditStore {
         after_seq: i64,
         limit: i64,
     ) -> StoreFuture<'_, Vec<AuditRecord>>;
-    /// Every chain's head: (chain, seq, hash).
+    /// Every chain's head: (chain, seq, hash), from its newest record.
     fn audit_heads(&self) -> StoreFuture<'_, Vec<(i64, i64, String)>>;
+    /// The rows of `audit_heads` (chain, seq, hash): where MySQL locks and
+    /// moves each chain's head in the appending transaction (SQLite keeps
+    /// them in memory; its rows stay at 0).
+    fn audit_head_rows(&self) -> StoreFuture<'_, Vec<(i64, i64, String)>>;
     /// Every checkpoint, by chain and seq.
     fn audit_checkpoints(&self) -> StoreFuture<'_, Vec<Checkpoint>>;
     /// Each chain's newest checkpointed seq.

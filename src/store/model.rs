@@ -152,7 +152,9 @@ pub struct ItemDef {
     pub item_id: String,
     /// Display name.
     pub name: String,
-    /// Free-form type, e.g. `consumable`.
+    /// Free-form type, e.g. `consumable` (`type` in the API and in audit
+    /// records).
+    #[serde(rename = "type")]
     pub item_type: String,
     /// Free-form quality, e.g. `rare`.
     pub quality: String,

@@ -232,6 +232,19 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         }))
     }
 
+    fn audit_head_rows(&self) -> StoreFuture<'_, Vec<(i64, i64, String)>> {
+        Box::pin(self.read_one(async move |c| {
+            c.query(
+                "SELECT chain, seq, hash FROM audit_heads ORDER BY chain",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| row_of("audit_heads", r, |r| Ok((r.int(0)?, r.int(1)?, r.text(2)?))))
+            .collect()
+        }))
+    }
+
     fn audit_checkpoints(&self) -> StoreFuture<'_, Vec<Checkpoint>> {
         Box::pin(self.read_one(async move |c| {
             c.query(

@@ -307,8 +307,12 @@ impl<B: Backend> ItemStore for SqlStore<B> {
                 "from_left": given.quantity,
                 "to_held": got.quantity,
             });
-            let record = audit::draft("item.transfer", audit::player(from), details);
-            audit::append(c, actor, vec![record], now_ms).await?;
+            // One record under each player, so either's history shows it.
+            let records = vec![
+                audit::draft("item.transfer", audit::player(from), details.clone()),
+                audit::draft("item.receive", audit::player(to), details),
+            ];
+            audit::append(c, actor, records, now_ms).await?;
             Ok(Notified {
                 value: (given, got),
                 notices,

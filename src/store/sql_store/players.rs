@@ -315,6 +315,13 @@ impl<B: Backend> PlayerStore for SqlStore<B> {
                 }
             }
             let player = must_player(c, id).await?;
+            if reward.is_none() {
+                // Experience and levels are progress, not currency: recorded
+                // like a game server's or admin's change of them.
+                let details = json!({"exp": player.exp, "level": player.level, "was": {"exp": p.exp, "level": p.level}});
+                let record = audit::draft("player.progress", audit::player(id), details);
+                audit::append(c, actor, vec![record], now_ms).await?;
+            }
             match reward {
                 Some((ids, draft)) => issued(c, persist, ids, vec![draft], now_ms, player).await,
                 None => Ok(Notified { value: player, notices: Vec::new() }),
