@@ -172,7 +172,9 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                 args.push(SqlValue::Text(actor.clone()));
             }
             if let Some(subject) = &filter.subject {
-                sql.push_str(" AND subject = ?");
+                // A subject's records are all in its chain: a key range.
+                sql.push_str(" AND chain = ? AND subject = ?");
+                args.push(SqlValue::Int(chain_of(subject)));
                 args.push(SqlValue::Text(subject.clone()));
             }
             if let Some(action) = &filter.action {
