@@ -51,7 +51,8 @@ enum Command {
 enum AuditCommand {
     /// Re-compute every audit chain and checkpoint of each game's database
     /// (`--config` names them): exit 0 with the counts and the newest
-    /// checkpoint, 1 naming the first bad record and what is wrong.
+    /// checkpoint, 1 naming the first bad record and what is wrong, 2 when
+    /// it cannot run (configuration, database, key).
     Verify {
         /// Only this game.
         #[arg(long)]
