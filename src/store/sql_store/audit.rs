@@ -143,11 +143,24 @@ async fn head_of(c: &mut dyn SqlConn, chain: i64) -> Result<(i64, String), Store
         None => {}
     }
     let lock = c.dialect().for_update();
-    let head = c
-        .query_one(
-            &format!("SELECT seq, hash FROM audit_heads WHERE chain = ?{lock}"),
-            args![chain],
+    let select = format!("SELECT seq, hash FROM audit_heads WHERE chain = ?{lock}");
+    if let Some(head) = c.query_one(&select, args![chain]).await? {
+        return row_of("audit_heads", &head, |r| Ok((r.int(0)?, r.text(1)?)));
+    }
+    // The chain's first record: its head row is made now (a change racing
+    // to make the same one waits, then finds it).
+    let made = c
+        .exec(
+            "INSERT INTO audit_heads (chain, seq, hash) VALUES (?, 0, ?)",
+            args![chain, crate::audit::GENESIS],
         )
+        .await;
+    match made {
+        Ok(_) | Err(StoreError::Conflict(_)) => {}
+        Err(e) => return Err(e),
+    }
+    let head = c
+        .query_one(&select, args![chain])
         .await?
         .ok_or_else(|| StoreError::Internal(format!("audit chain {chain} has no head")))?;
     row_of("audit_heads", &head, |r| Ok((r.int(0)?, r.text(1)?)))
