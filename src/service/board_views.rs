@@ -419,7 +419,9 @@ impl Services {
     }
 
     /// Forgets the views of a board's periods before `first_kept` (all of
-    /// them with `i64::MAX`), in Redis or on every shard of the node.
+    /// them with `i64::MAX`, and the board's definition), in Redis and on
+    /// every shard of the node (other nodes read their definitions again
+    /// within a second).
     pub(super) async fn forget_board_views(
         &self,
         game: &str,
@@ -439,7 +441,7 @@ impl Services {
                     .filter_map(|i| i.as_text()?.parse::<i64>().ok())
                     .filter(|p| *p < first_kept)
                     .collect::<Vec<_>>(),
-                _ => return,
+                _ => Vec::new(),
             };
             let mut cmds = Vec::new();
             for period in periods {
@@ -464,9 +466,8 @@ impl Services {
                     tracing::warn!(error = %e.0, "old leaderboard views not deleted from Redis");
                 }
             }
-            return;
         }
-        self.board_views.forget_before(game, board, first_kept);
+        self.forget_board_views_here(game, board, first_kept);
         let (game, board) = (game.to_string(), board.to_string());
         self.peers
             .broadcast(true, |ack| ShardMessage::ForgetBoardViews {
@@ -492,9 +493,16 @@ impl Services {
         }
     }
 
-    /// Forgets views on this shard (a peer's [`Self::forget_board_views`]).
+    /// Forgets views on this shard (a peer's [`Self::forget_board_views`]);
+    /// all of them (`i64::MAX`: the board was withdrawn) with its
+    /// definition.
     pub fn forget_board_views_here(&self, game: &str, board: &str, first_kept: i64) {
         self.board_views.forget_before(game, board, first_kept);
+        if first_kept == i64::MAX {
+            self.known_boards
+                .borrow_mut()
+                .remove(&(game.to_string(), board.to_string()));
+        }
     }
 
     /// Ranks this shard answered from SQL because a view could not.

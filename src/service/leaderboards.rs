@@ -20,6 +20,8 @@ use std::collections::HashMap;
 
 /// Most records one read answers.
 pub const MAX_LIMIT: i64 = 100;
+/// How long a shard answers from a board definition it read.
+const BOARD_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Ranks whose change is told to the player (`leaderboard` notifications).
 pub const NOTIFIED_TOP: usize = 10;
 /// Records a read answers unless asked otherwise.
@@ -241,6 +243,9 @@ impl Services {
         {
             return Err(ApiError::not_found(format!("no leaderboard `{id}`")));
         }
+        self.known_boards
+            .borrow_mut()
+            .remove(&(game_id.to_string(), id.to_string()));
         self.forget_board_views(game_id, id, board.created_at, i64::MAX)
             .await;
         self.audit_alone(
@@ -254,13 +259,29 @@ impl Services {
         Ok(json!({ "deleted": id }))
     }
 
+    /// A board's definition: from this shard's memory when read within
+    /// [`BOARD_TTL`] (a board defined or withdrawn elsewhere shows here
+    /// that much later), else from SQL.
     async fn board_of(&self, game_id: &str, id: &str) -> Result<Board, ApiError> {
+        let key = (game_id.to_string(), id.to_string());
+        if let Some((board, at)) = self.known_boards.borrow().get(&key) {
+            if at.elapsed() < BOARD_TTL {
+                return Ok(board.clone());
+            }
+        }
         let game = self.game(game_id)?;
         let id_owned = id.to_string();
-        game.store
+        let board = game
+            .store
             .run(async move |s| s.board(&id_owned).await)
             .await?
-            .ok_or_else(|| ApiError::not_found(format!("no leaderboard `{id}`")))
+            .ok_or_else(|| ApiError::not_found(format!("no leaderboard `{id}`")))?;
+        let mut known = self.known_boards.borrow_mut();
+        if known.len() >= 10_000 {
+            known.clear();
+        }
+        known.insert(key, (board.clone(), std::time::Instant::now()));
+        Ok(board)
     }
 
     /// `POST /api/v1/leaderboards/{id}/scores`: game servers and admins;

@@ -88,6 +88,10 @@ pub struct Services {
     relay: Relay,
     board_views: Rc<crate::leaderboard::local::LocalViews>,
     board_sql_answers: std::cell::Cell<u64>,
+    /// Board definitions this shard read lately, with when.
+    known_boards: RefCell<
+        std::collections::HashMap<(String, String), (crate::store::Board, std::time::Instant)>,
+    >,
     shard: usize,
 }
 
@@ -174,6 +178,7 @@ impl Services {
             relay: Relay::default(),
             board_views: Rc::default(),
             board_sql_answers: std::cell::Cell::new(0),
+            known_boards: RefCell::default(),
             shard: links.shard,
         })
     }
