@@ -493,7 +493,7 @@ impl Services {
         }
     }
 
-    /// Forgets views on this shard (a peer's [`Self::forget_board_views`]);
+    /// Forgets views on this shard (a peer's `forget_board_views`);
     /// all of them (`i64::MAX`: the board was withdrawn) with its
     /// definition.
     pub fn forget_board_views_here(&self, game: &str, board: &str, first_kept: i64) {
