@@ -236,12 +236,13 @@ PY
 )")
 }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
-# The machine's busy CPU time (user, nice, system: not irq and softirq,
-# where loopback traffic, ours too, is counted), the time the hypervisor
-# gave its CPUs to other machines (steal), and the server's (utime +
-# stime), in clock ticks.
+# The machine's busy CPU time (user, nice, system, irq, softirq: with tick
+# accounting and no IRQ_TIME_ACCOUNTING a process's stime includes the
+# softirq ticks taken in its context, our loopback traffic's), the time the
+# hypervisor gave its CPUs to other machines (steal), and the server's
+# (utime + stime), in clock ticks.
 HZ=$(getconf CLK_TCK)
-box_ticks() { awk '/^cpu / {print $2 + $3 + $4}' /proc/stat; }
+box_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 steal_ticks() { awk '/^cpu / {print $9}' /proc/stat; }
 server_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
 # dm-bench's own CPU time (user, system) goes to $OUT/NAME-N.time.
