@@ -152,7 +152,10 @@ fn a_holder_paused_past_its_lease_cannot_write_after_its_successor() {
         .set("cluster", "job_write_delay_ms", 3000)
         .start();
     let lock_key = "dm:lock:{expire-orders}";
-    wait_for("node A to take the lease", Duration::from_secs(10), || {
+    // A's job runs take each job's lease in turn and wait 3 s before each
+    // write: it holds this job's 1 s lease once per round of every job
+    // (four of them, 12 s), so the wait covers a whole round and more.
+    wait_for("node A to take the lease", Duration::from_secs(20), || {
         common::redis_get(&redis(), lock_key).is_some_and(|v| v.starts_with(&format!("{p}a/")))
     });
     let stale: i64 = common::redis_get(&redis(), lock_key)
