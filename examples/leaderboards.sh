@@ -21,6 +21,7 @@ command -v curl >/dev/null || { echo "this example needs curl" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "this example needs python3 (to read JSON)" >&2; exit 1; }
 
 # api (a checked call) and json (a field of an answer): examples/lib.sh.
+# shellcheck source=examples/lib.sh
 source "$(dirname "$0")/lib.sh"
 # ranks: reads a list answer, prints "rank username score" lines
 ranks() {

@@ -18,6 +18,7 @@ command -v curl >/dev/null || { echo "quickstart needs curl" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "quickstart needs python3 (to read JSON)" >&2; exit 1; }
 
 # api (a checked call) and json (a field of an answer): examples/lib.sh.
+# shellcheck source=examples/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 echo "== health"
