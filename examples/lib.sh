@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # What the examples share: `api` (one checked HTTP call) and `json` (one
 # field of an answer). Sourced by examples/quickstart.sh and
 # examples/leaderboards.sh, which set BASE_URL and GAME first.
