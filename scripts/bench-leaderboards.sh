@@ -24,7 +24,9 @@
 #      sustainable rate: the SPEC's p99 goal), then `lb-write` closed loop
 #      (-c CONNS) and open loop (WRITE_RATE over OPEN_CONNS). Reads: 45 % one
 #      rank, 45 % around a player with limit 11, 10 % the top 20; writes: a
-#      random score each;
+#      random score each. Beside each run, the CPU the machine's other
+#      processes used meanwhile, in cores (scripts/cpu-others.py: every
+#      process not descending from this script), and which used most;
 #   5. with PERF=1 (and perf installed), one more closed-loop lb-read with
 #      `perf record -g` on the server for its measured window, not counted in
 #      the table (perf report in $OUT/perf-N.txt, with callers in
@@ -36,7 +38,7 @@
 # start to ready, the rebuild (the log's ms, start to the view), memory
 # empty / loaded / after the runs and per record, the SQL answers, the load
 # average before and after, and a row per run (QPS, p50/p90/p99/p99.9/max ms,
-# errors, server CPU µs per request). The section is also written to
+# errors, server CPU µs per request, the CPU others used). The section is also written to
 # $OUT/section.md beside every dm-bench report as JSON and each server's log
 # ($OUT: a new /tmp/dm-bench-leaderboards.XXXXXX unless set).
 # Settings: SIZES ("10000 1000000"), DURATION (20 s), CONNS (64),
@@ -195,27 +197,21 @@ wait_view() {
 # run N NAME SCENARIO [dm-bench options...]: one measured run, its JSON in
 # $OUT/NAME-N.json, its table row appended to RUN_ROWS.
 run() {
-  local n=$1 name=$2 scenario=$3 rc=0 box0 srv0 st0 t0 box1 srv1 st1 t1
+  local n=$1 name=$2 scenario=$3 rc=0 sampler others
   shift 3
   echo "== $n records: $name ($scenario $*) for $DURATION s" >&2
-  box0=$(box_ticks) srv0=$(server_ticks) st0=$(steal_ticks) t0=$(now_ms)
-  rm -f "$OUT/$name-$n.time"
-  TIMED=()
-  [ -x /usr/bin/time ] && TIMED=(/usr/bin/time -f '%U %S' -o "$OUT/$name-$n.time")
-  "${TIMED[@]}" "$BENCH" --http "$HTTP" --scenario "$scenario" --board "$BOARD" --lb-players "$n" \
+  # The CPU the machine's other processes (compiles...) used meanwhile:
+  # scripts/cpu-others.py counts every process not descending from this
+  # script, over the whole dm-bench invocation (seeding and warm-up too).
+  python3 scripts/cpu-others.py "$$" "$OUT/$name-$n.others" &
+  sampler=$!
+  "$BENCH" --http "$HTTP" --scenario "$scenario" --board "$BOARD" --lb-players "$n" \
     --duration "$DURATION" --warmup 2 --server-pid "$SERVER_PID" --json "$@" \
     >"$OUT/$name-$n.json" 2>"$OUT/$name-$n.err" || rc=$?
-  box1=$(box_ticks) srv1=$(server_ticks) st1=$(steal_ticks) t1=$(now_ms)
-  # The CPU others used meanwhile (compiles...), in cores: the machine's
-  # busy time less the server's and dm-bench's, over the whole invocation;
-  # and the hypervisor's steal.
-  # /usr/bin/time's last line is "user system" (a first one may say that
-  # dm-bench exited with 2).
-  others=$(awk -v b="$((box1 - box0))" -v s="$((srv1 - srv0))" -v st="$((st1 - st0))" \
-    -v w="$((t1 - t0))" -v hz="$HZ" -v f="$OUT/$name-$n.time" 'BEGIN {
-      while ((getline line < f) > 0) last = line
-      if (split(last, u, " ") != 2) { print "–"; exit }
-      printf "%.2f (steal %.2f)\n", ((b - s) / hz - u[1] - u[2]) / (w / 1000), st / hz / (w / 1000) }')
+  kill -TERM "$sampler" 2>/dev/null || true
+  wait "$sampler" 2>/dev/null || true
+  # "cores seconds top-commands"
+  others=$(awk '{printf "%.2f (%s)\n", $1, $3}' "$OUT/$name-$n.others" 2>/dev/null || echo "–")
   # 2: the report is there, with more errors than --max-error-ratio.
   if [ "$rc" != 0 ] && [ "$rc" != 2 ]; then
     echo "dm-bench $scenario failed ($rc):" >&2
@@ -236,18 +232,6 @@ PY
 )")
 }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
-# The machine's busy CPU time (user, nice, system, irq, softirq: with tick
-# accounting and no IRQ_TIME_ACCOUNTING a process's stime includes the
-# softirq ticks taken in its context, our loopback traffic's), the time the
-# hypervisor gave its CPUs to other machines (steal), and the server's
-# (utime + stime), in clock ticks.
-HZ=$(getconf CLK_TCK)
-box_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
-steal_ticks() { awk '/^cpu / {print $9}' /proc/stat; }
-server_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
-# dm-bench's own CPU time (user, system) goes to $OUT/NAME-N.time.
-TIMED=()
-[ -x /usr/bin/time ] || echo "no /usr/bin/time: the CPU others used is not reported" >&2
 
 SECTION="$OUT/section.md"
 : >"$SECTION"
@@ -353,7 +337,7 @@ for row in "${MEM_ROWS[@]}"; do say "$row"; done
 say
 say "\`dm-bench --scenario lb-read|lb-write --lb-players N --duration $DURATION --warmup 2 --server-pid <server>\`, closed loop with \`-c $CONNS\`, open loop with \`-c $OPEN_CONNS --rate R\` (latency from each request's intended send time); players drawn by Zipf (s = 1) over 1..=N; lb-read reads 45 % one rank, 45 % around a player (limit 11), 10 % the top 20; lb-write posts a random score (0 to 10^9)."
 say
-say "| records | run | loop | QPS | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | server CPU µs / req | CPU others used, cores |"
+say "| records | run | loop | QPS | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | server CPU µs / req | CPU others used, cores (top commands) |"
 say "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for row in "${RUN_ROWS[@]}"; do say "$row"; done
 say
