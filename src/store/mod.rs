@@ -25,6 +25,7 @@
 //! deletion and a change of the same player serialise on that row. Reads
 //! say whether they may see deleted players (admins may).
 
+mod board_model;
 pub mod handle;
 pub mod migrations;
 pub mod model;
@@ -42,6 +43,7 @@ use std::sync::Arc;
 pub use crate::config::Durability;
 
 pub use crate::audit::{Actor, AuditDraft, AuditRecord, Checkpoint};
+pub use board_model::*;
 pub use model::*;
 
 /// A business rule that refused a change (mapped to SPEC §4 codes above).
