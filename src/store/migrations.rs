@@ -122,6 +122,7 @@ pub const SQLITE: &[Migration] = &[
     NOTIFICATIONS,
     LEADERBOARDS,
     AUDIT,
+    AUDIT_ONE_WRITER,
 ];
 
 /// Version 3, the same for both dialects: the heartbeat row the primary
@@ -243,6 +244,29 @@ const MYSQL_AUDIT: Migration = Migration {
     ],
 };
 
+/// Version 10 on SQLite: the audit log's hot path gives up the records'
+/// actor index. Since this version SQLite appends every record to one
+/// chain (its file has one writer; see `Dialect::audit_chains`), at the tail
+/// of the records' key and time index; the actor index, keyed by the
+/// actor (a player id, random), put one more page on a random leaf into
+/// every audited commit's log. Reads by actor walk the time index instead.
+/// Records of a log begun over 1,024 chains stay where they are and verify
+/// as they did; a dropped index loses no record.
+const AUDIT_ONE_WRITER: Migration = Migration {
+    version: 10,
+    description: "the audit log on SQLite: no actor index (one chain, appended at its tail)",
+    statements: &["DROP INDEX IF EXISTS audit_records_by_actor"],
+};
+
+/// Version 10 on MySQL: nothing changes — InnoDB buffers secondary index
+/// inserts, and the chains and their head rows stay as they are; the step
+/// is recorded so both backends number their versions alike.
+const MYSQL_AUDIT_ONE_WRITER: Migration = Migration {
+    version: 10,
+    description: "the audit log: unchanged on MySQL (SQLite drops its actor index)",
+    statements: &[],
+};
+
 /// The MySQL/MariaDB migrations (InnoDB, utf8mb4 with binary collation so
 /// that uniqueness matches SQLite's): the same numbered steps as [`SQLITE`].
 pub const MYSQL: &[Migration] = &[
@@ -362,4 +386,5 @@ pub const MYSQL: &[Migration] = &[
     MYSQL_NOTIFICATIONS,
     MYSQL_LEADERBOARDS,
     MYSQL_AUDIT,
+    MYSQL_AUDIT_ONE_WRITER,
 ];
