@@ -129,8 +129,10 @@ impl Connection {
     /// prepared are prepared first, a round trip each, once per
     /// connection). The server runs each whatever the others gave, so a
     /// caller must not batch a statement that may only run if an earlier
-    /// one succeeded. Each statement's result; `Err` as a whole only when
-    /// the connection failed (it is then broken).
+    /// one succeeded. Answers are read once everything is written, so keep
+    /// a batch to what the socket buffers hold (a few hundred statements
+    /// with short answers). Each statement's result; `Err` as a whole only
+    /// when the connection failed (it is then broken).
     pub async fn exec_batch(
         &mut self,
         batch: &[(&str, Vec<Value>)],
@@ -248,9 +250,12 @@ impl Link {
         &mut self,
         batch: &[(&str, Vec<Value>)],
     ) -> Result<Vec<Result<QueryResult, MysqlError>>, MysqlError> {
-        // A cache too small to hold the whole batch could close one of its
-        // statements before it runs: one at a time then.
-        if batch.len() > self.cache.capacity() {
+        // A cache too small to hold the batch's statements could close one
+        // of them before it runs: one at a time then.
+        let mut distinct: Vec<&str> = batch.iter().map(|(sql, _)| *sql).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() > self.cache.capacity() {
             let mut out = Vec::with_capacity(batch.len());
             for (sql, params) in batch {
                 match self.exec(sql, params).await {

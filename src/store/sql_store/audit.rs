@@ -12,6 +12,8 @@ use crate::store::{AuditFilter, AuditStore, StoreError, StoreFuture};
 
 const RECORD_COLUMNS: &str = "chain, seq, at, actor_role, actor_id, client, node, action, \
                               subject, details, prev_hash, hash";
+/// Checkpoints stored per batch (a round trip on MySQL).
+const CHECKPOINT_BATCH: usize = 128;
 const CHECKPOINT_COLUMNS: &str = "chain, seq, hash, at, node, public_key, signature";
 
 fn record_from(r: &Row) -> Result<AuditRecord, StoreError> {
@@ -313,7 +315,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                     args.push(SqlValue::Int(chain_of(subject, chains)));
                 }
                 // SQLite's one chain (or the 1,024 of a log begun before
-                // migration 10): the records in time order, filtered.
+                // migration 10): the records in order, filtered.
                 sql.push_str(" AND subject = ?");
                 args.push(SqlValue::Text(subject.clone()));
             }
@@ -321,13 +323,28 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                 sql.push_str(" AND action = ?");
                 args.push(SqlValue::Text(action.clone()));
             }
-            if let Some((at, chain, seq)) = filter.after {
-                sql.push_str(
-                    " AND (at > ? OR (at = ? AND (chain > ? OR (chain = ? AND seq > ?))))",
-                );
-                args.extend([at, at, chain, chain, seq].map(SqlValue::Int));
+            let by_time = c.dialect().audit_chains() > 1;
+            match filter.after {
+                // MySQL: by time, on its time index.
+                Some((at, chain, seq)) if by_time => {
+                    sql.push_str(
+                        " AND (at > ? OR (at = ? AND (chain > ? OR (chain = ? AND seq > ?))))",
+                    );
+                    args.extend([at, at, chain, chain, seq].map(SqlValue::Int));
+                }
+                // SQLite: in the order written, on the records' own key
+                // (no time index to keep up on every commit).
+                Some((_, chain, seq)) => {
+                    sql.push_str(" AND (chain > ? OR (chain = ? AND seq > ?))");
+                    args.extend([chain, chain, seq].map(SqlValue::Int));
+                }
+                None => {}
             }
-            sql.push_str(" ORDER BY at, chain, seq LIMIT ?");
+            sql.push_str(if by_time {
+                " ORDER BY at, chain, seq LIMIT ?"
+            } else {
+                " ORDER BY chain, seq LIMIT ?"
+            });
             args.push(SqlValue::Int(filter.limit));
             c.query(&sql, &args)
                 .await?
@@ -379,17 +396,45 @@ impl<B: Backend> AuditStore for SqlStore<B> {
 
     fn audit_heads(&self) -> StoreFuture<'_, Vec<(i64, i64, String)>> {
         Box::pin(self.read_one(async move |c| {
-            // From the records: SQLite keeps its heads in memory, not in
-            // `audit_heads`.
-            c.query(
-                "SELECT chain, seq, hash FROM audit_records WHERE (chain, seq) IN \
-                 (SELECT chain, MAX(seq) FROM audit_records GROUP BY chain) ORDER BY chain",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|r| row_of("audit_heads", r, |r| Ok((r.int(0)?, r.int(1)?, r.text(2)?))))
-            .collect()
+            let head =
+                |r: &Row| row_of("audit_heads", r, |r| Ok((r.int(0)?, r.int(1)?, r.text(2)?)));
+            if c.dialect() == crate::store::sql::Dialect::Mysql {
+                // The head rows move in the appending transactions: one
+                // short read, however long the log.
+                return c
+                    .query(
+                        "SELECT chain, seq, hash FROM audit_heads WHERE seq > 0 ORDER BY chain",
+                        &[],
+                    )
+                    .await?
+                    .iter()
+                    .map(head)
+                    .collect();
+            }
+            // SQLite keeps its heads in memory: each chain's newest record,
+            // one descent of the key each (one chain, unless the log began
+            // over more).
+            let top = c
+                .query_one("SELECT COALESCE(MAX(chain), -1) FROM audit_records", &[])
+                .await?;
+            let last = match top {
+                Some(r) => row_of("audit_records", &r, |r| r.int(0))?,
+                None => -1,
+            };
+            let mut out = Vec::new();
+            for chain in 0..=last {
+                let newest = c
+                    .query_one(
+                        "SELECT chain, seq, hash FROM audit_records WHERE chain = ? \
+                         ORDER BY seq DESC LIMIT 1",
+                        args![chain],
+                    )
+                    .await?;
+                if let Some(r) = newest {
+                    out.push(head(&r)?);
+                }
+            }
+            Ok(out)
         }))
     }
 
@@ -434,40 +479,34 @@ impl<B: Backend> AuditStore for SqlStore<B> {
 
     fn add_audit_checkpoints<'a>(&'a self, checkpoints: &'a [Checkpoint]) -> StoreFuture<'a, u64> {
         Box::pin(self.write(async move |c| {
+            // One batch (pipelined on MySQL): a head another node signed
+            // first is refused by the key, and one is enough.
+            let sql = format!(
+                "INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            );
+            let batch: Vec<(&str, Vec<SqlValue>)> = checkpoints
+                .iter()
+                .map(|cp| {
+                    let values = args![
+                        cp.chain,
+                        cp.seq,
+                        &cp.hash,
+                        cp.at,
+                        &cp.node,
+                        &cp.public_key,
+                        &cp.signature
+                    ];
+                    (sql.as_str(), values.to_vec())
+                })
+                .collect();
             let mut added = 0;
-            for cp in checkpoints {
-                // Another node signed the same head first: one is enough.
-                let seen = c
-                    .query_one(
-                        "SELECT 1 FROM audit_checkpoints WHERE chain = ? AND seq = ?",
-                        args![cp.chain, cp.seq],
-                    )
-                    .await?
-                    .is_some();
-                if seen {
-                    continue;
-                }
-                let put = c
-                    .exec(
-                        &format!(
-                            "INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) \
-                             VALUES (?, ?, ?, ?, ?, ?, ?)"
-                        ),
-                        args![
-                            cp.chain,
-                            cp.seq,
-                            &cp.hash,
-                            cp.at,
-                            &cp.node,
-                            &cp.public_key,
-                            &cp.signature
-                        ],
-                    )
-                    .await;
-                match put {
-                    Ok(n) => added += n,
-                    Err(StoreError::Conflict(_)) => {}
-                    Err(e) => return Err(e),
+            for part in batch.chunks(CHECKPOINT_BATCH) {
+                for put in c.exec_batch(part).await? {
+                    match put {
+                        Ok(n) => added += n,
+                        Err(StoreError::Conflict(_)) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
             }
             Ok(added)
