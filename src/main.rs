@@ -223,9 +223,10 @@ fn audit(action: AuditCommand, config_path: Option<&str>) -> ExitCode {
                         };
                         match report.first_problem() {
                             None => println!(
-                                "game {id}: OK — {} records in {} chains; {last}",
+                                "game {id}: OK — {} records in {} chain{}; {last}",
                                 report.records(),
-                                report.chains.len()
+                                report.chains.len(),
+                                if report.chains.len() == 1 { "" } else { "s" }
                             ),
                             Some(p) => {
                                 bad = true;

@@ -5,12 +5,13 @@
 //! stored; `datamiddleware audit verify` passes a clean database and names
 //! rows edited, deleted, inserted and reordered by hand, a forged
 //! checkpoint and a re-hashed chain; a 100-client chaos run verifies; two
-//! nodes' checkpoints never fork a chain.
+//! nodes' checkpoints never fork a chain; a SQLite log begun at schema
+//! version 9 (1,024 chains) goes on in chain 0 and still verifies.
 
 mod common;
 
 use common::{column_i64, rows, wait_for, Server, ServerConfig, AUDIT_SIGNING_KEY};
-use datamiddleware::audit::{chain_of, record_hash, Actor, AuditKey, AuditRecord};
+use datamiddleware::audit::{record_hash, Actor, AuditKey, AuditRecord};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -366,13 +367,17 @@ fn changes_leave_records_the_api_reads_and_verify_names_each_tampering() {
     );
 
     // Checkpoints: stored, every chain verifies, the key is ours.
-    let c = chain_of(&subject);
+    // The player's chain (one of 1,024 on MySQL, SQLite's only one),
+    // checkpointed up to its head: cutting its newest record off is seen.
+    let c = mine[0]["chain"].as_i64().expect("chain");
     wait_for(
-        "a checkpoint of the player's chain",
+        "a checkpoint of the player's chain at its head",
         Duration::from_secs(20),
         || {
             let (_, j) = api(&server, &admin, "GET", "/api/v1/audit/chains", None);
-            j["data"]["chains"][c as usize]["last_checkpoint"]["seq"].as_i64() >= Some(9)
+            let chain = &j["data"]["chains"][c as usize];
+            chain["head"].as_i64() >= Some(9)
+                && chain["last_checkpoint"]["seq"].as_i64() == chain["head"].as_i64()
         },
     );
     let (_, chains) = api(&server, &admin, "GET", "/api/v1/audit/chains", None);
@@ -700,4 +705,100 @@ fn two_nodes_checkpoint_the_same_chains_without_forking_them() {
     let (code, text) = verify(&b);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("OK"), "{text}");
+}
+
+/// Schema version 10 on a SQLite log begun at version 9 (records over
+/// 1,024 chains, the time and actor indexes): the step drops the indexes
+/// and keeps every record; the old chains verify as they did, new records
+/// go on at the end of chain 0 (linked to its last old record), and the API
+/// lists old and new.
+#[test]
+fn a_sqlite_log_of_version_9_keeps_its_chains_and_goes_on_in_chain_0() {
+    if !matches!(common::backend(), common::TestBackend::Sqlite) {
+        return; // On MySQL version 10 changes nothing.
+    }
+    let mut server = ServerConfig::new().start();
+    server.signal(libc::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(30)).is_some(), "stops");
+    // Back to version 9: its records table and indexes, records in three
+    // of its chains.
+    let v9 = datamiddleware::store::migrations::SQLITE
+        .iter()
+        .find(|m| m.version == 9)
+        .expect("version 9");
+    sql(&server, "DROP TABLE audit_records");
+    for statement in &v9.statements[..3] {
+        assert!(statement.contains("audit_records"), "{statement}");
+        sql(&server, statement);
+    }
+    sql(&server, "DELETE FROM audit_checkpoints");
+    sql(&server, "DELETE FROM schema_migrations WHERE version = 10");
+    let mut old = Vec::new();
+    for c in [0, 5, 700] {
+        let mut prev = datamiddleware::audit::GENESIS.to_string();
+        for seq in 1..=3 {
+            let mut r = AuditRecord {
+                chain: c,
+                seq,
+                at: 1_700_000_000_000 + seq,
+                actor: Actor::system("old", "node-0"),
+                action: "wallet.change".into(),
+                subject: format!("player:{}", 1000 + c),
+                details: format!(r#"{{"delta":{seq}}}"#),
+                prev_hash: prev,
+                hash: String::new(),
+            };
+            r.hash = record_hash(&r);
+            prev = r.hash.clone();
+            insert(&server, &r);
+            old.push(r);
+        }
+    }
+    let indexes = |server: &Server| {
+        rows(
+            server,
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_records' AND name LIKE 'audit_records_by_%'",
+        )
+    };
+    assert_eq!(column_i64(&indexes(&server)[0][0]), Some(2), "version 9");
+
+    server.restart();
+    assert_eq!(column_i64(&indexes(&server)[0][0]), Some(0), "dropped");
+    let version = rows(&server, "SELECT MAX(version) FROM schema_migrations");
+    assert_eq!(column_i64(&version[0][0]), Some(10));
+    let admin = server.admin_token();
+    let (p, _) = server.player("game1", "after10");
+    let subject = format!("player:{p}");
+    let mine = records_of(&server, &admin, &subject);
+    assert!(!mine.is_empty(), "the sign-up is recorded");
+    assert!(mine.iter().all(|r| r["chain"] == 0), "{mine:?}");
+    let zero = chain(&server, 0);
+    assert_eq!(zero[..3], old[..3], "chain 0's old records stay");
+    assert_eq!(zero[3].prev_hash, old[2].hash, "the new ones link to them");
+    assert_eq!(chain(&server, 700), old[6..], "other chains stay");
+    // Every record through the API, old and new, in the order written.
+    let (s, all) = api(&server, &admin, "GET", "/api/v1/audit?limit=200", None);
+    assert_eq!(s, 200, "{all}");
+    let listed: Vec<(i64, i64)> = all["data"]["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| {
+            (
+                r["chain"].as_i64().expect("c"),
+                r["seq"].as_i64().expect("s"),
+            )
+        })
+        .collect();
+    assert_eq!(listed.len(), zero.len() + 6, "{listed:?}");
+    let (_, chains) = api(&server, &admin, "GET", "/api/v1/audit/chains", None);
+    assert_eq!(chains["data"]["ok"], true, "{chains}");
+    assert_eq!(
+        chains["data"]["chains"].as_array().map(Vec::len),
+        Some(701),
+        "chains up to the highest used"
+    );
+    let (code, text) = verify(&server);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("in 701 chains"), "{text}");
 }

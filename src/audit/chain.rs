@@ -1,15 +1,18 @@
-//! Audit records and their hash chains (SPEC §13). A game's records are
-//! spread over [`CHAINS`] chains by subject, so writes about unrelated
-//! players do not wait for each other; within a chain each record's hash
+//! Audit records and their hash chains (SPEC §13). On MySQL a game's
+//! records are spread over [`CHAINS`] chains by subject, so writes about
+//! unrelated players do not wait for each other (SQLite, one writer, keeps
+//! one chain); within a chain each record's hash
 //! covers its own fields and the hash of the record before it, so a record
 //! edited, deleted, inserted or moved breaks the links after it.
 
 use sha2::{Digest, Sha256};
 
-/// Chains per game. A record goes to the chain of its subject. On MySQL a
-/// change holds its chain's head row from its record to its commit: with
-/// this many chains, concurrent changes of different players seldom wait
-/// for each other's commits.
+/// Chains per game at most, and on MySQL. A record goes to the chain of its
+/// subject. On MySQL a change holds its chain's head row from its record to
+/// its commit: with this many chains, concurrent changes of different
+/// players seldom wait for each other's commits. SQLite has one writer per
+/// file, so chains buy it no concurrency there — only more distinct pages
+/// per commit — and it keeps one chain (see `Dialect::audit_chains`).
 pub const CHAINS: i64 = 1024;
 
 /// The `prev_hash` of a chain's first record.
@@ -75,15 +78,15 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
-/// The chain of a subject: a fixed hash (FNV-1a), the same on every node
-/// and in every release.
-pub fn chain_of(subject: &str) -> i64 {
+/// The chain of a subject among `chains` (1 to [`CHAINS`]): a fixed hash
+/// (FNV-1a), the same on every node and in every release.
+pub fn chain_of(subject: &str, chains: i64) -> i64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in subject.as_bytes() {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    (h % CHAINS as u64) as i64
+    (h % chains.clamp(1, CHAINS) as u64) as i64
 }
 
 /// Appends `field` length-prefixed, so no two field lists encode alike.
@@ -147,7 +150,8 @@ mod tests {
         shifted.action = "wallet.chang".into();
         shifted.subject = "eplayer:1".into();
         assert_ne!(record_hash(&shifted), h);
-        assert!((0..CHAINS).contains(&chain_of("player:1")));
-        assert_eq!(chain_of("player:1"), chain_of("player:1"));
+        assert!((0..CHAINS).contains(&chain_of("player:1", CHAINS)));
+        assert_eq!(chain_of("player:1", CHAINS), chain_of("player:1", CHAINS));
+        assert_eq!(chain_of("player:1", 1), 0);
     }
 }

@@ -124,6 +124,24 @@ impl Connection {
         self.end(r)
     }
 
+    /// Runs several prepared statements pipelined: sent in one write, their
+    /// answers read in order — one round trip for all (statements not yet
+    /// prepared are prepared first, a round trip each, once per
+    /// connection). The server runs each whatever the others gave, so a
+    /// caller must not batch a statement that may only run if an earlier
+    /// one succeeded. Answers are read once everything is written, so keep
+    /// a batch to what the socket buffers hold (a few hundred statements
+    /// with short answers). Each statement's result; `Err` as a whole only
+    /// when the connection failed (it is then broken).
+    pub async fn exec_batch(
+        &mut self,
+        batch: &[(&str, Vec<Value>)],
+    ) -> Result<Vec<Result<QueryResult, MysqlError>>, MysqlError> {
+        let limit = self.start()?;
+        let r = deadline(limit, self.link.exec_batch(batch)).await;
+        self.end(r)
+    }
+
     /// Starts a transaction.
     pub async fn begin(&mut self) -> Result<(), MysqlError> {
         self.query("START TRANSACTION").await.map(drop)
@@ -226,6 +244,79 @@ impl Link {
             self.close_stmt(stmt.id).await?;
         }
         r
+    }
+
+    async fn exec_batch(
+        &mut self,
+        batch: &[(&str, Vec<Value>)],
+    ) -> Result<Vec<Result<QueryResult, MysqlError>>, MysqlError> {
+        // A cache too small to hold the batch's statements could close one
+        // of them before it runs: one at a time then.
+        let mut distinct: Vec<&str> = batch.iter().map(|(sql, _)| *sql).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() > self.cache.capacity() {
+            let mut out = Vec::with_capacity(batch.len());
+            for (sql, params) in batch {
+                match self.exec(sql, params).await {
+                    Err(e) if e.breaks_connection() => return Err(e),
+                    r => out.push(r),
+                }
+            }
+            return Ok(out);
+        }
+        let mut stmts = Vec::with_capacity(batch.len());
+        for (sql, params) in batch {
+            let stmt = match self.cache.get(sql) {
+                Some(stmt) => stmt,
+                None => {
+                    let stmt = self.prepare(sql).await?;
+                    if let Some(evicted) = self.cache.insert(sql, stmt) {
+                        if evicted != stmt {
+                            self.close_stmt(evicted.id).await?;
+                        }
+                    }
+                    stmt
+                }
+            };
+            if params.len() != usize::from(stmt.params) {
+                return Err(MysqlError::Usage(format!(
+                    "the statement takes {} parameters, {} given",
+                    stmt.params,
+                    params.len()
+                )));
+            }
+            stmts.push(stmt);
+        }
+        for (stmt, (_, params)) in stmts.iter().zip(batch) {
+            let (request, as_long_data) = ComStmtExecuteRequestBuilder::new(stmt.id).build(params);
+            if as_long_data {
+                return Err(MysqlError::Usage(
+                    "parameters over 16 MiB in all are not supported".into(),
+                ));
+            }
+            self.packets.queue_struct(&request)?;
+        }
+        self.packets.flush().await?;
+        let mut out = Vec::with_capacity(batch.len());
+        for (sql, _) in batch {
+            self.packets.expect_answer()?;
+            match self.answer(Protocol::Binary).await {
+                Err(e) if e.breaks_connection() => return Err(e),
+                r => {
+                    if let Err(e) = &r {
+                        if matches!(
+                            e.code(),
+                            Some(codes::UNKNOWN_STMT_HANDLER | codes::NEED_REPREPARE)
+                        ) {
+                            self.cache.remove(sql);
+                        }
+                    }
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn execute(

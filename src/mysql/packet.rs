@@ -81,10 +81,46 @@ impl PacketStream {
         sent
     }
 
+    /// Readies the codec for the answer to one of several pipelined
+    /// commands: each answer's packets are numbered from 1, as after a
+    /// command just written.
+    pub fn expect_answer(&mut self) -> Result<(), MysqlError> {
+        self.codec.reset_seq_id();
+        let mut sink = BytesMut::new();
+        self.codec.encode(&mut &[][..], &mut sink)?;
+        Ok(())
+    }
+
+    /// Frames one packet holding `packet` serialised and keeps it for
+    /// [`PacketStream::flush`]: several commands then leave in one write
+    /// (pipelined; the server answers them in order). Nothing else may be
+    /// written before the flush.
+    pub fn queue_struct<T: MySerialize>(&mut self, packet: &T) -> Result<(), MysqlError> {
+        self.codec.reset_seq_id();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        packet.serialize(&mut scratch);
+        let framed = self.codec.encode(&mut &scratch[..], &mut self.out);
+        self.scratch = scratch;
+        framed?;
+        Ok(())
+    }
+
+    /// Writes the packets [`PacketStream::queue_struct`] framed.
+    pub async fn flush(&mut self) -> Result<(), MysqlError> {
+        let sent = self.stream.write_all(&self.out).await;
+        self.out.clear();
+        sent?;
+        Ok(())
+    }
+
     async fn write_buf(&mut self, mut src: impl Buf) -> Result<(), MysqlError> {
         self.out.clear();
         self.codec.encode(&mut src, &mut self.out)?;
-        self.stream.write_all(&self.out).await?;
+        let sent = self.stream.write_all(&self.out).await;
+        // Empty again: packets queued next must not follow this one.
+        self.out.clear();
+        sent?;
         Ok(())
     }
 

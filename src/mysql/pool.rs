@@ -563,6 +563,31 @@ impl PooledConn {
         self.note(r)
     }
 
+    /// [`Connection::exec_batch`]: statements pipelined, one round trip.
+    /// A duplicate key answered to one of them is the caller's to handle
+    /// and is not noted as the work's first error.
+    pub async fn exec_batch(
+        &mut self,
+        batch: &[(&str, Vec<Value>)],
+    ) -> Result<Vec<Result<QueryResult, MysqlError>>, MysqlError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(MysqlError::Broken);
+        };
+        self.in_flight = true;
+        let answers = conn.exec_batch(batch).await;
+        let answers = self.note(answers)?;
+        for r in &answers {
+            match r {
+                Err(e) if e.code() == Some(codes::DUPLICATE_KEY) => {}
+                Err(e) => {
+                    self.first_error_retryable.get_or_insert(retryable(e));
+                }
+                Ok(_) => {}
+            }
+        }
+        Ok(answers)
+    }
+
     /// Starts a transaction.
     pub async fn begin(&mut self) -> Result<(), MysqlError> {
         self.query("START TRANSACTION").await.map(drop)

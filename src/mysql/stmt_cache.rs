@@ -74,6 +74,11 @@ impl StmtCache {
         self.entries.remove(sql).map(|(p, _)| p)
     }
 
+    /// Statements it keeps at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Statements kept.
     pub fn len(&self) -> usize {
         self.entries.len()

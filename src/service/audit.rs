@@ -36,7 +36,8 @@ pub struct AuditQuery {
 /// A game's verification: each chain's report.
 #[derive(Debug, Clone, Default)]
 pub struct GameVerification {
-    /// One per chain, in chain order.
+    /// One per chain, in chain order (chain 0 first): the backend's chains
+    /// (1,024 on MySQL, 1 on SQLite) or as many as the log has.
     pub chains: Vec<ChainReport>,
 }
 
@@ -75,8 +76,11 @@ pub async fn verify_game(
     let checkpoints = store
         .run(async move |s| s.audit_checkpoints().await)
         .await?;
+    let chains = store
+        .run(async move |s| s.audit_chain_count().await)
+        .await?;
     let mut out = GameVerification::default();
-    for chain in 0..CHAINS {
+    for chain in 0..chains {
         let mut records: Vec<AuditRecord> = Vec::new();
         loop {
             let after = records.last().map_or(0, |r| r.seq);

@@ -122,6 +122,7 @@ pub const SQLITE: &[Migration] = &[
     NOTIFICATIONS,
     LEADERBOARDS,
     AUDIT,
+    AUDIT_ONE_WRITER,
 ];
 
 /// Version 3, the same for both dialects: the heartbeat row the primary
@@ -243,6 +244,34 @@ const MYSQL_AUDIT: Migration = Migration {
     ],
 };
 
+/// Version 10 on SQLite: the audit log's hot path gives up the records'
+/// secondary indexes. Since this version SQLite appends every record to one
+/// chain (its file has one writer; see `Dialect::audit_chains`), at the
+/// tail of the records' key: an audited commit then adds one page to its
+/// log. The actor index, keyed by the actor (a player id: a random leaf),
+/// and the time index added one page each. Reads list the records in the
+/// order written (chain, then seq) and filter them. Records of a log begun
+/// over 1,024 chains stay where they are and verify as they did; a dropped
+/// index loses no record.
+const AUDIT_ONE_WRITER: Migration = Migration {
+    version: 10,
+    description: "the audit log on SQLite: one chain appended at its tail, no secondary index",
+    statements: &[
+        "DROP INDEX IF EXISTS audit_records_by_actor",
+        "DROP INDEX IF EXISTS audit_records_by_time",
+    ],
+};
+
+/// Version 10 on MySQL: nothing changes — the chains, their head rows and
+/// the time and actor indexes (InnoDB buffers secondary index inserts) stay
+/// as they are; the step is recorded so both backends number their versions
+/// alike.
+const MYSQL_AUDIT_ONE_WRITER: Migration = Migration {
+    version: 10,
+    description: "the audit log: unchanged on MySQL (SQLite drops its secondary indexes)",
+    statements: &[],
+};
+
 /// The MySQL/MariaDB migrations (InnoDB, utf8mb4 with binary collation so
 /// that uniqueness matches SQLite's): the same numbered steps as [`SQLITE`].
 pub const MYSQL: &[Migration] = &[
@@ -362,4 +391,5 @@ pub const MYSQL: &[Migration] = &[
     MYSQL_NOTIFICATIONS,
     MYSQL_LEADERBOARDS,
     MYSQL_AUDIT,
+    MYSQL_AUDIT_ONE_WRITER,
 ];

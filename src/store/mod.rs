@@ -407,7 +407,13 @@ pub trait AuditStore {
         after_seq: i64,
         limit: i64,
     ) -> StoreFuture<'_, Vec<AuditRecord>>;
-    /// Every chain's head: (chain, seq, hash), from its newest record.
+    /// How many chains to verify: the backend's own count (see
+    /// `Dialect::audit_chains`), or more when older records or checkpoints
+    /// use higher chains (a SQLite log begun over 1,024 chains).
+    fn audit_chain_count(&self) -> StoreFuture<'_, i64>;
+    /// Every chain's head: (chain, seq, hash) — on MySQL from the head rows
+    /// (a short read however long the log), on SQLite from each chain's
+    /// newest record.
     fn audit_heads(&self) -> StoreFuture<'_, Vec<(i64, i64, String)>>;
     /// The rows of `audit_heads` (chain, seq, hash): where MySQL locks and
     /// moves each chain's head in the appending transaction (SQLite keeps

@@ -16,11 +16,29 @@
 //! matched rows exactly as SQLite does.
 
 use super::migrations::{Migration, MYSQL};
-use super::sql::{Backend, Dialect, Row, SqlConn, SqlValue, TxKind};
+use super::sql::{AuditHeads, Backend, Dialect, Row, SqlConn, SqlValue, TxKind};
 use super::{Durability, StoreError, StoreFuture};
 use crate::mysql::{codes, MysqlError, Opts, Pool, PoolError, PoolFigures, PooledConn, Value};
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+/// Audit chain heads (seq, hash) by chain, as this process last saw them
+/// committed in one database: guesses that spare an append the read of its
+/// head row (see `SqlConn::audit_guesses`). Shared by the shards' pools of
+/// the database; locked briefly, never across an await.
+type Guesses = Arc<Mutex<HashMap<i64, (i64, String)>>>;
+
+/// The guesses of the database at `url` in this process.
+fn guesses_of(url: &str) -> Guesses {
+    static ALL: OnceLock<Mutex<HashMap<String, Guesses>>> = OnceLock::new();
+    let all = ALL.get_or_init(|| Mutex::new(HashMap::new()));
+    match all.lock() {
+        Ok(mut map) => map.entry(url.to_string()).or_default().clone(),
+        Err(_) => Guesses::default(),
+    }
+}
 
 /// How long a caller waits for a busy pool's connection before a 503: a
 /// bound on purpose, so an overloaded database answers "busy" instead of
@@ -31,6 +49,7 @@ const POOL_WAIT: Duration = crate::mysql::pool::WAIT;
 pub struct MysqlBackend {
     pool: Pool,
     durability: Durability,
+    guesses: Guesses,
 }
 
 impl MysqlBackend {
@@ -46,6 +65,7 @@ impl MysqlBackend {
         Ok(MysqlBackend {
             pool: Pool::new(opts, pool_size, POOL_WAIT),
             durability,
+            guesses: guesses_of(url),
         })
     }
 }
@@ -174,13 +194,20 @@ struct MysqlConn<'a> {
     conn: &'a mut PooledConn,
     /// The id the last statement generated (0: none).
     last_insert_id: u64,
+    /// The process's audit head guesses (a transaction's only).
+    guesses: Option<&'a Guesses>,
+    /// The heads this transaction moved or read, which become guesses once
+    /// it commits.
+    moved: HashMap<i64, (i64, String)>,
 }
 
 impl<'a> MysqlConn<'a> {
-    fn new(conn: &'a mut PooledConn) -> MysqlConn<'a> {
+    fn new(conn: &'a mut PooledConn, guesses: Option<&'a Guesses>) -> MysqlConn<'a> {
         MysqlConn {
             conn,
             last_insert_id: 0,
+            guesses,
+            moved: HashMap::new(),
         }
     }
 
@@ -225,6 +252,53 @@ impl SqlConn for MysqlConn<'_> {
     fn dialect(&self) -> Dialect {
         Dialect::Mysql
     }
+
+    fn audit_guesses(&mut self) -> Option<&mut dyn AuditHeads> {
+        match self.guesses {
+            Some(_) => Some(self),
+            None => None,
+        }
+    }
+
+    fn exec_batch<'a>(
+        &'a mut self,
+        statements: &'a [(&'a str, Vec<SqlValue>)],
+    ) -> StoreFuture<'a, Vec<Result<u64, StoreError>>> {
+        Box::pin(async move {
+            let batch: Vec<(&str, Vec<Value>)> = statements
+                .iter()
+                .map(|(sql, params)| (*sql, to_values(params)))
+                .collect();
+            let answers = self
+                .conn
+                .exec_batch(&batch)
+                .await
+                .map_err(|e| map_err(&e))?;
+            Ok(answers
+                .into_iter()
+                .map(|r| match r {
+                    Ok(done) => {
+                        self.last_insert_id = done.last_insert_id;
+                        Ok(done.affected_rows)
+                    }
+                    Err(e) => Err(map_err(&e)),
+                })
+                .collect())
+        })
+    }
+}
+
+impl AuditHeads for MysqlConn<'_> {
+    fn head(&self, chain: i64) -> Option<(i64, String)> {
+        if let Some(h) = self.moved.get(&chain) {
+            return Some(h.clone());
+        }
+        self.guesses?.lock().ok()?.get(&chain).cloned()
+    }
+
+    fn set_head(&mut self, chain: i64, seq: i64, hash: String) {
+        self.moved.insert(chain, (seq, hash));
+    }
 }
 
 impl Backend for MysqlBackend {
@@ -233,9 +307,24 @@ impl Backend for MysqlBackend {
         _kind: TxKind,
         mut f: impl AsyncFnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        self.pool
-            .transaction(async |conn| f(&mut MysqlConn::new(conn)).await)
-            .await
+        // The heads the committed attempt moved become the guesses.
+        let moved = RefCell::new(HashMap::new());
+        let result = self
+            .pool
+            .transaction(async |conn| {
+                let mut c = MysqlConn::new(conn, Some(&self.guesses));
+                let r = f(&mut c).await;
+                *moved.borrow_mut() = std::mem::take(&mut c.moved);
+                r
+            })
+            .await;
+        let moved = moved.into_inner();
+        if result.is_ok() && !moved.is_empty() {
+            if let Ok(mut guesses) = self.guesses.lock() {
+                guesses.extend(moved);
+            }
+        }
+        result
     }
 
     fn durability(&self) -> Durability {
@@ -247,7 +336,7 @@ impl Backend for MysqlBackend {
         mut f: impl AsyncFnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         self.pool
-            .run(async |conn| f(&mut MysqlConn::new(conn)).await)
+            .run(async |conn| f(&mut MysqlConn::new(conn, None)).await)
             .await
     }
 

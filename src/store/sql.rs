@@ -172,6 +172,19 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// How many audit chains new records are spread over (SPEC §13). MySQL:
+    /// [`crate::audit::CHAINS`], so changes of unrelated players lock
+    /// different head rows. SQLite: one — the file has a single writer, so
+    /// more chains would serialise nothing less and only put each commit's
+    /// record on another page of the records' B-tree (one chain appends at
+    /// its tail, a page every commit already has in its log).
+    pub fn audit_chains(self) -> i64 {
+        match self {
+            Dialect::Sqlite => 1,
+            Dialect::Mysql => crate::audit::CHAINS,
+        }
+    }
+
     /// Suffix of a `SELECT` that locks the rows it reads for the rest of the
     /// transaction (SQLite's `BEGIN IMMEDIATE` already holds the write lock).
     pub fn for_update(self) -> &'static str {
@@ -248,6 +261,30 @@ pub trait SqlConn {
     /// (SQLite); `None`: they are locked and moved in `audit_heads`.
     fn audit_heads(&mut self) -> Option<&mut dyn AuditHeads> {
         None
+    }
+    /// The audit chains' heads this process last saw committed, when the
+    /// backend keeps such guesses (MySQL, whose head rows other nodes move
+    /// too): an append checks its guess in the head row's `UPDATE` and, if
+    /// another commit moved the head since, reads the row instead. `None`:
+    /// no guesses.
+    fn audit_guesses(&mut self) -> Option<&mut dyn AuditHeads> {
+        None
+    }
+    /// Runs `statements` in order, sent together where the backend can:
+    /// MySQL pipelines them (one round trip for all; the server runs each
+    /// whatever the others gave, so batch only statements that may all
+    /// run). Each statement's rows changed, or its error.
+    fn exec_batch<'a>(
+        &'a mut self,
+        statements: &'a [(&'a str, Vec<SqlValue>)],
+    ) -> StoreFuture<'a, Vec<Result<u64, StoreError>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(statements.len());
+            for (sql, params) in statements {
+                out.push(self.exec(sql, params).await);
+            }
+            Ok(out)
+        })
     }
 
     /// The first row of a query, if any.

@@ -12,6 +12,8 @@ use crate::store::{AuditFilter, AuditStore, StoreError, StoreFuture};
 
 const RECORD_COLUMNS: &str = "chain, seq, at, actor_role, actor_id, client, node, action, \
                               subject, details, prev_hash, hash";
+/// Checkpoints stored per batch (a round trip on MySQL).
+const CHECKPOINT_BATCH: usize = 128;
 const CHECKPOINT_COLUMNS: &str = "chain, seq, hash, at, node, public_key, signature";
 
 fn record_from(r: &Row) -> Result<AuditRecord, StoreError> {
@@ -49,99 +51,220 @@ fn checkpoint_from(r: &Row) -> Result<Checkpoint, StoreError> {
     })
 }
 
+const INSERT_RECORD: &str = "INSERT INTO audit_records (chain, seq, at, actor_role, actor_id, \
+                             client, node, action, subject, details, prev_hash, hash) \
+                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
 /// Adds `drafts` by `actor` at `now_ms` to their chains, in the caller's
 /// transaction. Call it last in the transaction: the chain heads are the
-/// last rows a change locks.
+/// last rows a change locks, in chain order.
+///
+/// SQLite keeps the heads in memory (its file's only writer): an append is
+/// its INSERTs. MySQL locks each chain's `audit_heads` row. With a guess of
+/// the head (the last this process saw committed) the row's UPDATE — which
+/// matches only if the head is still the guessed one — and the INSERTs go
+/// out pipelined, one round trip; when another commit moved the head since,
+/// the UPDATE matched nothing (yet locked the row), the INSERTs that went
+/// through are taken back, and the head is read from the row as without a
+/// guess: `SELECT … FOR UPDATE`, then the INSERTs and the UPDATE pipelined.
 pub(super) async fn append(
     c: &mut dyn SqlConn,
     actor: &Actor,
     drafts: Vec<AuditDraft>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
+    let chains = c.dialect().audit_chains();
     let mut by_chain: Vec<(i64, AuditDraft)> = drafts
         .into_iter()
-        .map(|d| (chain_of(&d.subject), d))
+        .map(|d| (chain_of(&d.subject, chains), d))
         .collect();
     by_chain.sort_by_key(|(chain, _)| *chain);
     let mut i = 0;
     while i < by_chain.len() {
         let chain = by_chain[i].0;
-        let (mut seq, mut prev) = head_of(c, chain).await?;
-        while i < by_chain.len() && by_chain[i].0 == chain {
-            let draft = &by_chain[i].1;
+        let mut end = i;
+        while end < by_chain.len() && by_chain[end].0 == chain {
+            end += 1;
+        }
+        let drafts: Vec<&AuditDraft> = by_chain[i..end].iter().map(|(_, d)| d).collect();
+        i = end;
+        if c.audit_heads().is_some() {
+            let (seq, prev) = memory_head(c, chain).await?;
+            let records = link(chain, seq, prev, actor, &drafts, now_ms);
+            for r in &records {
+                c.exec(INSERT_RECORD, &record_args(r))
+                    .await
+                    .map_err(|e| taken(chain, e))?;
+            }
+            if let (Some(heads), Some(last)) = (c.audit_heads(), records.last()) {
+                heads.set_head(chain, last.seq, last.hash.clone());
+            }
+            continue;
+        }
+        let guess = c.audit_guesses().and_then(|g| g.head(chain));
+        if let Some((seq, prev)) = guess {
+            if append_on_guess(c, chain, seq, prev, actor, &drafts, now_ms).await? {
+                continue;
+            }
+        }
+        let (seq, prev) = locked_head(c, chain).await?;
+        let records = link(chain, seq, prev, actor, &drafts, now_ms);
+        let Some(last) = records.last() else { continue };
+        let mut batch: Vec<(&str, Vec<SqlValue>)> = records
+            .iter()
+            .map(|r| (INSERT_RECORD, record_args(r)))
+            .collect();
+        batch.push((
+            "UPDATE audit_heads SET seq = ?, hash = ? WHERE chain = ?",
+            args![last.seq, &last.hash, chain].to_vec(),
+        ));
+        for answer in c.exec_batch(&batch).await? {
+            answer.map_err(|e| taken(chain, e))?;
+        }
+        if let Some(g) = c.audit_guesses() {
+            g.set_head(chain, last.seq, last.hash.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Appends `drafts` to `chain` after the guessed head (`seq`, `prev`),
+/// pipelined; `false` when the head had moved (nothing of it is left in the
+/// transaction, and the head row is locked).
+async fn append_on_guess(
+    c: &mut dyn SqlConn,
+    chain: i64,
+    seq: i64,
+    prev: String,
+    actor: &Actor,
+    drafts: &[&AuditDraft],
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let records = link(chain, seq, prev.clone(), actor, drafts, now_ms);
+    let Some(last) = records.last() else {
+        return Ok(true);
+    };
+    let mut batch: Vec<(&str, Vec<SqlValue>)> = vec![(
+        "UPDATE audit_heads SET seq = ?, hash = ? WHERE chain = ? AND seq = ? AND hash = ?",
+        args![last.seq, &last.hash, chain, seq, &prev].to_vec(),
+    )];
+    batch.extend(records.iter().map(|r| (INSERT_RECORD, record_args(r))));
+    let mut answers = c.exec_batch(&batch).await?.into_iter();
+    let moved = match answers.next() {
+        Some(Ok(matched)) => matched == 0,
+        Some(Err(e)) => return Err(e),
+        None => return Err(StoreError::Internal("a batch answered nothing".into())),
+    };
+    if !moved {
+        for answer in answers {
+            answer.map_err(|e| taken(chain, e))?;
+        }
+        if let Some(g) = c.audit_guesses() {
+            g.set_head(chain, last.seq, last.hash.clone());
+        }
+        return Ok(true);
+    }
+    // Another commit moved the head: a record that found its place free
+    // (its seq is taken as a rule) is taken back.
+    for (r, answer) in records.iter().zip(answers) {
+        match answer {
+            Ok(_) => {
+                c.exec(
+                    "DELETE FROM audit_records WHERE chain = ? AND seq = ? AND hash = ?",
+                    args![chain, r.seq, &r.hash],
+                )
+                .await?;
+            }
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
+}
+
+/// `drafts` as records of `chain` after (`seq`, `prev`), each linked to the
+/// one before.
+fn link(
+    chain: i64,
+    mut seq: i64,
+    mut prev: String,
+    actor: &Actor,
+    drafts: &[&AuditDraft],
+    now_ms: i64,
+) -> Vec<AuditRecord> {
+    drafts
+        .iter()
+        .map(|d| {
             seq += 1;
             let mut record = AuditRecord {
                 chain,
                 seq,
                 at: now_ms,
                 actor: actor.clone(),
-                action: draft.action.clone(),
-                subject: draft.subject.clone(),
-                details: draft.details.clone(),
-                prev_hash: prev,
+                action: d.action.clone(),
+                subject: d.subject.clone(),
+                details: d.details.clone(),
+                prev_hash: std::mem::take(&mut prev),
                 hash: String::new(),
             };
             record.hash = record_hash(&record);
-            c.exec(
-                &format!(
-                    "INSERT INTO audit_records ({RECORD_COLUMNS}) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                ),
-                args![
-                    chain,
-                    seq,
-                    now_ms,
-                    &record.actor.role,
-                    &record.actor.id,
-                    &record.actor.client,
-                    &record.actor.node,
-                    &record.action,
-                    &record.subject,
-                    &record.details,
-                    &record.prev_hash,
-                    &record.hash
-                ],
-            )
-            .await?;
-            prev = record.hash;
-            i += 1;
-        }
-        match c.audit_heads() {
-            Some(heads) => heads.set_head(chain, seq, prev),
-            None => {
-                c.exec(
-                    "UPDATE audit_heads SET seq = ?, hash = ? WHERE chain = ?",
-                    args![seq, &prev, chain],
-                )
-                .await?;
-            }
-        }
-    }
-    Ok(())
+            prev = record.hash.clone();
+            record
+        })
+        .collect()
 }
 
-/// A chain's head (seq, hash), locked for the transaction: from the
-/// backend's memory (SQLite, its file's only writer), else the chain's row
-/// of `audit_heads` held `FOR UPDATE` — the lock that orders appends.
-async fn head_of(c: &mut dyn SqlConn, chain: i64) -> Result<(i64, String), StoreError> {
-    let known = c.audit_heads().map(|heads| heads.head(chain));
-    match known {
-        Some(Some(head)) => return Ok(head),
-        Some(None) => {
-            // First append of this chain in this process: its newest record.
-            let newest = c
-                .query_one(
-                    "SELECT seq, hash FROM audit_records WHERE chain = ? ORDER BY seq DESC LIMIT 1",
-                    args![chain],
-                )
-                .await?;
-            return match newest {
-                Some(r) => row_of("audit_records", &r, |r| Ok((r.int(0)?, r.text(1)?))),
-                None => Ok((0, crate::audit::GENESIS.to_string())),
-            };
-        }
-        None => {}
+fn record_args(r: &AuditRecord) -> Vec<SqlValue> {
+    args![
+        r.chain,
+        r.seq,
+        r.at,
+        &r.actor.role,
+        &r.actor.id,
+        &r.actor.client,
+        &r.actor.node,
+        &r.action,
+        &r.subject,
+        &r.details,
+        &r.prev_hash,
+        &r.hash
+    ]
+    .to_vec()
+}
+
+/// A record's place already taken is no conflict of the caller's change
+/// (which may retry on its own conflicts): the chain is not as this node
+/// knew it — an internal error.
+fn taken(chain: i64, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Conflict(_) => StoreError::Internal(format!(
+            "audit chain {chain}: a record's place is already taken"
+        )),
+        other => other,
     }
+}
+
+/// A chain's head from the backend's memory (SQLite, its file's only
+/// writer), or, at its first append in this process, its newest record.
+async fn memory_head(c: &mut dyn SqlConn, chain: i64) -> Result<(i64, String), StoreError> {
+    if let Some(head) = c.audit_heads().and_then(|heads| heads.head(chain)) {
+        return Ok(head);
+    }
+    let newest = c
+        .query_one(
+            "SELECT seq, hash FROM audit_records WHERE chain = ? ORDER BY seq DESC LIMIT 1",
+            args![chain],
+        )
+        .await?;
+    match newest {
+        Some(r) => row_of("audit_records", &r, |r| Ok((r.int(0)?, r.text(1)?))),
+        None => Ok((0, crate::audit::GENESIS.to_string())),
+    }
+}
+
+/// A chain's head (seq, hash) from its `audit_heads` row, held `FOR
+/// UPDATE` — the lock that orders appends (MySQL).
+async fn locked_head(c: &mut dyn SqlConn, chain: i64) -> Result<(i64, String), StoreError> {
     let lock = c.dialect().for_update();
     let select = format!("SELECT seq, hash FROM audit_heads WHERE chain = ?{lock}");
     if let Some(head) = c.query_one(&select, args![chain]).await? {
@@ -185,22 +308,43 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                 args.push(SqlValue::Text(actor.clone()));
             }
             if let Some(subject) = &filter.subject {
-                // A subject's records are all in its chain: a key range.
-                sql.push_str(" AND chain = ? AND subject = ?");
-                args.push(SqlValue::Int(chain_of(subject)));
+                let chains = c.dialect().audit_chains();
+                if chains > 1 {
+                    // A subject's records are all in its chain: a key range.
+                    sql.push_str(" AND chain = ?");
+                    args.push(SqlValue::Int(chain_of(subject, chains)));
+                }
+                // SQLite's one chain (or the 1,024 of a log begun before
+                // migration 10): the records in order, filtered.
+                sql.push_str(" AND subject = ?");
                 args.push(SqlValue::Text(subject.clone()));
             }
             if let Some(action) = &filter.action {
                 sql.push_str(" AND action = ?");
                 args.push(SqlValue::Text(action.clone()));
             }
-            if let Some((at, chain, seq)) = filter.after {
-                sql.push_str(
-                    " AND (at > ? OR (at = ? AND (chain > ? OR (chain = ? AND seq > ?))))",
-                );
-                args.extend([at, at, chain, chain, seq].map(SqlValue::Int));
+            let by_time = c.dialect().audit_chains() > 1;
+            match filter.after {
+                // MySQL: by time, on its time index.
+                Some((at, chain, seq)) if by_time => {
+                    sql.push_str(
+                        " AND (at > ? OR (at = ? AND (chain > ? OR (chain = ? AND seq > ?))))",
+                    );
+                    args.extend([at, at, chain, chain, seq].map(SqlValue::Int));
+                }
+                // SQLite: in the order written, on the records' own key
+                // (no time index to keep up on every commit).
+                Some((_, chain, seq)) => {
+                    sql.push_str(" AND (chain > ? OR (chain = ? AND seq > ?))");
+                    args.extend([chain, chain, seq].map(SqlValue::Int));
+                }
+                None => {}
             }
-            sql.push_str(" ORDER BY at, chain, seq LIMIT ?");
+            sql.push_str(if by_time {
+                " ORDER BY at, chain, seq LIMIT ?"
+            } else {
+                " ORDER BY chain, seq LIMIT ?"
+            });
             args.push(SqlValue::Int(filter.limit));
             c.query(&sql, &args)
                 .await?
@@ -231,19 +375,66 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         }))
     }
 
+    fn audit_chain_count(&self) -> StoreFuture<'_, i64> {
+        Box::pin(self.read_one(async move |c| {
+            let mut count = c.dialect().audit_chains();
+            for table in ["audit_records", "audit_checkpoints"] {
+                // The primary keys' first column: one B-tree descent each.
+                let top = c
+                    .query_one(
+                        &format!("SELECT COALESCE(MAX(chain), -1) FROM {table}"),
+                        &[],
+                    )
+                    .await?;
+                if let Some(r) = top {
+                    count = count.max(row_of(table, &r, |r| r.int(0))? + 1);
+                }
+            }
+            Ok(count.min(crate::audit::CHAINS))
+        }))
+    }
+
     fn audit_heads(&self) -> StoreFuture<'_, Vec<(i64, i64, String)>> {
         Box::pin(self.read_one(async move |c| {
-            // From the records: SQLite keeps its heads in memory, not in
-            // `audit_heads`.
-            c.query(
-                "SELECT chain, seq, hash FROM audit_records WHERE (chain, seq) IN \
-                 (SELECT chain, MAX(seq) FROM audit_records GROUP BY chain) ORDER BY chain",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|r| row_of("audit_heads", r, |r| Ok((r.int(0)?, r.int(1)?, r.text(2)?))))
-            .collect()
+            let head =
+                |r: &Row| row_of("audit_heads", r, |r| Ok((r.int(0)?, r.int(1)?, r.text(2)?)));
+            if c.dialect() == crate::store::sql::Dialect::Mysql {
+                // The head rows move in the appending transactions: one
+                // short read, however long the log.
+                return c
+                    .query(
+                        "SELECT chain, seq, hash FROM audit_heads WHERE seq > 0 ORDER BY chain",
+                        &[],
+                    )
+                    .await?
+                    .iter()
+                    .map(head)
+                    .collect();
+            }
+            // SQLite keeps its heads in memory: each chain's newest record,
+            // one descent of the key each (one chain, unless the log began
+            // over more).
+            let top = c
+                .query_one("SELECT COALESCE(MAX(chain), -1) FROM audit_records", &[])
+                .await?;
+            let last = match top {
+                Some(r) => row_of("audit_records", &r, |r| r.int(0))?,
+                None => -1,
+            };
+            let mut out = Vec::new();
+            for chain in 0..=last {
+                let newest = c
+                    .query_one(
+                        "SELECT chain, seq, hash FROM audit_records WHERE chain = ? \
+                         ORDER BY seq DESC LIMIT 1",
+                        args![chain],
+                    )
+                    .await?;
+                if let Some(r) = newest {
+                    out.push(head(&r)?);
+                }
+            }
+            Ok(out)
         }))
     }
 
@@ -288,40 +479,34 @@ impl<B: Backend> AuditStore for SqlStore<B> {
 
     fn add_audit_checkpoints<'a>(&'a self, checkpoints: &'a [Checkpoint]) -> StoreFuture<'a, u64> {
         Box::pin(self.write(async move |c| {
+            // One batch (pipelined on MySQL): a head another node signed
+            // first is refused by the key, and one is enough.
+            let sql = format!(
+                "INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            );
+            let batch: Vec<(&str, Vec<SqlValue>)> = checkpoints
+                .iter()
+                .map(|cp| {
+                    let values = args![
+                        cp.chain,
+                        cp.seq,
+                        &cp.hash,
+                        cp.at,
+                        &cp.node,
+                        &cp.public_key,
+                        &cp.signature
+                    ];
+                    (sql.as_str(), values.to_vec())
+                })
+                .collect();
             let mut added = 0;
-            for cp in checkpoints {
-                // Another node signed the same head first: one is enough.
-                let seen = c
-                    .query_one(
-                        "SELECT 1 FROM audit_checkpoints WHERE chain = ? AND seq = ?",
-                        args![cp.chain, cp.seq],
-                    )
-                    .await?
-                    .is_some();
-                if seen {
-                    continue;
-                }
-                let put = c
-                    .exec(
-                        &format!(
-                            "INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) \
-                             VALUES (?, ?, ?, ?, ?, ?, ?)"
-                        ),
-                        args![
-                            cp.chain,
-                            cp.seq,
-                            &cp.hash,
-                            cp.at,
-                            &cp.node,
-                            &cp.public_key,
-                            &cp.signature
-                        ],
-                    )
-                    .await;
-                match put {
-                    Ok(n) => added += n,
-                    Err(StoreError::Conflict(_)) => {}
-                    Err(e) => return Err(e),
+            for part in batch.chunks(CHECKPOINT_BATCH) {
+                for put in c.exec_batch(part).await? {
+                    match put {
+                        Ok(n) => added += n,
+                        Err(StoreError::Conflict(_)) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
             }
             Ok(added)
