@@ -54,19 +54,24 @@ fn checkpoint_from(r: &Row) -> Result<Checkpoint, StoreError> {
 const INSERT_RECORD: &str = "INSERT INTO audit_records (chain, seq, at, actor_role, actor_id, \
                              client, node, action, subject, details, prev_hash, hash) \
                              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// [`INSERT_RECORD`] only where the chain's head row already names the
+/// batch's last record (MySQL; see [`pipelined_append`]).
+const INSERT_RECORD_AFTER_HEAD: &str = "INSERT INTO audit_records (chain, seq, at, actor_role, \
+                                        actor_id, client, node, action, subject, details, \
+                                        prev_hash, hash) \
+                                        SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM audit_heads \
+                                        WHERE chain = ? AND seq = ? AND hash = ?";
 
 /// Adds `drafts` by `actor` at `now_ms` to their chains, in the caller's
 /// transaction. Call it last in the transaction: the chain heads are the
 /// last rows a change locks, in chain order.
 ///
 /// SQLite keeps the heads in memory (its file's only writer): an append is
-/// its INSERTs. MySQL locks each chain's `audit_heads` row. With a guess of
-/// the head (the last this process saw committed) the row's UPDATE — which
-/// matches only if the head is still the guessed one — and the INSERTs go
-/// out pipelined, one round trip; when another commit moved the head since,
-/// the UPDATE matched nothing (yet locked the row), the INSERTs that went
-/// through are taken back, and the head is read from the row as without a
-/// guess: `SELECT … FOR UPDATE`, then the INSERTs and the UPDATE pipelined.
+/// its INSERTs. MySQL moves each chain's `audit_heads` row and inserts the
+/// records in one pipelined round trip ([`pipelined_append`]) on a guess of
+/// the head (the last this process saw committed); when another commit
+/// moved the head since, nothing was written, and the head is read `FOR
+/// UPDATE` and the same round trip sent again.
 pub(super) async fn append(
     c: &mut dyn SqlConn,
     actor: &Actor,
@@ -103,35 +108,33 @@ pub(super) async fn append(
         }
         let guess = c.audit_guesses().and_then(|g| g.head(chain));
         if let Some((seq, prev)) = guess {
-            if append_on_guess(c, chain, seq, prev, actor, &drafts, now_ms).await? {
+            if pipelined_append(c, chain, seq, prev, actor, &drafts, now_ms).await? {
                 continue;
             }
         }
         let (seq, prev) = locked_head(c, chain).await?;
-        let records = link(chain, seq, prev, actor, &drafts, now_ms);
-        let Some(last) = records.last() else { continue };
-        let mut batch: Vec<(&str, Vec<SqlValue>)> = records
-            .iter()
-            .map(|r| (INSERT_RECORD, record_args(r)))
-            .collect();
-        batch.push((
-            "UPDATE audit_heads SET seq = ?, hash = ? WHERE chain = ?",
-            args![last.seq, &last.hash, chain].to_vec(),
-        ));
-        for answer in c.exec_batch(&batch).await? {
-            answer.map_err(|e| taken(chain, e))?;
-        }
-        if let Some(g) = c.audit_guesses() {
-            g.set_head(chain, last.seq, last.hash.clone());
+        if !pipelined_append(c, chain, seq, prev, actor, &drafts, now_ms).await? {
+            return Err(StoreError::Internal(format!(
+                "audit chain {chain}: its head moved while locked"
+            )));
         }
     }
     Ok(())
 }
 
-/// Appends `drafts` to `chain` after the guessed head (`seq`, `prev`),
-/// pipelined; `false` when the head had moved (nothing of it is left in the
-/// transaction, and the head row is locked).
-async fn append_on_guess(
+/// Moves `chain`'s head row from (`seq`, `prev`) to the last of `drafts`'
+/// records and inserts them, pipelined in one round trip (MySQL); `false`
+/// when the head was not (`seq`, `prev`) — then nothing was written, and
+/// the head row is locked.
+///
+/// Each INSERT takes its values from the head row as it is after the
+/// UPDATE (`INSERT … SELECT … WHERE` the head is the new one), so a record
+/// is written only where the UPDATE took effect: a head that had moved
+/// leaves no record behind, and should the UPDATE's statement end the
+/// transaction (a deadlock rolls it all back, and the statements queued
+/// behind it would run on their own, committed at once), the INSERTs find
+/// the old head and write nothing either.
+async fn pipelined_append(
     c: &mut dyn SqlConn,
     chain: i64,
     seq: i64,
@@ -148,38 +151,37 @@ async fn append_on_guess(
         "UPDATE audit_heads SET seq = ?, hash = ? WHERE chain = ? AND seq = ? AND hash = ?",
         args![last.seq, &last.hash, chain, seq, &prev].to_vec(),
     )];
-    batch.extend(records.iter().map(|r| (INSERT_RECORD, record_args(r))));
+    for r in &records {
+        let mut values = record_args(r);
+        values.extend(args![chain, last.seq, &last.hash].iter().cloned());
+        batch.push((INSERT_RECORD_AFTER_HEAD, values));
+    }
     let mut answers = c.exec_batch(&batch).await?.into_iter();
     let moved = match answers.next() {
         Some(Ok(matched)) => matched == 0,
         Some(Err(e)) => return Err(e),
         None => return Err(StoreError::Internal("a batch answered nothing".into())),
     };
-    if !moved {
-        for answer in answers {
-            answer.map_err(|e| taken(chain, e))?;
-        }
-        if let Some(g) = c.audit_guesses() {
-            g.set_head(chain, last.seq, last.hash.clone());
-        }
-        return Ok(true);
-    }
-    // Another commit moved the head: a record that found its place free
-    // (its seq is taken as a rule) is taken back.
-    for (r, answer) in records.iter().zip(answers) {
-        match answer {
-            Ok(_) => {
-                c.exec(
-                    "DELETE FROM audit_records WHERE chain = ? AND seq = ? AND hash = ?",
-                    args![chain, r.seq, &r.hash],
-                )
-                .await?;
-            }
-            Err(StoreError::Conflict(_)) => {}
-            Err(e) => return Err(e),
+    for answer in answers {
+        let inserted = answer.map_err(|e| taken(chain, e))?;
+        if inserted != u64::from(!moved) {
+            return Err(StoreError::Internal(format!(
+                "audit chain {chain}: a record was {} its head",
+                if moved {
+                    "written without"
+                } else {
+                    "not written with"
+                }
+            )));
         }
     }
-    Ok(false)
+    if moved {
+        return Ok(false);
+    }
+    if let Some(g) = c.audit_guesses() {
+        g.set_head(chain, last.seq, last.hash.clone());
+    }
+    Ok(true)
 }
 
 /// `drafts` as records of `chain` after (`seq`, `prev`), each linked to the
