@@ -36,6 +36,19 @@ ROOT_PW="dm-test-root"
 
 mariadb_bin() { command -v mariadbd || command -v mysqld || echo /usr/sbin/mariadbd; }
 
+# Runs a command with no file descriptor above 2 of this shell's: a server
+# started here outlives the caller, and one that inherited, say, the open
+# file of a `flock -s /work/bench.lock cargo test` would hold that lock for
+# as long as it runs (a MariaDB primary restarted by tests/backends.rs did).
+without_inherited_fds() {
+  local fd
+  for fd in /proc/$BASHPID/fd/*; do
+    fd=${fd##*/}
+    if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-"; fi
+  done
+  exec "$@"
+}
+
 install() {
   if ! command -v mariadb-install-db >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then
     apt_install mariadb-server mariadb-client redis-server
@@ -81,11 +94,11 @@ start_mariadb() { # name port server-id extra-args...
       --skip-test-db >"$DIR/install-$name.log" 2>&1
     local fresh=1
   fi
-  "$(mariadb_bin)" --user=root --datadir="$data" --port="$port" --bind-address=127.0.0.1 \
+  (without_inherited_fds "$(mariadb_bin)" --user=root --datadir="$data" --port="$port" --bind-address=127.0.0.1 \
     --socket="$DIR/$name.sock" --pid-file="$DIR/$name.pid" --server-id="$id" \
     --skip-name-resolve --innodb-buffer-pool-size=64M \
     --innodb-flush-log-at-trx-commit=1 --sync-binlog=1 \
-    --max-connections=500 --log-error="$DIR/mariadb-$port.log" "$@" >/dev/null 2>&1 &
+    --max-connections=500 --log-error="$DIR/mariadb-$port.log" "$@") >/dev/null 2>&1 &
   for _ in $(seq 1 100); do
     if mariadb --socket="$DIR/$name.sock" -uroot -e "SELECT 1" >/dev/null 2>&1 || sql "$port" "SELECT 1" >/dev/null 2>&1; then break; fi
     sleep 0.2
@@ -124,8 +137,8 @@ start_redis_server() { # port dir extra-args...
   local port=$1 dir=$2; shift 2
   if redis-cli -p "$port" ping >/dev/null 2>&1; then return 0; fi
   mkdir -p "$dir"
-  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
-    --dir "$dir" --logfile "$dir/redis-$port.log" --pidfile "$dir/redis-$port.pid" "$@"
+  (without_inherited_fds redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+    --daemonize yes --dir "$dir" --logfile "$dir/redis-$port.log" --pidfile "$dir/redis-$port.pid" "$@")
   for _ in $(seq 1 50); do
     if redis-cli -p "$port" ping >/dev/null 2>&1; then return 0; fi
     sleep 0.1

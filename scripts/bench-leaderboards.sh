@@ -45,7 +45,9 @@
 # OPEN_CONNS (16), READ_RATE (2000/s), WRITE_RATE (1000/s), SETTLE (2 s),
 # READY_TIMEOUT (300 s: the longest wait for /ready and for the view),
 # LOAD_TIMEOUT (600 s: the longest bulk load), PERF (unset), SERVER_BIN=PATH
-# (another server binary; dm-bench is still this tree's). Everything listens
+# (another server binary), BENCH_BIN=PATH (another dm-bench; with both set
+# nothing is built), HTTP and TCP (the
+# server's listen addresses, 127.0.0.1:18780 and :19780). Everything listens
 # on 127.0.0.1 only; every step is bounded in time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,13 +64,16 @@ SETTLE="${SETTLE:-2}"
 READY_TIMEOUT="${READY_TIMEOUT:-300}"
 LOAD_TIMEOUT="${LOAD_TIMEOUT:-600}"
 PERF="${PERF:-}"
-HTTP=127.0.0.1:18780
-TCP=127.0.0.1:19780
+HTTP="${HTTP:-127.0.0.1:18780}"
+TCP="${TCP:-127.0.0.1:19780}"
 BOARD=bench
 ADMIN_PASSWORD=bench-admin-password-1
 CORES=$(nproc)
 for n in $SIZES; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "SIZES must be positive integers, got '$n'" >&2; exit 2; }
+done
+for v in HTTP TCP; do
+  [[ "${!v}" =~ ^127\.0\.0\.1:[1-9][0-9]*$ ]] || { echo "$v must be 127.0.0.1:PORT (loopback only), got '${!v}'" >&2; exit 2; }
 done
 for v in DURATION READ_RATE WRITE_RATE SETTLE; do
   [[ "${!v}" =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "$v must be a number" >&2; exit 2; }
@@ -81,14 +86,23 @@ if [ -n "$PERF" ] && ! command -v perf >/dev/null 2>&1; then
   PERF=""
 fi
 
-cargo build --release --bins >&2
+# With both SERVER_BIN and BENCH_BIN given nothing is built (binaries kept
+# aside for an A/B in one session, while the tree changes).
+if [ -z "${SERVER_BIN:-}" ] || [ -z "${BENCH_BIN:-}" ]; then
+  cargo build --release --bins >&2
+fi
 if [ -n "${SERVER_BIN:-}" ]; then
   [ -f "$SERVER_BIN" ] && [ -x "$SERVER_BIN" ] || { echo "SERVER_BIN=$SERVER_BIN is not an executable file" >&2; exit 2; }
   BIN=$(realpath "$SERVER_BIN")
 else
   BIN=$(realpath target/release/datamiddleware)
 fi
-BENCH=$(realpath target/release/dm-bench)
+if [ -n "${BENCH_BIN:-}" ]; then
+  [ -f "$BENCH_BIN" ] && [ -x "$BENCH_BIN" ] || { echo "BENCH_BIN=$BENCH_BIN is not an executable file" >&2; exit 2; }
+  BENCH=$(realpath "$BENCH_BIN")
+else
+  BENCH=$(realpath target/release/dm-bench)
+fi
 require_free_port "$HTTP" "$TCP"
 OUT="${OUT:-$(mktemp -d /tmp/dm-bench-leaderboards.XXXXXX)}"
 mkdir -p "$OUT"

@@ -141,6 +141,11 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "Leaderboard ranks answered from SQL because the board's view could not answer (Redis down, a failed load).",
     ),
     (
+        "dm_leaderboard_name_lookups_total",
+        "counter",
+        "Leaderboard reads that looked usernames up in SQL (Redis views hold none; names not in the shard's cache). Local views hold their records' names: 0 without Redis.",
+    ),
+    (
         "dm_db_pool_size",
         "gauge",
         "Bound on a shard's MySQL connections to one database (games.<id>.pool_size), by game and database (primary or replica).",

@@ -855,3 +855,222 @@ fn two_nodes_see_each_others_writes_and_reset_once_when_the_holder_is_killed() {
     );
     assert_eq!(ranked(&past).len(), 5, "{past}");
 }
+
+/// (rank, player_id, username) of each record of a list answer, in order.
+fn named(j: &Value) -> Vec<(i64, i64, String)> {
+    j["data"]["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| {
+            (
+                r["rank"].as_i64().expect("rank"),
+                r["player_id"].as_i64().expect("player"),
+                r["username"].as_str().expect("username").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Top, around and one rank of `board` with their usernames, as `expect`
+/// (best first: player id and username) says they are.
+fn reads_named_as(server: &Server, token: &str, board: &str, expect: &[(i64, String)]) {
+    let want: Vec<(i64, i64, String)> = expect
+        .iter()
+        .enumerate()
+        .map(|(i, (p, n))| (i as i64 + 1, *p, n.clone()))
+        .collect();
+    let (s, top) = get(
+        server,
+        token,
+        &format!("/api/v1/leaderboards/{board}?limit=100"),
+    );
+    assert_eq!(s, 200, "{top}");
+    assert_eq!(named(&top), want, "top");
+    let mid = expect.len() / 2;
+    let (s, around) = get(
+        server,
+        token,
+        &format!(
+            "/api/v1/leaderboards/{board}/around/{}?limit=5",
+            expect[mid].0
+        ),
+    );
+    assert_eq!(s, 200, "{around}");
+    assert_eq!(named(&around), want[mid - 2..mid + 3].to_vec(), "around");
+    let (s, mine) = get(
+        server,
+        token,
+        &format!("/api/v1/leaderboards/{board}/players/{}", expect[1].0),
+    );
+    assert_eq!(s, 200, "{mine}");
+    assert_eq!(
+        (
+            mine["data"]["rank"].as_i64(),
+            mine["data"]["username"].as_str()
+        ),
+        (Some(2), Some(expect[1].1.as_str())),
+        "{mine}"
+    );
+}
+
+#[test]
+fn reads_are_answered_from_the_views_with_usernames_and_no_sql() {
+    // Without Redis each board's view keeps its records' usernames: a read
+    // (top, around, one rank) asks SQL nothing — no rank counted in SQL, no
+    // username looked up — on either shard, before and after a restart
+    // (the view's load reads the names with the records), and a ban or
+    // its lifting shows in reads with the player's own name.
+    let mut server = ServerConfig::new().shards(2).start();
+    let admin = server.admin_token();
+    let gs = server.server_token("game1");
+    let board = "named";
+    assert_eq!(create(&server, &admin, json!({"id": board})).0, 201);
+    let mut expect: Vec<(i64, String)> = (0..9)
+        .map(|i| {
+            let name = format!("lbname{i}");
+            (server.player("game1", &name).0, name)
+        })
+        .collect();
+    for (i, (p, _)) in expect.iter().enumerate() {
+        let (s, j) = score(
+            &server,
+            &gs,
+            board,
+            json!({"player_id": p, "score": 100 - i}),
+        );
+        assert_eq!(s, 200, "{j}");
+        assert_eq!(
+            j["data"]["record"]["username"].as_str(),
+            Some(format!("lbname{i}").as_str())
+        );
+    }
+    let no_sql = |server: &Server| {
+        let text = server.http().request("GET", "/metrics", &[], b"").text();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("dm_leaderboard_name_lookups_total")),
+            "the lookups are counted"
+        );
+        assert_eq!(metric(server, "dm_leaderboard_sql_answers_total"), 0.0);
+        assert_eq!(metric(server, "dm_leaderboard_name_lookups_total"), 0.0);
+    };
+    // Several reads: over keep-alive connections they land on both shards.
+    for _ in 0..4 {
+        reads_named_as(&server, &admin, board, &expect);
+    }
+    no_sql(&server);
+
+    let status = |server: &Server, player: i64, s: &str| {
+        let r = server
+            .call("PUT", &format!("/api/v1/players/{player}"))
+            .token(&admin)
+            .json(json!({"status": s}))
+            .send();
+        assert_eq!(r.status, 200, "{}", r.text());
+    };
+    let banned = expect.remove(1);
+    status(&server, banned.0, "banned");
+    reads_named_as(&server, &admin, board, &expect);
+    status(&server, banned.0, "active");
+    expect.insert(1, banned.clone());
+    reads_named_as(&server, &admin, board, &expect);
+    no_sql(&server);
+
+    server.restart();
+    wait_for("the view to be rebuilt", Duration::from_secs(20), || {
+        metric(&server, "dm_leaderboard_view_records") == 9.0
+    });
+    for _ in 0..4 {
+        reads_named_as(&server, &admin, board, &expect);
+    }
+    no_sql(&server);
+}
+
+#[test]
+#[ignore = "needs MariaDB and Redis (DMTEST_BACKEND=mysql)"]
+fn redis_views_name_records_from_the_shards_cache_and_sql_answers_without_redis() {
+    // A Redis view's members hold no names: a shard looks them up once
+    // (one SQL read for a page) and keeps them; a score write teaches it
+    // the writer's name. One shard, so that every request meets the same
+    // cache.
+    let p = format!("lbr{}", rand::random::<u32>());
+    let mut server = node(&format!("{p}-a"), &redis()).shards(1).start();
+    let admin = server.admin_token();
+    let gs = server.server_token("game1");
+    let board = format!("{p}_names");
+    assert_eq!(create(&server, &admin, json!({"id": board})).0, 201);
+    let mut expect: Vec<(i64, String)> = (0..9)
+        .map(|i| {
+            let name = format!("{p}n{i}");
+            (server.player("game1", &name).0, name)
+        })
+        .collect();
+    for (i, (player, _)) in expect.iter().enumerate() {
+        let (s, j) = score(
+            &server,
+            &gs,
+            &board,
+            json!({"player_id": player, "score": 100 - i}),
+        );
+        assert_eq!(s, 200, "{j}");
+    }
+    reads_named_as(&server, &admin, &board, &expect);
+    assert_eq!(
+        metric(&server, "dm_leaderboard_name_lookups_total"),
+        0.0,
+        "the writes taught the shard every name"
+    );
+    let banned = expect.remove(1);
+    let status = |server: &Server, player: i64, s: &str| {
+        let r = server
+            .call("PUT", &format!("/api/v1/players/{player}"))
+            .token(&admin)
+            .json(json!({"status": s}))
+            .send();
+        assert_eq!(r.status, 200, "{}", r.text());
+    };
+    status(&server, banned.0, "banned");
+    reads_named_as(&server, &admin, &board, &expect);
+    status(&server, banned.0, "active");
+    expect.insert(1, banned);
+    reads_named_as(&server, &admin, &board, &expect);
+    // A restart forgets the names: the first reads look them up, the next
+    // ones find them in the cache.
+    server.restart();
+    reads_named_as(&server, &admin, &board, &expect);
+    let looked_up = metric(&server, "dm_leaderboard_name_lookups_total");
+    assert!(looked_up >= 1.0, "{looked_up}");
+    reads_named_as(&server, &admin, &board, &expect);
+    assert_eq!(
+        metric(&server, "dm_leaderboard_name_lookups_total"),
+        looked_up
+    );
+    assert_eq!(metric(&server, "dm_leaderboard_sql_answers_total"), 0.0);
+
+    // Redis unreachable: every read is answered from SQL, names included.
+    let dead = common::loopback_addr();
+    let server = node(&format!("{p}-b"), &format!("redis://{dead}")).start();
+    let admin = server.admin_token();
+    let gs = server.server_token("game1");
+    assert_eq!(create(&server, &admin, json!({"id": board})).0, 201);
+    // A database of its own: players of its own.
+    let expect: Vec<(i64, String)> = (0..5)
+        .map(|i| {
+            let name = format!("{p}d{i}");
+            (server.player("game1", &name).0, name)
+        })
+        .collect();
+    for (i, (player, _)) in expect.iter().enumerate() {
+        let (s, j) = score(
+            &server,
+            &gs,
+            &board,
+            json!({"player_id": player, "score": 100 - i}),
+        );
+        assert_eq!(s, 200, "{j}");
+        assert_eq!(j["data"]["record"]["rank"].as_i64(), Some(1 + i as i64));
+    }
+    reads_named_as(&server, &admin, &board, &expect);
+    assert!(metric(&server, "dm_leaderboard_sql_answers_total") >= 3.0);
+}

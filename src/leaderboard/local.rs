@@ -5,8 +5,8 @@
 //! periods), a page at a time; writes that arrive meanwhile are applied at
 //! once, and the record versions decide between a write and a loaded row.
 
-use super::rank_index::{RankIndex, RankKey};
-use super::{Ranked, ViewKey};
+use super::rank_index::{Loaded, RankIndex, RankKey};
+use super::{around_start, Ranked, ViewKey, ViewRecord};
 use futures_channel::oneshot;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -37,12 +37,13 @@ impl Hasher for Fnv {
     }
 }
 
-/// One view: the index, what its load from SQL has read so far, and
-/// whether the load has finished.
+/// One view: the index (with each record's username, so that a read needs
+/// no SQL), what its load from SQL has read so far, and whether the load
+/// has finished.
 #[derive(Default)]
 pub struct LocalView {
     index: RefCell<RankIndex>,
-    loading: RefCell<Vec<(RankKey, i64)>>,
+    loading: RefCell<Loaded>,
     ready: Cell<bool>,
     waiting: RefCell<Vec<oneshot::Sender<bool>>>,
 }
@@ -64,10 +65,13 @@ impl LocalView {
         self.ready.get()
     }
 
-    /// Keeps a page of records its load read (applied at the end, in one
-    /// sort).
-    pub fn load_page(&self, records: impl IntoIterator<Item = (RankKey, i64)>) {
-        self.loading.borrow_mut().extend(records);
+    /// Keeps a page of records its load read, with their players'
+    /// usernames (applied at the end, in one sort).
+    pub fn load_page<'a>(&self, records: impl IntoIterator<Item = (RankKey, i64, &'a str)>) {
+        let mut loading = self.loading.borrow_mut();
+        for (key, version, username) in records {
+            loading.push(key, version, username);
+        }
     }
 
     /// Ends the load (`ok` false: it failed) and wakes the waiting readers:
@@ -78,8 +82,8 @@ impl LocalView {
         if ok {
             let mut built = RankIndex::build(records);
             let mut index = self.index.borrow_mut();
-            for (k, v) in index.entries() {
-                built.apply(k, v);
+            for (k, v, name) in index.entries() {
+                built.apply(k, v, name);
             }
             *index = built;
         }
@@ -89,12 +93,18 @@ impl LocalView {
         }
     }
 
-    /// Applies a record of version `version`, unless the view holds a
-    /// newer one: the player's rank before and after.
-    pub fn apply(&self, key: RankKey, version: i64) -> (Option<usize>, Option<usize>) {
+    /// Applies a record of version `version` of a player named
+    /// `username` ("": keep the name held), unless the view holds a newer
+    /// one: the player's rank before and after.
+    pub fn apply(
+        &self,
+        key: RankKey,
+        version: i64,
+        username: &str,
+    ) -> (Option<usize>, Option<usize>) {
         let mut index = self.index.borrow_mut();
         let before = index.rank(key.player_id);
-        index.apply(key, version);
+        index.apply(key, version, username);
         (before, index.rank(key.player_id))
     }
 
@@ -103,14 +113,28 @@ impl LocalView {
         self.index.borrow_mut().remove(player_id);
     }
 
-    /// A player's rank and key.
+    /// A player's rank and record.
     pub fn ranked(&self, player_id: i64) -> Option<Ranked> {
-        self.index.borrow().ranked(player_id)
+        let index = self.index.borrow();
+        let (rank, key) = index.ranked(player_id)?;
+        Some((rank, record(&index, key)))
     }
 
-    /// Up to `limit` keys from rank `from` (1-based).
-    pub fn range(&self, from: usize, limit: usize) -> Vec<RankKey> {
-        self.index.borrow().range(from, limit)
+    /// Up to `limit` records from rank `from` (1-based).
+    pub fn range(&self, from: usize, limit: usize) -> Vec<ViewRecord> {
+        let index = self.index.borrow();
+        index
+            .range(from, limit)
+            .into_iter()
+            .map(|k| record(&index, k))
+            .collect()
+    }
+
+    /// Up to `limit` records around a player's (see [`around_start`]) and
+    /// the rank of the first; `None` when the player has no record.
+    pub fn around(&self, player_id: i64, limit: usize) -> Option<(usize, Vec<ViewRecord>)> {
+        let from = around_start(self.index.borrow().rank(player_id)?, limit);
+        Some((from, self.range(from, limit)))
     }
 
     /// Records held.
@@ -121,6 +145,13 @@ impl LocalView {
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+fn record(index: &RankIndex, key: RankKey) -> ViewRecord {
+    ViewRecord {
+        key,
+        username: index.username(key.player_id).to_string(),
     }
 }
 
@@ -204,7 +235,16 @@ mod tests {
             written_at: 0,
             player_id: 7,
         };
-        assert_eq!(v.apply(k, 1), (None, Some(1)));
+        assert_eq!(v.apply(k, 1, "seven"), (None, Some(1)));
+        v.load_page([(
+            RankKey {
+                player_id: 8,
+                score: 2,
+                ..k
+            },
+            1,
+            "eight",
+        )]);
         let waiter = futures_lite::future::block_on(async {
             let wait = v.ready();
             futures_lite::pin!(wait);
@@ -214,6 +254,20 @@ mod tests {
         });
         assert!(waiter);
         assert!(futures_lite::future::block_on(v.ready()));
+        let names = |records: Vec<ViewRecord>| -> Vec<String> {
+            records.into_iter().map(|r| r.username).collect()
+        };
+        assert_eq!(names(v.range(1, 5)), ["seven", "eight"]);
+        assert_eq!(
+            v.ranked(8).map(|(rank, r)| (rank, r.username)),
+            Some((2, "eight".into()))
+        );
+        let (from, around) = v.around(8, 3).unwrap_or_default();
+        assert_eq!(
+            (from, names(around)),
+            (1, vec!["seven".into(), "eight".into()])
+        );
+        assert!(v.around(9, 3).is_none());
         views.forget_before("g", "b", 1);
         assert!(views.existing(&key).is_none());
     }

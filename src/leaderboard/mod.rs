@@ -6,9 +6,12 @@
 //!   it owns when there is no Redis ([`local`] holds a shard's views).
 //! - [`member`]: a record as a Redis sorted-set member whose byte order is
 //!   the rank order, for the views kept in Redis (`service/board_views.rs`).
+//! - [`name_cache`]: the usernames a shard looked up for the Redis views,
+//!   which hold none (the local views keep their records' names).
 
 pub mod local;
 pub mod member;
+pub mod name_cache;
 pub mod rank_index;
 
 use crate::store::{BoardEntry, BoardSort};
@@ -56,14 +59,28 @@ pub fn scores_of(sort: BoardSort, key: &RankKey) -> (i64, i64) {
 /// What is asked of a view.
 #[derive(Debug, Clone)]
 pub enum ViewOp {
-    /// Apply a record of this version (unless the view holds a newer one).
-    Apply(RankKey, i64),
+    /// Apply a record of this version (unless the view holds a newer one),
+    /// its player's username with it ("" when not known here).
+    Apply(RankKey, i64, String),
     /// Take a player's record out.
     Remove(i64),
     /// One player's rank.
     Ranked(i64),
     /// Keys from a rank (1-based), at most a number.
     Range(usize, usize),
+    /// At most a number of records around a player's, the player's in the
+    /// middle (`GET .../around/{player_id}` in one call).
+    Around(i64, usize),
+}
+
+/// A record as a view answers it: its key, and its player's username —
+/// "" when the view does not hold names (Redis): the caller looks it up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewRecord {
+    /// The record's place in the order.
+    pub key: RankKey,
+    /// The player's username, or "".
+    pub username: String,
 }
 
 /// A view's answer.
@@ -73,17 +90,26 @@ pub enum ViewAnswer {
     Applied(Option<usize>, Option<usize>),
     /// Removed.
     Removed,
-    /// The player's rank and key, if it has a record.
+    /// The player's rank and record, if it has one.
     Ranked(Option<Ranked>),
-    /// Keys in rank order.
-    Range(Vec<RankKey>),
+    /// Records in rank order.
+    Range(Vec<ViewRecord>),
+    /// The rank of the first of the records around a player, and the
+    /// records in rank order; `None` when the player has no record.
+    Around(Option<(usize, Vec<ViewRecord>)>),
     /// The view cannot answer: read SQL instead.
     Unavailable,
 }
 
 /// A rank as a view answers it: the player's place (1 for the best) and
-/// its key.
-pub type Ranked = (usize, RankKey);
+/// its record.
+pub type Ranked = (usize, ViewRecord);
+
+/// Where the records around a player of rank `rank` start (1-based), at
+/// most `limit` of them with the player's in the middle.
+pub fn around_start(rank: usize, limit: usize) -> usize {
+    rank.saturating_sub(limit.saturating_sub(1) / 2).max(1)
+}
 
 #[cfg(test)]
 mod tests {

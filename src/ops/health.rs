@@ -423,13 +423,18 @@ impl Operations {
         let hub = self.services.sockets();
         let f = hub.figures();
         let (views, view_records) = self.services.board_view_sizes();
-        let realtime: [(&'static str, &str, u64); 9] = [
+        let realtime: [(&'static str, &str, u64); 10] = [
             ("dm_leaderboard_views", "", views as u64),
             ("dm_leaderboard_view_records", "", view_records as u64),
             (
                 "dm_leaderboard_sql_answers_total",
                 "",
                 self.services.board_sql_answers(),
+            ),
+            (
+                "dm_leaderboard_name_lookups_total",
+                "",
+                self.services.board_name_lookups(),
             ),
             ("dm_ws_sockets", "", hub.sockets() as u64),
             ("dm_ws_queued", "", hub.queued() as u64),

@@ -8,7 +8,8 @@
 
 use super::Services;
 use crate::leaderboard::local::{self, LocalView};
-use crate::leaderboard::{member, rank_key, ViewAnswer, ViewKey, ViewOp};
+use crate::leaderboard::rank_index::RankKey;
+use crate::leaderboard::{member, rank_key, ViewAnswer, ViewKey, ViewOp, ViewRecord};
 use crate::mesh::ShardMessage;
 use crate::redis::Reply;
 use crate::store::{BoardEntry, BoardReset, BoardSort};
@@ -82,6 +83,24 @@ table.insert(out, 1, ready)
 return out
 ";
 
+/// The records around a player's: `{ready, start, member, ...}` with the
+/// 0-based rank of the first, start -1 when the player has none. ARGV =
+/// player, records before the player's, records.
+const AROUND: &str = r"
+local ready = redis.call('EXISTS', KEYS[3])
+local cur = redis.call('HGET', KEYS[2], ARGV[1])
+if not cur then return {ready, -1} end
+local m = string.sub(cur, string.find(cur, ':', 1, true) + 1)
+local r = redis.call('ZRANK', KEYS[1], m)
+if not r then return {ready, -1} end
+local start = r - tonumber(ARGV[2])
+if start < 0 then start = 0 end
+local out = redis.call('ZRANGE', KEYS[1], start, start + tonumber(ARGV[3]) - 1)
+table.insert(out, 1, start)
+table.insert(out, 1, ready)
+return out
+";
+
 /// Takes a player's record out.
 const REMOVE: &str = r"
 local cur = redis.call('HGET', KEYS[2], ARGV[1])
@@ -134,6 +153,26 @@ fn rank_of(i: i64) -> Option<usize> {
     (i >= 0).then(|| i as usize + 1)
 }
 
+/// A record of a Redis view: its key; the name is looked up by the caller
+/// (members hold no names).
+fn unnamed(key: RankKey) -> ViewRecord {
+    ViewRecord {
+        key,
+        username: String::new(),
+    }
+}
+
+/// The records members stand for, in their order.
+fn members(items: &[Reply]) -> Vec<ViewRecord> {
+    items
+        .iter()
+        .filter_map(|m| match m {
+            Reply::Bulk(Some(m)) => member::decode(m).map(unnamed),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A Redis answer read as a view's, or `None` when the view is not built.
 fn redis_answer(op: &ViewOp, reply: &Reply) -> Option<ViewAnswer> {
     let items = reply.as_array()?;
@@ -150,7 +189,7 @@ fn redis_answer(op: &ViewOp, reply: &Reply) -> Option<ViewAnswer> {
             }
             let rank = rank_of(int(items.get(1))?);
             let key = match items.get(2) {
-                Some(Reply::Bulk(Some(m))) => member::decode(m),
+                Some(Reply::Bulk(Some(m))) => member::decode(m).map(unnamed),
                 _ => None,
             };
             Some(ViewAnswer::Ranked(rank.zip(key)))
@@ -159,14 +198,16 @@ fn redis_answer(op: &ViewOp, reply: &Reply) -> Option<ViewAnswer> {
             if int(items.first())? != 1 {
                 return None;
             }
-            let keys = items[1..]
-                .iter()
-                .filter_map(|m| match m {
-                    Reply::Bulk(Some(m)) => member::decode(m),
-                    _ => None,
-                })
-                .collect();
-            Some(ViewAnswer::Range(keys))
+            Some(ViewAnswer::Range(members(&items[1..])))
+        }
+        ViewOp::Around(..) => {
+            if int(items.first())? != 1 {
+                return None;
+            }
+            let from = rank_of(int(items.get(1))?);
+            Some(ViewAnswer::Around(from.map(|from| {
+                (from, members(items.get(2..).unwrap_or_default()))
+            })))
         }
     }
 }
@@ -204,12 +245,12 @@ impl Services {
     pub async fn ask_local_view(&self, key: ViewKey, sort: BoardSort, op: ViewOp) -> ViewAnswer {
         let view = self.local_view(&key, sort);
         match op {
-            ViewOp::Apply(k, version) => {
+            ViewOp::Apply(k, version, username) => {
                 let was_ready = view.is_ready();
                 if !view.ready().await {
                     return ViewAnswer::Unavailable;
                 }
-                let (before, after) = view.apply(k, version);
+                let (before, after) = view.apply(k, version, &username);
                 // A view loaded meanwhile already held the record: its rank
                 // before the write is unknown.
                 ViewAnswer::Applied(before.filter(|_| was_ready), after)
@@ -224,6 +265,10 @@ impl Services {
             },
             ViewOp::Range(from, limit) => match view.ready().await {
                 true => ViewAnswer::Range(view.range(from, limit)),
+                false => ViewAnswer::Unavailable,
+            },
+            ViewOp::Around(player, limit) => match view.ready().await {
+                true => ViewAnswer::Around(view.around(player, limit)),
                 false => ViewAnswer::Unavailable,
             },
         }
@@ -247,9 +292,11 @@ impl Services {
                         .await
                     {
                         Ok(page) => {
-                            view.load_page(page.iter().map(|e| (rank_key(sort, e), e.version)));
+                            view.load_page(
+                                page.iter().map(|(e, name)| (rank_key(sort, e), e.version, name.as_str())),
+                            );
                             match page.last() {
-                                Some(last) if page.len() as i64 == LOAD_PAGE => after = last.player_id,
+                                Some((last, _)) if page.len() as i64 == LOAD_PAGE => after = last.player_id,
                                 _ => break,
                             }
                         }
@@ -279,7 +326,7 @@ impl Services {
         };
         let keys = redis_keys(key);
         let call = match &op {
-            ViewOp::Apply(k, version) => eval(
+            ViewOp::Apply(k, version, _) => eval(
                 APPLY,
                 &keys[..3],
                 vec![
@@ -304,6 +351,15 @@ impl Services {
                     ],
                 )
             }
+            ViewOp::Around(player, limit) => eval(
+                AROUND,
+                &keys[..3],
+                vec![
+                    player.to_string().into_bytes(),
+                    (limit.saturating_sub(1) / 2).to_string().into_bytes(),
+                    limit.to_string().into_bytes(),
+                ],
+            ),
         };
         for attempt in 0..2 {
             let reply = match registry.redis().command(call.clone()).await {
@@ -396,7 +452,7 @@ impl Services {
             }
             records += page.len();
             match page.last() {
-                Some(last) if page.len() as i64 == LOAD_PAGE => after = last.player_id,
+                Some((last, _)) if page.len() as i64 == LOAD_PAGE => after = last.player_id,
                 _ => break,
             }
         }
@@ -554,9 +610,9 @@ impl Services {
     }
 }
 
-fn load_args(sort: BoardSort, entries: &[BoardEntry]) -> Vec<Vec<u8>> {
+fn load_args(sort: BoardSort, entries: &[(BoardEntry, String)]) -> Vec<Vec<u8>> {
     let mut args = Vec::with_capacity(entries.len() * 3);
-    for e in entries {
+    for (e, _) in entries {
         args.push(e.player_id.to_string().into_bytes());
         args.push(e.version.to_string().into_bytes());
         args.push(member::encode(&rank_key(sort, e)));

@@ -7,7 +7,9 @@
 use super::{require_player, Services};
 use crate::clock;
 use crate::error::ApiError;
-use crate::leaderboard::{rank_key, scores_of, ViewAnswer, ViewKey, ViewOp};
+use crate::leaderboard::{
+    around_start, rank_key, scores_of, ViewAnswer, ViewKey, ViewOp, ViewRecord,
+};
 use crate::service::auth::{Caller, Role};
 use crate::store::{
     Board, BoardEntry, BoardOperator, BoardRecord, BoardReset, BoardSort, NoticeKind, Rule,
@@ -16,7 +18,6 @@ use crate::store::{
 use crate::validate;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 
 /// Most records one read answers.
 pub const MAX_LIMIT: i64 = 100;
@@ -345,12 +346,17 @@ impl Services {
             return Ok(answer(None));
         }
         let entry = written.entry;
+        self.learn_board_name(game_id, player_id, &written.username);
         let key = view_key(game_id, &board, period);
         let applied = self
             .ask_view(
                 &key,
                 board.sort,
-                ViewOp::Apply(rank_key(board.sort, &entry), entry.version),
+                ViewOp::Apply(
+                    rank_key(board.sort, &entry),
+                    entry.version,
+                    written.username.clone(),
+                ),
             )
             .await;
         let rank = match applied {
@@ -442,7 +448,6 @@ impl Services {
         limit: i64,
     ) -> Result<Vec<BoardRecord>, ApiError> {
         let key = view_key(game_id, board, period);
-        let game = self.game(game_id)?;
         match self
             .ask_view(
                 &key,
@@ -451,38 +456,48 @@ impl Services {
             )
             .await
         {
-            ViewAnswer::Range(keys) => {
-                let ids: Vec<i64> = keys.iter().map(|k| k.player_id).collect();
-                let names: HashMap<i64, String> = game
-                    .store
-                    .run(async move |s| s.shown_usernames(&ids).await)
-                    .await?
-                    .into_iter()
-                    .collect();
-                Ok(keys
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, k)| {
-                        let (score, subscore) = scores_of(board.sort, k);
-                        Some(BoardRecord {
-                            rank: offset + i as i64 + 1,
-                            player_id: k.player_id,
-                            username: names.get(&k.player_id)?.clone(),
-                            score,
-                            subscore,
-                        })
-                    })
-                    .collect())
+            ViewAnswer::Range(records) => {
+                self.board_records_named(game_id, board, offset + 1, records)
+                    .await
             }
             _ => {
                 self.answered_from_sql();
                 let b = board.clone();
-                Ok(game
+                Ok(self
+                    .game(game_id)?
                     .store
                     .run(async move |s| s.board_records(&b, period, offset, limit).await)
                     .await?)
             }
         }
+    }
+
+    /// A view's records from rank `from` as answered: with their usernames
+    /// (looked up for the views that hold none), those of players who do
+    /// not show left out.
+    async fn board_records_named(
+        &self,
+        game_id: &str,
+        board: &Board,
+        from: i64,
+        mut records: Vec<ViewRecord>,
+    ) -> Result<Vec<BoardRecord>, ApiError> {
+        self.fill_board_names(game_id, &mut records).await?;
+        Ok(records
+            .into_iter()
+            .enumerate()
+            .filter(|(_, r)| !r.username.is_empty())
+            .map(|(i, r)| {
+                let (score, subscore) = scores_of(board.sort, &r.key);
+                BoardRecord {
+                    rank: from + i as i64,
+                    player_id: r.key.player_id,
+                    username: r.username,
+                    score,
+                    subscore,
+                }
+            })
+            .collect())
     }
 
     /// One player's record with its rank: from the view, or from SQL.
@@ -494,35 +509,67 @@ impl Services {
         player_id: i64,
     ) -> Result<Option<BoardRecord>, ApiError> {
         let key = view_key(game_id, board, period);
-        let game = self.game(game_id)?;
         match self
             .ask_view(&key, board.sort, ViewOp::Ranked(player_id))
             .await
         {
             ViewAnswer::Ranked(None) => Ok(None),
-            ViewAnswer::Ranked(Some((rank, k))) => {
-                let ids = [player_id];
-                let name = game
-                    .store
-                    .run(async move |s| s.shown_usernames(&ids).await)
-                    .await?
-                    .pop();
-                let (score, subscore) = scores_of(board.sort, &k);
-                Ok(name.map(|(_, username)| BoardRecord {
-                    rank: rank as i64,
-                    player_id,
-                    username,
-                    score,
-                    subscore,
-                }))
-            }
+            ViewAnswer::Ranked(Some((rank, record))) => Ok(self
+                .board_records_named(game_id, board, rank as i64, vec![record])
+                .await?
+                .pop()),
             _ => {
                 self.answered_from_sql();
                 let b = board.clone();
-                Ok(game
+                Ok(self
+                    .game(game_id)?
                     .store
                     .run(async move |s| s.board_record(&b, period, player_id).await)
                     .await?)
+            }
+        }
+    }
+
+    /// At most `limit` records around a player's, the player's in the
+    /// middle: one call to the view (or two reads of SQL when it cannot
+    /// answer); `None` when the player has no record.
+    async fn records_around(
+        &self,
+        game_id: &str,
+        board: &Board,
+        period: i64,
+        player_id: i64,
+        limit: i64,
+    ) -> Result<Option<Vec<BoardRecord>>, ApiError> {
+        let key = view_key(game_id, board, period);
+        match self
+            .ask_view(&key, board.sort, ViewOp::Around(player_id, limit as usize))
+            .await
+        {
+            ViewAnswer::Around(None) => Ok(None),
+            ViewAnswer::Around(Some((from, records))) => Ok(Some(
+                self.board_records_named(game_id, board, from as i64, records)
+                    .await?,
+            )),
+            _ => {
+                self.answered_from_sql();
+                let b = board.clone();
+                let Some(mine) = self
+                    .game(game_id)?
+                    .store
+                    .run(async move |s| s.board_record(&b, period, player_id).await)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let offset = around_start(mine.rank as usize, limit as usize) as i64 - 1;
+                let b = board.clone();
+                Ok(Some(
+                    self.game(game_id)?
+                        .store
+                        .run(async move |s| s.board_records(&b, period, offset, limit).await)
+                        .await?,
+                ))
             }
         }
     }
@@ -584,14 +631,10 @@ impl Services {
         let period = self.period_of(&board, period)?;
         let limit = limit.unwrap_or(DEFAULT_LIMIT.min(11));
         validate::in_range("limit", limit, 1..=MAX_LIMIT)?;
-        let mine = self
-            .ranked_record(game_id, &board, period, player_id)
+        let records = self
+            .records_around(game_id, &board, period, player_id, limit)
             .await?
             .ok_or_else(|| ApiError::not_found("the player has no record on this leaderboard"))?;
-        let offset = (mine.rank - 1 - (limit - 1) / 2).max(0);
-        let records = self
-            .ranked_records(game_id, &board, period, offset, limit)
-            .await?;
         Ok(json!({
             "board": board.id,
             "period": board.reset.period_name(period),
@@ -622,19 +665,24 @@ impl Services {
     /// into the views of its boards, a banned or deleted one's come out.
     pub(super) async fn board_player_shown(&self, game_id: &str, player_id: i64, shown: bool) {
         let Ok(game) = self.game(game_id) else { return };
+        self.forget_board_name(game_id, player_id);
         let found = game
             .store
             .run(async move |s| {
                 let entries = s.player_entries(player_id).await?;
-                let boards = if entries.is_empty() {
-                    Vec::new()
-                } else {
-                    s.boards().await?
+                if entries.is_empty() {
+                    return Ok::<_, StoreError>((entries, Vec::new(), String::new()));
+                }
+                let boards = s.boards().await?;
+                // The views keep the name with the record (read once here).
+                let name = match shown {
+                    true => s.shown_usernames(&[player_id]).await?.pop(),
+                    false => None,
                 };
-                Ok::<_, StoreError>((entries, boards))
+                Ok((entries, boards, name.map(|(_, n)| n).unwrap_or_default()))
             })
             .await;
-        let (entries, boards) = match found {
+        let (entries, boards, username) = match found {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(game = game_id, player_id, error = %e, "leaderboard views not updated for a status change");
@@ -646,7 +694,11 @@ impl Services {
                 continue;
             };
             let op = match shown {
-                true => ViewOp::Apply(rank_key(board.sort, &entry), entry.version),
+                true => ViewOp::Apply(
+                    rank_key(board.sort, &entry),
+                    entry.version,
+                    username.clone(),
+                ),
                 false => ViewOp::Remove(player_id),
             };
             self.ask_view(&view_key(game_id, board, period), board.sort, op)

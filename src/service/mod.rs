@@ -18,6 +18,7 @@ macro_rules! business_event {
 
 pub mod audit;
 pub mod auth;
+pub mod board_names;
 pub mod board_views;
 pub mod budgets;
 pub mod connection_roles;
@@ -88,6 +89,10 @@ pub struct Services {
     relay: Relay,
     board_views: Rc<crate::leaderboard::local::LocalViews>,
     board_sql_answers: std::cell::Cell<u64>,
+    /// Usernames looked up for reads of views that hold none (Redis).
+    board_names: RefCell<crate::leaderboard::name_cache::NameCache>,
+    /// Reads that needed a SQL lookup of usernames.
+    board_name_lookups: std::cell::Cell<u64>,
     /// Board definitions this shard read lately, with when.
     known_boards: RefCell<
         std::collections::HashMap<(String, String), (crate::store::Board, std::time::Instant)>,
@@ -178,6 +183,8 @@ impl Services {
             relay: Relay::default(),
             board_views: Rc::default(),
             board_sql_answers: std::cell::Cell::new(0),
+            board_names: RefCell::default(),
+            board_name_lookups: std::cell::Cell::new(0),
             known_boards: RefCell::default(),
             shard: links.shard,
         })

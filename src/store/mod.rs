@@ -350,16 +350,16 @@ pub trait BoardStore {
         &'a self,
         write: &'a ScoreWrite<'a>,
     ) -> StoreFuture<'a, Option<ScoreWritten>>;
-    /// Records of a period of players who show, by player id after
-    /// `after_player`, at most `limit`: how a rank view is rebuilt, a page
-    /// at a time.
+    /// Records of a period of players who show, with their usernames, by
+    /// player id after `after_player`, at most `limit`: how a rank view is
+    /// rebuilt, a page at a time.
     fn board_entries<'a>(
         &'a self,
         board_id: &'a str,
         period: i64,
         after_player: i64,
         limit: i64,
-    ) -> StoreFuture<'a, Vec<BoardEntry>>;
+    ) -> StoreFuture<'a, Vec<(BoardEntry, String)>>;
     /// Every record of one player (board, period, record): what a status
     /// change adds to or takes from the views.
     fn player_entries(&self, player_id: i64) -> StoreFuture<'_, Vec<(String, i64, BoardEntry)>>;

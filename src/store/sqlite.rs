@@ -4,6 +4,15 @@
 //! the log is synced at checkpoints only, which survives a crash of the
 //! process but may lose the last commits to a power loss.
 //!
+//! Reads go through a memory mapping of the file ([`MMAP_BYTES`], `PRAGMA
+//! mmap_size`): SQLite reads a page in place instead of copying it with
+//! `pread` into each connection's own page cache — a leaderboard read at a
+//! million records took 22 % less server CPU with it (bench/RESULTS.md,
+//! issue 27). The mapped pages are the kernel's page cache of the file,
+//! shared by every connection and given back under memory pressure like
+//! any cached file; they add no heap (RssAnon), only address space, and
+//! count in VmRSS as file pages (RssFile) once touched.
+//!
 //! A shard's `SqliteBackend` keeps a small pool of connections that only that
 //! shard's blocking threads use. SQLite serialises writers itself; write
 //! transactions start with `BEGIN IMMEDIATE` so two writers never deadlock on
@@ -19,6 +28,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+/// How much of a database file a connection maps for its reads (1 GiB; a
+/// larger file is read with `pread` beyond it). A fixed choice: the
+/// mapping holds no memory of its own (see the module's documentation),
+/// and SQLite's build caps it at 2 GiB.
+pub const MMAP_BYTES: u64 = 1 << 30;
 
 thread_local! {
     /// The value the last statement on this thread gave `LAST_INSERT_ID(x)`:
@@ -135,7 +150,8 @@ impl SqliteBackend {
             Durability::Normal => "NORMAL",
         };
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; \
+             PRAGMA mmap_size = {MMAP_BYTES};"
         ))
         .map_err(map_err)?;
         conn.set_prepared_statement_cache_capacity(64);

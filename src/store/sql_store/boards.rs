@@ -337,11 +337,11 @@ impl<B: Backend> BoardStore for SqlStore<B> {
         period: i64,
         after_player: i64,
         limit: i64,
-    ) -> StoreFuture<'a, Vec<BoardEntry>> {
+    ) -> StoreFuture<'a, Vec<(BoardEntry, String)>> {
         Box::pin(self.read_one(async move |c| {
             c.query(
                 &format!(
-                    "SELECT {ENTRY_COLUMNS} FROM leaderboard_records r {SHOWN} \
+                    "SELECT {ENTRY_COLUMNS}, p.username FROM leaderboard_records r {SHOWN} \
                      WHERE r.board_id = ? AND r.period = ? AND r.player_id > ? \
                      ORDER BY r.player_id LIMIT ?"
                 ),
@@ -349,7 +349,10 @@ impl<B: Backend> BoardStore for SqlStore<B> {
             )
             .await?
             .iter()
-            .map(entry_from)
+            .map(|r| {
+                let entry = entry_from(r)?;
+                row_of("players", r, |r| Ok((entry, r.text(5)?)))
+            })
             .collect()
         }))
     }
