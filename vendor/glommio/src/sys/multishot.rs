@@ -331,6 +331,17 @@ impl MultishotState {
         e.orphan = true;
         e.waker = None;
         e.pending = Vec::new();
+        if e.armed && !e.stopping {
+            // A receive still queued here never reached the kernel: a
+            // cancellation (submitted first) would miss it and leave it
+            // armed on a socket no one reads.
+            let user_data = MULTISHOT_TAG | slot as u64;
+            let mut q = self.queue.borrow_mut();
+            if let Some(at) = q.submissions.iter().position(|d| d.user_data == user_data) {
+                q.submissions.remove(at);
+                e.armed = false;
+            }
+        }
         if e.armed {
             if !e.stopping {
                 e.stopping = Self::cancel(&self.queue, slot);
