@@ -14,7 +14,7 @@ CONNS=${CONNS:-64}
 IDLE=${IDLE:-10000}
 BIN=${SERVER_BIN:-$PWD/target/release/datamiddleware}
 WORK=$(mktemp -d /tmp/dm-ms.XXXXXX)
-ulimit -n 65536
+ulimit -n 65536 2>/dev/null || true
 PID=""
 stop() { if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=""; fi; }
 trap 'stop; rm -rf "$WORK"' EXIT
