@@ -21,11 +21,15 @@ command -v nginx >/dev/null 2>&1 && command -v wrk >/dev/null 2>&1 || apt_instal
 ROUNDS="${ROUNDS:-5}"
 DURATION="${DURATION:-5}"
 CONNS="${CONNS:-64}"
-STATIC=127.0.0.1:18590 # nginx static, alone (shape 1)
-NODE_PORT=18581        # the server (shape 1 directly, shape 2 behind FRONT_NODE)
-FRONT_NODE_PORT=18580  # shipped config -> the server
-FRONT_STATIC_PORT=18570
-UPSTREAM_STATIC=127.0.0.1:18571 # shipped config -> this static nginx
+# Ports: SHAPES_STATIC_PORT, SHAPES_FRONT_NODE_PORT and SHAPES_FRONT_STATIC_PORT
+# move them (the shipped config's upstreams are the front's port + 1, their
+# TCP ports + 1000), so two sessions on one machine do not collide.
+STATIC=127.0.0.1:${SHAPES_STATIC_PORT:-18590} # nginx static, alone (shape 1)
+FRONT_NODE_PORT=${SHAPES_FRONT_NODE_PORT:-18580} # shipped config -> the server
+NODE_PORT=$((FRONT_NODE_PORT + 1)) # the server (shape 1 directly, shape 2 behind FRONT_NODE)
+NODE_TCP_PORT=$((NODE_PORT + 1000))
+FRONT_STATIC_PORT=${SHAPES_FRONT_STATIC_PORT:-18570}
+UPSTREAM_STATIC=127.0.0.1:$((FRONT_STATIC_PORT + 1)) # shipped config -> this static nginx
 WORK=$(mktemp -d /tmp/dm-shapes.XXXXXX)
 ulimit -n 65536 2>/dev/null || true
 
@@ -54,9 +58,9 @@ trap cleanup EXIT
 
 start_server() { # pin (true|false)
   stop_server
-  require_free_port 127.0.0.1:$NODE_PORT 127.0.0.1:19581
+  require_free_port 127.0.0.1:$NODE_PORT 127.0.0.1:$NODE_TCP_PORT
   (cd "$WORK" && exec env DM_NODE_PIN="$1" DM_HTTP_LISTEN=127.0.0.1:$NODE_PORT \
-    DM_TCP_LISTEN=127.0.0.1:19581 DM_LOG_LEVEL=warn DM_AUTH_JWT_SECRET="$JWT_SECRET" \
+    DM_TCP_LISTEN=127.0.0.1:$NODE_TCP_PORT DM_LOG_LEVEL=warn DM_AUTH_JWT_SECRET="$JWT_SECRET" \
     DM_AUTH_RATE_LIMIT_PER_IP_PER_MIN=2000000000 "$BIN" >>"$WORK/server.log" 2>&1) &
   SERVER_PID=$!
   for _ in $(seq 1 100); do

@@ -106,6 +106,9 @@ pub async fn run<C: Codec>(
 ) -> Option<Handover<C>> {
     let mut codec = open(&stream);
     let _ = stream.set_nodelay(true);
+    // One receive kept armed for the connection's life: no readiness poll
+    // and `recv` per request (falls back by itself where it cannot).
+    stream.use_multishot_recv();
     let guard = shard.track(stream.as_raw_fd());
     let mut buf = crate::buffer::ReadBuffer::with_capacity(mem.first);
     // What the buffer holds beyond a read chunk, out of the shard's budget.

@@ -60,6 +60,7 @@ pub mod probe;
 pub mod protocol;
 pub mod rate_limit;
 pub mod realtime;
+pub mod recv_ring;
 pub mod redis;
 pub mod runtime;
 pub mod service;

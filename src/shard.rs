@@ -37,6 +37,8 @@ pub struct Shard {
     pub trusted_proxies: TrustedProxies,
     /// This shard's share of `node.max_buffered_bytes`.
     pub buffers: Rc<BufferBudget>,
+    /// What the shard's multishot receive ring holds of `buffers`.
+    _recv_ring: Option<crate::buffer::Reservation>,
     /// This shard's request counters and latency histograms.
     pub metrics: crate::metrics::Metrics,
     /// This shard's open TCP connections by role.
@@ -70,8 +72,10 @@ impl Shard {
             TrustedProxies::parse(&config.http.trusted_proxies).unwrap_or_default();
         let shards = node.gauges.len().max(1);
         let buffers = BufferBudget::new(config.node.max_buffered_bytes / shards);
+        let recv_ring = crate::recv_ring::configure(&config.node, &buffers);
         Shard {
             buffers,
+            _recv_ring: recv_ring,
             trusted_proxies,
             id,
             config,

@@ -105,6 +105,13 @@ pub struct NodeConfig {
     /// node may buffer together beyond a base of 16 KiB each; a request
     /// that does not fit gets 503 / 0xE006 and its connection is closed.
     pub max_buffered_bytes: usize,
+    /// Read client connections through one multishot receive kept armed
+    /// per connection (io_uring, kernel 6.0+) instead of a readiness poll
+    /// and a `recv` per request; off, or on an older kernel, the old path.
+    pub multishot_recv: bool,
+    /// Buffers (4 KiB each, a power of two) in each shard's provided buffer
+    /// ring for multishot receive; counted in `max_buffered_bytes`.
+    pub recv_ring_buffers: usize,
 }
 
 /// `[http]`: the HTTP/1.1 listener and its limits.
@@ -424,6 +431,8 @@ impl Default for NodeConfig {
             blocking_threads: 4,
             shutdown_grace_ms: 10_000,
             max_buffered_bytes: 128 * 1024 * 1024,
+            multishot_recv: true,
+            recv_ring_buffers: 64,
         }
     }
 }

@@ -37,6 +37,12 @@ impl Config {
                 "key `node.max_buffered_bytes`: at least 1048576 (1 MiB)",
             ));
         }
+        let ring = self.node.recv_ring_buffers;
+        if !(1..=32768).contains(&ring) || !ring.is_power_of_two() {
+            return Err(err(
+                "key `node.recv_ring_buffers`: a power of two from 1 to 32768",
+            ));
+        }
         positive(
             "auth.failed_logins_per_ip_per_min",
             self.auth.failed_logins_per_ip_per_min as u64,

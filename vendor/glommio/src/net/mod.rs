@@ -117,3 +117,20 @@ pub use self::{
     udp_socket::UdpSocket,
     unix::{AcceptedUnixStream, UnixDatagram, UnixListener, UnixStream},
 };
+
+/// Bytes each buffer of an executor's multishot receive ring holds.
+pub use crate::sys::multishot::RING_BUFFER_SIZE as MULTISHOT_RING_BUFFER_SIZE;
+
+/// Sets, for the calling executor, whether [`TcpStream::use_multishot_recv`]
+/// may switch streams to multishot receive, and how many buffers (a power of
+/// two, 1 to 32,768, of [`MULTISHOT_RING_BUFFER_SIZE`] bytes each) its
+/// provided buffer ring has. The ring is allocated at the first stream that
+/// uses it, so its size only counts when set before; turning it off applies
+/// to streams switched afterwards. Patched in for DataMiddleware: see
+/// VENDORED.md.
+pub fn configure_multishot_recv(enabled: bool, ring_buffers: u16) {
+    crate::executor()
+        .reactor()
+        .sys
+        .configure_multishot(enabled, ring_buffers);
+}

@@ -223,9 +223,61 @@ pub(crate) struct NonBufferedStream<S> {
     source_rx: Option<Source>,
     write_timeout: Timeout,
     read_timeout: Timeout,
+    // Patched in for DataMiddleware: the slot of this stream's multishot
+    // receive, when it reads that way (see VENDORED.md).
+    multishot: Option<usize>,
+}
+
+impl<S> Drop for NonBufferedStream<S> {
+    fn drop(&mut self) {
+        if let (Some(slot), Some(reactor)) = (self.multishot.take(), self.reactor.upgrade()) {
+            reactor.sys.multishot_release(slot);
+        }
+    }
 }
 
 impl<S: AsRawFd> NonBufferedStream<S> {
+    /// Switches reads to one multishot receive kept armed; false when the
+    /// executor cannot (disabled, or the kernel lacks it).
+    pub(crate) fn use_multishot_recv(&mut self) -> bool {
+        if self.multishot.is_some() {
+            return true;
+        }
+        let Some(reactor) = self.reactor.upgrade() else {
+            return false;
+        };
+        match reactor.sys.multishot_register() {
+            Some(slot) => {
+                // The readiness poll armed at creation is not needed.
+                self.source_rx.take();
+                self.multishot = Some(slot);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn poll_read_multishot(
+        &mut self,
+        cx: &Context<'_>,
+        buf: &mut [u8],
+        slot: usize,
+    ) -> Option<Poll<io::Result<usize>>> {
+        let reactor = self.reactor.upgrade()?;
+        let fd = self.stream.as_raw_fd();
+        match reactor.sys.multishot_take(fd, slot, buf, cx.waker()) {
+            sys::multishot::Take::Bytes(n) => Some(Poll::Ready(Ok(n))),
+            sys::multishot::Take::Eof => Some(Poll::Ready(Ok(0))),
+            sys::multishot::Take::Error(e) => Some(Poll::Ready(Err(e))),
+            sys::multishot::Take::Wait => Some(Poll::Pending),
+            sys::multishot::Take::Unsupported => {
+                self.multishot = None;
+                reactor.sys.multishot_release(slot);
+                None
+            }
+        }
+    }
+
     fn init(&mut self) {
         let reactor = self.reactor.upgrade().unwrap();
         let stream_fd = self.stream.as_raw_fd();
@@ -258,6 +310,14 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         cx: &Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
+        if let Some(slot) = self.multishot {
+            if buf.is_empty() {
+                return Poll::Ready(Ok(0));
+            }
+            if let Some(ready) = self.poll_read_multishot(cx, buf, slot) {
+                return ready;
+            }
+        }
         let reactor = self.reactor.upgrade().unwrap();
         let reactor = reactor.as_ref();
 
@@ -368,6 +428,7 @@ where
             source_rx: None,
             write_timeout: Timeout::new(reactor.register_timer()),
             read_timeout: Timeout::new(reactor.register_timer()),
+            multishot: None,
         };
         stream.init();
         GlommioStream {
@@ -430,6 +491,11 @@ impl<S: AsRawFd, B: RxBuf> GlommioStream<S, B> {
             return Ok(pos);
         }
         self.stream.peek(buf).await
+    }
+
+    /// See `NonBufferedStream::use_multishot_recv`.
+    pub(crate) fn use_multishot_recv(&mut self) -> bool {
+        self.stream.use_multishot_recv()
     }
 
     pub(crate) fn poll_read(

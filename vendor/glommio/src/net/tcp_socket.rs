@@ -506,6 +506,23 @@ impl TcpStream {
     }
 }
 
+impl TcpStream {
+    /// Makes this stream read through one multishot receive kept armed in
+    /// the executor's ring, with its buffers from the executor's provided
+    /// buffer ring, instead of a readiness poll and a `recv` per read:
+    /// a busy connection then costs no system call per read. Returns false
+    /// (reads stay as they were) when the executor cannot: turned off by
+    /// [`configure_multishot_recv`](crate::net::configure_multishot_recv),
+    /// or a kernel without it (provided buffer rings need 5.19, multishot
+    /// receive 6.0; a kernel that refuses the first receive is found out
+    /// then, and the stream falls back by itself). Read timeouts set with
+    /// [`TcpStream::set_read_timeout`] do not apply to such a stream.
+    /// Patched in for DataMiddleware: see VENDORED.md.
+    pub fn use_multishot_recv(&mut self) -> bool {
+        self.stream.use_multishot_recv()
+    }
+}
+
 impl<B: RxBuf> TcpStream<B> {
     /// Sets the read timeout to the timeout specified.
     ///

@@ -37,6 +37,7 @@ use crate::{
         self,
         blocking::{BlockingThreadOp, BlockingThreadPool},
         dma_buffer::{BufferStorage, DmaBuffer},
+        multishot::{MultishotState, Take, IORING_RECV_MULTISHOT, MULTISHOT_TAG},
         DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer,
         PollableStatus, Source, SourceType, Statx, TimeSpec64,
     },
@@ -55,7 +56,7 @@ const MSG_ZEROCOPY: i32 = 0x4000000;
 
 #[allow(dead_code)]
 #[derive(Debug)]
-enum UringOpDescriptor {
+pub(crate) enum UringOpDescriptor {
     PollAdd(PollFlags),
     PollRemove(*const u8),
     Cancel(u64),
@@ -77,15 +78,18 @@ enum UringOpDescriptor {
     SockSendMsg(*mut libc::msghdr, i32),
     SockRecv(usize, i32),
     SockRecvMsg(usize, i32),
+    /// A multishot receive into the buffer group (patched in for
+    /// DataMiddleware: see VENDORED.md and `multishot.rs`).
+    RecvMulti(u16),
     Nop,
 }
 
 #[derive(Debug)]
 pub(crate) struct UringDescriptor {
-    fd: RawFd,
-    flags: SubmissionFlags,
-    user_data: u64,
-    args: UringOpDescriptor,
+    pub(crate) fd: RawFd,
+    pub(crate) flags: SubmissionFlags,
+    pub(crate) user_data: u64,
+    pub(crate) args: UringOpDescriptor,
 }
 
 pub(crate) struct UringBufferAllocator {
@@ -429,10 +433,21 @@ fn fill_sqe<F>(
                     };
                 });
             }
+            UringOpDescriptor::RecvMulti(group) => {
+                sqe.prep_recv(op.fd, &mut [], MsgFlags::empty());
+                let raw = sqe.raw_mut();
+                raw.addr = 0;
+                raw.len = 0;
+                raw.ioprio = IORING_RECV_MULTISHOT;
+                raw.buf_index.buf_index.index_or_group = group;
+            }
             UringOpDescriptor::Nop => sqe.prep_nop(),
         }
         sqe.set_user_data(user_data);
         sqe.set_flags(op.flags);
+        if let UringOpDescriptor::RecvMulti(_) = op.args {
+            sqe.set_flags(SubmissionFlags::BUFFER_SELECT);
+        }
     }
 }
 
@@ -508,7 +523,7 @@ fn extract_one_chain(
     queue
         .drain(chain)
         .filter(move |op| {
-            if op.user_data > 0 {
+            if op.user_data > 0 && op.user_data & MULTISHOT_TAG == 0 {
                 let id = from_user_data(op.user_data);
                 let status = source_map.peek_source_mut(from_user_data(op.user_data), |mut x| {
                     x.wakers.submitted_at = Some(now);
@@ -605,8 +620,8 @@ impl SourceMap {
 
 #[derive(Debug)]
 pub(crate) struct UringQueueState {
-    submissions: VecDeque<UringDescriptor>,
-    cancellations: VecDeque<UringDescriptor>,
+    pub(crate) submissions: VecDeque<UringDescriptor>,
+    pub(crate) cancellations: VecDeque<UringDescriptor>,
 }
 
 pub(crate) type ReactorQueue = Rc<RefCell<UringQueueState>>;
@@ -893,6 +908,8 @@ struct SleepableRing {
     task_queue_stats: AHashMap<TaskQueueHandle, RingIoStats>,
     source_map: Rc<RefCell<SourceMap>>,
     in_kernel: usize,
+    /// The main ring's multishot receives (patched in for DataMiddleware).
+    multishot: Option<Rc<RefCell<MultishotState>>>,
 }
 
 /// Sets up a ring whose task-work completions (socket polls, timeouts) wait
@@ -930,6 +947,7 @@ impl SleepableRing {
             task_queue_stats: AHashMap::new(),
             source_map,
             in_kernel: 0,
+            multishot: None,
         })
     }
 
@@ -1181,8 +1199,21 @@ impl UringCommon for SleepableRing {
 
     fn consume_one_event(&mut self) -> Option<bool> {
         let source_map = self.source_map.clone();
+        let cqe = self.ring.peek_for_cqe();
+        if let (Some(c), Some(multishot)) = (&cqe, &self.multishot) {
+            if c.user_data() & MULTISHOT_TAG != 0 {
+                let (woke, last) =
+                    multishot
+                        .borrow_mut()
+                        .complete(c.user_data(), c.raw_result(), c.raw_flags());
+                if last {
+                    self.in_kernel -= 1;
+                }
+                return Some(woke);
+            }
+        }
         process_one_event(
-            self.ring.peek_for_cqe(),
+            cqe,
             |source| match source.source_type {
                 SourceType::LinkRings => Some(()),
                 _ => None,
@@ -1255,6 +1286,9 @@ pub(crate) struct Reactor {
     blocking_thread: BlockingThreadPool,
 
     rings_depth: usize,
+
+    // Patched in for DataMiddleware: the main ring's multishot receives.
+    multishot: Rc<RefCell<MultishotState>>,
 }
 
 pub(crate) fn common_flags() -> PollFlags {
@@ -1323,8 +1357,13 @@ impl Reactor {
         let allocator = Rc::new(UringBufferAllocator::new(io_memory));
         let registry = vec![allocator.as_bytes()];
 
-        let main_ring =
+        let mut main_ring =
             SleepableRing::new(ring_depth, "main", allocator.clone(), source_map.clone())?;
+        let multishot = Rc::new(RefCell::new(MultishotState::new(
+            main_ring.ring_fd(),
+            main_ring.submission_queue.clone(),
+        )));
+        main_ring.multishot = Some(multishot.clone());
         let poll_ring = PollRing::new(ring_depth, allocator.clone(), source_map.clone())?;
         let mut latency_ring =
             SleepableRing::new(ring_depth, "latency", allocator.clone(), source_map.clone())?;
@@ -1377,6 +1416,7 @@ impl Reactor {
             eventfd_src,
             source_map,
             rings_depth: ring_depth,
+            multishot,
         })
     }
 
@@ -1527,6 +1567,33 @@ impl Reactor {
             op,
             &mut self.source_map.borrow_mut(),
         );
+    }
+
+    /// Sets whether streams may use multishot receive, and the buffer
+    /// ring's size (patched in for DataMiddleware).
+    pub(crate) fn configure_multishot(&self, enabled: bool, ring_entries: u16) {
+        self.multishot.borrow_mut().configure(enabled, ring_entries);
+    }
+
+    /// A multishot receive slot for a stream, if the executor can.
+    pub(crate) fn multishot_register(&self) -> Option<usize> {
+        self.multishot.borrow_mut().register().map(|(slot, _)| slot)
+    }
+
+    /// Reads what the multishot receive of `slot` brought.
+    pub(crate) fn multishot_take(
+        &self,
+        fd: RawFd,
+        slot: usize,
+        buf: &mut [u8],
+        waker: &std::task::Waker,
+    ) -> Take {
+        self.multishot.borrow_mut().take(fd, slot, buf, waker)
+    }
+
+    /// The stream of `slot` is gone.
+    pub(crate) fn multishot_release(&self, slot: usize) {
+        self.multishot.borrow_mut().release(slot);
     }
 
     pub(crate) fn connect(&self, source: &Source) {
@@ -2045,7 +2112,10 @@ fn queue_request_into_ring(
 }
 
 impl Drop for Reactor {
-    fn drop(&mut self) {}
+    fn drop(&mut self) {
+        // The buffer ring goes while the ring it is registered with is open.
+        self.multishot.borrow_mut().shutdown();
+    }
 }
 
 #[cfg(test)]
