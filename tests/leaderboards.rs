@@ -872,6 +872,39 @@ fn named(j: &Value) -> Vec<(i64, i64, String)> {
         .collect()
 }
 
+/// `n` new players named `{prefix}{i}`, each given score `100 - i` on
+/// `board` by the game server: the players in rank order, with names. Each
+/// write answers the record with its rank and the player's username.
+fn ranked_players(
+    server: &Server,
+    gs: &str,
+    board: &str,
+    prefix: &str,
+    n: usize,
+) -> Vec<(i64, String)> {
+    let players: Vec<(i64, String)> = (0..n)
+        .map(|i| {
+            let name = format!("{prefix}{i}");
+            (server.player("game1", &name).0, name)
+        })
+        .collect();
+    for (i, (player, name)) in players.iter().enumerate() {
+        let (s, j) = score(
+            server,
+            gs,
+            board,
+            json!({"player_id": player, "score": 100 - i}),
+        );
+        assert_eq!(s, 200, "{j}");
+        assert_eq!(j["data"]["record"]["rank"].as_i64(), Some(1 + i as i64));
+        assert_eq!(
+            j["data"]["record"]["username"].as_str(),
+            Some(name.as_str())
+        );
+    }
+    players
+}
+
 /// Top, around and one rank of `board` with their usernames, as `expect`
 /// (best first: player id and username) says they are.
 fn reads_named_as(server: &Server, token: &str, board: &str, expect: &[(i64, String)]) {
@@ -926,25 +959,7 @@ fn reads_are_answered_from_the_views_with_usernames_and_no_sql() {
     let gs = server.server_token("game1");
     let board = "named";
     assert_eq!(create(&server, &admin, json!({"id": board})).0, 201);
-    let mut expect: Vec<(i64, String)> = (0..9)
-        .map(|i| {
-            let name = format!("lbname{i}");
-            (server.player("game1", &name).0, name)
-        })
-        .collect();
-    for (i, (p, _)) in expect.iter().enumerate() {
-        let (s, j) = score(
-            &server,
-            &gs,
-            board,
-            json!({"player_id": p, "score": 100 - i}),
-        );
-        assert_eq!(s, 200, "{j}");
-        assert_eq!(
-            j["data"]["record"]["username"].as_str(),
-            Some(format!("lbname{i}").as_str())
-        );
-    }
+    let mut expect = ranked_players(&server, &gs, board, "lbname", 9);
     let no_sql = |server: &Server| {
         let text = server.http().request("GET", "/metrics", &[], b"").text();
         assert!(
@@ -1000,21 +1015,7 @@ fn redis_views_name_records_from_the_shards_cache_and_sql_answers_without_redis(
     let gs = server.server_token("game1");
     let board = format!("{p}_names");
     assert_eq!(create(&server, &admin, json!({"id": board})).0, 201);
-    let mut expect: Vec<(i64, String)> = (0..9)
-        .map(|i| {
-            let name = format!("{p}n{i}");
-            (server.player("game1", &name).0, name)
-        })
-        .collect();
-    for (i, (player, _)) in expect.iter().enumerate() {
-        let (s, j) = score(
-            &server,
-            &gs,
-            &board,
-            json!({"player_id": player, "score": 100 - i}),
-        );
-        assert_eq!(s, 200, "{j}");
-    }
+    let mut expect = ranked_players(&server, &gs, &board, &format!("{p}n"), 9);
     reads_named_as(&server, &admin, &board, &expect);
     assert_eq!(
         metric(&server, "dm_leaderboard_name_lookups_total"),
@@ -1055,22 +1056,7 @@ fn redis_views_name_records_from_the_shards_cache_and_sql_answers_without_redis(
     let gs = server.server_token("game1");
     assert_eq!(create(&server, &admin, json!({"id": board})).0, 201);
     // A database of its own: players of its own.
-    let expect: Vec<(i64, String)> = (0..5)
-        .map(|i| {
-            let name = format!("{p}d{i}");
-            (server.player("game1", &name).0, name)
-        })
-        .collect();
-    for (i, (player, _)) in expect.iter().enumerate() {
-        let (s, j) = score(
-            &server,
-            &gs,
-            &board,
-            json!({"player_id": player, "score": 100 - i}),
-        );
-        assert_eq!(s, 200, "{j}");
-        assert_eq!(j["data"]["record"]["rank"].as_i64(), Some(1 + i as i64));
-    }
+    let expect = ranked_players(&server, &gs, &board, &format!("{p}d"), 5);
     reads_named_as(&server, &admin, &board, &expect);
     assert!(metric(&server, "dm_leaderboard_sql_answers_total") >= 3.0);
 }
