@@ -57,8 +57,12 @@ pub struct Server {
     pub http: SocketAddr,
     pub tcp: SocketAddr,
     pub dir: PathBuf,
-    /// MySQL databases created for this server (dropped with it).
+    /// The MySQL databases this server uses (`common::rows` queries the
+    /// first).
     pub databases: Vec<String>,
+    /// Whether `databases` were created for this server and are dropped
+    /// with it (a peer only shares its first node's).
+    pub owns_databases: bool,
 }
 
 /// Extra ways to start a server, for [`Server::start_with_options`]; the
@@ -389,6 +393,7 @@ max_stack = 3
             tcp,
             dir,
             databases,
+            owns_databases: true,
         };
         if !options.no_wait {
             server.wait_ready();
@@ -431,7 +436,8 @@ max_stack = 3
             http,
             tcp,
             dir,
-            databases: Vec::new(),
+            databases: self.databases.clone(),
+            owns_databases: false,
         };
         peer.restart();
         peer
@@ -604,7 +610,7 @@ impl Drop for Server {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for db in &self.databases {
+        for db in self.databases.iter().filter(|_| self.owns_databases) {
             mysql_admin(&format!("DROP DATABASE IF EXISTS {db}"));
         }
         let _ = std::fs::remove_dir_all(&self.dir);
