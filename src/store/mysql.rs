@@ -21,24 +21,16 @@ use super::{Durability, StoreError, StoreFuture};
 use crate::mysql::{codes, MysqlError, Opts, Pool, PoolError, PoolFigures, PooledConn, Value};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Audit chain heads (seq, hash) by chain, as this process last saw them
+/// Audit chain heads (seq, hash) by chain, as this shard last saw them
 /// committed in one database: guesses that spare an append the read of its
-/// head row (see `SqlConn::audit_guesses`). Shared by the shards' pools of
-/// the database; locked briefly, never across an await.
-type Guesses = Arc<Mutex<HashMap<i64, (i64, String)>>>;
-
-/// The guesses of the database at `url` in this process.
-fn guesses_of(url: &str) -> Guesses {
-    static ALL: OnceLock<Mutex<HashMap<String, Guesses>>> = OnceLock::new();
-    let all = ALL.get_or_init(|| Mutex::new(HashMap::new()));
-    match all.lock() {
-        Ok(mut map) => map.entry(url.to_string()).or_default().clone(),
-        Err(_) => Guesses::default(),
-    }
-}
+/// head row (see `SqlConn::audit_guesses`). Each shard keeps its own (no
+/// lock shared across cores): a head another shard or node moved since is
+/// a wrong guess, which costs the append one more round trip, never a
+/// wrong record.
+type Guesses = RefCell<HashMap<i64, (i64, String)>>;
 
 /// How long a caller waits for a busy pool's connection before a 503: a
 /// bound on purpose, so an overloaded database answers "busy" instead of
@@ -65,7 +57,7 @@ impl MysqlBackend {
         Ok(MysqlBackend {
             pool: Pool::new(opts, pool_size, POOL_WAIT),
             durability,
-            guesses: guesses_of(url),
+            guesses: Guesses::default(),
         })
     }
 }
@@ -194,7 +186,7 @@ struct MysqlConn<'a> {
     conn: &'a mut PooledConn,
     /// The id the last statement generated (0: none).
     last_insert_id: u64,
-    /// The process's audit head guesses (a transaction's only).
+    /// The shard's audit head guesses (a transaction's only).
     guesses: Option<&'a Guesses>,
     /// The heads this transaction moved or read, which become guesses once
     /// it commits.
@@ -293,7 +285,7 @@ impl AuditHeads for MysqlConn<'_> {
         if let Some(h) = self.moved.get(&chain) {
             return Some(h.clone());
         }
-        self.guesses?.lock().ok()?.get(&chain).cloned()
+        self.guesses?.borrow().get(&chain).cloned()
     }
 
     fn set_head(&mut self, chain: i64, seq: i64, hash: String) {
@@ -320,9 +312,7 @@ impl Backend for MysqlBackend {
             .await;
         let moved = moved.into_inner();
         if result.is_ok() && !moved.is_empty() {
-            if let Ok(mut guesses) = self.guesses.lock() {
-                guesses.extend(moved);
-            }
+            self.guesses.borrow_mut().extend(moved);
         }
         result
     }

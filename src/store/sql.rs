@@ -262,7 +262,7 @@ pub trait SqlConn {
     fn audit_heads(&mut self) -> Option<&mut dyn AuditHeads> {
         None
     }
-    /// The audit chains' heads this process last saw committed, when the
+    /// The audit chains' heads this shard last saw committed, when the
     /// backend keeps such guesses (MySQL, whose head rows other nodes move
     /// too): an append checks its guess in the head row's `UPDATE` and, if
     /// another commit moved the head since, reads the row instead. `None`:

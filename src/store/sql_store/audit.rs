@@ -69,7 +69,7 @@ const INSERT_RECORD_AFTER_HEAD: &str = "INSERT INTO audit_records (chain, seq, a
 /// SQLite keeps the heads in memory (its file's only writer): an append is
 /// its INSERTs. MySQL moves each chain's `audit_heads` row and inserts the
 /// records in one pipelined round trip ([`pipelined_append`]) on a guess of
-/// the head (the last this process saw committed); when another commit
+/// the head (the last this shard saw committed); when another commit
 /// moved the head since, nothing was written, and the head is read `FOR
 /// UPDATE` and the same round trip sent again.
 pub(super) async fn append(
