@@ -40,6 +40,19 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// WebDriver's key for an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// A browser on `server`'s console, signed in as the test admin.
+fn signed_in_console(server: &Server) -> Browser {
+    let browser = Browser::start();
+    browser.open(&format!("http://{}/console", server.http));
+    browser.type_into("#login-username", ADMIN_USER);
+    browser.type_into("#login-password", ADMIN_PASSWORD);
+    browser.click("#login-submit");
+    browser.wait_text("the signed-in header", "#whoami", |t| {
+        t.contains(ADMIN_USER)
+    });
+    browser
+}
+
 /// Whether the browser is here; panics when the suite requires it.
 fn browser_available() -> bool {
     let here =
@@ -811,14 +824,7 @@ fn console_leaderboards_page_defines_reads_and_deletes_boards() {
         call.send().parts()
     };
 
-    let browser = Browser::start();
-    browser.open(&format!("http://{}/console", server.http));
-    browser.type_into("#login-username", ADMIN_USER);
-    browser.type_into("#login-password", ADMIN_PASSWORD);
-    browser.click("#login-submit");
-    browser.wait_text("the signed-in header", "#whoami", |t| {
-        t.contains(ADMIN_USER)
-    });
+    let browser = signed_in_console(&server);
     browser.click("a[data-page=leaderboards]");
     browser.wait_text("the empty list", "#boards tbody", |t| {
         t.contains("No leaderboards")
@@ -1128,14 +1134,7 @@ fn console_audit_page_filters_records_and_verifies_chains() {
         .as_i64()
         .expect("seq");
 
-    let browser = Browser::start();
-    browser.open(&format!("http://{}/console", server.http));
-    browser.type_into("#login-username", ADMIN_USER);
-    browser.type_into("#login-password", ADMIN_PASSWORD);
-    browser.click("#login-submit");
-    browser.wait_text("the signed-in header", "#whoami", |t| {
-        t.contains(ADMIN_USER)
-    });
+    let browser = signed_in_console(&server);
     browser.click("a[data-page=audit]");
     browser.wait_text("every record", "#audit-showing", |t| {
         t.contains("All records in game1 — page 1")

@@ -88,8 +88,9 @@ fn get(server: &Server, token: &str, path: &str) -> (u16, Value) {
         .parts()
 }
 
-/// (player_id, score) of each record of a list answer, in order.
-fn ranked(j: &Value) -> Vec<(i64, i64, i64)> {
+/// (rank, player_id, `field(record)`) of each record of a list answer, in
+/// order.
+fn records_with<T>(j: &Value, field: impl Fn(&Value) -> T) -> Vec<(i64, i64, T)> {
     j["data"]["records"]
         .as_array()
         .expect("records")
@@ -98,10 +99,15 @@ fn ranked(j: &Value) -> Vec<(i64, i64, i64)> {
             (
                 r["rank"].as_i64().expect("rank"),
                 r["player_id"].as_i64().expect("player"),
-                r["score"].as_i64().expect("score"),
+                field(r),
             )
         })
         .collect()
+}
+
+/// (rank, player_id, score) of each record of a list answer, in order.
+fn ranked(j: &Value) -> Vec<(i64, i64, i64)> {
+    records_with(j, |r| r["score"].as_i64().expect("score"))
 }
 
 #[test]
@@ -858,18 +864,7 @@ fn two_nodes_see_each_others_writes_and_reset_once_when_the_holder_is_killed() {
 
 /// (rank, player_id, username) of each record of a list answer, in order.
 fn named(j: &Value) -> Vec<(i64, i64, String)> {
-    j["data"]["records"]
-        .as_array()
-        .expect("records")
-        .iter()
-        .map(|r| {
-            (
-                r["rank"].as_i64().expect("rank"),
-                r["player_id"].as_i64().expect("player"),
-                r["username"].as_str().expect("username").to_string(),
-            )
-        })
-        .collect()
+    records_with(j, |r| r["username"].as_str().expect("username").to_string())
 }
 
 /// `n` new players named `{prefix}{i}`, each given score `100 - i` on
