@@ -150,21 +150,29 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 # milliseconds of its start in START_MS, those from its start to /ready
 # answering in READY_MS. The log's lines so far are skipped by LOG_FROM.
 start() {
-  local dir=$1 deadline
+  local dir=$1
   LOG_FROM=$(($(wc -l <"$dir/server.log" 2>/dev/null || echo 0) + 1))
   START_MS=$(now_ms)
-  deadline=$((START_MS + READY_TIMEOUT * 1000))
   (cd "$dir" && exec "$BIN" --config node.toml >>server.log 2>&1) &
   SERVER_PID=$!
-  until "$BIN" probe --timeout-ms 500 "http://$HTTP/ready" >/dev/null 2>&1; do
+  poll_until "$dir" "the server in $dir was not ready" ready
+  READY_MS=$(($(now_ms) - START_MS))
+}
+ready() { "$BIN" probe --timeout-ms 500 "http://$HTTP/ready" >/dev/null 2>&1; }
+# poll_until DIR WHAT CHECK...: runs CHECK every 50 ms until it succeeds;
+# stops the script with WHAT and the log's tail if the server exits or
+# READY_TIMEOUT seconds pass since its start.
+poll_until() {
+  local dir=$1 what=$2 deadline=$((START_MS + READY_TIMEOUT * 1000))
+  shift 2
+  until "$@"; do
     if ! kill -0 "$SERVER_PID" 2>/dev/null || [ "$(now_ms)" -gt "$deadline" ]; then
-      echo "the server in $dir was not ready within ${READY_TIMEOUT} s; its log:" >&2
+      echo "$what within ${READY_TIMEOUT} s of its start; its log:" >&2
       tail -n 40 "$dir/server.log" >&2
       exit 1
     fi
     sleep 0.05
   done
-  READY_MS=$(($(now_ms) - START_MS))
 }
 stop() {
   kill "$SERVER_PID" 2>/dev/null || true
@@ -190,23 +198,19 @@ metric() {
 # wait_view DIR N: waits until the board's view holds N records; sets
 # VIEW_LINE (the log line, or "" for a view under 10,000 records).
 wait_view() {
-  local dir=$1 n=$2 deadline=$((START_MS + READY_TIMEOUT * 1000))
+  local dir=$1 n=$2
   VIEW_LINE=""
-  while :; do
-    if [ "$n" -ge 10000 ]; then
-      VIEW_LINE=$(tail -n "+$LOG_FROM" "$dir/server.log" | grep -m1 'leaderboard view loaded' || true)
-      [ -n "$VIEW_LINE" ] && break
-    elif [ "$(metric dm_leaderboard_view_records)" = "$n" ]; then
-      break
-    fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null || [ "$(now_ms)" -gt "$deadline" ]; then
-      echo "the view of $n records was not loaded within ${READY_TIMEOUT} s of the start; the log:" >&2
-      tail -n 40 "$dir/server.log" >&2
-      exit 1
-    fi
-    sleep 0.05
-  done
+  poll_until "$dir" "the view of $n records was not loaded" view_loaded "$dir" "$n"
   VIEW_SEEN_MS=$(($(now_ms) - START_MS))
+}
+# view_loaded DIR N: whether the view holds N records (sets VIEW_LINE).
+view_loaded() {
+  if [ "$2" -ge 10000 ]; then
+    VIEW_LINE=$(tail -n "+$LOG_FROM" "$1/server.log" | grep -m1 'leaderboard view loaded' || true)
+    [ -n "$VIEW_LINE" ]
+  else
+    [ "$(metric dm_leaderboard_view_records)" = "$2" ]
+  fi
 }
 # run N NAME SCENARIO [dm-bench options...]: one measured run, its JSON in
 # $OUT/NAME-N.json, its table row appended to RUN_ROWS.
