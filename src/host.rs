@@ -220,6 +220,25 @@ pub fn raise_memlock() -> Result<u64, String> {
     Ok(soft)
 }
 
+/// Puts the calling thread, and every thread it starts from now on, in the
+/// `SCHED_BATCH` class (`node.sched_batch`): a thread woken by I/O then
+/// does not preempt the thread running on its core, it waits for it to
+/// block or for its time slice to end. On cores shared with a load
+/// generator or a game server a shard otherwise preempts it for every
+/// request that arrives, and both pay a context switch per request;
+/// batched, the shard serves what arrived meanwhile in one turn
+/// (bench/RESULTS.md, issue 29). Needs no privilege; `Err` with the reason
+/// when the kernel (or a seccomp profile) refuses.
+pub fn use_batch_scheduling() -> Result<(), String> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler only reads `param`; pid 0 is this thread.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().to_string())
+    }
+}
+
 /// Where the shipped seccomp profile lives, for the messages below.
 const PROFILE: &str = "deploy/seccomp/datamiddleware.json";
 

@@ -84,6 +84,15 @@ fn serve(
              DM_ADMINS_<NAME>_PASSWORD_HASH (datamiddleware hash-password makes one)"
         );
     }
+    if config.node.sched_batch {
+        // Before any thread starts: they all inherit the class.
+        match crate::host::use_batch_scheduling() {
+            Ok(()) => tracing::info!("scheduling: SCHED_BATCH (node.sched_batch = true)"),
+            Err(e) => tracing::warn!(
+                "node.sched_batch: the kernel refused SCHED_BATCH ({e}); running as a normal process"
+            ),
+        }
+    }
     notifier.status("starting: preparing databases");
     let revoked = prepare_databases(&config)?;
     let cores: Vec<usize> = core_affinity::get_core_ids()

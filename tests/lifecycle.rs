@@ -544,3 +544,56 @@ fn a_memlock_limit_below_what_io_uring_needs_is_named_and_a_low_soft_limit_raise
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The scheduling class of every thread of `pid` (field 41 of
+/// `/proc/PID/task/TID/stat`: 0 normal, 3 batch), by thread name.
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let dir = task.expect("task").path();
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        // The name, in parentheses, may hold spaces: fields follow its end.
+        let (head, rest) = stat.rsplit_once(") ").expect("stat fields");
+        let name = head
+            .split_once(" (")
+            .map(|(_, n)| n)
+            .unwrap_or("")
+            .to_string();
+        let policy: u32 = rest
+            .split(' ')
+            .nth(41 - 3)
+            .and_then(|p| p.parse().ok())
+            .expect("policy field");
+        out.push((name, policy));
+    }
+    out
+}
+
+#[test]
+fn node_threads_run_as_sched_batch_by_default_and_normal_when_told() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_BATCH: u32 = 3;
+    for (line, want) in [
+        (None, SCHED_BATCH),
+        (Some("sched_batch = false"), SCHED_OTHER),
+    ] {
+        let lines: Vec<(&str, &str)> = line.map(|l| ("node", l)).into_iter().collect();
+        let server = Server::start_with(2, &lines);
+        // Served requests: every shard and its blocking threads exist.
+        let mut client = server.http();
+        assert_eq!(client.request("GET", "/health", &[], b"").status, 200);
+        let pid = server.child.as_ref().expect("child").id();
+        let policies = thread_policies(pid);
+        let shards: Vec<_> = policies
+            .iter()
+            .filter(|(name, _)| name.starts_with("shard-"))
+            .collect();
+        assert!(shards.len() >= 2, "no shard threads in {policies:?}");
+        assert!(
+            shards.iter().all(|(_, p)| *p == want),
+            "{line:?}: want policy {want} on every shard thread: {policies:?}"
+        );
+    }
+}

@@ -96,6 +96,14 @@ pub struct NodeConfig {
     /// shard off a busy core, and on a dedicated host it measures the same
     /// (docs/configuration.md, `node.pin`).
     pub pin: bool,
+    /// Whether the node's threads run under `SCHED_BATCH`: woken by a
+    /// request, a shard does not preempt the process running on its core
+    /// (a game server, nginx, a load generator) but waits for it to block
+    /// or its time slice to end, then serves every request that arrived
+    /// meanwhile in one turn. Shared cores serve about a third more
+    /// requests; a neighbour that computes without pause adds up to a time
+    /// slice to our latency (docs/configuration.md, `node.sched_batch`).
+    pub sched_batch: bool,
     /// Blocking threads per shard for SQLite calls (a node whose games are
     /// all on MySQL keeps one idle thread: MySQL runs on the shard itself).
     pub blocking_threads: usize,
@@ -428,6 +436,7 @@ impl Default for NodeConfig {
             id: "node-1".to_string(),
             shards: 0,
             pin: false,
+            sched_batch: true,
             blocking_threads: 4,
             shutdown_grace_ms: 10_000,
             max_buffered_bytes: 128 * 1024 * 1024,
