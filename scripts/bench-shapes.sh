@@ -4,19 +4,25 @@
 #  1. Shared cores: wrk -t1 -c$CONNS (the load generator on one core, like
 #     nginx or a game server on the same host) and wrk -t2 on GET /health of
 #     nginx's static page (its default, unpinned workers), of the server with
-#     node.pin = true and of the server with node.pin = false.
+#     node.pin = true, of the server with node.pin = false, and of the server
+#     with node.sched_batch = true (the setting for shared cores).
 #  2. Behind nginx: the shipped nginx config (scripts/cluster.sh nginx-config 1)
 #     in front of one node (the shipped default of node.pin), against the same
 #     config in front of an nginx static upstream answering the same paths with
 #     the same bodies; wrk -t2 on GET /health and on the cached player read.
 # Prints a Markdown section, also appended to bench/RESULTS.md unless
-# BENCH_NO_WRITE=1. Loopback only; bounded by ROUNDS x about 10 runs of
-# DURATION seconds (defaults 5 and 5: about 5 minutes).
+# BENCH_NO_WRITE=1. Loopback only; bounded by ROUNDS x about 12 runs of
+# DURATION seconds (defaults 5 and 5: about 6 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 ensure_build_tools
-command -v nginx >/dev/null 2>&1 && command -v wrk >/dev/null 2>&1 || apt_install nginx wrk
+# The shipped nginx config (scripts/cluster.sh nginx-config) loads the stream
+# module, which Debian packages apart from nginx.
+if ! command -v nginx >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1 ||
+  [ ! -e /usr/lib/nginx/modules/ngx_stream_module.so ]; then
+  apt_install nginx libnginx-mod-stream wrk
+fi
 
 ROUNDS="${ROUNDS:-5}"
 DURATION="${DURATION:-5}"
@@ -56,10 +62,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_server() { # pin (true|false)
+# A stopped server's listeners can outlive it by a moment: io_uring tears a
+# ring down in a kernel worker after the process exits, and the accept it had
+# armed holds the listening socket until then.
+port_free() { # host:port
+  ! (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null
+}
+start_server() { # pin (true|false) [sched_batch (true|false, default false)]
   stop_server
+  for _ in $(seq 1 50); do
+    port_free 127.0.0.1:$NODE_PORT && port_free 127.0.0.1:$NODE_TCP_PORT && break
+    sleep 0.1
+  done
   require_free_port 127.0.0.1:$NODE_PORT 127.0.0.1:$NODE_TCP_PORT
-  (cd "$WORK" && exec env DM_NODE_PIN="$1" DM_HTTP_LISTEN=127.0.0.1:$NODE_PORT \
+  (cd "$WORK" && exec env DM_NODE_PIN="$1" DM_NODE_SCHED_BATCH="${2:-false}" DM_HTTP_LISTEN=127.0.0.1:$NODE_PORT \
     DM_TCP_LISTEN=127.0.0.1:$NODE_TCP_PORT DM_LOG_LEVEL=warn DM_AUTH_JWT_SECRET="$JWT_SECRET" \
     DM_AUTH_RATE_LIMIT_PER_IP_PER_MIN=2000000000 "$BIN" >>"$WORK/server.log" 2>&1) &
   SERVER_PID=$!
@@ -131,7 +147,7 @@ record() { # label threads url [wrk options...] -> a line "label qps p50 p99 err
   echo "$label $(wrk_qps "$@")" >>"$RESULTS"
 }
 
-echo "running $ROUNDS rounds (about $((ROUNDS * 10 * DURATION / 60 + 1)) minutes)..." >&2
+echo "running $ROUNDS rounds (about $((ROUNDS * 12 * DURATION / 60 + 1)) minutes)..." >&2
 for round in $(seq 1 "$ROUNDS"); do
   # Shape 1, alternating which pinning goes first.
   order="true false"
@@ -141,6 +157,9 @@ for round in $(seq 1 "$ROUNDS"); do
     start_server "$pin"
     for t in 1 2; do record "pin-$pin-t$t" "$t" "http://127.0.0.1:$NODE_PORT/health"; done
   done
+  # The setting for cores shared with one busy process (node.sched_batch).
+  start_server false true
+  for t in 1 2; do record "batch-t$t" "$t" "http://127.0.0.1:$NODE_PORT/health"; done
   # Shape 2, behind the shipped nginx config.
   start_server "$PIN_DEFAULT"
   curl -sf "http://127.0.0.1:$FRONT_NODE_PORT$PLAYER_PATH" "${AUTH[@]}" >/dev/null
@@ -179,6 +198,7 @@ for t in (1, 2):
     for pin in ("true", "false"):
         label = f"pin-{pin}-t{t}"
         print(f"| shared cores, wrk -t{t} | /health, node.pin = {pin} | {cell(label)} | {med(label) / med(f'nginx-t{t}'):.2f} × nginx |")
+    print(f"| shared cores, wrk -t{t} | /health, node.pin = false, node.sched_batch = true | {cell(f'batch-t{t}')} | {med(f'batch-t{t}') / med(f'nginx-t{t}'):.2f} × nginx |")
 for what in ("health", "player"):
     name = "/health" if what == "health" else "cached player read"
     print(f"| behind the shipped nginx, wrk -t2 | {name}, static nginx upstream | {cell(f'behind-static-{what}')} | baseline |")

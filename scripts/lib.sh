@@ -16,13 +16,14 @@ ensure_build_tools() {
 # "already updated" mark is exported so the scripts this one starts skip the
 # update too; it is named outside DM_*, the server's configuration namespace
 # (a DM_ variable here reached every test server as a config key: issue 20).
+# apt's output goes to stderr: scripts print their results on stdout.
 apt_install() {
   if [ "$(id -u)" -ne 0 ]; then
     echo "need root to apt-get install $*" >&2
     exit 1
   fi
   if [ -z "${SCRIPTS_APT_UPDATED:-}" ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
     export SCRIPTS_APT_UPDATED=1
   fi
   # Packages like nginx start their default service (nginx on 0.0.0.0:80) when
@@ -33,7 +34,7 @@ apt_install() {
     printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
   fi
   local rc=0
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" || rc=$?
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2 || rc=$?
   if [ -n "$own_policy" ]; then rm -f "$policy"; fi
   return "$rc"
 }

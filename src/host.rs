@@ -227,7 +227,7 @@ pub fn raise_memlock() -> Result<u64, String> {
 /// generator or a game server a shard otherwise preempts it for every
 /// request that arrives, and both pay a context switch per request;
 /// batched, the shard serves what arrived meanwhile in one turn
-/// (bench/RESULTS.md, issue 29). Needs no privilege; `Err` with the reason
+/// (bench/RESULTS.md, issue 29, run 4). Needs no privilege; `Err` with the reason
 /// when the kernel (or a seccomp profile) refuses.
 pub fn use_batch_scheduling() -> Result<(), String> {
     let param = libc::sched_param { sched_priority: 0 };

@@ -175,18 +175,13 @@ fn serve(
         handles.push(handle);
     }
     drop(ready_tx);
-    let mut failure = None;
-    for _ in 0..shards {
-        match ready_rx.recv() {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                failure.get_or_insert(e);
-            }
-            Err(_) => {
-                failure.get_or_insert("a shard exited during start-up".to_string());
-            }
-        }
-    }
+    let failure = match wait_for_shards(&ready_rx, shards, &node, config.node.shutdown_grace_ms) {
+        StartWait::Ready => None,
+        StartWait::Failed(e) => Some(e),
+        // Shards still starting are left behind: leaving `serve` ends the
+        // process, which is what SIGTERM asked for.
+        StartWait::Interrupted(e) => return Err(StartError(e)),
+    };
     if let Some(e) = failure {
         node.shutting_down.store(true, Ordering::Relaxed);
         for h in handles {
@@ -219,6 +214,93 @@ fn serve(
     signals.close();
     tracing::info!("datamiddleware stopped");
     Ok(())
+}
+
+/// How the wait for the shards' start-up ended.
+enum StartWait {
+    /// Every shard listens.
+    Ready,
+    /// A shard could not start (the first error).
+    Failed(String),
+    /// SIGTERM/SIGINT came during start-up and the shards named in the
+    /// message were still starting after `node.shutdown_grace_ms`.
+    Interrupted(String),
+}
+
+/// How often the start-up wait looks at the shutdown flag, and after how
+/// long (then every as long again) it logs the shards still starting.
+const START_POLL: Duration = Duration::from_millis(100);
+const START_REPORT: Duration = Duration::from_secs(10);
+
+/// Waits for every shard's ready report. A shard that takes long (a
+/// database that answers slowly, a file on a stalled disk) is named in the
+/// log every [`START_REPORT`]; a shutdown requested meanwhile is honoured —
+/// the shards get `grace_ms` to finish starting and stop, then the start
+/// is given up — instead of waiting for ever.
+fn wait_for_shards(
+    ready_rx: &mpsc::Receiver<Result<usize, String>>,
+    shards: usize,
+    node: &NodeState,
+    grace_ms: u64,
+) -> StartWait {
+    let started = Instant::now();
+    let mut ready = vec![false; shards];
+    let mut reported = 0;
+    let mut failure = None;
+    let mut next_report = START_REPORT;
+    let mut stop_asked: Option<Instant> = None;
+    let waiting = |ready: &[bool]| -> String {
+        let ids: Vec<String> = (0..shards)
+            .filter(|i| !ready[*i])
+            .map(|i| i.to_string())
+            .collect();
+        ids.join(", ")
+    };
+    while reported < shards {
+        match ready_rx.recv_timeout(START_POLL) {
+            Ok(Ok(id)) => {
+                reported += 1;
+                if let Some(slot) = ready.get_mut(id) {
+                    *slot = true;
+                }
+            }
+            Ok(Err(e)) => {
+                reported += 1;
+                failure.get_or_insert(e);
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return StartWait::Failed(
+                    failure.unwrap_or_else(|| "a shard exited during start-up".to_string()),
+                );
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if node.is_shutting_down() {
+                    let asked = *stop_asked.get_or_insert_with(Instant::now);
+                    if asked.elapsed() >= Duration::from_millis(grace_ms) {
+                        return StartWait::Interrupted(format!(
+                            "shutdown requested during start-up; shard(s) {} had not finished \
+                             starting {} ms later",
+                            waiting(&ready),
+                            grace_ms
+                        ));
+                    }
+                }
+                if started.elapsed() >= next_report {
+                    tracing::warn!(
+                        "start-up: shard(s) {} still starting after {} s (opening databases, \
+                         joining the other shards, claiming the node id in the registry)",
+                        waiting(&ready),
+                        started.elapsed().as_secs()
+                    );
+                    next_report += START_REPORT;
+                }
+            }
+        }
+    }
+    match failure {
+        Some(e) => StartWait::Failed(e),
+        None => StartWait::Ready,
+    }
 }
 
 /// Threads of a shard's blocking pool: `node.blocking_threads` when a game

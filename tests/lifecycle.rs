@@ -572,12 +572,12 @@ fn thread_policies(pid: u32) -> Vec<(String, u32)> {
 }
 
 #[test]
-fn node_threads_run_as_sched_batch_by_default_and_normal_when_told() {
+fn node_threads_run_normal_by_default_and_as_sched_batch_when_told() {
     const SCHED_OTHER: u32 = 0;
     const SCHED_BATCH: u32 = 3;
     for (line, want) in [
-        (None, SCHED_BATCH),
-        (Some("sched_batch = false"), SCHED_OTHER),
+        (None, SCHED_OTHER),
+        (Some("sched_batch = true"), SCHED_BATCH),
     ] {
         let lines: Vec<(&str, &str)> = line.map(|l| ("node", l)).into_iter().collect();
         let server = Server::start_with(2, &lines);

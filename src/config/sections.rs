@@ -98,11 +98,12 @@ pub struct NodeConfig {
     pub pin: bool,
     /// Whether the node's threads run under `SCHED_BATCH`: woken by a
     /// request, a shard does not preempt the process running on its core
-    /// (a game server, nginx, a load generator) but waits for it to block
-    /// or its time slice to end, then serves every request that arrived
-    /// meanwhile in one turn. Shared cores serve about a third more
-    /// requests; a neighbour that computes without pause adds up to a time
-    /// slice to our latency (docs/configuration.md, `node.sched_batch`).
+    /// (a game server, a load generator) but waits for it to block or its
+    /// time slice to end, then serves every request that arrived meanwhile
+    /// in one turn. For hosts where one busy process shares the server's
+    /// cores (about a third more requests there); off by default, as
+    /// clients with many threads saturating the cores are served about a
+    /// tenth less (docs/configuration.md, `node.sched_batch`).
     pub sched_batch: bool,
     /// Blocking threads per shard for SQLite calls (a node whose games are
     /// all on MySQL keeps one idle thread: MySQL runs on the shard itself).
@@ -436,7 +437,7 @@ impl Default for NodeConfig {
             id: "node-1".to_string(),
             shards: 0,
             pin: false,
-            sched_batch: true,
+            sched_batch: false,
             blocking_threads: 4,
             shutdown_grace_ms: 10_000,
             max_buffered_bytes: 128 * 1024 * 1024,
