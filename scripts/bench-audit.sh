@@ -109,6 +109,9 @@ sub('listen = "127.0.0.1:8080"', f'listen = "{http}"')
 sub('listen = "127.0.0.1:9090"', f'listen = "{tcp}"')
 sub("rate_limit_per_ip_per_min = 1000", "rate_limit_per_ip_per_min = 2000000000")
 sub('level = "info"', 'level = "warn"')
+# Keys newer than A (60b1614), at their built-in defaults: left out, so A
+# starts and both run the same settings.
+sub("sched_batch = false         # true: on cores shared with one busy process (docs/configuration.md)\n", "")
 if backend == "mysql":
     primary, replica = args[2], args[3]
     sub('url = "sqlite://data/game1.db"',

@@ -187,8 +187,28 @@ impl Browser {
         self.session_call("POST", &format!("/element/{id}/click"), Some(json!({})));
     }
 
+    /// The element `css` selects, once it is shown and enabled: a page the
+    /// last click opened may still be hidden for a moment on a busy machine
+    /// (WebDriver then refuses to type: "element not interactable").
+    fn find_interactable(&self, css: &str) -> String {
+        let mut id = self.find(css);
+        let ready = (0..300).any(|_| {
+            let shown = self.session_call("GET", &format!("/element/{id}/displayed"), None);
+            let enabled = self.session_call("GET", &format!("/element/{id}/enabled"), None);
+            if shown == json!(true) && enabled == json!(true) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            // The page may have replaced the element meanwhile.
+            id = self.find(css);
+            false
+        });
+        assert!(ready, "{css} never became shown and enabled");
+        id
+    }
+
     fn type_into(&self, css: &str, text: &str) {
-        let id = self.find(css);
+        let id = self.find_interactable(css);
         self.session_call("POST", &format!("/element/{id}/clear"), Some(json!({})));
         self.session_call(
             "POST",

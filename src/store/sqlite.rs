@@ -13,10 +13,13 @@
 //! any cached file; they add no heap (RssAnon), only address space, and
 //! count in VmRSS as file pages (RssFile) once touched.
 //!
-//! A shard's `SqliteBackend` keeps a small pool of connections that only that
-//! shard's blocking threads use. SQLite serialises writers itself; write
-//! transactions start with `BEGIN IMMEDIATE` so two writers never deadlock on
-//! a lock upgrade, and `busy_timeout` makes a writer wait its turn.
+//! A shard's `SqliteBackend` keeps a small pool of connections for reads that
+//! only that shard's blocking threads use. Writes go through the file's one
+//! write connection in this process, one writer at a time, with group
+//! commit: writers that queue meanwhile share one transaction (a savepoint
+//! each) and one commit (see [`FileWriter`]). A group's transaction starts
+//! with `BEGIN IMMEDIATE`, and `busy_timeout` makes it wait for another
+//! process that writes the file (a tool run beside the server).
 
 use super::migrations::{Migration, SQLITE};
 use super::sql::{AuditHeads, Backend, Dialect, NoticeIds, Row, SqlConn, SqlValue, TxKind};
@@ -24,10 +27,11 @@ use super::{Durability, StoreError, StoreFuture};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, ErrorCode};
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 /// How much of a database file a connection maps for its reads (1 GiB; a
 /// larger file is read with `pread` beyond it). A fixed choice: the
@@ -81,21 +85,72 @@ struct IdSeq {
 }
 
 /// What the writers of one database file in this process share: the
-/// writer's turn, and the players' notification id sequences. SQLite
-/// admits one writer at a time anyway; without the turn, writers of
-/// different shards wait in SQLite's busy handler, which sleeps in steps of
-/// milliseconds. As only this process writes the file (a SQLite database is
-/// never shared by nodes), a sequence is kept here, taken under the turn, and
-/// written to the player's row once per [`IDS_RESERVED`] ids. Locked only
-/// on blocking threads, never on an executor.
+/// writer's turn with the file's one write connection, and the players'
+/// notification id sequences. SQLite admits one writer at a time anyway;
+/// without the turn, writers of different shards wait in SQLite's busy
+/// handler, which sleeps in steps of milliseconds. As only this process
+/// writes the file (a SQLite database is never shared by nodes), a sequence
+/// is kept here, taken under the turn, and written to the player's row once
+/// per [`IDS_RESERVED`] ids. Locked only on blocking threads, never on an
+/// executor.
+///
+/// Group commit: writers that queue for the turn while one writes join the
+/// same SQLite transaction, each inside its own savepoint (an error rolls
+/// back that writer's statements only), and the last of them commits for
+/// all — one commit, one write of each page the group changed, instead of
+/// one per writer. No writer returns before the commit that holds its
+/// changes (or, should that commit fail, returns that failure).
 #[derive(Default)]
 struct FileWriter {
-    turn: Mutex<()>,
+    turn: Mutex<WriteTurn>,
+    /// Writers waiting for the turn: while there are any, the holder leaves
+    /// its group open for them.
+    waiting: AtomicUsize,
+    outcomes: Mutex<Outcomes>,
+    /// Signalled each time a group ends.
+    ended: Condvar,
     ids: Mutex<HashMap<i64, IdSeq>>,
     /// The audit chains' heads (seq, hash) this process knows, moved under
     /// the turn (see [`AuditHeads`]).
     heads: Mutex<HashMap<i64, (i64, String)>>,
 }
+
+/// Writers in one group at most: a bound on how long the first of them
+/// waits for the commit.
+const GROUP_MAX: usize = 32;
+
+/// How long a writer waits for its group's commit before it gives up with
+/// "unavailable" (only if the group's last writer never ends: a bug).
+const GROUP_WAIT: Duration = Duration::from_secs(60);
+
+/// The turn: held by one writer at a time.
+#[derive(Default)]
+struct WriteTurn {
+    /// The file's write connection (made at the first write).
+    conn: Option<Connection>,
+    /// The open group's number, while its transaction is open.
+    group: Option<u64>,
+    /// Writers in the open group so far.
+    members: usize,
+    /// The number the next group takes.
+    next_group: u64,
+    /// What the open group's writers moved in `ids` and `heads`, as it was
+    /// before: put back if the group's commit fails.
+    undo_ids: HashMap<i64, Option<IdSeq>>,
+    undo_heads: HashMap<i64, Option<(i64, String)>>,
+}
+
+/// How the groups ended.
+#[derive(Default)]
+struct Outcomes {
+    /// Every group up to this number has ended (groups end in order).
+    ended_through: Option<u64>,
+    /// The latest groups whose commit failed, with why.
+    failed: VecDeque<(u64, StoreError)>,
+}
+
+/// Failed groups remembered, for writers that wake late.
+const FAILED_KEPT: usize = 64;
 
 /// The [`FileWriter`] of `path` in this process.
 fn writer_turn(path: &str) -> Arc<FileWriter> {
@@ -176,6 +231,240 @@ impl SqliteBackend {
     }
 }
 
+impl SqliteBackend {
+    /// A write transaction, run in the file's open group or as the first of
+    /// a new one (see [`FileWriter`]); returns once the group's commit ended.
+    // The turn is held across `f`'s awaits on purpose: they never suspend
+    // (every statement's future is ready), and the whole transaction runs on
+    // one blocking thread, never on an executor.
+    #[allow(clippy::await_holding_lock)]
+    async fn write_in_group<R>(
+        &self,
+        mut f: impl AsyncFnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let file = &*self.writer;
+        file.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut turn = lock_turn(file);
+        file.waiting.fetch_sub(1, Ordering::SeqCst);
+        let group = match self.join_group(&mut turn) {
+            Ok(group) => group,
+            Err(e) => {
+                if self.is_last(&turn) {
+                    // The others' work commits without this writer's.
+                    let _ = self.end_group(turn, None);
+                }
+                return Err(e);
+            }
+        };
+        let result = match turn.conn.as_ref() {
+            Some(conn) => {
+                let mut sc = SqliteConn::new(conn, file, true);
+                match f(&mut sc).await {
+                    Ok(v) => match conn.execute_batch("RELEASE member").map_err(map_err) {
+                        Ok(()) => Ok((v, sc.into_moved())),
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                }
+            }
+            None => Err(StoreError::Internal("no write connection".into())),
+        };
+        let result = result.map(|(v, moved)| {
+            moved.apply(file, &mut turn);
+            v
+        });
+        if result.is_err() {
+            if let Some(conn) = turn.conn.as_ref() {
+                // This writer's statements only; the group goes on.
+                let _ = conn.execute_batch("ROLLBACK TO member; RELEASE member");
+            }
+        }
+        if turn.conn.as_ref().is_none_or(|c| c.is_autocommit()) {
+            // SQLite rolled the whole transaction back (an I/O error, a full
+            // disk): the group failed, and the next writer begins anew.
+            let why = StoreError::Unavailable("the write transaction was rolled back".into());
+            let _ = self.end_group(turn, Some(why.clone()));
+            return Err(result.err().unwrap_or(why));
+        }
+        if self.is_last(&turn) {
+            self.end_group(turn, None)?;
+            return result;
+        }
+        drop(turn);
+        wait_for_group(file, group)?;
+        result
+    }
+
+    /// Whether the turn's holder must end the open group now: no writer
+    /// waits to join it, or it is full.
+    fn is_last(&self, turn: &WriteTurn) -> bool {
+        self.writer.waiting.load(Ordering::SeqCst) == 0 || turn.members >= GROUP_MAX
+    }
+
+    /// Opens a group (its transaction) unless one is open, joins it and
+    /// opens this writer's savepoint; the group's number.
+    fn join_group(&self, turn: &mut WriteTurn) -> Result<u64, StoreError> {
+        if turn.conn.is_none() {
+            turn.conn = Some(self.connect()?);
+        }
+        let conn = turn
+            .conn
+            .as_ref()
+            .ok_or_else(|| StoreError::Internal("no write connection".into()))?;
+        if turn.group.is_some() && conn.is_autocommit() {
+            // Its transaction is gone: tell its writers, then begin anew.
+            fail_open_group(&self.writer, turn);
+        }
+        let conn = turn
+            .conn
+            .as_ref()
+            .ok_or_else(|| StoreError::Internal("no write connection".into()))?;
+        let group = match turn.group {
+            Some(g) => g,
+            None => {
+                conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
+                let g = turn.next_group;
+                turn.next_group += 1;
+                turn.group = Some(g);
+                g
+            }
+        };
+        turn.members += 1;
+        conn.execute_batch("SAVEPOINT member").map_err(map_err)?;
+        Ok(group)
+    }
+
+    /// Commits the open group (or rolls it back when `failed` says why it
+    /// cannot commit), tells its writers how it ended, and gives the turn
+    /// back; the commit's failure, if any.
+    fn end_group(
+        &self,
+        mut turn: MutexGuard<'_, WriteTurn>,
+        failed: Option<StoreError>,
+    ) -> Result<(), StoreError> {
+        let file = &*self.writer;
+        let Some(group) = turn.group.take() else {
+            return match failed {
+                Some(e) => Err(e),
+                None => Ok(()),
+            };
+        };
+        turn.members = 0;
+        let outcome = match (failed, turn.conn.as_ref()) {
+            (Some(e), _) => Err(e),
+            (None, Some(conn)) => conn.execute_batch("COMMIT").map_err(map_err),
+            (None, None) => Err(StoreError::Internal("the write connection is gone".into())),
+        };
+        if let Some(conn) = turn.conn.as_ref() {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+        }
+        let undo_ids = std::mem::take(&mut turn.undo_ids);
+        let undo_heads = std::mem::take(&mut turn.undo_heads);
+        if outcome.is_err() {
+            // Nothing of the group is in the file: neither may its ids and
+            // heads be in memory.
+            put_back(&file.ids, undo_ids);
+            put_back(&file.heads, undo_heads);
+        }
+        if let Ok(mut ended) = file.outcomes.lock() {
+            ended.ended_through = Some(group);
+            if let Err(e) = &outcome {
+                ended.failed.push_back((group, e.clone()));
+                if ended.failed.len() > FAILED_KEPT {
+                    ended.failed.pop_front();
+                }
+            }
+        }
+        drop(turn);
+        file.ended.notify_all();
+        outcome
+    }
+}
+
+/// The file's turn; a turn whose holder panicked is taken over: its open
+/// group, if any, is rolled back and failed first.
+fn lock_turn(file: &FileWriter) -> MutexGuard<'_, WriteTurn> {
+    match file.turn.lock() {
+        Ok(turn) => turn,
+        Err(poisoned) => {
+            let mut turn = poisoned.into_inner();
+            fail_open_group(file, &mut turn);
+            file.turn.clear_poison();
+            turn
+        }
+    }
+}
+
+/// Rolls back the open group, if any, and tells its writers it failed.
+fn fail_open_group(file: &FileWriter, turn: &mut WriteTurn) {
+    let Some(group) = turn.group.take() else {
+        return;
+    };
+    turn.members = 0;
+    if let Some(conn) = turn.conn.as_ref() {
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+    put_back(&file.ids, std::mem::take(&mut turn.undo_ids));
+    put_back(&file.heads, std::mem::take(&mut turn.undo_heads));
+    if let Ok(mut ended) = file.outcomes.lock() {
+        ended.ended_through = Some(group);
+        let e = StoreError::Unavailable("the write transaction was rolled back".into());
+        ended.failed.push_back((group, e));
+        if ended.failed.len() > FAILED_KEPT {
+            ended.failed.pop_front();
+        }
+    }
+    file.ended.notify_all();
+}
+
+/// Waits until `group` has ended; its commit's failure, if any.
+fn wait_for_group(file: &FileWriter, group: u64) -> Result<(), StoreError> {
+    let deadline = Instant::now() + GROUP_WAIT;
+    let mut ended = file
+        .outcomes
+        .lock()
+        .map_err(|_| StoreError::Internal("group outcomes poisoned".into()))?;
+    while ended.ended_through.is_none_or(|through| through < group) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(StoreError::Unavailable(
+                "the write group's commit did not end in time".into(),
+            ));
+        }
+        ended = match file.ended.wait_timeout(ended, left) {
+            Ok((guard, _)) => guard,
+            Err(_) => return Err(StoreError::Internal("group outcomes poisoned".into())),
+        };
+    }
+    match ended.failed.iter().find(|(g, _)| *g == group) {
+        Some((_, e)) => Err(e.clone()),
+        None => Ok(()),
+    }
+}
+
+/// Puts each key of `map` back as `undo` remembers it (absent for `None`).
+fn put_back<V>(map: &Mutex<HashMap<i64, V>>, undo: HashMap<i64, Option<V>>) {
+    if undo.is_empty() {
+        return;
+    }
+    if let Ok(mut map) = map.lock() {
+        for (key, before) in undo {
+            match before {
+                Some(v) => {
+                    map.insert(key, v);
+                }
+                None => {
+                    map.remove(&key);
+                }
+            }
+        }
+    }
+}
+
 fn map_err(e: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(f, _) = &e {
         match f.code {
@@ -231,19 +520,42 @@ impl<'a> SqliteConn<'a> {
         }
     }
 
-    /// Makes what this transaction took count; called once it committed,
-    /// still in the writer's turn.
-    fn committed(self) {
+    /// What this writer moved: the id sequences and the audit heads.
+    fn into_moved(self) -> Moved {
+        Moved {
+            ids: self.taken,
+            heads: self.heads,
+        }
+    }
+}
+
+/// The id sequences and audit heads a writer moved (see [`SqliteConn`]).
+struct Moved {
+    ids: HashMap<i64, IdSeq>,
+    heads: HashMap<i64, (i64, String)>,
+}
+
+impl Moved {
+    /// Makes what a writer moved count for the writers after it; called
+    /// once its savepoint is released, still in the turn, which keeps what
+    /// was there before, to put back should the group's commit fail.
+    fn apply(self, file: &FileWriter, turn: &mut WriteTurn) {
         if !self.heads.is_empty() {
-            if let Ok(mut heads) = self.file.heads.lock() {
-                heads.extend(self.heads);
+            if let Ok(mut heads) = file.heads.lock() {
+                for (chain, head) in self.heads {
+                    let before = heads.insert(chain, head);
+                    turn.undo_heads.entry(chain).or_insert(before);
+                }
             }
         }
-        if self.taken.is_empty() {
+        if self.ids.is_empty() {
             return;
         }
-        if let Ok(mut ids) = self.file.ids.lock() {
-            ids.extend(self.taken);
+        if let Ok(mut ids) = file.ids.lock() {
+            for (player, seq) in self.ids {
+                let before = ids.insert(player, seq);
+                turn.undo_ids.entry(player).or_insert(before);
+            }
         }
     }
 }
@@ -405,44 +717,26 @@ impl SqlConn for SqliteConn<'_> {
 }
 
 impl Backend for SqliteBackend {
-    // The writer's turn is held across the transaction's awaits on purpose:
-    // they never suspend (every statement's future is ready), and the whole
-    // transaction runs on one blocking thread, never on an executor.
-    #[allow(clippy::await_holding_lock)]
     async fn transaction<R>(
         &self,
         kind: TxKind,
         mut f: impl AsyncFnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let _turn = match kind {
-            TxKind::Write => Some(self.writer.turn.lock().unwrap_or_else(|e| e.into_inner())),
-            TxKind::Read => None,
-        };
+        if kind == TxKind::Write {
+            return self.write_in_group(f).await;
+        }
         let conn = self.take()?;
-        let begin = match kind {
-            TxKind::Read => "BEGIN DEFERRED",
-            TxKind::Write => "BEGIN IMMEDIATE",
-        };
-        let result = match conn.execute_batch(begin).map_err(map_err) {
+        let result = match conn.execute_batch("BEGIN DEFERRED").map_err(map_err) {
             Ok(()) => {
-                let mut sc = SqliteConn::new(&conn, &self.writer, kind == TxKind::Write);
+                let mut sc = SqliteConn::new(&conn, &self.writer, false);
                 match f(&mut sc).await {
-                    Ok(v) => {
-                        let done = conn.execute_batch("COMMIT").map_err(map_err).map(|_| v);
-                        if done.is_ok() {
-                            sc.committed();
-                        }
-                        done
-                    }
-                    Err(e) => {
-                        let _ = conn.execute_batch("ROLLBACK");
-                        Err(e)
-                    }
+                    Ok(v) => conn.execute_batch("COMMIT").map_err(map_err).map(|_| v),
+                    Err(e) => Err(e),
                 }
             }
             Err(e) => Err(e),
         };
-        if result.is_err() && !conn.is_autocommit() {
+        if !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
         self.give_back(conn);
