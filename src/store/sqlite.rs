@@ -17,7 +17,7 @@
 //! only that shard's blocking threads use. Writes go through the file's one
 //! write connection in this process, one writer at a time, with group
 //! commit: writers that queue meanwhile share one transaction (a savepoint
-//! each) and one commit (see [`FileWriter`]). A group's transaction starts
+//! each) and one commit (see `FileWriter`). A group's transaction starts
 //! with `BEGIN IMMEDIATE`, and `busy_timeout` makes it wait for another
 //! process that writes the file (a tool run beside the server).
 
