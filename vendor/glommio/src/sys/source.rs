@@ -224,14 +224,6 @@ impl Source {
         })
     }
 
-    /// Whether the kernel has answered this source, without the latency
-    /// statistics `result` records. Patched in for DataMiddleware: the
-    /// reactor keeps its preemption timers armed until they fire (see
-    /// VENDORED.md).
-    pub(crate) fn has_result(&self) -> bool {
-        self.inner.borrow().wakers.result.is_some()
-    }
-
     pub(crate) fn result(&self) -> Option<io::Result<usize>> {
         let mut inner = self.inner.borrow_mut();
         let ret = inner

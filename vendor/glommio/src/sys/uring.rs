@@ -1270,9 +1270,6 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
-    /// When the armed latency timer fires. Patched in for DataMiddleware:
-    /// see `Reactor::wait`.
-    latency_preemption_deadline: Cell<Option<Instant>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1312,15 +1309,6 @@ macro_rules! consume_rings {
         consumed
     }}
 }
-/// Whether `timer` holds a source the kernel has not answered yet.
-/// Patched in for DataMiddleware: see `Reactor::wait`.
-fn armed(timer: &Cell<Option<Source>>) -> bool {
-    let source = timer.take();
-    let armed = source.as_ref().is_some_and(|s| !s.has_result());
-    timer.set(source);
-    armed
-}
-
 macro_rules! flush_cancellations {
     (into $output:expr; $( $ring:expr ),+ ) => {{
         $(
@@ -1421,7 +1409,6 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
-            latency_preemption_deadline: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1911,38 +1898,22 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Patched in for DataMiddleware (see VENDORED.md): upstream cancels
-        // both preemption timers and arms new ones on every call, which is
-        // every turn of the executor's loop — two cancellations, three SQEs
-        // and two `io_uring_enter` per turn, about one turn per request on a
-        // busy keep-alive server. A timer that has not fired stays armed: a
-        // task queue may then be preempted earlier than its full slice,
-        // which only means the executor looks at its I/O sooner.
+        // Cancel the old timer regardless of whether we can sleep:
+        // if we won't sleep, we will register the new timer with its new
+        // value.
         //
-        // The latency timer is still cancelled when this call may sleep
-        // (no preempt timer wanted), or it would wake the sleeper.
-        // A timer armed for a user timer further away than the preempt
-        // timer is replaced, so no slice grows longer than asked.
-        let now = Instant::now();
-        let keep_latency_timer = armed(&self.latency_preemption_timeout_src)
-            && matches!(
-                (preempt_timer(), self.latency_preemption_deadline.get()),
-                (Some(preempt), Some(deadline)) if deadline <= now + preempt
-            );
-        if !keep_latency_timer {
-            drop(self.latency_preemption_timeout_src.take());
-        }
+        // But if we will sleep, there might be a timer registered that needs
+        // to be removed otherwise we'll wake up when it expires.
+        drop(self.latency_preemption_timeout_src.take());
 
-        // The throughput-based timeout counts completions and has no
-        // deadline, so it may stay armed while sleeping too.
-        if !armed(&self.throughput_preemption_timeout_src) {
-            self.throughput_preemption_timeout_src.replace(Some(
-                main_ring.prepare_throughput_preemption_timer(
-                    self.ring_depth() as u32,
-                    self.eventfd_src.raw(),
-                ),
-            ));
-        }
+        // Schedule the throughput-based timeout immediately: it won't matter if we end
+        // up sleeping.
+        self.throughput_preemption_timeout_src.replace(Some(
+            main_ring.prepare_throughput_preemption_timer(
+                self.ring_depth() as u32,
+                self.eventfd_src.raw(),
+            ),
+        ));
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1966,8 +1937,6 @@ impl Reactor {
             if let Some(dur) = user_timer {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                self.latency_preemption_deadline
-                    .set(Some(Instant::now() + dur));
                 assert!(flush_rings!(lat_ring)? > 0);
             }
             // From this moment on the remote executors are aware that we are sleeping
@@ -1998,13 +1967,8 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            // Patched in for DataMiddleware: only when none is armed.
-            if !armed(&self.latency_preemption_timeout_src) {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-                self.latency_preemption_deadline
-                    .set(Some(Instant::now() + preempt));
-            }
+            self.latency_preemption_timeout_src
+                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
             flush_rings!(lat_ring, main_ring)?;
         }
 
