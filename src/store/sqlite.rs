@@ -307,11 +307,7 @@ impl SqliteBackend {
         if turn.conn.is_none() {
             turn.conn = Some(self.connect()?);
         }
-        let conn = turn
-            .conn
-            .as_ref()
-            .ok_or_else(|| StoreError::Internal("no write connection".into()))?;
-        if turn.group.is_some() && conn.is_autocommit() {
+        if turn.group.is_some() && turn.conn.as_ref().is_some_and(|c| c.is_autocommit()) {
             // Its transaction is gone: tell its writers, then begin anew.
             fail_open_group(&self.writer, turn);
         }
@@ -342,43 +338,15 @@ impl SqliteBackend {
         mut turn: MutexGuard<'_, WriteTurn>,
         failed: Option<StoreError>,
     ) -> Result<(), StoreError> {
-        let file = &*self.writer;
-        let Some(group) = turn.group.take() else {
-            return match failed {
-                Some(e) => Err(e),
-                None => Ok(()),
-            };
-        };
-        turn.members = 0;
+        if turn.group.is_none() {
+            return failed.map_or(Ok(()), Err);
+        }
         let outcome = match (failed, turn.conn.as_ref()) {
             (Some(e), _) => Err(e),
             (None, Some(conn)) => conn.execute_batch("COMMIT").map_err(map_err),
             (None, None) => Err(StoreError::Internal("the write connection is gone".into())),
         };
-        if let Some(conn) = turn.conn.as_ref() {
-            if !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
-        }
-        let undo_ids = std::mem::take(&mut turn.undo_ids);
-        let undo_heads = std::mem::take(&mut turn.undo_heads);
-        if outcome.is_err() {
-            // Nothing of the group is in the file: neither may its ids and
-            // heads be in memory.
-            put_back(&file.ids, undo_ids);
-            put_back(&file.heads, undo_heads);
-        }
-        if let Ok(mut ended) = file.outcomes.lock() {
-            ended.ended_through = Some(group);
-            if let Err(e) = &outcome {
-                ended.failed.push_back((group, e.clone()));
-                if ended.failed.len() > FAILED_KEPT {
-                    ended.failed.pop_front();
-                }
-            }
-        }
-        drop(turn);
-        file.ended.notify_all();
+        close_group(&self.writer, &mut turn, outcome.clone());
         outcome
     }
 }
@@ -399,6 +367,15 @@ fn lock_turn(file: &FileWriter) -> MutexGuard<'_, WriteTurn> {
 
 /// Rolls back the open group, if any, and tells its writers it failed.
 fn fail_open_group(file: &FileWriter, turn: &mut WriteTurn) {
+    let why = StoreError::Unavailable("the write transaction was rolled back".into());
+    close_group(file, turn, Err(why));
+}
+
+/// Ends the open group, if any, with `outcome` (its commit's, already
+/// tried): whatever is left of its transaction is rolled back, a failed
+/// group's ids and heads are put back in memory (nothing of it is in the
+/// file), and its writers are told.
+fn close_group(file: &FileWriter, turn: &mut WriteTurn, outcome: Result<(), StoreError>) {
     let Some(group) = turn.group.take() else {
         return;
     };
@@ -408,14 +385,19 @@ fn fail_open_group(file: &FileWriter, turn: &mut WriteTurn) {
             let _ = conn.execute_batch("ROLLBACK");
         }
     }
-    put_back(&file.ids, std::mem::take(&mut turn.undo_ids));
-    put_back(&file.heads, std::mem::take(&mut turn.undo_heads));
+    let undo_ids = std::mem::take(&mut turn.undo_ids);
+    let undo_heads = std::mem::take(&mut turn.undo_heads);
+    if outcome.is_err() {
+        put_back(&file.ids, undo_ids);
+        put_back(&file.heads, undo_heads);
+    }
     if let Ok(mut ended) = file.outcomes.lock() {
         ended.ended_through = Some(group);
-        let e = StoreError::Unavailable("the write transaction was rolled back".into());
-        ended.failed.push_back((group, e));
-        if ended.failed.len() > FAILED_KEPT {
-            ended.failed.pop_front();
+        if let Err(e) = outcome {
+            ended.failed.push_back((group, e));
+            if ended.failed.len() > FAILED_KEPT {
+                ended.failed.pop_front();
+            }
         }
     }
     file.ended.notify_all();
