@@ -64,10 +64,7 @@ trap cleanup EXIT
 
 # A stopped server's listeners can outlive it by a moment: io_uring tears a
 # ring down in a kernel worker after the process exits, and the accept it had
-# armed holds the listening socket until then.
-port_free() { # host:port
-  ! (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null
-}
+# armed holds the listening socket until then (port_free: scripts/lib.sh).
 start_server() { # pin (true|false) [sched_batch (true|false, default false)]
   stop_server
   for _ in $(seq 1 50); do

@@ -56,10 +56,15 @@ wrk_qps() { # threads url [wrk options...]
 # Refuses to go on when something already accepts connections on HOST:PORT:
 # with SO_REUSEPORT a forgotten server would share the port with ours and
 # answer part of the requests (with its own secrets: 401s, or its own data).
+# Whether nothing accepts connections on host:port.
+port_free() { # host:port
+  ! (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null
+}
+
 require_free_port() { # host:port...
   local addr
   for addr in "$@"; do
-    if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
+    if ! port_free "$addr"; then
       echo "something already listens on $addr (a server left running?); stop it first" >&2
       exit 1
     fi
