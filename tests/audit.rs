@@ -705,6 +705,17 @@ fn two_nodes_checkpoint_the_same_chains_without_forking_them() {
     let (code, text) = verify(&b);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("OK"), "{text}");
+    // Each node's guesses of these chains' heads went stale at every turn
+    // (the other node had moved them): one record per credit all the same.
+    let subjects: Vec<String> = players.iter().map(|pl| format!("'player:{pl}'")).collect();
+    let n = rows(
+        &b,
+        &format!(
+            "SELECT COUNT(*) FROM audit_records WHERE action = 'wallet.change' AND subject IN ({})",
+            subjects.join(", ")
+        ),
+    );
+    assert_eq!(column_i64(&n[0][0]), Some(8 * 8), "{n:?}");
 }
 
 /// Schema version 10 on a SQLite log begun at version 9 (records over
