@@ -113,47 +113,6 @@ pub fn record_hash(r: &AuditRecord) -> String {
     hex::encode(Sha256::digest(&out))
 }
 
-/// `drafts` by `actor` at `now_ms` as the records of `chain` after its
-/// head (`seq`, `prev`), each linked to the one before.
-pub fn link(
-    chain: i64,
-    seq: i64,
-    prev: String,
-    actor: &Actor,
-    drafts: &[&AuditDraft],
-    now_ms: i64,
-) -> Vec<AuditRecord> {
-    let mut records: Vec<AuditRecord> = drafts
-        .iter()
-        .map(|d| AuditRecord {
-            chain,
-            seq: 0,
-            at: now_ms,
-            actor: actor.clone(),
-            action: d.action.clone(),
-            subject: d.subject.clone(),
-            details: d.details.clone(),
-            prev_hash: String::new(),
-            hash: String::new(),
-        })
-        .collect();
-    relink(&mut records, seq, prev);
-    records
-}
-
-/// Places `records` (of one chain, in order) after the head (`seq`,
-/// `prev`): numbers them on from `seq` and recomputes every link — for an
-/// append whose guess of the head turned out stale.
-pub fn relink(records: &mut [AuditRecord], mut seq: i64, mut prev: String) {
-    for r in records {
-        seq += 1;
-        r.seq = seq;
-        r.prev_hash = std::mem::take(&mut prev);
-        r.hash = record_hash(r);
-        prev = r.hash.clone();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

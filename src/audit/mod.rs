@@ -9,7 +9,5 @@ pub mod checkpoint;
 pub mod keys;
 pub mod verify;
 
-pub use chain::{
-    chain_of, link, record_hash, relink, Actor, AuditDraft, AuditRecord, CHAINS, GENESIS,
-};
+pub use chain::{chain_of, record_hash, Actor, AuditDraft, AuditRecord, CHAINS, GENESIS};
 pub use checkpoint::{AuditKey, Checkpoint};

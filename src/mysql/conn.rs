@@ -18,7 +18,7 @@ use super::opts::Opts;
 use super::packet::PacketStream;
 use super::result::{self, Protocol, QueryResult};
 use super::stmt_cache::{Prepared, StmtCache};
-use mysql_common::constants::{CapabilityFlags, Command, StatusFlags};
+use mysql_common::constants::{Command, StatusFlags};
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{ComStmtClose, ComStmtExecuteRequestBuilder, StmtPacket};
 use mysql_common::Value;
@@ -88,16 +88,6 @@ impl Connection {
     /// statement abandoned half-way): it must not be used again.
     pub fn is_broken(&self) -> bool {
         self.broken
-    }
-
-    /// Whether several statements may go in one `COM_QUERY`, `;`-separated
-    /// (`CLIENT_MULTI_STATEMENTS`): the server runs them in order and stops
-    /// at the first that fails.
-    pub fn multi_statements(&self) -> bool {
-        self.link
-            .session
-            .capabilities
-            .contains(CapabilityFlags::CLIENT_MULTI_STATEMENTS)
     }
 
     /// Whether a transaction is open, as of the server's last OK or EOF.

@@ -270,24 +270,9 @@ impl Pool {
     /// `COMMIT`, was a deadlock (1213) or a lock wait timeout (1205), the
     /// transaction wrote nothing and runs again — [`ATTEMPTS`] times in all,
     /// pausing 2 ms, 4 ms, 6 ms between.
-    pub async fn transaction<T, E, F>(&self, work: F) -> Result<T, E>
+    pub async fn transaction<T, E, F>(&self, mut work: F) -> Result<T, E>
     where
         F: AsyncFnMut(&mut PooledConn) -> Result<T, E>,
-        E: From<PoolError>,
-    {
-        self.transaction_ending(work, async |conn: &mut PooledConn| conn.commit().await)
-            .await
-    }
-
-    /// [`Pool::transaction`] ended by `end` instead of a plain `COMMIT`:
-    /// `end` must commit (or fail), and its failure counts as the commit's
-    /// — the connection is dropped, and a deadlock or lock wait timeout
-    /// runs `work` and `end` again. For a commit that carries statements
-    /// of its own (the audit records written with the `COMMIT`).
-    pub async fn transaction_ending<T, E, F, C>(&self, mut work: F, mut end: C) -> Result<T, E>
-    where
-        F: AsyncFnMut(&mut PooledConn) -> Result<T, E>,
-        C: AsyncFnMut(&mut PooledConn) -> Result<(), MysqlError>,
         E: From<PoolError>,
     {
         let mut attempt = 1;
@@ -296,7 +281,7 @@ impl Pool {
             let result = work(&mut conn).await;
             let lost_lock = conn.first_error_retryable == Some(true);
             match result {
-                Ok(v) => match end(&mut conn).await {
+                Ok(v) => match conn.commit().await {
                     Ok(()) => {
                         conn.release().await;
                         return Ok(v);
@@ -533,11 +518,6 @@ impl PooledConn {
     /// The server's id for the connection (0 once the loan has ended).
     pub fn connection_id(&self) -> u32 {
         self.conn.as_ref().map_or(0, Connection::connection_id)
-    }
-
-    /// [`Connection::multi_statements`] (`false` once the loan has ended).
-    pub fn multi_statements(&self) -> bool {
-        self.conn.as_ref().is_some_and(Connection::multi_statements)
     }
 
     /// Whether a transaction is open, as of the server's last answer.

@@ -30,7 +30,6 @@ pub mod handle;
 pub mod migrations;
 pub mod model;
 pub mod mysql;
-mod mysql_audit;
 pub mod sql;
 pub mod sql_store;
 pub mod sqlite;

@@ -16,13 +16,21 @@
 //! matched rows exactly as SQLite does.
 
 use super::migrations::{Migration, MYSQL};
-use super::mysql_audit::{self, Guesses, Tail};
-use super::sql::{AuditTail, Backend, Dialect, Row, SqlConn, SqlValue, TxKind};
+use super::sql::{AuditHeads, Backend, Dialect, Row, SqlConn, SqlValue, TxKind};
 use super::{Durability, StoreError, StoreFuture};
 use crate::mysql::{codes, MysqlError, Opts, Pool, PoolError, PoolFigures, PooledConn, Value};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Audit chain heads (seq, hash) by chain, as this shard last saw them
+/// committed in one database: guesses that spare an append the read of its
+/// head row (see `SqlConn::audit_guesses`). Each shard keeps its own (no
+/// lock shared across cores): a head another shard or node moved since is
+/// a wrong guess, which costs the append one more round trip, never a
+/// wrong record.
+type Guesses = RefCell<HashMap<i64, (i64, String)>>;
 
 /// How long a caller waits for a busy pool's connection before a 503: a
 /// bound on purpose, so an overloaded database answers "busy" instead of
@@ -178,8 +186,11 @@ struct MysqlConn<'a> {
     conn: &'a mut PooledConn,
     /// The id the last statement generated (0: none).
     last_insert_id: u64,
-    /// The audit records left for the commit (a write transaction's only).
-    tail: Option<Tail<'a>>,
+    /// The shard's audit head guesses (a transaction's only).
+    guesses: Option<&'a Guesses>,
+    /// The heads this transaction moved or read, which become guesses once
+    /// it commits.
+    moved: HashMap<i64, (i64, String)>,
 }
 
 impl<'a> MysqlConn<'a> {
@@ -187,7 +198,8 @@ impl<'a> MysqlConn<'a> {
         MysqlConn {
             conn,
             last_insert_id: 0,
-            tail: guesses.map(Tail::new),
+            guesses,
+            moved: HashMap::new(),
         }
     }
 
@@ -233,9 +245,9 @@ impl SqlConn for MysqlConn<'_> {
         Dialect::Mysql
     }
 
-    fn audit_tail(&mut self) -> Option<&mut dyn AuditTail> {
-        match &mut self.tail {
-            Some(tail) => Some(tail),
+    fn audit_guesses(&mut self) -> Option<&mut dyn AuditHeads> {
+        match self.guesses {
+            Some(_) => Some(self),
             None => None,
         }
     }
@@ -268,37 +280,41 @@ impl SqlConn for MysqlConn<'_> {
     }
 }
 
+impl AuditHeads for MysqlConn<'_> {
+    fn head(&self, chain: i64) -> Option<(i64, String)> {
+        if let Some(h) = self.moved.get(&chain) {
+            return Some(h.clone());
+        }
+        self.guesses?.borrow().get(&chain).cloned()
+    }
+
+    fn set_head(&mut self, chain: i64, seq: i64, hash: String) {
+        self.moved.insert(chain, (seq, hash));
+    }
+}
+
 impl Backend for MysqlBackend {
     async fn transaction<R>(
         &self,
         _kind: TxKind,
         mut f: impl AsyncFnMut(&mut dyn SqlConn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        // The audit records the attempt left, written with its COMMIT; the
-        // heads they end on become the guesses once it is committed.
-        let pending = RefCell::new(Vec::new());
-        self.pool
-            .transaction_ending(
-                async |conn| {
-                    let mut c = MysqlConn::new(conn, Some(&self.guesses));
-                    let r = f(&mut c).await;
-                    *pending.borrow_mut() = c.tail.as_mut().map(Tail::take).unwrap_or_default();
-                    r
-                },
-                async |conn: &mut PooledConn| {
-                    let mut records = pending.take();
-                    if records.is_empty() {
-                        return conn.commit().await;
-                    }
-                    mysql_audit::commit(conn, &mut records).await?;
-                    let mut guesses = self.guesses.borrow_mut();
-                    for r in records {
-                        guesses.insert(r.chain, (r.seq, r.hash));
-                    }
-                    Ok(())
-                },
-            )
-            .await
+        // The heads the committed attempt moved become the guesses.
+        let moved = RefCell::new(HashMap::new());
+        let result = self
+            .pool
+            .transaction(async |conn| {
+                let mut c = MysqlConn::new(conn, Some(&self.guesses));
+                let r = f(&mut c).await;
+                *moved.borrow_mut() = std::mem::take(&mut c.moved);
+                r
+            })
+            .await;
+        let moved = moved.into_inner();
+        if result.is_ok() && !moved.is_empty() {
+            self.guesses.borrow_mut().extend(moved);
+        }
+        result
     }
 
     fn durability(&self) -> Durability {

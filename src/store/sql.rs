@@ -233,20 +233,6 @@ pub trait AuditHeads {
     fn set_head(&mut self, chain: i64, seq: i64, hash: String);
 }
 
-/// Audit records left for the commit to write (MySQL): the commit inserts
-/// them and moves their chains' head rows in the same round trip as its
-/// `COMMIT`, which runs only if the records' places were free — else the
-/// heads are read, locked, the records relinked after them and sent again.
-pub trait AuditTail {
-    /// `chain`'s head (seq, hash) for the next record: the last this
-    /// transaction left, else this shard's guess (the head it last saw
-    /// committed), else `None` (read the head row first).
-    fn head(&self, chain: i64) -> Option<(i64, String)>;
-    /// Leaves `records` (one chain's, linked after [`AuditTail::head`]) for
-    /// the commit.
-    fn push(&mut self, records: Vec<crate::audit::AuditRecord>);
-}
-
 /// A connection inside a transaction. Its statements are futures: MySQL's
 /// go out on the shard's own io_uring and yield while the server works;
 /// SQLite's are answered before they are first polled (its transactions run
@@ -276,11 +262,12 @@ pub trait SqlConn {
     fn audit_heads(&mut self) -> Option<&mut dyn AuditHeads> {
         None
     }
-    /// Where an append leaves its records for the commit to write, when
-    /// the backend writes them that way (MySQL: the records, the head rows
-    /// and the `COMMIT` go in one round trip, on this shard's guess of each
-    /// chain's head). `None`: the append writes them itself.
-    fn audit_tail(&mut self) -> Option<&mut dyn AuditTail> {
+    /// The audit chains' heads this shard last saw committed, when the
+    /// backend keeps such guesses (MySQL, whose head rows other nodes move
+    /// too): an append checks its guess in the head row's `UPDATE` and, if
+    /// another commit moved the head since, reads the row instead. `None`:
+    /// no guesses.
+    fn audit_guesses(&mut self) -> Option<&mut dyn AuditHeads> {
         None
     }
     /// Runs `statements` in order, sent together where the backend can:

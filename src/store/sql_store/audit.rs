@@ -6,7 +6,7 @@
 //! verifier.
 
 use super::{row_of, SqlStore};
-use crate::audit::{chain_of, link, Actor, AuditDraft, AuditRecord, Checkpoint};
+use crate::audit::{chain_of, record_hash, Actor, AuditDraft, AuditRecord, Checkpoint};
 use crate::store::sql::{Backend, Row, SqlConn, SqlValue};
 use crate::store::{AuditFilter, AuditStore, StoreError, StoreFuture};
 
@@ -54,16 +54,24 @@ fn checkpoint_from(r: &Row) -> Result<Checkpoint, StoreError> {
 const INSERT_RECORD: &str = "INSERT INTO audit_records (chain, seq, at, actor_role, actor_id, \
                              client, node, action, subject, details, prev_hash, hash) \
                              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// [`INSERT_RECORD`] only where the chain's head row already names the
+/// batch's last record (MySQL; see [`pipelined_append`]).
+const INSERT_RECORD_AFTER_HEAD: &str = "INSERT INTO audit_records (chain, seq, at, actor_role, \
+                                        actor_id, client, node, action, subject, details, \
+                                        prev_hash, hash) \
+                                        SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM audit_heads \
+                                        WHERE chain = ? AND seq = ? AND hash = ?";
 
 /// Adds `drafts` by `actor` at `now_ms` to their chains, in the caller's
 /// transaction. Call it last in the transaction: the chain heads are the
 /// last rows a change locks, in chain order.
 ///
 /// SQLite keeps the heads in memory (its file's only writer): an append is
-/// its INSERTs. MySQL leaves the records to the commit
-/// ([`SqlConn::audit_tail`]), linked after this shard's guess of each
-/// chain's head; a chain it has no guess for has its head row read `FOR
-/// UPDATE` first.
+/// its INSERTs. MySQL moves each chain's `audit_heads` row and inserts the
+/// records in one pipelined round trip ([`pipelined_append`]) on a guess of
+/// the head (the last this shard saw committed); when another commit
+/// moved the head since, nothing was written, and the head is read `FOR
+/// UPDATE` and the same round trip sent again.
 pub(super) async fn append(
     c: &mut dyn SqlConn,
     actor: &Actor,
@@ -98,20 +106,114 @@ pub(super) async fn append(
             }
             continue;
         }
-        let guess = c.audit_tail().and_then(|t| t.head(chain));
-        let (seq, prev) = match guess {
-            Some(head) => head,
-            None => locked_head(c, chain).await?,
-        };
-        let records = link(chain, seq, prev, actor, &drafts, now_ms);
-        let Some(tail) = c.audit_tail() else {
-            return Err(StoreError::Internal(
-                "an audit append outside a write transaction".into(),
-            ));
-        };
-        tail.push(records);
+        let guess = c.audit_guesses().and_then(|g| g.head(chain));
+        if let Some((seq, prev)) = guess {
+            if pipelined_append(c, chain, seq, prev, actor, &drafts, now_ms).await? {
+                continue;
+            }
+        }
+        let (seq, prev) = locked_head(c, chain).await?;
+        if !pipelined_append(c, chain, seq, prev, actor, &drafts, now_ms).await? {
+            return Err(StoreError::Internal(format!(
+                "audit chain {chain}: its head moved while locked"
+            )));
+        }
     }
     Ok(())
+}
+
+/// Moves `chain`'s head row from (`seq`, `prev`) to the last of `drafts`'
+/// records and inserts them, pipelined in one round trip (MySQL); `false`
+/// when the head was not (`seq`, `prev`) — then nothing was written, and
+/// the head row is locked.
+///
+/// Each INSERT takes its values from the head row as it is after the
+/// UPDATE (`INSERT … SELECT … WHERE` the head is the new one), so a record
+/// is written only where the UPDATE took effect: a head that had moved
+/// leaves no record behind, and should the UPDATE's statement end the
+/// transaction (a deadlock rolls it all back, and the statements queued
+/// behind it would run on their own, committed at once), the INSERTs find
+/// the old head and write nothing either.
+async fn pipelined_append(
+    c: &mut dyn SqlConn,
+    chain: i64,
+    seq: i64,
+    prev: String,
+    actor: &Actor,
+    drafts: &[&AuditDraft],
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let records = link(chain, seq, prev.clone(), actor, drafts, now_ms);
+    let Some(last) = records.last() else {
+        return Ok(true);
+    };
+    let mut batch: Vec<(&str, Vec<SqlValue>)> = vec![(
+        "UPDATE audit_heads SET seq = ?, hash = ? WHERE chain = ? AND seq = ? AND hash = ?",
+        args![last.seq, &last.hash, chain, seq, &prev].to_vec(),
+    )];
+    for r in &records {
+        let mut values = record_args(r);
+        values.extend(args![chain, last.seq, &last.hash].iter().cloned());
+        batch.push((INSERT_RECORD_AFTER_HEAD, values));
+    }
+    let mut answers = c.exec_batch(&batch).await?.into_iter();
+    let moved = match answers.next() {
+        Some(Ok(matched)) => matched == 0,
+        Some(Err(e)) => return Err(e),
+        None => return Err(StoreError::Internal("a batch answered nothing".into())),
+    };
+    for answer in answers {
+        let inserted = answer.map_err(|e| taken(chain, e))?;
+        if inserted != u64::from(!moved) {
+            return Err(StoreError::Internal(format!(
+                "audit chain {chain}: a record was {} its head",
+                if moved {
+                    "written without"
+                } else {
+                    "not written with"
+                }
+            )));
+        }
+    }
+    if moved {
+        return Ok(false);
+    }
+    if let Some(g) = c.audit_guesses() {
+        g.set_head(chain, last.seq, last.hash.clone());
+    }
+    Ok(true)
+}
+
+/// `drafts` as records of `chain` after (`seq`, `prev`), each linked to the
+/// one before.
+fn link(
+    chain: i64,
+    mut seq: i64,
+    mut prev: String,
+    actor: &Actor,
+    drafts: &[&AuditDraft],
+    now_ms: i64,
+) -> Vec<AuditRecord> {
+    drafts
+        .iter()
+        .map(|d| {
+            seq += 1;
+            let mut record = AuditRecord {
+                chain,
+                seq,
+                at: now_ms,
+                actor: actor.clone(),
+                action: d.action.clone(),
+                subject: d.subject.clone(),
+                details: d.details.clone(),
+                prev_hash: std::mem::take(&mut prev),
+                hash: String::new(),
+            };
+            record.hash = record_hash(&record);
+            prev = record.hash.clone();
+            record
+        })
+        .collect()
 }
 
 fn record_args(r: &AuditRecord) -> Vec<SqlValue> {
