@@ -89,33 +89,86 @@ pub fn chain_of(subject: &str, chains: i64) -> i64 {
     (h % chains.clamp(1, CHAINS) as u64) as i64
 }
 
-/// Appends `field` length-prefixed, so no two field lists encode alike.
-fn put(out: &mut Vec<u8>, field: &[u8]) {
-    out.extend_from_slice(&(field.len() as u64).to_be_bytes());
-    out.extend_from_slice(field);
+/// Feeds `field` to the hash length-prefixed, so no two field lists encode
+/// alike.
+fn put(hash: &mut Sha256, field: &[u8]) {
+    hash.update((field.len() as u64).to_be_bytes());
+    hash.update(field);
+}
+
+/// Feeds `n` as its decimal text (what `to_string` gives), length-prefixed,
+/// without allocating.
+fn put_int(hash: &mut Sha256, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        start -= 1;
+        digits[start] = b'-';
+    }
+    put(hash, &digits[start..]);
 }
 
 /// The SHA-256 (hex) of a record's canonical encoding: every field but
 /// `seq` and `hash`, length-prefixed, and the previous record's hash. The
 /// `seq` is left out so that renumbering alone is not a break; a record
 /// moved, deleted or inserted breaks the `prev_hash` links instead.
+///
+/// The fields go to the hash one by one (no encoding buffer, no integer
+/// text allocated): every audited write and every record the verifier
+/// reads pays for this.
 pub fn record_hash(r: &AuditRecord) -> String {
-    let mut out = Vec::with_capacity(256);
-    put(&mut out, b"dm-audit-record-v1");
-    put(&mut out, r.chain.to_string().as_bytes());
-    put(&mut out, r.at.to_string().as_bytes());
+    let mut hash = Sha256::new();
+    put(&mut hash, b"dm-audit-record-v1");
+    put_int(&mut hash, r.chain);
+    put_int(&mut hash, r.at);
     for f in [&r.actor.role, &r.actor.id, &r.actor.client, &r.actor.node] {
-        put(&mut out, f.as_bytes());
+        put(&mut hash, f.as_bytes());
     }
     for f in [&r.action, &r.subject, &r.details, &r.prev_hash] {
-        put(&mut out, f.as_bytes());
+        put(&mut hash, f.as_bytes());
     }
-    hex::encode(Sha256::digest(&out))
+    let digest = hash.finalize();
+    let mut text = [0u8; 64];
+    match hex::encode_to_slice(digest, &mut text)
+        .ok()
+        .and_then(|()| std::str::from_utf8(&text).ok())
+    {
+        Some(hex) => hex.to_owned(),
+        None => hex::encode(digest),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The canonical encoding built in one buffer, then hashed.
+    fn reference_hash(r: &AuditRecord) -> String {
+        fn put(out: &mut Vec<u8>, field: &[u8]) {
+            out.extend_from_slice(&(field.len() as u64).to_be_bytes());
+            out.extend_from_slice(field);
+        }
+        let mut out = Vec::new();
+        put(&mut out, b"dm-audit-record-v1");
+        put(&mut out, r.chain.to_string().as_bytes());
+        put(&mut out, r.at.to_string().as_bytes());
+        for f in [&r.actor.role, &r.actor.id, &r.actor.client, &r.actor.node] {
+            put(&mut out, f.as_bytes());
+        }
+        for f in [&r.action, &r.subject, &r.details, &r.prev_hash] {
+            put(&mut out, f.as_bytes());
+        }
+        hex::encode(Sha256::digest(&out))
+    }
 
     #[test]
     fn hashes_cover_every_field_but_the_place() {
@@ -151,6 +204,19 @@ mod tests {
         shifted.subject = "eplayer:1".into();
         assert_ne!(record_hash(&shifted), h);
         assert!((0..CHAINS).contains(&chain_of("player:1", CHAINS)));
+        // The same hash as the encoding written out whole (how records were
+        // hashed before the fields went to the hash one by one): logs
+        // written then verify now.
+        for (chain, at, details) in [
+            (3, 1_700_000_000_000, r#"{"delta":5}"#),
+            (0, 0, ""),
+            (1023, -1, "é ✓ \u{0}"),
+            (i64::MAX, i64::MIN, "{}"),
+        ] {
+            let mut r = r.clone();
+            (r.chain, r.at, r.details) = (chain, at, details.to_string());
+            assert_eq!(record_hash(&r), reference_hash(&r), "{chain} {at}");
+        }
         assert_eq!(chain_of("player:1", CHAINS), chain_of("player:1", CHAINS));
         assert_eq!(chain_of("player:1", 1), 0);
     }

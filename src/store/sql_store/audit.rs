@@ -84,25 +84,23 @@ pub(super) async fn append(
         .map(|d| (chain_of(&d.subject, chains), d))
         .collect();
     by_chain.sort_by_key(|(chain, _)| *chain);
-    let mut i = 0;
-    while i < by_chain.len() {
-        let chain = by_chain[i].0;
-        let mut end = i;
-        while end < by_chain.len() && by_chain[end].0 == chain {
-            end += 1;
+    let mut rest = by_chain.into_iter().peekable();
+    while let Some((chain, first)) = rest.next() {
+        let mut drafts = vec![first];
+        while let Some((_, d)) = rest.next_if(|(next, _)| *next == chain) {
+            drafts.push(d);
         }
-        let drafts: Vec<&AuditDraft> = by_chain[i..end].iter().map(|(_, d)| d).collect();
-        i = end;
         if c.audit_heads().is_some() {
             let (seq, prev) = memory_head(c, chain).await?;
-            let records = link(chain, seq, prev, actor, &drafts, now_ms);
-            for r in &records {
+            let records = link(chain, seq, prev, actor, drafts, now_ms);
+            let last = records.last().map(|r| (r.seq, r.hash.clone()));
+            for r in records {
                 c.exec(INSERT_RECORD, &record_args(r))
                     .await
                     .map_err(|e| taken(chain, e))?;
             }
-            if let (Some(heads), Some(last)) = (c.audit_heads(), records.last()) {
-                heads.set_head(chain, last.seq, last.hash.clone());
+            if let (Some(heads), Some((seq, hash))) = (c.audit_heads(), last) {
+                heads.set_head(chain, seq, hash);
             }
             continue;
         }
@@ -140,20 +138,27 @@ async fn pipelined_append(
     seq: i64,
     prev: String,
     actor: &Actor,
-    drafts: &[&AuditDraft],
+    drafts: &[AuditDraft],
     now_ms: i64,
 ) -> Result<bool, StoreError> {
-    let records = link(chain, seq, prev.clone(), actor, drafts, now_ms);
-    let Some(last) = records.last() else {
+    let records = link(
+        chain,
+        seq,
+        prev.clone(),
+        actor,
+        drafts.iter().cloned(),
+        now_ms,
+    );
+    let Some((last_seq, last_hash)) = records.last().map(|r| (r.seq, r.hash.clone())) else {
         return Ok(true);
     };
     let mut batch: Vec<(&str, Vec<SqlValue>)> = vec![(
         "UPDATE audit_heads SET seq = ?, hash = ? WHERE chain = ? AND seq = ? AND hash = ?",
-        args![last.seq, &last.hash, chain, seq, &prev].to_vec(),
+        args![last_seq, &last_hash, chain, seq, &prev].to_vec(),
     )];
-    for r in &records {
+    for r in records {
         let mut values = record_args(r);
-        values.extend(args![chain, last.seq, &last.hash].iter().cloned());
+        values.extend(args![chain, last_seq, &last_hash].iter().cloned());
         batch.push((INSERT_RECORD_AFTER_HEAD, values));
     }
     let mut answers = c.exec_batch(&batch).await?.into_iter();
@@ -179,23 +184,23 @@ async fn pipelined_append(
         return Ok(false);
     }
     if let Some(g) = c.audit_guesses() {
-        g.set_head(chain, last.seq, last.hash.clone());
+        g.set_head(chain, last_seq, last_hash);
     }
     Ok(true)
 }
 
 /// `drafts` as records of `chain` after (`seq`, `prev`), each linked to the
-/// one before.
+/// one before (their strings moved into the records).
 fn link(
     chain: i64,
     mut seq: i64,
     mut prev: String,
     actor: &Actor,
-    drafts: &[&AuditDraft],
+    drafts: impl IntoIterator<Item = AuditDraft>,
     now_ms: i64,
 ) -> Vec<AuditRecord> {
     drafts
-        .iter()
+        .into_iter()
         .map(|d| {
             seq += 1;
             let mut record = AuditRecord {
@@ -203,9 +208,9 @@ fn link(
                 seq,
                 at: now_ms,
                 actor: actor.clone(),
-                action: d.action.clone(),
-                subject: d.subject.clone(),
-                details: d.details.clone(),
+                action: d.action,
+                subject: d.subject,
+                details: d.details,
                 prev_hash: std::mem::take(&mut prev),
                 hash: String::new(),
             };
@@ -216,22 +221,22 @@ fn link(
         .collect()
 }
 
-fn record_args(r: &AuditRecord) -> Vec<SqlValue> {
-    args![
-        r.chain,
-        r.seq,
-        r.at,
-        &r.actor.role,
-        &r.actor.id,
-        &r.actor.client,
-        &r.actor.node,
-        &r.action,
-        &r.subject,
-        &r.details,
-        &r.prev_hash,
-        &r.hash
+/// A record's values for [`INSERT_RECORD`], its strings moved, not copied.
+fn record_args(r: AuditRecord) -> Vec<SqlValue> {
+    vec![
+        SqlValue::Int(r.chain),
+        SqlValue::Int(r.seq),
+        SqlValue::Int(r.at),
+        SqlValue::Text(r.actor.role),
+        SqlValue::Text(r.actor.id),
+        SqlValue::Text(r.actor.client),
+        SqlValue::Text(r.actor.node),
+        SqlValue::Text(r.action),
+        SqlValue::Text(r.subject),
+        SqlValue::Text(r.details),
+        SqlValue::Text(r.prev_hash),
+        SqlValue::Text(r.hash),
     ]
-    .to_vec()
 }
 
 /// A record's place already taken is no conflict of the caller's change
