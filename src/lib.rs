@@ -26,6 +26,7 @@
 //! - [`client_ip`]: who a request comes from (trusted proxies, `X-Forwarded-For`).
 //! - [`cluster`]: what the nodes of a cluster share through Redis (node registry).
 //! - [`clock`]: Unix time and RFC 3339 rendering.
+//! - [`decimal`]: integers as decimal text without allocating.
 //! - [`expiring`]: capped maps of expiring entries (tokens, revocations, writers).
 //! - [`logging`]: log output and run-time level changes.
 //! - [`notify`]: systemd's notify protocol (READY, STOPPING, WATCHDOG, STATUS).
@@ -40,6 +41,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod decimal;
 pub mod envelope;
 pub mod error;
 pub mod expiring;

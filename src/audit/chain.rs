@@ -5,6 +5,7 @@
 //! covers its own fields and the hash of the record before it, so a record
 //! edited, deleted, inserted or moved breaks the links after it.
 
+use crate::decimal;
 use sha2::{Digest, Sha256};
 
 /// Chains per game at most, and on MySQL. A record goes to the chain of its
@@ -99,22 +100,8 @@ fn put(hash: &mut Sha256, field: &[u8]) {
 /// Feeds `n` as its decimal text (what `to_string` gives), length-prefixed,
 /// without allocating.
 fn put_int(hash: &mut Sha256, n: i64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut rest = n.unsigned_abs();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        start -= 1;
-        digits[start] = b'-';
-    }
-    put(hash, &digits[start..]);
+    let mut digits = [0u8; decimal::MAX_DIGITS];
+    put(hash, decimal::signed(n, &mut digits));
 }
 
 /// The SHA-256 (hex) of a record's canonical encoding: every field but

@@ -1,6 +1,7 @@
 //! HTTP responses: the JSON envelope of SPEC §3 and their serialisation into
 //! the connection's write buffer.
 
+use crate::decimal;
 use crate::envelope::{write_error, write_success, Data};
 use crate::error::ApiError;
 use serde_json::Value;
@@ -98,18 +99,9 @@ impl Response {
 }
 
 /// Appends `n` in decimal.
-fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+fn push_decimal(out: &mut Vec<u8>, n: usize) {
+    let mut digits = [0u8; decimal::MAX_DIGITS];
+    out.extend_from_slice(decimal::unsigned(n as u64, &mut digits));
 }
 
 /// The reason phrase of a status.
