@@ -53,14 +53,14 @@ wrk_qps() { # threads url [wrk options...]
     END {print q, p50, p99, e}'
 }
 
-# Refuses to go on when something already accepts connections on HOST:PORT:
-# with SO_REUSEPORT a forgotten server would share the port with ours and
-# answer part of the requests (with its own secrets: 401s, or its own data).
 # Whether nothing accepts connections on host:port.
 port_free() { # host:port
   ! (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null
 }
 
+# Refuses to go on when something already accepts connections on HOST:PORT:
+# with SO_REUSEPORT a forgotten server would share the port with ours and
+# answer part of the requests (with its own secrets: 401s, or its own data).
 require_free_port() { # host:port...
   local addr
   for addr in "$@"; do

@@ -27,7 +27,7 @@ use super::{Durability, StoreError, StoreFuture};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, ErrorCode};
 use std::cell::Cell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -106,9 +106,6 @@ struct FileWriter {
     /// Writers waiting for the turn: while there are any, the holder leaves
     /// its group open for them.
     waiting: AtomicUsize,
-    outcomes: Mutex<Outcomes>,
-    /// Signalled each time a group ends.
-    ended: Condvar,
     ids: Mutex<HashMap<i64, IdSeq>>,
     /// The audit chains' heads (seq, hash) this process knows, moved under
     /// the turn (see [`AuditHeads`]).
@@ -128,29 +125,23 @@ const GROUP_WAIT: Duration = Duration::from_secs(60);
 struct WriteTurn {
     /// The file's write connection (made at the first write).
     conn: Option<Connection>,
-    /// The open group's number, while its transaction is open.
-    group: Option<u64>,
+    /// The open group, while its transaction is open.
+    group: Option<Arc<GroupEnd>>,
     /// Writers in the open group so far.
     members: usize,
-    /// The number the next group takes.
-    next_group: u64,
     /// What the open group's writers moved in `ids` and `heads`, as it was
     /// before: put back if the group's commit fails.
     undo_ids: HashMap<i64, Option<IdSeq>>,
     undo_heads: HashMap<i64, Option<(i64, String)>>,
 }
 
-/// How the groups ended.
+/// How one group ended, for its writers to wait on: set once, by whoever
+/// ends the group.
 #[derive(Default)]
-struct Outcomes {
-    /// Every group up to this number has ended (groups end in order).
-    ended_through: Option<u64>,
-    /// The latest groups whose commit failed, with why.
-    failed: VecDeque<(u64, StoreError)>,
+struct GroupEnd {
+    outcome: Mutex<Option<Result<(), StoreError>>>,
+    ended: Condvar,
 }
-
-/// Failed groups remembered, for writers that wake late.
-const FAILED_KEPT: usize = 64;
 
 /// The [`FileWriter`] of `path` in this process.
 fn writer_turn(path: &str) -> Arc<FileWriter> {
@@ -259,13 +250,11 @@ impl SqliteBackend {
         let result = match turn.conn.as_ref() {
             Some(conn) => {
                 let mut sc = SqliteConn::new(conn, file, true);
-                match f(&mut sc).await {
-                    Ok(v) => match conn.execute_batch("RELEASE member").map_err(map_err) {
-                        Ok(()) => Ok((v, sc.into_moved())),
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
-                }
+                let done = f(&mut sc).await;
+                done.and_then(|v| {
+                    conn.execute_batch("RELEASE member").map_err(map_err)?;
+                    Ok((v, sc.into_moved()))
+                })
             }
             None => Err(StoreError::Internal("no write connection".into())),
         };
@@ -291,7 +280,7 @@ impl SqliteBackend {
             return result;
         }
         drop(turn);
-        wait_for_group(file, group)?;
+        wait_for_group(&group)?;
         result
     }
 
@@ -302,8 +291,8 @@ impl SqliteBackend {
     }
 
     /// Opens a group (its transaction) unless one is open, joins it and
-    /// opens this writer's savepoint; the group's number.
-    fn join_group(&self, turn: &mut WriteTurn) -> Result<u64, StoreError> {
+    /// opens this writer's savepoint; the group, to wait on.
+    fn join_group(&self, turn: &mut WriteTurn) -> Result<Arc<GroupEnd>, StoreError> {
         if turn.conn.is_none() {
             turn.conn = Some(self.connect()?);
         }
@@ -315,14 +304,13 @@ impl SqliteBackend {
             .conn
             .as_ref()
             .ok_or_else(|| StoreError::Internal("no write connection".into()))?;
-        let group = match turn.group {
-            Some(g) => g,
+        let group = match &turn.group {
+            Some(group) => group.clone(),
             None => {
                 conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
-                let g = turn.next_group;
-                turn.next_group += 1;
-                turn.group = Some(g);
-                g
+                let group = Arc::new(GroupEnd::default());
+                turn.group = Some(group.clone());
+                group
             }
         };
         turn.members += 1;
@@ -391,40 +379,32 @@ fn close_group(file: &FileWriter, turn: &mut WriteTurn, outcome: Result<(), Stor
         put_back(&file.ids, undo_ids);
         put_back(&file.heads, undo_heads);
     }
-    if let Ok(mut ended) = file.outcomes.lock() {
-        ended.ended_through = Some(group);
-        if let Err(e) = outcome {
-            ended.failed.push_back((group, e));
-            if ended.failed.len() > FAILED_KEPT {
-                ended.failed.pop_front();
-            }
-        }
+    if let Ok(mut ended) = group.outcome.lock() {
+        *ended = Some(outcome);
     }
-    file.ended.notify_all();
+    group.ended.notify_all();
 }
 
 /// Waits until `group` has ended; its commit's failure, if any.
-fn wait_for_group(file: &FileWriter, group: u64) -> Result<(), StoreError> {
+fn wait_for_group(group: &GroupEnd) -> Result<(), StoreError> {
+    let poisoned = || StoreError::Internal("a write group's outcome is poisoned".into());
     let deadline = Instant::now() + GROUP_WAIT;
-    let mut ended = file
-        .outcomes
-        .lock()
-        .map_err(|_| StoreError::Internal("group outcomes poisoned".into()))?;
-    while ended.ended_through.is_none_or(|through| through < group) {
+    let mut ended = group.outcome.lock().map_err(|_| poisoned())?;
+    loop {
+        if let Some(outcome) = ended.as_ref() {
+            return outcome.clone();
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(StoreError::Unavailable(
                 "the write group's commit did not end in time".into(),
             ));
         }
-        ended = match file.ended.wait_timeout(ended, left) {
-            Ok((guard, _)) => guard,
-            Err(_) => return Err(StoreError::Internal("group outcomes poisoned".into())),
-        };
-    }
-    match ended.failed.iter().find(|(g, _)| *g == group) {
-        Some((_, e)) => Err(e.clone()),
-        None => Ok(()),
+        ended = group
+            .ended
+            .wait_timeout(ended, left)
+            .map_err(|_| poisoned())?
+            .0;
     }
 }
 
