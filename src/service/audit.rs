@@ -3,7 +3,7 @@
 //! [`verify_game`], which `datamiddleware audit verify` runs too.
 
 use super::Services;
-use crate::audit::verify::{verify_chain, ChainReport, Problem, Tampering};
+use crate::audit::verify::{verify_chain, ChainReport};
 use crate::audit::{AuditKey, AuditRecord, CHAINS};
 use crate::clock;
 use crate::error::ApiError;
@@ -63,16 +63,13 @@ impl GameVerification {
 }
 
 /// Re-computes every chain of a game's database and its checkpoints,
-/// trusting signatures by any of the public keys `trusted` (hex). Where the
-/// database keeps the chains' heads (MySQL), a head whose record is gone
-/// shows records deleted from the end of a chain.
+/// trusting signatures by any of the public keys `trusted` (hex). Records
+/// cut from the end of a chain show where a checkpoint signed one of them.
 pub async fn verify_game(
     store: &StoreHandle,
     game_id: &str,
     trusted: &[String],
 ) -> Result<GameVerification, StoreError> {
-    // Heads first: records read after them can only be as new or newer.
-    let heads = store.run(async move |s| s.audit_head_rows().await).await?;
     let checkpoints = store
         .run(async move |s| s.audit_checkpoints().await)
         .await?;
@@ -93,41 +90,10 @@ pub async fn verify_game(
                 break;
             }
         }
-        let mut report = verify_chain(game_id, chain, &records, &checkpoints, trusted);
-        if report.problem.is_none() {
-            report.problem = head_problem(&heads, chain, &records);
-        }
+        let report = verify_chain(game_id, chain, &records, &checkpoints, trusted);
         out.chains.push(report);
     }
     Ok(out)
-}
-
-/// Records cut from the end of `chain`: its head row names a record that
-/// is not there (or not as it was).
-fn head_problem(
-    heads: &[(i64, i64, String)],
-    chain: i64,
-    records: &[AuditRecord],
-) -> Option<Problem> {
-    let (_, seq, hash) = heads.iter().find(|(c, seq, _)| *c == chain && *seq > 0)?;
-    match records.iter().find(|r| r.seq == *seq) {
-        Some(r) if &r.hash == hash => None,
-        Some(_) => Some(Problem {
-            chain,
-            seq: *seq,
-            kind: Tampering::Edited,
-            detail: "the chain's head row (audit_heads) holds another hash for it".into(),
-        }),
-        None => Some(Problem {
-            chain,
-            seq: *seq,
-            kind: Tampering::Deleted,
-            detail: format!(
-                "the chain's head row (audit_heads) names it, but the records end at {}",
-                records.last().map_or(0, |r| r.seq)
-            ),
-        }),
-    }
 }
 
 fn record_json(r: &AuditRecord) -> Value {

@@ -123,6 +123,7 @@ pub const SQLITE: &[Migration] = &[
     LEADERBOARDS,
     AUDIT,
     AUDIT_ONE_WRITER,
+    AUDIT_NO_HEAD_ROWS,
 ];
 
 /// Version 3, the same for both dialects: the heartbeat row the primary
@@ -217,8 +218,8 @@ const MYSQL_LEADERBOARDS: Migration = Migration {
 
 /// Version 9: the audit log (SPEC §13) — records hash-chained over
 /// `audit::CHAINS` chains, each chain's head (on MySQL a row made at the
-/// chain's first record and locked last in a change's transaction), and the
-/// signed checkpoints. A subject's records are all
+/// chain's first record and locked last in a change's transaction; the
+/// rows go in version 11), and the signed checkpoints. A subject's records are all
 /// in its chain: reads by subject scan that chain's key range, so no
 /// subject index (whose random inserts cost every change pages) is kept.
 const AUDIT: Migration = Migration {
@@ -270,6 +271,18 @@ const MYSQL_AUDIT_ONE_WRITER: Migration = Migration {
     version: 10,
     description: "the audit log: unchanged on MySQL (SQLite drops its secondary indexes)",
     statements: &[],
+};
+
+/// Version 11, the same for both dialects: the chains' head rows go. An
+/// append takes the places after its chain's head in the records' own key
+/// (`sql_store::audit`), so no change updates a head row any more (on
+/// MySQL that row was a second statement, a row image in the binary log
+/// and a lock on every audited change); a chain's head is its newest
+/// record. SQLite never moved its rows (it keeps its heads in memory).
+const AUDIT_NO_HEAD_ROWS: Migration = Migration {
+    version: 11,
+    description: "the audit log: no head rows (a chain's head is its newest record)",
+    statements: &["DROP TABLE IF EXISTS audit_heads"],
 };
 
 /// The MySQL/MariaDB migrations (InnoDB, utf8mb4 with binary collation so
@@ -392,4 +405,5 @@ pub const MYSQL: &[Migration] = &[
     MYSQL_LEADERBOARDS,
     MYSQL_AUDIT,
     MYSQL_AUDIT_ONE_WRITER,
+    AUDIT_NO_HEAD_ROWS,
 ];

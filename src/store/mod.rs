@@ -411,14 +411,8 @@ pub trait AuditStore {
     /// `Dialect::audit_chains`), or more when older records or checkpoints
     /// use higher chains (a SQLite log begun over 1,024 chains).
     fn audit_chain_count(&self) -> StoreFuture<'_, i64>;
-    /// Every chain's head: (chain, seq, hash) — on MySQL from the head rows
-    /// (a short read however long the log), on SQLite from each chain's
-    /// newest record.
+    /// Every chain's head: (chain, seq, hash) of its newest record.
     fn audit_heads(&self) -> StoreFuture<'_, Vec<(i64, i64, String)>>;
-    /// The rows of `audit_heads` (chain, seq, hash): where MySQL locks and
-    /// moves each chain's head in the appending transaction (SQLite keeps
-    /// them in memory; its rows stay at 0).
-    fn audit_head_rows(&self) -> StoreFuture<'_, Vec<(i64, i64, String)>>;
     /// Every checkpoint, by chain and seq.
     fn audit_checkpoints(&self) -> StoreFuture<'_, Vec<Checkpoint>>;
     /// Each chain's newest checkpointed seq.

@@ -26,10 +26,10 @@ use std::time::Duration;
 
 /// Audit chain heads (seq, hash) by chain, as this shard last saw them
 /// committed in one database: guesses that spare an append the read of its
-/// head row (see `SqlConn::audit_guesses`). Each shard keeps its own (no
-/// lock shared across cores): a head another shard or node moved since is
-/// a wrong guess, which costs the append one more round trip, never a
-/// wrong record.
+/// chain's newest record (see `SqlConn::audit_heads`). Each shard keeps
+/// its own (no lock shared across cores): a head another shard or node
+/// moved since is a wrong guess, which costs the append a refused `INSERT`
+/// and a read, never a wrong record.
 type Guesses = RefCell<HashMap<i64, (i64, String)>>;
 
 /// How long a caller waits for a busy pool's connection before a 503: a
@@ -245,7 +245,7 @@ impl SqlConn for MysqlConn<'_> {
         Dialect::Mysql
     }
 
-    fn audit_guesses(&mut self) -> Option<&mut dyn AuditHeads> {
+    fn audit_heads(&mut self) -> Option<&mut dyn AuditHeads> {
         match self.guesses {
             Some(_) => Some(self),
             None => None,

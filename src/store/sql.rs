@@ -221,10 +221,13 @@ pub trait NoticeIds {
     fn last(&self, player_id: i64) -> Option<i64>;
 }
 
-/// The heads of the audit chains (SPEC §13) when the backend keeps them
-/// itself (SQLite, whose file only this process writes): an append then
-/// neither reads nor writes `audit_heads`, whose row lock is what orders a
-/// chain's appends on MySQL.
+/// The heads of the audit chains (SPEC §13) as this process knows them: an
+/// append links its records after the head and inserts them, and the
+/// records' key `(chain, seq)` refuses a place already taken. On SQLite,
+/// whose file only this process writes, they are exact; on MySQL each
+/// shard's are the heads it last saw committed — another shard or node may
+/// have moved one since, which costs that append a step, never a wrong
+/// record (see `sql_store::audit`).
 pub trait AuditHeads {
     /// `chain`'s head (seq, hash) as this transaction sees it, when this
     /// process knows it (else the caller reads it from the records).
@@ -257,17 +260,10 @@ pub trait SqlConn {
     fn notice_ids(&mut self) -> Option<&mut dyn NoticeIds> {
         None
     }
-    /// The audit chains' heads, when the backend keeps them itself
-    /// (SQLite); `None`: they are locked and moved in `audit_heads`.
+    /// The audit chains' heads this process knows (see [`AuditHeads`]), in
+    /// a write transaction; `None` elsewhere (then an append reads each
+    /// head from its chain's newest record).
     fn audit_heads(&mut self) -> Option<&mut dyn AuditHeads> {
-        None
-    }
-    /// The audit chains' heads this shard last saw committed, when the
-    /// backend keeps such guesses (MySQL, whose head rows other nodes move
-    /// too): an append checks its guess in the head row's `UPDATE` and, if
-    /// another commit moved the head since, reads the row instead. `None`:
-    /// no guesses.
-    fn audit_guesses(&mut self) -> Option<&mut dyn AuditHeads> {
         None
     }
     /// Runs `statements` in order, sent together where the backend can:

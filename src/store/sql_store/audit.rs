@@ -1,7 +1,7 @@
 //! The audit log's SQL (SPEC §13): [`append`] adds a change's records in
-//! the change's own transaction, as its last step — each chain's head row
-//! locked in chain order, so two changes on the same chain link one after
-//! the other and changes on other chains do not wait; [`AuditStore`] reads
+//! the change's own transaction, as its last step — each chain's next
+//! places taken in chain order, so two changes on the same chain link one
+//! after the other and changes on other chains do not wait; [`AuditStore`] reads
 //! records, heads and checkpoints for the API, the checkpoint task and the
 //! verifier.
 
@@ -54,24 +54,16 @@ fn checkpoint_from(r: &Row) -> Result<Checkpoint, StoreError> {
 const INSERT_RECORD: &str = "INSERT INTO audit_records (chain, seq, at, actor_role, actor_id, \
                              client, node, action, subject, details, prev_hash, hash) \
                              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-/// [`INSERT_RECORD`] only where the chain's head row already names the
-/// batch's last record (MySQL; see [`pipelined_append`]).
-const INSERT_RECORD_AFTER_HEAD: &str = "INSERT INTO audit_records (chain, seq, at, actor_role, \
-                                        actor_id, client, node, action, subject, details, \
-                                        prev_hash, hash) \
-                                        SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM audit_heads \
-                                        WHERE chain = ? AND seq = ? AND hash = ?";
+/// One more record's values after [`INSERT_RECORD`]'s.
+const MORE_VALUES: &str = ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// Times an append may find its chain's head moved before it gives up
+/// with "unavailable" (each time another commit took the place it chose).
+const MAX_STEPS: usize = 256;
 
 /// Adds `drafts` by `actor` at `now_ms` to their chains, in the caller's
-/// transaction. Call it last in the transaction: the chain heads are the
-/// last rows a change locks, in chain order.
-///
-/// SQLite keeps the heads in memory (its file's only writer): an append is
-/// its INSERTs. MySQL moves each chain's `audit_heads` row and inserts the
-/// records in one pipelined round trip ([`pipelined_append`]) on a guess of
-/// the head (the last this shard saw committed); when another commit
-/// moved the head since, nothing was written, and the head is read `FOR
-/// UPDATE` and the same round trip sent again.
+/// transaction. Call it last in the transaction: a record's key is the
+/// last row a change locks, in chain order.
 pub(super) async fn append(
     c: &mut dyn SqlConn,
     actor: &Actor,
@@ -90,103 +82,91 @@ pub(super) async fn append(
         while let Some((_, d)) = rest.next_if(|(next, _)| *next == chain) {
             drafts.push(d);
         }
-        if c.audit_heads().is_some() {
-            let (seq, prev) = memory_head(c, chain).await?;
-            let records = link(chain, seq, prev, actor, drafts, now_ms);
-            let last = records.last().map(|r| (r.seq, r.hash.clone()));
-            for r in records {
-                c.exec(INSERT_RECORD, &record_args(r))
-                    .await
-                    .map_err(|e| taken(chain, e))?;
-            }
-            if let (Some(heads), Some((seq, hash))) = (c.audit_heads(), last) {
-                heads.set_head(chain, seq, hash);
-            }
-            continue;
-        }
-        let guess = c.audit_guesses().and_then(|g| g.head(chain));
-        if let Some((seq, prev)) = guess {
-            if pipelined_append(c, chain, seq, prev, actor, &drafts, now_ms).await? {
-                continue;
-            }
-        }
-        let (seq, prev) = locked_head(c, chain).await?;
-        if !pipelined_append(c, chain, seq, prev, actor, &drafts, now_ms).await? {
-            return Err(StoreError::Internal(format!(
-                "audit chain {chain}: its head moved while locked"
-            )));
-        }
+        append_to_chain(c, chain, actor, drafts, now_ms).await?;
     }
     Ok(())
 }
 
-/// Moves `chain`'s head row from (`seq`, `prev`) to the last of `drafts`'
-/// records and inserts them, pipelined in one round trip (MySQL); `false`
-/// when the head was not (`seq`, `prev`) — then nothing was written, and
-/// the head row is locked.
+/// Links `drafts` after `chain`'s head and inserts them in one statement.
 ///
-/// Each INSERT takes its values from the head row as it is after the
-/// UPDATE (`INSERT … SELECT … WHERE` the head is the new one), so a record
-/// is written only where the UPDATE took effect: a head that had moved
-/// leaves no record behind, and should the UPDATE's statement end the
-/// transaction (a deadlock rolls it all back, and the statements queued
-/// behind it would run on their own, committed at once), the INSERTs find
-/// the old head and write nothing either.
-async fn pipelined_append(
+/// The records' key `(chain, seq)` is what orders a chain's appends: the
+/// `INSERT` takes the places after the head this process knows (SQLite's
+/// exact head, or on MySQL the head this shard last saw committed), and
+/// holds them until the transaction ends; another change that chose the
+/// same place waits for that end, then is refused (the place is taken) and
+/// steps on to the head as it now is. A head is only ever one committed
+/// (or this transaction's own), so records link to records that exist.
+/// Nothing but the records is written: no head row to update on every
+/// change.
+async fn append_to_chain(
+    c: &mut dyn SqlConn,
+    chain: i64,
+    actor: &Actor,
+    drafts: Vec<AuditDraft>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let known = c.audit_heads().and_then(|heads| heads.head(chain));
+    let mut head = match known {
+        Some(head) => head,
+        None => newest_record(c, chain).await?,
+    };
+    let mut insert = INSERT_RECORD.to_string();
+    for _ in 1..drafts.len() {
+        insert.push_str(MORE_VALUES);
+    }
+    for _ in 0..MAX_STEPS {
+        let (seq, prev) = head.clone();
+        let records = link(chain, seq, prev, actor, drafts.iter().cloned(), now_ms);
+        let Some(last) = records.last().map(|r| (r.seq, r.hash.clone())) else {
+            return Ok(());
+        };
+        let values: Vec<SqlValue> = records.into_iter().flat_map(record_args).collect();
+        match c.exec(&insert, &values).await {
+            Ok(_) => {
+                if let Some(heads) = c.audit_heads() {
+                    heads.set_head(chain, last.0, last.1);
+                }
+                return Ok(());
+            }
+            Err(StoreError::Conflict(_)) => head = moved_head(c, chain, seq).await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "audit chain {chain}: its head moved {MAX_STEPS} times in a row; try again"
+    )))
+}
+
+/// `chain`'s head after an `INSERT` found the place after `seq` taken: its
+/// newest record as this transaction reads it, when that is further on;
+/// else (MySQL's repeatable read shows the transaction's snapshot, which
+/// may predate the record that took the place) the record in that place,
+/// read locked so that the newest committed version is what is read (a
+/// share lock on one existing key: no gap is locked, no other append
+/// waits).
+async fn moved_head(
     c: &mut dyn SqlConn,
     chain: i64,
     seq: i64,
-    prev: String,
-    actor: &Actor,
-    drafts: &[AuditDraft],
-    now_ms: i64,
-) -> Result<bool, StoreError> {
-    let records = link(
-        chain,
-        seq,
-        prev.clone(),
-        actor,
-        drafts.iter().cloned(),
-        now_ms,
-    );
-    let Some((last_seq, last_hash)) = records.last().map(|r| (r.seq, r.hash.clone())) else {
-        return Ok(true);
-    };
-    let mut batch: Vec<(&str, Vec<SqlValue>)> = vec![(
-        "UPDATE audit_heads SET seq = ?, hash = ? WHERE chain = ? AND seq = ? AND hash = ?",
-        args![last_seq, &last_hash, chain, seq, &prev].to_vec(),
-    )];
-    for r in records {
-        let mut values = record_args(r);
-        values.extend(args![chain, last_seq, &last_hash].iter().cloned());
-        batch.push((INSERT_RECORD_AFTER_HEAD, values));
+) -> Result<(i64, String), StoreError> {
+    let newest = newest_record(c, chain).await?;
+    if newest.0 > seq {
+        return Ok(newest);
     }
-    let mut answers = c.exec_batch(&batch).await?.into_iter();
-    let moved = match answers.next() {
-        Some(Ok(matched)) => matched == 0,
-        Some(Err(e)) => return Err(e),
-        None => return Err(StoreError::Internal("a batch answered nothing".into())),
-    };
-    for answer in answers {
-        let inserted = answer.map_err(|e| taken(chain, e))?;
-        if inserted != u64::from(!moved) {
-            return Err(StoreError::Internal(format!(
-                "audit chain {chain}: a record was {} its head",
-                if moved {
-                    "written without"
-                } else {
-                    "not written with"
-                }
-            )));
-        }
+    let lock = c.dialect().for_share();
+    let taken = c
+        .query_one(
+            &format!("SELECT seq, hash FROM audit_records WHERE chain = ? AND seq = ?{lock}"),
+            args![chain, seq + 1],
+        )
+        .await?;
+    match taken {
+        Some(r) => row_of("audit_records", &r, |r| Ok((r.int(0)?, r.text(1)?))),
+        None => Err(StoreError::Internal(format!(
+            "audit chain {chain}: record {} was refused as taken but is not there",
+            seq + 1
+        ))),
     }
-    if moved {
-        return Ok(false);
-    }
-    if let Some(g) = c.audit_guesses() {
-        g.set_head(chain, last_seq, last_hash);
-    }
-    Ok(true)
 }
 
 /// `drafts` as records of `chain` after (`seq`, `prev`), each linked to the
@@ -239,24 +219,9 @@ fn record_args(r: AuditRecord) -> Vec<SqlValue> {
     ]
 }
 
-/// A record's place already taken is no conflict of the caller's change
-/// (which may retry on its own conflicts): the chain is not as this node
-/// knew it — an internal error.
-fn taken(chain: i64, e: StoreError) -> StoreError {
-    match e {
-        StoreError::Conflict(_) => StoreError::Internal(format!(
-            "audit chain {chain}: a record's place is already taken"
-        )),
-        other => other,
-    }
-}
-
-/// A chain's head from the backend's memory (SQLite, its file's only
-/// writer), or, at its first append in this process, its newest record.
-async fn memory_head(c: &mut dyn SqlConn, chain: i64) -> Result<(i64, String), StoreError> {
-    if let Some(head) = c.audit_heads().and_then(|heads| heads.head(chain)) {
-        return Ok(head);
-    }
+/// `chain`'s newest record (seq, hash) as this transaction reads it, or
+/// the genesis when it has none.
+async fn newest_record(c: &mut dyn SqlConn, chain: i64) -> Result<(i64, String), StoreError> {
     let newest = c
         .query_one(
             "SELECT seq, hash FROM audit_records WHERE chain = ? ORDER BY seq DESC LIMIT 1",
@@ -267,33 +232,6 @@ async fn memory_head(c: &mut dyn SqlConn, chain: i64) -> Result<(i64, String), S
         Some(r) => row_of("audit_records", &r, |r| Ok((r.int(0)?, r.text(1)?))),
         None => Ok((0, crate::audit::GENESIS.to_string())),
     }
-}
-
-/// A chain's head (seq, hash) from its `audit_heads` row, held `FOR
-/// UPDATE` — the lock that orders appends (MySQL).
-async fn locked_head(c: &mut dyn SqlConn, chain: i64) -> Result<(i64, String), StoreError> {
-    let lock = c.dialect().for_update();
-    let select = format!("SELECT seq, hash FROM audit_heads WHERE chain = ?{lock}");
-    if let Some(head) = c.query_one(&select, args![chain]).await? {
-        return row_of("audit_heads", &head, |r| Ok((r.int(0)?, r.text(1)?)));
-    }
-    // The chain's first record: its head row is made now (a change racing
-    // to make the same one waits, then finds it).
-    let made = c
-        .exec(
-            "INSERT INTO audit_heads (chain, seq, hash) VALUES (?, 0, ?)",
-            args![chain, crate::audit::GENESIS],
-        )
-        .await;
-    match made {
-        Ok(_) | Err(StoreError::Conflict(_)) => {}
-        Err(e) => return Err(e),
-    }
-    let head = c
-        .query_one(&select, args![chain])
-        .await?
-        .ok_or_else(|| StoreError::Internal(format!("audit chain {chain} has no head")))?;
-    row_of("audit_heads", &head, |r| Ok((r.int(0)?, r.text(1)?)))
 }
 
 impl<B: Backend> AuditStore for SqlStore<B> {
@@ -403,14 +341,20 @@ impl<B: Backend> AuditStore for SqlStore<B> {
 
     fn audit_heads(&self) -> StoreFuture<'_, Vec<(i64, i64, String)>> {
         Box::pin(self.read_one(async move |c| {
-            let head =
-                |r: &Row| row_of("audit_heads", r, |r| Ok((r.int(0)?, r.int(1)?, r.text(2)?)));
+            let head = |r: &Row| {
+                row_of("audit_records", r, |r| {
+                    Ok((r.int(0)?, r.int(1)?, r.text(2)?))
+                })
+            };
             if c.dialect() == crate::store::sql::Dialect::Mysql {
-                // The head rows move in the appending transactions: one
-                // short read, however long the log.
+                // Each chain's newest record: the greatest seq per chain is
+                // one descent of the key per chain ("index for group-by"),
+                // then each row by its key.
                 return c
                     .query(
-                        "SELECT chain, seq, hash FROM audit_heads WHERE seq > 0 ORDER BY chain",
+                        "SELECT r.chain, r.seq, r.hash FROM audit_records r JOIN \
+                         (SELECT chain, MAX(seq) AS seq FROM audit_records GROUP BY chain) m \
+                         ON m.chain = r.chain AND m.seq = r.seq ORDER BY r.chain",
                         &[],
                     )
                     .await?
@@ -418,9 +362,8 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                     .map(head)
                     .collect();
             }
-            // SQLite keeps its heads in memory: each chain's newest record,
-            // one descent of the key each (one chain, unless the log began
-            // over more).
+            // SQLite: each chain's newest record, one descent of the key
+            // each (one chain, unless the log began over more).
             let top = c
                 .query_one("SELECT COALESCE(MAX(chain), -1) FROM audit_records", &[])
                 .await?;
@@ -442,19 +385,6 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                 }
             }
             Ok(out)
-        }))
-    }
-
-    fn audit_head_rows(&self) -> StoreFuture<'_, Vec<(i64, i64, String)>> {
-        Box::pin(self.read_one(async move |c| {
-            c.query(
-                "SELECT chain, seq, hash FROM audit_heads ORDER BY chain",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|r| row_of("audit_heads", r, |r| Ok((r.int(0)?, r.int(1)?, r.text(2)?))))
-            .collect()
         }))
     }
 
