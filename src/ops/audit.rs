@@ -3,8 +3,8 @@
 //! last checkpoint, stores the checkpoints in the game's database and
 //! writes them to the log — a copy outside the database. In a cluster
 //! several nodes may sign the same head: the first stored stays, and heads
-//! only ever extend one chain (each append locks the chain's head row), so
-//! checkpoints of different nodes never fork it.
+//! only ever extend one chain (each place in it is one key of the records'
+//! table, taken once), so checkpoints of different nodes never fork it.
 
 use super::Operations;
 use crate::audit::Checkpoint;
