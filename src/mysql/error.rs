@@ -13,6 +13,10 @@ use std::time::Duration;
 pub mod codes {
     /// `ER_ACCESS_DENIED_ERROR`: wrong user or password.
     pub const ACCESS_DENIED: u16 = 1045;
+    /// `ER_CHECKREAD`: under MariaDB's `innodb_snapshot_isolation` (on by
+    /// default since 11.6.2), a locking read met a row changed since the
+    /// transaction's snapshot; the transaction must run again.
+    pub const SNAPSHOT_CONFLICT: u16 = 1020;
     /// `ER_SERVER_SHUTDOWN`: the server is shutting down (it closes the connection).
     pub const SERVER_SHUTDOWN: u16 = 1053;
     /// `ER_DUP_ENTRY`: a unique key already holds the value.
@@ -87,6 +91,12 @@ impl MysqlError {
     /// The transaction lost a deadlock (1213); the server rolled it back.
     pub fn is_deadlock(&self) -> bool {
         self.code() == Some(codes::DEADLOCK)
+    }
+
+    /// A locking read met a row changed since the transaction's snapshot
+    /// (1020, MariaDB's snapshot isolation).
+    pub fn is_snapshot_conflict(&self) -> bool {
+        self.code() == Some(codes::SNAPSHOT_CONFLICT)
     }
 
     /// A row lock was not granted in time (1205).

@@ -181,7 +181,7 @@ fn lost_connection(e: &MysqlError) -> bool {
 /// Whether `e` means "run the whole transaction again": it lost a deadlock
 /// (1213) or a lock wait (1205).
 fn retryable(e: &MysqlError) -> bool {
-    e.is_deadlock() || e.is_lock_wait_timeout()
+    e.is_deadlock() || e.is_lock_wait_timeout() || e.is_snapshot_conflict()
 }
 
 impl Pool {
@@ -212,6 +212,13 @@ impl Pool {
     /// The server, `host:port/db` (no credentials).
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// Connections opened since the pool was made: what a borrower that
+    /// remembers what the server said compares to learn that it may be
+    /// talking to a server that restarted or to another one since.
+    pub fn opened_total(&self) -> u64 {
+        self.inner.opened_total.get()
     }
 
     /// The pool's figures now.
@@ -266,9 +273,10 @@ impl Pool {
     /// Runs `work` inside a transaction: `START TRANSACTION`, `work`, and
     /// `COMMIT` when it succeeded (`ROLLBACK` when it failed). A stale idle
     /// connection failing `START TRANSACTION` is replaced by a fresh one
-    /// (nothing was applied). When the first error of `work`, or the
-    /// `COMMIT`, was a deadlock (1213) or a lock wait timeout (1205), the
-    /// transaction wrote nothing and runs again — [`ATTEMPTS`] times in all,
+    /// (nothing was applied). When the first error of `work` (duplicate
+    /// keys aside: they undo only their statement), or the `COMMIT`, was a
+    /// deadlock (1213), a lock wait timeout (1205) or a snapshot conflict
+    /// (1020), the transaction wrote nothing and runs again — [`ATTEMPTS`] times in all,
     /// pausing 2 ms, 4 ms, 6 ms between.
     pub async fn transaction<T, E, F>(&self, mut work: F) -> Result<T, E>
     where
@@ -486,8 +494,8 @@ pub struct PooledConn {
     reused: bool,
     /// Statements that succeeded on this loan.
     succeeded: usize,
-    /// Whether the first statement error on this loan was a lost
-    /// deadlock or lock wait.
+    /// Whether the first statement error on this loan (duplicate keys
+    /// aside) was a lost deadlock, lock wait or snapshot conflict.
     first_error_retryable: Option<bool>,
     /// Whether a statement lost the connection.
     lost: bool,
@@ -610,7 +618,12 @@ impl PooledConn {
             Err(e) => {
                 self.lost |= lost_connection(e);
                 self.timed_out |= matches!(e, MysqlError::Timeout(_));
-                self.first_error_retryable.get_or_insert(retryable(e));
+                // A duplicate key undoes only its statement: the work may
+                // go on (an audit append steps to the next place), and a
+                // lost lock after it still runs the transaction again.
+                if !e.is_duplicate_key() {
+                    self.first_error_retryable.get_or_insert(retryable(e));
+                }
             }
         }
         r

@@ -19,7 +19,7 @@ use super::migrations::{Migration, MYSQL};
 use super::sql::{AuditHeads, Backend, Dialect, Row, SqlConn, SqlValue, TxKind};
 use super::{Durability, StoreError, StoreFuture};
 use crate::mysql::{codes, MysqlError, Opts, Pool, PoolError, PoolFigures, PooledConn, Value};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +29,12 @@ use std::time::Duration;
 /// chain's newest record (see `SqlConn::audit_heads`). Each shard keeps
 /// its own (no lock shared across cores): a head another shard or node
 /// moved since is a wrong guess, which costs the append a refused `INSERT`
-/// and a read, never a wrong record.
+/// and a read. A guess must never be ahead of the database (an append
+/// after it would link to a record that is not there): the guesses are
+/// forgotten whenever the pool has opened a connection since they were
+/// made, since a server that lost its last commits (a crash with
+/// `durability = "normal"`, a replica promoted in its place) broke every
+/// connection to it first.
 type Guesses = RefCell<HashMap<i64, (i64, String)>>;
 
 /// How long a caller waits for a busy pool's connection before a 503: a
@@ -42,6 +47,8 @@ pub struct MysqlBackend {
     pool: Pool,
     durability: Durability,
     guesses: Guesses,
+    /// The pool's `opened_total` when the guesses were last checked.
+    guesses_opened: Cell<u64>,
 }
 
 impl MysqlBackend {
@@ -58,7 +65,19 @@ impl MysqlBackend {
             pool: Pool::new(opts, pool_size, POOL_WAIT),
             durability,
             guesses: Guesses::default(),
+            guesses_opened: Cell::new(0),
         })
+    }
+
+    /// Forgets the audit head guesses when the pool opened a connection
+    /// since they were last checked (see [`Guesses`]); called with this
+    /// transaction's connection in hand, so a connection opened for it
+    /// counts.
+    fn forget_guesses_after_reconnect(&self) {
+        let opened = self.pool.opened_total();
+        if self.guesses_opened.replace(opened) != opened {
+            self.guesses.borrow_mut().clear();
+        }
     }
 }
 
@@ -77,7 +96,9 @@ fn map_err(e: &MysqlError) -> StoreError {
         MysqlError::Server { code, .. } if *code == codes::DUPLICATE_KEY => {
             StoreError::Conflict("unique")
         }
-        MysqlError::Server { message, .. } if e.is_deadlock() || e.is_lock_wait_timeout() => {
+        MysqlError::Server { message, .. }
+            if e.is_deadlock() || e.is_lock_wait_timeout() || e.is_snapshot_conflict() =>
+        {
             StoreError::Unavailable(format!("lock contention: {message}"))
         }
         // The server closes the connection after these (a shutdown, a
@@ -304,6 +325,7 @@ impl Backend for MysqlBackend {
         let result = self
             .pool
             .transaction(async |conn| {
+                self.forget_guesses_after_reconnect();
                 let mut c = MysqlConn::new(conn, Some(&self.guesses));
                 let r = f(&mut c).await;
                 *moved.borrow_mut() = std::mem::take(&mut c.moved);
