@@ -173,8 +173,8 @@ pub enum Dialect {
 
 impl Dialect {
     /// How many audit chains new records are spread over (SPEC §13). MySQL:
-    /// [`crate::audit::CHAINS`], so changes of unrelated players lock
-    /// different head rows. SQLite: one — the file has a single writer, so
+    /// [`crate::audit::CHAINS`], so changes of unrelated players take
+    /// places in different chains. SQLite: one — the file has a single writer, so
     /// more chains would serialise nothing less and only put each commit's
     /// record on another page of the records' B-tree (one chain appends at
     /// its tail, a page every commit already has in its log).

@@ -95,7 +95,9 @@ pub(super) async fn append(
 /// holds them until the transaction ends; another change that chose the
 /// same place waits for that end, then is refused (the place is taken) and
 /// steps on to the head as it now is. A head is only ever one committed
-/// (or this transaction's own), so records link to records that exist.
+/// (or this transaction's own), and MySQL's guesses are forgotten when a
+/// database may have lost commits (see `store::mysql`), so records link to
+/// records that exist.
 /// Nothing but the records is written: no head row to update on every
 /// change.
 async fn append_to_chain(
