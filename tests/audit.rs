@@ -31,6 +31,18 @@ fn api(
     call.send().parts()
 }
 
+/// A game server's credit of one gold to `player` on `node`: status and
+/// body.
+fn credit_one(node: &Server, gs: &str, player: i64) -> (u16, Value) {
+    api(
+        node,
+        gs,
+        "POST",
+        &format!("/api/v1/players/{player}/wallet"),
+        Some(json!({"currency":"gold","delta":1,"reason":"r"})),
+    )
+}
+
 /// Every record of a subject through the API (all pages).
 fn records_of(server: &Server, admin: &str, subject: &str) -> Vec<Value> {
     let mut out = Vec::new();
@@ -679,13 +691,7 @@ fn two_nodes_checkpoint_the_same_chains_without_forking_them() {
         .collect();
     let credit = |node: &Server| {
         for pl in &players {
-            let (s, j) = api(
-                node,
-                &gs,
-                "POST",
-                &format!("/api/v1/players/{pl}/wallet"),
-                Some(json!({"currency":"gold","delta":1,"reason":"r"})),
-            );
+            let (s, j) = credit_one(node, &gs, *pl);
             assert_eq!(j["code"], 200, "{s} {j}");
         }
     };
@@ -755,13 +761,7 @@ fn two_nodes_racing_for_the_same_chains_lose_no_change_and_fork_nothing() {
             scope.spawn(move || {
                 for step in 0..20usize {
                     let pl = players[(client + step) % players.len()];
-                    let (s, j) = api(
-                        node,
-                        gs,
-                        "POST",
-                        &format!("/api/v1/players/{pl}/wallet"),
-                        Some(json!({"currency":"gold","delta":1,"reason":"race"})),
-                    );
+                    let (s, j) = credit_one(node, gs, pl);
                     if j["code"] != 200 {
                         failed.lock().expect("failures").push(format!("{s} {j}"));
                     }
@@ -802,13 +802,7 @@ fn after_the_database_lost_its_last_commit_records_link_to_what_is_there() {
     let gs = server.server_token("game1");
     let (pl, _) = server.player("game1", "lost1");
     let credit = || {
-        let (s, j) = api(
-            &server,
-            &gs,
-            "POST",
-            &format!("/api/v1/players/{pl}/wallet"),
-            Some(json!({"currency":"gold","delta":1,"reason":"r"})),
-        );
+        let (s, j) = credit_one(&server, &gs, pl);
         assert_eq!(j["code"], 200, "{s} {j}");
     };
     // Both shards append to the player's chain, so both guess its head.

@@ -10,8 +10,9 @@ use sha2::{Digest, Sha256};
 
 /// Chains per game at most, and on MySQL. A record goes to the chain of its
 /// subject. On MySQL a change holds its record's place in the chain (the
-/// next key after the head) from its record to its commit: with this many chains, concurrent changes of different
-/// players seldom wait for each other's commits. SQLite has one writer per
+/// next key after the head) from its record to its commit: with this many
+/// chains, concurrent changes of different players seldom wait for each
+/// other's commits. SQLite has one writer per
 /// file, so chains buy it no concurrency there — only more distinct pages
 /// per commit — and it keeps one chain (see `Dialect::audit_chains`).
 pub const CHAINS: i64 = 1024;

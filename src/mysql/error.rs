@@ -99,6 +99,14 @@ impl MysqlError {
         self.code() == Some(codes::SNAPSHOT_CONFLICT)
     }
 
+    /// Whether the transaction this error ended should run again: it lost a
+    /// deadlock (1213), a lock wait (1205) or a snapshot conflict (1020),
+    /// and wrote nothing. The pool reruns such transactions; callers that
+    /// see one after the reruns answer "busy".
+    pub fn loses_transaction(&self) -> bool {
+        self.is_deadlock() || self.is_lock_wait_timeout() || self.is_snapshot_conflict()
+    }
+
     /// A row lock was not granted in time (1205).
     pub fn is_lock_wait_timeout(&self) -> bool {
         self.code() == Some(codes::LOCK_WAIT_TIMEOUT)

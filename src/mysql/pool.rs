@@ -178,12 +178,6 @@ fn lost_connection(e: &MysqlError) -> bool {
     }
 }
 
-/// Whether `e` means "run the whole transaction again": it lost a deadlock
-/// (1213) or a lock wait (1205).
-fn retryable(e: &MysqlError) -> bool {
-    e.is_deadlock() || e.is_lock_wait_timeout() || e.is_snapshot_conflict()
-}
-
 impl Pool {
     /// A pool of at most `size` (≥ 1) connections made with `opts`, whose
     /// borrowers wait at most `wait`. No connection is made until first use.
@@ -274,10 +268,10 @@ impl Pool {
     /// `COMMIT` when it succeeded (`ROLLBACK` when it failed). A stale idle
     /// connection failing `START TRANSACTION` is replaced by a fresh one
     /// (nothing was applied). When the first error of `work` (duplicate
-    /// keys aside: they undo only their statement), or the `COMMIT`, was a
-    /// deadlock (1213), a lock wait timeout (1205) or a snapshot conflict
-    /// (1020), the transaction wrote nothing and runs again — [`ATTEMPTS`] times in all,
-    /// pausing 2 ms, 4 ms, 6 ms between.
+    /// keys aside: they undo only their statement), or the `COMMIT`, lost
+    /// the transaction ([`MysqlError::loses_transaction`]), it wrote
+    /// nothing and runs again — [`ATTEMPTS`] times in all, pausing 2 ms,
+    /// 4 ms, 6 ms between.
     pub async fn transaction<T, E, F>(&self, mut work: F) -> Result<T, E>
     where
         F: AsyncFnMut(&mut PooledConn) -> Result<T, E>,
@@ -299,7 +293,7 @@ impl Pool {
                         // with the connection, never to the next borrower.
                         conn.discard();
                         conn.release().await;
-                        if !(retryable(&e) && attempt < ATTEMPTS) {
+                        if !(e.loses_transaction() && attempt < ATTEMPTS) {
                             return Err(PoolError::from(e).into());
                         }
                     }
@@ -588,7 +582,8 @@ impl PooledConn {
             match r {
                 Err(e) if e.code() == Some(codes::DUPLICATE_KEY) => {}
                 Err(e) => {
-                    self.first_error_retryable.get_or_insert(retryable(e));
+                    self.first_error_retryable
+                        .get_or_insert(e.loses_transaction());
                 }
                 Ok(_) => {}
             }
@@ -622,7 +617,8 @@ impl PooledConn {
                 // go on (an audit append steps to the next place), and a
                 // lost lock after it still runs the transaction again.
                 if !e.is_duplicate_key() {
-                    self.first_error_retryable.get_or_insert(retryable(e));
+                    self.first_error_retryable
+                        .get_or_insert(e.loses_transaction());
                 }
             }
         }

@@ -219,9 +219,9 @@ const MYSQL_LEADERBOARDS: Migration = Migration {
 /// Version 9: the audit log (SPEC §13) — records hash-chained over
 /// `audit::CHAINS` chains, each chain's head (on MySQL a row made at the
 /// chain's first record and locked last in a change's transaction; the
-/// rows go in version 11), and the signed checkpoints. A subject's records are all
-/// in its chain: reads by subject scan that chain's key range, so no
-/// subject index (whose random inserts cost every change pages) is kept.
+/// rows go in version 11), and the signed checkpoints. A subject's records
+/// are all in its chain: reads by subject scan that chain's key range, so
+/// no subject index (whose random inserts cost every change pages) is kept.
 const AUDIT: Migration = Migration {
     version: 9,
     description: "the audit log: records, chain heads, checkpoints",

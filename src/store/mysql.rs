@@ -96,9 +96,7 @@ fn map_err(e: &MysqlError) -> StoreError {
         MysqlError::Server { code, .. } if *code == codes::DUPLICATE_KEY => {
             StoreError::Conflict("unique")
         }
-        MysqlError::Server { message, .. }
-            if e.is_deadlock() || e.is_lock_wait_timeout() || e.is_snapshot_conflict() =>
-        {
+        MysqlError::Server { message, .. } if e.loses_transaction() => {
             StoreError::Unavailable(format!("lock contention: {message}"))
         }
         // The server closes the connection after these (a shutdown, a

@@ -97,9 +97,8 @@ pub(super) async fn append(
 /// steps on to the head as it now is. A head is only ever one committed
 /// (or this transaction's own), and MySQL's guesses are forgotten when a
 /// database may have lost commits (see `store::mysql`), so records link to
-/// records that exist.
-/// Nothing but the records is written: no head row to update on every
-/// change.
+/// records that exist. Nothing but the records is written: no head row to
+/// update on every change.
 async fn append_to_chain(
     c: &mut dyn SqlConn,
     chain: i64,
@@ -107,6 +106,9 @@ async fn append_to_chain(
     drafts: Vec<AuditDraft>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
+    if drafts.is_empty() {
+        return Ok(());
+    }
     let known = c.audit_heads().and_then(|heads| heads.head(chain));
     let mut head = match known {
         Some(head) => head,
@@ -117,16 +119,16 @@ async fn append_to_chain(
         insert.push_str(MORE_VALUES);
     }
     for _ in 0..MAX_STEPS {
-        let (seq, prev) = head.clone();
+        let (seq, prev) = head;
+        // Cloned: a refused attempt links them again after another head.
         let records = link(chain, seq, prev, actor, drafts.iter().cloned(), now_ms);
-        let Some(last) = records.last().map(|r| (r.seq, r.hash.clone())) else {
-            return Ok(());
-        };
+        let last_seq = seq + records.len() as i64;
+        let last_hash = records.last().map(|r| r.hash.clone()).unwrap_or_default();
         let values: Vec<SqlValue> = records.into_iter().flat_map(record_args).collect();
         match c.exec(&insert, &values).await {
             Ok(_) => {
                 if let Some(heads) = c.audit_heads() {
-                    heads.set_head(chain, last.0, last.1);
+                    heads.set_head(chain, last_seq, last_hash);
                 }
                 return Ok(());
             }
