@@ -43,6 +43,19 @@ fn credit_one(node: &Server, gs: &str, player: i64) -> (u16, Value) {
     )
 }
 
+/// How many `wallet.change` records the database holds for `players`.
+fn wallet_records(server: &Server, players: &[i64]) -> i64 {
+    let subjects: Vec<String> = players.iter().map(|p| format!("'player:{p}'")).collect();
+    let n = rows(
+        server,
+        &format!(
+            "SELECT COUNT(*) FROM audit_records WHERE action = 'wallet.change' AND subject IN ({})",
+            subjects.join(", ")
+        ),
+    );
+    column_i64(&n[0][0]).expect("a count")
+}
+
 /// Every record of a subject through the API (all pages).
 fn records_of(server: &Server, admin: &str, subject: &str) -> Vec<Value> {
     let mut out = Vec::new();
@@ -724,15 +737,7 @@ fn two_nodes_checkpoint_the_same_chains_without_forking_them() {
     assert!(text.contains("OK"), "{text}");
     // Each node's guesses of these chains' heads went stale at every turn
     // (the other node had moved them): one record per credit all the same.
-    let subjects: Vec<String> = players.iter().map(|pl| format!("'player:{pl}'")).collect();
-    let n = rows(
-        &b,
-        &format!(
-            "SELECT COUNT(*) FROM audit_records WHERE action = 'wallet.change' AND subject IN ({})",
-            subjects.join(", ")
-        ),
-    );
-    assert_eq!(column_i64(&n[0][0]), Some(8 * 8), "{n:?}");
+    assert_eq!(wallet_records(&b, &players), 8 * 8);
 }
 
 /// Two nodes, eight clients each, crediting the same two players at once:
@@ -771,15 +776,11 @@ fn two_nodes_racing_for_the_same_chains_lose_no_change_and_fork_nothing() {
     });
     let failed = failed.into_inner().expect("failures");
     assert!(failed.is_empty(), "every credit went through: {failed:?}");
-    let subjects: Vec<String> = players.iter().map(|pl| format!("'player:{pl}'")).collect();
-    let n = rows(
-        &a,
-        &format!(
-            "SELECT COUNT(*) FROM audit_records WHERE action = 'wallet.change' AND subject IN ({})",
-            subjects.join(", ")
-        ),
+    assert_eq!(
+        wallet_records(&a, &players),
+        16 * 20,
+        "one record per credit"
     );
-    assert_eq!(column_i64(&n[0][0]), Some(16 * 20), "one record per credit");
     let (code, text) = verify(&a);
     assert_eq!(code, 0, "{text}");
 }
