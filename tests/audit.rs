@@ -8,11 +8,14 @@
 //! no change failed; two nodes' checkpoints never fork a chain, nor do two
 //! nodes racing for the same chains; records written after the database
 //! lost its last commit link to what is there; a SQLite log begun at schema
-//! version 9 (1,024 chains) goes on in chain 0 and still verifies.
+//! version 9 (1,024 chains) is re-keyed by version 12, goes on in chain 0
+//! and still verifies.
 
 mod common;
 
-use common::{column_i64, rows, wait_for, Server, ServerConfig, AUDIT_SIGNING_KEY};
+use common::{
+    backend, column_i64, rows, wait_for, Server, ServerConfig, TestBackend, AUDIT_SIGNING_KEY,
+};
 use datamiddleware::audit::{record_hash, Actor, AuditKey, AuditRecord};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -137,16 +140,29 @@ fn chain(server: &Server, chain: i64) -> Vec<AuditRecord> {
     .collect()
 }
 
+/// Where a record goes in an `INSERT`: its key's columns and values (on
+/// SQLite one integer, `chain << 40 | seq`, of which `chain` and `seq` are
+/// computed columns).
+fn place(chain: i64, seq: i64) -> (&'static str, String) {
+    match backend() {
+        TestBackend::Sqlite => ("id", format!("({chain} << 40) + {seq}")),
+        TestBackend::Mysql { .. } => ("chain, seq", format!("{chain}, {seq}")),
+    }
+}
+
 fn insert(server: &Server, r: &AuditRecord) {
+    insert_at(server, r, place(r.chain, r.seq));
+}
+
+/// Inserts `r` by hand, its place given as (columns, values).
+fn insert_at(server: &Server, r: &AuditRecord, (columns, values): (&str, String)) {
     let q = |s: &str| s.replace('\'', "''");
     sql(
         server,
         &format!(
-            "INSERT INTO audit_records (chain, seq, at, actor_role, actor_id, client, node, action, \
-             subject, details, prev_hash, hash) VALUES ({}, {}, {}, '{}', '{}', '{}', '{}', '{}', \
+            "INSERT INTO audit_records ({columns}, at, actor_role, actor_id, client, node, action, \
+             subject, details, prev_hash, hash) VALUES ({values}, {}, '{}', '{}', '{}', '{}', '{}', \
              '{}', '{}', '{}', '{}')",
-            r.chain,
-            r.seq,
             r.at,
             q(&r.actor.role),
             q(&r.actor.id),
@@ -161,16 +177,35 @@ fn insert(server: &Server, r: &AuditRecord) {
     );
 }
 
+/// Swaps chain `c`'s records `a` and `b` (through a place no record has).
+fn swap(server: &Server, c: i64, a: i64, b: i64) {
+    renumber(server, c, a, 999_999);
+    renumber(server, c, b, a);
+    renumber(server, c, 999_999, b);
+}
+
 /// Renumbers a chain's records from `from` on by `by` (two steps, so the
 /// primary key never collides).
 fn shift(server: &Server, c: i64, from: i64, by: i64) {
-    sql(
-        server,
-        &format!(
-            "UPDATE audit_records SET seq = seq + 1000000 WHERE chain = {c} AND seq >= {from}"
-        ),
-    );
-    sql(server, &format!("UPDATE audit_records SET seq = seq - 1000000 + {by} WHERE chain = {c} AND seq >= 1000000"));
+    for (at_least, step) in [(from, 1_000_000), (1_000_000, by - 1_000_000)] {
+        sql(server, &renumbered(c, &format!("seq >= {at_least}"), step));
+    }
+}
+
+/// Moves chain `c`'s record `from` to the place `to`, as someone with write
+/// access to the database would.
+fn renumber(server: &Server, c: i64, from: i64, to: i64) {
+    sql(server, &renumbered(c, &format!("seq = {from}"), to - from));
+}
+
+/// The `UPDATE` that adds `step` to the seq of chain `c`'s records where
+/// `which` holds: on SQLite to their key (`seq` is computed from it).
+fn renumbered(c: i64, which: &str, step: i64) -> String {
+    let column = match backend() {
+        TestBackend::Sqlite => "id",
+        TestBackend::Mysql { .. } => "seq",
+    };
+    format!("UPDATE audit_records SET {column} = {column} + ({step}) WHERE chain = {c} AND {which}")
 }
 
 #[test]
@@ -473,35 +508,13 @@ fn changes_leave_records_the_api_reads_and_verify_names_each_tampering() {
     insert(&server, &r2);
     assert_eq!(verify(&server).0, 0);
     // Reordered: records 2 and 3 swap places.
-    sql(
-        &server,
-        &format!("UPDATE audit_records SET seq = -2 WHERE chain = {c} AND seq = 2"),
-    );
-    sql(
-        &server,
-        &format!("UPDATE audit_records SET seq = 2 WHERE chain = {c} AND seq = 3"),
-    );
-    sql(
-        &server,
-        &format!("UPDATE audit_records SET seq = 3 WHERE chain = {c} AND seq = -2"),
-    );
+    swap(&server, c, 2, 3);
     let text = named("reorder");
     assert!(
         text.contains(&format!("chain {c} record 2: reordered")),
         "{text}"
     );
-    sql(
-        &server,
-        &format!("UPDATE audit_records SET seq = -2 WHERE chain = {c} AND seq = 2"),
-    );
-    sql(
-        &server,
-        &format!("UPDATE audit_records SET seq = 2 WHERE chain = {c} AND seq = 3"),
-    );
-    sql(
-        &server,
-        &format!("UPDATE audit_records SET seq = 3 WHERE chain = {c} AND seq = -2"),
-    );
+    swap(&server, c, 2, 3);
     assert_eq!(verify(&server).0, 0);
     // Inserted: a well-formed record linked to record 1, put before 2.
     let mut forged = r2.clone();
@@ -872,7 +885,7 @@ fn a_sqlite_log_of_version_9_keeps_its_chains_and_goes_on_in_chain_0() {
         sql(&server, statement);
     }
     sql(&server, "DELETE FROM audit_checkpoints");
-    sql(&server, "DELETE FROM schema_migrations WHERE version = 10");
+    sql(&server, "DELETE FROM schema_migrations WHERE version >= 10");
     let mut old = Vec::new();
     for c in [0, 5, 700] {
         let mut prev = datamiddleware::audit::GENESIS.to_string();
@@ -890,7 +903,7 @@ fn a_sqlite_log_of_version_9_keeps_its_chains_and_goes_on_in_chain_0() {
             };
             r.hash = record_hash(&r);
             prev = r.hash.clone();
-            insert(&server, &r);
+            insert_at(&server, &r, ("chain, seq", format!("{c}, {seq}")));
             old.push(r);
         }
     }
@@ -909,6 +922,15 @@ fn a_sqlite_log_of_version_9_keeps_its_chains_and_goes_on_in_chain_0() {
         "SELECT COUNT(*) FROM schema_migrations WHERE version = 10",
     );
     assert_eq!(column_i64(&again[0][0]), Some(1), "version 10 ran again");
+    let keyed = rows(
+        &server,
+        "SELECT COUNT(*) FROM pragma_table_info('audit_records') WHERE name = 'id' AND pk = 1",
+    );
+    assert_eq!(
+        column_i64(&keyed[0][0]),
+        Some(1),
+        "version 12 keyed the records"
+    );
     let admin = server.admin_token();
     let (p, _) = server.player("game1", "after10");
     let subject = format!("player:{p}");

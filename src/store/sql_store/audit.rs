@@ -7,7 +7,7 @@
 
 use super::{row_of, SqlStore};
 use crate::audit::{chain_of, record_hash, Actor, AuditDraft, AuditRecord, Checkpoint};
-use crate::store::sql::{Backend, Row, SqlConn, SqlValue};
+use crate::store::sql::{Backend, Dialect, Row, SqlConn, SqlValue};
 use crate::store::{AuditFilter, AuditStore, StoreError, StoreFuture};
 
 const RECORD_COLUMNS: &str = "chain, seq, at, actor_role, actor_id, client, node, action, \
@@ -51,11 +51,34 @@ fn checkpoint_from(r: &Row) -> Result<Checkpoint, StoreError> {
     })
 }
 
-const INSERT_RECORD: &str = "INSERT INTO audit_records (chain, seq, at, actor_role, actor_id, \
-                             client, node, action, subject, details, prev_hash, hash) \
-                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-/// One more record's values after [`INSERT_RECORD`]'s.
-const MORE_VALUES: &str = ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// A record's `INSERT` on MySQL, whose key is `(chain, seq)`.
+const MYSQL_INSERT_RECORD: &str = "INSERT INTO audit_records (chain, seq, at, actor_role, \
+                                   actor_id, client, node, action, subject, details, prev_hash, \
+                                   hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// One more record's values after [`MYSQL_INSERT_RECORD`]'s.
+const MYSQL_MORE_VALUES: &str = ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// A record's `INSERT` on SQLite, whose key is one integer ([`key`]).
+const SQLITE_INSERT_RECORD: &str = "INSERT INTO audit_records (id, at, actor_role, actor_id, \
+                                    client, node, action, subject, details, prev_hash, hash) \
+                                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// One more record's values after [`SQLITE_INSERT_RECORD`]'s.
+const SQLITE_MORE_VALUES: &str = ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// Bits of a SQLite record's key that hold its `seq`; the bits above hold
+/// its chain.
+const SEQ_BITS: u32 = 40;
+/// The highest `seq` a SQLite chain holds (about 10^12 records).
+const MAX_SQLITE_SEQ: i64 = (1 << SEQ_BITS) - 1;
+
+/// A SQLite record's key (its `rowid`): `chain` and `seq` in one integer
+/// (migration 12), so that records appended in order go to the table's
+/// last leaf and a full leaf is split by starting a new one — a `(chain,
+/// seq)` key (a `WITHOUT ROWID` table) rebalanced the last leaves instead,
+/// pages more in the log of every sixth commit. Out-of-range parts (from a
+/// client's paging cursor) are clamped, so the key orders as `(chain, seq)`.
+fn key(chain: i64, seq: i64) -> i64 {
+    (chain.clamp(0, crate::audit::CHAINS) << SEQ_BITS) + seq.clamp(0, MAX_SQLITE_SEQ)
+}
 
 /// Times an append may find its chain's head moved before it gives up
 /// with "unavailable" (each time another commit took the place it chose).
@@ -114,17 +137,30 @@ async fn append_to_chain(
         Some(head) => head,
         None => newest_record(c, chain).await?,
     };
-    let mut insert = INSERT_RECORD.to_string();
+    let dialect = c.dialect();
+    let (first, more) = match dialect {
+        Dialect::Mysql => (MYSQL_INSERT_RECORD, MYSQL_MORE_VALUES),
+        Dialect::Sqlite => (SQLITE_INSERT_RECORD, SQLITE_MORE_VALUES),
+    };
+    let mut insert = first.to_string();
     for _ in 1..drafts.len() {
-        insert.push_str(MORE_VALUES);
+        insert.push_str(more);
     }
     for _ in 0..MAX_STEPS {
         let (seq, prev) = head;
+        let last_seq = seq + drafts.len() as i64;
+        if dialect == Dialect::Sqlite && last_seq > MAX_SQLITE_SEQ {
+            return Err(StoreError::Internal(format!(
+                "audit chain {chain} is full ({MAX_SQLITE_SEQ} records)"
+            )));
+        }
         // Cloned: a refused attempt links them again after another head.
         let records = link(chain, seq, prev, actor, drafts.iter().cloned(), now_ms);
-        let last_seq = seq + records.len() as i64;
         let last_hash = records.last().map(|r| r.hash.clone()).unwrap_or_default();
-        let values: Vec<SqlValue> = records.into_iter().flat_map(record_args).collect();
+        let values: Vec<SqlValue> = records
+            .into_iter()
+            .flat_map(|r| record_args(r, dialect))
+            .collect();
         match c.exec(&insert, &values).await {
             Ok(_) => {
                 if let Some(heads) = c.audit_heads() {
@@ -157,13 +193,23 @@ async fn moved_head(
     if newest.0 > seq {
         return Ok(newest);
     }
-    let lock = c.dialect().for_share();
-    let taken = c
-        .query_one(
-            &format!("SELECT seq, hash FROM audit_records WHERE chain = ? AND seq = ?{lock}"),
-            args![chain, seq + 1],
-        )
-        .await?;
+    let taken = match c.dialect() {
+        Dialect::Mysql => {
+            c.query_one(
+                "SELECT seq, hash FROM audit_records WHERE chain = ? AND seq = ? \
+                 LOCK IN SHARE MODE",
+                args![chain, seq + 1],
+            )
+            .await?
+        }
+        Dialect::Sqlite => {
+            c.query_one(
+                "SELECT seq, hash FROM audit_records WHERE id = ?",
+                args![key(chain, seq + 1)],
+            )
+            .await?
+        }
+    };
     match taken {
         Some(r) => row_of("audit_records", &r, |r| Ok((r.int(0)?, r.text(1)?))),
         None => Err(StoreError::Internal(format!(
@@ -205,37 +251,70 @@ fn link(
         .collect()
 }
 
-/// A record's values for [`INSERT_RECORD`], its strings moved, not copied.
-fn record_args(r: AuditRecord) -> Vec<SqlValue> {
-    vec![
-        SqlValue::Int(r.chain),
-        SqlValue::Int(r.seq),
-        SqlValue::Int(r.at),
-        SqlValue::Text(r.actor.role),
-        SqlValue::Text(r.actor.id),
-        SqlValue::Text(r.actor.client),
-        SqlValue::Text(r.actor.node),
-        SqlValue::Text(r.action),
-        SqlValue::Text(r.subject),
-        SqlValue::Text(r.details),
-        SqlValue::Text(r.prev_hash),
-        SqlValue::Text(r.hash),
-    ]
+/// A record's values for `dialect`'s `INSERT` ([`MYSQL_INSERT_RECORD`],
+/// [`SQLITE_INSERT_RECORD`]), its strings moved, not copied.
+fn record_args(r: AuditRecord, dialect: Dialect) -> Vec<SqlValue> {
+    let place = match dialect {
+        Dialect::Mysql => vec![SqlValue::Int(r.chain), SqlValue::Int(r.seq)],
+        Dialect::Sqlite => vec![SqlValue::Int(key(r.chain, r.seq))],
+    };
+    place
+        .into_iter()
+        .chain([
+            SqlValue::Int(r.at),
+            SqlValue::Text(r.actor.role),
+            SqlValue::Text(r.actor.id),
+            SqlValue::Text(r.actor.client),
+            SqlValue::Text(r.actor.node),
+            SqlValue::Text(r.action),
+            SqlValue::Text(r.subject),
+            SqlValue::Text(r.details),
+            SqlValue::Text(r.prev_hash),
+            SqlValue::Text(r.hash),
+        ])
+        .collect()
 }
 
 /// `chain`'s newest record (seq, hash) as this transaction reads it, or
 /// the genesis when it has none.
 async fn newest_record(c: &mut dyn SqlConn, chain: i64) -> Result<(i64, String), StoreError> {
-    let newest = c
-        .query_one(
-            "SELECT seq, hash FROM audit_records WHERE chain = ? ORDER BY seq DESC LIMIT 1",
-            args![chain],
-        )
-        .await?;
-    match newest {
-        Some(r) => row_of("audit_records", &r, |r| Ok((r.int(0)?, r.text(1)?))),
+    match newest_in_chain(c, chain).await? {
+        Some((_, seq, hash)) => Ok((seq, hash)),
         None => Ok((0, crate::audit::GENESIS.to_string())),
     }
+}
+
+/// `chain`'s newest record (chain, seq, hash) as this transaction reads
+/// it, if it has any: one descent of the records' key.
+async fn newest_in_chain(
+    c: &mut dyn SqlConn,
+    chain: i64,
+) -> Result<Option<(i64, i64, String)>, StoreError> {
+    let newest = match c.dialect() {
+        Dialect::Mysql => {
+            c.query_one(
+                "SELECT chain, seq, hash FROM audit_records WHERE chain = ? \
+                 ORDER BY seq DESC LIMIT 1",
+                args![chain],
+            )
+            .await?
+        }
+        Dialect::Sqlite => {
+            c.query_one(
+                "SELECT chain, seq, hash FROM audit_records WHERE id >= ? AND id < ? \
+                 ORDER BY id DESC LIMIT 1",
+                args![key(chain, 0), key(chain + 1, 0)],
+            )
+            .await?
+        }
+    };
+    newest
+        .map(|r| {
+            row_of("audit_records", &r, |r| {
+                Ok((r.int(0)?, r.int(1)?, r.text(2)?))
+            })
+        })
+        .transpose()
 }
 
 impl<B: Backend> AuditStore for SqlStore<B> {
@@ -272,7 +351,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                 sql.push_str(" AND action = ?");
                 args.push(SqlValue::Text(action.clone()));
             }
-            let by_time = c.dialect().audit_chains() > 1;
+            let by_time = c.dialect() == Dialect::Mysql;
             match filter.after {
                 // MySQL: by time, on its time index.
                 Some((at, chain, seq)) if by_time => {
@@ -284,15 +363,15 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                 // SQLite: in the order written, on the records' own key
                 // (no time index to keep up on every commit).
                 Some((_, chain, seq)) => {
-                    sql.push_str(" AND (chain > ? OR (chain = ? AND seq > ?))");
-                    args.extend([chain, chain, seq].map(SqlValue::Int));
+                    sql.push_str(" AND id > ?");
+                    args.push(SqlValue::Int(key(chain, seq)));
                 }
                 None => {}
             }
             sql.push_str(if by_time {
                 " ORDER BY at, chain, seq LIMIT ?"
             } else {
-                " ORDER BY chain, seq LIMIT ?"
+                " ORDER BY id LIMIT ?"
             });
             args.push(SqlValue::Int(filter.limit));
             c.query(&sql, &args)
@@ -310,34 +389,45 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         limit: i64,
     ) -> StoreFuture<'_, Vec<AuditRecord>> {
         Box::pin(self.read_one(async move |c| {
-            c.query(
-                &format!(
-                    "SELECT {RECORD_COLUMNS} FROM audit_records WHERE chain = ? AND seq > ? \
-                     ORDER BY seq LIMIT ?"
-                ),
-                args![chain, after_seq, limit],
-            )
-            .await?
-            .iter()
-            .map(record_from)
-            .collect()
+            let rows = match c.dialect() {
+                Dialect::Mysql => {
+                    c.query(
+                        &format!(
+                            "SELECT {RECORD_COLUMNS} FROM audit_records WHERE chain = ? \
+                             AND seq > ? ORDER BY seq LIMIT ?"
+                        ),
+                        args![chain, after_seq, limit],
+                    )
+                    .await?
+                }
+                Dialect::Sqlite => {
+                    c.query(
+                        &format!(
+                            "SELECT {RECORD_COLUMNS} FROM audit_records WHERE id > ? AND id < ? \
+                             ORDER BY id LIMIT ?"
+                        ),
+                        args![key(chain, after_seq), key(chain + 1, 0), limit],
+                    )
+                    .await?
+                }
+            };
+            rows.iter().map(record_from).collect()
         }))
     }
 
     fn audit_chain_count(&self) -> StoreFuture<'_, i64> {
         Box::pin(self.read_one(async move |c| {
             let mut count = c.dialect().audit_chains();
-            for table in ["audit_records", "audit_checkpoints"] {
-                // The primary keys' first column: one B-tree descent each.
-                let top = c
-                    .query_one(
-                        &format!("SELECT COALESCE(MAX(chain), -1) FROM {table}"),
-                        &[],
-                    )
-                    .await?;
-                if let Some(r) = top {
-                    count = count.max(row_of(table, &r, |r| r.int(0))? + 1);
-                }
+            count = count.max(top_chain(c).await? + 1);
+            // The primary key's first column: one B-tree descent.
+            let top = c
+                .query_one(
+                    "SELECT COALESCE(MAX(chain), -1) FROM audit_checkpoints",
+                    &[],
+                )
+                .await?;
+            if let Some(r) = top {
+                count = count.max(row_of("audit_checkpoints", &r, |r| r.int(0))? + 1);
             }
             Ok(count.min(crate::audit::CHAINS))
         }))
@@ -368,25 +458,9 @@ impl<B: Backend> AuditStore for SqlStore<B> {
             }
             // SQLite: each chain's newest record, one descent of the key
             // each (one chain, unless the log began over more).
-            let top = c
-                .query_one("SELECT COALESCE(MAX(chain), -1) FROM audit_records", &[])
-                .await?;
-            let last = match top {
-                Some(r) => row_of("audit_records", &r, |r| r.int(0))?,
-                None => -1,
-            };
             let mut out = Vec::new();
-            for chain in 0..=last {
-                let newest = c
-                    .query_one(
-                        "SELECT chain, seq, hash FROM audit_records WHERE chain = ? \
-                         ORDER BY seq DESC LIMIT 1",
-                        args![chain],
-                    )
-                    .await?;
-                if let Some(r) = newest {
-                    out.push(head(&r)?);
-                }
+            for chain in 0..=top_chain(c).await? {
+                out.extend(newest_in_chain(c, chain).await?);
             }
             Ok(out)
         }))
@@ -452,6 +526,19 @@ impl<B: Backend> AuditStore for SqlStore<B> {
             }
             Ok(added)
         }))
+    }
+}
+
+/// The highest chain that holds a record, or -1 when none does: one descent
+/// of the records' key.
+async fn top_chain(c: &mut dyn SqlConn) -> Result<i64, StoreError> {
+    let sql = match c.dialect() {
+        Dialect::Mysql => "SELECT COALESCE(MAX(chain), -1) FROM audit_records",
+        Dialect::Sqlite => "SELECT COALESCE(MAX(id) >> 40, -1) FROM audit_records",
+    };
+    match c.query_one(sql, &[]).await? {
+        Some(r) => row_of("audit_records", &r, |r| r.int(0)),
+        None => Ok(-1),
     }
 }
 
