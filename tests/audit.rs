@@ -9,7 +9,7 @@
 //! nodes racing for the same chains; records written after the database
 //! lost its last commit link to what is there; a SQLite log begun at schema
 //! version 9 (1,024 chains) is re-keyed by version 12, goes on in chain 0
-//! and still verifies.
+//! and still verifies, and one with a record no key holds stops that start.
 
 mod common;
 
@@ -966,4 +966,47 @@ fn a_sqlite_log_of_version_9_keeps_its_chains_and_goes_on_in_chain_0() {
     let (code, text) = verify(&server);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("in 701 chains"), "{text}");
+}
+
+/// A SQLite record renumbered by hand to a place no key holds (a negative
+/// seq) stops the start that would re-key the log (version 12), naming the
+/// check, instead of landing in another chain's place; nothing is moved.
+#[test]
+fn a_record_version_12_cannot_key_stops_the_start_and_says_why() {
+    if !matches!(common::backend(), common::TestBackend::Sqlite) {
+        return; // MySQL keeps its (chain, seq) key.
+    }
+    let mut server = ServerConfig::new().start();
+    server.signal(libc::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(30)).is_some(), "stops");
+    let v9 = datamiddleware::store::migrations::SQLITE
+        .iter()
+        .find(|m| m.version == 9)
+        .expect("version 9");
+    sql(&server, "DROP TABLE audit_records");
+    sql(&server, v9.statements[0]);
+    sql(&server, "DELETE FROM schema_migrations WHERE version >= 10");
+    let mut r = AuditRecord {
+        chain: 1,
+        seq: -1,
+        at: 1_700_000_000_000,
+        actor: Actor::system("old", "node-0"),
+        action: "wallet.change".into(),
+        subject: "player:1".into(),
+        details: r#"{"delta":1}"#.into(),
+        prev_hash: datamiddleware::audit::GENESIS.to_string(),
+        hash: String::new(),
+    };
+    r.hash = record_hash(&r);
+    insert_at(&server, &r, ("chain, seq", "1, -1".into()));
+
+    let start = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.restart()));
+    let why = start.expect_err("the start stops");
+    let text = why.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        text.contains("audit_record_chain_and_seq_in_range"),
+        "{text}"
+    );
+    let left = rows(&server, "SELECT chain, seq FROM audit_records");
+    assert_eq!(left, vec![vec![json!(1), json!(-1)]], "nothing moved");
 }

@@ -294,13 +294,16 @@ const AUDIT_NO_HEAD_ROWS: Migration = Migration {
 /// its last three leaves instead, so one audited commit in six wrote four
 /// more pages to the log (1.83 pages a commit against 1.15 now, measured
 /// in bench/RESULTS.md, "Issue 28" run 10). Every record is copied, in
-/// order, with its key computed from where it was.
+/// order, with its key computed from where it was. A record whose chain or
+/// seq has no key (a chain outside 0–1,023 or a negative seq: only a hand
+/// edit makes one) stops the step — and the node's start — on the named
+/// `CHECK`, rather than land in another chain's place.
 const AUDIT_ONE_KEY: Migration = Migration {
     version: 12,
     description: "the audit log on SQLite: a record's chain and seq in one rowid key",
     statements: &[
-        "CREATE TABLE audit_records_keyed (id INTEGER PRIMARY KEY, chain INT GENERATED ALWAYS AS (id >> 40) VIRTUAL, seq BIGINT GENERATED ALWAYS AS (id & 1099511627775) VIRTUAL, at BIGINT NOT NULL, actor_role VARCHAR(16) NOT NULL, actor_id VARCHAR(128) NOT NULL, client VARCHAR(64) NOT NULL, node VARCHAR(128) NOT NULL, action VARCHAR(64) NOT NULL, subject VARCHAR(128) NOT NULL, details TEXT NOT NULL, prev_hash CHAR(64) NOT NULL, hash CHAR(64) NOT NULL)",
-        "INSERT INTO audit_records_keyed (id, at, actor_role, actor_id, client, node, action, subject, details, prev_hash, hash) SELECT (chain << 40) + seq, at, actor_role, actor_id, client, node, action, subject, details, prev_hash, hash FROM audit_records ORDER BY chain, seq",
+        "CREATE TABLE audit_records_keyed (id INTEGER PRIMARY KEY CONSTRAINT audit_record_chain_and_seq_in_range CHECK (id >= 0), chain INT GENERATED ALWAYS AS (id >> 40) VIRTUAL, seq BIGINT GENERATED ALWAYS AS (id & 1099511627775) VIRTUAL, at BIGINT NOT NULL, actor_role VARCHAR(16) NOT NULL, actor_id VARCHAR(128) NOT NULL, client VARCHAR(64) NOT NULL, node VARCHAR(128) NOT NULL, action VARCHAR(64) NOT NULL, subject VARCHAR(128) NOT NULL, details TEXT NOT NULL, prev_hash CHAR(64) NOT NULL, hash CHAR(64) NOT NULL)",
+        "INSERT INTO audit_records_keyed (id, at, actor_role, actor_id, client, node, action, subject, details, prev_hash, hash) SELECT CASE WHEN chain BETWEEN 0 AND 1023 AND seq BETWEEN 0 AND 1099511627775 THEN (chain << 40) + seq ELSE -1 END, at, actor_role, actor_id, client, node, action, subject, details, prev_hash, hash FROM audit_records ORDER BY chain, seq",
         "DROP TABLE audit_records",
         "ALTER TABLE audit_records_keyed RENAME TO audit_records",
     ],

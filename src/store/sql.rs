@@ -223,7 +223,8 @@ pub trait NoticeIds {
 
 /// The heads of the audit chains (SPEC §13) as this process knows them: an
 /// append links its records after the head and inserts them, and the
-/// records' key `(chain, seq)` refuses a place already taken. On SQLite,
+/// records' key (`(chain, seq)`, on SQLite one integer made of them)
+/// refuses a place already taken. On SQLite,
 /// whose file only this process writes, they are exact; on MySQL each
 /// shard's are the heads it last saw committed — another shard or node may
 /// have moved one since, which costs that append a step, never a wrong

@@ -74,10 +74,16 @@ const MAX_SQLITE_SEQ: i64 = (1 << SEQ_BITS) - 1;
 /// (migration 12), so that records appended in order go to the table's
 /// last leaf and a full leaf is split by starting a new one — a `(chain,
 /// seq)` key (a `WITHOUT ROWID` table) rebalanced the last leaves instead,
-/// pages more in the log of every sixth commit. Out-of-range parts (from a
-/// client's paging cursor) are clamped, so the key orders as `(chain, seq)`.
+/// pages more in the log of every sixth commit. Parts out of range (a
+/// paging cursor) give the key that still sorts where `(chain, seq)`
+/// would: before every record of the chain for a negative `seq`, before
+/// every record for a negative chain, after every record for a chain past
+/// the last; `id > key(chain, seq)` then selects the records after it.
 fn key(chain: i64, seq: i64) -> i64 {
-    (chain.clamp(0, crate::audit::CHAINS) << SEQ_BITS) + seq.clamp(0, MAX_SQLITE_SEQ)
+    if chain < 0 {
+        return -1;
+    }
+    (chain.min(crate::audit::CHAINS) << SEQ_BITS) + seq.clamp(-1, MAX_SQLITE_SEQ)
 }
 
 /// Times an append may find its chain's head moved before it gives up
@@ -112,7 +118,8 @@ pub(super) async fn append(
 
 /// Links `drafts` after `chain`'s head and inserts them in one statement.
 ///
-/// The records' key `(chain, seq)` is what orders a chain's appends: the
+/// The records' key — `(chain, seq)`, on SQLite the one integer [`key`]
+/// made of them — is what orders a chain's appends: the
 /// `INSERT` takes the places after the head this process knows (SQLite's
 /// exact head, or on MySQL the head this shard last saw committed), and
 /// holds them until the transaction ends; another change that chose the
@@ -459,7 +466,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
             // SQLite: each chain's newest record, one descent of the key
             // each (one chain, unless the log began over more).
             let mut out = Vec::new();
-            for chain in 0..=top_chain(c).await? {
+            for chain in 0..=top_chain(c).await?.min(crate::audit::CHAINS - 1) {
                 out.extend(newest_in_chain(c, chain).await?);
             }
             Ok(out)
