@@ -870,38 +870,13 @@ fn a_sqlite_log_of_version_9_keeps_its_chains_and_goes_on_in_chain_0() {
     if !matches!(common::backend(), common::TestBackend::Sqlite) {
         return; // On MySQL version 10 changes nothing.
     }
-    let mut server = ServerConfig::new().start();
-    server.signal(libc::SIGTERM);
-    assert!(server.wait_exit(Duration::from_secs(30)).is_some(), "stops");
-    // Back to version 9: its records table and indexes, records in three
-    // of its chains.
-    let v9 = datamiddleware::store::migrations::SQLITE
-        .iter()
-        .find(|m| m.version == 9)
-        .expect("version 9");
-    sql(&server, "DROP TABLE audit_records");
-    for statement in &v9.statements[..3] {
-        assert!(statement.contains("audit_records"), "{statement}");
-        sql(&server, statement);
-    }
-    sql(&server, "DELETE FROM audit_checkpoints");
-    sql(&server, "DELETE FROM schema_migrations WHERE version >= 10");
+    // Records in three of version 9's chains.
+    let mut server = stopped_at_version_9();
     let mut old = Vec::new();
     for c in [0, 5, 700] {
         let mut prev = datamiddleware::audit::GENESIS.to_string();
         for seq in 1..=3 {
-            let mut r = AuditRecord {
-                chain: c,
-                seq,
-                at: 1_700_000_000_000 + seq,
-                actor: Actor::system("old", "node-0"),
-                action: "wallet.change".into(),
-                subject: format!("player:{}", 1000 + c),
-                details: format!(r#"{{"delta":{seq}}}"#),
-                prev_hash: prev,
-                hash: String::new(),
-            };
-            r.hash = record_hash(&r);
+            let r = old_record(c, seq, prev);
             prev = r.hash.clone();
             insert_at(&server, &r, ("chain, seq", format!("{c}, {seq}")));
             old.push(r);
@@ -976,28 +951,8 @@ fn a_record_version_12_cannot_key_stops_the_start_and_says_why() {
     if !matches!(common::backend(), common::TestBackend::Sqlite) {
         return; // MySQL keeps its (chain, seq) key.
     }
-    let mut server = ServerConfig::new().start();
-    server.signal(libc::SIGTERM);
-    assert!(server.wait_exit(Duration::from_secs(30)).is_some(), "stops");
-    let v9 = datamiddleware::store::migrations::SQLITE
-        .iter()
-        .find(|m| m.version == 9)
-        .expect("version 9");
-    sql(&server, "DROP TABLE audit_records");
-    sql(&server, v9.statements[0]);
-    sql(&server, "DELETE FROM schema_migrations WHERE version >= 10");
-    let mut r = AuditRecord {
-        chain: 1,
-        seq: -1,
-        at: 1_700_000_000_000,
-        actor: Actor::system("old", "node-0"),
-        action: "wallet.change".into(),
-        subject: "player:1".into(),
-        details: r#"{"delta":1}"#.into(),
-        prev_hash: datamiddleware::audit::GENESIS.to_string(),
-        hash: String::new(),
-    };
-    r.hash = record_hash(&r);
+    let mut server = stopped_at_version_9();
+    let r = old_record(1, -1, datamiddleware::audit::GENESIS.to_string());
     insert_at(&server, &r, ("chain, seq", "1, -1".into()));
 
     let start = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.restart()));
@@ -1009,4 +964,43 @@ fn a_record_version_12_cannot_key_stops_the_start_and_says_why() {
     );
     let left = rows(&server, "SELECT chain, seq FROM audit_records");
     assert_eq!(left, vec![vec![json!(1), json!(-1)]], "nothing moved");
+}
+
+/// A stopped server whose SQLite database is back at schema version 9: the
+/// records table and indexes that version made (empty), no checkpoint, and
+/// the later versions to run again at the next start.
+fn stopped_at_version_9() -> Server {
+    let mut server = ServerConfig::new().start();
+    server.signal(libc::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(30)).is_some(), "stops");
+    let v9 = datamiddleware::store::migrations::SQLITE
+        .iter()
+        .find(|m| m.version == 9)
+        .expect("version 9");
+    sql(&server, "DROP TABLE audit_records");
+    for statement in &v9.statements[..3] {
+        assert!(statement.contains("audit_records"), "{statement}");
+        sql(&server, statement);
+    }
+    sql(&server, "DELETE FROM audit_checkpoints");
+    sql(&server, "DELETE FROM schema_migrations WHERE version >= 10");
+    server
+}
+
+/// A record an older node wrote: the system's `wallet.change` of a player
+/// of `chain` at `seq`, linked to `prev_hash`.
+fn old_record(chain: i64, seq: i64, prev_hash: String) -> AuditRecord {
+    let mut r = AuditRecord {
+        chain,
+        seq,
+        at: 1_700_000_000_000 + seq,
+        actor: Actor::system("old", "node-0"),
+        action: "wallet.change".into(),
+        subject: format!("player:{}", 1000 + chain),
+        details: format!(r#"{{"delta":{seq}}}"#),
+        prev_hash,
+        hash: String::new(),
+    };
+    r.hash = record_hash(&r);
+    r
 }

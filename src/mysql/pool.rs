@@ -578,15 +578,8 @@ impl PooledConn {
         self.in_flight = true;
         let answers = conn.exec_batch(batch).await;
         let answers = self.note(answers)?;
-        for r in &answers {
-            match r {
-                Err(e) if e.code() == Some(codes::DUPLICATE_KEY) => {}
-                Err(e) => {
-                    self.first_error_retryable
-                        .get_or_insert(e.loses_transaction());
-                }
-                Ok(_) => {}
-            }
+        for e in answers.iter().filter_map(|r| r.as_ref().err()) {
+            self.note_first_error(e);
         }
         Ok(answers)
     }
@@ -613,16 +606,21 @@ impl PooledConn {
             Err(e) => {
                 self.lost |= lost_connection(e);
                 self.timed_out |= matches!(e, MysqlError::Timeout(_));
-                // A duplicate key undoes only its statement: the work may
-                // go on (an audit append steps to the next place), and a
-                // lost lock after it still runs the transaction again.
-                if !e.is_duplicate_key() {
-                    self.first_error_retryable
-                        .get_or_insert(e.loses_transaction());
-                }
+                self.note_first_error(e);
             }
         }
         r
+    }
+
+    /// Remembers whether the loan's first statement error lost the
+    /// transaction. A duplicate key is not counted: it undoes only its
+    /// statement, the work may go on (an audit append steps to the next
+    /// place), and a lost lock after it still runs the transaction again.
+    fn note_first_error(&mut self, e: &MysqlError) {
+        if !e.is_duplicate_key() {
+            self.first_error_retryable
+                .get_or_insert(e.loses_transaction());
+        }
     }
 
     /// Whether the work failed on a stale idle connection before anything

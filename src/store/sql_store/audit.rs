@@ -164,10 +164,10 @@ async fn append_to_chain(
         // Cloned: a refused attempt links them again after another head.
         let records = link(chain, seq, prev, actor, drafts.iter().cloned(), now_ms);
         let last_hash = records.last().map(|r| r.hash.clone()).unwrap_or_default();
-        let values: Vec<SqlValue> = records
-            .into_iter()
-            .flat_map(|r| record_args(r, dialect))
-            .collect();
+        let mut values = Vec::with_capacity(records.len() * 12);
+        for r in records {
+            put_record_values(r, dialect, &mut values);
+        }
         match c.exec(&insert, &values).await {
             Ok(_) => {
                 if let Some(heads) = c.audit_heads() {
@@ -258,28 +258,50 @@ fn link(
         .collect()
 }
 
-/// A record's values for `dialect`'s `INSERT` ([`MYSQL_INSERT_RECORD`],
-/// [`SQLITE_INSERT_RECORD`]), its strings moved, not copied.
-fn record_args(r: AuditRecord, dialect: Dialect) -> Vec<SqlValue> {
-    let place = match dialect {
-        Dialect::Mysql => vec![SqlValue::Int(r.chain), SqlValue::Int(r.seq)],
-        Dialect::Sqlite => vec![SqlValue::Int(key(r.chain, r.seq))],
-    };
-    place
-        .into_iter()
-        .chain([
-            SqlValue::Int(r.at),
-            SqlValue::Text(r.actor.role),
-            SqlValue::Text(r.actor.id),
-            SqlValue::Text(r.actor.client),
-            SqlValue::Text(r.actor.node),
-            SqlValue::Text(r.action),
-            SqlValue::Text(r.subject),
-            SqlValue::Text(r.details),
-            SqlValue::Text(r.prev_hash),
-            SqlValue::Text(r.hash),
-        ])
-        .collect()
+/// Adds a record's values for `dialect`'s `INSERT` ([`MYSQL_INSERT_RECORD`],
+/// [`SQLITE_INSERT_RECORD`]) to `out`, its strings moved, not copied.
+fn put_record_values(r: AuditRecord, dialect: Dialect, out: &mut Vec<SqlValue>) {
+    match dialect {
+        Dialect::Mysql => out.extend([SqlValue::Int(r.chain), SqlValue::Int(r.seq)]),
+        Dialect::Sqlite => out.push(SqlValue::Int(key(r.chain, r.seq))),
+    }
+    out.extend([
+        SqlValue::Int(r.at),
+        SqlValue::Text(r.actor.role),
+        SqlValue::Text(r.actor.id),
+        SqlValue::Text(r.actor.client),
+        SqlValue::Text(r.actor.node),
+        SqlValue::Text(r.action),
+        SqlValue::Text(r.subject),
+        SqlValue::Text(r.details),
+        SqlValue::Text(r.prev_hash),
+        SqlValue::Text(r.hash),
+    ]);
+}
+
+/// Where `chain`'s records after `after_seq` are, on each dialect's key —
+/// a `WHERE` condition, its two values, and the column that orders them:
+/// MySQL's `(chain, seq)`, SQLite's one integer ([`key`]).
+fn after_in_chain(
+    dialect: Dialect,
+    chain: i64,
+    after_seq: i64,
+) -> (&'static str, [SqlValue; 2], &'static str) {
+    match dialect {
+        Dialect::Mysql => (
+            "chain = ? AND seq > ?",
+            [SqlValue::Int(chain), SqlValue::Int(after_seq)],
+            "seq",
+        ),
+        Dialect::Sqlite => (
+            "id > ? AND id < ?",
+            [
+                SqlValue::Int(key(chain, after_seq)),
+                SqlValue::Int(key(chain + 1, 0)),
+            ],
+            "id",
+        ),
+    }
 }
 
 /// `chain`'s newest record (seq, hash) as this transaction reads it, or
@@ -297,25 +319,12 @@ async fn newest_in_chain(
     c: &mut dyn SqlConn,
     chain: i64,
 ) -> Result<Option<(i64, i64, String)>, StoreError> {
-    let newest = match c.dialect() {
-        Dialect::Mysql => {
-            c.query_one(
-                "SELECT chain, seq, hash FROM audit_records WHERE chain = ? \
-                 ORDER BY seq DESC LIMIT 1",
-                args![chain],
-            )
-            .await?
-        }
-        Dialect::Sqlite => {
-            c.query_one(
-                "SELECT chain, seq, hash FROM audit_records WHERE id >= ? AND id < ? \
-                 ORDER BY id DESC LIMIT 1",
-                args![key(chain, 0), key(chain + 1, 0)],
-            )
-            .await?
-        }
-    };
-    newest
+    let (within, values, order) = after_in_chain(c.dialect(), chain, -1);
+    let sql = format!(
+        "SELECT chain, seq, hash FROM audit_records WHERE {within} ORDER BY {order} DESC LIMIT 1"
+    );
+    c.query_one(&sql, &values)
+        .await?
         .map(|r| {
             row_of("audit_records", &r, |r| {
                 Ok((r.int(0)?, r.int(1)?, r.text(2)?))
@@ -396,29 +405,15 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         limit: i64,
     ) -> StoreFuture<'_, Vec<AuditRecord>> {
         Box::pin(self.read_one(async move |c| {
-            let rows = match c.dialect() {
-                Dialect::Mysql => {
-                    c.query(
-                        &format!(
-                            "SELECT {RECORD_COLUMNS} FROM audit_records WHERE chain = ? \
-                             AND seq > ? ORDER BY seq LIMIT ?"
-                        ),
-                        args![chain, after_seq, limit],
-                    )
-                    .await?
-                }
-                Dialect::Sqlite => {
-                    c.query(
-                        &format!(
-                            "SELECT {RECORD_COLUMNS} FROM audit_records WHERE id > ? AND id < ? \
-                             ORDER BY id LIMIT ?"
-                        ),
-                        args![key(chain, after_seq), key(chain + 1, 0), limit],
-                    )
-                    .await?
-                }
-            };
-            rows.iter().map(record_from).collect()
+            let (within, [a, b], order) = after_in_chain(c.dialect(), chain, after_seq);
+            let sql = format!(
+                "SELECT {RECORD_COLUMNS} FROM audit_records WHERE {within} ORDER BY {order} LIMIT ?"
+            );
+            c.query(&sql, &[a, b, SqlValue::Int(limit)])
+                .await?
+                .iter()
+                .map(record_from)
+                .collect()
         }))
     }
 
